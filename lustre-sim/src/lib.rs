@@ -1,0 +1,1 @@
+//! `liblustreapi_sim.so`: an ABI-compatible liblustreapi backed by the `lustre-sim mds` daemon.

@@ -1,0 +1,2 @@
+//! Safe Lustre API: FIDs, typed changelog records, copytool sessions, HSM requests.
+//! Nothing here knows about blobs.
