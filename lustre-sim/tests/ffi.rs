@@ -1000,3 +1000,184 @@ fn bad_cli_input_gives_one_line_and_a_failure() {
     assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn a_following_reader_gets_new_records_and_polls_readable() {
+    let sim = Sim::start(SimOptions::default());
+    sim.register_changelog_user(0);
+    let a = api();
+    let mut h: *mut c_void = std::ptr::null_mut();
+    let flags = (CHANGELOG_FLAG_FOLLOW | CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS) as u32;
+    assert_eq!(
+        unsafe { (a.llapi_changelog_start)(&mut h, flags, c(&sim.mdt_name(0)).as_ptr(), 0) },
+        0
+    );
+    let fd = unsafe { (a.llapi_changelog_get_fd)(h) };
+    assert!(fd >= 0);
+    std::fs::create_dir(sim.mount().join("d1")).unwrap();
+    std::fs::create_dir(sim.mount().join("d2")).unwrap();
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    assert_eq!(
+        unsafe { libc::poll(&mut p, 1, 30_000) },
+        1,
+        "records make the fd readable"
+    );
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        let mut r = std::ptr::null_mut();
+        assert_eq!(
+            unsafe { (a.llapi_changelog_recv)(h, &mut r) },
+            0,
+            "follow mode blocks, never returns 1"
+        );
+        let b = unsafe {
+            std::slice::from_raw_parts(r as *const u8, lustreapi_sim::record::CR_MAXSIZE)
+        };
+        names.push(Rec::decode(b).unwrap().0.name);
+        unsafe { (a.llapi_changelog_free)(&mut r) };
+    }
+    assert_eq!(names, vec![b"d1".to_vec(), b"d2".to_vec()]);
+    let in_buf = a.llapi_changelog_in_buf.expect("in_buf exported");
+    assert_eq!(unsafe { in_buf(h) }, 0);
+    assert_eq!(unsafe { (a.llapi_changelog_fini)(&mut h) }, 0);
+    assert!(h.is_null());
+}
+
+#[test]
+fn copytools_learn_of_a_shutdown_and_registration_needs_a_coordinator() {
+    let mut sim = Sim::start(SimOptions::default());
+    let m = sim.mount().to_path_buf();
+    let mut ag = Agent::register(&m, &[]);
+    sim.stop();
+    let mut hal = std::ptr::null_mut();
+    let mut size = 0;
+    assert_eq!(
+        unsafe { (api().llapi_hsm_copytool_recv)(ag.ct, &mut hal, &mut size) },
+        -libc::ESHUTDOWN
+    );
+    assert!(hal.is_null());
+    assert_eq!(
+        unsafe { (api().llapi_hsm_copytool_unregister)(&mut ag.ct) },
+        0
+    );
+    assert!(ag.ct.is_null());
+    std::mem::forget(ag);
+    sim.restart();
+    sim.set_param("hsm_control", "shutdown");
+    let mut ct = std::ptr::null_mut();
+    let rc = unsafe {
+        (api().llapi_hsm_copytool_register)(&mut ct, cp(&m).as_ptr(), 0, std::ptr::null_mut(), 0)
+    };
+    assert_eq!(rc, -libc::ENXIO);
+    sim.set_param("hsm_control", "enabled");
+    let ag = Agent::register(&m, &[]);
+    drop(ag);
+}
+
+#[test]
+fn a_dead_agent_is_dropped_and_the_work_goes_to_a_live_one() {
+    let sim = Sim::start(SimOptions::default());
+    let m = sim.mount();
+    std::fs::write(m.join("f"), b"x").unwrap();
+    let fid = path2fid(&m.join("f"));
+    let mut child = Command::new(testkit::sim::sim_bin_path())
+        .args(["test-agent", m.to_str().unwrap(), "--archive", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "registered\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // the live agent registered later, so the dead one (same load, lower id) is tried first
+    let mut ag = Agent::register(m, &[1]);
+    assert_eq!(sim.get_param(0, "hsm.agents").lines().count(), 2);
+    assert_eq!(request(m, HUA_ARCHIVE, 1, &[fid], b""), 0);
+    let items = ag.recv();
+    assert_eq!(items[0].fid, fid);
+    assert_eq!(
+        sim.get_param(0, "hsm.agents").lines().count(),
+        1,
+        "EPIPE unregistered the dead agent"
+    );
+}
+
+#[test]
+fn cli_prints_what_the_real_tools_print() {
+    let sim = Sim::start(SimOptions::default());
+    let mdt = sim.mdt_name(0);
+    let o = sim.lctl(&["--device", &mdt, "changelog_register"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{mdt}: Registered changelog userid 'cl1'\n")
+    );
+    let f = sim.mount().join("file");
+    std::fs::write(&f, b"x").unwrap();
+    let fid = path2fid(&f);
+    let out = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let fs = f.to_str().unwrap();
+    assert_eq!(out(sim.lfs(&["path2fid", fs])), format!("{fid}\n"));
+    assert_eq!(
+        out(sim.lfs(&["fid2path", sim.fsname(), &fid.to_string()])),
+        format!("{fs}\n")
+    );
+    assert_eq!(
+        out(sim.lfs(&["hsm_state", fs])),
+        format!("{fs}:\t(0x00000000)\n")
+    );
+    assert_eq!(
+        out(sim.lfs(&["hsm_action", fs])),
+        format!("{fs}: NOOP NONE\n")
+    );
+    out(sim.lfs(&["hsm_archive", "-a", "2", fs]));
+    assert_eq!(
+        out(sim.lfs(&["hsm_action", fs])),
+        format!("{fs}: ARCHIVE WAITING\n")
+    );
+    let log = out(sim.lfs(&["changelog", &mdt]));
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    let w: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!((w[0], w[1]), ("1", "01CREAT"));
+    assert!(w[2].len() == 18 && w[3].len() == 10, "{}", lines[0]);
+    assert_eq!(
+        &w[4..],
+        [
+            "0x0",
+            &format!("t={fid}"),
+            "ef=0x3",
+            "u=0:0",
+            "nid=0@lo",
+            &format!("p={}", path2fid(sim.mount())),
+            "file"
+        ]
+    );
+    assert!(lines[1].starts_with("2 11CLOSE "), "{}", lines[1]);
+    out(sim.lfs(&["changelog_clear", &mdt, "cl1", "1"]));
+    assert_eq!(out(sim.lfs(&["changelog", &mdt])).lines().count(), 1);
+    assert_eq!(
+        out(sim.lctl(&["set_param", &format!("mdt.{mdt}.hsm.max_requests=7")])),
+        format!("mdt.{mdt}.hsm.max_requests=7\n")
+    );
+    assert_eq!(
+        out(sim.lctl(&["get_param", &format!("mdt.{mdt}.hsm.max_requests")])),
+        format!("mdt.{mdt}.hsm.max_requests=7\n")
+    );
+    assert_eq!(
+        sim.get_param(0, "hsm.policy"),
+        "NonBlockingRestore [NoRetryAction]"
+    );
+    assert_eq!(
+        out(sim.lctl(&["--device", &mdt, "changelog_deregister", "cl1"])),
+        format!("{mdt}: Deregistered changelog user #1\n")
+    );
+}

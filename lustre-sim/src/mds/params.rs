@@ -84,10 +84,6 @@ impl State {
             ));
             out.push((format!("{}hsm.policy", p), Self::policy_str(t)));
             out.push((
-                format!("{}hsm.remove_archive_on_last_unlink", p),
-                (t.remove_archive_on_last_unlink as u32).to_string(),
-            ));
-            out.push((
                 format!("{}hsm.archive_count", p),
                 m.archive_count.to_string(),
             ));
@@ -215,9 +211,6 @@ impl State {
                 "hsm.loop_period" => t.loop_period = num()?.max(1),
                 "hsm.grace_delay" => t.grace_delay = num()?,
                 "hsm.default_archive_id" => t.default_archive_id = num()? as u32,
-                "hsm.remove_archive_on_last_unlink" => {
-                    t.remove_archive_on_last_unlink = num()? != 0
-                }
                 "hsm.policy" => {
                     for tok in value.split_whitespace() {
                         let (on, n) = match tok.as_bytes()[0] {

@@ -101,7 +101,6 @@ pub struct Tunables {
     pub policy_nra: bool,
     pub policy_nbr: bool,
     pub hsm_control: String,
-    pub remove_archive_on_last_unlink: bool,
 }
 
 impl Default for Tunables {
@@ -115,7 +114,6 @@ impl Default for Tunables {
             policy_nra: true,
             policy_nbr: false,
             hsm_control: "enabled".into(),
-            remove_archive_on_last_unlink: false,
         }
     }
 }
