@@ -1181,3 +1181,31 @@ fn cli_prints_what_the_real_tools_print() {
         format!("{mdt}: Deregistered changelog user #1\n")
     );
 }
+
+#[test]
+fn files_written_in_brand_new_directories_get_create_and_close() {
+    let sim = Sim::start(SimOptions::default());
+    sim.register_changelog_user(0);
+    let m = sim.mount();
+    std::fs::create_dir_all(m.join("p/q/r")).unwrap();
+    std::fs::write(m.join("p/q/r/f"), b"data").unwrap();
+    let f = path2fid(&m.join("p/q/r/f"));
+    let rs = records(&sim.mdt_name(0), 0);
+    let mkdirs: Vec<&[u8]> = rs
+        .iter()
+        .filter(|r| r.rtype == CL_MKDIR)
+        .map(|r| r.name.as_slice())
+        .collect();
+    assert_eq!(mkdirs, vec![&b"p"[..], b"q", b"r"]);
+    let create = rs
+        .iter()
+        .position(|r| r.rtype == CL_CREATE && r.tfid == f)
+        .expect("CREATE of f");
+    assert!(
+        rs[create..]
+            .iter()
+            .any(|r| r.rtype == CL_CLOSE && r.tfid == f),
+        "{rs:#?}"
+    );
+    assert_eq!(rs.iter().filter(|r| r.rtype == CL_CREATE).count(), 1);
+}

@@ -273,7 +273,14 @@ impl State {
             }
             let p = join(path, &name);
             let meta = std::fs::symlink_metadata(&p).ok();
-            self.link_or_create(w, dfid, &name, &p, meta);
+            let known = self.nodes.len();
+            let fid = self.link_or_create(w, dfid, &name, &p, meta);
+            // A file written before its directory's watch existed: its close was not seen.
+            if self.nodes.len() > known
+                && self.nodes.get(&fid).is_some_and(|n| n.kind == Kind::File)
+            {
+                self.close_write(fid, &p);
+            }
         }
     }
 
@@ -742,6 +749,10 @@ impl State {
                     }
                     None => {
                         let f = self.create_entry(w, dfid, &name, &p, Some(m.clone()), false);
+                        if m.is_file() {
+                            // created while nobody watched: its close was not seen either
+                            self.close_write(f, &p);
+                        }
                         seen.entry(f).or_default().push((dfid, name.clone()));
                         // create_entry already scanned a new directory's content
                         if m.is_dir() {
