@@ -64,6 +64,19 @@ impl Watcher {
     }
 }
 
+/// What prompted a comparison with the cached stat.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Cause {
+    Modify,
+    Attrib,
+    Close,
+    Rescan,
+}
+
+fn n_is_file(s: &State, fid: &Fid) -> bool {
+    s.nodes.get(fid).is_some_and(|n| n.kind == Kind::File)
+}
+
 pub struct Event {
     pub wd: i32,
     pub mask: u32,
@@ -469,12 +482,14 @@ impl State {
     }
 
     /// Compares the entry with its cached stat/xattrs and emits the setattr-family /
-    /// SETXATTR records the difference calls for.
-    pub fn attr_changed(&mut self, fid: Fid, path: &Path, from_modify: bool) {
+    /// SETXATTR records the difference calls for. `cause` says which event prompted it:
+    /// a write (IN_MODIFY) always changes the data; an IN_ATTRIB that sees a new size belongs
+    /// to a write whose IN_MODIFY is still queued, so it leaves size and mtime to that event.
+    pub fn attr_changed(&mut self, fid: Fid, path: &Path, cause: Cause) {
         let Ok(m) = std::fs::symlink_metadata(path) else {
             return;
         };
-        let st = Stat::from_meta(&m);
+        let mut st = Stat::from_meta(&m);
         let Some(n) = self.nodes.get(&fid) else {
             return;
         };
@@ -484,6 +499,10 @@ impl State {
         let old = n.stat.clone();
         let parent = n.links.first().map(|l| l.0).unwrap_or_default();
         let mdt = n.mdt;
+        if cause == Cause::Attrib && st.size != old.size {
+            st.size = old.size;
+            st.mtime = old.mtime;
+        }
         let mut valid = 0u16;
         if st.mode != old.mode {
             valid |= ATTR_MODE;
@@ -501,19 +520,23 @@ impl State {
         if st.mtime != old.mtime {
             valid |= ATTR_MTIME | ATTR_CTIME;
         }
-        let data = from_modify && (st.size != old.size || st.mtime != old.mtime);
-        // Writes never change xattrs: skip listing them on every IN_MODIFY.
+        let data = match cause {
+            Cause::Modify => true,
+            Cause::Rescan => st.size != old.size || st.mtime != old.mtime,
+            Cause::Attrib | Cause::Close => false,
+        };
+        // Only IN_ATTRIB (and the rescan) can mean changed xattrs.
         let old_x = n.xattrs.clone();
-        let xattrs = if from_modify {
-            old_x.clone()
-        } else {
+        let xattrs = if matches!(cause, Cause::Attrib | Cause::Rescan) {
             list_xattrs(path)
+        } else {
+            old_x.clone()
         };
         if let Some(n) = self.node_mut(&fid) {
             n.stat = st.clone();
             n.xattrs = xattrs.clone();
         }
-        if data || shrunk {
+        if data && n_is_file(self, &fid) {
             self.data_changed(fid);
         }
         // Setattr family: one record, the lowest type among TRUNC, SETATTR, MTIME that applies.
@@ -521,7 +544,7 @@ impl State {
             Some(CL_TRUNC)
         } else if valid & (ATTR_MODE | ATTR_UID | ATTR_GID) != 0 {
             Some(CL_SETATTR)
-        } else if !from_modify && valid & ATTR_MTIME != 0 {
+        } else if cause == Cause::Attrib && valid & ATTR_MTIME != 0 {
             Some(CL_MTIME)
         } else {
             None
@@ -549,7 +572,11 @@ impl State {
     }
 
     pub fn close_write(&mut self, fid: Fid, path: &Path) {
-        self.attr_changed(fid, path, true);
+        self.close_with(fid, path, Cause::Close);
+    }
+
+    fn close_with(&mut self, fid: Fid, path: &Path, cause: Cause) {
+        self.attr_changed(fid, path, cause);
         let Some(n) = self.nodes.get(&fid) else {
             return;
         };
@@ -606,7 +633,7 @@ impl State {
         if ev.name.is_empty() {
             if ev.mask & libc::IN_ATTRIB != 0 && dfid == ROOT_FID {
                 let root = self.root.clone();
-                self.attr_changed(dfid, &root, false);
+                self.attr_changed(dfid, &root, Cause::Attrib);
             }
             return;
         }
@@ -673,9 +700,9 @@ impl State {
             if ev.mask & libc::IN_CLOSE_WRITE != 0 {
                 self.close_write(c, &path);
             } else if ev.mask & libc::IN_MODIFY != 0 {
-                self.attr_changed(c, &path, true);
+                self.attr_changed(c, &path, Cause::Modify);
             } else if ev.mask & libc::IN_ATTRIB != 0 {
-                self.attr_changed(c, &path, false);
+                self.attr_changed(c, &path, Cause::Attrib);
             }
         }
     }
@@ -820,9 +847,9 @@ impl State {
             let content =
                 n.kind == Kind::File && (st.size != n.stat.size || st.mtime != n.stat.mtime);
             if content {
-                self.close_write(fid, &path);
+                self.close_with(fid, &path, Cause::Rescan);
             } else {
-                self.attr_changed(fid, &path, false);
+                self.attr_changed(fid, &path, Cause::Rescan);
             }
         }
     }
