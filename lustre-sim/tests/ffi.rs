@@ -1209,3 +1209,43 @@ fn files_written_in_brand_new_directories_get_create_and_close() {
     );
     assert_eq!(rs.iter().filter(|r| r.rtype == CL_CREATE).count(), 1);
 }
+
+#[test]
+fn hsm_control_disables_dispatch_and_purge_cancels() {
+    let sim = Sim::start(SimOptions::default());
+    let m = sim.mount();
+    std::fs::write(m.join("f"), b"x").unwrap();
+    let fid = path2fid(&m.join("f"));
+    sim.set_param("hsm_control", "disabled");
+    let mut ag = Agent::register(m, &[]);
+    assert_eq!(request(m, HUA_ARCHIVE, 0, &[fid], b""), 0);
+    assert_eq!(current_action(&m.join("f")).hca_state, HPS_WAITING, "queued, not sent");
+    sim.set_param("hsm_control", "enabled");
+    assert_eq!(ag.recv()[0].fid, fid);
+    sim.set_param("hsm_control", "purge");
+    assert_eq!(current_action(&m.join("f")).hca_state, HPS_NONE);
+    assert!(sim.get_param(0, "hsm.actions").contains("status=CANCELED"));
+    assert_eq!(sim.get_param(0, "hsm_control"), "enabled");
+}
+
+#[test]
+fn attribute_changes_map_to_the_setattr_family() {
+    let sim = Sim::start(SimOptions::default());
+    sim.register_changelog_user(0);
+    let m = sim.mount();
+    let f = m.join("f");
+    std::fs::write(&f, b"abc").unwrap();
+    path2fid(m);
+    let fc = cp(&f);
+    let times = [libc::timespec { tv_sec: 5, tv_nsec: 0 }, libc::timespec { tv_sec: 7, tv_nsec: 0 }];
+    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, fc.as_ptr(), times.as_ptr(), 0) }, 0);
+    path2fid(m);
+    assert_eq!(unsafe { libc::chown(fc.as_ptr(), 1234, 1234) }, 0);
+    path2fid(m);
+    assert_eq!(unsafe { libc::removexattr(fc.as_ptr(), c("trusted.nope").as_ptr()) }, -1, "no such xattr: nothing recorded");
+    let rs = records(&sim.mdt_name(0), 0);
+    assert_eq!(types(&rs), vec![CL_CREATE, CL_CLOSE, CL_MTIME, CL_SETATTR], "{rs:#?}");
+    assert_eq!(rs[2].flags, ATTR_MTIME | ATTR_CTIME);
+    assert_eq!(rs[3].flags, ATTR_UID | ATTR_GID);
+    assert_eq!(rs[3].uidgid, Some((1234, 1234)));
+}
