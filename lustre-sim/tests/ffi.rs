@@ -1219,7 +1219,11 @@ fn hsm_control_disables_dispatch_and_purge_cancels() {
     sim.set_param("hsm_control", "disabled");
     let mut ag = Agent::register(m, &[]);
     assert_eq!(request(m, HUA_ARCHIVE, 0, &[fid], b""), 0);
-    assert_eq!(current_action(&m.join("f")).hca_state, HPS_WAITING, "queued, not sent");
+    assert_eq!(
+        current_action(&m.join("f")).hca_state,
+        HPS_WAITING,
+        "queued, not sent"
+    );
     sim.set_param("hsm_control", "enabled");
     assert_eq!(ag.recv()[0].fid, fid);
     sim.set_param("hsm_control", "purge");
@@ -1237,14 +1241,34 @@ fn attribute_changes_map_to_the_setattr_family() {
     std::fs::write(&f, b"abc").unwrap();
     path2fid(m);
     let fc = cp(&f);
-    let times = [libc::timespec { tv_sec: 5, tv_nsec: 0 }, libc::timespec { tv_sec: 7, tv_nsec: 0 }];
-    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, fc.as_ptr(), times.as_ptr(), 0) }, 0);
+    let times = [
+        libc::timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: 7,
+            tv_nsec: 0,
+        },
+    ];
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, fc.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
     path2fid(m);
     assert_eq!(unsafe { libc::chown(fc.as_ptr(), 1234, 1234) }, 0);
     path2fid(m);
-    assert_eq!(unsafe { libc::removexattr(fc.as_ptr(), c("trusted.nope").as_ptr()) }, -1, "no such xattr: nothing recorded");
+    assert_eq!(
+        unsafe { libc::removexattr(fc.as_ptr(), c("trusted.nope").as_ptr()) },
+        -1,
+        "no such xattr: nothing recorded"
+    );
     let rs = records(&sim.mdt_name(0), 0);
-    assert_eq!(types(&rs), vec![CL_CREATE, CL_CLOSE, CL_MTIME, CL_SETATTR], "{rs:#?}");
+    assert_eq!(
+        types(&rs),
+        vec![CL_CREATE, CL_CLOSE, CL_MTIME, CL_SETATTR],
+        "{rs:#?}"
+    );
     assert_eq!(rs[2].flags, ATTR_MTIME | ATTR_CTIME);
     assert_eq!(rs[3].flags, ATTR_UID | ATTR_GID);
     assert_eq!(rs[3].uidgid, Some((1234, 1234)));

@@ -131,7 +131,12 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     let sock = proto::sock_path(&root);
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).map_err(ioe(format!("bind {}", sock.display())))?;
-    let _ = crate::mounts::register(&opts.fsname, &root);
+    if let Err(e) = crate::mounts::register(&opts.fsname, &root) {
+        eprintln!(
+            "lustre-sim mds: warning: no mount table entry ({e}): {} is found by path only",
+            opts.fsname
+        );
+    }
 
     let s2 = shared.clone();
     std::thread::spawn(move || inotify_loop(s2));
