@@ -133,13 +133,13 @@ fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<String>)) -> std::io::Result<()>
         .read(true)
         .write(true)
         .truncate(false)
-        .open(&path)?;
+        .open(path)?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     // SAFETY: flock on a descriptor we own; released when `file` closes.
     if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut lines: Vec<String> = text
         .lines()
         .filter(|l| {
@@ -158,6 +158,6 @@ fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<String>)) -> std::io::Result<()>
     let mut t = std::fs::File::create(&tmp)?;
     t.write_all(out.as_bytes())?;
     t.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    std::fs::rename(&tmp, path)?;
     Ok(())
 }
