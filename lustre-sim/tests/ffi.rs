@@ -1273,3 +1273,55 @@ fn attribute_changes_map_to_the_setattr_family() {
     assert_eq!(rs[3].flags, ATTR_UID | ATTR_GID);
     assert_eq!(rs[3].uidgid, Some((1234, 1234)));
 }
+
+#[test]
+fn one_copytool_handle_serves_actions_from_several_threads() {
+    let sim = Sim::start(SimOptions::default());
+    let m = sim.mount();
+    let mut fids = Vec::new();
+    for i in 0..3 {
+        std::fs::write(m.join(format!("f{i}")), vec![b'a' + i as u8; 1000]).unwrap();
+        fids.push(path2fid(&m.join(format!("f{i}"))));
+    }
+    let mut ag = Agent::register(m, &[]);
+    assert_eq!(request(m, HUA_ARCHIVE, 0, &fids, b""), 0);
+    assert_eq!(ag.recv().len(), 3);
+    // copy each item before threading, as the hal buffer is reused by the next recv
+    let ct = ag.ct as usize;
+    let items: Vec<Vec<u8>> = (0..3)
+        .map(|k| unsafe { std::slice::from_raw_parts(ag.item_ptr(k) as *const u8, 72) }.to_vec())
+        .collect();
+    let threads: Vec<_> = items
+        .into_iter()
+        .map(|item| {
+            std::thread::spawn(move || {
+                let a = api();
+                let mut hcp = std::ptr::null_mut();
+                let rc = unsafe {
+                    (a.llapi_hsm_action_begin)(
+                        &mut hcp,
+                        ct as *const _,
+                        item.as_ptr() as *const _,
+                        -1,
+                        0,
+                        false,
+                    )
+                };
+                assert_eq!(rc, 0);
+                for k in 0..10 {
+                    assert_eq!(progress(hcp, k * 100, 100), 0);
+                }
+                end(hcp, 0)
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 0);
+    }
+    for i in 0..3 {
+        assert_eq!(
+            hsm_state(&m.join(format!("f{i}"))).0,
+            HS_EXISTS | HS_ARCHIVED
+        );
+    }
+}
