@@ -21,7 +21,7 @@ if ! modinfo lustre >/dev/null 2>&1; then
   if [ "$LUSTRE_CLIENT_MODULES" = kmod ]; then
     dnf -y install kmod-lustre-client lustre-client
   else
-    dnf -y install "kernel-devel-$(uname -r)"
+    dnf -y install "kernel-devel-$(uname -r)" dkms libyaml-devel elfutils-libelf-devel
     # The DKMS package builds the modules for the running kernel (several minutes).
     dnf -y install lustre-client-dkms lustre-client
     dkms autoinstall -k "$(uname -r)"

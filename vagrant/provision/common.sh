@@ -53,10 +53,10 @@ dnf -y makecache
 if [ "$NODE_ROLE" = server ]; then
   # ldiskfs needs Whamcloud's e2fsprogs (newer than the distribution's).
   dnf -y upgrade e2fsprogs e2fsprogs-libs libcom_err libss
-  # The patched server kernel from the Lustre repository (kernel, and on EL8+ kernel-core and
-  # kernel-modules), whatever exact version this release ships.
+  # The patched server kernel from the Lustre repository (kernel, kernel-core, kernel-modules and
+  # on EL9 kernel-modules-core), whatever exact version this release ships.
   mapfile -t kernel_pkgs < <(dnf -q --disablerepo='*' --enablerepo=lustre-server repoquery --latest-limit 1 \
-    --qf '%{name}-%{version}-%{release}.%{arch}' kernel kernel-core kernel-modules)
+    --qf '%{name}-%{version}-%{release}.%{arch}' kernel kernel-core kernel-modules kernel-modules-core)
   [ "${#kernel_pkgs[@]}" -gt 0 ] || die "no kernel package in $LUSTRE_REPO_BASE/server"
   log "server kernel: ${kernel_pkgs[*]}"
   dnf -y install "${kernel_pkgs[@]}" lustre kmod-lustre kmod-lustre-osd-ldiskfs lustre-osd-ldiskfs-mount
