@@ -103,25 +103,33 @@ pub fn encode_hal(hal: &ActionList) -> Result<Vec<u8>, EncodeError> {
     out.push(0);
     pad8(&mut out);
     for item in &hal.items {
-        let hai_len = HAI_FIXED_LEN
-            .checked_add(item.data.len())
-            .and_then(|l| u32::try_from(l).ok())
-            .ok_or(EncodeError::TooBig {
-                what: "hai_data",
-                len: item.data.len(),
-                max: u32::MAX as usize - HAI_FIXED_LEN,
-            })?;
-        out.extend_from_slice(&hai_len.to_le_bytes());
-        out.extend_from_slice(&item.action.raw().to_le_bytes());
-        out.extend_from_slice(&item.fid.to_bytes());
-        out.extend_from_slice(&item.dfid.to_bytes());
-        out.extend_from_slice(&item.extent.offset.to_le_bytes());
-        out.extend_from_slice(&item.extent.length.to_le_bytes());
-        out.extend_from_slice(&item.cookie.to_le_bytes());
-        out.extend_from_slice(&item.gid.to_le_bytes());
-        out.extend_from_slice(&item.data);
+        out.extend_from_slice(&encode_hai(item)?);
         pad8(&mut out);
     }
+    Ok(out)
+}
+
+/// Encodes one action item: the fixed 72 bytes with `hai_len = 72 + data.len()`, then the
+/// data (no trailing padding).
+pub fn encode_hai(item: &ActionItem) -> Result<Vec<u8>, EncodeError> {
+    let hai_len = HAI_FIXED_LEN
+        .checked_add(item.data.len())
+        .and_then(|l| u32::try_from(l).ok())
+        .ok_or(EncodeError::TooBig {
+            what: "hai_data",
+            len: item.data.len(),
+            max: u32::MAX as usize - HAI_FIXED_LEN,
+        })?;
+    let mut out = Vec::with_capacity(hai_len as usize);
+    out.extend_from_slice(&hai_len.to_le_bytes());
+    out.extend_from_slice(&item.action.raw().to_le_bytes());
+    out.extend_from_slice(&item.fid.to_bytes());
+    out.extend_from_slice(&item.dfid.to_bytes());
+    out.extend_from_slice(&item.extent.offset.to_le_bytes());
+    out.extend_from_slice(&item.extent.length.to_le_bytes());
+    out.extend_from_slice(&item.cookie.to_le_bytes());
+    out.extend_from_slice(&item.gid.to_le_bytes());
+    out.extend_from_slice(&item.data);
     Ok(out)
 }
 

@@ -16,7 +16,9 @@ mod kuc;
 pub use changelog::{
     changelog_layout, decode_changelog, encode_changelog, ChangelogLayout, CHANGELOG_REC_LEN,
 };
-pub use hal::{decode_hal, encode_hal, hal_first_item_offset, HAI_FIXED_LEN, HAL_HEADER_LEN};
+pub use hal::{
+    decode_hal, encode_hai, encode_hal, hal_first_item_offset, HAI_FIXED_LEN, HAL_HEADER_LEN,
+};
 pub use hur::{
     decode_hur, encode_hur, hur_len, max_items_per_request, split_requests, HUR_HEADER_LEN,
     HUR_ITEM_LEN, HUR_MAX_LEN,
