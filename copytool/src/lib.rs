@@ -12,10 +12,12 @@ pub mod actions;
 pub mod engine;
 pub mod failure;
 pub mod guard;
+pub mod http_metrics;
 pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod record;
+pub mod settings;
 pub mod throttle;
 pub mod timefmt;
 
