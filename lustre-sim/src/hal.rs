@@ -102,7 +102,11 @@ pub fn kuc_message(transport: u8, msgtype: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 pub fn kuc_hal(archive_id: u32, flags: u64, fsname: &str, items: &[Item]) -> Vec<u8> {
-    kuc_message(KUC_TRANSPORT_HSM, HMT_ACTION_LIST, &encode_hal(archive_id, flags, fsname, items))
+    kuc_message(
+        KUC_TRANSPORT_HSM,
+        HMT_ACTION_LIST,
+        &encode_hal(archive_id, flags, fsname, items),
+    )
 }
 
 pub fn kuc_shutdown() -> Vec<u8> {
@@ -136,8 +140,16 @@ mod tests {
     fn item(datalen: usize) -> Item {
         Item {
             action: HSMA_ARCHIVE,
-            fid: Fid { seq: 0x200000401, oid: 1, ver: 0 },
-            dfid: Fid { seq: 0x200000401, oid: 1, ver: 0 },
+            fid: Fid {
+                seq: 0x200000401,
+                oid: 1,
+                ver: 0,
+            },
+            dfid: Fid {
+                seq: 0x200000401,
+                oid: 1,
+                ver: 0,
+            },
             offset: 0,
             length: u64::MAX,
             cookie: 9,

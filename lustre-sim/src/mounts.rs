@@ -12,12 +12,18 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_MOUNTTAB: &str = "/run/lustre-sim/mounts";
 
 pub fn mounttab_path() -> PathBuf {
-    std::env::var_os("LUSTRE_SIM_MOUNTTAB").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_MOUNTTAB))
+    std::env::var_os("LUSTRE_SIM_MOUNTTAB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MOUNTTAB))
 }
 
 /// The mount directory holding `path` (which need not exist; its nearest existing ancestor is used).
 pub fn mount_of_path(path: &Path) -> Option<PathBuf> {
-    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
     let mut cur: Option<PathBuf> = None;
     for anc in abs.ancestors() {
         if let Ok(c) = anc.canonicalize() {
@@ -26,7 +32,9 @@ pub fn mount_of_path(path: &Path) -> Option<PathBuf> {
         }
     }
     let cur = cur?;
-    cur.ancestors().find(|d| sock_path(d).exists()).map(Path::to_path_buf)
+    cur.ancestors()
+        .find(|d| sock_path(d).exists())
+        .map(Path::to_path_buf)
 }
 
 /// Splits "<fsname>-MDTxxxx" into (fsname, index); a bare fsname gives index None.
@@ -48,7 +56,9 @@ pub fn live_mounts() -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = Vec::new();
     for line in text.lines() {
         let mut it = line.splitn(2, '\t');
-        let (Some(fs), Some(dir)) = (it.next(), it.next()) else { continue };
+        let (Some(fs), Some(dir)) = (it.next(), it.next()) else {
+            continue;
+        };
         let dir = PathBuf::from(dir);
         if out.iter().any(|(f, d)| f == fs && d == &dir) {
             continue;
@@ -61,7 +71,10 @@ pub fn live_mounts() -> Vec<(String, PathBuf)> {
 }
 
 pub fn mount_of_fsname(fsname: &str) -> Option<PathBuf> {
-    live_mounts().into_iter().find(|(f, _)| f == fsname).map(|(_, d)| d)
+    live_mounts()
+        .into_iter()
+        .find(|(f, _)| f == fsname)
+        .map(|(_, d)| d)
 }
 
 /// A "device" argument as liblustreapi takes it: a path starting with '/', else an fsname or
@@ -91,7 +104,12 @@ fn rewrite(f: impl FnOnce(&mut Vec<String>)) -> std::io::Result<()> {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p)?;
     }
-    let file = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(false).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     // SAFETY: flock on a descriptor we own; released when `file` closes.
     if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
@@ -101,7 +119,8 @@ fn rewrite(f: impl FnOnce(&mut Vec<String>)) -> std::io::Result<()> {
     let mut lines: Vec<String> = text
         .lines()
         .filter(|l| {
-            l.split_once('\t').is_some_and(|(_, d)| UnixStream::connect(sock_path(Path::new(d))).is_ok())
+            l.split_once('\t')
+                .is_some_and(|(_, d)| UnixStream::connect(sock_path(Path::new(d))).is_ok())
         })
         .map(str::to_string)
         .collect();

@@ -137,7 +137,10 @@ impl Rec {
         let need = |o: usize, n: usize| if b.len() < o + n { None } else { Some(()) };
         if flags & CLF_RENAME != 0 {
             need(o, 32)?;
-            r.rename = Some((Fid::from_bytes(&b[o..o + 16])?, Fid::from_bytes(&b[o + 16..o + 32])?));
+            r.rename = Some((
+                Fid::from_bytes(&b[o..o + 16])?,
+                Fid::from_bytes(&b[o + 16..o + 32])?,
+            ));
             o += 32;
         }
         if flags & CLF_JOBID != 0 {
@@ -223,9 +226,28 @@ mod tests {
             flags: 1,
             index: 7,
             time: pack_time(100, 5),
-            tfid: Fid { seq: 0x200000401, oid: 2, ver: 0 },
-            pfid: Fid { seq: 0x200000401, oid: 1, ver: 0 },
-            rename: Some((Fid { seq: 0x200000401, oid: 3, ver: 0 }, Fid { seq: 0x200000401, oid: 4, ver: 0 })),
+            tfid: Fid {
+                seq: 0x200000401,
+                oid: 2,
+                ver: 0,
+            },
+            pfid: Fid {
+                seq: 0x200000401,
+                oid: 1,
+                ver: 0,
+            },
+            rename: Some((
+                Fid {
+                    seq: 0x200000401,
+                    oid: 3,
+                    ver: 0,
+                },
+                Fid {
+                    seq: 0x200000401,
+                    oid: 4,
+                    ver: 0,
+                },
+            )),
             jobid: Some(String::new()),
             extra: true,
             uidgid: Some((1, 2)),

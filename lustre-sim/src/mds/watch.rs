@@ -35,11 +35,16 @@ impl Watcher {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: fd is a fresh descriptor we own.
-        Ok(Watcher { fd: unsafe { OwnedFd::from_raw_fd(fd) }, wd_fid: HashMap::new(), fid_wd: HashMap::new() })
+        Ok(Watcher {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            wd_fid: HashMap::new(),
+            fid_wd: HashMap::new(),
+        })
     }
 
     pub fn add(&mut self, path: &Path, fid: Fid) -> std::io::Result<()> {
-        let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
         // SAFETY: c is a valid NUL-terminated path; the fd is our inotify instance.
         let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), WATCH_MASK) };
         if wd < 0 {
@@ -72,7 +77,13 @@ pub fn read_events(fd: &OwnedFd) -> Vec<Event> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // SAFETY: reading into a buffer we own, bounded by its length.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
         if n <= 0 {
             break;
         }
@@ -85,7 +96,12 @@ pub fn read_events(fd: &OwnedFd) -> Vec<Event> {
             let len = u32::from_le_bytes(buf[o + 12..o + 16].try_into().unwrap_or([0; 4])) as usize;
             let raw = &buf[o + 16..(o + 16 + len).min(n)];
             let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-            out.push(Event { wd, mask, cookie, name: raw[..end].to_vec() });
+            out.push(Event {
+                wd,
+                mask,
+                cookie,
+                name: raw[..end].to_vec(),
+            });
             o += 16 + len;
         }
     }
@@ -97,7 +113,14 @@ pub fn get_fid_xattr(path: &Path) -> Option<Fid> {
     let name = CString::new(FID_XATTR).ok()?;
     let mut b = [0u8; 16];
     // SAFETY: valid C strings and a 16-byte buffer whose length we pass.
-    let n = unsafe { libc::lgetxattr(c.as_ptr(), name.as_ptr(), b.as_mut_ptr() as *mut libc::c_void, 16) };
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            b.as_mut_ptr() as *mut libc::c_void,
+            16,
+        )
+    };
     if n != 16 {
         return None;
     }
@@ -105,24 +128,43 @@ pub fn get_fid_xattr(path: &Path) -> Option<Fid> {
 }
 
 pub fn set_fid_xattr(path: &Path, fid: Fid) {
-    let (Ok(c), Ok(name)) = (CString::new(path.as_os_str().as_bytes()), CString::new(FID_XATTR)) else { return };
+    let (Ok(c), Ok(name)) = (
+        CString::new(path.as_os_str().as_bytes()),
+        CString::new(FID_XATTR),
+    ) else {
+        return;
+    };
     let b = fid.to_bytes();
     // SAFETY: valid C strings and a 16-byte value. Failure is tolerated (the FID then lives
     // only in the daemon's state, keyed by inode number).
-    unsafe { libc::lsetxattr(c.as_ptr(), name.as_ptr(), b.as_ptr() as *const libc::c_void, 16, 0) };
+    unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            b.as_ptr() as *const libc::c_void,
+            16,
+            0,
+        )
+    };
 }
 
 /// Names and value hashes of an entry's xattrs, the simulator's own excluded.
 pub fn list_xattrs(path: &Path) -> Vec<(String, u64)> {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return Vec::new() };
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return Vec::new();
+    };
     let mut buf = vec![0u8; 4096];
     // SAFETY: buffer and length agree.
-    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    let n =
+        unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
     if n <= 0 {
         return Vec::new();
     }
     let mut out = Vec::new();
-    for name in buf[..n as usize].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+    for name in buf[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+    {
         let s = String::from_utf8_lossy(name).into_owned();
         if s.starts_with(SIM_XATTR_PREFIX) {
             continue;
@@ -130,8 +172,19 @@ pub fn list_xattrs(path: &Path) -> Vec<(String, u64)> {
         let Ok(cn) = CString::new(name) else { continue };
         let mut v = vec![0u8; 65536];
         // SAFETY: buffer and length agree; names come from llistxattr.
-        let m = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr() as *mut libc::c_void, v.len()) };
-        let h = if m >= 0 { super::journal::fnv32(&v[..m as usize]) as u64 } else { 0 };
+        let m = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                cn.as_ptr(),
+                v.as_mut_ptr() as *mut libc::c_void,
+                v.len(),
+            )
+        };
+        let h = if m >= 0 {
+            super::journal::fnv32(&v[..m as usize]) as u64
+        } else {
+            0
+        };
         out.push((s, h));
     }
     out.sort();
@@ -145,22 +198,37 @@ fn join(dir: &Path, name: &[u8]) -> PathBuf {
 impl State {
     pub fn mdt_for_new(&self, parent: &Fid, kind: Kind, name: &[u8]) -> u32 {
         if kind == Kind::Dir && self.nmdts > 1 {
-            (super::journal::fnv32(name) % self.nmdts) as u32
+            super::journal::fnv32(name) % self.nmdts
         } else {
             self.nodes.get(parent).map(|n| n.mdt).unwrap_or(0)
         }
     }
 
     /// Registers a new entry (FID, xattr, model) and emits its creation record.
-    pub fn create_entry(&mut self, w: &mut Watcher, parent: Fid, name: &[u8], path: &Path, meta: Option<std::fs::Metadata>, isdir_hint: bool) -> Fid {
-        let kind = meta.as_ref().map(kind_of).unwrap_or(if isdir_hint { Kind::Dir } else { Kind::File });
+    pub fn create_entry(
+        &mut self,
+        w: &mut Watcher,
+        parent: Fid,
+        name: &[u8],
+        path: &Path,
+        meta: Option<std::fs::Metadata>,
+        isdir_hint: bool,
+    ) -> Fid {
+        let kind =
+            meta.as_ref()
+                .map(kind_of)
+                .unwrap_or(if isdir_hint { Kind::Dir } else { Kind::File });
         let stat = meta.as_ref().map(Stat::from_meta).unwrap_or_default();
         let mdt = self.mdt_for_new(&parent, kind, name);
         let fid = self.alloc_fid(mdt);
         if meta.is_some() {
             set_fid_xattr(path, fid);
         }
-        let xattrs = if meta.is_some() { list_xattrs(path) } else { Vec::new() };
+        let xattrs = if meta.is_some() {
+            list_xattrs(path)
+        } else {
+            Vec::new()
+        };
         let (uid, gid) = (stat.uid, stat.gid);
         self.insert_node(Node {
             fid,
@@ -191,8 +259,13 @@ impl State {
 
     /// Entries already inside a directory that just appeared (created before its watch).
     fn scan_new_dir(&mut self, w: &mut Watcher, dfid: Fid, path: &Path) {
-        let Ok(rd) = std::fs::read_dir(path) else { return };
-        let mut names: Vec<Vec<u8>> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().as_bytes().to_vec()).collect();
+        let Ok(rd) = std::fs::read_dir(path) else {
+            return;
+        };
+        let mut names: Vec<Vec<u8>> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().as_bytes().to_vec())
+            .collect();
         names.sort();
         for name in names {
             if self.children.contains_key(&(dfid, name.clone())) {
@@ -204,24 +277,64 @@ impl State {
         }
     }
 
-    fn link_or_create(&mut self, w: &mut Watcher, parent: Fid, name: &[u8], path: &Path, meta: Option<std::fs::Metadata>) -> Fid {
+    fn link_or_create(
+        &mut self,
+        w: &mut Watcher,
+        parent: Fid,
+        name: &[u8],
+        path: &Path,
+        meta: Option<std::fs::Metadata>,
+    ) -> Fid {
         use std::os::unix::fs::MetadataExt;
         if let Some(m) = &meta {
-            if !m.is_dir() && m.nlink() > 1 {
-                let xfid = get_fid_xattr(path);
-                let known = self.by_ino.get(&m.ino()).copied();
-                if let (Some(x), Some(k)) = (xfid, known) {
-                    if x == k && self.nodes.contains_key(&k) {
-                        return self.add_hardlink(k, parent, name);
-                    }
+            let xfid = get_fid_xattr(path);
+            let known = self.by_ino.get(&m.ino()).copied();
+            if let (Some(x), Some(k)) = (xfid, known) {
+                if x == k && self.nodes.contains_key(&k) {
+                    // A known object under a new name: a rename we saw no event pair for (it
+                    // happened before the new directory's watch existed) if one of its old
+                    // links is gone, else a new hard link.
+                    let gone = self.nodes[&k]
+                        .links
+                        .iter()
+                        .find(|(p, n)| !self.link_exists(p, n, m.ino()))
+                        .cloned();
+                    return match gone {
+                        Some((op, on)) => {
+                            self.rename_entry(k, op, &on, parent, name);
+                            k
+                        }
+                        None if !m.is_dir() => self.add_hardlink(k, parent, name),
+                        None => self.create_entry(w, parent, name, path, meta, false),
+                    };
                 }
             }
         }
         self.create_entry(w, parent, name, path, meta, false)
     }
 
+    /// Does `parent/name` exist on disk as inode `ino`?
+    fn link_exists(&self, parent: &Fid, name: &[u8], ino: u64) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(d) = self.abs_path(parent) else {
+            return false;
+        };
+        std::fs::symlink_metadata(join(&d, name)).is_ok_and(|m| m.ino() == ino)
+    }
+
+    /// Is the model's entry `fid` the object now at `path` (same inode)?
+    fn same_entry(&self, fid: &Fid, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(n) = self.nodes.get(fid) else {
+            return false;
+        };
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == n.stat.ino && n.stat.ino != 0)
+    }
+
     fn add_hardlink(&mut self, fid: Fid, parent: Fid, name: &[u8]) -> Fid {
-        let Some(n) = self.node_mut(&fid) else { return fid };
+        let Some(n) = self.node_mut(&fid) else {
+            return fid;
+        };
         n.links.push((parent, name.to_vec()));
         let (uid, gid) = (n.stat.uid, n.stat.gid);
         self.children.insert((parent, name.to_vec()), fid);
@@ -234,7 +347,9 @@ impl State {
     /// Removes one link; emits UNLINK/RMDIR (`emit` false for moves out of the mount that the
     /// caller reports itself).
     pub fn unlink_entry(&mut self, w: &mut Watcher, parent: Fid, name: &[u8]) {
-        let Some(fid) = self.children.remove(&(parent, name.to_vec())) else { return };
+        let Some(fid) = self.children.remove(&(parent, name.to_vec())) else {
+            return;
+        };
         let Some(n) = self.node_mut(&fid) else { return };
         n.links.retain(|(p, nm)| !(*p == parent && nm == name));
         let last = n.links.is_empty();
@@ -255,14 +370,23 @@ impl State {
             // keep the children index pointing at a surviving link
             self.children.insert(other, fid);
         }
-        let rtype = if kind == Kind::Dir { CL_RMDIR } else { CL_UNLINK };
+        let rtype = if kind == Kind::Dir {
+            CL_RMDIR
+        } else {
+            CL_UNLINK
+        };
         let pm = self.nodes.get(&parent).map(|n| n.mdt).unwrap_or(0);
         let r = State::base_rec(rtype, flags, fid, parent, uid, gid, name);
         self.emit(pm, r);
     }
 
     fn drop_subtree(&mut self, w: &mut Watcher, fid: Fid) {
-        let kids: Vec<Fid> = self.children.iter().filter(|((p, _), _)| *p == fid).map(|(_, c)| *c).collect();
+        let kids: Vec<Fid> = self
+            .children
+            .iter()
+            .filter(|((p, _), _)| *p == fid)
+            .map(|(_, c)| *c)
+            .collect();
         for k in kids {
             if self.nodes.get(&k).is_some_and(|n| n.kind == Kind::Dir) {
                 self.drop_subtree(w, k);
@@ -274,7 +398,14 @@ impl State {
         self.remove_node(&fid);
     }
 
-    pub fn rename_entry(&mut self, fid: Fid, sparent: Fid, sname: &[u8], tparent: Fid, tname: &[u8]) {
+    pub fn rename_entry(
+        &mut self,
+        fid: Fid,
+        sparent: Fid,
+        sname: &[u8],
+        tparent: Fid,
+        tname: &[u8],
+    ) {
         // Overwritten target?
         let mut tfid = Fid::default();
         let mut flags = 0u16;
@@ -297,7 +428,11 @@ impl State {
             self.children.remove(&(sparent, sname.to_vec()));
         }
         let Some(n) = self.node_mut(&fid) else { return };
-        if let Some(l) = n.links.iter_mut().find(|(p, nm)| *p == sparent && nm == sname) {
+        if let Some(l) = n
+            .links
+            .iter_mut()
+            .find(|(p, nm)| *p == sparent && nm == sname)
+        {
             *l = (tparent, tname.to_vec());
         } else {
             n.links.push((tparent, tname.to_vec()));
@@ -329,9 +464,13 @@ impl State {
     /// Compares the entry with its cached stat/xattrs and emits the setattr-family /
     /// SETXATTR records the difference calls for.
     pub fn attr_changed(&mut self, fid: Fid, path: &Path, from_modify: bool) {
-        let Ok(m) = std::fs::symlink_metadata(path) else { return };
+        let Ok(m) = std::fs::symlink_metadata(path) else {
+            return;
+        };
         let st = Stat::from_meta(&m);
-        let Some(n) = self.nodes.get(&fid) else { return };
+        let Some(n) = self.nodes.get(&fid) else {
+            return;
+        };
         if st.ino != n.stat.ino && n.stat.ino != 0 {
             return;
         }
@@ -399,7 +538,9 @@ impl State {
 
     pub fn close_write(&mut self, fid: Fid, path: &Path) {
         self.attr_changed(fid, path, true);
-        let Some(n) = self.nodes.get(&fid) else { return };
+        let Some(n) = self.nodes.get(&fid) else {
+            return;
+        };
         if n.kind != Kind::File {
             return;
         }
@@ -430,7 +571,13 @@ impl State {
         }
     }
 
-    fn handle(&mut self, w: &mut Watcher, ev: Event, moves: &mut HashMap<u32, (Fid, Vec<u8>, Fid, bool)>, suppress: &[Fid]) {
+    fn handle(
+        &mut self,
+        w: &mut Watcher,
+        ev: Event,
+        moves: &mut HashMap<u32, (Fid, Vec<u8>, Fid, bool)>,
+        suppress: &[Fid],
+    ) {
         if ev.mask & libc::IN_Q_OVERFLOW != 0 {
             self.rescan(w);
             return;
@@ -441,7 +588,9 @@ impl State {
             }
             return;
         }
-        let Some(&dfid) = w.wd_fid.get(&ev.wd) else { return };
+        let Some(&dfid) = w.wd_fid.get(&ev.wd) else {
+            return;
+        };
         if ev.name.is_empty() {
             if ev.mask & libc::IN_ATTRIB != 0 && dfid == ROOT_FID {
                 let root = self.root.clone();
@@ -452,12 +601,16 @@ impl State {
         if dfid == ROOT_FID && ev.name == b".lustre" {
             return;
         }
-        let Some(dpath) = self.abs_path(&dfid) else { return };
+        let Some(dpath) = self.abs_path(&dfid) else {
+            return;
+        };
         let path = join(&dpath, &ev.name);
         let isdir = ev.mask & libc::IN_ISDIR != 0;
         let child = self.children.get(&(dfid, ev.name.clone())).copied();
         if let Some(c) = child {
-            if suppress.contains(&c) && ev.mask & (libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_CLOSE_WRITE) != 0 {
+            if suppress.contains(&c)
+                && ev.mask & (libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_CLOSE_WRITE) != 0
+            {
                 if let Ok(m) = std::fs::symlink_metadata(&path) {
                     let x = list_xattrs(&path);
                     if let Some(n) = self.node_mut(&c) {
@@ -467,6 +620,15 @@ impl State {
                 }
                 return;
             }
+        }
+        if ev.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0
+            && child.is_some_and(|c| self.same_entry(&c, &path))
+        {
+            // Already found by the scan of a new directory.
+            if ev.mask & libc::IN_MOVED_TO != 0 {
+                moves.remove(&ev.cookie);
+            }
+            return;
         }
         if ev.mask & libc::IN_CREATE != 0 {
             if child.is_some() {
@@ -535,18 +697,34 @@ impl State {
         let mut stack = vec![(ROOT_FID, root.clone())];
         let mut moved: Vec<(Fid, Fid, Vec<u8>)> = Vec::new();
         while let Some((dfid, dpath)) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dpath) else { continue };
-            let mut names: Vec<Vec<u8>> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().as_bytes().to_vec()).collect();
+            let Ok(rd) = std::fs::read_dir(&dpath) else {
+                continue;
+            };
+            let mut names: Vec<Vec<u8>> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().as_bytes().to_vec())
+                .collect();
             names.sort();
             for name in names {
                 if dfid == ROOT_FID && name == b".lustre" {
                     continue;
                 }
                 let p = join(&dpath, &name);
-                let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+                let Ok(m) = std::fs::symlink_metadata(&p) else {
+                    continue;
+                };
                 let known = get_fid_xattr(&p)
-                    .filter(|f| self.nodes.get(f).is_some_and(|n| n.stat.ino == m.ino() || n.stat.ino == 0))
-                    .or_else(|| self.by_ino.get(&m.ino()).copied().filter(|f| self.nodes.get(f).is_some_and(|n| n.kind == kind_of(&m))));
+                    .filter(|f| {
+                        self.nodes
+                            .get(f)
+                            .is_some_and(|n| n.stat.ino == m.ino() || n.stat.ino == 0)
+                    })
+                    .or_else(|| {
+                        self.by_ino
+                            .get(&m.ino())
+                            .copied()
+                            .filter(|f| self.nodes.get(f).is_some_and(|n| n.kind == kind_of(&m)))
+                    });
                 let fid = match known {
                     Some(f) => {
                         let links = seen.entry(f).or_default();
@@ -579,7 +757,10 @@ impl State {
         // Pass 2: links that moved (renames while down) and links that vanished.
         for (fid, np, nn) in moved {
             let old = self.nodes.get(&fid).and_then(|n| {
-                n.links.iter().find(|l| !seen.get(&fid).is_some_and(|s| s.contains(l))).cloned()
+                n.links
+                    .iter()
+                    .find(|l| !seen.get(&fid).is_some_and(|s| s.contains(l)))
+                    .cloned()
             });
             match old {
                 Some((op, on)) => self.rename_entry(fid, op, &on, np, &nn),
@@ -595,7 +776,10 @@ impl State {
             }
             for l in &n.links {
                 if !seen.get(fid).is_some_and(|s| s.contains(l)) {
-                    let depth = self.rel_path(fid).map(|p| p.iter().filter(|&&c| c == b'/').count()).unwrap_or(0);
+                    let depth = self
+                        .rel_path(fid)
+                        .map(|p| p.iter().filter(|&&c| c == b'/').count())
+                        .unwrap_or(0);
                     gone.push((depth, l.0, l.1.clone()));
                 }
             }
@@ -607,11 +791,18 @@ impl State {
         // Pass 3: content / attribute changes.
         let fids: Vec<Fid> = seen.keys().copied().collect();
         for fid in fids {
-            let Some(path) = self.abs_path(&fid) else { continue };
-            let Some(n) = self.nodes.get(&fid) else { continue };
-            let Ok(m) = std::fs::symlink_metadata(&path) else { continue };
+            let Some(path) = self.abs_path(&fid) else {
+                continue;
+            };
+            let Some(n) = self.nodes.get(&fid) else {
+                continue;
+            };
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             let st = Stat::from_meta(&m);
-            let content = n.kind == Kind::File && (st.size != n.stat.size || st.mtime != n.stat.mtime);
+            let content =
+                n.kind == Kind::File && (st.size != n.stat.size || st.mtime != n.stat.mtime);
             if content {
                 self.close_write(fid, &path);
             } else {
@@ -621,8 +812,12 @@ impl State {
     }
 
     fn mark_seen_subtree(&self, fid: Fid, seen: &mut HashMap<Fid, Vec<(Fid, Vec<u8>)>>) {
-        let kids: Vec<((Fid, Vec<u8>), Fid)> =
-            self.children.iter().filter(|((p, _), _)| *p == fid).map(|(k, v)| (k.clone(), *v)).collect();
+        let kids: Vec<((Fid, Vec<u8>), Fid)> = self
+            .children
+            .iter()
+            .filter(|((p, _), _)| *p == fid)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
         for (k, c) in kids {
             seen.entry(c).or_default().push(k);
             if self.nodes.get(&c).is_some_and(|n| n.kind == Kind::Dir) {
