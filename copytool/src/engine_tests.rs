@@ -183,9 +183,10 @@ fn conflict_fail_protects_a_blob_changed_behind_our_back() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].reason, "conflict");
     assert_eq!(entries[0].http_status, Some(412));
-    assert_eq!(entries[0].job.as_deref(), Some("job-7"));
-    assert_eq!(entries[0].iteration, Some(3));
-    assert_eq!(entries[0].path.as_deref(), Some("f"));
+    assert_eq!(entries[0].job, "job-7");
+    assert_eq!(entries[0].iteration, 3);
+    assert_eq!(entries[0].path, "f");
+    assert_eq!(entries[0].fid.as_deref(), Some("[0x200000401:0x1:0x0]"));
     assert_eq!(entries[0].operation, "archive");
 }
 
