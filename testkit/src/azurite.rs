@@ -1,0 +1,280 @@
+//! An in-memory Azurite blob service on a free 127.0.0.1 port, as a real process in its own
+//! process group, killed when the [`Azurite`] value is dropped.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::sharedkey::sign_shared_key;
+
+/// The emulator's well-known account name (public, documented by Microsoft).
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// The emulator's well-known account key (public, documented by Microsoft).
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running `azurite-blob` (in-memory, loopback only).
+pub struct Azurite {
+    bin: PathBuf,
+    port: u16,
+    child: Mutex<Option<Child>>,
+    containers: Mutex<Vec<String>>,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Azurite {
+    /// Finds (`LUSTRE_BLOB_AZURITE`) or installs azurite@3.35.0, starts it on a free port and waits
+    /// until it answers. Panics with a readable message when it cannot (this is a test harness).
+    pub fn start() -> Azurite {
+        let bin = azurite_bin();
+        let port = free_port();
+        let log_dir = tempfile::tempdir().expect("tempdir for azurite logs");
+        let az = Azurite {
+            bin,
+            port,
+            child: Mutex::new(None),
+            containers: Mutex::new(Vec::new()),
+            _log_dir: log_dir,
+        };
+        az.spawn();
+        az
+    }
+
+    fn spawn(&self) {
+        let stderr = std::fs::File::create(self._log_dir.path().join("stderr"))
+            .expect("azurite stderr file");
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &self.port.to_string(),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--silent",
+            "--disableTelemetry",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(self._log_dir.path().join("stderr"))
+                    .unwrap_or_default();
+                panic!("azurite exited during start ({status}): {log}");
+            }
+            if self.answers() {
+                break;
+            }
+            if Instant::now() > deadline {
+                kill_group(&mut child);
+                panic!(
+                    "azurite did not answer on port {} within {START_TIMEOUT:?}",
+                    self.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        *self.child.lock().expect("azurite lock") = Some(child);
+    }
+
+    /// True when something answers HTTP on the port.
+    fn answers(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = format!(
+            "GET /{AZURITE_ACCOUNT}?comp=list HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        if s.write_all(req.as_bytes()).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 16];
+        matches!(s.read(&mut buf), Ok(n) if n >= 5 && &buf[..5] == b"HTTP/")
+    }
+
+    /// The TCP port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The account endpoint, path-style: `http://127.0.0.1:PORT/devstoreaccount1`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port)
+    }
+
+    /// A container URL (the form the policy file's `blob.url` takes with `use_emulator = true`).
+    pub fn container_url(&self, container: &str) -> String {
+        format!("{}/{container}", self.url())
+    }
+
+    /// A connection string for the emulator account on this port.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={};",
+            self.url()
+        )
+    }
+
+    /// Creates a container with a shared-key signed `PUT ?restype=container`. An existing one is fine.
+    /// It is created again after [`Azurite::restart`].
+    pub fn create_container(&self, name: &str) {
+        self.put_container(name);
+        let mut list = self.containers.lock().expect("azurite lock");
+        if !list.iter().any(|c| c == name) {
+            list.push(name.to_string());
+        }
+    }
+
+    fn put_container(&self, name: &str) {
+        let (status, body) =
+            self.signed_request("PUT", &format!("/{name}"), &[("restype", "container")]);
+        if status != 201 && status != 409 {
+            panic!("create container {name}: HTTP {status}: {body}");
+        }
+    }
+
+    /// Whether a container exists (a signed `GET ?restype=container`).
+    pub fn container_exists(&self, name: &str) -> bool {
+        let (status, body) =
+            self.signed_request("GET", &format!("/{name}"), &[("restype", "container")]);
+        match status {
+            200 => true,
+            404 => false,
+            _ => panic!("container properties {name}: HTTP {status}: {body}"),
+        }
+    }
+
+    /// Sends one shared-key signed request without a body to `path` (below the account) and
+    /// returns the status code and the response text. Panics when the emulator cannot be reached.
+    pub fn signed_request(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> (u16, String) {
+        let date = chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let path = format!("/{AZURITE_ACCOUNT}{path}");
+        let headers = [
+            ("content-length", "0"),
+            ("x-ms-date", date.as_str()),
+            ("x-ms-version", "2021-08-06"),
+        ];
+        let auth = sign_shared_key(AZURITE_ACCOUNT, AZURITE_KEY, method, &path, query, &headers)
+            .expect("sign request");
+        let qs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let target = if qs.is_empty() {
+            path.clone()
+        } else {
+            format!("{path}?{}", qs.join("&"))
+        };
+        let mut req = format!(
+            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nAuthorization: {auth}\r\n",
+            self.port
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to azurite");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("set read timeout");
+        s.write_all(req.as_bytes()).expect("send request");
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let resp = String::from_utf8_lossy(&resp).into_owned();
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, resp)
+    }
+
+    /// Kills the emulator (an outage); [`Azurite::restart`] brings it back on the same port.
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.lock().expect("azurite lock").take() {
+            kill_group(&mut child);
+        }
+    }
+
+    /// Starts it again on the same port (in-memory: previous blobs are gone) and re-creates the
+    /// containers made with [`Azurite::create_container`].
+    pub fn restart(&self) {
+        self.stop();
+        self.spawn();
+        let names = self.containers.lock().expect("azurite lock").clone();
+        for name in names {
+            self.put_container(&name);
+        }
+    }
+
+    /// Whether the process is currently running.
+    pub fn is_running(&self) -> bool {
+        self.child.lock().expect("azurite lock").is_some()
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.child.lock() {
+            if let Some(mut child) = guard.take() {
+                kill_group(&mut child);
+            }
+        }
+    }
+}
+
+fn kill_group(child: &mut Child) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a negative pid signals the process group we created for this child
+    // (process_group(0) made its pid the group id); it touches no memory.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// `LUSTRE_BLOB_AZURITE`, else the project's install script (cached, idempotent).
+fn azurite_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("LUSTRE_BLOB_AZURITE") {
+        return PathBuf::from(p);
+    }
+    static INSTALL: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut cached = INSTALL.lock().expect("install lock");
+    if let Some(p) = cached.as_ref() {
+        return p.clone();
+    }
+    let script = crate::paths::workspace_root().join("scripts/install-azurite");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    if !out.status.success() {
+        panic!("{} failed ({})", script.display(), out.status);
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    *cached = Some(path.clone());
+    path
+}
