@@ -482,15 +482,18 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         self.st.totals.files_failed += 1;
         tracing::warn!(job = %self.cfg.job_id, iteration, path, operation, %error, "export failed");
+        // The `blob::LogEntry` shape, so every writer of the logging container agrees.
         self.log.record(json!({
+            "kind": "failure",
             "time": rfc3339(now),
-            "type": "failure",
             "job": self.cfg.job_id,
             "iteration": iteration,
             "fid": fid.map(|f| f.to_string()),
             "path": path,
             "operation": operation,
             "error": error,
+            "http_status": null,
+            "azure_code": null,
         }));
         self.st.recent_failures.push_back(Failure {
             at_ms: now,
@@ -556,10 +559,12 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let src = self.store.name_for(from.as_bytes())?;
         let dst = self.store.name_for(to.as_bytes())?;
         let mut moves = Vec::new();
+        if self.store.exists(&src)? {
+            moves.push((src.clone(), dst.clone()));
+        }
+        let under = format!("{src}/");
         for e in self.store.list(&src)? {
-            if e.name == src {
-                moves.push((e.name.clone(), dst.clone()));
-            } else if let Some(rest) = e.name.strip_prefix(&format!("{src}/")) {
+            if let Some(rest) = e.name.strip_prefix(&under) {
                 moves.push((e.name.clone(), format!("{dst}/{rest}")));
             }
         }
@@ -809,18 +814,15 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         tracing::info!(job = %self.cfg.job_id, iteration = c.number, exported = c.files_exported, failed = c.files_failed, "iteration completed");
         self.log.record(json!({
+            "kind": "summary",
             "time": rfc3339(now),
-            "type": "summary",
             "job": self.cfg.job_id,
             "iteration": c.number,
-            "started": rfc3339(c.started_ms),
-            "ended": rfc3339(now),
-            "filesDiscovered": c.files_discovered,
-            "bytesDiscovered": c.bytes_discovered,
-            "filesExported": c.files_exported,
-            "bytesExported": c.bytes_exported,
-            "filesFailed": c.files_failed,
-            "filesRequeued": c.files_requeued,
+            "files_discovered": c.files_discovered,
+            "mib_discovered": c.bytes_discovered >> 20,
+            "files_exported": c.files_exported,
+            "mib_exported": c.bytes_exported >> 20,
+            "files_failed": c.files_failed,
         }));
         if let Err(e) = self.log.flush() {
             tracing::warn!(error = %e, "logging container flush failed; entries kept for the next flush");

@@ -149,8 +149,8 @@ fn completions_count_and_finish_the_iteration() {
     );
     let entries = t.log.entries();
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0]["type"], "summary");
-    assert_eq!(entries[0]["filesExported"], 2);
+    assert_eq!(entries[0]["kind"], "summary");
+    assert_eq!(entries[0]["files_exported"], 2);
     assert_eq!(*t.log.flushed.lock().unwrap(), 1);
     // Everything final: the changelog is cleared to the last record.
     assert_eq!(t.ns.lock().cleared.get(&0), Some(&t.idx));
@@ -175,7 +175,7 @@ fn permanent_failure_counts_logs_and_blocks_last_successful() {
     assert_eq!(tot.last_successful_ms, None);
     assert_eq!(t.current().files_failed, 1);
     let entries = t.log.entries();
-    let f = entries.iter().find(|e| e["type"] == "failure").unwrap();
+    let f = entries.iter().find(|e| e["kind"] == "failure").unwrap();
     assert_eq!(f["path"], "projects/a.dat");
     assert_eq!(f["fid"], a.to_string());
     assert_eq!(f["operation"], "archive");
@@ -507,7 +507,7 @@ fn a_failing_directory_blob_counts_as_failed() {
         .log
         .entries()
         .iter()
-        .any(|e| e["type"] == "failure" && e["error"].as_str().unwrap().contains("403")));
+        .any(|e| e["kind"] == "failure" && e["error"].as_str().unwrap().contains("403")));
 }
 
 fn unlink(t: &mut T, fid: Fid, parent: Fid, name: &str, last: bool) {

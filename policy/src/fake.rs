@@ -326,11 +326,16 @@ impl Store for FakeStore {
         self.lock().remove(name);
         Ok(())
     }
-    fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>, StoreError> {
+    fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().contains_key(name))
+    }
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError> {
+        let dir = dir.trim_end_matches('/');
+        let under = format!("{dir}/");
         Ok(self
             .lock()
             .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| dir.is_empty() || k.starts_with(&under))
             .map(|(k, (b, m))| BlobEntry {
                 name: k.clone(),
                 size: b.len() as u64,

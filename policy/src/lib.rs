@@ -9,5 +9,6 @@ pub mod engine;
 pub mod fake;
 pub mod model;
 pub mod ports;
+pub mod real;
 pub mod scope;
 pub mod state;

@@ -127,8 +127,9 @@ pub trait Store: Send {
     fn copy(&self, from: &str, to: &str) -> Result<(), StoreError>;
     /// Deletes a blob; a missing blob is not an error.
     fn delete(&self, name: &str) -> Result<(), StoreError>;
-    /// Every blob whose name starts with `prefix` (full names).
-    fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>, StoreError>;
+    /// Every blob under the directory `dir` (names starting with `dir/`; `""` = all), full names.
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError>;
+    fn exists(&self, name: &str) -> Result<bool, StoreError>;
     fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
 }
 
