@@ -552,32 +552,36 @@ mod tests {
 
     #[test]
     fn records_convert_with_rename_and_hsm_fields() {
-        let mut r = lustre::ChangelogRecord::default();
-        r.index = 42;
-        r.rtype = lustre::RecordType::Rename;
-        r.name = b"new".to_vec();
-        r.rename = Some(lustre::RenameExt {
-            sfid: lustre::Fid {
-                seq: 1,
-                oid: 2,
-                ver: 0,
-            },
-            spfid: lustre::Fid {
-                seq: 1,
-                oid: 3,
-                ver: 0,
-            },
-            old_name: b"old".to_vec(),
-        });
+        let r = lustre::ChangelogRecord {
+            index: 42,
+            rtype: lustre::RecordType::Rename,
+            name: b"new".to_vec(),
+            rename: Some(lustre::RenameExt {
+                sfid: lustre::Fid {
+                    seq: 1,
+                    oid: 2,
+                    ver: 0,
+                },
+                spfid: lustre::Fid {
+                    seq: 1,
+                    oid: 3,
+                    ver: 0,
+                },
+                old_name: b"old".to_vec(),
+            }),
+            ..Default::default()
+        };
         let c = change_from(1, &r);
         assert_eq!((c.mdt, c.index, c.kind), (1, 42, ChangeKind::Rename));
         assert_eq!(
             c.rename,
             Some((Fid::new(1, 2, 0), Fid::new(1, 3, 0), b"old".to_vec()))
         );
-        let mut h = lustre::ChangelogRecord::default();
-        h.rtype = lustre::RecordType::Hsm;
-        h.flags = lustre::HsmEventInfo::new(lustre::HsmEvent::Archive, 16, true).to_flags();
+        let h = lustre::ChangelogRecord {
+            rtype: lustre::RecordType::Hsm,
+            flags: lustre::HsmEventInfo::new(lustre::HsmEvent::Archive, 16, true).to_flags(),
+            ..Default::default()
+        };
         let c = change_from(0, &h);
         assert_eq!(
             c.hsm,
