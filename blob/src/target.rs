@@ -1,0 +1,465 @@
+//! Where the blobs go and with which credentials: the policy file's `[blob]` section (DESIGN §9).
+//!
+//! URL forms:
+//! * `https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]` (any host-style endpoint: the
+//!   account is the first DNS label);
+//! * `az://CONTAINER[/PREFIX]` (also `azure://`), the account from the connection string or
+//!   `AZURE_STORAGE_ACCOUNT_NAME`;
+//! * with `use_emulator = true`, path-style `http://HOST:PORT/ACCOUNT/CONTAINER[/PREFIX]` (Azurite).
+//!
+//! Credentials, the first that is present: `account_key_file`, `sas_token_file`,
+//! `connection_string_file`, the `AZURE_*` environment (object_store reads
+//! `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_TOKEN`, `AZURE_CLIENT_ID`/`SECRET`/`TENANT_ID`,
+//! `AZURE_FEDERATED_TOKEN_FILE`, ...), then managed identity. With `use_emulator` and nothing
+//! given, the emulator's public well-known key.
+//!
+//! Secrets are read from files at open time and never printed: `TargetSpec`'s `Debug` shows file
+//! names only (and strips any query string from the URL), and every error message is scrubbed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The emulator's well-known account key (public; documented by Microsoft).
+pub const EMULATOR_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// A blob target as configured.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    pub url: String,
+    pub use_emulator: bool,
+    pub account_key_file: Option<PathBuf>,
+    pub sas_token_file: Option<PathBuf>,
+    pub connection_string_file: Option<PathBuf>,
+    /// Per-HTTP-request timeout; large blocks need far more than object_store's 30 s default.
+    pub request_timeout: Duration,
+    /// Retries of one failed request on transient errors (object_store's retry layer), and of
+    /// whole operations by [`crate::BlobStore`].
+    pub retries: u32,
+}
+
+impl TargetSpec {
+    /// A spec with default timeout (10 min) and retries (5), and no credential files.
+    pub fn new(url: impl Into<String>) -> TargetSpec {
+        TargetSpec {
+            url: url.into(),
+            use_emulator: false,
+            account_key_file: None,
+            sas_token_file: None,
+            connection_string_file: None,
+            request_timeout: Duration::from_secs(600),
+            retries: 5,
+        }
+    }
+}
+
+impl std::fmt::Debug for TargetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetSpec")
+            .field("url", &strip_query(&self.url))
+            .field("use_emulator", &self.use_emulator)
+            .field("account_key_file", &self.account_key_file)
+            .field("sas_token_file", &self.sas_token_file)
+            .field("connection_string_file", &self.connection_string_file)
+            .field("request_timeout", &self.request_timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+fn strip_query(url: &str) -> String {
+    match url.find('?') {
+        Some(i) => format!("{}?<redacted>", &url[..i]),
+        None => url.to_string(),
+    }
+}
+
+/// How requests are authorised.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Credential {
+    Key(String),
+    Sas(String),
+    /// object_store's own resolution: AZURE_* environment, then managed identity.
+    Environment,
+}
+
+/// A spec resolved to endpoint, container, prefix and credential.
+#[derive(Clone)]
+pub(crate) struct Resolved {
+    pub account: String,
+    /// Account endpoint: `https://ACCOUNT.blob.core.windows.net` or `http://HOST:PORT/ACCOUNT`.
+    pub endpoint: String,
+    pub container: String,
+    pub prefix: String,
+    pub credential: Credential,
+    /// Every secret string, to scrub from messages.
+    pub secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cred = match self.credential {
+            Credential::Key(_) => "account key",
+            Credential::Sas(_) => "SAS token",
+            Credential::Environment => "environment / managed identity",
+        };
+        f.debug_struct("Resolved")
+            .field("account", &self.account)
+            .field("endpoint", &self.endpoint)
+            .field("container", &self.container)
+            .field("prefix", &self.prefix)
+            .field("credential", &cred)
+            .finish()
+    }
+}
+
+/// A parsed connection string (`Key=Value;...`).
+#[derive(Default)]
+struct ConnString {
+    account: Option<String>,
+    key: Option<String>,
+    sas: Option<String>,
+    blob_endpoint: Option<String>,
+    protocol: Option<String>,
+    suffix: Option<String>,
+    dev: bool,
+}
+
+fn parse_conn_string(text: &str) -> ConnString {
+    let mut c = ConnString::default();
+    for part in text.trim().split(';') {
+        let Some((k, v)) = part.split_once('=') else {
+            continue;
+        };
+        let v = v.trim().to_string();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "accountname" => c.account = Some(v),
+            "accountkey" => c.key = Some(v),
+            "sharedaccesssignature" => c.sas = Some(v),
+            "blobendpoint" => c.blob_endpoint = Some(v.trim_end_matches('/').to_string()),
+            "defaultendpointsprotocol" => c.protocol = Some(v),
+            "endpointsuffix" => c.suffix = Some(v),
+            "usedevelopmentstorage" => c.dev = v.eq_ignore_ascii_case("true"),
+            _ => {}
+        }
+    }
+    c
+}
+
+fn read_secret(path: &Path, what: &str) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read {what} file {}: {e}", path.display())))?;
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(Error::Config(format!(
+            "{what} file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(text)
+}
+
+fn percent_decode(s: &str) -> Result<String, Error> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map_err(|_| Error::Config(format!("URL path {s:?} is not UTF-8 once decoded")))
+}
+
+/// Splits `CONTAINER[/PREFIX]` (percent-decoded; trailing `/` ignored).
+fn container_and_prefix(path: &str) -> Result<(String, String), Error> {
+    let path = path.trim_matches('/');
+    let (c, p) = path.split_once('/').unwrap_or((path, ""));
+    if c.is_empty() {
+        return Err(Error::Config("blob URL names no container".into()));
+    }
+    let prefix = percent_decode(p)?;
+    let prefix = prefix.trim_end_matches('/').to_string();
+    if !prefix.is_empty() {
+        crate::name::BlobName::new(&prefix)
+            .map_err(|e| Error::Config(format!("blob prefix: {e}")))?;
+    }
+    Ok((percent_decode(c)?, prefix))
+}
+
+impl TargetSpec {
+    pub(crate) fn resolve(&self) -> Result<Resolved, Error> {
+        let conn = match &self.connection_string_file {
+            Some(p) => Some(parse_conn_string(&read_secret(p, "connection string")?)),
+            None => None,
+        };
+        let url = self.url.split('?').next().unwrap_or("");
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            Error::Config(format!(
+                "blob URL {:?} has no scheme",
+                strip_query(&self.url)
+            ))
+        })?;
+        let scheme = scheme.to_ascii_lowercase();
+        let (account, endpoint, container, prefix);
+        match scheme.as_str() {
+            "az" | "azure" => {
+                let (c, p) = container_and_prefix(rest)?;
+                let acct = conn
+                    .as_ref()
+                    .and_then(|c| c.account.clone())
+                    .or_else(|| std::env::var("AZURE_STORAGE_ACCOUNT_NAME").ok())
+                    .or_else(|| conn.as_ref().filter(|c| c.dev).map(|_| "devstoreaccount1".to_string()))
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "{scheme}:// URL needs an account: AZURE_STORAGE_ACCOUNT_NAME or a connection string"
+                        ))
+                    })?;
+                endpoint = match conn.as_ref() {
+                    Some(ConnString {
+                        blob_endpoint: Some(e),
+                        ..
+                    }) => e.clone(),
+                    Some(ConnString { dev: true, .. }) => format!("http://127.0.0.1:10000/{acct}"),
+                    Some(ConnString {
+                        protocol, suffix, ..
+                    }) => format!(
+                        "{}://{acct}.blob.{}",
+                        protocol.as_deref().unwrap_or("https"),
+                        suffix.as_deref().unwrap_or("core.windows.net")
+                    ),
+                    None => format!("https://{acct}.blob.core.windows.net"),
+                };
+                account = acct;
+                container = c;
+                prefix = p;
+            }
+            "http" | "https" => {
+                let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+                if host.is_empty() {
+                    return Err(Error::Config("blob URL has no host".into()));
+                }
+                if self.use_emulator {
+                    let path = path.trim_start_matches('/');
+                    let (acct, rest) = path.split_once('/').unwrap_or((path, ""));
+                    if acct.is_empty() {
+                        return Err(Error::Config(
+                            "emulator URL must be http://HOST:PORT/ACCOUNT/CONTAINER[/PREFIX]"
+                                .into(),
+                        ));
+                    }
+                    let (c, p) = container_and_prefix(rest)?;
+                    endpoint = format!("{scheme}://{host}/{acct}");
+                    account = acct.to_string();
+                    container = c;
+                    prefix = p;
+                } else {
+                    let hostname = host.split(':').next().unwrap_or(host);
+                    let acct = hostname.split('.').next().unwrap_or("");
+                    if acct.is_empty()
+                        || !hostname.contains('.')
+                        || hostname.parse::<std::net::IpAddr>().is_ok()
+                    {
+                        return Err(Error::Config(format!(
+                            "blob URL host {host:?} is not ACCOUNT.blob.<suffix>; set use_emulator for path-style URLs"
+                        )));
+                    }
+                    let (c, p) = container_and_prefix(path)?;
+                    endpoint = format!("{scheme}://{host}");
+                    account = acct.to_string();
+                    container = c;
+                    prefix = p;
+                }
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "blob URL scheme {other:?} not supported (https, az, or http with use_emulator)"
+                )))
+            }
+        }
+
+        let mut secrets = Vec::new();
+        let credential = if let Some(p) = &self.account_key_file {
+            Credential::Key(read_secret(p, "account key")?)
+        } else if let Some(p) = &self.sas_token_file {
+            Credential::Sas(read_secret(p, "SAS token")?)
+        } else if let Some(c) = conn.as_ref().filter(|c| c.key.is_some() || c.sas.is_some()) {
+            match (&c.key, &c.sas) {
+                (Some(k), _) => Credential::Key(k.clone()),
+                (None, Some(s)) => Credential::Sas(s.clone()),
+                (None, None) => Credential::Environment,
+            }
+        } else if conn.as_ref().is_some_and(|c| c.dev)
+            || (self.use_emulator && !env_has_credentials())
+        {
+            Credential::Key(EMULATOR_KEY.to_string())
+        } else {
+            Credential::Environment
+        };
+        match &credential {
+            Credential::Key(k) => secrets.push(k.clone()),
+            Credential::Sas(s) => {
+                let s = s.trim_start_matches('?');
+                secrets.push(s.to_string());
+                for pair in s.split('&') {
+                    if let Some((_, v)) = pair.split_once('=') {
+                        if v.len() >= 8 {
+                            secrets.push(v.to_string());
+                            secrets.push(percent_decode(v).unwrap_or_default());
+                        }
+                    }
+                }
+            }
+            Credential::Environment => {
+                for var in [
+                    "AZURE_STORAGE_ACCOUNT_KEY",
+                    "AZURE_STORAGE_SAS_TOKEN",
+                    "AZURE_CLIENT_SECRET",
+                ] {
+                    if let Ok(v) = std::env::var(var) {
+                        secrets.push(v);
+                    }
+                }
+            }
+        }
+        secrets.retain(|s| s.len() >= 8);
+        Ok(Resolved {
+            account,
+            endpoint,
+            container,
+            prefix,
+            credential,
+            secrets,
+        })
+    }
+}
+
+fn env_has_credentials() -> bool {
+    [
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "AZURE_STORAGE_ACCESS_KEY",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_host_style() {
+        let r = TargetSpec::new("https://acct.blob.core.windows.net/cont/pre/fix/")
+            .resolve()
+            .unwrap();
+        assert_eq!(r.account, "acct");
+        assert_eq!(r.endpoint, "https://acct.blob.core.windows.net");
+        assert_eq!(r.container, "cont");
+        assert_eq!(r.prefix, "pre/fix");
+        let r = TargetSpec::new("https://acct.blob.core.windows.net/cont")
+            .resolve()
+            .unwrap();
+        assert_eq!(r.prefix, "");
+        let r = TargetSpec::new("https://acct.blob.core.windows.net/cont/a%20b")
+            .resolve()
+            .unwrap();
+        assert_eq!(r.prefix, "a b");
+    }
+
+    #[test]
+    fn emulator_path_style() {
+        let mut s = TargetSpec::new("http://127.0.0.1:10123/devstoreaccount1/lustre-export/p");
+        s.use_emulator = true;
+        let r = s.resolve().unwrap();
+        assert_eq!(r.account, "devstoreaccount1");
+        assert_eq!(r.endpoint, "http://127.0.0.1:10123/devstoreaccount1");
+        assert_eq!(r.container, "lustre-export");
+        assert_eq!(r.prefix, "p");
+        if !env_has_credentials() {
+            assert!(r.credential == Credential::Key(EMULATOR_KEY.into()));
+        }
+        s.use_emulator = false;
+        assert!(matches!(s.resolve(), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn az_scheme_with_connection_string_and_credential_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = dir.path().join("cs");
+        std::fs::write(&cs, "DefaultEndpointsProtocol=https;AccountName=csacct;AccountKey=c2VjcmV0a2V5c2VjcmV0a2V5;EndpointSuffix=core.windows.net").unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "a2V5ZmlsZWtleWZpbGU=\n").unwrap();
+        let sas = dir.path().join("sas");
+        std::fs::write(&sas, "?sv=2022-11-02&sig=c2lnbmF0dXJlc2lnbmF0dXJl").unwrap();
+
+        let mut s = TargetSpec::new("az://cont/deep/prefix");
+        s.connection_string_file = Some(cs.clone());
+        let r = s.resolve().unwrap();
+        assert_eq!(
+            (r.account.as_str(), r.container.as_str(), r.prefix.as_str()),
+            ("csacct", "cont", "deep/prefix")
+        );
+        assert_eq!(r.endpoint, "https://csacct.blob.core.windows.net");
+        assert!(r.credential == Credential::Key("c2VjcmV0a2V5c2VjcmV0a2V5".into()));
+
+        s.sas_token_file = Some(sas.clone());
+        assert!(matches!(
+            s.resolve().unwrap().credential,
+            Credential::Sas(_)
+        ));
+        let r = s.resolve().unwrap();
+        assert!(r.secrets.iter().any(|x| x == "c2lnbmF0dXJlc2lnbmF0dXJl"));
+        s.account_key_file = Some(key.clone());
+        assert!(s.resolve().unwrap().credential == Credential::Key("a2V5ZmlsZWtleWZpbGU=".into()));
+    }
+
+    #[test]
+    fn debug_and_errors_never_show_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "U1VQRVJTRUNSRVRLRVk=").unwrap();
+        let mut s = TargetSpec::new("https://acct.blob.core.windows.net/c?sv=1&sig=TOPSECRETSIG");
+        s.account_key_file = Some(key.clone());
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("TOPSECRETSIG"), "{dbg}");
+        assert!(!dbg.contains("U1VQRVJTRUNSRVRLRVk="), "{dbg}");
+        let r = s.resolve().unwrap();
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains("U1VQRVJTRUNSRVRLRVk="), "{dbg}");
+        let bad = TargetSpec {
+            url: "ftp://x/y?sig=TOPSECRETSIG".into(),
+            ..s.clone()
+        };
+        let msg = bad.resolve().unwrap_err().to_string();
+        assert!(!msg.contains("TOPSECRETSIG"), "{msg}");
+    }
+
+    #[test]
+    fn refusals() {
+        for u in [
+            "nourl",
+            "https://acct.blob.core.windows.net/",
+            "https://localhost/c",
+            "s3://b/p",
+        ] {
+            assert!(
+                matches!(TargetSpec::new(u).resolve(), Err(Error::Config(_))),
+                "{u}"
+            );
+        }
+        let mut s = TargetSpec::new("https://a.blob.core.windows.net/c");
+        s.account_key_file = Some("/nonexistent/key/file".into());
+        assert!(matches!(s.resolve(), Err(Error::Config(_))));
+    }
+}
