@@ -262,8 +262,9 @@ impl State {
         self.touch_req(c);
         if was_started {
             if let Some(a) = agent.and_then(|id| self.agents.iter().find(|a| a.id == id)) {
-                let msg = kuc_hal(aid, flags, &fsname, &[item]);
-                let _ = write_pipe(a, &msg);
+                if let Ok(msg) = kuc_hal(aid, flags, &fsname, &[item]) {
+                    let _ = write_pipe(a, &msg);
+                }
             }
         }
         Ok(())
@@ -424,7 +425,13 @@ impl State {
                 data: r.data.clone(),
             })
             .collect();
-        let msg = kuc_hal(aid, flags, &self.fsname, &items);
+        let msg = match kuc_hal(aid, flags, &self.fsname, &items) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("lustre-sim mds: action list not encodable: {e}");
+                return false;
+            }
+        };
         loop {
             let load = |s: &State, id: u64| {
                 s.reqs

@@ -538,10 +538,17 @@ impl State {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let m = &mut self.mdts[mdt as usize];
-        m.index += 1;
-        r.index = m.index;
+        r.index = m.index + 1;
         r.time = pack_time(now.as_secs(), now.subsec_nanos());
-        let b = r.encode();
+        let b = match r.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                // Cannot happen for names the file system accepted; never leave a gap.
+                eprintln!("lustre-sim mds: record not encodable ({e}): {r:?}");
+                return;
+            }
+        };
+        m.index = r.index;
         self.records[mdt as usize].push_back((r.index, b.clone()));
         self.new_records.push((mdt, r.index, b));
         self.d_mdts.insert(mdt);
