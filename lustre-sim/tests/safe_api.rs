@@ -397,3 +397,23 @@ fn import_makes_a_released_stub() {
         4096
     );
 }
+
+#[test]
+fn a_nonblocking_copytool_gets_eagain_then_its_work() {
+    let (sim, mnt) = start(SimOptions::default());
+    let f = sim.mount().join("f");
+    std::fs::write(&f, b"x").unwrap();
+    let fid = mnt.path2fid(&f).unwrap();
+    let ct = Copytool::register(sim.mount(), &[], true).unwrap();
+    assert_eq!(ct.recv().unwrap_err().errno(), Some(libc::EAGAIN));
+    mnt.hsm_request(UserAction::Archive, 0, 0, &[fid], b"")
+        .unwrap();
+    let fd = ct.fd().unwrap();
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    assert_eq!(unsafe { libc::poll(&mut p, 1, 30_000) }, 1);
+    assert_eq!(ct.recv().unwrap().items[0].fid, fid);
+}

@@ -84,6 +84,10 @@ pub struct Options {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Connections served at once (changelog followers and copytool calls included).
+const MAX_CLIENTS: usize = 1024;
+static CLIENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
@@ -145,9 +149,18 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     let s4 = shared.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(c) = conn else { continue };
+            let Ok(mut c) = conn else { continue };
+            // Bounded: one thread per connection, at most MAX_CLIENTS of them.
+            if CLIENTS.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                CLIENTS.fetch_sub(1, Ordering::SeqCst);
+                let _ = proto::send_json(&mut c, &Reply::Err(libc::EAGAIN));
+                continue;
+            }
             let s = s4.clone();
-            std::thread::spawn(move || serve(s, c));
+            std::thread::spawn(move || {
+                serve(s, c);
+                CLIENTS.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
     eprintln!(
