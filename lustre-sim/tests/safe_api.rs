@@ -417,3 +417,43 @@ fn a_nonblocking_copytool_gets_eagain_then_its_work() {
     assert_eq!(unsafe { libc::poll(&mut p, 1, 30_000) }, 1);
     assert_eq!(ct.recv().unwrap().items[0].fid, fid);
 }
+
+#[test]
+fn one_restore_squeezes_in_above_max_requests() {
+    let (sim, mnt) = start(SimOptions::default());
+    let ct = Copytool::register(sim.mount(), &[], false).unwrap();
+    // an archived, released file to restore
+    let r = sim.mount().join("r");
+    std::fs::write(&r, b"data").unwrap();
+    let rfid = mnt.path2fid(&r).unwrap();
+    mnt.hsm_request(UserAction::Archive, 0, 0, &[rfid], b"")
+        .unwrap();
+    let hal = ct.recv().unwrap();
+    ct.begin(&hal.items[0], -1, 0)
+        .unwrap()
+        .end(whole(), 0, 0)
+        .unwrap();
+    mnt.hsm_request(UserAction::Release, 0, 0, &[rfid], b"")
+        .unwrap();
+    sim.set_param("hsm.max_requests", "1");
+    let a = sim.mount().join("a");
+    std::fs::write(&a, b"x").unwrap();
+    let afid = mnt.path2fid(&a).unwrap();
+    mnt.hsm_request(UserAction::Archive, 0, 0, &[afid], b"")
+        .unwrap();
+    assert_eq!(ct.recv().unwrap().items[0].fid, afid);
+    // the limit is reached, yet the restore is sent
+    mnt.hsm_request(UserAction::Restore, 0, 0, &[rfid], b"")
+        .unwrap();
+    let hal = ct.recv().unwrap();
+    assert_eq!(
+        (hal.items[0].action, hal.items[0].fid),
+        (CopytoolAction::Restore, rfid)
+    );
+    assert_eq!(
+        sim.get_param(0, "hsm.actions")
+            .matches("status=STARTED")
+            .count(),
+        2
+    );
+}

@@ -340,7 +340,14 @@ impl State {
                     .filter(|r| r.mdt == mdt && r.status == ARS_STARTED)
                     .count() as u32;
                 let slots = tun.max_requests.saturating_sub(started) as usize;
-                if slots == 0 || self.agents.is_empty() {
+                if self.agents.is_empty() {
+                    break;
+                }
+                if slots == 0 {
+                    // One RESTORE may always squeeze in above max_requests.
+                    if started == tun.max_requests {
+                        self.squeeze_restore(mdt);
+                    }
                     break;
                 }
                 let Some(first) = self
@@ -379,6 +386,23 @@ impl State {
                     break;
                 }
             }
+        }
+    }
+
+    /// Sends the first waiting RESTORE of `mdt` alone (the one allowed above max_requests).
+    fn squeeze_restore(&mut self, mdt: u32) {
+        let cand = self
+            .reqs
+            .values()
+            .find(|r| {
+                r.mdt == mdt
+                    && r.status == ARS_WAITING
+                    && r.action == HSMA_RESTORE
+                    && self.agents.iter().any(|a| a.serves(r.archive_id))
+            })
+            .map(|r| (r.cookie, r.archive_id, r.flags));
+        if let Some((c, aid, flags)) = cand {
+            self.send_group(mdt, aid, flags, &[c]);
         }
     }
 
