@@ -457,3 +457,60 @@ fn one_restore_squeezes_in_above_max_requests() {
         2
     );
 }
+
+#[test]
+fn a_dead_agent_is_dropped_only_by_the_mdt_that_hit_its_pipe() {
+    let (sim, mnt) = start(SimOptions {
+        mdts: 2,
+        ..Default::default()
+    });
+    sim.set_param("hsm.active_request_timeout", "2");
+    sim.set_param("hsm.loop_period", "1");
+    // one file per MDT
+    let mut files: [Option<(std::path::PathBuf, Fid)>; 2] = [None, None];
+    for i in 0..32 {
+        let d = sim.mount().join(format!("d{i}"));
+        std::fs::create_dir(&d).unwrap();
+        let k = mnt.mdt_index(&mnt.path2fid(&d).unwrap()).unwrap() as usize;
+        if files[k].is_none() {
+            std::fs::write(d.join("f"), b"x").unwrap();
+            files[k] = Some((d.join("f"), mnt.path2fid(&d.join("f")).unwrap()));
+        }
+        if files.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let [Some((p0, f0)), Some((p1, f1))] = files else {
+        panic!("no directory on one of the MDTs")
+    };
+    let mut agent = Command::new(testkit::sim::sim_bin_path())
+        .arg("test-agent")
+        .arg(sim.mount())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(agent.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "registered");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    // MDT0 hits the dead pipe: EPIPE, the agent is gone from MDT0, the request waits
+    mnt.hsm_request(UserAction::Archive, 0, 0, &[f0], b"")
+        .unwrap();
+    assert_eq!(
+        mnt.hsm_current_action(&p0).unwrap().state,
+        ProgressState::Waiting
+    );
+    assert_eq!(sim.get_param(0, "hsm.agents"), "");
+    assert!(sim.get_param(1, "hsm.agents").contains("archive_id=ANY"));
+    // MDT1's send "succeeds" into the forgotten pipe: STARTED until the timeout cancels it
+    mnt.hsm_request(UserAction::Archive, 0, 0, &[f1], b"")
+        .unwrap();
+    assert_eq!(
+        mnt.hsm_current_action(&p1).unwrap().state,
+        ProgressState::Running
+    );
+    wait_for("the timeout on MDT1", || {
+        mnt.hsm_current_action(&p1).unwrap().state == ProgressState::None
+    });
+    assert!(sim.get_param(1, "hsm.actions").contains("status=CANCELED"));
+}

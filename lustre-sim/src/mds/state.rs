@@ -211,9 +211,18 @@ pub struct Agent {
     pub pipe: OwnedFd,
     pub ok: u64,
     pub errors: u64,
+    /// MDT coordinators this agent is registered with (all of them at registration).
+    pub mdts: Vec<u32>,
+    /// A write hit EPIPE: like the client kernel, which forgets a dead pipe after the first
+    /// failed write, later sends "succeed" without reaching anyone (lustre-abi.md §6.2, DNE).
+    pub pipe_dead: bool,
 }
 
 impl Agent {
+    pub fn serves_on(&self, mdt: u32, archive_id: u32) -> bool {
+        self.mdts.contains(&mdt) && self.serves(archive_id)
+    }
+
     pub fn serves(&self, archive_id: u32) -> bool {
         self.archives.is_empty()
             || self.archives.contains(&0)
