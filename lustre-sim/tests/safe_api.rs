@@ -514,3 +514,54 @@ fn a_dead_agent_is_dropped_only_by_the_mdt_that_hit_its_pipe() {
     });
     assert!(sim.get_param(1, "hsm.actions").contains("status=CANCELED"));
 }
+
+#[test]
+fn write_then_rename_is_create_close_rename_even_when_fast() {
+    let (mut sim, mnt) = start(SimOptions::default());
+    sim.register_changelog_user(0);
+    let m = sim.mount().to_path_buf();
+    // no barrier between the steps: the daemon may see the creation only after the rename
+    std::fs::write(m.join("tmp"), b"content").unwrap();
+    std::fs::rename(m.join("tmp"), m.join("final")).unwrap();
+    let fid = mnt.path2fid(&m.join("final")).unwrap();
+    let rs = records(&mnt.mdt_name(0));
+    let types: Vec<RecordType> = rs.iter().map(|r| r.rtype).collect();
+    assert_eq!(
+        types,
+        vec![RecordType::Create, RecordType::Close, RecordType::Rename],
+        "{rs:#?}"
+    );
+    assert!(rs
+        .iter()
+        .all(|r| r.tfid == fid || r.renamed().is_some_and(|e| e.sfid == fid)));
+    // the FID is on the inode: it survives a restart with no new records
+    sim.kill9();
+    sim.restart();
+    assert_eq!(mnt.path2fid(&m.join("final")).unwrap(), fid);
+    assert_eq!(records(&mnt.mdt_name(0)).len(), 3);
+}
+
+#[test]
+fn a_directory_made_and_renamed_fast_is_still_watched() {
+    let (sim, mnt) = start(SimOptions::default());
+    sim.register_changelog_user(0);
+    let m = sim.mount();
+    std::fs::create_dir(m.join("new")).unwrap();
+    std::fs::rename(m.join("new"), m.join("dir")).unwrap();
+    mnt.path2fid(m).unwrap();
+    std::fs::write(m.join("dir/inner"), b"x").unwrap();
+    let inner = mnt.path2fid(&m.join("dir/inner")).unwrap();
+    let rs = records(&mnt.mdt_name(0));
+    let types: Vec<RecordType> = rs.iter().map(|r| r.rtype).collect();
+    assert_eq!(
+        types,
+        vec![
+            RecordType::Mkdir,
+            RecordType::Rename,
+            RecordType::Create,
+            RecordType::Close
+        ],
+        "{rs:#?}"
+    );
+    assert_eq!(rs[2].tfid, inner);
+}

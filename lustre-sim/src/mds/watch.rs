@@ -321,7 +321,7 @@ impl State {
                         .cloned();
                     return match gone {
                         Some((op, on)) => {
-                            self.rename_entry(k, op, &on, parent, name);
+                            self.rename_entry(w, k, op, &on, parent, name);
                             k
                         }
                         None if !m.is_dir() => self.add_hardlink(k, parent, name),
@@ -420,6 +420,7 @@ impl State {
 
     pub fn rename_entry(
         &mut self,
+        w: &mut Watcher,
         fid: Fid,
         sparent: Fid,
         sname: &[u8],
@@ -466,6 +467,38 @@ impl State {
         r.rename = Some((fid, sparent));
         let pm = self.nodes.get(&tparent).map(|n| n.mdt).unwrap_or(0);
         self.emit(pm, r);
+        self.adopt(w, fid);
+    }
+
+    /// An entry first seen only by name (created and renamed before its IN_CREATE was
+    /// processed, so it could not be stat'ed then) gets its inode, stat and FID xattr as soon
+    /// as its current name is known.
+    fn adopt(&mut self, w: &mut Watcher, fid: Fid) {
+        use std::os::unix::fs::MetadataExt;
+        if self.nodes.get(&fid).is_none_or(|n| n.stat.ino != 0) {
+            return;
+        }
+        let Some(path) = self.abs_path(&fid) else {
+            return;
+        };
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            return;
+        };
+        if self.by_ino.contains_key(&m.ino()) {
+            return;
+        }
+        set_fid_xattr(&path, fid);
+        let x = list_xattrs(&path);
+        if let Some(n) = self.node_mut(&fid) {
+            n.stat = Stat::from_meta(&m);
+            n.kind = kind_of(&m);
+            n.xattrs = x;
+        }
+        self.by_ino.insert(m.ino(), fid);
+        if m.is_dir() {
+            let _ = w.add(&path, fid);
+            self.scan_new_dir(w, fid, &path);
+        }
     }
 
     /// A data modification observed on `fid` (write, truncate): new data version, HS_DIRTY.
@@ -688,7 +721,7 @@ impl State {
             }
         } else if ev.mask & libc::IN_MOVED_TO != 0 {
             if let Some((sp, sn, fid, _)) = moves.remove(&ev.cookie) {
-                self.rename_entry(fid, sp, &sn, dfid, &ev.name);
+                self.rename_entry(w, fid, sp, &sn, dfid, &ev.name);
             } else {
                 if child.is_some() {
                     self.unlink_entry(w, dfid, &ev.name);
@@ -806,7 +839,7 @@ impl State {
                     .cloned()
             });
             match old {
-                Some((op, on)) => self.rename_entry(fid, op, &on, np, &nn),
+                Some((op, on)) => self.rename_entry(w, fid, op, &on, np, &nn),
                 None => {
                     self.add_hardlink(fid, np, &nn);
                 }
@@ -867,5 +900,75 @@ impl State {
                 self.mark_seen_subtree(c, seen);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Rec;
+
+    /// A state and watcher on a fresh directory, with a changelog user on MDT0.
+    fn setup() -> (tempfile::TempDir, State, Watcher) {
+        let d = tempfile::tempdir().unwrap();
+        let mut st = State::load(d.path(), "t", 1).unwrap();
+        let mut w = Watcher::new().unwrap();
+        st.rescan(&mut w);
+        st.changelog_register(0, None).unwrap();
+        (d, st, w)
+    }
+
+    fn types(st: &State) -> Vec<(u32, Vec<u8>)> {
+        st.records[0]
+            .iter()
+            .map(|(_, b)| Rec::decode(b).unwrap().0)
+            .map(|r| (r.rtype, r.name))
+            .collect()
+    }
+
+    #[test]
+    fn operations_done_before_the_events_are_read_keep_their_meaning() {
+        let (d, mut st, mut w) = setup();
+        // everything happens before the daemon reads a single event
+        std::fs::write(d.path().join("tmp"), b"x").unwrap();
+        std::fs::rename(d.path().join("tmp"), d.path().join("final")).unwrap();
+        std::fs::create_dir(d.path().join("new")).unwrap();
+        std::fs::rename(d.path().join("new"), d.path().join("dir")).unwrap();
+        st.drain(&mut w, &[]);
+        assert_eq!(
+            types(&st),
+            vec![
+                (CL_CREATE, b"tmp".to_vec()),
+                (CL_CLOSE, vec![]),
+                (CL_RENAME, b"final\0tmp".to_vec()),
+                (CL_MKDIR, b"new".to_vec()),
+                (CL_RENAME, b"dir\0new".to_vec()),
+            ]
+        );
+        // the late-known entries got their FID on the inode and the directory a watch
+        let f = st.lookup_rel(b"final").unwrap();
+        assert_eq!(get_fid_xattr(&d.path().join("final")), Some(f));
+        std::fs::write(d.path().join("dir/inner"), b"y").unwrap();
+        st.drain(&mut w, &[]);
+        assert!(st.lookup_rel(b"dir/inner").is_some());
+        assert_eq!(types(&st)[5], (CL_CREATE, b"inner".to_vec()));
+    }
+
+    #[test]
+    fn a_rename_into_a_directory_not_yet_watched_is_still_a_rename() {
+        let (d, mut st, mut w) = setup();
+        std::fs::write(d.path().join("a"), b"x").unwrap();
+        st.drain(&mut w, &[]);
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::rename(d.path().join("a"), d.path().join("sub/b")).unwrap();
+        st.drain(&mut w, &[]);
+        let a = st.records[0]
+            .front()
+            .map(|(_, b)| Rec::decode(b).unwrap().0.tfid)
+            .unwrap();
+        // the FID on the inode identifies the object: it is a rename, not a new file
+        assert_eq!(st.lookup_rel(b"sub/b"), Some(a));
+        let t: Vec<u32> = types(&st).into_iter().map(|x| x.0).collect();
+        assert_eq!(t, vec![CL_CREATE, CL_CLOSE, CL_MKDIR, CL_RENAME]);
     }
 }
