@@ -126,12 +126,7 @@ fn each_file(rest: &[String], cmd: &str, f: fn(&Path, &str) -> Res<()>) -> Out {
         return fail(format!("lfs {cmd}: no file given"));
     }
     for p in rest {
-        f(Path::new(p), p).or_else(|e| {
-            fail(format!(
-                "lfs {cmd}: cannot get hsm state for '{p}': {}",
-                strerror(e)
-            ))
-        })?;
+        f(Path::new(p), p).or_else(|e| fail(format!("lfs {cmd}: '{p}': {}", strerror(e))))?;
     }
     Ok(())
 }
