@@ -18,14 +18,21 @@ fn archive_sizes_are_byte_exact_and_state_is_archived() {
     }
     for (rel, p, size, i) in &paths {
         env.wait_state(p, "exists archived", &[&ct]);
-        assert_eq!(env.blob(rel).as_deref(), Some(&pattern(*size, *i as u8)[..]), "{rel}");
+        assert_eq!(
+            env.blob(rel).as_deref(),
+            Some(&pattern(*size, *i as u8)[..]),
+            "{rel}"
+        );
         let rec = env.record(p).expect("export record");
         assert_eq!(rec["blob"], rel.as_str());
         assert_eq!(rec["size"], *size as u64);
         let info = env.blob_info(rel).unwrap();
         assert_eq!(rec["etag"].as_str(), info.etag.as_deref());
         let meta = info.metadata.unwrap();
-        assert!(meta.fid.as_deref().unwrap_or("").starts_with("[0x"), "{meta:?}");
+        assert!(
+            meta.fid.as_deref().unwrap_or("").starts_with("[0x"),
+            "{meta:?}"
+        );
         assert!(meta.checksum.is_some());
     }
 }
@@ -40,6 +47,9 @@ fn restore_after_release_gives_identical_bytes() {
     env.wait_state(&p, "exists archived", &[&ct]);
     env.hsm("hsm_release", &p, None);
     env.wait_state(&p, "released exists archived", &[&ct]);
+    // The simulator drops the data of a released file (reads give zeros): the bytes must come back
+    // from the blob.
+    assert_ne!(read_all(&p), data);
     env.hsm("hsm_restore", &p, None);
     env.wait_state(&p, "exists archived", &[&ct]);
     assert_eq!(read_all(&p), data);
@@ -49,7 +59,12 @@ fn restore_after_release_gives_identical_bytes() {
 fn tricky_names_and_hard_links() {
     let env = Env::start("");
     let ct = env.copytool(&[]);
-    let names = ["odd/a%b #1?.txt", "odd/sp ace/é ü.dat", "odd/semi;colon&amp=x+y", "odd/[brackets]{}"];
+    let names = [
+        "odd/a%b #1?.txt",
+        "odd/sp ace/é ü.dat",
+        "odd/semi;colon&amp=x+y",
+        "odd/[brackets]{}",
+    ];
     for (i, n) in names.iter().enumerate() {
         let p = env.write(n, &pattern(100 + i, i as u8));
         env.hsm("hsm_archive", &p, None);
@@ -60,9 +75,17 @@ fn tricky_names_and_hard_links() {
     let first = env.write("links/one", &data);
     std::fs::create_dir_all(env.path("links/sub")).unwrap();
     std::fs::hard_link(&first, env.path("links/sub/two")).unwrap();
-    env.wait_until("second link known", std::time::Duration::from_secs(10), || {
-        env.lfs(&["fid2path", env.sim.mount().to_str().unwrap(), &env.lfs(&["path2fid", first.to_str().unwrap()]).1.trim().to_string()]).1.lines().count() >= 2
-    });
+    let fid = env
+        .lfs(&["path2fid", first.to_str().unwrap()])
+        .1
+        .trim()
+        .to_string();
+    let mount = env.sim.mount().to_str().unwrap().to_string();
+    env.wait_until(
+        "second link known",
+        std::time::Duration::from_secs(10),
+        || env.lfs(&["fid2path", &mount, &fid]).1.lines().count() >= 2,
+    );
     env.hsm("hsm_archive", &first, None);
     env.wait_state(&first, "exists archived", &[&ct]);
     assert_eq!(env.blob("links/one"), Some(data.clone()));
@@ -78,7 +101,13 @@ fn remove_deletes_the_blobs_when_policy_says_delete() {
     env.wait_state(&p, "exists archived", &[&ct]);
     assert!(env.blob("rm/x").is_some());
     env.hsm("hsm_remove", &p, None);
-    env.wait_until("blob deleted", std::time::Duration::from_secs(30), || env.blob("rm/x").is_none());
-    env.wait_until("hsm flags cleared", std::time::Duration::from_secs(30), || !env.state(&p).contains("archived"));
+    env.wait_until("blob deleted", std::time::Duration::from_secs(30), || {
+        env.blob("rm/x").is_none()
+    });
+    env.wait_until(
+        "hsm flags cleared",
+        std::time::Duration::from_secs(30),
+        || !env.state(&p).contains("archived"),
+    );
     assert!(env.record(&p).is_none(), "export record cleared");
 }

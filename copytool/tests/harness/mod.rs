@@ -128,7 +128,15 @@ impl Env {
                 blob::BlobStore::open(&spec(az.container_url(LOGS))).unwrap(),
             )
         };
-        Env { sim, az, dir, policy, rt, store, logs }
+        Env {
+            sim,
+            az,
+            dir,
+            policy,
+            rt,
+            store,
+            logs,
+        }
     }
 
     pub fn rewrite_policy(&self, extra: &str) {
@@ -137,14 +145,29 @@ impl Env {
 
     /// Starts `lhsmtool_blob` with small blocks and fast progress, plus `args`.
     pub fn copytool(&self, args: &[&str]) -> Copytool {
-        let n = std::fs::read_dir(self.dir.path()).map(|d| d.count()).unwrap_or(0);
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
         let log = self.dir.path().join(format!("copytool-{n}.log"));
         let err = std::fs::File::create(&log).unwrap();
+        // Defaults for tests (small blocks, fast progress) unless the test gives the flag itself.
+        let mut defaults: Vec<&str> = Vec::new();
+        for (flag, value) in [
+            ("--block-size", "64KiB"),
+            ("--blocks-in-flight", "4"),
+            ("-u", "1"),
+            ("--shutdown-timeout", "5s"),
+        ] {
+            if !args.contains(&flag) {
+                defaults.extend([flag, value]);
+            }
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_lhsmtool_blob"))
             .arg("--config")
             .arg(&self.policy)
-            .args(["--block-size", "64KiB", "--blocks-in-flight", "4", "-u", "1", "--shutdown-timeout", "5s", "-v"])
+            .args(defaults)
             .args(args)
+            .arg("-v")
             .arg(self.sim.mount())
             .envs(self.sim.env())
             .env("RUST_LOG", "info")
@@ -153,8 +176,25 @@ impl Env {
             .stderr(err)
             .spawn()
             .unwrap();
-        let ct = Copytool { child: Some(child), log };
-        self.wait_until("copytool registered", Duration::from_secs(30), || ct.log().contains("registered as an HSM copytool"));
+        let mut ct = Copytool {
+            child: Some(child),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ct.log().contains("registered as an HSM copytool") {
+            if let Some(code) = ct.wait_exit(Duration::ZERO) {
+                panic!(
+                    "lhsmtool_blob exited ({code}) before registering:\n{}",
+                    ct.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lhsmtool_blob did not register:\n{}",
+                ct.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         ct
     }
 
@@ -169,9 +209,16 @@ impl Env {
         }
         std::fs::write(&p, data).unwrap();
         // Let the simulator's watcher see the file (it assigns FIDs from inotify).
-        self.wait_until("file known to the simulator", Duration::from_secs(10), || {
-            self.sim.lfs(&["path2fid", p.to_str().unwrap()]).status.success()
-        });
+        self.wait_until(
+            "file known to the simulator",
+            Duration::from_secs(10),
+            || {
+                self.sim
+                    .lfs(&["path2fid", p.to_str().unwrap()])
+                    .status
+                    .success()
+            },
+        );
         p
     }
 
@@ -238,7 +285,10 @@ impl Env {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("timed out waiting for: {what}\nsim log:\n{}", self.sim.log());
+        panic!(
+            "timed out waiting for: {what}\nsim log:\n{}",
+            self.sim.log()
+        );
     }
 
     /// The coordinator's view of requests (`hsm.actions`).
@@ -265,7 +315,12 @@ impl Env {
     pub fn put_blob(&self, name: &str, data: &[u8]) {
         let n = blob::BlobName::new(name).unwrap();
         self.rt
-            .block_on(self.store.put_bytes(&n, data.to_vec().into(), &blob::Metadata::default(), blob::WriteMode::Overwrite))
+            .block_on(self.store.put_bytes(
+                &n,
+                data.to_vec().into(),
+                &blob::Metadata::default(),
+                blob::WriteMode::Overwrite,
+            ))
             .unwrap();
     }
 
@@ -287,7 +342,9 @@ impl Env {
         use futures::StreamExt;
         self.rt.block_on(async {
             let mut out = Vec::new();
-            let Ok(mut s) = self.logs.list("") else { return out };
+            let Ok(mut s) = self.logs.list("") else {
+                return out;
+            };
             while let Some(Ok(i)) = s.next().await {
                 if let Ok(b) = self.logs.get_bytes(&i.name).await {
                     for l in String::from_utf8_lossy(&b).lines() {
@@ -304,7 +361,14 @@ impl Env {
         let mut buf = vec![0u8; 8192];
         let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: NUL-terminated strings, buf writable for its length.
-        let n = unsafe { libc::getxattr(c.as_ptr(), c"trusted.lustre_blob".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::getxattr(
+                c.as_ptr(),
+                c"trusted.lustre_blob".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
         if n < 0 {
             return None;
         }
