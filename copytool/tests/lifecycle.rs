@@ -157,3 +157,38 @@ fn metrics_endpoint_counts_actions() {
     );
     assert!(body.contains("direction=\"archive\"} 1000"), "{body}");
 }
+
+#[test]
+fn sigterm_mid_upload_aborts_within_the_bound_and_commits_nothing() {
+    let env = Env::start("");
+    let mut ct = env.copytool(&["--blocks-in-flight", "1", "--shutdown-timeout", "1s"]);
+    let p = env.write("t/big", &pattern(1500 * BLOCK, 8));
+    env.hsm("hsm_archive", &p, None);
+    env.wait_until("archive running", Duration::from_secs(60), || {
+        env.lfs(&["hsm_action", p.to_str().unwrap()])
+            .1
+            .contains("RUNNING")
+    });
+    ct.signal(libc::SIGTERM);
+    assert_eq!(
+        ct.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        ct.log()
+    );
+    assert!(
+        ct.log().contains("aborting in-flight actions"),
+        "{}",
+        ct.log()
+    );
+    assert!(
+        env.actions().contains("status=FAILED"),
+        "ended, not left STARTED: {}",
+        env.actions()
+    );
+    assert!(
+        env.blob("t/big").is_none(),
+        "an aborted upload commits nothing"
+    );
+    assert!(!env.flags(&p).contains(&"archived".to_string()));
+}
