@@ -337,7 +337,8 @@ impl State {
             reqs: snap.reqs.into_iter().map(|r| (r.cookie, r)).collect(),
             next_cookie: snap.next_cookie,
             agents: Vec::new(),
-            next_agent: 1,
+            // Agent ids never repeat across restarts (requests persisted as STARTED keep theirs).
+            next_agent: now_secs() << 20,
             d_nodes: HashSet::new(),
             d_mdts: HashSet::new(),
             d_reqs: HashSet::new(),

@@ -495,8 +495,13 @@ impl State {
             valid |= ATTR_MTIME | ATTR_CTIME;
         }
         let data = from_modify && (st.size != old.size || st.mtime != old.mtime);
-        let xattrs = list_xattrs(path);
+        // Writes never change xattrs: skip listing them on every IN_MODIFY.
         let old_x = n.xattrs.clone();
+        let xattrs = if from_modify {
+            old_x.clone()
+        } else {
+            list_xattrs(path)
+        };
         if let Some(n) = self.node_mut(&fid) {
             n.stat = st.clone();
             n.xattrs = xattrs.clone();
