@@ -39,7 +39,7 @@ fn a_killed_copytool_s_request_is_cancelled_and_a_reissue_succeeds_elsewhere() {
     let env = Env::start("");
     env.sim.set_param("hsm.active_request_timeout", "3");
     env.sim.set_param("hsm.loop_period", "1");
-    let mut a = env.copytool(&["--blocks-in-flight", "1"]);
+    let mut a = env.copytool(&["--blocks-in-flight", "1", "-u", "100ms"]);
     let data = pattern(1500 * BLOCK, 5);
     let p = env.write("kill/big", &data);
     env.hsm("hsm_archive", &p, None);
@@ -48,6 +48,11 @@ fn a_killed_copytool_s_request_is_cancelled_and_a_reissue_succeeds_elsewhere() {
             .1
             .contains("RUNNING")
     });
+    a.pause();
+    assert!(
+        !a.log().contains(" done "),
+        "upload finished before the kill"
+    );
     a.kill9();
     let b = env.copytool(&[]);
     env.wait_until(
@@ -161,7 +166,14 @@ fn metrics_endpoint_counts_actions() {
 #[test]
 fn sigterm_mid_upload_aborts_within_the_bound_and_commits_nothing() {
     let env = Env::start("");
-    let mut ct = env.copytool(&["--blocks-in-flight", "1", "--shutdown-timeout", "1s"]);
+    let mut ct = env.copytool(&[
+        "--blocks-in-flight",
+        "1",
+        "-u",
+        "100ms",
+        "--shutdown-timeout",
+        "10ms",
+    ]);
     let p = env.write("t/big", &pattern(1500 * BLOCK, 8));
     env.hsm("hsm_archive", &p, None);
     env.wait_until("archive running", Duration::from_secs(60), || {
@@ -169,7 +181,13 @@ fn sigterm_mid_upload_aborts_within_the_bound_and_commits_nothing() {
             .1
             .contains("RUNNING")
     });
+    ct.pause();
+    assert!(
+        !ct.log().contains(" done "),
+        "upload finished before the signal"
+    );
     ct.signal(libc::SIGTERM);
+    ct.resume();
     assert_eq!(
         ct.wait_exit(Duration::from_secs(30)),
         Some(0),

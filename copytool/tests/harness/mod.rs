@@ -44,6 +44,15 @@ impl Copytool {
         unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
     }
 
+    /// SIGSTOP: freezes the copytool mid-action so a test can act at a known point.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
     /// Waits for the process to exit; returns its exit code.
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;
