@@ -72,7 +72,22 @@ fn a_killed_copytool_s_request_is_cancelled_and_a_reissue_succeeds_elsewhere() {
 #[test]
 fn sigterm_stops_cleanly_and_unregisters() {
     let env = Env::start("");
-    let mut ct = env.copytool(&[]);
+    let pid_file = env.dir.path().join("ct.pid");
+    let mut ct = env.copytool(&["--pid-file", pid_file.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        ct.pid().to_string()
+    );
+    // A second copytool with the same pid file refuses to start.
+    let (code, err) = run(&[
+        "--config",
+        env.policy.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        env.sim.mount().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("locked"), "{err}");
     let p = env.write("t/f", b"x");
     env.hsm("hsm_archive", &p, None);
     env.wait_state(&p, "exists archived", &[&ct]);
@@ -85,6 +100,7 @@ fn sigterm_stops_cleanly_and_unregisters() {
         ct.log()
     );
     assert!(ct.log().contains("unregistered"), "{}", ct.log());
+    assert!(!pid_file.exists(), "pid file removed at exit");
     env.wait_until("agent gone", Duration::from_secs(10), || {
         env.sim.get_param(0, "hsm.agents").trim().is_empty()
     });
