@@ -424,10 +424,8 @@ pub fn lctl(args: &[String]) -> Out {
                     ))
                 })?;
                 for (n, v) in vals.into_iter().flatten() {
-                    match (
-                        only_values,
-                        v.contains('\n') || v.is_empty() && n.contains("hsm.a"),
-                    ) {
+                    // Multi-line values start on the line after "name=", as lctl prints them.
+                    match (only_values, v.contains('\n')) {
                         (true, _) => println!("{v}"),
                         (false, true) => println!("{n}=\n{v}"),
                         (false, false) => println!("{n}={v}"),
