@@ -1347,3 +1347,19 @@ fn the_binary_acts_as_lfs_or_lctl_under_those_names() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("No such file or directory"));
 }
+
+#[test]
+fn a_second_daemon_cannot_take_a_live_fsname() {
+    let sim = Sim::start(SimOptions::default());
+    let other = tempfile::tempdir().unwrap();
+    let o = Command::new(testkit::sim::sim_bin_path())
+        .args(["mds", "--mount"])
+        .arg(other.path())
+        .args(["--fsname", sim.fsname()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already served"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+}
