@@ -48,7 +48,7 @@ pub fn mount_of_path(path: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Splits "<fsname>-MDTxxxx" into (fsname, index); a bare fsname gives index None.
+/// Splits `<fsname>-MDTxxxx` into (fsname, index); a bare fsname gives index None.
 pub fn split_mdt_name(name: &str) -> (String, Option<u32>) {
     if let Some(pos) = name.rfind("-MDT") {
         let idx = &name[pos + 4..];
