@@ -615,3 +615,16 @@ fn reload_applies_new_settings_but_not_max_actions() {
     let c = h.engine.config();
     assert_eq!((c.max_actions, c.block_size, c.dry_run), (4, 8, true));
 }
+
+#[test]
+fn ebusy_at_end_withdraws_the_blob_and_the_record() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f", "g"], b"maybe torn");
+    h.ct.lock().end_fail.insert(1, libc::EBUSY);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    h.ct.wait_for(|_| h.engine.metrics().actions(Action::Archive, Outcome::Failed) == 1);
+    assert!(h.store.get("f").is_none() && h.store.get("g").is_none());
+    assert!(record_of(&h.data("f")).is_none());
+    assert_eq!(h.engine.metrics().bytes_archived(), 0);
+}
