@@ -237,3 +237,29 @@ fn sigterm_mid_upload_aborts_within_the_bound_and_commits_nothing() {
     );
     assert!(!env.flags(&p).contains(&"archived".to_string()));
 }
+
+#[test]
+fn daemon_mode_detaches_and_still_serves() {
+    let env = Env::start("");
+    let pid_file = env.dir.path().join("daemon.pid");
+    let mut ct = env.copytool(&["--daemon", "--pid-file", pid_file.to_str().unwrap()]);
+    assert_eq!(
+        ct.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "the foreground process exits"
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(pid as u32, ct.pid());
+    let p = env.write("daemon/f", b"served by the daemon");
+    env.hsm("hsm_archive", &p, None);
+    env.wait_state(&p, "exists archived", &[&ct]);
+    // SAFETY: signalling the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    env.wait_until("daemon gone", Duration::from_secs(30), || {
+        !pid_file.exists() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    });
+}
