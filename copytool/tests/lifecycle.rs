@@ -158,6 +158,10 @@ fn wrong_flags_or_policy_are_one_line_and_exit_2() {
 
     let (code, err) = run(&["--config", "/nonexistent/policy.toml", "/mnt/lustre"]);
     assert_eq!(code, 2, "{err}");
+    let (code, err) = run(&["--archive", "1"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("MOUNTPOINT"), "{err}");
     let (code, _) = run(&["--help"]);
     assert_eq!(code, 0);
 }
