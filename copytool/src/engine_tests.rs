@@ -434,7 +434,7 @@ fn restore_writes_the_blob_into_the_volatile_file() {
     h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), content);
-    assert_eq!(h.engine.metrics().bytes_restored(), 23);
+    h.ct.wait_for(|_| h.engine.metrics().bytes_restored() == 23);
 }
 
 #[test]

@@ -40,6 +40,10 @@ fn two_copytools_share_the_work() {
     env.wait_state(&f1, "exists archived", &[&a, &b]);
     assert_eq!(env.blob("share/f0"), Some(d0));
     assert_eq!(env.blob("share/f1"), Some(d1));
+    // "done" is logged right after the end that made the file archived.
+    env.wait_until("both ends logged", Duration::from_secs(10), || {
+        a.log().matches(" done ").count() + b.log().matches(" done ").count() == 2
+    });
     let (la, lb) = (a.log(), b.log());
     let (na, nb) = (la.matches(" done ").count(), lb.matches(" done ").count());
     assert_eq!((na, nb), (1, 1), "one file each:\n{la}\n----\n{lb}");
@@ -178,7 +182,7 @@ fn metrics_endpoint_counts_actions() {
     let p = env.write("m/f", &pattern(1000, 1));
     env.hsm("hsm_archive", &p, None);
     env.wait_state(&p, "exists archived", &[&ct]);
-    let body = {
+    let scrape = || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -187,10 +191,12 @@ fn metrics_endpoint_counts_actions() {
         s.read_to_string(&mut out).unwrap();
         out
     };
-    assert!(
-        body.contains("action=\"archive\",result=\"ok\"} 1"),
-        "{body}"
-    );
+    // The counters move right after the action's end, which is what made the file archived.
+    env.wait_until("archive counted", Duration::from_secs(10), || {
+        scrape().contains("action=\"archive\",result=\"ok\"} 1")
+    });
+    let body = scrape();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(body.contains("direction=\"archive\"} 1000"), "{body}");
 }
 
