@@ -628,3 +628,14 @@ fn ebusy_at_end_withdraws_the_blob_and_the_record() {
     assert!(record_of(&h.data("f")).is_none());
     assert_eq!(h.engine.metrics().bytes_archived(), 0);
 }
+
+#[test]
+fn receive_errors_are_counted_and_serving_goes_on() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"x");
+    h.ct.push_err(libc::EPROTO);
+    h.ct.push_err(libc::EPROTO);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    assert_eq!(h.engine.metrics().receive_errors(), 2);
+}
