@@ -639,3 +639,33 @@ fn receive_errors_are_counted_and_serving_goes_on() {
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
     assert_eq!(h.engine.metrics().receive_errors(), 2);
 }
+
+#[test]
+fn items_waiting_for_a_slot_when_stopping_still_get_their_end() {
+    let mut h = H::new(EngineConfig {
+        max_actions: 1,
+        ..cfg()
+    });
+    let _gate = h.store.close_gate();
+    h.ct.add_file(fid(1), &["a"], b"first");
+    h.ct.add_file(fid(2), &["b"], b"second");
+    h.ct.push(list(vec![
+        item(Action::Archive, 1, 1),
+        item(Action::Archive, 2, 2),
+    ]));
+    h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 1);
+    h.engine.request_stop();
+    assert_eq!(
+        h.recv.take().unwrap().join().unwrap().unwrap(),
+        StopReason::Requested
+    );
+    let engine = h.engine.clone();
+    h.rt.block_on(async move { engine.drain(Duration::from_millis(50)).await });
+    let mut ends = h.ct.ends();
+    ends.sort();
+    assert_eq!(ends, vec![(1, 0, libc::ESHUTDOWN), (2, 0, libc::ESHUTDOWN)]);
+    assert!(
+        h.ct.events().contains(&Event::BeginError(2)),
+        "the unserved item ends via the error path"
+    );
+}
