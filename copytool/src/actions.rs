@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
@@ -130,8 +130,8 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         TransferOpts {
             block_size: self.cfg.block_size,
             blocks_in_flight: self.cfg.blocks_in_flight,
-            progress: Arc::new(move |n| {
-                counter.fetch_add(n, Ordering::Relaxed);
+            progress: Arc::new(move |total| {
+                counter.fetch_max(total, Ordering::Relaxed);
             }),
             cancel: token.clone(),
         }
@@ -273,7 +273,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             blob: names[0].clone(),
             etag: uploaded.etag,
             data_version: dv_before,
-            exported_at: SystemTime::now(),
+            exported_at: crate::timefmt::rfc3339_now(),
             size: uploaded.size,
             links: names[1..].to_vec(),
         };

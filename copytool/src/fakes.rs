@@ -363,7 +363,7 @@ impl Store for FakeStore {
                 .map_err(|e| StoreError::new(StoreErrorKind::Io, e.to_string()))?;
             data.extend_from_slice(&buf[..n]);
             off += n as u64;
-            (opts.progress)(n as u64);
+            (opts.progress)(off);
             if first {
                 first = false;
                 let gate = self.gate.lock().unwrap().clone();
@@ -438,7 +438,7 @@ impl Store for FakeStore {
             }
             file.write_at(chunk, i as u64 * opts.block_size)
                 .map_err(|e| StoreError::new(StoreErrorKind::Io, e.to_string()))?;
-            (opts.progress)(chunk.len() as u64);
+            (opts.progress)(i as u64 * opts.block_size + chunk.len() as u64);
         }
         Ok(blob.data.len() as u64)
     }
@@ -462,20 +462,17 @@ impl Store for FakeStore {
         }
     }
 
-    async fn copy(&self, from: &str, to: &str) -> Result<String, StoreError> {
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
         self.injected()?;
         let src = self.get(from).ok_or_else(|| {
             StoreError::new(StoreErrorKind::NotFound, format!("{from} not found"))
         })?;
         let etag = format!("\"e{}\"", self.etags.fetch_add(1, Ordering::SeqCst));
-        self.blobs.lock().unwrap().insert(
-            to.to_string(),
-            FakeBlob {
-                etag: etag.clone(),
-                ..src
-            },
-        );
-        Ok(etag)
+        self.blobs
+            .lock()
+            .unwrap()
+            .insert(to.to_string(), FakeBlob { etag, ..src });
+        Ok(())
     }
 }
 

@@ -12,10 +12,15 @@ pub mod actions;
 pub mod engine;
 pub mod failure;
 pub mod guard;
+pub mod http_metrics;
+pub mod logsink;
 pub mod metrics;
 pub mod model;
 pub mod ports;
+pub mod real;
 pub mod record;
+pub mod service;
+pub mod settings;
 pub mod throttle;
 pub mod timefmt;
 

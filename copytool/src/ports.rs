@@ -132,7 +132,7 @@ pub struct BlobMeta {
     pub data_version: u64,
 }
 
-/// Called with the number of bytes newly transferred.
+/// Called with the total number of bytes transferred so far (as `blob::Progress`).
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Options of one transfer.
@@ -182,9 +182,8 @@ pub trait Store: Send + Sync + 'static {
     fn head(&self, name: &str)
         -> impl Future<Output = Result<Option<BlobHead>, StoreError>> + Send;
     fn delete(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Server-side copy; returns the new blob's ETag.
-    fn copy(&self, from: &str, to: &str)
-        -> impl Future<Output = Result<String, StoreError>> + Send;
+    /// Server-side copy (data and metadata), replacing any blob at `to`.
+    fn copy(&self, from: &str, to: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// One failed action, as written to the logging container (JSON lines; format in the README).
@@ -194,10 +193,13 @@ pub struct FailureEntry {
     pub time: String,
     pub kind: &'static str,
     pub agent: String,
-    pub job: Option<String>,
-    pub iteration: Option<u64>,
-    pub fid: String,
-    pub path: Option<String>,
+    /// Job id from the request data (`lb:j=...`), "" when the request carried none.
+    pub job: String,
+    /// Iteration from the request data (`lb:...:i=N`), 0 when none.
+    pub iteration: u64,
+    pub fid: Option<String>,
+    /// Path relative to the mount, "" when it could not be resolved.
+    pub path: String,
     pub operation: &'static str,
     pub error: String,
     pub errno: i32,

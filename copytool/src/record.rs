@@ -6,21 +6,22 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 /// The xattr holding the record.
 pub const XATTR_NAME: &str = "trusted.lustre_blob";
 
-/// The export record (JSON in the xattr).
+/// The export record (JSON in the xattr). The same shape as `blob::ExportRecord` (which the policy
+/// engine's `catalog` reads) plus `links`, which readers that do not know it ignore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRecord {
     /// The data blob (first link's name).
     pub blob: String,
     pub etag: String,
     pub data_version: u64,
-    pub exported_at: SystemTime,
+    /// RFC 3339 UTC.
+    pub exported_at: String,
     pub size: u64,
     /// Blobs of the file's other hard links (server-side copies of `blob`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -121,7 +122,7 @@ mod tests {
             blob: "dir/a b%.txt".into(),
             etag: "\"0x8D\"".into(),
             data_version: 7,
-            exported_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+            exported_at: "2023-11-14T22:13:20.000Z".into(),
             size: 12,
             links: vec!["other/link".into()],
         }

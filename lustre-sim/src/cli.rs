@@ -13,7 +13,12 @@ pub struct Fail(pub String);
 type Out = Result<(), Fail>;
 
 fn strerror(e: i32) -> String {
-    std::io::Error::from_raw_os_error(e).to_string().split(" (os error").next().unwrap_or("").to_string()
+    std::io::Error::from_raw_os_error(e)
+        .to_string()
+        .split(" (os error")
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 fn fail<T>(msg: impl Into<String>) -> Result<T, Fail> {
@@ -21,7 +26,9 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, Fail> {
 }
 
 pub fn lfs(args: &[String]) -> Out {
-    let Some(cmd) = args.first() else { return fail("lfs: missing command") };
+    let Some(cmd) = args.first() else {
+        return fail("lfs: missing command");
+    };
     let rest = &args[1..];
     match cmd.as_str() {
         "path2fid" => path2fid(rest),
@@ -35,10 +42,18 @@ pub fn lfs(args: &[String]) -> Out {
         "hsm_cancel" => hsm_req(rest, HUA_CANCEL, "hsm_cancel"),
         "changelog" => changelog(rest),
         "changelog_clear" => {
-            let [dev, id, end] = rest else { return fail("lfs changelog_clear: usage: changelog_clear <mdtname> <id> <endrec>") };
-            let end: i64 = end.parse().map_err(|_| Fail(format!("lfs changelog_clear: bad endrec '{end}'")))?;
-            client::changelog_clear(dev, id, end)
-                .or_else(|e| fail(format!("lfs changelog_clear: cannot purge records for '{id}': {} ({e})", strerror(e))))
+            let [dev, id, end] = rest else {
+                return fail("lfs changelog_clear: usage: changelog_clear <mdtname> <id> <endrec>");
+            };
+            let end: i64 = end
+                .parse()
+                .map_err(|_| Fail(format!("lfs changelog_clear: bad endrec '{end}'")))?;
+            client::changelog_clear(dev, id, end).or_else(|e| {
+                fail(format!(
+                    "lfs changelog_clear: cannot purge records for '{id}': {} ({e})",
+                    strerror(e)
+                ))
+            })
         }
         _ => fail(format!("lfs: unknown command '{cmd}'")),
     }
@@ -52,20 +67,34 @@ fn path2fid(rest: &[String]) -> Out {
         match client::path2fid(Path::new(p)) {
             Ok(f) if rest.len() == 1 => println!("{f}"),
             Ok(f) => println!("{p}: {f}"),
-            Err(e) => return fail(format!("lfs path2fid: can't get fid for {p}: {}", strerror(e))),
+            Err(e) => {
+                return fail(format!(
+                    "lfs path2fid: can't get fid for {p}: {}",
+                    strerror(e)
+                ))
+            }
         }
     }
     Ok(())
 }
 
 fn fid2path(rest: &[String]) -> Out {
-    let [dev, fids @ ..] = rest else { return fail("lfs fid2path: usage: fid2path <fsname|root> <fid>...") };
+    let [dev, fids @ ..] = rest else {
+        return fail("lfs fid2path: usage: fid2path <fsname|root> <fid>...");
+    };
     if fids.is_empty() {
         return fail("lfs fid2path: usage: fid2path <fsname|root> <fid>...");
     }
-    let (mount, _) = client::device_mount(dev).map_err(|e| Fail(format!("lfs fid2path: cannot find mount for '{dev}': {}", strerror(e))))?;
+    let (mount, _) = client::device_mount(dev).map_err(|e| {
+        Fail(format!(
+            "lfs fid2path: cannot find mount for '{dev}': {}",
+            strerror(e)
+        ))
+    })?;
     for s in fids {
-        let Some(fid) = Fid::parse(s) else { return fail(format!("lfs fid2path: invalid FID '{s}'")) };
+        let Some(fid) = Fid::parse(s) else {
+            return fail(format!("lfs fid2path: invalid FID '{s}'"));
+        };
         let mut link = 0u32;
         loop {
             match client::fid2path(&mount, &fid, link) {
@@ -80,7 +109,12 @@ fn fid2path(rest: &[String]) -> Out {
                     }
                     link = next;
                 }
-                Err(e) => return fail(format!("lfs fid2path: cannot find {dev} {s}: {}", strerror(e))),
+                Err(e) => {
+                    return fail(format!(
+                        "lfs fid2path: cannot find {dev} {s}: {}",
+                        strerror(e)
+                    ))
+                }
             }
         }
     }
@@ -92,7 +126,12 @@ fn each_file(rest: &[String], cmd: &str, f: fn(&Path, &str) -> Res<()>) -> Out {
         return fail(format!("lfs {cmd}: no file given"));
     }
     for p in rest {
-        f(Path::new(p), p).or_else(|e| fail(format!("lfs {cmd}: cannot get hsm state for '{p}': {}", strerror(e))))?;
+        f(Path::new(p), p).or_else(|e| {
+            fail(format!(
+                "lfs {cmd}: cannot get hsm state for '{p}': {}",
+                strerror(e)
+            ))
+        })?;
     }
     Ok(())
 }
@@ -117,9 +156,18 @@ fn hsm_action(path: &Path, shown: &str) -> Res<()> {
     let (mount, _) = client::rel_in_mount(path)?;
     let fid = client::path2fid(path)?;
     let a = client::current_action(&mount, &fid)?;
-    let st = ["NONE", "WAITING", "RUNNING", "DONE"].get(a.state as usize).copied().unwrap_or("UNKNOWN");
+    let st = ["NONE", "WAITING", "RUNNING", "DONE"]
+        .get(a.state as usize)
+        .copied()
+        .unwrap_or("UNKNOWN");
     if a.state == HPS_RUNNING {
-        println!("{}: {} {} ({} bytes moved)", shown, hsm_user_action_name(a.action), st, a.length);
+        println!(
+            "{}: {} {} ({} bytes moved)",
+            shown,
+            hsm_user_action_name(a.action),
+            st,
+            a.length
+        );
     } else {
         println!("{}: {} {}", shown, hsm_user_action_name(a.action), st);
     }
@@ -134,10 +182,20 @@ fn hsm_req(rest: &[String], action: u32, cmd: &str) -> Out {
     while let Some(a) = it.next() {
         match a.as_str() {
             "-a" | "--archive" => {
-                let v = it.next().ok_or_else(|| Fail(format!("lfs {cmd}: -a needs an archive id")))?;
-                archive = v.parse().map_err(|_| Fail(format!("lfs {cmd}: invalid archive id '{v}'")))?;
+                let v = it
+                    .next()
+                    .ok_or_else(|| Fail(format!("lfs {cmd}: -a needs an archive id")))?;
+                archive = v
+                    .parse()
+                    .map_err(|_| Fail(format!("lfs {cmd}: invalid archive id '{v}'")))?;
             }
-            "-d" | "--data" => data = it.next().ok_or_else(|| Fail(format!("lfs {cmd}: --data needs a value")))?.as_bytes().to_vec(),
+            "-d" | "--data" => {
+                data = it
+                    .next()
+                    .ok_or_else(|| Fail(format!("lfs {cmd}: --data needs a value")))?
+                    .as_bytes()
+                    .to_vec()
+            }
             _ => files.push(a),
         }
     }
@@ -147,15 +205,26 @@ fn hsm_req(rest: &[String], action: u32, cmd: &str) -> Out {
     let mut mount: Option<PathBuf> = None;
     let mut items = Vec::new();
     for f in &files {
-        let (m, _) = client::rel_in_mount(Path::new(f)).map_err(|e| Fail(format!("lfs {cmd}: '{f}': {}", strerror(e))))?;
-        let fid = client::path2fid(Path::new(f)).map_err(|e| Fail(format!("lfs {cmd}: '{f}': {}", strerror(e))))?;
+        let (m, _) = client::rel_in_mount(Path::new(f))
+            .map_err(|e| Fail(format!("lfs {cmd}: '{f}': {}", strerror(e))))?;
+        let fid = client::path2fid(Path::new(f))
+            .map_err(|e| Fail(format!("lfs {cmd}: '{f}': {}", strerror(e))))?;
         mount = Some(m);
         items.push((fid, 0u64, u64::MAX));
     }
-    let Some(mount) = mount else { return fail(format!("lfs {cmd}: no file given")) };
+    let Some(mount) = mount else {
+        return fail(format!("lfs {cmd}: no file given"));
+    };
     for chunk in items.chunks(52) {
-        client::hsm_request(&mount, action, archive, 0, chunk.to_vec(), data.clone())
-            .map_err(|e| Fail(format!("lfs {cmd}: cannot send HSM request (use of {}): {}", files[0], strerror(e))))?;
+        client::hsm_request(&mount, action, archive, 0, chunk.to_vec(), data.clone()).map_err(
+            |e| {
+                Fail(format!(
+                    "lfs {cmd}: cannot send HSM request (use of {}): {}",
+                    files[0],
+                    strerror(e)
+                ))
+            },
+        )?;
     }
     Ok(())
 }
@@ -188,8 +257,18 @@ pub fn format_record(r: &crate::record::Rec) -> String {
         }
     }
     if let Some((s, sp)) = r.rename {
-        let old = r.name.iter().position(|&c| c == 0).map(|p| &r.name[p + 1..]).unwrap_or(&[]);
-        line.push_str(&format!(" s={} sp={} {}", s, sp, String::from_utf8_lossy(old)));
+        let old = r
+            .name
+            .iter()
+            .position(|&c| c == 0)
+            .map(|p| &r.name[p + 1..])
+            .unwrap_or(&[]);
+        line.push_str(&format!(
+            " s={} sp={} {}",
+            s,
+            sp,
+            String::from_utf8_lossy(old)
+        ));
     }
     if !r.name.is_empty() {
         let new = r.name.split(|&c| c == 0).next().unwrap_or(&[]);
@@ -211,21 +290,42 @@ fn civil(t: i64) -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d, (rem / 3600) as u32, ((rem % 3600) / 60) as u32, (rem % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 fn changelog(rest: &[String]) -> Out {
-    let Some(dev) = rest.first() else { return fail("lfs changelog: usage: changelog <mdtname> [startrec [endrec]]") };
+    let Some(dev) = rest.first() else {
+        return fail("lfs changelog: usage: changelog <mdtname> [startrec [endrec]]");
+    };
     let num = |s: Option<&String>| -> Result<Option<i64>, Fail> {
         match s {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| Fail(format!("lfs changelog: bad record number '{v}'"))),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| Fail(format!("lfs changelog: bad record number '{v}'"))),
         }
     };
     let start = num(rest.get(1))?.unwrap_or(0);
     let end = num(rest.get(2))?;
-    let mut st = client::ChangelogStream::start(dev, CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS, start)
-        .map_err(|e| Fail(format!("lfs changelog: cannot start changelog on '{dev}': {}", strerror(e))))?;
+    let mut st = client::ChangelogStream::start(
+        dev,
+        CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS,
+        start,
+    )
+    .map_err(|e| {
+        Fail(format!(
+            "lfs changelog: cannot start changelog on '{dev}': {}",
+            strerror(e)
+        ))
+    })?;
     st.xflags = CLFE_UIDGID | CLFE_NID | CLFE_OPEN | CLFE_XATTR;
     loop {
         match st.recv() {
@@ -252,11 +352,15 @@ pub fn lctl(args: &[String]) -> Out {
         device = Some(args[1].clone());
         args.drain(0..2);
     }
-    let Some(cmd) = args.first().cloned() else { return fail("lctl: missing command") };
+    let Some(cmd) = args.first().cloned() else {
+        return fail("lctl: missing command");
+    };
     let rest = &args[1..];
     match cmd.as_str() {
         "changelog_register" => {
-            let Some(dev) = device else { return fail("lctl changelog_register: needs --device <fsname>-MDTxxxx") };
+            let Some(dev) = device else {
+                return fail("lctl changelog_register: needs --device <fsname>-MDTxxxx");
+            };
             let mut name = None;
             let mut bare = false;
             let mut it = rest.iter();
@@ -267,7 +371,9 @@ pub fn lctl(args: &[String]) -> Out {
                     "-m" | "--mask" => {
                         it.next();
                     }
-                    other => return fail(format!("lctl changelog_register: unknown option '{other}'")),
+                    other => {
+                        return fail(format!("lctl changelog_register: unknown option '{other}'"))
+                    }
                 }
             }
             match client::changelog_register(&dev, name) {
@@ -278,10 +384,22 @@ pub fn lctl(args: &[String]) -> Out {
             Ok(())
         }
         "changelog_deregister" => {
-            let Some(dev) = device else { return fail("lctl changelog_deregister: needs --device <fsname>-MDTxxxx") };
-            let Some(id) = rest.first() else { return fail("lctl changelog_deregister: needs a user id (clN)") };
-            client::changelog_deregister(&dev, id).map_err(|e| Fail(format!("lctl changelog_deregister: {dev}: {id}: {}", strerror(e))))?;
-            println!("{dev}: Deregistered changelog user #{}", id.trim_start_matches("cl"));
+            let Some(dev) = device else {
+                return fail("lctl changelog_deregister: needs --device <fsname>-MDTxxxx");
+            };
+            let Some(id) = rest.first() else {
+                return fail("lctl changelog_deregister: needs a user id (clN)");
+            };
+            client::changelog_deregister(&dev, id).map_err(|e| {
+                Fail(format!(
+                    "lctl changelog_deregister: {dev}: {id}: {}",
+                    strerror(e)
+                ))
+            })?;
+            println!(
+                "{dev}: Deregistered changelog user #{}",
+                id.trim_start_matches("cl")
+            );
             Ok(())
         }
         "get_param" => {
@@ -299,11 +417,22 @@ pub fn lctl(args: &[String]) -> Out {
             }
             for p in pats {
                 let vals = param_call(&p, |m| {
-                    proto::call_as::<Vec<(String, String)>>(m, &Request::GetParam { pattern: p.clone() })
+                    proto::call_as::<Vec<(String, String)>>(
+                        m,
+                        &Request::GetParam { pattern: p.clone() },
+                    )
                 })
-                .map_err(|e| Fail(format!("error: get_param: param_path '{p}': {}", strerror(e))))?;
+                .map_err(|e| {
+                    Fail(format!(
+                        "error: get_param: param_path '{p}': {}",
+                        strerror(e)
+                    ))
+                })?;
                 for (n, v) in vals.into_iter().flatten() {
-                    match (only_values, v.contains('\n') || v.is_empty() && n.contains("hsm.a")) {
+                    match (
+                        only_values,
+                        v.contains('\n') || v.is_empty() && n.contains("hsm.a"),
+                    ) {
                         (true, _) => println!("{v}"),
                         (false, true) => println!("{n}=\n{v}"),
                         (false, false) => println!("{n}={v}"),
@@ -317,9 +446,25 @@ pub fn lctl(args: &[String]) -> Out {
                 return fail("lctl set_param: no parameter given");
             }
             for a in rest {
-                let Some((n, v)) = a.split_once('=') else { return fail(format!("error: set_param: setting {a}: no value given")) };
-                param_call(n, |m| proto::call(m, &Request::SetParam { name: n.to_string(), value: v.to_string() }).map(|_| ()))
-                    .map_err(|e| Fail(format!("error: set_param: setting '{n}'='{v}': {}", strerror(e))))?;
+                let Some((n, v)) = a.split_once('=') else {
+                    return fail(format!("error: set_param: setting {a}: no value given"));
+                };
+                param_call(n, |m| {
+                    proto::call(
+                        m,
+                        &Request::SetParam {
+                            name: n.to_string(),
+                            value: v.to_string(),
+                        },
+                    )
+                    .map(|_| ())
+                })
+                .map_err(|e| {
+                    Fail(format!(
+                        "error: set_param: setting '{n}'='{v}': {}",
+                        strerror(e)
+                    ))
+                })?;
                 println!("{n}={v}");
             }
             Ok(())
@@ -339,7 +484,11 @@ fn param_call<T>(pattern: &str, f: impl Fn(&Path) -> Res<T>) -> Res<Vec<T>> {
     let mut out = Vec::new();
     let mut last = libc::ENOENT;
     for (fs, m) in mounts {
-        if !fs.is_empty() && !(comp.contains('*') || comp.contains('?') || comp.starts_with(&format!("{fs}-"))) {
+        let may_match = fs.is_empty()
+            || comp.contains('*')
+            || comp.contains('?')
+            || comp.starts_with(&format!("{fs}-"));
+        if !may_match {
             continue;
         }
         match f(&m) {

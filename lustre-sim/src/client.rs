@@ -23,19 +23,36 @@ pub fn rel_in_mount(path: &Path) -> Res<(PathBuf, String)> {
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map_err(|_| libc::ENOENT)?.join(path)
+        std::env::current_dir()
+            .map_err(|_| libc::ENOENT)?
+            .join(path)
     };
     let (dir, name) = match (abs.parent(), abs.file_name()) {
-        (Some(d), Some(n)) if n != ".." => (d.canonicalize().map_err(|_| libc::ENOENT)?, Some(n.to_os_string())),
+        (Some(d), Some(n)) if n != ".." => (
+            d.canonicalize().map_err(|_| libc::ENOENT)?,
+            Some(n.to_os_string()),
+        ),
         _ => (abs.canonicalize().map_err(|_| libc::ENOENT)?, None),
     };
-    let mount = mount_for_path(&dir)?;
     let full = match name {
         Some(n) => dir.join(n),
-        None => dir,
+        None => dir.clone(),
+    };
+    // The mount root itself (or a directory under it) may be the path: look from the path
+    // unless it is a symlink, whose target must not be followed.
+    let is_link = std::fs::symlink_metadata(&full)
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(true);
+    let mount = if is_link {
+        mount_for_path(&dir)?
+    } else {
+        mount_for_path(&full)?
     };
     let rel = full.strip_prefix(&mount).map_err(|_| libc::EINVAL)?;
-    Ok((mount, String::from_utf8_lossy(rel.as_os_str().as_bytes()).into_owned()))
+    Ok((
+        mount,
+        String::from_utf8_lossy(rel.as_os_str().as_bytes()).into_owned(),
+    ))
 }
 
 pub fn path2fid(path: &Path) -> Res<Fid> {
@@ -73,18 +90,44 @@ pub fn hsm_state(mount: &Path, fid: &Fid) -> Res<proto::HsmState> {
 }
 
 pub fn hsm_state_set(mount: &Path, fid: &Fid, set: u64, clear: u64, archive_id: u32) -> Res<()> {
-    call(mount, &Request::HsmStateSet { fid: *fid, set, clear, archive_id }).map(|_| ())
+    call(
+        mount,
+        &Request::HsmStateSet {
+            fid: *fid,
+            set,
+            clear,
+            archive_id,
+        },
+    )
+    .map(|_| ())
 }
 
 pub fn current_action(mount: &Path, fid: &Fid) -> Res<proto::CurrentAction> {
     call_as(mount, &Request::CurrentAction { fid: *fid })
 }
 
-pub fn hsm_request(mount: &Path, action: u32, archive_id: u32, flags: u64, items: Vec<(Fid, u64, u64)>, data: Vec<u8>) -> Res<()> {
+pub fn hsm_request(
+    mount: &Path,
+    action: u32,
+    archive_id: u32,
+    flags: u64,
+    items: Vec<(Fid, u64, u64)>,
+    data: Vec<u8>,
+) -> Res<()> {
     if 24 + 32 * items.len() + data.len() >= HUR_MAX_LEN {
         return Err(libc::E2BIG);
     }
-    call(mount, &Request::HsmRequest { action, archive_id, flags, items, data }).map(|_| ())
+    call(
+        mount,
+        &Request::HsmRequest {
+            action,
+            archive_id,
+            flags,
+            items,
+            data,
+        },
+    )
+    .map(|_| ())
 }
 
 pub fn data_version(mount: &Path, fid: &Fid) -> Res<u64> {
@@ -108,7 +151,15 @@ pub fn changelog_clear(dev: &str, user: &str, endrec: i64) -> Res<()> {
     }
     let (m, idx) = mdt_of(dev)?;
     let user = user.split('-').next().unwrap_or(user).to_string();
-    call(&m, &Request::ChangelogClear { mdt: idx, user, endrec: endrec as u64 }).map(|_| ())
+    call(
+        &m,
+        &Request::ChangelogClear {
+            mdt: idx,
+            user,
+            endrec: endrec as u64,
+        },
+    )
+    .map(|_| ())
 }
 
 pub fn changelog_register(dev: &str, name: Option<String>) -> Res<String> {
@@ -118,7 +169,14 @@ pub fn changelog_register(dev: &str, name: Option<String>) -> Res<String> {
 
 pub fn changelog_deregister(dev: &str, user: &str) -> Res<()> {
     let (m, idx) = mdt_of(dev)?;
-    call(&m, &Request::ChangelogDeregister { mdt: idx, user: user.to_string() }).map(|_| ())
+    call(
+        &m,
+        &Request::ChangelogDeregister {
+            mdt: idx,
+            user: user.to_string(),
+        },
+    )
+    .map(|_| ())
 }
 
 /// A changelog reader: a streaming connection to the daemon, records buffered client-side.
@@ -134,7 +192,14 @@ impl ChangelogStream {
     pub fn start(dev: &str, flags: i32, startrec: i64) -> Res<ChangelogStream> {
         let (m, idx) = mdt_of(dev)?;
         let mut s = proto::connect(&m)?;
-        proto::call_on(&mut s, &Request::ChangelogStart { mdt: idx, start: startrec.max(0) as u64, follow: flags & CHANGELOG_FLAG_FOLLOW != 0 })?;
+        proto::call_on(
+            &mut s,
+            &Request::ChangelogStart {
+                mdt: idx,
+                start: startrec.max(0) as u64,
+                follow: flags & CHANGELOG_FLAG_FOLLOW != 0,
+            },
+        )?;
         Ok(ChangelogStream {
             sock: BufReader::with_capacity(64 * 1024, s),
             want_jobid: flags & CHANGELOG_FLAG_JOBID != 0,
@@ -159,7 +224,11 @@ impl ChangelogStream {
         let mut b = vec![0u8; n];
         self.sock.read_exact(&mut b).map_err(|_| libc::ESHUTDOWN)?;
         let (r, _) = Rec::decode(&b).ok_or(libc::EPROTO)?;
-        Ok(Some(r.trimmed(self.want_jobid, self.want_extra, self.xflags)))
+        Ok(Some(r.trimmed(
+            self.want_jobid,
+            self.want_extra,
+            self.xflags,
+        )))
     }
 
     pub fn in_buf(&self) -> bool {

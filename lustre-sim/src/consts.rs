@@ -18,9 +18,9 @@ pub const CL_MTIME: u32 = 17;
 
 /// Short names used by `lfs changelog`, indexed by record type.
 pub const CL_NAMES: [&str; 25] = [
-    "MARK", "CREAT", "MKDIR", "HLINK", "SLINK", "MKNOD", "UNLNK", "RMDIR", "RENME", "RNMTO", "OPEN",
-    "CLOSE", "LYOUT", "TRUNC", "SATTR", "XATTR", "HSM", "MTIME", "CTIME", "ATIME", "MIGRT", "FLRW",
-    "RESYNC", "GXATR", "NOPEN",
+    "MARK", "CREAT", "MKDIR", "HLINK", "SLINK", "MKNOD", "UNLNK", "RMDIR", "RENME", "RNMTO",
+    "OPEN", "CLOSE", "LYOUT", "TRUNC", "SATTR", "XATTR", "HSM", "MTIME", "CTIME", "ATIME", "MIGRT",
+    "FLRW", "RESYNC", "GXATR", "NOPEN",
 ];
 
 pub const CLF_VERSION: u16 = 0x1000;
@@ -150,5 +150,9 @@ pub fn hsm_state_names(states: u32) -> Vec<&'static str> {
         (HS_NOARCHIVE, "never_archive"),
         (HS_LOST, "lost_from_hsm"),
     ];
-    names.iter().filter(|(b, _)| states & b != 0).map(|(_, n)| *n).collect()
+    names
+        .iter()
+        .filter(|(b, _)| states & b != 0)
+        .map(|(_, n)| *n)
+        .collect()
 }

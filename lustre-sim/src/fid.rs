@@ -12,9 +12,15 @@ pub const MDT_SEQ_STRIDE: u64 = 0x4000_0000;
 /// Objects per sequence before the next one is taken (`LUSTRE_DATA_SEQ_MAX_WIDTH`).
 pub const SEQ_WIDTH: u32 = 0x20000;
 /// The root directory's FID on real Lustre.
-pub const ROOT_FID: Fid = Fid { seq: 0x2_0000_0007, oid: 1, ver: 0 };
+pub const ROOT_FID: Fid = Fid {
+    seq: 0x2_0000_0007,
+    oid: 1,
+    ver: 0,
+};
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
+)]
 pub struct Fid {
     pub seq: u64,
     pub oid: u32,
@@ -66,19 +72,30 @@ impl Fid {
         if parts.next().is_some() || oid > u32::MAX as u64 || ver > u32::MAX as u64 {
             return None;
         }
-        Some(Fid { seq, oid: oid as u32, ver: ver as u32 })
+        Some(Fid {
+            seq,
+            oid: oid as u32,
+            ver: ver as u32,
+        })
     }
 
     /// The "no brace" form (`%#llx:0x%x:0x%x`).
     pub fn nobrace(&self) -> String {
-        let seq = if self.seq == 0 { "0".to_string() } else { format!("{:#x}", self.seq) };
+        let seq = if self.seq == 0 {
+            "0".to_string()
+        } else {
+            format!("{:#x}", self.seq)
+        };
         format!("{}:0x{:x}:0x{:x}", seq, self.oid, self.ver)
     }
 }
 
 fn parse_hex(s: &str) -> Option<u64> {
     let s = s.trim();
-    let h = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    let h = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
     if h.is_empty() {
         return None;
     }
@@ -97,13 +114,25 @@ mod tests {
 
     #[test]
     fn display_and_parse_round_trip() {
-        let f = Fid { seq: 0x200000401, oid: 1, ver: 0 };
+        let f = Fid {
+            seq: 0x200000401,
+            oid: 1,
+            ver: 0,
+        };
         assert_eq!(f.to_string(), "[0x200000401:0x1:0x0]");
         assert_eq!(Fid::parse("[0x200000401:0x1:0x0]"), Some(f));
         assert_eq!(Fid::parse("0x200000401:0x1:0x0"), Some(f));
         assert_eq!(Fid::parse("bogus"), None);
         assert_eq!(Fid::default().to_string(), "[0:0x0:0x0]");
         assert_eq!(Fid::from_bytes(&f.to_bytes()), Some(f));
-        assert_eq!(Fid { seq: 0x240000400, oid: 3, ver: 0 }.mdt_index(), 1);
+        assert_eq!(
+            Fid {
+                seq: 0x240000400,
+                oid: 3,
+                ver: 0
+            }
+            .mdt_index(),
+            1
+        );
     }
 }

@@ -6,6 +6,7 @@
 //!   liblustreapi that talks to the daemon over `DIR/.lustre/mds.sock` ([`proto`]).
 //! * [`cli`]: the `lfs` / `lctl` subsets.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod client;

@@ -31,13 +31,32 @@ fn main() {
                 }
             }
             let Some(mount) = mount else { usage() };
-            if let Err(e) = lustreapi_sim::mds::run(lustreapi_sim::mds::Options { mount, fsname, mdts }) {
+            if let Err(e) = lustreapi_sim::mds::run(lustreapi_sim::mds::Options {
+                mount,
+                fsname,
+                mdts,
+            }) {
                 eprintln!("lustre-sim mds: {e}");
                 std::process::exit(1);
             }
         }
+        "test-agent" => {
+            let Some(mount) = args.get(1) else { usage() };
+            let archive = match args.get(2).map(String::as_str) {
+                Some("--archive") => args.get(3).and_then(|v| v.parse().ok()),
+                _ => None,
+            };
+            if let Err(e) = lustreapi_sim::agent::run(std::path::Path::new(mount), archive) {
+                eprintln!("lustre-sim test-agent: {e}");
+                std::process::exit(1);
+            }
+        }
         "lfs" | "lctl" => {
-            let r = if cmd == "lfs" { lustreapi_sim::cli::lfs(&args[1..]) } else { lustreapi_sim::cli::lctl(&args[1..]) };
+            let r = if cmd == "lfs" {
+                lustreapi_sim::cli::lfs(&args[1..])
+            } else {
+                lustreapi_sim::cli::lctl(&args[1..])
+            };
             if let Err(lustreapi_sim::cli::Fail(msg)) = r {
                 eprintln!("{msg}");
                 std::process::exit(1);

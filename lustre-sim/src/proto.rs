@@ -16,25 +16,95 @@ pub const MAX_MSG: usize = 16 << 20;
 #[serde(tag = "op")]
 pub enum Request {
     Info,
-    Path2Fid { path: String },
-    Fid2Path { fid: Fid, linkno: u32 },
-    HsmStateGet { fid: Fid },
-    HsmStateSet { fid: Fid, set: u64, clear: u64, archive_id: u32 },
-    CurrentAction { fid: Fid },
-    HsmRequest { action: u32, archive_id: u32, flags: u64, items: Vec<(Fid, u64, u64)>, data: Vec<u8> },
-    Import { path: String, archive_id: u32, size: u64, mode: u32, uid: u32, gid: u32, atime: (i64, u32), mtime: (i64, u32) },
-    DataVersion { fid: Fid },
-    ChangelogStart { mdt: u32, start: u64, follow: bool },
-    ChangelogClear { mdt: u32, user: String, endrec: u64 },
-    ChangelogRegister { mdt: u32, name: Option<String> },
-    ChangelogDeregister { mdt: u32, user: String },
-    CtRegister { archives: Vec<u32>, pid: u32 },
-    CtUnregister { agent: u64 },
-    ActionBegin { cookie: u64, fid: Fid, is_error: bool },
-    ActionProgress { cookie: u64, offset: u64, length: u64, flags: i32 },
-    ActionEnd { cookie: u64, offset: u64, length: u64, flags: i32, errval: i32 },
-    GetParam { pattern: String },
-    SetParam { name: String, value: String },
+    Path2Fid {
+        path: String,
+    },
+    Fid2Path {
+        fid: Fid,
+        linkno: u32,
+    },
+    HsmStateGet {
+        fid: Fid,
+    },
+    HsmStateSet {
+        fid: Fid,
+        set: u64,
+        clear: u64,
+        archive_id: u32,
+    },
+    CurrentAction {
+        fid: Fid,
+    },
+    HsmRequest {
+        action: u32,
+        archive_id: u32,
+        flags: u64,
+        items: Vec<(Fid, u64, u64)>,
+        data: Vec<u8>,
+    },
+    Import {
+        path: String,
+        archive_id: u32,
+        size: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        atime: (i64, u32),
+        mtime: (i64, u32),
+    },
+    DataVersion {
+        fid: Fid,
+    },
+    ChangelogStart {
+        mdt: u32,
+        start: u64,
+        follow: bool,
+    },
+    ChangelogClear {
+        mdt: u32,
+        user: String,
+        endrec: u64,
+    },
+    ChangelogRegister {
+        mdt: u32,
+        name: Option<String>,
+    },
+    ChangelogDeregister {
+        mdt: u32,
+        user: String,
+    },
+    CtRegister {
+        archives: Vec<u32>,
+        pid: u32,
+    },
+    CtUnregister {
+        agent: u64,
+    },
+    ActionBegin {
+        cookie: u64,
+        fid: Fid,
+        is_error: bool,
+    },
+    ActionProgress {
+        cookie: u64,
+        offset: u64,
+        length: u64,
+        flags: i32,
+    },
+    ActionEnd {
+        cookie: u64,
+        offset: u64,
+        length: u64,
+        flags: i32,
+        errval: i32,
+    },
+    GetParam {
+        pattern: String,
+    },
+    SetParam {
+        name: String,
+        value: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
@@ -113,7 +183,10 @@ pub fn sock_path(mount: &Path) -> PathBuf {
 /// Errors of a call: a negative-errno style code the library returns as-is.
 fn io_errno(e: &std::io::Error) -> i32 {
     match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ECONNREFUSED) | Some(libc::ECONNRESET) | Some(libc::EPIPE) => libc::ESHUTDOWN,
+        Some(libc::ENOENT)
+        | Some(libc::ECONNREFUSED)
+        | Some(libc::ECONNRESET)
+        | Some(libc::EPIPE) => libc::ESHUTDOWN,
         Some(x) => x,
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => libc::ESHUTDOWN,
         None => libc::EPROTO,
@@ -160,7 +233,10 @@ pub fn call_with_fd(mount: &Path, req: &Request, fd: RawFd) -> Result<serde_json
 
 /// sendmsg() of `data` with one fd attached.
 pub fn send_fd(sock: RawFd, data: &[u8], fd: RawFd) -> std::io::Result<()> {
-    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     let mut cbuf = vec![0u64; space.div_ceil(8)];
@@ -190,7 +266,12 @@ pub fn send_fd(sock: RawFd, data: &[u8], fd: RawFd) -> std::io::Result<()> {
     while sent < data.len() {
         // SAFETY: plain send of the remaining bytes of a live slice.
         let n = unsafe {
-            libc::send(sock, data[sent..].as_ptr() as *const libc::c_void, data.len() - sent, libc::MSG_NOSIGNAL)
+            libc::send(
+                sock,
+                data[sent..].as_ptr() as *const libc::c_void,
+                data.len() - sent,
+                libc::MSG_NOSIGNAL,
+            )
         };
         if n < 0 {
             return Err(std::io::Error::last_os_error());

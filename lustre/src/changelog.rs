@@ -118,6 +118,48 @@ impl Nid {
     }
 }
 
+/// LND type numbers this crate names when printing NIDs (others print as `<type:num>`).
+const LND_NAMES: [(u8, &str); 3] = [(2, "tcp"), (5, "o2ib"), (9, "lo")];
+
+impl std::fmt::Display for Nid {
+    /// libcfs style: `192.168.20.31@tcp`, `10.10.1.7@o2ib2`, `2001:db8::15@tcp`; networks of
+    /// unknown LND types print as `<type:num>` with a decimal address.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (lnd, num, addr) = match *self {
+            Nid::Nid4(raw) => {
+                let net = (raw >> 32) as u32;
+                (
+                    (net >> 16) as u8,
+                    (net & 0xFFFF) as u16,
+                    [raw as u32, 0, 0, 0],
+                )
+            }
+            Nid::Large { lnd, num, addr, .. } => (lnd, num, addr),
+        };
+        let size = match *self {
+            Nid::Nid4(_) => 0,
+            Nid::Large { size, .. } => size,
+        };
+        let known = LND_NAMES.iter().find(|(t, _)| *t == lnd).map(|(_, n)| *n);
+        match known {
+            Some(_) if size == 12 => {
+                let mut octets = [0u8; 16];
+                for (chunk, word) in octets.chunks_mut(4).zip(addr) {
+                    chunk.copy_from_slice(&word.to_be_bytes());
+                }
+                write!(f, "{}", std::net::Ipv6Addr::from(octets))?;
+            }
+            Some(_) => write!(f, "{}", std::net::Ipv4Addr::from(addr[0]))?,
+            None => write!(f, "{}", addr[0])?,
+        }
+        match known {
+            Some(name) if num == 0 => write!(f, "@{name}"),
+            Some(name) => write!(f, "@{name}{num}"),
+            None => write!(f, "@<{lnd}:{num}>"),
+        }
+    }
+}
+
 /// `hsm_event` of a `CL_HSM` record.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum HsmEvent {
@@ -257,6 +299,12 @@ impl ChangelogRecord {
         (self.rtype == RecordType::Hsm).then(|| HsmEventInfo::from_flags(self.flags))
     }
 
+    /// Makes this a `CL_HSM` record carrying `info` in the low 12 bits of `flags`.
+    pub fn set_hsm(&mut self, info: HsmEventInfo) {
+        self.rtype = RecordType::Hsm;
+        self.flags = (self.flags & !(sys::CLF_FLAGMASK as u16)) | info.to_flags();
+    }
+
     /// The per-type low 12 bits of `cr_flags`.
     pub fn flags_low(&self) -> u16 {
         self.flags & sys::CLF_FLAGMASK as u16
@@ -329,6 +377,25 @@ mod tests {
         for v in 0..8 {
             assert_eq!(HsmEvent::from_raw(v).raw(), v);
         }
+    }
+
+    #[test]
+    fn set_hsm_replaces_only_the_low_bits() {
+        let mut r = ChangelogRecord {
+            flags: 0xD123,
+            ..Default::default()
+        };
+        r.set_hsm(HsmEventInfo::new(
+            HsmEvent::Archive,
+            libc::EBUSY as u32,
+            false,
+        ));
+        assert_eq!(r.rtype, RecordType::Hsm);
+        assert_eq!(r.flags, 0xD010);
+        assert_eq!(
+            r.hsm(),
+            Some(HsmEventInfo::new(HsmEvent::Archive, 16, false))
+        );
     }
 
     #[test]

@@ -316,8 +316,8 @@ fn check_nid(
         }
         other => panic!("{name}: unknown NID encoding {other}"),
     }
-    // `text` is the libcfs formatting, informational only.
-    assert!(want["text"].is_string(), "{name}");
+    // `text` is the libcfs formatting.
+    assert_eq!(got.to_string(), want["text"].as_str().unwrap(), "{name}");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 mod azurite;
 mod paths;
+pub mod proxy;
 mod sharedkey;
 pub mod sim;
 

@@ -16,9 +16,18 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// `liblustreapi_sim.so` in the target directory the running test was built in.
+/// `liblustreapi_sim.so` in the target directory the running test was built in. `cargo build`
+/// puts it in `target/<profile>/`; `cargo test -p lustre-sim` refreshes only the copy in
+/// `deps/`, so the newer of the two wins.
 pub fn sim_lib_path() -> PathBuf {
-    target_dir().join("liblustreapi_sim.so")
+    let top = target_dir().join("liblustreapi_sim.so");
+    let deps = target_dir().join("deps").join("liblustreapi_sim.so");
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (mtime(&top), mtime(&deps)) {
+        (Some(a), Some(b)) if b > a => deps,
+        (None, Some(_)) => deps,
+        _ => top,
+    }
 }
 
 /// The `lustre-sim` binary next to the tests.
@@ -57,7 +66,10 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { mdts: 1, fsname: unique_fsname() }
+        SimOptions {
+            mdts: 1,
+            fsname: unique_fsname(),
+        }
     }
 }
 
@@ -73,10 +85,18 @@ impl Sim {
     /// (`lustre-sim lfs path2fid MOUNT` succeeds).
     pub fn start(opts: SimOptions) -> Sim {
         ensure_sim_built();
-        let dir = tempfile::Builder::new().prefix("lsim-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("lsim-")
+            .tempdir()
+            .expect("temp dir");
         let mount = dir.path().join("mnt");
         std::fs::create_dir(&mount).expect("mount dir");
-        let mut s = Sim { opts, dir, mount, child: None };
+        let mut s = Sim {
+            opts,
+            dir,
+            mount,
+            child: None,
+        };
         s.spawn();
         s
     }
@@ -91,7 +111,12 @@ impl Sim {
             .arg("mds")
             .arg("--mount")
             .arg(&self.mount)
-            .args(["--fsname", &self.opts.fsname, "--mdts", &self.opts.mdts.to_string()])
+            .args([
+                "--fsname",
+                &self.opts.fsname,
+                "--mdts",
+                &self.opts.mdts.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -100,7 +125,11 @@ impl Sim {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.lfs(&["path2fid", self.mount.to_str().unwrap_or("")]).status.success() {
+            if self
+                .lfs(&["path2fid", self.mount.to_str().unwrap_or("")])
+                .status
+                .success()
+            {
                 return;
             }
             if let Some(c) = self.child.as_mut() {
@@ -108,7 +137,11 @@ impl Sim {
                     panic!("lustre-sim mds exited ({st}); log:\n{}", self.log());
                 }
             }
-            assert!(Instant::now() < deadline, "lustre-sim mds not ready after 30 s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "lustre-sim mds not ready after 30 s; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -148,7 +181,10 @@ impl Sim {
     /// and `LUSTRE_SIM_MOUNT` scoping `lctl get/set_param` to this simulator.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
-            ("LUSTREAPI_LIB".into(), self.lib_path().display().to_string()),
+            (
+                "LUSTREAPI_LIB".into(),
+                self.lib_path().display().to_string(),
+            ),
             ("LUSTRE_SIM_MOUNT".into(), self.mount.display().to_string()),
         ]
     }
@@ -177,14 +213,22 @@ impl Sim {
     pub fn set_param(&self, name: &str, value: &str) {
         let p = format!("mdt.{}-MDT*.{}={}", self.opts.fsname, name, value);
         let o = self.lctl(&["set_param", &p]);
-        assert!(o.status.success(), "set_param {p}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "set_param {p}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 
     /// `lctl get_param -n mdt.<fs>-MDT%04x.NAME` for one MDT.
     pub fn get_param(&self, mdt: u32, name: &str) -> String {
         let p = format!("mdt.{}.{}", self.mdt_name(mdt), name);
         let o = self.lctl(&["get_param", "-n", &p]);
-        assert!(o.status.success(), "get_param {p}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "get_param {p}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).trim_end().to_string()
     }
 
@@ -192,7 +236,11 @@ impl Sim {
     pub fn register_changelog_user(&self, mdt: u32) -> String {
         let dev = self.mdt_name(mdt);
         let o = self.lctl(&["--device", &dev, "changelog_register", "-n"]);
-        assert!(o.status.success(), "changelog_register: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "changelog_register: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 

@@ -6,7 +6,10 @@ use crate::consts::*;
 use crate::fid::Fid;
 use crate::hal::{HAL_HDR, KUC_HDR};
 use crate::proto::{self, BeginReply, Request};
-use lustre_sys::{hsm_action_item, hsm_action_list, hsm_copyaction_private, hsm_copytool_private, hsm_extent, lu_fid, HAL_MAXSIZE};
+use lustre_sys::{
+    hsm_action_item, hsm_action_list, hsm_copyaction_private, hsm_copytool_private, hsm_extent,
+    lu_fid, HAL_MAXSIZE,
+};
 use std::ffi::{c_char, c_int, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -21,8 +24,10 @@ struct Copytool {
     agent: u64,
     rfd: OwnedFd,
     archives: Vec<u32>,
-    /// 8 + HAL_MAXSIZE bytes, 8-aligned; the hal handed out starts at byte 8.
-    buf: Vec<u64>,
+    /// 8 + HAL_MAXSIZE bytes, 8-aligned; the hal handed out starts at byte 8. Only
+    /// `llapi_hsm_copytool_recv` touches it (one receiving thread, as the C API requires),
+    /// while other threads share the handle for begin/progress/end.
+    buf: std::cell::UnsafeCell<Vec<u64>>,
 }
 
 struct CopyAction {
@@ -35,17 +40,19 @@ struct CopyAction {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// # Safety
 /// `p` is NULL or a handle from llapi_hsm_copytool_register.
-unsafe fn ct<'a>(p: *const hsm_copytool_private) -> Option<&'a mut Copytool> {
+unsafe fn ct<'a>(p: *const hsm_copytool_private) -> Option<&'a Copytool> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: non-NULL handles come from Box::into_raw of a Copytool.
-    let c = unsafe { &mut *(p as *mut Copytool) };
+    // SAFETY: non-NULL handles come from Box::into_raw of a Copytool; shared access only.
+    let c = unsafe { &*(p as *const Copytool) };
     (c.magic == CT_MAGIC).then_some(c)
 }
 
@@ -64,9 +71,17 @@ unsafe fn ca<'a>(p: *const hsm_copyaction_private) -> Option<&'a mut CopyAction>
 /// C contract of `llapi_hsm_copytool_register`. Several registrations per mount are allowed
 /// (each is its own agent), unlike real Lustre's one per client mount.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_copytool_register(priv_: *mut *mut hsm_copytool_private, mnt: *const c_char, archive_count: c_int, archives: *mut c_int, rfd_flags: c_int) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_copytool_register(
+    priv_: *mut *mut hsm_copytool_private,
+    mnt: *const c_char,
+    archive_count: c_int,
+    archives: *mut c_int,
+    rfd_flags: c_int,
+) -> c_int {
     // SAFETY: string per the contract.
-    let Some(m) = (unsafe { arg_path(mnt) }) else { return -libc::EINVAL };
+    let Some(m) = (unsafe { arg_path(mnt) }) else {
+        return -libc::EINVAL;
+    };
     if priv_.is_null() || archive_count < 0 || (archive_count > 0 && archives.is_null()) {
         return -libc::EINVAL;
     }
@@ -99,7 +114,10 @@ pub unsafe extern "C" fn llapi_hsm_copytool_register(priv_: *mut *mut hsm_copyto
             return -errno();
         }
     }
-    let req = Request::CtRegister { archives: ids.clone(), pid: std::process::id() };
+    let req = Request::CtRegister {
+        archives: ids.clone(),
+        pid: std::process::id(),
+    };
     let agent = match proto::call_with_fd(&mount, &req, wfd.as_raw_fd()) {
         Ok(v) => match serde_json::from_value::<u64>(v) {
             Ok(a) => a,
@@ -114,7 +132,7 @@ pub unsafe extern "C" fn llapi_hsm_copytool_register(priv_: *mut *mut hsm_copyto
         agent,
         rfd,
         archives: ids,
-        buf: vec![0u64; (8 + HAL_MAXSIZE) / 8],
+        buf: std::cell::UnsafeCell::new(vec![0u64; (8 + HAL_MAXSIZE) / 8]),
     });
     // SAFETY: priv_ non-NULL and writable.
     unsafe { *priv_ = Box::into_raw(c) as *mut hsm_copytool_private };
@@ -124,14 +142,18 @@ pub unsafe extern "C" fn llapi_hsm_copytool_register(priv_: *mut *mut hsm_copyto
 /// # Safety
 /// C contract of `llapi_hsm_copytool_unregister`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_copytool_unregister(priv_: *mut *mut hsm_copytool_private) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_copytool_unregister(
+    priv_: *mut *mut hsm_copytool_private,
+) -> c_int {
     if priv_.is_null() {
         return -libc::EINVAL;
     }
     // SAFETY: *priv_ checked by magic.
     let p = unsafe { *priv_ };
     // SAFETY: as above.
-    let Some(c) = (unsafe { ct(p) }) else { return -libc::EINVAL };
+    let Some(c) = (unsafe { ct(p) }) else {
+        return -libc::EINVAL;
+    };
     let _ = proto::call(&c.mount, &Request::CtUnregister { agent: c.agent });
     // SAFETY: created by Box::into_raw in register; reclaimed once; the pointer is cleared.
     unsafe {
@@ -157,7 +179,11 @@ pub unsafe extern "C" fn llapi_hsm_copytool_get_fd(ct_: *mut hsm_copytool_privat
 /// C contract of `llapi_hsm_copytool_recv`. `*hal` points into the handle's buffer, valid
 /// until the next recv.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_copytool_recv(ct_: *mut hsm_copytool_private, hal: *mut *mut hsm_action_list, msgsize: *mut c_int) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_copytool_recv(
+    ct_: *mut hsm_copytool_private,
+    hal: *mut *mut hsm_action_list,
+    msgsize: *mut c_int,
+) -> c_int {
     if hal.is_null() || msgsize.is_null() {
         return -libc::EINVAL;
     }
@@ -167,10 +193,14 @@ pub unsafe extern "C" fn llapi_hsm_copytool_recv(ct_: *mut hsm_copytool_private,
         *msgsize = 0;
     }
     // SAFETY: handle per the contract.
-    let Some(c) = (unsafe { ct(ct_) }) else { return -libc::EINVAL };
+    let Some(c) = (unsafe { ct(ct_) }) else {
+        return -libc::EINVAL;
+    };
     let fd = c.rfd.as_raw_fd();
-    let base = c.buf.as_mut_ptr() as *mut u8;
-    let cap = c.buf.len() * 8;
+    // SAFETY: only the (single) receiving thread uses the buffer; see `Copytool::buf`.
+    let buf = unsafe { &mut *c.buf.get() };
+    let base = buf.as_mut_ptr() as *mut u8;
+    let cap = buf.len() * 8;
     loop {
         // SAFETY: reading at most 8 bytes into the start of our buffer.
         let n = unsafe { libc::read(fd, base as *mut libc::c_void, KUC_HDR) };
@@ -198,7 +228,8 @@ pub unsafe extern "C" fn llapi_hsm_copytool_recv(ct_: *mut hsm_copytool_private,
         }
         if msglen > KUC_HDR {
             // SAFETY: reading msglen - 8 <= cap - 8 bytes right after the header.
-            let m = unsafe { libc::read(fd, base.add(KUC_HDR) as *mut libc::c_void, msglen - KUC_HDR) };
+            let m =
+                unsafe { libc::read(fd, base.add(KUC_HDR) as *mut libc::c_void, msglen - KUC_HDR) };
             if m < 0 {
                 return -errno();
             }
@@ -244,16 +275,30 @@ fn open_path(path: &str, flags: c_int) -> Result<OwnedFd, i32> {
 /// # Safety
 /// C contract of `llapi_hsm_action_begin`: `hai` points at a readable item (fixed part).
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_action_begin(phcp: *mut *mut hsm_copyaction_private, ct_: *const hsm_copytool_private, hai: *const hsm_action_item, _restore_mdt_index: c_int, _restore_open_flags: c_int, is_error: bool) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_action_begin(
+    phcp: *mut *mut hsm_copyaction_private,
+    ct_: *const hsm_copytool_private,
+    hai: *const hsm_action_item,
+    _restore_mdt_index: c_int,
+    _restore_open_flags: c_int,
+    is_error: bool,
+) -> c_int {
     if phcp.is_null() || hai.is_null() {
         return -libc::EINVAL;
     }
     // SAFETY: handle per the contract.
-    let Some(c) = (unsafe { ct(ct_) }) else { return -libc::EINVAL };
+    let Some(c) = (unsafe { ct(ct_) }) else {
+        return -libc::EINVAL;
+    };
     // SAFETY: the fixed 72 bytes are readable (unaligned read of a packed struct).
     let item = unsafe { std::ptr::read_unaligned(hai) };
     // SAFETY: the FIDs inside the item copy are readable.
-    let (fid, dfid) = unsafe { (from_lu(std::ptr::addr_of!(item.hai_fid)), from_lu(std::ptr::addr_of!(item.hai_dfid))) };
+    let (fid, dfid) = unsafe {
+        (
+            from_lu(std::ptr::addr_of!(item.hai_fid)),
+            from_lu(std::ptr::addr_of!(item.hai_dfid)),
+        )
+    };
     let mut a = CopyAction {
         magic: CA_MAGIC,
         mount: c.mount.clone(),
@@ -263,7 +308,14 @@ pub unsafe extern "C" fn llapi_hsm_action_begin(phcp: *mut *mut hsm_copyaction_p
         fd: None,
     };
     if !is_error && (a.action == HSMA_ARCHIVE || a.action == HSMA_RESTORE) {
-        let r: BeginReply = match proto::call_as(&c.mount, &Request::ActionBegin { cookie: a.cookie, fid, is_error }) {
+        let r: BeginReply = match proto::call_as(
+            &c.mount,
+            &Request::ActionBegin {
+                cookie: a.cookie,
+                fid,
+                is_error,
+            },
+        ) {
             Ok(r) => r,
             Err(e) => return -e,
         };
@@ -271,7 +323,13 @@ pub unsafe extern "C" fn llapi_hsm_action_begin(phcp: *mut *mut hsm_copyaction_p
         if let Some(p) = r.path {
             let fd = if a.action == HSMA_ARCHIVE {
                 let base = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
-                open_path(&p, base | libc::O_NOATIME).or_else(|e| if e == libc::EPERM { open_path(&p, base) } else { Err(e) })
+                open_path(&p, base | libc::O_NOATIME).or_else(|e| {
+                    if e == libc::EPERM {
+                        open_path(&p, base)
+                    } else {
+                        Err(e)
+                    }
+                })
             } else {
                 open_path(&p, libc::O_RDWR | libc::O_NOFOLLOW)
             };
@@ -289,14 +347,21 @@ pub unsafe extern "C" fn llapi_hsm_action_begin(phcp: *mut *mut hsm_copyaction_p
 /// # Safety
 /// C contract of `llapi_hsm_action_end`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_action_end(phcp: *mut *mut hsm_copyaction_private, he: *const hsm_extent, hp_flags: c_int, errval: c_int) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_action_end(
+    phcp: *mut *mut hsm_copyaction_private,
+    he: *const hsm_extent,
+    hp_flags: c_int,
+    errval: c_int,
+) -> c_int {
     if phcp.is_null() {
         return -libc::EINVAL;
     }
     // SAFETY: *phcp checked by magic.
     let p = unsafe { *phcp };
     // SAFETY: as above.
-    let Some(a) = (unsafe { ca(p) }) else { return -libc::EINVAL };
+    let Some(a) = (unsafe { ca(p) }) else {
+        return -libc::EINVAL;
+    };
     if he.is_null() {
         return -libc::EINVAL;
     }
@@ -313,7 +378,13 @@ pub unsafe extern "C" fn llapi_hsm_action_end(phcp: *mut *mut hsm_copyaction_pri
     }
     let r = proto::call(
         &a.mount,
-        &Request::ActionEnd { cookie: a.cookie, offset: ext.offset, length: ext.length, flags: hp_flags, errval: err },
+        &Request::ActionEnd {
+            cookie: a.cookie,
+            offset: ext.offset,
+            length: ext.length,
+            flags: hp_flags,
+            errval: err,
+        },
     );
     // SAFETY: created by Box::into_raw in begin; reclaimed once; the pointer is cleared.
     unsafe {
@@ -330,15 +401,30 @@ pub unsafe extern "C" fn llapi_hsm_action_end(phcp: *mut *mut hsm_copyaction_pri
 /// # Safety
 /// C contract of `llapi_hsm_action_progress`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_action_progress(hcp: *mut hsm_copyaction_private, he: *const hsm_extent, _total: u64, hp_flags: c_int) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_action_progress(
+    hcp: *mut hsm_copyaction_private,
+    he: *const hsm_extent,
+    _total: u64,
+    hp_flags: c_int,
+) -> c_int {
     // SAFETY: handle per the contract.
-    let Some(a) = (unsafe { ca(hcp) }) else { return -libc::EINVAL };
+    let Some(a) = (unsafe { ca(hcp) }) else {
+        return -libc::EINVAL;
+    };
     if he.is_null() {
         return -libc::EINVAL;
     }
     // SAFETY: he non-NULL and readable.
     let ext = unsafe { std::ptr::read_unaligned(he) };
-    match proto::call(&a.mount, &Request::ActionProgress { cookie: a.cookie, offset: ext.offset, length: ext.length, flags: hp_flags }) {
+    match proto::call(
+        &a.mount,
+        &Request::ActionProgress {
+            cookie: a.cookie,
+            offset: ext.offset,
+            length: ext.length,
+            flags: hp_flags,
+        },
+    ) {
         Ok(_) => 0,
         Err(e) => -e,
     }
@@ -347,9 +433,14 @@ pub unsafe extern "C" fn llapi_hsm_action_progress(hcp: *mut hsm_copyaction_priv
 /// # Safety
 /// C contract of `llapi_hsm_action_get_dfid`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_action_get_dfid(hcp: *const hsm_copyaction_private, fid: *mut lu_fid) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_action_get_dfid(
+    hcp: *const hsm_copyaction_private,
+    fid: *mut lu_fid,
+) -> c_int {
     // SAFETY: handle per the contract.
-    let Some(a) = (unsafe { ca(hcp) }) else { return -libc::EINVAL };
+    let Some(a) = (unsafe { ca(hcp) }) else {
+        return -libc::EINVAL;
+    };
     if fid.is_null() || !(a.action == HSMA_ARCHIVE || a.action == HSMA_RESTORE) {
         return -libc::EINVAL;
     }
@@ -363,8 +454,12 @@ pub unsafe extern "C" fn llapi_hsm_action_get_dfid(hcp: *const hsm_copyaction_pr
 #[no_mangle]
 pub unsafe extern "C" fn llapi_hsm_action_get_fd(hcp: *const hsm_copyaction_private) -> c_int {
     // SAFETY: handle per the contract.
-    let Some(a) = (unsafe { ca(hcp) }) else { return -libc::EINVAL };
-    let Some(fd) = &a.fd else { return -libc::EINVAL };
+    let Some(a) = (unsafe { ca(hcp) }) else {
+        return -libc::EINVAL;
+    };
+    let Some(fd) = &a.fd else {
+        return -libc::EINVAL;
+    };
     // SAFETY: dup of a descriptor we own.
     let d = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
     if d < 0 {
@@ -372,4 +467,3 @@ pub unsafe extern "C" fn llapi_hsm_action_get_fd(hcp: *const hsm_copyaction_priv
     }
     d
 }
-

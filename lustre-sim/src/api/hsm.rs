@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 /// # Safety
 /// None (returns a calloc'd buffer the caller frees with free()).
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_user_request_alloc(itemcount: c_int, data_len: c_int) -> *mut hsm_user_request {
+pub unsafe extern "C" fn llapi_hsm_user_request_alloc(
+    itemcount: c_int,
+    data_len: c_int,
+) -> *mut hsm_user_request {
     if itemcount < 0 || data_len < 0 {
         return std::ptr::null_mut();
     }
@@ -31,9 +34,14 @@ fn mount_of(path: &str) -> Result<PathBuf, i32> {
 /// # Safety
 /// `request` points at a complete hsm_user_request (header, items, data).
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_request(path: *const c_char, request: *const hsm_user_request) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_request(
+    path: *const c_char,
+    request: *const hsm_user_request,
+) -> c_int {
     // SAFETY: string per the contract.
-    let Some(p) = (unsafe { arg_str(path) }) else { return -libc::EINVAL };
+    let Some(p) = (unsafe { arg_str(path) }) else {
+        return -libc::EINVAL;
+    };
     if request.is_null() {
         return -libc::EINVAL;
     }
@@ -50,7 +58,10 @@ pub unsafe extern "C" fn llapi_hsm_request(path: *const c_char, request: *const 
         // SAFETY: item i lies inside the request (hur_len bytes readable per the contract).
         let (fid, ext) = unsafe {
             let ip = b.add(24 + 32 * i);
-            (from_lu(ip as *const lu_fid), std::ptr::read_unaligned(ip.add(16) as *const hsm_extent))
+            (
+                from_lu(ip as *const lu_fid),
+                std::ptr::read_unaligned(ip.add(16) as *const hsm_extent),
+            )
         };
         items.push((fid, ext.offset, ext.length));
     }
@@ -60,7 +71,14 @@ pub unsafe extern "C" fn llapi_hsm_request(path: *const c_char, request: *const 
         Ok(m) => m,
         Err(e) => return -e,
     };
-    neg(client::hsm_request(&mount, hr.hr_action, hr.hr_archive_id, hr.hr_flags, items, data))
+    neg(client::hsm_request(
+        &mount,
+        hr.hr_action,
+        hr.hr_archive_id,
+        hr.hr_flags,
+        items,
+        data,
+    ))
 }
 
 fn fill_state(hus: *mut hsm_user_state, r: Result<(PathBuf, Fid), i32>) -> c_int {
@@ -73,7 +91,11 @@ fn fill_state(hus: *mut hsm_user_state, r: Result<(PathBuf, Fid), i32>) -> c_int
     };
     match client::hsm_state(&m, &f) {
         Ok(s) => {
-            let v = hsm_user_state { hus_states: s.states, hus_archive_id: s.archive_id, ..Default::default() };
+            let v = hsm_user_state {
+                hus_states: s.states,
+                hus_archive_id: s.archive_id,
+                ..Default::default()
+            };
             // SAFETY: hus is non-NULL and points at 32 writable bytes per the contract.
             unsafe { std::ptr::write(hus, v) };
             0
@@ -91,9 +113,14 @@ fn path_target(p: &Path) -> Result<(PathBuf, Fid), i32> {
 /// # Safety
 /// C contract of `llapi_hsm_state_get`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_state_get(path: *const c_char, hus: *mut hsm_user_state) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_state_get(
+    path: *const c_char,
+    hus: *mut hsm_user_state,
+) -> c_int {
     // SAFETY: string per the contract.
-    let Some(p) = (unsafe { arg_path(path) }) else { return -libc::EINVAL };
+    let Some(p) = (unsafe { arg_path(path) }) else {
+        return -libc::EINVAL;
+    };
     fill_state(hus, path_target(&p))
 }
 
@@ -107,25 +134,44 @@ pub unsafe extern "C" fn llapi_hsm_state_get_fd(fd: c_int, hus: *mut hsm_user_st
 /// # Safety
 /// C contract of `llapi_hsm_state_set`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_state_set(path: *const c_char, setmask: u64, clearmask: u64, archive_id: u32) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_state_set(
+    path: *const c_char,
+    setmask: u64,
+    clearmask: u64,
+    archive_id: u32,
+) -> c_int {
     // SAFETY: string per the contract.
-    let Some(p) = (unsafe { arg_path(path) }) else { return -libc::EINVAL };
-    neg(path_target(&p).and_then(|(m, f)| client::hsm_state_set(&m, &f, setmask, clearmask, archive_id)))
+    let Some(p) = (unsafe { arg_path(path) }) else {
+        return -libc::EINVAL;
+    };
+    neg(path_target(&p)
+        .and_then(|(m, f)| client::hsm_state_set(&m, &f, setmask, clearmask, archive_id)))
 }
 
 /// # Safety
 /// C contract of `llapi_hsm_state_set_fd`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_state_set_fd(fd: c_int, setmask: u64, clearmask: u64, archive_id: u32) -> c_int {
-    neg(client::fd2fid(fd).and_then(|(m, f)| client::hsm_state_set(&m, &f, setmask, clearmask, archive_id)))
+pub unsafe extern "C" fn llapi_hsm_state_set_fd(
+    fd: c_int,
+    setmask: u64,
+    clearmask: u64,
+    archive_id: u32,
+) -> c_int {
+    neg(client::fd2fid(fd)
+        .and_then(|(m, f)| client::hsm_state_set(&m, &f, setmask, clearmask, archive_id)))
 }
 
 /// # Safety
 /// C contract of `llapi_hsm_current_action`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_current_action(path: *const c_char, hca: *mut hsm_current_action) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_current_action(
+    path: *const c_char,
+    hca: *mut hsm_current_action,
+) -> c_int {
     // SAFETY: string per the contract.
-    let Some(p) = (unsafe { arg_path(path) }) else { return -libc::EINVAL };
+    let Some(p) = (unsafe { arg_path(path) }) else {
+        return -libc::EINVAL;
+    };
     if hca.is_null() {
         return -libc::EFAULT;
     }
@@ -134,7 +180,10 @@ pub unsafe extern "C" fn llapi_hsm_current_action(path: *const c_char, hca: *mut
             let v = hsm_current_action {
                 hca_state: a.state,
                 hca_action: a.action,
-                hca_location: hsm_extent { offset: a.offset, length: a.length },
+                hca_location: hsm_extent {
+                    offset: a.offset,
+                    length: a.length,
+                },
             };
             // SAFETY: non-NULL, writable per the contract.
             unsafe { std::ptr::write(hca, v) };
@@ -148,9 +197,21 @@ pub unsafe extern "C" fn llapi_hsm_current_action(path: *const c_char, hca: *mut
 /// C contract of `llapi_hsm_import`: `dst` a valid path, `st` a readable struct stat,
 /// `newfid` writable. Striping arguments are accepted and ignored (no OSTs).
 #[no_mangle]
-pub unsafe extern "C" fn llapi_hsm_import(dst: *const c_char, archive: c_int, st: *const libc::stat, _stripe_size: c_ulonglong, _stripe_offset: c_int, _stripe_count: c_int, _stripe_pattern: c_int, _pool_name: *mut c_char, newfid: *mut lu_fid) -> c_int {
+pub unsafe extern "C" fn llapi_hsm_import(
+    dst: *const c_char,
+    archive: c_int,
+    st: *const libc::stat,
+    _stripe_size: c_ulonglong,
+    _stripe_offset: c_int,
+    _stripe_count: c_int,
+    _stripe_pattern: c_int,
+    _pool_name: *mut c_char,
+    newfid: *mut lu_fid,
+) -> c_int {
     // SAFETY: string per the contract.
-    let Some(p) = (unsafe { arg_path(dst) }) else { return -libc::EINVAL };
+    let Some(p) = (unsafe { arg_path(dst) }) else {
+        return -libc::EINVAL;
+    };
     if st.is_null() || newfid.is_null() || archive < 0 {
         return -libc::EINVAL;
     }

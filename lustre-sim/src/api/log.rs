@@ -31,14 +31,26 @@ fn swap(slot: &AtomicUsize, cb: llapi_log_callback_t) -> llapi_log_callback_t {
         None
     } else {
         // SAFETY: `old` was stored from a value of this same function-pointer type.
-        Some(unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(lustre_sys::llapi_message_level, c_int, *const std::ffi::c_char, *mut std::ffi::c_void)>(old) })
+        Some(unsafe {
+            std::mem::transmute::<
+                usize,
+                unsafe extern "C" fn(
+                    lustre_sys::llapi_message_level,
+                    c_int,
+                    *const std::ffi::c_char,
+                    *mut std::ffi::c_void,
+                ),
+            >(old)
+        })
     }
 }
 
 /// # Safety
 /// `cb` is NULL or a function with the callback's C signature.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_error_callback_set(cb: llapi_log_callback_t) -> llapi_log_callback_t {
+pub unsafe extern "C" fn llapi_error_callback_set(
+    cb: llapi_log_callback_t,
+) -> llapi_log_callback_t {
     swap(&ERR_CB, cb)
 }
 

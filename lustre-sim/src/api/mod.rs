@@ -40,7 +40,11 @@ pub(crate) unsafe fn arg_path(p: *const c_char) -> Option<PathBuf> {
 }
 
 pub(crate) fn to_lu(f: Fid) -> lustre_sys::lu_fid {
-    lustre_sys::lu_fid { f_seq: f.seq, f_oid: f.oid, f_ver: f.ver }
+    lustre_sys::lu_fid {
+        f_seq: f.seq,
+        f_oid: f.oid,
+        f_ver: f.ver,
+    }
 }
 
 /// # Safety
@@ -48,7 +52,11 @@ pub(crate) fn to_lu(f: Fid) -> lustre_sys::lu_fid {
 pub(crate) unsafe fn from_lu(p: *const lustre_sys::lu_fid) -> Fid {
     // SAFETY: readable per the caller's contract; read_unaligned handles the packed layout.
     let f = unsafe { std::ptr::read_unaligned(p) };
-    Fid { seq: f.f_seq, oid: f.f_oid, ver: f.f_ver }
+    Fid {
+        seq: f.f_seq,
+        oid: f.f_oid,
+        ver: f.f_ver,
+    }
 }
 
 /// Copies `s` plus a NUL into `dst` (the caller guarantees the room, as with C strcpy).

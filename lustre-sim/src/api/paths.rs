@@ -17,12 +17,22 @@ fn mount_of_fd(fd: c_int) -> Result<PathBuf, i32> {
 ///
 /// # Safety
 /// `path` is writable for `pathlen` bytes; `linkno` is NULL or valid.
-unsafe fn fid2path_common(mount: &Path, fid: &Fid, path: *mut c_char, pathlen: c_int, linkno: *mut c_int) -> c_int {
+unsafe fn fid2path_common(
+    mount: &Path,
+    fid: &Fid,
+    path: *mut c_char,
+    pathlen: c_int,
+    linkno: *mut c_int,
+) -> c_int {
     if path.is_null() || pathlen <= 0 {
         return -libc::EINVAL;
     }
     // SAFETY: linkno is NULL or valid per the contract.
-    let link = if linkno.is_null() { 0 } else { unsafe { *linkno }.max(0) as u32 };
+    let link = if linkno.is_null() {
+        0
+    } else {
+        unsafe { *linkno }.max(0) as u32
+    };
     match client::fid2path(mount, fid, link) {
         Ok((p, next)) => {
             let p = if p.is_empty() { "/".to_string() } else { p };
@@ -44,10 +54,21 @@ unsafe fn fid2path_common(mount: &Path, fid: &Fid, path: *mut c_char, pathlen: c
 /// # Safety
 /// C contract of `llapi_fid2path`: valid strings, `path` writable for `pathlen` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_fid2path(device: *const c_char, fidstr: *const c_char, path: *mut c_char, pathlen: c_int, _recno: *mut c_longlong, linkno: *mut c_int) -> c_int {
+pub unsafe extern "C" fn llapi_fid2path(
+    device: *const c_char,
+    fidstr: *const c_char,
+    path: *mut c_char,
+    pathlen: c_int,
+    _recno: *mut c_longlong,
+    linkno: *mut c_int,
+) -> c_int {
     // SAFETY: strings per the contract.
-    let (Some(dev), Some(fs)) = (unsafe { arg_str(device) }, unsafe { arg_str(fidstr) }) else { return -libc::EINVAL };
-    let Some(fid) = Fid::parse(fs) else { return -libc::EINVAL };
+    let (Some(dev), Some(fs)) = (unsafe { arg_str(device) }, unsafe { arg_str(fidstr) }) else {
+        return -libc::EINVAL;
+    };
+    let Some(fid) = Fid::parse(fs) else {
+        return -libc::EINVAL;
+    };
     let mount = match client::device_mount(dev) {
         Ok((m, _)) => m,
         Err(e) => return -e,
@@ -59,7 +80,14 @@ pub unsafe extern "C" fn llapi_fid2path(device: *const c_char, fidstr: *const c_
 /// # Safety
 /// C contract of `llapi_fid2path_at`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_fid2path_at(mnt_fd: c_int, fid: *const lu_fid, path: *mut c_char, pathlen: c_int, _recno: *mut c_longlong, linkno: *mut c_int) -> c_int {
+pub unsafe extern "C" fn llapi_fid2path_at(
+    mnt_fd: c_int,
+    fid: *const lu_fid,
+    path: *mut c_char,
+    pathlen: c_int,
+    _recno: *mut c_longlong,
+    linkno: *mut c_int,
+) -> c_int {
     if fid.is_null() {
         return -libc::EINVAL;
     }
@@ -76,7 +104,9 @@ pub unsafe extern "C" fn llapi_fid2path_at(mnt_fd: c_int, fid: *const lu_fid, pa
 #[no_mangle]
 pub unsafe extern "C" fn llapi_path2fid(path: *const c_char, fid: *mut lu_fid) -> c_int {
     // SAFETY: string per the contract.
-    let Some(p) = (unsafe { arg_path(path) }) else { return -libc::EINVAL };
+    let Some(p) = (unsafe { arg_path(path) }) else {
+        return -libc::EINVAL;
+    };
     if fid.is_null() {
         return -libc::EINVAL;
     }
@@ -112,12 +142,20 @@ fn open_rel(mount: &Path, fid: &Fid, flags: c_int) -> c_int {
         Ok((r, _)) => r,
         Err(e) => return -e,
     };
-    let full = if rel.is_empty() { mount.to_path_buf() } else { mount.join(rel) };
-    let Ok(c) = CString::new(full.as_os_str().as_bytes()) else { return -libc::EINVAL };
+    let full = if rel.is_empty() {
+        mount.to_path_buf()
+    } else {
+        mount.join(rel)
+    };
+    let Ok(c) = CString::new(full.as_os_str().as_bytes()) else {
+        return -libc::EINVAL;
+    };
     // SAFETY: c is a valid path; flags come from the caller as for open(2).
     let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o600) };
     if fd < 0 {
-        return -std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        return -std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
     }
     fd
 }
@@ -125,9 +163,15 @@ fn open_rel(mount: &Path, fid: &Fid, flags: c_int) -> c_int {
 /// # Safety
 /// C contract of `llapi_open_by_fid`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_open_by_fid(lustre_dir: *const c_char, fid: *const lu_fid, open_flags: c_int) -> c_int {
+pub unsafe extern "C" fn llapi_open_by_fid(
+    lustre_dir: *const c_char,
+    fid: *const lu_fid,
+    open_flags: c_int,
+) -> c_int {
     // SAFETY: string per the contract.
-    let Some(d) = (unsafe { arg_path(lustre_dir) }) else { return -libc::EINVAL };
+    let Some(d) = (unsafe { arg_path(lustre_dir) }) else {
+        return -libc::EINVAL;
+    };
     if fid.is_null() {
         return -libc::EINVAL;
     }
@@ -142,7 +186,11 @@ pub unsafe extern "C" fn llapi_open_by_fid(lustre_dir: *const c_char, fid: *cons
 /// # Safety
 /// C contract of `llapi_open_by_fid_at`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_open_by_fid_at(lustre_fd: c_int, fid: *const lu_fid, open_flags: c_int) -> c_int {
+pub unsafe extern "C" fn llapi_open_by_fid_at(
+    lustre_fd: c_int,
+    fid: *const lu_fid,
+    open_flags: c_int,
+) -> c_int {
     if fid.is_null() {
         return -libc::EINVAL;
     }
@@ -157,7 +205,11 @@ pub unsafe extern "C" fn llapi_open_by_fid_at(lustre_fd: c_int, fid: *const lu_f
 /// # Safety
 /// C contract of `llapi_get_mdt_index_by_fid`.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_get_mdt_index_by_fid(fd: c_int, fid: *const lu_fid, mdt_index: *mut c_int) -> c_int {
+pub unsafe extern "C" fn llapi_get_mdt_index_by_fid(
+    fd: c_int,
+    fid: *const lu_fid,
+    mdt_index: *mut c_int,
+) -> c_int {
     if fid.is_null() || mdt_index.is_null() {
         return -libc::EINVAL;
     }
@@ -174,9 +226,14 @@ pub unsafe extern "C" fn llapi_get_mdt_index_by_fid(fd: c_int, fid: *const lu_fi
 /// # Safety
 /// C contract of `llapi_search_fsname`: `fsname` holds at least MAX_OBD_NAME + 1 bytes.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_search_fsname(pathname: *const c_char, fsname: *mut c_char) -> c_int {
+pub unsafe extern "C" fn llapi_search_fsname(
+    pathname: *const c_char,
+    fsname: *mut c_char,
+) -> c_int {
     // SAFETY: string per the contract.
-    let Some(p) = (unsafe { arg_path(pathname) }) else { return -libc::EINVAL };
+    let Some(p) = (unsafe { arg_path(pathname) }) else {
+        return -libc::EINVAL;
+    };
     if fsname.is_null() {
         return -libc::EINVAL;
     }
@@ -195,7 +252,12 @@ pub unsafe extern "C" fn llapi_search_fsname(pathname: *const c_char, fsname: *m
 /// C contract of `llapi_search_mounts`: `mntdir` holds PATH_MAX bytes; `fsname` NULL or
 /// MAX_OBD_NAME + 1 bytes.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_search_mounts(pathname: *const c_char, index: c_int, mntdir: *mut c_char, fsname: *mut c_char) -> c_int {
+pub unsafe extern "C" fn llapi_search_mounts(
+    pathname: *const c_char,
+    index: c_int,
+    mntdir: *mut c_char,
+    fsname: *mut c_char,
+) -> c_int {
     if mntdir.is_null() {
         return -libc::EINVAL;
     }
@@ -208,11 +270,18 @@ pub unsafe extern "C" fn llapi_search_mounts(pathname: *const c_char, index: c_i
                 // SAFETY: mntdir holds PATH_MAX bytes; b is shorter.
                 unsafe { strcpy(mntdir, b) };
             }
-            client::mount_for_path(p).ok().and_then(|m| client::info(&m).ok().map(|i| (m, i.fsname)))
+            client::mount_for_path(p)
+                .ok()
+                .and_then(|m| client::info(&m).ok().map(|i| (m, i.fsname)))
         }
-        None => crate::mounts::live_mounts().into_iter().nth(index.max(0) as usize).map(|(f, m)| (m, f)),
+        None => crate::mounts::live_mounts()
+            .into_iter()
+            .nth(index.max(0) as usize)
+            .map(|(f, m)| (m, f)),
     };
-    let Some((m, fs)) = found else { return -libc::ENODEV };
+    let Some((m, fs)) = found else {
+        return -libc::ENODEV;
+    };
     let b = m.as_os_str().as_bytes();
     if b.len() >= libc::PATH_MAX as usize {
         return -libc::ENAMETOOLONG;
@@ -230,13 +299,20 @@ pub unsafe extern "C" fn llapi_search_mounts(pathname: *const c_char, index: c_i
 /// # Safety
 /// C contract of `llapi_getname`: `name` writable for `namelen` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_getname(path: *const c_char, name: *mut c_char, namelen: libc::size_t) -> c_int {
+pub unsafe extern "C" fn llapi_getname(
+    path: *const c_char,
+    name: *mut c_char,
+    namelen: libc::size_t,
+) -> c_int {
     // SAFETY: string per the contract.
-    let Some(p) = (unsafe { arg_path(path) }) else { return -libc::EINVAL };
+    let Some(p) = (unsafe { arg_path(path) }) else {
+        return -libc::EINVAL;
+    };
     if name.is_null() {
         return -libc::EINVAL;
     }
-    let (m, info) = match client::mount_for_path(&p).and_then(|m| client::info(&m).map(|i| (m, i))) {
+    let (m, info) = match client::mount_for_path(&p).and_then(|m| client::info(&m).map(|i| (m, i)))
+    {
         Ok(x) => x,
         Err(e) => return -e,
     };
@@ -273,7 +349,9 @@ pub unsafe extern "C" fn llapi_get_data_version(fd: c_int, dv: *mut u64, _flags:
 #[no_mangle]
 pub unsafe extern "C" fn llapi_root_path_open(device: *const c_char, outfd: *mut c_int) -> c_int {
     // SAFETY: string per the contract.
-    let Some(dev) = (unsafe { arg_str(device) }) else { return -libc::EINVAL };
+    let Some(dev) = (unsafe { arg_str(device) }) else {
+        return -libc::EINVAL;
+    };
     if outfd.is_null() {
         return -libc::EINVAL;
     }
@@ -281,11 +359,20 @@ pub unsafe extern "C" fn llapi_root_path_open(device: *const c_char, outfd: *mut
         Ok((m, _)) => m,
         Err(e) => return -e,
     };
-    let Ok(c) = CString::new(m.as_os_str().as_bytes()) else { return -libc::EINVAL };
+    let Ok(c) = CString::new(m.as_os_str().as_bytes()) else {
+        return -libc::EINVAL;
+    };
     // SAFETY: valid path string.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
-        return -std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        return -std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
     }
     // SAFETY: non-NULL and writable.
     unsafe { *outfd = fd };
@@ -296,7 +383,11 @@ pub unsafe extern "C" fn llapi_root_path_open(device: *const c_char, outfd: *mut
 /// C contract of `llapi_fid_parse`: `fidstr` a valid string, `fid` writable, `endptr` NULL or
 /// writable.
 #[no_mangle]
-pub unsafe extern "C" fn llapi_fid_parse(fidstr: *const c_char, fid: *mut lu_fid, endptr: *mut *mut c_char) -> c_int {
+pub unsafe extern "C" fn llapi_fid_parse(
+    fidstr: *const c_char,
+    fid: *mut lu_fid,
+    endptr: *mut *mut c_char,
+) -> c_int {
     if fidstr.is_null() || fid.is_null() {
         return -libc::EINVAL;
     }
@@ -312,14 +403,23 @@ pub unsafe extern "C" fn llapi_fid_parse(fidstr: *const c_char, fid: *mut lu_fid
     }
     let start = i;
     let mut colons = 0;
-    while i < b.len() && (b[i].is_ascii_hexdigit() || b[i] == b'x' || b[i] == b'X' || (b[i] == b':' && colons < 2)) {
+    while i < b.len()
+        && (b[i].is_ascii_hexdigit()
+            || b[i] == b'x'
+            || b[i] == b'X'
+            || (b[i] == b':' && colons < 2))
+    {
         if b[i] == b':' {
             colons += 1;
         }
         i += 1;
     }
-    let Ok(text) = std::str::from_utf8(&b[start..i]) else { return -libc::EINVAL };
-    let Some(f) = Fid::parse(text) else { return -libc::EINVAL };
+    let Ok(text) = std::str::from_utf8(&b[start..i]) else {
+        return -libc::EINVAL;
+    };
+    let Some(f) = Fid::parse(text) else {
+        return -libc::EINVAL;
+    };
     if bracket {
         if i < b.len() && b[i] == b']' {
             i += 1;

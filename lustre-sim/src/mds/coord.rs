@@ -9,7 +9,6 @@ use crate::hal::{kuc_hal, Item, HAL_HDR, KUC_HDR};
 use crate::proto::{BeginReply, CurrentAction, HsmState};
 use std::os::fd::AsRawFd;
 
-
 pub type Res<T> = Result<T, i32>;
 
 pub fn hua_of(hsma: u32) -> u32 {
@@ -42,7 +41,10 @@ impl State {
 
     pub fn hsm_state(&self, fid: &Fid) -> Res<HsmState> {
         let n = self.file_node(fid)?;
-        Ok(HsmState { states: n.hsm, archive_id: n.archive_id })
+        Ok(HsmState {
+            states: n.hsm,
+            archive_id: n.archive_id,
+        })
     }
 
     pub fn hsm_state_set(&mut self, fid: &Fid, set: u64, clear: u64, archive_id: u32) -> Res<()> {
@@ -55,10 +57,15 @@ impl State {
             // The MDT answers 0 but saves nothing (lustre-abi.md §3.1).
             return Ok(());
         }
-        let bad = (new & HS_DIRTY != 0 && new & HS_EXISTS == 0)
-            || (new & HS_RELEASED != 0 && new & HS_DIRTY != 0)
-            || (new & HS_RELEASED != 0 && new & HS_ARCHIVED == 0)
-            || (new & HS_LOST != 0 && new & HS_ARCHIVED == 0);
+        let has = |b: u32| new & b != 0;
+        // Inconsistent combinations the MDT rejects (lustre-abi.md §2).
+        let bad = [
+            has(HS_DIRTY) && !has(HS_EXISTS),
+            has(HS_RELEASED) && has(HS_DIRTY),
+            has(HS_RELEASED) && !has(HS_ARCHIVED),
+            has(HS_LOST) && !has(HS_ARCHIVED),
+        ]
+        .contains(&true);
         if bad {
             return Err(libc::EINVAL);
         }
@@ -78,18 +85,43 @@ impl State {
 
     pub fn current_action(&self, fid: &Fid) -> Res<CurrentAction> {
         self.file_node(fid)?;
-        let r = self.reqs.values().rev().find(|r| r.fid == *fid && r.active() && r.action != HSMA_CANCEL);
+        let r = self
+            .reqs
+            .values()
+            .rev()
+            .find(|r| r.fid == *fid && r.active() && r.action != HSMA_CANCEL);
         Ok(match r {
-            Some(r) if r.status == ARS_WAITING => {
-                CurrentAction { state: HPS_WAITING, action: hua_of(r.action), offset: r.offset, length: r.length }
-            }
-            Some(r) => CurrentAction { state: HPS_RUNNING, action: hua_of(r.action), offset: r.offset, length: r.bytes_moved() },
-            None => CurrentAction { state: HPS_NONE, action: HUA_NONE, offset: 0, length: 0 },
+            Some(r) if r.status == ARS_WAITING => CurrentAction {
+                state: HPS_WAITING,
+                action: hua_of(r.action),
+                offset: r.offset,
+                length: r.length,
+            },
+            Some(r) => CurrentAction {
+                state: HPS_RUNNING,
+                action: hua_of(r.action),
+                offset: r.offset,
+                length: r.bytes_moved(),
+            },
+            None => CurrentAction {
+                state: HPS_NONE,
+                action: HUA_NONE,
+                offset: 0,
+                length: 0,
+            },
         })
     }
 
     /// `llapi_hsm_request`: one user request, items grouped to their file's MDT coordinator.
-    pub fn hsm_request(&mut self, w: &mut Watcher, action: u32, archive_id: u32, flags: u64, items: &[(Fid, u64, u64)], data: &[u8]) -> Res<()> {
+    pub fn hsm_request(
+        &mut self,
+        w: &mut Watcher,
+        action: u32,
+        archive_id: u32,
+        flags: u64,
+        items: &[(Fid, u64, u64)],
+        data: &[u8],
+    ) -> Res<()> {
         let mut seen = Vec::new();
         let mut queued = false;
         for &(fid, off, len) in items {
@@ -120,7 +152,9 @@ impl State {
                     if !force && hsm & HS_ARCHIVED != 0 && hsm & HS_DIRTY == 0 {
                         continue;
                     }
-                    if hsm & HS_NOARCHIVE != 0 || (hsm & HS_EXISTS != 0 && archive_id != 0 && archive_id != n.archive_id) {
+                    if hsm & HS_NOARCHIVE != 0
+                        || (hsm & HS_EXISTS != 0 && archive_id != 0 && archive_id != n.archive_id)
+                    {
                         return Err(libc::EPERM);
                     }
                     HSMA_ARCHIVE
@@ -197,12 +231,19 @@ impl State {
     }
 
     fn cancel(&mut self, fid: Fid) -> Res<()> {
-        let Some(c) = self.reqs.values().find(|r| r.fid == fid && r.active() && r.action != HSMA_CANCEL).map(|r| r.cookie) else {
+        let Some(c) = self
+            .reqs
+            .values()
+            .find(|r| r.fid == fid && r.active() && r.action != HSMA_CANCEL)
+            .map(|r| r.cookie)
+        else {
             return Ok(());
         };
         let fsname = self.fsname.clone();
         let now = now_secs();
-        let Some(r) = self.reqs.get_mut(&c) else { return Ok(()) };
+        let Some(r) = self.reqs.get_mut(&c) else {
+            return Ok(());
+        };
         let was_started = r.status == ARS_STARTED;
         r.status = ARS_CANCELED;
         r.canceled = true;
@@ -221,14 +262,20 @@ impl State {
         self.touch_req(c);
         if was_started {
             if let Some(a) = agent.and_then(|id| self.agents.iter().find(|a| a.id == id)) {
-                let msg = kuc_hal(aid, flags, &fsname, &[item]);
-                let _ = write_pipe(a, &msg);
+                if let Ok(msg) = kuc_hal(aid, flags, &fsname, &[item]) {
+                    let _ = write_pipe(a, &msg);
+                }
             }
         }
         Ok(())
     }
 
-    pub fn register_agent(&mut self, archives: Vec<u32>, pipe: std::os::fd::OwnedFd, pid: u32) -> Res<u64> {
+    pub fn register_agent(
+        &mut self,
+        archives: Vec<u32>,
+        pipe: std::os::fd::OwnedFd,
+        pid: u32,
+    ) -> Res<u64> {
         if self.mdts.iter().all(|m| m.tun.hsm_control == "shutdown") {
             return Err(libc::ENXIO);
         }
@@ -239,8 +286,23 @@ impl State {
         }
         let id = self.next_agent;
         self.next_agent += 1;
-        let uuid = format!("{:08x}-{:04x}-{:04x}-lsim-{:012x}", pid, self.fsname.len(), id, now_secs());
-        self.agents.push(Agent { id, uuid, archives, pipe, ok: 0, errors: 0 });
+        let uuid = format!(
+            "{:08x}-{:04x}-{:04x}-lsim-{:012x}",
+            pid,
+            self.fsname.len(),
+            id,
+            now_secs()
+        );
+        self.agents.push(Agent {
+            id,
+            uuid,
+            archives,
+            pipe,
+            ok: 0,
+            errors: 0,
+            mdts: (0..self.mdts.len() as u32).collect(),
+            pipe_dead: false,
+        });
         self.dispatch();
         Ok(id)
     }
@@ -261,7 +323,9 @@ impl State {
             let vanished: Vec<u64> = self
                 .reqs
                 .values()
-                .filter(|r| r.mdt == mdt && r.status == ARS_WAITING && !self.nodes.contains_key(&r.fid))
+                .filter(|r| {
+                    r.mdt == mdt && r.status == ARS_WAITING && !self.nodes.contains_key(&r.fid)
+                })
                 .map(|r| r.cookie)
                 .collect();
             for c in vanished {
@@ -272,14 +336,31 @@ impl State {
                 self.touch_req(c);
             }
             loop {
-                let started = self.reqs.values().filter(|r| r.mdt == mdt && r.status == ARS_STARTED).count() as u32;
+                let started = self
+                    .reqs
+                    .values()
+                    .filter(|r| r.mdt == mdt && r.status == ARS_STARTED)
+                    .count() as u32;
                 let slots = tun.max_requests.saturating_sub(started) as usize;
-                if slots == 0 || self.agents.is_empty() {
+                if !self.agents.iter().any(|a| a.mdts.contains(&mdt)) {
                     break;
                 }
-                let Some(first) = self.reqs.values().find(|r| r.mdt == mdt && r.status == ARS_WAITING) else { break };
+                if slots == 0 {
+                    // One RESTORE may always squeeze in above max_requests.
+                    if started == tun.max_requests {
+                        self.squeeze_restore(mdt);
+                    }
+                    break;
+                }
+                let Some(first) = self
+                    .reqs
+                    .values()
+                    .find(|r| r.mdt == mdt && r.status == ARS_WAITING)
+                else {
+                    break;
+                };
                 let (aid, flags) = (first.archive_id, first.flags);
-                if !self.agents.iter().any(|a| a.serves(aid)) {
+                if !self.agents.iter().any(|a| a.serves_on(mdt, aid)) {
                     // Nobody serves this archive yet: try other archive ids.
                     if !self.dispatch_other(mdt, aid, slots) {
                         break;
@@ -288,9 +369,16 @@ impl State {
                 }
                 let mut size = HAL_HDR + a8(self.fsname.len() + 1) + KUC_HDR;
                 let mut cookies = Vec::new();
-                for r in self.reqs.values().filter(|r| r.mdt == mdt && r.status == ARS_WAITING && r.archive_id == aid && r.flags == flags) {
+                for r in self.reqs.values().filter(|r| {
+                    r.mdt == mdt
+                        && r.status == ARS_WAITING
+                        && r.archive_id == aid
+                        && r.flags == flags
+                }) {
                     let l = a8(72 + r.data.len());
-                    if cookies.len() >= slots || (size + l > crate::consts::KUC_MAX_MSG && !cookies.is_empty()) {
+                    if cookies.len() >= slots
+                        || (size + l > crate::consts::KUC_MAX_MSG && !cookies.is_empty())
+                    {
                         break;
                     }
                     size += l;
@@ -303,18 +391,44 @@ impl State {
         }
     }
 
+    /// Sends the first waiting RESTORE of `mdt` alone (the one allowed above max_requests).
+    fn squeeze_restore(&mut self, mdt: u32) {
+        let cand = self
+            .reqs
+            .values()
+            .find(|r| {
+                r.mdt == mdt
+                    && r.status == ARS_WAITING
+                    && r.action == HSMA_RESTORE
+                    && self.agents.iter().any(|a| a.serves_on(mdt, r.archive_id))
+            })
+            .map(|r| (r.cookie, r.archive_id, r.flags));
+        if let Some((c, aid, flags)) = cand {
+            self.send_group(mdt, aid, flags, &[c]);
+        }
+    }
+
     /// Dispatches the first waiting group of another archive id that has an agent.
     fn dispatch_other(&mut self, mdt: u32, skip: u32, slots: usize) -> bool {
         let cand = self
             .reqs
             .values()
-            .find(|r| r.mdt == mdt && r.status == ARS_WAITING && r.archive_id != skip && self.agents.iter().any(|a| a.serves(r.archive_id)))
+            .find(|r| {
+                r.mdt == mdt
+                    && r.status == ARS_WAITING
+                    && r.archive_id != skip
+                    && self.agents.iter().any(|a| a.serves_on(mdt, r.archive_id))
+            })
             .map(|r| (r.archive_id, r.flags));
-        let Some((aid, flags)) = cand else { return false };
+        let Some((aid, flags)) = cand else {
+            return false;
+        };
         let cookies: Vec<u64> = self
             .reqs
             .values()
-            .filter(|r| r.mdt == mdt && r.status == ARS_WAITING && r.archive_id == aid && r.flags == flags)
+            .filter(|r| {
+                r.mdt == mdt && r.status == ARS_WAITING && r.archive_id == aid && r.flags == flags
+            })
             .take(slots.min(40))
             .map(|r| r.cookie)
             .collect();
@@ -322,7 +436,7 @@ impl State {
     }
 
     /// Writes one hal to the least-loaded agent serving `aid`; true when sent.
-    fn send_group(&mut self, _mdt: u32, aid: u32, flags: u64, cookies: &[u64]) -> bool {
+    fn send_group(&mut self, mdt: u32, aid: u32, flags: u64, cookies: &[u64]) -> bool {
         let items: Vec<Item> = cookies
             .iter()
             .filter_map(|c| self.reqs.get(c))
@@ -337,18 +451,48 @@ impl State {
                 data: r.data.clone(),
             })
             .collect();
-        let msg = kuc_hal(aid, flags, &self.fsname, &items);
+        let msg = match kuc_hal(aid, flags, &self.fsname, &items) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("lustre-sim mds: action list not encodable: {e}");
+                return false;
+            }
+        };
         loop {
-            let load = |s: &State, id: u64| s.reqs.values().filter(|r| r.status == ARS_STARTED && r.agent == Some(id)).count();
-            let Some(agent) = self.agents.iter().filter(|a| a.serves(aid)).map(|a| a.id).min_by_key(|id| (load(self, *id), *id)) else {
+            let load = |s: &State, id: u64| {
+                s.reqs
+                    .values()
+                    .filter(|r| r.status == ARS_STARTED && r.agent == Some(id))
+                    .count()
+            };
+            let Some(agent) = self
+                .agents
+                .iter()
+                .filter(|a| a.serves_on(mdt, aid))
+                .map(|a| a.id)
+                .min_by_key(|id| (load(self, *id), *id))
+            else {
                 return false;
             };
-            let res = self.agents.iter().find(|a| a.id == agent).map(|a| write_pipe(a, &msg)).unwrap_or(Err(libc::EPIPE));
+            let res = self
+                .agents
+                .iter()
+                .find(|a| a.id == agent)
+                .map(|a| {
+                    if a.pipe_dead {
+                        Ok(())
+                    } else {
+                        write_pipe(a, &msg)
+                    }
+                })
+                .unwrap_or(Err(libc::EPIPE));
             match res {
                 Ok(()) => {
                     let now = now_secs();
                     for c in cookies {
-                        let Some(r) = self.reqs.get_mut(c) else { continue };
+                        let Some(r) = self.reqs.get_mut(c) else {
+                            continue;
+                        };
                         r.status = ARS_STARTED;
                         r.agent = Some(agent);
                         r.last_update = now;
@@ -364,7 +508,14 @@ impl State {
                     return true;
                 }
                 Err(libc::EAGAIN) => return false,
-                Err(_) => self.unregister_agent(agent),
+                Err(_) => {
+                    // This MDT unregisters the agent; the others keep it (see Agent::pipe_dead).
+                    if let Some(a) = self.agents.iter_mut().find(|a| a.id == agent) {
+                        a.pipe_dead = true;
+                        a.mdts.retain(|m| *m != mdt);
+                    }
+                    self.agents.retain(|a| !a.mdts.is_empty());
+                }
             }
         }
     }
@@ -391,12 +542,16 @@ impl State {
                 if let Some(r) = self.reqs.get_mut(&cookie) {
                     r.dv_begin = Some(node.dv);
                 }
-                Ok(BeginReply { path: Some(path.display().to_string()), dfid: fid })
+                Ok(BeginReply {
+                    path: Some(path.display().to_string()),
+                    dfid: fid,
+                })
             }
             HSMA_RESTORE => {
                 let dfid = self.alloc_fid(node.mdt);
                 let vdir = State::state_dir(&self.root).join("volatile");
-                std::fs::create_dir_all(&vdir).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+                std::fs::create_dir_all(&vdir)
+                    .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
                 let vpath = vdir.join(dfid.nobrace());
                 let f = std::fs::OpenOptions::new()
                     .create_new(true)
@@ -408,9 +563,15 @@ impl State {
                     r.dfid = dfid;
                     r.volatile = Some(vpath.display().to_string());
                 }
-                Ok(BeginReply { path: Some(vpath.display().to_string()), dfid })
+                Ok(BeginReply {
+                    path: Some(vpath.display().to_string()),
+                    dfid,
+                })
             }
-            _ => Ok(BeginReply { path: None, dfid: fid }),
+            _ => Ok(BeginReply {
+                path: None,
+                dfid: fid,
+            }),
         }
     }
 
@@ -428,7 +589,15 @@ impl State {
         Ok(())
     }
 
-    pub fn action_end(&mut self, w: &mut Watcher, cookie: u64, off: u64, len: u64, flags: i32, errval: i32) -> Res<()> {
+    pub fn action_end(
+        &mut self,
+        w: &mut Watcher,
+        cookie: u64,
+        off: u64,
+        len: u64,
+        flags: i32,
+        errval: i32,
+    ) -> Res<()> {
         let r = self.req_for(cookie)?;
         if !(r.status == ARS_STARTED || r.canceled && r.finished_at != 0 && r.agent.is_some()) {
             return Err(libc::ENOENT);
@@ -447,7 +616,11 @@ impl State {
                 let _ = std::fs::remove_file(v);
             }
             self.count_agent(agent, false);
-            self.emit_hsm(r.fid, event_of(r.action), if err == 0 { libc::ECANCELED } else { err });
+            self.emit_hsm(
+                r.fid,
+                event_of(r.action),
+                if err == 0 { libc::ECANCELED } else { err },
+            );
             self.dispatch();
             return Ok(());
         }
@@ -537,7 +710,11 @@ impl State {
         let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
         let meta = std::fs::symlink_metadata(&path).map_err(errno)?;
         let mut src = std::fs::File::open(vol).map_err(errno)?;
-        let mut dst = std::fs::OpenOptions::new().write(true).truncate(true).open(&path).map_err(errno)?;
+        let mut dst = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(errno)?;
         std::io::copy(&mut src, &mut dst).map_err(errno)?;
         dst.sync_all().map_err(errno)?;
         restore_times(&dst, &meta);
@@ -561,7 +738,10 @@ impl State {
         let path = self.abs_path(&fid).ok_or(libc::ENOENT)?;
         let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
         let meta = std::fs::symlink_metadata(&path).map_err(errno)?;
-        let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(errno)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(errno)?;
         f.set_len(0).map_err(errno)?;
         f.set_len(meta.len()).map_err(errno)?;
         restore_times(&f, &meta);
@@ -576,7 +756,18 @@ impl State {
 
     /// `llapi_hsm_import`: a released stub with the given size, mode, owner and times.
     #[allow(clippy::too_many_arguments)]
-    pub fn import(&mut self, w: &mut Watcher, rel: &str, archive_id: u32, size: u64, mode: u32, uid: u32, gid: u32, atime: (i64, u32), mtime: (i64, u32)) -> Res<Fid> {
+    pub fn import(
+        &mut self,
+        w: &mut Watcher,
+        rel: &str,
+        archive_id: u32,
+        size: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        atime: (i64, u32),
+        mtime: (i64, u32),
+    ) -> Res<Fid> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.root.join(rel.trim_start_matches('/'));
         let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
@@ -588,16 +779,25 @@ impl State {
             .map_err(errno)?;
         self.drain(w, &[]);
         let rel_b = path.strip_prefix(&self.root).map_err(|_| libc::EINVAL)?;
-        let fid = self.lookup_rel(std::os::unix::ffi::OsStrExt::as_bytes(rel_b.as_os_str())).ok_or(libc::ENOENT)?;
+        let fid = self
+            .lookup_rel(std::os::unix::ffi::OsStrExt::as_bytes(rel_b.as_os_str()))
+            .ok_or(libc::ENOENT)?;
         let done = (|| -> std::io::Result<()> {
             f.set_len(size)?;
             std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-            let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))?;
+            let c =
+                std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))?;
             // SAFETY: c is a valid path; the mode comes from the caller's stat.
             unsafe { libc::chmod(c.as_ptr(), mode & 0o7777) };
             let ts = [
-                libc::timespec { tv_sec: atime.0, tv_nsec: atime.1 as _ },
-                libc::timespec { tv_sec: mtime.0, tv_nsec: mtime.1 as _ },
+                libc::timespec {
+                    tv_sec: atime.0,
+                    tv_nsec: atime.1 as _,
+                },
+                libc::timespec {
+                    tv_sec: mtime.0,
+                    tv_nsec: mtime.1 as _,
+                },
             ];
             // SAFETY: f is open; ts holds two timespecs as futimens requires.
             if unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) } != 0 {
@@ -612,7 +812,11 @@ impl State {
             return Err(errno(e));
         }
         self.drain(w, &[fid]);
-        let aid = if archive_id != 0 { archive_id } else { self.mdts[0].tun.default_archive_id };
+        let aid = if archive_id != 0 {
+            archive_id
+        } else {
+            self.mdts[0].tun.default_archive_id
+        };
         if let Some(n) = self.node_mut(&fid) {
             n.hsm = HS_EXISTS | HS_ARCHIVED | HS_RELEASED;
             n.archive_id = aid;
@@ -627,14 +831,22 @@ impl State {
         let mut purge = Vec::new();
         for r in self.reqs.values() {
             let tun = &self.mdts[r.mdt as usize].tun;
-            if r.status == ARS_STARTED && now.saturating_sub(r.last_update) >= tun.active_request_timeout {
+            if r.status == ARS_STARTED
+                && now.saturating_sub(r.last_update) >= tun.active_request_timeout
+            {
                 timed_out.push(r.cookie);
-            } else if !r.active() && r.finished_at != 0 && now.saturating_sub(r.finished_at) >= tun.grace_delay && (r.agent.is_none() || !r.canceled) {
+            } else if !r.active()
+                && r.finished_at != 0
+                && now.saturating_sub(r.finished_at) >= tun.grace_delay
+                && (r.agent.is_none() || !r.canceled)
+            {
                 purge.push(r.cookie);
             }
         }
         for c in timed_out {
-            let Some(r) = self.reqs.get_mut(&c) else { continue };
+            let Some(r) = self.reqs.get_mut(&c) else {
+                continue;
+            };
             r.status = ARS_CANCELED;
             r.finished_at = now;
             let (agent, fid, action, vol) = (r.agent.take(), r.fid, r.action, r.volatile.clone());
@@ -655,7 +867,12 @@ impl State {
     /// hsm_control=purge: every request is cancelled.
     pub fn purge_requests(&mut self, mdt: u32) {
         let now = now_secs();
-        let cs: Vec<u64> = self.reqs.values().filter(|r| r.mdt == mdt && r.active()).map(|r| r.cookie).collect();
+        let cs: Vec<u64> = self
+            .reqs
+            .values()
+            .filter(|r| r.mdt == mdt && r.active())
+            .map(|r| r.cookie)
+            .collect();
         for c in cs {
             if let Some(r) = self.reqs.get_mut(&c) {
                 r.status = ARS_CANCELED;
@@ -670,8 +887,14 @@ impl State {
 fn restore_times(f: &std::fs::File, meta: &std::fs::Metadata) {
     use std::os::unix::fs::MetadataExt;
     let ts = [
-        libc::timespec { tv_sec: meta.atime(), tv_nsec: meta.atime_nsec() as _ },
-        libc::timespec { tv_sec: meta.mtime(), tv_nsec: meta.mtime_nsec() as _ },
+        libc::timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec() as _,
+        },
+        libc::timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec() as _,
+        },
     ];
     // SAFETY: f is an open file; ts holds the two timespecs futimens reads.
     unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) };
@@ -680,13 +903,20 @@ fn restore_times(f: &std::fs::File, meta: &std::fs::Metadata) {
 /// One write() of a whole KUC message to an agent's pipe (non-blocking; atomic below PIPE_BUF).
 pub fn write_pipe(a: &Agent, msg: &[u8]) -> Res<()> {
     // SAFETY: writing a live buffer to a pipe descriptor the agent record owns.
-    let n = unsafe { libc::write(a.pipe.as_raw_fd(), msg.as_ptr() as *const libc::c_void, msg.len()) };
+    let n = unsafe {
+        libc::write(
+            a.pipe.as_raw_fd(),
+            msg.as_ptr() as *const libc::c_void,
+            msg.len(),
+        )
+    };
     if n < 0 {
-        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
     }
     if n as usize != msg.len() {
         return Err(libc::EIO);
     }
     Ok(())
 }
-

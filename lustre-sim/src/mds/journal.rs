@@ -26,7 +26,12 @@ pub struct Journal {
 impl Journal {
     /// Opens the journal, returning it and every intact entry's payload.
     pub fn open(path: &Path) -> std::io::Result<(Journal, Vec<Vec<u8>>)> {
-        let mut file = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(path)?;
         let mut all = Vec::new();
         file.read_to_end(&mut all)?;
         let mut entries = Vec::new();
@@ -45,7 +50,14 @@ impl Journal {
             file.sync_all()?;
         }
         file.seek(SeekFrom::Start(o as u64))?;
-        Ok((Journal { path: path.to_path_buf(), file, len: o as u64 }, entries))
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                file,
+                len: o as u64,
+            },
+            entries,
+        ))
     }
 
     pub fn append(&mut self, payload: &[u8]) -> std::io::Result<()> {

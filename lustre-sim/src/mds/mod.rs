@@ -65,7 +65,10 @@ pub enum MdsError {
     #[error("{0}")]
     State(#[from] state::StateError),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 fn ioe(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MdsError {
@@ -81,6 +84,10 @@ pub struct Options {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Connections served at once (changelog followers and copytool calls included).
+const MAX_CLIENTS: usize = 1024;
+static CLIENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
@@ -89,14 +96,20 @@ extern "C" fn on_signal(_: libc::c_int) {
 pub fn run(opts: Options) -> Result<(), MdsError> {
     let fsname_ok = !opts.fsname.is_empty()
         && opts.fsname.len() <= 8
-        && opts.fsname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && opts
+            .fsname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !fsname_ok {
         return Err(MdsError::BadFsname(opts.fsname));
     }
     if !opts.mount.is_dir() {
         return Err(MdsError::NotADir(opts.mount));
     }
-    let root = opts.mount.canonicalize().map_err(ioe(format!("mount {}", opts.mount.display())))?;
+    let root = opts
+        .mount
+        .canonicalize()
+        .map_err(ioe(format!("mount {}", opts.mount.display())))?;
     // SAFETY: installing async-signal-safe handlers (they only store to an atomic) and
     // ignoring SIGPIPE so writes to dead agents' pipes report EPIPE.
     unsafe {
@@ -111,14 +124,23 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     st.drain(&mut w, &[]);
     st.commit().map_err(ioe("journal"))?;
     let shared = Arc::new(Shared {
-        inner: Mutex::new(Inner { st, w, last_house: state::now_secs() }),
+        inner: Mutex::new(Inner {
+            st,
+            w,
+            last_house: state::now_secs(),
+        }),
         cv: Condvar::new(),
         stop: AtomicBool::new(false),
     });
     let sock = proto::sock_path(&root);
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).map_err(ioe(format!("bind {}", sock.display())))?;
-    let _ = crate::mounts::register(&opts.fsname, &root);
+    if let Err(e) = crate::mounts::register(&opts.fsname, &root) {
+        eprintln!(
+            "lustre-sim mds: warning: no mount table entry ({e}): {} is found by path only",
+            opts.fsname
+        );
+    }
 
     let s2 = shared.clone();
     std::thread::spawn(move || inotify_loop(s2));
@@ -127,12 +149,26 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     let s4 = shared.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(c) = conn else { continue };
+            let Ok(mut c) = conn else { continue };
+            // Bounded: one thread per connection, at most MAX_CLIENTS of them.
+            if CLIENTS.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                CLIENTS.fetch_sub(1, Ordering::SeqCst);
+                let _ = proto::send_json(&mut c, &Reply::Err(libc::EAGAIN));
+                continue;
+            }
             let s = s4.clone();
-            std::thread::spawn(move || serve(s, c));
+            std::thread::spawn(move || {
+                serve(s, c);
+                CLIENTS.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
-    eprintln!("lustre-sim mds: {} ({} MDT) serving {}", opts.fsname, opts.mdts.max(1), root.display());
+    eprintln!(
+        "lustre-sim mds: {} ({} MDT) serving {}",
+        opts.fsname,
+        opts.mdts.max(1),
+        root.display()
+    );
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -154,7 +190,11 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
 fn inotify_loop(s: Arc<Shared>) {
     let fd = s.lock().w.fd.as_raw_fd();
     while !s.stop.load(Ordering::SeqCst) {
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one pollfd on the inotify descriptor, which lives as long as `s`.
         let n = unsafe { libc::poll(&mut p, 1, 500) };
         if n > 0 {
@@ -169,7 +209,13 @@ fn timer_loop(s: Arc<Shared>) {
         std::thread::sleep(Duration::from_millis(250));
         let mut g = s.lock();
         let now = state::now_secs();
-        let period = g.st.mdts.iter().map(|m| m.tun.loop_period).min().unwrap_or(10).max(1);
+        let period =
+            g.st.mdts
+                .iter()
+                .map(|m| m.tun.loop_period)
+                .min()
+                .unwrap_or(10)
+                .max(1);
         if now.saturating_sub(g.last_house) >= period {
             g.last_house = now;
             let Inner { st, w, .. } = &mut *g;
@@ -229,53 +275,112 @@ fn handle(s: &Shared, req: Request, fd: Option<std::os::fd::OwnedFd>) -> Reply {
             if !st.nodes.contains_key(&fid) && fid != crate::fid::ROOT_FID {
                 Reply::Err(libc::ENOENT)
             } else {
-                let nlinks = st.nodes.get(&fid).map(|n| n.links.len()).unwrap_or(1).max(1);
+                let nlinks = st
+                    .nodes
+                    .get(&fid)
+                    .map(|n| n.links.len())
+                    .unwrap_or(1)
+                    .max(1);
                 let k = (linkno as usize).min(nlinks - 1);
                 match st.rel_path_link(&fid, k) {
                     Some(p) => {
-                        let next = if k + 1 < nlinks { k as u32 + 1 } else { k as u32 };
-                        reply_ok(proto::Fid2PathReply { path: String::from_utf8_lossy(&p).into_owned(), linkno: next })
+                        let next = if k + 1 < nlinks {
+                            k as u32 + 1
+                        } else {
+                            k as u32
+                        };
+                        reply_ok(proto::Fid2PathReply {
+                            path: String::from_utf8_lossy(&p).into_owned(),
+                            linkno: next,
+                        })
                     }
                     None => Reply::Err(libc::ENOENT),
                 }
             }
         }
         Request::HsmStateGet { fid } => st.hsm_state(&fid).map_or_else(Reply::Err, reply_ok),
-        Request::HsmStateSet { fid, set, clear, archive_id } => {
-            st.hsm_state_set(&fid, set, clear, archive_id).map_or_else(Reply::Err, reply_ok)
-        }
+        Request::HsmStateSet {
+            fid,
+            set,
+            clear,
+            archive_id,
+        } => st
+            .hsm_state_set(&fid, set, clear, archive_id)
+            .map_or_else(Reply::Err, reply_ok),
         Request::CurrentAction { fid } => st.current_action(&fid).map_or_else(Reply::Err, reply_ok),
-        Request::HsmRequest { action, archive_id, flags, items, data } => {
-            st.hsm_request(w, action, archive_id, flags, &items, &data).map_or_else(Reply::Err, reply_ok)
-        }
-        Request::Import { path, archive_id, size, mode, uid, gid, atime, mtime } => {
-            st.import(w, &path, archive_id, size, mode, uid, gid, atime, mtime).map_or_else(Reply::Err, reply_ok)
-        }
+        Request::HsmRequest {
+            action,
+            archive_id,
+            flags,
+            items,
+            data,
+        } => st
+            .hsm_request(w, action, archive_id, flags, &items, &data)
+            .map_or_else(Reply::Err, reply_ok),
+        Request::Import {
+            path,
+            archive_id,
+            size,
+            mode,
+            uid,
+            gid,
+            atime,
+            mtime,
+        } => st
+            .import(w, &path, archive_id, size, mode, uid, gid, atime, mtime)
+            .map_or_else(Reply::Err, reply_ok),
         Request::DataVersion { fid } => match st.nodes.get(&fid) {
             Some(n) => reply_ok(n.dv),
             None => Reply::Err(libc::ENOENT),
         },
         Request::ChangelogStart { .. } => Reply::Err(libc::EINVAL),
-        Request::ChangelogClear { mdt, user, endrec } => st.changelog_clear(mdt, &user, endrec).map_or_else(Reply::Err, reply_ok),
-        Request::ChangelogRegister { mdt, name } => st.changelog_register(mdt, name).map_or_else(Reply::Err, reply_ok),
-        Request::ChangelogDeregister { mdt, user } => st.changelog_deregister(mdt, &user).map_or_else(Reply::Err, reply_ok),
+        Request::ChangelogClear { mdt, user, endrec } => st
+            .changelog_clear(mdt, &user, endrec)
+            .map_or_else(Reply::Err, reply_ok),
+        Request::ChangelogRegister { mdt, name } => st
+            .changelog_register(mdt, name)
+            .map_or_else(Reply::Err, reply_ok),
+        Request::ChangelogDeregister { mdt, user } => st
+            .changelog_deregister(mdt, &user)
+            .map_or_else(Reply::Err, reply_ok),
         Request::CtRegister { archives, pid } => match fd {
-            Some(fd) => st.register_agent(archives, fd, pid).map_or_else(Reply::Err, reply_ok),
+            Some(fd) => st
+                .register_agent(archives, fd, pid)
+                .map_or_else(Reply::Err, reply_ok),
             None => Reply::Err(libc::EBADF),
         },
         Request::CtUnregister { agent } => {
             st.unregister_agent(agent);
             reply_ok(())
         }
-        Request::ActionBegin { cookie, fid, is_error: _ } => st.action_begin(cookie, fid).map_or_else(Reply::Err, reply_ok),
-        Request::ActionProgress { cookie, offset, length, flags: _ } => {
-            st.action_progress(cookie, offset, length).map_or_else(Reply::Err, reply_ok)
-        }
-        Request::ActionEnd { cookie, offset, length, flags, errval } => {
-            st.action_end(w, cookie, offset, length, flags, errval).map_or_else(Reply::Err, reply_ok)
-        }
+        Request::ActionBegin {
+            cookie,
+            fid,
+            is_error: _,
+        } => st
+            .action_begin(cookie, fid)
+            .map_or_else(Reply::Err, reply_ok),
+        Request::ActionProgress {
+            cookie,
+            offset,
+            length,
+            flags: _,
+        } => st
+            .action_progress(cookie, offset, length)
+            .map_or_else(Reply::Err, reply_ok),
+        Request::ActionEnd {
+            cookie,
+            offset,
+            length,
+            flags,
+            errval,
+        } => st
+            .action_end(w, cookie, offset, length, flags, errval)
+            .map_or_else(Reply::Err, reply_ok),
         Request::GetParam { pattern } => st.get_param(&pattern).map_or_else(Reply::Err, reply_ok),
-        Request::SetParam { name, value } => st.set_param(&name, &value).map_or_else(Reply::Err, reply_ok),
+        Request::SetParam { name, value } => st
+            .set_param(&name, &value)
+            .map_or_else(Reply::Err, reply_ok),
     };
     g.commit(&s.cv);
     r
@@ -301,14 +406,25 @@ fn stream_changelog(s: &Shared, mut c: UnixStream, mdt: u32, start: u64, follow:
             let mut g = s.lock();
             g.sync(&s.cv);
             let q = &g.st.records[mdt as usize];
-            let mut b: Vec<(u64, Vec<u8>)> = q.iter().filter(|(i, _)| *i >= next).take(256).cloned().collect();
+            let mut b: Vec<(u64, Vec<u8>)> = q
+                .iter()
+                .filter(|(i, _)| *i >= next)
+                .take(256)
+                .cloned()
+                .collect();
             if b.is_empty() && follow && !s.stop.load(Ordering::SeqCst) {
                 let gen = g.st.generation;
-                let (g2, _) = s
-                    .cv
-                    .wait_timeout_while(g, Duration::from_millis(500), |i| i.st.generation == gen && !s.stop.load(Ordering::SeqCst))
+                let (g2, _) =
+                    s.cv.wait_timeout_while(g, Duration::from_millis(500), |i| {
+                        i.st.generation == gen && !s.stop.load(Ordering::SeqCst)
+                    })
                     .unwrap_or_else(|p| p.into_inner());
-                b = g2.st.records[mdt as usize].iter().filter(|(i, _)| *i >= next).take(256).cloned().collect();
+                b = g2.st.records[mdt as usize]
+                    .iter()
+                    .filter(|(i, _)| *i >= next)
+                    .take(256)
+                    .cloned()
+                    .collect();
             }
             b
         };
@@ -335,12 +451,18 @@ fn stream_changelog(s: &Shared, mut c: UnixStream, mdt: u32, start: u64, follow:
 }
 
 fn peer_gone(c: &UnixStream) -> bool {
-    let mut p = libc::pollfd { fd: c.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: c.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
     // SAFETY: polling one descriptor we own, zero timeout.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 pub fn rel_of(root: &Path, p: &Path) -> Option<Vec<u8>> {
-    p.strip_prefix(root).ok().map(|r| r.as_os_str().as_bytes().to_vec())
+    p.strip_prefix(root)
+        .ok()
+        .map(|r| r.as_os_str().as_bytes().to_vec())
 }

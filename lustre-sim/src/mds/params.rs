@@ -16,7 +16,11 @@ fn glob(pat: &str, s: &str) -> bool {
 }
 
 fn ext(off: u64, len: u64) -> String {
-    let end = if len == u64::MAX { u64::MAX } else { off.saturating_add(len) };
+    let end = if len == u64::MAX {
+        u64::MAX
+    } else {
+        off.saturating_add(len)
+    };
     format!("{:#x}-{:#x}", off, end)
 }
 
@@ -26,8 +30,18 @@ impl State {
     }
 
     fn policy_str(t: &Tunables) -> String {
-        let f = |on: bool, n: &str| if on { format!("[{}]", n) } else { n.to_string() };
-        format!("{} {}", f(t.policy_nbr, "NonBlockingRestore"), f(t.policy_nra, "NoRetryAction"))
+        let f = |on: bool, n: &str| {
+            if on {
+                format!("[{}]", n)
+            } else {
+                n.to_string()
+            }
+        };
+        format!(
+            "{} {}",
+            f(t.policy_nbr, "NonBlockingRestore"),
+            f(t.policy_nra, "NoRetryAction")
+        )
     }
 
     fn action_line(&self, r: &Req, idx: usize) -> String {
@@ -58,17 +72,33 @@ impl State {
             let t = &m.tun;
             out.push((format!("{}hsm_control", p), t.hsm_control.clone()));
             out.push((format!("{}hsm.max_requests", p), t.max_requests.to_string()));
-            out.push((format!("{}hsm.active_request_timeout", p), t.active_request_timeout.to_string()));
+            out.push((
+                format!("{}hsm.active_request_timeout", p),
+                t.active_request_timeout.to_string(),
+            ));
             out.push((format!("{}hsm.loop_period", p), t.loop_period.to_string()));
             out.push((format!("{}hsm.grace_delay", p), t.grace_delay.to_string()));
-            out.push((format!("{}hsm.default_archive_id", p), t.default_archive_id.to_string()));
+            out.push((
+                format!("{}hsm.default_archive_id", p),
+                t.default_archive_id.to_string(),
+            ));
             out.push((format!("{}hsm.policy", p), Self::policy_str(t)));
-            out.push((format!("{}hsm.remove_archive_on_last_unlink", p), (t.remove_archive_on_last_unlink as u32).to_string()));
-            out.push((format!("{}hsm.archive_count", p), m.archive_count.to_string()));
-            out.push((format!("{}hsm.restore_count", p), m.restore_count.to_string()));
+            out.push((
+                format!("{}hsm.archive_count", p),
+                m.archive_count.to_string(),
+            ));
+            out.push((
+                format!("{}hsm.restore_count", p),
+                m.restore_count.to_string(),
+            ));
             out.push((format!("{}hsm.remove_count", p), m.remove_count.to_string()));
-            let actions: Vec<String> =
-                self.reqs.values().filter(|r| r.mdt == i).enumerate().map(|(k, r)| self.action_line(r, k + 1)).collect();
+            let actions: Vec<String> = self
+                .reqs
+                .values()
+                .filter(|r| r.mdt == i)
+                .enumerate()
+                .map(|(k, r)| self.action_line(r, k + 1))
+                .collect();
             out.push((format!("{}hsm.actions", p), actions.join("\n")));
             let active: Vec<String> = self
                 .reqs
@@ -96,21 +126,41 @@ impl State {
             let agents: Vec<String> = self
                 .agents
                 .iter()
+                .filter(|a| a.mdts.contains(&i))
                 .map(|a| {
                     let ids = if a.archives.is_empty() || a.archives.contains(&0) {
                         "ANY".to_string()
                     } else {
-                        a.archives.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                        a.archives
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
                     };
-                    let cur = self.reqs.values().filter(|r| r.status == ARS_STARTED && r.agent == Some(a.id)).count();
-                    format!("uuid={} archive_id={} requests=[current:{} ok:{} errors:{}]", a.uuid, ids, cur, a.ok, a.errors)
+                    let cur = self
+                        .reqs
+                        .values()
+                        .filter(|r| r.status == ARS_STARTED && r.agent == Some(a.id))
+                        .count();
+                    format!(
+                        "uuid={} archive_id={} requests=[current:{} ok:{} errors:{}]",
+                        a.uuid, ids, cur, a.ok, a.errors
+                    )
                 })
                 .collect();
             out.push((format!("{}hsm.agents", p), agents.join("\n")));
             let now = now_secs();
-            let mut users = format!("current_index: {}\nID                            index (idle) mask", m.index);
+            let mut users = format!(
+                "current_index: {}\nID                            index (idle) mask",
+                m.index
+            );
             for u in &m.users {
-                users.push_str(&format!("\n{:<28} {:>7} ({})", u.label(), u.clear, now.saturating_sub(u.since)));
+                users.push_str(&format!(
+                    "\n{:<28} {:>7} ({})",
+                    u.label(),
+                    u.clear,
+                    now.saturating_sub(u.since)
+                ));
             }
             out.push((format!("mdd.{}.changelog_users", self.mdt_name(i)), users));
         }
@@ -118,7 +168,11 @@ impl State {
     }
 
     pub fn get_param(&self, pattern: &str) -> Result<Vec<(String, String)>, i32> {
-        let v: Vec<_> = self.params().into_iter().filter(|(n, _)| glob(pattern, n)).collect();
+        let v: Vec<_> = self
+            .params()
+            .into_iter()
+            .filter(|(n, _)| glob(pattern, n))
+            .collect();
         if v.is_empty() {
             return Err(libc::ENOENT);
         }
@@ -126,14 +180,25 @@ impl State {
     }
 
     pub fn set_param(&mut self, name: &str, value: &str) -> Result<(), i32> {
-        let names: Vec<String> = self.params().into_iter().map(|(n, _)| n).filter(|n| glob(name, n)).collect();
+        let names: Vec<String> = self
+            .params()
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| glob(name, n))
+            .collect();
         if names.is_empty() {
             return Err(libc::ENOENT);
         }
         for full in names {
             let mut parts = full.splitn(3, '.');
-            let (_, mdtname, key) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let Some(i) = (0..self.mdts.len() as u32).find(|i| self.mdt_name(*i) == mdtname) else { return Err(libc::ENOENT) };
+            let (_, mdtname, key) = (
+                parts.next(),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            let Some(i) = (0..self.mdts.len() as u32).find(|i| self.mdt_name(*i) == mdtname) else {
+                return Err(libc::ENOENT);
+            };
             let num = || value.trim().parse::<u64>().map_err(|_| libc::EINVAL);
             let t = &mut self.mdts[i as usize].tun;
             match key {
@@ -147,7 +212,6 @@ impl State {
                 "hsm.loop_period" => t.loop_period = num()?.max(1),
                 "hsm.grace_delay" => t.grace_delay = num()?,
                 "hsm.default_archive_id" => t.default_archive_id = num()? as u32,
-                "hsm.remove_archive_on_last_unlink" => t.remove_archive_on_last_unlink = num()? != 0,
                 "hsm.policy" => {
                     for tok in value.split_whitespace() {
                         let (on, n) = match tok.as_bytes()[0] {
@@ -174,7 +238,8 @@ impl State {
         if let Some(n) = &name {
             let ok = n.len() <= 15
                 && n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !ok {
                 return Err(libc::EINVAL);
             }
@@ -183,7 +248,12 @@ impl State {
         let id = m.next_user.max(1);
         m.next_user = id + 1;
         // A new user starts at the current index: it never sees records it was not there for.
-        let u = User { id, name, clear: m.index, since: now_secs() };
+        let u = User {
+            id,
+            name,
+            clear: m.index,
+            since: now_secs(),
+        };
         let label = u.label();
         m.users.push(u);
         self.touch_mdt(mdt);
@@ -193,7 +263,10 @@ impl State {
     fn find_user(&self, mdt: u32, user: &str) -> Result<usize, i32> {
         let m = self.mdts.get(mdt as usize).ok_or(libc::ENODEV)?;
         let base = user.split('-').next().unwrap_or(user);
-        let id: u32 = base.strip_prefix("cl").and_then(|s| s.parse().ok()).ok_or(libc::EINVAL)?;
+        let id: u32 = base
+            .strip_prefix("cl")
+            .and_then(|s| s.parse().ok())
+            .ok_or(libc::EINVAL)?;
         m.users.iter().position(|u| u.id == id).ok_or(libc::ENOENT)
     }
 
@@ -234,8 +307,17 @@ mod tests {
 
     #[test]
     fn glob_matches_one_component_per_star() {
-        assert!(glob("mdt.*.hsm.max_requests", "mdt.fs-MDT0000.hsm.max_requests"));
-        assert!(!glob("mdt.*.max_requests", "mdt.fs-MDT0000.hsm.max_requests"));
-        assert!(glob("mdt.fs-MDT000?.hsm_control", "mdt.fs-MDT0001.hsm_control"));
+        assert!(glob(
+            "mdt.*.hsm.max_requests",
+            "mdt.fs-MDT0000.hsm.max_requests"
+        ));
+        assert!(!glob(
+            "mdt.*.max_requests",
+            "mdt.fs-MDT0000.hsm.max_requests"
+        ));
+        assert!(glob(
+            "mdt.fs-MDT000?.hsm_control",
+            "mdt.fs-MDT0001.hsm_control"
+        ));
     }
 }

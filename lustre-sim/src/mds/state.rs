@@ -101,7 +101,6 @@ pub struct Tunables {
     pub policy_nra: bool,
     pub policy_nbr: bool,
     pub hsm_control: String,
-    pub remove_archive_on_last_unlink: bool,
 }
 
 impl Default for Tunables {
@@ -115,7 +114,6 @@ impl Default for Tunables {
             policy_nra: true,
             policy_nbr: false,
             hsm_control: "enabled".into(),
-            remove_archive_on_last_unlink: false,
         }
     }
 }
@@ -213,11 +211,22 @@ pub struct Agent {
     pub pipe: OwnedFd,
     pub ok: u64,
     pub errors: u64,
+    /// MDT coordinators this agent is registered with (all of them at registration).
+    pub mdts: Vec<u32>,
+    /// A write hit EPIPE: like the client kernel, which forgets a dead pipe after the first
+    /// failed write, later sends "succeed" without reaching anyone (lustre-abi.md §6.2, DNE).
+    pub pipe_dead: bool,
 }
 
 impl Agent {
+    pub fn serves_on(&self, mdt: u32, archive_id: u32) -> bool {
+        self.mdts.contains(&mdt) && self.serves(archive_id)
+    }
+
     pub fn serves(&self, archive_id: u32) -> bool {
-        self.archives.is_empty() || self.archives.contains(&0) || self.archives.contains(&archive_id)
+        self.archives.is_empty()
+            || self.archives.contains(&0)
+            || self.archives.contains(&archive_id)
     }
 }
 
@@ -251,11 +260,16 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2).filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()).collect()
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
 }
 
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub struct State {
@@ -284,7 +298,10 @@ pub struct State {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("state file {0}: {1}")]
     Corrupt(String, serde_json::Error),
 }
@@ -305,12 +322,14 @@ impl State {
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let snap_path = dir.join("state.json");
         let snap: Snapshot = match std::fs::read(&snap_path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| StateError::Corrupt(snap_path.display().to_string(), e))?,
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| StateError::Corrupt(snap_path.display().to_string(), e))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Snapshot::default(),
             Err(e) => return Err(io(format!("reading {}", snap_path.display()))(e)),
         };
         let jpath = dir.join("journal");
-        let (journal, entries) = Journal::open(&jpath).map_err(io(format!("opening {}", jpath.display())))?;
+        let (journal, entries) =
+            Journal::open(&jpath).map_err(io(format!("opening {}", jpath.display())))?;
         let mut st = State {
             root: root.to_path_buf(),
             fsname: fsname.to_string(),
@@ -327,7 +346,8 @@ impl State {
             reqs: snap.reqs.into_iter().map(|r| (r.cookie, r)).collect(),
             next_cookie: snap.next_cookie,
             agents: Vec::new(),
-            next_agent: 1,
+            // Agent ids never repeat across restarts (requests persisted as STARTED keep theirs).
+            next_agent: now_secs() << 20,
             d_nodes: HashSet::new(),
             d_mdts: HashSet::new(),
             d_reqs: HashSet::new(),
@@ -337,7 +357,9 @@ impl State {
             generation: 0,
         };
         for raw in entries {
-            let Ok(e) = serde_json::from_slice::<Entry>(&raw) else { continue };
+            let Ok(e) = serde_json::from_slice::<Entry>(&raw) else {
+                continue;
+            };
             if e.seq <= st.seq {
                 continue;
             }
@@ -452,7 +474,11 @@ impl State {
             m.seq += 1;
             m.next_oid = 1;
         }
-        let f = Fid { seq: m.seq, oid: m.next_oid, ver: 0 };
+        let f = Fid {
+            seq: m.seq,
+            oid: m.next_oid,
+            ver: 0,
+        };
         m.next_oid += 1;
         self.d_mdts.insert(mdt);
         f
@@ -497,14 +523,19 @@ impl State {
 
     pub fn lookup_rel(&self, rel: &[u8]) -> Option<Fid> {
         let mut cur = ROOT_FID;
-        for comp in rel.split(|&c| c == b'/').filter(|c| !c.is_empty() && *c != b".") {
+        for comp in rel
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+        {
             cur = *self.children.get(&(cur, comp.to_vec()))?;
         }
         Some(cur)
     }
 
     pub fn has_users(&self, mdt: u32) -> bool {
-        self.mdts.get(mdt as usize).is_some_and(|m| !m.users.is_empty())
+        self.mdts
+            .get(mdt as usize)
+            .is_some_and(|m| !m.users.is_empty())
     }
 
     /// Appends a record to MDT `mdt`'s changelog (dropped while the MDT has no user).
@@ -512,19 +543,36 @@ impl State {
         if !self.has_users(mdt) {
             return;
         }
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let m = &mut self.mdts[mdt as usize];
-        m.index += 1;
-        r.index = m.index;
+        r.index = m.index + 1;
         r.time = pack_time(now.as_secs(), now.subsec_nanos());
-        let b = r.encode();
+        let b = match r.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                // Cannot happen for names the file system accepted; never leave a gap.
+                eprintln!("lustre-sim mds: record not encodable ({e}): {r:?}");
+                return;
+            }
+        };
+        m.index = r.index;
         self.records[mdt as usize].push_back((r.index, b.clone()));
         self.new_records.push((mdt, r.index, b));
         self.d_mdts.insert(mdt);
     }
 
     /// A record in the full MDT shape: jobid (empty) and extra flags with uid/gid and NID.
-    pub fn base_rec(rtype: u32, flags: u16, tfid: Fid, pfid: Fid, uid: u32, gid: u32, name: &[u8]) -> Rec {
+    pub fn base_rec(
+        rtype: u32,
+        flags: u16,
+        tfid: Fid,
+        pfid: Fid,
+        uid: u32,
+        gid: u32,
+        name: &[u8],
+    ) -> Rec {
         Rec {
             rtype,
             flags,
@@ -541,7 +589,9 @@ impl State {
 
     /// Emits a CL_HSM record for `fid` (event, error, dirty flag from the node's state).
     pub fn emit_hsm(&mut self, fid: Fid, event: u16, error: i32) {
-        let Some(n) = self.nodes.get(&fid) else { return };
+        let Some(n) = self.nodes.get(&fid) else {
+            return;
+        };
         let err = (error.unsigned_abs().min(0x7F)) as u16;
         let dirty = if n.hsm & HS_DIRTY != 0 { 1u16 << 10 } else { 0 };
         let flags = err | (event << 7) | dirty;
@@ -552,16 +602,36 @@ impl State {
 
     /// Journals everything touched since the last commit, fsyncs, and wakes followers.
     pub fn commit(&mut self) -> std::io::Result<bool> {
-        if self.d_nodes.is_empty() && self.d_mdts.is_empty() && self.d_reqs.is_empty() && self.new_records.is_empty() {
+        if self.d_nodes.is_empty()
+            && self.d_mdts.is_empty()
+            && self.d_reqs.is_empty()
+            && self.new_records.is_empty()
+        {
             return Ok(false);
         }
         self.seq += 1;
         let e = Entry {
             seq: self.seq,
-            nodes: self.d_nodes.drain().map(|f| (f, self.nodes.get(&f).cloned())).collect(),
-            mdts: self.d_mdts.drain().filter_map(|i| self.mdts.get(i as usize).map(|m| (i, m.clone()))).collect(),
-            reqs: self.d_reqs.drain().map(|c| (c, self.reqs.get(&c).cloned())).collect(),
-            records: self.new_records.drain(..).map(|(m, i, b)| (m, i, hex(&b))).collect(),
+            nodes: self
+                .d_nodes
+                .drain()
+                .map(|f| (f, self.nodes.get(&f).cloned()))
+                .collect(),
+            mdts: self
+                .d_mdts
+                .drain()
+                .filter_map(|i| self.mdts.get(i as usize).map(|m| (i, m.clone())))
+                .collect(),
+            reqs: self
+                .d_reqs
+                .drain()
+                .map(|c| (c, self.reqs.get(&c).cloned()))
+                .collect(),
+            records: self
+                .new_records
+                .drain(..)
+                .map(|(m, i, b)| (m, i, hex(&b)))
+                .collect(),
             next_cookie: self.next_cookie,
         };
         let had_records = !e.records.is_empty();
@@ -584,7 +654,11 @@ impl State {
             nodes: self.nodes.values().cloned().collect(),
             mdts: self.mdts.clone(),
             reqs: self.reqs.values().cloned().collect(),
-            records: self.records.iter().map(|q| q.iter().map(|(i, b)| (*i, hex(b))).collect()).collect(),
+            records: self
+                .records
+                .iter()
+                .map(|q| q.iter().map(|(i, b)| (*i, hex(b))).collect())
+                .collect(),
             next_cookie: self.next_cookie,
         };
         let b = serde_json::to_vec(&s).map_err(std::io::Error::other)?;
@@ -595,7 +669,11 @@ impl State {
     /// Drops records every user of `mdt` has cleared.
     pub fn purge(&mut self, mdt: u32) {
         let m = &mut self.mdts[mdt as usize];
-        let upto = if m.users.is_empty() { m.index } else { m.users.iter().map(|u| u.clear).min().unwrap_or(0) };
+        let upto = if m.users.is_empty() {
+            m.index
+        } else {
+            m.users.iter().map(|u| u.clear).min().unwrap_or(0)
+        };
         if upto > m.purged {
             m.purged = upto;
             self.d_mdts.insert(mdt);
