@@ -574,3 +574,44 @@ fn a_dropped_guard_ends_its_action_with_eio() {
         "end consumes: no second end on drop"
     );
 }
+
+#[test]
+fn bandwidth_limit_holds_the_next_transfer_until_the_budget_allows() {
+    // 1 byte/s: the first 100-byte file starts at once and uses up 100 s of budget.
+    let mut h = H::new(EngineConfig {
+        bandwidth: Some(1),
+        ..cfg()
+    });
+    h.ct.add_file(fid(1), &["a"], &[1u8; 100]);
+    h.ct.add_file(fid(2), &["b"], &[2u8; 100]);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    h.ct.push(list(vec![item(Action::Archive, 2, 2)]));
+    h.ct.wait_for(|s| s.events.contains(&Event::Begin(2)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        h.ct.ends().len(),
+        1,
+        "second transfer must wait for the budget"
+    );
+    assert!(h.store.get("b").is_none());
+    // Stopping aborts the waiting action cleanly.
+    h.engine.request_stop();
+    h.recv.take().unwrap().join().unwrap().unwrap();
+    let engine = h.engine.clone();
+    h.rt.block_on(async move { engine.drain(Duration::from_millis(50)).await });
+    assert_eq!(h.ct.ends(), vec![(1, 0, 0), (2, 0, libc::ESHUTDOWN)]);
+}
+
+#[test]
+fn reload_applies_new_settings_but_not_max_actions() {
+    let h = H::new(cfg());
+    h.engine.reload(EngineConfig {
+        max_actions: 99,
+        block_size: 8,
+        dry_run: true,
+        ..cfg()
+    });
+    let c = h.engine.config();
+    assert_eq!((c.max_actions, c.block_size, c.dry_run), (4, 8, true));
+}

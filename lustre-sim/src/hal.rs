@@ -101,12 +101,42 @@ pub fn kuc_message(transport: u8, msgtype: u16, payload: &[u8]) -> Vec<u8> {
     b
 }
 
-pub fn kuc_hal(archive_id: u32, flags: u64, fsname: &str, items: &[Item]) -> Vec<u8> {
-    kuc_message(
-        KUC_TRANSPORT_HSM,
-        HMT_ACTION_LIST,
-        &encode_hal(archive_id, flags, fsname, items),
-    )
+/// One KUC message carrying a hal, encoded by `lustre::wire::encode_kuc_hal` (the codec the
+/// product decodes with).
+pub fn kuc_hal(
+    archive_id: u32,
+    flags: u64,
+    fsname: &str,
+    items: &[Item],
+) -> Result<Vec<u8>, lustre::wire::EncodeError> {
+    let lf = |f: Fid| lustre::Fid {
+        seq: f.seq,
+        oid: f.oid,
+        ver: f.ver,
+    };
+    let hal = lustre::ActionList {
+        version: HAL_VERSION,
+        archive_id,
+        flags,
+        compound_id: 0,
+        fsname: fsname.to_string(),
+        items: items
+            .iter()
+            .map(|i| lustre::ActionItem {
+                action: lustre::CopytoolAction::from_raw(i.action),
+                fid: lf(i.fid),
+                dfid: lf(i.dfid),
+                extent: lustre::Extent {
+                    offset: i.offset,
+                    length: i.length,
+                },
+                cookie: i.cookie,
+                gid: i.gid,
+                data: i.data.clone(),
+            })
+            .collect(),
+    };
+    lustre::wire::encode_kuc_hal(&hal)
 }
 
 pub fn kuc_shutdown() -> Vec<u8> {
@@ -171,7 +201,8 @@ mod tests {
         let (aid, _, fs, got) = decode_hal_items(&b).unwrap();
         assert_eq!((aid, fs.as_str()), (1, "lustre"));
         assert_eq!(got, items);
-        let m = kuc_hal(1, 0, "lustre", &items);
+        let m = kuc_hal(1, 0, "lustre", &items).unwrap();
         assert_eq!(&m[..8], &[0x1C, 0x19, 2, 0, 100, 0, 200, 0]);
+        assert_eq!(&m[8..], &b[..], "lustre::wire and the local layout agree");
     }
 }

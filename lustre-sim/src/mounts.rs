@@ -11,10 +11,21 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_MOUNTTAB: &str = "/run/lustre-sim/mounts";
 
-pub fn mounttab_path() -> PathBuf {
-    std::env::var_os("LUSTRE_SIM_MOUNTTAB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_MOUNTTAB))
+/// Mount tables in the order they are tried: `LUSTRE_SIM_MOUNTTAB` alone when set, else
+/// `/run/lustre-sim/mounts` and, for daemons that cannot write /run (not root), a per-user
+/// file under the temporary directory. Readers read all of them.
+pub fn mounttab_paths() -> Vec<PathBuf> {
+    if let Some(p) = std::env::var_os("LUSTRE_SIM_MOUNTTAB") {
+        return vec![PathBuf::from(p)];
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    vec![
+        PathBuf::from(DEFAULT_MOUNTTAB),
+        std::env::temp_dir()
+            .join(format!("lustre-sim-{uid}"))
+            .join("mounts"),
+    ]
 }
 
 /// The mount directory holding `path` (which need not exist; its nearest existing ancestor is used).
@@ -50,9 +61,13 @@ pub fn split_mdt_name(name: &str) -> (String, Option<u32>) {
     (name.to_string(), None)
 }
 
-/// Live mounts from the mount table: (fsname, dir).
+/// Live mounts from the mount tables: (fsname, dir).
 pub fn live_mounts() -> Vec<(String, PathBuf)> {
-    let text = std::fs::read_to_string(mounttab_path()).unwrap_or_default();
+    let text = mounttab_paths()
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut out: Vec<(String, PathBuf)> = Vec::new();
     for line in text.lines() {
         let mut it = line.splitn(2, '\t');
@@ -87,20 +102,29 @@ pub fn resolve_device(dev: &str) -> Option<(PathBuf, Option<u32>)> {
     mount_of_fsname(&fs).map(|m| (m, idx))
 }
 
-/// Adds this daemon's line; stale lines (dead sockets) are dropped while rewriting.
+/// Adds this daemon's line to the first mount table it can write; stale lines (dead
+/// sockets) are dropped while rewriting.
 pub fn register(fsname: &str, dir: &Path) -> std::io::Result<()> {
-    rewrite(|lines| {
-        lines.push(format!("{}\t{}", fsname, dir.display()));
-    })
+    let line = format!("{}\t{}", fsname, dir.display());
+    let mut last = std::io::Error::from_raw_os_error(libc::ENOENT);
+    for p in mounttab_paths() {
+        match rewrite(&p, |lines| lines.push(line.clone())) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 pub fn unregister(fsname: &str, dir: &Path) -> std::io::Result<()> {
     let me = format!("{}\t{}", fsname, dir.display());
-    rewrite(|lines| lines.retain(|l| *l != me))
+    for p in mounttab_paths().iter().filter(|p| p.exists()) {
+        rewrite(p, |lines| lines.retain(|l| *l != me))?;
+    }
+    Ok(())
 }
 
-fn rewrite(f: impl FnOnce(&mut Vec<String>)) -> std::io::Result<()> {
-    let path = mounttab_path();
+fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<String>)) -> std::io::Result<()> {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p)?;
     }
@@ -109,13 +133,13 @@ fn rewrite(f: impl FnOnce(&mut Vec<String>)) -> std::io::Result<()> {
         .read(true)
         .write(true)
         .truncate(false)
-        .open(&path)?;
+        .open(path)?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     // SAFETY: flock on a descriptor we own; released when `file` closes.
     if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut lines: Vec<String> = text
         .lines()
         .filter(|l| {
@@ -134,6 +158,6 @@ fn rewrite(f: impl FnOnce(&mut Vec<String>)) -> std::io::Result<()> {
     let mut t = std::fs::File::create(&tmp)?;
     t.write_all(out.as_bytes())?;
     t.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    std::fs::rename(&tmp, path)?;
     Ok(())
 }

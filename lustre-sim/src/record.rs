@@ -69,114 +69,86 @@ impl Rec {
         f
     }
 
-    /// Encodes the record exactly as the device would hand it out.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(CR_HDR + 64 + self.name.len());
-        b.extend_from_slice(&(self.name.len() as u16).to_le_bytes());
-        b.extend_from_slice(&self.cr_flags().to_le_bytes());
-        b.extend_from_slice(&self.rtype.to_le_bytes());
-        b.extend_from_slice(&self.index.to_le_bytes());
-        b.extend_from_slice(&0u64.to_le_bytes());
-        b.extend_from_slice(&self.time.to_le_bytes());
-        b.extend_from_slice(&self.tfid.to_bytes());
-        b.extend_from_slice(&self.pfid.to_bytes());
-        if let Some((s, sp)) = self.rename {
-            b.extend_from_slice(&s.to_bytes());
-            b.extend_from_slice(&sp.to_bytes());
+    /// As a `lustre::ChangelogRecord` (the rename name area split into new and old names).
+    pub fn to_lustre(&self) -> lustre::ChangelogRecord {
+        let (name, rename) = match self.rename {
+            Some((s, sp)) => {
+                let cut = self
+                    .name
+                    .iter()
+                    .position(|&c| c == 0)
+                    .unwrap_or(self.name.len());
+                let old = self.name.get(cut + 1..).unwrap_or(&[]).to_vec();
+                let ext = lustre::RenameExt {
+                    sfid: lf(s),
+                    spfid: lf(sp),
+                    old_name: old,
+                };
+                (self.name[..cut].to_vec(), Some(ext))
+            }
+            None => (self.name.clone(), None),
+        };
+        lustre::ChangelogRecord {
+            index: self.index,
+            prev: 0,
+            rtype: lustre::RecordType::from_raw(self.rtype),
+            flags: self.flags & CLF_FLAGMASK,
+            time_sec: self.time >> 30,
+            time_nsec: (self.time & 0x3FFF_FFFF) as u32,
+            tfid: lf(self.tfid),
+            pfid: lf(self.pfid),
+            rename,
+            jobid: self.jobid.clone(),
+            extra_flags: self.extra.then_some(0),
+            uid_gid: self.uidgid,
+            nid: self.nid.map(lustre::Nid::Nid4),
+            open_flags: self.openmode,
+            xattr: self.xattr.clone(),
+            name,
         }
-        if let Some(j) = &self.jobid {
-            let mut a = [0u8; 32];
-            let n = j.len().min(31);
-            a[..n].copy_from_slice(&j.as_bytes()[..n]);
-            b.extend_from_slice(&a);
-        }
-        if self.extra {
-            b.extend_from_slice(&self.extra_bits().to_le_bytes());
-            if let Some((u, g)) = self.uidgid {
-                b.extend_from_slice(&u.to_le_bytes());
-                b.extend_from_slice(&g.to_le_bytes());
-            }
-            if let Some(n) = self.nid {
-                b.extend_from_slice(&n.to_le_bytes());
-                b.extend_from_slice(&[0u8; 16]);
-            }
-            if let Some(o) = self.openmode {
-                b.extend_from_slice(&o.to_le_bytes());
-            }
-            if let Some(x) = &self.xattr {
-                let mut a = [0u8; 256];
-                let n = x.len().min(255);
-                a[..n].copy_from_slice(&x.as_bytes()[..n]);
-                b.extend_from_slice(&a);
-            }
-        }
-        b.extend_from_slice(&self.name);
-        b
     }
 
-    /// Decodes one record from the start of `b`; returns it and its length.
+    pub fn from_lustre(r: &lustre::ChangelogRecord) -> Rec {
+        let mut name = r.name.clone();
+        let rename = r.rename.as_ref().map(|e| {
+            if r.rtype.is_rename_like() {
+                name.push(0);
+                name.extend_from_slice(&e.old_name);
+            }
+            (sf(e.sfid), sf(e.spfid))
+        });
+        Rec {
+            rtype: r.rtype.raw(),
+            flags: r.flags & CLF_FLAGMASK,
+            index: r.index,
+            time: r.time_raw(),
+            tfid: sf(r.tfid),
+            pfid: sf(r.pfid),
+            rename,
+            jobid: r.jobid.clone(),
+            extra: r.extra_flags.is_some(),
+            uidgid: r.uid_gid,
+            nid: r.nid.map(|n| match n {
+                lustre::Nid::Nid4(v) => v,
+                _ => 0,
+            }),
+            openmode: r.open_flags,
+            xattr: r.xattr.clone(),
+            name,
+        }
+    }
+
+    /// Encodes the record exactly as the device would hand it out (2.16 shape), with
+    /// `lustre::wire::encode_changelog`.
+    pub fn encode(&self) -> Result<Vec<u8>, lustre::wire::EncodeError> {
+        lustre::wire::encode_changelog(&self.to_lustre())
+    }
+
+    /// Decodes one record from the start of `b` (`lustre::wire::decode_changelog`); returns
+    /// it and its length.
     pub fn decode(b: &[u8]) -> Option<(Rec, usize)> {
-        if b.len() < CR_HDR {
-            return None;
-        }
-        let u16at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-        let u32at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
-        let u64at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
-        let namelen = u16at(0) as usize;
-        let flags = u16at(2);
-        let mut r = Rec {
-            rtype: u32at(4),
-            flags: flags & CLF_FLAGMASK,
-            index: u64at(8),
-            time: u64at(24),
-            tfid: Fid::from_bytes(&b[32..48])?,
-            pfid: Fid::from_bytes(&b[48..64])?,
-            ..Default::default()
-        };
-        let mut o = CR_HDR;
-        let need = |o: usize, n: usize| if b.len() < o + n { None } else { Some(()) };
-        if flags & CLF_RENAME != 0 {
-            need(o, 32)?;
-            r.rename = Some((
-                Fid::from_bytes(&b[o..o + 16])?,
-                Fid::from_bytes(&b[o + 16..o + 32])?,
-            ));
-            o += 32;
-        }
-        if flags & CLF_JOBID != 0 {
-            need(o, 32)?;
-            r.jobid = Some(cstr(&b[o..o + 32]));
-            o += 32;
-        }
-        if flags & CLF_EXTRA_FLAGS != 0 {
-            need(o, 8)?;
-            r.extra = true;
-            let ef = u64at(o);
-            o += 8;
-            if ef & CLFE_UIDGID != 0 {
-                need(o, 16)?;
-                r.uidgid = Some((u64at(o), u64at(o + 8)));
-                o += 16;
-            }
-            if ef & CLFE_NID != 0 {
-                need(o, 24)?;
-                r.nid = Some(u64at(o));
-                o += 24;
-            }
-            if ef & CLFE_OPEN != 0 {
-                need(o, 4)?;
-                r.openmode = Some(u32at(o));
-                o += 4;
-            }
-            if ef & CLFE_XATTR != 0 {
-                need(o, 256)?;
-                r.xattr = Some(cstr(&b[o..o + 256]));
-                o += 256;
-            }
-        }
-        need(o, namelen)?;
-        r.name = b[o..o + namelen].to_vec();
-        Some((r, o + namelen))
+        let (r, n) = lustre::wire::decode_changelog(b).ok()?;
+        Some((Rec::from_lustre(&r), n))
     }
 
     /// The 2.16 reader's view: only extensions both present and requested
@@ -211,9 +183,20 @@ impl Rec {
     }
 }
 
-fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
+fn lf(f: Fid) -> lustre::Fid {
+    lustre::Fid {
+        seq: f.seq,
+        oid: f.oid,
+        ver: f.ver,
+    }
+}
+
+fn sf(f: lustre::Fid) -> Fid {
+    Fid {
+        seq: f.seq,
+        oid: f.oid,
+        ver: f.ver,
+    }
 }
 
 #[cfg(test)]
@@ -260,7 +243,7 @@ mod tests {
 
     #[test]
     fn full_record_has_measured_offsets() {
-        let b = full().encode();
+        let b = full().encode().unwrap();
         // R,J,X with all four extra bits: name at 436 (lustre-abi.md §1.14).
         assert_eq!(b.len(), 436 + 7);
         assert_eq!(u16::from_le_bytes([b[2], b[3]]), 0xF001);
@@ -274,16 +257,20 @@ mod tests {
     #[test]
     fn trimming_keeps_only_requested_present_extensions() {
         let t = full().trimmed(false, true, CLFE_UIDGID);
-        let b = t.encode();
+        let b = t.encode().unwrap();
         // R,X(UIDGID): rename@64, extra@96, uidgid@104, name@120
         assert_eq!(b.len(), 120 + 7);
         assert_eq!(u16::from_le_bytes([b[2], b[3]]), 0xB001);
         let t = full().trimmed(true, false, 0xF);
-        assert_eq!(t.encode().len(), 64 + 32 + 32 + 7);
-        let mut plain = full();
-        plain.rename = None;
-        plain.extra = false;
-        plain.jobid = None;
-        assert_eq!(plain.trimmed(true, true, 0xF).encode().len(), 64 + 7);
+        assert_eq!(t.encode().unwrap().len(), 64 + 32 + 32 + 7);
+        let plain = Rec {
+            rtype: CL_CREATE,
+            name: b"new".to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(
+            plain.trimmed(true, true, 0xF).encode().unwrap().len(),
+            64 + 3
+        );
     }
 }

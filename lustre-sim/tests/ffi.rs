@@ -1181,3 +1181,147 @@ fn cli_prints_what_the_real_tools_print() {
         format!("{mdt}: Deregistered changelog user #1\n")
     );
 }
+
+#[test]
+fn files_written_in_brand_new_directories_get_create_and_close() {
+    let sim = Sim::start(SimOptions::default());
+    sim.register_changelog_user(0);
+    let m = sim.mount();
+    std::fs::create_dir_all(m.join("p/q/r")).unwrap();
+    std::fs::write(m.join("p/q/r/f"), b"data").unwrap();
+    let f = path2fid(&m.join("p/q/r/f"));
+    let rs = records(&sim.mdt_name(0), 0);
+    let mkdirs: Vec<&[u8]> = rs
+        .iter()
+        .filter(|r| r.rtype == CL_MKDIR)
+        .map(|r| r.name.as_slice())
+        .collect();
+    assert_eq!(mkdirs, vec![&b"p"[..], b"q", b"r"]);
+    let create = rs
+        .iter()
+        .position(|r| r.rtype == CL_CREATE && r.tfid == f)
+        .expect("CREATE of f");
+    assert!(
+        rs[create..]
+            .iter()
+            .any(|r| r.rtype == CL_CLOSE && r.tfid == f),
+        "{rs:#?}"
+    );
+    assert_eq!(rs.iter().filter(|r| r.rtype == CL_CREATE).count(), 1);
+}
+
+#[test]
+fn hsm_control_disables_dispatch_and_purge_cancels() {
+    let sim = Sim::start(SimOptions::default());
+    let m = sim.mount();
+    std::fs::write(m.join("f"), b"x").unwrap();
+    let fid = path2fid(&m.join("f"));
+    sim.set_param("hsm_control", "disabled");
+    let mut ag = Agent::register(m, &[]);
+    assert_eq!(request(m, HUA_ARCHIVE, 0, &[fid], b""), 0);
+    assert_eq!(
+        current_action(&m.join("f")).hca_state,
+        HPS_WAITING,
+        "queued, not sent"
+    );
+    sim.set_param("hsm_control", "enabled");
+    assert_eq!(ag.recv()[0].fid, fid);
+    sim.set_param("hsm_control", "purge");
+    assert_eq!(current_action(&m.join("f")).hca_state, HPS_NONE);
+    assert!(sim.get_param(0, "hsm.actions").contains("status=CANCELED"));
+    assert_eq!(sim.get_param(0, "hsm_control"), "enabled");
+}
+
+#[test]
+fn attribute_changes_map_to_the_setattr_family() {
+    let sim = Sim::start(SimOptions::default());
+    sim.register_changelog_user(0);
+    let m = sim.mount();
+    let f = m.join("f");
+    std::fs::write(&f, b"abc").unwrap();
+    path2fid(m);
+    let fc = cp(&f);
+    let times = [
+        libc::timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: 7,
+            tv_nsec: 0,
+        },
+    ];
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, fc.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
+    path2fid(m);
+    assert_eq!(unsafe { libc::chown(fc.as_ptr(), 1234, 1234) }, 0);
+    path2fid(m);
+    assert_eq!(
+        unsafe { libc::removexattr(fc.as_ptr(), c("trusted.nope").as_ptr()) },
+        -1,
+        "no such xattr: nothing recorded"
+    );
+    let rs = records(&sim.mdt_name(0), 0);
+    assert_eq!(
+        types(&rs),
+        vec![CL_CREATE, CL_CLOSE, CL_MTIME, CL_SETATTR],
+        "{rs:#?}"
+    );
+    assert_eq!(rs[2].flags, ATTR_MTIME | ATTR_CTIME);
+    assert_eq!(rs[3].flags, ATTR_UID | ATTR_GID);
+    assert_eq!(rs[3].uidgid, Some((1234, 1234)));
+}
+
+#[test]
+fn one_copytool_handle_serves_actions_from_several_threads() {
+    let sim = Sim::start(SimOptions::default());
+    let m = sim.mount();
+    let mut fids = Vec::new();
+    for i in 0..3 {
+        std::fs::write(m.join(format!("f{i}")), vec![b'a' + i as u8; 1000]).unwrap();
+        fids.push(path2fid(&m.join(format!("f{i}"))));
+    }
+    let mut ag = Agent::register(m, &[]);
+    assert_eq!(request(m, HUA_ARCHIVE, 0, &fids, b""), 0);
+    assert_eq!(ag.recv().len(), 3);
+    // copy each item before threading, as the hal buffer is reused by the next recv
+    let ct = ag.ct as usize;
+    let items: Vec<Vec<u8>> = (0..3)
+        .map(|k| unsafe { std::slice::from_raw_parts(ag.item_ptr(k) as *const u8, 72) }.to_vec())
+        .collect();
+    let threads: Vec<_> = items
+        .into_iter()
+        .map(|item| {
+            std::thread::spawn(move || {
+                let a = api();
+                let mut hcp = std::ptr::null_mut();
+                let rc = unsafe {
+                    (a.llapi_hsm_action_begin)(
+                        &mut hcp,
+                        ct as *const _,
+                        item.as_ptr() as *const _,
+                        -1,
+                        0,
+                        false,
+                    )
+                };
+                assert_eq!(rc, 0);
+                for k in 0..10 {
+                    assert_eq!(progress(hcp, k * 100, 100), 0);
+                }
+                end(hcp, 0)
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 0);
+    }
+    for i in 0..3 {
+        assert_eq!(
+            hsm_state(&m.join(format!("f{i}"))).0,
+            HS_EXISTS | HS_ARCHIVED
+        );
+    }
+}

@@ -25,12 +25,24 @@ pub struct Azurite {
     child: Mutex<Option<Child>>,
     containers: Mutex<Vec<String>>,
     _log_dir: tempfile::TempDir,
+    /// `--location` data directory (disk mode), kept across [`Azurite::restart`].
+    data_dir: Option<tempfile::TempDir>,
 }
 
 impl Azurite {
     /// Finds (`LUSTRE_BLOB_AZURITE`) or installs azurite@3.35.0, starts it on a free port and waits
     /// until it answers. Panics with a readable message when it cannot (this is a test harness).
     pub fn start() -> Azurite {
+        Azurite::start_with(false)
+    }
+
+    /// Like [`Azurite::start`], but keeping its data in a temporary directory (`--location`), so
+    /// blobs survive [`Azurite::stop`] + [`Azurite::restart`] (for outage tests).
+    pub fn start_on_disk() -> Azurite {
+        Azurite::start_with(true)
+    }
+
+    fn start_with(on_disk: bool) -> Azurite {
         let bin = azurite_bin();
         let port = free_port();
         let log_dir = tempfile::tempdir().expect("tempdir for azurite logs");
@@ -40,6 +52,7 @@ impl Azurite {
             child: Mutex::new(None),
             containers: Mutex::new(Vec::new()),
             _log_dir: log_dir,
+            data_dir: on_disk.then(|| tempfile::tempdir().expect("tempdir for azurite data")),
         };
         az.spawn();
         az
@@ -54,15 +67,17 @@ impl Azurite {
             "127.0.0.1",
             "--blobPort",
             &self.port.to_string(),
-            "--inMemoryPersistence",
             "--skipApiVersionCheck",
             "--loose",
             "--silent",
             "--disableTelemetry",
         ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
+        .stdin(Stdio::null());
+        match &self.data_dir {
+            Some(d) => cmd.arg("--location").arg(d.path()),
+            None => cmd.arg("--inMemoryPersistence"),
+        };
+        cmd.stdout(Stdio::null()).stderr(stderr);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd
             .spawn()
@@ -206,15 +221,36 @@ impl Azurite {
         (status, resp)
     }
 
-    /// Kills the emulator (an outage); [`Azurite::restart`] brings it back on the same port.
+    /// Stops the emulator (an outage): SIGTERM, so a disk-mode instance saves its metadata
+    /// database, then SIGKILL after 10 s. [`Azurite::restart`] brings it back on the same port.
     pub fn stop(&self) {
+        if let Some(mut child) = self.child.lock().expect("azurite lock").take() {
+            let pid = child.id() as libc::pid_t;
+            // SAFETY: kill(2) on the process group we created for this child; no memory involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            kill_group(&mut child);
+        }
+    }
+
+    /// Kills the emulator at once (SIGKILL): a disk-mode instance may lose its last seconds of
+    /// metadata, as after a crash.
+    pub fn kill(&self) {
         if let Some(mut child) = self.child.lock().expect("azurite lock").take() {
             kill_group(&mut child);
         }
     }
 
-    /// Starts it again on the same port (in-memory: previous blobs are gone) and re-creates the
-    /// containers made with [`Azurite::create_container`].
+    /// Starts it again on the same port and re-creates the containers made with
+    /// [`Azurite::create_container`] (in-memory: previous blobs are gone; on disk: they remain).
     pub fn restart(&self) {
         self.stop();
         self.spawn();

@@ -45,3 +45,12 @@ fn target_dir_holds_the_test_executable() {
     assert!(exe.starts_with(testkit::target_dir()));
     assert_eq!(testkit::bin_path("x"), testkit::target_dir().join("x"));
 }
+
+#[test]
+fn disk_mode_starts_and_restarts() {
+    let az = testkit::Azurite::start_on_disk();
+    az.create_container("kept");
+    az.stop();
+    az.restart();
+    assert!(az.container_exists("kept"));
+}

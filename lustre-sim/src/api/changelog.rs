@@ -142,8 +142,11 @@ pub unsafe extern "C" fn llapi_changelog_recv(
                 if rec.rtype < 64 && r.mask & (1u64 << rec.rtype) == 0 {
                     continue;
                 }
+                let Ok(b) = rec.encode() else {
+                    return -libc::EPROTO;
+                };
                 // SAFETY: rech non-NULL and writable.
-                unsafe { *rech = heap_rec(&rec.encode()) };
+                unsafe { *rech = heap_rec(&b) };
                 return 0;
             }
             Ok(None) => return 1,
@@ -277,5 +280,8 @@ pub unsafe extern "C" fn llapi_changelog_repack_rec(
         crf_wanted as u16 & CLF_EXTRA_FLAGS != 0,
         cref_want as u64,
     );
-    heap_rec(&t.encode())
+    match t.encode() {
+        Ok(b) => heap_rec(&b),
+        Err(_) => std::ptr::null_mut(),
+    }
 }

@@ -24,8 +24,10 @@ struct Copytool {
     agent: u64,
     rfd: OwnedFd,
     archives: Vec<u32>,
-    /// 8 + HAL_MAXSIZE bytes, 8-aligned; the hal handed out starts at byte 8.
-    buf: Vec<u64>,
+    /// 8 + HAL_MAXSIZE bytes, 8-aligned; the hal handed out starts at byte 8. Only
+    /// `llapi_hsm_copytool_recv` touches it (one receiving thread, as the C API requires),
+    /// while other threads share the handle for begin/progress/end.
+    buf: std::cell::UnsafeCell<Vec<u64>>,
 }
 
 struct CopyAction {
@@ -45,12 +47,12 @@ fn errno() -> i32 {
 
 /// # Safety
 /// `p` is NULL or a handle from llapi_hsm_copytool_register.
-unsafe fn ct<'a>(p: *const hsm_copytool_private) -> Option<&'a mut Copytool> {
+unsafe fn ct<'a>(p: *const hsm_copytool_private) -> Option<&'a Copytool> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: non-NULL handles come from Box::into_raw of a Copytool.
-    let c = unsafe { &mut *(p as *mut Copytool) };
+    // SAFETY: non-NULL handles come from Box::into_raw of a Copytool; shared access only.
+    let c = unsafe { &*(p as *const Copytool) };
     (c.magic == CT_MAGIC).then_some(c)
 }
 
@@ -130,7 +132,7 @@ pub unsafe extern "C" fn llapi_hsm_copytool_register(
         agent,
         rfd,
         archives: ids,
-        buf: vec![0u64; (8 + HAL_MAXSIZE) / 8],
+        buf: std::cell::UnsafeCell::new(vec![0u64; (8 + HAL_MAXSIZE) / 8]),
     });
     // SAFETY: priv_ non-NULL and writable.
     unsafe { *priv_ = Box::into_raw(c) as *mut hsm_copytool_private };
@@ -195,8 +197,10 @@ pub unsafe extern "C" fn llapi_hsm_copytool_recv(
         return -libc::EINVAL;
     };
     let fd = c.rfd.as_raw_fd();
-    let base = c.buf.as_mut_ptr() as *mut u8;
-    let cap = c.buf.len() * 8;
+    // SAFETY: only the (single) receiving thread uses the buffer; see `Copytool::buf`.
+    let buf = unsafe { &mut *c.buf.get() };
+    let base = buf.as_mut_ptr() as *mut u8;
+    let cap = buf.len() * 8;
     loop {
         // SAFETY: reading at most 8 bytes into the start of our buffer.
         let n = unsafe { libc::read(fd, base as *mut libc::c_void, KUC_HDR) };

@@ -262,8 +262,9 @@ impl State {
         self.touch_req(c);
         if was_started {
             if let Some(a) = agent.and_then(|id| self.agents.iter().find(|a| a.id == id)) {
-                let msg = kuc_hal(aid, flags, &fsname, &[item]);
-                let _ = write_pipe(a, &msg);
+                if let Ok(msg) = kuc_hal(aid, flags, &fsname, &[item]) {
+                    let _ = write_pipe(a, &msg);
+                }
             }
         }
         Ok(())
@@ -299,6 +300,8 @@ impl State {
             pipe,
             ok: 0,
             errors: 0,
+            mdts: (0..self.mdts.len() as u32).collect(),
+            pipe_dead: false,
         });
         self.dispatch();
         Ok(id)
@@ -339,7 +342,14 @@ impl State {
                     .filter(|r| r.mdt == mdt && r.status == ARS_STARTED)
                     .count() as u32;
                 let slots = tun.max_requests.saturating_sub(started) as usize;
-                if slots == 0 || self.agents.is_empty() {
+                if !self.agents.iter().any(|a| a.mdts.contains(&mdt)) {
+                    break;
+                }
+                if slots == 0 {
+                    // One RESTORE may always squeeze in above max_requests.
+                    if started == tun.max_requests {
+                        self.squeeze_restore(mdt);
+                    }
                     break;
                 }
                 let Some(first) = self
@@ -350,7 +360,7 @@ impl State {
                     break;
                 };
                 let (aid, flags) = (first.archive_id, first.flags);
-                if !self.agents.iter().any(|a| a.serves(aid)) {
+                if !self.agents.iter().any(|a| a.serves_on(mdt, aid)) {
                     // Nobody serves this archive yet: try other archive ids.
                     if !self.dispatch_other(mdt, aid, slots) {
                         break;
@@ -381,6 +391,23 @@ impl State {
         }
     }
 
+    /// Sends the first waiting RESTORE of `mdt` alone (the one allowed above max_requests).
+    fn squeeze_restore(&mut self, mdt: u32) {
+        let cand = self
+            .reqs
+            .values()
+            .find(|r| {
+                r.mdt == mdt
+                    && r.status == ARS_WAITING
+                    && r.action == HSMA_RESTORE
+                    && self.agents.iter().any(|a| a.serves_on(mdt, r.archive_id))
+            })
+            .map(|r| (r.cookie, r.archive_id, r.flags));
+        if let Some((c, aid, flags)) = cand {
+            self.send_group(mdt, aid, flags, &[c]);
+        }
+    }
+
     /// Dispatches the first waiting group of another archive id that has an agent.
     fn dispatch_other(&mut self, mdt: u32, skip: u32, slots: usize) -> bool {
         let cand = self
@@ -390,7 +417,7 @@ impl State {
                 r.mdt == mdt
                     && r.status == ARS_WAITING
                     && r.archive_id != skip
-                    && self.agents.iter().any(|a| a.serves(r.archive_id))
+                    && self.agents.iter().any(|a| a.serves_on(mdt, r.archive_id))
             })
             .map(|r| (r.archive_id, r.flags));
         let Some((aid, flags)) = cand else {
@@ -409,7 +436,7 @@ impl State {
     }
 
     /// Writes one hal to the least-loaded agent serving `aid`; true when sent.
-    fn send_group(&mut self, _mdt: u32, aid: u32, flags: u64, cookies: &[u64]) -> bool {
+    fn send_group(&mut self, mdt: u32, aid: u32, flags: u64, cookies: &[u64]) -> bool {
         let items: Vec<Item> = cookies
             .iter()
             .filter_map(|c| self.reqs.get(c))
@@ -424,7 +451,13 @@ impl State {
                 data: r.data.clone(),
             })
             .collect();
-        let msg = kuc_hal(aid, flags, &self.fsname, &items);
+        let msg = match kuc_hal(aid, flags, &self.fsname, &items) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("lustre-sim mds: action list not encodable: {e}");
+                return false;
+            }
+        };
         loop {
             let load = |s: &State, id: u64| {
                 s.reqs
@@ -435,7 +468,7 @@ impl State {
             let Some(agent) = self
                 .agents
                 .iter()
-                .filter(|a| a.serves(aid))
+                .filter(|a| a.serves_on(mdt, aid))
                 .map(|a| a.id)
                 .min_by_key(|id| (load(self, *id), *id))
             else {
@@ -445,7 +478,13 @@ impl State {
                 .agents
                 .iter()
                 .find(|a| a.id == agent)
-                .map(|a| write_pipe(a, &msg))
+                .map(|a| {
+                    if a.pipe_dead {
+                        Ok(())
+                    } else {
+                        write_pipe(a, &msg)
+                    }
+                })
                 .unwrap_or(Err(libc::EPIPE));
             match res {
                 Ok(()) => {
@@ -469,7 +508,14 @@ impl State {
                     return true;
                 }
                 Err(libc::EAGAIN) => return false,
-                Err(_) => self.unregister_agent(agent),
+                Err(_) => {
+                    // This MDT unregisters the agent; the others keep it (see Agent::pipe_dead).
+                    if let Some(a) = self.agents.iter_mut().find(|a| a.id == agent) {
+                        a.pipe_dead = true;
+                        a.mdts.retain(|m| *m != mdt);
+                    }
+                    self.agents.retain(|a| !a.mdts.is_empty());
+                }
             }
         }
     }

@@ -84,6 +84,10 @@ pub struct Options {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Connections served at once (changelog followers and copytool calls included).
+const MAX_CLIENTS: usize = 1024;
+static CLIENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
@@ -131,7 +135,12 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     let sock = proto::sock_path(&root);
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).map_err(ioe(format!("bind {}", sock.display())))?;
-    let _ = crate::mounts::register(&opts.fsname, &root);
+    if let Err(e) = crate::mounts::register(&opts.fsname, &root) {
+        eprintln!(
+            "lustre-sim mds: warning: no mount table entry ({e}): {} is found by path only",
+            opts.fsname
+        );
+    }
 
     let s2 = shared.clone();
     std::thread::spawn(move || inotify_loop(s2));
@@ -140,9 +149,18 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     let s4 = shared.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(c) = conn else { continue };
+            let Ok(mut c) = conn else { continue };
+            // Bounded: one thread per connection, at most MAX_CLIENTS of them.
+            if CLIENTS.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                CLIENTS.fetch_sub(1, Ordering::SeqCst);
+                let _ = proto::send_json(&mut c, &Reply::Err(libc::EAGAIN));
+                continue;
+            }
             let s = s4.clone();
-            std::thread::spawn(move || serve(s, c));
+            std::thread::spawn(move || {
+                serve(s, c);
+                CLIENTS.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
     eprintln!(

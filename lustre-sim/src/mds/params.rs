@@ -126,6 +126,7 @@ impl State {
             let agents: Vec<String> = self
                 .agents
                 .iter()
+                .filter(|a| a.mdts.contains(&i))
                 .map(|a| {
                     let ids = if a.archives.is_empty() || a.archives.contains(&0) {
                         "ANY".to_string()

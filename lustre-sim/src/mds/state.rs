@@ -211,9 +211,18 @@ pub struct Agent {
     pub pipe: OwnedFd,
     pub ok: u64,
     pub errors: u64,
+    /// MDT coordinators this agent is registered with (all of them at registration).
+    pub mdts: Vec<u32>,
+    /// A write hit EPIPE: like the client kernel, which forgets a dead pipe after the first
+    /// failed write, later sends "succeed" without reaching anyone (lustre-abi.md §6.2, DNE).
+    pub pipe_dead: bool,
 }
 
 impl Agent {
+    pub fn serves_on(&self, mdt: u32, archive_id: u32) -> bool {
+        self.mdts.contains(&mdt) && self.serves(archive_id)
+    }
+
     pub fn serves(&self, archive_id: u32) -> bool {
         self.archives.is_empty()
             || self.archives.contains(&0)
@@ -538,10 +547,17 @@ impl State {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let m = &mut self.mdts[mdt as usize];
-        m.index += 1;
-        r.index = m.index;
+        r.index = m.index + 1;
         r.time = pack_time(now.as_secs(), now.subsec_nanos());
-        let b = r.encode();
+        let b = match r.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                // Cannot happen for names the file system accepted; never leave a gap.
+                eprintln!("lustre-sim mds: record not encodable ({e}): {r:?}");
+                return;
+            }
+        };
+        m.index = r.index;
         self.records[mdt as usize].push_back((r.index, b.clone()));
         self.new_records.push((mdt, r.index, b));
         self.d_mdts.insert(mdt);

@@ -64,6 +64,19 @@ impl Watcher {
     }
 }
 
+/// What prompted a comparison with the cached stat.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Cause {
+    Modify,
+    Attrib,
+    Close,
+    Rescan,
+}
+
+fn n_is_file(s: &State, fid: &Fid) -> bool {
+    s.nodes.get(fid).is_some_and(|n| n.kind == Kind::File)
+}
+
 pub struct Event {
     pub wd: i32,
     pub mask: u32,
@@ -273,7 +286,14 @@ impl State {
             }
             let p = join(path, &name);
             let meta = std::fs::symlink_metadata(&p).ok();
-            self.link_or_create(w, dfid, &name, &p, meta);
+            let known = self.nodes.len();
+            let fid = self.link_or_create(w, dfid, &name, &p, meta);
+            // A file written before its directory's watch existed: its close was not seen.
+            if self.nodes.len() > known
+                && self.nodes.get(&fid).is_some_and(|n| n.kind == Kind::File)
+            {
+                self.close_write(fid, &p);
+            }
         }
     }
 
@@ -301,7 +321,7 @@ impl State {
                         .cloned();
                     return match gone {
                         Some((op, on)) => {
-                            self.rename_entry(k, op, &on, parent, name);
+                            self.rename_entry(w, k, op, &on, parent, name);
                             k
                         }
                         None if !m.is_dir() => self.add_hardlink(k, parent, name),
@@ -400,6 +420,7 @@ impl State {
 
     pub fn rename_entry(
         &mut self,
+        w: &mut Watcher,
         fid: Fid,
         sparent: Fid,
         sname: &[u8],
@@ -446,6 +467,38 @@ impl State {
         r.rename = Some((fid, sparent));
         let pm = self.nodes.get(&tparent).map(|n| n.mdt).unwrap_or(0);
         self.emit(pm, r);
+        self.adopt(w, fid);
+    }
+
+    /// An entry first seen only by name (created and renamed before its IN_CREATE was
+    /// processed, so it could not be stat'ed then) gets its inode, stat and FID xattr as soon
+    /// as its current name is known.
+    fn adopt(&mut self, w: &mut Watcher, fid: Fid) {
+        use std::os::unix::fs::MetadataExt;
+        if self.nodes.get(&fid).is_none_or(|n| n.stat.ino != 0) {
+            return;
+        }
+        let Some(path) = self.abs_path(&fid) else {
+            return;
+        };
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            return;
+        };
+        if self.by_ino.contains_key(&m.ino()) {
+            return;
+        }
+        set_fid_xattr(&path, fid);
+        let x = list_xattrs(&path);
+        if let Some(n) = self.node_mut(&fid) {
+            n.stat = Stat::from_meta(&m);
+            n.kind = kind_of(&m);
+            n.xattrs = x;
+        }
+        self.by_ino.insert(m.ino(), fid);
+        if m.is_dir() {
+            let _ = w.add(&path, fid);
+            self.scan_new_dir(w, fid, &path);
+        }
     }
 
     /// A data modification observed on `fid` (write, truncate): new data version, HS_DIRTY.
@@ -462,12 +515,14 @@ impl State {
     }
 
     /// Compares the entry with its cached stat/xattrs and emits the setattr-family /
-    /// SETXATTR records the difference calls for.
-    pub fn attr_changed(&mut self, fid: Fid, path: &Path, from_modify: bool) {
+    /// SETXATTR records the difference calls for. `cause` says which event prompted it:
+    /// a write (IN_MODIFY) always changes the data; an IN_ATTRIB that sees a new size belongs
+    /// to a write whose IN_MODIFY is still queued, so it leaves size and mtime to that event.
+    pub fn attr_changed(&mut self, fid: Fid, path: &Path, cause: Cause) {
         let Ok(m) = std::fs::symlink_metadata(path) else {
             return;
         };
-        let st = Stat::from_meta(&m);
+        let mut st = Stat::from_meta(&m);
         let Some(n) = self.nodes.get(&fid) else {
             return;
         };
@@ -477,6 +532,10 @@ impl State {
         let old = n.stat.clone();
         let parent = n.links.first().map(|l| l.0).unwrap_or_default();
         let mdt = n.mdt;
+        if cause == Cause::Attrib && st.size != old.size {
+            st.size = old.size;
+            st.mtime = old.mtime;
+        }
         let mut valid = 0u16;
         if st.mode != old.mode {
             valid |= ATTR_MODE;
@@ -494,19 +553,23 @@ impl State {
         if st.mtime != old.mtime {
             valid |= ATTR_MTIME | ATTR_CTIME;
         }
-        let data = from_modify && (st.size != old.size || st.mtime != old.mtime);
-        // Writes never change xattrs: skip listing them on every IN_MODIFY.
+        let data = match cause {
+            Cause::Modify => true,
+            Cause::Rescan => st.size != old.size || st.mtime != old.mtime,
+            Cause::Attrib | Cause::Close => false,
+        };
+        // Only IN_ATTRIB (and the rescan) can mean changed xattrs.
         let old_x = n.xattrs.clone();
-        let xattrs = if from_modify {
-            old_x.clone()
-        } else {
+        let xattrs = if matches!(cause, Cause::Attrib | Cause::Rescan) {
             list_xattrs(path)
+        } else {
+            old_x.clone()
         };
         if let Some(n) = self.node_mut(&fid) {
             n.stat = st.clone();
             n.xattrs = xattrs.clone();
         }
-        if data || shrunk {
+        if data && n_is_file(self, &fid) {
             self.data_changed(fid);
         }
         // Setattr family: one record, the lowest type among TRUNC, SETATTR, MTIME that applies.
@@ -514,7 +577,7 @@ impl State {
             Some(CL_TRUNC)
         } else if valid & (ATTR_MODE | ATTR_UID | ATTR_GID) != 0 {
             Some(CL_SETATTR)
-        } else if !from_modify && valid & ATTR_MTIME != 0 {
+        } else if cause == Cause::Attrib && valid & ATTR_MTIME != 0 {
             Some(CL_MTIME)
         } else {
             None
@@ -542,7 +605,11 @@ impl State {
     }
 
     pub fn close_write(&mut self, fid: Fid, path: &Path) {
-        self.attr_changed(fid, path, true);
+        self.close_with(fid, path, Cause::Close);
+    }
+
+    fn close_with(&mut self, fid: Fid, path: &Path, cause: Cause) {
+        self.attr_changed(fid, path, cause);
         let Some(n) = self.nodes.get(&fid) else {
             return;
         };
@@ -599,7 +666,7 @@ impl State {
         if ev.name.is_empty() {
             if ev.mask & libc::IN_ATTRIB != 0 && dfid == ROOT_FID {
                 let root = self.root.clone();
-                self.attr_changed(dfid, &root, false);
+                self.attr_changed(dfid, &root, Cause::Attrib);
             }
             return;
         }
@@ -654,7 +721,7 @@ impl State {
             }
         } else if ev.mask & libc::IN_MOVED_TO != 0 {
             if let Some((sp, sn, fid, _)) = moves.remove(&ev.cookie) {
-                self.rename_entry(fid, sp, &sn, dfid, &ev.name);
+                self.rename_entry(w, fid, sp, &sn, dfid, &ev.name);
             } else {
                 if child.is_some() {
                     self.unlink_entry(w, dfid, &ev.name);
@@ -666,9 +733,9 @@ impl State {
             if ev.mask & libc::IN_CLOSE_WRITE != 0 {
                 self.close_write(c, &path);
             } else if ev.mask & libc::IN_MODIFY != 0 {
-                self.attr_changed(c, &path, true);
+                self.attr_changed(c, &path, Cause::Modify);
             } else if ev.mask & libc::IN_ATTRIB != 0 {
-                self.attr_changed(c, &path, false);
+                self.attr_changed(c, &path, Cause::Attrib);
             }
         }
     }
@@ -742,6 +809,10 @@ impl State {
                     }
                     None => {
                         let f = self.create_entry(w, dfid, &name, &p, Some(m.clone()), false);
+                        if m.is_file() {
+                            // created while nobody watched: its close was not seen either
+                            self.close_write(f, &p);
+                        }
                         seen.entry(f).or_default().push((dfid, name.clone()));
                         // create_entry already scanned a new directory's content
                         if m.is_dir() {
@@ -768,7 +839,7 @@ impl State {
                     .cloned()
             });
             match old {
-                Some((op, on)) => self.rename_entry(fid, op, &on, np, &nn),
+                Some((op, on)) => self.rename_entry(w, fid, op, &on, np, &nn),
                 None => {
                     self.add_hardlink(fid, np, &nn);
                 }
@@ -809,9 +880,9 @@ impl State {
             let content =
                 n.kind == Kind::File && (st.size != n.stat.size || st.mtime != n.stat.mtime);
             if content {
-                self.close_write(fid, &path);
+                self.close_with(fid, &path, Cause::Rescan);
             } else {
-                self.attr_changed(fid, &path, false);
+                self.attr_changed(fid, &path, Cause::Rescan);
             }
         }
     }
@@ -829,5 +900,75 @@ impl State {
                 self.mark_seen_subtree(c, seen);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Rec;
+
+    /// A state and watcher on a fresh directory, with a changelog user on MDT0.
+    fn setup() -> (tempfile::TempDir, State, Watcher) {
+        let d = tempfile::tempdir().unwrap();
+        let mut st = State::load(d.path(), "t", 1).unwrap();
+        let mut w = Watcher::new().unwrap();
+        st.rescan(&mut w);
+        st.changelog_register(0, None).unwrap();
+        (d, st, w)
+    }
+
+    fn types(st: &State) -> Vec<(u32, Vec<u8>)> {
+        st.records[0]
+            .iter()
+            .map(|(_, b)| Rec::decode(b).unwrap().0)
+            .map(|r| (r.rtype, r.name))
+            .collect()
+    }
+
+    #[test]
+    fn operations_done_before_the_events_are_read_keep_their_meaning() {
+        let (d, mut st, mut w) = setup();
+        // everything happens before the daemon reads a single event
+        std::fs::write(d.path().join("tmp"), b"x").unwrap();
+        std::fs::rename(d.path().join("tmp"), d.path().join("final")).unwrap();
+        std::fs::create_dir(d.path().join("new")).unwrap();
+        std::fs::rename(d.path().join("new"), d.path().join("dir")).unwrap();
+        st.drain(&mut w, &[]);
+        assert_eq!(
+            types(&st),
+            vec![
+                (CL_CREATE, b"tmp".to_vec()),
+                (CL_CLOSE, vec![]),
+                (CL_RENAME, b"final\0tmp".to_vec()),
+                (CL_MKDIR, b"new".to_vec()),
+                (CL_RENAME, b"dir\0new".to_vec()),
+            ]
+        );
+        // the late-known entries got their FID on the inode and the directory a watch
+        let f = st.lookup_rel(b"final").unwrap();
+        assert_eq!(get_fid_xattr(&d.path().join("final")), Some(f));
+        std::fs::write(d.path().join("dir/inner"), b"y").unwrap();
+        st.drain(&mut w, &[]);
+        assert!(st.lookup_rel(b"dir/inner").is_some());
+        assert_eq!(types(&st)[5], (CL_CREATE, b"inner".to_vec()));
+    }
+
+    #[test]
+    fn a_rename_into_a_directory_not_yet_watched_is_still_a_rename() {
+        let (d, mut st, mut w) = setup();
+        std::fs::write(d.path().join("a"), b"x").unwrap();
+        st.drain(&mut w, &[]);
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::rename(d.path().join("a"), d.path().join("sub/b")).unwrap();
+        st.drain(&mut w, &[]);
+        let a = st.records[0]
+            .front()
+            .map(|(_, b)| Rec::decode(b).unwrap().0.tfid)
+            .unwrap();
+        // the FID on the inode identifies the object: it is a rename, not a new file
+        assert_eq!(st.lookup_rel(b"sub/b"), Some(a));
+        let t: Vec<u32> = types(&st).into_iter().map(|x| x.0).collect();
+        assert_eq!(t, vec![CL_CREATE, CL_CLOSE, CL_MKDIR, CL_RENAME]);
     }
 }
