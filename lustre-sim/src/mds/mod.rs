@@ -3,10 +3,13 @@
 //! request first drains pending inotify events, so a client always sees its own writes.
 
 pub mod coord;
+pub mod inotify;
 pub mod journal;
 pub mod params;
+pub mod rescan;
 pub mod state;
 pub mod watch;
+pub mod xattr;
 
 use crate::proto::{self, Reply, Request};
 use state::State;
