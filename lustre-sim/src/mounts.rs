@@ -116,6 +116,15 @@ pub fn register(fsname: &str, dir: &Path) -> std::io::Result<()> {
     Err(last)
 }
 
+/// Whether this daemon's line is in one of the mount tables.
+pub fn is_registered(fsname: &str, dir: &Path) -> bool {
+    let me = format!("{}\t{}", fsname, dir.display());
+    mounttab_paths()
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .any(|t| t.lines().any(|l| l == me))
+}
+
 pub fn unregister(fsname: &str, dir: &Path) -> std::io::Result<()> {
     let me = format!("{}\t{}", fsname, dir.display());
     for p in mounttab_paths().iter().filter(|p| p.exists()) {
@@ -128,12 +137,14 @@ fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<String>)) -> std::io::Result<()>
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p)?;
     }
+    // The lock lives on a separate file that is never replaced: locking the table itself would
+    // let two writers hold locks on two generations of it (the rename swaps the inode).
     let file = std::fs::OpenOptions::new()
         .create(true)
         .read(true)
         .write(true)
         .truncate(false)
-        .open(path)?;
+        .open(path.with_extension("lock"))?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     // SAFETY: flock on a descriptor we own; released when `file` closes.
     if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {

@@ -164,10 +164,17 @@ impl Sim {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self
+            // Ready: the mount answers by path, and its fsname resolves (mount table entry).
+            let root_fid = "[0x200000007:0x1:0x0]";
+            let by_path = self
                 .lfs(&["path2fid", self.mount.to_str().unwrap_or("")])
                 .status
-                .success()
+                .success();
+            if by_path
+                && self
+                    .lfs(&["fid2path", &self.opts.fsname, root_fid])
+                    .status
+                    .success()
             {
                 return;
             }

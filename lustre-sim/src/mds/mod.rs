@@ -159,6 +159,8 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     std::thread::spawn(move || inotify_loop(s2));
     let s3 = shared.clone();
     std::thread::spawn(move || timer_loop(s3));
+    let (s5, fs5, root5) = (shared.clone(), opts.fsname.clone(), root.clone());
+    std::thread::spawn(move || mounttab_keeper(s5, fs5, root5));
     let s4 = shared.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -213,6 +215,16 @@ fn inotify_loop(s: Arc<Shared>) {
         if n > 0 {
             let mut g = s.lock();
             g.sync(&s.cv);
+        }
+    }
+}
+
+/// Puts this daemon's mount-table line back if another process's rewrite lost it.
+fn mounttab_keeper(s: Arc<Shared>, fsname: String, root: PathBuf) {
+    while !s.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(1));
+        if !s.stop.load(Ordering::SeqCst) && !crate::mounts::is_registered(&fsname, &root) {
+            let _ = crate::mounts::register(&fsname, &root);
         }
     }
 }

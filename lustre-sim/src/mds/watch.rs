@@ -312,6 +312,11 @@ impl State {
                         n.stat = Stat::from_meta(&m);
                         n.xattrs = x;
                     }
+                    // A directory renamed between its stat and inotify_add_watch has no watch.
+                    if m.is_dir() && !w.fid_wd.contains_key(&fid) {
+                        let _ = w.add(&path, fid);
+                        self.scan_new_dir(w, fid, &path);
+                    }
                 }
             }
             return;
