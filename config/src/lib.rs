@@ -1,1 +1,394 @@
 //! The policy file (DESIGN §9): one TOML schema read by both `lhsmtool_blob` and `lustre-blob`.
+//!
+//! ```no_run
+//! let policy = lustre_blob_config::Policy::load(std::path::Path::new("/etc/lustre-blob/policy.toml"))?;
+//! println!("{}", policy.lustre.mount.display());
+//! # Ok::<(), lustre_blob_config::ConfigError>(())
+//! ```
+//!
+//! Every key has a default except `lustre.mount` and `blob.url`. Unknown keys and bad values are
+//! refused with one line naming the file, the line and the key, e.g.
+//! `policy.toml:7: autoexport.min_age: invalid duration "5 parsecs" (...)`.
+//! Values are checked while they are read (so every refusal carries the value's position):
+//! `archive_id > 0`, block sizes within Azure's block limits, export paths relative and free of
+//! `..`, exclusion globs that compile, container names Azure accepts.
+//!
+//! Public API: [`Policy::load`], [`Policy::from_toml`], [`Policy::blob_target`], the section
+//! structs with plain public fields ([`Lustre`], [`BlobTarget`], [`AutoExport`], [`Logging`],
+//! [`Copytool`], [`Control`]), the option enums ([`MetadataMode`], [`DeleteMode`], [`RenameMode`],
+//! [`ConflictMode`]), [`ConfigError`], and the unit parsers in [`units`].
+
+mod error;
+mod fields;
+pub mod units;
+
+pub use error::ConfigError;
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default location of the policy file for every binary's `--config`.
+pub const DEFAULT_PATH: &str = "/etc/lustre-blob/policy.toml";
+
+/// Azure's block-size limits for Put Block (the copytool's `block_size`).
+pub const MIN_BLOCK_SIZE: u64 = 64 << 10;
+/// Largest block Put Block accepts (4000 MiB).
+pub const MAX_BLOCK_SIZE: u64 = 4000 << 20;
+
+/// The whole policy file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub lustre: Lustre,
+    pub blob: BlobTarget,
+    #[serde(default)]
+    pub autoexport: AutoExport,
+    #[serde(default)]
+    pub logging: Logging,
+    #[serde(default)]
+    pub copytool: Copytool,
+    #[serde(default)]
+    pub control: Control,
+}
+
+/// `[lustre]`: which file system, which archive, which changelog user.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lustre {
+    /// Client mount point (absolute). Required.
+    #[serde(deserialize_with = "fields::de_mount")]
+    pub mount: PathBuf,
+    /// HSM archive id the exports go to (1..=2^32-1). Default 1.
+    #[serde(
+        default = "defaults::archive_id",
+        deserialize_with = "fields::de_archive_id"
+    )]
+    pub archive_id: u32,
+    /// Changelog user as `lctl changelog_register` printed it (`clN` or `clN-name`). Default `cl1`.
+    #[serde(
+        default = "defaults::changelog_user",
+        deserialize_with = "fields::de_changelog_user"
+    )]
+    pub changelog_user: String,
+    /// MDT device names to read (`<fsname>-MDTxxxx`); `None` = every MDT found from the mount.
+    #[serde(default, deserialize_with = "fields::de_mdts")]
+    pub mdts: Option<Vec<String>>,
+}
+
+/// `[blob]`: the target container (and optional prefix) and how to authenticate. Plain fields, so
+/// the `blob` crate can build its `TargetSpec` from them without this crate knowing about it.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobTarget {
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]`, `az://CONTAINER[/PREFIX]`, or an
+    /// Azurite URL `http://127.0.0.1:10000/devstoreaccount1/CONTAINER`. Required.
+    #[serde(deserialize_with = "fields::de_url")]
+    pub url: String,
+    /// Talk to Azurite (path-style URLs, well-known dev account). Default false.
+    #[serde(default)]
+    pub use_emulator: bool,
+    /// File holding the storage account key.
+    #[serde(default)]
+    pub account_key_file: Option<PathBuf>,
+    /// File holding a SAS token.
+    #[serde(default)]
+    pub sas_token_file: Option<PathBuf>,
+    /// File holding a connection string.
+    #[serde(default)]
+    pub connection_string_file: Option<PathBuf>,
+    /// Timeout of one blob request. Default 60 s.
+    #[serde(
+        default = "defaults::request_timeout",
+        deserialize_with = "fields::de_positive_duration"
+    )]
+    pub request_timeout: Duration,
+    /// Retries of a transient blob error (with backoff). Default 5.
+    #[serde(default = "defaults::retries")]
+    pub retries: u32,
+}
+
+impl std::fmt::Debug for BlobTarget {
+    // The URL may carry a SAS query string: never print it, and print credential files only by path.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = match self.url.split_once('?') {
+            Some((base, _)) => format!("{base}?<redacted>"),
+            None => self.url.clone(),
+        };
+        f.debug_struct("BlobTarget")
+            .field("url", &url)
+            .field("use_emulator", &self.use_emulator)
+            .field("account_key_file", &self.account_key_file)
+            .field("sas_token_file", &self.sas_token_file)
+            .field("connection_string_file", &self.connection_string_file)
+            .field("request_timeout", &self.request_timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+/// `metadata`: what a chmod/chown/utime does to the blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataMode {
+    /// Azure's behaviour: metadata changes are not propagated.
+    #[default]
+    Ignore,
+    /// SETATTR records update the blob's metadata.
+    Sync,
+}
+
+/// `on_delete`: what an unlink does to the blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteMode {
+    /// Azure's behaviour: blobs stay.
+    #[default]
+    Keep,
+    /// The blob of a deleted file or directory is deleted.
+    Delete,
+}
+
+/// `on_rename`: what a rename does to the blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RenameMode {
+    /// Azure's behaviour: nothing happens to existing blobs.
+    #[default]
+    Keep,
+    /// Server-side copy to the new name, then delete the old one (every blob under a directory).
+    Move,
+}
+
+/// `conflict`: a blob changed on the blob side since we last wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictMode {
+    /// The file fails with a "conflict" reason (counted and logged).
+    #[default]
+    Fail,
+    /// Our copy replaces the blob.
+    Overwrite,
+}
+
+/// `[autoexport]`: what the changelog-driven export covers and how it propagates changes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoExport {
+    /// Start auto-export when the daemon starts. Default true.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Export prefix(es) relative to the mount, normalised without trailing `/`; `[""]` means
+    /// everything. The file may give one string or a list. Default `""`.
+    #[serde(default = "defaults::paths", deserialize_with = "fields::de_paths")]
+    pub path: Vec<String>,
+    /// Exclusion globs matched against the path relative to the mount (`*` crosses `/`).
+    #[serde(default, deserialize_with = "fields::de_globs")]
+    pub exclude: Vec<String>,
+    /// Quiet time after the last change before a file is exported. Default 0 s.
+    #[serde(default, deserialize_with = "units::de_duration")]
+    pub min_age: Duration,
+    #[serde(default)]
+    pub metadata: MetadataMode,
+    #[serde(default)]
+    pub on_delete: DeleteMode,
+    #[serde(default)]
+    pub on_rename: RenameMode,
+    #[serde(default)]
+    pub conflict: ConflictMode,
+    /// Files handed to the coordinator per `llapi_hsm_request` call (split further into requests
+    /// of at most 52 items by the `lustre` crate). Default 1000.
+    #[serde(
+        default = "defaults::batch_size",
+        deserialize_with = "fields::de_batch_size"
+    )]
+    pub batch_size: usize,
+}
+
+/// `[logging]`: where per-file failures and per-iteration summaries go.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// Container in the same account as `blob.url`. Default `lustre-logs`.
+    #[serde(
+        default = "defaults::log_container",
+        deserialize_with = "fields::de_container"
+    )]
+    pub container: String,
+}
+
+/// `[copytool]`: per-agent concurrency and transfer shape.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Copytool {
+    /// Actions served at once by one agent (1..=1024). Default 32.
+    #[serde(
+        default = "defaults::max_actions",
+        deserialize_with = "fields::de_max_actions"
+    )]
+    pub max_actions: usize,
+    /// Put Block size (64 KiB..=4000 MiB). Default 8 MiB.
+    #[serde(
+        default = "defaults::block_size",
+        deserialize_with = "fields::de_block_size"
+    )]
+    pub block_size: u64,
+    /// Blocks uploaded in parallel per action (1..=256). Default 16.
+    #[serde(
+        default = "defaults::blocks_in_flight",
+        deserialize_with = "fields::de_blocks_in_flight"
+    )]
+    pub blocks_in_flight: usize,
+    /// Interval of progress reports to the coordinator. Default 10 s.
+    #[serde(
+        default = "defaults::update_interval",
+        deserialize_with = "fields::de_positive_duration"
+    )]
+    pub update_interval: Duration,
+    /// Bytes per second per agent (e.g. "100MiB"); `None` = unlimited.
+    #[serde(default, deserialize_with = "fields::de_bandwidth")]
+    pub bandwidth: Option<u64>,
+}
+
+/// `[control]`: the daemon's socket, state and metrics.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// Unix socket of the daemon (mode 0600). Default `/run/lustre-blob/lustre-blob.sock`.
+    #[serde(default = "defaults::socket", deserialize_with = "fields::de_abs_path")]
+    pub socket: PathBuf,
+    /// Where the daemon keeps its state (cursor, counters, jobs). Default `/var/lib/lustre-blob`.
+    #[serde(
+        default = "defaults::state_dir",
+        deserialize_with = "fields::de_abs_path"
+    )]
+    pub state_dir: PathBuf,
+    /// `ADDR:PORT` of the Prometheus endpoint (`/metrics`); `None` = disabled.
+    #[serde(default, deserialize_with = "fields::de_metrics")]
+    pub metrics: Option<SocketAddr>,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    pub fn archive_id() -> u32 {
+        1
+    }
+    pub fn changelog_user() -> String {
+        "cl1".into()
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn retries() -> u32 {
+        5
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn paths() -> Vec<String> {
+        vec![String::new()]
+    }
+    pub fn batch_size() -> usize {
+        1000
+    }
+    pub fn log_container() -> String {
+        "lustre-logs".into()
+    }
+    pub fn max_actions() -> usize {
+        32
+    }
+    pub fn block_size() -> u64 {
+        8 << 20
+    }
+    pub fn blocks_in_flight() -> usize {
+        16
+    }
+    pub fn update_interval() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn socket() -> PathBuf {
+        PathBuf::from("/run/lustre-blob/lustre-blob.sock")
+    }
+    pub fn state_dir() -> PathBuf {
+        PathBuf::from("/var/lib/lustre-blob")
+    }
+}
+
+impl Default for AutoExport {
+    fn default() -> Self {
+        AutoExport {
+            enabled: true,
+            path: defaults::paths(),
+            exclude: Vec::new(),
+            min_age: Duration::ZERO,
+            metadata: MetadataMode::default(),
+            on_delete: DeleteMode::default(),
+            on_rename: RenameMode::default(),
+            conflict: ConflictMode::default(),
+            batch_size: defaults::batch_size(),
+        }
+    }
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            container: defaults::log_container(),
+        }
+    }
+}
+
+impl Default for Copytool {
+    fn default() -> Self {
+        Copytool {
+            max_actions: defaults::max_actions(),
+            block_size: defaults::block_size(),
+            blocks_in_flight: defaults::blocks_in_flight(),
+            update_interval: defaults::update_interval(),
+            bandwidth: None,
+        }
+    }
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: defaults::socket(),
+            state_dir: defaults::state_dir(),
+            metrics: None,
+        }
+    }
+}
+
+impl Policy {
+    /// Reads and checks the policy file at `path`.
+    pub fn load(path: &Path) -> Result<Policy, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Policy::from_toml(&text, path)
+    }
+
+    /// Parses policy text; `file` only names the source in errors.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Policy, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| error::from_toml(e, text, file))
+    }
+
+    /// The blob target as plain fields (the `blob` crate turns it into its `TargetSpec`).
+    pub fn blob_target(&self) -> BlobTarget {
+        self.blob.clone()
+    }
+
+    /// The export prefixes as given (normalised, no trailing `/`; `""` means the whole mount).
+    pub fn export_paths(&self) -> &[String] {
+        &self.autoexport.path
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,247 @@
-//! `lhsmtool_blob`: the HSM copytool (work in progress, see issue 5).
+//! `lhsmtool_blob`: the Lustre HSM copytool for Azure Blob Storage (see the crate README).
+//!
+//! Exit codes: 0 stopped cleanly (signal or unmount), 1 a runtime failure (cannot register, lost the
+//! coordinator with --abort-on-error, ...), 2 wrong flags or policy file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
+use copytool::engine::StopReason;
+use copytool::logsink::{ContainerWriter, JsonLinesLog, CAPACITY};
+use copytool::real::{BlobBackend, LustreCoordinator};
+use copytool::service::{self, ServiceOptions};
+use copytool::settings::{self, Cli, Settings};
+use tokio_util::sync::CancellationToken;
+
+/// How often buffered failure entries are written to the logging container.
+const LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() {
-    eprintln!("lhsmtool_blob: not built yet");
-    std::process::exit(2);
+    std::process::exit(run());
+}
+
+fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
+    eprintln!("lhsmtool_blob: {msg}");
+    code
+}
+
+fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                print!("{e}");
+                return 0;
+            }
+            return fail(2, one_line_clap_error(&e.to_string()));
+        }
+    };
+    let settings = match settings::resolve(&cli) {
+        Ok(s) => s,
+        Err(e) => return fail(2, e),
+    };
+    init_tracing(settings.verbosity);
+    if cli.daemon {
+        // SAFETY: called before any thread is started (no runtime yet); daemon(3) forks and the
+        // parent exits.
+        if unsafe { libc::daemon(1, 1) } != 0 {
+            return fail(1, format!("daemon: {}", std::io::Error::last_os_error()));
+        }
+    }
+    let _pid = match &cli.pid_file {
+        Some(p) => match PidFile::create(p) {
+            Ok(f) => Some(f),
+            Err(e) => return fail(1, e),
+        },
+        None => None,
+    };
+    match serve(&cli, &settings) {
+        Ok(StopReason::Aborted(why)) => {
+            fail(1, format!("stopped on error (--abort-on-error): {why}"))
+        }
+        Ok(_) => 0,
+        Err((code, msg)) => fail(code, msg),
+    }
+}
+
+fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lhsmtool_blob")
+        .build()
+        .map_err(|e| (1, format!("starting the runtime: {e}")))?;
+    let _enter = rt.enter();
+    let b = &settings.policy.blob;
+    let spec = blob::TargetSpec {
+        url: b.url.clone(),
+        use_emulator: b.use_emulator,
+        account_key_file: b.account_key_file.clone(),
+        sas_token_file: b.sas_token_file.clone(),
+        connection_string_file: b.connection_string_file.clone(),
+        request_timeout: b.request_timeout,
+        retries: b.retries,
+    };
+    let store = blob::BlobStore::open(&spec).map_err(|e| {
+        let mut msg = format!("blob target: {e}");
+        // Name the credential file in play when the error does not (never its content).
+        let files = [
+            &b.account_key_file,
+            &b.sas_token_file,
+            &b.connection_string_file,
+        ];
+        if let Some(f) = files.into_iter().flatten().next() {
+            let shown = f.display().to_string();
+            if !msg.contains(&shown) {
+                msg.push_str(&format!(" (credentials from {shown})"));
+            }
+        }
+        (2, msg)
+    })?;
+    let log_store = store
+        .with_container(&settings.policy.logging.container)
+        .map_err(|e| (2, format!("logging container: {e}")))?;
+    let agent = agent_name();
+    let ct = LustreCoordinator::register(&settings.mount, &settings.archives).map_err(|e| {
+        (
+            1,
+            format!(
+                "registering with the HSM coordinator of {}: {e}",
+                settings.mount.display()
+            ),
+        )
+    })?;
+    tracing::info!(
+        mount = %settings.mount.display(),
+        archives = ?settings.archives,
+        dry_run = settings.engine.dry_run,
+        "registered as an HSM copytool"
+    );
+    let ct = Arc::new(ct);
+
+    let log = JsonLinesLog::new(CAPACITY);
+    let writer = ContainerWriter::new(log_store, &agent);
+    let log_stop = CancellationToken::new();
+    let log_task = rt.spawn(writer.run(log.clone(), LOG_FLUSH, log_stop.clone()));
+
+    let reload_cli = cli.clone();
+    let opts = ServiceOptions {
+        agent,
+        engine: settings.engine.clone(),
+        metrics_addr: settings.metrics,
+        metrics_interval: settings.metrics_interval,
+        shutdown_timeout: settings.shutdown_timeout,
+        reload: Box::new(move || settings::reload(&reload_cli)),
+    };
+    let result = service::run(
+        &rt,
+        ct.clone(),
+        Arc::new(BlobBackend::new(store)),
+        log,
+        opts,
+    );
+
+    log_stop.cancel();
+    let _ = rt.block_on(log_task);
+    match Arc::try_unwrap(ct) {
+        Ok(ct) => {
+            if let Err(e) = ct.unregister() {
+                tracing::warn!(error = %e, "unregister failed");
+            } else {
+                tracing::info!("unregistered");
+            }
+        }
+        Err(_) => tracing::warn!("actions still hold the session; it unregisters when they end"),
+    }
+    result.map_err(|e| (1, e))
+}
+
+/// clap's message spans several lines (what is wrong, sometimes the missing arguments, usage, a
+/// hint); keep what is wrong on one line.
+fn one_line_clap_error(text: &str) -> String {
+    let mut parts = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("Usage:") || t.starts_with("For more information") {
+            break;
+        }
+        if !t.is_empty() {
+            parts.push(t.trim_start_matches("error: ").to_string());
+        }
+    }
+    if parts.is_empty() {
+        "invalid arguments".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// `<hostname>-<pid>`: names this agent in logs, metrics and failure entries.
+fn agent_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its length; gethostname NUL-terminates within it on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let host = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "unknown".into()
+    };
+    format!("{host}-{}", std::process::id())
+}
+
+fn init_tracing(verbosity: i32) {
+    let level = match verbosity {
+        i32::MIN..=-2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A locked pid file, removed on drop.
+struct PidFile {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl PidFile {
+    fn create(path: &Path) -> Result<PidFile, String> {
+        use std::os::fd::AsRawFd;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("pid file {}: {e}", path.display()))?;
+        // SAFETY: f is an open descriptor for the call.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(format!(
+                "pid file {} is locked: another lhsmtool_blob runs",
+                path.display()
+            ));
+        }
+        f.set_len(0)
+            .and_then(|()| writeln!(f, "{}", std::process::id()))
+            .map_err(|e| format!("pid file {}: {e}", path.display()))?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            _file: f,
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }

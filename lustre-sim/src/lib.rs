@@ -1,1 +1,19 @@
-//! `liblustreapi_sim.so`: an ABI-compatible liblustreapi backed by the `lustre-sim mds` daemon.
+//! `lustre-sim`: a Lustre stand-in for machines without Lustre.
+//!
+//! * [`mds`]: the simulated MDS daemon (`lustre-sim mds --mount DIR`): FIDs, persistent
+//!   per-MDT changelogs, HSM coordinator, over a plain directory watched with inotify.
+//! * the `llapi_*` exports (module `api`): built as `liblustreapi_sim.so`, an ABI-compatible
+//!   liblustreapi that talks to the daemon over `DIR/.lustre/mds.sock` ([`proto`]).
+//! * [`cli`]: the `lfs` / `lctl` subsets.
+
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod consts;
+pub mod fid;
+pub mod hal;
+pub mod mds;
+pub mod mounts;
+pub mod proto;
+pub mod record;

@@ -1,5 +1,79 @@
-//! `lustre-sim`: the simulated MDS daemon and `lfs` / `lctl` subsets (work in progress, see issue 3).
-fn main() {
-    eprintln!("lustre-sim: not built yet");
+//! `lustre-sim mds|lfs|lctl ...`: the simulated MDS daemon and the `lfs` / `lctl` subsets.
+//! Installed (or symlinked) under the name `lfs` or `lctl`, it acts as that tool, so
+//! documented commands run verbatim.
+
+use std::path::PathBuf;
+
+fn usage() -> ! {
+    eprintln!("usage: lustre-sim mds --mount DIR [--fsname NAME] [--mdts N] | lustre-sim lfs CMD ... | lustre-sim lctl CMD ...");
     std::process::exit(2);
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().collect();
+    let argv0 = std::path::Path::new(args.first().map(String::as_str).unwrap_or(""))
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
+    if argv0 == "lfs" || argv0 == "lctl" {
+        args[0] = argv0;
+    } else {
+        args.remove(0);
+    }
+    let Some(cmd) = args.first() else { usage() };
+    match cmd.as_str() {
+        "mds" => {
+            let mut mount = None;
+            let mut fsname = "lustre".to_string();
+            let mut mdts = 1u32;
+            let mut it = args[1..].iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--mount" => mount = it.next().map(PathBuf::from),
+                    "--fsname" => fsname = it.next().cloned().unwrap_or_default(),
+                    "--mdts" => match it.next().and_then(|v| v.parse::<u32>().ok()) {
+                        Some(n) if (1..=16).contains(&n) => mdts = n,
+                        _ => {
+                            eprintln!("lustre-sim mds: --mdts takes a number from 1 to 16");
+                            std::process::exit(2);
+                        }
+                    },
+                    _ => usage(),
+                }
+            }
+            let Some(mount) = mount else { usage() };
+            if let Err(e) = lustreapi_sim::mds::run(lustreapi_sim::mds::Options {
+                mount,
+                fsname,
+                mdts,
+            }) {
+                eprintln!("lustre-sim mds: {e}");
+                std::process::exit(1);
+            }
+        }
+        "test-agent" => {
+            let Some(mount) = args.get(1) else { usage() };
+            let archive = match args.get(2).map(String::as_str) {
+                Some("--archive") => args.get(3).and_then(|v| v.parse().ok()),
+                _ => None,
+            };
+            if let Err(e) = lustreapi_sim::agent::run(std::path::Path::new(mount), archive) {
+                eprintln!("lustre-sim test-agent: {e}");
+                std::process::exit(1);
+            }
+        }
+        "lfs" | "lctl" => {
+            let r = if cmd == "lfs" {
+                lustreapi_sim::cli::lfs(&args[1..])
+            } else {
+                lustreapi_sim::cli::lctl(&args[1..])
+            };
+            if let Err(lustreapi_sim::cli::Fail(msg)) = r {
+                eprintln!("{msg}");
+                std::process::exit(1);
+            }
+        }
+        _ => usage(),
+    }
 }

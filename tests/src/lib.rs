@@ -1,1 +1,15 @@
-//! End-to-end tests live in `tests/tests/`; this crate has no code of its own.
+//! Harness for the end-to-end suites in `tests/tests/`: the product binaries (`lhsmtool_blob`,
+//! `lustre-blob`), `lustre-sim` and Azurite as real processes on 127.0.0.1.
+//!
+//! * [`store::Store`]: an Azurite process (in memory, or on disk so it survives `kill -9`),
+//!   restartable on the same port, with a raw REST client for checks (byte-exact blob names).
+//! * [`stack::Stack`]: Azurite + a simulator + the policy file + copytools and the daemon.
+//! * [`policy::PolicyFile`]: the policy file the stack writes.
+//! * [`proc::Proc`]: a child process in its own group with its stderr in a log file.
+//! * [`util`]: waiting, a seeded RNG, checksums.
+
+pub mod policy;
+pub mod proc;
+pub mod stack;
+pub mod store;
+pub mod util;

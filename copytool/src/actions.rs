@@ -1,0 +1,548 @@
+//! ARCHIVE, RESTORE and REMOVE (DESIGN §3, lustre-abi §4.3–4.5), each: begin, work, exactly one end.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{ConflictPolicy, Engine, EngineConfig, RemovePolicy};
+use crate::failure::Failure;
+use crate::guard::{ActionGuard, ActionSlot};
+use crate::metrics::Outcome;
+use crate::model::{Extent, Item};
+use crate::ports::{
+    BlobMeta, Coordinator, CopyAction, Store, StoreErrorKind, TransferOpts, WriteMode,
+};
+use crate::record::{self, ExportRecord};
+
+/// Runs a blocking Lustre call without stalling the async workers.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
+}
+
+/// One item being served.
+pub(crate) struct Ctx<'a, C: Coordinator, S: Store> {
+    engine: &'a Arc<Engine<C, S>>,
+    item: &'a Item,
+    cfg: Arc<EngineConfig>,
+    /// The file's first path relative to the mount, once known (for logs).
+    path: Option<String>,
+}
+
+/// A successful action: bytes moved.
+struct Done {
+    bytes: u64,
+}
+
+impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
+    pub(crate) fn new(engine: &'a Arc<Engine<C, S>>, item: &'a Item) -> Self {
+        Ctx {
+            engine,
+            item,
+            cfg: engine.config(),
+            path: None,
+        }
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{} {} cookie={:#x}",
+            self.item.action.name(),
+            self.item.fid,
+            self.item.cookie
+        )
+    }
+
+    /// Ends an item that was never begun (begin failed, unknown action, stopping) through the
+    /// is_error path, as lhsmtool_posix does.
+    pub(crate) fn fail_unbegun(&self, f: Failure) {
+        self.engine
+            .report_failure(self.item, self.path.as_deref(), &f);
+        let res = blocking(|| {
+            let a = self.engine.ct.begin_error(self.item)?;
+            a.end(self.item.extent, f.hp_flags(), f.errno)
+        });
+        if let Err(e) = res {
+            tracing::error!(action = %self.label(), error = %e, "could not report the failure to the coordinator");
+        }
+    }
+
+    fn begin(&self) -> Result<ActionGuard<C::Action>, Failure> {
+        let a = blocking(|| self.engine.ct.begin(self.item))
+            .map_err(|e| Failure::from(e).context("begin"))?;
+        Ok(ActionGuard::new(a, self.item.extent, self.label()))
+    }
+
+    /// Turns a cancelled transfer into the right failure: ECANCELED when the coordinator cancelled it,
+    /// ESHUTDOWN when the agent is stopping.
+    fn cancelled(&self) -> Failure {
+        if self.engine.shutting_down.load(Ordering::SeqCst) {
+            Failure::new(libc::ESHUTDOWN, "shutdown", "aborted: copytool stopping")
+        } else {
+            Failure::new(libc::ECANCELED, "cancelled", "cancelled by the coordinator")
+        }
+    }
+
+    fn store_failure(&self, e: crate::ports::StoreError) -> Failure {
+        if e.kind == StoreErrorKind::Cancelled {
+            self.cancelled()
+        } else {
+            Failure::from(e)
+        }
+    }
+
+    /// Ends a begun action with the result of `work` and returns the outcome.
+    /// Ends a begun action with the result of the work. A success the coordinator refuses at the end
+    /// (e.g. EBUSY: the file changed after our own check) comes back as `Err(errno)`.
+    fn finish(
+        &self,
+        guard: ActionGuard<C::Action>,
+        result: Result<Done, Failure>,
+    ) -> Result<Outcome, i32> {
+        match result {
+            Ok(done) => match blocking(|| guard.end(self.item.extent, 0, 0)) {
+                Ok(()) => {
+                    tracing::info!(action = %self.label(), path = self.path.as_deref().unwrap_or(""), bytes = done.bytes, "done");
+                    Ok(Outcome::Ok)
+                }
+                Err(e) => {
+                    let errno = e.errno;
+                    let f = Failure::from(e).context("end");
+                    self.engine
+                        .report_failure(self.item, self.path.as_deref(), &f);
+                    Err(errno)
+                }
+            },
+            Err(f) => {
+                self.engine
+                    .report_failure(self.item, self.path.as_deref(), &f);
+                if let Err(e) = blocking(|| guard.end(self.item.extent, f.hp_flags(), f.errno)) {
+                    tracing::error!(action = %self.label(), error = %e, "ending the failed action failed");
+                }
+                if f.errno == libc::ECANCELED {
+                    Ok(Outcome::Cancelled)
+                } else {
+                    Ok(Outcome::Failed)
+                }
+            }
+        }
+    }
+
+    /// The coordinator refused an archive at its end because the file changed after our last check:
+    /// the blob may mix old and new bytes, so withdraw it with its record, as when we notice it.
+    async fn withdraw_export(&self) {
+        let ct = &self.engine.ct;
+        let Ok(file) = blocking(|| ct.open_by_fid(&self.item.fid)) else {
+            return;
+        };
+        let Ok(Some(rec)) = record::read(&file) else {
+            return;
+        };
+        for name in rec.all_blobs() {
+            if let Err(e) = self.engine.store.delete(name).await {
+                tracing::error!(blob = name, error = %e, "could not withdraw the blob of a file changed during archive");
+            }
+        }
+        if let Err(e) = record::clear(&file) {
+            tracing::error!(error = %e, "could not clear the export record");
+        }
+    }
+
+    fn transfer_opts(&self, token: &CancellationToken, counter: &Arc<AtomicU64>) -> TransferOpts {
+        let counter = counter.clone();
+        TransferOpts {
+            block_size: self.cfg.block_size,
+            blocks_in_flight: self.cfg.blocks_in_flight,
+            progress: Arc::new(move |total| {
+                counter.fetch_max(total, Ordering::Relaxed);
+            }),
+            cancel: token.clone(),
+        }
+    }
+
+    async fn throttle(&self, bytes: u64, token: &CancellationToken) -> Result<(), Failure> {
+        if let Some(t) = self.engine.throttle() {
+            tokio::select! {
+                () = t.take(bytes) => {}
+                () = token.cancelled() => return Err(self.cancelled()),
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- ARCHIVE
+
+    pub(crate) async fn archive(mut self, token: CancellationToken) -> Outcome {
+        let guard = match self.begin() {
+            Ok(g) => g,
+            Err(f) => {
+                self.fail_unbegun(f);
+                return Outcome::Failed;
+            }
+        };
+        let result = self.archive_work(&guard, &token).await;
+        let bytes = result.as_ref().map_or(0, |d| d.bytes);
+        match self.finish(guard, result) {
+            Ok(Outcome::Ok) => {
+                self.engine.metrics.add_archived(bytes);
+                Outcome::Ok
+            }
+            Ok(other) => other,
+            Err(errno) => {
+                if errno == libc::EBUSY {
+                    self.withdraw_export().await;
+                }
+                Outcome::Failed
+            }
+        }
+    }
+
+    async fn archive_work(
+        &mut self,
+        guard: &ActionGuard<C::Action>,
+        token: &CancellationToken,
+    ) -> Result<Done, Failure> {
+        let ct = &self.engine.ct;
+        let store = &self.engine.store;
+        let file =
+            blocking(|| guard.with(|a| a.fd())).map_err(|e| Failure::from(e).context("data fd"))?;
+        let st = file.metadata()?;
+        if !st.file_type().is_file() {
+            return Err(not_regular(&st));
+        }
+        let paths = blocking(|| ct.fid2path(&self.item.fid))
+            .map_err(|e| Failure::from(e).context("fid2path"))?;
+        let Some(first) = paths.first() else {
+            return Err(Failure::new(
+                libc::ENOENT,
+                "not_found",
+                "the file has no name (fid2path returned no link)",
+            ));
+        };
+        self.path = Some(first.to_string_lossy().into_owned());
+        let mut names = Vec::with_capacity(paths.len());
+        for p in &paths {
+            let name = store
+                .name_for(rel_bytes(p))
+                .map_err(|e| Failure::from(e).context(&format!("blob name for {}", p.display())))?;
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let previous =
+            record::read(&file).map_err(|e| Failure::from(e).context("export record"))?;
+        let dv_before = blocking(|| ct.data_version(&file))
+            .map_err(|e| Failure::from(e).context("data version"))?;
+        let mode = match (self.cfg.conflict, &previous) {
+            (ConflictPolicy::Overwrite, _) => WriteMode::Overwrite,
+            (ConflictPolicy::Fail, Some(r)) if r.blob == names[0] => {
+                WriteMode::IfMatch(r.etag.clone())
+            }
+            (ConflictPolicy::Fail, _) => WriteMode::CreateOnly,
+        };
+        if self.cfg.dry_run {
+            return Err(Failure::new(
+                libc::EOPNOTSUPP,
+                "dry_run",
+                format!(
+                    "dry run: would upload {} bytes to {} ({mode:?}) and copy it to {} other link(s); nothing written",
+                    st.len(),
+                    names[0],
+                    names.len() - 1
+                ),
+            ));
+        }
+        let meta = BlobMeta {
+            owner: st.uid(),
+            group: st.gid(),
+            permissions: st.mode() & 0o7777,
+            modtime: st.modified().unwrap_or(UNIX_EPOCH),
+            fid: self.item.fid.to_string(),
+            mtime_ns: i128::from(st.mtime()) * 1_000_000_000 + i128::from(st.mtime_nsec()),
+            data_version: dv_before,
+        };
+        self.throttle(st.len(), token).await?;
+        let counter = Arc::new(AtomicU64::new(0));
+        let reporter = self.spawn_progress(guard.slot(), counter.clone(), st.len(), token.clone());
+        let uploaded = store
+            .upload(
+                &file,
+                &names[0],
+                &meta,
+                mode,
+                self.transfer_opts(token, &counter),
+            )
+            .await;
+        reporter.cancel();
+        let uploaded = uploaded.map_err(|e| {
+            self.store_failure(e)
+                .context(&format!("upload {}", names[0]))
+        })?;
+
+        // A file changed while it was read may have produced a blob mixing old and new bytes: withdraw it
+        // (and the record that would make the next archive if-match a blob that no longer exists).
+        let dv_after = blocking(|| ct.data_version(&file))
+            .map_err(|e| Failure::from(e).context("data version"))?;
+        if dv_after != dv_before || uploaded.size != st.len() {
+            if let Err(e) = store.delete(&names[0]).await {
+                tracing::error!(blob = %names[0], error = %e, "could not withdraw the blob of a file changed during archive");
+            }
+            if let Err(e) = record::clear(&file) {
+                tracing::error!(error = %e, "could not clear the export record");
+            }
+            return Err(Failure::new(
+                libc::EBUSY,
+                "changed",
+                "file changed during archive; blob withdrawn, it will be exported again",
+            ));
+        }
+        for link in &names[1..] {
+            store.copy(&names[0], link).await.map_err(|e| {
+                self.store_failure(e)
+                    .context(&format!("copy to hard link blob {link}"))
+            })?;
+        }
+        let rec = ExportRecord {
+            blob: names[0].clone(),
+            etag: uploaded.etag,
+            data_version: dv_before,
+            exported_at: crate::timefmt::rfc3339_now(),
+            size: uploaded.size,
+            links: names[1..].to_vec(),
+        };
+        record::write(&file, &rec).map_err(|e| Failure::from(e).context("write export record"))?;
+        Ok(Done {
+            bytes: uploaded.size,
+        })
+    }
+
+    /// Reports progress every update interval until cancelled; an ECANCELED answer cancels `token`.
+    fn spawn_progress(
+        &self,
+        slot: ActionSlot<C::Action>,
+        done: Arc<AtomicU64>,
+        total: u64,
+        token: CancellationToken,
+    ) -> CancellationToken {
+        let stop = CancellationToken::new();
+        let stop2 = stop.clone();
+        let interval = self.cfg.update_interval.max(Duration::from_millis(10));
+        let base = self.item.extent.offset;
+        let label = self.label();
+        tokio::spawn(async move {
+            let mut reported = 0u64;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = stop2.cancelled() => return,
+                }
+                let now = done.load(Ordering::Relaxed);
+                let ext = Extent {
+                    offset: base + reported,
+                    length: now.saturating_sub(reported),
+                };
+                match blocking(|| slot.progress(ext, total)) {
+                    Ok(true) => reported = now.max(reported),
+                    Ok(false) => return,
+                    Err(e) if e.errno == libc::ECANCELED => {
+                        tracing::info!(action = %label, "coordinator cancelled the action");
+                        token.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(action = %label, error = %e, "progress report failed"),
+                }
+            }
+        });
+        stop
+    }
+
+    // ---------------------------------------------------------------- RESTORE
+
+    pub(crate) async fn restore(mut self, token: CancellationToken) -> Outcome {
+        let guard = match self.begin() {
+            Ok(g) => g,
+            Err(f) => {
+                self.fail_unbegun(f);
+                return Outcome::Failed;
+            }
+        };
+        let result = self.restore_work(&guard, &token).await;
+        let bytes = result.as_ref().map_or(0, |d| d.bytes);
+        let outcome = self.finish(guard, result).unwrap_or(Outcome::Failed);
+        if outcome == Outcome::Ok {
+            self.engine.metrics.add_restored(bytes);
+        }
+        outcome
+    }
+
+    async fn restore_work(
+        &mut self,
+        guard: &ActionGuard<C::Action>,
+        token: &CancellationToken,
+    ) -> Result<Done, Failure> {
+        let ct = &self.engine.ct;
+        let store = &self.engine.store;
+        let out = blocking(|| guard.with(|a| a.fd()))
+            .map_err(|e| Failure::from(e).context("volatile fd"))?;
+        let original = blocking(|| ct.open_by_fid(&self.item.fid))
+            .map_err(|e| Failure::from(e).context("open by fid"))?;
+        let rec = record::read(&original).map_err(|e| Failure::from(e).context("export record"))?;
+        if let Ok(paths) = blocking(|| ct.fid2path(&self.item.fid)) {
+            self.path = paths.first().map(|p| p.to_string_lossy().into_owned());
+        }
+        let name = match &rec {
+            Some(r) => r.blob.clone(),
+            None => {
+                let path = self.path.clone().ok_or_else(|| {
+                    Failure::new(
+                        libc::ENOENT,
+                        "not_found",
+                        "no export record and no path to name the blob",
+                    )
+                })?;
+                store.name_for(path.as_bytes()).map_err(Failure::from)?
+            }
+        };
+        let head = store
+            .head(&name)
+            .await
+            .map_err(|e| self.store_failure(e).context(&format!("head {name}")))?
+            .ok_or_else(|| {
+                Failure::new(
+                    libc::ENOENT,
+                    "not_found",
+                    format!("blob {name} does not exist"),
+                )
+            })?;
+        if let Some(r) = &rec {
+            if self.cfg.conflict == ConflictPolicy::Fail && head.etag != r.etag {
+                return Err(Failure::new(
+                    libc::EEXIST,
+                    "conflict",
+                    format!("blob {name} changed since it was exported (ETag {} != {}); not restoring foreign data", head.etag, r.etag),
+                ));
+            }
+        }
+        if self.cfg.dry_run {
+            return Err(Failure::new(
+                libc::EOPNOTSUPP,
+                "dry_run",
+                format!(
+                    "dry run: would restore {} bytes from {name}; nothing written",
+                    head.size
+                ),
+            ));
+        }
+        self.throttle(head.size, token).await?;
+        let counter = Arc::new(AtomicU64::new(0));
+        let reporter = self.spawn_progress(guard.slot(), counter.clone(), head.size, token.clone());
+        let got = store
+            .download(&name, &out, self.transfer_opts(token, &counter))
+            .await;
+        reporter.cancel();
+        let size = got.map_err(|e| self.store_failure(e).context(&format!("download {name}")))?;
+        let expected = rec.as_ref().map_or(head.size, |r| r.size);
+        if size != expected {
+            return Err(Failure::new(
+                libc::EIO,
+                "corrupt",
+                format!("restored {size} bytes from {name}, expected {expected}"),
+            ));
+        }
+        // The volatile file must be exactly the blob's size (it may have been preallocated).
+        out.set_len(size)?;
+        Ok(Done { bytes: size })
+    }
+
+    // ---------------------------------------------------------------- REMOVE
+
+    pub(crate) async fn remove(mut self, token: CancellationToken) -> Outcome {
+        let guard = match self.begin() {
+            Ok(g) => g,
+            Err(f) => {
+                self.fail_unbegun(f);
+                return Outcome::Failed;
+            }
+        };
+        let result = self.remove_work(&token).await;
+        self.finish(guard, result).unwrap_or(Outcome::Failed)
+    }
+
+    async fn remove_work(&mut self, token: &CancellationToken) -> Result<Done, Failure> {
+        let ct = &self.engine.ct;
+        let store = &self.engine.store;
+        if let Ok(paths) = blocking(|| ct.fid2path(&self.item.fid)) {
+            self.path = paths.first().map(|p| p.to_string_lossy().into_owned());
+        }
+        let file = match blocking(|| ct.open_by_fid(&self.item.fid)) {
+            Ok(f) => f,
+            Err(e) if e.errno == libc::ENOENT => {
+                tracing::info!(action = %self.label(), "file is gone; its export record with it: nothing to delete");
+                return Ok(Done { bytes: 0 });
+            }
+            Err(e) => return Err(Failure::from(e).context("open by fid")),
+        };
+        let Some(rec) =
+            record::read(&file).map_err(|e| Failure::from(e).context("export record"))?
+        else {
+            tracing::info!(action = %self.label(), "no export record: no blob of ours to delete");
+            return Ok(Done { bytes: 0 });
+        };
+        if self.cfg.remove == RemovePolicy::Keep {
+            tracing::info!(action = %self.label(), blob = %rec.blob, "policy keeps blobs on remove");
+            return Ok(Done { bytes: 0 });
+        }
+        if self.cfg.dry_run {
+            return Err(Failure::new(
+                libc::EOPNOTSUPP,
+                "dry_run",
+                format!(
+                    "dry run: would delete {}; nothing deleted",
+                    rec.all_blobs().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        for name in rec.all_blobs() {
+            if token.is_cancelled() {
+                return Err(self.cancelled());
+            }
+            match store.delete(name).await {
+                Ok(()) => {}
+                Err(e) if e.kind == StoreErrorKind::NotFound => {}
+                Err(e) => return Err(self.store_failure(e).context(&format!("delete {name}"))),
+            }
+        }
+        record::clear(&file).map_err(|e| Failure::from(e).context("clear export record"))?;
+        Ok(Done { bytes: 0 })
+    }
+}
+
+/// fid2path gives paths relative to the mount; tolerate a leading '/'.
+fn rel_bytes(p: &Path) -> &[u8] {
+    let b = p.as_os_str().as_bytes();
+    let mut s = b;
+    while let [b'/', rest @ ..] = s {
+        s = rest;
+    }
+    s
+}
+
+fn not_regular(st: &std::fs::Metadata) -> Failure {
+    let ft = st.file_type();
+    let kind = if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symlink"
+    } else {
+        "not a regular file"
+    };
+    Failure::new(
+        libc::EINVAL,
+        "not_regular",
+        format!("{kind}: HSM moves regular files only; directories and symlinks are exported by lustre-blob itself"),
+    )
+}

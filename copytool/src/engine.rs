@@ -1,0 +1,428 @@
+//! The copytool engine: receives action lists, serves ARCHIVE / RESTORE / REMOVE concurrently up to
+//! `max_actions`, routes CANCEL to the running action with that cookie, and ends every other item
+//! exactly once (lustre-abi §4).
+//!
+//! Threads: the receive loop is blocking (`Coordinator::recv` polls with a short timeout so a stop
+//! request is seen quickly) and runs on its own thread; each action is a tokio task. Back-pressure:
+//! the receive loop takes a slot (semaphore permit) before each receive and for every item it hands
+//! out, so with `max_actions` actions running it stops receiving and the coordinator keeps the rest.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::actions::Ctx;
+use crate::failure::Failure;
+use crate::metrics::{Metrics, Outcome};
+use crate::model::{Action, ActionList, Item, JobTag};
+use crate::ports::{Coordinator, CtError, FailureEntry, FailureLog, Store};
+use crate::throttle::Throttle;
+
+/// What to do when a blob changed behind our back (`autoexport.conflict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictPolicy {
+    Fail,
+    Overwrite,
+}
+
+/// What REMOVE does with the blobs (`autoexport.on_delete`): `Keep` ends REMOVE successfully and leaves
+/// the blobs (and the export record) in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovePolicy {
+    Delete,
+    Keep,
+}
+
+/// Settings of the engine; everything but `max_actions` is re-read on SIGHUP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub max_actions: usize,
+    pub block_size: u64,
+    pub blocks_in_flight: usize,
+    pub update_interval: Duration,
+    /// Bytes per second; `None` = unlimited.
+    pub bandwidth: Option<u64>,
+    pub conflict: ConflictPolicy,
+    pub remove: RemovePolicy,
+    pub dry_run: bool,
+    pub abort_on_error: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_actions: 32,
+            block_size: 8 << 20,
+            blocks_in_flight: 16,
+            update_interval: Duration::from_secs(10),
+            bandwidth: None,
+            conflict: ConflictPolicy::Fail,
+            remove: RemovePolicy::Keep,
+            dry_run: false,
+            abort_on_error: false,
+        }
+    }
+}
+
+/// Why the receive loop returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// `request_stop` (a signal).
+    Requested,
+    /// The coordinator said ESHUTDOWN (the file system is being unmounted).
+    Unmounted,
+    /// `--abort-on-error` and an error happened.
+    Aborted(String),
+}
+
+/// How long one `recv` waits before the loop checks for a stop request.
+const RECV_POLL: Duration = Duration::from_millis(200);
+/// Longest pause after repeated receive errors.
+const RECV_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The engine. Share it in an `Arc`.
+pub struct Engine<C: Coordinator, S: Store> {
+    pub(crate) ct: Arc<C>,
+    pub(crate) store: Arc<S>,
+    pub(crate) log: Arc<dyn FailureLog>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) agent: String,
+    config: RwLock<Arc<EngineConfig>>,
+    throttle: RwLock<Option<Arc<Throttle>>>,
+    slots: Arc<Semaphore>,
+    running: Mutex<HashMap<u64, CancellationToken>>,
+    tasks: TaskTracker,
+    stop: AtomicBool,
+    /// Set when in-flight actions are being aborted because the agent is stopping.
+    pub(crate) shutting_down: AtomicBool,
+    abort_reason: Mutex<Option<String>>,
+}
+
+impl<C: Coordinator, S: Store> Engine<C, S> {
+    pub fn new(
+        ct: Arc<C>,
+        store: Arc<S>,
+        log: Arc<dyn FailureLog>,
+        metrics: Arc<Metrics>,
+        agent: String,
+        config: EngineConfig,
+    ) -> Arc<Self> {
+        let max = config.max_actions.max(1);
+        let throttle = config.bandwidth.map(|b| Arc::new(Throttle::new(b)));
+        Arc::new(Engine {
+            ct,
+            store,
+            log,
+            metrics,
+            agent,
+            config: RwLock::new(Arc::new(config)),
+            throttle: RwLock::new(throttle),
+            slots: Arc::new(Semaphore::new(max)),
+            running: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            stop: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            abort_reason: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> Arc<EngineConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Applies a reloaded configuration to actions started from now on. `max_actions` cannot change
+    /// while running (the slots are sized at start); a different value is reported and ignored.
+    pub fn reload(&self, mut new: EngineConfig) {
+        let old = self.config();
+        if new.max_actions != old.max_actions {
+            tracing::warn!(
+                old = old.max_actions,
+                new = new.max_actions,
+                "max_actions changes only at restart"
+            );
+            new.max_actions = old.max_actions;
+        }
+        if new.bandwidth != old.bandwidth {
+            *self.throttle.write().unwrap_or_else(|p| p.into_inner()) =
+                new.bandwidth.map(|b| Arc::new(Throttle::new(b)));
+        }
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+    }
+
+    pub(crate) fn throttle(&self) -> Option<Arc<Throttle>> {
+        self.throttle
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Asks the receive loop to stop taking new action lists (signal handlers call this).
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Cookies of the actions being served now.
+    pub fn running_cookies(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.running_map().keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn running_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, CancellationToken>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The receive loop; blocking, run it on its own thread. Returns when a stop was requested, the
+    /// file system is unmounted, or (with `--abort-on-error`) after the first error.
+    pub fn run_receiver(self: &Arc<Self>, rt: &Handle) -> Result<StopReason, CtError> {
+        // Consecutive receive errors back off (up to RECV_BACKOFF_MAX) so a broken channel does not
+        // spin or flood the log.
+        let mut errors_in_row: u32 = 0;
+        loop {
+            if let Some(reason) = self
+                .abort_reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                self.request_stop();
+                return Ok(StopReason::Aborted(reason));
+            }
+            if self.stop_requested() {
+                return Ok(StopReason::Requested);
+            }
+            // Back-pressure: do not receive while every slot is busy.
+            let Some(first) = self.wait_slot(rt) else {
+                continue;
+            };
+            match self.ct.recv(RECV_POLL) {
+                Ok(None) => {
+                    errors_in_row = 0;
+                    drop(first)
+                }
+                Ok(Some(list)) => {
+                    errors_in_row = 0;
+                    self.dispatch(list, first, rt)
+                }
+                Err(e) if e.errno == libc::ESHUTDOWN => return Ok(StopReason::Unmounted),
+                Err(e) => {
+                    drop(first);
+                    self.metrics.receive_error();
+                    tracing::error!(error = %e, "receiving HSM actions failed");
+                    if self.config().abort_on_error {
+                        self.request_stop();
+                        return Ok(StopReason::Aborted(e.to_string()));
+                    }
+                    errors_in_row = errors_in_row.saturating_add(1);
+                    let pause = RECV_POLL
+                        .saturating_mul(1 << errors_in_row.min(6).saturating_sub(1))
+                        .min(RECV_BACKOFF_MAX);
+                    self.sleep_unless_stopped(pause);
+                }
+            }
+        }
+    }
+
+    fn sleep_unless_stopped(&self, d: Duration) {
+        let until = std::time::Instant::now() + d;
+        while !self.stop_requested() {
+            let now = std::time::Instant::now();
+            if now >= until {
+                return;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Waits for a free slot, giving up (None) when a stop is requested meanwhile.
+    fn wait_slot(&self, rt: &Handle) -> Option<OwnedSemaphorePermit> {
+        loop {
+            if self.stop_requested() {
+                return None;
+            }
+            let slots = self.slots.clone();
+            let got =
+                rt.block_on(
+                    async move { tokio::time::timeout(RECV_POLL, slots.acquire_owned()).await },
+                );
+            match got {
+                Ok(Ok(permit)) => return Some(permit),
+                // The semaphore is never closed; treat it like a timeout.
+                Ok(Err(_)) | Err(_) => continue,
+            }
+        }
+    }
+
+    /// Hands out every item of one list. The list is already an owned copy of the receive buffer.
+    fn dispatch(self: &Arc<Self>, list: ActionList, first: OwnedSemaphorePermit, rt: &Handle) {
+        let fsname = self.ct.fsname();
+        if list.fsname != fsname {
+            // lhsmtool_posix skips such lists too: the items belong to another file system's coordinator.
+            tracing::error!(got = %list.fsname, expected = %fsname, items = list.items.len(), "action list for another file system ignored");
+            self.metrics.receive_error();
+            return;
+        }
+        let mut spare = Some(first);
+        for item in list.items {
+            if item.action == Action::Cancel {
+                self.cancel(&item);
+                continue;
+            }
+            let permit = match spare.take() {
+                Some(p) => p,
+                None => match self.wait_slot(rt) {
+                    Some(p) => p,
+                    None => {
+                        // Stopping while items of this list wait for a slot: they still get their end.
+                        self.spawn_refusal(item, rt);
+                        continue;
+                    }
+                },
+            };
+            self.spawn_item(item, permit, rt);
+        }
+    }
+
+    fn cancel(&self, item: &Item) {
+        let token = self.running_map().get(&item.cookie).cloned();
+        match token {
+            Some(t) => {
+                tracing::info!(fid = %item.fid, cookie = item.cookie, "cancel requested by the coordinator");
+                t.cancel();
+            }
+            None => {
+                tracing::info!(fid = %item.fid, cookie = item.cookie, "cancel for an action not running here")
+            }
+        }
+        self.metrics.action_done(Action::Cancel, Outcome::Ok);
+    }
+
+    fn spawn_item(self: &Arc<Self>, item: Item, permit: OwnedSemaphorePermit, rt: &Handle) {
+        let token = CancellationToken::new();
+        // Registered before the task starts so a CANCEL in the very next list finds it.
+        self.running_map().insert(item.cookie, token.clone());
+        let engine = self.clone();
+        self.metrics.started();
+        self.tasks.spawn_on(
+            async move {
+                let cookie = item.cookie;
+                let action = item.action;
+                let outcome = engine.serve(item, token).await;
+                engine.running_map().remove(&cookie);
+                engine.metrics.finished();
+                engine.metrics.action_done(action, outcome);
+                drop(permit);
+            },
+            rt,
+        );
+    }
+
+    fn spawn_refusal(self: &Arc<Self>, item: Item, rt: &Handle) {
+        let engine = self.clone();
+        self.tasks.spawn_on(
+            async move {
+                let f = Failure::new(libc::ESHUTDOWN, "shutdown", "copytool stopping");
+                let ctx = Ctx::new(&engine, &item);
+                ctx.fail_unbegun(f);
+                engine.metrics.action_done(item.action, Outcome::Failed);
+            },
+            rt,
+        );
+    }
+
+    async fn serve(self: &Arc<Self>, item: Item, token: CancellationToken) -> Outcome {
+        let ctx = Ctx::new(self, &item);
+        match item.action {
+            Action::Archive => ctx.archive(token).await,
+            Action::Restore => ctx.restore(token).await,
+            Action::Remove => ctx.remove(token).await,
+            Action::None | Action::Unknown(_) | Action::Cancel => {
+                let what = match item.action {
+                    Action::Unknown(n) => format!("unknown HSM action {n}"),
+                    other => format!("unexpected HSM action {}", other.name()),
+                };
+                ctx.fail_unbegun(Failure::new(libc::EINVAL, "unknown_action", what));
+                Outcome::Failed
+            }
+        }
+    }
+
+    /// Records a failure: tracing, the failure log, and the abort-on-error trigger.
+    pub(crate) fn report_failure(&self, item: &Item, path: Option<&str>, f: &Failure) {
+        let tag = JobTag::parse(&item.data);
+        tracing::warn!(
+            fid = %item.fid,
+            path = path.unwrap_or(""),
+            action = item.action.name(),
+            errno = f.errno,
+            reason = f.reason,
+            job = tag.job.as_deref().unwrap_or(""),
+            "action failed: {}",
+            f.message
+        );
+        self.log.record(FailureEntry {
+            time: crate::timefmt::rfc3339_now(),
+            kind: "failure",
+            agent: self.agent.clone(),
+            job: tag.job.unwrap_or_default(),
+            iteration: tag.iteration.unwrap_or(0),
+            fid: Some(item.fid.to_string()),
+            path: path.unwrap_or("").to_string(),
+            operation: item.action.name(),
+            error: f.message.clone(),
+            errno: f.errno,
+            reason: f.reason,
+            http_status: f.http_status,
+            azure_code: f.azure_code.clone(),
+        });
+        if self.config().abort_on_error && f.reason != "cancelled" {
+            *self.abort_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                "{} {}: {}",
+                item.action.name(),
+                item.fid,
+                f.message
+            ));
+            self.request_stop();
+        }
+    }
+
+    /// After the receive loop returned: waits up to `grace` for in-flight actions to finish, then
+    /// aborts the rest (they end with ESHUTDOWN, nothing committed) and waits up to `grace` again.
+    /// Returns how many actions had to be aborted.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
+            return 0;
+        }
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let tokens: Vec<CancellationToken> = self.running_map().values().cloned().collect();
+        tracing::warn!(count = tokens.len(), "aborting in-flight actions to stop");
+        for t in &tokens {
+            t.cancel();
+        }
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("in-flight actions did not end within the shutdown bound");
+        }
+        tokens.len()
+    }
+}

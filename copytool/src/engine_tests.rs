@@ -1,0 +1,671 @@
+//! Engine behaviour against the fakes: the protocol rules of lustre-abi §4 and issue 5.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::engine::{ConflictPolicy, Engine, EngineConfig, RemovePolicy, StopReason};
+use crate::failure::HP_FLAG_RETRY;
+use crate::fakes::{Event, FakeCoordinator, FakeCt, FakeLog, FakeStore};
+use crate::metrics::{Metrics, Outcome};
+use crate::model::{Action, ActionList, Extent, Fid, Item};
+use crate::ports::{CtError, StoreError, StoreErrorKind};
+use crate::record;
+
+struct H {
+    _dir: tempfile::TempDir,
+    ct: Arc<FakeCoordinator>,
+    store: Arc<FakeStore>,
+    log: Arc<FakeLog>,
+    engine: Arc<Engine<FakeCt, FakeStore>>,
+    rt: tokio::runtime::Runtime,
+    recv: Option<JoinHandle<Result<StopReason, CtError>>>,
+}
+
+fn cfg() -> EngineConfig {
+    EngineConfig {
+        max_actions: 4,
+        block_size: 4,
+        blocks_in_flight: 2,
+        update_interval: Duration::from_millis(20),
+        ..EngineConfig::default()
+    }
+}
+
+impl H {
+    fn new(config: EngineConfig) -> H {
+        let dir = tempfile::tempdir().unwrap();
+        let ct = FakeCoordinator::new(dir.path().to_path_buf());
+        let store = FakeStore::new();
+        let log = Arc::new(FakeLog::default());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let engine = Engine::new(
+            Arc::new(FakeCt(ct.clone())),
+            store.clone(),
+            log.clone(),
+            Arc::new(Metrics::default()),
+            "test-agent".into(),
+            config,
+        );
+        let (e, handle) = (engine.clone(), rt.handle().clone());
+        let recv = std::thread::spawn(move || e.run_receiver(&handle));
+        H {
+            _dir: dir,
+            ct,
+            store,
+            log,
+            engine,
+            rt,
+            recv: Some(recv),
+        }
+    }
+
+    fn stop(&mut self) -> StopReason {
+        self.engine.request_stop();
+        let r = self.recv.take().unwrap().join().unwrap().unwrap();
+        let engine = self.engine.clone();
+        self.rt
+            .block_on(async move { engine.drain(Duration::from_secs(5)).await });
+        r
+    }
+
+    fn data(&self, path: &str) -> PathBuf {
+        self.ct.dir.join(path)
+    }
+}
+
+impl Drop for H {
+    fn drop(&mut self) {
+        if self.recv.is_some() {
+            self.stop();
+        }
+    }
+}
+
+fn fid(n: u32) -> Fid {
+    Fid {
+        seq: 0x200000401,
+        oid: n,
+        ver: 0,
+    }
+}
+
+fn item(action: Action, n: u32, cookie: u64) -> Item {
+    Item {
+        action,
+        fid: fid(n),
+        dfid: fid(n),
+        extent: Extent {
+            offset: 0,
+            length: u64::MAX,
+        },
+        cookie,
+        gid: 0,
+        data: b"lb:j=job-7:i=3".to_vec(),
+    }
+}
+
+fn list(items: Vec<Item>) -> ActionList {
+    ActionList {
+        archive_id: 1,
+        flags: 0,
+        fsname: "lustre".into(),
+        items,
+    }
+}
+
+fn record_of(path: &std::path::Path) -> Option<record::ExportRecord> {
+    record::read(&std::fs::File::open(path).unwrap()).unwrap()
+}
+
+#[test]
+fn archive_uploads_exact_bytes_records_the_etag_and_ends_once() {
+    let h = H::new(cfg());
+    for (n, size) in [(1u32, 0usize), (2, 1), (3, 3), (4, 5), (5, 4 * 5 + 2)] {
+        let content: Vec<u8> = (0..size).map(|i| (i * 7 + n as usize) as u8).collect();
+        h.ct.add_file(fid(n), &[&format!("d/f{n}")], &content);
+        h.ct.push(list(vec![item(Action::Archive, n, 100 + u64::from(n))]));
+        let ends = h.ct.wait_ends(n as usize);
+        assert!(ends.contains(&(100 + u64::from(n), 0, 0)), "{ends:?}");
+        let blob = h.store.get(&format!("d/f{n}")).unwrap();
+        assert_eq!(blob.data, content, "size {size}");
+        let meta = blob.meta.unwrap();
+        assert_eq!(meta.fid, fid(n).to_string());
+        assert_eq!(meta.data_version, 1);
+        let rec = record_of(&h.data(&format!("d/f{n}"))).unwrap();
+        assert_eq!(
+            (rec.blob.as_str(), rec.etag.as_str(), rec.size),
+            (format!("d/f{n}").as_str(), blob.etag.as_str(), size as u64)
+        );
+    }
+    assert_eq!(h.ct.ends().len(), 5, "exactly one end per item");
+    h.ct.wait_for(|_| h.engine.metrics().actions(Action::Archive, Outcome::Ok) == 5);
+    assert_eq!(h.engine.metrics().bytes_archived(), 1 + 3 + 5 + 22);
+    assert!(h.log.entries().is_empty());
+}
+
+#[test]
+fn hard_links_get_one_blob_each_with_one_upload() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["a/one", "b/two", "three"], b"linked data");
+    h.ct.push(list(vec![item(Action::Archive, 1, 9)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(9, 0, 0)]);
+    for name in ["a/one", "b/two", "three"] {
+        assert_eq!(h.store.get(name).unwrap().data, b"linked data", "{name}");
+    }
+    // Only the first link was uploaded (has metadata); the others are server-side copies.
+    assert!(h.store.get("a/one").unwrap().meta.is_some());
+    let rec = record_of(&h.data("a/one")).unwrap();
+    assert_eq!(rec.links, vec!["b/two".to_string(), "three".to_string()]);
+}
+
+#[test]
+fn conflict_fail_protects_a_blob_changed_behind_our_back() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"v1");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.wait_ends(1);
+    // Someone rewrites the blob; then the file changes and is archived again.
+    h.store.put("f", b"foreign");
+    std::fs::write(h.data("f"), b"v2").unwrap();
+    h.ct.lock().data_versions.insert(fid(1), 2);
+    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    let ends = h.ct.wait_ends(2);
+    assert_eq!(ends[1], (2, 0, libc::EEXIST));
+    assert_eq!(h.store.get("f").unwrap().data, b"foreign");
+    let entries = h.log.entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].reason, "conflict");
+    assert_eq!(entries[0].http_status, Some(412));
+    assert_eq!(entries[0].job, "job-7");
+    assert_eq!(entries[0].iteration, 3);
+    assert_eq!(entries[0].path, "f");
+    assert_eq!(entries[0].fid.as_deref(), Some("[0x200000401:0x1:0x0]"));
+    assert_eq!(entries[0].operation, "archive");
+}
+
+#[test]
+fn a_later_archive_of_our_own_blob_succeeds_under_conflict_fail() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"v1");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.wait_ends(1);
+    std::fs::write(h.data("f"), b"v2 longer").unwrap();
+    h.ct.lock().data_versions.insert(fid(1), 2);
+    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    assert_eq!(h.store.get("f").unwrap().data, b"v2 longer");
+    assert_eq!(record_of(&h.data("f")).unwrap().data_version, 2);
+}
+
+#[test]
+fn existing_blob_without_record_is_a_conflict_unless_overwrite() {
+    let h = H::new(cfg());
+    h.store.put("f", b"not ours");
+    h.ct.add_file(fid(1), &["f"], b"ours");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
+    assert_eq!(h.store.get("f").unwrap().data, b"not ours");
+    h.engine.reload(EngineConfig {
+        conflict: ConflictPolicy::Overwrite,
+        ..cfg()
+    });
+    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    assert_eq!(h.store.get("f").unwrap().data, b"ours");
+}
+
+#[test]
+fn unknown_action_ends_einval_through_the_error_path() {
+    let h = H::new(cfg());
+    h.ct.push(list(vec![item(Action::Unknown(99), 1, 5)]));
+    h.ct.wait_ends(1);
+    assert_eq!(
+        h.ct.events(),
+        vec![
+            Event::BeginError(5),
+            Event::End {
+                cookie: 5,
+                hp_flags: 0,
+                errval: libc::EINVAL
+            }
+        ]
+    );
+    assert_eq!(h.log.entries()[0].reason, "unknown_action");
+}
+
+#[test]
+fn begin_failure_is_reported_through_the_error_path() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"x");
+    h.ct.lock().begin_fail.insert(1, libc::ENOENT);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.wait_ends(1);
+    assert_eq!(
+        h.ct.events(),
+        vec![
+            Event::BeginError(1),
+            Event::End {
+                cookie: 1,
+                hp_flags: 0,
+                errval: libc::ENOENT
+            }
+        ]
+    );
+}
+
+#[test]
+fn cancel_aborts_the_running_upload_and_commits_nothing() {
+    let h = H::new(cfg());
+    let gate = h.store.close_gate();
+    h.ct.add_file(fid(1), &["big"], &[7u8; 64]);
+    h.ct.push(list(vec![item(Action::Archive, 1, 77)]));
+    h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 1);
+    h.ct.push(list(vec![item(Action::Cancel, 1, 77)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(77, 0, libc::ECANCELED)]);
+    assert!(h.store.get("big").is_none(), "nothing committed");
+    assert!(record_of(&h.data("big")).is_none());
+    h.ct.wait_for(|_| {
+        h.engine
+            .metrics()
+            .actions(Action::Archive, Outcome::Cancelled)
+            == 1
+    });
+    drop(gate);
+}
+
+#[test]
+fn ecanceled_from_progress_stops_the_copy() {
+    let h = H::new(cfg());
+    let _gate = h.store.close_gate();
+    h.ct.add_file(fid(1), &["f"], &[1u8; 32]);
+    h.ct.lock().progress_fail.insert(3, libc::ECANCELED);
+    h.ct.push(list(vec![item(Action::Archive, 1, 3)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(3, 0, libc::ECANCELED)]);
+    assert!(h
+        .ct
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Progress(3, _))));
+    assert!(h.store.get("f").is_none());
+}
+
+#[test]
+fn progress_reports_extents_of_copied_bytes() {
+    let h = H::new(cfg());
+    let gate = h.store.close_gate();
+    h.ct.add_file(fid(1), &["f"], &[1u8; 10]);
+    h.ct.push(list(vec![item(Action::Archive, 1, 3)]));
+    // The first block (4 bytes) is read before the gate: a progress report must carry it.
+    h.ct.wait_for(|s| {
+        s.events
+            .iter()
+            .any(|e| matches!(e, Event::Progress(3, x) if x.length == 4))
+    });
+    gate.add_permits(1);
+    assert_eq!(h.ct.wait_ends(1), vec![(3, 0, 0)]);
+    let Some(Event::Progress(_, first)) =
+        h.ct.events()
+            .into_iter()
+            .find(|e| matches!(e, Event::Progress(3, x) if x.length > 0))
+    else {
+        panic!("no progress")
+    };
+    assert_eq!(
+        first,
+        Extent {
+            offset: 0,
+            length: 4
+        }
+    );
+}
+
+#[test]
+fn receiving_stops_while_every_slot_is_busy() {
+    let h = H::new(EngineConfig {
+        max_actions: 2,
+        ..cfg()
+    });
+    let gate = h.store.close_gate();
+    for n in 1..=3 {
+        h.ct.add_file(fid(n), &[&format!("f{n}")], b"data");
+        h.ct.push(list(vec![item(Action::Archive, n, u64::from(n))]));
+    }
+    h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        h.ct.lock().queue.len(),
+        1,
+        "third list must stay with the coordinator"
+    );
+    assert_eq!(h.engine.metrics().in_flight(), 2);
+    gate.add_permits(3);
+    let ends = h.ct.wait_ends(3);
+    assert!(ends.iter().all(|e| e.2 == 0), "{ends:?}");
+}
+
+#[test]
+fn transient_errors_end_etimedout_with_retry_and_are_logged() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"x");
+    h.store.fail_next.lock().unwrap().push_back(
+        StoreError::new(StoreErrorKind::Transient, "503 Server Busy")
+            .with_http(Some(503), Some("ServerBusy".into())),
+    );
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, HP_FLAG_RETRY, libc::ETIMEDOUT)]);
+    let e = &h.log.entries()[0];
+    assert_eq!(
+        (e.http_status, e.azure_code.as_deref(), e.reason),
+        (Some(503), Some("ServerBusy"), "transient")
+    );
+    // The daemon keeps serving: the next request succeeds.
+    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+}
+
+#[test]
+fn dry_run_never_reports_success() {
+    let h = H::new(EngineConfig {
+        dry_run: true,
+        remove: RemovePolicy::Delete,
+        ..cfg()
+    });
+    h.ct.add_file(fid(1), &["f"], b"x");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EOPNOTSUPP)]);
+    assert!(h.store.get("f").is_none());
+    assert_eq!(h.log.entries()[0].reason, "dry_run");
+}
+
+#[test]
+fn invalid_names_fail_einval() {
+    let h = H::new(cfg());
+    let long = format!("{}f", "dir45678/".repeat(120)); // 1,081 bytes: over the blob name limit
+    h.ct.add_file(fid(1), &[&long], b"x");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EINVAL)]);
+    assert_eq!(h.log.entries()[0].reason, "invalid_name");
+}
+
+#[test]
+fn non_regular_files_are_refused_with_a_reason() {
+    let h = H::new(cfg());
+    std::fs::create_dir_all(h.data("dir")).unwrap();
+    h.ct.lock()
+        .files
+        .insert(fid(1), (h.data("dir"), vec![PathBuf::from("dir")]));
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EINVAL)]);
+    let e = &h.log.entries()[0];
+    assert_eq!(e.reason, "not_regular");
+    assert!(e.error.contains("directory"), "{}", e.error);
+}
+
+#[test]
+fn modification_during_archive_ends_ebusy_and_withdraws_the_blob() {
+    let h = H::new(cfg());
+    let gate = h.store.close_gate();
+    h.ct.add_file(fid(1), &["f"], b"original");
+    let ct = h.ct.clone();
+    *h.store.on_gate.lock().unwrap() = Some(Box::new(move || {
+        ct.lock().data_versions.insert(fid(1), 2);
+    }));
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    gate.add_permits(1);
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EBUSY)]);
+    assert!(h.store.get("f").is_none());
+    assert!(record_of(&h.data("f")).is_none());
+}
+
+#[test]
+fn restore_writes_the_blob_into_the_volatile_file() {
+    let h = H::new(cfg());
+    let content: Vec<u8> = (0..23u8).collect();
+    h.ct.add_file(fid(1), &["r/f"], &content);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.wait_ends(1);
+    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), content);
+    h.ct.wait_for(|_| h.engine.metrics().bytes_restored() == 23);
+}
+
+#[test]
+fn restore_without_record_uses_the_current_path() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["p/q"], b"");
+    h.store.put("p/q", b"from the blob");
+    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(2, 0, 0)]);
+    assert_eq!(
+        std::fs::read(h.ct.volatile_path(2)).unwrap(),
+        b"from the blob"
+    );
+}
+
+#[test]
+fn restore_refuses_a_blob_changed_since_export() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"mine");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.wait_ends(1);
+    h.store.put("f", b"theirs");
+    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, libc::EEXIST));
+    assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), b"");
+}
+
+#[test]
+fn restore_of_a_missing_blob_ends_enoent() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["gone"], b"");
+    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(2, 0, libc::ENOENT)]);
+}
+
+#[test]
+fn remove_deletes_every_blob_of_the_record() {
+    let h = H::new(EngineConfig {
+        remove: RemovePolicy::Delete,
+        ..cfg()
+    });
+    h.ct.add_file(fid(1), &["a", "b"], b"x");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.wait_ends(1);
+    assert!(h.store.get("b").is_some());
+    h.ct.push(list(vec![item(Action::Remove, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    assert!(h.store.get("a").is_none() && h.store.get("b").is_none());
+    assert!(record_of(&h.data("a")).is_none());
+}
+
+#[test]
+fn remove_keeps_blobs_when_policy_says_keep() {
+    let h = H::new(EngineConfig {
+        remove: RemovePolicy::Keep,
+        ..cfg()
+    });
+    h.ct.add_file(fid(1), &["a"], b"x");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.wait_ends(1);
+    h.ct.push(list(vec![item(Action::Remove, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    assert!(h.store.get("a").is_some());
+}
+
+#[test]
+fn lists_for_another_file_system_are_ignored() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"x");
+    h.ct.push(ActionList {
+        fsname: "other".into(),
+        ..list(vec![item(Action::Archive, 1, 1)])
+    });
+    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(2, 0, 0)]);
+    assert_eq!(h.engine.metrics().receive_errors(), 1);
+}
+
+#[test]
+fn eshutdown_from_receive_stops_the_loop() {
+    let mut h = H::new(cfg());
+    h.ct.push_err(libc::ESHUTDOWN);
+    let recv = h.recv.take().unwrap();
+    assert_eq!(recv.join().unwrap().unwrap(), StopReason::Unmounted);
+}
+
+#[test]
+fn abort_on_error_stops_after_a_failed_action() {
+    let mut h = H::new(EngineConfig {
+        abort_on_error: true,
+        ..cfg()
+    });
+    h.ct.push(list(vec![item(Action::Unknown(1), 1, 1)]));
+    let recv = h.recv.take().unwrap();
+    assert!(matches!(
+        recv.join().unwrap().unwrap(),
+        StopReason::Aborted(_)
+    ));
+}
+
+#[test]
+fn stopping_aborts_stuck_actions_with_eshutdown() {
+    let mut h = H::new(cfg());
+    let _gate = h.store.close_gate();
+    h.ct.add_file(fid(1), &["f"], b"stuck forever");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 1);
+    h.engine.request_stop();
+    assert_eq!(
+        h.recv.take().unwrap().join().unwrap().unwrap(),
+        StopReason::Requested
+    );
+    let engine = h.engine.clone();
+    let aborted =
+        h.rt.block_on(async move { engine.drain(Duration::from_millis(100)).await });
+    assert_eq!(aborted, 1);
+    assert_eq!(h.ct.ends(), vec![(1, 0, libc::ESHUTDOWN)]);
+    assert!(h.store.get("f").is_none());
+}
+
+#[test]
+fn a_dropped_guard_ends_its_action_with_eio() {
+    use crate::guard::ActionGuard;
+    use crate::ports::Coordinator;
+    let dir = tempfile::tempdir().unwrap();
+    let ct = FakeCoordinator::new(dir.path().to_path_buf());
+    let fake = FakeCt(ct.clone());
+    let it = item(Action::Remove, 1, 42);
+    let guard = ActionGuard::new(fake.begin(&it).unwrap(), it.extent, "test".into());
+    drop(guard);
+    assert_eq!(ct.ends(), vec![(42, 0, libc::EIO)]);
+    let guard = ActionGuard::new(fake.begin(&it).unwrap(), it.extent, "test".into());
+    guard.end(it.extent, 0, 0).unwrap();
+    assert_eq!(
+        ct.ends(),
+        vec![(42, 0, libc::EIO), (42, 0, 0)],
+        "end consumes: no second end on drop"
+    );
+}
+
+#[test]
+fn bandwidth_limit_holds_the_next_transfer_until_the_budget_allows() {
+    // 1 byte/s: the first 100-byte file starts at once and uses up 100 s of budget.
+    let mut h = H::new(EngineConfig {
+        bandwidth: Some(1),
+        ..cfg()
+    });
+    h.ct.add_file(fid(1), &["a"], &[1u8; 100]);
+    h.ct.add_file(fid(2), &["b"], &[2u8; 100]);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    h.ct.push(list(vec![item(Action::Archive, 2, 2)]));
+    h.ct.wait_for(|s| s.events.contains(&Event::Begin(2)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        h.ct.ends().len(),
+        1,
+        "second transfer must wait for the budget"
+    );
+    assert!(h.store.get("b").is_none());
+    // Stopping aborts the waiting action cleanly.
+    h.engine.request_stop();
+    h.recv.take().unwrap().join().unwrap().unwrap();
+    let engine = h.engine.clone();
+    h.rt.block_on(async move { engine.drain(Duration::from_millis(50)).await });
+    assert_eq!(h.ct.ends(), vec![(1, 0, 0), (2, 0, libc::ESHUTDOWN)]);
+}
+
+#[test]
+fn reload_applies_new_settings_but_not_max_actions() {
+    let h = H::new(cfg());
+    h.engine.reload(EngineConfig {
+        max_actions: 99,
+        block_size: 8,
+        dry_run: true,
+        ..cfg()
+    });
+    let c = h.engine.config();
+    assert_eq!((c.max_actions, c.block_size, c.dry_run), (4, 8, true));
+}
+
+#[test]
+fn ebusy_at_end_withdraws_the_blob_and_the_record() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f", "g"], b"maybe torn");
+    h.ct.lock().end_fail.insert(1, libc::EBUSY);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    h.ct.wait_for(|_| h.engine.metrics().actions(Action::Archive, Outcome::Failed) == 1);
+    assert!(h.store.get("f").is_none() && h.store.get("g").is_none());
+    assert!(record_of(&h.data("f")).is_none());
+    assert_eq!(h.engine.metrics().bytes_archived(), 0);
+}
+
+#[test]
+fn receive_errors_are_counted_and_serving_goes_on() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"x");
+    h.ct.push_err(libc::EPROTO);
+    h.ct.push_err(libc::EPROTO);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    assert_eq!(h.engine.metrics().receive_errors(), 2);
+}
+
+#[test]
+fn items_waiting_for_a_slot_when_stopping_still_get_their_end() {
+    let mut h = H::new(EngineConfig {
+        max_actions: 1,
+        ..cfg()
+    });
+    let _gate = h.store.close_gate();
+    h.ct.add_file(fid(1), &["a"], b"first");
+    h.ct.add_file(fid(2), &["b"], b"second");
+    h.ct.push(list(vec![
+        item(Action::Archive, 1, 1),
+        item(Action::Archive, 2, 2),
+    ]));
+    h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 1);
+    h.engine.request_stop();
+    assert_eq!(
+        h.recv.take().unwrap().join().unwrap().unwrap(),
+        StopReason::Requested
+    );
+    let engine = h.engine.clone();
+    h.rt.block_on(async move { engine.drain(Duration::from_millis(50)).await });
+    let mut ends = h.ct.ends();
+    ends.sort();
+    assert_eq!(ends, vec![(1, 0, libc::ESHUTDOWN), (2, 0, libc::ESHUTDOWN)]);
+    assert!(
+        h.ct.events().contains(&Event::BeginError(2)),
+        "the unserved item ends via the error path"
+    );
+}

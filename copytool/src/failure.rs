@@ -1,0 +1,129 @@
+//! How a failed action is reported: the errno the coordinator gets (lustre-abi §4.3: HP_FLAG_RETRY only
+//! for ETIMEDOUT, as lhsmtool_posix does), a short machine-readable reason, and the HTTP details that go
+//! into the failure log.
+
+use crate::ports::{CtError, StoreError, StoreErrorKind};
+
+/// `HP_FLAG_RETRY` from `lustre_user.h`.
+pub const HP_FLAG_RETRY: i32 = 0x02;
+
+/// Why an action failed, in the terms the coordinator and the failure log need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Positive errno passed to `action_end`.
+    pub errno: i32,
+    /// Set HP_FLAG_RETRY (transient failures only).
+    pub retry: bool,
+    /// Short stable keyword: `conflict`, `transient`, `not_found`, ... (documented in the README).
+    pub reason: &'static str,
+    pub message: String,
+    pub http_status: Option<u16>,
+    pub azure_code: Option<String>,
+}
+
+impl Failure {
+    pub fn new(errno: i32, reason: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            errno,
+            retry: errno == libc::ETIMEDOUT,
+            reason,
+            message: message.into(),
+            http_status: None,
+            azure_code: None,
+        }
+    }
+
+    /// The `hp_flags` for `action_end`.
+    pub fn hp_flags(&self) -> i32 {
+        if self.retry {
+            HP_FLAG_RETRY
+        } else {
+            0
+        }
+    }
+
+    pub fn context(mut self, what: &str) -> Failure {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        let (errno, reason) = match e.kind {
+            StoreErrorKind::Conflict => (libc::EEXIST, "conflict"),
+            StoreErrorKind::NotFound => (libc::ENOENT, "not_found"),
+            StoreErrorKind::PermissionDenied => (libc::EACCES, "permission_denied"),
+            StoreErrorKind::InvalidName => (libc::EINVAL, "invalid_name"),
+            StoreErrorKind::Transient => (libc::ETIMEDOUT, "transient"),
+            StoreErrorKind::Permanent => (libc::EIO, "blob_error"),
+            StoreErrorKind::Cancelled => (libc::ECANCELED, "cancelled"),
+            StoreErrorKind::Io => (e.errno.unwrap_or(libc::EIO), "io"),
+            StoreErrorKind::Corrupt => (libc::EIO, "corrupt"),
+        };
+        let mut f = Failure::new(errno, reason, e.message);
+        f.http_status = e.http_status;
+        f.azure_code = e.azure_code;
+        f
+    }
+}
+
+impl From<CtError> for Failure {
+    fn from(e: CtError) -> Failure {
+        let reason = if e.errno == libc::ECANCELED {
+            "cancelled"
+        } else {
+            "lustre"
+        };
+        Failure::new(e.errno, reason, e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::new(e.raw_os_error().unwrap_or(libc::EIO), "io", e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(kind: StoreErrorKind) -> Failure {
+        Failure::from(StoreError::new(kind, "x"))
+    }
+
+    #[test]
+    fn store_errors_map_to_coordinator_errnos() {
+        assert_eq!(map(StoreErrorKind::Conflict).errno, libc::EEXIST);
+        assert_eq!(map(StoreErrorKind::Conflict).reason, "conflict");
+        assert_eq!(map(StoreErrorKind::PermissionDenied).errno, libc::EACCES);
+        assert_eq!(map(StoreErrorKind::InvalidName).errno, libc::EINVAL);
+        assert_eq!(map(StoreErrorKind::NotFound).errno, libc::ENOENT);
+        assert_eq!(map(StoreErrorKind::Cancelled).errno, libc::ECANCELED);
+    }
+
+    #[test]
+    fn only_transient_failures_ask_for_retry() {
+        let t = map(StoreErrorKind::Transient);
+        assert_eq!(t.errno, libc::ETIMEDOUT);
+        assert_eq!(t.hp_flags(), HP_FLAG_RETRY);
+        for kind in [
+            StoreErrorKind::Conflict,
+            StoreErrorKind::PermissionDenied,
+            StoreErrorKind::Permanent,
+            StoreErrorKind::Corrupt,
+        ] {
+            assert_eq!(map(kind).hp_flags(), 0, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn http_details_are_kept() {
+        let e = StoreError::new(StoreErrorKind::PermissionDenied, "denied")
+            .with_http(Some(403), Some("AuthorizationFailure".into()));
+        let f = Failure::from(e);
+        assert_eq!(f.http_status, Some(403));
+        assert_eq!(f.azure_code.as_deref(), Some("AuthorizationFailure"));
+    }
+}

@@ -1,0 +1,498 @@
+//! In-memory fakes of the coordinator and the blob store for the engine's unit tests. They follow the
+//! contracts in `ports` (and lustre-abi §3.1) closely enough to catch protocol mistakes: every call is
+//! recorded, and an action ended twice or never is visible in the event list.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::model::{Action, ActionList, Extent, Fid, Item};
+use crate::ports::{
+    BlobHead, BlobMeta, Coordinator, CopyAction, CtError, FailureEntry, FailureLog, Store,
+    StoreError, StoreErrorKind, TransferOpts, Uploaded, WriteMode,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Begin(u64),
+    BeginError(u64),
+    Progress(u64, Extent),
+    End {
+        cookie: u64,
+        hp_flags: i32,
+        errval: i32,
+    },
+}
+
+#[derive(Default)]
+pub struct CtState {
+    pub queue: VecDeque<Result<ActionList, CtError>>,
+    pub events: Vec<Event>,
+    /// fid -> (data file, its links relative to the mount)
+    pub files: HashMap<Fid, (PathBuf, Vec<PathBuf>)>,
+    pub data_versions: HashMap<Fid, u64>,
+    pub begin_fail: HashMap<u64, i32>,
+    pub progress_fail: HashMap<u64, i32>,
+    /// `end` records the end, then fails with this errno (as the kernel's EBUSY for a file changed
+    /// between begin and end).
+    pub end_fail: HashMap<u64, i32>,
+    pub recv_calls: usize,
+}
+
+pub struct FakeCoordinator {
+    pub dir: PathBuf,
+    pub state: Mutex<CtState>,
+    cv: Condvar,
+}
+
+impl FakeCoordinator {
+    pub fn new(dir: PathBuf) -> Arc<Self> {
+        Arc::new(FakeCoordinator {
+            dir,
+            state: Mutex::new(CtState::default()),
+            cv: Condvar::new(),
+        })
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, CtState> {
+        self.state.lock().unwrap()
+    }
+
+    /// Creates a file with `content` at the mount-relative `links[0]` (other links are hard links).
+    pub fn add_file(&self, fid: Fid, links: &[&str], content: &[u8]) -> PathBuf {
+        let first = self.dir.join(links[0]);
+        std::fs::create_dir_all(first.parent().unwrap()).unwrap();
+        std::fs::write(&first, content).unwrap();
+        for l in &links[1..] {
+            let p = self.dir.join(l);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::hard_link(&first, p).unwrap();
+        }
+        let mut s = self.lock();
+        s.files.insert(
+            fid,
+            (first.clone(), links.iter().map(PathBuf::from).collect()),
+        );
+        s.data_versions.insert(fid, 1);
+        first
+    }
+
+    pub fn push(&self, list: ActionList) {
+        self.lock().queue.push_back(Ok(list));
+        self.cv.notify_all();
+    }
+
+    pub fn push_err(&self, errno: i32) {
+        self.lock()
+            .queue
+            .push_back(Err(CtError::new("llapi_hsm_copytool_recv", errno)));
+        self.cv.notify_all();
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.lock().events.clone()
+    }
+
+    pub fn ends(&self) -> Vec<(u64, i32, i32)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::End {
+                    cookie,
+                    hp_flags,
+                    errval,
+                } => Some((cookie, hp_flags, errval)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn volatile_path(&self, cookie: u64) -> PathBuf {
+        self.dir.join(format!(".volatile-{cookie}"))
+    }
+
+    /// Waits until `n` ends were recorded (panics after a generous deadline).
+    pub fn wait_ends(&self, n: usize) -> Vec<(u64, i32, i32)> {
+        self.wait_for(|s| {
+            s.events
+                .iter()
+                .filter(|e| matches!(e, Event::End { .. }))
+                .count()
+                >= n
+        });
+        self.ends()
+    }
+
+    pub fn wait_for(&self, pred: impl Fn(&CtState) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut s = self.lock();
+        while !pred(&s) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "condition not reached; events: {:?}",
+                s.events
+            );
+            s = self
+                .cv
+                .wait_timeout(s, Duration::from_millis(20))
+                .unwrap()
+                .0;
+        }
+    }
+
+    fn record(&self, e: Event) {
+        self.lock().events.push(e);
+        self.cv.notify_all();
+    }
+}
+
+pub struct FakeAction {
+    ct: Arc<FakeCoordinator>,
+    item: Item,
+    is_error: bool,
+}
+
+/// The fake needs to share itself with its actions.
+pub struct FakeCt(pub Arc<FakeCoordinator>);
+
+impl Coordinator for FakeCt {
+    type Action = FakeAction;
+
+    fn recv(&self, timeout: Duration) -> Result<Option<ActionList>, CtError> {
+        let mut s = self.0.lock();
+        s.recv_calls += 1;
+        if s.queue.is_empty() {
+            s = self.0.cv.wait_timeout(s, timeout).unwrap().0;
+        }
+        match s.queue.pop_front() {
+            Some(Ok(l)) => Ok(Some(l)),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    fn begin(&self, item: &Item) -> Result<FakeAction, CtError> {
+        let fail = self.0.lock().begin_fail.get(&item.cookie).copied();
+        if let Some(errno) = fail {
+            return Err(CtError::new("llapi_hsm_action_begin", errno));
+        }
+        if item.action == Action::Restore {
+            File::create(self.0.volatile_path(item.cookie)).unwrap();
+        }
+        self.0.record(Event::Begin(item.cookie));
+        Ok(FakeAction {
+            ct: self.0.clone(),
+            item: item.clone(),
+            is_error: false,
+        })
+    }
+
+    fn begin_error(&self, item: &Item) -> Result<FakeAction, CtError> {
+        self.0.record(Event::BeginError(item.cookie));
+        Ok(FakeAction {
+            ct: self.0.clone(),
+            item: item.clone(),
+            is_error: true,
+        })
+    }
+
+    fn fsname(&self) -> String {
+        "lustre".into()
+    }
+
+    fn fid2path(&self, fid: &Fid) -> Result<Vec<PathBuf>, CtError> {
+        match self.0.lock().files.get(fid) {
+            Some((_, links)) => Ok(links.clone()),
+            None => Err(CtError::new("llapi_fid2path", libc::ENOENT)),
+        }
+    }
+
+    fn open_by_fid(&self, fid: &Fid) -> Result<File, CtError> {
+        let path = match self.0.lock().files.get(fid) {
+            Some((p, _)) => p.clone(),
+            None => return Err(CtError::new("llapi_open_by_fid", libc::ENOENT)),
+        };
+        File::open(path).map_err(|e| CtError::new("open", e.raw_os_error().unwrap_or(libc::EIO)))
+    }
+
+    fn data_version(&self, file: &File) -> Result<u64, CtError> {
+        // Identify the fid by inode.
+        use std::os::unix::fs::MetadataExt;
+        let ino = file.metadata().unwrap().ino();
+        let s = self.0.lock();
+        for (fid, (p, _)) in &s.files {
+            if std::fs::metadata(p).map(|m| m.ino()).ok() == Some(ino) {
+                return Ok(s.data_versions.get(fid).copied().unwrap_or(0));
+            }
+        }
+        Err(CtError::new("llapi_get_data_version", libc::ENOENT))
+    }
+}
+
+impl CopyAction for FakeAction {
+    fn progress(&self, ext: Extent, _total: u64) -> Result<(), CtError> {
+        assert!(!self.is_error, "progress on an is_error handle");
+        self.ct.record(Event::Progress(self.item.cookie, ext));
+        match self.ct.lock().progress_fail.get(&self.item.cookie) {
+            Some(&errno) => Err(CtError::new("llapi_hsm_action_progress", errno)),
+            None => Ok(()),
+        }
+    }
+
+    fn fd(&self) -> Result<File, CtError> {
+        match self.item.action {
+            Action::Archive => {
+                let path = self
+                    .ct
+                    .lock()
+                    .files
+                    .get(&self.item.fid)
+                    .map(|(p, _)| p.clone());
+                let path = path.ok_or(CtError::new("llapi_hsm_action_get_fd", libc::ENOENT))?;
+                File::open(path)
+                    .map_err(|e| CtError::new("open", e.raw_os_error().unwrap_or(libc::EIO)))
+            }
+            Action::Restore => std::fs::OpenOptions::new()
+                .write(true)
+                .open(self.ct.volatile_path(self.item.cookie))
+                .map_err(|e| CtError::new("open", e.raw_os_error().unwrap_or(libc::EIO))),
+            _ => Err(CtError::new("llapi_hsm_action_get_fd", libc::EINVAL)),
+        }
+    }
+
+    fn end(self, _ext: Extent, hp_flags: i32, errval: i32) -> Result<(), CtError> {
+        self.ct.record(Event::End {
+            cookie: self.item.cookie,
+            hp_flags,
+            errval,
+        });
+        match self.ct.lock().end_fail.get(&self.item.cookie) {
+            Some(&errno) => Err(CtError::new("llapi_hsm_action_end", errno)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeBlob {
+    pub data: Vec<u8>,
+    pub etag: String,
+    pub meta: Option<BlobMeta>,
+}
+
+/// A blob store in memory. Uploads pass through `gate` after their first block when it is set, so a
+/// test can hold an upload mid-way.
+#[derive(Default)]
+pub struct FakeStore {
+    pub blobs: Mutex<HashMap<String, FakeBlob>>,
+    etags: AtomicU64,
+    pub fail_next: Mutex<VecDeque<StoreError>>,
+    pub gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    pub uploads_waiting: AtomicUsize,
+    /// Called while an upload waits at the gate (e.g. to modify the file).
+    pub on_gate: Mutex<Option<Box<dyn Fn() + Send>>>,
+}
+
+impl FakeStore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(FakeStore::default())
+    }
+    pub fn put(&self, name: &str, data: &[u8]) -> String {
+        let etag = format!("\"e{}\"", self.etags.fetch_add(1, Ordering::SeqCst));
+        self.blobs.lock().unwrap().insert(
+            name.to_string(),
+            FakeBlob {
+                data: data.to_vec(),
+                etag: etag.clone(),
+                meta: None,
+            },
+        );
+        etag
+    }
+    pub fn get(&self, name: &str) -> Option<FakeBlob> {
+        self.blobs.lock().unwrap().get(name).cloned()
+    }
+    pub fn close_gate(&self) -> Arc<tokio::sync::Semaphore> {
+        let g = Arc::new(tokio::sync::Semaphore::new(0));
+        *self.gate.lock().unwrap() = Some(g.clone());
+        g
+    }
+    fn injected(&self) -> Result<(), StoreError> {
+        match self.fail_next.lock().unwrap().pop_front() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Store for FakeStore {
+    fn name_for(&self, rel_path: &[u8]) -> Result<String, StoreError> {
+        let s = std::str::from_utf8(rel_path).map_err(|_| {
+            StoreError::new(StoreErrorKind::InvalidName, "blob names must be UTF-8")
+        })?;
+        if s.is_empty() || s.len() > 1024 {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidName,
+                "blob name length must be 1..=1024",
+            ));
+        }
+        Ok(s.to_string())
+    }
+
+    async fn upload(
+        &self,
+        file: &File,
+        name: &str,
+        meta: &BlobMeta,
+        mode: WriteMode,
+        opts: TransferOpts,
+    ) -> Result<Uploaded, StoreError> {
+        self.injected()?;
+        let size = file
+            .metadata()
+            .map_err(|e| StoreError::new(StoreErrorKind::Io, e.to_string()))?
+            .len();
+        let mut data = Vec::new();
+        let mut off = 0u64;
+        let mut first = true;
+        loop {
+            if opts.cancel.is_cancelled() {
+                return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+            }
+            let mut buf = vec![0u8; opts.block_size as usize];
+            let n = file
+                .read_at(&mut buf, off)
+                .map_err(|e| StoreError::new(StoreErrorKind::Io, e.to_string()))?;
+            data.extend_from_slice(&buf[..n]);
+            off += n as u64;
+            (opts.progress)(off);
+            if first {
+                first = false;
+                let gate = self.gate.lock().unwrap().clone();
+                if let Some(g) = gate {
+                    self.uploads_waiting.fetch_add(1, Ordering::SeqCst);
+                    if let Some(f) = self.on_gate.lock().unwrap().as_ref() {
+                        f();
+                    }
+                    tokio::select! {
+                        p = g.acquire() => { if let Ok(p) = p { p.forget(); } }
+                        () = opts.cancel.cancelled() => {}
+                    }
+                    self.uploads_waiting.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+            }
+            if n == 0 || off >= size {
+                break;
+            }
+        }
+        if opts.cancel.is_cancelled() {
+            return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+        }
+        let mut blobs = self.blobs.lock().unwrap();
+        let current = blobs.get(name).map(|b| b.etag.clone());
+        match (&mode, current) {
+            (WriteMode::CreateOnly, Some(_)) => {
+                return Err(
+                    StoreError::new(StoreErrorKind::Conflict, format!("{name} exists"))
+                        .with_http(Some(409), Some("BlobAlreadyExists".into())),
+                )
+            }
+            (WriteMode::IfMatch(want), cur) if cur.as_ref() != Some(want) => {
+                return Err(
+                    StoreError::new(StoreErrorKind::Conflict, format!("{name} changed"))
+                        .with_http(Some(412), Some("ConditionNotMet".into())),
+                )
+            }
+            _ => {}
+        }
+        let etag = format!("\"e{}\"", self.etags.fetch_add(1, Ordering::SeqCst));
+        let len = data.len() as u64;
+        blobs.insert(
+            name.to_string(),
+            FakeBlob {
+                data,
+                etag: etag.clone(),
+                meta: Some(meta.clone()),
+            },
+        );
+        Ok(Uploaded {
+            etag,
+            size: len,
+            checksum: None,
+        })
+    }
+
+    async fn download(
+        &self,
+        name: &str,
+        file: &File,
+        opts: TransferOpts,
+    ) -> Result<u64, StoreError> {
+        self.injected()?;
+        let blob = self.get(name).ok_or_else(|| {
+            StoreError::new(StoreErrorKind::NotFound, format!("{name} not found"))
+                .with_http(Some(404), Some("BlobNotFound".into()))
+        })?;
+        for (i, chunk) in blob.data.chunks(opts.block_size as usize).enumerate() {
+            if opts.cancel.is_cancelled() {
+                return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+            }
+            file.write_at(chunk, i as u64 * opts.block_size)
+                .map_err(|e| StoreError::new(StoreErrorKind::Io, e.to_string()))?;
+            (opts.progress)(i as u64 * opts.block_size + chunk.len() as u64);
+        }
+        Ok(blob.data.len() as u64)
+    }
+
+    async fn head(&self, name: &str) -> Result<Option<BlobHead>, StoreError> {
+        self.injected()?;
+        Ok(self.get(name).map(|b| BlobHead {
+            size: b.data.len() as u64,
+            etag: b.etag,
+        }))
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.injected()?;
+        match self.blobs.lock().unwrap().remove(name) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::new(
+                StoreErrorKind::NotFound,
+                format!("{name} not found"),
+            )),
+        }
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.injected()?;
+        let src = self.get(from).ok_or_else(|| {
+            StoreError::new(StoreErrorKind::NotFound, format!("{from} not found"))
+        })?;
+        let etag = format!("\"e{}\"", self.etags.fetch_add(1, Ordering::SeqCst));
+        self.blobs
+            .lock()
+            .unwrap()
+            .insert(to.to_string(), FakeBlob { etag, ..src });
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct FakeLog(pub Mutex<Vec<FailureEntry>>);
+
+impl FailureLog for FakeLog {
+    fn record(&self, entry: FailureEntry) {
+        self.0.lock().unwrap().push(entry);
+    }
+}
+
+impl FakeLog {
+    pub fn entries(&self) -> Vec<FailureEntry> {
+        self.0.lock().unwrap().clone()
+    }
+}

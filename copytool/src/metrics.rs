@@ -1,0 +1,185 @@
+//! Per-agent counters: actions by type and result, bytes moved, actions in flight. Rendered in the
+//! Prometheus text format (served by `crate::http_metrics`) and as one log line at an interval.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::model::Action;
+
+/// How an action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed,
+    Cancelled,
+}
+
+const ACTIONS: [&str; 5] = ["archive", "restore", "remove", "cancel", "unknown"];
+const OUTCOMES: [&str; 3] = ["ok", "failed", "cancelled"];
+
+fn action_index(a: Action) -> usize {
+    match a {
+        Action::Archive => 0,
+        Action::Restore => 1,
+        Action::Remove => 2,
+        Action::Cancel => 3,
+        Action::None | Action::Unknown(_) => 4,
+    }
+}
+
+fn outcome_index(o: Outcome) -> usize {
+    match o {
+        Outcome::Ok => 0,
+        Outcome::Failed => 1,
+        Outcome::Cancelled => 2,
+    }
+}
+
+/// The counters. All updates are relaxed atomics: they are statistics, not synchronisation.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    actions: [[AtomicU64; 3]; 5],
+    bytes_archived: AtomicU64,
+    bytes_restored: AtomicU64,
+    in_flight: AtomicI64,
+    receive_errors: AtomicU64,
+}
+
+impl Metrics {
+    pub fn action_done(&self, action: Action, outcome: Outcome) {
+        self.actions[action_index(action)][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn actions(&self, action: Action, outcome: Outcome) -> u64 {
+        self.actions[action_index(action)][outcome_index(outcome)].load(Ordering::Relaxed)
+    }
+    pub fn add_archived(&self, bytes: u64) {
+        self.bytes_archived.fetch_add(bytes, Ordering::Relaxed);
+    }
+    pub fn add_restored(&self, bytes: u64) {
+        self.bytes_restored.fetch_add(bytes, Ordering::Relaxed);
+    }
+    pub fn bytes_archived(&self) -> u64 {
+        self.bytes_archived.load(Ordering::Relaxed)
+    }
+    pub fn bytes_restored(&self) -> u64 {
+        self.bytes_restored.load(Ordering::Relaxed)
+    }
+    pub fn started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+    pub fn receive_error(&self) {
+        self.receive_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn receive_errors(&self) -> u64 {
+        self.receive_errors.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn render_prometheus(&self, agent: &str) -> String {
+        let agent = agent.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut out = String::new();
+        out.push_str(
+            "# HELP lustre_blob_copytool_actions_total HSM actions ended by this agent.\n",
+        );
+        out.push_str("# TYPE lustre_blob_copytool_actions_total counter\n");
+        for (ai, a) in ACTIONS.iter().enumerate() {
+            for (oi, o) in OUTCOMES.iter().enumerate() {
+                let v = self.actions[ai][oi].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "lustre_blob_copytool_actions_total{{agent=\"{agent}\",action=\"{a}\",result=\"{o}\"}} {v}"
+                );
+            }
+        }
+        out.push_str("# HELP lustre_blob_copytool_bytes_total Bytes moved by this agent.\n");
+        out.push_str("# TYPE lustre_blob_copytool_bytes_total counter\n");
+        let _ = writeln!(
+            out,
+            "lustre_blob_copytool_bytes_total{{agent=\"{agent}\",direction=\"archive\"}} {}",
+            self.bytes_archived()
+        );
+        let _ = writeln!(
+            out,
+            "lustre_blob_copytool_bytes_total{{agent=\"{agent}\",direction=\"restore\"}} {}",
+            self.bytes_restored()
+        );
+        out.push_str("# HELP lustre_blob_copytool_actions_in_flight Actions being served now.\n");
+        out.push_str("# TYPE lustre_blob_copytool_actions_in_flight gauge\n");
+        let _ = writeln!(
+            out,
+            "lustre_blob_copytool_actions_in_flight{{agent=\"{agent}\"}} {}",
+            self.in_flight()
+        );
+        out.push_str("# HELP lustre_blob_copytool_receive_errors_total Failed receives from the coordinator.\n");
+        out.push_str("# TYPE lustre_blob_copytool_receive_errors_total counter\n");
+        let _ = writeln!(
+            out,
+            "lustre_blob_copytool_receive_errors_total{{agent=\"{agent}\"}} {}",
+            self.receive_errors()
+        );
+        out
+    }
+
+    /// One human-readable line for the periodic log.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        for (ai, a) in ACTIONS.iter().enumerate() {
+            let [ok, failed, cancelled] = &self.actions[ai];
+            let (ok, failed, cancelled) = (
+                ok.load(Ordering::Relaxed),
+                failed.load(Ordering::Relaxed),
+                cancelled.load(Ordering::Relaxed),
+            );
+            if ok + failed + cancelled > 0 {
+                let _ = write!(s, "{a} ok={ok} failed={failed} cancelled={cancelled}; ");
+            }
+        }
+        let _ = write!(
+            s,
+            "archived={}B restored={}B in_flight={}",
+            self.bytes_archived(),
+            self.bytes_restored(),
+            self.in_flight()
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_show_in_prometheus_text() {
+        let m = Metrics::default();
+        m.action_done(Action::Archive, Outcome::Ok);
+        m.action_done(Action::Archive, Outcome::Ok);
+        m.action_done(Action::Restore, Outcome::Failed);
+        m.add_archived(42);
+        m.started();
+        let text = m.render_prometheus("host:1");
+        assert!(text.contains(
+            "lustre_blob_copytool_actions_total{agent=\"host:1\",action=\"archive\",result=\"ok\"} 2\n"
+        ));
+        assert!(text.contains("action=\"restore\",result=\"failed\"} 1\n"));
+        assert!(text.contains("direction=\"archive\"} 42\n"));
+        assert!(text.contains("lustre_blob_copytool_actions_in_flight{agent=\"host:1\"} 1\n"));
+        m.finished();
+        assert_eq!(m.in_flight(), 0);
+    }
+
+    #[test]
+    fn summary_names_only_active_kinds() {
+        let m = Metrics::default();
+        m.action_done(Action::Remove, Outcome::Cancelled);
+        let s = m.summary();
+        assert!(s.contains("remove ok=0 failed=0 cancelled=1"), "{s}");
+        assert!(!s.contains("archive ok"), "{s}");
+    }
+}

@@ -1,0 +1,408 @@
+//! End-to-end harness: a simulated Lustre (`lustre-sim mds`), Azurite, and `lhsmtool_blob`
+//! processes, all real, on 127.0.0.1 and temp directories.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::sim::{Sim, SimOptions};
+use testkit::Azurite;
+
+pub const BLOCK: usize = 64 << 10;
+pub const CONTAINER: &str = "export";
+pub const LOGS: &str = "lustre-logs";
+
+pub struct Env {
+    pub sim: Sim,
+    pub az: Azurite,
+    pub dir: tempfile::TempDir,
+    pub policy: PathBuf,
+    rt: tokio::runtime::Runtime,
+    pub store: blob::BlobStore,
+    pub logs: blob::BlobStore,
+}
+
+pub struct Copytool {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Copytool {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
+    }
+
+    /// SIGSTOP: freezes the copytool mid-action so a test can act at a known point.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.child = None;
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Copytool {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn policy_text(az: &Azurite, mount: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[lustre]
+mount = "{mount}"
+archive_id = 1
+
+[blob]
+url = "{url}"
+use_emulator = true
+request_timeout = "10s"
+retries = 1
+
+[logging]
+container = "{LOGS}"
+
+{extra}
+"#,
+        mount = mount.display(),
+        url = az.container_url(CONTAINER),
+    )
+}
+
+impl Env {
+    /// A simulator and an Azurite with the export and log containers; `extra` is appended to the
+    /// policy file (e.g. an `[autoexport]` section).
+    pub fn start(extra: &str) -> Env {
+        let sim = Sim::start(SimOptions::default());
+        let az = Azurite::start();
+        az.create_container(CONTAINER);
+        az.create_container(LOGS);
+        sim.set_param("hsm.max_requests", "16");
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(&policy, policy_text(&az, sim.mount(), extra)).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let spec = |url: String| {
+            let mut s = blob::TargetSpec::new(url);
+            s.use_emulator = true;
+            s.request_timeout = Duration::from_secs(10);
+            s.retries = 0;
+            s
+        };
+        let (store, logs) = {
+            let _g = rt.enter();
+            (
+                blob::BlobStore::open(&spec(az.container_url(CONTAINER))).unwrap(),
+                blob::BlobStore::open(&spec(az.container_url(LOGS))).unwrap(),
+            )
+        };
+        Env {
+            sim,
+            az,
+            dir,
+            policy,
+            rt,
+            store,
+            logs,
+        }
+    }
+
+    pub fn rewrite_policy(&self, extra: &str) {
+        std::fs::write(&self.policy, policy_text(&self.az, self.sim.mount(), extra)).unwrap();
+    }
+
+    /// Starts `lhsmtool_blob` with small blocks and fast progress, plus `args`.
+    pub fn copytool(&self, args: &[&str]) -> Copytool {
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let log = self.dir.path().join(format!("copytool-{n}.log"));
+        let err = std::fs::File::create(&log).unwrap();
+        // Defaults for tests (small blocks, fast progress) unless the test gives the flag itself.
+        let mut defaults: Vec<&str> = Vec::new();
+        for (flag, value) in [
+            ("--block-size", "64KiB"),
+            ("--blocks-in-flight", "4"),
+            ("-u", "1"),
+            ("--shutdown-timeout", "5s"),
+        ] {
+            if !args.contains(&flag) {
+                defaults.extend([flag, value]);
+            }
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_lhsmtool_blob"))
+            .arg("--config")
+            .arg(&self.policy)
+            .args(defaults)
+            .args(args)
+            .arg("-v")
+            .arg(self.sim.mount())
+            .envs(self.sim.env())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let mut ct = Copytool {
+            child: Some(child),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ct.log().contains("registered as an HSM copytool") {
+            // With --daemon the foreground process exits at once; the daemon keeps the log file.
+            if args.contains(&"--daemon") {
+                // nothing to reap yet
+            } else if let Some(code) = ct.wait_exit(Duration::ZERO) {
+                panic!(
+                    "lhsmtool_blob exited ({code}) before registering:\n{}",
+                    ct.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lhsmtool_blob did not register:\n{}",
+                ct.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ct
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.sim.mount().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, data: &[u8]) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, data).unwrap();
+        // Let the simulator's watcher see the file (it assigns FIDs from inotify).
+        self.wait_until(
+            "file known to the simulator",
+            Duration::from_secs(10),
+            || {
+                self.sim
+                    .lfs(&["path2fid", p.to_str().unwrap()])
+                    .status
+                    .success()
+            },
+        );
+        p
+    }
+
+    pub fn lfs(&self, args: &[&str]) -> (bool, String) {
+        let o = self.sim.lfs(args);
+        let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+        s.push_str(&String::from_utf8_lossy(&o.stderr));
+        (o.status.success(), s)
+    }
+
+    pub fn hsm(&self, cmd: &str, path: &Path, data: Option<&str>) {
+        let mut args = vec![cmd];
+        if let Some(d) = data {
+            args.extend(["--data", d]);
+        }
+        let p = path.to_str().unwrap();
+        args.push(p);
+        let (ok, out) = self.lfs(&args);
+        assert!(ok, "lfs {cmd} {p}: {out}");
+    }
+
+    pub fn state(&self, path: &Path) -> String {
+        self.lfs(&["hsm_state", path.to_str().unwrap()]).1
+    }
+
+    /// The flag words of `lfs hsm_state` (`... (0x..) exists archived, archive_id:1`), sorted.
+    pub fn flags(&self, path: &Path) -> Vec<String> {
+        let out = self.state(path);
+        let after = out.split_once(") ").map(|(_, r)| r).unwrap_or("");
+        let words = after.split(',').next().unwrap_or("");
+        let mut v: Vec<String> = words.split_whitespace().map(str::to_string).collect();
+        v.sort();
+        v
+    }
+
+    /// Waits until `lfs hsm_state` shows exactly the flags `want` (e.g. "exists archived"), in any
+    /// order.
+    pub fn wait_state(&self, path: &Path, want: &str, ct: &[&Copytool]) {
+        let mut want_v: Vec<String> = want.split_whitespace().map(str::to_string).collect();
+        want_v.sort();
+        let mut last = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.flags(path) == want_v {
+                return;
+            }
+            last = self.state(path);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let logs: Vec<String> = ct.iter().map(|c| c.log()).collect();
+        panic!(
+            "{} never reached '{want}'; last: {last}\ncopytool logs:\n{}\nsim log:\n{}",
+            path.display(),
+            logs.join("\n----\n"),
+            self.sim.log()
+        );
+    }
+
+    pub fn wait_until(&self, what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for: {what}\nsim log:\n{}",
+            self.sim.log()
+        );
+    }
+
+    /// The coordinator's view of requests (`hsm.actions`).
+    pub fn actions(&self) -> String {
+        self.sim.get_param(0, "hsm.actions")
+    }
+
+    pub fn blob(&self, name: &str) -> Option<Vec<u8>> {
+        let n = blob::BlobName::new(name).unwrap();
+        self.rt.block_on(async {
+            match self.store.get_bytes(&n).await {
+                Ok(b) => Some(b.to_vec()),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => panic!("get {name}: {e}"),
+            }
+        })
+    }
+
+    pub fn blob_info(&self, name: &str) -> Option<blob::BlobInfo> {
+        let n = blob::BlobName::new(name).unwrap();
+        self.rt.block_on(self.store.head(&n)).unwrap()
+    }
+
+    pub fn put_blob(&self, name: &str, data: &[u8]) {
+        let n = blob::BlobName::new(name).unwrap();
+        self.rt
+            .block_on(self.store.put_bytes(
+                &n,
+                data.to_vec().into(),
+                &blob::Metadata::default(),
+                blob::WriteMode::Overwrite,
+            ))
+            .unwrap();
+    }
+
+    pub fn blob_names(&self) -> Vec<String> {
+        use futures::StreamExt;
+        self.rt.block_on(async {
+            let mut s = self.store.list("").unwrap();
+            let mut v = Vec::new();
+            while let Some(i) = s.next().await {
+                v.push(i.unwrap().name.as_str().to_string());
+            }
+            v.sort();
+            v
+        })
+    }
+
+    /// Every JSON line written to the logging container so far.
+    pub fn log_entries(&self) -> Vec<serde_json::Value> {
+        use futures::StreamExt;
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let Ok(mut s) = self.logs.list("") else {
+                return out;
+            };
+            while let Some(Ok(i)) = s.next().await {
+                if let Ok(b) = self.logs.get_bytes(&i.name).await {
+                    for l in String::from_utf8_lossy(&b).lines() {
+                        out.push(serde_json::from_str(l).unwrap());
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    /// The export record on a file.
+    pub fn record(&self, path: &Path) -> Option<serde_json::Value> {
+        let mut buf = vec![0u8; 8192];
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated strings, buf writable for its length.
+        let n = unsafe {
+            libc::getxattr(
+                c.as_ptr(),
+                c"trusted.lustre_blob".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return None;
+        }
+        buf.truncate(n as usize);
+        Some(serde_json::from_slice(&buf).unwrap())
+    }
+}
+
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    let mut x: u32 = 0x9E37_79B9 ^ u32::from(seed);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+pub fn read_all(p: &Path) -> Vec<u8> {
+    let mut v = Vec::new();
+    std::fs::File::open(p).unwrap().read_to_end(&mut v).unwrap();
+    v
+}

@@ -1,0 +1,928 @@
+//! The HSM coordinator, one per MDT (lustre-abi.md §6.2): request intake, dispatch to agents,
+//! progress, completion, cancel, timeouts, plus release / state set / import.
+
+use super::state::*;
+use super::watch::Watcher;
+use crate::consts::*;
+use crate::fid::Fid;
+use crate::hal::{kuc_hal, Item, HAL_HDR, KUC_HDR};
+use crate::proto::{BeginReply, CurrentAction, HsmState};
+use std::os::fd::AsRawFd;
+
+pub type Res<T> = Result<T, i32>;
+
+pub fn hua_of(hsma: u32) -> u32 {
+    match hsma {
+        HSMA_ARCHIVE => HUA_ARCHIVE,
+        HSMA_RESTORE => HUA_RESTORE,
+        HSMA_REMOVE => HUA_REMOVE,
+        HSMA_CANCEL => HUA_CANCEL,
+        _ => HUA_NONE,
+    }
+}
+
+fn event_of(hsma: u32) -> u16 {
+    match hsma {
+        HSMA_RESTORE => HE_RESTORE,
+        HSMA_REMOVE => HE_REMOVE,
+        HSMA_CANCEL => HE_CANCEL,
+        _ => HE_ARCHIVE,
+    }
+}
+
+fn a8(x: usize) -> usize {
+    (x + 7) & !7
+}
+
+impl State {
+    fn file_node(&self, fid: &Fid) -> Res<&Node> {
+        self.nodes.get(fid).ok_or(libc::ENOENT)
+    }
+
+    pub fn hsm_state(&self, fid: &Fid) -> Res<HsmState> {
+        let n = self.file_node(fid)?;
+        Ok(HsmState {
+            states: n.hsm,
+            archive_id: n.archive_id,
+        })
+    }
+
+    pub fn hsm_state_set(&mut self, fid: &Fid, set: u64, clear: u64, archive_id: u32) -> Res<()> {
+        let n = self.file_node(fid)?;
+        if (set | clear) & !HSM_FLAGS_MASK != 0 {
+            return Err(libc::EINVAL);
+        }
+        let new = (n.hsm | set as u32) & !(clear as u32);
+        if archive_id != 0 && new & HS_EXISTS == 0 {
+            // The MDT answers 0 but saves nothing (lustre-abi.md §3.1).
+            return Ok(());
+        }
+        let has = |b: u32| new & b != 0;
+        // Inconsistent combinations the MDT rejects (lustre-abi.md §2).
+        let bad = [
+            has(HS_DIRTY) && !has(HS_EXISTS),
+            has(HS_RELEASED) && has(HS_DIRTY),
+            has(HS_RELEASED) && !has(HS_ARCHIVED),
+            has(HS_LOST) && !has(HS_ARCHIVED),
+        ]
+        .contains(&true);
+        if bad {
+            return Err(libc::EINVAL);
+        }
+        let old = n.hsm;
+        let fid = *fid;
+        if let Some(n) = self.node_mut(&fid) {
+            n.hsm = new;
+            if archive_id != 0 {
+                n.archive_id = archive_id;
+            }
+        }
+        if old != new {
+            self.emit_hsm(fid, HE_STATE, 0);
+        }
+        Ok(())
+    }
+
+    pub fn current_action(&self, fid: &Fid) -> Res<CurrentAction> {
+        self.file_node(fid)?;
+        let r = self
+            .reqs
+            .values()
+            .rev()
+            .find(|r| r.fid == *fid && r.active() && r.action != HSMA_CANCEL);
+        Ok(match r {
+            Some(r) if r.status == ARS_WAITING => CurrentAction {
+                state: HPS_WAITING,
+                action: hua_of(r.action),
+                offset: r.offset,
+                length: r.length,
+            },
+            Some(r) => CurrentAction {
+                state: HPS_RUNNING,
+                action: hua_of(r.action),
+                offset: r.offset,
+                length: r.bytes_moved(),
+            },
+            None => CurrentAction {
+                state: HPS_NONE,
+                action: HUA_NONE,
+                offset: 0,
+                length: 0,
+            },
+        })
+    }
+
+    /// `llapi_hsm_request`: one user request, items grouped to their file's MDT coordinator.
+    pub fn hsm_request(
+        &mut self,
+        w: &mut Watcher,
+        action: u32,
+        archive_id: u32,
+        flags: u64,
+        items: &[(Fid, u64, u64)],
+        data: &[u8],
+    ) -> Res<()> {
+        let mut seen = Vec::new();
+        let mut queued = false;
+        for &(fid, off, len) in items {
+            if seen.contains(&fid) {
+                continue;
+            }
+            seen.push(fid);
+            let n = self.file_node(&fid)?.clone();
+            if n.kind != Kind::File {
+                return Err(libc::EINVAL);
+            }
+            let tun = self.mdts[n.mdt as usize].tun.clone();
+            if action != HUA_RELEASE && action != HUA_CANCEL && tun.hsm_control == "shutdown" {
+                return Err(libc::EAGAIN);
+            }
+            let force = flags & HSM_FORCE_ACTION != 0;
+            let hsm = n.hsm;
+            let hsma = match action {
+                HUA_RELEASE => {
+                    self.release(w, fid)?;
+                    continue;
+                }
+                HUA_CANCEL => {
+                    self.cancel(fid)?;
+                    continue;
+                }
+                HUA_ARCHIVE => {
+                    if !force && hsm & HS_ARCHIVED != 0 && hsm & HS_DIRTY == 0 {
+                        continue;
+                    }
+                    if hsm & HS_NOARCHIVE != 0
+                        || (hsm & HS_EXISTS != 0 && archive_id != 0 && archive_id != n.archive_id)
+                    {
+                        return Err(libc::EPERM);
+                    }
+                    HSMA_ARCHIVE
+                }
+                HUA_RESTORE => {
+                    if !force && hsm & HS_RELEASED == 0 {
+                        continue;
+                    }
+                    if hsm & HS_ARCHIVED == 0 || hsm & (HS_DIRTY | HS_LOST) != 0 {
+                        return Err(libc::EPERM);
+                    }
+                    if off != 0 {
+                        return Err(libc::EPROTO);
+                    }
+                    HSMA_RESTORE
+                }
+                HUA_REMOVE => {
+                    if !force && hsm & (HS_EXISTS | HS_ARCHIVED) == 0 {
+                        continue;
+                    }
+                    if hsm & HS_RELEASED != 0 {
+                        return Err(libc::EPERM);
+                    }
+                    HSMA_REMOVE
+                }
+                _ => return Err(libc::EINVAL),
+            };
+            // Duplicate of an active request for the same file and action: dropped.
+            if let Some(r) = self.reqs.values().find(|r| r.fid == fid && r.active()) {
+                if r.action == hsma {
+                    continue;
+                }
+                return Err(libc::EBUSY);
+            }
+            let aid = if hsma == HSMA_ARCHIVE && archive_id != 0 {
+                archive_id
+            } else if n.archive_id != 0 {
+                n.archive_id
+            } else if hsma == HSMA_ARCHIVE {
+                tun.default_archive_id
+            } else {
+                archive_id
+            };
+            let cookie = self.next_cookie;
+            self.next_cookie += 1;
+            let r = Req {
+                cookie,
+                mdt: n.mdt,
+                fid,
+                dfid: fid,
+                action: hsma,
+                archive_id: aid,
+                flags,
+                offset: off,
+                length: len,
+                data: data.to_vec(),
+                status: ARS_WAITING,
+                agent: None,
+                last_update: now_secs(),
+                canceled: false,
+                moved: Vec::new(),
+                dv_begin: None,
+                volatile: None,
+                finished_at: 0,
+            };
+            self.reqs.insert(cookie, r);
+            self.touch_req(cookie);
+            queued = true;
+        }
+        if queued {
+            self.dispatch();
+        }
+        Ok(())
+    }
+
+    fn cancel(&mut self, fid: Fid) -> Res<()> {
+        let Some(c) = self
+            .reqs
+            .values()
+            .find(|r| r.fid == fid && r.active() && r.action != HSMA_CANCEL)
+            .map(|r| r.cookie)
+        else {
+            return Ok(());
+        };
+        let fsname = self.fsname.clone();
+        let now = now_secs();
+        let Some(r) = self.reqs.get_mut(&c) else {
+            return Ok(());
+        };
+        let was_started = r.status == ARS_STARTED;
+        r.status = ARS_CANCELED;
+        r.canceled = true;
+        r.finished_at = now;
+        let item = Item {
+            action: HSMA_CANCEL,
+            fid: r.fid,
+            dfid: r.dfid,
+            offset: r.offset,
+            length: r.length,
+            cookie: r.cookie,
+            gid: 0,
+            data: r.data.clone(),
+        };
+        let (aid, flags, agent) = (r.archive_id, r.flags, r.agent);
+        self.touch_req(c);
+        if was_started {
+            if let Some(a) = agent.and_then(|id| self.agents.iter().find(|a| a.id == id)) {
+                if let Ok(msg) = kuc_hal(aid, flags, &fsname, &[item]) {
+                    let _ = write_pipe(a, &msg);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn register_agent(
+        &mut self,
+        archives: Vec<u32>,
+        pipe: std::os::fd::OwnedFd,
+        pid: u32,
+    ) -> Res<u64> {
+        if self.mdts.iter().all(|m| m.tun.hsm_control == "shutdown") {
+            return Err(libc::ENXIO);
+        }
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let fl = libc::fcntl(pipe.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(pipe.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+        let id = self.next_agent;
+        self.next_agent += 1;
+        let uuid = format!(
+            "{:08x}-{:04x}-{:04x}-lsim-{:012x}",
+            pid,
+            self.fsname.len(),
+            id,
+            now_secs()
+        );
+        self.agents.push(Agent {
+            id,
+            uuid,
+            archives,
+            pipe,
+            ok: 0,
+            errors: 0,
+            mdts: (0..self.mdts.len() as u32).collect(),
+            pipe_dead: false,
+        });
+        self.dispatch();
+        Ok(id)
+    }
+
+    pub fn unregister_agent(&mut self, id: u64) {
+        self.agents.retain(|a| a.id != id);
+    }
+
+    /// Sends waiting requests to agents, per MDT, per archive id, within max_requests.
+    pub fn dispatch(&mut self) {
+        let now = now_secs();
+        for mdt in 0..self.mdts.len() as u32 {
+            let tun = self.mdts[mdt as usize].tun.clone();
+            if tun.hsm_control != "enabled" {
+                continue;
+            }
+            // Items whose file vanished fail before sending.
+            let vanished: Vec<u64> = self
+                .reqs
+                .values()
+                .filter(|r| {
+                    r.mdt == mdt && r.status == ARS_WAITING && !self.nodes.contains_key(&r.fid)
+                })
+                .map(|r| r.cookie)
+                .collect();
+            for c in vanished {
+                if let Some(r) = self.reqs.get_mut(&c) {
+                    r.status = ARS_FAILED;
+                    r.finished_at = now;
+                }
+                self.touch_req(c);
+            }
+            loop {
+                let started = self
+                    .reqs
+                    .values()
+                    .filter(|r| r.mdt == mdt && r.status == ARS_STARTED)
+                    .count() as u32;
+                let slots = tun.max_requests.saturating_sub(started) as usize;
+                if !self.agents.iter().any(|a| a.mdts.contains(&mdt)) {
+                    break;
+                }
+                if slots == 0 {
+                    // One RESTORE may always squeeze in above max_requests.
+                    if started == tun.max_requests {
+                        self.squeeze_restore(mdt);
+                    }
+                    break;
+                }
+                let Some(first) = self
+                    .reqs
+                    .values()
+                    .find(|r| r.mdt == mdt && r.status == ARS_WAITING)
+                else {
+                    break;
+                };
+                let (aid, flags) = (first.archive_id, first.flags);
+                if !self.agents.iter().any(|a| a.serves_on(mdt, aid)) {
+                    // Nobody serves this archive yet: try other archive ids.
+                    if !self.dispatch_other(mdt, aid, slots) {
+                        break;
+                    }
+                    continue;
+                }
+                let mut size = HAL_HDR + a8(self.fsname.len() + 1) + KUC_HDR;
+                let mut cookies = Vec::new();
+                for r in self.reqs.values().filter(|r| {
+                    r.mdt == mdt
+                        && r.status == ARS_WAITING
+                        && r.archive_id == aid
+                        && r.flags == flags
+                }) {
+                    let l = a8(72 + r.data.len());
+                    if cookies.len() >= slots
+                        || (size + l > crate::consts::KUC_MAX_MSG && !cookies.is_empty())
+                    {
+                        break;
+                    }
+                    size += l;
+                    cookies.push(r.cookie);
+                }
+                if !self.send_group(mdt, aid, flags, &cookies) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Sends the first waiting RESTORE of `mdt` alone (the one allowed above max_requests).
+    fn squeeze_restore(&mut self, mdt: u32) {
+        let cand = self
+            .reqs
+            .values()
+            .find(|r| {
+                r.mdt == mdt
+                    && r.status == ARS_WAITING
+                    && r.action == HSMA_RESTORE
+                    && self.agents.iter().any(|a| a.serves_on(mdt, r.archive_id))
+            })
+            .map(|r| (r.cookie, r.archive_id, r.flags));
+        if let Some((c, aid, flags)) = cand {
+            self.send_group(mdt, aid, flags, &[c]);
+        }
+    }
+
+    /// Dispatches the first waiting group of another archive id that has an agent.
+    fn dispatch_other(&mut self, mdt: u32, skip: u32, slots: usize) -> bool {
+        let cand = self
+            .reqs
+            .values()
+            .find(|r| {
+                r.mdt == mdt
+                    && r.status == ARS_WAITING
+                    && r.archive_id != skip
+                    && self.agents.iter().any(|a| a.serves_on(mdt, r.archive_id))
+            })
+            .map(|r| (r.archive_id, r.flags));
+        let Some((aid, flags)) = cand else {
+            return false;
+        };
+        let cookies: Vec<u64> = self
+            .reqs
+            .values()
+            .filter(|r| {
+                r.mdt == mdt && r.status == ARS_WAITING && r.archive_id == aid && r.flags == flags
+            })
+            .take(slots.min(40))
+            .map(|r| r.cookie)
+            .collect();
+        self.send_group(mdt, aid, flags, &cookies)
+    }
+
+    /// Writes one hal to the least-loaded agent serving `aid`; true when sent.
+    fn send_group(&mut self, mdt: u32, aid: u32, flags: u64, cookies: &[u64]) -> bool {
+        let items: Vec<Item> = cookies
+            .iter()
+            .filter_map(|c| self.reqs.get(c))
+            .map(|r| Item {
+                action: r.action,
+                fid: r.fid,
+                dfid: r.dfid,
+                offset: r.offset,
+                length: r.length,
+                cookie: r.cookie,
+                gid: 0,
+                data: r.data.clone(),
+            })
+            .collect();
+        let msg = match kuc_hal(aid, flags, &self.fsname, &items) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("lustre-sim mds: action list not encodable: {e}");
+                return false;
+            }
+        };
+        loop {
+            let load = |s: &State, id: u64| {
+                s.reqs
+                    .values()
+                    .filter(|r| r.status == ARS_STARTED && r.agent == Some(id))
+                    .count()
+            };
+            let Some(agent) = self
+                .agents
+                .iter()
+                .filter(|a| a.serves_on(mdt, aid))
+                .map(|a| a.id)
+                .min_by_key(|id| (load(self, *id), *id))
+            else {
+                return false;
+            };
+            let res = self
+                .agents
+                .iter()
+                .find(|a| a.id == agent)
+                .map(|a| {
+                    if a.pipe_dead {
+                        Ok(())
+                    } else {
+                        write_pipe(a, &msg)
+                    }
+                })
+                .unwrap_or(Err(libc::EPIPE));
+            match res {
+                Ok(()) => {
+                    let now = now_secs();
+                    for c in cookies {
+                        let Some(r) = self.reqs.get_mut(c) else {
+                            continue;
+                        };
+                        r.status = ARS_STARTED;
+                        r.agent = Some(agent);
+                        r.last_update = now;
+                        let (fid, action, a) = (r.fid, r.action, r.archive_id);
+                        self.touch_req(*c);
+                        if action == HSMA_ARCHIVE {
+                            if let Some(n) = self.node_mut(&fid) {
+                                n.hsm |= HS_EXISTS;
+                                n.archive_id = a;
+                            }
+                        }
+                    }
+                    return true;
+                }
+                Err(libc::EAGAIN) => return false,
+                Err(_) => {
+                    // This MDT unregisters the agent; the others keep it (see Agent::pipe_dead).
+                    if let Some(a) = self.agents.iter_mut().find(|a| a.id == agent) {
+                        a.pipe_dead = true;
+                        a.mdts.retain(|m| *m != mdt);
+                    }
+                    self.agents.retain(|a| !a.mdts.is_empty());
+                }
+            }
+        }
+    }
+
+    fn req_for(&mut self, cookie: u64) -> Res<&mut Req> {
+        self.reqs.get_mut(&cookie).ok_or(libc::ENOENT)
+    }
+
+    pub fn action_begin(&mut self, cookie: u64, fid: Fid) -> Res<BeginReply> {
+        let r = self.req_for(cookie)?;
+        if r.canceled {
+            return Err(libc::ECANCELED);
+        }
+        if r.status != ARS_STARTED || r.fid != fid {
+            return Err(libc::ENOENT);
+        }
+        r.last_update = now_secs();
+        let action = r.action;
+        self.touch_req(cookie);
+        let node = self.file_node(&fid)?.clone();
+        let path = self.abs_path(&fid).ok_or(libc::ENOENT)?;
+        match action {
+            HSMA_ARCHIVE => {
+                if let Some(r) = self.reqs.get_mut(&cookie) {
+                    r.dv_begin = Some(node.dv);
+                }
+                Ok(BeginReply {
+                    path: Some(path.display().to_string()),
+                    dfid: fid,
+                })
+            }
+            HSMA_RESTORE => {
+                let dfid = self.alloc_fid(node.mdt);
+                let vdir = State::state_dir(&self.root).join("volatile");
+                std::fs::create_dir_all(&vdir)
+                    .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+                let vpath = vdir.join(dfid.nobrace());
+                let f = std::fs::OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .open(&vpath)
+                    .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+                let _ = std::os::unix::fs::fchown(&f, Some(node.stat.uid), Some(node.stat.gid));
+                if let Some(r) = self.reqs.get_mut(&cookie) {
+                    r.dfid = dfid;
+                    r.volatile = Some(vpath.display().to_string());
+                }
+                Ok(BeginReply {
+                    path: Some(vpath.display().to_string()),
+                    dfid,
+                })
+            }
+            _ => Ok(BeginReply {
+                path: None,
+                dfid: fid,
+            }),
+        }
+    }
+
+    pub fn action_progress(&mut self, cookie: u64, off: u64, len: u64) -> Res<()> {
+        let r = self.req_for(cookie)?;
+        if r.canceled {
+            return Err(libc::ECANCELED);
+        }
+        if r.status != ARS_STARTED {
+            return Err(libc::ENOENT);
+        }
+        r.add_moved(off, len);
+        r.last_update = now_secs();
+        self.touch_req(cookie);
+        Ok(())
+    }
+
+    pub fn action_end(
+        &mut self,
+        w: &mut Watcher,
+        cookie: u64,
+        off: u64,
+        len: u64,
+        flags: i32,
+        errval: i32,
+    ) -> Res<()> {
+        let r = self.req_for(cookie)?;
+        if !(r.status == ARS_STARTED || r.canceled && r.finished_at != 0 && r.agent.is_some()) {
+            return Err(libc::ENOENT);
+        }
+        r.add_moved(off, len);
+        let r = r.clone();
+        let mut err = errval.abs();
+        let now = now_secs();
+        let agent = r.agent;
+        if r.canceled {
+            if let Some(x) = self.reqs.get_mut(&cookie) {
+                x.agent = None;
+            }
+            self.touch_req(cookie);
+            if let Some(v) = &r.volatile {
+                let _ = std::fs::remove_file(v);
+            }
+            self.count_agent(agent, false);
+            self.emit_hsm(
+                r.fid,
+                event_of(r.action),
+                if err == 0 { libc::ECANCELED } else { err },
+            );
+            self.dispatch();
+            return Ok(());
+        }
+        let mut ret = Ok(());
+        if err == 0 {
+            match r.action {
+                HSMA_ARCHIVE => {
+                    let dv = self.nodes.get(&r.fid).map(|n| n.dv);
+                    if dv.is_none() {
+                        err = libc::ENOENT;
+                    } else if dv != r.dv_begin {
+                        err = libc::EBUSY;
+                        ret = Err(libc::EBUSY);
+                    } else if let Some(n) = self.node_mut(&r.fid) {
+                        n.hsm |= HS_ARCHIVED | HS_EXISTS;
+                        n.hsm &= !(HS_DIRTY | HS_LOST);
+                        n.archive_id = r.archive_id;
+                    }
+                }
+                HSMA_RESTORE => match self.restore_data(w, &r) {
+                    Ok(()) => {
+                        if let Some(n) = self.node_mut(&r.fid) {
+                            n.hsm &= !(HS_RELEASED | HS_DIRTY);
+                        }
+                    }
+                    Err(e) => {
+                        err = e;
+                        ret = Err(e);
+                    }
+                },
+                HSMA_REMOVE => {
+                    if let Some(n) = self.node_mut(&r.fid) {
+                        n.hsm &= !(HS_ARCHIVED | HS_EXISTS | HS_LOST);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(v) = &r.volatile {
+            let _ = std::fs::remove_file(v);
+        }
+        let nra = self.mdts[r.mdt as usize].tun.policy_nra;
+        let retry = err != 0 && flags & HP_FLAG_RETRY != 0 && !nra && err != libc::EBUSY;
+        if let Some(x) = self.reqs.get_mut(&cookie) {
+            x.status = if err == 0 {
+                ARS_SUCCEED
+            } else if retry {
+                ARS_WAITING
+            } else {
+                ARS_FAILED
+            };
+            x.finished_at = now;
+            x.agent = None;
+        }
+        self.touch_req(cookie);
+        if err == 0 {
+            let m = &mut self.mdts[r.mdt as usize];
+            match r.action {
+                HSMA_ARCHIVE => m.archive_count += 1,
+                HSMA_RESTORE => m.restore_count += 1,
+                HSMA_REMOVE => m.remove_count += 1,
+                _ => {}
+            }
+            self.touch_mdt(r.mdt);
+        }
+        self.count_agent(agent, err == 0);
+        self.emit_hsm(r.fid, event_of(r.action), err);
+        self.dispatch();
+        ret
+    }
+
+    fn count_agent(&mut self, agent: Option<u64>, ok: bool) {
+        if let Some(a) = agent.and_then(|id| self.agents.iter_mut().find(|a| a.id == id)) {
+            if ok {
+                a.ok += 1;
+            } else {
+                a.errors += 1;
+            }
+        }
+    }
+
+    /// RESTORE success: the volatile file's data goes into the original (the real MDT swaps
+    /// layouts); our own writes produce no records.
+    fn restore_data(&mut self, w: &mut Watcher, r: &Req) -> Res<()> {
+        let vol = r.volatile.as_ref().ok_or(libc::EINVAL)?;
+        let path = self.abs_path(&r.fid).ok_or(libc::ENOENT)?;
+        let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+        let meta = std::fs::symlink_metadata(&path).map_err(errno)?;
+        let mut src = std::fs::File::open(vol).map_err(errno)?;
+        let mut dst = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(errno)?;
+        std::io::copy(&mut src, &mut dst).map_err(errno)?;
+        dst.sync_all().map_err(errno)?;
+        restore_times(&dst, &meta);
+        drop(dst);
+        self.drain(w, &[r.fid]);
+        Ok(())
+    }
+
+    /// HUA_RELEASE (done client-side by llite on real Lustre): drop the data, keep the size.
+    pub fn release(&mut self, w: &mut Watcher, fid: Fid) -> Res<()> {
+        let n = self.file_node(&fid)?.clone();
+        if n.hsm & HS_RELEASED != 0 {
+            return Ok(());
+        }
+        if n.hsm & HS_ARCHIVED == 0 || n.hsm & (HS_DIRTY | HS_NORELEASE | HS_LOST) != 0 {
+            return Err(libc::EPERM);
+        }
+        if self.reqs.values().any(|r| r.fid == fid && r.active()) {
+            return Err(libc::EBUSY);
+        }
+        let path = self.abs_path(&fid).ok_or(libc::ENOENT)?;
+        let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+        let meta = std::fs::symlink_metadata(&path).map_err(errno)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(errno)?;
+        f.set_len(0).map_err(errno)?;
+        f.set_len(meta.len()).map_err(errno)?;
+        restore_times(&f, &meta);
+        drop(f);
+        self.drain(w, &[fid]);
+        if let Some(n) = self.node_mut(&fid) {
+            n.hsm |= HS_RELEASED;
+        }
+        self.emit_hsm(fid, HE_RELEASE, 0);
+        Ok(())
+    }
+
+    /// `llapi_hsm_import`: a released stub with the given size, mode, owner and times.
+    #[allow(clippy::too_many_arguments)]
+    pub fn import(
+        &mut self,
+        w: &mut Watcher,
+        rel: &str,
+        archive_id: u32,
+        size: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        atime: (i64, u32),
+        mtime: (i64, u32),
+    ) -> Res<Fid> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.root.join(rel.trim_start_matches('/'));
+        let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+        let f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(mode & 0o7777)
+            .open(&path)
+            .map_err(errno)?;
+        self.drain(w, &[]);
+        let rel_b = path.strip_prefix(&self.root).map_err(|_| libc::EINVAL)?;
+        let fid = self
+            .lookup_rel(std::os::unix::ffi::OsStrExt::as_bytes(rel_b.as_os_str()))
+            .ok_or(libc::ENOENT)?;
+        let done = (|| -> std::io::Result<()> {
+            f.set_len(size)?;
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+            let c =
+                std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))?;
+            // SAFETY: c is a valid path; the mode comes from the caller's stat.
+            unsafe { libc::chmod(c.as_ptr(), mode & 0o7777) };
+            let ts = [
+                libc::timespec {
+                    tv_sec: atime.0,
+                    tv_nsec: atime.1 as _,
+                },
+                libc::timespec {
+                    tv_sec: mtime.0,
+                    tv_nsec: mtime.1 as _,
+                },
+            ];
+            // SAFETY: f is open; ts holds two timespecs as futimens requires.
+            if unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })();
+        drop(f);
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&path);
+            self.drain(w, &[]);
+            return Err(errno(e));
+        }
+        self.drain(w, &[fid]);
+        let aid = if archive_id != 0 {
+            archive_id
+        } else {
+            self.mdts[0].tun.default_archive_id
+        };
+        if let Some(n) = self.node_mut(&fid) {
+            n.hsm = HS_EXISTS | HS_ARCHIVED | HS_RELEASED;
+            n.archive_id = aid;
+        }
+        Ok(fid)
+    }
+
+    /// Timeouts and purge of finished records; runs every loop_period.
+    pub fn housekeeping(&mut self) {
+        let now = now_secs();
+        let mut timed_out = Vec::new();
+        let mut purge = Vec::new();
+        for r in self.reqs.values() {
+            let tun = &self.mdts[r.mdt as usize].tun;
+            if r.status == ARS_STARTED
+                && now.saturating_sub(r.last_update) >= tun.active_request_timeout
+            {
+                timed_out.push(r.cookie);
+            } else if !r.active()
+                && r.finished_at != 0
+                && now.saturating_sub(r.finished_at)
+                    >= tun.grace_delay
+                        + if r.agent.is_some() && r.canceled {
+                            // cancelled while running: its agent still owes an end
+                            tun.active_request_timeout
+                        } else {
+                            0
+                        }
+            {
+                purge.push(r.cookie);
+            }
+        }
+        for c in timed_out {
+            let Some(r) = self.reqs.get_mut(&c) else {
+                continue;
+            };
+            r.status = ARS_CANCELED;
+            r.finished_at = now;
+            let (agent, fid, action, vol) = (r.agent.take(), r.fid, r.action, r.volatile.clone());
+            self.touch_req(c);
+            if let Some(v) = vol {
+                let _ = std::fs::remove_file(v);
+            }
+            self.count_agent(agent, false);
+            self.emit_hsm(fid, event_of(action), libc::ECANCELED);
+        }
+        for c in purge {
+            self.reqs.remove(&c);
+            self.touch_req(c);
+        }
+        self.dispatch();
+    }
+
+    /// hsm_control=purge: every request is cancelled.
+    pub fn purge_requests(&mut self, mdt: u32) {
+        let now = now_secs();
+        let cs: Vec<u64> = self
+            .reqs
+            .values()
+            .filter(|r| r.mdt == mdt && r.active())
+            .map(|r| r.cookie)
+            .collect();
+        for c in cs {
+            if let Some(r) = self.reqs.get_mut(&c) {
+                r.status = ARS_CANCELED;
+                r.canceled = true;
+                r.finished_at = now;
+            }
+            self.touch_req(c);
+        }
+    }
+}
+
+fn restore_times(f: &std::fs::File, meta: &std::fs::Metadata) {
+    use std::os::unix::fs::MetadataExt;
+    let ts = [
+        libc::timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec() as _,
+        },
+        libc::timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec() as _,
+        },
+    ];
+    // SAFETY: f is an open file; ts holds the two timespecs futimens reads.
+    unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) };
+}
+
+/// One write() of a whole KUC message to an agent's pipe (non-blocking; atomic below PIPE_BUF).
+pub fn write_pipe(a: &Agent, msg: &[u8]) -> Res<()> {
+    // SAFETY: writing a live buffer to a pipe descriptor the agent record owns.
+    let n = unsafe {
+        libc::write(
+            a.pipe.as_raw_fd(),
+            msg.as_ptr() as *const libc::c_void,
+            msg.len(),
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    if n as usize != msg.len() {
+        return Err(libc::EIO);
+    }
+    Ok(())
+}

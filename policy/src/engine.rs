@@ -1,0 +1,991 @@
+//! The auto-export engine (DESIGN §3–§5): changelog records in, iterations of archive requests
+//! out, counters and the changelog clear point kept exactly.
+//!
+//! * Records are filtered by scope (prefix + exclusions) and deduplicated by FID into the
+//!   pending set; our own bookkeeping (SETXATTR of `trusted.lustre_blob`, CL_HSM of archives)
+//!   never creates work.
+//! * One iteration at a time takes the files whose last change is at least `min_age` old,
+//!   stats them, skips archived-and-clean ones, exports directories and symlinks directly and
+//!   sends batched HUA_ARCHIVE requests whose payload names job and iteration.
+//! * CL_HSM HE_ARCHIVE records complete files: success counts as exported; ECANCELED, EBUSY and
+//!   transient errors re-queue the file for the next iteration (not failed, at most
+//!   [`MAX_ATTEMPTS`] times); any other error counts in Files Failed and is logged.
+//! * Every piece of work holds the changelog records that announced it; an MDT's changelog is
+//!   cleared only below its lowest held record, and only after the state saying so is on disk.
+//! * State is saved before archive requests are sent (write-ahead), so a restart finds every
+//!   request it may have sent in the in-flight set; one whose CL_HSM never comes is settled by
+//!   the stale check from the file's HSM state.
+
+use crate::model::{Change, ChangeKind, Fid, FileKind, HsmEventKind, CLF_UNLINK_LAST};
+use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
+use crate::scope::{join, DirCache, Scope};
+use crate::state::{
+    add_hold, Cursor, Failure, Holds, InFlight, IterCounters, Iteration, NsOp, NsOpKind, Pending,
+    State, StateError, StateFile, MAX_RECENT_FAILURES, STATE_VERSION,
+};
+use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
+use serde_json::json;
+
+/// The xattr the copytool writes after an archive; its SETXATTR records are ours.
+pub const EXPORT_XATTR: &str = "trusted.lustre_blob";
+/// A file re-queued this many times (CANCELED/EBUSY/transient) fails on the next such error.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// What the engine needs from the policy file, plus internal tunables.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub archive_id: u32,
+    pub scope: Scope,
+    pub min_age_ms: u64,
+    pub metadata: MetadataMode,
+    pub on_delete: DeleteMode,
+    pub on_rename: RenameMode,
+    pub batch_size: usize,
+    /// In-flight files without a CL_HSM for this long are checked against their HSM state.
+    pub stale_after_ms: u64,
+    /// Files looked at per [`Engine::step`] (keeps the engine responsive during big iterations).
+    pub discover_chunk: usize,
+    /// The auto-export job's id, named in request payloads and log entries.
+    pub job_id: String,
+}
+
+/// Answer to a finished `flush`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FlushOutcome {
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug)]
+struct FlushWait {
+    id: u64,
+    asked_ms: u64,
+    /// End-of-changelog passes each MDT must complete before the barrier is known (two more
+    /// than at the ask: the first may have started before it).
+    need_passes: Vec<u64>,
+    barrier: Option<Vec<u64>>,
+    done: Option<FlushOutcome>,
+}
+
+/// Errors that stop the engine (state cannot be saved).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Whether an archive error is worth another try in the next iteration.
+pub fn is_requeue_errno(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ECANCELED
+            | libc::EBUSY
+            | libc::ETIMEDOUT
+            | libc::EAGAIN
+            | libc::ECONNRESET
+            | libc::ECONNREFUSED
+            | libc::EHOSTUNREACH
+            | libc::ENETUNREACH
+            | libc::ENETDOWN
+            | libc::EINTR
+            | libc::ESHUTDOWN
+    )
+}
+
+pub fn errno_text(errno: i32) -> String {
+    format!(
+        "{} (errno {errno})",
+        std::io::Error::from_raw_os_error(errno)
+    )
+}
+
+pub fn rfc3339(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The engine. Single-threaded: the daemon feeds it records and calls [`Engine::step`].
+pub struct Engine<N: Namespace, S: Store, L: EventLog> {
+    pub ns: N,
+    pub store: S,
+    pub log: L,
+    cfg: EngineConfig,
+    dirs: DirCache,
+    st: State,
+    file: Option<StateFile>,
+    changed: bool,
+    end_passes: Vec<u64>,
+    flushes: Vec<FlushWait>,
+    next_flush: u64,
+    last_stale_check_ms: u64,
+    /// CL_HSM archive completions of files the engine did not request (a manual export job's),
+    /// collected while `collect_foreign` is set: (FID, errno).
+    pub foreign_hsm: Vec<(Fid, i32)>,
+    pub collect_foreign: bool,
+}
+
+impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
+    /// Builds the engine for `mdts` changelogs, resuming from `file` when it holds a state.
+    pub fn new(
+        ns: N,
+        store: S,
+        log: L,
+        cfg: EngineConfig,
+        mdts: usize,
+        file: Option<StateFile>,
+        enabled: bool,
+    ) -> Result<Self, EngineError> {
+        let loaded = match &file {
+            Some(f) => f.load::<State>()?,
+            None => None,
+        };
+        let mut st = loaded.unwrap_or_else(|| State {
+            version: STATE_VERSION,
+            autoexport_enabled: enabled,
+            next_iteration: 1,
+            ..State::default()
+        });
+        if st.cursors.len() < mdts {
+            st.cursors.resize(mdts, Cursor::default());
+        }
+        if st.next_iteration == 0 {
+            st.next_iteration = 1;
+        }
+        Ok(Engine {
+            ns,
+            store,
+            log,
+            cfg,
+            dirs: DirCache::new(1 << 20),
+            st,
+            file,
+            changed: true,
+            end_passes: vec![0; mdts],
+            flushes: Vec::new(),
+            next_flush: 1,
+            last_stale_check_ms: 0,
+            foreign_hsm: Vec::new(),
+            collect_foreign: false,
+        })
+    }
+
+    pub fn state(&self) -> &State {
+        &self.st
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Replaces the policy-derived settings (SIGHUP).
+    pub fn reconfigure(&mut self, cfg: EngineConfig) {
+        self.cfg = cfg;
+        self.dirs.invalidate_all();
+    }
+
+    /// Where each MDT's reader resumes (next record index to read).
+    pub fn resume_points(&self) -> Vec<u64> {
+        self.st.cursors.iter().map(|c| c.last_read + 1).collect()
+    }
+
+    pub fn set_enabled(&mut self, on: bool) {
+        if self.st.autoexport_enabled != on {
+            self.st.autoexport_enabled = on;
+            self.changed = true;
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.st.autoexport_enabled
+    }
+
+    // ---------------------------------------------------------------- changelog records
+
+    /// Feeds records of MDT `mdt` in index order; `end_of_pass` says the reader reached the end
+    /// of the changelog after them.
+    pub fn on_records(&mut self, mdt: usize, records: &[Change], end_of_pass: bool, now: u64) {
+        for r in records {
+            self.on_change(r, now);
+        }
+        if end_of_pass {
+            if let Some(p) = self.end_passes.get_mut(mdt) {
+                *p += 1;
+            }
+        }
+    }
+
+    /// Processes one record (the hot path: one hash lookup for a file already pending).
+    pub fn on_change(&mut self, c: &Change, now: u64) {
+        let Some(cur) = self.st.cursors.get_mut(c.mdt) else {
+            return;
+        };
+        if c.index <= cur.last_read {
+            return; // replayed after a restart: already applied
+        }
+        cur.last_read = c.index;
+        self.changed = true;
+        let enabled = self.st.autoexport_enabled;
+        match c.kind {
+            ChangeKind::Hsm => self.on_hsm(c, now),
+            _ if !enabled => {}
+            ChangeKind::Create
+            | ChangeKind::Close
+            | ChangeKind::Mtime
+            | ChangeKind::Trunc
+            | ChangeKind::Layout
+            | ChangeKind::Hardlink
+            | ChangeKind::Softlink
+            | ChangeKind::Mkdir => self.on_content(c, now),
+            ChangeKind::Setattr | ChangeKind::Ctime => {
+                if self.cfg.metadata == MetadataMode::Sync {
+                    self.on_metadata(c);
+                }
+            }
+            ChangeKind::Unlink | ChangeKind::Rmdir => self.on_unlink(c, now),
+            ChangeKind::Rename => self.on_rename(c, now),
+            // SETXATTR: ours (trusted.lustre_blob) or user xattrs, which blobs do not carry.
+            ChangeKind::Setxattr
+            | ChangeKind::Mark
+            | ChangeKind::Mknod
+            | ChangeKind::Atime
+            | ChangeKind::Other => {}
+        }
+    }
+
+    fn on_content(&mut self, c: &Change, now: u64) {
+        let fid = c.tfid;
+        if let Some(p) = self.st.pending.get_mut(&fid) {
+            p.last_change_ms = now;
+            add_hold(&mut p.holds, c.mdt, c.index);
+            return;
+        }
+        let path = match c.kind {
+            ChangeKind::Create
+            | ChangeKind::Mkdir
+            | ChangeKind::Softlink
+            | ChangeKind::Hardlink
+                if !c.pfid.is_zero() && !c.name.is_empty() =>
+            {
+                self.dir_path(&c.pfid).map(|d| join(&d, &c.name))
+            }
+            _ => None,
+        };
+        let path = match path {
+            Some(p) => Some(p),
+            None => self.ns.fid2path(&fid).ok().flatten(),
+        };
+        let Some(path) = path else { return }; // gone already: nothing to export
+        if c.kind == ChangeKind::Mkdir {
+            self.dirs.insert(fid, path.clone());
+        }
+        if !self.cfg.scope.covers(&path) {
+            return;
+        }
+        self.st.pending.insert(
+            fid,
+            Pending {
+                holds: vec![(c.mdt, c.index)],
+                last_change_ms: now,
+                first_change_ms: now,
+                attempts: 0,
+            },
+        );
+    }
+
+    fn on_metadata(&mut self, c: &Change) {
+        let fid = c.tfid;
+        if let Some(h) = self.st.meta_pending.get_mut(&fid) {
+            add_hold(h, c.mdt, c.index);
+            return;
+        }
+        match self.ns.fid2path(&fid) {
+            Ok(Some(path)) if self.cfg.scope.covers(&path) => {
+                self.st.meta_pending.insert(fid, vec![(c.mdt, c.index)]);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_unlink(&mut self, c: &Change, now: u64) {
+        let is_dir = c.kind == ChangeKind::Rmdir;
+        if is_dir {
+            self.dirs.remove(&c.tfid);
+        }
+        if self.cfg.on_delete != DeleteMode::Delete || c.flags & CLF_UNLINK_LAST == 0 {
+            return;
+        }
+        let Some(parent) = self.dir_path(&c.pfid) else {
+            return;
+        };
+        let path = join(&parent, &c.name);
+        if !self.cfg.scope.covers(&path) {
+            return;
+        }
+        self.st.ns_ops.push_back(NsOp {
+            mdt: c.mdt,
+            index: c.index,
+            at_ms: now,
+            op: NsOpKind::Delete {
+                path: lossy(&path),
+                dir: is_dir,
+            },
+        });
+    }
+
+    fn on_rename(&mut self, c: &Change, now: u64) {
+        let Some((sfid, spfid, old_name)) = &c.rename else {
+            return;
+        };
+        // Old path from the cache as it was before the rename; new path from the new parent.
+        let old = self.dir_path(spfid).map(|d| join(&d, old_name));
+        let renamed_dir = self.dirs.get(sfid).is_some();
+        self.dirs.invalidate_all();
+        let new = self.dir_path(&c.pfid).map(|d| join(&d, &c.name));
+        if renamed_dir {
+            if let Some(n) = &new {
+                self.dirs.insert(*sfid, n.clone());
+            }
+        }
+        if self.cfg.on_rename != RenameMode::Move {
+            return;
+        }
+        if let (Some(old), Some(new)) = (old, new) {
+            if self.cfg.scope.covers(&old) && self.cfg.scope.covers(&new) {
+                self.st.ns_ops.push_back(NsOp {
+                    mdt: c.mdt,
+                    index: c.index,
+                    at_ms: now,
+                    op: NsOpKind::Move {
+                        from: lossy(&old),
+                        to: lossy(&new),
+                    },
+                });
+            }
+        }
+    }
+
+    fn on_hsm(&mut self, c: &Change, now: u64) {
+        let Some(ev) = c.hsm else { return };
+        match ev.event {
+            HsmEventKind::Archive => {
+                if let Some(inf) = self.st.inflight.remove(&c.tfid) {
+                    self.settle(c.tfid, inf, i32::from(ev.error), now);
+                } else if self.collect_foreign {
+                    self.foreign_hsm.push((c.tfid, i32::from(ev.error)));
+                }
+            }
+            // The MDT marked an archived file dirty: it changed after its export.
+            HsmEventKind::State if ev.dirty && self.st.autoexport_enabled => {
+                self.on_content(c, now)
+            }
+            _ => {}
+        }
+    }
+
+    /// Path of a directory FID, through the cache.
+    fn dir_path(&mut self, fid: &Fid) -> Option<Vec<u8>> {
+        if let Some(p) = self.dirs.get(fid) {
+            return Some(p.to_vec());
+        }
+        let p = self.ns.fid2path(fid).ok().flatten()?;
+        self.dirs.insert(*fid, p.clone());
+        Some(p)
+    }
+
+    // ---------------------------------------------------------------- iterations
+
+    /// Advances the engine: resolves flush barriers, starts an iteration when one is due,
+    /// discovers a chunk of files, checks stale in-flight files, finishes the iteration.
+    pub fn step(&mut self, now: u64) -> Result<(), EngineError> {
+        self.resolve_barriers();
+        // Twice: when an iteration finishes, the next one starts right away with what changed
+        // (or was re-queued) meanwhile.
+        for _ in 0..2 {
+            if self.st.iteration.is_none() && self.st.autoexport_enabled {
+                self.maybe_start(now);
+            }
+            if self.st.iteration.is_none() {
+                break;
+            }
+            self.discover_some(now)?;
+            if now.saturating_sub(self.last_stale_check_ms) >= self.cfg.stale_after_ms / 2 {
+                self.last_stale_check_ms = now;
+                self.stale_check(now);
+            }
+            self.maybe_finish(now);
+            if self.st.iteration.is_some() {
+                break;
+            }
+        }
+        self.settle_flushes(now);
+        Ok(())
+    }
+
+    fn forced_by_flush(&self, holds: &Holds) -> bool {
+        self.flushes.iter().any(|f| match &f.barrier {
+            Some(b) => holds.iter().any(|(m, i)| b.get(*m).is_some_and(|e| i <= e)),
+            None => false,
+        })
+    }
+
+    fn maybe_start(&mut self, now: u64) {
+        let min_age = self.cfg.min_age_ms;
+        let due: Vec<Fid> = self
+            .st
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                now.saturating_sub(p.last_change_ms) >= min_age || self.forced_by_flush(&p.holds)
+            })
+            .map(|(f, _)| *f)
+            .collect();
+        if due.is_empty() && self.st.ns_ops.is_empty() && self.st.meta_pending.is_empty() {
+            return;
+        }
+        let number = self.st.next_iteration;
+        self.st.next_iteration += 1;
+        let mut it = Iteration {
+            counters: IterCounters {
+                number,
+                started_ms: now,
+                ..IterCounters::default()
+            },
+            ..Iteration::default()
+        };
+        for fid in due {
+            if let Some(p) = self.st.pending.remove(&fid) {
+                it.to_discover.push_back((fid, p));
+            }
+        }
+        self.st.totals.last_started_ms = Some(now);
+        self.st.iteration = Some(it);
+        self.changed = true;
+        tracing::info!(job = %self.cfg.job_id, iteration = number, "iteration started");
+        self.apply_ns_ops(now);
+        self.apply_metadata(now);
+    }
+
+    fn iteration_number(&self) -> u64 {
+        self.st
+            .iteration
+            .as_ref()
+            .map(|i| i.counters.number)
+            .unwrap_or(0)
+    }
+
+    fn counters(&mut self) -> Option<&mut IterCounters> {
+        self.st.iteration.as_mut().map(|i| &mut i.counters)
+    }
+
+    fn fail(&mut self, fid: Option<Fid>, path: &str, operation: &str, error: String, now: u64) {
+        let iteration = self.iteration_number();
+        if let Some(c) = self.counters() {
+            c.files_failed += 1;
+        }
+        self.st.totals.files_failed += 1;
+        tracing::warn!(job = %self.cfg.job_id, iteration, path, operation, %error, "export failed");
+        // The `blob::LogEntry` shape, so every writer of the logging container agrees.
+        self.log.record(json!({
+            "kind": "failure",
+            "time": rfc3339(now),
+            "job": self.cfg.job_id,
+            "iteration": iteration,
+            "fid": fid.map(|f| f.to_string()),
+            "path": path,
+            "operation": operation,
+            "error": error,
+            "http_status": null,
+            "azure_code": null,
+        }));
+        self.st.recent_failures.push_back(Failure {
+            at_ms: now,
+            iteration,
+            fid,
+            path: path.to_string(),
+            operation: operation.to_string(),
+            error,
+        });
+        while self.st.recent_failures.len() > MAX_RECENT_FAILURES {
+            self.st.recent_failures.pop_front();
+        }
+        self.changed = true;
+    }
+
+    fn exported(&mut self, bytes: u64) {
+        if let Some(c) = self.counters() {
+            c.files_exported += 1;
+            c.bytes_exported += bytes;
+        }
+        self.st.totals.files_exported += 1;
+        self.st.totals.bytes_exported += bytes;
+        self.changed = true;
+    }
+
+    fn discovered(&mut self, bytes: u64) {
+        if let Some(c) = self.counters() {
+            c.files_discovered += 1;
+            c.bytes_discovered += bytes;
+        }
+    }
+
+    fn apply_ns_ops(&mut self, now: u64) {
+        while let Some(op) = self.st.ns_ops.pop_front() {
+            let res = match &op.op {
+                NsOpKind::Delete { path, dir } => self.delete_blob(path, *dir),
+                NsOpKind::Move { from, to } => self.move_blobs(from, to),
+            };
+            if let Err(e) = res {
+                let (path, what) = match &op.op {
+                    NsOpKind::Delete { path, .. } => (path.clone(), "delete"),
+                    NsOpKind::Move { from, to } => (format!("{from} -> {to}"), "rename"),
+                };
+                self.fail(None, &path, what, e.to_string(), now);
+            }
+        }
+        self.changed = true;
+    }
+
+    fn delete_blob(&self, path: &str, dir: bool) -> Result<(), StoreError> {
+        let name = self.store.name_for(path.as_bytes())?;
+        self.store.delete(&name)?;
+        if dir {
+            // A removed directory was empty on the file system; its blobs may still be there
+            // when they were kept earlier. Only the directory blob itself goes.
+            tracing::debug!(path, "directory blob deleted");
+        }
+        Ok(())
+    }
+
+    /// Server-side copy + delete of the blob at `from` and of every blob under `from/`.
+    fn move_blobs(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let src = self.store.name_for(from.as_bytes())?;
+        let dst = self.store.name_for(to.as_bytes())?;
+        let mut moves = Vec::new();
+        if self.store.exists(&src)? {
+            moves.push((src.clone(), dst.clone()));
+        }
+        let under = format!("{src}/");
+        for e in self.store.list(&src)? {
+            if let Some(rest) = e.name.strip_prefix(&under) {
+                moves.push((e.name.clone(), format!("{dst}/{rest}")));
+            }
+        }
+        for (a, b) in &moves {
+            self.store.copy(a, b)?;
+        }
+        for (a, _) in &moves {
+            self.store.delete(a)?;
+        }
+        Ok(())
+    }
+
+    fn apply_metadata(&mut self, now: u64) {
+        let fids: Vec<Fid> = std::mem::take(&mut self.st.meta_pending)
+            .into_keys()
+            .collect();
+        for fid in fids {
+            let Ok(Some(path)) = self.ns.fid2path(&fid) else {
+                continue;
+            };
+            if !self.cfg.scope.covers(&path) {
+                continue;
+            }
+            let Ok(Some(st)) = self.ns.stat(&path) else {
+                continue;
+            };
+            let res = self.store.name_for(&path).and_then(|name| {
+                self.store
+                    .set_metadata(&name, &BlobMeta::from_stat(&st, Some(fid)))
+            });
+            match res {
+                Ok(()) | Err(StoreError::NotFound(_)) => {} // never exported: nothing to update
+                Err(e) => self.fail(Some(fid), &lossy(&path), "metadata", e.to_string(), now),
+            }
+        }
+    }
+
+    fn requeue(&mut self, fid: Fid, holds: Holds, first_change_ms: u64, attempts: u32) {
+        if let Some(c) = self.counters() {
+            c.files_requeued += 1;
+        }
+        let p = self.st.pending.entry(fid).or_insert(Pending {
+            holds: Vec::new(),
+            last_change_ms: 0,
+            first_change_ms,
+            attempts,
+        });
+        for (m, i) in holds {
+            add_hold(&mut p.holds, m, i);
+        }
+        p.attempts = p.attempts.max(attempts);
+        p.first_change_ms = p.first_change_ms.min(first_change_ms);
+        self.changed = true;
+    }
+
+    /// Completion of an in-flight file with `errno` (0 = success).
+    fn settle(&mut self, fid: Fid, inf: InFlight, errno: i32, now: u64) {
+        if errno == 0 {
+            self.exported(inf.size);
+        } else if is_requeue_errno(errno) && inf.attempts + 1 < MAX_ATTEMPTS {
+            tracing::info!(fid = %fid, path = %inf.path, error = %errno_text(errno), "re-queued for the next iteration");
+            self.requeue(fid, inf.holds, inf.first_change_ms, inf.attempts + 1);
+        } else {
+            self.fail(Some(fid), &inf.path, "archive", errno_text(errno), now);
+        }
+        self.changed = true;
+    }
+
+    fn discover_some(&mut self, now: u64) -> Result<(), EngineError> {
+        let mut to_archive: Vec<(Fid, InFlight)> = Vec::new();
+        for _ in 0..self.cfg.discover_chunk.max(1) {
+            let Some(it) = self.st.iteration.as_mut() else {
+                break;
+            };
+            let Some((fid, p)) = it.to_discover.pop_front() else {
+                break;
+            };
+            self.changed = true;
+            if let Some(inf) = self.discover_one(fid, p, now) {
+                to_archive.push((fid, inf));
+            }
+        }
+        if to_archive.is_empty() {
+            return Ok(());
+        }
+        for (fid, inf) in &to_archive {
+            self.st.inflight.insert(*fid, inf.clone());
+        }
+        // Write-ahead: a crash after this finds the requests in the in-flight set.
+        self.save()?;
+        let payload = format!("lb:j={}:i={}", self.cfg.job_id, self.iteration_number());
+        let fids: Vec<Fid> = to_archive.iter().map(|(f, _)| *f).collect();
+        for chunk in fids.chunks(self.cfg.batch_size.max(1)) {
+            if let Err(e) = self
+                .ns
+                .archive(self.cfg.archive_id, chunk, payload.as_bytes())
+            {
+                tracing::warn!(error = %e, files = chunk.len(), "batched archive request refused; retrying file by file");
+                for fid in chunk {
+                    if let Err(e) = self.ns.archive(
+                        self.cfg.archive_id,
+                        std::slice::from_ref(fid),
+                        payload.as_bytes(),
+                    ) {
+                        if let Some(inf) = self.st.inflight.remove(fid) {
+                            self.settle(*fid, inf, e.errno, now);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks at one pending file; returns it when it needs an archive request.
+    fn discover_one(&mut self, fid: Fid, p: Pending, now: u64) -> Option<InFlight> {
+        let path = match self.ns.fid2path(&fid) {
+            Ok(Some(path)) => path,
+            Ok(None) => return None, // deleted since: nothing to export
+            Err(e) => return self.discover_error(fid, p, "", e, now),
+        };
+        if !self.cfg.scope.covers(&path) {
+            return None; // renamed out of scope or into an exclusion
+        }
+        let text = lossy(&path);
+        let st = match self.ns.stat(&path) {
+            Ok(Some(st)) => st,
+            Ok(None) => return None,
+            Err(e) => return self.discover_error(fid, p, &text, e, now),
+        };
+        match st.kind {
+            FileKind::Directory | FileKind::Symlink => {
+                self.discovered(0);
+                let meta = BlobMeta::from_stat(&st, Some(fid));
+                let res = self.store.name_for(&path).and_then(|name| {
+                    if st.kind == FileKind::Directory {
+                        self.store.put_dir(&name, &meta)
+                    } else {
+                        let target = self
+                            .ns
+                            .read_link(&path)
+                            .map_err(|e| StoreError::Permanent(e.to_string()))?;
+                        self.store.put_symlink(&name, &target, &meta)
+                    }
+                });
+                match res {
+                    Ok(()) => self.exported(0),
+                    Err(StoreError::Transient(e)) if p.attempts + 1 < MAX_ATTEMPTS => {
+                        tracing::info!(path = %text, error = %e, "re-queued for the next iteration");
+                        self.requeue(fid, p.holds, p.first_change_ms, p.attempts + 1);
+                    }
+                    Err(e) => self.fail(Some(fid), &text, "export", e.to_string(), now),
+                }
+                None
+            }
+            FileKind::Other => None,
+            FileKind::Regular => {
+                let hsm = match self.ns.hsm_state(&path) {
+                    Ok(h) => h,
+                    Err(e) => return self.discover_error(fid, p, &text, e, now),
+                };
+                if hsm.is_clean_archive() && !hsm.action_pending {
+                    return None; // archived and clean: nothing to do
+                }
+                self.discovered(st.size);
+                Some(InFlight {
+                    holds: p.holds,
+                    path: text,
+                    size: st.size,
+                    submitted_ms: now,
+                    first_change_ms: p.first_change_ms,
+                    attempts: p.attempts,
+                })
+            }
+        }
+    }
+
+    fn discover_error(
+        &mut self,
+        fid: Fid,
+        p: Pending,
+        path: &str,
+        e: NsError,
+        now: u64,
+    ) -> Option<InFlight> {
+        if is_requeue_errno(e.errno) && p.attempts + 1 < MAX_ATTEMPTS {
+            self.requeue(fid, p.holds, p.first_change_ms, p.attempts + 1);
+        } else {
+            self.fail(Some(fid), path, "archive", e.to_string(), now);
+        }
+        None
+    }
+
+    /// In-flight files without a CL_HSM for `stale_after`: settled from their HSM state (the
+    /// coordinator skips "not needed" requests silently, and a restart may have lost the send).
+    fn stale_check(&mut self, now: u64) {
+        let stale: Vec<Fid> = self
+            .st
+            .inflight
+            .iter()
+            .filter(|(_, i)| now.saturating_sub(i.submitted_ms) >= self.cfg.stale_after_ms)
+            .map(|(f, _)| *f)
+            .collect();
+        for fid in stale {
+            let path = match self.ns.fid2path(&fid) {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    self.st.inflight.remove(&fid); // deleted: nothing left to export
+                    self.changed = true;
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let Ok(hsm) = self.ns.hsm_state(&path) else {
+                continue;
+            };
+            if hsm.action_pending {
+                if let Some(i) = self.st.inflight.get_mut(&fid) {
+                    i.submitted_ms = now; // still queued or running: wait more
+                }
+            } else if let Some(inf) = self.st.inflight.remove(&fid) {
+                if hsm.is_clean_archive() {
+                    self.settle(fid, inf, 0, now);
+                } else {
+                    tracing::info!(fid = %fid, path = %inf.path, "archive request vanished; re-queued");
+                    self.requeue(fid, inf.holds, inf.first_change_ms, inf.attempts);
+                }
+            }
+        }
+    }
+
+    fn maybe_finish(&mut self, now: u64) {
+        let done = matches!(&self.st.iteration, Some(it) if it.to_discover.is_empty())
+            && self.st.inflight.is_empty();
+        if !done {
+            return;
+        }
+        let Some(it) = self.st.iteration.take() else {
+            return;
+        };
+        let mut c = it.counters;
+        c.ended_ms = Some(now);
+        self.st.totals.iterations_completed += 1;
+        self.st.totals.last_completed_ms = Some(now);
+        if c.files_failed == 0 {
+            self.st.totals.last_successful_ms = Some(now);
+        }
+        tracing::info!(job = %self.cfg.job_id, iteration = c.number, exported = c.files_exported, failed = c.files_failed, "iteration completed");
+        self.log.record(json!({
+            "kind": "summary",
+            "time": rfc3339(now),
+            "job": self.cfg.job_id,
+            "iteration": c.number,
+            "files_discovered": c.files_discovered,
+            "mib_discovered": c.bytes_discovered >> 20,
+            "files_exported": c.files_exported,
+            "mib_exported": c.bytes_exported >> 20,
+            "files_failed": c.files_failed,
+        }));
+        if let Err(e) = self.log.flush() {
+            tracing::warn!(error = %e, "logging container flush failed; entries kept for the next flush");
+        }
+        self.st.last_iteration = Some(c);
+        self.changed = true;
+    }
+
+    // ---------------------------------------------------------------- persistence and clearing
+
+    /// Lowest record each MDT must keep, over all unfinished work.
+    fn holds_floor(&self) -> Vec<Option<u64>> {
+        let mut floor: Vec<Option<u64>> = vec![None; self.st.cursors.len()];
+        let mut note = |holds: &[(usize, u64)]| {
+            for (m, i) in holds {
+                if let Some(f) = floor.get_mut(*m) {
+                    *f = Some(f.map_or(*i, |x| x.min(*i)));
+                }
+            }
+        };
+        self.st.pending.values().for_each(|p| note(&p.holds));
+        self.st.inflight.values().for_each(|p| note(&p.holds));
+        self.st.meta_pending.values().for_each(|h| note(h));
+        self.st
+            .ns_ops
+            .iter()
+            .for_each(|o| note(&[(o.mdt, o.index)]));
+        if let Some(it) = &self.st.iteration {
+            it.to_discover.iter().for_each(|(_, p)| note(&p.holds));
+        }
+        floor
+    }
+
+    /// Index up to which each MDT's changelog may be cleared now.
+    pub fn clear_points(&self) -> Vec<u64> {
+        self.holds_floor()
+            .iter()
+            .zip(&self.st.cursors)
+            .map(|(f, c)| match f {
+                Some(i) => i.saturating_sub(1).min(c.last_read),
+                None => c.last_read,
+            })
+            .collect()
+    }
+
+    fn save(&mut self) -> Result<(), EngineError> {
+        if let Some(f) = &self.file {
+            f.save(&self.st)?;
+        }
+        self.changed = false;
+        Ok(())
+    }
+
+    /// Saves the state if it changed, then clears each changelog below its lowest held record.
+    pub fn persist(&mut self) -> Result<(), EngineError> {
+        if self.changed {
+            self.save()?;
+        }
+        let points = self.clear_points();
+        let mut advanced = false;
+        for (m, p) in points.into_iter().enumerate() {
+            if p > self.st.cursors[m].cleared {
+                match self.ns.clear_changelog(m, p) {
+                    Ok(()) => {
+                        self.st.cursors[m].cleared = p;
+                        advanced = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(mdt = m, endrec = p, error = %e, "changelog_clear failed; will retry")
+                    }
+                }
+            }
+        }
+        if advanced {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- flush barrier
+
+    /// Starts a flush: it completes once every change recorded before now is exported or failed.
+    pub fn flush_begin(&mut self, now: u64) -> u64 {
+        let id = self.next_flush;
+        self.next_flush += 1;
+        self.flushes.push(FlushWait {
+            id,
+            asked_ms: now,
+            need_passes: self.end_passes.iter().map(|p| p + 2).collect(),
+            barrier: None,
+            done: None,
+        });
+        id
+    }
+
+    /// `Some` once flush `id` is complete (then forgotten), `None` while it waits.
+    pub fn flush_poll(&mut self, id: u64) -> Option<FlushOutcome> {
+        let pos = self
+            .flushes
+            .iter()
+            .position(|f| f.id == id && f.done.is_some())?;
+        self.flushes.remove(pos).done
+    }
+
+    /// Drops a flush whose caller went away.
+    pub fn flush_forget(&mut self, id: u64) {
+        self.flushes.retain(|f| f.id != id);
+    }
+
+    fn resolve_barriers(&mut self) {
+        for f in &mut self.flushes {
+            if f.barrier.is_none()
+                && f.need_passes
+                    .iter()
+                    .zip(&self.end_passes)
+                    .all(|(need, seen)| seen >= need)
+            {
+                f.barrier = Some(self.st.cursors.iter().map(|c| c.last_read).collect());
+            }
+        }
+    }
+
+    fn settle_flushes(&mut self, _now: u64) {
+        if self
+            .flushes
+            .iter()
+            .all(|f| f.barrier.is_none() || f.done.is_some())
+        {
+            return;
+        }
+        let floor = self.holds_floor();
+        let failures = &self.st.recent_failures;
+        for f in &mut self.flushes {
+            let (Some(b), None) = (&f.barrier, &f.done) else {
+                continue;
+            };
+            let clear = floor.iter().zip(b).all(|(fl, e)| fl.is_none_or(|x| x > *e));
+            if clear {
+                let asked = f.asked_ms;
+                let list = failures
+                    .iter()
+                    .filter(|x| x.at_ms >= asked)
+                    .cloned()
+                    .collect();
+                f.done = Some(FlushOutcome { failures: list });
+            }
+        }
+    }
+}
+
+/// Raw path bytes as text for logs and blob-side operations (lossy for non-UTF-8).
+pub fn lossy(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

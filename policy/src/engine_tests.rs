@@ -1,0 +1,665 @@
+use super::*;
+use crate::fake::{FakeLog, FakeNs, FakeStore};
+use crate::model::{Change, ChangeKind, FileKind, HsmEvent, HsmEventKind, HsmFlags};
+
+type E = Engine<FakeNs, FakeStore, FakeLog>;
+
+fn cfg() -> EngineConfig {
+    EngineConfig {
+        archive_id: 1,
+        scope: Scope::new(&["projects".to_string()], &["*.tmp".to_string()]).unwrap(),
+        min_age_ms: 0,
+        metadata: MetadataMode::Ignore,
+        on_delete: DeleteMode::Keep,
+        on_rename: RenameMode::Keep,
+        batch_size: 1000,
+        stale_after_ms: 60_000,
+        discover_chunk: 100,
+        job_id: "autoexport-1".into(),
+    }
+}
+
+struct T {
+    e: E,
+    ns: FakeNs,
+    store: FakeStore,
+    log: FakeLog,
+    idx: u64,
+    now: u64,
+}
+
+impl T {
+    fn new(c: EngineConfig) -> T {
+        Self::with_file(c, None)
+    }
+    fn with_file(c: EngineConfig, file: Option<StateFile>) -> T {
+        let ns = FakeNs::default();
+        ns.add("", FileKind::Directory, 0);
+        ns.add("projects", FileKind::Directory, 0);
+        let store = FakeStore::default();
+        let log = FakeLog::default();
+        let e = Engine::new(ns.clone(), store.clone(), log.clone(), c, 1, file, true).unwrap();
+        T {
+            e,
+            ns,
+            store,
+            log,
+            idx: 0,
+            now: 1_000_000,
+        }
+    }
+    fn rec(&mut self, kind: ChangeKind, fid: Fid) -> Change {
+        self.idx += 1;
+        Change::simple(0, self.idx, kind, fid)
+    }
+    fn feed(&mut self, c: Change) {
+        self.e.on_records(0, &[c], false, self.now);
+    }
+    fn file(&mut self, path: &str, size: u64) -> Fid {
+        let fid = self.ns.add(path, FileKind::Regular, size);
+        let r = self.rec(ChangeKind::Close, fid);
+        self.feed(r);
+        fid
+    }
+    fn step(&mut self) {
+        self.e.step(self.now).unwrap();
+        self.e.persist().unwrap();
+    }
+    fn hsm(&mut self, fid: Fid, error: u8) {
+        if error == 0 {
+            self.ns.set_hsm(
+                fid,
+                HsmFlags {
+                    exists: true,
+                    archived: true,
+                    ..HsmFlags::default()
+                },
+            );
+        } else {
+            self.ns.set_hsm(fid, HsmFlags::default());
+        }
+        let mut r = self.rec(ChangeKind::Hsm, fid);
+        r.hsm = Some(HsmEvent {
+            event: HsmEventKind::Archive,
+            error,
+            dirty: false,
+        });
+        self.feed(r);
+    }
+    fn totals(&self) -> crate::state::Totals {
+        self.e.state().totals.clone()
+    }
+    fn current(&self) -> IterCounters {
+        let s = self.e.state();
+        s.iteration
+            .as_ref()
+            .map(|i| i.counters.clone())
+            .or(s.last_iteration.clone())
+            .unwrap()
+    }
+}
+
+#[test]
+fn files_under_the_prefix_are_archived_and_nothing_else() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 10);
+    let b = t.file("projects/sub/b.dat", 20);
+    t.file("other/c.dat", 30);
+    t.file("projects/x.tmp", 40);
+    t.file("projectsX/d.dat", 50);
+    t.step();
+    let calls = t.ns.lock().archive_calls.clone();
+    assert_eq!(calls.len(), 1);
+    let mut fids = calls[0].0.clone();
+    fids.sort();
+    assert_eq!(fids, vec![a, b]);
+    assert_eq!(calls[0].1, b"lb:j=autoexport-1:i=1".to_vec());
+    let c = t.current();
+    assert_eq!((c.files_discovered, c.bytes_discovered), (2, 30));
+    assert_eq!(c.files_exported, 0);
+}
+
+#[test]
+fn completions_count_and_finish_the_iteration() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 3 << 20);
+    let b = t.file("projects/b.dat", 1 << 20);
+    t.step();
+    t.hsm(a, 0);
+    t.step();
+    assert_eq!(t.current().files_exported, 1);
+    assert!(t.e.state().iteration.is_some(), "still waiting for b");
+    t.hsm(b, 0);
+    t.step();
+    assert!(t.e.state().iteration.is_none());
+    let tot = t.totals();
+    assert_eq!(
+        (
+            tot.files_exported,
+            tot.bytes_exported,
+            tot.iterations_completed
+        ),
+        (2, 4 << 20, 1)
+    );
+    assert_eq!(tot.last_successful_ms, Some(t.now));
+    let c = t.current();
+    assert_eq!(
+        (c.files_exported, c.bytes_exported, c.files_failed),
+        (2, 4 << 20, 0)
+    );
+    let entries = t.log.entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["kind"], "summary");
+    assert_eq!(entries[0]["files_exported"], 2);
+    assert_eq!(*t.log.flushed.lock().unwrap(), 1);
+    // Everything final: the changelog is cleared to the last record.
+    assert_eq!(t.ns.lock().cleared.get(&0), Some(&t.idx));
+}
+
+#[test]
+fn permanent_failure_counts_logs_and_blocks_last_successful() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 1);
+    t.step();
+    t.hsm(a, libc::EPERM as u8);
+    t.step();
+    let tot = t.totals();
+    assert_eq!(
+        (
+            tot.files_failed,
+            tot.files_exported,
+            tot.iterations_completed
+        ),
+        (1, 0, 1)
+    );
+    assert_eq!(tot.last_successful_ms, None);
+    assert_eq!(t.current().files_failed, 1);
+    let entries = t.log.entries();
+    let f = entries.iter().find(|e| e["kind"] == "failure").unwrap();
+    assert_eq!(f["path"], "projects/a.dat");
+    assert_eq!(f["fid"], a.to_string());
+    assert_eq!(f["operation"], "archive");
+    assert_eq!(f["iteration"], 1);
+    assert_eq!(f["job"], "autoexport-1");
+    assert!(f["error"].as_str().unwrap().contains("errno 1"));
+    assert_eq!(t.e.state().recent_failures.len(), 1);
+}
+
+#[test]
+fn canceled_and_busy_are_requeued_not_failed() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 1);
+    let b = t.file("projects/b.dat", 1);
+    t.step();
+    t.hsm(a, libc::ECANCELED as u8);
+    t.hsm(b, libc::EBUSY as u8);
+    t.step(); // iteration 1 ends with nothing failed; the next starts
+    let tot = t.totals();
+    assert_eq!((tot.files_failed, tot.iterations_completed), (0, 1));
+    assert_eq!(
+        t.e.state().last_iteration.as_ref().unwrap().files_requeued,
+        2
+    );
+    let calls = t.ns.lock().archive_calls.clone();
+    assert_eq!(calls.len(), 2, "re-issued in iteration 2");
+    assert_eq!(calls[1].1, b"lb:j=autoexport-1:i=2".to_vec());
+    t.hsm(a, 0);
+    t.hsm(b, 0);
+    t.step();
+    assert_eq!(t.totals().files_exported, 2);
+    assert_eq!(t.totals().iterations_completed, 2);
+}
+
+#[test]
+fn repeated_requeues_end_as_a_failure() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 1);
+    for _ in 0..MAX_ATTEMPTS {
+        t.step();
+        t.hsm(a, libc::EBUSY as u8);
+    }
+    t.step();
+    assert_eq!(t.totals().files_failed, 1);
+    assert_eq!(t.ns.lock().archive_calls.len(), MAX_ATTEMPTS as usize);
+}
+
+#[test]
+fn archived_and_clean_files_are_skipped() {
+    let mut t = T::new(cfg());
+    let a = t.ns.add("projects/a.dat", FileKind::Regular, 5);
+    t.ns.set_hsm(
+        a,
+        HsmFlags {
+            exists: true,
+            archived: true,
+            ..HsmFlags::default()
+        },
+    );
+    let r = t.rec(ChangeKind::Close, a);
+    t.feed(r);
+    t.step();
+    assert!(t.ns.lock().archive_calls.is_empty());
+    assert_eq!(t.current().files_discovered, 0);
+    assert_eq!(t.totals().iterations_completed, 1);
+    // Dirty again: exported.
+    t.ns.set_hsm(
+        a,
+        HsmFlags {
+            exists: true,
+            archived: true,
+            dirty: true,
+            ..HsmFlags::default()
+        },
+    );
+    let r = t.rec(ChangeKind::Mtime, a);
+    t.feed(r);
+    t.step();
+    assert_eq!(t.ns.archived_fids(), vec![a]);
+}
+
+#[test]
+fn records_are_deduplicated_by_fid() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 1);
+    let before = t.ns.lock().fid2path_calls;
+    for _ in 0..100 {
+        let r = t.rec(ChangeKind::Close, a);
+        t.feed(r);
+    }
+    assert_eq!(
+        t.ns.lock().fid2path_calls,
+        before,
+        "pending FIDs are not resolved again"
+    );
+    assert_eq!(t.e.state().pending.len(), 1);
+    t.step();
+    assert_eq!(t.ns.archived_fids(), vec![a]);
+}
+
+#[test]
+fn own_bookkeeping_never_creates_work() {
+    let mut t = T::new(cfg());
+    let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
+    let mut r = t.rec(ChangeKind::Setxattr, a);
+    r.xattr = Some(EXPORT_XATTR.into());
+    t.feed(r);
+    let mut r = t.rec(ChangeKind::Hsm, a);
+    r.hsm = Some(HsmEvent {
+        event: HsmEventKind::Archive,
+        error: 0,
+        dirty: false,
+    });
+    t.feed(r);
+    let mut r = t.rec(ChangeKind::Hsm, a);
+    r.hsm = Some(HsmEvent {
+        event: HsmEventKind::State,
+        error: 0,
+        dirty: false,
+    });
+    t.feed(r);
+    t.step();
+    assert!(t.e.state().pending.is_empty());
+    assert!(t.ns.lock().archive_calls.is_empty());
+    assert_eq!(t.ns.lock().cleared.get(&0), Some(&3));
+    // ...but the MDT flagging an archived file dirty is a change.
+    let mut r = t.rec(ChangeKind::Hsm, a);
+    r.hsm = Some(HsmEvent {
+        event: HsmEventKind::State,
+        error: 0,
+        dirty: true,
+    });
+    t.feed(r);
+    assert!(t.e.state().pending.contains_key(&a));
+}
+
+#[test]
+fn min_age_delays_export() {
+    let mut c = cfg();
+    c.min_age_ms = 5_000;
+    let mut t = T::new(c);
+    let a = t.file("projects/a.dat", 1);
+    t.step();
+    assert!(t.ns.lock().archive_calls.is_empty());
+    t.now += 4_000;
+    let r = t.rec(ChangeKind::Close, a); // a new change restarts the wait
+    t.feed(r);
+    t.now += 4_000;
+    t.step();
+    assert!(t.ns.lock().archive_calls.is_empty());
+    t.now += 1_000;
+    t.step();
+    assert_eq!(t.ns.archived_fids(), vec![a]);
+}
+
+#[test]
+fn changelog_is_cleared_only_below_unfinished_work() {
+    let mut t = T::new(cfg());
+    t.file("other/x", 1); // 1: out of scope, final at once
+    let a = t.file("projects/a.dat", 1); // 2
+    t.file("other/y", 1); // 3
+    t.e.persist().unwrap();
+    assert_eq!(t.ns.lock().cleared.get(&0), Some(&1));
+    t.step(); // requested, still in flight
+    assert_eq!(t.ns.lock().cleared.get(&0), Some(&1));
+    t.hsm(a, 0); // 4
+    t.step();
+    assert_eq!(t.ns.lock().cleared.get(&0), Some(&4));
+}
+
+#[test]
+fn batches_respect_batch_size_and_a_refused_batch_is_split() {
+    let mut c = cfg();
+    c.batch_size = 2;
+    let mut t = T::new(c);
+    let fids: Vec<Fid> = (0..5)
+        .map(|i| t.file(&format!("projects/f{i}"), 1))
+        .collect();
+    t.ns.lock().refuse.insert(fids[3], libc::EPERM);
+    t.step();
+    let calls = t.ns.lock().archive_calls.clone();
+    let sizes: Vec<usize> = calls.iter().map(|c| c.0.len()).collect();
+    // [0,1] ok, [2,3] refused -> 2 alone ok, 3 alone refused, [4] ok
+    assert_eq!(sizes, vec![2, 1, 1]);
+    assert_eq!(t.totals().files_failed, 1);
+    assert_eq!(t.e.state().inflight.len(), 4);
+}
+
+#[test]
+fn kill_and_restart_counts_every_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = StateFile::new(dir.path().join("state.json"));
+    let mut t = T::with_file(cfg(), Some(file.clone()));
+    let a = t.file("projects/a.dat", 7);
+    let b = t.file("projects/b.dat", 9);
+    t.e.step(t.now).unwrap(); // requests sent; state saved write-ahead, not persisted since
+    t.hsm(a, 0); // processed in memory, then "kill -9": not saved
+                 // Restart from disk with the same namespace; the changelog replays from the saved cursor.
+    let ns = t.ns.clone();
+    let mut e2: E = Engine::new(
+        ns.clone(),
+        t.store.clone(),
+        t.log.clone(),
+        cfg(),
+        1,
+        Some(file.clone()),
+        true,
+    )
+    .unwrap();
+    assert_eq!(e2.state().inflight.len(), 2);
+    assert_eq!(e2.resume_points(), vec![3]);
+    // Replay of everything from index 1: old records are skipped, the HSM record applies once.
+    let mut replay = Vec::new();
+    for i in 1..=2 {
+        replay.push(Change::simple(
+            0,
+            i,
+            ChangeKind::Close,
+            if i == 1 { a } else { b },
+        ));
+    }
+    let mut h = Change::simple(0, 3, ChangeKind::Hsm, a);
+    h.hsm = Some(HsmEvent {
+        event: HsmEventKind::Archive,
+        error: 0,
+        dirty: false,
+    });
+    replay.push(h.clone());
+    e2.on_records(0, &replay, false, t.now);
+    e2.on_records(0, &[h], false, t.now); // a duplicate delivery changes nothing
+    e2.step(t.now).unwrap();
+    assert_eq!(e2.state().totals.files_exported, 1);
+    ns.set_hsm(
+        b,
+        HsmFlags {
+            exists: true,
+            archived: true,
+            ..HsmFlags::default()
+        },
+    );
+    let mut h = Change::simple(0, 4, ChangeKind::Hsm, b);
+    h.hsm = Some(HsmEvent {
+        event: HsmEventKind::Archive,
+        error: 0,
+        dirty: false,
+    });
+    e2.on_records(0, &[h], false, t.now);
+    e2.step(t.now).unwrap();
+    e2.persist().unwrap();
+    let tot = &e2.state().totals;
+    assert_eq!(
+        (
+            tot.files_exported,
+            tot.bytes_exported,
+            tot.iterations_completed
+        ),
+        (2, 16, 1)
+    );
+    assert_eq!(ns.archived_fids().len(), 2, "no request sent twice");
+    let saved: State = file.load().unwrap().unwrap();
+    assert_eq!(saved.totals.files_exported, 2);
+}
+
+#[test]
+fn stale_requests_are_settled_from_hsm_state() {
+    let mut c = cfg();
+    c.stale_after_ms = 1_000;
+    let mut t = T::new(c);
+    let a = t.file("projects/a.dat", 4);
+    let b = t.file("projects/b.dat", 4);
+    let gone = t.file("projects/gone.dat", 4);
+    t.step();
+    // No CL_HSM ever: a turned out archived (request skipped as "not needed"), b's request
+    // vanished, gone was deleted.
+    t.ns.set_hsm(
+        a,
+        HsmFlags {
+            exists: true,
+            archived: true,
+            ..HsmFlags::default()
+        },
+    );
+    t.ns.set_hsm(b, HsmFlags::default());
+    t.ns.remove(gone);
+    t.now += 1_000;
+    t.step();
+    assert_eq!(t.totals().files_exported, 1);
+    assert!(t.e.state().inflight.is_empty() || t.e.state().inflight.contains_key(&b));
+    // b was re-queued and requested again in the next iteration.
+    assert_eq!(t.ns.archived_fids().iter().filter(|f| **f == b).count(), 2);
+}
+
+#[test]
+fn directories_and_symlinks_become_blobs() {
+    let mut t = T::new(cfg());
+    let d = t.ns.add("projects/dir", FileKind::Directory, 0);
+    let r = t.rec(ChangeKind::Mkdir, d);
+    t.feed(r);
+    let l = t.ns.add("projects/link", FileKind::Symlink, 3);
+    t.ns.lock().nodes.get_mut(&l).unwrap().link = b"a.dat".to_vec();
+    let r = t.rec(ChangeKind::Softlink, l);
+    t.feed(r);
+    t.step();
+    let blobs = t.store.lock().clone();
+    let (body, meta) = &blobs["projects/dir"];
+    assert!(body.is_empty());
+    assert_eq!(meta.as_ref().unwrap().kind, FileKind::Directory);
+    assert_eq!(meta.as_ref().unwrap().mode, 0o755);
+    let (body, meta) = &blobs["projects/link"];
+    assert_eq!(body, b"a.dat");
+    assert_eq!(meta.as_ref().unwrap().kind, FileKind::Symlink);
+    assert_eq!(t.totals().files_exported, 2);
+    assert!(t.ns.lock().archive_calls.is_empty());
+}
+
+#[test]
+fn a_failing_directory_blob_counts_as_failed() {
+    let mut t = T::new(cfg());
+    t.store.fail.lock().unwrap().insert(
+        "projects/dir".into(),
+        StoreError::Permanent("403 AuthorizationFailure".into()),
+    );
+    let d = t.ns.add("projects/dir", FileKind::Directory, 0);
+    let r = t.rec(ChangeKind::Mkdir, d);
+    t.feed(r);
+    t.step();
+    assert_eq!(t.totals().files_failed, 1);
+    assert!(t
+        .log
+        .entries()
+        .iter()
+        .any(|e| e["kind"] == "failure" && e["error"].as_str().unwrap().contains("403")));
+}
+
+fn unlink(t: &mut T, fid: Fid, parent: Fid, name: &str, last: bool) {
+    let mut r = t.rec(ChangeKind::Unlink, fid);
+    r.pfid = parent;
+    r.name = name.as_bytes().to_vec();
+    r.flags = if last { CLF_UNLINK_LAST } else { 0 };
+    t.feed(r);
+}
+
+#[test]
+fn on_delete_keep_leaves_blobs_and_delete_removes_them() {
+    for mode in [DeleteMode::Keep, DeleteMode::Delete] {
+        let mut c = cfg();
+        c.on_delete = mode;
+        let mut t = T::new(c);
+        t.store.put("projects/a.dat", b"x", None);
+        t.store.put("projects/b.dat", b"x", None);
+        let p = t.ns.fid_of("projects").unwrap();
+        let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
+        t.ns.remove(a);
+        unlink(&mut t, a, p, "a.dat", true);
+        unlink(&mut t, Fid::new(9, 9, 0), p, "b.dat", false); // not the last link: stays
+        t.step();
+        let names = t.store.names();
+        assert!(names.contains(&"projects/b.dat".to_string()));
+        assert_eq!(
+            names.contains(&"projects/a.dat".to_string()),
+            mode == DeleteMode::Keep,
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn on_rename_move_moves_every_blob_under_a_directory() {
+    let mut c = cfg();
+    c.on_rename = RenameMode::Move;
+    let mut t = T::new(c);
+    let p = t.ns.fid_of("projects").unwrap();
+    let d = t.ns.add("projects/old", FileKind::Directory, 0);
+    // Learn the directory's path before the rename (as the cache would from earlier records).
+    let r = t.rec(ChangeKind::Mkdir, d);
+    t.feed(r);
+    t.step();
+    for n in ["projects/old/a", "projects/old/s/b"] {
+        t.store.put(n, n.as_bytes(), None);
+    }
+    t.store.put("projects/older", b"not under old/", None);
+    t.ns.set_path(d, "projects/new");
+    let mut r = t.rec(ChangeKind::Rename, Fid::default());
+    r.pfid = p;
+    r.name = b"new".to_vec();
+    r.rename = Some((d, p, b"old".to_vec()));
+    t.feed(r);
+    t.step();
+    let names = t.store.names();
+    assert_eq!(
+        names,
+        vec![
+            "projects/new",
+            "projects/new/a",
+            "projects/new/s/b",
+            "projects/older"
+        ]
+    );
+    assert_eq!(
+        t.store.get_bytes("projects/new/s/b").unwrap(),
+        b"projects/old/s/b"
+    );
+}
+
+#[test]
+fn on_rename_keep_moves_nothing() {
+    let mut t = T::new(cfg());
+    let p = t.ns.fid_of("projects").unwrap();
+    let a = t.ns.add("projects/new.dat", FileKind::Regular, 1);
+    t.store.put("projects/old.dat", b"x", None);
+    let mut r = t.rec(ChangeKind::Rename, Fid::default());
+    r.pfid = p;
+    r.name = b"new.dat".to_vec();
+    r.rename = Some((a, p, b"old.dat".to_vec()));
+    t.feed(r);
+    t.step();
+    assert_eq!(t.store.names(), vec!["projects/old.dat"]);
+    assert!(t.ns.lock().archive_calls.is_empty());
+}
+
+#[test]
+fn metadata_sync_updates_blob_metadata_and_ignore_does_not() {
+    for mode in [MetadataMode::Ignore, MetadataMode::Sync] {
+        let mut c = cfg();
+        c.metadata = mode;
+        let mut t = T::new(c);
+        let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
+        t.store.put("projects/a.dat", b"x", None);
+        t.ns.lock().nodes.get_mut(&a).unwrap().stat.mode = 0o100600;
+        let r = t.rec(ChangeKind::Setattr, a);
+        t.feed(r);
+        t.step();
+        let meta = t.store.lock()["projects/a.dat"].1.clone();
+        match mode {
+            MetadataMode::Ignore => assert_eq!(meta, None),
+            MetadataMode::Sync => assert_eq!(meta.unwrap().mode, 0o600),
+        }
+        assert!(
+            t.ns.lock().archive_calls.is_empty(),
+            "metadata alone is not a content export"
+        );
+    }
+}
+
+#[test]
+fn disabled_autoexport_ignores_changes_but_still_settles_requests() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 1);
+    t.step();
+    t.e.set_enabled(false);
+    t.file("projects/b.dat", 1);
+    t.hsm(a, 0);
+    t.step();
+    assert_eq!(t.totals().files_exported, 1);
+    assert!(t.e.state().pending.is_empty());
+    assert_eq!(t.ns.lock().archive_calls.len(), 1);
+}
+
+#[test]
+fn flush_waits_for_changes_before_it_and_lists_failures() {
+    let mut c = cfg();
+    c.min_age_ms = 3_600_000; // flush overrides min_age for what it waits on
+    let mut t = T::new(c);
+    let a = t.file("projects/a.dat", 1);
+    let b = t.file("projects/b.dat", 1);
+    let id = t.e.flush_begin(t.now);
+    t.step();
+    assert_eq!(t.e.flush_poll(id), None);
+    // Two reader passes reach the end of the changelog after the flush was asked.
+    t.e.on_records(0, &[], true, t.now);
+    t.step();
+    assert_eq!(t.e.flush_poll(id), None);
+    t.e.on_records(0, &[], true, t.now);
+    t.step();
+    assert_eq!(t.ns.archived_fids().len(), 2, "min_age overridden");
+    assert_eq!(t.e.flush_poll(id), None, "in flight");
+    let c = t.file("projects/c.dat", 1); // after the barrier: not waited for
+    t.hsm(a, 0);
+    t.step();
+    assert_eq!(t.e.flush_poll(id), None);
+    t.hsm(b, libc::EACCES as u8);
+    t.step();
+    let out = t.e.flush_poll(id).expect("flush done");
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(out.failures[0].path, "projects/b.dat");
+    assert!(t.e.state().pending.contains_key(&c));
+}

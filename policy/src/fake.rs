@@ -1,0 +1,391 @@
+//! In-memory stand-ins for the engine's ports: a namespace with FIDs and HSM flags, a blob
+//! store, and a log. Used by unit tests and by the synthetic changelog benchmark.
+
+use crate::model::{Fid, FileKind, FileStat, HsmFlags};
+use crate::ports::{
+    BlobEntry, BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub path: Vec<u8>,
+    pub stat: FileStat,
+    pub hsm: HsmFlags,
+    pub link: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeFs {
+    pub nodes: HashMap<Fid, Node>,
+    pub next_oid: u32,
+    /// Every archive call: (fids, payload).
+    pub archive_calls: Vec<(Vec<Fid>, Vec<u8>)>,
+    /// Clear calls per MDT (last endrec).
+    pub cleared: BTreeMap<usize, u64>,
+    /// FIDs whose archive request is refused with this errno.
+    pub refuse: HashMap<Fid, i32>,
+    pub fid2path_calls: u64,
+    pub cancel_calls: Vec<Vec<Fid>>,
+}
+
+/// A namespace shared between the engine and the test that drives it.
+#[derive(Debug, Clone, Default)]
+pub struct FakeNs(pub Arc<Mutex<FakeFs>>);
+
+fn st(kind: FileKind, size: u64) -> FileStat {
+    FileStat {
+        kind,
+        size,
+        mode: if kind == FileKind::Directory {
+            0o755
+        } else {
+            0o644
+        },
+        uid: 1000,
+        gid: 1000,
+        mtime_sec: 1_700_000_000,
+        mtime_nsec: 0,
+    }
+}
+
+impl FakeNs {
+    pub fn lock(&self) -> MutexGuard<'_, FakeFs> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Adds an entry at `path` and returns its new FID.
+    pub fn add(&self, path: &str, kind: FileKind, size: u64) -> Fid {
+        let mut fs = self.lock();
+        fs.next_oid += 1;
+        let fid = Fid::new(0x200000401, fs.next_oid, 0);
+        fs.nodes.insert(
+            fid,
+            Node {
+                path: path.as_bytes().to_vec(),
+                stat: st(kind, size),
+                hsm: HsmFlags::default(),
+                link: Vec::new(),
+            },
+        );
+        fid
+    }
+
+    pub fn fid_of(&self, path: &str) -> Option<Fid> {
+        self.lock()
+            .nodes
+            .iter()
+            .find(|(_, n)| n.path == path.as_bytes())
+            .map(|(f, _)| *f)
+    }
+
+    pub fn set_path(&self, fid: Fid, path: &str) {
+        if let Some(n) = self.lock().nodes.get_mut(&fid) {
+            n.path = path.as_bytes().to_vec();
+        }
+    }
+
+    pub fn remove(&self, fid: Fid) {
+        self.lock().nodes.remove(&fid);
+    }
+
+    pub fn set_hsm(&self, fid: Fid, hsm: HsmFlags) {
+        if let Some(n) = self.lock().nodes.get_mut(&fid) {
+            n.hsm = hsm;
+        }
+    }
+
+    pub fn archived_fids(&self) -> Vec<Fid> {
+        self.lock()
+            .archive_calls
+            .iter()
+            .flat_map(|(f, _)| f.clone())
+            .collect()
+    }
+}
+
+fn enoent(op: &'static str) -> NsError {
+    NsError::new(op, libc::ENOENT)
+}
+
+impl Namespace for FakeNs {
+    fn fid2path(&self, fid: &Fid) -> Result<Option<Vec<u8>>, NsError> {
+        let mut fs = self.lock();
+        fs.fid2path_calls += 1;
+        Ok(fs.nodes.get(fid).map(|n| n.path.clone()))
+    }
+    fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError> {
+        self.lock()
+            .nodes
+            .iter()
+            .find(|(_, n)| n.path == rel)
+            .map(|(f, _)| *f)
+            .ok_or_else(|| enoent("path2fid"))
+    }
+    fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError> {
+        Ok(self
+            .lock()
+            .nodes
+            .values()
+            .find(|n| n.path == rel)
+            .map(|n| n.stat))
+    }
+    fn hsm_state(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
+        self.lock()
+            .nodes
+            .values()
+            .find(|n| n.path == rel)
+            .map(|n| n.hsm)
+            .ok_or_else(|| enoent("hsm_state"))
+    }
+    fn archive(&self, _archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError> {
+        let mut fs = self.lock();
+        if let Some(e) = fids.iter().find_map(|f| fs.refuse.get(f).copied()) {
+            return Err(NsError::new("llapi_hsm_request", e));
+        }
+        fs.archive_calls.push((fids.to_vec(), data.to_vec()));
+        for f in fids {
+            if let Some(n) = fs.nodes.get_mut(f) {
+                n.hsm.action_pending = true;
+            }
+        }
+        Ok(())
+    }
+    fn cancel(&self, _archive_id: u32, fids: &[Fid]) -> Result<(), NsError> {
+        let mut fs = self.lock();
+        fs.cancel_calls.push(fids.to_vec());
+        Ok(())
+    }
+    fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError> {
+        self.lock()
+            .nodes
+            .values()
+            .find(|n| n.path == rel)
+            .map(|n| n.link.clone())
+            .ok_or_else(|| enoent("readlink"))
+    }
+    fn list_dir(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, FileKind)>, NsError> {
+        let fs = self.lock();
+        let mut out = Vec::new();
+        for n in fs.nodes.values() {
+            let parent_ok = match n.path.iter().rposition(|&b| b == b'/') {
+                Some(i) => &n.path[..i] == rel,
+                None => rel.is_empty(),
+            };
+            if parent_ok && !n.path.is_empty() {
+                let name = n
+                    .path
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap_or(&n.path)
+                    .to_vec();
+                out.push((name, n.stat.kind));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+    fn import_file(&self, rel: &[u8], _archive_id: u32, a: &ImportAttrs) -> Result<Fid, NsError> {
+        if self.stat(rel)?.is_some() {
+            return Err(NsError::new("llapi_hsm_import", libc::EEXIST));
+        }
+        let fid = self.add(&String::from_utf8_lossy(rel), FileKind::Regular, a.size);
+        let mut fs = self.lock();
+        if let Some(n) = fs.nodes.get_mut(&fid) {
+            n.stat = FileStat {
+                kind: FileKind::Regular,
+                size: a.size,
+                mode: a.mode,
+                uid: a.uid,
+                gid: a.gid,
+                mtime_sec: a.mtime_sec,
+                mtime_nsec: a.mtime_nsec,
+            };
+            n.hsm = HsmFlags {
+                exists: true,
+                archived: true,
+                released: true,
+                ..HsmFlags::default()
+            };
+        }
+        Ok(fid)
+    }
+    fn make_dir(&self, rel: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), NsError> {
+        if self.stat(rel)?.is_some() {
+            return Err(NsError::new("mkdir", libc::EEXIST));
+        }
+        let fid = self.add(&String::from_utf8_lossy(rel), FileKind::Directory, 0);
+        if let Some(n) = self.lock().nodes.get_mut(&fid) {
+            n.stat.mode = mode;
+            n.stat.uid = uid;
+            n.stat.gid = gid;
+        }
+        Ok(())
+    }
+    fn make_symlink(&self, rel: &[u8], target: &[u8]) -> Result<(), NsError> {
+        if self.stat(rel)?.is_some() {
+            return Err(NsError::new("symlink", libc::EEXIST));
+        }
+        let fid = self.add(
+            &String::from_utf8_lossy(rel),
+            FileKind::Symlink,
+            target.len() as u64,
+        );
+        if let Some(n) = self.lock().nodes.get_mut(&fid) {
+            n.link = target.to_vec();
+        }
+        Ok(())
+    }
+    fn remove_file(&self, rel: &[u8]) -> Result<(), NsError> {
+        let fid = self.path2fid(rel)?;
+        self.remove(fid);
+        Ok(())
+    }
+    fn clear_changelog(&self, mdt: usize, endrec: u64) -> Result<(), NsError> {
+        self.lock().cleared.insert(mdt, endrec);
+        Ok(())
+    }
+}
+
+/// Blobs in memory: name -> (body, metadata).
+pub type BlobMap = BTreeMap<String, (Vec<u8>, Option<BlobMeta>)>;
+
+/// Blob store in memory.
+#[derive(Debug, Clone, Default)]
+pub struct FakeStore {
+    pub blobs: Arc<Mutex<BlobMap>>,
+    pub prefix: String,
+    /// Names whose writes fail with this error.
+    pub fail: Arc<Mutex<HashMap<String, StoreError>>>,
+}
+
+impl FakeStore {
+    pub fn lock(&self) -> MutexGuard<'_, BlobMap> {
+        match self.blobs.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+    pub fn put(&self, name: &str, body: &[u8], meta: Option<BlobMeta>) {
+        self.lock().insert(name.to_string(), (body.to_vec(), meta));
+    }
+    fn check(&self, name: &str) -> Result<(), StoreError> {
+        let f = match self.fail.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match f.get(name) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Store for FakeStore {
+    fn name_for(&self, rel: &[u8]) -> Result<String, StoreError> {
+        let s =
+            std::str::from_utf8(rel).map_err(|_| StoreError::InvalidName("not UTF-8".into()))?;
+        Ok(format!("{}{s}", self.prefix))
+    }
+    fn root(&self) -> String {
+        self.prefix.trim_end_matches('/').to_string()
+    }
+    fn rel_for(&self, name: &str) -> Option<String> {
+        name.strip_prefix(&self.prefix).map(str::to_string)
+    }
+    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+        self.check(name)?;
+        self.put(name, b"", Some(meta.clone()));
+        Ok(())
+    }
+    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), StoreError> {
+        self.check(name)?;
+        self.put(name, target, Some(meta.clone()));
+        Ok(())
+    }
+    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+        self.check(name)?;
+        match self.lock().get_mut(name) {
+            Some(b) => {
+                b.1 = Some(meta.clone());
+                Ok(())
+            }
+            None => Err(StoreError::NotFound(name.to_string())),
+        }
+    }
+    fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.check(to)?;
+        let mut m = self.lock();
+        let b = m
+            .get(from)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(from.to_string()))?;
+        m.insert(to.to_string(), b);
+        Ok(())
+    }
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.check(name)?;
+        self.lock().remove(name);
+        Ok(())
+    }
+    fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().contains_key(name))
+    }
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError> {
+        let dir = dir.trim_end_matches('/');
+        let under = format!("{dir}/");
+        Ok(self
+            .lock()
+            .iter()
+            .filter(|(k, _)| dir.is_empty() || k.starts_with(&under))
+            .map(|(k, (b, m))| BlobEntry {
+                name: k.clone(),
+                size: b.len() as u64,
+                meta: m.clone(),
+            })
+            .collect())
+    }
+    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        self.lock()
+            .get(name)
+            .map(|b| b.0.clone())
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))
+    }
+}
+
+/// Log entries kept in memory; `flushed` counts flushes.
+#[derive(Debug, Clone, Default)]
+pub struct FakeLog {
+    pub entries: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub flushed: Arc<Mutex<usize>>,
+}
+
+impl FakeLog {
+    pub fn entries(&self) -> Vec<serde_json::Value> {
+        match self.entries.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+impl EventLog for FakeLog {
+    fn record(&mut self, entry: serde_json::Value) {
+        if let Ok(mut g) = self.entries.lock() {
+            g.push(entry);
+        }
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        if let Ok(mut g) = self.flushed.lock() {
+            *g += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `lustre-blob`: the policy engine (changelog -> iterations -> HSM archive requests), the
+//! namespace operations HSM does not carry, jobs, counters, the control socket and the CLI.
+//!
+//! The engine ([`engine::Engine`]) is written against small ports ([`ports`]): a `Namespace`
+//! (Lustre), a `Store` (blob container) and an `EventLog` (logging container), implemented for
+//! real in [`real`] and in memory in [`fake`].
+
+pub mod bench;
+pub mod control;
+pub mod daemon;
+pub mod engine;
+pub mod exit;
+pub mod fake;
+pub mod jobs;
+pub mod model;
+pub mod ports;
+pub mod real;
+pub mod scope;
+pub mod state;
+pub mod status;

@@ -1,0 +1,155 @@
+//! The engine's ports: what it needs from Lustre ([`Namespace`]), from the blob store ([`Store`])
+//! and from the logging container ([`EventLog`]). Small synchronous traits, so the engine runs
+//! on one thread and unit tests use in-memory fakes; [`crate::real`] implements them with the
+//! `lustre` and `blob` crates.
+
+use crate::model::{Fid, FileKind, FileStat, HsmFlags};
+use std::fmt;
+
+/// A failed Lustre call, keeping the errno.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{op}: {message} (errno {errno})")]
+pub struct NsError {
+    pub op: &'static str,
+    pub errno: i32,
+    pub message: String,
+}
+
+impl NsError {
+    pub fn new(op: &'static str, errno: i32) -> NsError {
+        NsError {
+            op,
+            errno,
+            message: std::io::Error::from_raw_os_error(errno).to_string(),
+        }
+    }
+}
+
+/// Attributes of a released stub created by an import.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportAttrs {
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+}
+
+/// The file system, as the engine uses it. Paths are raw bytes relative to the mount root,
+/// without a leading `/` (`""` is the root).
+pub trait Namespace: Send {
+    /// The first path of `fid`; `Ok(None)` when the file no longer exists.
+    fn fid2path(&self, fid: &Fid) -> Result<Option<Vec<u8>>, NsError>;
+    fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError>;
+    /// `lstat`; `Ok(None)` when the path does not exist.
+    fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError>;
+    fn hsm_state(&self, rel: &[u8]) -> Result<HsmFlags, NsError>;
+    /// One `llapi_hsm_request(HUA_ARCHIVE)` call (the implementation splits it within the
+    /// request size limit) with `data` as the request payload.
+    fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError>;
+    /// `HUA_CANCEL` of running or waiting requests.
+    fn cancel(&self, archive_id: u32, fids: &[Fid]) -> Result<(), NsError>;
+    fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError>;
+    /// Entries of a directory (name, kind), for tree scans.
+    fn list_dir(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, FileKind)>, NsError>;
+    /// Creates a released stub (`llapi_hsm_import`).
+    fn import_file(&self, rel: &[u8], archive_id: u32, attrs: &ImportAttrs)
+        -> Result<Fid, NsError>;
+    fn make_dir(&self, rel: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), NsError>;
+    fn make_symlink(&self, rel: &[u8], target: &[u8]) -> Result<(), NsError>;
+    /// Removes a file or symlink (not directories).
+    fn remove_file(&self, rel: &[u8]) -> Result<(), NsError>;
+    /// Acknowledges changelog records of MDT `mdt` up to `endrec` (inclusive).
+    fn clear_changelog(&self, mdt: usize, endrec: u64) -> Result<(), NsError>;
+}
+
+/// A failed blob call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid blob name: {0}")]
+    InvalidName(String),
+    #[error("transient: {0}")]
+    Transient(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// POSIX metadata of a blob (the `blob` crate maps it to Azure's keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub kind: FileKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+    pub fid: Option<Fid>,
+}
+
+impl BlobMeta {
+    pub fn from_stat(st: &FileStat, fid: Option<Fid>) -> BlobMeta {
+        BlobMeta {
+            kind: st.kind,
+            mode: st.mode & 0o7777,
+            uid: st.uid,
+            gid: st.gid,
+            mtime_sec: st.mtime_sec,
+            mtime_nsec: st.mtime_nsec,
+            fid,
+        }
+    }
+}
+
+/// One listed blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobEntry {
+    /// Full blob name (with the target's prefix).
+    pub name: String,
+    pub size: u64,
+    /// `None` when the blob carries no POSIX metadata (written by another tool).
+    pub meta: Option<BlobMeta>,
+}
+
+/// The blob container, as the engine uses it. Names are full blob names.
+pub trait Store: Send {
+    /// Blob name for a path relative to the mount (prefix + path, byte-exact), or why it cannot be.
+    fn name_for(&self, rel: &[u8]) -> Result<String, StoreError>;
+    /// The target's blob prefix as a directory name (no trailing `/`; `""` = the container).
+    fn root(&self) -> String;
+    /// Path relative to the mount for a blob name under the prefix (`None` if outside it).
+    fn rel_for(&self, name: &str) -> Option<String>;
+    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError>;
+    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), StoreError>;
+    /// Replaces the metadata of an existing blob (`NotFound` if there is none).
+    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError>;
+    /// Server-side copy (content and metadata).
+    fn copy(&self, from: &str, to: &str) -> Result<(), StoreError>;
+    /// Deletes a blob; a missing blob is not an error.
+    fn delete(&self, name: &str) -> Result<(), StoreError>;
+    /// Every blob under the directory `dir` (names starting with `dir/`; `""` = all), full names.
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError>;
+    fn exists(&self, name: &str) -> Result<bool, StoreError>;
+    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+}
+
+/// The logging container: JSON-lines entries, flushed at least at iteration end.
+pub trait EventLog: Send {
+    fn record(&mut self, entry: serde_json::Value);
+    fn flush(&mut self) -> Result<(), String>;
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Regular => "file",
+            FileKind::Directory => "directory",
+            FileKind::Symlink => "symlink",
+            FileKind::Other => "other",
+        })
+    }
+}

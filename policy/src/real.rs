@@ -1,0 +1,604 @@
+//! The engine's ports implemented with the real crates: [`LustreNs`] over `lustre::Mount`,
+//! [`BlobPort`] over `blob::BlobStore`, [`BlobLog`] over `blob::LogSink`; and the conversion of
+//! `lustre::ChangelogRecord` into the engine's [`Change`].
+//!
+//! The blob calls are async; the engine runs on its own thread and blocks on a runtime handle.
+
+use crate::model::{Change, ChangeKind, Fid, FileKind, FileStat, HsmEvent, HsmEventKind, HsmFlags};
+use crate::ports::{
+    BlobEntry, BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError,
+};
+use futures::StreamExt;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::runtime::Handle;
+
+impl From<lustre::Fid> for Fid {
+    fn from(f: lustre::Fid) -> Fid {
+        Fid::new(f.seq, f.oid, f.ver)
+    }
+}
+
+impl From<Fid> for lustre::Fid {
+    fn from(f: Fid) -> lustre::Fid {
+        lustre::Fid {
+            seq: f.seq,
+            oid: f.oid,
+            ver: f.ver,
+        }
+    }
+}
+
+/// Converts a decoded record of MDT number `mdt`.
+pub fn change_from(mdt: usize, r: &lustre::ChangelogRecord) -> Change {
+    use lustre::RecordType as R;
+    let kind = match r.rtype {
+        R::Mark => ChangeKind::Mark,
+        R::Create => ChangeKind::Create,
+        R::Mkdir => ChangeKind::Mkdir,
+        R::Hardlink => ChangeKind::Hardlink,
+        R::Softlink => ChangeKind::Softlink,
+        R::Mknod => ChangeKind::Mknod,
+        R::Unlink => ChangeKind::Unlink,
+        R::Rmdir => ChangeKind::Rmdir,
+        R::Rename => ChangeKind::Rename,
+        R::Close => ChangeKind::Close,
+        R::Layout => ChangeKind::Layout,
+        R::Trunc => ChangeKind::Trunc,
+        R::Setattr => ChangeKind::Setattr,
+        R::Setxattr => ChangeKind::Setxattr,
+        R::Hsm => ChangeKind::Hsm,
+        R::Mtime => ChangeKind::Mtime,
+        R::Ctime => ChangeKind::Ctime,
+        R::Atime => ChangeKind::Atime,
+        _ => ChangeKind::Other,
+    };
+    let hsm = if kind == ChangeKind::Hsm {
+        r.hsm().map(|h| HsmEvent {
+            event: match h.event {
+                lustre::HsmEvent::Archive => HsmEventKind::Archive,
+                lustre::HsmEvent::Restore => HsmEventKind::Restore,
+                lustre::HsmEvent::Cancel => HsmEventKind::Cancel,
+                lustre::HsmEvent::Release => HsmEventKind::Release,
+                lustre::HsmEvent::Remove => HsmEventKind::Remove,
+                lustre::HsmEvent::State => HsmEventKind::State,
+                _ => HsmEventKind::Other,
+            },
+            error: h.error,
+            dirty: h.dirty,
+        })
+    } else {
+        None
+    };
+    let rename = if kind == ChangeKind::Rename {
+        r.rename
+            .as_ref()
+            .map(|x| (Fid::from(x.sfid), Fid::from(x.spfid), x.old_name.clone()))
+    } else {
+        None
+    };
+    Change {
+        mdt,
+        index: r.index,
+        kind,
+        flags: r.flags_low(),
+        tfid: r.tfid.into(),
+        pfid: r.pfid.into(),
+        name: r.name.clone(),
+        rename,
+        xattr: r.xattr.clone(),
+        hsm,
+    }
+}
+
+fn ns_err(op: &'static str, e: &lustre::Error) -> NsError {
+    NsError {
+        op,
+        errno: e.errno().unwrap_or(libc::EIO),
+        message: e.to_string(),
+    }
+}
+
+fn io_err(op: &'static str, e: &std::io::Error) -> NsError {
+    NsError {
+        op,
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+        message: e.to_string(),
+    }
+}
+
+/// The Lustre side: one mount, its MDTs' changelog names and the changelog user.
+pub struct LustreNs {
+    pub mount: lustre::Mount,
+    pub mdts: Vec<String>,
+    pub user: String,
+}
+
+impl LustreNs {
+    fn abs(&self, rel: &[u8]) -> PathBuf {
+        if rel.is_empty() {
+            self.mount.root().to_path_buf()
+        } else {
+            self.mount.root().join(OsStr::from_bytes(rel))
+        }
+    }
+}
+
+/// Probes MDT changelogs `<fsname>-MDT0000`, `...0001`, ... until one cannot be opened.
+pub fn discover_mdts(mount: &lustre::Mount) -> Result<Vec<String>, lustre::Error> {
+    let mut out = Vec::new();
+    for i in 0..256u32 {
+        let name = mount.mdt_name(i);
+        match lustre::ChangelogReader::start(&name, 0, false) {
+            Ok(_) => out.push(name),
+            Err(e) if i == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(out)
+}
+
+pub fn stat_of(md: &std::fs::Metadata) -> FileStat {
+    let ft = md.file_type();
+    let kind = if ft.is_file() {
+        FileKind::Regular
+    } else if ft.is_dir() {
+        FileKind::Directory
+    } else if ft.is_symlink() {
+        FileKind::Symlink
+    } else {
+        FileKind::Other
+    };
+    FileStat {
+        kind,
+        size: md.len(),
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime_sec: md.mtime(),
+        mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
+    }
+}
+
+impl Namespace for LustreNs {
+    fn fid2path(&self, fid: &Fid) -> Result<Option<Vec<u8>>, NsError> {
+        match self.mount.fid2path(&(*fid).into()) {
+            Ok(paths) => Ok(paths
+                .into_iter()
+                .next()
+                .map(|p| p.as_os_str().as_bytes().to_vec())),
+            Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(None),
+            Err(e) => Err(ns_err("llapi_fid2path", &e)),
+        }
+    }
+    fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError> {
+        self.mount
+            .path2fid(&self.abs(rel))
+            .map(Fid::from)
+            .map_err(|e| ns_err("llapi_path2fid", &e))
+    }
+    fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError> {
+        match std::fs::symlink_metadata(self.abs(rel)) {
+            Ok(md) => Ok(Some(stat_of(&md))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("lstat", &e)),
+        }
+    }
+    fn hsm_state(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
+        let p = self.abs(rel);
+        let s = self
+            .mount
+            .hsm_state(&p)
+            .map_err(|e| ns_err("llapi_hsm_state_get", &e))?;
+        let a = self
+            .mount
+            .hsm_current_action(&p)
+            .map_err(|e| ns_err("llapi_hsm_current_action", &e))?;
+        let pending = matches!(
+            a.state,
+            lustre::ProgressState::Waiting | lustre::ProgressState::Running
+        ) && a.action != lustre::UserAction::None;
+        Ok(HsmFlags {
+            exists: s.is_exists(),
+            archived: s.is_archived(),
+            dirty: s.is_dirty(),
+            released: s.is_released(),
+            action_pending: pending,
+        })
+    }
+    fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError> {
+        let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
+        self.mount
+            .hsm_request(lustre::UserAction::Archive, archive_id, 0, &fids, data)
+            .map_err(|e| ns_err("llapi_hsm_request", &e))
+    }
+    fn cancel(&self, archive_id: u32, fids: &[Fid]) -> Result<(), NsError> {
+        let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
+        self.mount
+            .hsm_request(lustre::UserAction::Cancel, archive_id, 0, &fids, b"")
+            .map_err(|e| ns_err("llapi_hsm_request", &e))
+    }
+    fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError> {
+        std::fs::read_link(self.abs(rel))
+            .map(|t| t.as_os_str().as_bytes().to_vec())
+            .map_err(|e| io_err("readlink", &e))
+    }
+    fn list_dir(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, FileKind)>, NsError> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.abs(rel)).map_err(|e| io_err("opendir", &e))? {
+            let e = e.map_err(|e| io_err("readdir", &e))?;
+            let ft = e.file_type().map_err(|e| io_err("readdir", &e))?;
+            let kind = if ft.is_file() {
+                FileKind::Regular
+            } else if ft.is_dir() {
+                FileKind::Directory
+            } else if ft.is_symlink() {
+                FileKind::Symlink
+            } else {
+                FileKind::Other
+            };
+            let name = e.file_name().as_bytes().to_vec();
+            if rel.is_empty() && name == b".lustre" {
+                continue; // the simulator's (and Lustre's) hidden control directory
+            }
+            out.push((name, kind));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+    fn import_file(&self, rel: &[u8], archive_id: u32, a: &ImportAttrs) -> Result<Fid, NsError> {
+        let attrs = lustre::ImportAttrs {
+            size: a.size,
+            mode: a.mode,
+            uid: a.uid,
+            gid: a.gid,
+            atime_sec: a.mtime_sec,
+            atime_nsec: a.mtime_nsec,
+            mtime_sec: a.mtime_sec,
+            mtime_nsec: a.mtime_nsec,
+        };
+        self.mount
+            .hsm_import(&self.abs(rel), archive_id, &attrs)
+            .map(Fid::from)
+            .map_err(|e| ns_err("llapi_hsm_import", &e))
+    }
+    fn make_dir(&self, rel: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), NsError> {
+        let p = self.abs(rel);
+        std::fs::create_dir(&p).map_err(|e| io_err("mkdir", &e))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| io_err("chmod", &e))?;
+        match std::os::unix::fs::chown(&p, Some(uid), Some(gid)) {
+            Ok(()) => Ok(()),
+            // Not root (tests): ownership stays with the caller.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+            Err(e) => Err(io_err("chown", &e)),
+        }
+    }
+    fn make_symlink(&self, rel: &[u8], target: &[u8]) -> Result<(), NsError> {
+        std::os::unix::fs::symlink(OsStr::from_bytes(target), self.abs(rel))
+            .map_err(|e| io_err("symlink", &e))
+    }
+    fn remove_file(&self, rel: &[u8]) -> Result<(), NsError> {
+        std::fs::remove_file(self.abs(rel)).map_err(|e| io_err("unlink", &e))
+    }
+    fn clear_changelog(&self, mdt: usize, endrec: u64) -> Result<(), NsError> {
+        let Some(name) = self.mdts.get(mdt) else {
+            return Err(NsError::new("llapi_changelog_clear", libc::EINVAL));
+        };
+        lustre::changelog_clear(name, &self.user, endrec)
+            .map_err(|e| ns_err("llapi_changelog_clear", &e))
+    }
+}
+
+fn store_err(e: blob::Error) -> StoreError {
+    let text = e.to_string();
+    if e.is_not_found() {
+        StoreError::NotFound(text)
+    } else if e.is_conflict() {
+        StoreError::Conflict(text)
+    } else if matches!(e, blob::Error::InvalidName(_)) {
+        StoreError::InvalidName(text)
+    } else if e.is_transient() {
+        StoreError::Transient(text)
+    } else {
+        StoreError::Permanent(text)
+    }
+}
+
+pub fn to_blob_meta(m: &BlobMeta) -> blob::Metadata {
+    let kind = match m.kind {
+        FileKind::Directory => blob::FileKind::Dir,
+        FileKind::Symlink => blob::FileKind::Symlink,
+        _ => blob::FileKind::File,
+    };
+    let secs = u64::try_from(m.mtime_sec).unwrap_or(0);
+    blob::Metadata {
+        owner: m.uid,
+        group: m.gid,
+        permissions: m.mode & 0o7777,
+        modtime: UNIX_EPOCH + Duration::new(secs, m.mtime_nsec),
+        kind,
+        fid: m.fid.map(|f| f.to_string()),
+        ..blob::Metadata::default()
+    }
+    .with_mtime(m.mtime_sec, m.mtime_nsec)
+}
+
+pub fn from_blob_meta(m: &blob::Metadata) -> BlobMeta {
+    let kind = match m.kind {
+        blob::FileKind::Dir => FileKind::Directory,
+        blob::FileKind::Symlink => FileKind::Symlink,
+        blob::FileKind::File => FileKind::Regular,
+    };
+    let (sec, nsec) = match m.mtime_ns {
+        Some(ns) => (
+            (ns.div_euclid(1_000_000_000)) as i64,
+            ns.rem_euclid(1_000_000_000) as u32,
+        ),
+        None => (
+            m.modtime
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            0,
+        ),
+    };
+    BlobMeta {
+        kind,
+        mode: m.permissions,
+        uid: m.owner,
+        gid: m.group,
+        mtime_sec: sec,
+        mtime_nsec: nsec,
+        fid: m.fid.as_deref().and_then(|f| f.parse().ok()),
+    }
+}
+
+/// The blob container through `blob::BlobStore`.
+pub struct BlobPort {
+    pub store: blob::BlobStore,
+    pub rt: Handle,
+}
+
+impl BlobPort {
+    fn name(&self, name: &str) -> Result<blob::BlobName, StoreError> {
+        blob::BlobName::new(name).map_err(|e| StoreError::InvalidName(e.to_string()))
+    }
+}
+
+impl Store for BlobPort {
+    fn name_for(&self, rel: &[u8]) -> Result<String, StoreError> {
+        self.store
+            .name_for(rel)
+            .map(|n| n.as_str().to_string())
+            .map_err(|e| StoreError::InvalidName(e.to_string()))
+    }
+    fn root(&self) -> String {
+        self.store.prefix().trim_end_matches('/').to_string()
+    }
+    fn rel_for(&self, name: &str) -> Option<String> {
+        let n = blob::BlobName::new(name).ok()?;
+        blob::name::rel_path_of(self.store.prefix(), &n)
+    }
+    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+        let n = self.name(name)?;
+        self.rt
+            .block_on(
+                self.store
+                    .put_empty(&n, &to_blob_meta(meta), blob::WriteMode::Overwrite),
+            )
+            .map(|_| ())
+            .map_err(store_err)
+    }
+    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), StoreError> {
+        let n = self.name(name)?;
+        let body = bytes::Bytes::copy_from_slice(target);
+        self.rt
+            .block_on(self.store.put_bytes(
+                &n,
+                body,
+                &to_blob_meta(meta),
+                blob::WriteMode::Overwrite,
+            ))
+            .map(|_| ())
+            .map_err(store_err)
+    }
+    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+        let n = self.name(name)?;
+        self.rt.block_on(async {
+            let info = self.store.head(&n).await.map_err(store_err)?;
+            let Some(info) = info else {
+                return Err(StoreError::NotFound(name.to_string()));
+            };
+            // Keep what the copytool recorded (checksum, data version, other tools' keys);
+            // replace only the POSIX attributes.
+            let mut m = info.metadata.unwrap_or_default();
+            let new = to_blob_meta(meta);
+            m.owner = new.owner;
+            m.group = new.group;
+            m.permissions = new.permissions;
+            m.modtime = new.modtime;
+            m.mtime_ns = new.mtime_ns;
+            self.store
+                .set_metadata(&n, &m, info.etag.as_deref())
+                .await
+                .map(|_| ())
+                .map_err(store_err)
+        })
+    }
+    fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let (a, b) = (self.name(from)?, self.name(to)?);
+        self.rt
+            .block_on(self.store.copy(&a, &b, false))
+            .map_err(store_err)
+    }
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let n = self.name(name)?;
+        self.rt
+            .block_on(self.store.delete_if_exists(&n))
+            .map(|_| ())
+            .map_err(store_err)
+    }
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError> {
+        self.rt.block_on(async {
+            let mut s = self.store.list(dir).map_err(store_err)?;
+            let mut out = Vec::new();
+            while let Some(i) = s.next().await {
+                let i = i.map_err(store_err)?;
+                out.push(BlobEntry {
+                    name: i.name.as_str().to_string(),
+                    size: i.size,
+                    meta: i.metadata.as_ref().map(from_blob_meta),
+                });
+            }
+            Ok(out)
+        })
+    }
+    fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        let n = self.name(name)?;
+        self.rt
+            .block_on(self.store.head(&n))
+            .map(|i| i.is_some())
+            .map_err(store_err)
+    }
+    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let n = self.name(name)?;
+        self.rt
+            .block_on(self.store.get_bytes(&n))
+            .map(|b| b.to_vec())
+            .map_err(store_err)
+    }
+}
+
+/// The logging container through `blob::LogSink`.
+pub struct BlobLog {
+    pub sink: blob::LogSink,
+    pub rt: Handle,
+}
+
+impl EventLog for BlobLog {
+    fn record(&mut self, entry: serde_json::Value) {
+        match serde_json::from_value::<blob::LogEntry>(entry) {
+            Ok(e) => {
+                if let Err(err) = self.rt.block_on(self.sink.log(&e)) {
+                    tracing::warn!(error = %err, "logging container write failed; entries kept for the next flush");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "log entry does not match the logging container format")
+            }
+        }
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        self.rt
+            .block_on(self.sink.flush())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A path inside the mount as bytes relative to its root (`None` when outside it).
+pub fn rel_to_mount(root: &Path, path: &Path) -> Option<Vec<u8>> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    let rel = abs.strip_prefix(root).ok()?;
+    Some(rel.as_os_str().as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::rfc3339;
+
+    #[test]
+    fn engine_log_entries_have_the_logging_container_shape() {
+        let failure = serde_json::json!({
+            "kind": "failure", "time": rfc3339(1_700_000_000_000), "job": "autoexport-1", "iteration": 3,
+            "fid": "[0x200000401:0x1:0x0]", "path": "a", "operation": "archive", "error": "x",
+            "http_status": null, "azure_code": null,
+        });
+        assert!(matches!(
+            serde_json::from_value::<blob::LogEntry>(failure),
+            Ok(blob::LogEntry::Failure(_))
+        ));
+        let summary = serde_json::json!({
+            "kind": "summary", "time": rfc3339(1_700_000_000_000), "job": "j", "iteration": 1,
+            "files_discovered": 1, "mib_discovered": 0, "files_exported": 1, "mib_exported": 0, "files_failed": 0,
+        });
+        assert!(matches!(
+            serde_json::from_value::<blob::LogEntry>(summary),
+            Ok(blob::LogEntry::Summary(_))
+        ));
+    }
+
+    #[test]
+    fn metadata_round_trips_through_the_blob_crate() {
+        let m = BlobMeta {
+            kind: FileKind::Symlink,
+            mode: 0o1755,
+            uid: 12,
+            gid: 34,
+            mtime_sec: 1_700_000_123,
+            mtime_nsec: 456,
+            fid: Some(Fid::new(0x200000401, 7, 0)),
+        };
+        assert_eq!(from_blob_meta(&to_blob_meta(&m)), m);
+    }
+
+    #[test]
+    fn fids_convert_both_ways() {
+        let f = Fid::new(0x200000401, 9, 1);
+        let l: lustre::Fid = f.into();
+        assert_eq!(l.to_string(), f.to_string());
+        assert_eq!(Fid::from(l), f);
+    }
+
+    #[test]
+    fn records_convert_with_rename_and_hsm_fields() {
+        let r = lustre::ChangelogRecord {
+            index: 42,
+            rtype: lustre::RecordType::Rename,
+            name: b"new".to_vec(),
+            rename: Some(lustre::RenameExt {
+                sfid: lustre::Fid {
+                    seq: 1,
+                    oid: 2,
+                    ver: 0,
+                },
+                spfid: lustre::Fid {
+                    seq: 1,
+                    oid: 3,
+                    ver: 0,
+                },
+                old_name: b"old".to_vec(),
+            }),
+            ..Default::default()
+        };
+        let c = change_from(1, &r);
+        assert_eq!((c.mdt, c.index, c.kind), (1, 42, ChangeKind::Rename));
+        assert_eq!(
+            c.rename,
+            Some((Fid::new(1, 2, 0), Fid::new(1, 3, 0), b"old".to_vec()))
+        );
+        let h = lustre::ChangelogRecord {
+            rtype: lustre::RecordType::Hsm,
+            flags: lustre::HsmEventInfo::new(lustre::HsmEvent::Archive, 16, true).to_flags(),
+            ..Default::default()
+        };
+        let c = change_from(0, &h);
+        assert_eq!(
+            c.hsm,
+            Some(HsmEvent {
+                event: HsmEventKind::Archive,
+                error: 16,
+                dirty: true
+            })
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! The daemon's durable state: changelog cursors, pending work, the current iteration, counters
+//! and job history. Saved atomically (temp file + fsync + rename + fsync of the directory), so a
+//! kill -9 at any point leaves either the old or the new state, never a torn one.
+
+use crate::model::Fid;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Per-MDT changelog position.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Highest record index processed (0 = none yet).
+    pub last_read: u64,
+    /// Highest index acknowledged with changelog_clear.
+    pub cleared: u64,
+}
+
+/// Records that must not be cleared until this entry's work is final: (MDT, lowest index).
+pub type Holds = Vec<(usize, u64)>;
+
+pub fn add_hold(holds: &mut Holds, mdt: usize, index: u64) {
+    match holds.iter_mut().find(|(m, _)| *m == mdt) {
+        Some((_, i)) => *i = (*i).min(index),
+        None => holds.push((mdt, index)),
+    }
+}
+
+/// A file waiting for the next iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub holds: Holds,
+    /// Unix ms of the last change seen (min_age counts from here).
+    pub last_change_ms: u64,
+    /// Earliest change not yet exported (the lag gauge counts from here).
+    pub first_change_ms: u64,
+    /// Earlier attempts that ended CANCELED/EBUSY/transient.
+    pub attempts: u32,
+}
+
+/// A file whose archive request was sent and whose CL_HSM has not arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub holds: Holds,
+    pub path: String,
+    pub size: u64,
+    pub submitted_ms: u64,
+    pub first_change_ms: u64,
+    pub attempts: u32,
+}
+
+/// A namespace operation HSM does not carry (delete, move), applied at the next iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NsOpKind {
+    Delete { path: String, dir: bool },
+    Move { from: String, to: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NsOp {
+    pub mdt: usize,
+    pub index: u64,
+    pub at_ms: u64,
+    pub op: NsOpKind,
+}
+
+/// Counters of one iteration ("so far" while it runs), DESIGN §4.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IterCounters {
+    pub number: u64,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    pub files_discovered: u64,
+    pub bytes_discovered: u64,
+    pub files_exported: u64,
+    pub bytes_exported: u64,
+    pub files_failed: u64,
+    /// Re-queued for the next iteration (CANCELED, EBUSY, transient): not failed.
+    pub files_requeued: u64,
+}
+
+/// Overall counters, DESIGN §4.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub files_exported: u64,
+    pub bytes_exported: u64,
+    pub files_failed: u64,
+    pub iterations_completed: u64,
+    /// End time of the last iteration with zero failed files.
+    pub last_successful_ms: Option<u64>,
+    pub last_started_ms: Option<u64>,
+    pub last_completed_ms: Option<u64>,
+}
+
+/// The running iteration: files still to look at, and its counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Iteration {
+    pub counters: IterCounters,
+    /// Taken from the pending set, not yet stat'ed / requested.
+    pub to_discover: VecDeque<(Fid, Pending)>,
+}
+
+/// One failed file, kept for `flush` answers and `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub at_ms: u64,
+    pub iteration: u64,
+    pub fid: Option<Fid>,
+    pub path: String,
+    pub operation: String,
+    pub error: String,
+}
+
+/// Everything the daemon persists.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub cursors: Vec<Cursor>,
+    pub autoexport_enabled: bool,
+    pub pending: BTreeMap<Fid, Pending>,
+    /// FIDs whose metadata changed (metadata = sync), with their holds.
+    pub meta_pending: BTreeMap<Fid, Holds>,
+    pub ns_ops: VecDeque<NsOp>,
+    pub inflight: BTreeMap<Fid, InFlight>,
+    pub iteration: Option<Iteration>,
+    pub last_iteration: Option<IterCounters>,
+    pub next_iteration: u64,
+    pub totals: Totals,
+    /// Most recent failures (bounded).
+    pub recent_failures: VecDeque<Failure>,
+}
+
+pub const STATE_VERSION: u32 = 1;
+pub const MAX_RECENT_FAILURES: usize = 1000;
+
+/// Atomic JSON file writes and reads.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupt state file: {source}")]
+    Corrupt {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+impl StateFile {
+    pub fn new(path: PathBuf) -> StateFile {
+        StateFile { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, source: std::io::Error) -> StateError {
+        StateError::Io {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Reads the file; `Ok(None)` when it does not exist yet.
+    pub fn load<T: for<'de> Deserialize<'de>>(&self) -> Result<Option<T>, StateError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| StateError::Corrupt {
+                        path: self.path.display().to_string(),
+                        source,
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    /// Writes `value` to a temp file in the same directory, fsyncs it, renames it over the
+    /// file and fsyncs the directory.
+    pub fn save<T: Serialize>(&self, value: &T) -> Result<(), StateError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        let bytes =
+            serde_json::to_vec(value).map_err(|e| self.io(std::io::Error::other(e.to_string())))?;
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(|e| self.io(e))?;
+            f.write_all(&bytes).map_err(|e| self.io(e))?;
+            f.sync_all().map_err(|e| self.io(e))?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.io(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::new(dir.path().join("sub/state.json"));
+        assert_eq!(f.load::<State>().unwrap(), None);
+        let mut s = State {
+            version: STATE_VERSION,
+            ..State::default()
+        };
+        s.cursors.push(Cursor {
+            last_read: 9,
+            cleared: 4,
+        });
+        s.pending.insert(
+            Fid::new(0x200000401, 3, 0),
+            Pending {
+                holds: vec![(0, 5)],
+                last_change_ms: 7,
+                first_change_ms: 6,
+                attempts: 1,
+            },
+        );
+        s.totals.files_exported = 3;
+        f.save(&s).unwrap();
+        assert_eq!(f.load::<State>().unwrap(), Some(s.clone()));
+        s.totals.files_exported = 4;
+        f.save(&s).unwrap();
+        assert_eq!(f.load::<State>().unwrap().unwrap().totals.files_exported, 4);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        std::fs::write(&p, b"{not json").unwrap();
+        let e = StateFile::new(p.clone()).load::<State>().unwrap_err();
+        assert!(e.to_string().contains("corrupt state file"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"{not json");
+    }
+
+    #[test]
+    fn holds_keep_the_lowest_index_per_mdt() {
+        let mut h = Holds::new();
+        add_hold(&mut h, 0, 10);
+        add_hold(&mut h, 0, 4);
+        add_hold(&mut h, 1, 7);
+        add_hold(&mut h, 0, 12);
+        assert_eq!(h, vec![(0, 4), (1, 7)]);
+    }
+}

@@ -1,0 +1,258 @@
+//! The whole product on one machine: Azurite, a simulated Lustre, the policy file, copytools and
+//! the policy daemon, each a real process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use testkit::bin_path;
+use testkit::sim::{Sim, SimOptions};
+
+use crate::policy::PolicyFile;
+use crate::proc::Proc;
+use crate::store::Store;
+use crate::util::wait_until;
+
+pub struct StackOptions {
+    /// Azurite keeps its data on disk (survives kill -9).
+    pub azurite_on_disk: bool,
+    /// Create the export container (false: the policy names one that does not exist).
+    pub create_container: bool,
+    /// `autoexport.path`.
+    pub prefix: String,
+    pub min_age: String,
+    /// Coordinator `hsm.max_requests`.
+    pub max_requests: u32,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            azurite_on_disk: false,
+            create_container: true,
+            prefix: String::new(),
+            min_age: "0s".into(),
+            max_requests: 32,
+        }
+    }
+}
+
+pub struct Stack {
+    pub store: Store,
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+    pub policy: PolicyFile,
+    pub policy_path: PathBuf,
+    pub container: String,
+    pub logs: String,
+    pub copytools: Vec<Proc>,
+    pub daemon: Option<Proc>,
+    started: u32,
+}
+
+impl Stack {
+    pub fn new(opts: StackOptions) -> Stack {
+        let store = Store::start(opts.azurite_on_disk);
+        let sim = Sim::start(SimOptions::default());
+        let user = sim.register_changelog_user(0);
+        sim.set_param("hsm.max_requests", &opts.max_requests.to_string());
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-stack-")
+            .tempdir()
+            .expect("tempdir");
+        let container = "export".to_string();
+        let logs = "lustre-logs".to_string();
+        if opts.create_container {
+            store.create_container(&container);
+        }
+        store.create_container(&logs);
+        let mut policy = PolicyFile::new(
+            sim.mount(),
+            &user,
+            &store.container_url(&container),
+            &logs,
+            dir.path(),
+        );
+        policy.prefix = opts.prefix;
+        policy.min_age = opts.min_age;
+        let policy_path = dir.path().join("policy.toml");
+        policy.write(&policy_path);
+        Stack {
+            store,
+            sim,
+            dir,
+            policy,
+            policy_path,
+            container,
+            logs,
+            copytools: Vec::new(),
+            daemon: None,
+            started: 0,
+        }
+    }
+
+    pub fn mount(&self) -> &Path {
+        self.sim.mount()
+    }
+
+    /// Rewrites the policy file after `f` changed it.
+    pub fn edit_policy(&mut self, f: impl FnOnce(&mut PolicyFile)) {
+        f(&mut self.policy);
+        self.policy.write(&self.policy_path);
+    }
+
+    fn log_path(&mut self, what: &str) -> PathBuf {
+        self.started += 1;
+        self.dir.path().join(format!("{what}-{}.log", self.started))
+    }
+
+    fn product(&self, bin: &str) -> Command {
+        let mut c = Command::new(bin_path(bin));
+        c.envs(self.sim.env());
+        c
+    }
+
+    /// Agent uuids the coordinator of MDT0 lists.
+    pub fn agents(&self) -> Vec<String> {
+        let o = self.sim.lctl(&[
+            "get_param",
+            "-n",
+            &format!("mdt.{}.hsm.agents", self.sim.mdt_name(0)),
+        ]);
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("uuid="))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Starts `lhsmtool_blob --archive 1 --config P MOUNT` (plus `extra` flags) and waits until
+    /// the coordinator lists a new agent. Returns its index in `copytools`.
+    pub fn start_copytool(&mut self, extra: &[&str]) -> usize {
+        self.start_copytool_with(extra, |_| {})
+    }
+
+    /// [`Stack::start_copytool`] with a last adjustment of the command (e.g. a `pre_exec`).
+    pub fn start_copytool_with(
+        &mut self,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> usize {
+        let before = self.agents();
+        let mut cmd = self.product("lhsmtool_blob");
+        adjust(&mut cmd);
+        cmd.args(["--archive", "1", "--config"])
+            .arg(&self.policy_path)
+            .args(extra)
+            .arg(self.mount());
+        let log = self.log_path("copytool");
+        let mut p = Proc::spawn("lhsmtool_blob", cmd, &log);
+        let ok = wait_until(Duration::from_secs(30), || {
+            !p.alive() || self.agents().iter().any(|a| !before.contains(a))
+        });
+        assert!(
+            ok && p.alive(),
+            "lhsmtool_blob did not register: {}",
+            p.log()
+        );
+        self.copytools.push(p);
+        self.copytools.len() - 1
+    }
+
+    /// Starts `lustre-blob daemon --config P` and waits until `lustre-blob status` answers.
+    pub fn start_daemon(&mut self) {
+        let mut cmd = self.product("lustre-blob");
+        cmd.arg("daemon").arg("--config").arg(&self.policy_path);
+        let log = self.log_path("daemon");
+        let mut p = Proc::spawn("lustre-blob daemon", cmd, &log);
+        let ok = wait_until(Duration::from_secs(30), || {
+            !p.alive() || self.cli(&["status"]).status.success()
+        });
+        assert!(
+            ok && p.alive(),
+            "lustre-blob daemon did not come up: {}",
+            p.log()
+        );
+        self.daemon = Some(p);
+    }
+
+    /// `lustre-blob ARGS --config P` (output captured).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.product("lustre-blob")
+            .args(args)
+            .arg("--config")
+            .arg(&self.policy_path)
+            .output()
+            .expect("running lustre-blob")
+    }
+
+    /// `lustre-blob status --json`, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let o = self.cli(&["status", "--json"]);
+        assert!(
+            o.status.success(),
+            "status --json: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json is not JSON ({e}): {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        })
+    }
+
+    /// `lustre-blob flush --wait --timeout T`.
+    pub fn flush(&self, timeout: &str) -> Output {
+        self.cli(&["flush", "--wait", "--timeout", timeout])
+    }
+
+    /// Writes a file under the mount (parents created).
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.mount().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, bytes).expect("write file");
+        p
+    }
+
+    /// `lfs hsm_state FILE` output.
+    pub fn hsm_state(&self, path: &Path) -> String {
+        let o = self.sim.lfs(&["hsm_state", &path.display().to_string()]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `lfs path2fid FILE` as `[0x...:0x...:0x...]`.
+    pub fn path2fid(&self, path: &Path) -> String {
+        let o = self.sim.lfs(&["path2fid", &path.display().to_string()]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        out.split_whitespace()
+            .find(|w| w.starts_with('['))
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// `lfs hsm_archive FILE...` (the coordinator path, without the daemon).
+    pub fn hsm_archive(&self, paths: &[&Path]) -> Output {
+        let mut args = vec!["hsm_archive".to_string(), "-a".into(), "1".into()];
+        args.extend(paths.iter().map(|p| p.display().to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.sim.lfs(&refs)
+    }
+
+    /// Logs of every product process started so far (for assertion messages).
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for p in self.copytools.iter().chain(self.daemon.iter()) {
+            s.push_str(&format!("---- {}\n{}\n", p.name, tail(&p.log(), 40)));
+        }
+        s.push_str(&format!("---- mds\n{}\n", tail(&self.sim.log(), 20)));
+        s
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

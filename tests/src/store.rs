@@ -1,0 +1,423 @@
+//! An Azurite process the suites can crash and restart on the same port, and a raw REST client
+//! (shared-key signed, one connection per request) that sees blob names byte for byte, including
+//! names the product must refuse.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use testkit::{sign_shared_key, AZURITE_ACCOUNT, AZURITE_KEY};
+
+use crate::proc::Proc;
+use crate::util::wait_until;
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A listed blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub size: u64,
+}
+
+pub struct Store {
+    bin: PathBuf,
+    port: u16,
+    /// `Some(dir)`: `--location dir` (survives kill -9); `None`: in memory.
+    disk: Option<PathBuf>,
+    dir: tempfile::TempDir,
+    proc: Option<Proc>,
+    starts: u32,
+}
+
+/// The azurite-blob binary: `LUSTRE_BLOB_AZURITE`, else `scripts/install-azurite` (cached).
+pub fn azurite_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("LUSTRE_BLOB_AZURITE") {
+        return PathBuf::from(p);
+    }
+    let script = testkit::workspace_root().join("scripts/install-azurite");
+    let out = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "install-azurite failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Store {
+    /// Starts Azurite on a free port: in memory, or with its data in a temp dir (`on_disk`).
+    pub fn start(on_disk: bool) -> Store {
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-azurite-")
+            .tempdir()
+            .expect("tempdir");
+        let disk = on_disk.then(|| dir.path().join("data"));
+        let mut s = Store {
+            bin: azurite_bin(),
+            port: free_port(),
+            disk,
+            dir,
+            proc: None,
+            starts: 0,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["--blobHost", "127.0.0.1", "--blobPort"])
+            .arg(self.port.to_string())
+            .args([
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+                "--disableTelemetry",
+            ]);
+        match &self.disk {
+            Some(d) => {
+                cmd.arg("--location").arg(d);
+            }
+            None => {
+                cmd.arg("--inMemoryPersistence");
+            }
+        }
+        self.starts += 1;
+        let log = self.dir.path().join(format!("azurite-{}.log", self.starts));
+        let mut p = Proc::spawn("azurite", cmd, &log);
+        let port = self.port;
+        let ok = wait_until(Duration::from_secs(60), || {
+            p.alive() && TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(ok, "azurite did not start on {port}: {}", p.log());
+        self.proc = Some(p);
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT/devstoreaccount1`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port)
+    }
+
+    pub fn container_url(&self, c: &str) -> String {
+        format!("{}/{c}", self.url())
+    }
+
+    /// `kill -9` (in memory: everything is lost; on disk: what Azurite had persisted stays).
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(Proc::alive)
+    }
+
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.disk.as_deref()
+    }
+
+    /// One signed request; `path` is below the account, already percent-encoded.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Reply> {
+        let date = chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let full = format!("/{AZURITE_ACCOUNT}{path}");
+        let len = body.len().to_string();
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("content-length", &len),
+            ("x-ms-date", &date),
+            ("x-ms-version", "2021-08-06"),
+        ];
+        headers.extend_from_slice(extra);
+        let auth = sign_shared_key(AZURITE_ACCOUNT, AZURITE_KEY, method, &full, query, &headers)
+            .map_err(std::io::Error::other)?;
+        let qs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v.as_bytes(), false)))
+            .collect();
+        let target = if qs.is_empty() {
+            full
+        } else {
+            format!("{full}?{}", qs.join("&"))
+        };
+        let mut req = format!(
+            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nAuthorization: {auth}\r\n",
+            self.port
+        );
+        for (k, v) in &headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.write_all(req.as_bytes())?;
+        s.write_all(body)?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        parse_reply(&raw, method == "HEAD")
+    }
+
+    /// Creates a container (an existing one is fine).
+    pub fn create_container(&self, name: &str) {
+        let r = self
+            .request(
+                "PUT",
+                &format!("/{name}"),
+                &[("restype", "container")],
+                &[],
+                b"",
+            )
+            .expect("create container");
+        assert!(
+            r.status == 201 || r.status == 409,
+            "create container {name}: {}",
+            r.status
+        );
+    }
+
+    /// Puts a block blob under a raw name (any bytes: percent-encoded on the wire).
+    pub fn put_raw(&self, container: &str, name: &[u8], body: &[u8]) -> Reply {
+        self.request(
+            "PUT",
+            &format!("/{container}/{}", encode(name, true)),
+            &[],
+            &[("x-ms-blob-type", "BlockBlob")],
+            body,
+        )
+        .expect("put blob")
+    }
+
+    /// The blob's bytes, `None` when it does not exist.
+    pub fn get(&self, container: &str, name: &str) -> Option<Vec<u8>> {
+        let r = self
+            .request(
+                "GET",
+                &format!("/{container}/{}", encode(name.as_bytes(), true)),
+                &[],
+                &[],
+                b"",
+            )
+            .expect("get blob");
+        match r.status {
+            200 => Some(r.body),
+            404 => None,
+            s => panic!("get {container}/{name}: HTTP {s}"),
+        }
+    }
+
+    /// The blob's properties and metadata headers (`x-ms-meta-*`), `None` when absent.
+    pub fn head(&self, container: &str, name: &str) -> Option<Reply> {
+        let r = self
+            .request(
+                "HEAD",
+                &format!("/{container}/{}", encode(name.as_bytes(), true)),
+                &[],
+                &[],
+                b"",
+            )
+            .expect("head blob");
+        match r.status {
+            200 => Some(r),
+            404 => None,
+            s => panic!("head {container}/{name}: HTTP {s}"),
+        }
+    }
+
+    /// Every committed blob under `prefix` (names XML-unescaped).
+    pub fn list(&self, container: &str, prefix: &str) -> Vec<Listed> {
+        let mut out = Vec::new();
+        let mut marker = String::new();
+        loop {
+            let mut q = vec![("comp", "list"), ("restype", "container")];
+            if !prefix.is_empty() {
+                q.push(("prefix", prefix));
+            }
+            if !marker.is_empty() {
+                q.push(("marker", marker.as_str()));
+            }
+            let r = self
+                .request("GET", &format!("/{container}"), &q, &[], b"")
+                .expect("list blobs");
+            assert_eq!(r.status, 200, "list {container}: HTTP {}", r.status);
+            let text = String::from_utf8_lossy(&r.body).into_owned();
+            for blob in text.split("<Blob>").skip(1) {
+                let name = unescape(between(blob, "<Name>", "</Name>").unwrap_or(""));
+                let size = between(blob, "<Content-Length>", "</Content-Length>")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                out.push(Listed { name, size });
+            }
+            marker = between(&text, "<NextMarker>", "</NextMarker>")
+                .unwrap_or("")
+                .to_string();
+            if marker.is_empty() {
+                return out;
+            }
+        }
+    }
+
+    /// Every JSON line of every blob in a (logging) container.
+    pub fn json_lines(&self, container: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for b in self.list(container, "") {
+            if let Some(body) = self.get(container, &b.name) {
+                for line in String::from_utf8_lossy(&body).lines() {
+                    if let Ok(v) = serde_json::from_str(line) {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn between<'a>(s: &'a str, a: &str, b: &str) -> Option<&'a str> {
+    let i = s.find(a)? + a.len();
+    let j = s[i..].find(b)? + i;
+    Some(&s[i..j])
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = s
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'");
+    // Numeric references (Azurite escapes control characters this way).
+    while let Some(i) = out.find("&#") {
+        let Some(end) = out[i..].find(';') else { break };
+        let num = &out[i + 2..i + end];
+        let code = if let Some(h) = num.strip_prefix('x') {
+            u32::from_str_radix(h, 16).ok()
+        } else {
+            num.parse().ok()
+        };
+        match code.and_then(char::from_u32) {
+            Some(c) => out.replace_range(i..i + end + 1, &c.to_string()),
+            None => break,
+        }
+    }
+    out.replace("&amp;", "&")
+}
+
+/// Percent-encodes everything but unreserved characters (and `/` when `keep_slash`).
+pub fn encode(b: &[u8], keep_slash: bool) -> String {
+    let mut s = String::new();
+    for &c in b {
+        if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) || (keep_slash && c == b'/') {
+            s.push(c as char);
+        } else {
+            s.push_str(&format!("%{c:02X}"));
+        }
+    }
+    s
+}
+
+fn parse_reply(raw: &[u8], head: bool) -> std::io::Result<Reply> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no HTTP head"))?;
+    let text = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = if head {
+        Vec::new()
+    } else {
+        raw[end + 4..].to_vec()
+    };
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+    });
+    if chunked && !head {
+        body = dechunk(&body);
+    }
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&rest[..nl])
+                .trim()
+                .split(';')
+                .next()
+                .unwrap_or(""),
+            16,
+        )
+        .unwrap_or(0);
+        if size == 0 || rest.len() < nl + 1 + size {
+            break;
+        }
+        out.extend_from_slice(&rest[nl + 1..nl + 1 + size]);
+        rest = &rest[(nl + 1 + size + 2).min(rest.len())..];
+    }
+    out
+}

@@ -1,0 +1,602 @@
+//! Bad input (issue 7 item 5), with real processes: malformed and hostile policy files, unknown
+//! flags, unreadable credentials, a container that does not exist, names a blob cannot carry,
+//! 1,024+ byte paths, files that vanish before export, hostile blob names on import. Each gives
+//! one clear line (and exit code 2) or a logged per-file failure, and nothing else is affected.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use e2e::stack::{Stack, StackOptions};
+use e2e::util::{nonempty_lines, wait_until};
+use testkit::bin_path;
+
+const GOOD: &str = r#"[lustre]
+mount = "/mnt/lustre"
+archive_id = 1
+changelog_user = "cl1"
+
+[blob]
+url = "http://127.0.0.1:10000/devstoreaccount1/export"
+use_emulator = true
+
+[autoexport]
+path = "projects/"
+min_age = "0s"
+
+[copytool]
+max_actions = 8
+block_size = "1MiB"
+"#;
+
+/// Both binaries with this policy file: `lustre-blob daemon --config F` and
+/// `lhsmtool_blob --config F MOUNT`.
+fn run_both(file: &Path) -> Vec<(String, Output)> {
+    let mnt = tempfile::tempdir().unwrap();
+    let daemon = Command::new(bin_path("lustre-blob"))
+        .arg("daemon")
+        .arg("--config")
+        .arg(file)
+        .output()
+        .unwrap();
+    let copytool = Command::new(bin_path("lhsmtool_blob"))
+        .arg("--config")
+        .arg(file)
+        .arg(mnt.path())
+        .output()
+        .unwrap();
+    vec![
+        ("lustre-blob daemon".into(), daemon),
+        ("lhsmtool_blob".into(), copytool),
+    ]
+}
+
+/// Exit code 2 and exactly one line on stderr naming `FILE:LINE` (when a line is given, else the
+/// file) and the key (when given).
+fn assert_refused(outs: &[(String, Output)], file: &Path, line: Option<usize>, key: Option<&str>) {
+    // Every binary is checked before failing, so the message says which ones are wrong.
+    let mut wrong = Vec::new();
+    for (who, o) in outs {
+        let err = String::from_utf8_lossy(&o.stderr);
+        let lines = nonempty_lines(&err);
+        let where_ = match line {
+            Some(n) => format!("{}:{n}", file.display()),
+            None => file.display().to_string(),
+        };
+        if o.status.code() != Some(2) {
+            wrong.push(format!(
+                "{who}: exit code {:?}, want 2; stderr: {err}",
+                o.status.code()
+            ));
+        } else if lines.len() != 1 {
+            wrong.push(format!("{who}: one line expected, got: {err}"));
+        } else if !lines[0].contains(&where_) {
+            wrong.push(format!("{who}: `{where_}` not in: {err}"));
+        } else if key.is_some_and(|k| !lines[0].contains(k)) {
+            wrong.push(format!("{who}: key `{}` not in: {err}", key.unwrap_or("")));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Writes `text` as a policy file and checks both binaries refuse it.
+fn refused(text: &str, line: Option<usize>, key: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.toml");
+    std::fs::write(&file, text).unwrap();
+    assert_refused(&run_both(&file), &file, line, key);
+}
+
+/// GOOD with `from` replaced by `to` (the line number stays that of `from`).
+fn good_with(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from}");
+    GOOD.replacen(from, to, 1)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn policy_syntax_error_names_file_and_line() {
+    let t = good_with("archive_id = 1", "archive_id = = 1");
+    refused(&t, Some(line_of(&t, "= = 1")), None);
+    let t = good_with("[autoexport]", "[autoexport");
+    refused(&t, Some(line_of(&t, "[autoexport")), None);
+}
+
+#[test]
+fn policy_unknown_key_is_refused() {
+    let t = good_with("min_age = \"0s\"", "min_age = \"0s\"\nmin_agee = \"5s\"");
+    refused(
+        &t,
+        Some(line_of(&t, "min_agee")),
+        Some("autoexport.min_agee"),
+    );
+    let t = format!("{GOOD}\n[extra]\nx = 1\n");
+    refused(&t, Some(line_of(&t, "[extra]")), Some("extra"));
+}
+
+#[test]
+fn policy_wrong_type_is_refused() {
+    let t = good_with("archive_id = 1", "archive_id = \"one\"");
+    refused(&t, Some(line_of(&t, "\"one\"")), Some("lustre.archive_id"));
+    let t = good_with("use_emulator = true", "use_emulator = \"yes\"");
+    refused(&t, Some(line_of(&t, "\"yes\"")), Some("blob.use_emulator"));
+}
+
+#[test]
+fn policy_bad_duration_is_refused() {
+    let t = good_with("min_age = \"0s\"", "min_age = \"5 parsecs\"");
+    refused(&t, Some(line_of(&t, "parsecs")), Some("autoexport.min_age"));
+    let t = good_with("min_age = \"0s\"", "min_age = 30");
+    refused(&t, Some(line_of(&t, "min_age")), Some("autoexport.min_age"));
+}
+
+#[test]
+fn policy_huge_values_are_refused() {
+    for (from, to, key) in [
+        (
+            "max_actions = 8",
+            "max_actions = 99999999999999",
+            "copytool.max_actions",
+        ),
+        (
+            "block_size = \"1MiB\"",
+            "block_size = \"900TiB\"",
+            "copytool.block_size",
+        ),
+        (
+            "archive_id = 1",
+            "archive_id = 4294967296",
+            "lustre.archive_id",
+        ),
+        (
+            "min_age = \"0s\"",
+            "min_age = \"9999999999999999 years\"",
+            "autoexport.min_age",
+        ),
+    ] {
+        let t = good_with(from, to);
+        refused(&t, Some(line_of(&t, to)), Some(key));
+    }
+}
+
+#[test]
+fn policy_missing_mount_or_url_is_refused() {
+    let t = good_with("mount = \"/mnt/lustre\"\n", "");
+    refused(&t, None, Some("lustre.mount"));
+    let t = good_with(
+        "url = \"http://127.0.0.1:10000/devstoreaccount1/export\"\n",
+        "",
+    );
+    refused(&t, None, Some("blob.url"));
+}
+
+#[test]
+fn hostile_policy_files_are_refused() {
+    // An export prefix escaping the mount.
+    let t = good_with("path = \"projects/\"", "path = \"../../etc\"");
+    refused(&t, Some(line_of(&t, "../../etc")), Some("autoexport.path"));
+    // Not UTF-8.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("binary.toml");
+    let mut bytes = GOOD.as_bytes().to_vec();
+    bytes.extend_from_slice(b"\n\xff\xfe\x00garbage\n");
+    std::fs::write(&file, &bytes).unwrap();
+    assert_refused(&run_both(&file), &file, None, None);
+    // Megabytes of junk on one line: still one line of error, not the junk.
+    let file = dir.path().join("junk.toml");
+    std::fs::write(&file, format!("{GOOD}\n{}\n", "x".repeat(4 << 20))).unwrap();
+    let outs = run_both(&file);
+    assert_refused(&outs, &file, None, None);
+    for (who, o) in &outs {
+        assert!(
+            o.stderr.len() < 4096,
+            "{who} echoed the junk: {} bytes",
+            o.stderr.len()
+        );
+    }
+    // A directory and a missing file.
+    assert_refused(&run_both(dir.path()), dir.path(), None, None);
+    let missing = dir.path().join("missing.toml");
+    assert_refused(&run_both(&missing), &missing, None, None);
+}
+
+#[test]
+fn unknown_flags_give_one_line_and_exit_2() {
+    let mnt = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<&OsStr>, &str)> = vec![
+        (
+            "lustre-blob",
+            vec!["daemon".as_ref(), "--frobnicate".as_ref()],
+            "--frobnicate",
+        ),
+        ("lustre-blob", vec!["frobnicate".as_ref()], "frobnicate"),
+        (
+            "lustre-blob",
+            vec!["status".as_ref(), "--no-such-flag".as_ref()],
+            "--no-such-flag",
+        ),
+        (
+            "lhsmtool_blob",
+            vec!["--frobnicate".as_ref(), mnt.path().as_os_str()],
+            "--frobnicate",
+        ),
+        (
+            "lhsmtool_blob",
+            vec![
+                "--max-actions".as_ref(),
+                "many".as_ref(),
+                mnt.path().as_os_str(),
+            ],
+            "--max-actions",
+        ),
+        (
+            "lhsmtool_blob",
+            vec!["--archive".as_ref(), "1".as_ref()],
+            "MOUNTPOINT",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (bin, args, needle) in cases {
+        let o = Command::new(bin_path(bin)).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        let lines = nonempty_lines(&err);
+        if o.status.code() != Some(2) || lines.len() != 1 || !lines[0].contains(needle) {
+            wrong.push(format!(
+                "{bin} {args:?}: want exit 2 and one line naming `{needle}`; got {:?}: {err}",
+                o.status.code()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A stack whose policy names an unusable credential file: both binaries refuse to start with
+/// one line naming the file, and never print what is in it.
+#[test]
+fn unreadable_credentials_are_refused_without_leaking() {
+    let stack = Stack::new(StackOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("account.key");
+    std::fs::write(&secret_file, "NOT-BASE64-SECRET-7f3a9c!!").unwrap();
+    let cases: Vec<(String, PathBuf)> = vec![
+        (
+            "account_key_file".into(),
+            dir.path().join("does-not-exist.key"),
+        ),
+        ("account_key_file".into(), dir.path().to_path_buf()), // a directory
+        ("sas_token_file".into(), dir.path().join("no.sas")),
+        ("connection_string_file".into(), dir.path().join("no.conn")),
+        ("account_key_file".into(), secret_file.clone()), // unusable content
+    ];
+    let mut wrong = Vec::new();
+    for (key, path) in cases {
+        let mut p = stack.policy.clone();
+        p.extra.push((
+            "blob".into(),
+            format!("{key} = {:?}", path.display().to_string()),
+        ));
+        let file = dir.path().join("policy.toml");
+        p.write(&file);
+        let mut outs = vec![];
+        let o = Command::new(bin_path("lustre-blob"))
+            .arg("daemon")
+            .arg("--config")
+            .arg(&file)
+            .envs(stack.sim.env())
+            .output()
+            .unwrap();
+        outs.push(("lustre-blob daemon", o));
+        let o = Command::new(bin_path("lhsmtool_blob"))
+            .arg("--config")
+            .arg(&file)
+            .arg(stack.mount())
+            .envs(stack.sim.env())
+            .output()
+            .unwrap();
+        outs.push(("lhsmtool_blob", o));
+        for (who, o) in outs {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let lines = nonempty_lines(&err);
+            let named = lines.len() == 1 && lines[0].contains(&path.display().to_string());
+            // A refusal at start (exit code != 0 and not a signal), in one line naming the file.
+            if matches!(o.status.code(), None | Some(0)) || !named {
+                wrong.push(format!(
+                    "{who} with {key}={}: want a refusal in one line naming the file; got {:?}: {err}",
+                    path.display(),
+                    o.status.code()
+                ));
+            }
+            let all = String::from_utf8_lossy(&o.stdout).into_owned() + &err;
+            assert!(!all.contains("7f3a9c"), "{who} leaked the secret: {all}");
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The export container does not exist: exports fail with a clear, logged reason; the daemon and
+/// the copytool keep running; once the container exists, new files are exported.
+#[test]
+fn missing_container_fails_files_and_keeps_running() {
+    let mut stack = Stack::new(StackOptions {
+        create_container: false,
+        ..Default::default()
+    });
+    stack.start_copytool(&[]);
+    stack.start_daemon();
+    let a = stack.write("a.txt", b"first file");
+    let o = stack.flush("60s");
+    assert!(
+        !o.status.success(),
+        "flush reports the failure: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("a.txt"),
+        "flush lists the failed file: {text}"
+    );
+    assert!(
+        !stack.hsm_state(&a).contains("archived"),
+        "a.txt is not archived"
+    );
+    assert!(
+        stack.copytools[0].alive(),
+        "copytool died: {}",
+        stack.logs()
+    );
+    assert!(
+        stack.daemon.as_mut().unwrap().alive(),
+        "daemon died: {}",
+        stack.logs()
+    );
+    let status = stack.status_json();
+    assert!(
+        status["totalFilesFailed"].as_u64().unwrap_or(0) >= 1,
+        "counted as failed: {status}"
+    );
+    let found = wait_until(Duration::from_secs(30), || {
+        stack.store.json_lines(&stack.logs).iter().any(|e| {
+            e["kind"] == "failure"
+                && e["path"].as_str().is_some_and(|p| p.ends_with("a.txt"))
+                && (e["azure_code"] == "ContainerNotFound" || e["http_status"] == 404)
+        })
+    });
+    assert!(
+        found,
+        "no ContainerNotFound failure for a.txt in the logging container"
+    );
+
+    stack.store.create_container(&stack.container);
+    let b = stack.write("b.txt", b"second file");
+    let o = stack.flush("60s");
+    assert!(
+        o.status.success(),
+        "flush: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        stack.store.get(&stack.container, "b.txt").as_deref(),
+        Some(&b"second file"[..])
+    );
+    assert!(stack.hsm_state(&b).contains("archived"));
+}
+
+/// Names a blob cannot carry (not UTF-8; paths over 1,024 bytes) fail per file with a logged
+/// reason; the other files of the same iteration are exported.
+#[test]
+fn uncarriable_names_fail_per_file_others_export() {
+    let mut stack = Stack::new(StackOptions::default());
+    stack.start_copytool(&[]);
+    stack.start_daemon();
+    let mut long_rel = PathBuf::new();
+    for i in 0..5 {
+        long_rel.push(format!("{i}{}", "d".repeat(219)));
+    }
+    long_rel.push("deep-file.txt");
+    assert!(long_rel.as_os_str().len() > 1024);
+    let long = stack.write(long_rel.to_str().unwrap(), b"too long a name");
+    let bad_name = OsStr::from_bytes(b"bad-\xff\xfe-name.txt");
+    let bad = stack.mount().join(bad_name);
+    std::fs::write(&bad, b"not utf-8").unwrap();
+    let goods: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| {
+            (
+                format!("ok/file-{i}.txt"),
+                format!("content {i}").into_bytes(),
+            )
+        })
+        .collect();
+    for (n, c) in &goods {
+        stack.write(n, c);
+    }
+    let o = stack.flush("90s");
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "flush reports the two failures: {text}"
+    );
+    for (n, c) in &goods {
+        assert_eq!(
+            stack.store.get(&stack.container, n).as_ref(),
+            Some(c),
+            "{n}: {}",
+            stack.logs()
+        );
+    }
+    let listed = stack.store.list(&stack.container, "");
+    assert!(
+        listed.iter().all(|b| b.name.len() <= 1024),
+        "no blob over 1,024 bytes"
+    );
+    assert!(
+        listed.iter().all(|b| !b.name.starts_with("bad-")),
+        "no mangled blob name"
+    );
+    assert!(!stack.hsm_state(&long).contains("archived"));
+    assert!(!stack.hsm_state(&bad).contains("archived"));
+    let entries = stack.store.json_lines(&stack.logs);
+    let failed = |needle: &str| {
+        entries.iter().any(|e| {
+            e["kind"] == "failure" && e["path"].as_str().is_some_and(|p| p.contains(needle))
+        })
+    };
+    assert!(failed("deep-file.txt"), "long path not logged: {entries:?}");
+    assert!(failed("bad-"), "non-UTF-8 name not logged: {entries:?}");
+    assert!(stack.copytools[0].alive() && stack.daemon.as_mut().unwrap().alive());
+}
+
+/// A file removed after its change was recorded but before it was exported: no blob, no
+/// crash, the rest of the iteration is exported.
+#[test]
+fn file_vanishing_before_export_affects_nothing_else() {
+    let mut stack = Stack::new(StackOptions {
+        min_age: "3s".into(),
+        ..Default::default()
+    });
+    stack.start_copytool(&[]);
+    stack.start_daemon();
+    let gone = stack.write("v/gone.txt", b"here for a moment");
+    stack.write("v/kept.txt", b"kept");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_file(&gone).unwrap();
+    let o = stack.flush("60s");
+    assert!(
+        o.status.code().is_some(),
+        "flush ended: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        stack.store.get(&stack.container, "v/kept.txt").as_deref(),
+        Some(&b"kept"[..])
+    );
+    assert_eq!(stack.store.get(&stack.container, "v/gone.txt"), None);
+    assert!(
+        stack.copytools[0].alive() && stack.daemon.as_mut().unwrap().alive(),
+        "{}",
+        stack.logs()
+    );
+    // The copytool path: the coordinator hands over a FID whose file is gone by then.
+    let f = stack.write("w/racy.txt", b"racy");
+    let o = stack.hsm_archive(&[&f]);
+    assert!(o.status.success());
+    std::fs::remove_file(&f).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        stack.copytools[0].alive(),
+        "copytool died: {}",
+        stack.logs()
+    );
+    let later = stack.write("w/after.txt", b"after");
+    assert!(stack.flush("60s").status.success());
+    assert_eq!(
+        stack.store.get(&stack.container, "w/after.txt").as_deref(),
+        Some(&b"after"[..])
+    );
+    assert!(stack.hsm_state(&later).contains("archived"));
+}
+
+/// Import refuses blob names with `..`, absolute paths or control characters, logs each, writes
+/// nothing outside the mount, and imports the rest.
+#[test]
+fn hostile_blob_names_on_import_are_refused() {
+    let mut stack = Stack::new(StackOptions::default());
+    // One blob-integration job at a time: no auto-export while importing.
+    stack.edit_policy(|p| p.autoexport = false);
+    stack.start_copytool(&[]);
+    stack.start_daemon();
+    let tag = format!("e2e{}", std::process::id());
+    let hostile: Vec<Vec<u8>> = vec![
+        format!("../{tag}-up1.txt").into_bytes(),
+        format!("sub/../../{tag}-up2.txt").into_bytes(),
+        format!("/{tag}-abs.txt").into_bytes(),
+        format!("sub/{tag}-nl\nname.txt").into_bytes(),
+        format!("sub/{tag}-tab\tname.txt").into_bytes(),
+        format!("sub/{tag}-del\x7fname.txt").into_bytes(),
+    ];
+    for n in &hostile {
+        let r = stack.store.put_raw(&stack.container, n, b"evil");
+        assert_eq!(r.status, 201, "{:?}", String::from_utf8_lossy(n));
+    }
+    let listed = stack.store.list(&stack.container, "");
+    assert_eq!(
+        listed.len(),
+        hostile.len(),
+        "Azurite kept every hostile name: {listed:?}"
+    );
+    stack
+        .store
+        .put_raw(&stack.container, b"good/a.txt", b"good");
+    let o = stack.cli(&["import", "--wait"]);
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "import reports the refused names: {text}"
+    );
+    let good = stack.mount().join("good/a.txt");
+    assert_eq!(
+        std::fs::metadata(&good).map(|m| m.len()).ok(),
+        Some(4),
+        "{text}"
+    );
+    assert!(
+        stack.hsm_state(&good).contains("released"),
+        "{}",
+        stack.hsm_state(&good)
+    );
+    // Nothing outside the mount.
+    let up1 = stack
+        .mount()
+        .parent()
+        .unwrap()
+        .join(format!("{tag}-up1.txt"));
+    let up2 = stack
+        .mount()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(format!("{tag}-up2.txt"));
+    let abs = PathBuf::from(format!("/{tag}-abs.txt"));
+    for p in [&up1, &up2, &abs] {
+        assert!(!p.exists(), "{} was written", p.display());
+        let _ = std::fs::remove_file(p);
+    }
+    // Nothing with a control character inside it either.
+    let mut stack_dirs = vec![stack.mount().to_path_buf()];
+    while let Some(d) = stack_dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let name = e.file_name();
+            assert!(
+                !name.as_bytes().iter().any(|b| *b < 0x20 || *b == 0x7f),
+                "imported {:?}",
+                e.path()
+            );
+            if e.file_type().unwrap().is_dir() && name != ".lustre" {
+                stack_dirs.push(e.path());
+            }
+        }
+    }
+    let entries = stack.store.json_lines(&stack.logs);
+    let refused = entries
+        .iter()
+        .filter(|e| e["kind"] == "failure" && e["path"].as_str().is_some_and(|p| p.contains(&tag)))
+        .count();
+    assert_eq!(
+        refused,
+        hostile.len(),
+        "each refused name is logged: {entries:?}"
+    );
+    assert!(stack.daemon.as_mut().unwrap().alive(), "{}", stack.logs());
+}
