@@ -231,6 +231,43 @@ fn kill9_and_restart_exports_every_file_once() {
 }
 
 #[test]
+fn sigterm_saves_state_and_a_restart_continues() {
+    let _serial = serial();
+    let mut s = stack("", &[]);
+    s.write("x/a", b"a");
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = s.status_json();
+    let code = s
+        .daemon
+        .as_mut()
+        .and_then(|d| d.stop(Duration::from_secs(20)));
+    assert_eq!(code, Some(0), "{}", s.logs());
+    assert!(!s.policy.socket.exists(), "socket removed on exit");
+    let o = s.cli(&["status"]);
+    assert_eq!(o.status.code(), Some(3), "daemon down: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot reach the daemon"),
+        "{}",
+        stderr(&o)
+    );
+    s.start_daemon();
+    let after = s.status_json();
+    assert_eq!(after["totalFilesExported"], before["totalFilesExported"]);
+    assert_eq!(
+        after["exportIterationCount"],
+        before["exportIterationCount"]
+    );
+    s.write("x/b", b"b");
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        s.status_json()["totalFilesExported"],
+        before["totalFilesExported"].as_u64().unwrap() + 1
+    );
+}
+
+#[test]
 fn disable_and_enable_are_reported_in_status() {
     let _serial = serial();
     let s = stack("", &[]);
