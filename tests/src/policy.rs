@@ -11,6 +11,8 @@ pub struct PolicyFile {
     pub request_timeout: String,
     /// `autoexport.path`.
     pub prefix: String,
+    /// `autoexport.enabled`.
+    pub autoexport: bool,
     pub exclude: Vec<String>,
     pub min_age: String,
     pub logs: String,
@@ -33,6 +35,7 @@ impl PolicyFile {
             retries: 5,
             request_timeout: "20s".into(),
             prefix: String::new(),
+            autoexport: true,
             exclude: Vec::new(),
             min_age: "0s".into(),
             logs: logs.to_string(),
@@ -60,7 +63,7 @@ impl PolicyFile {
         format!(
             "[lustre]\nmount = {}\narchive_id = 1\nchangelog_user = {}\n{}\n\
              [blob]\nurl = {}\nuse_emulator = true\nrequest_timeout = {}\nretries = {}\n{}\n\
-             [autoexport]\nenabled = true\npath = {}\nexclude = [{}]\nmin_age = {}\n{}\n\
+             [autoexport]\nenabled = {}\npath = {}\nexclude = [{}]\nmin_age = {}\n{}\n\
              [logging]\ncontainer = {}\n{}\n\
              [copytool]\nmax_actions = {}\nblock_size = {}\nblocks_in_flight = {}\nupdate_interval = {}\n{}\n\
              [control]\nsocket = {}\nstate_dir = {}\n{}",
@@ -71,6 +74,7 @@ impl PolicyFile {
             q(&self.request_timeout),
             self.retries,
             self.extra("blob"),
+            self.autoexport,
             q(&self.prefix),
             excl.join(", "),
             q(&self.min_age),

@@ -112,20 +112,35 @@ impl Stack {
         c
     }
 
-    fn agent_count(&self) -> usize {
+    /// Agent uuids the coordinator of MDT0 lists.
+    pub fn agents(&self) -> Vec<String> {
         let o = self.sim.lctl(&[
             "get_param",
             "-n",
             &format!("mdt.{}.hsm.agents", self.sim.mdt_name(0)),
         ]);
-        String::from_utf8_lossy(&o.stdout).matches("uuid=").count()
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("uuid="))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Starts `lhsmtool_blob --archive 1 --config P MOUNT` (plus `extra` flags) and waits until
-    /// the coordinator lists one more agent. Returns its index in `copytools`.
+    /// the coordinator lists a new agent. Returns its index in `copytools`.
     pub fn start_copytool(&mut self, extra: &[&str]) -> usize {
-        let before = self.agent_count();
+        self.start_copytool_with(extra, |_| {})
+    }
+
+    /// [`Stack::start_copytool`] with a last adjustment of the command (e.g. a `pre_exec`).
+    pub fn start_copytool_with(
+        &mut self,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> usize {
+        let before = self.agents();
         let mut cmd = self.product("lhsmtool_blob");
+        adjust(&mut cmd);
         cmd.args(["--archive", "1", "--config"])
             .arg(&self.policy_path)
             .args(extra)
@@ -133,7 +148,7 @@ impl Stack {
         let log = self.log_path("copytool");
         let mut p = Proc::spawn("lhsmtool_blob", cmd, &log);
         let ok = wait_until(Duration::from_secs(30), || {
-            !p.alive() || self.agent_count() > before
+            !p.alive() || self.agents().iter().any(|a| !before.contains(a))
         });
         assert!(
             ok && p.alive(),
@@ -206,6 +221,16 @@ impl Stack {
     pub fn hsm_state(&self, path: &Path) -> String {
         let o = self.sim.lfs(&["hsm_state", &path.display().to_string()]);
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `lfs path2fid FILE` as `[0x...:0x...:0x...]`.
+    pub fn path2fid(&self, path: &Path) -> String {
+        let o = self.sim.lfs(&["path2fid", &path.display().to_string()]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        out.split_whitespace()
+            .find(|w| w.starts_with('['))
+            .unwrap_or("")
+            .to_string()
     }
 
     /// `lfs hsm_archive FILE...` (the coordinator path, without the daemon).

@@ -1,0 +1,78 @@
+# Part "50-export" of scripts/bench (sourced): manual export (`lustre-blob export PATH --wait`,
+# i.e. the daemon + one lhsmtool_blob on lustre-sim) of 4 x 1 GiB and of 10,000 x 64 KiB files,
+# next to `rclone copy` of the same files (defaults, and --transfers 16) to the same Azurite in
+# the same run. Prints throughput, ratios and peak RSS of each.
+# Sizes: BENCH_LARGE_COUNT (4), BENCH_LARGE_MIB (1024), BENCH_SMALL_COUNT (10000), BENCH_SMALL_KIB (64).
+
+# shellcheck source=/dev/null
+source scripts/lib/bench-stack.sh
+bs_prev_exit=$(trap -p EXIT | sed "s/^trap -- '//; s/' EXIT\$//")
+trap "bs_stop; $bs_prev_exit" EXIT
+bs_build
+
+large_n="${BENCH_LARGE_COUNT:-4}"
+large_mib="${BENCH_LARGE_MIB:-1024}"
+small_n="${BENCH_SMALL_COUNT:-10000}"
+small_kib="${BENCH_SMALL_KIB:-64}"
+mnt="$BENCH_WORK/export-mnt"
+mkdir -p "$mnt/large" "$mnt/small"
+echo "bench: generating $large_n x $large_mib MiB and $small_n x $small_kib KiB" >&2
+for i in $(seq 1 "$large_n"); do
+  head -c $((large_mib * 1024 * 1024)) /dev/urandom >"$mnt/large/big-$i.dat"
+done
+python3 - "$mnt/small" "$small_n" "$small_kib" <<'PY'
+import os, sys
+d, n, kib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+block = os.urandom(kib * 1024)
+for i in range(n):
+    sub = os.path.join(d, f"d{i // 1000:03d}")
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, f"f{i:06d}.bin"), "wb") as f:
+        f.write(i.to_bytes(8, "little") + block[8:])
+PY
+sync
+bs_rclone_conf
+
+# export_one WHAT: ours, then rclone (defaults), then rclone --transfers 16, each on a fresh
+# Azurite (the in-memory store keeps deleted bytes; three copies of 4 GiB would not fit).
+export_one() {
+  local what=$1 bytes files
+  bytes=$(du -sb "$mnt/$what" | awk '{ print $1 }')
+  files=$(find "$mnt/$what" -type f | wc -l)
+
+  bench_restart_azurite
+  bs_container ours
+  bs_start "$mnt" ours false
+  bs_timed "ours-$what" "$bs_bin/lustre-blob" export "$mnt/$what" --wait --config "$bs_policy"
+  local t_ours=$bs_elapsed rss_cli=$bs_rss
+  local rss_ct rss_d
+  rss_ct=$(bs_hwm "$bs_pid_copytool")
+  rss_d=$(bs_hwm "$bs_pid_daemon")
+  bs_stop
+
+  bench_restart_azurite
+  bs_container rclone-default
+  bs_rclone_conf
+  bs_timed "rclone-default-$what" rclone --config "$BENCH_WORK/rclone.conf" copy "$mnt/$what" az:rclone-default
+  local t_rd=$bs_elapsed rss_rd=$bs_rss
+
+  bench_restart_azurite
+  bs_container rclone-16
+  bs_rclone_conf
+  bs_timed "rclone-16-$what" rclone --config "$BENCH_WORK/rclone.conf" copy "$mnt/$what" az:rclone-16 --transfers 16
+  local t_r16=$bs_elapsed rss_r16=$bs_rss
+
+  echo "export-$what: $files files, $bytes bytes"
+  awk -v b="$bytes" -v f="$files" -v o="$t_ours" -v d="$t_rd" -v s="$t_r16" 'BEGIN {
+    printf "export-%s:   lustre-blob export      %7.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", o, b/1e6/o, f/o
+    printf "export-%s:   rclone copy (defaults)  %7.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", d, b/1e6/d, f/d
+    printf "export-%s:   rclone copy --transfers 16 %4.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", s, b/1e6/s, f/s
+  }'
+  echo "export-$what:   ratio ours/rclone-defaults $(bs_ratio "$t_rd" "$t_ours")x  ours/rclone-16 $(bs_ratio "$t_r16" "$t_ours")x"
+  echo "export-$what:   peak RSS KiB: lhsmtool_blob $rss_ct, lustre-blob daemon $rss_d, lustre-blob export (CLI) $rss_cli, rclone defaults $rss_rd, rclone --transfers 16 $rss_r16"
+}
+
+export_one large
+export_one small
+rm -rf "$mnt"
+trap "$bs_prev_exit" EXIT

@@ -1,0 +1,135 @@
+# Helpers for the export benchmarks (scripts/bench.d/5x-*, 6x-*; sourced by them, which the
+# scripts/bench driver sources in turn). They start the product on lustre-sim against the part's
+# Azurite (BENCH_ENDPOINT), time commands and read peak RSS. Everything started here is stopped
+# by bs_stop (and by the part's EXIT handling through bs_stop_all).
+
+bs_bin="${BENCH_TARGET:-target/release}"
+
+# Release builds of the three product binaries and the simulator library.
+# BENCH_NO_BUILD=1 uses what BENCH_TARGET already holds (e.g. a debug build, for trying a part).
+bs_build() {
+  if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+    echo "bench: building release lustre-blob, lhsmtool_blob, lustre-sim" >&2
+    cargo build --release -q -p policy -p copytool -p lustre-sim --bins --lib
+  fi
+  for f in lustre-blob lhsmtool_blob lustre-sim liblustreapi_sim.so; do
+    [ -e "$bs_bin/$f" ] || { echo "bench: $bs_bin/$f missing after the build" >&2; return 1; }
+  done
+}
+
+bs_now() { date +%s.%N; }
+bs_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+bs_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+# Peak RSS (KiB) of a running process: VmHWM.
+bs_hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+bs_container() {
+  python3 scripts/lib/azblob.py "$BENCH_ENDPOINT" mkcontainer "$1"
+}
+
+bs_rclone_conf() {
+  cat >"$BENCH_WORK/rclone.conf" <<CONF
+[az]
+type = azureblob
+use_emulator = true
+endpoint = $BENCH_ENDPOINT
+CONF
+}
+
+# bs_timed NAME CMD...: runs CMD under /usr/bin/time -v; sets bs_elapsed (s) and bs_rss (KiB).
+bs_timed() {
+  local name=$1
+  shift
+  local t0 t1
+  t0=$(bs_now)
+  /usr/bin/time -v -o "$BENCH_WORK/$name.time" "$@" >"$BENCH_WORK/$name.out" 2>&1 || {
+    echo "bench: $name failed:" >&2
+    tail -n 20 "$BENCH_WORK/$name.out" >&2
+    return 1
+  }
+  t1=$(bs_now)
+  bs_elapsed=$(bs_secs "$t0" "$t1")
+  bs_rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$BENCH_WORK/$name.time")
+}
+
+bs_pids=()
+bs_spawn() { # NAME CMD...
+  local name=$1
+  shift
+  setsid "$@" </dev/null >"$BENCH_WORK/$name.log" 2>&1 &
+  bs_pids+=("$!")
+  eval "bs_pid_${name//-/_}=$!"
+}
+
+bs_wait() { # WHAT SECONDS CMD...   (gives up early when the process named by bs_watch died)
+  local what=$1 secs=$2
+  shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ -n "${bs_watch:-}" ] && ! kill -0 "$bs_watch" 2>/dev/null; then
+      echo "bench: $what: the process exited" >&2
+      return 1
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || { echo "bench: $what not ready after ${secs}s" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+# bs_start MOUNT CONTAINER [AUTOEXPORT=false]: simulator on MOUNT (existing files are found by
+# its start-up scan), a changelog user, the policy file, one copytool and the daemon.
+bs_start() {
+  local mnt=$1 container=$2 auto=${3:-false}
+  export LUSTREAPI_LIB="$bs_bin/liblustreapi_sim.so"
+  export LUSTRE_SIM_MOUNTTAB="$BENCH_WORK/mounttab"
+  export LUSTRE_SIM_MOUNT="$mnt"
+  local fs="b$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+  bs_fsname=$fs
+  bs_spawn mds "$bs_bin/lustre-sim" mds --mount "$mnt" --fsname "$fs"
+  bs_watch=$bs_pid_mds
+  bs_wait "lustre-sim mds" 600 "$bs_bin/lustre-sim" lfs path2fid "$mnt"
+  bs_user=$("$bs_bin/lustre-sim" lctl --device "$fs-MDT0000" changelog_register -n)
+  "$bs_bin/lustre-sim" lctl set_param "mdt.$fs-MDT*.hsm.max_requests=64" >/dev/null
+  bs_policy="$BENCH_WORK/policy-$container.toml"
+  cat >"$bs_policy" <<EOF
+[lustre]
+mount = "$mnt"
+changelog_user = "$bs_user"
+[blob]
+url = "$BENCH_ENDPOINT/$container"
+use_emulator = true
+request_timeout = "120s"
+[autoexport]
+enabled = $auto
+[logging]
+container = "bench-logs"
+[copytool]
+max_actions = 32
+block_size = "8MiB"
+blocks_in_flight = 8
+update_interval = "5s"
+[control]
+socket = "$BENCH_WORK/lustre-blob-$container.sock"
+state_dir = "$BENCH_WORK/state-$container"
+EOF
+  bs_container bench-logs
+  bs_spawn copytool "$bs_bin/lhsmtool_blob" --archive 1 --config "$bs_policy" "$mnt"
+  bs_spawn daemon "$bs_bin/lustre-blob" daemon --config "$bs_policy"
+  bs_watch=$bs_pid_daemon
+  bs_wait "lustre-blob daemon" 60 "$bs_bin/lustre-blob" status --config "$bs_policy" || {
+    tail -n 5 "$BENCH_WORK/daemon.log" >&2
+    return 1
+  }
+  bs_watch=""
+}
+
+# Stops what bs_start started (TERM, then KILL), leaving Azurite to the driver.
+bs_stop() {
+  local p
+  for p in "${bs_pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+  for p in "${bs_pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$p" 2>/dev/null || true
+  done
+  bs_pids=()
+}
