@@ -1,1 +1,269 @@
-fn main() {}
+//! Benchmark driver for `scripts/bench` (see BENCHMARKS.md): our uploader, and a raw object_store
+//! ceiling, against an emulator endpoint. Each measuring subcommand prints one number.
+//!
+//! ```text
+//! blob_bench create-container --endpoint http://127.0.0.1:PORT/devstoreaccount1 --name C
+//! blob_bench gen-large --file PATH --size BYTES
+//! blob_bench gen-small --dir DIR --count N --size BYTES
+//! blob_bench ours-large --endpoint E --container C --file PATH [--block-size B] [--in-flight N]   # MB/s
+//! blob_bench ours-small --endpoint E --container C --dir DIR [--concurrency N]                    # files/s
+//! blob_bench raw-large  --endpoint E --container C --size BYTES [--block-size B] [--in-flight N]   # MB/s
+//! blob_bench raw-small  --endpoint E --container C --count N --size BYTES [--concurrency N]       # files/s
+//! ```
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blob::{BlobStore, Metadata, TargetSpec, UploadOptions};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn parse(rest: &[String]) -> Res<Args> {
+        let mut m = HashMap::new();
+        let mut it = rest.iter();
+        while let Some(k) = it.next() {
+            let key = k
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {k:?}"))?;
+            let v = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
+            m.insert(key.to_string(), v.clone());
+        }
+        Ok(Args(m))
+    }
+    fn get(&self, k: &str) -> Res<String> {
+        self.0
+            .get(k)
+            .cloned()
+            .ok_or_else(|| format!("missing --{k}").into())
+    }
+    fn num(&self, k: &str, default: Option<u64>) -> Res<u64> {
+        match (self.0.get(k), default) {
+            (Some(v), _) => Ok(v.parse()?),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(format!("missing --{k}").into()),
+        }
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+fn data_block(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn store(a: &Args) -> Res<BlobStore> {
+    let mut spec = TargetSpec::new(format!("{}/{}", a.get("endpoint")?, a.get("container")?));
+    spec.use_emulator = true;
+    Ok(BlobStore::open(&spec)?)
+}
+
+fn raw(a: &Args) -> Res<Arc<dyn ObjectStore>> {
+    let endpoint = a.get("endpoint")?;
+    let account = endpoint
+        .rsplit('/')
+        .next()
+        .unwrap_or("devstoreaccount1")
+        .to_string();
+    let s = MicrosoftAzureBuilder::new()
+        .with_account(account)
+        .with_access_key(blob::target::EMULATOR_KEY)
+        .with_endpoint(endpoint)
+        .with_container_name(a.get("container")?)
+        .with_client_options(
+            ClientOptions::new()
+                .with_allow_http(true)
+                .with_timeout(Duration::from_secs(600)),
+        )
+        .build()?;
+    Ok(Arc::new(s))
+}
+
+async fn run(cmd: &str, a: &Args) -> Res<()> {
+    match cmd {
+        "create-container" => {
+            let endpoint = a.get("endpoint")?;
+            let (base, account) = endpoint
+                .rsplit_once('/')
+                .ok_or("endpoint must be http://HOST:PORT/ACCOUNT")?;
+            let hostport = base.trim_start_matches("http://");
+            let name = a.get("name")?;
+            let date = chrono::Utc::now()
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string();
+            let path = format!("/{account}/{name}");
+            let headers = [
+                ("content-length", "0"),
+                ("x-ms-date", date.as_str()),
+                ("x-ms-version", "2021-08-06"),
+            ];
+            let auth = testkit::sign_shared_key(
+                account,
+                blob::target::EMULATOR_KEY,
+                "PUT",
+                &path,
+                &[("restype", "container")],
+                &headers,
+            )?;
+            let mut s = std::net::TcpStream::connect(hostport)?;
+            let mut req = format!("PUT {path}?restype=container HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nAuthorization: {auth}\r\n");
+            for (k, v) in headers {
+                req.push_str(&format!("{k}: {v}\r\n"));
+            }
+            req.push_str("\r\n");
+            s.write_all(req.as_bytes())?;
+            let mut resp = String::new();
+            std::io::Read::read_to_string(&mut s, &mut resp)?;
+            let status = resp.split_whitespace().nth(1).unwrap_or("");
+            if status != "201" && status != "409" {
+                return Err(
+                    format!("create container: {}", resp.lines().next().unwrap_or("")).into(),
+                );
+            }
+        }
+        "gen-large" => {
+            let mut f = std::fs::File::create(a.get("file")?)?;
+            let size = a.num("size", None)?;
+            let mut off = 0;
+            while off < size {
+                let n = (8 * MIB).min(size - off);
+                f.write_all(&data_block(n as usize, off + 1))?;
+                off += n;
+            }
+            f.sync_all()?;
+        }
+        "gen-small" => {
+            let dir = PathBuf::from(a.get("dir")?);
+            std::fs::create_dir_all(&dir)?;
+            let size = a.num("size", None)? as usize;
+            for i in 0..a.num("count", None)? {
+                std::fs::write(dir.join(format!("f{i:05}.dat")), data_block(size, i + 1))?;
+            }
+        }
+        "ours-large" => {
+            let s = store(a)?;
+            let path = a.get("file")?;
+            let file = std::fs::File::open(&path)?;
+            let name = s.name_for(b"large.dat")?;
+            let block = a.num("block-size", Some(8 * MIB))?;
+            let opts = UploadOptions {
+                block_size: block,
+                single_put_threshold: block,
+                blocks_in_flight: a.num("in-flight", Some(8))? as usize,
+                ..Default::default()
+            };
+            let t = Instant::now();
+            let up = s
+                .upload_file(&file, &name, &Metadata::default(), opts)
+                .await?;
+            println!("{:.1}", up.size as f64 / 1e6 / t.elapsed().as_secs_f64());
+        }
+        "ours-small" => {
+            let s = store(a)?;
+            let dir = PathBuf::from(a.get("dir")?);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()?;
+            files.sort();
+            let n = files.len();
+            let t = Instant::now();
+            futures::stream::iter(files)
+                .map(|p| {
+                    let s = s.clone();
+                    async move {
+                        let rel = p
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let name = s.name_for(rel.as_bytes())?;
+                        let file = std::fs::File::open(&p)?;
+                        s.upload_file(&file, &name, &Metadata::default(), UploadOptions::default())
+                            .await?;
+                        Res::Ok(())
+                    }
+                })
+                .buffer_unordered(a.num("concurrency", Some(16))? as usize)
+                .try_collect::<Vec<()>>()
+                .await?;
+            println!("{:.1}", n as f64 / t.elapsed().as_secs_f64());
+        }
+        "raw-large" => {
+            let s = raw(a)?;
+            let size = a.num("size", None)?;
+            let block = a.num("block-size", Some(8 * MIB))?;
+            let in_flight = a.num("in-flight", Some(8))? as usize;
+            let data = Bytes::from(data_block(block as usize, 7));
+            let t = Instant::now();
+            let upload = s.put_multipart(&Path::from("large.dat")).await?;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, block as usize);
+            let mut off = 0;
+            while off < size {
+                w.wait_for_capacity(in_flight).await?;
+                let n = block.min(size - off) as usize;
+                w.put(data.slice(..n));
+                off += n as u64;
+            }
+            w.finish().await?;
+            println!("{:.1}", size as f64 / 1e6 / t.elapsed().as_secs_f64());
+        }
+        "raw-small" => {
+            let s = raw(a)?;
+            let count = a.num("count", None)?;
+            let data = Bytes::from(data_block(a.num("size", None)? as usize, 3));
+            let t = Instant::now();
+            futures::stream::iter(0..count)
+                .map(|i| {
+                    let s = s.clone();
+                    let d = data.clone();
+                    async move {
+                        s.put(&Path::from(format!("f{i:05}.dat")), PutPayload::from(d))
+                            .await
+                            .map(|_| ())
+                    }
+                })
+                .buffer_unordered(a.num("concurrency", Some(16))? as usize)
+                .try_collect::<Vec<()>>()
+                .await?;
+            println!("{:.1}", count as f64 / t.elapsed().as_secs_f64());
+        }
+        other => return Err(format!("unknown subcommand {other:?}").into()),
+    }
+    Ok(())
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first() else {
+        eprintln!("usage: blob_bench SUBCOMMAND --key value ... (see the source header)");
+        std::process::exit(2);
+    };
+    let result = Args::parse(&argv[1..]).and_then(|a| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(run(cmd, &a))
+    });
+    if let Err(e) = result {
+        eprintln!("blob_bench {cmd}: {e}");
+        std::process::exit(1);
+    }
+}

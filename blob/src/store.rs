@@ -40,7 +40,8 @@ pub struct BlobInfo {
     pub size: u64,
     pub etag: Option<String>,
     pub last_modified: SystemTime,
-    /// Present from [`BlobStore::head`]; listings do not carry metadata.
+    /// Present from [`BlobStore::head`] (None when the blob's metadata cannot be decoded);
+    /// listings do not carry metadata.
     pub metadata: Option<Metadata>,
 }
 
@@ -205,8 +206,16 @@ impl BlobStore {
             };
             match self.inner.azure.get_opts(name.path(), opts).await {
                 Ok(r) => {
-                    let meta = metadata_of(&r.attributes)?;
-                    Ok(Some(info_of(r.meta, Some(meta))))
+                    // A blob written by another tool may carry values we cannot decode: report
+                    // it without metadata rather than failing (callers then treat it as foreign).
+                    let meta = match metadata_of(&r.attributes) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            tracing::warn!(blob = %name, error = %e, "undecodable blob metadata");
+                            None
+                        }
+                    };
+                    Ok(Some(info_of(r.meta, meta)))
                 }
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(self.store_err("head", name.as_str(), e)),

@@ -109,10 +109,16 @@ pub fn plan_blocks(
     let needed = size.div_ceil(MAX_BLOCKS).div_ceil(MIB) * MIB;
     let block = requested.max(needed);
     if block > MAX_BLOCK_SIZE {
-        return Err(Error::Config(format!(
-            "file of {size} bytes exceeds Azure's block blob limit ({MAX_BLOCKS} blocks of {} MiB)",
-            MAX_BLOCK_SIZE / MIB
-        )));
+        return Err(Error::Permanent(crate::error::Failure {
+            op: "plan upload",
+            name: String::new(),
+            status: None,
+            code: None,
+            message: format!(
+                "file of {size} bytes exceeds Azure's block blob limit ({MAX_BLOCKS} blocks of {} MiB)",
+                MAX_BLOCK_SIZE / MIB
+            ),
+        }));
     }
     let budget = requested.saturating_mul(in_flight_req as u64);
     let in_flight = ((budget / block) as usize).clamp(1, in_flight_req);

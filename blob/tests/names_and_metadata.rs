@@ -100,6 +100,24 @@ async fn metadata_round_trips_and_set_metadata_is_conditional() {
         meta
     );
 
+    // Metadata written by another tool that we cannot decode: head still answers, without it.
+    let foreign = store.name_for(b"foreign").unwrap();
+    let mut bad = Metadata::default();
+    bad.extra
+        .insert("lustre_mtime_ns".into(), "not-a-number".into());
+    store
+        .put_bytes(
+            &foreign,
+            Bytes::from_static(b"z"),
+            &bad,
+            WriteMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    let info = store.head(&foreign).await.unwrap().unwrap();
+    assert_eq!(info.size, 1);
+    assert!(info.metadata.is_none());
+
     // Directory blobs carry hdi_isfolder.
     let dir = store.name_for(b"d").unwrap();
     let dmeta = Metadata {

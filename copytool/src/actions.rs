@@ -96,18 +96,25 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
     }
 
     /// Ends a begun action with the result of `work` and returns the outcome.
-    fn finish(&self, guard: ActionGuard<C::Action>, result: Result<Done, Failure>) -> Outcome {
+    /// Ends a begun action with the result of the work. A success the coordinator refuses at the end
+    /// (e.g. EBUSY: the file changed after our own check) comes back as `Err(errno)`.
+    fn finish(
+        &self,
+        guard: ActionGuard<C::Action>,
+        result: Result<Done, Failure>,
+    ) -> Result<Outcome, i32> {
         match result {
             Ok(done) => match blocking(|| guard.end(self.item.extent, 0, 0)) {
                 Ok(()) => {
                     tracing::info!(action = %self.label(), path = self.path.as_deref().unwrap_or(""), bytes = done.bytes, "done");
-                    Outcome::Ok
+                    Ok(Outcome::Ok)
                 }
                 Err(e) => {
+                    let errno = e.errno;
                     let f = Failure::from(e).context("end");
                     self.engine
                         .report_failure(self.item, self.path.as_deref(), &f);
-                    Outcome::Failed
+                    Err(errno)
                 }
             },
             Err(f) => {
@@ -117,11 +124,31 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                     tracing::error!(action = %self.label(), error = %e, "ending the failed action failed");
                 }
                 if f.errno == libc::ECANCELED {
-                    Outcome::Cancelled
+                    Ok(Outcome::Cancelled)
                 } else {
-                    Outcome::Failed
+                    Ok(Outcome::Failed)
                 }
             }
+        }
+    }
+
+    /// The coordinator refused an archive at its end because the file changed after our last check:
+    /// the blob may mix old and new bytes, so withdraw it with its record, as when we notice it.
+    async fn withdraw_export(&self) {
+        let ct = &self.engine.ct;
+        let Ok(file) = blocking(|| ct.open_by_fid(&self.item.fid)) else {
+            return;
+        };
+        let Ok(Some(rec)) = record::read(&file) else {
+            return;
+        };
+        for name in rec.all_blobs() {
+            if let Err(e) = self.engine.store.delete(name).await {
+                tracing::error!(blob = name, error = %e, "could not withdraw the blob of a file changed during archive");
+            }
+        }
+        if let Err(e) = record::clear(&file) {
+            tracing::error!(error = %e, "could not clear the export record");
         }
     }
 
@@ -158,10 +185,20 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             }
         };
         let result = self.archive_work(&guard, &token).await;
-        if let Ok(done) = &result {
-            self.engine.metrics.add_archived(done.bytes);
+        let bytes = result.as_ref().map_or(0, |d| d.bytes);
+        match self.finish(guard, result) {
+            Ok(Outcome::Ok) => {
+                self.engine.metrics.add_archived(bytes);
+                Outcome::Ok
+            }
+            Ok(other) => other,
+            Err(errno) => {
+                if errno == libc::EBUSY {
+                    self.withdraw_export().await;
+                }
+                Outcome::Failed
+            }
         }
-        self.finish(guard, result)
     }
 
     async fn archive_work(
@@ -334,10 +371,12 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             }
         };
         let result = self.restore_work(&guard, &token).await;
-        if let Ok(done) = &result {
-            self.engine.metrics.add_restored(done.bytes);
+        let bytes = result.as_ref().map_or(0, |d| d.bytes);
+        let outcome = self.finish(guard, result).unwrap_or(Outcome::Failed);
+        if outcome == Outcome::Ok {
+            self.engine.metrics.add_restored(bytes);
         }
-        self.finish(guard, result)
+        outcome
     }
 
     async fn restore_work(
@@ -430,7 +469,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             }
         };
         let result = self.remove_work(&token).await;
-        self.finish(guard, result)
+        self.finish(guard, result).unwrap_or(Outcome::Failed)
     }
 
     async fn remove_work(&mut self, token: &CancellationToken) -> Result<Done, Failure> {

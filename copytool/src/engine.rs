@@ -83,6 +83,8 @@ pub enum StopReason {
 
 /// How long one `recv` waits before the loop checks for a stop request.
 const RECV_POLL: Duration = Duration::from_millis(200);
+/// Longest pause after repeated receive errors.
+const RECV_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// The engine. Share it in an `Arc`.
 pub struct Engine<C: Coordinator, S: Store> {
@@ -190,6 +192,9 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     /// The receive loop; blocking, run it on its own thread. Returns when a stop was requested, the
     /// file system is unmounted, or (with `--abort-on-error`) after the first error.
     pub fn run_receiver(self: &Arc<Self>, rt: &Handle) -> Result<StopReason, CtError> {
+        // Consecutive receive errors back off (up to RECV_BACKOFF_MAX) so a broken channel does not
+        // spin or flood the log.
+        let mut errors_in_row: u32 = 0;
         loop {
             if let Some(reason) = self
                 .abort_reason
@@ -208,8 +213,14 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 continue;
             };
             match self.ct.recv(RECV_POLL) {
-                Ok(None) => drop(first),
-                Ok(Some(list)) => self.dispatch(list, first, rt),
+                Ok(None) => {
+                    errors_in_row = 0;
+                    drop(first)
+                }
+                Ok(Some(list)) => {
+                    errors_in_row = 0;
+                    self.dispatch(list, first, rt)
+                }
                 Err(e) if e.errno == libc::ESHUTDOWN => return Ok(StopReason::Unmounted),
                 Err(e) => {
                     drop(first);
@@ -219,9 +230,24 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                         self.request_stop();
                         return Ok(StopReason::Aborted(e.to_string()));
                     }
-                    std::thread::sleep(RECV_POLL);
+                    errors_in_row = errors_in_row.saturating_add(1);
+                    let pause = RECV_POLL
+                        .saturating_mul(1 << errors_in_row.min(6).saturating_sub(1))
+                        .min(RECV_BACKOFF_MAX);
+                    self.sleep_unless_stopped(pause);
                 }
             }
+        }
+    }
+
+    fn sleep_unless_stopped(&self, d: Duration) {
+        let until = std::time::Instant::now() + d;
+        while !self.stop_requested() {
+            let now = std::time::Instant::now();
+            if now >= until {
+                return;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(50)));
         }
     }
 

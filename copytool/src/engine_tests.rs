@@ -434,7 +434,7 @@ fn restore_writes_the_blob_into_the_volatile_file() {
     h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), content);
-    assert_eq!(h.engine.metrics().bytes_restored(), 23);
+    h.ct.wait_for(|_| h.engine.metrics().bytes_restored() == 23);
 }
 
 #[test]
@@ -614,4 +614,58 @@ fn reload_applies_new_settings_but_not_max_actions() {
     });
     let c = h.engine.config();
     assert_eq!((c.max_actions, c.block_size, c.dry_run), (4, 8, true));
+}
+
+#[test]
+fn ebusy_at_end_withdraws_the_blob_and_the_record() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f", "g"], b"maybe torn");
+    h.ct.lock().end_fail.insert(1, libc::EBUSY);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    h.ct.wait_for(|_| h.engine.metrics().actions(Action::Archive, Outcome::Failed) == 1);
+    assert!(h.store.get("f").is_none() && h.store.get("g").is_none());
+    assert!(record_of(&h.data("f")).is_none());
+    assert_eq!(h.engine.metrics().bytes_archived(), 0);
+}
+
+#[test]
+fn receive_errors_are_counted_and_serving_goes_on() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"x");
+    h.ct.push_err(libc::EPROTO);
+    h.ct.push_err(libc::EPROTO);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    assert_eq!(h.engine.metrics().receive_errors(), 2);
+}
+
+#[test]
+fn items_waiting_for_a_slot_when_stopping_still_get_their_end() {
+    let mut h = H::new(EngineConfig {
+        max_actions: 1,
+        ..cfg()
+    });
+    let _gate = h.store.close_gate();
+    h.ct.add_file(fid(1), &["a"], b"first");
+    h.ct.add_file(fid(2), &["b"], b"second");
+    h.ct.push(list(vec![
+        item(Action::Archive, 1, 1),
+        item(Action::Archive, 2, 2),
+    ]));
+    h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 1);
+    h.engine.request_stop();
+    assert_eq!(
+        h.recv.take().unwrap().join().unwrap().unwrap(),
+        StopReason::Requested
+    );
+    let engine = h.engine.clone();
+    h.rt.block_on(async move { engine.drain(Duration::from_millis(50)).await });
+    let mut ends = h.ct.ends();
+    ends.sort();
+    assert_eq!(ends, vec![(1, 0, libc::ESHUTDOWN), (2, 0, libc::ESHUTDOWN)]);
+    assert!(
+        h.ct.events().contains(&Event::BeginError(2)),
+        "the unserved item ends via the error path"
+    );
 }

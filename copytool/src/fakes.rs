@@ -37,6 +37,9 @@ pub struct CtState {
     pub data_versions: HashMap<Fid, u64>,
     pub begin_fail: HashMap<u64, i32>,
     pub progress_fail: HashMap<u64, i32>,
+    /// `end` records the end, then fails with this errno (as the kernel's EBUSY for a file changed
+    /// between begin and end).
+    pub end_fail: HashMap<u64, i32>,
     pub recv_calls: usize,
 }
 
@@ -267,7 +270,10 @@ impl CopyAction for FakeAction {
             hp_flags,
             errval,
         });
-        Ok(())
+        match self.ct.lock().end_fail.get(&self.item.cookie) {
+            Some(&errno) => Err(CtError::new("llapi_hsm_action_end", errno)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,12 +1,23 @@
 //! `lhsmtool_blob`, the Lustre HSM copytool for Azure Blob Storage, as a library so its engine can be
-//! tested with in-memory fakes.
+//! tested with in-memory fakes. The binary (`src/main.rs`) only parses the command line and wires
+//! these together; other crates do not depend on this one (DESIGN §2).
 //!
-//! * [`engine::Engine`] receives HSM action lists and serves them (lustre-abi §4).
-//! * [`ports`] holds the two traits it is written against: [`ports::Coordinator`] (the Lustre copytool
-//!   session) and [`ports::Store`] (the blob store); `real` implements them with the `lustre` and
-//!   `blob` crates.
-//! * [`record`] is the per-file export record (xattr `trusted.lustre_blob`).
-//! * [`settings`] is the command line and the `[copytool]` part of the policy file.
+//! * [`engine::Engine`] receives HSM action lists and serves them (lustre-abi §4):
+//!   `Engine::new(ct, store, log, metrics, agent, EngineConfig)`, `run_receiver(&Handle)` (blocking,
+//!   returns a [`engine::StopReason`]), `request_stop()`, `reload(EngineConfig)`, `drain(grace)`.
+//! * [`actions`]: ARCHIVE / RESTORE / REMOVE, each begin → work → exactly one end.
+//! * [`ports`]: the traits the engine is written against, [`ports::Coordinator`] (+
+//!   [`ports::CopyAction`]) and [`ports::Store`], plus [`ports::FailureLog`];
+//!   [`real`] implements them with `lustre::{Mount, Copytool, CopyAction}` and `blob::BlobStore`.
+//! * [`guard::ActionGuard`]: a begun action that ends itself (EIO) if dropped without `end`.
+//! * [`record`]: the per-file export record, xattr `trusted.lustre_blob` (the `blob::ExportRecord`
+//!   JSON shape plus `links`).
+//! * [`failure`]: errno / reason / HP_FLAG_RETRY mapping of every failure.
+//! * [`logsink`]: failure entries as JSON lines in the logging container.
+//! * [`metrics`] + [`http_metrics`]: per-agent counters, Prometheus text at `/metrics`.
+//! * [`settings`]: the command line and how it overrides the policy file; [`service`]: signals,
+//!   reload, metrics, drain.
+//! * [`throttle`]: the agent-wide bandwidth budget.
 
 pub mod actions;
 pub mod engine;

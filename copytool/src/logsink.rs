@@ -223,6 +223,27 @@ mod tests {
     }
 
     #[test]
+    fn our_lines_read_as_blob_log_entries() {
+        let log = JsonLinesLog::new(10);
+        log.record(entry(4));
+        let (body, _, _) = log.take_body().unwrap();
+        let line = body.lines().next().unwrap();
+        let parsed: blob::LogEntry = serde_json::from_str(line).unwrap();
+        let blob::LogEntry::Failure(f) = parsed else {
+            panic!("not a failure entry: {line}")
+        };
+        assert_eq!(
+            (f.job.as_str(), f.iteration, f.path.as_str()),
+            ("j", 4, "p")
+        );
+        assert_eq!(
+            (f.operation.as_str(), f.error.as_str()),
+            ("archive", "boom")
+        );
+        assert_eq!(f.fid.as_deref(), Some("[0x1:0x2:0x0]"));
+    }
+
+    #[test]
     fn a_failed_write_keeps_the_lines() {
         let log = JsonLinesLog::new(2);
         for n in 0..3 {

@@ -36,10 +36,7 @@ fn run() -> i32 {
                 print!("{e}");
                 return 0;
             }
-            // clap's message is several lines (usage, hint); keep the first, which says what is wrong.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            return fail(2, first.trim_start_matches("error: "));
+            return fail(2, one_line_clap_error(&e.to_string()));
         }
     };
     let settings = match settings::resolve(&cli) {
@@ -87,7 +84,22 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         request_timeout: b.request_timeout,
         retries: b.retries,
     };
-    let store = blob::BlobStore::open(&spec).map_err(|e| (2, format!("blob target: {e}")))?;
+    let store = blob::BlobStore::open(&spec).map_err(|e| {
+        let mut msg = format!("blob target: {e}");
+        // Name the credential file in play when the error does not (never its content).
+        let files = [
+            &b.account_key_file,
+            &b.sas_token_file,
+            &b.connection_string_file,
+        ];
+        if let Some(f) = files.into_iter().flatten().next() {
+            let shown = f.display().to_string();
+            if !msg.contains(&shown) {
+                msg.push_str(&format!(" (credentials from {shown})"));
+            }
+        }
+        (2, msg)
+    })?;
     let log_store = store
         .with_container(&settings.policy.logging.container)
         .map_err(|e| (2, format!("logging container: {e}")))?;
@@ -144,6 +156,26 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         Err(_) => tracing::warn!("actions still hold the session; it unregisters when they end"),
     }
     result.map_err(|e| (1, e))
+}
+
+/// clap's message spans several lines (what is wrong, sometimes the missing arguments, usage, a
+/// hint); keep what is wrong on one line.
+fn one_line_clap_error(text: &str) -> String {
+    let mut parts = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("Usage:") || t.starts_with("For more information") {
+            break;
+        }
+        if !t.is_empty() {
+            parts.push(t.trim_start_matches("error: ").to_string());
+        }
+    }
+    if parts.is_empty() {
+        "invalid arguments".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 /// `<hostname>-<pid>`: names this agent in logs, metrics and failure entries.

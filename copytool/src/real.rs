@@ -187,7 +187,10 @@ impl Coordinator for LustreCoordinator {
     }
 
     fn data_version(&self, file: &File) -> Result<u64, CtError> {
-        self.mount.data_version(file.as_fd(), 0).map_err(ct_err)
+        // Flush other clients' dirty pages first so a change made elsewhere is counted.
+        self.mount
+            .data_version(file.as_fd(), lustre::lustre_sys::LL_DV_RD_FLUSH)
+            .map_err(ct_err)
     }
 }
 

@@ -173,3 +173,33 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod compat {
+    use super::*;
+
+    #[test]
+    fn blob_crate_reads_our_record() {
+        let ours = ExportRecord {
+            blob: "p/a.dat".into(),
+            etag: "\"0x8DC\"".into(),
+            data_version: 7,
+            exported_at: crate::timefmt::rfc3339(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_764_100_000_123),
+            ),
+            size: 42,
+            links: vec!["p/b.dat".into()],
+        };
+        let json = serde_json::to_vec(&ours).unwrap();
+        let theirs = blob::ExportRecord::from_json(&json).unwrap();
+        assert_eq!(
+            (theirs.blob.as_str(), theirs.etag.as_str()),
+            ("p/a.dat", "\"0x8DC\"")
+        );
+        assert_eq!((theirs.data_version, theirs.size), (7, 42));
+        assert_eq!(
+            theirs.exported_at,
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_764_100_000_123)
+        );
+    }
+}

@@ -111,3 +111,35 @@ fn remove_deletes_the_blobs_when_policy_says_delete() {
     );
     assert!(env.record(&p).is_none(), "export record cleared");
 }
+
+#[test]
+fn a_name_a_blob_cannot_carry_fails_that_file_only() {
+    let env = Env::start("");
+    let ct = env.copytool(&[]);
+    let long = format!("long/{}f", "d123456789/".repeat(100)); // 1,106 characters
+    let bad = env.write(&long, b"x");
+    let good = env.write("long/ok", b"fine");
+    env.hsm("hsm_archive", &bad, Some("lb:j=j1:i=2"));
+    env.hsm("hsm_archive", &good, None);
+    env.wait_state(&good, "exists archived", &[&ct]);
+    env.wait_until(
+        "invalid name logged",
+        std::time::Duration::from_secs(60),
+        || {
+            env.log_entries()
+                .iter()
+                .any(|e| e["reason"] == "invalid_name" && e["path"] == long.as_str())
+        },
+    );
+    let e = env
+        .log_entries()
+        .into_iter()
+        .find(|e| e["reason"] == "invalid_name")
+        .unwrap();
+    assert_eq!(
+        (e["errno"].as_i64(), e["job"].as_str()),
+        (Some(i64::from(libc::EINVAL)), Some("j1"))
+    );
+    assert!(!env.flags(&bad).contains(&"archived".to_string()));
+    assert_eq!(env.blob_names(), vec!["long/ok".to_string()]);
+}

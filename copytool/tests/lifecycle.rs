@@ -40,6 +40,10 @@ fn two_copytools_share_the_work() {
     env.wait_state(&f1, "exists archived", &[&a, &b]);
     assert_eq!(env.blob("share/f0"), Some(d0));
     assert_eq!(env.blob("share/f1"), Some(d1));
+    // "done" is logged right after the end that made the file archived.
+    env.wait_until("both ends logged", Duration::from_secs(10), || {
+        a.log().matches(" done ").count() + b.log().matches(" done ").count() == 2
+    });
     let (la, lb) = (a.log(), b.log());
     let (na, nb) = (la.matches(" done ").count(), lb.matches(" done ").count());
     assert_eq!((na, nb), (1, 1), "one file each:\n{la}\n----\n{lb}");
@@ -158,6 +162,10 @@ fn wrong_flags_or_policy_are_one_line_and_exit_2() {
 
     let (code, err) = run(&["--config", "/nonexistent/policy.toml", "/mnt/lustre"]);
     assert_eq!(code, 2, "{err}");
+    let (code, err) = run(&["--archive", "1"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("MOUNTPOINT"), "{err}");
     let (code, _) = run(&["--help"]);
     assert_eq!(code, 0);
 }
@@ -174,7 +182,7 @@ fn metrics_endpoint_counts_actions() {
     let p = env.write("m/f", &pattern(1000, 1));
     env.hsm("hsm_archive", &p, None);
     env.wait_state(&p, "exists archived", &[&ct]);
-    let body = {
+    let scrape = || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -183,10 +191,12 @@ fn metrics_endpoint_counts_actions() {
         s.read_to_string(&mut out).unwrap();
         out
     };
-    assert!(
-        body.contains("action=\"archive\",result=\"ok\"} 1"),
-        "{body}"
-    );
+    // The counters move right after the action's end, which is what made the file archived.
+    env.wait_until("archive counted", Duration::from_secs(10), || {
+        scrape().contains("action=\"archive\",result=\"ok\"} 1")
+    });
+    let body = scrape();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(body.contains("direction=\"archive\"} 1000"), "{body}");
 }
 
@@ -236,4 +246,30 @@ fn sigterm_mid_upload_aborts_within_the_bound_and_commits_nothing() {
         "an aborted upload commits nothing"
     );
     assert!(!env.flags(&p).contains(&"archived".to_string()));
+}
+
+#[test]
+fn daemon_mode_detaches_and_still_serves() {
+    let env = Env::start("");
+    let pid_file = env.dir.path().join("daemon.pid");
+    let mut ct = env.copytool(&["--daemon", "--pid-file", pid_file.to_str().unwrap()]);
+    assert_eq!(
+        ct.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "the foreground process exits"
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(pid as u32, ct.pid());
+    let p = env.write("daemon/f", b"served by the daemon");
+    env.hsm("hsm_archive", &p, None);
+    env.wait_state(&p, "exists archived", &[&ct]);
+    // SAFETY: signalling the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    env.wait_until("daemon gone", Duration::from_secs(30), || {
+        !pid_file.exists() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    });
 }

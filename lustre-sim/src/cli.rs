@@ -126,12 +126,7 @@ fn each_file(rest: &[String], cmd: &str, f: fn(&Path, &str) -> Res<()>) -> Out {
         return fail(format!("lfs {cmd}: no file given"));
     }
     for p in rest {
-        f(Path::new(p), p).or_else(|e| {
-            fail(format!(
-                "lfs {cmd}: cannot get hsm state for '{p}': {}",
-                strerror(e)
-            ))
-        })?;
+        f(Path::new(p), p).or_else(|e| fail(format!("lfs {cmd}: '{p}': {}", strerror(e))))?;
     }
     Ok(())
 }
@@ -429,10 +424,8 @@ pub fn lctl(args: &[String]) -> Out {
                     ))
                 })?;
                 for (n, v) in vals.into_iter().flatten() {
-                    match (
-                        only_values,
-                        v.contains('\n') || v.is_empty() && n.contains("hsm.a"),
-                    ) {
+                    // Multi-line values start on the line after "name=", as lctl prints them.
+                    match (only_values, v.contains('\n')) {
                         (true, _) => println!("{v}"),
                         (false, true) => println!("{n}=\n{v}"),
                         (false, false) => println!("{n}={v}"),

@@ -56,8 +56,8 @@ pub fn rel_in_mount(path: &Path) -> Res<(PathBuf, String)> {
 }
 
 pub fn path2fid(path: &Path) -> Res<Fid> {
-    let (mount, rel) = rel_in_mount(path)?;
     std::fs::symlink_metadata(path).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOENT))?;
+    let (mount, rel) = rel_in_mount(path)?;
     call_as(&mount, &Request::Path2Fid { path: rel })
 }
 

@@ -1,4 +1,6 @@
 //! `lustre-sim mds|lfs|lctl ...`: the simulated MDS daemon and the `lfs` / `lctl` subsets.
+//! Installed (or symlinked) under the name `lfs` or `lctl`, it acts as that tool, so
+//! documented commands run verbatim.
 
 use std::path::PathBuf;
 
@@ -8,7 +10,17 @@ fn usage() -> ! {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let argv0 = std::path::Path::new(args.first().map(String::as_str).unwrap_or(""))
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
+    if argv0 == "lfs" || argv0 == "lctl" {
+        args[0] = argv0;
+    } else {
+        args.remove(0);
+    }
     let Some(cmd) = args.first() else { usage() };
     match cmd.as_str() {
         "mds" => {

@@ -1325,3 +1325,41 @@ fn one_copytool_handle_serves_actions_from_several_threads() {
         );
     }
 }
+
+#[test]
+fn the_binary_acts_as_lfs_or_lctl_under_those_names() {
+    let sim = Sim::start(SimOptions::default());
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(testkit::sim::sim_bin_path(), bin.path().join("lfs")).unwrap();
+    let o = Command::new(bin.path().join("lfs"))
+        .arg("path2fid")
+        .arg(sim.mount())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "[0x200000007:0x1:0x0]\n"
+    );
+    let o = Command::new(bin.path().join("lfs"))
+        .arg("path2fid")
+        .arg(sim.mount().join("missing"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No such file or directory"));
+}
+
+#[test]
+fn a_second_daemon_cannot_take_a_live_fsname() {
+    let sim = Sim::start(SimOptions::default());
+    let other = tempfile::tempdir().unwrap();
+    let o = Command::new(testkit::sim::sim_bin_path())
+        .args(["mds", "--mount"])
+        .arg(other.path())
+        .args(["--fsname", sim.fsname()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already served"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+}

@@ -538,7 +538,8 @@ fn write_then_rename_is_create_close_rename_even_when_fast() {
     sim.kill9();
     sim.restart();
     assert_eq!(mnt.path2fid(&m.join("final")).unwrap(), fid);
-    assert_eq!(records(&mnt.mdt_name(0)).len(), 3);
+    let after = records(&mnt.mdt_name(0));
+    assert_eq!(after.len(), 3, "{after:#?}");
 }
 
 #[test]

@@ -124,6 +124,10 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     flushes: Vec<FlushWait>,
     next_flush: u64,
     last_stale_check_ms: u64,
+    /// CL_HSM archive completions of files the engine did not request (a manual export job's),
+    /// collected while `collect_foreign` is set: (FID, errno).
+    pub foreign_hsm: Vec<(Fid, i32)>,
+    pub collect_foreign: bool,
 }
 
 impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
@@ -166,6 +170,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             flushes: Vec::new(),
             next_flush: 1,
             last_stale_check_ms: 0,
+            foreign_hsm: Vec::new(),
+            collect_foreign: false,
         })
     }
 
@@ -370,6 +376,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             HsmEventKind::Archive => {
                 if let Some(inf) = self.st.inflight.remove(&c.tfid) {
                     self.settle(c.tfid, inf, i32::from(ev.error), now);
+                } else if self.collect_foreign {
+                    self.foreign_hsm.push((c.tfid, i32::from(ev.error)));
                 }
             }
             // The MDT marked an archived file dirty: it changed after its export.

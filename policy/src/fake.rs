@@ -27,6 +27,7 @@ pub struct FakeFs {
     /// FIDs whose archive request is refused with this errno.
     pub refuse: HashMap<Fid, i32>,
     pub fid2path_calls: u64,
+    pub cancel_calls: Vec<Vec<Fid>>,
 }
 
 /// A namespace shared between the engine and the test that drives it.
@@ -152,6 +153,11 @@ impl Namespace for FakeNs {
                 n.hsm.action_pending = true;
             }
         }
+        Ok(())
+    }
+    fn cancel(&self, _archive_id: u32, fids: &[Fid]) -> Result<(), NsError> {
+        let mut fs = self.lock();
+        fs.cancel_calls.push(fids.to_vec());
         Ok(())
     }
     fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError> {
@@ -287,6 +293,9 @@ impl Store for FakeStore {
         let s =
             std::str::from_utf8(rel).map_err(|_| StoreError::InvalidName("not UTF-8".into()))?;
         Ok(format!("{}{s}", self.prefix))
+    }
+    fn root(&self) -> String {
+        self.prefix.trim_end_matches('/').to_string()
     }
     fn rel_for(&self, name: &str) -> Option<String> {
         name.strip_prefix(&self.prefix).map(str::to_string)

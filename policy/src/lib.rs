@@ -5,10 +5,16 @@
 //! (Lustre), a `Store` (blob container) and an `EventLog` (logging container), implemented for
 //! real in [`real`] and in memory in [`fake`].
 
+pub mod bench;
+pub mod control;
+pub mod daemon;
 pub mod engine;
+pub mod exit;
 pub mod fake;
+pub mod jobs;
 pub mod model;
 pub mod ports;
 pub mod real;
 pub mod scope;
 pub mod state;
+pub mod status;

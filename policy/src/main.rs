@@ -1,5 +1,546 @@
-//! `lustre-blob`: the policy engine and admin CLI (work in progress, see issue 6).
+//! `lustre-blob`: the policy engine daemon and its admin CLI.
+
+use clap::{Parser, Subcommand};
+use policy::control::{self, Request, Response};
+use policy::exit;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const EXIT_CODES: &str =
+    "Exit codes: 0 success; 1 finished but files failed; 2 bad command line or policy file; \
+3 daemon unreachable; 4 refused (another job running, or auto-export disabled); 5 no such job; \
+6 flush timed out; 7 job failed or was canceled; 70 internal error.";
+
+#[derive(Parser, Debug)]
+#[command(name = "lustre-blob", version, about = "Lustre -> Azure Blob auto-export: policy engine and admin CLI", after_help = EXIT_CODES)]
+struct Cli {
+    /// The policy file (the CLI finds the daemon's socket there).
+    #[arg(long, global = true, default_value = lustre_blob_config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the policy engine (foreground).
+    Daemon,
+    /// Auto-export status: current iteration and overall counters.
+    Status {
+        /// Azure's auto-export REST field names.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent jobs with their counters.
+    Jobs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manual export of a tree (archive everything new or changed).
+    Export {
+        /// A directory inside the mount (absolute, or relative to the current directory).
+        path: PathBuf,
+        /// Block until the job ends, with progress on a terminal.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import blobs as released files (restored on demand).
+    Import {
+        /// Blob prefix below the target's prefix ("" = everything).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Fail, Skip, OverwriteIfDirty, OverwriteAlways.
+        #[arg(long, default_value = "Fail")]
+        conflict: String,
+        /// Errors tolerated before the job fails (-1 = no limit).
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        maximum_errors: i64,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a running job.
+    Cancel { id: String },
+    /// Export barrier: every change made before now is exported (or failed).
+    Flush {
+        /// Block until then; list failures.
+        #[arg(long)]
+        wait: bool,
+        /// Give up after this long (e.g. "10m").
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// HSM state and export record of files.
+    Catalog {
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch the auto-export job on or off.
+    Autoexport {
+        #[arg(value_parser = ["enable", "disable"])]
+        action: String,
+    },
+    /// Changelog processing speed over a synthetic changelog (records/s on one core).
+    #[command(hide = true)]
+    BenchChangelog {
+        #[arg(long, default_value_t = 2_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 100_000)]
+        files: u64,
+    },
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = if quiet {
+        "error"
+    } else {
+        match verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// An error for the user: one line and an exit code.
+struct Failure(i32, String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(exit::INTERNAL, e.to_string())
+    }
+}
+
+fn load(path: &Path) -> Result<lustre_blob_config::Policy, Failure> {
+    lustre_blob_config::Policy::load(path).map_err(|e| Failure(exit::USAGE, e.to_string()))
+}
+
+fn ask(cli: &Cli, req: &Request, timeout: Option<Duration>) -> Result<Response, Failure> {
+    let policy = load(&cli.config)?;
+    let r = control::call(&policy.control.socket, req, timeout)
+        .map_err(|e| Failure(exit::UNAVAILABLE, e.to_string()))?;
+    if !r.ok {
+        return Err(Failure(
+            r.code.unwrap_or(exit::INTERNAL),
+            r.error.unwrap_or_else(|| "refused".into()),
+        ));
+    }
+    Ok(r)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn render_job(j: &serde_json::Value) -> String {
+    let s = |k: &str| j.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+    let n = |k: &str| j.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let mut line = format!(
+        "{:<14} {:<10} {:<17} start {} end {}",
+        s("id"),
+        s("kind"),
+        s("state"),
+        s("startTimeUTC"),
+        s("completionTimeUTC")
+    );
+    match j.get("kind").and_then(|v| v.as_str()) {
+        Some("export") => line.push_str(&format!(
+            "  {}% discovered {} exported {} already {} failed {}",
+            n("percentComplete"), n("filesDiscovered"), n("filesExported"), n("filesAlreadyExported"), n("filesFailed")
+        )),
+        Some("import") => line.push_str(&format!(
+            "  walked {} imported {} (files {} dirs {} symlinks {}) preexisting {} errors {} conflicts {}",
+            n("totalBlobsWalked"), n("totalBlobsImported"), n("importedFiles"), n("importedDirectories"), n("importedSymlinks"),
+            n("preexistingFiles") + n("preexistingDirectories") + n("preexistingSymlinks"), n("totalErrors"), n("totalConflicts")
+        )),
+        _ => line.push_str(&format!(
+            "  exported {} files, failed {}, iterations {}",
+            n("totalFilesExported"), n("totalFilesFailed"), n("exportIterationCount")
+        )),
+    }
+    if let Some(m) = j.get("errorMessage").and_then(|v| v.as_str()) {
+        line.push_str(&format!("  ({m})"));
+    }
+    line
+}
+
+/// Polls a job until it ends; progress line on a terminal. Returns the exit code.
+fn wait_job(cli: &Cli, id: &str, json: bool) -> Result<i32, Failure> {
+    let tty = std::io::stderr().is_terminal();
+    loop {
+        let r = ask(
+            cli,
+            &Request::Job { id: id.to_string() },
+            Some(Duration::from_secs(30)),
+        )?;
+        let j = r.data;
+        let state = j
+            .get("state")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let running = matches!(
+            state.as_str(),
+            "Idle" | "FSScanInProgress" | "InProgress" | "Cancelling"
+        );
+        if tty {
+            let pct = j.get("percentComplete").and_then(|v| v.as_u64());
+            let bar = match pct {
+                Some(p) => {
+                    let filled = (p.min(100) / 5) as usize;
+                    format!(
+                        "[{}{}] {p:>3}%",
+                        "#".repeat(filled),
+                        ".".repeat(20 - filled)
+                    )
+                }
+                None => format!(
+                    "walked {}",
+                    j.get("totalBlobsWalked")
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(0)
+                ),
+            };
+            eprint!("\r{id} {state:<17} {bar}   ");
+            if !running {
+                eprintln!();
+            }
+        }
+        if !running {
+            if json {
+                print_json(&j);
+            } else {
+                println!("{}", render_job(&j));
+            }
+            let failed = ["filesFailed", "totalErrors", "totalConflicts"]
+                .iter()
+                .any(|k| j.get(*k).and_then(|v| v.as_u64()).unwrap_or(0) > 0);
+            return Ok(match state.as_str() {
+                "Completed" if failed => exit::FILES_FAILED,
+                "Completed" => exit::OK,
+                _ => exit::JOB_FAILED,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
+    let policy = load(&cli.config)?;
+    let mount = lustre::Mount::open(&policy.lustre.mount)?;
+    let mut code = exit::OK;
+    let mut out = Vec::new();
+    for p in paths {
+        let state = match mount.hsm_state(p) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{}: {e}", p.display());
+                code = exit::FILES_FAILED;
+                continue;
+            }
+        };
+        let mut flags = Vec::new();
+        for (on, name) in [
+            (state.is_exists(), "exists"),
+            (state.is_archived(), "archived"),
+            (state.is_dirty(), "dirty"),
+            (state.is_released(), "released"),
+            (state.is_lost(), "lost"),
+        ] {
+            if on {
+                flags.push(name);
+            }
+        }
+        let record = read_record(p);
+        let rec_json = match &record {
+            Ok(Some(bytes)) => serde_json::from_slice::<serde_json::Value>(bytes)
+                .unwrap_or_else(|e| serde_json::json!({ "unreadable": e.to_string() })),
+            Ok(None) => serde_json::Value::Null,
+            Err(e) => serde_json::json!({ "unreadable": e.to_string() }),
+        };
+        if json {
+            out.push(serde_json::json!({ "path": p, "hsmStates": state.states, "hsm": flags, "archiveId": state.archive_id, "exportRecord": rec_json }));
+        } else {
+            println!(
+                "{}: ({:#010x}) {}, archive_id:{}",
+                p.display(),
+                state.states,
+                if flags.is_empty() {
+                    "none".into()
+                } else {
+                    flags.join(" ")
+                },
+                state.archive_id
+            );
+            match rec_json.as_object() {
+                Some(r) => {
+                    for k in [
+                        "blob",
+                        "etag",
+                        "exported_at",
+                        "data_version",
+                        "size",
+                        "links",
+                        "unreadable",
+                    ] {
+                        if let Some(v) = r.get(k) {
+                            println!(
+                                "  {k}: {}",
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string())
+                            );
+                        }
+                    }
+                }
+                None => println!("  no export record"),
+            }
+        }
+    }
+    if json {
+        print_json(&serde_json::Value::Array(out));
+    }
+    Ok(code)
+}
+
+/// The `trusted.lustre_blob` xattr of a file (not following symlinks).
+fn read_record(p: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let name = std::ffi::CString::new(policy::engine::EXPORT_XATTR)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: both strings are NUL-terminated; buf is valid for buf.len() writable bytes.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
+}
+
+fn run(cli: &Cli) -> Result<i32, Failure> {
+    match &cli.cmd {
+        Cmd::Daemon => {
+            policy::daemon::run(&cli.config).map_err(|e| {
+                let code = if e
+                    .downcast_ref::<lustre_blob_config::ConfigError>()
+                    .is_some()
+                {
+                    exit::USAGE
+                } else {
+                    exit::INTERNAL
+                };
+                Failure(code, format!("{e:#}"))
+            })?;
+            Ok(exit::OK)
+        }
+        Cmd::Status { json } => {
+            let r = ask(cli, &Request::Status, Some(Duration::from_secs(30)))?;
+            if *json {
+                print_json(&r.data);
+            } else {
+                let s: policy::status::AutoExportStatus = serde_json::from_value(r.data)?;
+                print!("{}", policy::status::render_human(&s));
+            }
+            Ok(exit::OK)
+        }
+        Cmd::Jobs { json } => {
+            let r = ask(cli, &Request::Jobs, Some(Duration::from_secs(30)))?;
+            if *json {
+                print_json(&r.data);
+            } else if let Some(list) = r.data.as_array() {
+                for j in list {
+                    println!("{}", render_job(j));
+                }
+            }
+            Ok(exit::OK)
+        }
+        Cmd::Export { path, wait, json } => {
+            let policy = load(&cli.config)?;
+            let abs = if path.is_absolute() {
+                path.clone()
+            } else {
+                std::env::current_dir()?.join(path)
+            };
+            let rel = policy::real::rel_to_mount(&policy.lustre.mount, &abs).ok_or_else(|| {
+                Failure(
+                    exit::USAGE,
+                    format!(
+                        "{} is not inside the mount {}",
+                        path.display(),
+                        policy.lustre.mount.display()
+                    ),
+                )
+            })?;
+            let rel = String::from_utf8(rel)
+                .map_err(|_| Failure(exit::USAGE, "export path is not UTF-8".into()))?;
+            let r = ask(
+                cli,
+                &Request::Export { path: rel },
+                Some(Duration::from_secs(30)),
+            )?;
+            let id = r
+                .data
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string();
+            if *wait {
+                return wait_job(cli, &id, *json);
+            }
+            println!("{id}");
+            Ok(exit::OK)
+        }
+        Cmd::Import {
+            prefix,
+            conflict,
+            maximum_errors,
+            wait,
+            json,
+        } => {
+            let req = Request::Import {
+                prefix: prefix.clone(),
+                conflict: conflict.clone(),
+                maximum_errors: *maximum_errors,
+            };
+            let r = ask(cli, &req, Some(Duration::from_secs(30)))?;
+            let id = r
+                .data
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string();
+            if *wait {
+                return wait_job(cli, &id, *json);
+            }
+            println!("{id}");
+            Ok(exit::OK)
+        }
+        Cmd::Cancel { id } => {
+            ask(
+                cli,
+                &Request::Cancel { id: id.clone() },
+                Some(Duration::from_secs(30)),
+            )?;
+            println!("{id}: cancelling");
+            Ok(exit::OK)
+        }
+        Cmd::Flush {
+            wait,
+            timeout,
+            json,
+        } => {
+            let req = Request::Flush {
+                wait: *wait,
+                timeout_ms: timeout.map(|t| t.as_millis() as u64),
+            };
+            let r = ask(cli, &req, None)?;
+            if *json {
+                print_json(&r.data);
+            }
+            if !*wait {
+                if !*json {
+                    println!("flush requested (use --wait to block until exported)");
+                }
+                return Ok(exit::OK);
+            }
+            let failures = r
+                .data
+                .get("failures")
+                .and_then(|f| f.as_array())
+                .cloned()
+                .unwrap_or_default();
+            if !*json {
+                if failures.is_empty() {
+                    println!("every earlier change is exported");
+                } else {
+                    println!("{} files failed:", failures.len());
+                    for f in &failures {
+                        let g =
+                            |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                        println!("  {} ({}): {}", g("path"), g("operation"), g("error"));
+                    }
+                }
+            }
+            Ok(if failures.is_empty() {
+                exit::OK
+            } else {
+                exit::FILES_FAILED
+            })
+        }
+        Cmd::Catalog { paths, json } => catalog(cli, paths, *json),
+        Cmd::Autoexport { action } => {
+            let enable = action == "enable";
+            ask(
+                cli,
+                &Request::Autoexport { enable },
+                Some(Duration::from_secs(30)),
+            )?;
+            println!(
+                "auto-export {}",
+                if enable { "enabled" } else { "disabled" }
+            );
+            Ok(exit::OK)
+        }
+        Cmd::BenchChangelog { records, files } => {
+            let r = policy::bench::run(*records, *files).map_err(|e| Failure(exit::INTERNAL, e))?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(exit::OK)
+        }
+    }
+}
+
 fn main() {
-    eprintln!("lustre-blob: not built yet");
-    std::process::exit(2);
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    match run(&cli) {
+        Ok(code) => std::process::exit(code),
+        Err(Failure(code, msg)) => {
+            eprintln!("lustre-blob: {msg}");
+            std::process::exit(code);
+        }
+    }
 }

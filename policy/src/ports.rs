@@ -48,6 +48,8 @@ pub trait Namespace: Send {
     /// One `llapi_hsm_request(HUA_ARCHIVE)` call (the implementation splits it within the
     /// request size limit) with `data` as the request payload.
     fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError>;
+    /// `HUA_CANCEL` of running or waiting requests.
+    fn cancel(&self, archive_id: u32, fids: &[Fid]) -> Result<(), NsError>;
     fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError>;
     /// Entries of a directory (name, kind), for tree scans.
     fn list_dir(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, FileKind)>, NsError>;
@@ -117,6 +119,8 @@ pub struct BlobEntry {
 pub trait Store: Send {
     /// Blob name for a path relative to the mount (prefix + path, byte-exact), or why it cannot be.
     fn name_for(&self, rel: &[u8]) -> Result<String, StoreError>;
+    /// The target's blob prefix as a directory name (no trailing `/`; `""` = the container).
+    fn root(&self) -> String;
     /// Path relative to the mount for a blob name under the prefix (`None` if outside it).
     fn rel_for(&self, name: &str) -> Option<String>;
     fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError>;

@@ -215,6 +215,12 @@ impl Namespace for LustreNs {
             .hsm_request(lustre::UserAction::Archive, archive_id, 0, &fids, data)
             .map_err(|e| ns_err("llapi_hsm_request", &e))
     }
+    fn cancel(&self, archive_id: u32, fids: &[Fid]) -> Result<(), NsError> {
+        let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
+        self.mount
+            .hsm_request(lustre::UserAction::Cancel, archive_id, 0, &fids, b"")
+            .map_err(|e| ns_err("llapi_hsm_request", &e))
+    }
     fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError> {
         std::fs::read_link(self.abs(rel))
             .map(|t| t.as_os_str().as_bytes().to_vec())
@@ -369,6 +375,9 @@ impl Store for BlobPort {
             .name_for(rel)
             .map(|n| n.as_str().to_string())
             .map_err(|e| StoreError::InvalidName(e.to_string()))
+    }
+    fn root(&self) -> String {
+        self.store.prefix().trim_end_matches('/').to_string()
     }
     fn rel_for(&self, name: &str) -> Option<String> {
         let n = blob::BlobName::new(name).ok()?;

@@ -50,12 +50,51 @@ pub fn ensure_sim_built() {
     assert!(status.success(), "cargo build -p lustre-sim failed");
 }
 
-/// A fresh file-system name (at most 8 characters, unique per process and call).
+/// A fresh file-system name (at most 8 characters): random per process and call, and not in
+/// any simulator mount table (so concurrent test processes never share a name).
 pub fn unique_fsname() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::SeqCst);
-    let v = (std::process::id().wrapping_mul(131) ^ (n << 20)) & 0x0FFF_FFFF;
-    format!("s{:07x}", v)
+    let taken = mounttab_names();
+    loop {
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let v = (std::process::id().wrapping_mul(2_654_435_761) ^ nanos ^ n.wrapping_mul(40_503))
+            & 0x0FFF_FFFF;
+        let name = format!("s{:07x}", v);
+        if !taken.contains(&name) {
+            return name;
+        }
+    }
+}
+
+/// Fsnames listed in the mount tables the simulator uses (`LUSTRE_SIM_MOUNTTAB`, else
+/// `/run/lustre-sim/mounts` and the per-user fallback under the temporary directory).
+fn mounttab_names() -> Vec<String> {
+    let files: Vec<PathBuf> = match std::env::var_os("LUSTRE_SIM_MOUNTTAB") {
+        Some(p) => vec![PathBuf::from(p)],
+        None => {
+            // SAFETY: getuid has no preconditions.
+            let uid = unsafe { libc::getuid() };
+            vec![
+                PathBuf::from("/run/lustre-sim/mounts"),
+                std::env::temp_dir()
+                    .join(format!("lustre-sim-{uid}"))
+                    .join("mounts"),
+            ]
+        }
+    };
+    files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.split('\t').next().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug)]

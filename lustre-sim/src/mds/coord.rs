@@ -837,8 +837,14 @@ impl State {
                 timed_out.push(r.cookie);
             } else if !r.active()
                 && r.finished_at != 0
-                && now.saturating_sub(r.finished_at) >= tun.grace_delay
-                && (r.agent.is_none() || !r.canceled)
+                && now.saturating_sub(r.finished_at)
+                    >= tun.grace_delay
+                        + if r.agent.is_some() && r.canceled {
+                            // cancelled while running: its agent still owes an end
+                            tun.active_request_timeout
+                        } else {
+                            0
+                        }
             {
                 purge.push(r.cookie);
             }

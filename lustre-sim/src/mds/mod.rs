@@ -69,6 +69,10 @@ pub enum MdsError {
         what: String,
         source: std::io::Error,
     },
+    #[error("fsname {0} is already served by a running simulator at {1}")]
+    FsnameTaken(String, PathBuf),
+    #[error("{0} is already served by a running simulator")]
+    MountTaken(PathBuf),
 }
 
 fn ioe(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MdsError {
@@ -116,6 +120,12 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    if let Some(other) = crate::mounts::mount_of_fsname(&opts.fsname) {
+        return Err(MdsError::FsnameTaken(opts.fsname, other));
+    }
+    if UnixStream::connect(proto::sock_path(&root)).is_ok() {
+        return Err(MdsError::MountTaken(root));
     }
     let mut st = State::load(&root, &opts.fsname, opts.mdts.max(1))?;
     let mut w = Watcher::new().map_err(ioe("inotify_init1"))?;

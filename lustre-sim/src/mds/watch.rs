@@ -475,12 +475,26 @@ impl State {
     /// as its current name is known.
     fn adopt(&mut self, w: &mut Watcher, fid: Fid) {
         use std::os::unix::fs::MetadataExt;
-        if self.nodes.get(&fid).is_none_or(|n| n.stat.ino != 0) {
+        let Some(ino) = self.nodes.get(&fid).map(|n| n.stat.ino) else {
             return;
-        }
+        };
         let Some(path) = self.abs_path(&fid) else {
             return;
         };
+        if ino != 0 {
+            // Events queued before the rename could not stat the old name: refresh the cache
+            // (their data changes were counted, their records emitted).
+            if let Ok(m) = std::fs::symlink_metadata(&path) {
+                if m.ino() == ino {
+                    let x = list_xattrs(&path);
+                    if let Some(n) = self.node_mut(&fid) {
+                        n.stat = Stat::from_meta(&m);
+                        n.xattrs = x;
+                    }
+                }
+            }
+            return;
+        }
         let Ok(m) = std::fs::symlink_metadata(&path) else {
             return;
         };
@@ -520,6 +534,11 @@ impl State {
     /// to a write whose IN_MODIFY is still queued, so it leaves size and mtime to that event.
     pub fn attr_changed(&mut self, fid: Fid, path: &Path, cause: Cause) {
         let Ok(m) = std::fs::symlink_metadata(path) else {
+            // Renamed (or removed) since the event: a write still changed the data; the stat
+            // cache is refreshed when the rename is processed (see `adopt`).
+            if cause == Cause::Modify && n_is_file(self, &fid) {
+                self.data_changed(fid);
+            }
             return;
         };
         let mut st = Stat::from_meta(&m);
@@ -970,5 +989,26 @@ mod tests {
         assert_eq!(st.lookup_rel(b"sub/b"), Some(a));
         let t: Vec<u32> = types(&st).into_iter().map(|x| x.0).collect();
         assert_eq!(t, vec![CL_CREATE, CL_CLOSE, CL_MKDIR, CL_RENAME]);
+    }
+
+    #[test]
+    fn a_write_seen_only_after_a_rename_still_counts() {
+        let (d, mut st, mut w) = setup();
+        std::fs::write(d.path().join("a"), b"").unwrap();
+        st.drain(&mut w, &[]);
+        let f = st.lookup_rel(b"a").unwrap();
+        assert_eq!(st.nodes[&f].dv, 1);
+        std::fs::write(d.path().join("a"), b"content").unwrap();
+        std::fs::rename(d.path().join("a"), d.path().join("b")).unwrap();
+        st.drain(&mut w, &[]);
+        assert_eq!(st.lookup_rel(b"b"), Some(f));
+        assert!(st.nodes[&f].dv > 1, "the write changed the data version");
+        assert_eq!(
+            st.nodes[&f].stat.size, 7,
+            "the cache follows the renamed file"
+        );
+        let n = st.records[0].len();
+        st.rescan(&mut w);
+        assert_eq!(st.records[0].len(), n, "a rescan finds nothing new");
     }
 }

@@ -1,0 +1,514 @@
+//! `lustre-blob daemon`: wires the engine to the real file system and blob store.
+//!
+//! Threads: one changelog reader per MDT (non-follow passes from the saved cursor, so each pass
+//! that reaches the end of the changelog is a barrier point for `flush`), the control socket,
+//! the optional metrics endpoint, and the engine loop on the calling thread, which owns all
+//! state. Readers hand records over through a bounded channel. SIGTERM/SIGINT stop the readers,
+//! save the state and exit; SIGHUP reloads the policy file (a bad file keeps the old policy).
+
+use crate::control::{self, Request, Response};
+use crate::engine::{now_ms, Engine, EngineConfig};
+use crate::jobs::{JobRegistry, JobsError};
+use crate::model::Change;
+use crate::ports::{EventLog, Namespace, Store};
+use crate::real::{change_from, discover_mdts, BlobLog, BlobPort, LustreNs};
+use crate::scope::Scope;
+use crate::state::StateFile;
+use crate::status;
+use lustre_blob_config::Policy;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Records per message from a reader.
+const READ_BATCH: usize = 4096;
+/// Pause between reader passes that reached the end of the changelog.
+const POLL_INTERVAL: Duration = Duration::from_millis(300);
+/// In-flight files without CL_HSM for this long are checked against their HSM state.
+const STALE_AFTER_MS: u64 = 30_000;
+
+pub enum Msg {
+    Records {
+        mdt: usize,
+        records: Vec<Change>,
+        end: bool,
+    },
+    ReaderFailed {
+        mdt: usize,
+        error: String,
+    },
+    Control {
+        req: Request,
+        reply: Sender<Response>,
+    },
+}
+
+/// Engine settings from a policy file.
+pub fn engine_config(p: &Policy) -> Result<EngineConfig, String> {
+    Ok(EngineConfig {
+        archive_id: p.lustre.archive_id,
+        scope: Scope::new(&p.autoexport.path, &p.autoexport.exclude)?,
+        min_age_ms: p.autoexport.min_age.as_millis() as u64,
+        metadata: p.autoexport.metadata,
+        on_delete: p.autoexport.on_delete,
+        on_rename: p.autoexport.on_rename,
+        batch_size: p.autoexport.batch_size,
+        stale_after_ms: STALE_AFTER_MS,
+        discover_chunk: 256,
+        job_id: "autoexport".into(),
+    })
+}
+
+/// The blob crate's target from the policy's plain fields.
+pub fn target_spec(p: &Policy) -> blob::TargetSpec {
+    let b = p.blob_target();
+    blob::TargetSpec {
+        url: b.url,
+        use_emulator: b.use_emulator,
+        account_key_file: b.account_key_file,
+        sas_token_file: b.sas_token_file,
+        connection_string_file: b.connection_string_file,
+        request_timeout: b.request_timeout,
+        retries: b.retries,
+    }
+}
+
+fn reader_loop(
+    mdt: usize,
+    name: String,
+    mut next: u64,
+    tx: SyncSender<Msg>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut reader = match lustre::ChangelogReader::start(&name, next, false) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Msg::ReaderFailed {
+                    mdt,
+                    error: format!("{name}: {e}"),
+                });
+                sleep_unless(&stop, Duration::from_secs(2));
+                continue;
+            }
+        };
+        let mut batch = Vec::new();
+        let mut failed = None;
+        loop {
+            match reader.recv() {
+                Ok(Some(r)) => {
+                    if r.index >= next {
+                        next = r.index + 1;
+                        batch.push(change_from(mdt, &r));
+                    }
+                    if batch.len() >= READ_BATCH {
+                        let records = std::mem::take(&mut batch);
+                        if tx
+                            .send(Msg::Records {
+                                mdt,
+                                records,
+                                end: false,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(format!("{name}: {e}"));
+                    break;
+                }
+            }
+        }
+        drop(reader);
+        let end = failed.is_none();
+        if tx
+            .send(Msg::Records {
+                mdt,
+                records: batch,
+                end,
+            })
+            .is_err()
+        {
+            return;
+        }
+        if let Some(error) = failed {
+            let _ = tx.send(Msg::ReaderFailed { mdt, error });
+        }
+        sleep_unless(&stop, POLL_INTERVAL);
+    }
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let step = Duration::from_millis(50);
+    let mut left = d;
+    while !left.is_zero() && !stop.load(Ordering::SeqCst) {
+        let s = left.min(step);
+        std::thread::sleep(s);
+        left -= s;
+    }
+}
+
+fn metrics_server(
+    addr: std::net::SocketAddr,
+    text: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut first = String::new();
+                    let _ = BufReader::new(&s).read_line(&mut first);
+                    let body = match text.lock() {
+                        Ok(t) => t.clone(),
+                        Err(p) => p.into_inner().clone(),
+                    };
+                    let (status, body) = if first.starts_with("GET /metrics") {
+                        ("200 OK", body)
+                    } else {
+                        ("404 Not Found", "not found: use /metrics\n".to_string())
+                    };
+                    let mut s = s;
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    })?;
+    Ok(())
+}
+
+struct FlushReply {
+    id: u64,
+    reply: Sender<Response>,
+    deadline_ms: Option<u64>,
+}
+
+/// The engine loop and everything it answers.
+pub struct Daemon<N: Namespace, S: Store, L: EventLog> {
+    pub engine: Engine<N, S, L>,
+    pub jobs: JobRegistry,
+    policy_path: PathBuf,
+    reader_error: Option<String>,
+    flushes: Vec<FlushReply>,
+    metrics: Arc<Mutex<String>>,
+}
+
+impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
+    pub fn new(engine: Engine<N, S, L>, jobs: JobRegistry, policy_path: PathBuf) -> Self {
+        Daemon {
+            engine,
+            jobs,
+            policy_path,
+            reader_error: None,
+            flushes: Vec::new(),
+            metrics: Arc::default(),
+        }
+    }
+
+    pub fn status(&self) -> status::AutoExportStatus {
+        status::build(self.engine.state(), now_ms(), self.reader_error.as_deref())
+    }
+
+    /// Applies one message (records or a control request).
+    pub fn handle(&mut self, msg: Msg) {
+        let now = now_ms();
+        match msg {
+            Msg::Records { mdt, records, end } => {
+                self.reader_error = None;
+                self.engine.on_records(mdt, &records, end, now);
+            }
+            Msg::ReaderFailed { mdt, error } => {
+                tracing::error!(mdt, %error, "changelog read failed; retrying");
+                self.reader_error = Some(error);
+            }
+            Msg::Control { req, reply } => {
+                if let Some(r) = self.control(req, reply.clone(), now) {
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+
+    /// Answers a request; `None` when the answer comes later (flush --wait).
+    fn control(&mut self, req: Request, reply: Sender<Response>, now: u64) -> Option<Response> {
+        let r = match req {
+            Request::Status => {
+                Response::ok(serde_json::to_value(self.status()).unwrap_or_default())
+            }
+            Request::Jobs => Response::ok(
+                serde_json::to_value(self.jobs.list(self.engine.state())).unwrap_or_default(),
+            ),
+            Request::Job { id } => match self.jobs.get(&id, self.engine.state()) {
+                Some(j) => Response::ok(serde_json::to_value(j).unwrap_or_default()),
+                None => Response::err(crate::exit::NOT_FOUND, format!("no job {id}")),
+            },
+            Request::Autoexport { enable } => {
+                if enable {
+                    if let Some(running) = self.jobs.running_manual() {
+                        return Some(Response::err(crate::exit::REFUSED, format!("refused: job {running} is running; one blob-integration job at a time")));
+                    }
+                }
+                self.engine.set_enabled(enable);
+                self.jobs.autoexport_toggled(enable, now);
+                tracing::info!(enable, "auto-export toggled");
+                Response::ok(serde_json::json!({ "enabled": enable }))
+            }
+            Request::Flush { wait, timeout_ms } => {
+                if !self.engine.enabled() {
+                    return Some(Response::err(
+                        crate::exit::REFUSED,
+                        "auto-export is disabled: no changes are being exported",
+                    ));
+                }
+                let id = self.engine.flush_begin(now);
+                if !wait {
+                    return Some(Response::ok(
+                        serde_json::json!({ "flush": id, "waiting": false }),
+                    ));
+                }
+                self.flushes.push(FlushReply {
+                    id,
+                    reply,
+                    deadline_ms: timeout_ms.map(|t| now + t),
+                });
+                return None;
+            }
+            Request::Export { path } => {
+                match self.jobs.start_export(&path, self.engine.enabled(), now) {
+                    Ok(id) => Response::ok(serde_json::json!({ "id": id })),
+                    Err(e) => jobs_refusal(e),
+                }
+            }
+            Request::Import {
+                prefix,
+                conflict,
+                maximum_errors,
+            } => {
+                match self.jobs.start_import(
+                    &prefix,
+                    &conflict,
+                    maximum_errors,
+                    self.engine.enabled(),
+                    now,
+                ) {
+                    Ok(id) => Response::ok(serde_json::json!({ "id": id })),
+                    Err(e) => jobs_refusal(e),
+                }
+            }
+            Request::Cancel { id } => match self.jobs.cancel(&id, now) {
+                Ok(()) => Response::ok(serde_json::json!({ "id": id, "state": "Cancelling" })),
+                Err(e) => jobs_refusal(e),
+            },
+        };
+        Some(r)
+    }
+
+    /// One round of work after messages: engine step, persistence, job progress, answers.
+    pub fn tick(&mut self) -> Result<(), crate::engine::EngineError> {
+        let now = now_ms();
+        self.engine.step(now)?;
+        self.jobs.step(&mut self.engine, now);
+        self.engine.persist()?;
+        let mut i = 0;
+        while i < self.flushes.len() {
+            let f = &self.flushes[i];
+            if let Some(out) = self.engine.flush_poll(f.id) {
+                let f = self.flushes.remove(i);
+                let code = if out.failures.is_empty() {
+                    None
+                } else {
+                    Some(crate::exit::FILES_FAILED)
+                };
+                let mut r = Response::ok(serde_json::to_value(&out).unwrap_or_default());
+                r.code = code;
+                let _ = f.reply.send(r);
+                continue;
+            }
+            if f.deadline_ms.is_some_and(|d| now >= d) {
+                let f = self.flushes.remove(i);
+                self.engine.flush_forget(f.id);
+                let _ = f.reply.send(Response::err(
+                    crate::exit::TIMEOUT,
+                    "flush timed out before every earlier change was exported",
+                ));
+                continue;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn refresh_metrics(&self) {
+        let text = status::render_metrics(&self.status());
+        if let Ok(mut m) = self.metrics.lock() {
+            *m = text;
+        }
+    }
+
+    /// Re-reads the policy file; a bad file keeps the old policy.
+    pub fn reload(&mut self) {
+        match Policy::load(&self.policy_path)
+            .map_err(|e| e.to_string())
+            .and_then(|p| engine_config(&p))
+        {
+            Ok(cfg) => {
+                self.engine.reconfigure(cfg);
+                tracing::info!(file = %self.policy_path.display(), "policy reloaded (mount, blob target and control settings need a restart)");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload refused; keeping the previous policy")
+            }
+        }
+    }
+}
+
+fn jobs_refusal(e: JobsError) -> Response {
+    let code = match &e {
+        JobsError::Busy(_) => crate::exit::REFUSED,
+        JobsError::NotFound(_) => crate::exit::NOT_FOUND,
+        JobsError::Invalid(_) => crate::exit::USAGE,
+    };
+    Response::err(code, e.to_string())
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(policy_path: &Path) -> anyhow::Result<()> {
+    let policy = Policy::load(policy_path)?;
+    let cfg = engine_config(&policy).map_err(anyhow::Error::msg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mount = lustre::Mount::open(&policy.lustre.mount)?;
+    let mdts = match &policy.lustre.mdts {
+        Some(v) => v.clone(),
+        None => discover_mdts(&mount)?,
+    };
+    let store = blob::BlobStore::open(&target_spec(&policy))?;
+    let log_store = store.with_container(&policy.logging.container)?;
+    let sink = blob::LogSink::new(log_store, "", "lustre-blob", 1000);
+    let ns = LustreNs {
+        mount,
+        mdts: mdts.clone(),
+        user: policy.lustre.changelog_user.clone(),
+    };
+    let state_file = StateFile::new(policy.control.state_dir.join("state.json"));
+    let engine = Engine::new(
+        ns,
+        BlobPort {
+            store: store.clone(),
+            rt: rt.handle().clone(),
+        },
+        BlobLog {
+            sink,
+            rt: rt.handle().clone(),
+        },
+        cfg,
+        mdts.len(),
+        Some(state_file),
+        policy.autoexport.enabled,
+    )?;
+    let jobs = JobRegistry::open(
+        StateFile::new(policy.control.state_dir.join("jobs.json")),
+        policy.lustre.archive_id,
+    )?;
+    let mut d = Daemon::new(engine, jobs, policy_path.to_path_buf());
+    d.engine.persist()?;
+
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+
+    let (tx, rx): (SyncSender<Msg>, Receiver<Msg>) = mpsc::sync_channel(64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for (i, (name, next)) in mdts.iter().zip(d.engine.resume_points()).enumerate() {
+        let (tx, stop, name) = (tx.clone(), stop.clone(), name.clone());
+        readers.push(
+            std::thread::Builder::new()
+                .name(format!("changelog-{i}"))
+                .spawn(move || reader_loop(i, name, next, tx, stop))?,
+        );
+    }
+    let ctl_tx = tx.clone();
+    let handler: control::Handler = Arc::new(move |req| {
+        let (rtx, rrx) = mpsc::channel();
+        if ctl_tx.send(Msg::Control { req, reply: rtx }).is_err() {
+            return Response::err(crate::exit::UNAVAILABLE, "daemon is shutting down");
+        }
+        rrx.recv()
+            .unwrap_or_else(|_| Response::err(crate::exit::UNAVAILABLE, "daemon is shutting down"))
+    });
+    drop(tx);
+    let server = control::Server::start(&policy.control.socket, handler)?;
+    if let Some(addr) = policy.control.metrics {
+        metrics_server(addr, d.metrics.clone(), stop.clone())?;
+    }
+    tracing::info!(mount = %policy.lustre.mount.display(), mdts = ?mdts, socket = %policy.control.socket.display(), "lustre-blob daemon started");
+
+    let mut last_metrics = 0u64;
+    while !term.load(Ordering::SeqCst) {
+        if hup.swap(false, Ordering::SeqCst) {
+            d.reload();
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(m) => {
+                d.handle(m);
+                for _ in 0..64 {
+                    match rx.try_recv() {
+                        Ok(m) => d.handle(m),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        d.tick()?;
+        let now = now_ms();
+        if now.saturating_sub(last_metrics) >= 1000 {
+            last_metrics = now;
+            d.refresh_metrics();
+        }
+    }
+    tracing::info!("stopping: saving state");
+    stop.store(true, Ordering::SeqCst);
+    drop(server);
+    // Let readers finish their pass; records they still hand over are applied before the save.
+    while let Ok(m) = rx.recv_timeout(Duration::from_millis(200)) {
+        if let Msg::Control { reply, .. } = m {
+            let _ = reply.send(Response::err(
+                crate::exit::UNAVAILABLE,
+                "daemon is shutting down",
+            ));
+        } else {
+            d.handle(m);
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    d.engine.persist()?;
+    if let Err(e) = d.engine.log.flush() {
+        tracing::warn!(error = %e, "logging container flush failed at shutdown");
+    }
+    Ok(())
+}

@@ -1,0 +1,930 @@
+//! Blob-integration jobs besides auto-export: manual export of a tree and import of a blob
+//! prefix, one at a time (auto-export included), cancellable, with Azure's states and counters.
+//! The history (final counters of recent jobs) is kept in `jobs.json` across restarts.
+//!
+//! Both jobs run in small steps on the engine thread ([`JobRegistry::step`]), so the daemon stays
+//! responsive. A manual export archives through the same HSM path as auto-export and learns
+//! completions from the CL_HSM records the engine passes on ([`Engine::foreign_hsm`]).
+
+use crate::engine::{errno_text, is_requeue_errno, rfc3339, Engine};
+use crate::model::{Fid, FileKind};
+use crate::ports::{BlobMeta, EventLog, ImportAttrs, Namespace, Store, StoreError};
+use crate::state::{State, StateError, StateFile};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
+
+const HISTORY: usize = 50;
+/// Entries handled per step.
+const STEP_ENTRIES: usize = 256;
+/// In-flight files without CL_HSM for this long are settled from their HSM state.
+const STALE_MS: u64 = 30_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error("refused: {0}")]
+    Busy(String),
+    #[error("no job {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Azure's import conflict resolution modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConflictMode {
+    Fail,
+    Skip,
+    OverwriteIfDirty,
+    OverwriteAlways,
+}
+
+impl std::str::FromStr for ConflictMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "fail" => Ok(ConflictMode::Fail),
+            "skip" => Ok(ConflictMode::Skip),
+            "overwriteifdirty" | "overwrite-if-dirty" => Ok(ConflictMode::OverwriteIfDirty),
+            "overwritealways" | "overwrite-always" => Ok(ConflictMode::OverwriteAlways),
+            _ => Err(format!(
+                "unknown conflict mode \"{s}\" (Fail, Skip, OverwriteIfDirty, OverwriteAlways)"
+            )),
+        }
+    }
+}
+
+/// Manual export progress (Azure archive status).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportProgress {
+    pub path: String,
+    pub percent_complete: u64,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub files_discovered: u64,
+    pub bytes_discovered: u64,
+    pub files_exported: u64,
+    pub bytes_exported: u64,
+    pub files_already_exported: u64,
+    pub files_failed: u64,
+    #[serde(skip_serializing_if = "VecDeque::is_empty", default)]
+    pub scan_queue: VecDeque<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub inflight: BTreeMap<Fid, (String, u64, u64)>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub to_archive: Vec<(Fid, String, u64)>,
+}
+
+/// Import progress (Azure import status).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportProgress {
+    pub prefix: String,
+    pub conflict_resolution_mode: Option<ConflictMode>,
+    pub maximum_errors: i64,
+    pub total_blobs_walked: u64,
+    pub blobs_walked_per_second: u64,
+    pub total_blobs_imported: u64,
+    pub imported_files: u64,
+    pub imported_directories: u64,
+    pub imported_symlinks: u64,
+    pub preexisting_files: u64,
+    pub preexisting_directories: u64,
+    pub preexisting_symlinks: u64,
+    pub total_errors: u64,
+    pub total_conflicts: u64,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    #[serde(skip, default)]
+    pub listed: Option<VecDeque<crate::ports::BlobEntry>>,
+}
+
+/// One job as `jobs` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    pub id: String,
+    /// autoexport, export, import.
+    pub kind: String,
+    /// Export: Idle, FSScanInProgress, InProgress, Cancelling, Canceled, Completed, Failed.
+    /// Import: InProgress, Cancelling, Canceled, Completed, Failed. Auto-export: its status state.
+    pub state: String,
+    #[serde(rename = "startTimeUTC")]
+    pub start_time_utc: Option<String>,
+    #[serde(rename = "completionTimeUTC")]
+    pub completion_time_utc: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportProgress>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportProgress>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub autoexport: Option<serde_json::Value>,
+    #[serde(skip, default)]
+    started_ms: u64,
+}
+
+impl JobRecord {
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "Idle" | "FSScanInProgress" | "InProgress" | "Cancelling"
+        )
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    next_id: u64,
+    jobs: VecDeque<JobRecord>,
+}
+
+/// Running and recent jobs.
+pub struct JobRegistry {
+    file: Option<StateFile>,
+    saved: Saved,
+    archive_id: u32,
+    batch_size: usize,
+    dirty: bool,
+}
+
+/// A path relative to the mount that import may create: no absolute path, no `.`/`..` or empty
+/// segment, no control character.
+pub fn check_import_path(rel: &str) -> Result<(), String> {
+    if rel.is_empty() {
+        return Err("empty path".into());
+    }
+    if rel.starts_with('/') {
+        return Err("absolute path".into());
+    }
+    if rel.chars().any(char::is_control) {
+        return Err("control character in name".into());
+    }
+    for seg in rel.split('/') {
+        match seg {
+            "" => return Err("empty path segment".into()),
+            "." | ".." => return Err(format!("\"{seg}\" path segment")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl JobRegistry {
+    pub fn open(file: StateFile, archive_id: u32) -> Result<JobRegistry, StateError> {
+        let mut saved: Saved = file.load()?.unwrap_or_default();
+        // A job that was running when the daemon died cannot resume its scan: it ends Failed.
+        for j in saved.jobs.iter_mut().filter(|j| j.is_running()) {
+            j.state = "Failed".into();
+            let msg = Some("the daemon stopped while the job was running".to_string());
+            if let Some(e) = j.export.as_mut() {
+                e.error_code = Some("Interrupted".into());
+                e.error_message = msg.clone();
+                e.inflight.clear();
+                e.scan_queue.clear();
+                e.to_archive.clear();
+            }
+            if let Some(i) = j.import.as_mut() {
+                i.error_code = Some("Interrupted".into());
+                i.error_message = msg;
+            }
+        }
+        Ok(JobRegistry {
+            file: Some(file),
+            saved,
+            archive_id,
+            batch_size: 1000,
+            dirty: true,
+        })
+    }
+
+    pub fn in_memory(archive_id: u32) -> JobRegistry {
+        JobRegistry {
+            file: None,
+            saved: Saved::default(),
+            archive_id,
+            batch_size: 1000,
+            dirty: false,
+        }
+    }
+
+    fn save(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        if let Some(f) = &self.file {
+            if let Err(e) = f.save(&self.saved) {
+                tracing::error!(error = %e, "cannot save the job history");
+                return;
+            }
+        }
+        self.dirty = false;
+    }
+
+    fn running(&mut self) -> Option<&mut JobRecord> {
+        self.saved.jobs.iter_mut().find(|j| j.is_running())
+    }
+
+    /// The id of the running manual job, if any.
+    pub fn running_manual(&self) -> Option<String> {
+        self.saved
+            .jobs
+            .iter()
+            .find(|j| j.is_running())
+            .map(|j| j.id.clone())
+    }
+
+    fn refuse_if_busy(&self, autoexport_enabled: bool) -> Result<(), JobsError> {
+        if autoexport_enabled {
+            return Err(JobsError::Busy(
+                "job autoexport (auto-export) is running; one blob-integration job at a time (`lustre-blob autoexport disable` first)".into(),
+            ));
+        }
+        if let Some(j) = self.saved.jobs.iter().find(|j| j.is_running()) {
+            return Err(JobsError::Busy(format!(
+                "job {} ({}) is running; one blob-integration job at a time",
+                j.id, j.kind
+            )));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, kind: &str, now: u64) -> String {
+        self.saved.next_id += 1;
+        let id = format!("{kind}-{}", self.saved.next_id);
+        self.saved.jobs.push_back(JobRecord {
+            id: id.clone(),
+            kind: kind.into(),
+            state: "Idle".into(),
+            start_time_utc: Some(rfc3339(now)),
+            completion_time_utc: None,
+            export: None,
+            import: None,
+            autoexport: None,
+            started_ms: now,
+        });
+        while self.saved.jobs.len() > HISTORY {
+            self.saved.jobs.pop_front();
+        }
+        self.dirty = true;
+        id
+    }
+
+    /// Starts a manual export of `path` (relative to the mount).
+    pub fn start_export(
+        &mut self,
+        path: &str,
+        autoexport_enabled: bool,
+        now: u64,
+    ) -> Result<String, JobsError> {
+        let rel = path.trim_matches('/').to_string();
+        if !rel.is_empty() {
+            check_import_path(&rel)
+                .map_err(|e| JobsError::Invalid(format!("export path \"{path}\": {e}")))?;
+        }
+        self.refuse_if_busy(autoexport_enabled)?;
+        let id = self.push("export", now);
+        if let Some(j) = self.saved.jobs.back_mut() {
+            j.state = "FSScanInProgress".into();
+            j.export = Some(ExportProgress {
+                path: rel.clone(),
+                scan_queue: VecDeque::from([rel]),
+                ..ExportProgress::default()
+            });
+        }
+        self.save();
+        Ok(id)
+    }
+
+    /// Starts an import of the blobs under `prefix` (relative to the target's blob prefix).
+    pub fn start_import(
+        &mut self,
+        prefix: &str,
+        conflict: &str,
+        maximum_errors: i64,
+        autoexport_enabled: bool,
+        now: u64,
+    ) -> Result<String, JobsError> {
+        let mode: ConflictMode = conflict.parse().map_err(JobsError::Invalid)?;
+        let p = prefix.trim_matches('/').to_string();
+        if !p.is_empty() {
+            check_import_path(&p)
+                .map_err(|e| JobsError::Invalid(format!("import prefix \"{prefix}\": {e}")))?;
+        }
+        self.refuse_if_busy(autoexport_enabled)?;
+        let id = self.push("import", now);
+        if let Some(j) = self.saved.jobs.back_mut() {
+            j.state = "InProgress".into();
+            j.import = Some(ImportProgress {
+                prefix: p,
+                conflict_resolution_mode: Some(mode),
+                maximum_errors,
+                ..ImportProgress::default()
+            });
+        }
+        self.save();
+        Ok(id)
+    }
+
+    pub fn cancel(&mut self, id: &str, _now: u64) -> Result<(), JobsError> {
+        if id == "autoexport" {
+            return Err(JobsError::Invalid(
+                "auto-export is stopped with `lustre-blob autoexport disable`".into(),
+            ));
+        }
+        let j = self
+            .saved
+            .jobs
+            .iter_mut()
+            .find(|j| j.id == id)
+            .ok_or_else(|| JobsError::NotFound(id.into()))?;
+        if !j.is_running() {
+            return Err(JobsError::Invalid(format!(
+                "job {id} is not running (state {})",
+                j.state
+            )));
+        }
+        j.state = "Cancelling".into();
+        self.dirty = true;
+        self.save();
+        Ok(())
+    }
+
+    fn autoexport_record(st: &State) -> JobRecord {
+        let s = crate::status::build(st, crate::engine::now_ms(), None);
+        JobRecord {
+            id: "autoexport".into(),
+            kind: "autoexport".into(),
+            state: s.state.clone(),
+            start_time_utc: s.last_started_time_utc.clone(),
+            completion_time_utc: s.last_completion_time_utc.clone(),
+            export: None,
+            import: None,
+            autoexport: serde_json::to_value(&s).ok(),
+            started_ms: 0,
+        }
+    }
+
+    /// Recent jobs, newest first, auto-export first of all.
+    pub fn list(&self, st: &State) -> Vec<JobRecord> {
+        let mut v = vec![Self::autoexport_record(st)];
+        v.extend(self.saved.jobs.iter().rev().cloned());
+        v
+    }
+
+    pub fn get(&self, id: &str, st: &State) -> Option<JobRecord> {
+        if id == "autoexport" {
+            return Some(Self::autoexport_record(st));
+        }
+        self.saved.jobs.iter().find(|j| j.id == id).cloned()
+    }
+
+    pub fn autoexport_toggled(&mut self, _enabled: bool, _now: u64) {}
+
+    /// Advances the running job by one step.
+    pub fn step<N: Namespace, S: Store, L: EventLog>(
+        &mut self,
+        engine: &mut Engine<N, S, L>,
+        now: u64,
+    ) {
+        self.batch_size = engine.config().batch_size;
+        let archive_id = self.archive_id;
+        let batch = self.batch_size;
+        let Some(job) = self.running() else {
+            engine.collect_foreign = false;
+            engine.foreign_hsm.clear();
+            return;
+        };
+        let before = job.clone();
+        if job.export.is_some() {
+            engine.collect_foreign = true;
+            step_export(job, engine, archive_id, batch, now);
+        } else if job.import.is_some() {
+            step_import(job, engine, archive_id, now);
+        }
+        if *job != before {
+            self.dirty = true;
+        }
+        // Progress is saved at most on state changes and job ends, not per step.
+        let ended = !self.saved.jobs.iter().any(|j| j.is_running());
+        if ended
+            || self
+                .saved
+                .jobs
+                .back()
+                .is_some_and(|j| j.state != before.state)
+        {
+            self.save();
+        }
+    }
+}
+
+fn log_failure<L: EventLog>(
+    log: &mut L,
+    job: &str,
+    fid: Option<Fid>,
+    path: &str,
+    op: &str,
+    error: &str,
+    now: u64,
+) {
+    log.record(json!({
+        "kind": "failure", "time": rfc3339(now), "job": job, "iteration": 1,
+        "fid": fid.map(|f| f.to_string()), "path": path, "operation": op, "error": error,
+        "http_status": null, "azure_code": null,
+    }));
+}
+
+fn finish<L: EventLog>(job: &mut JobRecord, log: &mut L, state: &str, now: u64) {
+    job.state = state.into();
+    job.completion_time_utc = Some(rfc3339(now));
+    if let Err(e) = log.flush() {
+        tracing::warn!(job = %job.id, error = %e, "logging container flush failed");
+    }
+    tracing::info!(job = %job.id, state, "job ended");
+}
+
+fn step_export<N: Namespace, S: Store, L: EventLog>(
+    job: &mut JobRecord,
+    engine: &mut Engine<N, S, L>,
+    archive_id: u32,
+    batch: usize,
+    now: u64,
+) {
+    let id = job.id.clone();
+    let Some(ex) = job.export.as_mut() else {
+        return;
+    };
+    if job.state == "Cancelling" {
+        let fids: Vec<Fid> = ex.inflight.keys().copied().collect();
+        if !fids.is_empty() {
+            if let Err(e) = engine.ns.cancel(archive_id, &fids) {
+                tracing::warn!(job = %id, error = %e, "cancel request failed");
+            }
+        }
+        ex.inflight.clear();
+        ex.scan_queue.clear();
+        ex.to_archive.clear();
+        finish(job, &mut engine.log, "Canceled", now);
+        return;
+    }
+    // Completions first.
+    for (fid, errno) in std::mem::take(&mut engine.foreign_hsm) {
+        if let Some((path, size, _)) = ex.inflight.remove(&fid) {
+            if errno == 0 {
+                ex.files_exported += 1;
+                ex.bytes_exported += size;
+            } else if is_requeue_errno(errno) {
+                ex.to_archive.push((fid, path, size));
+            } else {
+                ex.files_failed += 1;
+                log_failure(
+                    &mut engine.log,
+                    &id,
+                    Some(fid),
+                    &path,
+                    "archive",
+                    &errno_text(errno),
+                    now,
+                );
+            }
+        }
+    }
+    // Scan a chunk of the tree.
+    let mut budget = STEP_ENTRIES;
+    while budget > 0 {
+        let Some(dir) = ex.scan_queue.pop_front() else {
+            break;
+        };
+        let entries = match engine.ns.list_dir(dir.as_bytes()) {
+            Ok(e) => e,
+            Err(e) => {
+                ex.files_failed += 1;
+                log_failure(
+                    &mut engine.log,
+                    &id,
+                    None,
+                    &dir,
+                    "scan",
+                    &e.to_string(),
+                    now,
+                );
+                continue;
+            }
+        };
+        for (name, kind) in entries {
+            budget = budget.saturating_sub(1);
+            let rel = crate::scope::join(dir.as_bytes(), &name);
+            let text = String::from_utf8_lossy(&rel).into_owned();
+            match kind {
+                FileKind::Directory => {
+                    ex.scan_queue.push_back(text.clone());
+                    ex.files_discovered += 1;
+                    match export_entry(engine, &rel, FileKind::Directory) {
+                        Ok(()) => ex.files_exported += 1,
+                        Err(e) => {
+                            ex.files_failed += 1;
+                            log_failure(&mut engine.log, &id, None, &text, "export", &e, now);
+                        }
+                    }
+                }
+                FileKind::Symlink => {
+                    ex.files_discovered += 1;
+                    match export_entry(engine, &rel, FileKind::Symlink) {
+                        Ok(()) => ex.files_exported += 1,
+                        Err(e) => {
+                            ex.files_failed += 1;
+                            log_failure(&mut engine.log, &id, None, &text, "export", &e, now);
+                        }
+                    }
+                }
+                FileKind::Regular => {
+                    let res = engine.ns.stat(&rel).and_then(|st| {
+                        let h = engine.ns.hsm_state(&rel)?;
+                        let fid = engine.ns.path2fid(&rel)?;
+                        Ok((st, h, fid))
+                    });
+                    match res {
+                        Ok((Some(st), h, fid)) => {
+                            ex.files_discovered += 1;
+                            ex.bytes_discovered += st.size;
+                            if h.is_clean_archive() && !h.action_pending {
+                                ex.files_already_exported += 1;
+                            } else {
+                                ex.to_archive.push((fid, text, st.size));
+                            }
+                        }
+                        Ok((None, _, _)) => {}
+                        Err(e) => {
+                            ex.files_failed += 1;
+                            log_failure(
+                                &mut engine.log,
+                                &id,
+                                None,
+                                &text,
+                                "scan",
+                                &e.to_string(),
+                                now,
+                            );
+                        }
+                    }
+                }
+                FileKind::Other => {}
+            }
+        }
+    }
+    // Request archives in batches.
+    if !ex.to_archive.is_empty() {
+        let payload = format!("lb:j={id}:i=1");
+        let todo = std::mem::take(&mut ex.to_archive);
+        for chunk in todo.chunks(batch.max(1)) {
+            let fids: Vec<Fid> = chunk.iter().map(|c| c.0).collect();
+            for (fid, path, size) in chunk {
+                ex.inflight.insert(*fid, (path.clone(), *size, now));
+            }
+            if engine
+                .ns
+                .archive(archive_id, &fids, payload.as_bytes())
+                .is_err()
+            {
+                for (fid, path, _) in chunk {
+                    if let Err(e) =
+                        engine
+                            .ns
+                            .archive(archive_id, std::slice::from_ref(fid), payload.as_bytes())
+                    {
+                        ex.inflight.remove(fid);
+                        ex.files_failed += 1;
+                        log_failure(
+                            &mut engine.log,
+                            &id,
+                            Some(*fid),
+                            path,
+                            "archive",
+                            &e.to_string(),
+                            now,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Stale in-flight files: settle from HSM state.
+    let stale: Vec<Fid> = ex
+        .inflight
+        .iter()
+        .filter(|(_, v)| now.saturating_sub(v.2) >= STALE_MS)
+        .map(|(f, _)| *f)
+        .collect();
+    for fid in stale {
+        let Some((path, size, _)) = ex.inflight.get(&fid).cloned() else {
+            continue;
+        };
+        match engine.ns.hsm_state(path.as_bytes()) {
+            Ok(h) if h.action_pending => {
+                if let Some(v) = ex.inflight.get_mut(&fid) {
+                    v.2 = now;
+                }
+            }
+            Ok(h) if h.is_clean_archive() => {
+                ex.inflight.remove(&fid);
+                ex.files_exported += 1;
+                ex.bytes_exported += size;
+            }
+            Ok(_) => {
+                ex.inflight.remove(&fid);
+                ex.to_archive.push((fid, path, size));
+            }
+            Err(_) => {
+                ex.inflight.remove(&fid);
+            }
+        }
+    }
+    let done = ex.files_exported + ex.files_failed + ex.files_already_exported;
+    let scanning = !ex.scan_queue.is_empty();
+    ex.percent_complete = if scanning || ex.files_discovered == 0 {
+        0
+    } else {
+        done * 100 / ex.files_discovered.max(1)
+    };
+    if scanning {
+        job.state = "FSScanInProgress".into();
+    } else if ex.inflight.is_empty() && ex.to_archive.is_empty() {
+        ex.percent_complete = 100;
+        if ex.files_failed > 0 {
+            ex.error_code = Some("FilesFailed".into());
+            ex.error_message = Some(format!(
+                "{} files failed; see the logging container",
+                ex.files_failed
+            ));
+        }
+        finish(job, &mut engine.log, "Completed", now);
+    } else {
+        job.state = "InProgress".into();
+    }
+}
+
+fn export_entry<N: Namespace, S: Store, L: EventLog>(
+    engine: &mut Engine<N, S, L>,
+    rel: &[u8],
+    kind: FileKind,
+) -> Result<(), String> {
+    let st = engine
+        .ns
+        .stat(rel)
+        .map_err(|e| e.to_string())?
+        .ok_or("vanished")?;
+    let fid = engine.ns.path2fid(rel).ok();
+    let meta = BlobMeta::from_stat(&st, fid);
+    let name = engine.store.name_for(rel).map_err(|e| e.to_string())?;
+    match kind {
+        FileKind::Directory => engine.store.put_dir(&name, &meta),
+        _ => {
+            let target = engine.ns.read_link(rel).map_err(|e| e.to_string())?;
+            engine.store.put_symlink(&name, &target, &meta)
+        }
+    }
+    .map_err(|e| e.to_string())
+}
+
+fn step_import<N: Namespace, S: Store, L: EventLog>(
+    job: &mut JobRecord,
+    engine: &mut Engine<N, S, L>,
+    archive_id: u32,
+    now: u64,
+) {
+    let id = job.id.clone();
+    let Some(im) = job.import.as_mut() else {
+        return;
+    };
+    if job.state == "Cancelling" {
+        im.listed = None;
+        finish(job, &mut engine.log, "Canceled", now);
+        return;
+    }
+    if im.listed.is_none() {
+        let dir = if im.prefix.is_empty() {
+            engine.store.root()
+        } else {
+            match engine.store.name_for(im.prefix.as_bytes()) {
+                Ok(d) => d,
+                Err(e) => {
+                    im.error_code = Some("InvalidPrefix".into());
+                    im.error_message = Some(e.to_string());
+                    finish(job, &mut engine.log, "Failed", now);
+                    return;
+                }
+            }
+        };
+        match engine.store.list(dir.trim_end_matches('/')) {
+            Ok(mut v) => {
+                v.sort_by(|a, b| a.name.cmp(&b.name)); // parents before children
+                im.listed = Some(v.into());
+            }
+            Err(e) => {
+                im.error_code = Some("ListFailed".into());
+                im.error_message = Some(e.to_string());
+                finish(job, &mut engine.log, "Failed", now);
+                return;
+            }
+        }
+    }
+    let mode = im.conflict_resolution_mode.unwrap_or(ConflictMode::Fail);
+    for _ in 0..STEP_ENTRIES {
+        let Some(entry) = im.listed.as_mut().and_then(|l| l.pop_front()) else {
+            break;
+        };
+        im.total_blobs_walked += 1;
+        let rel = engine.store.rel_for(&entry.name).unwrap_or_default();
+        let res = import_one(engine, &rel, &entry, mode, archive_id);
+        match res {
+            Ok(Imported::File) => {
+                im.imported_files += 1;
+                im.total_blobs_imported += 1;
+            }
+            Ok(Imported::Dir) => {
+                im.imported_directories += 1;
+                im.total_blobs_imported += 1;
+            }
+            Ok(Imported::Symlink) => {
+                im.imported_symlinks += 1;
+                im.total_blobs_imported += 1;
+            }
+            Ok(Imported::Preexisting(k)) => match k {
+                FileKind::Directory => im.preexisting_directories += 1,
+                FileKind::Symlink => im.preexisting_symlinks += 1,
+                _ => im.preexisting_files += 1,
+            },
+            Err(ImportError::Conflict(e)) => {
+                im.total_conflicts += 1;
+                log_failure(
+                    &mut engine.log,
+                    &id,
+                    None,
+                    &rel,
+                    "import",
+                    &format!("conflict: {e}"),
+                    now,
+                );
+            }
+            Err(ImportError::Other(e)) => {
+                im.total_errors += 1;
+                let shown = if rel.is_empty() {
+                    entry.name.clone()
+                } else {
+                    rel.clone()
+                };
+                log_failure(&mut engine.log, &id, None, &shown, "import", &e, now);
+            }
+        }
+        if im.maximum_errors >= 0 && im.total_errors > im.maximum_errors as u64 {
+            im.error_code = Some("MaximumErrorsExceeded".into());
+            im.error_message = Some(format!(
+                "{} errors (maximumErrors {})",
+                im.total_errors, im.maximum_errors
+            ));
+            im.listed = None;
+            finish(job, &mut engine.log, "Failed", now);
+            return;
+        }
+    }
+    let secs = (now.saturating_sub(job.started_ms) / 1000).max(1);
+    im.blobs_walked_per_second = im.total_blobs_walked / secs;
+    if im.listed.as_ref().is_some_and(|l| l.is_empty()) {
+        im.listed = None;
+        let state = if mode == ConflictMode::Fail && im.total_conflicts > 0 {
+            "Failed"
+        } else {
+            "Completed"
+        };
+        if state == "Failed" {
+            im.error_code = Some("Conflicts".into());
+            im.error_message = Some(format!(
+                "{} conflicts with existing files (conflict mode Fail)",
+                im.total_conflicts
+            ));
+        }
+        finish(job, &mut engine.log, state, now);
+    }
+}
+
+enum Imported {
+    File,
+    Dir,
+    Symlink,
+    Preexisting(FileKind),
+}
+
+enum ImportError {
+    Conflict(String),
+    Other(String),
+}
+
+fn import_one<N: Namespace, S: Store, L: EventLog>(
+    engine: &mut Engine<N, S, L>,
+    rel: &str,
+    entry: &crate::ports::BlobEntry,
+    mode: ConflictMode,
+    archive_id: u32,
+) -> Result<Imported, ImportError> {
+    check_import_path(rel).map_err(|e| {
+        ImportError::Other(format!(
+            "refused blob name \"{}\": {e}",
+            entry.name.escape_debug()
+        ))
+    })?;
+    let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
+    let meta = entry.meta.clone().unwrap_or(BlobMeta {
+        kind: FileKind::Regular,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        fid: None,
+    });
+    // Parents must be real directories inside the mount (never a symlink leading elsewhere).
+    let segs: Vec<&str> = rel.split('/').collect();
+    for i in 1..segs.len() {
+        let parent = segs[..i].join("/");
+        match engine.ns.stat(parent.as_bytes()).map_err(|e| other(&e))? {
+            Some(st) if st.kind == FileKind::Directory => {}
+            Some(st) => {
+                return Err(ImportError::Other(format!(
+                    "parent \"{parent}\" is a {} , not a directory",
+                    st.kind
+                )))
+            }
+            None => engine
+                .ns
+                .make_dir(parent.as_bytes(), 0o755, meta.uid, meta.gid)
+                .map_err(|e| other(&e))?,
+        }
+    }
+    let existing = engine.ns.stat(rel.as_bytes()).map_err(|e| other(&e))?;
+    let kind = meta.kind;
+    if let Some(ex) = existing {
+        if ex.kind == FileKind::Directory && kind == FileKind::Directory {
+            return Ok(Imported::Preexisting(FileKind::Directory));
+        }
+        let replace = match mode {
+            ConflictMode::Fail => return Err(ImportError::Conflict(format!("{rel} exists"))),
+            ConflictMode::Skip => false,
+            ConflictMode::OverwriteAlways => true,
+            ConflictMode::OverwriteIfDirty => match ex.kind {
+                FileKind::Regular => engine
+                    .ns
+                    .hsm_state(rel.as_bytes())
+                    .map(|h| !h.is_clean_archive())
+                    .unwrap_or(false),
+                _ => false,
+            },
+        };
+        if !replace || ex.kind == FileKind::Directory {
+            return Ok(Imported::Preexisting(ex.kind));
+        }
+        engine
+            .ns
+            .remove_file(rel.as_bytes())
+            .map_err(|e| other(&e))?;
+    }
+    match kind {
+        FileKind::Directory => {
+            engine
+                .ns
+                .make_dir(rel.as_bytes(), meta.mode, meta.uid, meta.gid)
+                .map_err(|e| other(&e))?;
+            Ok(Imported::Dir)
+        }
+        FileKind::Symlink => {
+            let target = engine
+                .store
+                .get_bytes(&entry.name)
+                .map_err(|e: StoreError| other(&e))?;
+            engine
+                .ns
+                .make_symlink(rel.as_bytes(), &target)
+                .map_err(|e| other(&e))?;
+            Ok(Imported::Symlink)
+        }
+        _ => {
+            let attrs = ImportAttrs {
+                size: entry.size,
+                mode: 0o100000 | (meta.mode & 0o7777),
+                uid: meta.uid,
+                gid: meta.gid,
+                mtime_sec: meta.mtime_sec,
+                mtime_nsec: meta.mtime_nsec,
+            };
+            engine
+                .ns
+                .import_file(rel.as_bytes(), archive_id, &attrs)
+                .map_err(|e| other(&e))?;
+            Ok(Imported::File)
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "jobs_tests.rs"]
+mod tests;

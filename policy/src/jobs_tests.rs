@@ -1,0 +1,333 @@
+use super::*;
+use crate::engine::EngineConfig;
+use crate::fake::{FakeLog, FakeNs, FakeStore};
+use crate::model::HsmFlags;
+use crate::scope::Scope;
+use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
+
+type E = Engine<FakeNs, FakeStore, FakeLog>;
+
+fn setup() -> (E, FakeNs, FakeStore, FakeLog, JobRegistry) {
+    let ns = FakeNs::default();
+    ns.add("", FileKind::Directory, 0);
+    let store = FakeStore::default();
+    let log = FakeLog::default();
+    let cfg = EngineConfig {
+        archive_id: 1,
+        scope: Scope::new(&[String::new()], &[]).unwrap(),
+        min_age_ms: 0,
+        metadata: MetadataMode::Ignore,
+        on_delete: DeleteMode::Keep,
+        on_rename: RenameMode::Keep,
+        batch_size: 1000,
+        stale_after_ms: 30_000,
+        discover_chunk: 100,
+        job_id: "autoexport".into(),
+    };
+    let e = Engine::new(ns.clone(), store.clone(), log.clone(), cfg, 1, None, false).unwrap();
+    (e, ns, store, log, JobRegistry::in_memory(1))
+}
+
+fn job(j: &JobRegistry, e: &E, id: &str) -> JobRecord {
+    j.get(id, e.state()).unwrap()
+}
+
+#[test]
+fn manual_export_archives_new_and_dirty_files_and_completes() {
+    let (mut e, ns, store, _log, mut jobs) = setup();
+    ns.add("p", FileKind::Directory, 0);
+    ns.add("p/d", FileKind::Directory, 0);
+    let a = ns.add("p/a", FileKind::Regular, 10);
+    let b = ns.add("p/d/b", FileKind::Regular, 20);
+    let c = ns.add("p/d/c", FileKind::Regular, 30);
+    ns.set_hsm(
+        c,
+        HsmFlags {
+            exists: true,
+            archived: true,
+            ..HsmFlags::default()
+        },
+    );
+    let l = ns.add("p/l", FileKind::Symlink, 1);
+    ns.lock().nodes.get_mut(&l).unwrap().link = b"a".to_vec();
+    ns.add("q/outside", FileKind::Regular, 1);
+    let id = jobs.start_export("p", false, 1000).unwrap();
+    jobs.step(&mut e, 1000);
+    let mut archived = ns.archived_fids();
+    archived.sort();
+    assert_eq!(archived, vec![a, b]);
+    assert_eq!(
+        ns.lock().archive_calls[0].1,
+        format!("lb:j={id}:i=1").into_bytes()
+    );
+    let r = job(&jobs, &e, &id);
+    assert_eq!(r.state, "InProgress");
+    let ex = r.export.unwrap();
+    assert_eq!(
+        (
+            ex.files_discovered,
+            ex.files_already_exported,
+            ex.files_exported
+        ),
+        (5, 1, 2)
+    );
+    assert!(ex.percent_complete < 100);
+    assert!(
+        store.names().contains(&"p/d".to_string()) && store.names().contains(&"p/l".to_string())
+    );
+    e.foreign_hsm.push((a, 0));
+    e.foreign_hsm.push((b, 0));
+    jobs.step(&mut e, 2000);
+    let r = job(&jobs, &e, &id);
+    assert_eq!(r.state, "Completed");
+    let ex = r.export.unwrap();
+    assert_eq!(
+        (
+            ex.files_exported,
+            ex.bytes_exported,
+            ex.percent_complete,
+            ex.files_failed
+        ),
+        (4, 30, 100, 0)
+    );
+    assert!(r.completion_time_utc.is_some());
+}
+
+#[test]
+fn manual_export_failure_is_counted_and_logged() {
+    let (mut e, ns, _store, log, mut jobs) = setup();
+    let a = ns.add("a", FileKind::Regular, 1);
+    let id = jobs.start_export("", false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    e.foreign_hsm.push((a, libc::EIO));
+    jobs.step(&mut e, 1);
+    let r = job(&jobs, &e, &id);
+    assert_eq!(r.state, "Completed");
+    let ex = r.export.unwrap();
+    assert_eq!(ex.files_failed, 1);
+    assert_eq!(ex.error_code.as_deref(), Some("FilesFailed"));
+    assert!(log
+        .entries()
+        .iter()
+        .any(|x| x["kind"] == "failure" && x["path"] == "a" && x["job"] == id.as_str()));
+}
+
+#[test]
+fn one_job_at_a_time_and_the_refusal_names_the_running_one() {
+    let (mut e, ns, _s, _l, mut jobs) = setup();
+    ns.add("a", FileKind::Regular, 1);
+    let e1 = jobs.start_export("", true, 0).unwrap_err();
+    assert!(e1.to_string().contains("job autoexport"), "{e1}");
+    let id = jobs.start_export("", false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    let e2 = jobs.start_import("", "Fail", -1, false, 0).unwrap_err();
+    assert!(matches!(e2, JobsError::Busy(_)));
+    assert!(e2.to_string().contains(&id), "{e2}");
+    assert_eq!(jobs.running_manual(), Some(id));
+}
+
+#[test]
+fn cancel_sends_hsm_cancel_and_ends_canceled() {
+    let (mut e, ns, _s, _l, mut jobs) = setup();
+    let a = ns.add("a", FileKind::Regular, 1);
+    let id = jobs.start_export("", false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    jobs.cancel(&id, 1).unwrap();
+    jobs.step(&mut e, 2);
+    assert_eq!(job(&jobs, &e, &id).state, "Canceled");
+    assert_eq!(ns.lock().cancel_calls, vec![vec![a]]);
+    assert!(jobs.cancel(&id, 3).is_err());
+    assert!(matches!(
+        jobs.cancel("nope", 3),
+        Err(JobsError::NotFound(_))
+    ));
+}
+
+fn meta(kind: FileKind, mode: u32) -> Option<BlobMeta> {
+    Some(BlobMeta {
+        kind,
+        mode,
+        uid: 7,
+        gid: 8,
+        mtime_sec: 1_600_000_000,
+        mtime_nsec: 5,
+        fid: None,
+    })
+}
+
+#[test]
+fn import_creates_stubs_dirs_and_symlinks_and_refuses_traversal() {
+    let (mut e, ns, store, log, mut jobs) = setup();
+    store.put("proj", b"", meta(FileKind::Directory, 0o750));
+    store.put("proj/a.dat", b"hello", meta(FileKind::Regular, 0o640));
+    store.put("proj/deep/b.dat", b"xy", None);
+    store.put("proj/link", b"a.dat", meta(FileKind::Symlink, 0o777));
+    store.put("proj/../escape", b"x", None);
+    store.put("proj/bad\u{1}name", b"x", None);
+    store.put("other/x", b"x", None);
+    let id = jobs.start_import("", "Fail", -1, false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    let r = job(&jobs, &e, &id);
+    assert_eq!(r.state, "Completed", "{r:?}");
+    let im = r.import.unwrap();
+    assert_eq!(im.total_blobs_walked, 7);
+    assert_eq!(
+        (
+            im.imported_files,
+            im.imported_directories,
+            im.imported_symlinks
+        ),
+        (3, 1, 1)
+    );
+    assert_eq!(im.total_errors, 2);
+    let a = ns.fid_of("proj/a.dat").unwrap();
+    let node = ns.lock().nodes[&a].clone();
+    assert_eq!(
+        (
+            node.stat.size,
+            node.stat.mode & 0o7777,
+            node.stat.uid,
+            node.stat.gid
+        ),
+        (5, 0o640, 7, 8)
+    );
+    assert!(node.hsm.released && node.hsm.archived);
+    let proj = ns.fid_of("proj").unwrap();
+    assert_eq!(ns.lock().nodes[&proj].stat.mode, 0o750);
+    assert!(
+        ns.fid_of("proj/deep").is_some(),
+        "missing parent directories are created"
+    );
+    let link = ns.fid_of("proj/link").unwrap();
+    assert_eq!(ns.lock().nodes[&link].link, b"a.dat");
+    assert!(ns.fid_of("escape").is_none() && ns.fid_of("proj/../escape").is_none());
+    let refused: Vec<_> = log
+        .entries()
+        .into_iter()
+        .filter(|x| x["operation"] == "import")
+        .collect();
+    assert_eq!(refused.len(), 2);
+    assert!(refused
+        .iter()
+        .all(|x| x["error"].as_str().unwrap().contains("refused blob name")));
+}
+
+#[test]
+fn import_of_a_prefix_takes_only_blobs_under_it() {
+    let (mut e, ns, store, _log, mut jobs) = setup();
+    store.put("proj/a", b"1", None);
+    store.put("projX/b", b"1", None);
+    let id = jobs.start_import("proj/", "Fail", -1, false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    let im = job(&jobs, &e, &id).import.unwrap();
+    assert_eq!((im.total_blobs_walked, im.imported_files), (1, 1));
+    assert!(ns.fid_of("proj/a").is_some() && ns.fid_of("projX/b").is_none());
+}
+
+#[test]
+fn import_never_writes_through_a_symlinked_parent() {
+    let (mut e, ns, store, _log, mut jobs) = setup();
+    let l = ns.add("d", FileKind::Symlink, 4);
+    ns.lock().nodes.get_mut(&l).unwrap().link = b"/etc".to_vec();
+    store.put("d/passwd", b"x", None);
+    let id = jobs.start_import("", "Skip", -1, false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    let im = job(&jobs, &e, &id).import.unwrap();
+    assert_eq!((im.total_errors, im.imported_files), (1, 0));
+}
+
+#[test]
+fn import_conflict_modes() {
+    for (mode, state, imported, preexisting, conflicts) in [
+        ("Fail", "Failed", 0, 0, 1),
+        ("Skip", "Completed", 0, 1, 0),
+        ("OverwriteIfDirty", "Completed", 1, 0, 0),
+        ("OverwriteAlways", "Completed", 1, 0, 0),
+    ] {
+        let (mut e, ns, store, _log, mut jobs) = setup();
+        let f = ns.add("x", FileKind::Regular, 1);
+        ns.set_hsm(
+            f,
+            HsmFlags {
+                exists: true,
+                archived: true,
+                dirty: true,
+                ..HsmFlags::default()
+            },
+        );
+        store.put("x", b"blob", meta(FileKind::Regular, 0o600));
+        let id = jobs.start_import("", mode, -1, false, 0).unwrap();
+        jobs.step(&mut e, 0);
+        let r = job(&jobs, &e, &id);
+        let im = r.import.unwrap();
+        assert_eq!(r.state, state, "{mode}");
+        assert_eq!(
+            (im.imported_files, im.preexisting_files, im.total_conflicts),
+            (imported, preexisting, conflicts),
+            "{mode}"
+        );
+    }
+    // OverwriteIfDirty keeps a clean archived file.
+    let (mut e, ns, store, _log, mut jobs) = setup();
+    let f = ns.add("x", FileKind::Regular, 1);
+    ns.set_hsm(
+        f,
+        HsmFlags {
+            exists: true,
+            archived: true,
+            ..HsmFlags::default()
+        },
+    );
+    store.put("x", b"blob", None);
+    let id = jobs
+        .start_import("", "OverwriteIfDirty", -1, false, 0)
+        .unwrap();
+    jobs.step(&mut e, 0);
+    assert_eq!(job(&jobs, &e, &id).import.unwrap().preexisting_files, 1);
+    assert!(jobs.start_import("", "Sometimes", -1, false, 0).is_err());
+}
+
+#[test]
+fn maximum_errors_fails_the_import() {
+    let (mut e, _ns, store, _log, mut jobs) = setup();
+    store.put("a/../b", b"", None);
+    store.put("c/../d", b"", None);
+    store.put("e", b"", None);
+    let id = jobs.start_import("", "Fail", 0, false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    let r = job(&jobs, &e, &id);
+    assert_eq!(r.state, "Failed");
+    assert_eq!(
+        r.import.unwrap().error_code.as_deref(),
+        Some("MaximumErrorsExceeded")
+    );
+}
+
+#[test]
+fn history_survives_a_restart_and_running_jobs_end_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = StateFile::new(dir.path().join("jobs.json"));
+    let (mut e, ns, _s, _l, _) = setup();
+    ns.add("a", FileKind::Regular, 1);
+    let mut jobs = JobRegistry::open(f.clone(), 1).unwrap();
+    let id = jobs.start_export("", false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    drop(jobs);
+    let jobs = JobRegistry::open(f, 1).unwrap();
+    let r = job(&jobs, &e, &id);
+    assert_eq!(r.state, "Failed");
+    assert_eq!(r.export.unwrap().error_code.as_deref(), Some("Interrupted"));
+    let list = jobs.list(e.state());
+    assert_eq!(list[0].id, "autoexport");
+    assert_eq!(list[1].id, id);
+}
+
+#[test]
+fn import_path_checks() {
+    for ok in ["a", "a/b", "a b/c%d#?"] {
+        assert!(check_import_path(ok).is_ok(), "{ok}");
+    }
+    for bad in ["", "/a", "a/../b", "..", "a/./b", "a//b", "a\nb", "a\u{7f}"] {
+        assert!(check_import_path(bad).is_err(), "{bad:?}");
+    }
+}

@@ -1,0 +1,469 @@
+//! The auto-export status as users see it: Azure's REST field names for `status --json`
+//! (DESIGN §10), the portal's counter names for `status`, and the Prometheus text format.
+
+use crate::engine::rfc3339;
+use crate::state::State;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+const MIB: u64 = 1 << 20;
+
+/// `lustre-blob status --json`: Azure's auto-export job fields plus a few of ours (camelCase).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoExportStatus {
+    /// InProgress, Disabling, Disabled, DisableFailed, Failed.
+    pub state: String,
+    pub status_code: String,
+    pub status_message: String,
+    pub total_files_exported: u64,
+    #[serde(rename = "totalMiBExported")]
+    pub total_mib_exported: u64,
+    pub total_files_failed: u64,
+    pub export_iteration_count: u64,
+    #[serde(rename = "lastSuccessfulIterationCompletionTimeUTC")]
+    pub last_successful_iteration_completion_time_utc: Option<String>,
+    pub current_iteration_files_discovered: u64,
+    #[serde(rename = "currentIterationMiBDiscovered")]
+    pub current_iteration_mib_discovered: u64,
+    pub current_iteration_files_exported: u64,
+    #[serde(rename = "currentIterationMiBExported")]
+    pub current_iteration_mib_exported: u64,
+    pub current_iteration_files_failed: u64,
+    #[serde(rename = "lastStartedTimeUTC")]
+    pub last_started_time_utc: Option<String>,
+    #[serde(rename = "lastCompletionTimeUTC")]
+    pub last_completion_time_utc: Option<String>,
+    // ---- beyond Azure
+    pub current_iteration: Option<u64>,
+    pub current_iteration_running: bool,
+    pub total_bytes_exported: u64,
+    pub pending_files: u64,
+    pub in_flight_files: u64,
+    pub pending_namespace_operations: u64,
+    /// Age in seconds of the oldest change not yet exported (0 when none).
+    pub oldest_unexported_change_age_seconds: f64,
+    /// "Before you delete, check": nothing pending, nothing failed, last iteration clean.
+    pub everything_exported: bool,
+}
+
+/// Oldest change not yet exported (Unix ms), over pending, queued and in-flight work.
+pub fn oldest_unexported_ms(st: &State) -> Option<u64> {
+    let mut oldest: Option<u64> = None;
+    let mut note = |t: u64| oldest = Some(oldest.map_or(t, |o| o.min(t)));
+    st.pending.values().for_each(|p| note(p.first_change_ms));
+    st.inflight.values().for_each(|p| note(p.first_change_ms));
+    st.ns_ops.iter().for_each(|o| note(o.at_ms));
+    if let Some(it) = &st.iteration {
+        it.to_discover
+            .iter()
+            .for_each(|(_, p)| note(p.first_change_ms));
+    }
+    oldest
+}
+
+/// Builds the status from the engine state. `disabling`: disabled with work still in flight.
+pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStatus {
+    let cur = st
+        .iteration
+        .as_ref()
+        .map(|i| &i.counters)
+        .or(st.last_iteration.as_ref());
+    let c = cur.cloned().unwrap_or_default();
+    let busy = !st.inflight.is_empty() || st.iteration.is_some();
+    let state = match (st.autoexport_enabled, reader_error, busy) {
+        (_, Some(_), _) => "Failed",
+        (true, None, _) => "InProgress",
+        (false, None, true) => "Disabling",
+        (false, None, false) => "Disabled",
+    };
+    let last_failed = st
+        .last_iteration
+        .as_ref()
+        .is_some_and(|l| l.files_failed > 0);
+    let (status_code, status_message) = match reader_error {
+        Some(e) => ("ChangelogReadFailed".to_string(), e.to_string()),
+        None if last_failed => (
+            "Success".to_string(),
+            "files failed in the last iteration; see the logging container".to_string(),
+        ),
+        None => ("Success".to_string(), String::new()),
+    };
+    let oldest = oldest_unexported_ms(st);
+    let age = oldest
+        .map(|o| now.saturating_sub(o) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let nothing_pending = st.pending.is_empty()
+        && st.inflight.is_empty()
+        && st.ns_ops.is_empty()
+        && st.meta_pending.is_empty()
+        && st.iteration.is_none();
+    AutoExportStatus {
+        state: state.to_string(),
+        status_code,
+        status_message,
+        total_files_exported: st.totals.files_exported,
+        total_mib_exported: st.totals.bytes_exported / MIB,
+        total_files_failed: st.totals.files_failed,
+        export_iteration_count: st.totals.iterations_completed,
+        last_successful_iteration_completion_time_utc: st.totals.last_successful_ms.map(rfc3339),
+        current_iteration_files_discovered: c.files_discovered,
+        current_iteration_mib_discovered: c.bytes_discovered / MIB,
+        current_iteration_files_exported: c.files_exported,
+        current_iteration_mib_exported: c.bytes_exported / MIB,
+        current_iteration_files_failed: c.files_failed,
+        last_started_time_utc: st.totals.last_started_ms.map(rfc3339),
+        last_completion_time_utc: st.totals.last_completed_ms.map(rfc3339),
+        current_iteration: cur.map(|c| c.number),
+        current_iteration_running: st.iteration.is_some(),
+        total_bytes_exported: st.totals.bytes_exported,
+        pending_files: (st.pending.len() + st.iteration.as_ref().map_or(0, |i| i.to_discover.len()))
+            as u64,
+        in_flight_files: st.inflight.len() as u64,
+        pending_namespace_operations: (st.ns_ops.len() + st.meta_pending.len()) as u64,
+        oldest_unexported_change_age_seconds: age,
+        everything_exported: nothing_pending
+            && !last_failed
+            && st.totals.last_successful_ms.is_some(),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2}", bytes as f64 / MIB as f64)
+}
+
+/// The human form, with the portal's counter names.
+pub fn render_human(s: &AutoExportStatus) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "Auto-export: {}", s.state);
+    if !s.status_message.is_empty() {
+        let _ = writeln!(o, "  {}: {}", s.status_code, s.status_message);
+    }
+    let _ = writeln!(o, "Overall");
+    let _ = writeln!(
+        o,
+        "  Total Files Exported:       {}",
+        s.total_files_exported
+    );
+    let _ = writeln!(
+        o,
+        "  Total MiB Exported:         {}",
+        mib(s.total_bytes_exported)
+    );
+    let _ = writeln!(o, "  Total Files Failed:         {}", s.total_files_failed);
+    let _ = writeln!(
+        o,
+        "  Iterations Completed:       {}",
+        s.export_iteration_count
+    );
+    let _ = writeln!(
+        o,
+        "  Last Successful Iteration:  {}",
+        s.last_successful_iteration_completion_time_utc
+            .as_deref()
+            .unwrap_or("never")
+    );
+    match s.current_iteration {
+        Some(n) => {
+            let _ = writeln!(
+                o,
+                "Iteration {n} ({})",
+                if s.current_iteration_running {
+                    "running, so far"
+                } else {
+                    "completed"
+                }
+            );
+            let _ = writeln!(
+                o,
+                "  Files Discovered:           {}",
+                s.current_iteration_files_discovered
+            );
+            let _ = writeln!(
+                o,
+                "  MiB Discovered:             {}",
+                s.current_iteration_mib_discovered
+            );
+            let _ = writeln!(
+                o,
+                "  Files Exported:             {}",
+                s.current_iteration_files_exported
+            );
+            let _ = writeln!(
+                o,
+                "  MiB Exported:               {}",
+                s.current_iteration_mib_exported
+            );
+            let _ = writeln!(
+                o,
+                "  Files Failed:               {}",
+                s.current_iteration_files_failed
+            );
+        }
+        None => {
+            let _ = writeln!(o, "No iteration yet");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "Pending: {} files, {} in flight, {} namespace operations; oldest unexported change: {:.0}s",
+        s.pending_files, s.in_flight_files, s.pending_namespace_operations, s.oldest_unexported_change_age_seconds
+    );
+    let _ = writeln!(
+        o,
+        "Everything exported: {}",
+        if s.everything_exported {
+            "yes (no pending changes, no failed files, last iteration clean)"
+        } else {
+            "no"
+        }
+    );
+    o
+}
+
+/// Prometheus text exposition of the status.
+pub fn render_metrics(s: &AutoExportStatus) -> String {
+    let mut o = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, v: f64| {
+        let _ = writeln!(o, "# HELP lustre_blob_{name} {help}");
+        let _ = writeln!(o, "# TYPE lustre_blob_{name} {kind}");
+        let _ = writeln!(o, "lustre_blob_{name} {v}");
+    };
+    metric(
+        "total_files_exported",
+        "counter",
+        "Total Files Exported.",
+        s.total_files_exported as f64,
+    );
+    metric(
+        "total_bytes_exported",
+        "counter",
+        "Total bytes exported (Total MiB Exported x 2^20).",
+        s.total_bytes_exported as f64,
+    );
+    metric(
+        "total_files_failed",
+        "counter",
+        "Files failed over all iterations.",
+        s.total_files_failed as f64,
+    );
+    metric(
+        "iterations_completed",
+        "counter",
+        "Iterations Completed.",
+        s.export_iteration_count as f64,
+    );
+    metric(
+        "current_iteration_files_discovered",
+        "gauge",
+        "Files Discovered in the current iteration so far.",
+        s.current_iteration_files_discovered as f64,
+    );
+    metric(
+        "current_iteration_mib_discovered",
+        "gauge",
+        "MiB Discovered in the current iteration so far.",
+        s.current_iteration_mib_discovered as f64,
+    );
+    metric(
+        "current_iteration_files_exported",
+        "gauge",
+        "Files Exported in the current iteration so far.",
+        s.current_iteration_files_exported as f64,
+    );
+    metric(
+        "current_iteration_mib_exported",
+        "gauge",
+        "MiB Exported in the current iteration so far.",
+        s.current_iteration_mib_exported as f64,
+    );
+    metric(
+        "current_iteration_files_failed",
+        "gauge",
+        "Files Failed in the current iteration so far.",
+        s.current_iteration_files_failed as f64,
+    );
+    metric(
+        "pending_files",
+        "gauge",
+        "Changed files waiting for an iteration.",
+        s.pending_files as f64,
+    );
+    metric(
+        "in_flight_files",
+        "gauge",
+        "Archive requests sent and not completed.",
+        s.in_flight_files as f64,
+    );
+    metric(
+        "oldest_unexported_change_age_seconds",
+        "gauge",
+        "Age of the oldest change not yet exported.",
+        s.oldest_unexported_change_age_seconds,
+    );
+    let last = s
+        .last_successful_iteration_completion_time_utc
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    metric(
+        "last_successful_iteration_timestamp_seconds",
+        "gauge",
+        "End time of the last iteration with zero failed files (Unix seconds, 0 = never).",
+        last,
+    );
+    metric(
+        "autoexport_enabled",
+        "gauge",
+        "1 while auto-export is InProgress.",
+        if s.state == "InProgress" { 1.0 } else { 0.0 },
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Fid;
+    use crate::state::{InFlight, IterCounters, Iteration, Pending};
+
+    fn state() -> State {
+        let mut st = State {
+            autoexport_enabled: true,
+            ..State::default()
+        };
+        st.totals.files_exported = 5;
+        st.totals.bytes_exported = 3 * MIB + 5;
+        st.totals.iterations_completed = 2;
+        st.totals.last_successful_ms = Some(1_700_000_000_000);
+        st.iteration = Some(Iteration {
+            counters: IterCounters {
+                number: 3,
+                files_discovered: 4,
+                bytes_discovered: 2 * MIB,
+                files_exported: 1,
+                bytes_exported: MIB,
+                ..IterCounters::default()
+            },
+            ..Iteration::default()
+        });
+        st.pending.insert(
+            Fid::new(1, 1, 0),
+            Pending {
+                holds: vec![],
+                last_change_ms: 9_000,
+                first_change_ms: 8_000,
+                attempts: 0,
+            },
+        );
+        st.inflight.insert(
+            Fid::new(1, 2, 0),
+            InFlight {
+                holds: vec![],
+                path: "a".into(),
+                size: 1,
+                submitted_ms: 0,
+                first_change_ms: 5_000,
+                attempts: 0,
+            },
+        );
+        st
+    }
+
+    #[test]
+    fn json_uses_azure_field_names() {
+        let s = build(&state(), 10_000, None);
+        let v = serde_json::to_value(&s).unwrap();
+        for key in [
+            "state",
+            "statusCode",
+            "statusMessage",
+            "totalFilesExported",
+            "totalMiBExported",
+            "totalFilesFailed",
+            "exportIterationCount",
+            "lastSuccessfulIterationCompletionTimeUTC",
+            "currentIterationFilesDiscovered",
+            "currentIterationMiBDiscovered",
+            "currentIterationFilesExported",
+            "currentIterationMiBExported",
+            "currentIterationFilesFailed",
+            "lastStartedTimeUTC",
+            "lastCompletionTimeUTC",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}: {v}");
+        }
+        assert_eq!(v["state"], "InProgress");
+        assert_eq!(v["totalMiBExported"], 3);
+        assert_eq!(v["currentIterationMiBDiscovered"], 2);
+        assert_eq!(
+            v["lastSuccessfulIterationCompletionTimeUTC"],
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(v["oldestUnexportedChangeAgeSeconds"], 5.0);
+        assert_eq!(v["everythingExported"], false);
+    }
+
+    #[test]
+    fn states_follow_enablement_and_work_in_flight() {
+        let mut st = state();
+        assert_eq!(build(&st, 0, None).state, "InProgress");
+        st.autoexport_enabled = false;
+        assert_eq!(build(&st, 0, None).state, "Disabling");
+        st.iteration = None;
+        st.inflight.clear();
+        assert_eq!(build(&st, 0, None).state, "Disabled");
+        let f = build(&st, 0, Some("changelog: Permission denied"));
+        assert_eq!(
+            (f.state.as_str(), f.status_code.as_str()),
+            ("Failed", "ChangelogReadFailed")
+        );
+    }
+
+    #[test]
+    fn everything_exported_only_when_idle_and_clean() {
+        let mut st = state();
+        st.iteration = None;
+        st.pending.clear();
+        st.inflight.clear();
+        st.last_iteration = Some(IterCounters {
+            number: 3,
+            ..IterCounters::default()
+        });
+        assert!(build(&st, 0, None).everything_exported);
+        st.last_iteration = Some(IterCounters {
+            number: 3,
+            files_failed: 1,
+            ..IterCounters::default()
+        });
+        assert!(!build(&st, 0, None).everything_exported);
+    }
+
+    #[test]
+    fn human_and_metrics_name_the_counters() {
+        let s = build(&state(), 10_000, None);
+        let h = render_human(&s);
+        for name in [
+            "Total Files Exported",
+            "Total MiB Exported",
+            "Iterations Completed",
+            "Last Successful Iteration",
+            "Files Discovered",
+            "MiB Discovered",
+            "Files Exported",
+            "MiB Exported",
+            "Files Failed",
+        ] {
+            assert!(h.contains(name), "{name} missing in\n{h}");
+        }
+        let m = render_metrics(&s);
+        assert!(m.contains("lustre_blob_total_files_exported 5\n"), "{m}");
+        assert!(
+            m.contains("lustre_blob_oldest_unexported_change_age_seconds 5\n"),
+            "{m}"
+        );
+        assert!(m.contains("# TYPE lustre_blob_iterations_completed counter"));
+    }
+}
