@@ -29,6 +29,8 @@ const READ_BATCH: usize = 4096;
 const POLL_INTERVAL: Duration = Duration::from_millis(300);
 /// In-flight files without CL_HSM for this long are checked against their HSM state.
 const STALE_AFTER_MS: u64 = 30_000;
+/// State saves at most this often (write-ahead saves before archive requests are immediate).
+const SAVE_INTERVAL_MS: u64 = 500;
 
 pub enum Msg {
     Records {
@@ -324,7 +326,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         let now = now_ms();
         self.engine.step(now)?;
         self.jobs.step(&mut self.engine, now);
-        self.engine.persist()?;
+        self.engine.persist_due(now, SAVE_INTERVAL_MS)?;
         let mut i = 0;
         while i < self.flushes.len() {
             let f = &self.flushes[i];

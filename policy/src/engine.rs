@@ -128,6 +128,7 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// collected while `collect_foreign` is set: (FID, errno).
     pub foreign_hsm: Vec<(Fid, i32)>,
     pub collect_foreign: bool,
+    last_save_ms: u64,
 }
 
 impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
@@ -172,6 +173,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             last_stale_check_ms: 0,
             foreign_hsm: Vec::new(),
             collect_foreign: false,
+            last_save_ms: 0,
         })
     }
 
@@ -886,26 +888,38 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
 
     /// Saves the state if it changed, then clears each changelog below its lowest held record.
     pub fn persist(&mut self) -> Result<(), EngineError> {
+        self.persist_inner()
+    }
+
+    /// Like [`Engine::persist`], but saves at most every `interval_ms` (a busy changelog would
+    /// otherwise rewrite a large state file on every round). The changelog is only cleared from
+    /// a state that is on disk, so a crash replays what the saved cursor has not covered.
+    pub fn persist_due(&mut self, now: u64, interval_ms: u64) -> Result<(), EngineError> {
+        if self.changed && now.saturating_sub(self.last_save_ms) < interval_ms {
+            return Ok(());
+        }
+        self.last_save_ms = now;
+        self.persist_inner()
+    }
+
+    fn persist_inner(&mut self) -> Result<(), EngineError> {
         if self.changed {
             self.save()?;
         }
+        // The state is on disk: clear below what it still holds.
         let points = self.clear_points();
-        let mut advanced = false;
         for (m, p) in points.into_iter().enumerate() {
             if p > self.st.cursors[m].cleared {
                 match self.ns.clear_changelog(m, p) {
                     Ok(()) => {
+                        // Saved with the next change; clearing again after a crash is harmless.
                         self.st.cursors[m].cleared = p;
-                        advanced = true;
                     }
                     Err(e) => {
                         tracing::warn!(mdt = m, endrec = p, error = %e, "changelog_clear failed; will retry")
                     }
                 }
             }
-        }
-        if advanced {
-            self.save()?;
         }
         Ok(())
     }

@@ -347,6 +347,49 @@ fn changelog_is_cleared_only_below_unfinished_work() {
 }
 
 #[test]
+fn rate_limited_saves_never_clear_beyond_the_saved_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = StateFile::new(dir.path().join("state.json"));
+    let mut t = T::with_file(cfg(), Some(file.clone()));
+    t.e.persist().unwrap();
+    t.file("other/x", 1); // out of scope: clearable at once, once saved
+    t.e.persist_due(100, 1_000).unwrap();
+    assert_eq!(
+        t.ns.lock().cleared.get(&0),
+        None,
+        "not saved yet, so not cleared"
+    );
+    assert_eq!(
+        file.load::<State>().unwrap().unwrap().cursors[0].last_read,
+        0
+    );
+    t.e.persist_due(2_000, 1_000).unwrap();
+    assert_eq!(t.ns.lock().cleared.get(&0), Some(&1));
+    assert_eq!(
+        file.load::<State>().unwrap().unwrap().cursors[0].last_read,
+        1
+    );
+}
+
+#[test]
+fn files_discovered_grows_so_far_during_an_iteration() {
+    let mut c = cfg();
+    c.discover_chunk = 2;
+    let mut t = T::new(c);
+    for i in 0..5 {
+        t.file(&format!("projects/f{i}"), 1 << 20);
+    }
+    t.step();
+    let c = t.current();
+    assert_eq!((c.files_discovered, c.bytes_discovered), (2, 2 << 20));
+    assert!(t.e.state().iteration.is_some());
+    t.step();
+    t.step();
+    assert_eq!(t.current().files_discovered, 5);
+    assert_eq!(t.ns.archived_fids().len(), 5);
+}
+
+#[test]
 fn batches_respect_batch_size_and_a_refused_batch_is_split() {
     let mut c = cfg();
     c.batch_size = 2;

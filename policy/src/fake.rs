@@ -335,6 +335,9 @@ impl Store for FakeStore {
         self.lock().remove(name);
         Ok(())
     }
+    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError> {
+        Ok(self.lock().get(name).and_then(|b| b.1.clone()))
+    }
     fn exists(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.lock().contains_key(name))
     }

@@ -129,12 +129,23 @@ impl LustreNs {
 
 /// Probes MDT changelogs `<fsname>-MDT0000`, `...0001`, ... until one cannot be opened.
 pub fn discover_mdts(mount: &lustre::Mount) -> Result<Vec<String>, lustre::Error> {
-    let mut out = Vec::new();
-    for i in 0..256u32 {
+    // MDT0000 always exists: a failure there is retried briefly (a starting MDS), then reported.
+    let mut tries = 0;
+    let first = loop {
+        match lustre::ChangelogReader::start(&mount.mdt_name(0), 0, false) {
+            Ok(_) => break mount.mdt_name(0),
+            Err(e) if tries >= 20 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
+    };
+    let mut out = vec![first];
+    for i in 1..256u32 {
         let name = mount.mdt_name(i);
         match lustre::ChangelogReader::start(&name, 0, false) {
             Ok(_) => out.push(name),
-            Err(e) if i == 0 => return Err(e),
             Err(_) => break,
         }
     }
@@ -456,6 +467,11 @@ impl Store for BlobPort {
             }
             Ok(out)
         })
+    }
+    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError> {
+        let n = self.name(name)?;
+        let info = self.rt.block_on(self.store.head(&n)).map_err(store_err)?;
+        Ok(info.and_then(|i| i.metadata).as_ref().map(from_blob_meta))
     }
     fn exists(&self, name: &str) -> Result<bool, StoreError> {
         let n = self.name(name)?;

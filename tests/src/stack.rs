@@ -66,6 +66,11 @@ impl Stack {
             store.create_container(&container);
         }
         store.create_container(&logs);
+        if opts.azurite_on_disk {
+            // Azurite on disk saves its metadata every ~5 s: let the containers reach the disk
+            // before anything can kill it.
+            std::thread::sleep(Duration::from_secs(6));
+        }
         let mut policy = PolicyFile::new(
             sim.mount(),
             &user,

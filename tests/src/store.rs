@@ -45,6 +45,9 @@ pub struct Store {
     dir: tempfile::TempDir,
     proc: Option<Proc>,
     starts: u32,
+    /// Containers made with `create_container`, made again after a restart (Azurite on disk
+    /// persists its metadata only every ~5 s, so a young container can vanish with `kill -9`).
+    containers: std::sync::Mutex<Vec<String>>,
 }
 
 /// The azurite-blob binary: `LUSTRE_BLOB_AZURITE`, else `scripts/install-azurite` (cached).
@@ -86,6 +89,7 @@ impl Store {
             dir,
             proc: None,
             starts: 0,
+            containers: std::sync::Mutex::new(Vec::new()),
         };
         s.spawn();
         s
@@ -140,10 +144,14 @@ impl Store {
         }
     }
 
-    /// Starts it again on the same port.
+    /// Starts it again on the same port, and makes the containers of `create_container` again.
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
+        let names = self.containers.lock().expect("lock").clone();
+        for n in names {
+            self.create_container(&n);
+        }
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -218,6 +226,10 @@ impl Store {
             "create container {name}: {}",
             r.status
         );
+        let mut list = self.containers.lock().expect("lock");
+        if !list.iter().any(|c| c == name) {
+            list.push(name.to_string());
+        }
     }
 
     /// Puts a block blob under a raw name (any bytes: percent-encoded on the wire).

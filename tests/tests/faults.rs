@@ -7,9 +7,10 @@
 //!
 //! Azurite runs with `--location` (on disk) in the kill round: in memory it would lose every
 //! blob when killed. Even on disk, Azurite writes its metadata database only every ~5 s, so a
-//! `kill -9` can lose blobs it had already acknowledged (real Azure never does). Files whose
-//! export record (`trusted.lustre_blob`, written after the commit) is dated within 6 s before an
-//! Azurite kill and whose blob is gone are reported separately as lost by the emulator, not
+//! `kill -9` can lose blobs it had already acknowledged (real Azure never does; measured: up to
+//! ~10 s before the kill). Files whose
+//! export record (`trusted.lustre_blob`, written after the commit) is dated from 15 s before to 5 s
+//! after an Azurite kill and whose blob is gone are reported separately as lost by the emulator, not
 //! counted against the product; every other file must be exact.
 //!
 //! Disk-full is not covered here: the simulator's mount is a directory the harness creates, and
@@ -105,7 +106,7 @@ fn exported_at(path: &std::path::Path) -> Option<chrono::DateTime<chrono::Utc>> 
 }
 
 /// Every file: a blob with the same bytes, and `lfs hsm_state` archived and clean. A missing
-/// blob recorded as exported within 6 s before one of `azurite_kills` is the emulator's loss.
+/// blob recorded as exported within 15 s before one of `azurite_kills` is the emulator's loss.
 fn verify_exported(
     stack: &Stack,
     files: &[(String, String, u64)],
@@ -119,9 +120,11 @@ fn verify_exported(
             None => {
                 let at = exported_at(&stack.mount().join(rel));
                 let lost_by_azurite = at.is_some_and(|t| {
-                    azurite_kills
-                        .iter()
-                        .any(|k| t <= *k && *k - t <= chrono::Duration::seconds(6))
+                    azurite_kills.iter().any(|k| {
+                        // The record is written just after the commit, so it may postdate the kill.
+                        *k - t <= chrono::Duration::seconds(15)
+                            && t - *k <= chrono::Duration::seconds(5)
+                    })
                 });
                 if lost_by_azurite {
                     emulator_lost.push(rel.clone());
