@@ -402,7 +402,24 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         Some(v) => v.clone(),
         None => discover_mdts(&mount)?,
     };
-    let store = blob::BlobStore::open(&target_spec(&policy))?;
+    let spec = target_spec(&policy);
+    let store = blob::BlobStore::open(&spec).map_err(|e| {
+        // Name the credential files involved (never their contents).
+        let files: Vec<String> = [
+            ("account_key_file", &spec.account_key_file),
+            ("sas_token_file", &spec.sas_token_file),
+            ("connection_string_file", &spec.connection_string_file),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|p| format!("{k} {}", p.display())))
+        .collect();
+        let what = if files.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", files.join(", "))
+        };
+        anyhow::Error::new(e).context(format!("{}: blob target{what}", policy_path.display()))
+    })?;
     let log_store = store.with_container(&policy.logging.container)?;
     let sink = blob::LogSink::new(log_store, "", "lustre-blob", 1000);
     let ns = LustreNs {

@@ -702,7 +702,16 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let text = lossy(&path);
         let st = match self.ns.stat(&path) {
             Ok(Some(st)) => st,
-            Ok(None) => return None,
+            Ok(None) => {
+                // Deleted meanwhile, or a path that does not lead back to the file (a name the
+                // path API could not carry): only the second is a failure.
+                if matches!(self.ns.fid2path(&fid), Ok(Some(_))) {
+                    let why =
+                        "the file exists but its path does not resolve (name not representable?)";
+                    self.fail(Some(fid), &text, "export", why.to_string(), now);
+                }
+                return None;
+            }
             Err(e) => return self.discover_error(fid, p, &text, e, now),
         };
         match st.kind {
@@ -740,6 +749,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     return None; // archived and clean: nothing to do
                 }
                 self.discovered(st.size);
+                // A name no blob can carry fails here with its reason, without a request.
+                if let Err(e) = self.store.name_for(&path) {
+                    self.fail(Some(fid), &text, "archive", e.to_string(), now);
+                    return None;
+                }
                 Some(InFlight {
                     holds: p.holds,
                     path: text,

@@ -706,3 +706,37 @@ fn flush_waits_for_changes_before_it_and_lists_failures() {
     assert_eq!(out.failures[0].path, "projects/b.dat");
     assert!(t.e.state().pending.contains_key(&c));
 }
+
+#[test]
+fn uncarriable_names_and_unresolvable_paths_fail_with_a_reason() {
+    let mut t = T::new(cfg());
+    let bad = t.file("projects/bad-\u{1}-name", 1);
+    let lost = t.file("projects/lost", 1);
+    // fid2path now answers a path that does not lead back to the file (a lossy name).
+    t.ns.lock()
+        .path_override
+        .insert(lost, b"projects/l\xef\xbf\xbdst".to_vec());
+    t.step();
+    assert!(
+        t.ns.archived_fids().is_empty(),
+        "no request for either: {:?} bad={bad} lost={lost} {:?}",
+        t.ns.archived_fids(),
+        t.log.entries()
+    );
+    assert_eq!(t.totals().files_failed, 2);
+    let entries = t.log.entries();
+    let reason = |p: &str| {
+        entries
+            .iter()
+            .find(|e| e["kind"] == "failure" && e["path"].as_str().is_some_and(|x| x.contains(p)))
+            .map(|e| e["error"].to_string())
+    };
+    assert!(
+        reason("bad-").unwrap().contains("invalid blob name"),
+        "{entries:?}"
+    );
+    assert!(
+        reason("l\u{fffd}st").unwrap().contains("does not resolve"),
+        "{entries:?}"
+    );
+}
