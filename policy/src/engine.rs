@@ -30,6 +30,8 @@ use serde_json::json;
 pub const EXPORT_XATTR: &str = "trusted.lustre_blob";
 /// A file re-queued this many times (CANCELED/EBUSY/transient) fails on the next such error.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// Bound of the out-of-scope FID cache.
+const OUT_OF_SCOPE_CAP: usize = 1 << 20;
 
 /// What the engine needs from the policy file, plus internal tunables.
 #[derive(Debug, Clone)]
@@ -117,6 +119,9 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     pub log: L,
     cfg: EngineConfig,
     dirs: DirCache,
+    /// FIDs found out of scope: their further records cost no fid2path. Cleared by renames
+    /// (a path, hence the scope, may change) and when it grows past its bound.
+    out_of_scope: std::collections::HashSet<Fid>,
     st: State,
     file: Option<StateFile>,
     changed: bool,
@@ -164,6 +169,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             log,
             cfg,
             dirs: DirCache::new(1 << 20),
+            out_of_scope: std::collections::HashSet::new(),
             st,
             file,
             changed: true,
@@ -189,6 +195,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     pub fn reconfigure(&mut self, cfg: EngineConfig) {
         self.cfg = cfg;
         self.dirs.invalidate_all();
+        self.out_of_scope.clear();
     }
 
     /// Where each MDT's reader resumes (next record index to read).
@@ -267,6 +274,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             add_hold(&mut p.holds, c.mdt, c.index);
             return;
         }
+        if self.out_of_scope.contains(&fid) {
+            return;
+        }
         let path = match c.kind {
             ChangeKind::Create
             | ChangeKind::Mkdir
@@ -287,6 +297,10 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             self.dirs.insert(fid, path.clone());
         }
         if !self.cfg.scope.covers(&path) {
+            if self.out_of_scope.len() >= OUT_OF_SCOPE_CAP {
+                self.out_of_scope.clear();
+            }
+            self.out_of_scope.insert(fid);
             return;
         }
         self.st.pending.insert(
@@ -348,6 +362,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let old = self.dir_path(spfid).map(|d| join(&d, old_name));
         let renamed_dir = self.dirs.get(sfid).is_some();
         self.dirs.invalidate_all();
+        self.out_of_scope.clear();
         let new = self.dir_path(&c.pfid).map(|d| join(&d, &c.name));
         if renamed_dir {
             if let Some(n) = &new {

@@ -277,6 +277,30 @@ fn records_are_deduplicated_by_fid() {
 }
 
 #[test]
+fn out_of_scope_files_are_resolved_once_until_a_rename() {
+    let mut t = T::new(cfg());
+    let x = t.file("other/x", 1);
+    let before = t.ns.lock().fid2path_calls;
+    for _ in 0..10 {
+        let r = t.rec(ChangeKind::Close, x);
+        t.feed(r);
+    }
+    assert_eq!(t.ns.lock().fid2path_calls, before);
+    // Moved into the prefix: the rename clears the cache and the next change is exported.
+    let root = t.ns.fid_of("").unwrap();
+    let proj = t.ns.fid_of("projects").unwrap();
+    t.ns.set_path(x, "projects/x");
+    let mut r = t.rec(ChangeKind::Rename, Fid::default());
+    r.pfid = proj;
+    r.name = b"x".to_vec();
+    r.rename = Some((x, root, b"x".to_vec()));
+    t.feed(r);
+    let r = t.rec(ChangeKind::Close, x);
+    t.feed(r);
+    assert!(t.e.state().pending.contains_key(&x));
+}
+
+#[test]
 fn own_bookkeeping_never_creates_work() {
     let mut t = T::new(cfg());
     let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
