@@ -137,11 +137,21 @@ fn new_files_dirs_and_symlinks_under_the_prefix_are_exported_and_nothing_else() 
     let o = s.cli(&["catalog", &a.display().to_string(), "--json"]);
     assert!(o.status.success(), "catalog: {}", stderr(&o));
     let cat: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(cat[0]["hsm"].as_array().unwrap().iter().any(|f| f == "archived"), "{cat}");
+    assert!(
+        cat[0]["hsm"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "archived"),
+        "{cat}"
+    );
     assert_eq!(cat[0]["exportRecord"]["blob"], "projects/a.dat", "{cat}");
     assert!(cat[0]["exportRecord"]["etag"].is_string(), "{cat}");
     let human = stdout(&s.cli(&["catalog", &a.display().to_string()]));
-    assert!(human.contains("archived") && human.contains("blob: projects/a.dat"), "{human}");
+    assert!(
+        human.contains("archived") && human.contains("blob: projects/a.dat"),
+        "{human}"
+    );
 
     // A change is exported again (latest content wins).
     s.write("projects/a.dat", b"alpha, second version");
