@@ -30,6 +30,8 @@ use serde_json::json;
 pub const EXPORT_XATTR: &str = "trusted.lustre_blob";
 /// A file re-queued this many times (CANCELED/EBUSY/transient) fails on the next such error.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// Pause before the next iteration after the file system failed to answer.
+const RETRY_PAUSE_MS: u64 = 1_000;
 /// Bound of the out-of-scope FID cache.
 const OUT_OF_SCOPE_CAP: usize = 1 << 20;
 
@@ -134,6 +136,8 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     pub foreign_hsm: Vec<(Fid, i32)>,
     pub collect_foreign: bool,
     last_save_ms: u64,
+    /// No new iteration before this (after the file system failed to answer).
+    retry_after_ms: u64,
 }
 
 impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
@@ -180,6 +184,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             foreign_hsm: Vec::new(),
             collect_foreign: false,
             last_save_ms: 0,
+            retry_after_ms: 0,
         })
     }
 
@@ -290,7 +295,24 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         };
         let path = match path {
             Some(p) => Some(p),
-            None => self.ns.fid2path(&fid).ok().flatten(),
+            None => match self.ns.fid2path(&fid) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Cannot tell now (MDS busy or restarting): keep it; discovery re-checks
+                    // the scope with the path it resolves then.
+                    tracing::debug!(fid = %fid, error = %e, "fid2path failed; kept pending");
+                    self.st.pending.insert(
+                        fid,
+                        Pending {
+                            holds: vec![(c.mdt, c.index)],
+                            last_change_ms: now,
+                            first_change_ms: now,
+                            attempts: 0,
+                        },
+                    );
+                    return;
+                }
+            },
         };
         let Some(path) = path else { return }; // gone already: nothing to export
         if c.kind == ChangeKind::Mkdir {
@@ -452,6 +474,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     fn maybe_start(&mut self, now: u64) {
+        if now < self.retry_after_ms {
+            return;
+        }
         let min_age = self.cfg.min_age_ms;
         let due: Vec<Fid> = self
             .st
@@ -789,8 +814,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         e: NsError,
         now: u64,
     ) -> Option<InFlight> {
-        if is_requeue_errno(e.errno) && p.attempts + 1 < MAX_ATTEMPTS {
-            self.requeue(fid, p.holds, p.first_change_ms, p.attempts + 1);
+        if is_requeue_errno(e.errno) {
+            // The file system did not answer: not the file's fault, so no attempt is counted;
+            // new iterations wait a moment instead of spinning.
+            self.requeue(fid, p.holds, p.first_change_ms, p.attempts);
+            self.retry_after_ms = now + RETRY_PAUSE_MS;
         } else {
             self.fail(Some(fid), path, "archive", e.to_string(), now);
         }

@@ -301,6 +301,31 @@ fn out_of_scope_files_are_resolved_once_until_a_rename() {
 }
 
 #[test]
+fn an_mds_that_does_not_answer_loses_no_change() {
+    let mut t = T::new(cfg());
+    let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
+    t.ns.lock().fid2path_errno = Some(libc::ESHUTDOWN);
+    let r = t.rec(ChangeKind::Close, a);
+    t.feed(r);
+    assert!(
+        t.e.state().pending.contains_key(&a),
+        "kept although its path is unknown"
+    );
+    t.step(); // discovery fails transiently: re-queued, not failed, not dropped
+    assert_eq!(t.totals().files_failed, 0);
+    assert!(t.ns.lock().archive_calls.is_empty());
+    for _ in 0..20 {
+        t.now += 100; // a long outage does not use up the file's attempts
+        t.step();
+    }
+    assert_eq!(t.totals().files_failed, 0);
+    t.ns.lock().fid2path_errno = None;
+    t.now += 1_000;
+    t.step();
+    assert_eq!(t.ns.archived_fids(), vec![a]);
+}
+
+#[test]
 fn own_bookkeeping_never_creates_work() {
     let mut t = T::new(cfg());
     let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);

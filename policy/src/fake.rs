@@ -30,6 +30,8 @@ pub struct FakeFs {
     pub cancel_calls: Vec<Vec<Fid>>,
     /// fid2path answers these paths instead of the node's own.
     pub path_override: HashMap<Fid, Vec<u8>>,
+    /// When set, fid2path fails with this errno (an MDS that does not answer).
+    pub fid2path_errno: Option<i32>,
 }
 
 /// A namespace shared between the engine and the test that drives it.
@@ -118,6 +120,9 @@ impl Namespace for FakeNs {
     fn fid2path(&self, fid: &Fid) -> Result<Option<Vec<u8>>, NsError> {
         let mut fs = self.lock();
         fs.fid2path_calls += 1;
+        if let Some(e) = fs.fid2path_errno {
+            return Err(NsError::new("llapi_fid2path", e));
+        }
         if let Some(p) = fs.path_override.get(fid) {
             return Ok(Some(p.clone()));
         }
