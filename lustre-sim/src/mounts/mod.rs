@@ -140,10 +140,15 @@ pub fn resolve_device(dev: &str) -> Option<(PathBuf, Option<u32>)> {
 /// daemon that is not provably gone serves `fsname` at another directory (decided under the
 /// table lock, so two daemons starting with one fsname cannot both get in).
 pub fn register(fsname: &str, dir: &Path) -> Result<(), MountTabError> {
+    register_in(&mounttab_paths(), fsname, dir)
+}
+
+/// [`register`] into the first writable one of `tables`.
+pub fn register_in(tables: &[PathBuf], fsname: &str, dir: &Path) -> Result<(), MountTabError> {
     let me = own_entry(fsname, dir)?;
     let mut last = None;
-    for p in mounttab_paths() {
-        let r = table::update(&p, |entries| {
+    for p in tables {
+        let r = table::update(p, |entries| {
             if let Some(other) = entries
                 .iter()
                 .find(|e| e.fsname == me.fsname && e.dir != me.dir)
@@ -172,19 +177,27 @@ pub fn register(fsname: &str, dir: &Path) -> Result<(), MountTabError> {
 
 /// Whether the calling daemon's own entry is in one of the mount tables.
 pub fn is_registered(fsname: &str, dir: &Path) -> bool {
+    is_registered_in(&mounttab_paths(), fsname, dir)
+}
+
+/// [`is_registered`] in `tables`.
+pub fn is_registered_in(tables: &[PathBuf], fsname: &str, dir: &Path) -> bool {
     let Ok(me) = own_entry(fsname, dir) else {
         return false;
     };
-    mounttab_paths()
-        .iter()
-        .any(|p| table::read(p).contains(&me))
+    tables.iter().any(|p| table::read(p).contains(&me))
 }
 
 /// Removes the calling daemon's own entry (same fsname, directory and pid) on clean exit;
 /// entries of other daemons, even for the same fsname, stay.
 pub fn unregister(fsname: &str, dir: &Path) -> Result<(), MountTabError> {
+    unregister_in(&mounttab_paths(), fsname, dir)
+}
+
+/// [`unregister`] from `tables`.
+pub fn unregister_in(tables: &[PathBuf], fsname: &str, dir: &Path) -> Result<(), MountTabError> {
     let me = own_entry(fsname, dir)?;
-    for p in mounttab_paths().iter().filter(|p| p.exists()) {
+    for p in tables.iter().filter(|p| p.exists()) {
         table::update(p, |entries| {
             entries.retain(|e| *e != me);
             Ok(())
@@ -207,4 +220,86 @@ fn own_entry(fsname: &str, dir: &Path) -> Result<Entry, MountTabError> {
         owner: Some(Owner::current()),
         dir: dir.to_path_buf(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A directory whose control socket listens (a daemon that answers).
+    fn served(tmp: &Path, name: &str) -> (PathBuf, UnixListener) {
+        let d = tmp.join(name);
+        std::fs::create_dir_all(sock_path(&d).parent().unwrap()).unwrap();
+        let l = UnixListener::bind(sock_path(&d)).unwrap();
+        (d, l)
+    }
+
+    #[test]
+    fn register_refuses_a_served_fsname_and_replaces_its_own_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tabs = [tmp.path().join("mounts")];
+        let (a, _la) = served(tmp.path(), "a");
+        let (b, _lb) = served(tmp.path(), "b");
+        register_in(&tabs, "fs", &a).unwrap();
+        assert!(is_registered_in(&tabs, "fs", &a));
+
+        let before = std::fs::read_to_string(&tabs[0]).unwrap();
+        let r = register_in(&tabs, "fs", &b);
+        assert!(
+            matches!(&r, Err(MountTabError::FsnameTaken { dir, .. }) if *dir == a),
+            "{r:?}"
+        );
+        assert_eq!(r.unwrap_err().errno(), libc::EEXIST);
+        assert_eq!(std::fs::read_to_string(&tabs[0]).unwrap(), before);
+
+        // Another fsname on a directory already listed: the socket there is the new
+        // daemon's, so the old line goes.
+        register_in(&tabs, "other", &a).unwrap();
+        assert_eq!(
+            live_mounts_in(&tabs),
+            vec![("other".to_string(), a.clone())]
+        );
+        assert_eq!(mount_of_fsname_in(&tabs, "fs"), None);
+    }
+
+    #[test]
+    fn unregister_removes_only_the_callers_own_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tabs = [tmp.path().join("mounts")];
+        let (a, _la) = served(tmp.path(), "a");
+        let (b, _lb) = served(tmp.path(), "b");
+        register_in(&tabs, "fsb", &b).unwrap();
+        // Same fsname and directory as ours, but written by another process: not ours.
+        let foreign = Entry {
+            fsname: "fsa".into(),
+            owner: Some(Owner { pid: 1, start: 0 }),
+            dir: a.clone(),
+        };
+        let text = std::fs::read_to_string(&tabs[0]).unwrap() + &foreign.to_line() + "\n";
+        std::fs::write(&tabs[0], text).unwrap();
+
+        unregister_in(&tabs, "fsa", &a).unwrap();
+        unregister_in(&tabs, "fsb", &b).unwrap();
+        assert_eq!(table::read(&tabs[0]), vec![foreign]);
+        assert_eq!(mount_of_fsname_in(&tabs, "fsa"), Some(a));
+        assert_eq!(mount_of_fsname_in(&tabs, "fsb"), None);
+    }
+
+    #[test]
+    fn lines_that_cannot_be_represented_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tabs = [tmp.path().join("mounts")];
+        for (fs, dir) in [
+            ("a\tb", "/x"),
+            ("a\nb", "/x"),
+            ("", "/x"),
+            ("fs", "relative"),
+            ("fs", "/x\ny"),
+        ] {
+            let r = register_in(&tabs, fs, Path::new(dir));
+            assert!(matches!(r, Err(MountTabError::Unrepresentable(_))), "{r:?}");
+        }
+        assert!(!tabs[0].exists());
+    }
 }
