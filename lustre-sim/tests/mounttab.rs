@@ -7,6 +7,7 @@ use lustreapi_sim::mounts::{mount_of_fsname_in, table};
 use lustreapi_sim::proto::sock_path;
 use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -240,4 +241,32 @@ fn a_killed_daemons_entry_is_ignored_and_pruned() {
     // The crashed file system comes back under its name on its old directory.
     crashed.restart();
     assert_resolves(&tab, &crashed);
+}
+
+/// A mount whose socket cannot be probed conclusively (a full backlog: something listens
+/// there) is not taken over: `mds` refuses instead of replacing the socket, and neither the
+/// socket nor the table changes.
+#[test]
+fn a_busy_socket_on_the_mount_is_not_taken_over() {
+    testkit::sim::ensure_sim_built();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tab = tmp.path().join("mounts");
+    let (busy, _, _busy_listener) = add_unreachable_but_living_entries(tmp.path(), &tab);
+    let before = std::fs::read_to_string(&tab).expect("table");
+    let ino = |p: &Path| std::fs::metadata(p).map(|m| m.ino()).expect("stat socket");
+    let sock_ino = ino(&sock_path(&busy));
+    let o = Command::new(sim_bin_path())
+        .args(["mds", "--fsname", "other", "--mount"])
+        .arg(&busy)
+        .env("LUSTRE_SIM_MOUNTTAB", &tab)
+        .output()
+        .expect("running lustre-sim mds");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("already served by a running simulator"),
+        "{err}"
+    );
+    assert_eq!(ino(&sock_path(&busy)), sock_ino);
+    assert_eq!(std::fs::read_to_string(&tab).expect("table"), before);
 }

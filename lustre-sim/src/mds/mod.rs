@@ -11,6 +11,7 @@ pub mod state;
 pub mod watch;
 pub mod xattr;
 
+use crate::mounts::liveness::{probe_socket, SockProbe};
 use crate::proto::{self, Reply, Request};
 use state::State;
 use std::os::fd::AsRawFd;
@@ -129,7 +130,6 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     }
     // Only a socket that is missing or refuses is free to take over: one that answers, or
     // whose state cannot be told (e.g. a full backlog), may belong to a running daemon.
-    use crate::mounts::liveness::{probe_socket, SockProbe};
     if !matches!(
         probe_socket(&proto::sock_path(&root)),
         SockProbe::Absent | SockProbe::Refused
