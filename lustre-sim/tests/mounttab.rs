@@ -263,10 +263,12 @@ fn a_busy_socket_on_the_mount_is_not_taken_over() {
         .expect("running lustre-sim mds");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
-    assert!(
-        err.contains("already served by a running simulator"),
-        "{err}"
+    let root = busy.canonicalize().expect("canonical mount");
+    let taken = format!(
+        "{} is already served by a running simulator",
+        root.display()
     );
+    assert!(err.contains(&taken), "{err}");
     assert_eq!(ino(&sock_path(&busy)), sock_ino);
     assert_eq!(std::fs::read_to_string(&tab).expect("table"), before);
 }
