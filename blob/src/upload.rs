@@ -25,6 +25,7 @@ use crate::checksum::ContentChecksum;
 use crate::error::Error;
 use crate::metadata::Metadata;
 use crate::name::BlobName;
+use crate::ratelimit::RateLimiter;
 use crate::store::{BlobStore, WriteMode};
 
 pub const MIB: u64 = 1024 * 1024;
@@ -47,6 +48,9 @@ pub struct UploadOptions {
     pub single_put_threshold: u64,
     pub progress: Option<Progress>,
     pub cancel: CancellationToken,
+    /// Bandwidth budget: each block (or the single Put Blob) acquires its length before it is
+    /// read, so the limit holds during the transfer and across all transfers sharing it.
+    pub rate_limit: Option<Arc<RateLimiter>>,
 }
 
 impl Default for UploadOptions {
@@ -58,6 +62,7 @@ impl Default for UploadOptions {
             single_put_threshold: 8 * MIB,
             progress: None,
             cancel: CancellationToken::new(),
+            rate_limit: None,
         }
     }
 }
@@ -69,6 +74,7 @@ impl std::fmt::Debug for UploadOptions {
             .field("block_size", &self.block_size)
             .field("blocks_in_flight", &self.blocks_in_flight)
             .field("single_put_threshold", &self.single_put_threshold)
+            .field("rate_limit", &self.rate_limit.as_ref().map(|l| l.rate()))
             .finish_non_exhaustive()
     }
 }
@@ -204,6 +210,12 @@ impl BlobStore {
         meta: &Metadata,
         opts: &UploadOptions,
     ) -> Result<Uploaded, Error> {
+        if let Some(limit) = &opts.rate_limit {
+            tokio::select! {
+                () = limit.acquire(size) => {}
+                _ = opts.cancel.cancelled() => return Err(Error::Cancelled),
+            }
+        }
         let account = Arc::new(BufferAccount::default());
         let counted = CountedBuffer::new(size, &account);
         let data = tokio::select! {
@@ -285,9 +297,14 @@ impl BlobStore {
             let account = account.clone();
             let done = done.clone();
             let progress = opts.progress.clone();
+            let limit = opts.rate_limit.clone();
             let path = name.path().clone();
             let name_s = name.to_string();
             tasks.spawn(async move {
+                // Paid before the read; a cancel aborts the task, which gives the slot back.
+                if let Some(limit) = limit {
+                    limit.acquire(len).await;
+                }
                 let counted = CountedBuffer::new(len, &account);
                 let data = pread(file, offset, len as usize).await?;
                 let crc = ContentChecksum::of(&data);
