@@ -112,8 +112,13 @@ pub fn plan_blocks(
 ) -> Result<BlockPlan, Error> {
     let requested = block_size.max(1);
     let in_flight_req = blocks_in_flight.max(1);
-    let needed = size.div_ceil(MAX_BLOCKS).div_ceil(MIB) * MIB;
-    let block = requested.max(needed);
+    // Grow only when the requested size would need too many blocks (then to whole MiB); a small
+    // requested block stays as it is for files it can carry.
+    let block = if size.div_ceil(requested) > MAX_BLOCKS {
+        requested.max(size.div_ceil(MAX_BLOCKS).div_ceil(MIB) * MIB)
+    } else {
+        requested
+    };
     if block > MAX_BLOCK_SIZE {
         return Err(Error::Permanent(crate::error::Failure {
             op: "plan upload",
@@ -469,6 +474,26 @@ mod tests {
         assert_eq!(p.block_size, 3985 * MIB);
         assert_eq!(p.in_flight, 1);
         assert!(plan_blocks(MAX_BLOCKS * MAX_BLOCK_SIZE + 1, 8 * MIB, 16).is_err());
+    }
+
+    #[test]
+    fn a_small_requested_block_is_kept_when_it_fits() {
+        assert_eq!(
+            plan_blocks(10 * MIB, 64 * 1024, 4).unwrap(),
+            BlockPlan {
+                block_size: 64 * 1024,
+                blocks: 160,
+                in_flight: 4
+            }
+        );
+        // 64 KiB blocks carry at most 50,000 x 64 KiB; beyond, whole MiB blocks.
+        let most = MAX_BLOCKS * 64 * 1024;
+        assert_eq!(
+            plan_blocks(most, 64 * 1024, 4).unwrap().block_size,
+            64 * 1024
+        );
+        let p = plan_blocks(most + 1, 64 * 1024, 4).unwrap();
+        assert_eq!((p.block_size, p.in_flight), (MIB, 1));
     }
 
     #[test]
