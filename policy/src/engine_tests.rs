@@ -277,6 +277,55 @@ fn records_are_deduplicated_by_fid() {
 }
 
 #[test]
+fn out_of_scope_files_are_resolved_once_until_a_rename() {
+    let mut t = T::new(cfg());
+    let x = t.file("other/x", 1);
+    let before = t.ns.lock().fid2path_calls;
+    for _ in 0..10 {
+        let r = t.rec(ChangeKind::Close, x);
+        t.feed(r);
+    }
+    assert_eq!(t.ns.lock().fid2path_calls, before);
+    // Moved into the prefix: the rename clears the cache and the next change is exported.
+    let root = t.ns.fid_of("").unwrap();
+    let proj = t.ns.fid_of("projects").unwrap();
+    t.ns.set_path(x, "projects/x");
+    let mut r = t.rec(ChangeKind::Rename, Fid::default());
+    r.pfid = proj;
+    r.name = b"x".to_vec();
+    r.rename = Some((x, root, b"x".to_vec()));
+    t.feed(r);
+    let r = t.rec(ChangeKind::Close, x);
+    t.feed(r);
+    assert!(t.e.state().pending.contains_key(&x));
+}
+
+#[test]
+fn an_mds_that_does_not_answer_loses_no_change() {
+    let mut t = T::new(cfg());
+    let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
+    t.ns.lock().fid2path_errno = Some(libc::ESHUTDOWN);
+    let r = t.rec(ChangeKind::Close, a);
+    t.feed(r);
+    assert!(
+        t.e.state().pending.contains_key(&a),
+        "kept although its path is unknown"
+    );
+    t.step(); // discovery fails transiently: re-queued, not failed, not dropped
+    assert_eq!(t.totals().files_failed, 0);
+    assert!(t.ns.lock().archive_calls.is_empty());
+    for _ in 0..20 {
+        t.now += 100; // a long outage does not use up the file's attempts
+        t.step();
+    }
+    assert_eq!(t.totals().files_failed, 0);
+    t.ns.lock().fid2path_errno = None;
+    t.now += 1_000;
+    t.step();
+    assert_eq!(t.ns.archived_fids(), vec![a]);
+}
+
+#[test]
 fn own_bookkeeping_never_creates_work() {
     let mut t = T::new(cfg());
     let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
@@ -705,4 +754,38 @@ fn flush_waits_for_changes_before_it_and_lists_failures() {
     assert_eq!(out.failures.len(), 1);
     assert_eq!(out.failures[0].path, "projects/b.dat");
     assert!(t.e.state().pending.contains_key(&c));
+}
+
+#[test]
+fn uncarriable_names_and_unresolvable_paths_fail_with_a_reason() {
+    let mut t = T::new(cfg());
+    let bad = t.file("projects/bad-\u{1}-name", 1);
+    let lost = t.file("projects/lost", 1);
+    // fid2path now answers a path that does not lead back to the file (a lossy name).
+    t.ns.lock()
+        .path_override
+        .insert(lost, b"projects/l\xef\xbf\xbdst".to_vec());
+    t.step();
+    assert!(
+        t.ns.archived_fids().is_empty(),
+        "no request for either: {:?} bad={bad} lost={lost} {:?}",
+        t.ns.archived_fids(),
+        t.log.entries()
+    );
+    assert_eq!(t.totals().files_failed, 2);
+    let entries = t.log.entries();
+    let reason = |p: &str| {
+        entries
+            .iter()
+            .find(|e| e["kind"] == "failure" && e["path"].as_str().is_some_and(|x| x.contains(p)))
+            .map(|e| e["error"].to_string())
+    };
+    assert!(
+        reason("bad-").unwrap().contains("invalid blob name"),
+        "{entries:?}"
+    );
+    assert!(
+        reason("l\u{fffd}st").unwrap().contains("does not resolve"),
+        "{entries:?}"
+    );
 }

@@ -118,6 +118,18 @@ pub struct LustreNs {
 }
 
 impl LustreNs {
+    /// An error from a call, with ENOENT double-checked: when the file system itself does not
+    /// answer (an MDS restarting: the simulator's socket is missing, for one), "no such file" is
+    /// not a verdict on the file, so it becomes ESHUTDOWN (re-queued, never "deleted").
+    fn err(&self, op: &'static str, e: &lustre::Error) -> NsError {
+        let mut n = ns_err(op, e);
+        if n.errno == libc::ENOENT && self.mount.path2fid(self.mount.root()).is_err() {
+            n.errno = libc::ESHUTDOWN;
+            n.message = format!("{} (the file system does not answer)", n.message);
+        }
+        n
+    }
+
     fn abs(&self, rel: &[u8]) -> PathBuf {
         if rel.is_empty() {
             self.mount.root().to_path_buf()
@@ -181,15 +193,20 @@ impl Namespace for LustreNs {
                 .into_iter()
                 .next()
                 .map(|p| p.as_os_str().as_bytes().to_vec())),
-            Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(None),
-            Err(e) => Err(ns_err("llapi_fid2path", &e)),
+            Err(e) => {
+                let n = self.err("llapi_fid2path", &e);
+                match n.errno {
+                    libc::ENOENT | libc::EINVAL => Ok(None),
+                    _ => Err(n),
+                }
+            }
         }
     }
     fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError> {
         self.mount
             .path2fid(&self.abs(rel))
             .map(Fid::from)
-            .map_err(|e| ns_err("llapi_path2fid", &e))
+            .map_err(|e| self.err("llapi_path2fid", &e))
     }
     fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError> {
         match std::fs::symlink_metadata(self.abs(rel)) {
@@ -203,11 +220,11 @@ impl Namespace for LustreNs {
         let s = self
             .mount
             .hsm_state(&p)
-            .map_err(|e| ns_err("llapi_hsm_state_get", &e))?;
+            .map_err(|e| self.err("llapi_hsm_state_get", &e))?;
         let a = self
             .mount
             .hsm_current_action(&p)
-            .map_err(|e| ns_err("llapi_hsm_current_action", &e))?;
+            .map_err(|e| self.err("llapi_hsm_current_action", &e))?;
         let pending = matches!(
             a.state,
             lustre::ProgressState::Waiting | lustre::ProgressState::Running
@@ -224,13 +241,13 @@ impl Namespace for LustreNs {
         let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
         self.mount
             .hsm_request(lustre::UserAction::Archive, archive_id, 0, &fids, data)
-            .map_err(|e| ns_err("llapi_hsm_request", &e))
+            .map_err(|e| self.err("llapi_hsm_request", &e))
     }
     fn cancel(&self, archive_id: u32, fids: &[Fid]) -> Result<(), NsError> {
         let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
         self.mount
             .hsm_request(lustre::UserAction::Cancel, archive_id, 0, &fids, b"")
-            .map_err(|e| ns_err("llapi_hsm_request", &e))
+            .map_err(|e| self.err("llapi_hsm_request", &e))
     }
     fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError> {
         std::fs::read_link(self.abs(rel))

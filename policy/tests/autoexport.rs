@@ -132,6 +132,27 @@ fn new_files_dirs_and_symlinks_under_the_prefix_are_exported_and_nothing_else() 
     let human = stdout(&s.cli(&["status"]));
     assert!(human.contains("Total Files Exported:       5"), "{human}");
 
+    // The catalog shows the HSM state and the export record the copytool left on the file.
+    let a = s.mount().join("projects/a.dat");
+    let o = s.cli(&["catalog", &a.display().to_string(), "--json"]);
+    assert!(o.status.success(), "catalog: {}", stderr(&o));
+    let cat: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        cat[0]["hsm"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "archived"),
+        "{cat}"
+    );
+    assert_eq!(cat[0]["exportRecord"]["blob"], "projects/a.dat", "{cat}");
+    assert!(cat[0]["exportRecord"]["etag"].is_string(), "{cat}");
+    let human = stdout(&s.cli(&["catalog", &a.display().to_string()]));
+    assert!(
+        human.contains("archived") && human.contains("blob: projects/a.dat"),
+        "{human}"
+    );
+
     // A change is exported again (latest content wins).
     s.write("projects/a.dat", b"alpha, second version");
     let o = s.flush("120s");

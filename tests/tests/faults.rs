@@ -13,9 +13,7 @@
 //! after an Azurite kill and whose blob is gone are reported separately as lost by the emulator, not
 //! counted against the product; every other file must be exact.
 //!
-//! Disk-full is not covered here: the simulator's mount is a directory the harness creates, and
-//! putting it (or the volatile restore area under `.lustre/`) on a small tmpfs needs a mount
-//! the simulator would have to be started on.
+//! Disk full (restores into a full OST) is `tests/tests/disk_full.rs`: it mounts a tmpfs.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
