@@ -116,6 +116,12 @@ fn enoent(op: &'static str) -> NsError {
     NsError::new(op, libc::ENOENT)
 }
 
+impl crate::tree_scan::DirLister for FakeNs {
+    fn list_dir(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, FileKind)>, NsError> {
+        Namespace::list_dir(self, rel)
+    }
+}
+
 impl Namespace for FakeNs {
     fn fid2path(&self, fid: &Fid) -> Result<Option<Vec<u8>>, NsError> {
         let mut fs = self.lock();
@@ -177,6 +183,9 @@ impl Namespace for FakeNs {
             .find(|n| n.path == rel)
             .map(|n| n.link.clone())
             .ok_or_else(|| enoent("readlink"))
+    }
+    fn dir_lister(&self) -> Arc<dyn crate::tree_scan::DirLister> {
+        Arc::new(self.clone())
     }
     fn list_dir(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, FileKind)>, NsError> {
         let fs = self.lock();

@@ -3,16 +3,19 @@
 //! The history (final counters of recent jobs) is kept in `jobs.json` across restarts.
 //!
 //! Both jobs run in small steps on the engine thread ([`JobRegistry::step`]), so the daemon stays
-//! responsive. A manual export archives through the same HSM path as auto-export and learns
+//! responsive. A manual export's tree is read by a small pool of scanner threads
+//! ([`crate::tree_scan`]); each step takes at most [`STEP_ENTRIES`] of their candidates. A manual export archives through the same HSM path as auto-export and learns
 //! completions from the CL_HSM records the engine passes on ([`Engine::foreign_hsm`]).
 
 use crate::engine::{errno_text, is_requeue_errno, rfc3339, Engine};
 use crate::model::{Fid, FileKind};
 use crate::ports::{BlobMeta, EventLog, ImportAttrs, Namespace, Store, StoreError};
 use crate::state::{State, StateError, StateFile};
+use crate::tree_scan::{default_threads, Next, ParallelScan, ScanItem, OUT_CAP, STEP_WAIT};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
 
 const HISTORY: usize = 50;
 /// Entries handled per step.
@@ -146,6 +149,8 @@ pub struct JobRegistry {
     archive_id: u32,
     batch_size: usize,
     dirty: bool,
+    /// The running manual export's scanner threads.
+    scan: Option<ParallelScan>,
 }
 
 /// A path relative to the mount that import may create: no absolute path, no `.`/`..` or empty
@@ -195,6 +200,7 @@ impl JobRegistry {
             archive_id,
             batch_size: 1000,
             dirty: true,
+            scan: None,
         })
     }
 
@@ -205,6 +211,7 @@ impl JobRegistry {
             archive_id,
             batch_size: 1000,
             dirty: false,
+            scan: None,
         }
     }
 
@@ -345,6 +352,9 @@ impl JobRegistry {
             )));
         }
         j.state = "Cancelling".into();
+        if let Some(scan) = self.scan.as_ref() {
+            scan.cancel();
+        }
         self.dirty = true;
         self.save();
         Ok(())
@@ -390,6 +400,7 @@ impl JobRegistry {
         self.batch_size = engine.config().batch_size;
         let archive_id = self.archive_id;
         let batch = self.batch_size;
+        let mut scan = self.scan.take();
         let Some(job) = self.running() else {
             engine.collect_foreign = false;
             engine.foreign_hsm.clear();
@@ -398,12 +409,17 @@ impl JobRegistry {
         let before = job.clone();
         if job.export.is_some() {
             engine.collect_foreign = true;
-            step_export(job, engine, archive_id, batch, now);
+            step_export(job, &mut scan, engine, archive_id, batch, now);
         } else if job.import.is_some() {
             step_import(job, engine, archive_id, now);
         }
-        if *job != before {
+        // Kept only while the job still runs; dropping it joins the scanner threads.
+        let keep = job.is_running();
+        if job != &before {
             self.dirty = true;
+        }
+        if keep {
+            self.scan = scan;
         }
         // Progress is saved at most on state changes and job ends, not per step.
         let ended = !self.saved.jobs.iter().any(|j| j.is_running());
@@ -446,6 +462,7 @@ fn finish<L: EventLog>(job: &mut JobRecord, log: &mut L, state: &str, now: u64) 
 
 fn step_export<N: Namespace, S: Store, L: EventLog>(
     job: &mut JobRecord,
+    scan: &mut Option<ParallelScan>,
     engine: &mut Engine<N, S, L>,
     archive_id: u32,
     batch: usize,
@@ -465,6 +482,8 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
         ex.inflight.clear();
         ex.scan_queue.clear();
         ex.to_archive.clear();
+        // Dropping the scan stops and joins the scanner threads.
+        *scan = None;
         finish(job, &mut engine.log, "Canceled", now);
         return;
     }
@@ -490,87 +509,95 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
             }
         }
     }
-    // Scan a chunk of the tree.
+    // Take a chunk of what the scanner threads found.
+    if scan.is_none() && !ex.scan_queue.is_empty() {
+        let roots: Vec<Vec<u8>> = ex.scan_queue.drain(..).map(String::into_bytes).collect();
+        match ParallelScan::start(engine.ns.dir_lister(), roots, default_threads(), OUT_CAP) {
+            Ok(s) => *scan = Some(s),
+            Err(e) => {
+                ex.error_code = Some("ScanFailed".into());
+                ex.error_message = Some(format!("cannot start the scanner threads: {e}"));
+                finish(job, &mut engine.log, "Failed", now);
+                return;
+            }
+        }
+    }
     let mut budget = STEP_ENTRIES;
+    let deadline = Instant::now() + STEP_WAIT;
     while budget > 0 {
-        let Some(dir) = ex.scan_queue.pop_front() else {
+        let Some(sc) = scan.as_ref() else {
             break;
         };
-        let entries = match engine.ns.list_dir(dir.as_bytes()) {
-            Ok(e) => e,
-            Err(e) => {
+        let (dir, name, kind) = match sc.next_item(deadline) {
+            Next::Item(ScanItem::Entry { dir, name, kind }) => (dir, name, kind),
+            Next::Item(ScanItem::DirError { dir, error }) => {
                 ex.files_failed += 1;
-                log_failure(
-                    &mut engine.log,
-                    &id,
-                    None,
-                    &dir,
-                    "scan",
-                    &e.to_string(),
-                    now,
-                );
+                let dir = String::from_utf8_lossy(&dir);
+                log_failure(&mut engine.log, &id, None, &dir, "scan", &error, now);
                 continue;
             }
-        };
-        for (name, kind) in entries {
-            budget = budget.saturating_sub(1);
-            let rel = crate::scope::join(dir.as_bytes(), &name);
-            let text = String::from_utf8_lossy(&rel).into_owned();
-            match kind {
-                FileKind::Directory => {
-                    ex.scan_queue.push_back(text.clone());
-                    ex.files_discovered += 1;
-                    match export_entry(engine, &rel, FileKind::Directory) {
-                        Ok(()) => ex.files_exported += 1,
-                        Err(e) => {
-                            ex.files_failed += 1;
-                            log_failure(&mut engine.log, &id, None, &text, "export", &e, now);
-                        }
-                    }
-                }
-                FileKind::Symlink => {
-                    ex.files_discovered += 1;
-                    match export_entry(engine, &rel, FileKind::Symlink) {
-                        Ok(()) => ex.files_exported += 1,
-                        Err(e) => {
-                            ex.files_failed += 1;
-                            log_failure(&mut engine.log, &id, None, &text, "export", &e, now);
-                        }
-                    }
-                }
-                FileKind::Regular => {
-                    let res = engine.ns.stat(&rel).and_then(|st| {
-                        let h = engine.ns.hsm_state(&rel)?;
-                        let fid = engine.ns.path2fid(&rel)?;
-                        Ok((st, h, fid))
-                    });
-                    match res {
-                        Ok((Some(st), h, fid)) => {
-                            ex.files_discovered += 1;
-                            ex.bytes_discovered += st.size;
-                            if h.is_clean_archive() && !h.action_pending {
-                                ex.files_already_exported += 1;
-                            } else {
-                                ex.to_archive.push((fid, text, st.size));
-                            }
-                        }
-                        Ok((None, _, _)) => {}
-                        Err(e) => {
-                            ex.files_failed += 1;
-                            log_failure(
-                                &mut engine.log,
-                                &id,
-                                None,
-                                &text,
-                                "scan",
-                                &e.to_string(),
-                                now,
-                            );
-                        }
-                    }
-                }
-                FileKind::Other => {}
+            Next::Waiting => break,
+            Next::Finished => {
+                *scan = None;
+                break;
             }
+        };
+        budget -= 1;
+        let rel = crate::scope::join(&dir, &name);
+        let text = String::from_utf8_lossy(&rel).into_owned();
+        match kind {
+            FileKind::Directory => {
+                ex.files_discovered += 1;
+                match export_entry(engine, &rel, FileKind::Directory) {
+                    Ok(()) => ex.files_exported += 1,
+                    Err(e) => {
+                        ex.files_failed += 1;
+                        log_failure(&mut engine.log, &id, None, &text, "export", &e, now);
+                    }
+                }
+            }
+            FileKind::Symlink => {
+                ex.files_discovered += 1;
+                match export_entry(engine, &rel, FileKind::Symlink) {
+                    Ok(()) => ex.files_exported += 1,
+                    Err(e) => {
+                        ex.files_failed += 1;
+                        log_failure(&mut engine.log, &id, None, &text, "export", &e, now);
+                    }
+                }
+            }
+            FileKind::Regular => {
+                let res = engine.ns.stat(&rel).and_then(|st| {
+                    let h = engine.ns.hsm_state(&rel)?;
+                    let fid = engine.ns.path2fid(&rel)?;
+                    Ok((st, h, fid))
+                });
+                match res {
+                    Ok((Some(st), h, fid)) => {
+                        ex.files_discovered += 1;
+                        ex.bytes_discovered += st.size;
+                        if h.is_clean_archive() && !h.action_pending {
+                            ex.files_already_exported += 1;
+                        } else {
+                            ex.to_archive.push((fid, text, st.size));
+                        }
+                    }
+                    Ok((None, _, _)) => {}
+                    Err(e) => {
+                        ex.files_failed += 1;
+                        log_failure(
+                            &mut engine.log,
+                            &id,
+                            None,
+                            &text,
+                            "scan",
+                            &e.to_string(),
+                            now,
+                        );
+                    }
+                }
+            }
+            FileKind::Other => {}
         }
     }
     // Request archives in batches.
@@ -641,7 +668,7 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
         }
     }
     let done = ex.files_exported + ex.files_failed + ex.files_already_exported;
-    let scanning = !ex.scan_queue.is_empty();
+    let scanning = scan.is_some() || !ex.scan_queue.is_empty();
     ex.percent_complete = if scanning || ex.files_discovered == 0 {
         0
     } else {

@@ -25,3 +25,4 @@ pub mod real;
 pub mod scope;
 pub mod state;
 pub mod status;
+pub mod tree_scan;

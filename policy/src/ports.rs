@@ -53,6 +53,9 @@ pub trait Namespace: Send {
     fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError>;
     /// Entries of a directory (name, kind), for tree scans.
     fn list_dir(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, FileKind)>, NsError>;
+    /// The same listing as [`Namespace::list_dir`], shareable with the manual export's scanner
+    /// threads ([`crate::tree_scan`]).
+    fn dir_lister(&self) -> std::sync::Arc<dyn crate::tree_scan::DirLister>;
     /// Creates a released stub (`llapi_hsm_import`).
     fn import_file(&self, rel: &[u8], archive_id: u32, attrs: &ImportAttrs)
         -> Result<Fid, NsError>;

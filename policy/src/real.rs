@@ -8,6 +8,7 @@ use crate::model::{Change, ChangeKind, Fid, FileKind, FileStat, HsmEvent, HsmEve
 use crate::ports::{
     BlobEntry, BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError,
 };
+use crate::tree_scan::FsLister;
 use futures::StreamExt;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -255,27 +256,10 @@ impl Namespace for LustreNs {
             .map_err(|e| io_err("readlink", &e))
     }
     fn list_dir(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, FileKind)>, NsError> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(self.abs(rel)).map_err(|e| io_err("opendir", &e))? {
-            let e = e.map_err(|e| io_err("readdir", &e))?;
-            let ft = e.file_type().map_err(|e| io_err("readdir", &e))?;
-            let kind = if ft.is_file() {
-                FileKind::Regular
-            } else if ft.is_dir() {
-                FileKind::Directory
-            } else if ft.is_symlink() {
-                FileKind::Symlink
-            } else {
-                FileKind::Other
-            };
-            let name = e.file_name().as_bytes().to_vec();
-            if rel.is_empty() && name == b".lustre" {
-                continue; // the simulator's (and Lustre's) hidden control directory
-            }
-            out.push((name, kind));
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        crate::tree_scan::DirLister::list_dir(&FsLister::new(self.mount.root().to_path_buf()), rel)
+    }
+    fn dir_lister(&self) -> std::sync::Arc<dyn crate::tree_scan::DirLister> {
+        std::sync::Arc::new(FsLister::new(self.mount.root().to_path_buf()))
     }
     fn import_file(&self, rel: &[u8], archive_id: u32, a: &ImportAttrs) -> Result<Fid, NsError> {
         let attrs = lustre::ImportAttrs {
