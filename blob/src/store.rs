@@ -433,3 +433,83 @@ fn info_of(m: ObjectMeta, metadata: Option<Metadata>) -> BlobInfo {
         metadata,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Failure;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn failure(status: u16) -> Failure {
+        Failure {
+            op: "get",
+            name: "x".into(),
+            status: Some(status),
+            code: None,
+            message: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn whole_operation_retries_only_transient_errors() {
+        let mut spec = TargetSpec::new("http://127.0.0.1:9/devstoreaccount1/c");
+        spec.use_emulator = true;
+        spec.retries = 2;
+        let store = BlobStore::open(&spec).unwrap();
+
+        let calls = AtomicU32::new(0);
+        let r = store
+            .retrying(|| async {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                if n < 2 {
+                    Err(Error::Transient(failure(503)))
+                } else {
+                    Ok(n)
+                }
+            })
+            .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        calls.store(0, Ordering::SeqCst);
+        let r: Result<(), Error> = store
+            .retrying(|| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(Error::Transient(failure(500)))
+            })
+            .await;
+        assert!(r.unwrap_err().is_transient());
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "1 try + 2 retries");
+
+        calls.store(0, Ordering::SeqCst);
+        let r: Result<(), Error> = store
+            .retrying(|| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(Error::PermissionDenied(failure(403)))
+            })
+            .await;
+        assert!(matches!(r, Err(Error::PermissionDenied(_))));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "permanent errors are not retried"
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_transient() {
+        // Port 9 (discard) on loopback: nothing listens there in the test environment.
+        let mut spec = TargetSpec::new("http://127.0.0.1:9/devstoreaccount1/c");
+        spec.use_emulator = true;
+        spec.retries = 0;
+        let store = BlobStore::open(&spec).unwrap();
+        let name = store.name_for(b"x").unwrap();
+        let err = store.head(&name).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        let err = store
+            .set_metadata(&name, &Metadata::default(), None)
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+    }
+}

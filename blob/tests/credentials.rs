@@ -70,3 +70,34 @@ async fn bogus_key_and_wrong_sas_fail_without_leaking() {
         .unwrap();
     assert!(!format!("{store:?}").contains(testkit::AZURITE_KEY));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn az_url_with_a_connection_string_file() {
+    let az = testkit::Azurite::start();
+    az.create_container("viacs");
+    let dir = tempfile::tempdir().unwrap();
+    let cs = dir.path().join("cs");
+    std::fs::write(&cs, az.connection_string()).unwrap();
+    let mut spec = blob::TargetSpec::new("az://viacs/some/prefix");
+    spec.connection_string_file = Some(cs);
+    spec.retries = 1;
+    let store = BlobStore::open(&spec).unwrap();
+    assert_eq!(store.container(), "viacs");
+    assert_eq!(store.prefix(), "some/prefix");
+    let name = store.name_for(b"f").unwrap();
+    assert_eq!(name.as_str(), "some/prefix/f");
+    store
+        .put_bytes(
+            &name,
+            Bytes::from_static(b"cs"),
+            &Metadata::default(),
+            WriteMode::CreateOnly,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_bytes(&name).await.unwrap(),
+        Bytes::from_static(b"cs")
+    );
+    assert!(!format!("{store:?} {spec:?}").contains(testkit::AZURITE_KEY));
+}

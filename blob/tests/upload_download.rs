@@ -342,3 +342,57 @@ async fn download_detects_a_wrong_recorded_checksum_and_missing_blobs() {
         .unwrap_err()
         .is_not_found());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_replaced_mid_download_is_a_conflict_not_a_mix() {
+    let (_az, store) = common::setup("replaced", "");
+    let name = store.name_for(b"r").unwrap();
+    store
+        .put_bytes(
+            &name,
+            Bytes::from(common::pattern(0, 1_000_000)),
+            &Metadata::default(),
+            WriteMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    // After the first range lands, the download waits until another writer has replaced the blob.
+    let (to_writer, writer_rx) = std::sync::mpsc::channel::<()>();
+    let (to_reader, reader_rx) = std::sync::mpsc::channel::<()>();
+    let reader_rx = std::sync::Mutex::new(reader_rx);
+    let fired = AtomicBool::new(false);
+    let progress: blob::Progress = Arc::new(move |_| {
+        if !fired.swap(true, Ordering::SeqCst) {
+            let _ = to_writer.send(());
+            let _ = reader_rx.lock().unwrap().recv();
+        }
+    });
+    let (s2, n2) = (store.clone(), name.clone());
+    let writer = tokio::spawn(async move {
+        tokio::task::spawn_blocking(move || writer_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        s2.put_bytes(
+            &n2,
+            Bytes::from_static(b"new content"),
+            &Metadata::default(),
+            WriteMode::Overwrite,
+        )
+        .await
+        .unwrap();
+        to_reader.send(()).unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::fs::File::create(dir.path().join("r")).unwrap();
+    let opts = DownloadOptions {
+        range_size: 65536,
+        ranges_in_flight: 1,
+        progress: Some(progress),
+        ..Default::default()
+    };
+    let err = store.download_to(&name, &out, opts).await.unwrap_err();
+    writer.await.unwrap();
+    assert!(err.is_conflict(), "{err:?}");
+    assert_eq!(err.http_status(), Some(412));
+}

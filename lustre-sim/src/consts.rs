@@ -141,13 +141,15 @@ pub fn hsm_user_action_name(hua: u32) -> &'static str {
 }
 
 pub fn hsm_state_names(states: u32) -> Vec<&'static str> {
+    // The order `lfs hsm_state` prints them in: user-settable hints first, then
+    // system flags with "released" ahead of "exists" ("released exists archived").
     let names = [
-        (HS_EXISTS, "exists"),
-        (HS_DIRTY, "dirty"),
-        (HS_RELEASED, "released"),
-        (HS_ARCHIVED, "archived"),
         (HS_NORELEASE, "never_release"),
         (HS_NOARCHIVE, "never_archive"),
+        (HS_RELEASED, "released"),
+        (HS_EXISTS, "exists"),
+        (HS_DIRTY, "dirty"),
+        (HS_ARCHIVED, "archived"),
         (HS_LOST, "lost_from_hsm"),
     ];
     names
@@ -155,4 +157,23 @@ pub fn hsm_state_names(states: u32) -> Vec<&'static str> {
         .filter(|(b, _)| states & b != 0)
         .map(|(_, n)| *n)
         .collect()
+}
+
+#[cfg(test)]
+mod state_name_tests {
+    use super::*;
+
+    #[test]
+    fn hsm_state_names_follow_lfs_order() {
+        let released = HS_EXISTS | HS_RELEASED | HS_ARCHIVED;
+        assert_eq!(
+            hsm_state_names(released),
+            ["released", "exists", "archived"]
+        );
+        assert_eq!(
+            hsm_state_names(HS_EXISTS | HS_DIRTY | HS_ARCHIVED | HS_NORELEASE),
+            ["never_release", "exists", "dirty", "archived"]
+        );
+        assert!(hsm_state_names(0).is_empty());
+    }
 }

@@ -566,3 +566,47 @@ fn a_directory_made_and_renamed_fast_is_still_watched() {
     );
     assert_eq!(rs[2].tfid, inner);
 }
+
+#[test]
+fn a_clean_restart_keeps_records_users_and_hsm_state() {
+    let (mut sim, mnt) = start(SimOptions::default());
+    let user = sim.register_changelog_user(0);
+    let f = sim.mount().join("f");
+    std::fs::write(&f, b"x").unwrap();
+    let fid = mnt.path2fid(&f).unwrap();
+    mnt.hsm_state_set(
+        &f,
+        u64::from(lustre::lustre_sys::HS_EXISTS | lustre::lustre_sys::HS_ARCHIVED),
+        0,
+        3,
+    )
+    .unwrap();
+    let before = records(&mnt.mdt_name(0));
+    assert_eq!(before.len(), 3, "CREATE, CLOSE, HSM state: {before:#?}");
+    changelog_clear(&mnt.mdt_name(0), &user, 2).unwrap();
+    sim.stop(); // SIGTERM: snapshot, empty journal
+    sim.restart();
+    let after = records(&mnt.mdt_name(0));
+    assert_eq!(
+        &after[..],
+        &before[2..],
+        "cleared records purged, the rest intact"
+    );
+    let st = mnt.hsm_state(&f).unwrap();
+    assert_eq!((st.is_archived(), st.archive_id), (true, 3));
+    assert_eq!(mnt.path2fid(&f).unwrap(), fid);
+    // the user still exists with its clear point: clearing below it is refused
+    assert_eq!(
+        changelog_clear(&mnt.mdt_name(0), &user, 1)
+            .unwrap_err()
+            .errno(),
+        Some(libc::EINVAL)
+    );
+    std::fs::create_dir(sim.mount().join("next")).unwrap();
+    let last = records(&mnt.mdt_name(0)).last().map(|r| r.index);
+    assert_eq!(
+        last,
+        Some(before.last().unwrap().index + 1),
+        "indices continue after the restart"
+    );
+}

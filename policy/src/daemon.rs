@@ -29,6 +29,8 @@ const READ_BATCH: usize = 4096;
 const POLL_INTERVAL: Duration = Duration::from_millis(300);
 /// In-flight files without CL_HSM for this long are checked against their HSM state.
 const STALE_AFTER_MS: u64 = 30_000;
+/// State saves at most this often (write-ahead saves before archive requests are immediate).
+const SAVE_INTERVAL_MS: u64 = 500;
 
 pub enum Msg {
     Records {
@@ -204,7 +206,8 @@ pub struct Daemon<N: Namespace, S: Store, L: EventLog> {
     pub engine: Engine<N, S, L>,
     pub jobs: JobRegistry,
     policy_path: PathBuf,
-    reader_error: Option<String>,
+    /// Last read error per MDT (cleared by that MDT's next successful pass).
+    reader_errors: std::collections::BTreeMap<usize, String>,
     flushes: Vec<FlushReply>,
     metrics: Arc<Mutex<String>>,
 }
@@ -215,14 +218,18 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
             engine,
             jobs,
             policy_path,
-            reader_error: None,
+            reader_errors: Default::default(),
             flushes: Vec::new(),
             metrics: Arc::default(),
         }
     }
 
     pub fn status(&self) -> status::AutoExportStatus {
-        status::build(self.engine.state(), now_ms(), self.reader_error.as_deref())
+        status::build(
+            self.engine.state(),
+            now_ms(),
+            self.reader_errors.values().next().map(String::as_str),
+        )
     }
 
     /// Applies one message (records or a control request).
@@ -230,12 +237,14 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         let now = now_ms();
         match msg {
             Msg::Records { mdt, records, end } => {
-                self.reader_error = None;
+                if end {
+                    self.reader_errors.remove(&mdt);
+                }
                 self.engine.on_records(mdt, &records, end, now);
             }
             Msg::ReaderFailed { mdt, error } => {
                 tracing::error!(mdt, %error, "changelog read failed; retrying");
-                self.reader_error = Some(error);
+                self.reader_errors.insert(mdt, error);
             }
             Msg::Control { req, reply } => {
                 if let Some(r) = self.control(req, reply.clone(), now) {
@@ -324,7 +333,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         let now = now_ms();
         self.engine.step(now)?;
         self.jobs.step(&mut self.engine, now);
-        self.engine.persist()?;
+        self.engine.persist_due(now, SAVE_INTERVAL_MS)?;
         let mut i = 0;
         while i < self.flushes.len() {
             let f = &self.flushes[i];
@@ -400,7 +409,24 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         Some(v) => v.clone(),
         None => discover_mdts(&mount)?,
     };
-    let store = blob::BlobStore::open(&target_spec(&policy))?;
+    let spec = target_spec(&policy);
+    let store = blob::BlobStore::open(&spec).map_err(|e| {
+        // Name the credential files involved (never their contents).
+        let files: Vec<String> = [
+            ("account_key_file", &spec.account_key_file),
+            ("sas_token_file", &spec.sas_token_file),
+            ("connection_string_file", &spec.connection_string_file),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|p| format!("{k} {}", p.display())))
+        .collect();
+        let what = if files.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", files.join(", "))
+        };
+        anyhow::Error::new(e).context(format!("{}: blob target{what}", policy_path.display()))
+    })?;
     let log_store = store.with_container(&policy.logging.container)?;
     let sink = blob::LogSink::new(log_store, "", "lustre-blob", 1000);
     let ns = LustreNs {
@@ -511,4 +537,151 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "logging container flush failed at shutdown");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeLog, FakeNs, FakeStore};
+    use crate::model::{ChangeKind, FileKind};
+
+    fn daemon() -> (Daemon<FakeNs, FakeStore, FakeLog>, FakeNs) {
+        let ns = FakeNs::default();
+        ns.add("", FileKind::Directory, 0);
+        let text =
+            "[lustre]\nmount = \"/m\"\n[blob]\nurl = \"http://127.0.0.1:1/devstoreaccount1/c\"\n";
+        let p = Policy::from_toml(text, Path::new("p.toml")).unwrap();
+        let e = Engine::new(
+            ns.clone(),
+            FakeStore::default(),
+            FakeLog::default(),
+            engine_config(&p).unwrap(),
+            1,
+            None,
+            true,
+        )
+        .unwrap();
+        (
+            Daemon::new(e, JobRegistry::in_memory(1), PathBuf::from("p.toml")),
+            ns,
+        )
+    }
+
+    fn ask(d: &mut Daemon<FakeNs, FakeStore, FakeLog>, req: Request) -> mpsc::Receiver<Response> {
+        let (tx, rx) = mpsc::channel();
+        d.handle(Msg::Control { req, reply: tx });
+        rx
+    }
+
+    #[test]
+    fn flush_wait_is_answered_after_the_export_and_reader_errors_show_in_status() {
+        let (mut d, ns) = daemon();
+        let f = ns.add("a", FileKind::Regular, 3);
+        let rx = ask(
+            &mut d,
+            Request::Flush {
+                wait: true,
+                timeout_ms: None,
+            },
+        );
+        d.handle(Msg::Records {
+            mdt: 0,
+            records: vec![Change::simple(0, 1, ChangeKind::Close, f)],
+            end: true,
+        });
+        d.handle(Msg::Records {
+            mdt: 0,
+            records: vec![],
+            end: true,
+        });
+        d.tick().unwrap();
+        assert!(rx.try_recv().is_err(), "still in flight");
+        let mut h = Change::simple(0, 2, ChangeKind::Hsm, f);
+        h.hsm = Some(crate::model::HsmEvent {
+            event: crate::model::HsmEventKind::Archive,
+            error: 0,
+            dirty: false,
+        });
+        d.handle(Msg::Records {
+            mdt: 0,
+            records: vec![h],
+            end: true,
+        });
+        d.tick().unwrap();
+        let r = rx.try_recv().unwrap();
+        assert!(r.ok && r.code.is_none(), "{r:?}");
+        d.handle(Msg::ReaderFailed {
+            mdt: 0,
+            error: "fs-MDT0000: No such device".into(),
+        });
+        let s = ask(&mut d, Request::Status).try_recv().unwrap();
+        assert_eq!(s.data["state"], "Failed");
+        assert_eq!(s.data["totalFilesExported"], 1);
+        d.handle(Msg::Records {
+            mdt: 0,
+            records: vec![],
+            end: true,
+        });
+        assert_eq!(
+            ask(&mut d, Request::Status).try_recv().unwrap().data["state"],
+            "InProgress"
+        );
+    }
+
+    #[test]
+    fn flush_times_out_and_refusals_carry_exit_codes() {
+        let (mut d, ns) = daemon();
+        let f = ns.add("a", FileKind::Regular, 3);
+        d.handle(Msg::Records {
+            mdt: 0,
+            records: vec![Change::simple(0, 1, ChangeKind::Close, f)],
+            end: false,
+        });
+        let rx = ask(
+            &mut d,
+            Request::Flush {
+                wait: true,
+                timeout_ms: Some(0),
+            },
+        );
+        d.tick().unwrap();
+        assert_eq!(rx.try_recv().unwrap().code, Some(crate::exit::TIMEOUT));
+        let r = ask(&mut d, Request::Export { path: "x".into() })
+            .try_recv()
+            .unwrap();
+        assert_eq!(r.code, Some(crate::exit::REFUSED));
+        assert!(r.error.unwrap().contains("autoexport"));
+        assert!(
+            ask(&mut d, Request::Autoexport { enable: false })
+                .try_recv()
+                .unwrap()
+                .ok
+        );
+        let r = ask(
+            &mut d,
+            Request::Flush {
+                wait: true,
+                timeout_ms: None,
+            },
+        )
+        .try_recv()
+        .unwrap();
+        assert_eq!(r.code, Some(crate::exit::REFUSED));
+        let r = ask(&mut d, Request::Export { path: "".into() })
+            .try_recv()
+            .unwrap();
+        assert!(r.ok, "{r:?}");
+        let r = ask(&mut d, Request::Autoexport { enable: true })
+            .try_recv()
+            .unwrap();
+        assert_eq!(
+            r.code,
+            Some(crate::exit::REFUSED),
+            "a manual job is running"
+        );
+        let r = ask(&mut d, Request::Job { id: "nope".into() })
+            .try_recv()
+            .unwrap();
+        assert_eq!(r.code, Some(crate::exit::NOT_FOUND));
+    }
 }

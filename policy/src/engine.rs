@@ -30,6 +30,10 @@ use serde_json::json;
 pub const EXPORT_XATTR: &str = "trusted.lustre_blob";
 /// A file re-queued this many times (CANCELED/EBUSY/transient) fails on the next such error.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// Pause before the next iteration after the file system failed to answer.
+const RETRY_PAUSE_MS: u64 = 1_000;
+/// Bound of the out-of-scope FID cache.
+const OUT_OF_SCOPE_CAP: usize = 1 << 20;
 
 /// What the engine needs from the policy file, plus internal tunables.
 #[derive(Debug, Clone)]
@@ -117,6 +121,9 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     pub log: L,
     cfg: EngineConfig,
     dirs: DirCache,
+    /// FIDs found out of scope: their further records cost no fid2path. Cleared by renames
+    /// (a path, hence the scope, may change) and when it grows past its bound.
+    out_of_scope: std::collections::HashSet<Fid>,
     st: State,
     file: Option<StateFile>,
     changed: bool,
@@ -128,6 +135,9 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// collected while `collect_foreign` is set: (FID, errno).
     pub foreign_hsm: Vec<(Fid, i32)>,
     pub collect_foreign: bool,
+    last_save_ms: u64,
+    /// No new iteration before this (after the file system failed to answer).
+    retry_after_ms: u64,
 }
 
 impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
@@ -163,6 +173,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             log,
             cfg,
             dirs: DirCache::new(1 << 20),
+            out_of_scope: std::collections::HashSet::new(),
             st,
             file,
             changed: true,
@@ -172,6 +183,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             last_stale_check_ms: 0,
             foreign_hsm: Vec::new(),
             collect_foreign: false,
+            last_save_ms: 0,
+            retry_after_ms: 0,
         })
     }
 
@@ -187,6 +200,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     pub fn reconfigure(&mut self, cfg: EngineConfig) {
         self.cfg = cfg;
         self.dirs.invalidate_all();
+        self.out_of_scope.clear();
     }
 
     /// Where each MDT's reader resumes (next record index to read).
@@ -265,6 +279,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             add_hold(&mut p.holds, c.mdt, c.index);
             return;
         }
+        if self.out_of_scope.contains(&fid) {
+            return;
+        }
         let path = match c.kind {
             ChangeKind::Create
             | ChangeKind::Mkdir
@@ -278,13 +295,34 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         };
         let path = match path {
             Some(p) => Some(p),
-            None => self.ns.fid2path(&fid).ok().flatten(),
+            None => match self.ns.fid2path(&fid) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Cannot tell now (MDS busy or restarting): keep it; discovery re-checks
+                    // the scope with the path it resolves then.
+                    tracing::debug!(fid = %fid, error = %e, "fid2path failed; kept pending");
+                    self.st.pending.insert(
+                        fid,
+                        Pending {
+                            holds: vec![(c.mdt, c.index)],
+                            last_change_ms: now,
+                            first_change_ms: now,
+                            attempts: 0,
+                        },
+                    );
+                    return;
+                }
+            },
         };
         let Some(path) = path else { return }; // gone already: nothing to export
         if c.kind == ChangeKind::Mkdir {
             self.dirs.insert(fid, path.clone());
         }
         if !self.cfg.scope.covers(&path) {
+            if self.out_of_scope.len() >= OUT_OF_SCOPE_CAP {
+                self.out_of_scope.clear();
+            }
+            self.out_of_scope.insert(fid);
             return;
         }
         self.st.pending.insert(
@@ -346,6 +384,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let old = self.dir_path(spfid).map(|d| join(&d, old_name));
         let renamed_dir = self.dirs.get(sfid).is_some();
         self.dirs.invalidate_all();
+        self.out_of_scope.clear();
         let new = self.dir_path(&c.pfid).map(|d| join(&d, &c.name));
         if renamed_dir {
             if let Some(n) = &new {
@@ -435,6 +474,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     fn maybe_start(&mut self, now: u64) {
+        if now < self.retry_after_ms {
+            return;
+        }
         let min_age = self.cfg.min_age_ms;
         let due: Vec<Fid> = self
             .st
@@ -700,7 +742,16 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let text = lossy(&path);
         let st = match self.ns.stat(&path) {
             Ok(Some(st)) => st,
-            Ok(None) => return None,
+            Ok(None) => {
+                // Deleted meanwhile, or a path that does not lead back to the file (a name the
+                // path API could not carry): only the second is a failure.
+                if matches!(self.ns.fid2path(&fid), Ok(Some(_))) {
+                    let why =
+                        "the file exists but its path does not resolve (name not representable?)";
+                    self.fail(Some(fid), &text, "export", why.to_string(), now);
+                }
+                return None;
+            }
             Err(e) => return self.discover_error(fid, p, &text, e, now),
         };
         match st.kind {
@@ -738,6 +789,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     return None; // archived and clean: nothing to do
                 }
                 self.discovered(st.size);
+                // A name no blob can carry fails here with its reason, without a request.
+                if let Err(e) = self.store.name_for(&path) {
+                    self.fail(Some(fid), &text, "archive", e.to_string(), now);
+                    return None;
+                }
                 Some(InFlight {
                     holds: p.holds,
                     path: text,
@@ -758,8 +814,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         e: NsError,
         now: u64,
     ) -> Option<InFlight> {
-        if is_requeue_errno(e.errno) && p.attempts + 1 < MAX_ATTEMPTS {
-            self.requeue(fid, p.holds, p.first_change_ms, p.attempts + 1);
+        if is_requeue_errno(e.errno) {
+            // The file system did not answer: not the file's fault, so no attempt is counted;
+            // new iterations wait a moment instead of spinning.
+            self.requeue(fid, p.holds, p.first_change_ms, p.attempts);
+            self.retry_after_ms = now + RETRY_PAUSE_MS;
         } else {
             self.fail(Some(fid), path, "archive", e.to_string(), now);
         }
@@ -886,26 +945,38 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
 
     /// Saves the state if it changed, then clears each changelog below its lowest held record.
     pub fn persist(&mut self) -> Result<(), EngineError> {
+        self.persist_inner()
+    }
+
+    /// Like [`Engine::persist`], but saves at most every `interval_ms` (a busy changelog would
+    /// otherwise rewrite a large state file on every round). The changelog is only cleared from
+    /// a state that is on disk, so a crash replays what the saved cursor has not covered.
+    pub fn persist_due(&mut self, now: u64, interval_ms: u64) -> Result<(), EngineError> {
+        if self.changed && now.saturating_sub(self.last_save_ms) < interval_ms {
+            return Ok(());
+        }
+        self.last_save_ms = now;
+        self.persist_inner()
+    }
+
+    fn persist_inner(&mut self) -> Result<(), EngineError> {
         if self.changed {
             self.save()?;
         }
+        // The state is on disk: clear below what it still holds.
         let points = self.clear_points();
-        let mut advanced = false;
         for (m, p) in points.into_iter().enumerate() {
             if p > self.st.cursors[m].cleared {
                 match self.ns.clear_changelog(m, p) {
                     Ok(()) => {
+                        // Saved with the next change; clearing again after a crash is harmless.
                         self.st.cursors[m].cleared = p;
-                        advanced = true;
                     }
                     Err(e) => {
                         tracing::warn!(mdt = m, endrec = p, error = %e, "changelog_clear failed; will retry")
                     }
                 }
             }
-        }
-        if advanced {
-            self.save()?;
         }
         Ok(())
     }

@@ -277,6 +277,55 @@ fn records_are_deduplicated_by_fid() {
 }
 
 #[test]
+fn out_of_scope_files_are_resolved_once_until_a_rename() {
+    let mut t = T::new(cfg());
+    let x = t.file("other/x", 1);
+    let before = t.ns.lock().fid2path_calls;
+    for _ in 0..10 {
+        let r = t.rec(ChangeKind::Close, x);
+        t.feed(r);
+    }
+    assert_eq!(t.ns.lock().fid2path_calls, before);
+    // Moved into the prefix: the rename clears the cache and the next change is exported.
+    let root = t.ns.fid_of("").unwrap();
+    let proj = t.ns.fid_of("projects").unwrap();
+    t.ns.set_path(x, "projects/x");
+    let mut r = t.rec(ChangeKind::Rename, Fid::default());
+    r.pfid = proj;
+    r.name = b"x".to_vec();
+    r.rename = Some((x, root, b"x".to_vec()));
+    t.feed(r);
+    let r = t.rec(ChangeKind::Close, x);
+    t.feed(r);
+    assert!(t.e.state().pending.contains_key(&x));
+}
+
+#[test]
+fn an_mds_that_does_not_answer_loses_no_change() {
+    let mut t = T::new(cfg());
+    let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
+    t.ns.lock().fid2path_errno = Some(libc::ESHUTDOWN);
+    let r = t.rec(ChangeKind::Close, a);
+    t.feed(r);
+    assert!(
+        t.e.state().pending.contains_key(&a),
+        "kept although its path is unknown"
+    );
+    t.step(); // discovery fails transiently: re-queued, not failed, not dropped
+    assert_eq!(t.totals().files_failed, 0);
+    assert!(t.ns.lock().archive_calls.is_empty());
+    for _ in 0..20 {
+        t.now += 100; // a long outage does not use up the file's attempts
+        t.step();
+    }
+    assert_eq!(t.totals().files_failed, 0);
+    t.ns.lock().fid2path_errno = None;
+    t.now += 1_000;
+    t.step();
+    assert_eq!(t.ns.archived_fids(), vec![a]);
+}
+
+#[test]
 fn own_bookkeeping_never_creates_work() {
     let mut t = T::new(cfg());
     let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
@@ -344,6 +393,49 @@ fn changelog_is_cleared_only_below_unfinished_work() {
     t.hsm(a, 0); // 4
     t.step();
     assert_eq!(t.ns.lock().cleared.get(&0), Some(&4));
+}
+
+#[test]
+fn rate_limited_saves_never_clear_beyond_the_saved_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = StateFile::new(dir.path().join("state.json"));
+    let mut t = T::with_file(cfg(), Some(file.clone()));
+    t.e.persist().unwrap();
+    t.file("other/x", 1); // out of scope: clearable at once, once saved
+    t.e.persist_due(100, 1_000).unwrap();
+    assert_eq!(
+        t.ns.lock().cleared.get(&0),
+        None,
+        "not saved yet, so not cleared"
+    );
+    assert_eq!(
+        file.load::<State>().unwrap().unwrap().cursors[0].last_read,
+        0
+    );
+    t.e.persist_due(2_000, 1_000).unwrap();
+    assert_eq!(t.ns.lock().cleared.get(&0), Some(&1));
+    assert_eq!(
+        file.load::<State>().unwrap().unwrap().cursors[0].last_read,
+        1
+    );
+}
+
+#[test]
+fn files_discovered_grows_so_far_during_an_iteration() {
+    let mut c = cfg();
+    c.discover_chunk = 2;
+    let mut t = T::new(c);
+    for i in 0..5 {
+        t.file(&format!("projects/f{i}"), 1 << 20);
+    }
+    t.step();
+    let c = t.current();
+    assert_eq!((c.files_discovered, c.bytes_discovered), (2, 2 << 20));
+    assert!(t.e.state().iteration.is_some());
+    t.step();
+    t.step();
+    assert_eq!(t.current().files_discovered, 5);
+    assert_eq!(t.ns.archived_fids().len(), 5);
 }
 
 #[test]
@@ -662,4 +754,38 @@ fn flush_waits_for_changes_before_it_and_lists_failures() {
     assert_eq!(out.failures.len(), 1);
     assert_eq!(out.failures[0].path, "projects/b.dat");
     assert!(t.e.state().pending.contains_key(&c));
+}
+
+#[test]
+fn uncarriable_names_and_unresolvable_paths_fail_with_a_reason() {
+    let mut t = T::new(cfg());
+    let bad = t.file("projects/bad-\u{1}-name", 1);
+    let lost = t.file("projects/lost", 1);
+    // fid2path now answers a path that does not lead back to the file (a lossy name).
+    t.ns.lock()
+        .path_override
+        .insert(lost, b"projects/l\xef\xbf\xbdst".to_vec());
+    t.step();
+    assert!(
+        t.ns.archived_fids().is_empty(),
+        "no request for either: {:?} bad={bad} lost={lost} {:?}",
+        t.ns.archived_fids(),
+        t.log.entries()
+    );
+    assert_eq!(t.totals().files_failed, 2);
+    let entries = t.log.entries();
+    let reason = |p: &str| {
+        entries
+            .iter()
+            .find(|e| e["kind"] == "failure" && e["path"].as_str().is_some_and(|x| x.contains(p)))
+            .map(|e| e["error"].to_string())
+    };
+    assert!(
+        reason("bad-").unwrap().contains("invalid blob name"),
+        "{entries:?}"
+    );
+    assert!(
+        reason("l\u{fffd}st").unwrap().contains("does not resolve"),
+        "{entries:?}"
+    );
 }

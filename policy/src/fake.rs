@@ -28,6 +28,10 @@ pub struct FakeFs {
     pub refuse: HashMap<Fid, i32>,
     pub fid2path_calls: u64,
     pub cancel_calls: Vec<Vec<Fid>>,
+    /// fid2path answers these paths instead of the node's own.
+    pub path_override: HashMap<Fid, Vec<u8>>,
+    /// When set, fid2path fails with this errno (an MDS that does not answer).
+    pub fid2path_errno: Option<i32>,
 }
 
 /// A namespace shared between the engine and the test that drives it.
@@ -116,6 +120,12 @@ impl Namespace for FakeNs {
     fn fid2path(&self, fid: &Fid) -> Result<Option<Vec<u8>>, NsError> {
         let mut fs = self.lock();
         fs.fid2path_calls += 1;
+        if let Some(e) = fs.fid2path_errno {
+            return Err(NsError::new("llapi_fid2path", e));
+        }
+        if let Some(p) = fs.path_override.get(fid) {
+            return Ok(Some(p.clone()));
+        }
         Ok(fs.nodes.get(fid).map(|n| n.path.clone()))
     }
     fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError> {
@@ -292,6 +302,9 @@ impl Store for FakeStore {
     fn name_for(&self, rel: &[u8]) -> Result<String, StoreError> {
         let s =
             std::str::from_utf8(rel).map_err(|_| StoreError::InvalidName("not UTF-8".into()))?;
+        if s.chars().any(char::is_control) {
+            return Err(StoreError::InvalidName(format!("{s:?}: control character")));
+        }
         Ok(format!("{}{s}", self.prefix))
     }
     fn root(&self) -> String {
@@ -334,6 +347,9 @@ impl Store for FakeStore {
         self.check(name)?;
         self.lock().remove(name);
         Ok(())
+    }
+    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError> {
+        Ok(self.lock().get(name).and_then(|b| b.1.clone()))
     }
     fn exists(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.lock().contains_key(name))

@@ -735,7 +735,15 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
             break;
         };
         im.total_blobs_walked += 1;
-        let rel = engine.store.rel_for(&entry.name).unwrap_or_default();
+        // A name the store cannot even parse is still checked as written, for a precise reason.
+        let rel = engine.store.rel_for(&entry.name).unwrap_or_else(|| {
+            let root = engine.store.root();
+            let under = format!("{root}/");
+            match entry.name.strip_prefix(&under) {
+                Some(r) if !root.is_empty() => r.to_string(),
+                _ => entry.name.clone(),
+            }
+        });
         let res = import_one(engine, &rel, &entry, mode, archive_id);
         match res {
             Ok(Imported::File) => {
@@ -834,7 +842,12 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
         ))
     })?;
     let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
-    let meta = entry.meta.clone().unwrap_or(BlobMeta {
+    // Listings may not carry metadata: ask for it (a blob without any is a plain file).
+    let meta = match &entry.meta {
+        Some(m) => Some(m.clone()),
+        None => engine.store.meta(&entry.name).map_err(|e| other(&e))?,
+    };
+    let meta = meta.unwrap_or(BlobMeta {
         kind: FileKind::Regular,
         mode: 0o644,
         uid: 0,

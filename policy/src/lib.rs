@@ -4,6 +4,13 @@
 //! The engine ([`engine::Engine`]) is written against small ports ([`ports`]): a `Namespace`
 //! (Lustre), a `Store` (blob container) and an `EventLog` (logging container), implemented for
 //! real in [`real`] and in memory in [`fake`].
+//!
+//! * [`daemon::run`] wires it all: one changelog reader thread per MDT, the engine loop, the
+//!   control socket ([`control`]), metrics, signals.
+//! * [`jobs::JobRegistry`]: manual export and import jobs, one at a time, history in `jobs.json`.
+//! * [`status`]: Azure's field names for `status --json`, the human form, Prometheus text.
+//! * [`state`]: the durable state, saved atomically.
+//! * [`exit`]: the CLI's exit codes. See `README.md` for commands and semantics.
 
 pub mod bench;
 pub mod control;

@@ -354,10 +354,14 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
     match &cli.cmd {
         Cmd::Daemon => {
             policy::daemon::run(&cli.config).map_err(|e| {
-                let code = if e
+                let bad_config = e
                     .downcast_ref::<lustre_blob_config::ConfigError>()
                     .is_some()
-                {
+                    || matches!(
+                        e.downcast_ref::<blob::Error>(),
+                        Some(blob::Error::Config(_))
+                    );
+                let code = if bad_config {
                     exit::USAGE
                 } else {
                     exit::INTERNAL
@@ -525,14 +529,22 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            // One line: clap's first line names the problem; usage is in --help.
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!(
+                "lustre-blob: {} (see --help)",
+                first.trim_start_matches("error: ")
+            );
+            std::process::exit(exit::USAGE);
+        }
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
             let _ = e.print();
-            std::process::exit(code);
+            std::process::exit(exit::OK);
         }
     };
     init_logging(cli.verbose, cli.quiet);

@@ -134,6 +134,8 @@ pub trait Store: Send {
     /// Every blob under the directory `dir` (names starting with `dir/`; `""` = all), full names.
     fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError>;
     fn exists(&self, name: &str) -> Result<bool, StoreError>;
+    /// POSIX metadata of a blob (`Ok(None)`: no such blob, or it carries none).
+    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError>;
     fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
 }
 

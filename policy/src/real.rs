@@ -118,6 +118,18 @@ pub struct LustreNs {
 }
 
 impl LustreNs {
+    /// An error from a call, with ENOENT double-checked: when the file system itself does not
+    /// answer (an MDS restarting: the simulator's socket is missing, for one), "no such file" is
+    /// not a verdict on the file, so it becomes ESHUTDOWN (re-queued, never "deleted").
+    fn err(&self, op: &'static str, e: &lustre::Error) -> NsError {
+        let mut n = ns_err(op, e);
+        if n.errno == libc::ENOENT && self.mount.path2fid(self.mount.root()).is_err() {
+            n.errno = libc::ESHUTDOWN;
+            n.message = format!("{} (the file system does not answer)", n.message);
+        }
+        n
+    }
+
     fn abs(&self, rel: &[u8]) -> PathBuf {
         if rel.is_empty() {
             self.mount.root().to_path_buf()
@@ -129,12 +141,23 @@ impl LustreNs {
 
 /// Probes MDT changelogs `<fsname>-MDT0000`, `...0001`, ... until one cannot be opened.
 pub fn discover_mdts(mount: &lustre::Mount) -> Result<Vec<String>, lustre::Error> {
-    let mut out = Vec::new();
-    for i in 0..256u32 {
+    // MDT0000 always exists: a failure there is retried briefly (a starting MDS), then reported.
+    let mut tries = 0;
+    let first = loop {
+        match lustre::ChangelogReader::start(&mount.mdt_name(0), 0, false) {
+            Ok(_) => break mount.mdt_name(0),
+            Err(e) if tries >= 20 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
+    };
+    let mut out = vec![first];
+    for i in 1..256u32 {
         let name = mount.mdt_name(i);
         match lustre::ChangelogReader::start(&name, 0, false) {
             Ok(_) => out.push(name),
-            Err(e) if i == 0 => return Err(e),
             Err(_) => break,
         }
     }
@@ -170,15 +193,20 @@ impl Namespace for LustreNs {
                 .into_iter()
                 .next()
                 .map(|p| p.as_os_str().as_bytes().to_vec())),
-            Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(None),
-            Err(e) => Err(ns_err("llapi_fid2path", &e)),
+            Err(e) => {
+                let n = self.err("llapi_fid2path", &e);
+                match n.errno {
+                    libc::ENOENT | libc::EINVAL => Ok(None),
+                    _ => Err(n),
+                }
+            }
         }
     }
     fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError> {
         self.mount
             .path2fid(&self.abs(rel))
             .map(Fid::from)
-            .map_err(|e| ns_err("llapi_path2fid", &e))
+            .map_err(|e| self.err("llapi_path2fid", &e))
     }
     fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError> {
         match std::fs::symlink_metadata(self.abs(rel)) {
@@ -192,11 +220,11 @@ impl Namespace for LustreNs {
         let s = self
             .mount
             .hsm_state(&p)
-            .map_err(|e| ns_err("llapi_hsm_state_get", &e))?;
+            .map_err(|e| self.err("llapi_hsm_state_get", &e))?;
         let a = self
             .mount
             .hsm_current_action(&p)
-            .map_err(|e| ns_err("llapi_hsm_current_action", &e))?;
+            .map_err(|e| self.err("llapi_hsm_current_action", &e))?;
         let pending = matches!(
             a.state,
             lustre::ProgressState::Waiting | lustre::ProgressState::Running
@@ -213,13 +241,13 @@ impl Namespace for LustreNs {
         let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
         self.mount
             .hsm_request(lustre::UserAction::Archive, archive_id, 0, &fids, data)
-            .map_err(|e| ns_err("llapi_hsm_request", &e))
+            .map_err(|e| self.err("llapi_hsm_request", &e))
     }
     fn cancel(&self, archive_id: u32, fids: &[Fid]) -> Result<(), NsError> {
         let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
         self.mount
             .hsm_request(lustre::UserAction::Cancel, archive_id, 0, &fids, b"")
-            .map_err(|e| ns_err("llapi_hsm_request", &e))
+            .map_err(|e| self.err("llapi_hsm_request", &e))
     }
     fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError> {
         std::fs::read_link(self.abs(rel))
@@ -456,6 +484,11 @@ impl Store for BlobPort {
             }
             Ok(out)
         })
+    }
+    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError> {
+        let n = self.name(name)?;
+        let info = self.rt.block_on(self.store.head(&n)).map_err(store_err)?;
+        Ok(info.and_then(|i| i.metadata).as_ref().map(from_blob_meta))
     }
     fn exists(&self, name: &str) -> Result<bool, StoreError> {
         let n = self.name(name)?;

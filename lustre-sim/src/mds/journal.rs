@@ -1,6 +1,7 @@
 //! Crash-safe persistence: a snapshot (`state.json`, written atomically) plus a write-ahead
-//! journal (`journal`) of framed entries, each fsync'ed before the daemon acknowledges or
-//! exposes what it carries. Entry frame: u32 length, u32 checksum (FNV-1a), JSON payload.
+//! journal (`journal`) of framed entries, each written before the daemon acknowledges or
+//! exposes what it carries (and fsync'ed when it carries
+//! changelog records). Entry frame: u32 length, u32 checksum (FNV-1a), JSON payload.
 //! On start the snapshot is loaded, then every journal entry with a higher sequence number is
 //! replayed; a torn or corrupt tail (kill -9 mid-write) is truncated away.
 
@@ -60,13 +61,17 @@ impl Journal {
         ))
     }
 
-    pub fn append(&mut self, payload: &[u8]) -> std::io::Result<()> {
+    /// Appends one entry. A write() alone survives the daemon being killed (the data is in
+    /// the page cache); `durable` adds an fsync for surviving a machine crash too.
+    pub fn append(&mut self, payload: &[u8], durable: bool) -> std::io::Result<()> {
         let mut b = Vec::with_capacity(8 + payload.len());
         b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         b.extend_from_slice(&fnv32(payload).to_le_bytes());
         b.extend_from_slice(payload);
         self.file.write_all(&b)?;
-        self.file.sync_data()?;
+        if durable {
+            self.file.sync_data()?;
+        }
         self.len += b.len() as u64;
         Ok(())
     }
@@ -114,15 +119,15 @@ mod tests {
         {
             let (mut j, e) = Journal::open(&p).unwrap();
             assert!(e.is_empty());
-            j.append(b"one").unwrap();
-            j.append(b"two").unwrap();
+            j.append(b"one", true).unwrap();
+            j.append(b"two", false).unwrap();
         }
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
         let (mut j, e) = Journal::open(&p).unwrap();
         assert_eq!(e, vec![b"one".to_vec(), b"two".to_vec()]);
-        j.append(b"three").unwrap();
+        j.append(b"three", true).unwrap();
         let (_, e) = Journal::open(&p).unwrap();
         assert_eq!(e.len(), 3);
     }

@@ -635,8 +635,11 @@ impl State {
             next_cookie: self.next_cookie,
         };
         let had_records = !e.records.is_empty();
+        // Changelog records must survive a machine crash (fsync); everything else only the
+        // daemon's death, which a plain write() already covers.
+        let durable = had_records;
         let b = serde_json::to_vec(&e).map_err(std::io::Error::other)?;
-        self.journal.append(&b)?;
+        self.journal.append(&b, durable)?;
         if had_records {
             self.generation += 1;
         }

@@ -2,67 +2,16 @@
 //! One watch per directory (recursive by adding watches as directories appear); a directory's
 //! watch maps to its FID, so renames of directories need no watch bookkeeping.
 
+use super::inotify::read_events;
+pub use super::inotify::{Event, Watcher};
 use super::state::{kind_of, Kind, Node, Stat, State};
+pub use super::xattr::{get_fid_xattr, list_xattrs, set_fid_xattr};
 use crate::consts::*;
 use crate::fid::{Fid, ROOT_FID};
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-
-const WATCH_MASK: u32 = libc::IN_CREATE
-    | libc::IN_DELETE
-    | libc::IN_MOVED_FROM
-    | libc::IN_MOVED_TO
-    | libc::IN_CLOSE_WRITE
-    | libc::IN_MODIFY
-    | libc::IN_ATTRIB
-    | libc::IN_DONT_FOLLOW
-    | libc::IN_ONLYDIR;
-
-pub struct Watcher {
-    pub fd: OwnedFd,
-    pub wd_fid: HashMap<i32, Fid>,
-    pub fid_wd: HashMap<Fid, i32>,
-}
-
-impl Watcher {
-    pub fn new() -> std::io::Result<Watcher> {
-        // SAFETY: plain syscall; the returned fd is owned below.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        Ok(Watcher {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            wd_fid: HashMap::new(),
-            fid_wd: HashMap::new(),
-        })
-    }
-
-    pub fn add(&mut self, path: &Path, fid: Fid) -> std::io::Result<()> {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: c is a valid NUL-terminated path; the fd is our inotify instance.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), WATCH_MASK) };
-        if wd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        self.wd_fid.insert(wd, fid);
-        self.fid_wd.insert(fid, wd);
-        Ok(())
-    }
-
-    pub fn remove(&mut self, fid: &Fid) {
-        if let Some(wd) = self.fid_wd.remove(fid) {
-            self.wd_fid.remove(&wd);
-            // SAFETY: removing a watch descriptor from our own inotify instance.
-            unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) };
-        }
-    }
-}
 
 /// What prompted a comparison with the cached stat.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -77,137 +26,9 @@ fn n_is_file(s: &State, fid: &Fid) -> bool {
     s.nodes.get(fid).is_some_and(|n| n.kind == Kind::File)
 }
 
-pub struct Event {
-    pub wd: i32,
-    pub mask: u32,
-    pub cookie: u32,
-    pub name: Vec<u8>,
-}
-
-/// Reads every queued event (non-blocking fd); empty when nothing is queued.
-pub fn read_events(fd: &OwnedFd) -> Vec<Event> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        // SAFETY: reading into a buffer we own, bounded by its length.
-        let n = unsafe {
-            libc::read(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-            )
-        };
-        if n <= 0 {
-            break;
-        }
-        let n = n as usize;
-        let mut o = 0;
-        while o + 16 <= n {
-            let wd = i32::from_le_bytes(buf[o..o + 4].try_into().unwrap_or([0; 4]));
-            let mask = u32::from_le_bytes(buf[o + 4..o + 8].try_into().unwrap_or([0; 4]));
-            let cookie = u32::from_le_bytes(buf[o + 8..o + 12].try_into().unwrap_or([0; 4]));
-            let len = u32::from_le_bytes(buf[o + 12..o + 16].try_into().unwrap_or([0; 4])) as usize;
-            let raw = &buf[o + 16..(o + 16 + len).min(n)];
-            let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-            out.push(Event {
-                wd,
-                mask,
-                cookie,
-                name: raw[..end].to_vec(),
-            });
-            o += 16 + len;
-        }
-    }
-    out
-}
-
-pub fn get_fid_xattr(path: &Path) -> Option<Fid> {
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let name = CString::new(FID_XATTR).ok()?;
-    let mut b = [0u8; 16];
-    // SAFETY: valid C strings and a 16-byte buffer whose length we pass.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            b.as_mut_ptr() as *mut libc::c_void,
-            16,
-        )
-    };
-    if n != 16 {
-        return None;
-    }
-    Fid::from_bytes(&b)
-}
-
-pub fn set_fid_xattr(path: &Path, fid: Fid) {
-    let (Ok(c), Ok(name)) = (
-        CString::new(path.as_os_str().as_bytes()),
-        CString::new(FID_XATTR),
-    ) else {
-        return;
-    };
-    let b = fid.to_bytes();
-    // SAFETY: valid C strings and a 16-byte value. Failure is tolerated (the FID then lives
-    // only in the daemon's state, keyed by inode number).
-    unsafe {
-        libc::lsetxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            b.as_ptr() as *const libc::c_void,
-            16,
-            0,
-        )
-    };
-}
-
-/// Names and value hashes of an entry's xattrs, the simulator's own excluded.
-pub fn list_xattrs(path: &Path) -> Vec<(String, u64)> {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return Vec::new();
-    };
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: buffer and length agree.
-    let n =
-        unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if n <= 0 {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for name in buf[..n as usize]
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-    {
-        let s = String::from_utf8_lossy(name).into_owned();
-        if s.starts_with(SIM_XATTR_PREFIX) {
-            continue;
-        }
-        let Ok(cn) = CString::new(name) else { continue };
-        let mut v = vec![0u8; 65536];
-        // SAFETY: buffer and length agree; names come from llistxattr.
-        let m = unsafe {
-            libc::lgetxattr(
-                c.as_ptr(),
-                cn.as_ptr(),
-                v.as_mut_ptr() as *mut libc::c_void,
-                v.len(),
-            )
-        };
-        let h = if m >= 0 {
-            super::journal::fnv32(&v[..m as usize]) as u64
-        } else {
-            0
-        };
-        out.push((s, h));
-    }
-    out.sort();
-    out
-}
-
-fn join(dir: &Path, name: &[u8]) -> PathBuf {
+pub(super) fn join(dir: &Path, name: &[u8]) -> PathBuf {
     dir.join(OsStr::from_bytes(name))
 }
-
 impl State {
     pub fn mdt_for_new(&self, parent: &Fid, kind: Kind, name: &[u8]) -> u32 {
         if kind == Kind::Dir && self.nmdts > 1 {
@@ -351,7 +172,7 @@ impl State {
         std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == n.stat.ino && n.stat.ino != 0)
     }
 
-    fn add_hardlink(&mut self, fid: Fid, parent: Fid, name: &[u8]) -> Fid {
+    pub(super) fn add_hardlink(&mut self, fid: Fid, parent: Fid, name: &[u8]) -> Fid {
         let Some(n) = self.node_mut(&fid) else {
             return fid;
         };
@@ -491,6 +312,11 @@ impl State {
                         n.stat = Stat::from_meta(&m);
                         n.xattrs = x;
                     }
+                    // A directory renamed between its stat and inotify_add_watch has no watch.
+                    if m.is_dir() && !w.fid_wd.contains_key(&fid) {
+                        let _ = w.add(&path, fid);
+                        self.scan_new_dir(w, fid, &path);
+                    }
                 }
             }
             return;
@@ -627,7 +453,7 @@ impl State {
         self.close_with(fid, path, Cause::Close);
     }
 
-    fn close_with(&mut self, fid: Fid, path: &Path, cause: Cause) {
+    pub(super) fn close_with(&mut self, fid: Fid, path: &Path, cause: Cause) {
         self.attr_changed(fid, path, cause);
         let Some(n) = self.nodes.get(&fid) else {
             return;
@@ -755,168 +581,6 @@ impl State {
                 self.attr_changed(c, &path, Cause::Modify);
             } else if ev.mask & libc::IN_ATTRIB != 0 {
                 self.attr_changed(c, &path, Cause::Attrib);
-            }
-        }
-    }
-
-    /// Walks the whole tree and reconciles it with the model: adds watches, and emits records
-    /// for what changed while nobody was watching (daemon down, inotify overflow).
-    pub fn rescan(&mut self, w: &mut Watcher) {
-        use std::os::unix::fs::MetadataExt;
-        let root = self.root.clone();
-        if !self.nodes.contains_key(&ROOT_FID) {
-            let m = std::fs::symlink_metadata(&root).ok();
-            let stat = m.as_ref().map(Stat::from_meta).unwrap_or_default();
-            self.insert_node(Node {
-                fid: ROOT_FID,
-                kind: Kind::Dir,
-                mdt: 0,
-                links: Vec::new(),
-                stat,
-                xattrs: Vec::new(),
-                hsm: 0,
-                archive_id: 0,
-                dv: 1,
-            });
-            set_fid_xattr(&root, ROOT_FID);
-        }
-        if !w.fid_wd.contains_key(&ROOT_FID) {
-            let _ = w.add(&root, ROOT_FID);
-        }
-        // Pass 1: walk, collecting (fid -> links seen) and creating unknown entries.
-        let mut seen: HashMap<Fid, Vec<(Fid, Vec<u8>)>> = HashMap::new();
-        let mut stack = vec![(ROOT_FID, root.clone())];
-        let mut moved: Vec<(Fid, Fid, Vec<u8>)> = Vec::new();
-        while let Some((dfid, dpath)) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dpath) else {
-                continue;
-            };
-            let mut names: Vec<Vec<u8>> = rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().as_bytes().to_vec())
-                .collect();
-            names.sort();
-            for name in names {
-                if dfid == ROOT_FID && name == b".lustre" {
-                    continue;
-                }
-                let p = join(&dpath, &name);
-                let Ok(m) = std::fs::symlink_metadata(&p) else {
-                    continue;
-                };
-                let known = get_fid_xattr(&p)
-                    .filter(|f| {
-                        self.nodes
-                            .get(f)
-                            .is_some_and(|n| n.stat.ino == m.ino() || n.stat.ino == 0)
-                    })
-                    .or_else(|| {
-                        self.by_ino
-                            .get(&m.ino())
-                            .copied()
-                            .filter(|f| self.nodes.get(f).is_some_and(|n| n.kind == kind_of(&m)))
-                    });
-                let fid = match known {
-                    Some(f) => {
-                        let links = seen.entry(f).or_default();
-                        links.push((dfid, name.clone()));
-                        let n = &self.nodes[&f];
-                        if !n.links.iter().any(|(pp, nn)| *pp == dfid && *nn == name) {
-                            moved.push((f, dfid, name.clone()));
-                        }
-                        f
-                    }
-                    None => {
-                        let f = self.create_entry(w, dfid, &name, &p, Some(m.clone()), false);
-                        if m.is_file() {
-                            // created while nobody watched: its close was not seen either
-                            self.close_write(f, &p);
-                        }
-                        seen.entry(f).or_default().push((dfid, name.clone()));
-                        // create_entry already scanned a new directory's content
-                        if m.is_dir() {
-                            self.mark_seen_subtree(f, &mut seen);
-                            continue;
-                        }
-                        f
-                    }
-                };
-                if m.is_dir() {
-                    if !w.fid_wd.contains_key(&fid) {
-                        let _ = w.add(&p, fid);
-                    }
-                    stack.push((fid, p));
-                }
-            }
-        }
-        // Pass 2: links that moved (renames while down) and links that vanished.
-        for (fid, np, nn) in moved {
-            let old = self.nodes.get(&fid).and_then(|n| {
-                n.links
-                    .iter()
-                    .find(|l| !seen.get(&fid).is_some_and(|s| s.contains(l)))
-                    .cloned()
-            });
-            match old {
-                Some((op, on)) => self.rename_entry(w, fid, op, &on, np, &nn),
-                None => {
-                    self.add_hardlink(fid, np, &nn);
-                }
-            }
-        }
-        let mut gone: Vec<(usize, Fid, Vec<u8>)> = Vec::new();
-        for (fid, n) in &self.nodes {
-            if *fid == ROOT_FID {
-                continue;
-            }
-            for l in &n.links {
-                if !seen.get(fid).is_some_and(|s| s.contains(l)) {
-                    let depth = self
-                        .rel_path(fid)
-                        .map(|p| p.iter().filter(|&&c| c == b'/').count())
-                        .unwrap_or(0);
-                    gone.push((depth, l.0, l.1.clone()));
-                }
-            }
-        }
-        gone.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
-        for (_, p, n) in gone {
-            self.unlink_entry(w, p, &n);
-        }
-        // Pass 3: content / attribute changes.
-        let fids: Vec<Fid> = seen.keys().copied().collect();
-        for fid in fids {
-            let Some(path) = self.abs_path(&fid) else {
-                continue;
-            };
-            let Some(n) = self.nodes.get(&fid) else {
-                continue;
-            };
-            let Ok(m) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            let st = Stat::from_meta(&m);
-            let content =
-                n.kind == Kind::File && (st.size != n.stat.size || st.mtime != n.stat.mtime);
-            if content {
-                self.close_with(fid, &path, Cause::Rescan);
-            } else {
-                self.attr_changed(fid, &path, Cause::Rescan);
-            }
-        }
-    }
-
-    fn mark_seen_subtree(&self, fid: Fid, seen: &mut HashMap<Fid, Vec<(Fid, Vec<u8>)>>) {
-        let kids: Vec<((Fid, Vec<u8>), Fid)> = self
-            .children
-            .iter()
-            .filter(|((p, _), _)| *p == fid)
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for (k, c) in kids {
-            seen.entry(c).or_default().push(k);
-            if self.nodes.get(&c).is_some_and(|n| n.kind == Kind::Dir) {
-                self.mark_seen_subtree(c, seen);
             }
         }
     }

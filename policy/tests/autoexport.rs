@@ -1,0 +1,311 @@
+//! Auto-export end to end with real processes: Azurite, lustre-sim, lhsmtool_blob and the
+//! lustre-blob daemon, driven through the CLI as an administrator would.
+
+use e2e::stack::{Stack, StackOptions};
+use e2e::util::wait_until;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+/// One stack at a time per test binary: simulators starting in parallel race on their shared
+/// mount table (an MDT then reads as "No such device"), and the machine has two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // A mount table of our own: the shared one loses entries when many simulators (other
+    // suites running at the same time) rewrite it at once.
+    static TAB: std::sync::Once = std::sync::Once::new();
+    TAB.call_once(|| {
+        let tab = std::env::temp_dir()
+            .join(format!("lustre-blob-policy-tests-{}", std::process::id()))
+            .join("mounts");
+        std::env::set_var("LUSTRE_SIM_MOUNTTAB", tab);
+    });
+    guard
+}
+use std::time::Duration;
+
+/// `lhsmtool_blob` comes from another package: build it when `cargo test -p policy` runs alone.
+fn ensure_copytool_built() {
+    if testkit::bin_path("lhsmtool_blob").exists() {
+        return;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args(["build", "-p", "copytool", "--bin", "lhsmtool_blob"])
+        .current_dir(testkit::workspace_root())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "cargo build -p copytool failed");
+}
+
+fn stack(prefix: &str, exclude: &[&str]) -> Stack {
+    ensure_copytool_built();
+    let mut s = Stack::new(StackOptions {
+        prefix: prefix.into(),
+        ..StackOptions::default()
+    });
+    s.edit_policy(|p| p.exclude = exclude.iter().map(|e| e.to_string()).collect());
+    s.start_copytool(&[]);
+    s.start_daemon();
+    s
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn names(s: &Stack) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .store
+        .list(&s.container, "")
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn new_files_dirs_and_symlinks_under_the_prefix_are_exported_and_nothing_else() {
+    let _serial = serial();
+    let s = stack("projects/", &["*.tmp"]);
+    s.write("projects/a.dat", b"alpha");
+    s.write("projects/sub/b.dat", &vec![7u8; 200_000]);
+    s.write("projects/skip.tmp", b"excluded");
+    s.write("other/c.dat", b"outside");
+    std::os::unix::fs::symlink("a.dat", s.mount().join("projects/link")).unwrap();
+    let o = s.flush("120s");
+    assert!(
+        o.status.success(),
+        "flush: {} {}\n{}",
+        stdout(&o),
+        stderr(&o),
+        s.logs()
+    );
+    let got = names(&s);
+    assert_eq!(
+        got,
+        vec![
+            "projects",
+            "projects/a.dat",
+            "projects/link",
+            "projects/sub",
+            "projects/sub/b.dat"
+        ],
+        "{}",
+        s.logs()
+    );
+    assert_eq!(
+        s.store.get(&s.container, "projects/a.dat").as_deref(),
+        Some(&b"alpha"[..])
+    );
+    assert_eq!(
+        s.store
+            .get(&s.container, "projects/sub/b.dat")
+            .map(|b| b.len()),
+        Some(200_000)
+    );
+    assert_eq!(
+        s.store.get(&s.container, "projects/link").as_deref(),
+        Some(&b"a.dat"[..])
+    );
+    assert!(s
+        .hsm_state(&s.mount().join("projects/a.dat"))
+        .contains("archived"));
+    assert!(!s
+        .hsm_state(&s.mount().join("other/c.dat"))
+        .contains("archived"));
+
+    let st = s.status_json();
+    assert_eq!(st["state"], "InProgress");
+    assert_eq!(st["totalFilesExported"], 5, "{st}");
+    assert_eq!(st["totalFilesFailed"], 0);
+    assert!(st["exportIterationCount"].as_u64().unwrap() >= 1);
+    assert!(st["lastSuccessfulIterationCompletionTimeUTC"].is_string());
+    assert_eq!(st["everythingExported"], true, "{st}");
+    let human = stdout(&s.cli(&["status"]));
+    assert!(human.contains("Total Files Exported:       5"), "{human}");
+
+    // The catalog shows the HSM state and the export record the copytool left on the file.
+    let a = s.mount().join("projects/a.dat");
+    let o = s.cli(&["catalog", &a.display().to_string(), "--json"]);
+    assert!(o.status.success(), "catalog: {}", stderr(&o));
+    let cat: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        cat[0]["hsm"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "archived"),
+        "{cat}"
+    );
+    assert_eq!(cat[0]["exportRecord"]["blob"], "projects/a.dat", "{cat}");
+    assert!(cat[0]["exportRecord"]["etag"].is_string(), "{cat}");
+    let human = stdout(&s.cli(&["catalog", &a.display().to_string()]));
+    assert!(
+        human.contains("archived") && human.contains("blob: projects/a.dat"),
+        "{human}"
+    );
+
+    // A change is exported again (latest content wins).
+    s.write("projects/a.dat", b"alpha, second version");
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        s.store.get(&s.container, "projects/a.dat").as_deref(),
+        Some(&b"alpha, second version"[..])
+    );
+    assert_eq!(s.status_json()["totalFilesExported"], 6);
+}
+
+#[test]
+fn a_failed_file_counts_and_reaches_the_logging_container() {
+    let _serial = serial();
+    let s = stack("", &[]);
+    s.write("good.dat", b"ok");
+    // A name a blob cannot carry: the copytool fails it with a reason.
+    s.write("bad\u{1}name.dat", b"x");
+    let o = s.flush("120s");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "flush must report the failure: {} {}\n{}",
+        stdout(&o),
+        stderr(&o),
+        s.logs()
+    );
+    assert!(stdout(&o).contains("bad\u{1}name.dat"), "{}", stdout(&o));
+    let st = s.status_json();
+    assert_eq!(st["totalFilesFailed"], 1, "{st}");
+    assert_eq!(st["currentIterationFilesFailed"], 1, "{st}");
+    assert_eq!(st["everythingExported"], false);
+    let ok = wait_until(Duration::from_secs(30), || {
+        s.store.json_lines(&s.logs).iter().any(|l| {
+            l["kind"] == "failure"
+                && l["path"].as_str().is_some_and(|p| p.contains("bad"))
+                && l["job"] == "autoexport"
+        })
+    });
+    assert!(
+        ok,
+        "no failure entry from the daemon in the logging container: {:?}",
+        s.store.json_lines(&s.logs)
+    );
+    assert!(s
+        .store
+        .json_lines(&s.logs)
+        .iter()
+        .any(|l| l["kind"] == "summary"));
+    assert_eq!(names(&s), vec!["good.dat"]);
+}
+
+#[test]
+fn a_second_job_is_refused_naming_the_running_one() {
+    let _serial = serial();
+    let s = stack("", &[]);
+    let o = s.cli(&["export", &s.mount().display().to_string()]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("autoexport"), "{}", stderr(&o));
+    let o = s.cli(&["import", "--prefix", "x"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+}
+
+#[test]
+fn kill9_and_restart_exports_every_file_once() {
+    let _serial = serial();
+    let mut s = stack("", &[]);
+    for i in 0..40 {
+        s.write(&format!("d/f{i:02}"), format!("file {i}").as_bytes());
+    }
+    // Let the daemon get going, then kill it hard mid-way.
+    wait_until(Duration::from_secs(30), || {
+        s.status_json()["totalFilesExported"].as_u64().unwrap_or(0) >= 5
+    });
+    if let Some(d) = s.daemon.as_mut() {
+        d.kill9();
+    }
+    s.start_daemon();
+    let o = s.flush("180s");
+    assert!(
+        o.status.success(),
+        "{} {}\n{}",
+        stdout(&o),
+        stderr(&o),
+        s.logs()
+    );
+    let st = s.status_json();
+    assert_eq!(
+        st["totalFilesExported"], 41,
+        "40 files + the directory, each once: {st}"
+    );
+    assert_eq!(st["totalFilesFailed"], 0);
+    for i in 0..40 {
+        let body = s.store.get(&s.container, &format!("d/f{i:02}"));
+        assert_eq!(body, Some(format!("file {i}").into_bytes()), "d/f{i:02}");
+    }
+}
+
+#[test]
+fn sigterm_saves_state_and_a_restart_continues() {
+    let _serial = serial();
+    let mut s = stack("", &[]);
+    s.write("x/a", b"a");
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = s.status_json();
+    let code = s
+        .daemon
+        .as_mut()
+        .and_then(|d| d.stop(Duration::from_secs(20)));
+    assert_eq!(code, Some(0), "{}", s.logs());
+    assert!(!s.policy.socket.exists(), "socket removed on exit");
+    let o = s.cli(&["status"]);
+    assert_eq!(o.status.code(), Some(3), "daemon down: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot reach the daemon"),
+        "{}",
+        stderr(&o)
+    );
+    s.start_daemon();
+    let after = s.status_json();
+    assert_eq!(after["totalFilesExported"], before["totalFilesExported"]);
+    assert_eq!(
+        after["exportIterationCount"],
+        before["exportIterationCount"]
+    );
+    s.write("x/b", b"b");
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        s.status_json()["totalFilesExported"],
+        before["totalFilesExported"].as_u64().unwrap() + 1
+    );
+}
+
+#[test]
+fn disable_and_enable_are_reported_in_status() {
+    let _serial = serial();
+    let s = stack("", &[]);
+    let o = s.cli(&["autoexport", "disable"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(s.status_json()["state"], "Disabled");
+    let o = s.cli(&["flush", "--wait"]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "flush refuses while disabled: {}",
+        stderr(&o)
+    );
+    let o = s.cli(&["autoexport", "enable"]);
+    assert!(o.status.success());
+    assert_eq!(s.status_json()["state"], "InProgress");
+    let jobs = stdout(&s.cli(&["jobs", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    assert_eq!(v[0]["id"], "autoexport");
+}
