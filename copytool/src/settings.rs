@@ -138,6 +138,30 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A usage error from clap as one line for stderr (clap's own text spans several lines: the error,
+/// a tip, the usage and a hint). A missing argument reads `missing MOUNTPOINT (try --help)`.
+pub fn usage_error_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() == ErrorKind::MissingRequiredArgument {
+        if let Some(ContextValue::Strings(args)) = e.get(ContextKind::InvalidArg) {
+            let names: Vec<&str> = args
+                .iter()
+                .map(|a| a.trim_start_matches('<').trim_end_matches('>'))
+                .collect();
+            if !names.is_empty() {
+                return format!("missing {} (try --help)", names.join(", "));
+            }
+        }
+    }
+    let text = e.render().to_string();
+    let what = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map_or("invalid arguments", |l| l.trim_start_matches("error: "));
+    format!("{what} (try --help)")
+}
+
 /// The engine settings from a policy file plus flag overrides.
 pub fn engine_config(cli: &Cli, policy: &Policy) -> Result<EngineConfig, String> {
     let ct = &policy.copytool;
@@ -355,6 +379,28 @@ metrics = "127.0.0.1:9999"
         assert!(s.unwrap_err().contains("--max-actions"));
         let (_d, s) = with_policy(POLICY, &["relative/mount"]);
         assert!(s.unwrap_err().contains("absolute"));
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_with_a_hint() {
+        let line = |args: &[&str]| usage_error_line(&cli(args).unwrap_err());
+        assert_eq!(line(&[]), "missing MOUNTPOINT (try --help)");
+        assert_eq!(line(&["-A", "1"]), "missing MOUNTPOINT (try --help)");
+        assert_eq!(
+            line(&["--frobnicate", "/m"]),
+            "unexpected argument '--frobnicate' found (try --help)"
+        );
+        for args in [
+            &["--max-actions", "many", "/m"][..],
+            &["--metrics", "127.0.0.1:1", "--no-metrics", "/m"],
+            &["/m", "/n"],
+            &["--config"],
+        ] {
+            let l = line(args);
+            assert!(!l.contains('\n') && l.ends_with(" (try --help)"), "{l}");
+            assert!(!l.contains("Usage") && !l.contains("tip:"), "{l}");
+        }
+        assert!(line(&["--max-actions", "many", "/m"]).contains("--max-actions"));
     }
 
     #[test]
