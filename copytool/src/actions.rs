@@ -161,17 +161,8 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 counter.fetch_max(total, Ordering::Relaxed);
             }),
             cancel: token.clone(),
+            rate_limit: self.engine.rate_limit().clone(),
         }
-    }
-
-    async fn throttle(&self, bytes: u64, token: &CancellationToken) -> Result<(), Failure> {
-        if let Some(t) = self.engine.throttle() {
-            tokio::select! {
-                () = t.take(bytes) => {}
-                () = token.cancelled() => return Err(self.cancelled()),
-            }
-        }
-        Ok(())
     }
 
     // ---------------------------------------------------------------- ARCHIVE
@@ -259,7 +250,6 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             mtime_ns: i128::from(st.mtime()) * 1_000_000_000 + i128::from(st.mtime_nsec()),
             data_version: dv_before,
         };
-        self.throttle(st.len(), token).await?;
         let counter = Arc::new(AtomicU64::new(0));
         let reporter = self.spawn_progress(guard.slot(), counter.clone(), st.len(), token.clone());
         let uploaded = store
@@ -477,7 +467,6 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 ),
             ));
         }
-        self.throttle(head.size, token).await?;
         let counter = Arc::new(AtomicU64::new(0));
         let reporter = self.spawn_progress(guard.slot(), counter.clone(), head.size, token.clone());
         let got = store

@@ -662,32 +662,84 @@ fn a_dropped_guard_ends_its_action_with_eio() {
     );
 }
 
+/// Bytes the agent has seen reported as moved for `cookie` so far (sum of progress extents).
+fn progressed(s: &crate::fakes::CtState, cookie: u64) -> u64 {
+    s.events
+        .iter()
+        .map(|e| match e {
+            Event::Progress(c, ext) if *c == cookie => ext.length,
+            _ => 0,
+        })
+        .sum()
+}
+
 #[test]
-fn bandwidth_limit_holds_the_next_transfer_until_the_budget_allows() {
-    // 1 byte/s: the first 100-byte file starts at once and uses up 100 s of budget.
+fn bandwidth_slows_a_transfer_mid_stream_and_a_reload_changes_the_running_limit() {
+    // 4-byte blocks at 40 B/s: the 4000-byte file would take 100 s.
+    let h = H::new(EngineConfig {
+        bandwidth: Some(40),
+        ..cfg()
+    });
+    assert_eq!(h.engine.rate_limit().rate(), Some(40));
+    h.ct.add_file(fid(1), &["slow"], &[7u8; 4000]);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    // Blocks are flowing (progress reported), and the transfer is not done: it is paced block by
+    // block, not held before it starts.
+    h.ct.wait_for(|s| progressed(s, 1) > 0);
+    assert!(h.ct.ends().is_empty());
+    assert!(h.engine.rate_limit().granted() < 4000);
+    // Lifting the limit by a reload applies to the transfer already running.
+    h.engine.reload(EngineConfig {
+        bandwidth: None,
+        ..cfg()
+    });
+    assert_eq!(h.engine.rate_limit().rate(), None);
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    assert_eq!(h.store.get("slow").unwrap().data, vec![7u8; 4000]);
+    assert_eq!(h.engine.rate_limit().granted(), 4000);
+    // A new limit set by a reload is the same limiter's.
+    h.engine.reload(EngineConfig {
+        bandwidth: Some(1 << 20),
+        ..cfg()
+    });
+    assert_eq!(h.engine.rate_limit().rate(), Some(1 << 20));
+}
+
+#[test]
+fn archives_and_restores_draw_from_the_one_agent_budget() {
+    let h = H::new(EngineConfig {
+        bandwidth: Some(1 << 30),
+        ..cfg()
+    });
+    h.ct.add_file(fid(1), &["a"], &[1u8; 37]);
+    h.ct.add_file(fid(2), &["b"], &[2u8; 50]);
+    h.ct.push(list(vec![
+        item(Action::Archive, 1, 1),
+        item(Action::Archive, 2, 2),
+    ]));
+    assert_eq!(h.ct.wait_ends(2).len(), 2);
+    assert_eq!(h.engine.rate_limit().granted(), 87);
+    h.ct.push(list(vec![item(Action::Restore, 2, 3)]));
+    assert_eq!(h.ct.wait_ends(3)[2], (3, 0, 0));
+    assert_eq!(h.engine.rate_limit().granted(), 87 + 50);
+}
+
+#[test]
+fn stopping_aborts_a_transfer_waiting_for_bandwidth() {
     let mut h = H::new(EngineConfig {
         bandwidth: Some(1),
         ..cfg()
     });
     h.ct.add_file(fid(1), &["a"], &[1u8; 100]);
-    h.ct.add_file(fid(2), &["b"], &[2u8; 100]);
     h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
-    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
-    h.ct.push(list(vec![item(Action::Archive, 2, 2)]));
-    h.ct.wait_for(|s| s.events.contains(&Event::Begin(2)));
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        h.ct.ends().len(),
-        1,
-        "second transfer must wait for the budget"
-    );
-    assert!(h.store.get("b").is_none());
-    // Stopping aborts the waiting action cleanly.
+    h.ct.wait_for(|s| s.events.contains(&Event::Begin(1)));
     h.engine.request_stop();
     h.recv.take().unwrap().join().unwrap().unwrap();
     let engine = h.engine.clone();
     h.rt.block_on(async move { engine.drain(Duration::from_millis(50)).await });
-    assert_eq!(h.ct.ends(), vec![(1, 0, 0), (2, 0, libc::ESHUTDOWN)]);
+    assert_eq!(h.ct.ends(), vec![(1, 0, libc::ESHUTDOWN)]);
+    assert!(h.store.get("a").is_none());
+    assert_eq!(h.engine.rate_limit().granted(), 0);
 }
 
 #[test]

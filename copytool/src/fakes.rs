@@ -285,7 +285,8 @@ pub struct FakeBlob {
 }
 
 /// A blob store in memory. Uploads pass through `gate` after their first block when it is set, so a
-/// test can hold an upload mid-way.
+/// test can hold an upload mid-way. Like the real store, every block acquires its length from the
+/// transfer's rate limiter before it is read or written.
 #[derive(Default)]
 pub struct FakeStore {
     pub blobs: Mutex<HashMap<String, FakeBlob>>,
@@ -367,6 +368,13 @@ impl Store for FakeStore {
             if opts.cancel.is_cancelled() {
                 return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
             }
+            let want = opts.block_size.min(size.saturating_sub(off));
+            tokio::select! {
+                () = opts.rate_limit.acquire(want) => {}
+                () = opts.cancel.cancelled() => {
+                    return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+                }
+            }
             let mut buf = vec![0u8; opts.block_size as usize];
             let n = file
                 .read_at(&mut buf, off)
@@ -443,8 +451,11 @@ impl Store for FakeStore {
                 .with_http(Some(404), Some("BlobNotFound".into()))
         })?;
         for (i, chunk) in blob.data.chunks(opts.block_size as usize).enumerate() {
-            if opts.cancel.is_cancelled() {
-                return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+            tokio::select! {
+                () = opts.rate_limit.acquire(chunk.len() as u64) => {}
+                () = opts.cancel.cancelled() => {
+                    return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+                }
             }
             file.write_at(chunk, i as u64 * opts.block_size)
                 .map_err(|e| StoreError::new(StoreErrorKind::Io, e.to_string()))?;

@@ -296,3 +296,26 @@ fn daemon_mode_detaches_and_still_serves() {
         !pid_file.exists() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
     });
 }
+
+#[test]
+fn bandwidth_paces_a_running_archive_and_sighup_changes_its_rate() {
+    // 16 KiB/s from the policy file: the 40-block file would take 160 s.
+    let env = Env::start("[copytool]\nbandwidth = \"16KiB\"\n");
+    let ct = env.copytool(&[]);
+    let content = pattern(40 * BLOCK, 5);
+    let p = env.write("bw/big", &content);
+    env.hsm("hsm_archive", &p, None);
+    // Paced mid-stream: the transfer started and moves bytes, and is not done.
+    env.wait_until("archive moving bytes", Duration::from_secs(60), || {
+        let out = env.lfs(&["hsm_action", p.to_str().unwrap()]).1;
+        out.contains("RUNNING") && !out.contains("(0 bytes moved)")
+    });
+    assert!(!env.flags(&p).contains(&"archived".to_string()));
+    assert!(env.blob("bw/big").is_none());
+    // A reload lifting the limit (no `bandwidth` key) applies to the transfer already running.
+    env.rewrite_policy("");
+    ct.signal(libc::SIGHUP);
+    env.wait_state(&p, "exists archived", &[&ct]);
+    assert_eq!(env.blob("bw/big"), Some(content));
+    assert!(ct.log().contains("policy reloaded"), "{}", ct.log());
+}
