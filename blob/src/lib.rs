@@ -22,13 +22,15 @@
 //!   async fn delete(&self, &BlobName) -> Result<(), Error>                // NotFound when missing
 //!   async fn delete_if_exists(&self, &BlobName) -> Result<bool, Error>
 //!   async fn set_metadata(&self, &BlobName, &Metadata, if_match: Option<&str>) -> Result<String, Error>
-//!   fn list(&self, prefix: &str) -> Result<BoxStream<'static, Result<BlobInfo, Error>>, Error>
+//!   fn list(&self, prefix: &str) -> Result<BoxStream<'static, Result<BlobInfo, Error>>, Error>  // with metadata
+//!   fn list_with_page_size(&self, prefix: &str, page_size: u32) -> Result<BoxStream<..>, Error>
 //! WriteMode::{Overwrite, CreateOnly, IfMatch(String)}
 //! UploadOptions { mode, block_size, blocks_in_flight, single_put_threshold, progress: Option<Progress>,
 //!                 cancel: CancellationToken }   (Default: 8 MiB x 16, threshold 8 MiB)
 //! Uploaded { etag, size, checksum, blocks, block_size, peak_buffered }
 //! DownloadOptions { range_size, ranges_in_flight, progress, cancel };  Downloaded { size, etag, checksum, verified }
-//! BlobInfo { name: BlobName, size, etag: Option<String>, last_modified: SystemTime, metadata: Option<Metadata> }
+//! BlobInfo { name: String /*exact, unvalidated when listed*/, size, etag: Option<String>, last_modified: SystemTime,
+//!            metadata: Option<Metadata> }   .blob_name() -> Result<BlobName, NameError>
 //! Metadata { owner, group, permissions, modtime: SystemTime, kind: FileKind, fid: Option<String>,
 //!            mtime_ns: Option<i128>, data_version: Option<u64>, checksum: Option<String>, extra: BTreeMap }
 //!   .is_folder(), .with_mtime(secs, nsecs), .to_pairs(), Metadata::from_pairs(..)
@@ -45,6 +47,7 @@
 pub mod checksum;
 mod download;
 pub mod error;
+mod listing;
 pub mod logsink;
 pub mod metadata;
 pub mod name;
