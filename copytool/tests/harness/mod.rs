@@ -371,7 +371,8 @@ impl Env {
                 return out;
             };
             while let Some(Ok(i)) = s.next().await {
-                if let Ok(b) = self.logs.get_bytes(&i.name).await {
+                let name = i.blob_name().expect("log blob names are valid");
+                if let Ok(b) = self.logs.get_bytes(&name).await {
                     for l in String::from_utf8_lossy(&b).lines() {
                         out.push(serde_json::from_str(l).unwrap());
                     }
