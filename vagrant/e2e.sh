@@ -237,9 +237,13 @@ lustre-blob status --json --config "$POLICY" > "$WORK/status.json" || true
 check "status --json: state InProgress, totalFilesFailed 0, totalFilesExported >= ${#files[@]}" \
   jq_true '.[0] | .state == "InProgress" and .totalFilesFailed == 0 and .totalFilesExported >= $n' \
   "$WORK/status.json" --argjson n "${#files[@]}"
+# Releases and restores are the copytool's own HSM bookkeeping and create no export work.
+check "status --json: everythingExported, no pending or in-flight file" \
+  jq_true '.[0] | .everythingExported == true and .pendingFiles == 0 and .inFlightFiles == 0' \
+  "$WORK/status.json"
 if blobs cat "$LOG_CONTAINER" > "$WORK/failure-log.jsonl"; then
   check "no failure entry for this run in the logging container" \
-    no_match 'select((.path // "") | contains($p)) | select(.error != null)' "$WORK/failure-log.jsonl" --arg p "$RUN/"
+    no_match 'select(.kind == "failure") | select((.path // "") | contains($p))' "$WORK/failure-log.jsonl" --arg p "$RUN/"
 else
   not_ok "reading the logging container $LOG_CONTAINER"
 fi

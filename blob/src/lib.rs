@@ -22,7 +22,8 @@
 //!   async fn delete(&self, &BlobName) -> Result<(), Error>                // NotFound when missing
 //!   async fn delete_if_exists(&self, &BlobName) -> Result<bool, Error>
 //!   async fn set_metadata(&self, &BlobName, &Metadata, if_match: Option<&str>) -> Result<String, Error>
-//!   fn list(&self, prefix: &str) -> Result<BoxStream<'static, Result<BlobInfo, Error>>, Error>
+//!   fn list(&self, prefix: &str) -> Result<BoxStream<'static, Result<BlobInfo, Error>>, Error>  // with metadata
+//!   fn list_with_page_size(&self, prefix: &str, page_size: u32) -> Result<BoxStream<..>, Error>
 //! WriteMode::{Overwrite, CreateOnly, IfMatch(String)}
 //! UploadOptions { mode, block_size, blocks_in_flight, single_put_threshold, progress: Option<Progress>,
 //!                 cancel: CancellationToken, rate_limit: Option<Arc<RateLimiter>> }
@@ -33,7 +34,8 @@
 //!   fn new(bytes_per_sec: u64 /*0 = unlimited*/) -> RateLimiter;  fn unlimited() -> RateLimiter
 //!   async fn acquire(&self, bytes: u64);  fn set_rate(&self, bytes_per_sec: u64)
 //!   fn rate(&self) -> Option<u64>;  fn granted(&self) -> u64
-//! BlobInfo { name: BlobName, size, etag: Option<String>, last_modified: SystemTime, metadata: Option<Metadata> }
+//! BlobInfo { name: String /*exact, unvalidated when listed*/, size, etag: Option<String>, last_modified: SystemTime,
+//!            metadata: Option<Metadata> }   .blob_name() -> Result<BlobName, NameError>
 //! Metadata { owner, group, permissions, modtime: SystemTime, kind: FileKind, fid: Option<String>,
 //!            mtime_ns: Option<i128>, data_version: Option<u64>, checksum: Option<String>, extra: BTreeMap }
 //!   .is_folder(), .with_mtime(secs, nsecs), .to_pairs(), Metadata::from_pairs(..)
@@ -50,6 +52,7 @@
 pub mod checksum;
 mod download;
 pub mod error;
+mod listing;
 pub mod logsink;
 pub mod metadata;
 pub mod name;

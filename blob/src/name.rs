@@ -40,10 +40,6 @@ impl BlobName {
     pub fn segments(&self) -> impl Iterator<Item = &str> {
         self.as_str().split('/')
     }
-
-    pub(crate) fn from_listed(path: Path) -> BlobName {
-        BlobName(path)
-    }
 }
 
 impl std::fmt::Display for BlobName {

@@ -52,6 +52,22 @@ impl Inner {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
+        self.signed_at(op, method, url, name.as_str(), headers, body)
+            .await
+    }
+
+    /// Sends one signed request to `url` (query included); `label` names the blob, or the
+    /// prefix for a listing, in errors. Transport failures come back classified (transient).
+    pub(crate) async fn signed_at(
+        &self,
+        op: &'static str,
+        method: Method,
+        url: url::Url,
+        label: &str,
+        headers: Vec<(HeaderName, String)>,
+        body: Bytes,
+    ) -> Result<Answer, Error> {
+        let name = label;
         let mut req = http::Request::builder()
             .method(method)
             .uri(url.as_str())
@@ -74,10 +90,10 @@ impl Inner {
             .credentials()
             .get_credential()
             .await
-            .map_err(|e| self.classifier.store_error(op, name.as_str(), e))?;
+            .map_err(|e| self.classifier.store_error(op, name, e))?;
         AzureAuthorizer::new(&cred, &self.resolved.account)
             .try_authorize(&mut req)
-            .map_err(|e| self.classifier.store_error(op, name.as_str(), e))?;
+            .map_err(|e| self.classifier.store_error(op, name, e))?;
         let resp = self.http.execute(req).await.map_err(|e| {
             Error::Transient(Failure {
                 op,
@@ -106,9 +122,9 @@ impl Inner {
             Ok(answer)
         } else {
             let text = String::from_utf8_lossy(&answer.body);
-            let mut err =
-                self.classifier
-                    .http_error(op, name.as_str(), answer.status.as_u16(), &text);
+            let mut err = self
+                .classifier
+                .http_error(op, name, answer.status.as_u16(), &text);
             if let Error::Conflict(f)
             | Error::NotFound(f)
             | Error::Permanent(f)
@@ -127,7 +143,7 @@ impl Inner {
         }
     }
 
-    pub(crate) fn permanent(&self, op: &'static str, name: &BlobName, message: String) -> Error {
+    pub(crate) fn permanent(&self, op: &'static str, name: &str, message: String) -> Error {
         Error::Permanent(Failure {
             op,
             name: name.to_string(),

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use http::{HeaderName, Method};
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::client::HttpClient;
-use object_store::path::Path;
 use object_store::{
     Attribute, AttributeValue, Attributes, BackoffConfig, ClientOptions, CopyMode, CopyOptions,
     GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
@@ -36,13 +35,22 @@ pub enum WriteMode {
 /// What the service says about a blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
-    pub name: BlobName,
+    /// The name exactly as the service holds it. From a listing it is NOT validated: another
+    /// tool may have written `a/../b` or control characters. [`BlobInfo::blob_name`] validates.
+    pub name: String,
     pub size: u64,
     pub etag: Option<String>,
     pub last_modified: SystemTime,
-    /// Present from [`BlobStore::head`] (None when the blob's metadata cannot be decoded);
-    /// listings do not carry metadata.
+    /// From [`BlobStore::head`] and listings alike; `None` when the blob's metadata cannot be
+    /// decoded (a blob without any decodes as a plain file).
     pub metadata: Option<Metadata>,
+}
+
+impl BlobInfo {
+    /// The name as a [`BlobName`], or why this crate would refuse to write such a name.
+    pub fn blob_name(&self) -> Result<BlobName, NameError> {
+        BlobName::new(&self.name)
+    }
 }
 
 /// A container (and blob prefix) of one account. Cheap to clone.
@@ -367,30 +375,24 @@ impl BlobStore {
         .await
     }
 
-    /// Every blob under `prefix` (a blob-name prefix ending at a `/` boundary; "" for all), names
-    /// byte-exact, without metadata.
+    /// Every blob under `prefix` (a blob-name prefix ending at a `/` boundary; "" for all), with
+    /// metadata, names exactly as stored and unvalidated (callers check them), streamed page by
+    /// page (5,000 blobs per request) so memory stays bounded.
     pub fn list(&self, prefix: &str) -> Result<BoxStream<'static, Result<BlobInfo, Error>>, Error> {
-        let p = if prefix.is_empty() {
-            None
-        } else {
-            Some(Path::parse(prefix.trim_end_matches('/')).map_err(|e| {
-                Error::InvalidName(NameError::Rejected {
-                    name: prefix.to_string(),
-                    reason: e.to_string(),
-                })
-            })?)
+        self.list_with_page_size(prefix, crate::listing::MAX_PAGE)
+    }
+
+    /// [`BlobStore::list`] with `page_size` blobs per request (1 to 5,000).
+    pub fn list_with_page_size(
+        &self,
+        prefix: &str,
+        page_size: u32,
+    ) -> Result<BoxStream<'static, Result<BlobInfo, Error>>, Error> {
+        let under = match prefix.trim_end_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
         };
-        let classifier = self.inner.classifier.clone();
-        let prefix = prefix.to_string();
-        Ok(self
-            .inner
-            .azure
-            .list(p.as_ref())
-            .map(move |r| match r {
-                Ok(m) => Ok(info_of(m, None)),
-                Err(e) => Err(classifier.store_error("list", &prefix, e)),
-            })
-            .boxed())
+        Ok(self.list_pages(under, page_size))
     }
 }
 
@@ -426,7 +428,7 @@ fn metadata_of(attrs: &Attributes) -> Result<Metadata, Error> {
 
 fn info_of(m: ObjectMeta, metadata: Option<Metadata>) -> BlobInfo {
     BlobInfo {
-        name: BlobName::from_listed(m.location),
+        name: m.location.to_string(),
         size: m.size,
         etag: m.e_tag,
         last_modified: m.last_modified.into(),

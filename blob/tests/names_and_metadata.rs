@@ -207,7 +207,7 @@ async fn copy_delete_and_listing() {
     assert_eq!(all.len(), 2);
     let sub: Vec<_> = store.list("p/sub").unwrap().try_collect().await.unwrap();
     assert_eq!(sub.len(), 1);
-    assert_eq!(sub[0].name, b);
+    assert_eq!(sub[0].name, b.as_str());
     assert_eq!(sub[0].size, 5);
 
     store.delete(&a).await.unwrap();

@@ -11,7 +11,7 @@ use crate::failure::HP_FLAG_RETRY;
 use crate::fakes::{Event, FakeCoordinator, FakeCt, FakeLog, FakeStore};
 use crate::metrics::{Metrics, Outcome};
 use crate::model::{Action, ActionList, Extent, Fid, Item};
-use crate::ports::{CtError, StoreError, StoreErrorKind};
+use crate::ports::{BlobMeta, CtError, StoreError, StoreErrorKind};
 use crate::record;
 
 struct H {
@@ -219,6 +219,93 @@ fn existing_blob_without_record_is_a_conflict_unless_overwrite() {
     h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(h.store.get("f").unwrap().data, b"ours");
+}
+
+/// Blob metadata as the copytool writes it for the file `fid(n)`.
+fn our_meta(n: u32) -> Option<BlobMeta> {
+    Some(BlobMeta {
+        owner: 0,
+        group: 0,
+        permissions: 0o644,
+        modtime: std::time::UNIX_EPOCH,
+        fid: fid(n).to_string(),
+        mtime_ns: 0,
+        data_version: 1,
+    })
+}
+
+/// A copytool killed after the commit but before the export record: the blob carries this file's
+/// lustre_fid, the file has no record. The next archive replaces it (If-Match) instead of failing
+/// with a conflict forever.
+#[test]
+fn our_blob_without_a_record_is_replaced_under_conflict_fail() {
+    let h = H::new(cfg());
+    h.store
+        .put_with_meta("f", b"interrupted export", our_meta(1));
+    h.ct.add_file(fid(1), &["f"], b"current data");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    let blob = h.store.get("f").unwrap();
+    assert_eq!(blob.data, b"current data");
+    assert_eq!(record_of(&h.data("f")).unwrap().etag, blob.etag);
+    assert!(h.log.entries().is_empty());
+}
+
+/// Killed between the commit of a re-export and the record update: the record names the blob with
+/// the previous ETag, the blob is ours with a newer one. Replaced, not a conflict.
+#[test]
+fn our_blob_newer_than_the_record_is_replaced_under_conflict_fail() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"v1");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    let stale = record_of(&h.data("f")).unwrap().etag;
+    h.store
+        .put_with_meta("f", b"v2 committed, record lost", our_meta(1));
+    assert_ne!(h.store.get("f").unwrap().etag, stale);
+    std::fs::write(h.data("f"), b"v3").unwrap();
+    h.ct.lock().data_versions.insert(fid(1), 3);
+    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    let blob = h.store.get("f").unwrap();
+    assert_eq!(blob.data, b"v3");
+    assert_eq!(record_of(&h.data("f")).unwrap().etag, blob.etag);
+}
+
+/// A blob exported from another file (another FID), with or without a record on ours, is never ours.
+#[test]
+fn a_blob_of_another_fid_stays_a_conflict() {
+    let h = H::new(cfg());
+    h.store.put_with_meta("f", b"someone else's", our_meta(2));
+    h.ct.add_file(fid(1), &["f"], b"ours");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
+    assert_eq!(h.store.get("f").unwrap().data, b"someone else's");
+    assert!(record_of(&h.data("f")).is_none());
+    assert_eq!(h.log.entries()[0].reason, "conflict");
+}
+
+/// The replacement of our own blob is conditional on the ETag read before the upload: a foreign
+/// write landing meanwhile is a conflict and survives.
+#[test]
+fn a_foreign_write_racing_the_replacement_is_a_conflict() {
+    let h = H::new(cfg());
+    h.store
+        .put_with_meta("f", b"interrupted export", our_meta(1));
+    h.ct.add_file(fid(1), &["f"], b"current data");
+    let gate = h.store.close_gate();
+    let store = Arc::downgrade(&h.store);
+    *h.store.on_gate.lock().unwrap() = Some(Box::new(move || {
+        if let Some(s) = store.upgrade() {
+            s.put("f", b"foreign");
+        }
+    }));
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    gate.add_permits(1);
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
+    assert_eq!(h.store.get("f").unwrap().data, b"foreign");
+    assert!(record_of(&h.data("f")).is_none());
+    assert_eq!(h.log.entries()[0].http_status, Some(412));
 }
 
 #[test]

@@ -303,13 +303,17 @@ impl FakeStore {
         Arc::new(FakeStore::default())
     }
     pub fn put(&self, name: &str, data: &[u8]) -> String {
+        self.put_with_meta(name, data, None)
+    }
+    /// Stores a blob as if uploaded with `meta` (e.g. by a copytool killed before it wrote the record).
+    pub fn put_with_meta(&self, name: &str, data: &[u8], meta: Option<BlobMeta>) -> String {
         let etag = format!("\"e{}\"", self.etags.fetch_add(1, Ordering::SeqCst));
         self.blobs.lock().unwrap().insert(
             name.to_string(),
             FakeBlob {
                 data: data.to_vec(),
                 etag: etag.clone(),
-                meta: None,
+                meta,
             },
         );
         etag
@@ -465,6 +469,7 @@ impl Store for FakeStore {
         Ok(self.get(name).map(|b| BlobHead {
             size: b.data.len() as u64,
             etag: b.etag,
+            fid: b.meta.map(|m| m.fid),
         }))
     }
 

@@ -161,6 +161,9 @@ pub struct Uploaded {
 pub struct BlobHead {
     pub size: u64,
     pub etag: String,
+    /// The blob's `lustre_fid` metadata: the file this copytool exported it from. `None` for a blob
+    /// written by another tool (or with metadata that cannot be decoded).
+    pub fid: Option<String>,
 }
 
 /// The blob store side.

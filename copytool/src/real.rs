@@ -342,6 +342,7 @@ impl Store for BlobBackend {
         Ok(info.map(|i| BlobHead {
             size: i.size,
             etag: i.etag.unwrap_or_default(),
+            fid: i.metadata.and_then(|m| m.fid),
         }))
     }
 

@@ -869,12 +869,9 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
         ))
     })?;
     let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
-    // Listings may not carry metadata: ask for it (a blob without any is a plain file).
-    let meta = match &entry.meta {
-        Some(m) => Some(m.clone()),
-        None => engine.store.meta(&entry.name).map_err(|e| other(&e))?,
-    };
-    let meta = meta.unwrap_or(BlobMeta {
+    // The listing carries each blob's metadata (no HEAD per blob); a blob without any, or with
+    // values another tool wrote that do not decode, is a plain file.
+    let meta = entry.meta.clone().unwrap_or(BlobMeta {
         kind: FileKind::Regular,
         mode: 0o644,
         uid: 0,

@@ -114,7 +114,8 @@ pub struct BlobEntry {
     /// Full blob name (with the target's prefix).
     pub name: String,
     pub size: u64,
-    /// `None` when the blob carries no POSIX metadata (written by another tool).
+    /// From the listing itself; `None` when the blob carries no POSIX metadata or metadata that
+    /// does not decode (written by another tool).
     pub meta: Option<BlobMeta>,
 }
 
