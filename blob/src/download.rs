@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use crate::checksum::{is_ours, ContentChecksum};
 use crate::error::Error;
 use crate::name::BlobName;
+use crate::ratelimit::RateLimiter;
 use crate::store::BlobStore;
 use crate::upload::{CancellationToken, Progress, MIB};
 
@@ -24,6 +25,9 @@ pub struct DownloadOptions {
     pub ranges_in_flight: usize,
     pub progress: Option<Progress>,
     pub cancel: CancellationToken,
+    /// Bandwidth budget: each range acquires its length before it is requested, so the limit
+    /// holds during the transfer and across all transfers sharing it.
+    pub rate_limit: Option<Arc<RateLimiter>>,
 }
 
 impl Default for DownloadOptions {
@@ -33,6 +37,7 @@ impl Default for DownloadOptions {
             ranges_in_flight: 16,
             progress: None,
             cancel: CancellationToken::new(),
+            rate_limit: None,
         }
     }
 }
@@ -108,7 +113,12 @@ impl BlobStore {
             let name = name.clone();
             let done = done.clone();
             let progress = opts.progress.clone();
+            let limit = opts.rate_limit.clone();
             tasks.spawn(async move {
+                // Paid before the request; a cancel aborts the task, which gives the slot back.
+                if let Some(limit) = limit {
+                    limit.acquire(end - start).await;
+                }
                 let bytes = store
                     .retrying(|| async {
                         let o = GetOptions {

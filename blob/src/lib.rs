@@ -26,9 +26,14 @@
 //!   fn list_with_page_size(&self, prefix: &str, page_size: u32) -> Result<BoxStream<..>, Error>
 //! WriteMode::{Overwrite, CreateOnly, IfMatch(String)}
 //! UploadOptions { mode, block_size, blocks_in_flight, single_put_threshold, progress: Option<Progress>,
-//!                 cancel: CancellationToken }   (Default: 8 MiB x 16, threshold 8 MiB)
+//!                 cancel: CancellationToken, rate_limit: Option<Arc<RateLimiter>> }
+//!                 (Default: 8 MiB x 16, threshold 8 MiB, no limit)
 //! Uploaded { etag, size, checksum, blocks, block_size, peak_buffered }
-//! DownloadOptions { range_size, ranges_in_flight, progress, cancel };  Downloaded { size, etag, checksum, verified }
+//! DownloadOptions { range_size, ranges_in_flight, progress, cancel, rate_limit };  Downloaded { size, etag, checksum, verified }
+//! RateLimiter (share in an Arc; every block / range acquires its length before it moves):
+//!   fn new(bytes_per_sec: u64 /*0 = unlimited*/) -> RateLimiter;  fn unlimited() -> RateLimiter
+//!   async fn acquire(&self, bytes: u64);  fn set_rate(&self, bytes_per_sec: u64)
+//!   fn rate(&self) -> Option<u64>;  fn granted(&self) -> u64
 //! BlobInfo { name: String /*exact, unvalidated when listed*/, size, etag: Option<String>, last_modified: SystemTime,
 //!            metadata: Option<Metadata> }   .blob_name() -> Result<BlobName, NameError>
 //! Metadata { owner, group, permissions, modtime: SystemTime, kind: FileKind, fid: Option<String>,
@@ -51,6 +56,7 @@ mod listing;
 pub mod logsink;
 pub mod metadata;
 pub mod name;
+pub mod ratelimit;
 pub mod record;
 mod rest;
 mod store;
@@ -62,6 +68,7 @@ pub use error::{Error, Failure};
 pub use logsink::{FailureEntry, LogEntry, LogSink, SummaryEntry};
 pub use metadata::{FileKind, Metadata, MetadataError};
 pub use name::{BlobName, NameError};
+pub use ratelimit::RateLimiter;
 pub use record::{ExportRecord, EXPORT_XATTR};
 pub use store::{BlobInfo, BlobStore, WriteMode};
 pub use target::TargetSpec;

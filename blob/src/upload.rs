@@ -25,6 +25,7 @@ use crate::checksum::ContentChecksum;
 use crate::error::Error;
 use crate::metadata::Metadata;
 use crate::name::BlobName;
+use crate::ratelimit::RateLimiter;
 use crate::store::{BlobStore, WriteMode};
 
 pub const MIB: u64 = 1024 * 1024;
@@ -47,6 +48,9 @@ pub struct UploadOptions {
     pub single_put_threshold: u64,
     pub progress: Option<Progress>,
     pub cancel: CancellationToken,
+    /// Bandwidth budget: each block (or the single Put Blob) acquires its length before it is
+    /// read, so the limit holds during the transfer and across all transfers sharing it.
+    pub rate_limit: Option<Arc<RateLimiter>>,
 }
 
 impl Default for UploadOptions {
@@ -58,6 +62,7 @@ impl Default for UploadOptions {
             single_put_threshold: 8 * MIB,
             progress: None,
             cancel: CancellationToken::new(),
+            rate_limit: None,
         }
     }
 }
@@ -69,6 +74,7 @@ impl std::fmt::Debug for UploadOptions {
             .field("block_size", &self.block_size)
             .field("blocks_in_flight", &self.blocks_in_flight)
             .field("single_put_threshold", &self.single_put_threshold)
+            .field("rate_limit", &self.rate_limit.as_ref().map(|l| l.rate()))
             .finish_non_exhaustive()
     }
 }
@@ -106,8 +112,13 @@ pub fn plan_blocks(
 ) -> Result<BlockPlan, Error> {
     let requested = block_size.max(1);
     let in_flight_req = blocks_in_flight.max(1);
-    let needed = size.div_ceil(MAX_BLOCKS).div_ceil(MIB) * MIB;
-    let block = requested.max(needed);
+    // Grow only when the requested size would need too many blocks (then to whole MiB); a small
+    // requested block stays as it is for files it can carry.
+    let block = if size.div_ceil(requested) > MAX_BLOCKS {
+        requested.max(size.div_ceil(MAX_BLOCKS).div_ceil(MIB) * MIB)
+    } else {
+        requested
+    };
     if block > MAX_BLOCK_SIZE {
         return Err(Error::Permanent(crate::error::Failure {
             op: "plan upload",
@@ -204,6 +215,12 @@ impl BlobStore {
         meta: &Metadata,
         opts: &UploadOptions,
     ) -> Result<Uploaded, Error> {
+        if let Some(limit) = &opts.rate_limit {
+            tokio::select! {
+                () = limit.acquire(size) => {}
+                _ = opts.cancel.cancelled() => return Err(Error::Cancelled),
+            }
+        }
         let account = Arc::new(BufferAccount::default());
         let counted = CountedBuffer::new(size, &account);
         let data = tokio::select! {
@@ -285,9 +302,14 @@ impl BlobStore {
             let account = account.clone();
             let done = done.clone();
             let progress = opts.progress.clone();
+            let limit = opts.rate_limit.clone();
             let path = name.path().clone();
             let name_s = name.to_string();
             tasks.spawn(async move {
+                // Paid before the read; a cancel aborts the task, which gives the slot back.
+                if let Some(limit) = limit {
+                    limit.acquire(len).await;
+                }
                 let counted = CountedBuffer::new(len, &account);
                 let data = pread(file, offset, len as usize).await?;
                 let crc = ContentChecksum::of(&data);
@@ -452,6 +474,26 @@ mod tests {
         assert_eq!(p.block_size, 3985 * MIB);
         assert_eq!(p.in_flight, 1);
         assert!(plan_blocks(MAX_BLOCKS * MAX_BLOCK_SIZE + 1, 8 * MIB, 16).is_err());
+    }
+
+    #[test]
+    fn a_small_requested_block_is_kept_when_it_fits() {
+        assert_eq!(
+            plan_blocks(10 * MIB, 64 * 1024, 4).unwrap(),
+            BlockPlan {
+                block_size: 64 * 1024,
+                blocks: 160,
+                in_flight: 4
+            }
+        );
+        // 64 KiB blocks carry at most 50,000 x 64 KiB; beyond, whole MiB blocks.
+        let most = MAX_BLOCKS * 64 * 1024;
+        assert_eq!(
+            plan_blocks(most, 64 * 1024, 4).unwrap().block_size,
+            64 * 1024
+        );
+        let p = plan_blocks(most + 1, 64 * 1024, 4).unwrap();
+        assert_eq!((p.block_size, p.in_flight), (MIB, 1));
     }
 
     #[test]

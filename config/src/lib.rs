@@ -249,9 +249,15 @@ pub struct Copytool {
     /// Bytes per second per agent (e.g. "100MiB"); `None` = unlimited.
     #[serde(default, deserialize_with = "fields::de_bandwidth")]
     pub bandwidth: Option<u64>,
+    /// `ADDR:PORT` of the copytool's own Prometheus endpoint (`/metrics`); `None` = disabled. Separate
+    /// from `control.metrics` (the daemon's) so a copytool and the daemon on one host never compete
+    /// for a port.
+    #[serde(default, deserialize_with = "fields::de_metrics")]
+    pub metrics: Option<SocketAddr>,
 }
 
-/// `[control]`: the daemon's socket, state and metrics.
+/// `[control]`: the daemon's socket, state and metrics (the policy daemon's only; the copytool's
+/// endpoint is `copytool.metrics`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Control {
@@ -349,6 +355,7 @@ impl Default for Copytool {
             blocks_in_flight: defaults::blocks_in_flight(),
             update_interval: defaults::update_interval(),
             bandwidth: None,
+            metrics: None,
         }
     }
 }

@@ -53,6 +53,7 @@ fn minimal_file_gets_every_default() {
     assert_eq!(p.copytool.blocks_in_flight, 16);
     assert_eq!(p.copytool.update_interval, Duration::from_secs(10));
     assert_eq!(p.copytool.bandwidth, None);
+    assert_eq!(p.copytool.metrics, None);
     assert_eq!(
         p.control.socket,
         PathBuf::from("/run/lustre-blob/lustre-blob.sock")
@@ -116,6 +117,21 @@ fn example_file_documents_every_key() {
     }
 }
 
+/// Keys with the same name in two sections (`metrics`) must be documented in each.
+#[test]
+fn example_file_documents_metrics_in_copytool_and_control() {
+    let text = include_str!("../policy.example.toml");
+    for section in ["[copytool]", "[control]"] {
+        let start = text.find(section).unwrap_or_else(|| panic!("no {section}"));
+        let body = &text[start + section.len()..];
+        let end = body.find("\n[").unwrap_or(body.len());
+        assert!(
+            body[..end].contains("# metrics = \"127.0.0.1:"),
+            "{section} lacks metrics"
+        );
+    }
+}
+
 #[test]
 fn every_key_can_be_set() {
     let text = r#"
@@ -150,6 +166,7 @@ block_size = "1GiB"
 blocks_in_flight = 2
 update_interval = "1s"
 bandwidth = "100MiB"
+metrics = "127.0.0.1:9465"
 [control]
 socket = "/tmp/x.sock"
 state_dir = "/tmp/state"
@@ -191,6 +208,7 @@ metrics = "127.0.0.1:9464"
     assert_eq!(p.copytool.blocks_in_flight, 2);
     assert_eq!(p.copytool.update_interval, Duration::from_secs(1));
     assert_eq!(p.copytool.bandwidth, Some(100 << 20));
+    assert_eq!(p.copytool.metrics, Some("127.0.0.1:9465".parse().unwrap()));
     assert_eq!(p.control.socket, PathBuf::from("/tmp/x.sock"));
     assert_eq!(p.control.state_dir, PathBuf::from("/tmp/state"));
     assert_eq!(p.control.metrics, Some("127.0.0.1:9464".parse().unwrap()));
@@ -437,6 +455,12 @@ const REFUSALS: &[(&str, &str, &str, &str)] = &[
         "control",
         "metrics = \"localhost\"",
         "control.metrics",
+        "invalid listen address",
+    ),
+    (
+        "copytool",
+        "metrics = \"9465\"",
+        "copytool.metrics",
         "invalid listen address",
     ),
 ];

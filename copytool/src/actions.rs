@@ -161,17 +161,8 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 counter.fetch_max(total, Ordering::Relaxed);
             }),
             cancel: token.clone(),
+            rate_limit: self.engine.rate_limit().clone(),
         }
-    }
-
-    async fn throttle(&self, bytes: u64, token: &CancellationToken) -> Result<(), Failure> {
-        if let Some(t) = self.engine.throttle() {
-            tokio::select! {
-                () = t.take(bytes) => {}
-                () = token.cancelled() => return Err(self.cancelled()),
-            }
-        }
-        Ok(())
     }
 
     // ---------------------------------------------------------------- ARCHIVE
@@ -237,13 +228,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             record::read(&file).map_err(|e| Failure::from(e).context("export record"))?;
         let dv_before = blocking(|| ct.data_version(&file))
             .map_err(|e| Failure::from(e).context("data version"))?;
-        let mode = match (self.cfg.conflict, &previous) {
-            (ConflictPolicy::Overwrite, _) => WriteMode::Overwrite,
-            (ConflictPolicy::Fail, Some(r)) if r.blob == names[0] => {
-                WriteMode::IfMatch(r.etag.clone())
-            }
-            (ConflictPolicy::Fail, _) => WriteMode::CreateOnly,
-        };
+        let mode = self.write_mode(&names[0], previous.as_ref()).await?;
         if self.cfg.dry_run {
             return Err(Failure::new(
                 libc::EOPNOTSUPP,
@@ -265,7 +250,6 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             mtime_ns: i128::from(st.mtime()) * 1_000_000_000 + i128::from(st.mtime_nsec()),
             data_version: dv_before,
         };
-        self.throttle(st.len(), token).await?;
         let counter = Arc::new(AtomicU64::new(0));
         let reporter = self.spawn_progress(guard.slot(), counter.clone(), st.len(), token.clone());
         let uploaded = store
@@ -318,6 +302,52 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         Ok(Done {
             bytes: uploaded.size,
         })
+    }
+
+    /// How the upload to `name` may replace what is there (README "Conflicts").
+    ///
+    /// Under `conflict = "fail"` a blob is replaced only when it is ours: the one the export record
+    /// names with the recorded ETag, or, when there is no matching record, a blob whose `lustre_fid`
+    /// is this very file's FID. The second case is our own export whose record was never written (the
+    /// copytool died between the commit and the xattr) or is stale; without it such a file would fail
+    /// with a conflict forever. Either way the upload is conditional on the ETag just seen, so a
+    /// foreign write racing with us still surfaces as a conflict.
+    async fn write_mode(
+        &self,
+        name: &str,
+        previous: Option<&ExportRecord>,
+    ) -> Result<WriteMode, Failure> {
+        if self.cfg.conflict == ConflictPolicy::Overwrite {
+            return Ok(WriteMode::Overwrite);
+        }
+        let recorded = previous.filter(|r| r.blob == name).map(|r| r.etag.clone());
+        let head = self
+            .engine
+            .store
+            .head(name)
+            .await
+            .map_err(|e| self.store_failure(e).context(&format!("head {name}")))?;
+        let Some(head) = head else {
+            // Nothing there: create it. A recorded blob that vanished keeps its If-Match, so a
+            // deletion behind our back is reported as a conflict rather than silently undone.
+            return Ok(recorded.map_or(WriteMode::CreateOnly, WriteMode::IfMatch));
+        };
+        if recorded.as_deref() == Some(head.etag.as_str()) {
+            return Ok(WriteMode::IfMatch(head.etag));
+        }
+        let fid = self.item.fid.to_string();
+        if head.fid.as_deref() == Some(fid.as_str()) {
+            tracing::info!(
+                action = %self.label(),
+                blob = name,
+                etag = %head.etag,
+                recorded = recorded.as_deref().unwrap_or("none"),
+                "blob carries this file's lustre_fid but no matching export record: replacing our own earlier export"
+            );
+            return Ok(WriteMode::IfMatch(head.etag));
+        }
+        // Not ours: let the conditional upload report the conflict (with Azure's status and code).
+        Ok(recorded.map_or(WriteMode::CreateOnly, WriteMode::IfMatch))
     }
 
     /// Reports progress every update interval until cancelled; an ECANCELED answer cancels `token`.
@@ -437,7 +467,6 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 ),
             ));
         }
-        self.throttle(head.size, token).await?;
         let counter = Arc::new(AtomicU64::new(0));
         let reporter = self.spawn_progress(guard.slot(), counter.clone(), head.size, token.clone());
         let got = store

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use blob::RateLimiter;
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +23,6 @@ use crate::failure::Failure;
 use crate::metrics::{Metrics, Outcome};
 use crate::model::{Action, ActionList, Item, JobTag};
 use crate::ports::{Coordinator, CtError, FailureEntry, FailureLog, Store};
-use crate::throttle::Throttle;
 
 /// What to do when a blob changed behind our back (`autoexport.conflict`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,9 @@ pub struct Engine<C: Coordinator, S: Store> {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) agent: String,
     config: RwLock<Arc<EngineConfig>>,
-    throttle: RwLock<Option<Arc<Throttle>>>,
+    /// The one bandwidth budget of this agent: every transfer draws from it block by block, and a
+    /// reload changes its rate in place (also for transfers already running).
+    rate_limit: Arc<RateLimiter>,
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<u64, CancellationToken>>,
     tasks: TaskTracker,
@@ -114,7 +116,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         config: EngineConfig,
     ) -> Arc<Self> {
         let max = config.max_actions.max(1);
-        let throttle = config.bandwidth.map(|b| Arc::new(Throttle::new(b)));
+        let rate_limit = Arc::new(RateLimiter::new(config.bandwidth.unwrap_or(0)));
         Arc::new(Engine {
             ct,
             store,
@@ -122,7 +124,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             metrics,
             agent,
             config: RwLock::new(Arc::new(config)),
-            throttle: RwLock::new(throttle),
+            rate_limit,
             slots: Arc::new(Semaphore::new(max)),
             running: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
@@ -155,18 +157,13 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             );
             new.max_actions = old.max_actions;
         }
-        if new.bandwidth != old.bandwidth {
-            *self.throttle.write().unwrap_or_else(|p| p.into_inner()) =
-                new.bandwidth.map(|b| Arc::new(Throttle::new(b)));
-        }
+        self.rate_limit.set_rate(new.bandwidth.unwrap_or(0));
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
     }
 
-    pub(crate) fn throttle(&self) -> Option<Arc<Throttle>> {
-        self.throttle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The agent's bandwidth budget (what `-b/--bandwidth` sets).
+    pub fn rate_limit(&self) -> &Arc<RateLimiter> {
+        &self.rate_limit
     }
 
     /// Asks the receive loop to stop taking new action lists (signal handlers call this).

@@ -11,7 +11,7 @@ use crate::failure::HP_FLAG_RETRY;
 use crate::fakes::{Event, FakeCoordinator, FakeCt, FakeLog, FakeStore};
 use crate::metrics::{Metrics, Outcome};
 use crate::model::{Action, ActionList, Extent, Fid, Item};
-use crate::ports::{CtError, StoreError, StoreErrorKind};
+use crate::ports::{BlobMeta, CtError, StoreError, StoreErrorKind};
 use crate::record;
 
 struct H {
@@ -219,6 +219,93 @@ fn existing_blob_without_record_is_a_conflict_unless_overwrite() {
     h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(h.store.get("f").unwrap().data, b"ours");
+}
+
+/// Blob metadata as the copytool writes it for the file `fid(n)`.
+fn our_meta(n: u32) -> Option<BlobMeta> {
+    Some(BlobMeta {
+        owner: 0,
+        group: 0,
+        permissions: 0o644,
+        modtime: std::time::UNIX_EPOCH,
+        fid: fid(n).to_string(),
+        mtime_ns: 0,
+        data_version: 1,
+    })
+}
+
+/// A copytool killed after the commit but before the export record: the blob carries this file's
+/// lustre_fid, the file has no record. The next archive replaces it (If-Match) instead of failing
+/// with a conflict forever.
+#[test]
+fn our_blob_without_a_record_is_replaced_under_conflict_fail() {
+    let h = H::new(cfg());
+    h.store
+        .put_with_meta("f", b"interrupted export", our_meta(1));
+    h.ct.add_file(fid(1), &["f"], b"current data");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    let blob = h.store.get("f").unwrap();
+    assert_eq!(blob.data, b"current data");
+    assert_eq!(record_of(&h.data("f")).unwrap().etag, blob.etag);
+    assert!(h.log.entries().is_empty());
+}
+
+/// Killed between the commit of a re-export and the record update: the record names the blob with
+/// the previous ETag, the blob is ours with a newer one. Replaced, not a conflict.
+#[test]
+fn our_blob_newer_than_the_record_is_replaced_under_conflict_fail() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["f"], b"v1");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    let stale = record_of(&h.data("f")).unwrap().etag;
+    h.store
+        .put_with_meta("f", b"v2 committed, record lost", our_meta(1));
+    assert_ne!(h.store.get("f").unwrap().etag, stale);
+    std::fs::write(h.data("f"), b"v3").unwrap();
+    h.ct.lock().data_versions.insert(fid(1), 3);
+    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    let blob = h.store.get("f").unwrap();
+    assert_eq!(blob.data, b"v3");
+    assert_eq!(record_of(&h.data("f")).unwrap().etag, blob.etag);
+}
+
+/// A blob exported from another file (another FID), with or without a record on ours, is never ours.
+#[test]
+fn a_blob_of_another_fid_stays_a_conflict() {
+    let h = H::new(cfg());
+    h.store.put_with_meta("f", b"someone else's", our_meta(2));
+    h.ct.add_file(fid(1), &["f"], b"ours");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
+    assert_eq!(h.store.get("f").unwrap().data, b"someone else's");
+    assert!(record_of(&h.data("f")).is_none());
+    assert_eq!(h.log.entries()[0].reason, "conflict");
+}
+
+/// The replacement of our own blob is conditional on the ETag read before the upload: a foreign
+/// write landing meanwhile is a conflict and survives.
+#[test]
+fn a_foreign_write_racing_the_replacement_is_a_conflict() {
+    let h = H::new(cfg());
+    h.store
+        .put_with_meta("f", b"interrupted export", our_meta(1));
+    h.ct.add_file(fid(1), &["f"], b"current data");
+    let gate = h.store.close_gate();
+    let store = Arc::downgrade(&h.store);
+    *h.store.on_gate.lock().unwrap() = Some(Box::new(move || {
+        if let Some(s) = store.upgrade() {
+            s.put("f", b"foreign");
+        }
+    }));
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    gate.add_permits(1);
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
+    assert_eq!(h.store.get("f").unwrap().data, b"foreign");
+    assert!(record_of(&h.data("f")).is_none());
+    assert_eq!(h.log.entries()[0].http_status, Some(412));
 }
 
 #[test]
@@ -575,32 +662,84 @@ fn a_dropped_guard_ends_its_action_with_eio() {
     );
 }
 
+/// Bytes the agent has seen reported as moved for `cookie` so far (sum of progress extents).
+fn progressed(s: &crate::fakes::CtState, cookie: u64) -> u64 {
+    s.events
+        .iter()
+        .map(|e| match e {
+            Event::Progress(c, ext) if *c == cookie => ext.length,
+            _ => 0,
+        })
+        .sum()
+}
+
 #[test]
-fn bandwidth_limit_holds_the_next_transfer_until_the_budget_allows() {
-    // 1 byte/s: the first 100-byte file starts at once and uses up 100 s of budget.
+fn bandwidth_slows_a_transfer_mid_stream_and_a_reload_changes_the_running_limit() {
+    // 4-byte blocks at 40 B/s: the 4000-byte file would take 100 s.
+    let h = H::new(EngineConfig {
+        bandwidth: Some(40),
+        ..cfg()
+    });
+    assert_eq!(h.engine.rate_limit().rate(), Some(40));
+    h.ct.add_file(fid(1), &["slow"], &[7u8; 4000]);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    // Blocks are flowing (progress reported), and the transfer is not done: it is paced block by
+    // block, not held before it starts.
+    h.ct.wait_for(|s| progressed(s, 1) > 0);
+    assert!(h.ct.ends().is_empty());
+    assert!(h.engine.rate_limit().granted() < 4000);
+    // Lifting the limit by a reload applies to the transfer already running.
+    h.engine.reload(EngineConfig {
+        bandwidth: None,
+        ..cfg()
+    });
+    assert_eq!(h.engine.rate_limit().rate(), None);
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    assert_eq!(h.store.get("slow").unwrap().data, vec![7u8; 4000]);
+    assert_eq!(h.engine.rate_limit().granted(), 4000);
+    // A new limit set by a reload is the same limiter's.
+    h.engine.reload(EngineConfig {
+        bandwidth: Some(1 << 20),
+        ..cfg()
+    });
+    assert_eq!(h.engine.rate_limit().rate(), Some(1 << 20));
+}
+
+#[test]
+fn archives_and_restores_draw_from_the_one_agent_budget() {
+    let h = H::new(EngineConfig {
+        bandwidth: Some(1 << 30),
+        ..cfg()
+    });
+    h.ct.add_file(fid(1), &["a"], &[1u8; 37]);
+    h.ct.add_file(fid(2), &["b"], &[2u8; 50]);
+    h.ct.push(list(vec![
+        item(Action::Archive, 1, 1),
+        item(Action::Archive, 2, 2),
+    ]));
+    assert_eq!(h.ct.wait_ends(2).len(), 2);
+    assert_eq!(h.engine.rate_limit().granted(), 87);
+    h.ct.push(list(vec![item(Action::Restore, 2, 3)]));
+    assert_eq!(h.ct.wait_ends(3)[2], (3, 0, 0));
+    assert_eq!(h.engine.rate_limit().granted(), 87 + 50);
+}
+
+#[test]
+fn stopping_aborts_a_transfer_waiting_for_bandwidth() {
     let mut h = H::new(EngineConfig {
         bandwidth: Some(1),
         ..cfg()
     });
     h.ct.add_file(fid(1), &["a"], &[1u8; 100]);
-    h.ct.add_file(fid(2), &["b"], &[2u8; 100]);
     h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
-    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
-    h.ct.push(list(vec![item(Action::Archive, 2, 2)]));
-    h.ct.wait_for(|s| s.events.contains(&Event::Begin(2)));
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        h.ct.ends().len(),
-        1,
-        "second transfer must wait for the budget"
-    );
-    assert!(h.store.get("b").is_none());
-    // Stopping aborts the waiting action cleanly.
+    h.ct.wait_for(|s| s.events.contains(&Event::Begin(1)));
     h.engine.request_stop();
     h.recv.take().unwrap().join().unwrap().unwrap();
     let engine = h.engine.clone();
     h.rt.block_on(async move { engine.drain(Duration::from_millis(50)).await });
-    assert_eq!(h.ct.ends(), vec![(1, 0, 0), (2, 0, libc::ESHUTDOWN)]);
+    assert_eq!(h.ct.ends(), vec![(1, 0, libc::ESHUTDOWN)]);
+    assert!(h.store.get("a").is_none());
+    assert_eq!(h.engine.rate_limit().granted(), 0);
 }
 
 #[test]

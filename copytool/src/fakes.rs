@@ -285,7 +285,8 @@ pub struct FakeBlob {
 }
 
 /// A blob store in memory. Uploads pass through `gate` after their first block when it is set, so a
-/// test can hold an upload mid-way.
+/// test can hold an upload mid-way. Like the real store, every block acquires its length from the
+/// transfer's rate limiter before it is read or written.
 #[derive(Default)]
 pub struct FakeStore {
     pub blobs: Mutex<HashMap<String, FakeBlob>>,
@@ -302,13 +303,17 @@ impl FakeStore {
         Arc::new(FakeStore::default())
     }
     pub fn put(&self, name: &str, data: &[u8]) -> String {
+        self.put_with_meta(name, data, None)
+    }
+    /// Stores a blob as if uploaded with `meta` (e.g. by a copytool killed before it wrote the record).
+    pub fn put_with_meta(&self, name: &str, data: &[u8], meta: Option<BlobMeta>) -> String {
         let etag = format!("\"e{}\"", self.etags.fetch_add(1, Ordering::SeqCst));
         self.blobs.lock().unwrap().insert(
             name.to_string(),
             FakeBlob {
                 data: data.to_vec(),
                 etag: etag.clone(),
-                meta: None,
+                meta,
             },
         );
         etag
@@ -362,6 +367,13 @@ impl Store for FakeStore {
         loop {
             if opts.cancel.is_cancelled() {
                 return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+            }
+            let want = opts.block_size.min(size.saturating_sub(off));
+            tokio::select! {
+                () = opts.rate_limit.acquire(want) => {}
+                () = opts.cancel.cancelled() => {
+                    return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+                }
             }
             let mut buf = vec![0u8; opts.block_size as usize];
             let n = file
@@ -439,8 +451,11 @@ impl Store for FakeStore {
                 .with_http(Some(404), Some("BlobNotFound".into()))
         })?;
         for (i, chunk) in blob.data.chunks(opts.block_size as usize).enumerate() {
-            if opts.cancel.is_cancelled() {
-                return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+            tokio::select! {
+                () = opts.rate_limit.acquire(chunk.len() as u64) => {}
+                () = opts.cancel.cancelled() => {
+                    return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+                }
             }
             file.write_at(chunk, i as u64 * opts.block_size)
                 .map_err(|e| StoreError::new(StoreErrorKind::Io, e.to_string()))?;
@@ -454,6 +469,7 @@ impl Store for FakeStore {
         Ok(self.get(name).map(|b| BlobHead {
             size: b.data.len() as u64,
             etag: b.etag,
+            fid: b.meta.map(|m| m.fid),
         }))
     }
 

@@ -5,6 +5,8 @@
 //! * [`engine::Engine`] receives HSM action lists and serves them (lustre-abi §4):
 //!   `Engine::new(ct, store, log, metrics, agent, EngineConfig)`, `run_receiver(&Handle)` (blocking,
 //!   returns a [`engine::StopReason`]), `request_stop()`, `reload(EngineConfig)`, `drain(grace)`.
+//!   `-b/--bandwidth` is one `blob::RateLimiter` per engine (`rate_limit()`), handed to every
+//!   transfer in [`ports::TransferOpts`]; `reload` changes its rate in place.
 //! * [`actions`]: ARCHIVE / RESTORE / REMOVE, each begin → work → exactly one end.
 //! * [`ports`]: the traits the engine is written against, [`ports::Coordinator`] (+
 //!   [`ports::CopyAction`]) and [`ports::Store`], plus [`ports::FailureLog`];
@@ -17,7 +19,6 @@
 //! * [`metrics`] + [`http_metrics`]: per-agent counters, Prometheus text at `/metrics`.
 //! * [`settings`]: the command line and how it overrides the policy file; [`service`]: signals,
 //!   reload, metrics, drain.
-//! * [`throttle`]: the agent-wide bandwidth budget.
 
 pub mod actions;
 pub mod engine;
@@ -32,7 +33,6 @@ pub mod real;
 pub mod record;
 pub mod service;
 pub mod settings;
-pub mod throttle;
 pub mod timefmt;
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ fn run() -> i32 {
                 print!("{e}");
                 return 0;
             }
-            return fail(2, one_line_clap_error(&e.to_string()));
+            return fail(2, settings::usage_error_line(&e));
         }
     };
     let settings = match settings::resolve(&cli) {
@@ -85,7 +85,10 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         retries: b.retries,
     };
     let store = blob::BlobStore::open(&spec).map_err(|e| {
-        let mut msg = format!("blob target: {e}");
+        let mut msg = e.to_string();
+        if !msg.starts_with("blob target") {
+            msg.insert_str(0, "blob target: ");
+        }
         // Name the credential file in play when the error does not (never its content).
         let files = [
             &b.account_key_file,
@@ -156,26 +159,6 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         Err(_) => tracing::warn!("actions still hold the session; it unregisters when they end"),
     }
     result.map_err(|e| (1, e))
-}
-
-/// clap's message spans several lines (what is wrong, sometimes the missing arguments, usage, a
-/// hint); keep what is wrong on one line.
-fn one_line_clap_error(text: &str) -> String {
-    let mut parts = Vec::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with("Usage:") || t.starts_with("For more information") {
-            break;
-        }
-        if !t.is_empty() {
-            parts.push(t.trim_start_matches("error: ").to_string());
-        }
-    }
-    if parts.is_empty() {
-        "invalid arguments".into()
-    } else {
-        parts.join(" ")
-    }
 }
 
 /// `<hostname>-<pid>`: names this agent in logs, metrics and failure entries.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use blob::RateLimiter;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{ActionList, Extent, Fid, Item};
@@ -142,6 +143,9 @@ pub struct TransferOpts {
     pub blocks_in_flight: usize,
     pub progress: ProgressFn,
     pub cancel: CancellationToken,
+    /// The agent's bandwidth budget, shared by every transfer: each block or range acquires its
+    /// length from it before it moves (`-b/--bandwidth`; unlimited when no limit is set).
+    pub rate_limit: Arc<RateLimiter>,
 }
 
 /// A committed upload.
@@ -157,6 +161,9 @@ pub struct Uploaded {
 pub struct BlobHead {
     pub size: u64,
     pub etag: String,
+    /// The blob's `lustre_fid` metadata: the file this copytool exported it from. `None` for a blob
+    /// written by another tool (or with metadata that cannot be decoded).
+    pub fid: Option<String>,
 }
 
 /// The blob store side.

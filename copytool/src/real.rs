@@ -294,6 +294,7 @@ impl Store for BlobBackend {
             single_put_threshold: opts.block_size,
             progress: Some(opts.progress),
             cancel: opts.cancel,
+            rate_limit: Some(opts.rate_limit),
         };
         let up = self
             .store
@@ -319,6 +320,7 @@ impl Store for BlobBackend {
             ranges_in_flight: opts.blocks_in_flight,
             progress: Some(opts.progress),
             cancel: opts.cancel,
+            rate_limit: Some(opts.rate_limit),
         };
         let d = self
             .store
@@ -340,6 +342,7 @@ impl Store for BlobBackend {
         Ok(info.map(|i| BlobHead {
             size: i.size,
             etag: i.etag.unwrap_or_default(),
+            fid: i.metadata.and_then(|m| m.fid),
         }))
     }
 

@@ -1,6 +1,7 @@
 //! The command line (familiar to lhsmtool_posix users, lustre-abi §4.9) and how it combines with the
-//! policy file (DESIGN §9): the file gives `[blob]`, `[logging]`, `[copytool]`, `autoexport.conflict`,
-//! `autoexport.on_delete` and `control.metrics`; flags override it.
+//! policy file (DESIGN §9): the file gives `[blob]`, `[logging]`, `[copytool]` (with the copytool's own
+//! `copytool.metrics`), `autoexport.conflict` and `autoexport.on_delete`; flags override it. The
+//! daemon's `control.metrics` is never used, so both can run on one host.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,7 +58,7 @@ pub struct Cli {
     /// (EOPNOTSUPP) so nothing is marked archived, restored or removed.
     #[arg(long)]
     pub dry_run: bool,
-    /// Prometheus endpoint ADDR:PORT serving /metrics [policy: control.metrics].
+    /// Prometheus endpoint ADDR:PORT serving /metrics [policy: copytool.metrics].
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
     /// Do not serve metrics even if the policy file names an address.
@@ -137,6 +138,30 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A usage error from clap as one line for stderr (clap's own text spans several lines: the error,
+/// a tip, the usage and a hint). A missing argument reads `missing MOUNTPOINT (try --help)`.
+pub fn usage_error_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() == ErrorKind::MissingRequiredArgument {
+        if let Some(ContextValue::Strings(args)) = e.get(ContextKind::InvalidArg) {
+            let names: Vec<&str> = args
+                .iter()
+                .map(|a| a.trim_start_matches('<').trim_end_matches('>'))
+                .collect();
+            if !names.is_empty() {
+                return format!("missing {} (try --help)", names.join(", "));
+            }
+        }
+    }
+    let text = e.render().to_string();
+    let what = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map_or("invalid arguments", |l| l.trim_start_matches("error: "));
+    format!("{what} (try --help)")
+}
+
 /// The engine settings from a policy file plus flag overrides.
 pub fn engine_config(cli: &Cli, policy: &Policy) -> Result<EngineConfig, String> {
     let ct = &policy.copytool;
@@ -198,7 +223,7 @@ pub fn resolve(cli: &Cli) -> Result<Settings, String> {
     let metrics = if cli.no_metrics {
         None
     } else {
-        cli.metrics.or(policy.control.metrics)
+        cli.metrics.or(policy.copytool.metrics)
     };
     Ok(Settings {
         mount: cli.mountpoint.clone(),
@@ -236,6 +261,7 @@ max_actions = 5
 block_size = "1MiB"
 update_interval = "3s"
 bandwidth = "10MiB"
+metrics = "127.0.0.1:9998"
 [control]
 metrics = "127.0.0.1:9999"
 "#;
@@ -265,7 +291,7 @@ metrics = "127.0.0.1:9999"
         assert_eq!(s.engine.bandwidth, Some(10 << 20));
         assert_eq!(s.engine.conflict, ConflictPolicy::Overwrite);
         assert_eq!(s.engine.remove, RemovePolicy::Delete);
-        assert_eq!(s.metrics, Some("127.0.0.1:9999".parse().unwrap()));
+        assert_eq!(s.metrics, Some("127.0.0.1:9998".parse().unwrap()));
         assert!(s.archives.is_empty(), "no -A = all archives");
         assert!(!s.engine.dry_run);
     }
@@ -312,6 +338,23 @@ metrics = "127.0.0.1:9999"
         assert_eq!(s.mount, PathBuf::from("/mnt/x"));
     }
 
+    /// `control.metrics` is the daemon's port: a copytool on the same host must not take it.
+    #[test]
+    fn metrics_come_from_copytool_metrics_never_control_metrics() {
+        let daemon_only = POLICY.replace("metrics = \"127.0.0.1:9998\"\n", "");
+        let (_d, s) = with_policy(&daemon_only, &["/mnt/lustre"]);
+        assert_eq!(s.unwrap().metrics, None);
+        let (_d, s) = with_policy(
+            &daemon_only,
+            &["--metrics", "127.0.0.1:7000", "/mnt/lustre"],
+        );
+        assert_eq!(s.unwrap().metrics, Some("127.0.0.1:7000".parse().unwrap()));
+        let (_d, s) = with_policy(POLICY, &["--metrics", "127.0.0.1:7000", "/mnt/lustre"]);
+        assert_eq!(s.unwrap().metrics, Some("127.0.0.1:7000".parse().unwrap()));
+        let (_d, s) = with_policy(POLICY, &["--no-metrics", "/mnt/lustre"]);
+        assert_eq!(s.unwrap().metrics, None);
+    }
+
     #[test]
     fn archive_zero_means_all() {
         let (_d, s) = with_policy(POLICY, &["-A", "1", "-A", "0", "-A", "4", "/mnt/lustre"]);
@@ -336,6 +379,28 @@ metrics = "127.0.0.1:9999"
         assert!(s.unwrap_err().contains("--max-actions"));
         let (_d, s) = with_policy(POLICY, &["relative/mount"]);
         assert!(s.unwrap_err().contains("absolute"));
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_with_a_hint() {
+        let line = |args: &[&str]| usage_error_line(&cli(args).unwrap_err());
+        assert_eq!(line(&[]), "missing MOUNTPOINT (try --help)");
+        assert_eq!(line(&["-A", "1"]), "missing MOUNTPOINT (try --help)");
+        assert_eq!(
+            line(&["--frobnicate", "/m"]),
+            "unexpected argument '--frobnicate' found (try --help)"
+        );
+        for args in [
+            &["--max-actions", "many", "/m"][..],
+            &["--metrics", "127.0.0.1:1", "--no-metrics", "/m"],
+            &["/m", "/n"],
+            &["--config"],
+        ] {
+            let l = line(args);
+            assert!(!l.contains('\n') && l.ends_with(" (try --help)"), "{l}");
+            assert!(!l.contains("Usage") && !l.contains("tip:"), "{l}");
+        }
+        assert!(line(&["--max-actions", "many", "/m"]).contains("--max-actions"));
     }
 
     #[test]

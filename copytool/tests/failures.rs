@@ -154,6 +154,49 @@ fn conflict_fail_protects_a_blob_changed_behind_our_back() {
     assert_eq!(env.blob("c/f.txt").as_deref(), Some(&b"version 2"[..]));
 }
 
+/// A copytool killed between the commit of a blob and the export record (simulated by removing the
+/// record after an archive): the blob carries this file's `lustre_fid`, so under `conflict = "fail"`
+/// the next archive replaces it instead of failing with a conflict forever. A blob carrying another
+/// file's FID at a new file's name is still a conflict.
+#[test]
+fn our_blob_without_export_record_is_replaced_and_another_files_blob_conflicts() {
+    let env = Env::start("");
+    let ct = env.copytool(&[]);
+    let p = env.write("k/f.bin", b"version 1");
+    env.hsm("hsm_archive", &p, None);
+    env.wait_state(&p, "exists archived", &[&ct]);
+    env.remove_record(&p);
+    assert!(env.record(&p).is_none());
+    std::fs::write(&p, b"version 2").unwrap();
+    env.wait_state(&p, "exists dirty archived", &[&ct]);
+    env.hsm("hsm_archive", &p, None);
+    env.wait_state(&p, "exists archived", &[&ct]);
+    assert_eq!(env.blob("k/f.bin").as_deref(), Some(&b"version 2"[..]));
+    let info = env.blob_info("k/f.bin").unwrap();
+    let rec = env.record(&p).expect("export record written");
+    assert_eq!(rec["etag"].as_str(), info.etag.as_deref());
+
+    let meta = blob::Metadata {
+        fid: info.metadata.unwrap().fid,
+        ..Default::default()
+    };
+    assert!(meta.fid.is_some());
+    env.put_blob_with("k/g.bin", b"exported from f", &meta);
+    let q = env.write("k/g.bin", b"a different file");
+    env.hsm("hsm_archive", &q, None);
+    env.wait_until("conflict logged", Duration::from_secs(60), || {
+        !entries_with(&env, "conflict").is_empty()
+    });
+    let conflicts = entries_with(&env, "conflict");
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0]["path"], "k/g.bin");
+    assert_eq!(
+        env.blob("k/g.bin").as_deref(),
+        Some(&b"exported from f"[..])
+    );
+    assert!(env.record(&q).is_none());
+}
+
 #[test]
 fn blob_store_outage_fails_actions_without_crashing_and_recovers() {
     let env = Env::start("");

@@ -165,7 +165,30 @@ fn wrong_flags_or_policy_are_one_line_and_exit_2() {
     let (code, err) = run(&["--archive", "1"]);
     assert_eq!(code, 2);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("MOUNTPOINT"), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "lhsmtool_blob: missing MOUNTPOINT (try --help)"
+    );
+
+    // An unusable credential file: refused at start, one line naming the file, never its content.
+    std::fs::write(dir.path().join("bad.key"), "NOT-BASE64-SECRET-51d0!!").unwrap();
+    std::fs::create_dir(dir.path().join("a-dir")).unwrap();
+    for (key, file) in [
+        ("account_key_file", "missing.key"),
+        ("account_key_file", "a-dir"),
+        ("account_key_file", "bad.key"),
+        ("sas_token_file", "missing.sas"),
+        ("connection_string_file", "missing.conn"),
+    ] {
+        let path = dir.path().join(file);
+        let policy = dir.path().join("cred.toml");
+        std::fs::write(&policy, format!("[lustre]\nmount = \"/mnt/lustre\"\n[blob]\nurl = \"http://127.0.0.1:1/devstoreaccount1/c\"\nuse_emulator = true\n{key} = {:?}\n", path.display().to_string())).unwrap();
+        let (code, err) = run(&["--config", policy.to_str().unwrap(), "/mnt/lustre"]);
+        assert_eq!(code, 2, "{key}={file}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(!err.contains("51d0"), "secret leaked: {err}");
+    }
     let (code, _) = run(&["--help"]);
     assert_eq!(code, 0);
 }
@@ -272,4 +295,27 @@ fn daemon_mode_detaches_and_still_serves() {
     env.wait_until("daemon gone", Duration::from_secs(30), || {
         !pid_file.exists() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
     });
+}
+
+#[test]
+fn bandwidth_paces_a_running_archive_and_sighup_changes_its_rate() {
+    // 16 KiB/s from the policy file: the 40-block file would take 160 s.
+    let env = Env::start("[copytool]\nbandwidth = \"16KiB\"\n");
+    let ct = env.copytool(&[]);
+    let content = pattern(40 * BLOCK, 5);
+    let p = env.write("bw/big", &content);
+    env.hsm("hsm_archive", &p, None);
+    // Paced mid-stream: the transfer started and moves bytes, and is not done.
+    env.wait_until("archive moving bytes", Duration::from_secs(60), || {
+        let out = env.lfs(&["hsm_action", p.to_str().unwrap()]).1;
+        out.contains("RUNNING") && !out.contains("(0 bytes moved)")
+    });
+    assert!(!env.flags(&p).contains(&"archived".to_string()));
+    assert!(env.blob("bw/big").is_none());
+    // A reload lifting the limit (no `bandwidth` key) applies to the transfer already running.
+    env.rewrite_policy("");
+    ct.signal(libc::SIGHUP);
+    env.wait_state(&p, "exists archived", &[&ct]);
+    assert_eq!(env.blob("bw/big"), Some(content));
+    assert!(ct.log().contains("policy reloaded"), "{}", ct.log());
 }

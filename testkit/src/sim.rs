@@ -101,6 +101,9 @@ fn mounttab_names() -> Vec<String> {
 pub struct SimOptions {
     pub mdts: u32,
     pub fsname: String,
+    /// A mount table of its own (`LUSTRE_SIM_MOUNTTAB` for the daemon and in [`Sim::env`]);
+    /// None: whatever the test process's environment says.
+    pub mounttab: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -108,6 +111,7 @@ impl Default for SimOptions {
         SimOptions {
             mdts: 1,
             fsname: unique_fsname(),
+            mounttab: None,
         }
     }
 }
@@ -146,7 +150,11 @@ impl Sim {
             .append(true)
             .open(self.log_path())
             .expect("daemon log file");
-        let child = Command::new(sim_bin_path())
+        let mut cmd = Command::new(sim_bin_path());
+        if let Some(tab) = &self.opts.mounttab {
+            cmd.env("LUSTRE_SIM_MOUNTTAB", tab);
+        }
+        let child = cmd
             .arg("mds")
             .arg("--mount")
             .arg(&self.mount)
@@ -224,15 +232,20 @@ impl Sim {
     }
 
     /// Environment for child processes: `LUSTREAPI_LIB` pointing at the simulator library,
-    /// and `LUSTRE_SIM_MOUNT` scoping `lctl get/set_param` to this simulator.
+    /// `LUSTRE_SIM_MOUNT` scoping `lctl get/set_param` to this simulator, and
+    /// `LUSTRE_SIM_MOUNTTAB` when [`SimOptions::mounttab`] is set.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             (
                 "LUSTREAPI_LIB".into(),
                 self.lib_path().display().to_string(),
             ),
             ("LUSTRE_SIM_MOUNT".into(), self.mount.display().to_string()),
-        ]
+        ];
+        if let Some(tab) = &self.opts.mounttab {
+            env.push(("LUSTRE_SIM_MOUNTTAB".into(), tab.display().to_string()));
+        }
+        env
     }
 
     fn cli(&self, tool: &str, args: &[&str]) -> Output {

@@ -325,15 +325,28 @@ impl Env {
     }
 
     pub fn put_blob(&self, name: &str, data: &[u8]) {
+        self.put_blob_with(name, data, &blob::Metadata::default());
+    }
+
+    /// Writes a blob with the given metadata (e.g. another file's `lustre_fid`).
+    pub fn put_blob_with(&self, name: &str, data: &[u8], meta: &blob::Metadata) {
         let n = blob::BlobName::new(name).unwrap();
         self.rt
             .block_on(self.store.put_bytes(
                 &n,
                 data.to_vec().into(),
-                &blob::Metadata::default(),
+                meta,
                 blob::WriteMode::Overwrite,
             ))
             .unwrap();
+    }
+
+    /// Removes the export record from a file, as if the copytool had died before writing it.
+    pub fn remove_record(&self, path: &Path) {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: both arguments are NUL-terminated strings that outlive the call.
+        let rc = unsafe { libc::removexattr(c.as_ptr(), c"trusted.lustre_blob".as_ptr()) };
+        assert_eq!(rc, 0, "removexattr: {}", std::io::Error::last_os_error());
     }
 
     pub fn blob_names(&self) -> Vec<String> {
@@ -358,7 +371,8 @@ impl Env {
                 return out;
             };
             while let Some(Ok(i)) = s.next().await {
-                if let Ok(b) = self.logs.get_bytes(&i.name).await {
+                let name = i.blob_name().expect("log blob names are valid");
+                if let Ok(b) = self.logs.get_bytes(&name).await {
                     for l in String::from_utf8_lossy(&b).lines() {
                         out.push(serde_json::from_str(l).unwrap());
                     }

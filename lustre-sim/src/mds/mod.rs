@@ -11,6 +11,7 @@ pub mod state;
 pub mod watch;
 pub mod xattr;
 
+use crate::mounts::liveness::{probe_socket, SockProbe};
 use crate::proto::{self, Reply, Request};
 use state::State;
 use std::os::fd::AsRawFd;
@@ -127,7 +128,12 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     if let Some(other) = crate::mounts::mount_of_fsname(&opts.fsname) {
         return Err(MdsError::FsnameTaken(opts.fsname, other));
     }
-    if UnixStream::connect(proto::sock_path(&root)).is_ok() {
+    // Only a socket that is missing or refuses is free to take over: one that answers, or
+    // whose state cannot be told (e.g. a full backlog), may belong to a running daemon.
+    if !matches!(
+        probe_socket(&proto::sock_path(&root)),
+        SockProbe::Absent | SockProbe::Refused
+    ) {
         return Err(MdsError::MountTaken(root));
     }
     let mut st = State::load(&root, &opts.fsname, opts.mdts.max(1))?;
@@ -148,11 +154,16 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     let sock = proto::sock_path(&root);
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).map_err(ioe(format!("bind {}", sock.display())))?;
-    if let Err(e) = crate::mounts::register(&opts.fsname, &root) {
-        eprintln!(
+    match crate::mounts::register(&opts.fsname, &root) {
+        Ok(()) => {}
+        Err(crate::mounts::MountTabError::FsnameTaken { fsname, dir }) => {
+            let _ = std::fs::remove_file(&sock);
+            return Err(MdsError::FsnameTaken(fsname, dir));
+        }
+        Err(e) => eprintln!(
             "lustre-sim mds: warning: no mount table entry ({e}): {} is found by path only",
             opts.fsname
-        );
+        ),
     }
 
     let s2 = shared.clone();
@@ -219,12 +230,20 @@ fn inotify_loop(s: Arc<Shared>) {
     }
 }
 
-/// Puts this daemon's mount-table line back if another process's rewrite lost it.
+/// Puts this daemon's mount-table entry back if it disappeared: the table may be shared with
+/// older simulators (whose rewrites dropped entries on any failed connect) or edited by
+/// hand. Simulators of this version never drop a live entry, so each restore is logged
+/// (`mount table entry ... restored`), and tests check that line never shows up.
 fn mounttab_keeper(s: Arc<Shared>, fsname: String, root: PathBuf) {
     while !s.stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_secs(1));
         if !s.stop.load(Ordering::SeqCst) && !crate::mounts::is_registered(&fsname, &root) {
-            let _ = crate::mounts::register(&fsname, &root);
+            match crate::mounts::register(&fsname, &root) {
+                Ok(()) => {
+                    eprintln!("lustre-sim mds: mount table entry for {fsname} was lost; restored")
+                }
+                Err(e) => eprintln!("lustre-sim mds: mount table entry for {fsname} lost: {e}"),
+            }
         }
     }
 }
