@@ -169,12 +169,16 @@ fn manual_export_then_import_round_trips_a_tree() {
     assert_eq!(job["filesFailed"], 0);
     assert_eq!(names(&s), vec!["t/d", "t/d/two.dat", "t/ln", "t/one.dat"]);
 
-    // A hostile name under another prefix: that import fails as a whole and writes nothing
-    // (the listing refuses the name before anything is created).
+    // A hostile name under another prefix: the listing returns it as written, import refuses it
+    // (one error, exit 1) and writes nothing for it, not even its parent directories.
     let hostile = s.store.put_raw(&s.container, b"h/x/../../evil", b"x");
     assert!(hostile.status < 300, "{hostile:?}");
     let o = s.cli(&["import", "--prefix", "h", "--wait", "--json"]);
-    assert_eq!(o.status.code(), Some(7), "{}", out(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let job: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(job["totalBlobsWalked"], 1, "{job}");
+    assert_eq!(job["totalErrors"], 1, "{job}");
+    assert_eq!(job["totalBlobsImported"], 0, "{job}");
     assert!(!s.mount().join("evil").exists() && !s.mount().join("h").exists());
 
     // Remove the tree locally, then import it back as released stubs.
