@@ -1,5 +1,12 @@
 //! End-to-end tests of the simulator through liblustreapi_sim.so loaded with dlopen (the same
 //! FFI path the product binaries take), against a real `lustre-sim mds` process.
+//!
+//! # Safety
+//! Every `unsafe` block here makes one call through the `lustre_sys::LustreApi` table (or libc)
+//! with arguments that are live for the call: NUL-terminated `CString`s, `#[repr(C)]` structs and
+//! buffers sized as lustre-abi.md gives them, and handles returned by the library and not yet
+//! freed. Records and action lists the library returns are read only within the length it
+//! reports, before the next call that may reuse the buffer.
 
 use lustre_sys::{
     hsm_action_item, hsm_current_action, hsm_extent, hsm_user_state, lu_fid, LustreApi,
@@ -36,6 +43,7 @@ fn cp(p: &Path) -> CString {
 
 fn path2fid(p: &Path) -> Fid {
     let mut f = lu_fid::default();
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let rc = unsafe { (api().llapi_path2fid)(cp(p).as_ptr(), &mut f) };
     assert_eq!(rc, 0, "path2fid {}", p.display());
     Fid {
@@ -59,10 +67,12 @@ fn records(mdt: &str, start: i64) -> Vec<Rec> {
     let mut h: *mut c_void = std::ptr::null_mut();
     let flags = (CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS) as u32;
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (a.llapi_changelog_start)(&mut h, flags, c(mdt).as_ptr(), start) },
         0
     );
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe {
             (a.llapi_changelog_set_xflags)(
                 h,
@@ -74,19 +84,23 @@ fn records(mdt: &str, start: i64) -> Vec<Rec> {
     let mut out = Vec::new();
     loop {
         let mut r = std::ptr::null_mut();
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         let rc = unsafe { (a.llapi_changelog_recv)(h, &mut r) };
         if rc == 1 {
             break;
         }
         assert_eq!(rc, 0);
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         let bytes = unsafe {
             std::slice::from_raw_parts(r as *const u8, lustreapi_sim::record::CR_MAXSIZE)
         };
         let (rec, _) = Rec::decode(bytes).expect("decodable record");
         out.push(rec);
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         assert_eq!(unsafe { (a.llapi_changelog_free)(&mut r) }, 0);
         assert!(r.is_null());
     }
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     assert_eq!(unsafe { (a.llapi_changelog_fini)(&mut h) }, 0);
     out
 }
@@ -98,6 +112,7 @@ fn types(rs: &[Rec]) -> Vec<u32> {
 fn hsm_state(p: &Path) -> (u32, u32) {
     let mut hus = hsm_user_state::default();
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (api().llapi_hsm_state_get)(cp(p).as_ptr(), &mut hus) },
         0
     );
@@ -106,7 +121,9 @@ fn hsm_state(p: &Path) -> (u32, u32) {
 
 fn request(mount: &Path, action: u32, archive: u32, fids: &[Fid], data: &[u8]) -> i32 {
     let a = api();
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let hur = unsafe { libc::calloc(1, 24 + 32 * fids.len() + data.len()) as *mut u8 };
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     unsafe {
         let hr = lustre_sys::hsm_request {
             hr_action: action,
@@ -143,6 +160,7 @@ impl Agent {
     fn register(mount: &Path, archives: &[i32]) -> Agent {
         let mut ids = archives.to_vec();
         let mut ct = std::ptr::null_mut();
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         let rc = unsafe {
             (api().llapi_hsm_copytool_register)(
                 &mut ct,
@@ -162,9 +180,11 @@ impl Agent {
     fn recv(&mut self) -> Vec<Item> {
         let mut hal = std::ptr::null_mut();
         let mut size = 0;
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         let rc = unsafe { (api().llapi_hsm_copytool_recv)(self.ct, &mut hal, &mut size) };
         assert_eq!(rc, 0);
         assert_eq!(hal as usize % 8, 0, "hal is 8-aligned");
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         self.hal = unsafe { std::slice::from_raw_parts(hal as *const u8, size as usize) }.to_vec();
         decode_hal_items(&self.hal).expect("valid hal").3
     }
@@ -182,6 +202,7 @@ impl Agent {
 
     fn begin(&self, k: usize) -> Result<*mut lustre_sys::hsm_copyaction_private, i32> {
         let mut hcp = std::ptr::null_mut();
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         let rc = unsafe {
             (api().llapi_hsm_action_begin)(&mut hcp, self.ct, self.item_ptr(k), -1, 0, false)
         };
@@ -195,6 +216,7 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (api().llapi_hsm_copytool_unregister)(&mut self.ct) };
     }
 }
@@ -204,6 +226,7 @@ fn end(mut hcp: *mut lustre_sys::hsm_copyaction_private, err: i32) -> i32 {
         offset: 0,
         length: u64::MAX,
     };
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let rc = unsafe { (api().llapi_hsm_action_end)(&mut hcp, &ext, 0, err) };
     assert!(hcp.is_null(), "end clears the handle");
     rc
@@ -214,12 +237,14 @@ fn progress(hcp: *mut lustre_sys::hsm_copyaction_private, off: u64, len: u64) ->
         offset: off,
         length: len,
     };
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     unsafe { (api().llapi_hsm_action_progress)(hcp, &ext, 0, 0) }
 }
 
 fn current_action(p: &Path) -> hsm_current_action {
     let mut hca = hsm_current_action::default();
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (api().llapi_hsm_current_action)(cp(p).as_ptr(), &mut hca) },
         0
     );
@@ -279,6 +304,7 @@ fn real_file_io_produces_the_expected_records_in_order() {
     settle();
     let x = cp(&m.join("d/b"));
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe {
             libc::setxattr(
                 x.as_ptr(),
@@ -373,11 +399,14 @@ fn records_carry_only_the_requested_extensions() {
     let a = api();
     let mut h: *mut c_void = std::ptr::null_mut();
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (a.llapi_changelog_start)(&mut h, 0, c(&sim.mdt_name(0)).as_ptr(), 0) },
         0
     );
     let mut r = std::ptr::null_mut();
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     assert_eq!(unsafe { (a.llapi_changelog_recv)(h, &mut r) }, 0);
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let hdr = unsafe { std::ptr::read_unaligned(r) };
     assert_eq!(
         { hdr.cr_flags },
@@ -385,13 +414,17 @@ fn records_carry_only_the_requested_extensions() {
         "no jobid / extra flags unless asked for"
     );
     assert_eq!({ hdr.cr_namelen }, 1);
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     assert_eq!(unsafe { *(r as *const u8).add(64) }, b'f');
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { *(r as *const u8).add(65) },
         0,
         "2.16 names are NUL-terminated"
     );
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     unsafe { (a.llapi_changelog_free)(&mut r) };
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     unsafe { (a.llapi_changelog_fini)(&mut h) };
 }
 
@@ -411,6 +444,7 @@ fn fids_survive_a_restart_and_renames() {
     assert_eq!(path2fid(&m.join("moved")), d);
     let mut buf = vec![0u8; 4096];
     let mut link = 0;
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let rc = unsafe {
         (api().llapi_fid2path)(
             c(sim.fsname()).as_ptr(),
@@ -429,6 +463,7 @@ fn fids_survive_a_restart_and_renames() {
             .unwrap(),
         "moved/f"
     );
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let bad = unsafe {
         (api().llapi_fid2path)(
             cp(&m).as_ptr(),
@@ -519,14 +554,18 @@ fn begin_progress_end_release_and_restore_move_the_state() {
     assert_eq!(request(m, HUA_ARCHIVE, 0, &[fid], b""), 0);
     ag.recv();
     let hcp = ag.begin(0).unwrap();
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let fd = unsafe { (api().llapi_hsm_action_get_fd)(hcp) };
     assert!(fd >= 0);
     let mut buf = [0u8; 16];
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let n = unsafe { libc::pread(fd, buf.as_mut_ptr() as *mut c_void, 16, 0) };
     assert_eq!(&buf[..n as usize], b"0123456789");
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     unsafe { libc::close(fd) };
     let mut dfid = lu_fid::default();
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (api().llapi_hsm_action_get_dfid)(hcp, &mut dfid) },
         0
     );
@@ -562,6 +601,7 @@ fn begin_progress_end_release_and_restore_move_the_state() {
     let hcp = ag.begin(0).unwrap();
     let mut vfid = lu_fid::default();
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (api().llapi_hsm_action_get_dfid)(hcp, &mut vfid) },
         0
     );
@@ -570,11 +610,14 @@ fn begin_progress_end_release_and_restore_move_the_state() {
         lu(fid),
         "restore writes to a volatile file with its own FID"
     );
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let fd = unsafe { (api().llapi_hsm_action_get_fd)(hcp) };
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { libc::pwrite(fd, b"0123456789".as_ptr() as *const c_void, 10, 0) },
         10
     );
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     unsafe { libc::close(fd) };
     assert_eq!(end(hcp, 0), 0);
     assert_eq!(std::fs::read(&f).unwrap(), b"0123456789");
@@ -662,6 +705,7 @@ fn request_intake_checks_states_and_sizes() {
     assert_eq!((hca.hca_state, hca.hca_action), (HPS_WAITING, HUA_ARCHIVE));
     // state set: DIRTY without EXISTS is invalid
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (api().llapi_hsm_state_set)(cp(&m.join("f")).as_ptr(), HS_DIRTY as u64, 0, 0) },
         -libc::EINVAL
     );
@@ -775,6 +819,7 @@ fn clear_purges_once_every_user_cleared() {
         std::fs::create_dir(sim.mount().join(format!("d{i}"))).unwrap();
     }
     assert_eq!(records(&mdt, 0).len(), 3);
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let clear = |u: &str, e: i64| unsafe {
         (api().llapi_changelog_clear)(c(&mdt).as_ptr(), c(u).as_ptr(), e)
     };
@@ -833,6 +878,7 @@ fn two_mdts_keep_separate_logs() {
     assert_eq!(f.seq & !0xFFFF, 0x2_4000_0000, "{f}: MDT1's sequence range");
     let mut mdt_index = -1;
     let dirfd = std::fs::File::open(m).unwrap();
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let rc = unsafe {
         (api().llapi_get_mdt_index_by_fid)(
             std::os::fd::AsRawFd::as_raw_fd(&dirfd),
@@ -918,6 +964,7 @@ fn kill9_and_restart_lose_and_duplicate_no_records() {
 fn import_creates_a_released_stub() {
     let sim = Sim::start(SimOptions::default());
     let dst = sim.mount().join("imported");
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     st.st_size = 12345;
     st.st_mode = libc::S_IFREG | 0o640;
@@ -926,6 +973,7 @@ fn import_creates_a_released_stub() {
     st.st_mtime = 1_600_000_000;
     st.st_atime = 1_600_000_001;
     let mut fid = lu_fid::default();
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let rc = unsafe {
         (api().llapi_hsm_import)(
             cp(&dst).as_ptr(),
@@ -1009,9 +1057,11 @@ fn a_following_reader_gets_new_records_and_polls_readable() {
     let mut h: *mut c_void = std::ptr::null_mut();
     let flags = (CHANGELOG_FLAG_FOLLOW | CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS) as u32;
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (a.llapi_changelog_start)(&mut h, flags, c(&sim.mdt_name(0)).as_ptr(), 0) },
         0
     );
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let fd = unsafe { (a.llapi_changelog_get_fd)(h) };
     assert!(fd >= 0);
     std::fs::create_dir(sim.mount().join("d1")).unwrap();
@@ -1022,6 +1072,7 @@ fn a_following_reader_gets_new_records_and_polls_readable() {
         revents: 0,
     };
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { libc::poll(&mut p, 1, 30_000) },
         1,
         "records make the fd readable"
@@ -1030,19 +1081,24 @@ fn a_following_reader_gets_new_records_and_polls_readable() {
     while names.len() < 2 {
         let mut r = std::ptr::null_mut();
         assert_eq!(
+            // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
             unsafe { (a.llapi_changelog_recv)(h, &mut r) },
             0,
             "follow mode blocks, never returns 1"
         );
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         let b = unsafe {
             std::slice::from_raw_parts(r as *const u8, lustreapi_sim::record::CR_MAXSIZE)
         };
         names.push(Rec::decode(b).unwrap().0.name);
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (a.llapi_changelog_free)(&mut r) };
     }
     assert_eq!(names, vec![b"d1".to_vec(), b"d2".to_vec()]);
     let in_buf = a.llapi_changelog_in_buf.expect("in_buf exported");
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     assert_eq!(unsafe { in_buf(h) }, 0);
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     assert_eq!(unsafe { (a.llapi_changelog_fini)(&mut h) }, 0);
     assert!(h.is_null());
 }
@@ -1056,11 +1112,13 @@ fn copytools_learn_of_a_shutdown_and_registration_needs_a_coordinator() {
     let mut hal = std::ptr::null_mut();
     let mut size = 0;
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (api().llapi_hsm_copytool_recv)(ag.ct, &mut hal, &mut size) },
         -libc::ESHUTDOWN
     );
     assert!(hal.is_null());
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (api().llapi_hsm_copytool_unregister)(&mut ag.ct) },
         0
     );
@@ -1069,6 +1127,7 @@ fn copytools_learn_of_a_shutdown_and_registration_needs_a_coordinator() {
     sim.restart();
     sim.set_param("hsm_control", "shutdown");
     let mut ct = std::ptr::null_mut();
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let rc = unsafe {
         (api().llapi_hsm_copytool_register)(&mut ct, cp(&m).as_ptr(), 0, std::ptr::null_mut(), 0)
     };
@@ -1252,13 +1311,16 @@ fn attribute_changes_map_to_the_setattr_family() {
         },
     ];
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { libc::utimensat(libc::AT_FDCWD, fc.as_ptr(), times.as_ptr(), 0) },
         0
     );
     path2fid(m);
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     assert_eq!(unsafe { libc::chown(fc.as_ptr(), 1234, 1234) }, 0);
     path2fid(m);
     assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { libc::removexattr(fc.as_ptr(), c("trusted.nope").as_ptr()) },
         -1,
         "no such xattr: nothing recorded"
@@ -1289,6 +1351,7 @@ fn one_copytool_handle_serves_actions_from_several_threads() {
     // copy each item before threading, as the hal buffer is reused by the next recv
     let ct = ag.ct as usize;
     let items: Vec<Vec<u8>> = (0..3)
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         .map(|k| unsafe { std::slice::from_raw_parts(ag.item_ptr(k) as *const u8, 72) }.to_vec())
         .collect();
     let threads: Vec<_> = items
@@ -1297,6 +1360,7 @@ fn one_copytool_handle_serves_actions_from_several_threads() {
             std::thread::spawn(move || {
                 let a = api();
                 let mut hcp = std::ptr::null_mut();
+                // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
                 let rc = unsafe {
                     (a.llapi_hsm_action_begin)(
                         &mut hcp,

@@ -75,6 +75,7 @@ fn file_io_produces_records_in_order() {
     let x = std::ffi::CString::new(m.join("d/b").to_str().unwrap()).unwrap();
     let name = std::ffi::CString::new("trusted.lustre_blob").unwrap();
     assert_eq!(
+        // SAFETY: plain libc call on live, correctly sized local buffers.
         unsafe { libc::setxattr(x.as_ptr(), name.as_ptr(), b"{}".as_ptr().cast(), 2, 0) },
         0
     );
@@ -414,6 +415,7 @@ fn a_nonblocking_copytool_gets_eagain_then_its_work() {
         events: libc::POLLIN,
         revents: 0,
     };
+    // SAFETY: plain libc call on live, correctly sized local buffers.
     assert_eq!(unsafe { libc::poll(&mut p, 1, 30_000) }, 1);
     assert_eq!(ct.recv().unwrap().items[0].fid, fid);
 }

@@ -339,6 +339,7 @@ fn sighup_reload_keeps_the_old_policy_when_the_new_one_is_bad_and_metrics_are_se
     assert_eq!(names(&s), vec!["a", "a/in.dat"]);
     // A good file with a new prefix takes effect.
     s.edit_policy(|p| p.prefix = "b/".into());
+    // SAFETY: kill(2) on the daemon this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     let log_ok = wait_until(Duration::from_secs(10), || {
         s.daemon
