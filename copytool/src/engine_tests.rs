@@ -234,6 +234,30 @@ fn our_meta(n: u32) -> Option<BlobMeta> {
     })
 }
 
+/// A file that fits one Put Blob costs one request: the create-only (or If-Match) condition is
+/// tried without a HEAD first. A file larger than one block is looked at before its upload.
+#[test]
+fn a_small_file_is_archived_without_a_head_and_a_large_one_with_one() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["small"], b"1234");
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    assert_eq!(h.store.heads.load(Ordering::SeqCst), 0);
+    // Changed and archived again: If-Match on the recorded ETag, still no HEAD.
+    std::fs::write(h.data("small"), b"5678").unwrap();
+    h.ct.lock().data_versions.insert(fid(1), 2);
+    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    assert_eq!(h.store.heads.load(Ordering::SeqCst), 0);
+    assert_eq!(h.store.uploads.load(Ordering::SeqCst), 2);
+    assert_eq!(h.store.get("small").unwrap().data, b"5678");
+    // cfg() has 4-byte blocks: five bytes take two, and the blob is looked at first.
+    h.ct.add_file(fid(2), &["large"], b"12345");
+    h.ct.push(list(vec![item(Action::Archive, 2, 3)]));
+    assert_eq!(h.ct.wait_ends(3)[2], (3, 0, 0));
+    assert_eq!(h.store.heads.load(Ordering::SeqCst), 1);
+}
+
 /// A copytool killed after the commit but before the export record: the blob carries this file's
 /// lustre_fid, the file has no record. The next archive replaces it (If-Match) instead of failing
 /// with a conflict forever.
@@ -303,6 +327,39 @@ fn a_foreign_write_racing_the_replacement_is_a_conflict() {
     h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
     gate.add_permits(1);
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
+    assert_eq!(
+        h.store.uploads.load(Ordering::SeqCst),
+        1,
+        "a multi-block file: HEAD, then one upload"
+    );
+    assert_eq!(h.store.get("f").unwrap().data, b"foreign");
+    assert!(record_of(&h.data("f")).is_none());
+    assert_eq!(h.log.entries()[0].http_status, Some(412));
+}
+
+/// The same race on the optimistic path of a one-block file: the create-only upload is refused
+/// (the blob exists), the HEAD shows it is ours, and the foreign write lands while the If-Match
+/// replacement is in flight. Still a conflict, and the foreign blob survives.
+#[test]
+fn a_foreign_write_racing_the_optimistic_replacement_is_a_conflict() {
+    let h = H::new(cfg());
+    h.store.put_with_meta("f", b"old", our_meta(1));
+    h.ct.add_file(fid(1), &["f"], b"new");
+    let gate = h.store.close_gate();
+    let store = Arc::downgrade(&h.store);
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    *h.store.on_gate.lock().unwrap() = Some(Box::new(move || {
+        if calls.fetch_add(1, Ordering::SeqCst) == 1 {
+            if let Some(s) = store.upgrade() {
+                s.put("f", b"foreign");
+            }
+        }
+    }));
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    gate.add_permits(2);
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
+    assert_eq!(h.store.uploads.load(Ordering::SeqCst), 2);
+    assert_eq!(h.store.heads.load(Ordering::SeqCst), 1);
     assert_eq!(h.store.get("f").unwrap().data, b"foreign");
     assert!(record_of(&h.data("f")).is_none());
     assert_eq!(h.log.entries()[0].http_status, Some(412));

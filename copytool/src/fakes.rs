@@ -296,6 +296,10 @@ pub struct FakeStore {
     pub uploads_waiting: AtomicUsize,
     /// Called while an upload waits at the gate (e.g. to modify the file).
     pub on_gate: Mutex<Option<Box<dyn Fn() + Send>>>,
+    /// HEAD requests served (Get Blob Properties).
+    pub heads: AtomicUsize,
+    /// Upload calls, successful or not.
+    pub uploads: AtomicUsize,
 }
 
 impl FakeStore {
@@ -356,6 +360,7 @@ impl Store for FakeStore {
         mode: WriteMode,
         opts: TransferOpts,
     ) -> Result<Uploaded, StoreError> {
+        self.uploads.fetch_add(1, Ordering::SeqCst);
         self.injected()?;
         let size = file
             .metadata()
@@ -465,6 +470,7 @@ impl Store for FakeStore {
     }
 
     async fn head(&self, name: &str) -> Result<Option<BlobHead>, StoreError> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
         self.injected()?;
         Ok(self.get(name).map(|b| BlobHead {
             size: b.data.len() as u64,

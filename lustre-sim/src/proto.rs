@@ -197,10 +197,102 @@ pub fn connect(mount: &Path) -> Result<UnixStream, i32> {
     UnixStream::connect(sock_path(mount)).map_err(|e| io_errno(&e))
 }
 
-/// One request/response exchange on a fresh connection. Err is a positive errno.
+/// One request/response exchange. Err is a positive errno.
+///
+/// Connections are reused (see [`pool`]): a copytool makes about five calls per file, and a
+/// connect + accept + server thread for each one cost the daemon more than the calls themselves.
 pub fn call(mount: &Path, req: &Request) -> Result<serde_json::Value, i32> {
-    let mut s = connect(mount)?;
-    call_on(&mut s, req)
+    let body = serde_json::to_vec(req).map_err(|_| libc::EINVAL)?;
+    let mut msg = Vec::with_capacity(4 + body.len());
+    msg.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    msg.extend_from_slice(&body);
+    // A pooled connection whose daemon went away (restart) refuses the write with EPIPE before
+    // anything was delivered: only then is the request sent again, on a fresh connection.
+    let mut s = loop {
+        match pool::take(mount) {
+            Some(s) => {
+                if pool::send_all(&s, &msg).is_ok() {
+                    break s;
+                }
+            }
+            None => {
+                let s = connect(mount)?;
+                pool::send_all(&s, &msg).map_err(|e| io_errno(&e))?;
+                break s;
+            }
+        }
+    };
+    let reply = recv_json::<Reply>(&mut s).map_err(|e| io_errno(&e))?;
+    pool::give_back(mount, s);
+    match reply {
+        Reply::Ok(v) => Ok(v),
+        Reply::Err(e) => Err(e),
+    }
+}
+
+/// Idle control connections of this process, per mount, for [`call`].
+pub mod pool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    /// Idle connections kept; more concurrent callers open (and then close) their own.
+    const KEEP: usize = 16;
+
+    struct Idle {
+        pid: u32,
+        mount: PathBuf,
+        sock: UnixStream,
+    }
+
+    static IDLE: Mutex<Vec<Idle>> = Mutex::new(Vec::new());
+
+    /// An idle connection to `mount` opened by this process (a forked child never shares its
+    /// parent's: the two would read each other's replies).
+    pub fn take(mount: &Path) -> Option<UnixStream> {
+        let pid = std::process::id();
+        let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|c| c.pid == pid);
+        let i = idle.iter().rposition(|c| c.mount == mount)?;
+        Some(idle.swap_remove(i).sock)
+    }
+
+    pub fn give_back(mount: &Path, sock: UnixStream) {
+        let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < KEEP {
+            idle.push(Idle {
+                pid: std::process::id(),
+                mount: mount.to_path_buf(),
+                sock,
+            });
+        }
+    }
+
+    /// Writes all of `b` without raising SIGPIPE (the library lives in other people's
+    /// processes, which may not ignore it).
+    pub fn send_all(s: &UnixStream, mut b: &[u8]) -> std::io::Result<()> {
+        while !b.is_empty() {
+            // SAFETY: send() reads at most b.len() bytes from a live slice on our own socket.
+            let n = unsafe {
+                libc::send(
+                    s.as_raw_fd(),
+                    b.as_ptr() as *const libc::c_void,
+                    b.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            b = &b[n as usize..];
+        }
+        Ok(())
+    }
 }
 
 pub fn call_on(s: &mut UnixStream, req: &Request) -> Result<serde_json::Value, i32> {

@@ -1427,3 +1427,62 @@ fn a_second_daemon_cannot_take_a_live_fsname() {
     assert!(err.contains("already served"), "{err}");
     assert_eq!(err.lines().count(), 1);
 }
+
+/// Begins and ends (successfully) every item of the next action list; returns their FIDs.
+fn serve_one_list(ag: &mut Agent) -> Vec<Fid> {
+    let items = ag.recv();
+    for k in 0..items.len() {
+        let hcp = ag.begin(k).expect("action_begin");
+        assert_eq!(end(hcp, 0), 0);
+    }
+    items.iter().map(|i| i.fid).collect()
+}
+
+/// A queue far longer than `max_requests` drains in request order, each file exactly once; a
+/// file deleted while queued fails instead of being sent; and the queue survives a daemon crash
+/// (the coordinator's index of live requests is rebuilt from the saved state).
+#[test]
+fn a_long_queue_drains_in_order_across_a_restart_and_a_vanished_file_fails() {
+    let mut sim = Sim::start(SimOptions::default());
+    sim.set_param("hsm.max_requests", "3");
+    let m = sim.mount().to_path_buf();
+    let n = 120;
+    let mut fids = Vec::new();
+    for i in 0..n {
+        std::fs::write(m.join(format!("f{i:03}")), b"x").unwrap();
+        fids.push(path2fid(&m.join(format!("f{i:03}"))));
+    }
+    let mut ag = Agent::register(&m, &[]);
+    // One hsm_user_request holds at most 52 items (HUR_MAX_LEN): three of them.
+    for part in fids.chunks(40) {
+        assert_eq!(request(&m, HUA_ARCHIVE, 0, part, b""), 0);
+    }
+    let mut done = Vec::new();
+    while done.len() < 45 {
+        done.extend(serve_one_list(&mut ag));
+    }
+    assert_eq!(current_action(&m.join("f100")).hca_state, HPS_WAITING);
+    // Hold dispatch, let what was sent finish, then delete a queued file.
+    sim.set_param("hsm_control", "disabled");
+    while sim.get_param(0, "hsm.actions").contains("status=STARTED") {
+        done.extend(serve_one_list(&mut ag));
+    }
+    std::fs::remove_file(m.join("f110")).unwrap();
+    sim.kill9();
+    drop(ag);
+    sim.restart();
+    sim.set_param("hsm_control", "enabled");
+    let mut ag = Agent::register(&m, &[]);
+    wait_for("the vanished file's request to fail", || {
+        sim.get_param(0, "hsm.actions")
+            .lines()
+            .any(|l| l.contains(&fids[110].to_string()) && l.contains("status=FAILED"))
+    });
+    while done.len() < n - 1 {
+        done.extend(serve_one_list(&mut ag));
+    }
+    let mut want = fids.clone();
+    want.remove(110);
+    assert_eq!(done, want, "every queued file once, in request order");
+    assert_eq!(current_action(&m.join("f100")).hca_state, HPS_NONE);
+}

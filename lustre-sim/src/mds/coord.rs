@@ -85,11 +85,7 @@ impl State {
 
     pub fn current_action(&self, fid: &Fid) -> Res<CurrentAction> {
         self.file_node(fid)?;
-        let r = self
-            .reqs
-            .values()
-            .rev()
-            .find(|r| r.fid == *fid && r.active() && r.action != HSMA_CANCEL);
+        let r = self.active_on(fid).rev().find(|r| r.action != HSMA_CANCEL);
         Ok(match r {
             Some(r) if r.status == ARS_WAITING => CurrentAction {
                 state: HPS_WAITING,
@@ -122,13 +118,12 @@ impl State {
         items: &[(Fid, u64, u64)],
         data: &[u8],
     ) -> Res<()> {
-        let mut seen = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut queued = false;
         for &(fid, off, len) in items {
-            if seen.contains(&fid) {
+            if !seen.insert(fid) {
                 continue;
             }
-            seen.push(fid);
             let n = self.file_node(&fid)?.clone();
             if n.kind != Kind::File {
                 return Err(libc::EINVAL);
@@ -183,7 +178,7 @@ impl State {
                 _ => return Err(libc::EINVAL),
             };
             // Duplicate of an active request for the same file and action: dropped.
-            if let Some(r) = self.reqs.values().find(|r| r.fid == fid && r.active()) {
+            if let Some(r) = self.active_on(&fid).next() {
                 if r.action == hsma {
                     continue;
                 }
@@ -221,6 +216,7 @@ impl State {
                 finished_at: 0,
             };
             self.reqs.insert(cookie, r);
+            self.index_req(cookie);
             self.touch_req(cookie);
             queued = true;
         }
@@ -232,9 +228,8 @@ impl State {
 
     fn cancel(&mut self, fid: Fid) -> Res<()> {
         let Some(c) = self
-            .reqs
-            .values()
-            .find(|r| r.fid == fid && r.active() && r.action != HSMA_CANCEL)
+            .active_on(&fid)
+            .find(|r| r.action != HSMA_CANCEL)
             .map(|r| r.cookie)
         else {
             return Ok(());
@@ -314,20 +309,27 @@ impl State {
     /// Sends waiting requests to agents, per MDT, per archive id, within max_requests.
     pub fn dispatch(&mut self) {
         let now = now_secs();
+        self.prune_index(false);
+        // Items whose file vanished fail before sending (looked for only after a removal).
+        let check_vanished = self.idx.removals != self.idx.removals_checked;
+        self.idx.removals_checked = self.idx.removals;
         for mdt in 0..self.mdts.len() as u32 {
             let tun = self.mdts[mdt as usize].tun.clone();
             if tun.hsm_control != "enabled" {
+                if check_vanished {
+                    // Not looked at yet: look again at the next dispatch.
+                    self.idx.removals_checked = self.idx.removals.wrapping_sub(1);
+                }
                 continue;
             }
-            // Items whose file vanished fail before sending.
-            let vanished: Vec<u64> = self
-                .reqs
-                .values()
-                .filter(|r| {
-                    r.mdt == mdt && r.status == ARS_WAITING && !self.nodes.contains_key(&r.fid)
-                })
-                .map(|r| r.cookie)
-                .collect();
+            let vanished: Vec<u64> = if check_vanished {
+                self.waiting_reqs()
+                    .filter(|r| r.mdt == mdt && !self.nodes.contains_key(&r.fid))
+                    .map(|r| r.cookie)
+                    .collect()
+            } else {
+                Vec::new()
+            };
             for c in vanished {
                 if let Some(r) = self.reqs.get_mut(&c) {
                     r.status = ARS_FAILED;
@@ -336,11 +338,7 @@ impl State {
                 self.touch_req(c);
             }
             loop {
-                let started = self
-                    .reqs
-                    .values()
-                    .filter(|r| r.mdt == mdt && r.status == ARS_STARTED)
-                    .count() as u32;
+                let started = self.started_reqs().filter(|r| r.mdt == mdt).count() as u32;
                 let slots = tun.max_requests.saturating_sub(started) as usize;
                 if !self.agents.iter().any(|a| a.mdts.contains(&mdt)) {
                     break;
@@ -352,11 +350,7 @@ impl State {
                     }
                     break;
                 }
-                let Some(first) = self
-                    .reqs
-                    .values()
-                    .find(|r| r.mdt == mdt && r.status == ARS_WAITING)
-                else {
+                let Some(first) = self.waiting_reqs().find(|r| r.mdt == mdt) else {
                     break;
                 };
                 let (aid, flags) = (first.archive_id, first.flags);
@@ -369,12 +363,10 @@ impl State {
                 }
                 let mut size = HAL_HDR + a8(self.fsname.len() + 1) + KUC_HDR;
                 let mut cookies = Vec::new();
-                for r in self.reqs.values().filter(|r| {
-                    r.mdt == mdt
-                        && r.status == ARS_WAITING
-                        && r.archive_id == aid
-                        && r.flags == flags
-                }) {
+                for r in self
+                    .waiting_reqs()
+                    .filter(|r| r.mdt == mdt && r.archive_id == aid && r.flags == flags)
+                {
                     let l = a8(72 + r.data.len());
                     if cookies.len() >= slots
                         || (size + l > crate::consts::KUC_MAX_MSG && !cookies.is_empty())
@@ -394,12 +386,13 @@ impl State {
     /// Sends the first waiting RESTORE of `mdt` alone (the one allowed above max_requests).
     fn squeeze_restore(&mut self, mdt: u32) {
         let cand = self
-            .reqs
-            .values()
+            .idx
+            .waiting_restores
+            .iter()
+            .filter_map(|c| self.reqs.get(c))
             .find(|r| {
                 r.mdt == mdt
                     && r.status == ARS_WAITING
-                    && r.action == HSMA_RESTORE
                     && self.agents.iter().any(|a| a.serves_on(mdt, r.archive_id))
             })
             .map(|r| (r.cookie, r.archive_id, r.flags));
@@ -411,11 +404,9 @@ impl State {
     /// Dispatches the first waiting group of another archive id that has an agent.
     fn dispatch_other(&mut self, mdt: u32, skip: u32, slots: usize) -> bool {
         let cand = self
-            .reqs
-            .values()
+            .waiting_reqs()
             .find(|r| {
                 r.mdt == mdt
-                    && r.status == ARS_WAITING
                     && r.archive_id != skip
                     && self.agents.iter().any(|a| a.serves_on(mdt, r.archive_id))
             })
@@ -424,11 +415,8 @@ impl State {
             return false;
         };
         let cookies: Vec<u64> = self
-            .reqs
-            .values()
-            .filter(|r| {
-                r.mdt == mdt && r.status == ARS_WAITING && r.archive_id == aid && r.flags == flags
-            })
+            .waiting_reqs()
+            .filter(|r| r.mdt == mdt && r.archive_id == aid && r.flags == flags)
             .take(slots.min(40))
             .map(|r| r.cookie)
             .collect();
@@ -459,12 +447,8 @@ impl State {
             }
         };
         loop {
-            let load = |s: &State, id: u64| {
-                s.reqs
-                    .values()
-                    .filter(|r| r.status == ARS_STARTED && r.agent == Some(id))
-                    .count()
-            };
+            let load =
+                |s: &State, id: u64| s.started_reqs().filter(|r| r.agent == Some(id)).count();
             let Some(agent) = self
                 .agents
                 .iter()
@@ -497,6 +481,7 @@ impl State {
                         r.agent = Some(agent);
                         r.last_update = now;
                         let (fid, action, a) = (r.fid, r.action, r.archive_id);
+                        self.index_req(*c);
                         self.touch_req(*c);
                         if action == HSMA_ARCHIVE {
                             if let Some(n) = self.node_mut(&fid) {
@@ -732,7 +717,7 @@ impl State {
         if n.hsm & HS_ARCHIVED == 0 || n.hsm & (HS_DIRTY | HS_NORELEASE | HS_LOST) != 0 {
             return Err(libc::EPERM);
         }
-        if self.reqs.values().any(|r| r.fid == fid && r.active()) {
+        if self.active_on(&fid).next().is_some() {
             return Err(libc::EBUSY);
         }
         let path = self.abs_path(&fid).ok_or(libc::ENOENT)?;
@@ -867,6 +852,7 @@ impl State {
             self.reqs.remove(&c);
             self.touch_req(c);
         }
+        self.prune_index(true);
         self.dispatch();
     }
 

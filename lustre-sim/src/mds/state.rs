@@ -7,7 +7,7 @@ use crate::consts::*;
 use crate::fid::{Fid, FID_SEQ_NORMAL, MDT_SEQ_STRIDE, ROOT_FID, SEQ_WIDTH};
 use crate::record::{pack_time, Rec};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -282,6 +282,8 @@ pub struct State {
     pub mdts: Vec<MdtMeta>,
     pub records: Vec<VecDeque<(u64, Vec<u8>)>>,
     pub reqs: BTreeMap<u64, Req>,
+    /// Live requests, found without walking `reqs` (see [`ReqIndex`]).
+    pub idx: ReqIndex,
     pub next_cookie: u64,
     pub agents: Vec<Agent>,
     pub next_agent: u64,
@@ -293,6 +295,26 @@ pub struct State {
     seq: u64,
     /// Bumped on every commit that added records (changelog followers wait on it).
     pub generation: u64,
+}
+
+/// Where the coordinator finds live requests. `reqs` also keeps every finished request for
+/// `grace_delay` (a 10,000-file export leaves 10,000 of them), and dispatch runs after every
+/// request and every `action_end`: walking `reqs` each time made an export quadratic.
+/// Each set may still hold cookies that have moved on (started, ended, purged); readers check
+/// the status, and dispatch and housekeeping drop them.
+#[derive(Debug, Default)]
+pub struct ReqIndex {
+    /// WAITING requests, oldest first.
+    pub waiting: BTreeSet<u64>,
+    /// WAITING RESTOREs (the one that may run above `max_requests`).
+    pub waiting_restores: BTreeSet<u64>,
+    /// STARTED requests.
+    pub started: BTreeSet<u64>,
+    /// Active requests per file, oldest first.
+    pub by_fid: HashMap<Fid, Vec<u64>>,
+    /// Bumped when a node is removed: waiting requests of vanished files are failed only then.
+    pub removals: u64,
+    pub removals_checked: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +366,7 @@ impl State {
                 .map(|v| v.into_iter().map(|(i, h)| (i, unhex(&h))).collect())
                 .collect(),
             reqs: snap.reqs.into_iter().map(|r| (r.cookie, r)).collect(),
+            idx: ReqIndex::default(),
             next_cookie: snap.next_cookie,
             agents: Vec::new(),
             // Agent ids never repeat across restarts (requests persisted as STARTED keep theirs).
@@ -411,7 +434,88 @@ impl State {
             st.next_cookie = now_secs() << 16;
         }
         st.reindex();
+        let cookies: Vec<u64> = st.reqs.keys().copied().collect();
+        for c in cookies {
+            st.index_req(c);
+        }
+        // Files may have gone while the daemon was down: check the waiting ones once.
+        st.idx.removals = 1;
         Ok(st)
+    }
+
+    /// Files the request `c` to the index sets its status puts it in (after it is inserted
+    /// or starts; leaving a set needs nothing, see [`ReqIndex`]).
+    pub fn index_req(&mut self, c: u64) {
+        let Some(r) = self.reqs.get(&c) else {
+            return;
+        };
+        match r.status {
+            ARS_WAITING => {
+                self.idx.waiting.insert(c);
+                if r.action == HSMA_RESTORE {
+                    self.idx.waiting_restores.insert(c);
+                }
+            }
+            ARS_STARTED => {
+                self.idx.started.insert(c);
+            }
+            _ => return,
+        }
+        let v = self.idx.by_fid.entry(r.fid).or_default();
+        if !v.contains(&c) {
+            v.push(c);
+        }
+    }
+
+    /// Active (waiting or started) requests on `fid`, oldest first.
+    pub fn active_on(&self, fid: &Fid) -> impl DoubleEndedIterator<Item = &Req> + '_ {
+        self.idx
+            .by_fid
+            .get(fid)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.reqs.get(c))
+            .filter(|r| r.active())
+    }
+
+    /// WAITING requests, oldest first.
+    pub fn waiting_reqs(&self) -> impl Iterator<Item = &Req> + '_ {
+        self.idx
+            .waiting
+            .iter()
+            .filter_map(|c| self.reqs.get(c))
+            .filter(|r| r.status == ARS_WAITING)
+    }
+
+    /// STARTED requests.
+    pub fn started_reqs(&self) -> impl Iterator<Item = &Req> + '_ {
+        self.idx
+            .started
+            .iter()
+            .filter_map(|c| self.reqs.get(c))
+            .filter(|r| r.status == ARS_STARTED)
+    }
+
+    /// Drops index entries of requests that moved on. `full` walks every set (housekeeping);
+    /// otherwise only the cheap parts: the started set and the head of the waiting queue.
+    pub fn prune_index(&mut self, full: bool) {
+        let reqs = &self.reqs;
+        let has = |c: &u64, st: u8| reqs.get(c).is_some_and(|r| r.status == st);
+        self.idx.started.retain(|c| has(c, ARS_STARTED));
+        while let Some(c) = self.idx.waiting.first() {
+            if has(c, ARS_WAITING) {
+                break;
+            }
+            self.idx.waiting.pop_first();
+        }
+        if full {
+            self.idx.waiting.retain(|c| has(c, ARS_WAITING));
+            self.idx.waiting_restores.retain(|c| has(c, ARS_WAITING));
+            self.idx.by_fid.retain(|_, v| {
+                v.retain(|c| reqs.get(c).is_some_and(|r| r.active()));
+                !v.is_empty()
+            });
+        }
     }
 
     pub fn reindex(&mut self) {
@@ -455,6 +559,7 @@ impl State {
 
     pub fn remove_node(&mut self, fid: &Fid) -> Option<Node> {
         let n = self.nodes.remove(fid)?;
+        self.idx.removals += 1;
         for (p, name) in &n.links {
             if self.children.get(&(*p, name.clone())) == Some(fid) {
                 self.children.remove(&(*p, name.clone()));
