@@ -5,11 +5,16 @@
 //! blob_bench create-container --endpoint http://127.0.0.1:PORT/devstoreaccount1 --name C
 //! blob_bench gen-large --file PATH --size BYTES
 //! blob_bench gen-small --dir DIR --count N --size BYTES
-//! blob_bench ours-large --endpoint E --container C --file PATH [--block-size B] [--in-flight N]   # MB/s
+//! blob_bench ours-large --endpoint E --container C --file PATH [--block-size B] [--in-flight N] [--name BLOB]  # MB/s
 //! blob_bench ours-small --endpoint E --container C --dir DIR [--concurrency N]                    # files/s
-//! blob_bench raw-large  --endpoint E --container C --size BYTES [--block-size B] [--in-flight N]   # MB/s
+//! blob_bench raw-large  --endpoint E --container C --size BYTES [--block-size B] [--in-flight N] [--name BLOB]  # MB/s
 //! blob_bench raw-small  --endpoint E --container C --count N --size BYTES [--concurrency N]       # files/s
+//! blob_bench seed-tree  --endpoint E --container C --dir DIR [--concurrency N]                     # files/s
 //! ```
+//!
+//! `seed-tree` uploads every regular file under DIR to the blob of the same relative name with the
+//! `mtime` metadata `rclone` writes (nanoseconds, UTC), so that a later `rclone sync DIR` finds the
+//! container in sync. It fills a large container in a fraction of the time `rclone copy` takes.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -163,7 +168,7 @@ async fn run(cmd: &str, a: &Args) -> Res<()> {
             let s = store(a)?;
             let path = a.get("file")?;
             let file = std::fs::File::open(&path)?;
-            let name = s.name_for(b"large.dat")?;
+            let name = s.name_for(a.0.get("name").map_or("large.dat", String::as_str).as_bytes())?;
             let block = a.num("block-size", Some(8 * MIB))?;
             let opts = UploadOptions {
                 block_size: block,
@@ -213,7 +218,8 @@ async fn run(cmd: &str, a: &Args) -> Res<()> {
             let in_flight = a.num("in-flight", Some(8))? as usize;
             let data = Bytes::from(data_block(block as usize, 7));
             let t = Instant::now();
-            let upload = s.put_multipart(&Path::from("large.dat")).await?;
+            let name = a.0.get("name").map_or("large.dat", String::as_str);
+            let upload = s.put_multipart(&Path::from(name)).await?;
             let mut w = WriteMultipart::new_with_chunk_size(upload, block as usize);
             let mut off = 0;
             while off < size {
@@ -244,6 +250,51 @@ async fn run(cmd: &str, a: &Args) -> Res<()> {
                 .try_collect::<Vec<()>>()
                 .await?;
             println!("{:.1}", count as f64 / t.elapsed().as_secs_f64());
+        }
+        "seed-tree" => {
+            let s = raw(a)?;
+            let root = PathBuf::from(a.get("dir")?);
+            let mut files = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(d) = dirs.pop() {
+                for e in std::fs::read_dir(&d)? {
+                    let e = e?;
+                    let t = e.file_type()?;
+                    if t.is_dir() {
+                        dirs.push(e.path());
+                    } else if t.is_file() {
+                        files.push(e.path());
+                    }
+                }
+            }
+            let n = files.len();
+            let t = Instant::now();
+            futures::stream::iter(files)
+                .map(|p| {
+                    let s = s.clone();
+                    let root = root.clone();
+                    async move {
+                        let rel = p.strip_prefix(&root)?.to_string_lossy().into_owned();
+                        let data = std::fs::read(&p)?;
+                        let mtime: chrono::DateTime<chrono::Utc> = std::fs::metadata(&p)?.modified()?.into();
+                        let mut attrs = object_store::Attributes::new();
+                        attrs.insert(
+                            object_store::Attribute::Metadata("mtime".into()),
+                            mtime.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string().into(),
+                        );
+                        let opts = object_store::PutOptions {
+                            attributes: attrs,
+                            ..Default::default()
+                        };
+                        s.put_opts(&Path::from(rel), PutPayload::from(data), opts)
+                            .await?;
+                        Res::Ok(())
+                    }
+                })
+                .buffer_unordered(a.num("concurrency", Some(32))? as usize)
+                .try_collect::<Vec<()>>()
+                .await?;
+            println!("{:.1}", n as f64 / t.elapsed().as_secs_f64());
         }
         other => return Err(format!("unknown subcommand {other:?}").into()),
     }

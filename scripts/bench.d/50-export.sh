@@ -3,6 +3,7 @@
 # next to `rclone copy` of the same files (defaults, and --transfers 16) to the same Azurite in
 # the same run. Prints throughput, ratios and peak RSS of each.
 # Sizes: BENCH_LARGE_COUNT (4), BENCH_LARGE_MIB (1024), BENCH_SMALL_COUNT (10000), BENCH_SMALL_KIB (64).
+# BENCH_EXPORT_SHAPES ("large small") picks the shapes to run.
 
 # shellcheck source=/dev/null
 source scripts/lib/bench-stack.sh
@@ -16,6 +17,8 @@ small_n="${BENCH_SMALL_COUNT:-10000}"
 small_kib="${BENCH_SMALL_KIB:-64}"
 mnt="$BENCH_WORK/export-mnt"
 mkdir -p "$mnt/large" "$mnt/small"
+case " ${BENCH_EXPORT_SHAPES:-large small} " in *" large "*) ;; *) large_n=0 ;; esac
+case " ${BENCH_EXPORT_SHAPES:-large small} " in *" small "*) ;; *) small_n=0 ;; esac
 echo "bench: generating $large_n x $large_mib MiB and $small_n x $small_kib KiB" >&2
 for i in $(seq 1 "$large_n"); do
   head -c $((large_mib * 1024 * 1024)) /dev/urandom >"$mnt/large/big-$i.dat"
@@ -33,34 +36,54 @@ PY
 sync
 bs_rclone_conf
 
-# export_one WHAT: ours, then rclone (defaults), then rclone --transfers 16, each on a fresh
-# Azurite (the in-memory store keeps deleted bytes; three copies of 4 GiB would not fit).
-export_one() {
-  local what=$1 bytes files
-  bytes=$(du -sb "$mnt/$what" | awk '{ print $1 }')
-  files=$(find "$mnt/$what" -type f | wc -l)
-
+# One measured run of each tool, each on a fresh Azurite (the in-memory store keeps deleted
+# bytes; three copies of 4 GiB would not fit). Each keeps its best time and largest RSS.
+run_ours() {
+  local what=$1
   bench_restart_azurite
   bs_container ours
   bs_start "$mnt" ours false
   bs_timed "ours-$what" "$bs_bin/lustre-blob" export "$mnt/$what" --wait --config "$bs_policy"
-  local t_ours=$bs_elapsed rss_cli=$bs_rss
-  local rss_ct rss_d
-  rss_ct=$(bs_hwm "$bs_pid_copytool")
-  rss_d=$(bs_hwm "$bs_pid_daemon")
+  t_ours=$(bs_min "$t_ours" "$bs_elapsed")
+  rss_cli=$(bs_max "$rss_cli" "$bs_rss")
+  rss_ct=$(bs_max "$rss_ct" "$(bs_hwm "$bs_pid_copytool")")
+  rss_d=$(bs_max "$rss_d" "$(bs_hwm "$bs_pid_daemon")")
   bs_stop
-
+}
+run_rclone_default() {
+  local what=$1
   bench_restart_azurite
   bs_container rclone-default
   bs_rclone_conf
   bs_timed "rclone-default-$what" rclone --config "$BENCH_WORK/rclone.conf" copy "$mnt/$what" az:rclone-default
-  local t_rd=$bs_elapsed rss_rd=$bs_rss
-
+  t_rd=$(bs_min "$t_rd" "$bs_elapsed")
+  rss_rd=$(bs_max "$rss_rd" "$bs_rss")
+}
+run_rclone_16() {
+  local what=$1
   bench_restart_azurite
   bs_container rclone-16
   bs_rclone_conf
   bs_timed "rclone-16-$what" rclone --config "$BENCH_WORK/rclone.conf" copy "$mnt/$what" az:rclone-16 --transfers 16
-  local t_r16=$bs_elapsed rss_r16=$bs_rss
+  t_r16=$(bs_min "$t_r16" "$bs_elapsed")
+  rss_r16=$(bs_max "$rss_r16" "$bs_rss")
+}
+
+# export_one WHAT: BENCH_ROUNDS rounds (default 2) of the three tools, the order rotated each
+# round so that no tool always runs first or last on this shared machine; best time kept.
+export_one() {
+  local what=$1 bytes files round tool
+  bytes=$(du -sb "$mnt/$what" | awk '{ print $1 }')
+  files=$(find "$mnt/$what" -type f | wc -l)
+  t_ours="" t_rd="" t_r16="" rss_cli=0 rss_ct=0 rss_d=0 rss_rd=0 rss_r16=0
+  local order=(run_ours run_rclone_default run_rclone_16)
+  for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
+    for tool in "${order[@]}"; do
+      "$tool" "$what"
+    done
+    order=("${order[@]:1}" "${order[0]}")
+    echo "bench: export-$what round $round: ours $t_ours s, rclone defaults $t_rd s, rclone --transfers 16 $t_r16 s (best so far)" >&2
+  done
 
   echo "export-$what: $files files, $bytes bytes"
   awk -v b="$bytes" -v f="$files" -v o="$t_ours" -v d="$t_rd" -v s="$t_r16" 'BEGIN {
@@ -72,7 +95,11 @@ export_one() {
   echo "export-$what:   peak RSS KiB: lhsmtool_blob $rss_ct, lustre-blob daemon $rss_d, lustre-blob export (CLI) $rss_cli, rclone defaults $rss_rd, rclone --transfers 16 $rss_r16"
 }
 
-export_one large
-export_one small
+for shape in ${BENCH_EXPORT_SHAPES:-large small}; do
+  case $shape in
+    large | small) export_one "$shape" ;;
+    *) echo "bench: BENCH_EXPORT_SHAPES: unknown shape '$shape' (large, small)" >&2; exit 2 ;;
+  esac
+done
 rm -rf "$mnt"
 trap "$bs_prev_exit" EXIT

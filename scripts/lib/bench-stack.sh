@@ -19,6 +19,8 @@ bs_build() {
 
 bs_now() { date +%s.%N; }
 bs_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+bs_min() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b + 0 < a + 0) print b; else print a }'; }
+bs_max() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > a + 0) print b; else print a }'; }
 bs_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 # Peak RSS (KiB) of a running process: VmHWM.
@@ -78,6 +80,7 @@ bs_wait() { # WHAT SECONDS CMD...   (gives up early when the process named by bs
 
 # bs_start MOUNT CONTAINER [AUTOEXPORT=false]: simulator on MOUNT (existing files are found by
 # its start-up scan), a changelog user, the policy file, one copytool and the daemon.
+# BENCH_BLOCK_SIZE (8MiB), BENCH_BLOCKS_IN_FLIGHT (8) and BENCH_MAX_ACTIONS (32) set the copytool.
 bs_start() {
   local mnt=$1 container=$2 auto=${3:-false}
   export LUSTREAPI_LIB="$bs_bin/liblustreapi_sim.so"
@@ -104,9 +107,9 @@ enabled = $auto
 [logging]
 container = "bench-logs"
 [copytool]
-max_actions = 32
-block_size = "8MiB"
-blocks_in_flight = 8
+max_actions = ${BENCH_MAX_ACTIONS:-32}
+block_size = "${BENCH_BLOCK_SIZE:-8MiB}"
+blocks_in_flight = ${BENCH_BLOCKS_IN_FLIGHT:-8}
 update_interval = "5s"
 [control]
 socket = "$BENCH_WORK/lustre-blob-$container.sock"
