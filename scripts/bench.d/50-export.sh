@@ -38,8 +38,23 @@ bs_rclone_conf
 
 # One measured run of each tool, each on a fresh Azurite (the in-memory store keeps deleted
 # bytes; three copies of 4 GiB would not fit). Each keeps its best time and largest RSS.
+# Undoes a previous run of ours on the mount: the simulator's state and the xattrs (FIDs, export
+# records), so that every round exports the same new files.
+reset_mount() {
+  rm -rf "$mnt/.lustre"
+  python3 - "$mnt" <<'PY'
+import os, sys
+for d, dirs, files in os.walk(sys.argv[1]):
+    for p in [d] + [os.path.join(d, f) for f in files]:
+        for x in os.listxattr(p, follow_symlinks=False):
+            if x.startswith("trusted."):
+                os.removexattr(p, x, follow_symlinks=False)
+PY
+}
+
 run_ours() {
   local what=$1
+  reset_mount
   bench_restart_azurite
   bs_container ours
   bs_start "$mnt" ours false
