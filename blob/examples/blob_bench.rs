@@ -168,7 +168,11 @@ async fn run(cmd: &str, a: &Args) -> Res<()> {
             let s = store(a)?;
             let path = a.get("file")?;
             let file = std::fs::File::open(&path)?;
-            let name = s.name_for(a.0.get("name").map_or("large.dat", String::as_str).as_bytes())?;
+            let name = s.name_for(
+                a.0.get("name")
+                    .map_or("large.dat", String::as_str)
+                    .as_bytes(),
+            )?;
             let block = a.num("block-size", Some(8 * MIB))?;
             let opts = UploadOptions {
                 block_size: block,
@@ -276,7 +280,8 @@ async fn run(cmd: &str, a: &Args) -> Res<()> {
                     async move {
                         let rel = p.strip_prefix(&root)?.to_string_lossy().into_owned();
                         let data = std::fs::read(&p)?;
-                        let mtime: chrono::DateTime<chrono::Utc> = std::fs::metadata(&p)?.modified()?.into();
+                        let mtime: chrono::DateTime<chrono::Utc> =
+                            std::fs::metadata(&p)?.modified()?.into();
                         let mut attrs = object_store::Attributes::new();
                         attrs.insert(
                             object_store::Attribute::Metadata("mtime".into()),
