@@ -25,10 +25,8 @@ use std::time::Duration;
 
 /// Records per message from a reader.
 const READ_BATCH: usize = 4096;
-/// Pause between reader passes that reached the end of the changelog. It bounds how late an
-/// iteration sees a change and, again, the CL_HSM record that completes it; each pass is one
-/// changelog open per MDT, cheap next to the export latency it saves.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Pause between reader passes that reached the end of the changelog.
+const POLL_INTERVAL: Duration = Duration::from_millis(300);
 /// In-flight files without CL_HSM for this long are checked against their HSM state.
 const STALE_AFTER_MS: u64 = 30_000;
 /// State saves at most this often (write-ahead saves before archive requests are immediate).
