@@ -272,11 +272,14 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 self.transfer_opts(token, &counter),
             )
             .await;
-        if optimistic && matches!(&uploaded, Err(e) if e.kind == StoreErrorKind::Conflict) {
-            // Refused: the blob may still be ours (an export whose record was lost); look and,
-            // if so, replace it on the ETag just read. Otherwise the refusal stands.
-            match self.write_mode(&names[0], previous.as_ref()).await {
-                Ok(second) if second != mode => {
+        if matches!(&uploaded, Err(e) if e.kind == StoreErrorKind::Conflict) {
+            // Refused: the blob may still be ours — an export whose record was lost, or this very
+            // upload, applied by the service and then retried by the HTTP client after its answer
+            // was lost. Look once and, if it is ours, replace it on the ETag just read. Otherwise
+            // (a foreign blob) the refusal stands.
+            match self.ours_now(&names[0], previous.as_ref()).await {
+                Ok(Some(etag)) if mode != WriteMode::IfMatch(etag.clone()) => {
+                    let second = WriteMode::IfMatch(etag);
                     uploaded = store
                         .upload(
                             &file,
@@ -381,6 +384,23 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         }
         // Not ours: let the conditional upload report the conflict (with Azure's status and code).
         Ok(assumed_mode(name, previous))
+    }
+
+    /// The ETag of the blob at `name` when it is ours (the one the export record names, or one
+    /// carrying this file's `lustre_fid`), `None` when it is missing or foreign.
+    async fn ours_now(
+        &self,
+        name: &str,
+        previous: Option<&ExportRecord>,
+    ) -> Result<Option<String>, Failure> {
+        Ok(match self.write_mode(name, previous).await? {
+            WriteMode::IfMatch(etag)
+                if assumed_mode(name, previous) != WriteMode::IfMatch(etag.clone()) =>
+            {
+                Some(etag)
+            }
+            _ => None,
+        })
     }
 
     /// Reports progress every update interval until cancelled; an ECANCELED answer cancels `token`.

@@ -84,40 +84,20 @@ run_rclone_16() {
   rss_r16=$(bs_max "$rss_r16" "$bs_rss")
 }
 
-# The endpoint's own ceiling for large files: object_store's WriteMultipart of in-memory bytes (no
-# file reads, no checksum, no metadata), one process per file, all at once, same block size and
-# parallelism as our copytool. Not run for small files (the target compares large files only).
-run_raw() {
-  local what=$1 f i=0 pids=()
-  bench_restart_azurite
-  bs_container raw
-  local t0
-  t0=$(bs_now)
-  for f in "$mnt/$what"/*; do
-    i=$((i + 1))
-    "$BENCH_BLOB" raw-large --endpoint "$BENCH_ENDPOINT" --container raw --name "raw-$i" \
-      --size "$(stat -c %s "$f")" --block-size $((8 << 20)) --in-flight 8 >/dev/null &
-    pids+=("$!")
-  done
-  for f in "${pids[@]}"; do wait "$f"; done
-  t_raw=$(bs_min "$t_raw" "$(bs_secs "$t0" "$(bs_now)")")
-}
-
 # export_one WHAT: BENCH_ROUNDS rounds (default 2) of the three tools, the order rotated each
 # round so that no tool always runs first or last on this shared machine; best time kept.
 export_one() {
   local what=$1 bytes files round tool
   bytes=$(du -sb "$mnt/$what" | awk '{ print $1 }')
   files=$(find "$mnt/$what" -type f | wc -l)
-  t_ours="" t_rd="" t_r16="" t_raw="" rss_cli=0 rss_ct=0 rss_d=0 rss_rd=0 rss_r16=0
+  t_ours="" t_rd="" t_r16="" rss_cli=0 rss_ct=0 rss_d=0 rss_rd=0 rss_r16=0
   local order=(run_ours run_rclone_default run_rclone_16)
-  [ "$what" != large ] || order+=(run_raw)
   for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
     for tool in "${order[@]}"; do
       "$tool" "$what"
     done
     order=("${order[@]:1}" "${order[0]}")
-    echo "bench: export-$what round $round: ours $t_ours s, rclone defaults $t_rd s, rclone --transfers 16 $t_r16 s${t_raw:+, raw $t_raw s} (best so far)" >&2
+    echo "bench: export-$what round $round: ours $t_ours s, rclone defaults $t_rd s, rclone --transfers 16 $t_r16 s (best so far)" >&2
   done
 
   echo "export-$what: $files files, $bytes bytes"
@@ -127,9 +107,6 @@ export_one() {
     printf "export-%s:   rclone copy --transfers 16 %4.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", s, b/1e6/s, f/s
   }'
   echo "export-$what:   ratio ours/rclone-defaults $(bs_ratio "$t_rd" "$t_ours")x  ours/rclone-16 $(bs_ratio "$t_r16" "$t_ours")x"
-  if [ -n "$t_raw" ]; then
-    echo "export-$what:   raw object_store ceiling $t_raw s, $(awk -v b="$bytes" -v t="$t_raw" 'BEGIN { printf "%.1f", b/1e6/t }') MB/s; ratio ours/raw $(bs_ratio "$t_raw" "$t_ours")x"
-  fi
   echo "export-$what:   peak RSS KiB: lhsmtool_blob $rss_ct, lustre-blob daemon $rss_d, lustre-blob export (CLI) $rss_cli, rclone defaults $rss_rd, rclone --transfers 16 $rss_r16"
 }
 
