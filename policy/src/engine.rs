@@ -301,15 +301,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     // Cannot tell now (MDS busy or restarting): keep it; discovery re-checks
                     // the scope with the path it resolves then.
                     tracing::debug!(fid = %fid, error = %e, "fid2path failed; kept pending");
-                    self.st.pending.insert(
-                        fid,
-                        Pending {
-                            holds: vec![(c.mdt, c.index)],
-                            last_change_ms: now,
-                            first_change_ms: now,
-                            attempts: 0,
-                        },
-                    );
+                    self.st
+                        .pending
+                        .insert(fid, Pending::new(c.mdt, c.index, now));
                     return;
                 }
             },
@@ -325,15 +319,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             self.out_of_scope.insert(fid);
             return;
         }
-        self.st.pending.insert(
-            fid,
-            Pending {
-                holds: vec![(c.mdt, c.index)],
-                last_change_ms: now,
-                first_change_ms: now,
-                attempts: 0,
-            },
-        );
+        self.st
+            .pending
+            .insert(fid, Pending::new(c.mdt, c.index, now));
     }
 
     fn on_metadata(&mut self, c: &Change) {

@@ -163,6 +163,20 @@ pub enum FileKind {
     Other,
 }
 
+impl From<std::fs::FileType> for FileKind {
+    fn from(ft: std::fs::FileType) -> FileKind {
+        if ft.is_file() {
+            FileKind::Regular
+        } else if ft.is_dir() {
+            FileKind::Directory
+        } else if ft.is_symlink() {
+            FileKind::Symlink
+        } else {
+            FileKind::Other
+        }
+    }
+}
+
 /// `lstat` of a path, the fields the blob metadata needs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FileStat {

@@ -166,18 +166,8 @@ pub fn discover_mdts(mount: &lustre::Mount) -> Result<Vec<String>, lustre::Error
 }
 
 pub fn stat_of(md: &std::fs::Metadata) -> FileStat {
-    let ft = md.file_type();
-    let kind = if ft.is_file() {
-        FileKind::Regular
-    } else if ft.is_dir() {
-        FileKind::Directory
-    } else if ft.is_symlink() {
-        FileKind::Symlink
-    } else {
-        FileKind::Other
-    };
     FileStat {
-        kind,
+        kind: FileKind::from(md.file_type()),
         size: md.len(),
         mode: md.mode(),
         uid: md.uid(),

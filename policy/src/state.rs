@@ -39,6 +39,18 @@ pub struct Pending {
     pub attempts: u32,
 }
 
+impl Pending {
+    /// A file first seen now, held by changelog record `index` of MDT `mdt`.
+    pub fn new(mdt: usize, index: u64, now_ms: u64) -> Pending {
+        Pending {
+            holds: vec![(mdt, index)],
+            last_change_ms: now_ms,
+            first_change_ms: now_ms,
+            attempts: 0,
+        }
+    }
+}
+
 /// A file whose archive request was sent and whose CL_HSM has not arrived.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InFlight {

@@ -61,16 +61,7 @@ impl DirLister for FsLister {
         let mut out = Vec::new();
         for e in std::fs::read_dir(dir).map_err(|e| io_err("opendir", &e))? {
             let e = e.map_err(|e| io_err("readdir", &e))?;
-            let ft = e.file_type().map_err(|e| io_err("lstat", &e))?;
-            let kind = if ft.is_file() {
-                FileKind::Regular
-            } else if ft.is_dir() {
-                FileKind::Directory
-            } else if ft.is_symlink() {
-                FileKind::Symlink
-            } else {
-                FileKind::Other
-            };
+            let kind = FileKind::from(e.file_type().map_err(|e| io_err("lstat", &e))?);
             let name = e.file_name().as_bytes().to_vec();
             if rel.is_empty() && name == b".lustre" {
                 continue;
