@@ -3,7 +3,7 @@
 //! name), keeping the HTTP status and Azure error code when known. Messages are scrubbed of
 //! secrets and URL query strings (a SAS travels in the query) before they are stored.
 
-use object_store::client::{HttpError, HttpErrorKind};
+use object_store::client::HttpError;
 
 use crate::metadata::MetadataError;
 use crate::name::NameError;
@@ -171,10 +171,9 @@ impl Classifier {
                     code: None,
                     message: self.scrub(&format!("{:?}: {}", h.kind(), chain_text(h))),
                 };
-                return match h.kind() {
-                    HttpErrorKind::Decode => Error::Permanent(f),
-                    _ => Error::Transient(f),
-                };
+                // Every transport failure is worth another try, `Decode` included: a body cut
+                // short by a server that died mid-answer is reported as a decode error.
+                return Error::Transient(f);
             }
             src = e.source();
         }
@@ -304,6 +303,7 @@ fn strip_url_queries(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::client::HttpErrorKind;
 
     #[test]
     fn classifies_statuses() {
@@ -361,6 +361,31 @@ mod tests {
         assert!(e.is_not_found());
         assert_eq!(e.azure_code(), Some("BlobNotFound"));
         assert_eq!(e.http_status(), Some(404));
+    }
+
+    #[test]
+    fn every_transport_failure_is_transient_even_a_cut_body() {
+        let c = Classifier::default();
+        for kind in [
+            HttpErrorKind::Connect,
+            HttpErrorKind::Request,
+            HttpErrorKind::Timeout,
+            HttpErrorKind::Interrupted,
+            HttpErrorKind::Decode,
+            HttpErrorKind::Unknown,
+        ] {
+            let cause = std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before message completed",
+            );
+            let err = object_store::Error::Generic {
+                store: "MicrosoftAzure",
+                source: Box::new(HttpError::new(kind, cause)),
+            };
+            let e = c.store_error("put blob", "a", err);
+            assert!(e.is_transient(), "{kind:?}: {e:?}");
+            assert!(e.to_string().contains("connection closed"), "{e}");
+        }
     }
 
     #[test]

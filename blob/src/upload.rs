@@ -94,6 +94,14 @@ pub struct Uploaded {
     pub peak_buffered: u64,
 }
 
+/// Blocks put but not yet committed.
+struct Staged {
+    ids: Vec<String>,
+    checksum: String,
+    plan: BlockPlan,
+    peak_buffered: u64,
+}
+
 /// Block size and parallelism for one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockPlan {
@@ -249,6 +257,11 @@ impl BlobStore {
         })
     }
 
+    /// Stages every block, then commits them. Azure discards uncommitted blocks when another
+    /// writer commits the same name, after a week, and Azurite when it is killed before saving
+    /// them; the commit then fails with `InvalidBlockList`. The file is still here, so the blocks
+    /// are staged once more and committed again; a second loss is reported as transient (the
+    /// policy engine retries the file in its next iteration) rather than a permanent failure.
     async fn upload_blocks(
         &self,
         file: Arc<File>,
@@ -257,6 +270,47 @@ impl BlobStore {
         meta: &Metadata,
         opts: UploadOptions,
     ) -> Result<Uploaded, Error> {
+        let mut restaged = false;
+        loop {
+            let staged = self.stage_blocks(file.clone(), size, name, &opts).await?;
+            let mut meta = meta.clone();
+            meta.checksum = Some(staged.checksum.clone());
+            let commit = tokio::select! {
+                r = self.put_block_list(name, &staged.ids, &meta, &opts.mode) => r,
+                _ = opts.cancel.cancelled() => return Err(Error::Cancelled),
+            };
+            match commit {
+                Ok(etag) => {
+                    return Ok(Uploaded {
+                        etag,
+                        size,
+                        checksum: staged.checksum,
+                        blocks: staged.plan.blocks,
+                        block_size: staged.plan.block_size,
+                        peak_buffered: staged.peak_buffered,
+                    })
+                }
+                Err(Error::Permanent(f)) if f.code.as_deref() == Some("InvalidBlockList") => {
+                    if restaged {
+                        return Err(Error::Transient(f));
+                    }
+                    tracing::warn!(blob = %name, "staged blocks were discarded before the commit; staging them again");
+                    restaged = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Puts every block of the file (at most `in_flight` at once); returns their ids in order
+    /// and the content checksum.
+    async fn stage_blocks(
+        &self,
+        file: Arc<File>,
+        size: u64,
+        name: &BlobName,
+        opts: &UploadOptions,
+    ) -> Result<Staged, Error> {
         let plan = plan_blocks(size, opts.block_size, opts.blocks_in_flight)?;
         let permits = Arc::new(Semaphore::new(plan.in_flight));
         let account = Arc::new(BufferAccount::default());
@@ -358,19 +412,10 @@ impl BlobStore {
             checksum.append(&crc);
             ids.push(part.content_id);
         }
-        let checksum = checksum.finish();
-        let mut meta = meta.clone();
-        meta.checksum = Some(checksum.clone());
-        let etag = tokio::select! {
-            r = self.put_block_list(name, &ids, &meta, &opts.mode) => r?,
-            _ = cancel.cancelled() => return Err(Error::Cancelled),
-        };
-        Ok(Uploaded {
-            etag,
-            size,
-            checksum,
-            blocks: plan.blocks,
-            block_size: plan.block_size,
+        Ok(Staged {
+            ids,
+            checksum: checksum.finish(),
+            plan,
             peak_buffered: account.peak.load(Ordering::SeqCst),
         })
     }

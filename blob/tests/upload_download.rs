@@ -278,6 +278,48 @@ async fn azurite_killed_mid_upload_leaves_no_blob() {
     assert!(store.head(&name).await.unwrap().is_none());
 }
 
+/// Azure discards a blob's uncommitted blocks when another writer commits the name (Azurite also
+/// loses them when killed before saving): the commit then fails `InvalidBlockList`. The upload
+/// stages the blocks again and commits them, instead of failing the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_discarded_before_the_commit_are_staged_again() {
+    let az = Arc::new(testkit::Azurite::start());
+    az.create_container("lost");
+    let store = BlobStore::open(&common::spec(&az, "lost", "")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o");
+    let size = 4 * MIB;
+    let file = common::write_pattern_file(&path, size);
+    let name = store.name_for(b"o").unwrap();
+    let stagings = Arc::new(AtomicU64::new(0));
+    let (n, a) = (stagings.clone(), az.clone());
+    let mut o = opts(MIB, 2);
+    o.progress = Some(Arc::new(move |done| {
+        // The last block of the first staging is in: another writer commits the same name (an
+        // empty block list), which discards every block staged for it, before our commit.
+        if done == size && n.fetch_add(1, Ordering::SeqCst) == 0 {
+            let (status, body) = a.signed_request_with(
+                "PUT",
+                "/lost/o",
+                &[("comp", "blocklist")],
+                &[("content-type", "application/xml")],
+                b"<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList></BlockList>",
+            );
+            assert_eq!(status, 201, "{body}");
+        }
+    }));
+    let up = store
+        .upload_file(&file, &name, &Metadata::default(), o)
+        .await
+        .unwrap();
+    assert_eq!(stagings.load(Ordering::SeqCst), 2, "staged twice");
+    assert_eq!(up.blocks, 4);
+    assert_eq!(up.checksum, common::crc_of_file(&path));
+    let body = store.get_bytes(&name).await.unwrap();
+    assert_eq!(body.len() as u64, size);
+    assert!(body[..] == std::fs::read(&path).unwrap()[..], "content");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_detects_a_wrong_recorded_checksum_and_missing_blobs() {
     let (_az, store) = common::setup("download", "");

@@ -1,7 +1,8 @@
 # Part "50-export" of scripts/bench (sourced): manual export (`lustre-blob export PATH --wait`,
 # i.e. the daemon + one lhsmtool_blob on lustre-sim) of 4 x 1 GiB and of 10,000 x 64 KiB files,
 # next to `rclone copy` of the same files (defaults, and --transfers 16) to the same Azurite in
-# the same run. Prints throughput, ratios and peak RSS of each.
+# the same run; for large files also our uploader alone and the endpoint's raw ceiling. Prints
+# throughput, ratios and peak RSS of each.
 # Sizes: BENCH_LARGE_COUNT (4), BENCH_LARGE_MIB (1024), BENCH_SMALL_COUNT (10000), BENCH_SMALL_KIB (64).
 # BENCH_EXPORT_SHAPES ("large small") picks the shapes to run.
 
@@ -84,20 +85,56 @@ run_rclone_16() {
   rss_r16=$(bs_max "$rss_r16" "$bs_rss")
 }
 
+# Large files only, two more peers in the same run, same parallelism as our copytool (every file
+# at once, 8 MiB blocks x 8 in flight each): our uploader alone (`blob_bench ours-large`, one
+# process per file: pread, CRC-32, Put Block, Put Block List, no HSM), and the endpoint's ceiling
+# (`blob_bench raw-large`: object_store WriteMultipart from memory, no file reads, no checksum).
+# Runs under /usr/bin/time, i.e. in a child bash: exported, with the mount passed as BENCH_MNT.
+parallel_uploads() {
+  local mode=$1 container=$2 f pids=() rc=0
+  for f in "$BENCH_MNT/large"/*; do
+    if [ "$mode" = ours-large ]; then
+      "$BENCH_BLOB" ours-large --endpoint "$BENCH_ENDPOINT" --container "$container" --file "$f" \
+        --name "$(basename "$f")" --block-size 8388608 --in-flight 8 &
+    else
+      "$BENCH_BLOB" raw-large --endpoint "$BENCH_ENDPOINT" --container "$container" \
+        --size "$(stat -c %s "$f")" --name "$(basename "$f")" --block-size 8388608 --in-flight 8 &
+    fi
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  return $rc
+}
+export -f parallel_uploads
+run_uploader() {
+  [ "$1" = large ] || return 0
+  bench_restart_azurite
+  bs_container uploader
+  BENCH_MNT=$mnt bs_timed "uploader-$1" bash -c 'parallel_uploads "$@"' _ ours-large uploader
+  t_up=$(bs_min "$t_up" "$bs_elapsed")
+}
+run_raw() {
+  [ "$1" = large ] || return 0
+  bench_restart_azurite
+  bs_container raw
+  BENCH_MNT=$mnt bs_timed "raw-$1" bash -c 'parallel_uploads "$@"' _ raw-large raw
+  t_raw=$(bs_min "$t_raw" "$bs_elapsed")
+}
+
 # export_one WHAT: BENCH_ROUNDS rounds (default 2) of the three tools, the order rotated each
 # round so that no tool always runs first or last on this shared machine; best time kept.
 export_one() {
   local what=$1 bytes files round tool
   bytes=$(du -sb "$mnt/$what" | awk '{ print $1 }')
   files=$(find "$mnt/$what" -type f | wc -l)
-  t_ours="" t_rd="" t_r16="" rss_cli=0 rss_ct=0 rss_d=0 rss_rd=0 rss_r16=0
-  local order=(run_ours run_rclone_default run_rclone_16)
+  t_ours="" t_rd="" t_r16="" t_up="" t_raw="" rss_cli=0 rss_ct=0 rss_d=0 rss_rd=0 rss_r16=0
+  local order=(run_ours run_rclone_default run_rclone_16 run_uploader run_raw)
   for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
     for tool in "${order[@]}"; do
       "$tool" "$what"
     done
     order=("${order[@]:1}" "${order[0]}")
-    echo "bench: export-$what round $round: ours $t_ours s, rclone defaults $t_rd s, rclone --transfers 16 $t_r16 s (best so far)" >&2
+    echo "bench: export-$what round $round: ours $t_ours s, rclone defaults $t_rd s, rclone --transfers 16 $t_r16 s, uploader alone ${t_up:-n/a} s, raw ceiling ${t_raw:-n/a} s (best so far)" >&2
   done
 
   echo "export-$what: $files files, $bytes bytes"
@@ -107,6 +144,13 @@ export_one() {
     printf "export-%s:   rclone copy --transfers 16 %4.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", s, b/1e6/s, f/s
   }'
   echo "export-$what:   ratio ours/rclone-defaults $(bs_ratio "$t_rd" "$t_ours")x  ours/rclone-16 $(bs_ratio "$t_r16" "$t_ours")x"
+  if [ -n "$t_raw" ]; then
+    awk -v b="$bytes" -v u="$t_up" -v r="$t_raw" 'BEGIN {
+      printf "export-%s:   uploader alone (no HSM) %7.2f s  %8.1f MB/s\n", "'"$what"'", u, b/1e6/u
+      printf "export-%s:   raw ceiling (memory)    %7.2f s  %8.1f MB/s\n", "'"$what"'", r, b/1e6/r
+    }'
+    echo "export-$what:   share of the raw ceiling: lustre-blob export $(bs_ratio "$t_raw" "$t_ours"), uploader alone $(bs_ratio "$t_raw" "$t_up"), rclone defaults $(bs_ratio "$t_raw" "$t_rd"), rclone --transfers 16 $(bs_ratio "$t_raw" "$t_r16")"
+  fi
   echo "export-$what:   peak RSS KiB: lhsmtool_blob $rss_ct, lustre-blob daemon $rss_d, lustre-blob export (CLI) $rss_cli, rclone defaults $rss_rd, rclone --transfers 16 $rss_r16"
 }
 

@@ -181,15 +181,30 @@ impl Azurite {
         path: &str,
         query: &[(&str, &str)],
     ) -> (u16, String) {
+        self.signed_request_with(method, path, query, &[], b"")
+    }
+
+    /// [`Azurite::signed_request`] with extra headers (e.g. `x-ms-blob-type` for a Put Blob) and a
+    /// body.
+    pub fn signed_request_with(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
         let date = chrono::Utc::now()
             .format("%a, %d %b %Y %H:%M:%S GMT")
             .to_string();
         let path = format!("/{AZURITE_ACCOUNT}{path}");
-        let headers = [
-            ("content-length", "0"),
+        let length = body.len().to_string();
+        let mut headers = vec![
+            ("content-length", length.as_str()),
             ("x-ms-date", date.as_str()),
             ("x-ms-version", "2021-08-06"),
         ];
+        headers.extend_from_slice(extra);
         let auth = sign_shared_key(AZURITE_ACCOUNT, AZURITE_KEY, method, &path, query, &headers)
             .expect("sign request");
         let qs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -202,7 +217,7 @@ impl Azurite {
             "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nAuthorization: {auth}\r\n",
             self.port
         );
-        for (k, v) in headers {
+        for (k, v) in &headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
@@ -210,6 +225,7 @@ impl Azurite {
         s.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("set read timeout");
         s.write_all(req.as_bytes()).expect("send request");
+        s.write_all(body).expect("send request body");
         let mut resp = Vec::new();
         let _ = s.read_to_end(&mut resp);
         let resp = String::from_utf8_lossy(&resp).into_owned();

@@ -247,6 +247,27 @@ impl Stack {
     }
 
     /// Logs of every product process started so far (for assertion messages).
+    /// Every line mentioning `needle` in the logs of every product process this stack started,
+    /// including ones since killed and replaced (their log files stay), at most `max` lines.
+    pub fn log_lines_about(&self, needle: &str, max: usize) -> Vec<String> {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        logs.sort();
+        let mut out = Vec::new();
+        for p in logs {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            for l in text.lines().filter(|l| l.contains(needle)) {
+                if out.len() < max {
+                    out.push(format!("{}: {l}", name.as_deref().unwrap_or("?")));
+                }
+            }
+        }
+        out
+    }
+
     pub fn logs(&self) -> String {
         let mut s = String::new();
         for p in self.copytools.iter().chain(self.daemon.iter()) {

@@ -170,9 +170,19 @@ fn verify_exported(
             &emulator_lost[..emulator_lost.len().min(10)]
         );
     }
+    // What every process said about the first wrong files (killed processes' logs included).
+    let mut about = String::new();
+    for w in wrong.iter().take(3) {
+        let rel = w.split(':').next().unwrap_or(w);
+        about.push_str(&format!("---- lines about {rel}\n"));
+        for l in stack.log_lines_about(rel, 40) {
+            about.push_str(&l);
+            about.push('\n');
+        }
+    }
     assert!(
         wrong.is_empty(),
-        "{} problems, first ones:\n{}\n{}",
+        "{} problems, first ones:\n{}\n{about}{}",
         wrong.len(),
         wrong[..wrong.len().min(30)].join("\n"),
         stack.logs()
