@@ -72,6 +72,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
     }
 
     fn begin(&self) -> Result<ActionGuard<C::Action>, Failure> {
+        tracing::debug!(action = %self.label(), "started");
         let a = blocking(|| self.engine.ct.begin(self.item))
             .map_err(|e| Failure::from(e).context("begin"))?;
         Ok(ActionGuard::new(a, self.item.extent, self.label()))

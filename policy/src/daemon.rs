@@ -13,7 +13,7 @@ use crate::model::Change;
 use crate::ports::{EventLog, Namespace, Store};
 use crate::real::{change_from, discover_mdts, BlobLog, BlobPort, LustreNs};
 use crate::scope::Scope;
-use crate::state::StateFile;
+use crate::state::{Source, StateFile};
 use crate::status;
 use lustre_blob_config::Policy;
 use std::io::{BufRead, BufReader, Write};
@@ -455,6 +455,17 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         policy.lustre.archive_id,
     )?;
     let mut d = Daemon::new(engine, jobs, policy_path.to_path_buf());
+    d.engine
+        .bind_source(Source {
+            changelog_user: policy.lustre.changelog_user.clone(),
+            mdts: mdts.clone(),
+        })
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}",
+                policy.control.state_dir.join("state.json").display()
+            )
+        })?;
     d.engine.persist()?;
 
     let term = Arc::new(AtomicBool::new(false));

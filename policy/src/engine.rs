@@ -21,7 +21,7 @@ use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
 use crate::scope::{join, DirCache, Scope};
 use crate::state::{
     add_hold, Cursor, Failure, Holds, InFlight, IterCounters, Iteration, NsOp, NsOpKind, Pending,
-    State, StateError, StateFile, MAX_RECENT_FAILURES, STATE_VERSION,
+    Source, State, StateError, StateFile, MAX_RECENT_FAILURES, STATE_VERSION,
 };
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 use serde_json::json;
@@ -32,6 +32,8 @@ pub const EXPORT_XATTR: &str = "trusted.lustre_blob";
 pub const MAX_ATTEMPTS: u32 = 5;
 /// Pause before the next iteration after the file system failed to answer.
 const RETRY_PAUSE_MS: u64 = 1_000;
+/// How long after a refused changelog_clear it is tried again.
+const CLEAR_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Bound of the out-of-scope FID cache.
 const OUT_OF_SCOPE_CAP: usize = 1 << 20;
 
@@ -138,6 +140,11 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     last_save_ms: u64,
     /// No new iteration before this (after the file system failed to answer).
     retry_after_ms: u64,
+    /// Per MDT: when changelog_clear was last refused; it is tried again `clear_retry` later
+    /// (the engine persists every round; a clear the MDT keeps refusing must not become a
+    /// warning every 100 ms).
+    clear_failed_at: Vec<Option<std::time::Instant>>,
+    clear_retry: std::time::Duration,
 }
 
 impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
@@ -185,7 +192,36 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             collect_foreign: false,
             last_save_ms: 0,
             retry_after_ms: 0,
+            clear_failed_at: vec![None; mdts],
+            clear_retry: CLEAR_RETRY,
         })
+    }
+
+    /// Ties the state to the changelogs it counts in: a new state (or one from before this was
+    /// recorded) takes `source`; a state kept for another changelog user or other MDTs is refused
+    /// with a reason, before anything is read or cleared. More MDTs than before (a file system
+    /// that grew) is the same source.
+    pub fn bind_source(&mut self, source: Source) -> Result<(), String> {
+        if let Some(old) = &self.st.source {
+            let same_mdts = old.mdts.len() <= source.mdts.len()
+                && old.mdts.iter().zip(&source.mdts).all(|(a, b)| a == b);
+            if old.changelog_user != source.changelog_user || !same_mdts {
+                return Err(format!(
+                    "the state was kept for changelog user {} on {}, but the policy reads user {} on {}: \
+                     its cursors and pending files mean nothing here; give [control] state_dir a new \
+                     directory (or move this one away) to start afresh",
+                    old.changelog_user,
+                    old.mdts.join(","),
+                    source.changelog_user,
+                    source.mdts.join(",")
+                ));
+            }
+        }
+        if self.st.source.as_ref() != Some(&source) {
+            self.st.source = Some(source);
+            self.changed = true;
+        }
+        Ok(())
     }
 
     pub fn state(&self) -> &State {
@@ -953,15 +989,27 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         // The state is on disk: clear below what it still holds.
         let points = self.clear_points();
+        let now = std::time::Instant::now();
         for (m, p) in points.into_iter().enumerate() {
-            if p > self.st.cursors[m].cleared {
-                match self.ns.clear_changelog(m, p) {
-                    Ok(()) => {
-                        // Saved with the next change; clearing again after a crash is harmless.
-                        self.st.cursors[m].cleared = p;
+            if p <= self.st.cursors[m].cleared {
+                continue;
+            }
+            let failed_at = self.clear_failed_at.get(m).copied().flatten();
+            if failed_at.is_some_and(|t| now < t + self.clear_retry) {
+                continue;
+            }
+            match self.ns.clear_changelog(m, p) {
+                Ok(()) => {
+                    // Saved with the next change; clearing again after a crash is harmless.
+                    self.st.cursors[m].cleared = p;
+                    if let Some(r) = self.clear_failed_at.get_mut(m) {
+                        *r = None;
                     }
-                    Err(e) => {
-                        tracing::warn!(mdt = m, endrec = p, error = %e, "changelog_clear failed; will retry")
+                }
+                Err(e) => {
+                    tracing::warn!(mdt = m, endrec = p, error = %e, retry_in_s = self.clear_retry.as_secs(), "changelog_clear failed; records are kept until it succeeds");
+                    if let Some(r) = self.clear_failed_at.get_mut(m) {
+                        *r = Some(now);
                     }
                 }
             }

@@ -789,3 +789,78 @@ fn uncarriable_names_and_unresolvable_paths_fail_with_a_reason() {
         "{entries:?}"
     );
 }
+
+#[test]
+fn a_state_kept_for_other_changelogs_is_refused_and_a_grown_file_system_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = StateFile::new(dir.path().join("state.json"));
+    let src = |user: &str, mdts: &[&str]| Source {
+        changelog_user: user.into(),
+        mdts: mdts.iter().map(|m| m.to_string()).collect(),
+    };
+    let open = |t: &T| -> E {
+        Engine::new(
+            t.ns.clone(),
+            t.store.clone(),
+            t.log.clone(),
+            cfg(),
+            1,
+            Some(file.clone()),
+            true,
+        )
+        .unwrap()
+    };
+    let mut t = T::with_file(cfg(), Some(file.clone()));
+    t.e.bind_source(src("cl1", &["fsa-MDT0000"])).unwrap();
+    t.file("projects/a", 1);
+    t.e.persist().unwrap();
+    let saved = file.load::<State>().unwrap().unwrap();
+    assert_eq!(saved.source, Some(src("cl1", &["fsa-MDT0000"])));
+    assert_eq!(saved.cursors[0].last_read, 1);
+
+    for (user, mdts) in [("cl1", &["fsb-MDT0000"][..]), ("cl2", &["fsa-MDT0000"][..])] {
+        let mut e = open(&t);
+        let err = e.bind_source(src(user, mdts)).unwrap_err();
+        assert!(
+            err.contains("changelog user cl1 on fsa-MDT0000")
+                && err.contains(&format!("user {user} on {}", mdts[0]))
+                && err.contains("state_dir")
+                && !err.contains('\n'),
+            "{err}"
+        );
+    }
+    // Refused before anything was written: the state on disk is the one that was there.
+    assert_eq!(file.load::<State>().unwrap().unwrap(), saved);
+
+    // One more MDT (the file system grew): the same changelogs, recorded with the new one.
+    let mut e = open(&t);
+    e.bind_source(src("cl1", &["fsa-MDT0000", "fsa-MDT0001"]))
+        .unwrap();
+    e.persist().unwrap();
+    let grown = file.load::<State>().unwrap().unwrap();
+    assert_eq!(
+        grown.source,
+        Some(src("cl1", &["fsa-MDT0000", "fsa-MDT0001"]))
+    );
+    assert_eq!(grown.cursors[0].last_read, 1, "the cursor is kept");
+}
+
+#[test]
+fn a_refused_changelog_clear_waits_before_it_is_tried_again() {
+    let mut t = T::new(cfg());
+    t.ns.lock().clear_errno = Some(libc::EINVAL);
+    t.file("other/x", 1); // out of scope: clearable at once
+    t.e.persist().unwrap();
+    assert_eq!(t.ns.lock().clear_calls, 1);
+    for _ in 0..5 {
+        t.e.persist().unwrap(); // every round persists; the refused clear is not re-sent
+    }
+    assert_eq!(t.ns.lock().clear_calls, 1, "not retried before the pause");
+    assert_eq!(t.ns.lock().cleared.get(&0), None);
+    // After the pause (none here) it is tried again, and succeeds once the MDT accepts it.
+    t.e.clear_retry = std::time::Duration::ZERO;
+    t.ns.lock().clear_errno = None;
+    t.e.persist().unwrap();
+    assert_eq!(t.ns.lock().clear_calls, 2);
+    assert_eq!(t.ns.lock().cleared.get(&0), Some(&1));
+}

@@ -32,6 +32,10 @@ pub struct FakeFs {
     pub path_override: HashMap<Fid, Vec<u8>>,
     /// When set, fid2path fails with this errno (an MDS that does not answer).
     pub fid2path_errno: Option<i32>,
+    /// When set, changelog_clear fails with this errno.
+    pub clear_errno: Option<i32>,
+    /// Every changelog_clear call, failed ones included.
+    pub clear_calls: u64,
 }
 
 /// A namespace shared between the engine and the test that drives it.
@@ -265,7 +269,12 @@ impl Namespace for FakeNs {
         Ok(())
     }
     fn clear_changelog(&self, mdt: usize, endrec: u64) -> Result<(), NsError> {
-        self.lock().cleared.insert(mdt, endrec);
+        let mut fs = self.lock();
+        fs.clear_calls += 1;
+        if let Some(errno) = fs.clear_errno {
+            return Err(NsError::new("llapi_changelog_clear", errno));
+        }
+        fs.cleared.insert(mdt, endrec);
         Ok(())
     }
 }

@@ -124,10 +124,22 @@ pub struct Failure {
     pub error: String,
 }
 
+/// Which changelogs the cursors count in: the changelog user and the MDT devices, in order.
+/// A state kept for other changelogs (another file system, another user) must not be applied:
+/// its cursors would skip or re-read records and its FIDs name other files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub changelog_user: String,
+    pub mdts: Vec<String>,
+}
+
 /// Everything the daemon persists.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
+    /// `None` in a state written before this was recorded; set on the next start.
+    #[serde(default)]
+    pub source: Option<Source>,
     pub cursors: Vec<Cursor>,
     pub autoexport_enabled: bool,
     pub pending: BTreeMap<Fid, Pending>,

@@ -85,10 +85,11 @@ run_rclone_16() {
   rss_r16=$(bs_max "$rss_r16" "$bs_rss")
 }
 
-# Large files only, two more peers in the same run, same parallelism as our copytool (every file
-# at once, 8 MiB blocks x 8 in flight each): our uploader alone (`blob_bench ours-large`, one
-# process per file: pread, CRC-32, Put Block, Put Block List, no HSM), and the endpoint's ceiling
-# (`blob_bench raw-large`: object_store WriteMultipart from memory, no file reads, no checksum).
+# Two more peers in the same run, with our copytool's parallelism. Large files: our uploader alone
+# (`blob_bench ours-large`, one process per file, all at once, 8 MiB blocks x 8 in flight each:
+# pread, CRC-32, Put Block, Put Block List, no HSM) and the endpoint's ceiling (`blob_bench
+# raw-large`: object_store WriteMultipart from memory, no file reads, no checksum). Small files:
+# the ceiling only (`blob_bench raw-small`, one Put Blob each from memory, 32 in flight).
 # Runs under /usr/bin/time, i.e. in a child bash: exported, with the mount passed as BENCH_MNT.
 parallel_uploads() {
   local mode=$1 container=$2 f pids=() rc=0
@@ -114,10 +115,15 @@ run_uploader() {
   t_up=$(bs_min "$t_up" "$bs_elapsed")
 }
 run_raw() {
-  [ "$1" = large ] || return 0
   bench_restart_azurite
   bs_container raw
-  BENCH_MNT=$mnt bs_timed "raw-$1" bash -c 'parallel_uploads "$@"' _ raw-large raw
+  if [ "$1" = large ]; then
+    BENCH_MNT=$mnt bs_timed "raw-$1" bash -c 'parallel_uploads "$@"' _ raw-large raw
+  else
+    # Small files: one Put Blob each from memory, 32 in flight (our copytool's max_actions).
+    bs_timed "raw-$1" "$BENCH_BLOB" raw-small --endpoint "$BENCH_ENDPOINT" --container raw \
+      --count "$small_n" --size $((small_kib * 1024)) --concurrency 32
+  fi
   t_raw=$(bs_min "$t_raw" "$bs_elapsed")
 }
 
@@ -144,13 +150,11 @@ export_one() {
     printf "export-%s:   rclone copy --transfers 16 %4.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", s, b/1e6/s, f/s
   }'
   echo "export-$what:   ratio ours/rclone-defaults $(bs_ratio "$t_rd" "$t_ours")x  ours/rclone-16 $(bs_ratio "$t_r16" "$t_ours")x"
-  if [ -n "$t_raw" ]; then
-    awk -v b="$bytes" -v u="$t_up" -v r="$t_raw" 'BEGIN {
-      printf "export-%s:   uploader alone (no HSM) %7.2f s  %8.1f MB/s\n", "'"$what"'", u, b/1e6/u
-      printf "export-%s:   raw ceiling (memory)    %7.2f s  %8.1f MB/s\n", "'"$what"'", r, b/1e6/r
-    }'
-    echo "export-$what:   share of the raw ceiling: lustre-blob export $(bs_ratio "$t_raw" "$t_ours"), uploader alone $(bs_ratio "$t_raw" "$t_up"), rclone defaults $(bs_ratio "$t_raw" "$t_rd"), rclone --transfers 16 $(bs_ratio "$t_raw" "$t_r16")"
-  fi
+  [ -z "$t_up" ] || awk -v b="$bytes" -v u="$t_up" 'BEGIN {
+    printf "export-%s:   uploader alone (no HSM) %7.2f s  %8.1f MB/s\n", "'"$what"'", u, b/1e6/u }'
+  awk -v b="$bytes" -v f="$files" -v r="$t_raw" 'BEGIN {
+    printf "export-%s:   raw ceiling (memory)    %7.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", r, b/1e6/r, f/r }'
+  echo "export-$what:   share of the raw ceiling: lustre-blob export $(bs_ratio "$t_raw" "$t_ours"), uploader alone $(bs_ratio "$t_raw" "${t_up:-0}"), rclone defaults $(bs_ratio "$t_raw" "$t_rd"), rclone --transfers 16 $(bs_ratio "$t_raw" "$t_r16")"
   echo "export-$what:   peak RSS KiB: lhsmtool_blob $rss_ct, lustre-blob daemon $rss_d, lustre-blob export (CLI) $rss_cli, rclone defaults $rss_rd, rclone --transfers 16 $rss_r16"
 }
 

@@ -94,6 +94,7 @@ bs_start() {
   bs_user=$("$bs_bin/lustre-sim" lctl --device "$fs-MDT0000" changelog_register -n)
   "$bs_bin/lustre-sim" lctl set_param "mdt.$fs-MDT*.hsm.max_requests=64" >/dev/null
   bs_policy="$BENCH_WORK/policy-$container.toml"
+  # A state directory per simulated file system: the daemon refuses a state kept for another one.
   cat >"$bs_policy" <<EOF
 [lustre]
 mount = "$mnt"
@@ -113,7 +114,7 @@ blocks_in_flight = ${BENCH_BLOCKS_IN_FLIGHT:-8}
 update_interval = "5s"
 [control]
 socket = "$BENCH_WORK/lustre-blob-$container.sock"
-state_dir = "$BENCH_WORK/state-$container"
+state_dir = "$BENCH_WORK/state-$container-$fs"
 EOF
   bs_container bench-logs
   bs_spawn copytool "$bs_bin/lhsmtool_blob" --archive 1 --config "$bs_policy" "$mnt"

@@ -600,3 +600,49 @@ fn hostile_blob_names_on_import_are_refused() {
     );
     assert!(stack.daemon.as_mut().unwrap().alive(), "{}", stack.logs());
 }
+
+/// A daemon pointed at the state directory of another file system (its cursors count in other
+/// changelogs, its FIDs name other files) refuses to start with one line naming the state file,
+/// both sources and the way out, and leaves that state as it was.
+#[test]
+fn a_state_directory_of_another_file_system_is_refused() {
+    let mut first = Stack::new(StackOptions::default());
+    first.start_copytool(&[]);
+    first.start_daemon();
+    first.write("projects/a.dat", b"a");
+    assert!(first.flush("60s").status.success(), "{}", first.logs());
+    let code = first
+        .daemon
+        .as_mut()
+        .map(|d| d.stop(Duration::from_secs(20)));
+    assert_eq!(code, Some(Some(0)), "{}", first.logs());
+    let state_dir = first.policy.state_dir.clone();
+    let state = std::fs::read(state_dir.join("state.json")).expect("state saved at exit");
+
+    let mut second = Stack::new(StackOptions::default());
+    second.edit_policy(|p| p.state_dir = state_dir.clone());
+    let out = Command::new(bin_path("lustre-blob"))
+        .envs(second.sim.env())
+        .args(["daemon", "--config"])
+        .arg(&second.policy_path)
+        .output()
+        .expect("running lustre-blob daemon");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines = nonempty_lines(&err);
+    assert!(!out.status.success(), "started on a foreign state: {err}");
+    assert_eq!(lines.len(), 1, "{err}");
+    let mdt = |s: &Stack| s.sim.mdt_name(0);
+    for needle in [
+        "state.json",
+        &format!("on {}", mdt(&first)),
+        &format!("on {}", mdt(&second)),
+        "state_dir",
+    ] {
+        assert!(lines[0].contains(needle), "{needle:?} missing: {err}");
+    }
+    assert_eq!(
+        std::fs::read(state_dir.join("state.json")).unwrap(),
+        state,
+        "the refused state is left as it was"
+    );
+}
