@@ -3,65 +3,32 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use blob::{BlobInfo, BlobStore, FileKind, Metadata, TargetSpec, WriteMode};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use testkit::proxy::{Fault, FaultProxy};
-use testkit::{Azurite, AZURITE_ACCOUNT, AZURITE_KEY};
-
-/// Percent-encodes everything but unreserved characters (and `/` in paths), as sent.
-fn encode(b: &[u8], keep_slash: bool) -> String {
-    let mut s = String::new();
-    for &c in b {
-        if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) || (keep_slash && c == b'/') {
-            s.push(c as char);
-        } else {
-            s.push_str(&format!("%{c:02X}"));
-        }
-    }
-    s
-}
+use testkit::{percent_encode, signed_exchange, Azurite};
 
 /// Put Blob under any name, as another tool could, with `x-ms-meta-*` headers; returns the status.
 fn put_raw(az: &Azurite, container: &str, name: &str, body: &[u8], meta: &[(&str, &str)]) -> u16 {
-    let date = chrono::Utc::now()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
-    let path = format!(
-        "/{AZURITE_ACCOUNT}/{container}/{}",
-        encode(name.as_bytes(), true)
-    );
-    let len = body.len().to_string();
+    let path = format!("/{container}/{}", percent_encode(name.as_bytes(), true));
     let meta_names: Vec<String> = meta.iter().map(|(k, _)| format!("x-ms-meta-{k}")).collect();
-    let mut headers: Vec<(&str, &str)> = vec![
-        ("content-length", &len),
-        ("x-ms-blob-type", "BlockBlob"),
-        ("x-ms-date", &date),
-        ("x-ms-version", "2021-08-06"),
-    ];
+    let mut headers: Vec<(&str, &str)> = vec![("x-ms-blob-type", "BlockBlob")];
     for ((_, v), k) in meta.iter().zip(&meta_names) {
         headers.push((k, v));
     }
-    let auth = testkit::sign_shared_key(AZURITE_ACCOUNT, AZURITE_KEY, "PUT", &path, &[], &headers)
-        .unwrap();
-    let mut req = format!(
-        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nAuthorization: {auth}\r\n",
-        az.port()
-    );
-    for (k, v) in &headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut s = TcpStream::connect(("127.0.0.1", az.port())).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
+    let resp = signed_exchange(
+        az.port(),
+        "PUT",
+        &path,
+        &[],
+        &headers,
+        body,
+        Duration::from_secs(30),
+    )
+    .unwrap();
     String::from_utf8_lossy(&resp)
         .split_whitespace()
         .nth(1)

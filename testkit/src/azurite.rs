@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::sharedkey::sign_shared_key;
+use crate::sharedkey::signed_exchange;
 
 /// The emulator's well-known account name (public, documented by Microsoft).
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -194,41 +194,17 @@ impl Azurite {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, String) {
-        let date = chrono::Utc::now()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string();
-        let path = format!("/{AZURITE_ACCOUNT}{path}");
-        let length = body.len().to_string();
-        let mut headers = vec![
-            ("content-length", length.as_str()),
-            ("x-ms-date", date.as_str()),
-            ("x-ms-version", "2021-08-06"),
-        ];
-        headers.extend_from_slice(extra);
-        let auth = sign_shared_key(AZURITE_ACCOUNT, AZURITE_KEY, method, &path, query, &headers)
-            .expect("sign request");
-        let qs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let target = if qs.is_empty() {
-            path.clone()
-        } else {
-            format!("{path}?{}", qs.join("&"))
-        };
-        let mut req = format!(
-            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nAuthorization: {auth}\r\n",
-            self.port
-        );
-        for (k, v) in &headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to azurite");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("set read timeout");
-        s.write_all(req.as_bytes()).expect("send request");
-        s.write_all(body).expect("send request body");
-        let mut resp = Vec::new();
-        let _ = s.read_to_end(&mut resp);
-        let resp = String::from_utf8_lossy(&resp).into_owned();
+        let raw = signed_exchange(
+            self.port,
+            method,
+            path,
+            query,
+            extra,
+            body,
+            Duration::from_secs(30),
+        )
+        .expect("request to azurite");
+        let resp = String::from_utf8_lossy(&raw).into_owned();
         let status = resp
             .split_whitespace()
             .nth(1)

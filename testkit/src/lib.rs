@@ -13,5 +13,5 @@ pub mod sim;
 
 pub use azurite::{Azurite, AZURITE_ACCOUNT, AZURITE_KEY};
 pub use paths::{bin_path, target_dir, workspace_root};
-pub use sharedkey::sign_shared_key;
+pub use sharedkey::{percent_encode, sign_shared_key, signed_exchange};
 pub use sim::sim_lib_path;

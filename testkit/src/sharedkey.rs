@@ -69,6 +69,71 @@ pub fn sign_shared_key(
     Ok(format!("SharedKey {account}:{sig}"))
 }
 
+/// Percent-encodes everything but unreserved characters (and `/` when `keep_slash`).
+pub fn percent_encode(b: &[u8], keep_slash: bool) -> String {
+    let mut s = String::new();
+    for &c in b {
+        if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) || (keep_slash && c == b'/') {
+            s.push(c as char);
+        } else {
+            s.push_str(&format!("%{c:02X}"));
+        }
+    }
+    s
+}
+
+/// Sends one request signed with the emulator's well-known account key to the Azurite blob
+/// service on `127.0.0.1:port` (`path` below the account, already percent-encoded; `query`
+/// decoded) and returns the raw answer, head and body. `Connection: close`: the answer ends at EOF.
+pub fn signed_exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    extra: &[(&str, &str)],
+    body: &[u8],
+    timeout: std::time::Duration,
+) -> std::io::Result<Vec<u8>> {
+    use crate::azurite::{AZURITE_ACCOUNT, AZURITE_KEY};
+    use std::io::{Read, Write};
+    let date = chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let full = format!("/{AZURITE_ACCOUNT}{path}");
+    let len = body.len().to_string();
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("content-length", &len),
+        ("x-ms-date", &date),
+        ("x-ms-version", "2021-08-06"),
+    ];
+    headers.extend_from_slice(extra);
+    let auth = sign_shared_key(AZURITE_ACCOUNT, AZURITE_KEY, method, &full, query, &headers)
+        .map_err(std::io::Error::other)?;
+    let qs: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encode(v.as_bytes(), false)))
+        .collect();
+    let target = if qs.is_empty() {
+        full
+    } else {
+        format!("{full}?{}", qs.join("&"))
+    };
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAuthorization: {auth}\r\n"
+    );
+    for (k, v) in &headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    Ok(raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,13 +2,12 @@
 //! (shared-key signed, one connection per request) that sees blob names byte for byte, including
 //! names the product must refuse.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::{sign_shared_key, AZURITE_ACCOUNT, AZURITE_KEY};
+use testkit::{percent_encode, signed_exchange, AZURITE_ACCOUNT};
 
 use crate::proc::Proc;
 use crate::util::wait_until;
@@ -171,42 +170,15 @@ impl Store {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<Reply> {
-        let date = chrono::Utc::now()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string();
-        let full = format!("/{AZURITE_ACCOUNT}{path}");
-        let len = body.len().to_string();
-        let mut headers: Vec<(&str, &str)> = vec![
-            ("content-length", &len),
-            ("x-ms-date", &date),
-            ("x-ms-version", "2021-08-06"),
-        ];
-        headers.extend_from_slice(extra);
-        let auth = sign_shared_key(AZURITE_ACCOUNT, AZURITE_KEY, method, &full, query, &headers)
-            .map_err(std::io::Error::other)?;
-        let qs: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v.as_bytes(), false)))
-            .collect();
-        let target = if qs.is_empty() {
-            full
-        } else {
-            format!("{full}?{}", qs.join("&"))
-        };
-        let mut req = format!(
-            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nAuthorization: {auth}\r\n",
-            self.port
-        );
-        for (k, v) in &headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        s.write_all(req.as_bytes())?;
-        s.write_all(body)?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
+        let raw = signed_exchange(
+            self.port,
+            method,
+            path,
+            query,
+            extra,
+            body,
+            Duration::from_secs(60),
+        )?;
         parse_reply(&raw, method == "HEAD")
     }
 
@@ -366,15 +338,7 @@ fn unescape(s: &str) -> String {
 
 /// Percent-encodes everything but unreserved characters (and `/` when `keep_slash`).
 pub fn encode(b: &[u8], keep_slash: bool) -> String {
-    let mut s = String::new();
-    for &c in b {
-        if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) || (keep_slash && c == b'/') {
-            s.push(c as char);
-        } else {
-            s.push_str(&format!("%{c:02X}"));
-        }
-    }
-    s
+    percent_encode(b, keep_slash)
 }
 
 fn parse_reply(raw: &[u8], head: bool) -> std::io::Result<Reply> {
