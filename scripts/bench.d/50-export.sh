@@ -1,7 +1,7 @@
 # Part "50-export" of scripts/bench (sourced): manual export (`lustre-blob export PATH --wait`,
 # i.e. the daemon + one lhsmtool_blob on lustre-sim) of 4 x 1 GiB and of 10,000 x 64 KiB files,
 # next to `rclone copy` of the same files (defaults, and --transfers 16) to the same Azurite in
-# the same run; for large files also our uploader alone and the endpoint's raw ceiling. Prints
+# the same run, and the endpoint's raw ceiling (for large files also our uploader alone). Prints
 # throughput, ratios and peak RSS of each.
 # Sizes: BENCH_LARGE_COUNT (4), BENCH_LARGE_MIB (1024), BENCH_SMALL_COUNT (10000), BENCH_SMALL_KIB (64).
 # BENCH_EXPORT_SHAPES ("large small") picks the shapes to run.
@@ -127,7 +127,7 @@ run_raw() {
   t_raw=$(bs_min "$t_raw" "$bs_elapsed")
 }
 
-# export_one WHAT: BENCH_ROUNDS rounds (default 2) of the three tools, the order rotated each
+# export_one WHAT: BENCH_ROUNDS rounds (default 2) of the tools, the order rotated each
 # round so that no tool always runs first or last on this shared machine; best time kept.
 export_one() {
   local what=$1 bytes files round tool
