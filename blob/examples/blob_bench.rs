@@ -103,6 +103,22 @@ fn raw(a: &Args) -> Res<Arc<dyn ObjectStore>> {
     Ok(Arc::new(s))
 }
 
+/// Runs `op` on every item, `concurrency` at once, and returns items per second.
+async fn per_second<T, F, Fut>(items: Vec<T>, concurrency: usize, op: F) -> Res<f64>
+where
+    F: FnMut(T) -> Fut,
+    Fut: std::future::Future<Output = Res<()>>,
+{
+    let n = items.len();
+    let t = Instant::now();
+    futures::stream::iter(items)
+        .map(op)
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
 async fn run(cmd: &str, a: &Args) -> Res<()> {
     match cmd {
         "create-container" => {
@@ -193,27 +209,23 @@ async fn run(cmd: &str, a: &Args) -> Res<()> {
                 .map(|e| e.map(|e| e.path()))
                 .collect::<Result<_, _>>()?;
             files.sort();
-            let n = files.len();
-            let t = Instant::now();
-            futures::stream::iter(files)
-                .map(|p| {
-                    let s = s.clone();
-                    async move {
-                        let rel = p
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        let name = s.name_for(rel.as_bytes())?;
-                        let file = std::fs::File::open(&p)?;
-                        s.upload_file(&file, &name, &Metadata::default(), UploadOptions::default())
-                            .await?;
-                        Res::Ok(())
-                    }
-                })
-                .buffer_unordered(a.num("concurrency", Some(16))? as usize)
-                .try_collect::<Vec<()>>()
-                .await?;
-            println!("{:.1}", n as f64 / t.elapsed().as_secs_f64());
+            let concurrency = a.num("concurrency", Some(16))? as usize;
+            let rate = per_second(files, concurrency, |p| {
+                let s = s.clone();
+                async move {
+                    let rel = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let name = s.name_for(rel.as_bytes())?;
+                    let file = std::fs::File::open(&p)?;
+                    s.upload_file(&file, &name, &Metadata::default(), UploadOptions::default())
+                        .await?;
+                    Res::Ok(())
+                }
+            })
+            .await?;
+            println!("{rate:.1}");
         }
         "raw-large" => {
             let s = raw(a)?;
@@ -239,21 +251,18 @@ async fn run(cmd: &str, a: &Args) -> Res<()> {
             let s = raw(a)?;
             let count = a.num("count", None)?;
             let data = Bytes::from(data_block(a.num("size", None)? as usize, 3));
-            let t = Instant::now();
-            futures::stream::iter(0..count)
-                .map(|i| {
-                    let s = s.clone();
-                    let d = data.clone();
-                    async move {
-                        s.put(&Path::from(format!("f{i:05}.dat")), PutPayload::from(d))
-                            .await
-                            .map(|_| ())
-                    }
-                })
-                .buffer_unordered(a.num("concurrency", Some(16))? as usize)
-                .try_collect::<Vec<()>>()
-                .await?;
-            println!("{:.1}", count as f64 / t.elapsed().as_secs_f64());
+            let concurrency = a.num("concurrency", Some(16))? as usize;
+            let rate = per_second((0..count).collect(), concurrency, |i| {
+                let s = s.clone();
+                let d = data.clone();
+                async move {
+                    s.put(&Path::from(format!("f{i:05}.dat")), PutPayload::from(d))
+                        .await?;
+                    Res::Ok(())
+                }
+            })
+            .await?;
+            println!("{rate:.1}");
         }
         "seed-tree" => {
             let s = raw(a)?;
@@ -271,35 +280,31 @@ async fn run(cmd: &str, a: &Args) -> Res<()> {
                     }
                 }
             }
-            let n = files.len();
-            let t = Instant::now();
-            futures::stream::iter(files)
-                .map(|p| {
-                    let s = s.clone();
-                    let root = root.clone();
-                    async move {
-                        let rel = p.strip_prefix(&root)?.to_string_lossy().into_owned();
-                        let data = std::fs::read(&p)?;
-                        let mtime: chrono::DateTime<chrono::Utc> =
-                            std::fs::metadata(&p)?.modified()?.into();
-                        let mut attrs = object_store::Attributes::new();
-                        attrs.insert(
-                            object_store::Attribute::Metadata("mtime".into()),
-                            mtime.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string().into(),
-                        );
-                        let opts = object_store::PutOptions {
-                            attributes: attrs,
-                            ..Default::default()
-                        };
-                        s.put_opts(&Path::from(rel), PutPayload::from(data), opts)
-                            .await?;
-                        Res::Ok(())
-                    }
-                })
-                .buffer_unordered(a.num("concurrency", Some(32))? as usize)
-                .try_collect::<Vec<()>>()
-                .await?;
-            println!("{:.1}", n as f64 / t.elapsed().as_secs_f64());
+            let concurrency = a.num("concurrency", Some(32))? as usize;
+            let rate = per_second(files, concurrency, |p| {
+                let s = s.clone();
+                let root = root.clone();
+                async move {
+                    let rel = p.strip_prefix(&root)?.to_string_lossy().into_owned();
+                    let data = std::fs::read(&p)?;
+                    let mtime: chrono::DateTime<chrono::Utc> =
+                        std::fs::metadata(&p)?.modified()?.into();
+                    let mut attrs = object_store::Attributes::new();
+                    attrs.insert(
+                        object_store::Attribute::Metadata("mtime".into()),
+                        mtime.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string().into(),
+                    );
+                    let opts = object_store::PutOptions {
+                        attributes: attrs,
+                        ..Default::default()
+                    };
+                    s.put_opts(&Path::from(rel), PutPayload::from(data), opts)
+                        .await?;
+                    Res::Ok(())
+                }
+            })
+            .await?;
+            println!("{rate:.1}");
         }
         other => return Err(format!("unknown subcommand {other:?}").into()),
     }
