@@ -48,6 +48,7 @@ pub fn run(records: u64, files: u64) -> Result<BenchResult, String> {
         stale_after_ms: 30_000,
         discover_chunk: 256,
         job_id: "bench".into(),
+        retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
     };
     let mut e = Engine::new(
         ns,

@@ -61,6 +61,7 @@ pub fn engine_config(p: &Policy) -> Result<EngineConfig, String> {
         stale_after_ms: STALE_AFTER_MS,
         discover_chunk: 256,
         job_id: "autoexport".into(),
+        retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
     })
 }
 

@@ -28,8 +28,11 @@ use serde_json::json;
 
 /// The xattr the copytool writes after an archive; its SETXATTR records are ours.
 pub const EXPORT_XATTR: &str = "trusted.lustre_blob";
-/// A file re-queued this many times (CANCELED/EBUSY/transient) fails on the next such error.
+/// A file whose archive ended this many times with an error of [`Verdict::Retry`] fails for good.
+/// Errors of the environment ([`Verdict::Environment`]) and changes during the copy never count.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// First back-off after a try that did not export a file; it doubles with every further try.
+const BACKOFF_BASE_MS: u64 = 1_000;
 /// Pause before the next iteration after the file system failed to answer.
 const RETRY_PAUSE_MS: u64 = 1_000;
 /// How long after a refused changelog_clear it is tried again.
@@ -53,18 +56,26 @@ pub struct EngineConfig {
     pub discover_chunk: usize,
     /// The auto-export job's id, named in request payloads and log entries.
     pub job_id: String,
+    /// Longest back-off between two tries of a file the store could not take (it doubles from
+    /// one second up to this).
+    pub retry_max_ms: u64,
 }
 
-/// Answer to a finished `flush`.
+/// Default of [`EngineConfig::retry_max_ms`]: an outage costs at most this once it is over.
+pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
+
+/// Answer to a finished `flush`: every failure standing when it completed (at most
+/// [`MAX_RECENT_FAILURES`] listed; `failed` counts them all), whenever it was recorded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlushOutcome {
     pub failures: Vec<Failure>,
+    #[serde(default)]
+    pub failed: u64,
 }
 
 #[derive(Debug)]
 struct FlushWait {
     id: u64,
-    asked_ms: u64,
     /// End-of-changelog passes each MDT must complete before the barrier is known (two more
     /// than at the ask: the first may have started before it).
     need_passes: Vec<u64>,
@@ -79,22 +90,85 @@ pub enum EngineError {
     State(#[from] StateError),
 }
 
-/// Whether an archive error is worth another try in the next iteration.
-pub fn is_requeue_errno(errno: i32) -> bool {
-    matches!(
-        errno,
+/// What the errno of a finished archive means for its file. A failure is final only when
+/// another try cannot help: the environment (store unreachable, throttled, container missing,
+/// credentials refused, agent gone) is waited out however long it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// EBUSY: the file changed during its copy; export it again (not a failure).
+    Changed,
+    /// Not the file's fault: retried with back-off until it succeeds.
+    Environment,
+    /// ENOENT/ESTALE (2.15/2.16): the file is gone, unless its FID still resolves.
+    Gone,
+    /// Unknown or local errors (EIO, ...): retried [`MAX_ATTEMPTS`] times, then final.
+    Retry,
+    /// Retrying cannot help: a name the store cannot hold, a conflict the policy keeps, a file
+    /// the coordinator refuses (NOARCHIVE, another archive id).
+    Final,
+}
+
+/// Classifies an archive errno (see [`Verdict`]). The copytool reports a missing container as
+/// ENOMEDIUM and refused credentials as EKEYREJECTED, so both are told from the file's own errors.
+pub fn verdict(errno: i32) -> Verdict {
+    match errno {
+        libc::EBUSY => Verdict::Changed,
         libc::ECANCELED
-            | libc::EBUSY
-            | libc::ETIMEDOUT
-            | libc::EAGAIN
-            | libc::ECONNRESET
-            | libc::ECONNREFUSED
-            | libc::EHOSTUNREACH
-            | libc::ENETUNREACH
-            | libc::ENETDOWN
-            | libc::EINTR
-            | libc::ESHUTDOWN
-    )
+        | libc::ETIMEDOUT
+        | libc::EAGAIN
+        | libc::ECONNRESET
+        | libc::ECONNREFUSED
+        | libc::ECONNABORTED
+        | libc::EHOSTUNREACH
+        | libc::EHOSTDOWN
+        | libc::ENETUNREACH
+        | libc::ENETDOWN
+        | libc::ENETRESET
+        | libc::ENOTCONN
+        | libc::EINTR
+        | libc::ESHUTDOWN
+        | libc::ENOMEDIUM
+        | libc::EKEYREJECTED
+        | libc::EKEYEXPIRED
+        | libc::EKEYREVOKED
+        | libc::EINPROGRESS
+        | libc::EALREADY => Verdict::Environment,
+        libc::ENOENT | libc::ESTALE => Verdict::Gone,
+        libc::EINVAL
+        | libc::EEXIST
+        | libc::ENAMETOOLONG
+        | libc::EILSEQ
+        | libc::EFBIG
+        | libc::EPERM
+        | libc::EACCES
+        | libc::EOPNOTSUPP
+        | libc::EISDIR
+        | libc::ENOTDIR => Verdict::Final,
+        _ => Verdict::Retry,
+    }
+}
+
+/// Whether a file-system call that failed with `errno` may work later (the MDS did not answer).
+pub fn is_requeue_errno(errno: i32) -> bool {
+    matches!(verdict(errno), Verdict::Environment | Verdict::Changed)
+}
+
+/// Back-off before try `retries + 1`: one second, doubling, at most `max_ms`.
+pub fn backoff_ms(retries: u32, max_ms: u64) -> u64 {
+    BACKOFF_BASE_MS
+        .saturating_mul(1u64 << retries.min(20))
+        .min(max_ms.max(BACKOFF_BASE_MS))
+}
+
+/// Why a file goes back to the pending set, and what it keeps.
+struct Requeue {
+    holds: Holds,
+    first_change_ms: u64,
+    attempts: u32,
+    retries: u32,
+    /// Wait this long before the next try (0: at the next iteration).
+    delay_ms: u64,
+    error: Option<String>,
 }
 
 pub fn errno_text(errno: i32) -> String {
@@ -145,6 +219,9 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// warning every 100 ms).
     clear_failed_at: Vec<Option<std::time::Instant>>,
     clear_retry: std::time::Duration,
+    /// Metadata updates wait until then after the store was unavailable.
+    meta_retry_at_ms: u64,
+    meta_retries: u32,
 }
 
 impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
@@ -194,6 +271,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             retry_after_ms: 0,
             clear_failed_at: vec![None; mdts],
             clear_retry: CLEAR_RETRY,
+            meta_retry_at_ms: 0,
+            meta_retries: 0,
         })
     }
 
@@ -379,6 +458,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         if is_dir {
             self.dirs.remove(&c.tfid);
         }
+        if c.flags & CLF_UNLINK_LAST != 0 {
+            self.resolved(&c.tfid); // gone: its failure no longer stands
+        }
         if self.cfg.on_delete != DeleteMode::Delete || c.flags & CLF_UNLINK_LAST == 0 {
             return;
         }
@@ -397,6 +479,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 path: lossy(&path),
                 dir: is_dir,
             },
+            retries: 0,
+            retry_at_ms: 0,
+            last_error: None,
         });
     }
 
@@ -428,6 +513,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                         from: lossy(&old),
                         to: lossy(&new),
                     },
+                    retries: 0,
+                    retry_at_ms: 0,
+                    last_error: None,
                 });
             }
         }
@@ -507,11 +595,15 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             .pending
             .iter()
             .filter(|(_, p)| {
-                now.saturating_sub(p.last_change_ms) >= min_age || self.forced_by_flush(&p.holds)
+                p.retry_at_ms <= now
+                    && (now.saturating_sub(p.last_change_ms) >= min_age
+                        || self.forced_by_flush(&p.holds))
             })
             .map(|(f, _)| *f)
             .collect();
-        if due.is_empty() && self.st.ns_ops.is_empty() && self.st.meta_pending.is_empty() {
+        let ns_due = self.st.ns_ops.front().is_some_and(|o| o.retry_at_ms <= now);
+        let meta_due = !self.st.meta_pending.is_empty() && self.meta_retry_at_ms <= now;
+        if due.is_empty() && !ns_due && !meta_due {
             return;
         }
         let number = self.st.next_iteration;
@@ -533,8 +625,12 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.st.iteration = Some(it);
         self.changed = true;
         tracing::info!(job = %self.cfg.job_id, iteration = number, "iteration started");
-        self.apply_ns_ops(now);
-        self.apply_metadata(now);
+        if ns_due {
+            self.apply_ns_ops(now);
+        }
+        if meta_due {
+            self.apply_metadata(now);
+        }
     }
 
     fn iteration_number(&self) -> u64 {
@@ -569,18 +665,31 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             "http_status": null,
             "azure_code": null,
         }));
-        self.st.recent_failures.push_back(Failure {
+        let failure = Failure {
             at_ms: now,
             iteration,
             fid,
             path: path.to_string(),
             operation: operation.to_string(),
             error,
-        });
+        };
+        match fid {
+            Some(f) => self.st.failed.insert(f, failure.clone()),
+            None => self.st.failed_ops.insert(path.to_string(), failure.clone()),
+        };
+        self.st.recent_failures.push_back(failure);
         while self.st.recent_failures.len() > MAX_RECENT_FAILURES {
             self.st.recent_failures.pop_front();
         }
         self.changed = true;
+    }
+
+    /// A file that needs nothing more (exported, found archived and clean, or gone): an earlier
+    /// failure of it no longer stands.
+    fn resolved(&mut self, fid: &Fid) {
+        if self.st.failed.remove(fid).is_some() {
+            self.changed = true;
+        }
     }
 
     fn exported(&mut self, bytes: u64) {
@@ -600,18 +709,45 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
     }
 
+    /// Applies queued deletes and moves in order. One the store cannot take now (unavailable)
+    /// stops the queue with a back-off: later operations may depend on it (a rename, then a
+    /// delete of the new name), so none overtakes it.
     fn apply_ns_ops(&mut self, now: u64) {
-        while let Some(op) = self.st.ns_ops.pop_front() {
+        while let Some(mut op) = self.st.ns_ops.pop_front() {
             let res = match &op.op {
                 NsOpKind::Delete { path, dir } => self.delete_blob(path, *dir),
                 NsOpKind::Move { from, to } => self.move_blobs(from, to),
             };
-            if let Err(e) = res {
-                let (path, what) = match &op.op {
-                    NsOpKind::Delete { path, .. } => (path.clone(), "delete"),
-                    NsOpKind::Move { from, to } => (format!("{from} -> {to}"), "rename"),
-                };
-                self.fail(None, &path, what, e.to_string(), now);
+            let (key, what) = match &op.op {
+                NsOpKind::Delete { path, .. } => (path.clone(), "delete"),
+                NsOpKind::Move { from, .. } => (from.clone(), "rename"),
+            };
+            match res {
+                Ok(()) => {
+                    self.st.failed_ops.remove(&key);
+                }
+                Err(StoreError::Transient(e)) => {
+                    tracing::info!(path = %key, operation = what, error = %e, "store unavailable; the operation waits and is tried again");
+                    op.last_error = Some(format!("store unavailable: {e}"));
+                    op.retry_at_ms = now + backoff_ms(op.retries, self.cfg.retry_max_ms);
+                    op.retries += 1;
+                    self.st.ns_ops.push_front(op);
+                    if let Some(c) = self.counters() {
+                        c.files_requeued += 1;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let path = match &op.op {
+                        NsOpKind::Delete { path, .. } => path.clone(),
+                        NsOpKind::Move { from, to } => format!("{from} -> {to}"),
+                    };
+                    self.fail(None, &path, what, e.to_string(), now);
+                    // Keyed by the path the operation was about, so a later success clears it.
+                    if let Some(f) = self.st.failed_ops.remove(&path) {
+                        self.st.failed_ops.insert(key, f);
+                    }
+                }
             }
         }
         self.changed = true;
@@ -652,10 +788,13 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     fn apply_metadata(&mut self, now: u64) {
-        let fids: Vec<Fid> = std::mem::take(&mut self.st.meta_pending)
-            .into_keys()
-            .collect();
-        for fid in fids {
+        let entries = std::mem::take(&mut self.st.meta_pending);
+        let mut unavailable = false;
+        for (fid, holds) in entries {
+            if unavailable {
+                self.st.meta_pending.insert(fid, holds);
+                continue;
+            }
             let Ok(Some(path)) = self.ns.fid2path(&fid) else {
                 continue;
             };
@@ -671,40 +810,120 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             });
             match res {
                 Ok(()) | Err(StoreError::NotFound(_)) => {} // never exported: nothing to update
+                Err(StoreError::Transient(e)) => {
+                    // Kept with its holds; the whole set waits for the store.
+                    tracing::info!(fid = %fid, error = %e, "store unavailable; metadata update waits");
+                    self.st.meta_pending.insert(fid, holds);
+                    unavailable = true;
+                }
                 Err(e) => self.fail(Some(fid), &lossy(&path), "metadata", e.to_string(), now),
             }
         }
+        self.meta_retry_at_ms = if unavailable {
+            self.meta_retries += 1;
+            now + backoff_ms(self.meta_retries - 1, self.cfg.retry_max_ms)
+        } else {
+            self.meta_retries = 0;
+            0
+        };
     }
 
-    fn requeue(&mut self, fid: Fid, holds: Holds, first_change_ms: u64, attempts: u32) {
+    /// Puts a file back into the pending set: not failed, not exported (the iteration does not
+    /// count as successful). A change seen meanwhile keeps its own, earlier, due time.
+    fn requeue(&mut self, fid: Fid, r: Requeue, now: u64) {
         if let Some(c) = self.counters() {
             c.files_requeued += 1;
         }
         let p = self.st.pending.entry(fid).or_insert(Pending {
             holds: Vec::new(),
             last_change_ms: 0,
-            first_change_ms,
-            attempts,
+            first_change_ms: r.first_change_ms,
+            attempts: 0,
+            retries: 0,
+            retry_at_ms: 0,
+            last_error: None,
         });
-        for (m, i) in holds {
+        for (m, i) in r.holds {
             add_hold(&mut p.holds, m, i);
         }
-        p.attempts = p.attempts.max(attempts);
-        p.first_change_ms = p.first_change_ms.min(first_change_ms);
+        p.attempts = p.attempts.max(r.attempts);
+        p.retries = p.retries.max(r.retries);
+        p.retry_at_ms = p.retry_at_ms.max(now + r.delay_ms);
+        p.last_error = r.error;
+        p.first_change_ms = p.first_change_ms.min(r.first_change_ms);
         self.changed = true;
     }
 
     /// Completion of an in-flight file with `errno` (0 = success).
     fn settle(&mut self, fid: Fid, inf: InFlight, errno: i32, now: u64) {
-        if errno == 0 {
-            self.exported(inf.size);
-        } else if is_requeue_errno(errno) && inf.attempts + 1 < MAX_ATTEMPTS {
-            tracing::info!(fid = %fid, path = %inf.path, error = %errno_text(errno), "re-queued for the next iteration");
-            self.requeue(fid, inf.holds, inf.first_change_ms, inf.attempts + 1);
-        } else {
-            self.fail(Some(fid), &inf.path, "archive", errno_text(errno), now);
-        }
         self.changed = true;
+        if errno == 0 {
+            self.resolved(&fid);
+            self.exported(inf.size);
+            return;
+        }
+        let text = errno_text(errno);
+        let mut verdict = verdict(errno);
+        if verdict == Verdict::Gone {
+            match self.ns.fid2path(&fid) {
+                Ok(None) => {
+                    tracing::info!(fid = %fid, path = %inf.path, "deleted before its archive ended: nothing to export");
+                    self.resolved(&fid);
+                    return;
+                }
+                // Still there: the error was about something else.
+                Ok(Some(_)) => verdict = Verdict::Retry,
+                // Cannot tell now: look again later.
+                Err(_) => verdict = Verdict::Environment,
+            }
+        }
+        if verdict == Verdict::Retry && inf.attempts + 1 >= MAX_ATTEMPTS {
+            verdict = Verdict::Final;
+        }
+        let r = Requeue {
+            holds: inf.holds,
+            first_change_ms: inf.first_change_ms,
+            attempts: inf.attempts,
+            retries: inf.retries + 1,
+            delay_ms: backoff_ms(inf.retries, self.cfg.retry_max_ms),
+            error: Some(text.clone()),
+        };
+        match verdict {
+            Verdict::Changed => {
+                // Logged once per file and iteration (the file settles once per iteration);
+                // the next iteration exports the new content. Not a failure.
+                tracing::info!(fid = %fid, path = %inf.path, "changed during copy, re-exported");
+                self.log.record(json!({
+                    "kind": "requeued",
+                    "time": rfc3339(now),
+                    "job": self.cfg.job_id,
+                    "iteration": self.iteration_number(),
+                    "fid": fid.to_string(),
+                    "path": inf.path,
+                    "operation": "archive",
+                    "reason": "changed during copy, re-exported",
+                }));
+                let r = Requeue {
+                    delay_ms: 0,
+                    error: Some("changed during copy".into()),
+                    ..r
+                };
+                self.requeue(fid, r, now);
+            }
+            Verdict::Environment => {
+                tracing::info!(fid = %fid, path = %inf.path, error = %text, retry_in_ms = r.delay_ms, "not exported (environment); tried again after a back-off");
+                self.requeue(fid, r, now);
+            }
+            Verdict::Retry => {
+                tracing::info!(fid = %fid, path = %inf.path, error = %text, attempt = inf.attempts + 1, "archive failed; tried again after a back-off");
+                let r = Requeue {
+                    attempts: inf.attempts + 1,
+                    ..r
+                };
+                self.requeue(fid, r, now);
+            }
+            Verdict::Final | Verdict::Gone => self.fail(Some(fid), &inf.path, "archive", text, now),
+        }
     }
 
     fn discover_some(&mut self, now: u64) -> Result<(), EngineError> {
@@ -757,11 +976,15 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     fn discover_one(&mut self, fid: Fid, p: Pending, now: u64) -> Option<InFlight> {
         let path = match self.ns.fid2path(&fid) {
             Ok(Some(path)) => path,
-            Ok(None) => return None, // deleted since: nothing to export
+            Ok(None) => {
+                self.resolved(&fid); // deleted since: nothing to export
+                return None;
+            }
             Err(e) => return self.discover_error(fid, p, "", e, now),
         };
         if !self.cfg.scope.covers(&path) {
-            return None; // renamed out of scope or into an exclusion
+            self.resolved(&fid); // renamed out of scope or into an exclusion
+            return None;
         }
         let text = lossy(&path);
         let st = match self.ns.stat(&path) {
@@ -773,6 +996,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     let why =
                         "the file exists but its path does not resolve (name not representable?)";
                     self.fail(Some(fid), &text, "export", why.to_string(), now);
+                } else {
+                    self.resolved(&fid);
                 }
                 return None;
             }
@@ -794,10 +1019,22 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     }
                 });
                 match res {
-                    Ok(()) => self.exported(0),
-                    Err(StoreError::Transient(e)) if p.attempts + 1 < MAX_ATTEMPTS => {
-                        tracing::info!(path = %text, error = %e, "re-queued for the next iteration");
-                        self.requeue(fid, p.holds, p.first_change_ms, p.attempts + 1);
+                    Ok(()) => {
+                        self.resolved(&fid);
+                        self.exported(0);
+                    }
+                    Err(StoreError::Transient(e)) => {
+                        let delay_ms = backoff_ms(p.retries, self.cfg.retry_max_ms);
+                        tracing::info!(path = %text, error = %e, retry_in_ms = delay_ms, "store unavailable; tried again after a back-off");
+                        let r = Requeue {
+                            holds: p.holds,
+                            first_change_ms: p.first_change_ms,
+                            attempts: p.attempts,
+                            retries: p.retries + 1,
+                            delay_ms,
+                            error: Some(format!("store unavailable: {e}")),
+                        };
+                        self.requeue(fid, r, now);
                     }
                     Err(e) => self.fail(Some(fid), &text, "export", e.to_string(), now),
                 }
@@ -810,6 +1047,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     Err(e) => return self.discover_error(fid, p, &text, e, now),
                 };
                 if hsm.is_clean_archive() && !hsm.action_pending {
+                    self.resolved(&fid);
                     return None; // archived and clean: nothing to do
                 }
                 self.discovered(st.size);
@@ -825,6 +1063,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     submitted_ms: now,
                     first_change_ms: p.first_change_ms,
                     attempts: p.attempts,
+                    retries: p.retries,
                 })
             }
         }
@@ -841,7 +1080,15 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         if is_requeue_errno(e.errno) {
             // The file system did not answer: not the file's fault, so no attempt is counted;
             // new iterations wait a moment instead of spinning.
-            self.requeue(fid, p.holds, p.first_change_ms, p.attempts);
+            let r = Requeue {
+                holds: p.holds,
+                first_change_ms: p.first_change_ms,
+                attempts: p.attempts,
+                retries: p.retries,
+                delay_ms: 0,
+                error: Some(format!("file system did not answer: {e}")),
+            };
+            self.requeue(fid, r, now);
             self.retry_after_ms = now + RETRY_PAUSE_MS;
         } else {
             self.fail(Some(fid), path, "archive", e.to_string(), now);
@@ -864,6 +1111,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     self.st.inflight.remove(&fid); // deleted: nothing left to export
+                    self.resolved(&fid);
                     self.changed = true;
                     continue;
                 }
@@ -881,7 +1129,15 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     self.settle(fid, inf, 0, now);
                 } else {
                     tracing::info!(fid = %fid, path = %inf.path, "archive request vanished; re-queued");
-                    self.requeue(fid, inf.holds, inf.first_change_ms, inf.attempts);
+                    let r = Requeue {
+                        holds: inf.holds,
+                        first_change_ms: inf.first_change_ms,
+                        attempts: inf.attempts,
+                        retries: inf.retries,
+                        delay_ms: 0,
+                        error: Some("the archive request vanished".into()),
+                    };
+                    self.requeue(fid, r, now);
                 }
             }
         }
@@ -900,7 +1156,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         c.ended_ms = Some(now);
         self.st.totals.iterations_completed += 1;
         self.st.totals.last_completed_ms = Some(now);
-        if c.files_failed == 0 {
+        // Azure's definition: an iteration that exported all its data. One in which a file
+        // failed, or had to be re-queued (changed, store unavailable), is not successful.
+        if c.files_failed == 0 && c.files_requeued == 0 && c.files_exported >= c.files_discovered {
             self.st.totals.last_successful_ms = Some(now);
         }
         tracing::info!(job = %self.cfg.job_id, iteration = c.number, exported = c.files_exported, failed = c.files_failed, "iteration completed");
@@ -1020,12 +1278,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     // ---------------------------------------------------------------- flush barrier
 
     /// Starts a flush: it completes once every change recorded before now is exported or failed.
-    pub fn flush_begin(&mut self, now: u64) -> u64 {
+    pub fn flush_begin(&mut self, _now: u64) -> u64 {
         let id = self.next_flush;
         self.next_flush += 1;
         self.flushes.push(FlushWait {
             id,
-            asked_ms: now,
             need_passes: self.end_passes.iter().map(|p| p + 2).collect(),
             barrier: None,
             done: None,
@@ -1069,20 +1326,33 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             return;
         }
         let floor = self.holds_floor();
-        let failures = &self.st.recent_failures;
+        let standing = || {
+            let mut list: Vec<Failure> = self
+                .st
+                .failed
+                .values()
+                .chain(self.st.failed_ops.values())
+                .cloned()
+                .collect();
+            list.sort_by_key(|f| f.at_ms);
+            let failed = list.len() as u64;
+            list.truncate(MAX_RECENT_FAILURES);
+            FlushOutcome {
+                failures: list,
+                failed,
+            }
+        };
+        let mut outcome: Option<FlushOutcome> = None;
         for f in &mut self.flushes {
             let (Some(b), None) = (&f.barrier, &f.done) else {
                 continue;
             };
+            // Every record up to the barrier is final: exported, or a standing failure. The
+            // answer lists every failure standing now, however old: one recorded before the
+            // flush was called is as unexported as one recorded after.
             let clear = floor.iter().zip(b).all(|(fl, e)| fl.is_none_or(|x| x > *e));
             if clear {
-                let asked = f.asked_ms;
-                let list = failures
-                    .iter()
-                    .filter(|x| x.at_ms >= asked)
-                    .cloned()
-                    .collect();
-                f.done = Some(FlushOutcome { failures: list });
+                f.done = Some(outcome.get_or_insert_with(standing).clone());
             }
         }
     }

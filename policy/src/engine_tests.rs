@@ -16,6 +16,7 @@ fn cfg() -> EngineConfig {
         stale_after_ms: 60_000,
         discover_chunk: 100,
         job_id: "autoexport-1".into(),
+        retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
     }
 }
 
@@ -193,34 +194,237 @@ fn canceled_and_busy_are_requeued_not_failed() {
     t.step();
     t.hsm(a, libc::ECANCELED as u8);
     t.hsm(b, libc::EBUSY as u8);
-    t.step(); // iteration 1 ends with nothing failed; the next starts
+    t.step(); // iteration 1 ends with nothing failed; b (changed) goes again at once
     let tot = t.totals();
     assert_eq!((tot.files_failed, tot.iterations_completed), (0, 1));
+    assert_eq!(tot.last_successful_ms, None, "nothing was exported");
     assert_eq!(
         t.e.state().last_iteration.as_ref().unwrap().files_requeued,
         2
     );
     let calls = t.ns.lock().archive_calls.clone();
-    assert_eq!(calls.len(), 2, "re-issued in iteration 2");
+    assert_eq!(calls.len(), 2, "b re-issued in iteration 2");
+    assert_eq!(calls[1].0, vec![b]);
     assert_eq!(calls[1].1, b"lb:j=autoexport-1:i=2".to_vec());
-    t.hsm(a, 0);
+    // a (its agent went away) waits out a back-off before its next try.
+    t.now += 1_000;
     t.hsm(b, 0);
     t.step();
+    let calls = t.ns.lock().archive_calls.clone();
+    assert_eq!(calls.len(), 3, "a re-issued after its back-off");
+    assert_eq!(calls[2].0, vec![a]);
+    t.hsm(a, 0);
+    t.step();
     assert_eq!(t.totals().files_exported, 2);
-    assert_eq!(t.totals().iterations_completed, 2);
+    assert_eq!(t.totals().files_failed, 0);
+    assert_eq!(t.totals().last_successful_ms, Some(t.now));
 }
 
 #[test]
-fn repeated_requeues_end_as_a_failure() {
+fn an_environment_that_keeps_failing_never_makes_a_failure_final() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 1);
+    // Store unreachable, throttled, container missing, credentials refused, agent gone: each
+    // many more times than MAX_ATTEMPTS.
+    let errnos = [
+        libc::ETIMEDOUT,
+        libc::ENOMEDIUM,
+        libc::EKEYREJECTED,
+        libc::ECONNREFUSED,
+        libc::ECANCELED,
+    ];
+    for round in 0..(4 * MAX_ATTEMPTS as usize) {
+        t.step();
+        assert_eq!(
+            t.ns.lock().archive_calls.len(),
+            round + 1,
+            "tried again after its back-off"
+        );
+        t.hsm(a, errnos[round % errnos.len()] as u8);
+        t.step();
+        assert!(t.e.state().failed.is_empty());
+        assert!(
+            t.e.state().pending.contains_key(&a),
+            "pending while it waits"
+        );
+        let st = crate::status::build(t.e.state(), t.now, None);
+        assert!(!st.everything_exported);
+        assert_eq!(st.waiting_files, 1);
+        assert!(st.waiting_reason.is_some());
+        // Not before its back-off is over.
+        t.step();
+        assert_eq!(t.ns.lock().archive_calls.len(), round + 1);
+        t.now += DEFAULT_RETRY_MAX_MS;
+    }
+    t.step();
+    t.hsm(a, 0);
+    t.step();
+    let tot = t.totals();
+    assert_eq!((tot.files_failed, tot.files_exported), (0, 1));
+    assert!(crate::status::build(t.e.state(), t.now, None).everything_exported);
+}
+
+#[test]
+fn backoff_doubles_up_to_its_bound() {
+    assert_eq!(backoff_ms(0, 30_000), 1_000);
+    assert_eq!(backoff_ms(1, 30_000), 2_000);
+    assert_eq!(backoff_ms(4, 30_000), 16_000);
+    assert_eq!(backoff_ms(5, 30_000), 30_000);
+    assert_eq!(backoff_ms(500, 30_000), 30_000);
+}
+
+#[test]
+fn local_errors_are_tried_a_bounded_number_of_times_then_fail() {
     let mut t = T::new(cfg());
     let a = t.file("projects/a.dat", 1);
     for _ in 0..MAX_ATTEMPTS {
         t.step();
-        t.hsm(a, libc::EBUSY as u8);
+        t.hsm(a, libc::EIO as u8);
+        t.now += DEFAULT_RETRY_MAX_MS;
     }
     t.step();
     assert_eq!(t.totals().files_failed, 1);
     assert_eq!(t.ns.lock().archive_calls.len(), MAX_ATTEMPTS as usize);
+    assert!(t.e.state().failed.contains_key(&a));
+}
+
+#[test]
+fn a_file_changing_during_every_copy_is_counted_once_per_iteration_and_never_failed() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 1);
+    let rounds = 3 * MAX_ATTEMPTS as u64;
+    for _ in 0..rounds {
+        t.step();
+        let n =
+            t.e.state()
+                .iteration
+                .as_ref()
+                .map(|i| i.counters.files_discovered);
+        assert_eq!(n, Some(1), "discovered once in its iteration");
+        t.hsm(a, libc::EBUSY as u8);
+        // The writer closes it again meanwhile (same FID: deduplicated).
+        let r = t.rec(ChangeKind::Close, a);
+        t.feed(r);
+    }
+    t.step();
+    t.hsm(a, 0);
+    t.step();
+    let tot = t.totals();
+    assert_eq!((tot.files_failed, tot.files_exported), (0, 1));
+    let log = t.log.entries();
+    assert_eq!(log.iter().filter(|e| e["kind"] == "failure").count(), 0);
+    let requeued: Vec<_> = log.iter().filter(|e| e["kind"] == "requeued").collect();
+    assert_eq!(
+        requeued.len() as u64,
+        rounds,
+        "one line per copy that saw a change"
+    );
+    assert_eq!(requeued[0]["reason"], "changed during copy, re-exported");
+    let iterations: std::collections::BTreeSet<u64> = requeued
+        .iter()
+        .map(|e| e["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(iterations.len() as u64, rounds, "at most one per iteration");
+}
+
+#[test]
+fn a_file_deleted_before_its_archive_ended_is_gone_not_failed() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 1);
+    let b = t.file("projects/b.dat", 1);
+    t.step();
+    t.ns.remove(a);
+    t.hsm(a, libc::ESTALE as u8); // what 2.16 answers for a deleted FID
+    t.hsm(b, libc::ENOENT as u8); // b still exists: not "gone"
+    t.step();
+    assert_eq!(t.totals().files_failed, 0);
+    assert!(!t.e.state().pending.contains_key(&a));
+    assert!(t.e.state().pending.contains_key(&b), "b is tried again");
+}
+
+#[test]
+fn a_failure_recorded_before_a_flush_is_reported_by_it() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 1);
+    t.step();
+    t.hsm(a, libc::EEXIST as u8); // a conflict the policy keeps
+    t.step();
+    assert_eq!(t.totals().files_failed, 1);
+    // Long after, an idle system is flushed: the failure still stands.
+    t.now += 5_000;
+    let id = t.e.flush_begin(t.now);
+    for _ in 0..2 {
+        t.e.on_records(0, &[], true, t.now);
+        t.step();
+    }
+    let out = t.e.flush_poll(id).expect("flush done");
+    assert_eq!(out.failed, 1);
+    assert_eq!(out.failures[0].path, "projects/a.dat");
+    assert!(!crate::status::build(t.e.state(), t.now, None).everything_exported);
+    // The file is fixed (a new change, exported): the failure no longer stands.
+    let r = t.rec(ChangeKind::Close, a);
+    t.feed(r);
+    t.step();
+    t.hsm(a, 0);
+    t.step();
+    assert!(t.e.state().failed.is_empty());
+    let id = t.e.flush_begin(t.now);
+    for _ in 0..2 {
+        t.e.on_records(0, &[], true, t.now);
+        t.step();
+    }
+    assert_eq!(t.e.flush_poll(id).expect("done").failed, 0);
+    assert!(crate::status::build(t.e.state(), t.now, None).everything_exported);
+}
+
+#[test]
+fn a_flush_during_an_outage_does_not_answer_until_the_files_are_exported() {
+    let mut t = T::new(cfg());
+    let a = t.file("projects/a.dat", 1);
+    t.step();
+    let id = t.e.flush_begin(t.now);
+    for _ in 0..2 {
+        t.e.on_records(0, &[], true, t.now);
+        t.step();
+    }
+    for _ in 0..10 {
+        t.hsm(a, libc::ETIMEDOUT as u8);
+        t.step();
+        assert_eq!(t.e.flush_poll(id), None, "not exported: no answer");
+        t.now += DEFAULT_RETRY_MAX_MS;
+        t.step();
+    }
+    t.hsm(a, 0);
+    t.step();
+    let out = t.e.flush_poll(id).expect("done once exported");
+    assert_eq!(out.failed, 0);
+}
+
+#[test]
+fn a_store_outage_delays_namespace_operations_in_order() {
+    let mut c = cfg();
+    c.on_delete = DeleteMode::Delete;
+    let mut t = T::new(c);
+    let projects = t.ns.fid_of("projects").unwrap();
+    let a = t.file("projects/a.dat", 1);
+    t.step();
+    t.store.put("projects/a.dat", b"x", None); // what the copytool wrote
+    t.hsm(a, 0);
+    t.step();
+    t.store.set_unavailable(true);
+    t.ns.remove(a);
+    unlink(&mut t, a, projects, "a.dat", true);
+    t.step();
+    assert_eq!(t.totals().files_failed, 0, "unavailable is not a failure");
+    assert_eq!(t.e.state().ns_ops.len(), 1, "kept for the next try");
+    assert!(!crate::status::build(t.e.state(), t.now, None).everything_exported);
+    t.store.set_unavailable(false);
+    t.step();
+    assert_eq!(t.e.state().ns_ops.len(), 1, "not before its back-off");
+    t.now += DEFAULT_RETRY_MAX_MS;
+    t.step();
+    assert!(t.e.state().ns_ops.is_empty());
+    assert!(!t.store.names().contains(&"projects/a.dat".to_string()));
 }
 
 #[test]

@@ -289,6 +289,8 @@ pub struct FakeStore {
     pub prefix: String,
     /// Names whose writes fail with this error.
     pub fail: Arc<Mutex<HashMap<String, StoreError>>>,
+    /// While set, every call fails as an unreachable store does (transient).
+    pub unavailable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeStore {
@@ -304,7 +306,19 @@ impl FakeStore {
     pub fn put(&self, name: &str, body: &[u8], meta: Option<BlobMeta>) {
         self.lock().insert(name.to_string(), (body.to_vec(), meta));
     }
+    /// An outage of the whole store (every call fails transiently) starts or ends.
+    pub fn set_unavailable(&self, on: bool) {
+        self.unavailable
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn reachable(&self) -> Result<(), StoreError> {
+        if self.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Transient("connection refused".into()));
+        }
+        Ok(())
+    }
     fn check(&self, name: &str) -> Result<(), StoreError> {
+        self.reachable()?;
         let f = match self.fail.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -367,12 +381,15 @@ impl Store for FakeStore {
         Ok(())
     }
     fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError> {
+        self.reachable()?;
         Ok(self.lock().get(name).and_then(|b| b.1.clone()))
     }
     fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        self.reachable()?;
         Ok(self.lock().contains_key(name))
     }
     fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError> {
+        self.reachable()?;
         let dir = dir.trim_end_matches('/');
         let under = format!("{dir}/");
         Ok(self

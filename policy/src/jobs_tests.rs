@@ -23,6 +23,7 @@ fn setup() -> (E, FakeNs, FakeStore, FakeLog, JobRegistry) {
         stale_after_ms: 30_000,
         discover_chunk: 100,
         job_id: "autoexport".into(),
+        retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
     };
     let e = Engine::new(ns.clone(), store.clone(), log.clone(), cfg, 1, None, false).unwrap();
     (e, ns, store, log, JobRegistry::in_memory(1))

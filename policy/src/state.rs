@@ -35,8 +35,19 @@ pub struct Pending {
     pub last_change_ms: u64,
     /// Earliest change not yet exported (the lag gauge counts from here).
     pub first_change_ms: u64,
-    /// Earlier attempts that ended CANCELED/EBUSY/transient.
+    /// Earlier attempts that ended with an error worth a bounded number of tries (EIO, ...):
+    /// the file fails for good after [`crate::engine::MAX_ATTEMPTS`] of them.
     pub attempts: u32,
+    /// Every earlier try that did not export the file, whatever the reason: the exponent of
+    /// the back-off before the next one.
+    #[serde(default)]
+    pub retries: u32,
+    /// Unix ms before which the file is not tried again (0 = as soon as it is due).
+    #[serde(default)]
+    pub retry_at_ms: u64,
+    /// Why the last try did not export the file (shown by `status` while it waits).
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 impl Pending {
@@ -47,6 +58,9 @@ impl Pending {
             last_change_ms: now_ms,
             first_change_ms: now_ms,
             attempts: 0,
+            retries: 0,
+            retry_at_ms: 0,
+            last_error: None,
         }
     }
 }
@@ -60,6 +74,9 @@ pub struct InFlight {
     pub submitted_ms: u64,
     pub first_change_ms: u64,
     pub attempts: u32,
+    /// See [`Pending::retries`].
+    #[serde(default)]
+    pub retries: u32,
 }
 
 /// A namespace operation HSM does not carry (delete, move), applied at the next iteration.
@@ -75,6 +92,14 @@ pub struct NsOp {
     pub index: u64,
     pub at_ms: u64,
     pub op: NsOpKind,
+    /// Tries that failed because the store was unavailable (the back-off exponent).
+    #[serde(default)]
+    pub retries: u32,
+    /// Unix ms before which the operation is not tried again.
+    #[serde(default)]
+    pub retry_at_ms: u64,
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// Counters of one iteration ("so far" while it runs), DESIGN §4.
@@ -88,7 +113,8 @@ pub struct IterCounters {
     pub files_exported: u64,
     pub bytes_exported: u64,
     pub files_failed: u64,
-    /// Re-queued for the next iteration (CANCELED, EBUSY, transient): not failed.
+    /// Re-queued for the next iteration (CANCELED, EBUSY, store unavailable): not failed, but
+    /// not exported either, so the iteration is not a successful one.
     pub files_requeued: u64,
 }
 
@@ -99,7 +125,8 @@ pub struct Totals {
     pub bytes_exported: u64,
     pub files_failed: u64,
     pub iterations_completed: u64,
-    /// End time of the last iteration with zero failed files.
+    /// End time of the last iteration that exported every file it discovered (Azure's "Last
+    /// Successful Iteration": no file failed and none had to be re-queued).
     pub last_successful_ms: Option<u64>,
     pub last_started_ms: Option<u64>,
     pub last_completed_ms: Option<u64>,
@@ -153,6 +180,51 @@ pub struct State {
     pub totals: Totals,
     /// Most recent failures (bounded).
     pub recent_failures: VecDeque<Failure>,
+    /// Failures that still stand, by file: an entry goes only when that file is exported, is
+    /// found archived and clean, or is gone. `status` and `flush` answer from here, never from
+    /// counters, so a failure recorded long before a `flush` is still reported by it.
+    #[serde(default)]
+    pub failed: BTreeMap<Fid, Failure>,
+    /// Standing failures of namespace operations (delete, rename) and of entries without a
+    /// FID, by path: an entry goes when a later operation on the same path succeeds.
+    #[serde(default)]
+    pub failed_ops: BTreeMap<String, Failure>,
+}
+
+impl State {
+    /// How many failures stand now (files and namespace operations).
+    pub fn standing_failures(&self) -> usize {
+        self.failed.len() + self.failed_ops.len()
+    }
+
+    /// Pending files (waiting for an iteration or in the running one's queue) that wait out a
+    /// back-off after a try that did not export them, with the latest reason.
+    pub fn waiting(&self, now_ms: u64) -> (u64, Option<(&str, u64)>) {
+        let queued = self
+            .iteration
+            .iter()
+            .flat_map(|it| it.to_discover.iter().map(|(_, p)| p));
+        let files = self
+            .pending
+            .values()
+            .chain(queued)
+            .map(|p| (p.retry_at_ms, p.last_error.as_deref()));
+        let ops = self
+            .ns_ops
+            .iter()
+            .map(|o| (o.retry_at_ms, o.last_error.as_deref()));
+        let mut count = 0;
+        let mut latest: Option<(&str, u64)> = None;
+        for (at, error) in files.chain(ops).filter(|(at, _)| *at > now_ms) {
+            count += 1;
+            if let Some(e) = error {
+                if latest.is_none_or(|(_, t)| at > t) {
+                    latest = Some((e, at));
+                }
+            }
+        }
+        (count, latest)
+    }
 }
 
 pub const STATE_VERSION: u32 = 1;
@@ -257,6 +329,9 @@ mod tests {
                 last_change_ms: 7,
                 first_change_ms: 6,
                 attempts: 1,
+                retries: 2,
+                retry_at_ms: 99,
+                last_error: Some("x".into()),
             },
         );
         s.totals.files_exported = 3;

@@ -43,7 +43,17 @@ pub struct AutoExportStatus {
     pub pending_namespace_operations: u64,
     /// Age in seconds of the oldest change not yet exported (0 when none).
     pub oldest_unexported_change_age_seconds: f64,
-    /// "Before you delete, check": nothing pending, nothing failed, last iteration clean.
+    /// Failures that still stand (a file not exported since it failed; a namespace operation
+    /// not applied): they keep `everythingExported` false however old they are.
+    pub standing_failures: u64,
+    /// Pending files and operations that wait out a back-off after a try that did not export
+    /// them (store unavailable, file changed, ...).
+    pub waiting_files: u64,
+    /// Why they wait (the latest reason), with the time of the next try.
+    pub waiting_reason: Option<String>,
+    /// "Before you delete, check": a fact about files, not counters. True only when no change
+    /// read from the changelog is pending, queued or in flight, no failure stands for any file
+    /// or operation, and the last iteration exported every file it discovered.
     pub everything_exported: bool,
 }
 
@@ -81,13 +91,32 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         .last_iteration
         .as_ref()
         .is_some_and(|l| l.files_failed > 0);
-    let (status_code, status_message) = match reader_error {
-        Some(e) => ("ChangelogReadFailed".to_string(), e.to_string()),
-        None if last_failed => (
+    let last_clean = st.last_iteration.as_ref().is_some_and(|l| {
+        l.files_failed == 0 && l.files_requeued == 0 && l.files_exported >= l.files_discovered
+    });
+    let standing = st.standing_failures() as u64;
+    let (waiting, why) = st.waiting(now);
+    let waiting_reason = why.map(|(e, at)| {
+        format!(
+            "{e}; next try in {}s",
+            at.saturating_sub(now).div_ceil(1000)
+        )
+    });
+    let (status_code, status_message) = match (reader_error, &waiting_reason) {
+        (Some(e), _) => ("ChangelogReadFailed".to_string(), e.to_string()),
+        (None, Some(w)) => (
+            "Success".to_string(),
+            format!("{waiting} files wait to be tried again: {w}"),
+        ),
+        (None, None) if standing > 0 => (
+            "Success".to_string(),
+            format!("{standing} failures stand; see `lustre-blob flush --wait` or the logging container"),
+        ),
+        (None, None) if last_failed => (
             "Success".to_string(),
             "files failed in the last iteration; see the logging container".to_string(),
         ),
-        None => ("Success".to_string(), String::new()),
+        (None, None) => ("Success".to_string(), String::new()),
     };
     let oldest = oldest_unexported_ms(st);
     let age = oldest
@@ -122,8 +151,12 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         in_flight_files: st.inflight.len() as u64,
         pending_namespace_operations: (st.ns_ops.len() + st.meta_pending.len()) as u64,
         oldest_unexported_change_age_seconds: age,
+        standing_failures: standing,
+        waiting_files: waiting,
+        waiting_reason,
         everything_exported: nothing_pending
-            && !last_failed
+            && standing == 0
+            && last_clean
             && st.totals.last_successful_ms.is_some(),
     }
 }
@@ -209,11 +242,25 @@ pub fn render_human(s: &AutoExportStatus) -> String {
         "Pending: {} files, {} in flight, {} namespace operations; oldest unexported change: {:.0}s",
         s.pending_files, s.in_flight_files, s.pending_namespace_operations, s.oldest_unexported_change_age_seconds
     );
+    if let Some(w) = &s.waiting_reason {
+        let _ = writeln!(
+            o,
+            "Waiting: {} files to be tried again: {w}",
+            s.waiting_files
+        );
+    }
+    if s.standing_failures > 0 {
+        let _ = writeln!(
+            o,
+            "Standing failures: {} (listed by `lustre-blob flush --wait`)",
+            s.standing_failures
+        );
+    }
     let _ = writeln!(
         o,
         "Everything exported: {}",
         if s.everything_exported {
-            "yes (no pending changes, no failed files, last iteration clean)"
+            "yes (no pending changes, no standing failures, last iteration exported every file it discovered)"
         } else {
             "no"
         }
@@ -296,6 +343,24 @@ pub fn render_metrics(s: &AutoExportStatus) -> String {
         s.in_flight_files as f64,
     );
     metric(
+        "standing_failures",
+        "gauge",
+        "Files and namespace operations whose failure still stands.",
+        s.standing_failures as f64,
+    );
+    metric(
+        "waiting_files",
+        "gauge",
+        "Pending files and operations waiting out a back-off before their next try.",
+        s.waiting_files as f64,
+    );
+    metric(
+        "everything_exported",
+        "gauge",
+        "1 when every change read is exported and no failure stands, else 0.",
+        if s.everything_exported { 1.0 } else { 0.0 },
+    );
+    metric(
         "oldest_unexported_change_age_seconds",
         "gauge",
         "Age of the oldest change not yet exported.",
@@ -356,6 +421,9 @@ mod tests {
                 last_change_ms: 9_000,
                 first_change_ms: 8_000,
                 attempts: 0,
+                retries: 0,
+                retry_at_ms: 0,
+                last_error: None,
             },
         );
         st.inflight.insert(
@@ -367,6 +435,7 @@ mod tests {
                 submitted_ms: 0,
                 first_change_ms: 5_000,
                 attempts: 0,
+                retries: 0,
             },
         );
         st
@@ -439,6 +508,84 @@ mod tests {
             ..IterCounters::default()
         });
         assert!(!build(&st, 0, None).everything_exported);
+    }
+
+    fn idle_and_clean() -> State {
+        let mut st = state();
+        st.iteration = None;
+        st.pending.clear();
+        st.inflight.clear();
+        st.last_iteration = Some(IterCounters {
+            number: 3,
+            files_discovered: 2,
+            files_exported: 2,
+            ..IterCounters::default()
+        });
+        assert!(build(&st, 0, None).everything_exported);
+        st
+    }
+
+    #[test]
+    fn a_standing_failure_of_an_older_iteration_keeps_everything_exported_false() {
+        let mut st = idle_and_clean();
+        st.failed.insert(
+            Fid::new(1, 9, 0),
+            crate::state::Failure {
+                at_ms: 1,
+                iteration: 1,
+                fid: Some(Fid::new(1, 9, 0)),
+                path: "projects/a".into(),
+                operation: "archive".into(),
+                error: "x".into(),
+            },
+        );
+        let s = build(&st, 0, None);
+        assert!(!s.everything_exported);
+        assert_eq!(s.standing_failures, 1);
+        assert!(render_human(&s).contains("Standing failures: 1"));
+        assert!(render_metrics(&s).contains("lustre_blob_everything_exported 0\n"));
+    }
+
+    #[test]
+    fn an_iteration_that_re_queued_a_file_is_not_clean() {
+        let mut st = idle_and_clean();
+        st.last_iteration = Some(IterCounters {
+            number: 4,
+            files_discovered: 1,
+            files_requeued: 1,
+            ..IterCounters::default()
+        });
+        assert!(!build(&st, 0, None).everything_exported);
+    }
+
+    #[test]
+    fn files_waiting_for_the_store_say_why() {
+        let mut st = idle_and_clean();
+        st.pending.insert(
+            Fid::new(1, 7, 0),
+            Pending {
+                holds: vec![(0, 4)],
+                last_change_ms: 0,
+                first_change_ms: 0,
+                attempts: 0,
+                retries: 3,
+                retry_at_ms: 12_500,
+                last_error: Some("Connection timed out (errno 110)".into()),
+            },
+        );
+        let s = build(&st, 10_000, None);
+        assert!(!s.everything_exported);
+        assert_eq!(s.waiting_files, 1);
+        assert_eq!(
+            s.waiting_reason.as_deref(),
+            Some("Connection timed out (errno 110); next try in 3s")
+        );
+        assert!(
+            s.status_message.contains("1 files wait to be tried again"),
+            "{}",
+            s.status_message
+        );
+        assert!(render_human(&s).contains("Waiting: 1 files"));
     }
 
     #[test]
