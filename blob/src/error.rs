@@ -76,6 +76,17 @@ impl Error {
         matches!(self, Error::Transient(_))
     }
 
+    /// Whether the error is about the store as a whole rather than this blob: unreachable,
+    /// throttled, the container missing, or the credentials refused. Such an error goes away
+    /// when the environment is fixed, so work that met it is worth another try later.
+    pub fn is_environmental(&self) -> bool {
+        match self {
+            Error::Transient(_) | Error::PermissionDenied(_) => true,
+            Error::Permanent(f) => f.code.as_deref() == Some("ContainerNotFound"),
+            _ => false,
+        }
+    }
+
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict(_))
     }
@@ -304,6 +315,22 @@ fn strip_url_queries(text: &str) -> String {
 mod tests {
     use super::*;
     use object_store::client::HttpErrorKind;
+
+    #[test]
+    fn store_wide_errors_are_environmental_and_blob_errors_are_not() {
+        let c = Classifier::default();
+        let missing = c.http_error("put", "a", 404, "<Code>ContainerNotFound</Code>");
+        assert!(missing.is_environmental(), "{missing:?}");
+        assert!(!missing.is_transient());
+        let denied = c.http_error("put", "a", 403, "<Code>AuthenticationFailed</Code>");
+        assert!(denied.is_environmental());
+        let busy = c.http_error("put", "a", 503, "<Code>ServerBusy</Code>");
+        assert!(busy.is_environmental());
+        let gone = c.http_error("get", "a", 404, "<Code>BlobNotFound</Code>");
+        assert!(!gone.is_environmental());
+        let conflict = c.http_error("put", "a", 412, "<Code>ConditionNotMet</Code>");
+        assert!(!conflict.is_environmental());
+    }
 
     #[test]
     fn classifies_statuses() {

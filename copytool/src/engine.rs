@@ -364,6 +364,12 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     /// Records a failure: tracing, the failure log, and the abort-on-error trigger.
     pub(crate) fn report_failure(&self, item: &Item, path: Option<&str>, f: &Failure) {
         let tag = JobTag::parse(&item.data);
+        if f.reason == "changed" {
+            // Not a failure: the file changed during its copy and is exported again. The policy
+            // engine, which sees every try, logs it once per file and iteration.
+            tracing::info!(fid = %item.fid, path = path.unwrap_or(""), "{} (EBUSY to the coordinator)", f.message);
+            return;
+        }
         tracing::warn!(
             fid = %item.fid,
             path = path.unwrap_or(""),

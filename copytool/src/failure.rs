@@ -50,10 +50,15 @@ impl Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
+        // Errors of the store as a whole (container missing, credentials refused) get errnos of
+        // their own, so the policy engine tells them from the file's own errors and waits them
+        // out instead of failing the file for good.
+        let container_missing = e.azure_code.as_deref() == Some("ContainerNotFound");
         let (errno, reason) = match e.kind {
+            _ if container_missing => (libc::ENOMEDIUM, "container_missing"),
             StoreErrorKind::Conflict => (libc::EEXIST, "conflict"),
             StoreErrorKind::NotFound => (libc::ENOENT, "not_found"),
-            StoreErrorKind::PermissionDenied => (libc::EACCES, "permission_denied"),
+            StoreErrorKind::PermissionDenied => (libc::EKEYREJECTED, "permission_denied"),
             StoreErrorKind::InvalidName => (libc::EINVAL, "invalid_name"),
             StoreErrorKind::Transient => (libc::ETIMEDOUT, "transient"),
             StoreErrorKind::Permanent => (libc::EIO, "blob_error"),
@@ -97,10 +102,24 @@ mod tests {
     fn store_errors_map_to_coordinator_errnos() {
         assert_eq!(map(StoreErrorKind::Conflict).errno, libc::EEXIST);
         assert_eq!(map(StoreErrorKind::Conflict).reason, "conflict");
-        assert_eq!(map(StoreErrorKind::PermissionDenied).errno, libc::EACCES);
+        assert_eq!(
+            map(StoreErrorKind::PermissionDenied).errno,
+            libc::EKEYREJECTED
+        );
         assert_eq!(map(StoreErrorKind::InvalidName).errno, libc::EINVAL);
         assert_eq!(map(StoreErrorKind::NotFound).errno, libc::ENOENT);
         assert_eq!(map(StoreErrorKind::Cancelled).errno, libc::ECANCELED);
+    }
+
+    #[test]
+    fn a_missing_container_is_told_from_a_missing_blob() {
+        let e = StoreError::new(StoreErrorKind::Permanent, "no container")
+            .with_http(Some(404), Some("ContainerNotFound".into()));
+        let f = Failure::from(e);
+        assert_eq!((f.errno, f.reason), (libc::ENOMEDIUM, "container_missing"));
+        let e = StoreError::new(StoreErrorKind::NotFound, "no blob")
+            .with_http(Some(404), Some("BlobNotFound".into()));
+        assert_eq!(Failure::from(e).errno, libc::ENOENT);
     }
 
     #[test]

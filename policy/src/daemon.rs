@@ -401,6 +401,9 @@ fn jobs_refusal(e: JobsError) -> Response {
 pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     let policy = Policy::load(policy_path)?;
     let cfg = engine_config(&policy).map_err(anyhow::Error::msg)?;
+    // Before anything reads or writes the state: held until this function returns.
+    let _owner = crate::state::StateDirLock::acquire(&policy.control.state_dir)
+        .map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -303,7 +303,9 @@ fn store_err(e: blob::Error) -> StoreError {
         StoreError::Conflict(text)
     } else if matches!(e, blob::Error::InvalidName(_)) {
         StoreError::InvalidName(text)
-    } else if e.is_transient() {
+    } else if e.is_environmental() {
+        // Unreachable, throttled, container missing, credentials refused: not the entry's
+        // fault, waited out by the engine.
         StoreError::Transient(text)
     } else {
         StoreError::Permanent(text)

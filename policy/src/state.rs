@@ -230,6 +230,58 @@ impl State {
 pub const STATE_VERSION: u32 = 1;
 pub const MAX_RECENT_FAILURES: usize = 1000;
 
+/// The exclusive claim of one daemon on a state directory, held for the daemon's life: two
+/// daemons on one state would overwrite each other's cursors and counters. An `flock` on
+/// `DIR/lock` (released by the kernel when the process dies, however it dies), with the
+/// owner's pid written into the file so the refusal can name it.
+#[derive(Debug)]
+pub struct StateDirLock {
+    _file: std::fs::File,
+}
+
+impl StateDirLock {
+    /// Takes the lock or says who holds it.
+    pub fn acquire(dir: &Path) -> Result<StateDirLock, String> {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("state directory {}: {e}", dir.display()))?;
+        let path = dir.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(format!("{}: cannot lock: {err}", path.display()));
+            }
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let owner = match text.trim() {
+                "" => "another process".to_string(),
+                pid => format!("pid {pid}"),
+            };
+            return Err(format!(
+                "state directory {} is in use by another lustre-blob daemon ({owner}); one daemon per state directory",
+                dir.display()
+            ));
+        }
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.sync_all());
+        written.map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(StateDirLock { _file: file })
+    }
+}
+
 /// Atomic JSON file writes and reads.
 #[derive(Debug, Clone)]
 pub struct StateFile {
@@ -308,6 +360,19 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_directory_is_owned_by_one_holder_and_the_refusal_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StateDirLock::acquire(dir.path()).unwrap();
+        let e = StateDirLock::acquire(dir.path()).unwrap_err();
+        assert!(
+            e.contains(&format!("pid {}", std::process::id())) && e.contains("in use"),
+            "{e}"
+        );
+        drop(first);
+        StateDirLock::acquire(dir.path()).expect("free again once the holder is gone");
+    }
 
     #[test]
     fn save_then_load_round_trips_and_leaves_no_temp() {
