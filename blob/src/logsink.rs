@@ -60,6 +60,21 @@ impl FailureEntry {
     }
 }
 
+/// A file that was not exported by its try and goes again, with no failure counted (it changed
+/// during its copy): one line per such try.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequeuedEntry {
+    #[serde(with = "rfc3339")]
+    pub time: SystemTime,
+    pub job: String,
+    pub iteration: u64,
+    pub fid: Option<String>,
+    pub path: String,
+    pub operation: String,
+    /// E.g. `changed during copy, re-exported`.
+    pub reason: String,
+}
+
 /// The end of one iteration (or job), with the Auto-Export counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SummaryEntry {
@@ -74,11 +89,13 @@ pub struct SummaryEntry {
     pub files_failed: u64,
 }
 
-/// A line of the log. Serialised with a `"kind"` field: `failure`, `summary` or `dropped`.
+/// A line of the log. Serialised with a `"kind"` field: `failure`, `requeued`, `summary` or
+/// `dropped`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum LogEntry {
     Failure(FailureEntry),
+    Requeued(RequeuedEntry),
     Summary(SummaryEntry),
     /// Entries lost because the logging container could not be written for a while.
     Dropped {

@@ -320,6 +320,11 @@ fn a_file_changing_during_every_copy_is_counted_once_per_iteration_and_never_fai
         "one line per copy that saw a change"
     );
     assert_eq!(requeued[0]["reason"], "changed during copy, re-exported");
+    for e in &log {
+        // What the daemon's logging-container writer accepts (it drops anything else).
+        serde_json::from_value::<blob::LogEntry>(e.clone())
+            .unwrap_or_else(|err| panic!("{e} is not a logging-container entry: {err}"));
+    }
     let iterations: std::collections::BTreeSet<u64> = requeued
         .iter()
         .map(|e| e["iteration"].as_u64().unwrap())

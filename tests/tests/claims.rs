@@ -92,7 +92,7 @@ fn a_store_outage_never_ends_in_a_false_exported_and_the_files_follow_when_it_is
 
 #[test]
 fn a_failure_recorded_before_the_flush_is_reported_by_it() {
-    let mut s = up(StackOptions::default());
+    let s = up(StackOptions::default());
     s.write("n/ok.txt", b"fine");
     s.write("n/bad\nname.txt", b"a name no blob can carry");
     let failed = wait_until(Duration::from_secs(60), || {
@@ -125,7 +125,7 @@ fn a_failure_recorded_before_the_flush_is_reported_by_it() {
 
 #[test]
 fn a_file_appended_to_during_its_export_is_re_exported_not_failed() {
-    let mut s = up(StackOptions::default());
+    let s = up(StackOptions::default());
     // Big enough that every copy overlaps with an append (64 KiB blocks, 4 in flight).
     let big = vec![7u8; 24 << 20];
     let path = s.write("grow/log.bin", &big);
@@ -168,6 +168,10 @@ fn a_file_appended_to_during_its_export_is_re_exported_not_failed() {
         .filter(|l| l["kind"] == "requeued")
         .map(|l| l["iteration"].as_u64().unwrap_or(0))
         .collect();
+    assert!(
+        !requeued.is_empty(),
+        "the appends overlapped a copy, which says so: {about:?}"
+    );
     let distinct: std::collections::BTreeSet<u64> = requeued.iter().copied().collect();
     assert_eq!(
         requeued.len(),
@@ -178,7 +182,7 @@ fn a_file_appended_to_during_its_export_is_re_exported_not_failed() {
 
 #[test]
 fn a_second_daemon_on_the_same_state_directory_is_refused_naming_the_first() {
-    let mut s = up(StackOptions::default());
+    let s = up(StackOptions::default());
     let first = s.daemon.as_ref().and_then(|d| d.pid()).expect("daemon pid");
     let mut other = s.policy.clone();
     other.socket = s.dir.path().join("other.sock");
