@@ -119,24 +119,24 @@ impl BlobStore {
                 if let Some(limit) = limit {
                     limit.acquire(end - start).await;
                 }
-                let bytes = store
-                    .retrying(|| async {
-                        let o = GetOptions {
-                            range: Some(GetRange::Bounded(start..end)),
-                            if_match: etag.clone(),
-                            ..Default::default()
-                        };
-                        let r = store
-                            .inner
-                            .azure
-                            .get_opts(name.path(), o)
-                            .await
-                            .map_err(|e| store.store_err("get", name.as_str(), e))?;
-                        r.bytes()
-                            .await
-                            .map_err(|e| store.store_err("get", name.as_str(), e))
-                    })
-                    .await?;
+                // One request: object_store retries it (a wrapper here would square the attempts).
+                let bytes = (async {
+                    let o = GetOptions {
+                        range: Some(GetRange::Bounded(start..end)),
+                        if_match: etag.clone(),
+                        ..Default::default()
+                    };
+                    let r = store
+                        .inner
+                        .azure
+                        .get_opts(name.path(), o)
+                        .await
+                        .map_err(|e| store.store_err("get", name.as_str(), e))?;
+                    r.bytes()
+                        .await
+                        .map_err(|e| store.store_err("get", name.as_str(), e))
+                })
+                .await?;
                 if bytes.len() as u64 != end - start {
                     return Err(Error::Integrity {
                         name: name.to_string(),
