@@ -204,6 +204,24 @@ impl Store {
         }
     }
 
+    /// Deletes a container and everything in it (Azure answers 202; a missing one is 404).
+    pub fn delete_container(&self, name: &str) {
+        let r = self
+            .request(
+                "DELETE",
+                &format!("/{name}"),
+                &[("restype", "container")],
+                &[],
+                b"",
+            )
+            .expect("delete container");
+        assert!(
+            r.status == 202 || r.status == 404,
+            "delete container {name}: {}",
+            r.status
+        );
+    }
+
     /// Puts a block blob under a raw name (any bytes: percent-encoded on the wire).
     pub fn put_raw(&self, container: &str, name: &[u8], body: &[u8]) -> Reply {
         self.request(

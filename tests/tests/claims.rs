@@ -91,6 +91,36 @@ fn a_store_outage_never_ends_in_a_false_exported_and_the_files_follow_when_it_is
 }
 
 #[test]
+fn a_deleted_export_container_makes_files_wait_not_fail_until_it_is_back() {
+    let s = up(StackOptions::default());
+    s.write("c/first.dat", b"before");
+    assert!(s.flush("60s").status.success());
+    s.store.delete_container(&s.container);
+    for i in 0..5 {
+        s.write(&format!("c/f{i}.dat"), format!("f{i}").as_bytes());
+    }
+    let waited = wait_until(Duration::from_secs(240), || {
+        s.status_json()["waitingFiles"].as_u64().unwrap_or(0) >= 1
+    });
+    assert!(waited, "files never waited for the container: {}", s.logs());
+    let st = s.status_json();
+    assert_eq!(st["totalFilesFailed"], 0, "{st}");
+    assert_eq!(st["everythingExported"], false, "{st}");
+    assert_ne!(s.flush("3s").status.code(), Some(0));
+    // The admin makes the container again (empty): the waiting files follow by themselves.
+    s.store.create_container(&s.container);
+    let o = s.flush("180s");
+    assert!(o.status.success(), "{}\n{}", text(&o), s.logs());
+    for i in 0..5 {
+        assert_eq!(
+            s.store.get(&s.container, &format!("c/f{i}.dat")).as_deref(),
+            Some(format!("f{i}").as_bytes())
+        );
+    }
+    assert_eq!(s.status_json()["totalFilesFailed"], 0);
+}
+
+#[test]
 fn a_failure_recorded_before_the_flush_is_reported_by_it() {
     let s = up(StackOptions::default());
     s.write("n/ok.txt", b"fine");
