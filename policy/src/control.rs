@@ -39,6 +39,11 @@ pub enum Request {
     Autoexport {
         enable: bool,
     },
+    /// Export these paths (relative to the mount) at the next iteration, whatever the changelog
+    /// said (`verify --requeue`).
+    Requeue {
+        paths: Vec<std::path::PathBuf>,
+    },
 }
 
 /// The answer. `code` is the CLI's exit code for refusals (see `main.rs`).

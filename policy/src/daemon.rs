@@ -321,6 +321,19 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                     Err(e) => jobs_refusal(e),
                 }
             }
+            Request::Requeue { paths } => {
+                let mut queued = 0u64;
+                let mut unknown = Vec::new();
+                for p in &paths {
+                    use std::os::unix::ffi::OsStrExt;
+                    match self.engine.requeue_path(p.as_os_str().as_bytes(), now) {
+                        Ok(()) => queued += 1,
+                        Err(e) => unknown.push(format!("{}: {e}", p.display())),
+                    }
+                }
+                tracing::info!(queued, refused = unknown.len(), "paths requeued on request");
+                Response::ok(serde_json::json!({ "queued": queued, "refused": unknown }))
+            }
             Request::Cancel { id } => match self.jobs.cancel(&id, now) {
                 Ok(()) => Response::ok(serde_json::json!({ "id": id, "state": "Cancelling" })),
                 Err(e) => jobs_refusal(e),

@@ -334,6 +334,27 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.st.autoexport_enabled
     }
 
+    /// Puts the file at `rel` into the pending set as if the changelog had announced a change
+    /// (`verify --requeue`): it is exported at the next iteration if it is in scope.
+    pub fn requeue_path(&mut self, rel: &[u8], now: u64) -> Result<(), String> {
+        if !self.cfg.scope.covers(rel) {
+            return Err("outside the export path".into());
+        }
+        let fid = self.ns.path2fid(rel).map_err(|e| e.to_string())?;
+        let p = self.st.pending.entry(fid).or_insert(Pending {
+            holds: Vec::new(),
+            last_change_ms: now,
+            first_change_ms: now,
+            attempts: 0,
+            retries: 0,
+            retry_at_ms: 0,
+            last_error: None,
+        });
+        p.retry_at_ms = 0;
+        self.changed = true;
+        Ok(())
+    }
+
     // ---------------------------------------------------------------- changelog records
 
     /// Feeds records of MDT `mdt` in index order; `end_of_pass` says the reader reached the end

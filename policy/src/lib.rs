@@ -26,3 +26,4 @@ pub mod scope;
 pub mod state;
 pub mod status;
 pub mod tree_scan;
+pub mod verify;

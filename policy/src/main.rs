@@ -88,6 +88,19 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Audit: walk the tree and the container side by side and report every file without its
+    /// blob, blob that disagrees with its file, and blob without a file (exit 1 on any but the
+    /// last).
+    Verify {
+        /// A directory inside the mount (default: the whole mount).
+        path: Option<PathBuf>,
+        /// One JSON object per finding, then a summary line.
+        #[arg(long)]
+        json: bool,
+        /// Hand the missing, lost, stale and mismatched files to the next iteration.
+        #[arg(long)]
+        requeue: bool,
+    },
     /// Switch the auto-export job on or off.
     Autoexport {
         #[arg(value_parser = ["enable", "disable"])]
@@ -322,32 +335,44 @@ fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
     Ok(code)
 }
 
-/// The `trusted.lustre_blob` xattr of a file (not following symlinks).
-fn read_record(p: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let name = std::ffi::CString::new(policy::engine::EXPORT_XATTR)
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mut buf = vec![0u8; 65536];
-    // SAFETY: both strings are NUL-terminated; buf is valid for buf.len() writable bytes.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
+use policy::real::read_export_record as read_record;
+
+fn verify(cli: &Cli, path: Option<PathBuf>, json: bool, requeue: bool) -> Result<i32, Failure> {
+    let policy = load(&cli.config)?;
+    let opts = policy::verify::VerifyOptions {
+        path,
+        json,
+        requeue,
     };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENODATA) => Ok(None),
-            _ => Err(e),
-        };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let o = policy::verify::run(&policy, &opts, &mut out)
+        .map_err(|e| Failure(exit::FILES_FAILED, e))?;
+    let s = &o.summary;
+    if json {
+        println!("{}", serde_json::json!({ "summary": s }));
+    } else {
+        println!(
+            "checked {} entries and {} blobs: {} missing, {} lost, {} stale, {} mismatched, {} of another kind, {} uncarriable names, {} orphan blobs",
+            s.entries_checked, s.blobs_checked, s.missing, s.lost, s.stale, s.mismatch, s.kind, s.uncarriable, s.orphan
+        );
     }
-    buf.truncate(n as usize);
-    Ok(Some(buf))
+    if !o.requeue.is_empty() {
+        let n = o.requeue.len();
+        ask(
+            cli,
+            &Request::Requeue { paths: o.requeue },
+            Some(Duration::from_secs(60)),
+        )?;
+        if !json {
+            println!("{n} handed to the next iteration");
+        }
+    }
+    Ok(if s.errors() > 0 {
+        exit::FILES_FAILED
+    } else {
+        exit::OK
+    })
 }
 
 fn run(cli: &Cli) -> Result<i32, Failure> {
@@ -505,6 +530,11 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
             })
         }
         Cmd::Catalog { paths, json } => catalog(cli, paths, *json),
+        Cmd::Verify {
+            path,
+            json,
+            requeue,
+        } => verify(cli, path.clone(), *json, *requeue),
         Cmd::Autoexport { action } => {
             let enable = action == "enable";
             ask(

@@ -509,6 +509,53 @@ impl EventLog for BlobLog {
     }
 }
 
+/// The `trusted.lustre_blob` xattr of a file (not following symlinks).
+pub fn read_export_record(p: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let name = std::ffi::CString::new(crate::engine::EXPORT_XATTR)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: both strings are NUL-terminated; buf is valid for buf.len() writable bytes.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
+}
+
+/// Removes the `trusted.lustre_blob` xattr of a file (not following symlinks); a file without
+/// one is fine. `verify --requeue` does this for a file whose blob the store lost: the record
+/// names a blob that no longer exists, and the copytool would take the loss for a conflict.
+pub fn remove_export_record(p: &Path) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let name = std::ffi::CString::new(crate::engine::EXPORT_XATTR)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: both strings are NUL-terminated and outlive the call.
+    let rc = unsafe { libc::lremovexattr(c.as_ptr(), name.as_ptr()) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENODATA) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 /// A path inside the mount as bytes relative to its root (`None` when outside it).
 pub fn rel_to_mount(root: &Path, path: &Path) -> Option<Vec<u8>> {
     let abs = if path.is_absolute() {
