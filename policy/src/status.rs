@@ -51,6 +51,9 @@ pub struct AutoExportStatus {
     pub waiting_files: u64,
     /// Why they wait (the latest reason), with the time of the next try.
     pub waiting_reason: Option<String>,
+    /// Changelog records read but not yet cleared, over every MDT: the MDT keeps them for us.
+    /// Growing without bound means work that never ends (or a clear the MDT refuses).
+    pub changelog_uncleared_records: u64,
     /// "Before you delete, check": a fact about files, not counters. True only when no change
     /// read from the changelog is pending, queued or in flight, no failure stands for any file
     /// or operation, and the last iteration exported every file it discovered.
@@ -154,6 +157,11 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         standing_failures: standing,
         waiting_files: waiting,
         waiting_reason,
+        changelog_uncleared_records: st
+            .cursors
+            .iter()
+            .map(|c| c.last_read.saturating_sub(c.cleared))
+            .sum(),
         everything_exported: nothing_pending
             && standing == 0
             && last_clean
@@ -353,6 +361,12 @@ pub fn render_metrics(s: &AutoExportStatus) -> String {
         "gauge",
         "Pending files and operations waiting out a back-off before their next try.",
         s.waiting_files as f64,
+    );
+    metric(
+        "changelog_uncleared_records",
+        "gauge",
+        "Changelog records read and not yet cleared (kept by the MDTs for unfinished work).",
+        s.changelog_uncleared_records as f64,
     );
     metric(
         "everything_exported",
