@@ -214,7 +214,11 @@ pub struct Daemon<N: Namespace, S: Store, L: EventLog> {
 }
 
 impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
-    pub fn new(engine: Engine<N, S, L>, jobs: JobRegistry, policy_path: PathBuf) -> Self {
+    pub fn new(engine: Engine<N, S, L>, mut jobs: JobRegistry, policy_path: PathBuf) -> Self {
+        // An auto-export job runs from the start when the state says auto-export is on.
+        if engine.enabled() {
+            jobs.autoexport_toggled(true, "", engine.state(), now_ms());
+        }
         Daemon {
             engine,
             jobs,
@@ -275,7 +279,8 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                     }
                 }
                 self.engine.set_enabled(enable);
-                self.jobs.autoexport_toggled(enable, now);
+                self.jobs
+                    .autoexport_toggled(enable, "Disabled", self.engine.state(), now);
                 tracing::info!(enable, "auto-export toggled");
                 Response::ok(serde_json::json!({ "enabled": enable }))
             }
@@ -335,6 +340,15 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                 Response::ok(serde_json::json!({ "queued": queued, "refused": unknown }))
             }
             Request::Cancel { id } => match self.jobs.cancel(&id, now) {
+                Ok(()) if id == "autoexport" => {
+                    // The portal's Cancel of auto-export: it stops (requests already sent still
+                    // settle) and the job ends Canceled with its counters.
+                    self.engine.set_enabled(false);
+                    self.jobs
+                        .autoexport_toggled(false, "Canceled", self.engine.state(), now);
+                    tracing::info!("auto-export job canceled");
+                    Response::ok(serde_json::json!({ "id": id, "state": "Canceled" }))
+                }
                 Ok(()) => Response::ok(serde_json::json!({ "id": id, "state": "Cancelling" })),
                 Err(e) => jobs_refusal(e),
             },

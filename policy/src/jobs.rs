@@ -140,6 +140,13 @@ impl JobRecord {
 struct Saved {
     next_id: u64,
     jobs: VecDeque<JobRecord>,
+    /// When the current auto-export job started (enabled), `None` while it is off.
+    #[serde(default)]
+    autoexport_since_ms: Option<u64>,
+    /// Auto-export jobs started so far: names the ended ones in the history
+    /// (`autoexport-N`), as the portal lists each run of auto-export as a job of its own.
+    #[serde(default)]
+    autoexport_runs: u64,
 }
 
 /// Running and recent jobs.
@@ -333,11 +340,17 @@ impl JobRegistry {
         Ok(id)
     }
 
+    /// Cancels job `id`. `autoexport` is the portal's Cancel of the current auto-export job:
+    /// the caller disables auto-export and reports the end with [`JobRegistry::autoexport_toggled`].
     pub fn cancel(&mut self, id: &str, _now: u64) -> Result<(), JobsError> {
         if id == "autoexport" {
-            return Err(JobsError::Invalid(
-                "auto-export is stopped with `lustre-blob autoexport disable`".into(),
-            ));
+            return match self.saved.autoexport_since_ms {
+                Some(_) => Ok(()),
+                None => Err(JobsError::Invalid(
+                    "the auto-export job is not running (start one with `lustre-blob autoexport enable`)"
+                        .into(),
+                )),
+            };
         }
         let j = self
             .saved
@@ -360,14 +373,25 @@ impl JobRegistry {
         Ok(())
     }
 
-    fn autoexport_record(st: &State) -> JobRecord {
+    /// The current auto-export job: started when auto-export was enabled; a running job has no
+    /// completion time.
+    fn autoexport_record(&self, st: &State) -> JobRecord {
         let s = crate::status::build(st, crate::engine::now_ms(), None);
+        let running = st.autoexport_enabled;
         JobRecord {
             id: "autoexport".into(),
             kind: "autoexport".into(),
             state: s.state.clone(),
-            start_time_utc: s.last_started_time_utc.clone(),
-            completion_time_utc: s.last_completion_time_utc.clone(),
+            start_time_utc: self
+                .saved
+                .autoexport_since_ms
+                .map(rfc3339)
+                .or_else(|| s.last_started_time_utc.clone()),
+            completion_time_utc: if running {
+                None
+            } else {
+                s.last_completion_time_utc.clone()
+            },
             export: None,
             import: None,
             autoexport: serde_json::to_value(&s).ok(),
@@ -377,19 +401,56 @@ impl JobRegistry {
 
     /// Recent jobs, newest first, auto-export first of all.
     pub fn list(&self, st: &State) -> Vec<JobRecord> {
-        let mut v = vec![Self::autoexport_record(st)];
+        let mut v = vec![self.autoexport_record(st)];
         v.extend(self.saved.jobs.iter().rev().cloned());
         v
     }
 
     pub fn get(&self, id: &str, st: &State) -> Option<JobRecord> {
         if id == "autoexport" {
-            return Some(Self::autoexport_record(st));
+            return Some(self.autoexport_record(st));
         }
         self.saved.jobs.iter().find(|j| j.id == id).cloned()
     }
 
-    pub fn autoexport_toggled(&mut self, _enabled: bool, _now: u64) {}
+    /// Auto-export switched on or off. On: a new auto-export job starts now (unless one runs).
+    /// Off: the running one ends with state `ended` (`Canceled` for a cancel, `Disabled` for a
+    /// disable) and its final counters, kept in the history as `autoexport-N`.
+    pub fn autoexport_toggled(&mut self, enabled: bool, ended: &str, st: &State, now: u64) {
+        match (enabled, self.saved.autoexport_since_ms) {
+            (true, None) => {
+                self.saved.autoexport_since_ms = Some(now);
+                self.saved.autoexport_runs += 1;
+            }
+            (false, Some(since)) => {
+                let s = crate::status::build(st, now, None);
+                // The counters are flattened into the record: their `state` must say how the
+                // job ended, not the live auto-export state.
+                let mut counters = serde_json::to_value(&s).ok();
+                if let Some(serde_json::Value::Object(m)) = counters.as_mut() {
+                    m.insert("state".into(), serde_json::Value::from(ended));
+                }
+                self.saved.jobs.push_back(JobRecord {
+                    id: format!("autoexport-{}", self.saved.autoexport_runs.max(1)),
+                    kind: "autoexport".into(),
+                    state: ended.into(),
+                    start_time_utc: Some(rfc3339(since)),
+                    completion_time_utc: Some(rfc3339(now)),
+                    export: None,
+                    import: None,
+                    autoexport: counters,
+                    started_ms: since,
+                });
+                while self.saved.jobs.len() > HISTORY {
+                    self.saved.jobs.pop_front();
+                }
+                self.saved.autoexport_since_ms = None;
+            }
+            _ => return,
+        }
+        self.dirty = true;
+        self.save();
+    }
 
     /// Advances the running job by one step.
     pub fn step<N: Namespace, S: Store, L: EventLog>(

@@ -332,3 +332,59 @@ fn import_path_checks() {
         assert!(check_import_path(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn cancel_of_the_auto_export_job_ends_it_canceled_and_enable_starts_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut e, ns, _s, _l, _) = setup();
+    let mut jobs = JobRegistry::open(StateFile::new(dir.path().join("jobs.json")), 1).unwrap();
+    assert!(
+        jobs.cancel("autoexport", 0).is_err(),
+        "nothing to cancel before it starts"
+    );
+    e.set_enabled(true);
+    jobs.autoexport_toggled(true, "", e.state(), 1_000);
+    let live = jobs.get("autoexport", e.state()).unwrap();
+    assert_eq!(live.start_time_utc.as_deref(), Some("1970-01-01T00:00:01Z"));
+    assert_eq!(
+        live.completion_time_utc, None,
+        "a running job has no end time"
+    );
+    // Some work, then the portal's Cancel.
+    let a = ns.add("a", FileKind::Regular, 1);
+    e.on_change(
+        &crate::model::Change::simple(0, 1, crate::model::ChangeKind::Close, a),
+        0,
+    );
+    e.step(0).unwrap();
+    jobs.cancel("autoexport", 5_000).unwrap();
+    e.set_enabled(false);
+    jobs.autoexport_toggled(false, "Canceled", e.state(), 5_000);
+    let list = jobs.list(e.state());
+    let ended = list.iter().find(|j| j.id == "autoexport-1").expect("kept");
+    assert_eq!(ended.kind, "autoexport");
+    assert_eq!(ended.state, "Canceled");
+    assert_eq!(
+        ended.start_time_utc.as_deref(),
+        Some("1970-01-01T00:00:01Z")
+    );
+    assert_eq!(
+        ended.completion_time_utc.as_deref(),
+        Some("1970-01-01T00:00:05Z")
+    );
+    let counters = ended.autoexport.as_ref().unwrap();
+    assert_eq!(counters["currentIterationFilesDiscovered"], 1, "{counters}");
+    assert!(jobs.cancel("autoexport", 6_000).is_err(), "already ended");
+    // Enabled again: a new job, a new start time.
+    e.set_enabled(true);
+    jobs.autoexport_toggled(true, "", e.state(), 9_000);
+    let live = jobs.get("autoexport", e.state()).unwrap();
+    assert_eq!(live.start_time_utc.as_deref(), Some("1970-01-01T00:00:09Z"));
+    assert_eq!(live.completion_time_utc, None);
+    e.set_enabled(false);
+    jobs.autoexport_toggled(false, "Disabled", e.state(), 10_000);
+    assert!(jobs
+        .list(e.state())
+        .iter()
+        .any(|j| j.id == "autoexport-2" && j.state == "Disabled"));
+}

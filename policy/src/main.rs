@@ -478,12 +478,13 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
             Ok(exit::OK)
         }
         Cmd::Cancel { id } => {
-            ask(
+            let r = ask(
                 cli,
                 &Request::Cancel { id: id.clone() },
                 Some(Duration::from_secs(30)),
             )?;
-            println!("{id}: cancelling");
+            let state = r.data["state"].as_str().unwrap_or("Cancelling");
+            println!("{id}: {}", state.to_lowercase());
             Ok(exit::OK)
         }
         Cmd::Flush {

@@ -1,0 +1,59 @@
+//! What operators do from the portal, done from the CLI (issue 16): cancel the auto-export job.
+
+use e2e::stack::{Stack, StackOptions};
+
+fn jobs(s: &Stack) -> Vec<serde_json::Value> {
+    let o = s.cli(&["jobs", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .expect("jobs --json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn cancel_of_the_auto_export_job_stops_it_and_enable_starts_a_new_one() {
+    let mut s = Stack::new(StackOptions::default());
+    s.start_copytool(&[]);
+    s.start_daemon();
+    s.write("o/a.txt", b"a");
+    assert!(s.flush("60s").status.success());
+    let live = jobs(&s);
+    assert_eq!(live[0]["id"], "autoexport");
+    assert!(live[0]["startTimeUTC"].is_string(), "{live:?}");
+    assert!(
+        live[0]["completionTimeUTC"].is_null(),
+        "running: no end time"
+    );
+
+    let o = s.cli(&["cancel", "autoexport"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "autoexport: canceled"
+    );
+    let after = jobs(&s);
+    let ended = after
+        .iter()
+        .find(|j| j["id"] == "autoexport-1")
+        .unwrap_or_else(|| panic!("{after:?}"));
+    assert_eq!(ended["state"], "Canceled");
+    assert!(ended["completionTimeUTC"].is_string());
+    assert_eq!(
+        ended["totalFilesExported"], 2,
+        "its final counters (o/ and o/a.txt): {ended}"
+    );
+    assert_eq!(s.status_json()["state"], "Disabled");
+    // A change now is not exported: the job is over.
+    s.write("o/b.txt", b"b");
+    let o = s.cli(&["cancel", "autoexport"]);
+    assert_eq!(o.status.code(), Some(2), "nothing to cancel");
+
+    assert!(s.cli(&["autoexport", "enable"]).status.success());
+    let again = jobs(&s);
+    assert_eq!(again[0]["id"], "autoexport");
+    assert_eq!(again[0]["state"], "InProgress");
+    assert!(again[0]["completionTimeUTC"].is_null());
+    assert_ne!(again[0]["startTimeUTC"], ended["startTimeUTC"], "a new job");
+}
