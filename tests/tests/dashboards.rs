@@ -32,12 +32,7 @@ fn scrape(port: u16) -> Option<String> {
 fn served(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter(|l| l.starts_with("lustre_blob_"))
-        .map(|l| {
-            l.split(|c: char| c == '{' || c == ' ')
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
+        .map(|l| l.split(['{', ' ']).next().unwrap_or("").to_string())
         .collect()
 }
 
