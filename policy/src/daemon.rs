@@ -211,7 +211,16 @@ pub struct Daemon<N: Namespace, S: Store, L: EventLog> {
     reader_errors: std::collections::BTreeMap<usize, String>,
     flushes: Vec<FlushReply>,
     metrics: Arc<Mutex<String>>,
+    /// When this daemon started, and the changelog records each MDT's reader delivered since:
+    /// an MDT that delivers none is the first sign of a forgotten changelog user (Lustre keeps
+    /// no changelog without one, so the reader waits in silence).
+    started_ms: u64,
+    records_seen: std::collections::BTreeMap<usize, u64>,
 }
+
+/// After this long without a single record from an MDT, `status` asks whether the changelog
+/// user is registered.
+const NO_RECORD_WARNING_MS: u64 = 10_000;
 
 impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
     pub fn new(engine: Engine<N, S, L>, mut jobs: JobRegistry, policy_path: PathBuf) -> Self {
@@ -226,15 +235,51 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
             reader_errors: Default::default(),
             flushes: Vec::new(),
             metrics: Arc::default(),
+            started_ms: now_ms(),
+            records_seen: Default::default(),
         }
     }
 
     pub fn status(&self) -> status::AutoExportStatus {
-        status::build(
+        let now = now_ms();
+        let mut s = status::build(
             self.engine.state(),
-            now_ms(),
+            now,
             self.reader_errors.values().next().map(String::as_str),
-        )
+        );
+        s.warnings = self.warnings(now);
+        s
+    }
+
+    /// Problems that last, said while they last.
+    fn warnings(&self, now: u64) -> Vec<String> {
+        let st = self.engine.state();
+        let mut w = Vec::new();
+        if now.saturating_sub(self.started_ms) < NO_RECORD_WARNING_MS {
+            return w;
+        }
+        let (user, names) = match &st.source {
+            Some(src) => (src.changelog_user.clone(), src.mdts.clone()),
+            None => (String::from("the changelog user"), Vec::new()),
+        };
+        for (mdt, cursor) in st.cursors.iter().enumerate() {
+            // A cursor past 0 read records in an earlier run: the user exists.
+            if cursor.last_read > 0 || self.records_seen.get(&mdt).is_some_and(|n| *n > 0) {
+                continue;
+            }
+            let name = names
+                .get(mdt)
+                .cloned()
+                .unwrap_or_else(|| format!("MDT index {mdt}"));
+            w.push(format!(
+                "no changelog record read from {name} since start {}s ago (is {user} registered? \
+                 on the MDS: lctl get_param mdd.{name}.changelog_users; register with \
+                 lctl --device {name} changelog_register; Lustre keeps no changelog without a user, \
+                 so changes made before that are not seen)",
+                now.saturating_sub(self.started_ms) / 1000
+            ));
+        }
+        w
     }
 
     /// Applies one message (records or a control request).
@@ -242,6 +287,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         let now = now_ms();
         match msg {
             Msg::Records { mdt, records, end } => {
+                *self.records_seen.entry(mdt).or_default() += records.len() as u64;
                 if end {
                     self.reader_errors.remove(&mdt);
                 }
@@ -607,6 +653,41 @@ mod tests {
             Daemon::new(e, JobRegistry::in_memory(1), PathBuf::from("p.toml")),
             ns,
         )
+    }
+
+    #[test]
+    fn an_mdt_whose_changelog_delivers_nothing_asks_for_the_changelog_user() {
+        let (mut d, ns) = daemon();
+        d.engine
+            .bind_source(crate::state::Source {
+                changelog_user: "cl1".into(),
+                mdts: vec!["lsim-MDT0000".into()],
+            })
+            .unwrap();
+        assert!(d.status().warnings.is_empty(), "not in the first seconds");
+        d.started_ms -= NO_RECORD_WARNING_MS;
+        let w = d.status().warnings;
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("no changelog record read from lsim-MDT0000"),
+            "{}",
+            w[0]
+        );
+        assert!(w[0].contains("is cl1 registered?"), "{}", w[0]);
+        assert!(
+            w[0].contains("lctl --device lsim-MDT0000 changelog_register"),
+            "{}",
+            w[0]
+        );
+        assert!(status::render_human(&d.status()).contains("Warning: no changelog record"));
+        // The first record ends it.
+        let f = ns.add("a", FileKind::Regular, 1);
+        d.handle(Msg::Records {
+            mdt: 0,
+            records: vec![Change::simple(0, 1, ChangeKind::Close, f)],
+            end: true,
+        });
+        assert!(d.status().warnings.is_empty());
     }
 
     fn ask(d: &mut Daemon<FakeNs, FakeStore, FakeLog>, req: Request) -> mpsc::Receiver<Response> {

@@ -54,6 +54,9 @@ pub struct AutoExportStatus {
     /// Changelog records read but not yet cleared, over every MDT: the MDT keeps them for us.
     /// Growing without bound means work that never ends (or a clear the MDT refuses).
     pub changelog_uncleared_records: u64,
+    /// Problems that last (a changelog that delivers nothing, ...), one sentence each.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// "Before you delete, check": a fact about files, not counters. True only when no change
     /// read from the changelog is pending, queued or in flight, no failure stands for any file
     /// or operation, and the last iteration exported every file it discovered.
@@ -162,6 +165,7 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
             .iter()
             .map(|c| c.last_read.saturating_sub(c.cleared))
             .sum(),
+        warnings: Vec::new(),
         everything_exported: nothing_pending
             && standing == 0
             && last_clean
@@ -250,6 +254,9 @@ pub fn render_human(s: &AutoExportStatus) -> String {
         "Pending: {} files, {} in flight, {} namespace operations; oldest unexported change: {:.0}s",
         s.pending_files, s.in_flight_files, s.pending_namespace_operations, s.oldest_unexported_change_age_seconds
     );
+    for w in &s.warnings {
+        let _ = writeln!(o, "Warning: {w}");
+    }
     if let Some(w) = &s.waiting_reason {
         let _ = writeln!(
             o,

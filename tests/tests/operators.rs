@@ -57,3 +57,35 @@ fn cancel_of_the_auto_export_job_stops_it_and_enable_starts_a_new_one() {
     assert!(again[0]["completionTimeUTC"].is_null());
     assert_ne!(again[0]["startTimeUTC"], ended["startTimeUTC"], "a new job");
 }
+
+/// A daemon started before its changelog user was registered: Lustre keeps no changelog without
+/// a user, so nothing ever arrives. Within seconds `status` says so and how to fix it.
+#[test]
+fn a_forgotten_changelog_user_is_said_within_seconds() {
+    let mut s = Stack::new(StackOptions::default());
+    let dev = s.sim.mdt_name(0);
+    let user = s.policy.changelog_user.clone();
+    let o = s
+        .sim
+        .lctl(&["--device", &dev, "changelog_deregister", &user]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.start_copytool(&[]);
+    s.start_daemon();
+    for i in 0..20 {
+        s.write(&format!("forgot/f{i}"), b"x");
+    }
+    let mut st = serde_json::Value::Null;
+    let said = e2e::util::wait_until(std::time::Duration::from_secs(30), || {
+        st = s.status_json();
+        st["warnings"].as_array().is_some_and(|w| !w.is_empty())
+    });
+    assert!(said, "no warning: {st}");
+    let w = st["warnings"][0].as_str().unwrap_or("");
+    assert!(w.contains(&format!("is {user} registered?")), "{w}");
+    assert!(w.contains(&dev), "{w}");
+    let human = String::from_utf8_lossy(&s.cli(&["status"]).stdout).into_owned();
+    assert!(
+        human.contains("Warning: no changelog record read from"),
+        "{human}"
+    );
+}
