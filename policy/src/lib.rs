@@ -13,6 +13,7 @@
 //! * [`exit`]: the CLI's exit codes. See `README.md` for commands and semantics.
 
 pub mod bench;
+pub mod check;
 pub mod control;
 pub mod daemon;
 pub mod engine;

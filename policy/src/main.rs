@@ -88,6 +88,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Preflight: policy, liblustreapi, mount, changelogs, containers (read, write, list,
+    /// delete), clock, state directory, daemon. Exit 0 ok, 1 a warning, 2 a failure.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
     /// Audit: walk the tree and the container side by side and report every file without its
     /// blob, blob that disagrees with its file, and blob without a file (exit 1 on any but the
     /// last).
@@ -531,6 +537,17 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
             })
         }
         Cmd::Catalog { paths, json } => catalog(cli, paths, *json),
+        Cmd::Check { json } => {
+            let checks = policy::check::run(&cli.config);
+            if *json {
+                print_json(&serde_json::to_value(&checks).unwrap_or_default());
+            } else {
+                for c in &checks {
+                    println!("{}", c.line());
+                }
+            }
+            Ok(policy::check::exit_code(&checks))
+        }
         Cmd::Verify {
             path,
             json,

@@ -89,3 +89,80 @@ fn a_forgotten_changelog_user_is_said_within_seconds() {
         "{human}"
     );
 }
+
+fn checks(s: &Stack) -> (Option<i32>, Vec<serde_json::Value>) {
+    let o = s.cli(&["check", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json is not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code(), v.as_array().cloned().unwrap_or_default())
+}
+
+fn level<'a>(c: &'a [serde_json::Value], check: &str) -> Vec<&'a str> {
+    c.iter()
+        .filter(|x| x["check"] == check)
+        .filter_map(|x| x["level"].as_str())
+        .collect()
+}
+
+#[test]
+fn check_passes_on_a_working_deployment_and_names_each_broken_part() {
+    let mut s = Stack::new(StackOptions::default());
+    // Before the daemon runs: everything but the daemon is fine.
+    let (code, c) = checks(&s);
+    assert_eq!(code, Some(1), "only the daemon is missing: {c:?}");
+    for name in [
+        "policy",
+        "liblustreapi",
+        "mount",
+        "changelog",
+        "export container",
+        "logging container",
+        "clock",
+        "state directory",
+    ] {
+        assert_eq!(level(&c, name), vec!["ok"], "{name}: {c:?}");
+    }
+    assert_eq!(level(&c, "changelog user"), vec!["manual"]);
+    assert_eq!(level(&c, "daemon"), vec!["warn"]);
+    s.start_copytool(&[]);
+    s.start_daemon();
+    let (code, c) = checks(&s);
+    assert_eq!(code, Some(0), "{c:?}");
+    // No probe blob is left behind.
+    assert!(s.store.list(&s.container, ".lustre-blob-check").is_empty());
+    // The human form: one line per check.
+    let o = s.cli(&["check"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok     export container")),
+        "{text}"
+    );
+
+    // A container that does not exist and a state directory that cannot be written.
+    s.edit_policy(|p| {
+        p.url = p.url.replace("/export", "/no-such-container");
+        p.state_dir = std::path::PathBuf::from("/proc/no-state-here");
+    });
+    let (code, c) = checks(&s);
+    assert_eq!(code, Some(2), "{c:?}");
+    assert_eq!(level(&c, "export container"), vec!["fail"], "{c:?}");
+    assert_eq!(level(&c, "state directory"), vec!["fail"], "{c:?}");
+    let export = c.iter().find(|x| x["check"] == "export container").unwrap();
+    assert!(
+        export["seen"]
+            .as_str()
+            .unwrap_or("")
+            .contains("write refused"),
+        "{export}"
+    );
+    assert!(
+        export["fix"].as_str().unwrap_or("").contains("rwdl"),
+        "{export}"
+    );
+}

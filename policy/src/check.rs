@@ -1,0 +1,452 @@
+//! `lustre-blob check`: the preflight an admin runs before and after deployment. One line per
+//! check: what was seen and, when it is not ok, the command that fixes it. Nothing is written
+//! to user data: the only writes are probe blobs under a reserved prefix (removed again) and a
+//! temporary file in the state directory.
+//!
+//! Some facts live only on the MDS (a changelog user's registration, `hsm_control`, the agents,
+//! `max_requests`): a client cannot read them, so those lines are `manual` and name the command
+//! to run there. A running daemon's warnings (e.g. a changelog that delivers nothing) are shown.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// How a check came out. `Manual` does not change the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Manual,
+    Warn,
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub level: Level,
+    pub seen: String,
+    /// What to run or change when it is not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn new(check: &str, level: Level, seen: impl Into<String>, fix: Option<String>) -> Check {
+        Check {
+            check: check.to_string(),
+            level,
+            seen: seen.into(),
+            fix,
+        }
+    }
+
+    /// `LEVEL  CHECK  seen [— fix: ...]`
+    pub fn line(&self) -> String {
+        let level = match self.level {
+            Level::Ok => "ok",
+            Level::Manual => "manual",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        };
+        match &self.fix {
+            Some(f) => format!("{level:<6} {:<18} {} — fix: {f}", self.check, self.seen),
+            None => format!("{level:<6} {:<18} {}", self.check, self.seen),
+        }
+    }
+}
+
+/// The exit code of a report: 0 all ok, 1 a warning, 2 a failure.
+pub fn exit_code(checks: &[Check]) -> i32 {
+    match checks.iter().map(|c| c.level).max() {
+        Some(Level::Fail) => 2,
+        Some(Level::Warn) => 1,
+        _ => 0,
+    }
+}
+
+/// Skew between our clock and the storage service's beyond which requests start failing
+/// (Shared Key and SAS signatures are refused past 15 minutes).
+const SKEW_FAIL: Duration = Duration::from_secs(15 * 60);
+/// Skew worth a warning (timestamps in logs and metadata disagree).
+const SKEW_WARN: Duration = Duration::from_secs(60);
+
+/// Runs every check of `policy_path`.
+pub fn run(policy_path: &Path) -> Vec<Check> {
+    let mut out = Vec::new();
+    let policy = match lustre_blob_config::Policy::load(policy_path) {
+        Ok(p) => {
+            out.push(Check::new(
+                "policy",
+                Level::Ok,
+                format!("{}: valid", policy_path.display()),
+                None,
+            ));
+            p
+        }
+        Err(e) => {
+            out.push(Check::new(
+                "policy",
+                Level::Fail,
+                e.to_string(),
+                Some(format!("edit {}", policy_path.display())),
+            ));
+            return out;
+        }
+    };
+    lustre_side(&policy, &mut out);
+    out.extend(store_side(&policy));
+    out.push(state_dir(&policy.control.state_dir));
+    out.extend(daemon_side(&policy));
+    out
+}
+
+fn lustre_side(policy: &lustre_blob_config::Policy, out: &mut Vec<Check>) {
+    match lustre::lustre_sys::lib() {
+        Ok(l) => out.push(Check::new(
+            "liblustreapi",
+            Level::Ok,
+            l.path().to_string(),
+            None,
+        )),
+        Err(e) => {
+            out.push(Check::new(
+                "liblustreapi",
+                Level::Fail,
+                e.to_string(),
+                Some("install the Lustre client (lustre-client-utils) or set LUSTREAPI_LIB".into()),
+            ));
+            return;
+        }
+    }
+    let mount = match lustre::Mount::open(&policy.lustre.mount) {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(Check::new(
+                "mount",
+                Level::Fail,
+                format!("lustre.mount {}: {e}", policy.lustre.mount.display()),
+                Some("mount the Lustre client there, or correct lustre.mount".into()),
+            ));
+            return;
+        }
+    };
+    let mdts = match &policy.lustre.mdts {
+        Some(v) => Ok(v.clone()),
+        None => crate::real::discover_mdts(&mount),
+    };
+    let mdts = match mdts {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(Check::new(
+                "mount",
+                Level::Fail,
+                format!(
+                    "{}: no MDT changelog found: {e}",
+                    policy.lustre.mount.display()
+                ),
+                Some("run as root on a Lustre client; check `lfs mdts`".into()),
+            ));
+            return;
+        }
+    };
+    out.push(Check::new(
+        "mount",
+        Level::Ok,
+        format!(
+            "{}: Lustre, {} MDT{}",
+            policy.lustre.mount.display(),
+            mdts.len(),
+            if mdts.len() == 1 { "" } else { "s" }
+        ),
+        None,
+    ));
+    let user = &policy.lustre.changelog_user;
+    for mdt in &mdts {
+        match lustre::ChangelogReader::start(mdt, 0, false) {
+            Ok(_) => out.push(Check::new(
+                "changelog",
+                Level::Ok,
+                format!("{mdt}: readable"),
+                None,
+            )),
+            Err(e) => out.push(Check::new(
+                "changelog",
+                Level::Fail,
+                format!("{mdt}: {e}"),
+                Some("run as root; the MDT must be reachable".into()),
+            )),
+        }
+        out.push(Check::new(
+            "changelog user",
+            Level::Manual,
+            format!("{mdt}: a client cannot see whether {user} is registered"),
+            Some(format!(
+                "on the MDS: lctl get_param mdd.{mdt}.changelog_users (expect {user}); \
+                 lctl --device {mdt} changelog_register to make one; \
+                 lctl get_param mdd.{mdt}.changelog_mask (needs CLOSE and HSM)"
+            )),
+        ));
+    }
+    let fsname = mdts
+        .first()
+        .and_then(|m| m.rsplit_once("-MDT"))
+        .map_or("<fs>", |(f, _)| f)
+        .to_string();
+    out.push(Check::new(
+        "hsm coordinator",
+        Level::Manual,
+        format!(
+            "archive id {}: the coordinator and its agents are MDS parameters",
+            policy.lustre.archive_id
+        ),
+        Some(format!(
+            "on the MDS: lctl get_param mdt.{fsname}-MDT*.hsm_control (expect enabled), \
+             mdt.{fsname}-MDT*.hsm.agents (expect a uuid with archive_id {}), \
+             mdt.{fsname}-MDT*.hsm.max_requests (raise the default 3, e.g. to 64)",
+            policy.lustre.archive_id
+        )),
+    ));
+}
+
+/// Put, head, list, get and delete of a probe blob in the export and the logging container.
+fn store_side(policy: &lustre_blob_config::Policy) -> Vec<Check> {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return vec![Check::new("store", Level::Fail, e.to_string(), None)],
+    };
+    let store = match blob::BlobStore::open(&crate::daemon::target_spec(policy)) {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![Check::new(
+                "export container",
+                Level::Fail,
+                format!("blob.url: {e}"),
+                Some("correct [blob] url and credentials".into()),
+            )]
+        }
+    };
+    let mut out = Vec::new();
+    let logs = store.with_container(&policy.logging.container);
+    let (export, skew) = rt.block_on(probe(&store, "export container"));
+    out.push(export);
+    match logs {
+        Ok(l) => out.push(rt.block_on(probe(&l, "logging container")).0),
+        Err(e) => out.push(Check::new(
+            "logging container",
+            Level::Fail,
+            e.to_string(),
+            Some("correct [logging] container".into()),
+        )),
+    }
+    if let Some(skew) = skew {
+        let secs = skew.as_secs();
+        let (level, fix) = if skew > SKEW_FAIL {
+            (
+                Level::Fail,
+                Some("synchronise the clock (chrony/ntp)".to_string()),
+            )
+        } else if skew > SKEW_WARN {
+            (
+                Level::Warn,
+                Some("synchronise the clock (chrony/ntp)".to_string()),
+            )
+        } else {
+            (Level::Ok, None)
+        };
+        out.push(Check::new(
+            "clock",
+            level,
+            format!("{secs}s from the storage service's clock"),
+            fix,
+        ));
+    }
+    out
+}
+
+/// Writes, reads, lists and deletes `.lustre-blob-check/<host>-<pid>` under the store's prefix.
+/// Returns the check and the clock skew seen on the write.
+async fn probe(store: &blob::BlobStore, what: &str) -> (Check, Option<Duration>) {
+    use futures::StreamExt;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    let rel = format!(".lustre-blob-check/{host}-{}", std::process::id());
+    let fail = |right: &str, e: &dyn std::fmt::Display| {
+        (
+            Check::new(
+                what,
+                Level::Fail,
+                format!("{right} refused: {e}"),
+                Some(
+                    "the credentials need read, write, list and delete on the container \
+                     (SAS permissions rwdl, or the Storage Blob Data Contributor role), \
+                     and the container must exist"
+                        .into(),
+                ),
+            ),
+            None,
+        )
+    };
+    let name = match store.name_for(rel.as_bytes()) {
+        Ok(n) => n,
+        Err(e) => return fail("naming a probe blob", &e),
+    };
+    let body = bytes::Bytes::from_static(b"lustre-blob check probe\n");
+    let before = SystemTime::now();
+    if let Err(e) = store
+        .put_bytes(
+            &name,
+            body.clone(),
+            &blob::Metadata::default(),
+            blob::WriteMode::Overwrite,
+        )
+        .await
+    {
+        return fail("write", &e);
+    }
+    let after = SystemTime::now();
+    let info = match store.head(&name).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return fail("read", &"the probe blob just written is not there"),
+        Err(e) => return fail("read", &e),
+    };
+    // Last-Modified has one-second resolution: a skew inside [before - 1 s, after] is none.
+    let lm = info.last_modified;
+    let skew = if lm + Duration::from_secs(1) < before {
+        before.duration_since(lm).ok()
+    } else {
+        lm.duration_since(after).ok()
+    }
+    .unwrap_or_default();
+    match store.get_bytes(&name).await {
+        Ok(b) if b == body => {}
+        Ok(_) => return fail("read", &"the probe blob came back different"),
+        Err(e) => return fail("read", &e),
+    }
+    let mut listed = false;
+    match store.list(name.as_str().rsplit_once('/').map_or("", |(d, _)| d)) {
+        Ok(mut s) => {
+            while let Some(item) = s.next().await {
+                match item {
+                    Ok(i) if i.name == name.as_str() => listed = true,
+                    Ok(_) => {}
+                    Err(e) => return fail("list", &e),
+                }
+            }
+        }
+        Err(e) => return fail("list", &e),
+    }
+    if !listed {
+        return fail("list", &"the probe blob is not listed");
+    }
+    if let Err(e) = store.delete(&name).await {
+        return fail("delete", &e);
+    }
+    (
+        Check::new(what, Level::Ok, "read, write, list and delete work", None),
+        Some(skew),
+    )
+}
+
+fn state_dir(dir: &Path) -> Check {
+    let probe = dir.join(format!(".check-{}", std::process::id()));
+    let r = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b"x"))
+        .and_then(|()| std::fs::remove_file(&probe));
+    match r {
+        Ok(()) => Check::new(
+            "state directory",
+            Level::Ok,
+            format!("{}: writable", dir.display()),
+            None,
+        ),
+        Err(e) => Check::new(
+            "state directory",
+            Level::Fail,
+            format!("{}: {e}", dir.display()),
+            Some("give [control] state_dir a directory root can write".into()),
+        ),
+    }
+}
+
+/// The daemon, when it runs: its state and every warning it has.
+fn daemon_side(policy: &lustre_blob_config::Policy) -> Vec<Check> {
+    let req = crate::control::Request::Status;
+    match crate::control::call(&policy.control.socket, &req, Some(Duration::from_secs(10))) {
+        Ok(r) if r.ok => {
+            let state = r.data["state"].as_str().unwrap_or("?").to_string();
+            let mut out = vec![Check::new(
+                "daemon",
+                if state == "Failed" {
+                    Level::Fail
+                } else {
+                    Level::Ok
+                },
+                format!(
+                    "running, auto-export {state}{}",
+                    r.data["statusMessage"]
+                        .as_str()
+                        .filter(|m| !m.is_empty())
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+                None,
+            )];
+            for w in r.data["warnings"].as_array().into_iter().flatten() {
+                out.push(Check::new(
+                    "daemon",
+                    Level::Warn,
+                    w.as_str().unwrap_or("").to_string(),
+                    None,
+                ));
+            }
+            out
+        }
+        Ok(r) => vec![Check::new(
+            "daemon",
+            Level::Warn,
+            r.error.unwrap_or_default(),
+            None,
+        )],
+        Err(e) => vec![Check::new(
+            "daemon",
+            Level::Warn,
+            format!("not answering on {}: {e}", policy.control.socket.display()),
+            Some("systemctl start lustre-blob (or `lustre-blob daemon --config FILE`)".into()),
+        )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_line_decides_the_exit_code_and_manual_lines_do_not_count() {
+        let ok = Check::new("a", Level::Ok, "fine", None);
+        let manual = Check::new("b", Level::Manual, "look", Some("lctl ...".into()));
+        let warn = Check::new("c", Level::Warn, "hm", None);
+        let fail = Check::new("d", Level::Fail, "no", Some("fix it".into()));
+        assert_eq!(exit_code(&[ok.clone(), manual.clone()]), 0);
+        assert_eq!(exit_code(&[ok.clone(), warn.clone(), manual]), 1);
+        assert_eq!(exit_code(&[warn, fail.clone(), ok]), 2);
+        assert_eq!(fail.line(), "FAIL   d                  no — fix: fix it");
+    }
+
+    #[test]
+    fn a_bad_policy_is_one_failure_naming_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("policy.toml");
+        std::fs::write(&p, "[lustre]\nmount = 3\n").unwrap();
+        let c = run(&p);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].level, Level::Fail);
+        assert!(c[0].seen.contains("policy.toml"), "{}", c[0].seen);
+    }
+}
