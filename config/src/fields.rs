@@ -23,6 +23,10 @@ pub fn de_abs_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error>
     de_mount(d)
 }
 
+pub fn de_opt_abs_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    de_mount(d).map(Some)
+}
+
 pub fn de_archive_id<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = i64::deserialize(d)?;
     match u32::try_from(v) {

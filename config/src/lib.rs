@@ -273,6 +273,14 @@ pub struct Control {
     /// `ADDR:PORT` of the Prometheus endpoint (`/metrics`); `None` = disabled.
     #[serde(default, deserialize_with = "fields::de_metrics")]
     pub metrics: Option<SocketAddr>,
+    /// `ADDR:PORT` of the Blob-integration page (and `/metrics`); `None` = off. Read-only unless
+    /// `http_token_file` names a token.
+    #[serde(default, deserialize_with = "fields::de_metrics")]
+    pub http: Option<SocketAddr>,
+    /// A file (mode 0600, owned by root) holding the token that allows Cancel and
+    /// enable/disable from the page. `None`: the page is read-only.
+    #[serde(default, deserialize_with = "fields::de_opt_abs_path")]
+    pub http_token_file: Option<PathBuf>,
 }
 
 mod defaults {
@@ -366,6 +374,8 @@ impl Default for Control {
             socket: defaults::socket(),
             state_dir: defaults::state_dir(),
             metrics: None,
+            http: None,
+            http_token_file: None,
         }
     }
 }

@@ -39,6 +39,10 @@ pub enum Request {
     Autoexport {
         enable: bool,
     },
+    /// The latest failures (newest first, at most `limit`) and how many stand now.
+    Failures {
+        limit: usize,
+    },
     /// Export these paths (relative to the mount) at the next iteration, whatever the changelog
     /// said (`verify --requeue`).
     Requeue {

@@ -16,7 +16,6 @@ use crate::scope::Scope;
 use crate::state::{Source, StateFile};
 use crate::status;
 use lustre_blob_config::Policy;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -157,45 +156,6 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
     }
 }
 
-fn metrics_server(
-    addr: std::net::SocketAddr,
-    text: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<()> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        while !stop.load(Ordering::SeqCst) {
-            match listener.accept() {
-                Ok((s, _)) => {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                    let mut first = String::new();
-                    let _ = BufReader::new(&s).read_line(&mut first);
-                    let body = match text.lock() {
-                        Ok(t) => t.clone(),
-                        Err(p) => p.into_inner().clone(),
-                    };
-                    let (status, body) = if first.starts_with("GET /metrics") {
-                        ("200 OK", body)
-                    } else {
-                        ("404 Not Found", "not found: use /metrics\n".to_string())
-                    };
-                    let mut s = s;
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    })?;
-    Ok(())
-}
-
 struct FlushReply {
     id: u64,
     reply: Sender<Response>,
@@ -211,6 +171,8 @@ pub struct Daemon<N: Namespace, S: Store, L: EventLog> {
     reader_errors: std::collections::BTreeMap<usize, String>,
     flushes: Vec<FlushReply>,
     metrics: Arc<Mutex<String>>,
+    /// Points for the page's charts.
+    history: Arc<Mutex<crate::web::History>>,
     /// When this daemon started, and the changelog records each MDT's reader delivered since:
     /// an MDT that delivers none is the first sign of a forgotten changelog user (Lustre keeps
     /// no changelog without one, so the reader waits in silence).
@@ -235,6 +197,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
             reader_errors: Default::default(),
             flushes: Vec::new(),
             metrics: Arc::default(),
+            history: Arc::default(),
             started_ms: now_ms(),
             records_seen: Default::default(),
         }
@@ -372,6 +335,14 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                     Err(e) => jobs_refusal(e),
                 }
             }
+            Request::Failures { limit } => {
+                let st = self.engine.state();
+                let latest: Vec<_> = st.recent_failures.iter().rev().take(limit).collect();
+                Response::ok(serde_json::json!({
+                    "standing": st.standing_failures(),
+                    "latest": latest,
+                }))
+            }
             Request::Requeue { paths } => {
                 let mut queued = 0u64;
                 let mut unknown = Vec::new();
@@ -438,9 +409,13 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
     }
 
     fn refresh_metrics(&self) {
-        let text = status::render_metrics(&self.status());
+        let s = self.status();
+        let text = status::render_metrics(&s);
         if let Ok(mut m) = self.metrics.lock() {
             *m = text;
+        }
+        if let Ok(mut h) = self.history.lock() {
+            h.note(&s, now_ms());
         }
     }
 
@@ -572,9 +547,25 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
             .unwrap_or_else(|_| Response::err(crate::exit::UNAVAILABLE, "daemon is shutting down"))
     });
     drop(tx);
-    let server = control::Server::start(&policy.control.socket, handler)?;
+    let server = control::Server::start(&policy.control.socket, handler.clone())?;
+    let token = match &policy.control.http_token_file {
+        Some(f) => Some(crate::web::read_token(f).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let parts = crate::web::WebParts {
+        ask: handler,
+        metrics: d.metrics.clone(),
+        history: d.history.clone(),
+    };
+    let (http_stop, http_stopped) = crate::web::tokio_util_shim::pair();
     if let Some(addr) = policy.control.metrics {
-        metrics_server(addr, d.metrics.clone(), stop.clone())?;
+        crate::web::spawn(rt.handle(), addr, false, None, &parts, http_stopped.clone())
+            .map_err(|e| anyhow::anyhow!("control.metrics {addr}: {e}"))?;
+    }
+    if let Some(addr) = policy.control.http {
+        let at = crate::web::spawn(rt.handle(), addr, true, token, &parts, http_stopped)
+            .map_err(|e| anyhow::anyhow!("control.http {addr}: {e}"))?;
+        tracing::info!(url = %format!("http://{at}/"), "Blob-integration page");
     }
     tracing::info!(mount = %policy.lustre.mount.display(), mdts = ?mdts, socket = %policy.control.socket.display(), "lustre-blob daemon started");
 
@@ -604,6 +595,7 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping: saving state");
+    http_stop.fire();
     stop.store(true, Ordering::SeqCst);
     drop(server);
     // Let readers finish their pass; records they still hand over are applied before the save.

@@ -28,3 +28,4 @@ pub mod state;
 pub mod status;
 pub mod tree_scan;
 pub mod verify;
+pub mod web;

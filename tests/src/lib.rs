@@ -13,3 +13,4 @@ pub mod proc;
 pub mod stack;
 pub mod store;
 pub mod util;
+pub mod webdriver;
