@@ -15,7 +15,7 @@
 //!
 //! Public API: [`Policy::load`], [`Policy::from_toml`], [`Policy::blob_target`], the section
 //! structs with plain public fields ([`Lustre`], [`BlobTarget`], [`AutoExport`], [`Logging`],
-//! [`Copytool`], [`Control`]), the option enums ([`MetadataMode`], [`DeleteMode`], [`RenameMode`],
+//! [`Copytool`], [`Control`], [`Import`]), the option enums ([`MetadataMode`], [`DeleteMode`], [`RenameMode`],
 //! [`ConflictMode`]), [`ConfigError`], and the unit parsers in [`units`].
 
 mod error;
@@ -51,6 +51,19 @@ pub struct Policy {
     pub copytool: Copytool,
     #[serde(default)]
     pub control: Control,
+    #[serde(default)]
+    pub import: Import,
+}
+
+/// `[import]`: what an import may take from a blob's metadata (which anyone able to write to the
+/// container controls).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Import {
+    /// Apply the setuid, setgid and sticky bits a blob's `permissions` carries. Default false:
+    /// they are dropped (and the drop is counted and logged), so no blob can plant a setuid program.
+    #[serde(default)]
+    pub keep_special_bits: bool,
 }
 
 /// `[lustre]`: which file system, which archive, which changelog user.
@@ -107,6 +120,10 @@ pub struct BlobTarget {
     /// Retries of a transient blob error (with backoff). Default 5.
     #[serde(default = "defaults::retries")]
     pub retries: u32,
+    /// Accept credential files readable by their group or by others (only warned). Default false:
+    /// such a file is refused at start, as `ssh` refuses a private key others can read.
+    #[serde(default)]
+    pub allow_shared_credentials_file: bool,
 }
 
 impl std::fmt::Debug for BlobTarget {
@@ -124,6 +141,10 @@ impl std::fmt::Debug for BlobTarget {
             .field("connection_string_file", &self.connection_string_file)
             .field("request_timeout", &self.request_timeout)
             .field("retries", &self.retries)
+            .field(
+                "allow_shared_credentials_file",
+                &self.allow_shared_credentials_file,
+            )
             .finish()
     }
 }
@@ -371,13 +392,67 @@ impl Default for Control {
 }
 
 impl Policy {
-    /// Reads and checks the policy file at `path`.
+    /// Reads and checks the policy file at `path`, credential files' permissions included
+    /// ([`Policy::check_credential_files`]; a shared file allowed by
+    /// `blob.allow_shared_credentials_file` is only warned about, on stderr).
     pub fn load(path: &Path) -> Result<Policy, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             file: path.to_path_buf(),
             source,
         })?;
-        Policy::from_toml(&text, path)
+        let policy = Policy::from_toml(&text, path)?;
+        for warning in policy.check_credential_files(path)? {
+            eprintln!("warning: {warning}");
+        }
+        Ok(policy)
+    }
+
+    /// Credential files (`blob.account_key_file`, `blob.sas_token_file`,
+    /// `blob.connection_string_file`) that their group or others may read are refused, naming the
+    /// key, the file and its mode, as `ssh` refuses such a private key; with
+    /// `blob.allow_shared_credentials_file = true` they are returned as warnings instead. Files
+    /// that do not exist or are not regular files are left to the code that reads them (which
+    /// says so). `file` only names the policy file in errors.
+    pub fn check_credential_files(&self, file: &Path) -> Result<Vec<String>, ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut warnings = Vec::new();
+        let b = &self.blob;
+        for (key, path) in [
+            ("account_key_file", &b.account_key_file),
+            ("sas_token_file", &b.sas_token_file),
+            ("connection_string_file", &b.connection_string_file),
+        ] {
+            let Some(path) = path else { continue };
+            let Ok(md) = std::fs::metadata(path) else {
+                continue;
+            };
+            let mode = md.permissions().mode() & 0o777;
+            if !md.is_file() || mode & 0o077 == 0 {
+                continue;
+            }
+            let problem = format!(
+                "{} is open to {} (mode {mode:04o}); run `chmod 600 {}`, or set \
+                 blob.allow_shared_credentials_file = true to accept it",
+                path.display(),
+                match (mode & 0o070 != 0, mode & 0o007 != 0) {
+                    (true, true) => "its group and others",
+                    (true, false) => "its group",
+                    _ => "others",
+                },
+                path.display()
+            );
+            if b.allow_shared_credentials_file {
+                warnings.push(format!("blob.{key}: {problem}"));
+            } else {
+                return Err(ConfigError::Invalid {
+                    file: file.to_path_buf(),
+                    line: None,
+                    key: format!("blob.{key}"),
+                    message: problem,
+                });
+            }
+        }
+        Ok(warnings)
     }
 
     /// Parses policy text; `file` only names the source in errors.
