@@ -155,6 +155,7 @@ impl Partial {
             etag: self.etag,
             last_modified,
             metadata,
+            raw_metadata: self.metadata,
         })
     }
 }

@@ -590,10 +590,17 @@ fn credential_files_open_to_group_or_others_are_refused_unless_allowed() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("p.toml");
-    for key in ["account_key_file", "sas_token_file", "connection_string_file"] {
+    for key in [
+        "account_key_file",
+        "sas_token_file",
+        "connection_string_file",
+    ] {
         let secret = dir.path().join(format!("{key}.secret"));
         std::fs::write(&secret, "SECRET-VALUE-7f3e").unwrap();
-        let text = with("blob", &format!("{key} = {:?}", secret.display().to_string()));
+        let text = with(
+            "blob",
+            &format!("{key} = {:?}", secret.display().to_string()),
+        );
         std::fs::write(&policy, &text).unwrap();
         for (mode, who) in [
             (0o640, "its group"),
@@ -606,7 +613,10 @@ fn credential_files_open_to_group_or_others_are_refused_unless_allowed() {
             assert_eq!(e.key(), format!("blob.{key}"), "{line}");
             assert_eq!(line.lines().count(), 1, "{line}");
             assert!(line.contains(&secret.display().to_string()), "{line}");
-            assert!(line.contains(&format!("open to {who} (mode {mode:04o})")), "{line}");
+            assert!(
+                line.contains(&format!("open to {who} (mode {mode:04o})")),
+                "{line}"
+            );
             assert!(line.contains("chmod 600"), "{line}");
             assert!(!line.contains("SECRET-VALUE"), "secret leaked: {line}");
         }
@@ -628,7 +638,10 @@ fn credential_files_open_to_group_or_others_are_refused_unless_allowed() {
         let p = Policy::load(&policy).unwrap();
         let warnings = p.check_credential_files(&policy).unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].starts_with(&format!("blob.{key}: ")), "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(&format!("blob.{key}: ")),
+            "{warnings:?}"
+        );
     }
     // A missing file is left to the reader, which names it.
     let text = with("blob", "account_key_file = \"/nonexistent/key\"");

@@ -450,10 +450,11 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         Some(state_file),
         policy.autoexport.enabled,
     )?;
-    let jobs = JobRegistry::open(
+    let mut jobs = JobRegistry::open(
         StateFile::new(policy.control.state_dir.join("jobs.json")),
         policy.lustre.archive_id,
     )?;
+    jobs.keep_special_bits = policy.import.keep_special_bits;
     let mut d = Daemon::new(engine, jobs, policy_path.to_path_buf());
     d.engine
         .bind_source(Source {

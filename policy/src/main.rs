@@ -168,9 +168,9 @@ fn render_job(j: &serde_json::Value) -> String {
             n("percentComplete"), n("filesDiscovered"), n("filesExported"), n("filesAlreadyExported"), n("filesFailed")
         )),
         Some("import") => line.push_str(&format!(
-            "  walked {} imported {} (files {} dirs {} symlinks {}) preexisting {} errors {} conflicts {}",
+            "  walked {} imported {} (files {} dirs {} symlinks {}) preexisting {} errors {} conflicts {} coerced values {}",
             n("totalBlobsWalked"), n("totalBlobsImported"), n("importedFiles"), n("importedDirectories"), n("importedSymlinks"),
-            n("preexistingFiles") + n("preexistingDirectories") + n("preexistingSymlinks"), n("totalErrors"), n("totalConflicts")
+            n("preexistingFiles") + n("preexistingDirectories") + n("preexistingSymlinks"), n("totalErrors"), n("totalConflicts"), n("totalCoercedValues")
         )),
         _ => line.push_str(&format!(
             "  exported {} files, failed {}, iterations {}",
