@@ -646,3 +646,107 @@ fn a_state_directory_of_another_file_system_is_refused() {
         "the refused state is left as it was"
     );
 }
+
+/// Import trusts no blob metadata (issue 11 item 6), with real processes: setuid/setgid/sticky
+/// bits are dropped, an owner that is not an id refuses the blob (never root), bad permissions and
+/// modtimes get safe values (counted in `totalCoercedValues`, logged per blob), folder markers
+/// become directories their owner can enter.
+#[test]
+fn hostile_blob_metadata_on_import_is_never_trusted() {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = Stack::new(StackOptions::default());
+    stack.edit_policy(|p| p.autoexport = false);
+    stack.start_copytool(&[]);
+    stack.start_daemon();
+    let put = |name: &str, meta: &[(&str, &str)]| {
+        let headers: Vec<(String, String)> =
+            std::iter::once(("x-ms-blob-type".into(), "BlockBlob".into()))
+                .chain(
+                    meta.iter()
+                        .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string())),
+                )
+                .collect();
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body: &[u8] = if meta.iter().any(|(k, _)| *k == "hdi_isfolder") {
+            b""
+        } else {
+            b"data"
+        };
+        let r = stack
+            .store
+            .request(
+                "PUT",
+                &format!("/{}/{name}", stack.container),
+                &[],
+                &h,
+                body,
+            )
+            .expect("put blob");
+        assert_eq!(r.status, 201, "{name}");
+    };
+    put(
+        "m/suid",
+        &[("permissions", "4755"), ("owner", "0"), ("group", "0")],
+    );
+    put("m/all", &[("permissions", "7777"), ("owner", "0")]);
+    put("m/alice", &[("permissions", "0755"), ("owner", "alice")]);
+    put("m/minus", &[("owner", "-1")]);
+    put("m/abc", &[("permissions", "abc")]);
+    put("m/garbage", &[("modtime", "garbage")]);
+    put(
+        "m/badperm",
+        &[("hdi_isfolder", "true"), ("permissions", "abc")],
+    );
+    put("m/noperm", &[("hdi_isfolder", "true")]);
+    let o = stack.cli(&["import", "--wait", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let text = out.clone() + &String::from_utf8_lossy(&o.stderr);
+    // Two blobs refused: the import finishes with failures (exit 1), the rest is imported.
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(j["totalErrors"], 2, "{text}");
+    // 4755 and 7777 (special bits), abc, garbage, and the folder's abc.
+    assert_eq!(j["totalCoercedValues"], 5, "{text}");
+    let md = |n: &str| std::fs::symlink_metadata(stack.mount().join("m").join(n));
+    let suid = md("suid").expect("suid imported");
+    assert_eq!(
+        suid.mode() & 0o7777,
+        0o755,
+        "a setuid-root file was planted"
+    );
+    assert_eq!(md("all").unwrap().mode() & 0o7777, 0o777);
+    assert!(md("alice").is_err(), "owner=alice was imported");
+    assert!(md("minus").is_err(), "owner=-1 was imported");
+    assert_eq!(md("abc").unwrap().mode() & 0o7777, 0o644);
+    let garbage = md("garbage").unwrap();
+    assert!(
+        garbage.mtime() > 1_600_000_000,
+        "mtime {} (1970?)",
+        garbage.mtime()
+    );
+    for d in ["badperm", "noperm"] {
+        let m = md(d).unwrap_or_else(|e| panic!("{d}: {e}"));
+        assert!(m.is_dir(), "{d} is not a directory");
+        assert_eq!(m.mode() & 0o7777, 0o755, "{d}");
+    }
+    let entries = stack.store.json_lines(&stack.logs);
+    for (path, op) in [
+        ("m/suid", "import-metadata"),
+        ("m/all", "import-metadata"),
+        ("m/abc", "import-metadata"),
+        ("m/garbage", "import-metadata"),
+        ("m/badperm", "import-metadata"),
+        ("m/alice", "import"),
+        ("m/minus", "import"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["path"] == path && e["operation"] == op),
+            "no {op} line for {path}: {entries:?}"
+        );
+    }
+}
