@@ -324,7 +324,18 @@ impl JobRegistry {
         now: u64,
     ) -> Result<String, JobsError> {
         let mode: ConflictMode = conflict.parse().map_err(JobsError::Invalid)?;
-        let p = prefix.trim_matches('/').to_string();
+        if prefix.starts_with('/') {
+            return Err(JobsError::Invalid(format!(
+                "import prefix \"{prefix}\": absolute; a blob prefix is relative to the target's \
+                 blob prefix"
+            )));
+        }
+        if maximum_errors < -1 {
+            return Err(JobsError::Invalid(format!(
+                "maximumErrors {maximum_errors}: -1 (no limit) or a count of 0 or more"
+            )));
+        }
+        let p = prefix.trim_end_matches('/').to_string();
         if !p.is_empty() {
             check_import_path(&p)
                 .map_err(|e| JobsError::Invalid(format!("import prefix \"{prefix}\": {e}")))?;

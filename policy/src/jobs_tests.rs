@@ -497,3 +497,22 @@ fn import_of_folder_markers_makes_directories_their_owner_can_enter() {
     let lines = metadata_lines(&log);
     assert_eq!(lines.len(), 2, "{lines:?}");
 }
+
+#[test]
+fn import_refuses_an_absolute_prefix_and_negative_maximum_errors_other_than_minus_1() {
+    let (_e, _ns, _store, _log, mut jobs) = setup();
+    for (prefix, max) in [("/abs", -1), ("/", -1), ("proj", -2), ("", i64::MIN)] {
+        match jobs.start_import(prefix, "Fail", max, false, 0) {
+            Err(JobsError::Invalid(m)) => assert!(
+                m.contains(if prefix.starts_with('/') {
+                    "absolute"
+                } else {
+                    "maximumErrors"
+                }),
+                "{m}"
+            ),
+            other => panic!("{prefix:?} {max}: {other:?}"),
+        }
+    }
+    jobs.start_import("proj/", "Fail", -1, false, 0).unwrap();
+}
