@@ -750,3 +750,217 @@ fn hostile_blob_metadata_on_import_is_never_trusted() {
         );
     }
 }
+
+/// `lustre-blob ARGS --config P` with the simulator's environment; `closed_stdout` closes the
+/// reading end of its standard output before it writes (what `| head -1` does once it has its line).
+fn lustre_blob(stack: &Stack, policy: &Path, args: &[&str], closed_stdout: bool) -> Output {
+    let mut c = Command::new(bin_path("lustre-blob"));
+    c.envs(stack.sim.env())
+        .args(args)
+        .arg("--config")
+        .arg(policy)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if !closed_stdout {
+        return c.output().expect("running lustre-blob");
+    }
+    c.stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("running lustre-blob");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("waiting for lustre-blob")
+}
+
+fn stderr_line(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let lines = nonempty_lines(&err);
+    assert_eq!(lines.len(), 1, "one line expected on stderr: {err}");
+    lines[0].to_string()
+}
+
+/// A policy whose `lustre.mount` does not exist, is a file, or is not Lustre: the daemon exits 2
+/// with one line naming the key and the path (issue 11 item 7).
+#[test]
+fn a_mount_that_is_missing_or_not_lustre_is_named_with_its_key() {
+    let stack = Stack::new(StackOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("not-lustre");
+    std::fs::create_dir(&plain).unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    for (mount, why) in [
+        (dir.path().join("missing"), "does not exist"),
+        (file.clone(), "is not a directory"),
+        (plain.clone(), "is not a Lustre file system"),
+    ] {
+        let mut p = stack.policy.clone();
+        p.mount = mount.clone();
+        let policy = dir.path().join("policy.toml");
+        p.write(&policy);
+        for args in [&["daemon"][..], &["catalog", "x"][..]] {
+            let o = lustre_blob(&stack, &policy, args, false);
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{args:?} {}: {o:?}",
+                mount.display()
+            );
+            let line = stderr_line(&o);
+            for needle in ["lustre.mount", &mount.display().to_string(), why] {
+                assert!(line.contains(needle), "{args:?}: {needle:?} not in {line}");
+            }
+        }
+    }
+}
+
+/// A `blob.url` whose host does not resolve is one line at start naming the key and the host,
+/// not minutes of retries (`.invalid` never resolves, RFC 6761; nothing leaves the machine).
+#[test]
+fn a_blob_host_that_does_not_resolve_is_reported_at_start() {
+    let stack = Stack::new(StackOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = stack.policy.clone();
+    p.url = "http://no-such-account.invalid:10000/devstoreaccount1/export".into();
+    let policy = dir.path().join("policy.toml");
+    p.write(&policy);
+    let t0 = std::time::Instant::now();
+    let o = lustre_blob(&stack, &policy, &["daemon"], false);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("blob.url") && line.contains("no-such-account.invalid"),
+        "{line}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+/// Missing CLI arguments are named (clap puts them on a second line: they must reach the one line).
+#[test]
+fn a_missing_cli_argument_is_named() {
+    for (args, needle) in [
+        (&["cancel"][..], "<ID>"),
+        (&["export"][..], "<PATH>"),
+        (&["catalog"][..], "<PATHS>"),
+        (&["catalog", "--json"][..], "<PATHS>"),
+        (&["autoexport"][..], "<ACTION>"),
+    ] {
+        let o = Command::new(bin_path("lustre-blob"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let line = stderr_line(&o);
+        assert!(line.contains(needle), "{args:?}: {needle} not in {line}");
+    }
+}
+
+/// Import refuses an absolute `--prefix` and a negative `--maximum-errors` other than -1 before
+/// anything starts (exit 2, the flag named).
+#[test]
+fn import_refuses_an_absolute_prefix_and_negative_maximum_errors() {
+    for (args, needle) in [
+        (&["import", "--prefix", "/abs"][..], "--prefix"),
+        (
+            &["import", "--maximum-errors", "-2"][..],
+            "--maximum-errors",
+        ),
+    ] {
+        let o = Command::new(bin_path("lustre-blob"))
+            .args(args)
+            .args(["--config", "/nonexistent/policy.toml"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let line = stderr_line(&o);
+        assert!(line.contains(needle), "{args:?}: {needle} not in {line}");
+    }
+}
+
+/// On a running system: `flush --timeout 0` once everything is exported succeeds; `export` of a
+/// missing path or of a file says why on stderr; `catalog` of a file outside Lustre says so; and
+/// every command that prints exits quietly (141, no panic) when its reader has gone (`| head -1`).
+#[test]
+fn cli_errors_a_person_can_act_on_and_closed_pipes() {
+    let mut stack = Stack::new(StackOptions::default());
+    stack.start_copytool(&[]);
+    stack.start_daemon();
+    let a = stack.write("projects/a.dat", b"a");
+    let b = stack.write("projects/b.dat", b"b");
+    assert!(stack.flush("60s").status.success(), "{}", stack.logs());
+    let policy = stack.policy_path.clone();
+
+    let o = lustre_blob(
+        &stack,
+        &policy,
+        &["flush", "--wait", "--timeout", "0"],
+        false,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "flush --timeout 0 on an exported system: {o:?}"
+    );
+
+    let missing = stack.mount().join("projects/missing");
+    let o = lustre_blob(
+        &stack,
+        &policy,
+        &["export", missing.to_str().unwrap()],
+        false,
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr_line(&o).contains("no such directory"), "{o:?}");
+    let o = lustre_blob(&stack, &policy, &["export", a.to_str().unwrap()], false);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr_line(&o).contains("not a directory"), "{o:?}");
+
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    let o = lustre_blob(
+        &stack,
+        &policy,
+        &["catalog", outside.path().to_str().unwrap()],
+        false,
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr_line(&o).contains("not a Lustre file"), "{o:?}");
+
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let projects = stack.mount().join("projects");
+    let projects = projects.to_str().unwrap();
+    let mut wrong = Vec::new();
+    let mut check = |args: &[&str], must_print: bool| {
+        let o = lustre_blob(&stack, &policy, args, true);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let want: &[i32] = if must_print { &[141] } else { &[0, 141] };
+        if !o.status.code().is_some_and(|c| want.contains(&c)) || err.contains("panicked") {
+            wrong.push(format!(
+                "{args:?}: exit {:?}, stderr: {err}",
+                o.status.code()
+            ));
+        }
+    };
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["jobs"],
+        &["jobs", "--json"],
+        &["catalog", a, b],
+        &["catalog", "--json", a, b],
+        &["flush"],
+        &["flush", "--json"],
+        &["flush", "--wait", "--timeout", "60s"],
+        &["flush", "--wait", "--json", "--timeout", "60s"],
+        &["autoexport", "disable"],
+        &["export", "--wait", projects],
+        &["import", "--prefix", "nothing-here/", "--wait"],
+        &["jobs", "--json"],
+    ] {
+        check(args, true);
+    }
+    check(&["--help"], false);
+    check(&["--version"], false);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
