@@ -774,3 +774,56 @@ fn main() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_url_hosts_are_found_in_every_form() {
+        for (url, want) in [
+            (
+                "https://acct.blob.core.windows.net/c/p",
+                Some(("acct.blob.core.windows.net", 443)),
+            ),
+            (
+                "http://127.0.0.1:10000/devstoreaccount1/c",
+                Some(("127.0.0.1", 10000)),
+            ),
+            (
+                "http://[::1]:10000/devstoreaccount1/c",
+                Some(("::1", 10000)),
+            ),
+            (
+                "https://acct.blob.core.windows.net/c?sv=1&sig=x",
+                Some(("acct.blob.core.windows.net", 443)),
+            ),
+            ("http://h.invalid", Some(("h.invalid", 80))),
+            ("az://container/prefix", None),
+            ("https:///c", None),
+            ("http://h:notaport/c", None),
+        ] {
+            let got = host_and_port(url);
+            assert_eq!(got.as_ref().map(|(h, p)| (h.as_str(), *p)), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn clap_errors_become_one_line_naming_what_is_missing() {
+        let e = Cli::try_parse_from(["lustre-blob", "cancel"]).unwrap_err();
+        let line = clap_line(&e.render().to_string());
+        assert!(line.contains("<ID>"), "{line}");
+        assert!(
+            !line.contains('\n') && !line.starts_with("error:"),
+            "{line}"
+        );
+        let e = Cli::try_parse_from(["lustre-blob", "catalog"]).unwrap_err();
+        assert!(clap_line(&e.render().to_string()).contains("<PATHS>"));
+        let e = Cli::try_parse_from(["lustre-blob", "status", "--bogus"]).unwrap_err();
+        let line = clap_line(&e.render().to_string());
+        assert!(
+            line.contains("--bogus") && !line.contains("Usage"),
+            "{line}"
+        );
+    }
+}

@@ -263,6 +263,12 @@ fn unreadable_credentials_are_refused_without_leaking() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("account.key");
     std::fs::write(&secret_file, "NOT-BASE64-SECRET-7f3a9c!!").unwrap();
+    // Private, so that what is refused is its content (a shared file is refused for its mode).
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let cases: Vec<(String, PathBuf)> = vec![
         (
             "account_key_file".into(),
@@ -963,4 +969,57 @@ fn cli_errors_a_person_can_act_on_and_closed_pipes() {
     check(&["--help"], false);
     check(&["--version"], false);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A credential file its group or others can read is refused by both binaries at start, in one
+/// line naming the key, the file and its mode (as ssh refuses such a key); with
+/// `blob.allow_shared_credentials_file = true` it is only warned about.
+#[test]
+fn credential_files_open_to_others_are_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let stack = Stack::new(StackOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("account.key");
+    std::fs::write(&key, "SECRET-51d0c0ffee").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut p = stack.policy.clone();
+    p.extra.push((
+        "blob".into(),
+        format!("account_key_file = {:?}", key.display().to_string()),
+    ));
+    let policy = dir.path().join("policy.toml");
+    p.write(&policy);
+    for (bin, args) in [
+        ("lustre-blob", vec!["daemon".to_string()]),
+        ("lhsmtool_blob", vec![stack.mount().display().to_string()]),
+    ] {
+        let o = Command::new(bin_path(bin))
+            .envs(stack.sim.env())
+            .args(&args)
+            .arg("--config")
+            .arg(&policy)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bin}: {o:?}");
+        let line = stderr_line(&o);
+        for needle in [
+            "blob.account_key_file",
+            &key.display().to_string(),
+            "mode 0644",
+            "chmod 600",
+        ] {
+            assert!(line.contains(needle), "{bin}: {needle:?} not in {line}");
+        }
+        assert!(!line.contains("51d0"), "{bin} leaked the secret: {line}");
+    }
+    // Allowed by policy: the refusal becomes a warning (the bad key content then stops it, later).
+    p.extra
+        .push(("blob".into(), "allow_shared_credentials_file = true".into()));
+    p.write(&policy);
+    let o = lustre_blob(&stack, &policy, &["daemon"], false);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: blob.account_key_file") && err.contains("mode 0644"),
+        "{err}"
+    );
 }
