@@ -461,6 +461,27 @@ impl Policy {
         serde_path_to_error::deserialize(de).map_err(|e| error::from_toml(e, text, file))
     }
 
+    /// Looks up (DNS) the host of an `http(s)://` `blob.url` (`az://` names none: nothing to do),
+    /// so a typo'd account name is one line at start naming `blob.url` and the host, not minutes
+    /// of retries. `file` only names the policy file in errors.
+    pub fn check_blob_host(&self, file: &Path) -> Result<(), ConfigError> {
+        use std::net::ToSocketAddrs;
+        let Some((host, port)) = url_host_and_port(&self.blob.url) else {
+            return Ok(());
+        };
+        let problem = match (host.as_str(), port).to_socket_addrs() {
+            Ok(addrs) if addrs.len() > 0 => return Ok(()),
+            Ok(_) => format!("host {host:?} has no address; check the account name"),
+            Err(e) => format!("host {host:?} does not resolve ({e}); check the account name"),
+        };
+        Err(ConfigError::Invalid {
+            file: file.to_path_buf(),
+            line: None,
+            key: "blob.url".into(),
+            message: problem,
+        })
+    }
+
     /// The blob target as plain fields (the `blob` crate turns it into its `TargetSpec`).
     pub fn blob_target(&self) -> BlobTarget {
         self.blob.clone()
@@ -470,6 +491,36 @@ impl Policy {
     pub fn export_paths(&self) -> &[String] {
         &self.autoexport.path
     }
+}
+
+/// Host and port of an `http(s)://` URL (`None` for other schemes, e.g. `az://`, or no host).
+pub fn url_host_and_port(url: &str) -> Option<(String, u16)> {
+    let (rest, default_port) = if let Some(r) = url.strip_prefix("https://") {
+        (r, 443)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (r, 80)
+    } else {
+        return None;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port))
 }
 
 #[cfg(test)]

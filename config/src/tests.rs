@@ -648,3 +648,54 @@ fn credential_files_open_to_group_or_others_are_refused_unless_allowed() {
     std::fs::write(&policy, &text).unwrap();
     Policy::load(&policy).unwrap();
 }
+
+#[test]
+fn blob_url_hosts_are_found_in_every_form() {
+    for (url, want) in [
+        (
+            "https://acct.blob.core.windows.net/c/p",
+            Some(("acct.blob.core.windows.net", 443)),
+        ),
+        (
+            "http://127.0.0.1:10000/devstoreaccount1/c",
+            Some(("127.0.0.1", 10000)),
+        ),
+        (
+            "http://[::1]:10000/devstoreaccount1/c",
+            Some(("::1", 10000)),
+        ),
+        (
+            "https://acct.blob.core.windows.net/c?sv=1&sig=x",
+            Some(("acct.blob.core.windows.net", 443)),
+        ),
+        ("http://h.invalid", Some(("h.invalid", 80))),
+        ("az://container/prefix", None),
+        ("https:///c", None),
+        ("http://h:notaport/c", None),
+    ] {
+        let got = url_host_and_port(url);
+        assert_eq!(got.as_ref().map(|(h, p)| (h.as_str(), *p)), want, "{url}");
+    }
+}
+
+#[test]
+fn a_blob_host_that_does_not_resolve_is_named_with_its_key() {
+    // `.invalid` never resolves (RFC 6761): no query leaves the machine for it.
+    let p =
+        parse("[lustre]\nmount = \"/m\"\n[blob]\nurl = \"https://typo-acct.invalid/c\"\n").unwrap();
+    let e = p.check_blob_host(Path::new("policy.toml")).unwrap_err();
+    assert_eq!(e.key(), "blob.url");
+    let line = e.to_string();
+    assert!(
+        line.starts_with("policy.toml: blob.url: host \"typo-acct.invalid\""),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1);
+    let ok = parse(
+        "[lustre]\nmount = \"/m\"\n[blob]\nurl = \"http://127.0.0.1:10000/devstoreaccount1/c\"\n",
+    )
+    .unwrap();
+    ok.check_blob_host(Path::new("policy.toml")).unwrap();
+    let az = parse("[lustre]\nmount = \"/m\"\n[blob]\nurl = \"az://c\"\n").unwrap();
+    az.check_blob_host(Path::new("policy.toml")).unwrap();
+}

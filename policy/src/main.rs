@@ -204,61 +204,11 @@ fn open_mount(cli: &Cli, policy: &lustre_blob_config::Policy) -> Result<lustre::
     })
 }
 
-/// The host of `blob.url` resolves (`az://` URLs name no host: skipped). A typo in the account
-/// name is one line at start naming the key and the host, not minutes of retries. Exit code 2.
+/// The host of `blob.url` resolves ([`lustre_blob_config::Policy::check_blob_host`]). Exit 2.
 fn check_blob_host(cli: &Cli, policy: &lustre_blob_config::Policy) -> Result<(), Failure> {
-    use std::net::ToSocketAddrs;
-    let url = &policy.blob.url;
-    let Some((host, port)) = host_and_port(url) else {
-        return Ok(());
-    };
-    match (host.as_str(), port).to_socket_addrs() {
-        Ok(addrs) if addrs.len() > 0 => Ok(()),
-        Ok(_) => Err(Failure(
-            exit::USAGE,
-            format!(
-                "{}: blob.url: host {host:?} has no address; check the account name",
-                cli.config.display()
-            ),
-        )),
-        Err(e) => Err(Failure(
-            exit::USAGE,
-            format!(
-                "{}: blob.url: host {host:?} does not resolve ({e}); check the account name",
-                cli.config.display()
-            ),
-        )),
-    }
-}
-
-/// Host and port of an `http(s)://` URL (`None` for other schemes, e.g. `az://`).
-fn host_and_port(url: &str) -> Option<(String, u16)> {
-    let (rest, default_port) = if let Some(r) = url.strip_prefix("https://") {
-        (r, 443)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (r, 80)
-    } else {
-        return None;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']')?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => default_port,
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some((host.to_string(), port))
+    policy
+        .check_blob_host(&cli.config)
+        .map_err(|e| Failure(exit::USAGE, e.to_string()))
 }
 
 /// The one-line form of a clap error: its first paragraph, lines joined (so "required arguments
@@ -778,35 +728,6 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn blob_url_hosts_are_found_in_every_form() {
-        for (url, want) in [
-            (
-                "https://acct.blob.core.windows.net/c/p",
-                Some(("acct.blob.core.windows.net", 443)),
-            ),
-            (
-                "http://127.0.0.1:10000/devstoreaccount1/c",
-                Some(("127.0.0.1", 10000)),
-            ),
-            (
-                "http://[::1]:10000/devstoreaccount1/c",
-                Some(("::1", 10000)),
-            ),
-            (
-                "https://acct.blob.core.windows.net/c?sv=1&sig=x",
-                Some(("acct.blob.core.windows.net", 443)),
-            ),
-            ("http://h.invalid", Some(("h.invalid", 80))),
-            ("az://container/prefix", None),
-            ("https:///c", None),
-            ("http://h:notaport/c", None),
-        ] {
-            let got = host_and_port(url);
-            assert_eq!(got.as_ref().map(|(h, p)| (h.as_str(), *p)), want, "{url}");
-        }
-    }
 
     #[test]
     fn clap_errors_become_one_line_naming_what_is_missing() {

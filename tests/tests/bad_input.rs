@@ -841,6 +841,26 @@ fn a_blob_host_that_does_not_resolve_is_reported_at_start() {
         "took {:?}",
         t0.elapsed()
     );
+    // The copytool too.
+    let t0 = std::time::Instant::now();
+    let o = Command::new(bin_path("lhsmtool_blob"))
+        .envs(stack.sim.env())
+        .arg("--config")
+        .arg(&policy)
+        .arg(stack.mount())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("blob.url") && line.contains("no-such-account.invalid"),
+        "{line}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 /// Missing CLI arguments are named (clap puts them on a second line: they must reach the one line).
