@@ -44,8 +44,8 @@ pub struct BlobInfo {
     /// From [`BlobStore::head`] and listings alike; `None` when the blob's metadata cannot be
     /// decoded (a blob without any decodes as a plain file).
     pub metadata: Option<Metadata>,
-    /// The metadata pairs exactly as the service returned them (undecoded, unchecked), for
-    /// callers that must judge each value themselves (an import).
+    /// The metadata pairs as the service returned them (undecoded, unchecked; sorted by key),
+    /// for callers that must judge each value themselves (an import).
     pub raw_metadata: Vec<(String, String)>,
 }
 
@@ -430,14 +430,17 @@ fn metadata_of(attrs: &Attributes) -> Result<Metadata, Error> {
     Ok(Metadata::from_pairs(pairs)?)
 }
 
+/// The metadata pairs, sorted by key (as a listing gives them), so a head and a listing agree.
 fn raw_metadata_of(attrs: &Attributes) -> Vec<(String, String)> {
-    attrs
+    let mut pairs: Vec<(String, String)> = attrs
         .iter()
         .filter_map(|(k, v)| match k {
             Attribute::Metadata(k) => Some((k.to_string(), v.to_string())),
             _ => None,
         })
-        .collect()
+        .collect();
+    pairs.sort();
+    pairs
 }
 
 fn info_of(
