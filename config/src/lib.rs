@@ -402,7 +402,9 @@ impl Policy {
         })?;
         let policy = Policy::from_toml(&text, path)?;
         for warning in policy.check_credential_files(path)? {
-            eprintln!("warning: {warning}");
+            // Never a panic for a closed stderr (what `eprintln!` would do).
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "warning: {warning}");
         }
         Ok(policy)
     }
