@@ -155,6 +155,11 @@ impl Partial {
             etag: self.etag,
             last_modified,
             metadata,
+            raw_metadata: {
+                let mut pairs = self.metadata;
+                pairs.sort();
+                pairs
+            },
         })
     }
 }

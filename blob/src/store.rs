@@ -44,6 +44,9 @@ pub struct BlobInfo {
     /// From [`BlobStore::head`] and listings alike; `None` when the blob's metadata cannot be
     /// decoded (a blob without any decodes as a plain file).
     pub metadata: Option<Metadata>,
+    /// The metadata pairs as the service returned them (undecoded, unchecked; sorted by key),
+    /// for callers that must judge each value themselves (an import).
+    pub raw_metadata: Vec<(String, String)>,
 }
 
 impl BlobInfo {
@@ -224,7 +227,8 @@ impl BlobStore {
                             None
                         }
                     };
-                    Ok(Some(info_of(r.meta, meta)))
+                    let raw = raw_metadata_of(&r.attributes);
+                    Ok(Some(info_of(r.meta, meta, raw)))
                 }
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(self.store_err("head", name.as_str(), e)),
@@ -431,13 +435,31 @@ fn metadata_of(attrs: &Attributes) -> Result<Metadata, Error> {
     Ok(Metadata::from_pairs(pairs)?)
 }
 
-fn info_of(m: ObjectMeta, metadata: Option<Metadata>) -> BlobInfo {
+/// The metadata pairs, sorted by key (as a listing gives them), so a head and a listing agree.
+fn raw_metadata_of(attrs: &Attributes) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = attrs
+        .iter()
+        .filter_map(|(k, v)| match k {
+            Attribute::Metadata(k) => Some((k.to_string(), v.to_string())),
+            _ => None,
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn info_of(
+    m: ObjectMeta,
+    metadata: Option<Metadata>,
+    raw_metadata: Vec<(String, String)>,
+) -> BlobInfo {
     BlobInfo {
         name: m.location.to_string(),
         size: m.size,
         etag: m.e_tag,
         last_modified: m.last_modified.into(),
         metadata,
+        raw_metadata,
     }
 }
 

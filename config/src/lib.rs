@@ -15,7 +15,7 @@
 //!
 //! Public API: [`Policy::load`], [`Policy::from_toml`], [`Policy::blob_target`], the section
 //! structs with plain public fields ([`Lustre`], [`BlobTarget`], [`AutoExport`], [`Logging`],
-//! [`Copytool`], [`Control`]), the option enums ([`MetadataMode`], [`DeleteMode`], [`RenameMode`],
+//! [`Copytool`], [`Control`], [`Import`]), the option enums ([`MetadataMode`], [`DeleteMode`], [`RenameMode`],
 //! [`ConflictMode`]), [`ConfigError`], and the unit parsers in [`units`].
 
 mod error;
@@ -51,6 +51,19 @@ pub struct Policy {
     pub copytool: Copytool,
     #[serde(default)]
     pub control: Control,
+    #[serde(default)]
+    pub import: Import,
+}
+
+/// `[import]`: what an import may take from a blob's metadata (which anyone able to write to the
+/// container controls).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Import {
+    /// Apply the setuid, setgid and sticky bits a blob's `permissions` carries. Default false:
+    /// they are dropped (and the drop is counted and logged), so no blob can plant a setuid program.
+    #[serde(default)]
+    pub keep_special_bits: bool,
 }
 
 /// `[lustre]`: which file system, which archive, which changelog user.
@@ -107,6 +120,10 @@ pub struct BlobTarget {
     /// Retries of a transient blob error (with backoff). Default 5.
     #[serde(default = "defaults::retries")]
     pub retries: u32,
+    /// Accept credential files readable by their group or by others (only warned). Default false:
+    /// such a file is refused at start, as `ssh` refuses a private key others can read.
+    #[serde(default)]
+    pub allow_shared_credentials_file: bool,
 }
 
 impl std::fmt::Debug for BlobTarget {
@@ -124,6 +141,10 @@ impl std::fmt::Debug for BlobTarget {
             .field("connection_string_file", &self.connection_string_file)
             .field("request_timeout", &self.request_timeout)
             .field("retries", &self.retries)
+            .field(
+                "allow_shared_credentials_file",
+                &self.allow_shared_credentials_file,
+            )
             .finish()
     }
 }
@@ -381,19 +402,96 @@ impl Default for Control {
 }
 
 impl Policy {
-    /// Reads and checks the policy file at `path`.
+    /// Reads and checks the policy file at `path`, credential files' permissions included
+    /// ([`Policy::check_credential_files`]; a shared file allowed by
+    /// `blob.allow_shared_credentials_file` is only warned about, on stderr).
     pub fn load(path: &Path) -> Result<Policy, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             file: path.to_path_buf(),
             source,
         })?;
-        Policy::from_toml(&text, path)
+        let policy = Policy::from_toml(&text, path)?;
+        for warning in policy.check_credential_files(path)? {
+            // Never a panic for a closed stderr (what `eprintln!` would do).
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "warning: {warning}");
+        }
+        Ok(policy)
+    }
+
+    /// Credential files (`blob.account_key_file`, `blob.sas_token_file`,
+    /// `blob.connection_string_file`) that their group or others may read are refused, naming the
+    /// key, the file and its mode, as `ssh` refuses such a private key; with
+    /// `blob.allow_shared_credentials_file = true` they are returned as warnings instead. Files
+    /// that do not exist or are not regular files are left to the code that reads them (which
+    /// says so). `file` only names the policy file in errors.
+    pub fn check_credential_files(&self, file: &Path) -> Result<Vec<String>, ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut warnings = Vec::new();
+        let b = &self.blob;
+        for (key, path) in [
+            ("account_key_file", &b.account_key_file),
+            ("sas_token_file", &b.sas_token_file),
+            ("connection_string_file", &b.connection_string_file),
+        ] {
+            let Some(path) = path else { continue };
+            let Ok(md) = std::fs::metadata(path) else {
+                continue;
+            };
+            let mode = md.permissions().mode() & 0o777;
+            if !md.is_file() || mode & 0o077 == 0 {
+                continue;
+            }
+            let problem = format!(
+                "{} is open to {} (mode {mode:04o}); run `chmod 600 {}`, or set \
+                 blob.allow_shared_credentials_file = true to accept it",
+                path.display(),
+                match (mode & 0o070 != 0, mode & 0o007 != 0) {
+                    (true, true) => "its group and others",
+                    (true, false) => "its group",
+                    _ => "others",
+                },
+                path.display()
+            );
+            if b.allow_shared_credentials_file {
+                warnings.push(format!("blob.{key}: {problem}"));
+            } else {
+                return Err(ConfigError::Invalid {
+                    file: file.to_path_buf(),
+                    line: None,
+                    key: format!("blob.{key}"),
+                    message: problem,
+                });
+            }
+        }
+        Ok(warnings)
     }
 
     /// Parses policy text; `file` only names the source in errors.
     pub fn from_toml(text: &str, file: &Path) -> Result<Policy, ConfigError> {
         let de = toml::Deserializer::new(text);
         serde_path_to_error::deserialize(de).map_err(|e| error::from_toml(e, text, file))
+    }
+
+    /// Looks up (DNS) the host of an `http(s)://` `blob.url` (`az://` names none: nothing to do),
+    /// so a typo'd account name is one line at start naming `blob.url` and the host, not minutes
+    /// of retries. `file` only names the policy file in errors.
+    pub fn check_blob_host(&self, file: &Path) -> Result<(), ConfigError> {
+        use std::net::ToSocketAddrs;
+        let Some((host, port)) = url_host_and_port(&self.blob.url) else {
+            return Ok(());
+        };
+        let problem = match (host.as_str(), port).to_socket_addrs() {
+            Ok(addrs) if addrs.len() > 0 => return Ok(()),
+            Ok(_) => format!("host {host:?} has no address; check the account name"),
+            Err(e) => format!("host {host:?} does not resolve ({e}); check the account name"),
+        };
+        Err(ConfigError::Invalid {
+            file: file.to_path_buf(),
+            line: None,
+            key: "blob.url".into(),
+            message: problem,
+        })
     }
 
     /// The blob target as plain fields (the `blob` crate turns it into its `TargetSpec`).
@@ -405,6 +503,36 @@ impl Policy {
     pub fn export_paths(&self) -> &[String] {
         &self.autoexport.path
     }
+}
+
+/// Host and port of an `http(s)://` URL (`None` for other schemes, e.g. `az://`, or no host).
+pub fn url_host_and_port(url: &str) -> Option<(String, u16)> {
+    let (rest, default_port) = if let Some(r) = url.strip_prefix("https://") {
+        (r, 443)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (r, 80)
+    } else {
+        return None;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port))
 }
 
 #[cfg(test)]

@@ -60,8 +60,10 @@ fn minimal_file_gets_every_default() {
     );
     assert_eq!(p.control.state_dir, PathBuf::from("/var/lib/lustre-blob"));
     assert_eq!(p.control.metrics, None);
+    assert!(!p.import.keep_special_bits);
+    assert!(!p.blob.allow_shared_credentials_file);
     // Empty sections mean the same as absent ones.
-    let sections = format!("{MIN}[autoexport]\n[logging]\n[copytool]\n[control]\n");
+    let sections = format!("{MIN}[autoexport]\n[logging]\n[copytool]\n[control]\n[import]\n");
     assert_eq!(parse(&sections).unwrap(), p);
 }
 
@@ -75,6 +77,11 @@ fn example_file_parses_and_matches_the_defaults() {
     assert_eq!(p.logging, d.logging);
     assert_eq!(p.copytool, d.copytool);
     assert_eq!(p.control, d.control);
+    assert_eq!(p.import, d.import);
+    assert_eq!(
+        p.blob.allow_shared_credentials_file,
+        d.blob.allow_shared_credentials_file
+    );
     assert_eq!(p.blob.request_timeout, d.blob.request_timeout);
     assert_eq!(p.blob.retries, d.blob.retries);
 }
@@ -112,6 +119,8 @@ fn example_file_documents_every_key() {
         "socket =",
         "state_dir =",
         "metrics =",
+        "allow_shared_credentials_file =",
+        "keep_special_bits =",
     ] {
         assert!(text.contains(key), "example lacks {key}");
     }
@@ -148,6 +157,7 @@ sas_token_file = "/s"
 connection_string_file = "/c"
 request_timeout = "2m"
 retries = 0
+allow_shared_credentials_file = true
 [autoexport]
 enabled = false
 path = ["projects/", "home/a"]
@@ -171,6 +181,8 @@ metrics = "127.0.0.1:9465"
 socket = "/tmp/x.sock"
 state_dir = "/tmp/state"
 metrics = "127.0.0.1:9464"
+[import]
+keep_special_bits = true
 "#;
     let p = parse(text).unwrap();
     assert_eq!(p.lustre.mount, PathBuf::from("/lustre/fs1"));
@@ -213,6 +225,8 @@ metrics = "127.0.0.1:9464"
     assert_eq!(p.control.state_dir, PathBuf::from("/tmp/state"));
     assert_eq!(p.control.metrics, Some("127.0.0.1:9464".parse().unwrap()));
     assert_eq!(p.blob_target(), p.blob);
+    assert!(p.blob.allow_shared_credentials_file);
+    assert!(p.import.keep_special_bits);
 }
 
 #[test]
@@ -569,4 +583,119 @@ fn changelog_user_forms() {
     for bad in ["cl", "c1", "cl-x", "clx", "cl1-", "cl1-abcdefghijklmnop"] {
         assert!(fields::check_changelog_user(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn credential_files_open_to_group_or_others_are_refused_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    for key in [
+        "account_key_file",
+        "sas_token_file",
+        "connection_string_file",
+    ] {
+        let secret = dir.path().join(format!("{key}.secret"));
+        std::fs::write(&secret, "SECRET-VALUE-7f3e").unwrap();
+        let text = with(
+            "blob",
+            &format!("{key} = {:?}", secret.display().to_string()),
+        );
+        std::fs::write(&policy, &text).unwrap();
+        for (mode, who) in [
+            (0o640, "its group"),
+            (0o604, "others"),
+            (0o644, "its group and others"),
+        ] {
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = Policy::load(&policy).unwrap_err();
+            let line = e.to_string();
+            assert_eq!(e.key(), format!("blob.{key}"), "{line}");
+            assert_eq!(line.lines().count(), 1, "{line}");
+            assert!(line.contains(&secret.display().to_string()), "{line}");
+            assert!(
+                line.contains(&format!("open to {who} (mode {mode:04o})")),
+                "{line}"
+            );
+            assert!(line.contains("chmod 600"), "{line}");
+            assert!(!line.contains("SECRET-VALUE"), "secret leaked: {line}");
+        }
+        // 0600 and 0400 are fine.
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+            Policy::load(&policy).unwrap();
+        }
+        // Allowed by policy: loaded, with one warning naming the key.
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let allowed = with(
+            "blob",
+            &format!(
+                "{key} = {:?}\nallow_shared_credentials_file = true",
+                secret.display().to_string()
+            ),
+        );
+        std::fs::write(&policy, &allowed).unwrap();
+        let p = Policy::load(&policy).unwrap();
+        let warnings = p.check_credential_files(&policy).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(&format!("blob.{key}: ")),
+            "{warnings:?}"
+        );
+    }
+    // A missing file is left to the reader, which names it.
+    let text = with("blob", "account_key_file = \"/nonexistent/key\"");
+    std::fs::write(&policy, &text).unwrap();
+    Policy::load(&policy).unwrap();
+}
+
+#[test]
+fn blob_url_hosts_are_found_in_every_form() {
+    for (url, want) in [
+        (
+            "https://acct.blob.core.windows.net/c/p",
+            Some(("acct.blob.core.windows.net", 443)),
+        ),
+        (
+            "http://127.0.0.1:10000/devstoreaccount1/c",
+            Some(("127.0.0.1", 10000)),
+        ),
+        (
+            "http://[::1]:10000/devstoreaccount1/c",
+            Some(("::1", 10000)),
+        ),
+        (
+            "https://acct.blob.core.windows.net/c?sv=1&sig=x",
+            Some(("acct.blob.core.windows.net", 443)),
+        ),
+        ("http://h.invalid", Some(("h.invalid", 80))),
+        ("az://container/prefix", None),
+        ("https:///c", None),
+        ("http://h:notaport/c", None),
+    ] {
+        let got = url_host_and_port(url);
+        assert_eq!(got.as_ref().map(|(h, p)| (h.as_str(), *p)), want, "{url}");
+    }
+}
+
+#[test]
+fn a_blob_host_that_does_not_resolve_is_named_with_its_key() {
+    // `.invalid` never resolves (RFC 6761): no query leaves the machine for it.
+    let p =
+        parse("[lustre]\nmount = \"/m\"\n[blob]\nurl = \"https://typo-acct.invalid/c\"\n").unwrap();
+    let e = p.check_blob_host(Path::new("policy.toml")).unwrap_err();
+    assert_eq!(e.key(), "blob.url");
+    let line = e.to_string();
+    assert!(
+        line.starts_with("policy.toml: blob.url: host \"typo-acct.invalid\""),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1);
+    let ok = parse(
+        "[lustre]\nmount = \"/m\"\n[blob]\nurl = \"http://127.0.0.1:10000/devstoreaccount1/c\"\n",
+    )
+    .unwrap();
+    ok.check_blob_host(Path::new("policy.toml")).unwrap();
+    let az = parse("[lustre]\nmount = \"/m\"\n[blob]\nurl = \"az://c\"\n").unwrap();
+    az.check_blob_host(Path::new("policy.toml")).unwrap();
 }

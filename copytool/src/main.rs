@@ -74,6 +74,11 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         .build()
         .map_err(|e| (1, format!("starting the runtime: {e}")))?;
     let _enter = rt.enter();
+    // A blob host that does not resolve (a typo'd account) is one line now, not retries later.
+    settings
+        .policy
+        .check_blob_host(&cli.config)
+        .map_err(|e| (2, e.to_string()))?;
     let b = &settings.policy.blob;
     let spec = blob::TargetSpec {
         url: b.url.clone(),

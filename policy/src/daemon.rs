@@ -394,7 +394,13 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                 let _ = f.reply.send(r);
                 continue;
             }
-            if f.deadline_ms.is_some_and(|d| now >= d) {
+            // The timeout counts once the barrier is known (the changelog read up to the call,
+            // normally within a second), so `--timeout 0` asks "is everything before now already
+            // exported?"; a reader that cannot get there times out FLUSH_BARRIER_GRACE_MS later.
+            let barrier_known = self.engine.flush_barrier_known(f.id);
+            if f.deadline_ms.is_some_and(|d| {
+                now >= d && (barrier_known || now >= d.saturating_add(FLUSH_BARRIER_GRACE_MS))
+            }) {
                 let f = self.flushes.remove(i);
                 self.engine.flush_forget(f.id);
                 let _ = f.reply.send(Response::err(
@@ -444,6 +450,10 @@ fn jobs_refusal(e: JobsError) -> Response {
     };
     Response::err(code, e.to_string())
 }
+
+/// How long past its timeout a flush still waits for its barrier (the changelog read up to the
+/// moment of the call) before it times out without one.
+pub const FLUSH_BARRIER_GRACE_MS: u64 = 10_000;
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(policy_path: &Path) -> anyhow::Result<()> {
@@ -502,10 +512,11 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         Some(state_file),
         policy.autoexport.enabled,
     )?;
-    let jobs = JobRegistry::open(
+    let mut jobs = JobRegistry::open(
         StateFile::new(policy.control.state_dir.join("jobs.json")),
         policy.lustre.archive_id,
     )?;
+    jobs.keep_special_bits = policy.import.keep_special_bits;
     let mut d = Daemon::new(engine, jobs, policy_path.to_path_buf());
     d.engine
         .bind_source(Source {
@@ -759,6 +770,19 @@ mod tests {
                 timeout_ms: Some(0),
             },
         );
+        // The timeout counts from the moment the changelog has been read past the call.
+        d.tick().unwrap();
+        assert!(
+            rx.try_recv().is_err(),
+            "timed out before the barrier was known"
+        );
+        for _ in 0..2 {
+            d.handle(Msg::Records {
+                mdt: 0,
+                records: vec![],
+                end: true,
+            });
+        }
         d.tick().unwrap();
         assert_eq!(rx.try_recv().unwrap().code, Some(crate::exit::TIMEOUT));
         let r = ask(&mut d, Request::Export { path: "x".into() })

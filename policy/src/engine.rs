@@ -1320,6 +1320,14 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.flushes.remove(pos).done
     }
 
+    /// Whether flush `id`'s barrier is known: the changelog has been read past the moment it was
+    /// asked, so what remains is waiting for exports (not for reading).
+    pub fn flush_barrier_known(&self, id: u64) -> bool {
+        self.flushes
+            .iter()
+            .any(|f| f.id == id && f.barrier.is_some())
+    }
+
     /// Drops a flush whose caller went away.
     pub fn flush_forget(&mut self, id: u64) {
         self.flushes.retain(|f| f.id != id);

@@ -282,6 +282,9 @@ impl Namespace for FakeNs {
 /// Blobs in memory: name -> (body, metadata).
 pub type BlobMap = BTreeMap<String, (Vec<u8>, Option<BlobMeta>)>;
 
+/// Listed metadata pairs by blob name.
+pub type RawMetadata = HashMap<String, Vec<(String, String)>>;
+
 /// Blob store in memory.
 #[derive(Debug, Clone, Default)]
 pub struct FakeStore {
@@ -291,7 +294,13 @@ pub struct FakeStore {
     pub fail: Arc<Mutex<HashMap<String, StoreError>>>,
     /// While set, every call fails as an unreachable store does (transient).
     pub unavailable: Arc<std::sync::atomic::AtomicBool>,
+    /// Metadata pairs listed as written (another tool's, or hostile), instead of the pairs of the
+    /// blob's [`BlobMeta`].
+    pub raw: Arc<Mutex<RawMetadata>>,
 }
+
+/// The Last-Modified every fake blob lists with (2025-06-15 15:06:40 UTC).
+pub const FAKE_LAST_MODIFIED: i64 = 1_750_000_000;
 
 impl FakeStore {
     pub fn lock(&self) -> MutexGuard<'_, BlobMap> {
@@ -316,6 +325,18 @@ impl FakeStore {
             return Err(StoreError::Transient("connection refused".into()));
         }
         Ok(())
+    }
+    /// A blob whose listed metadata is exactly `pairs`.
+    pub fn put_raw(&self, name: &str, body: &[u8], pairs: &[(&str, &str)]) {
+        self.put(name, body, None);
+        let pairs = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match self.raw.lock() {
+            Ok(mut g) => g.insert(name.to_string(), pairs),
+            Err(p) => p.into_inner().insert(name.to_string(), pairs),
+        };
     }
     fn check(&self, name: &str) -> Result<(), StoreError> {
         self.reachable()?;
@@ -392,6 +413,10 @@ impl Store for FakeStore {
         self.reachable()?;
         let dir = dir.trim_end_matches('/');
         let under = format!("{dir}/");
+        let raw = match self.raw.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
         Ok(self
             .lock()
             .iter()
@@ -399,7 +424,12 @@ impl Store for FakeStore {
             .map(|(k, (b, m))| BlobEntry {
                 name: k.clone(),
                 size: b.len() as u64,
-                meta: m.clone(),
+                metadata: match (raw.get(k), m) {
+                    (Some(pairs), _) => pairs.clone(),
+                    (None, Some(m)) => crate::real::to_blob_meta(m).to_pairs(),
+                    (None, None) => Vec::new(),
+                },
+                last_modified_sec: FAKE_LAST_MODIFIED,
             })
             .collect())
     }

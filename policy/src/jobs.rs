@@ -97,6 +97,13 @@ pub struct ImportProgress {
     pub preexisting_symlinks: u64,
     pub total_errors: u64,
     pub total_conflicts: u64,
+    /// Metadata values not applied as the blob wrote them (bad permissions or kind, a modtime that
+    /// does not parse, dropped setuid/setgid/sticky bits, a directory's owner bits added): the
+    /// blob was imported with a safe value instead, and one `import-metadata` line per blob in the
+    /// logging container names each. Not in `totalErrors` (nothing failed); a blob refused for
+    /// its owner or group is (it is not imported). See [`crate::import_meta`].
+    #[serde(default)]
+    pub total_coerced_values: u64,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     #[serde(skip, default)]
@@ -158,6 +165,8 @@ pub struct JobRegistry {
     dirty: bool,
     /// The running manual export's scanner threads.
     scan: Option<ParallelScan>,
+    /// `import.keep_special_bits`: imports apply setuid/setgid/sticky bits (default false).
+    pub keep_special_bits: bool,
 }
 
 /// A path relative to the mount that import may create: no absolute path, no `.`/`..` or empty
@@ -208,6 +217,7 @@ impl JobRegistry {
             batch_size: 1000,
             dirty: true,
             scan: None,
+            keep_special_bits: false,
         })
     }
 
@@ -219,6 +229,7 @@ impl JobRegistry {
             batch_size: 1000,
             dirty: false,
             scan: None,
+            keep_special_bits: false,
         }
     }
 
@@ -320,7 +331,18 @@ impl JobRegistry {
         now: u64,
     ) -> Result<String, JobsError> {
         let mode: ConflictMode = conflict.parse().map_err(JobsError::Invalid)?;
-        let p = prefix.trim_matches('/').to_string();
+        if prefix.starts_with('/') {
+            return Err(JobsError::Invalid(format!(
+                "import prefix \"{prefix}\": absolute; a blob prefix is relative to the target's \
+                 blob prefix"
+            )));
+        }
+        if maximum_errors < -1 {
+            return Err(JobsError::Invalid(format!(
+                "maximumErrors {maximum_errors}: -1 (no limit) or a count of 0 or more"
+            )));
+        }
+        let p = prefix.trim_end_matches('/').to_string();
         if !p.is_empty() {
             check_import_path(&p)
                 .map_err(|e| JobsError::Invalid(format!("import prefix \"{prefix}\": {e}")))?;
@@ -461,6 +483,7 @@ impl JobRegistry {
         self.batch_size = engine.config().batch_size;
         let archive_id = self.archive_id;
         let batch = self.batch_size;
+        let keep_special_bits = self.keep_special_bits;
         let mut scan = self.scan.take();
         let Some(job) = self.running() else {
             engine.collect_foreign = false;
@@ -472,7 +495,7 @@ impl JobRegistry {
             engine.collect_foreign = true;
             step_export(job, &mut scan, engine, archive_id, batch, now);
         } else if job.import.is_some() {
-            step_import(job, engine, archive_id, now);
+            step_import(job, engine, archive_id, keep_special_bits, now);
         }
         // Kept only while the job still runs; dropping it joins the scanner threads.
         let keep = job.is_running();
@@ -779,6 +802,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
     job: &mut JobRecord,
     engine: &mut Engine<N, S, L>,
     archive_id: u32,
+    keep_special_bits: bool,
     now: u64,
 ) {
     let id = job.id.clone();
@@ -832,7 +856,33 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
                 _ => entry.name.clone(),
             }
         });
-        let res = import_one(engine, &rel, &entry, mode, archive_id);
+        let mut coerced = Vec::new();
+        let res = import_one(
+            engine,
+            &rel,
+            &entry,
+            mode,
+            archive_id,
+            keep_special_bits,
+            &mut coerced,
+        );
+        if !coerced.is_empty() {
+            im.total_coerced_values += coerced.len() as u64;
+            log_failure(
+                &mut engine.log,
+                &id,
+                None,
+                &rel,
+                "import-metadata",
+                &format!(
+                    "blob {:?}: {} metadata value(s) not applied as written: {}",
+                    entry.name,
+                    coerced.len(),
+                    coerced.join("; ")
+                ),
+                now,
+            );
+        }
         match res {
             Ok(Imported::File) => {
                 im.imported_files += 1;
@@ -922,6 +972,8 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
     entry: &crate::ports::BlobEntry,
     mode: ConflictMode,
     archive_id: u32,
+    keep_special_bits: bool,
+    coerced: &mut Vec<String>,
 ) -> Result<Imported, ImportError> {
     check_import_path(rel).map_err(|e| {
         ImportError::Other(format!(
@@ -930,17 +982,13 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
         ))
     })?;
     let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
-    // The listing carries each blob's metadata (no HEAD per blob); a blob without any, or with
-    // values another tool wrote that do not decode, is a plain file.
-    let meta = entry.meta.clone().unwrap_or(BlobMeta {
-        kind: FileKind::Regular,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        mtime_sec: 0,
-        mtime_nsec: 0,
-        fid: None,
-    });
+    // The listing carries each blob's metadata (no HEAD per blob); none of it is trusted: an
+    // owner that is not an id refuses the blob, other bad values are replaced by safe ones.
+    let decoded =
+        crate::import_meta::decode(&entry.metadata, entry.last_modified_sec, keep_special_bits)
+            .map_err(ImportError::Other)?;
+    *coerced = decoded.coerced;
+    let meta = decoded.meta;
     // Parents must be real directories inside the mount (never a symlink leading elsewhere).
     let segs: Vec<&str> = rel.split('/').collect();
     for i in 1..segs.len() {

@@ -388,3 +388,188 @@ fn cancel_of_the_auto_export_job_ends_it_canceled_and_enable_starts_a_new_one() 
         .iter()
         .any(|j| j.id == "autoexport-2" && j.state == "Disabled"));
 }
+
+/// Runs an import of everything in `store` (conflict mode Fail) to its end.
+fn import_all(e: &mut E, jobs: &mut JobRegistry) -> ImportProgress {
+    let id = jobs.start_import("", "Fail", -1, false, 0).unwrap();
+    for _ in 0..10 {
+        jobs.step(e, 0);
+    }
+    let r = job(jobs, e, &id);
+    assert!(!r.is_running(), "{r:?}");
+    r.import.unwrap()
+}
+
+fn stat_of(ns: &FakeNs, rel: &str) -> Option<crate::model::FileStat> {
+    let fid = ns.fid_of(rel)?;
+    let st = ns.lock().nodes[&fid].stat;
+    Some(st)
+}
+
+fn metadata_lines(log: &FakeLog) -> Vec<serde_json::Value> {
+    log.entries()
+        .into_iter()
+        .filter(|x| x["operation"] == "import-metadata")
+        .collect()
+}
+
+#[test]
+fn import_never_plants_setuid_setgid_or_sticky_bits_unless_the_policy_says_so() {
+    let (mut e, ns, store, log, mut jobs) = setup();
+    store.put_raw("suid", b"x", &[("permissions", "4755"), ("owner", "0")]);
+    store.put_raw("all", b"x", &[("permissions", "7777"), ("owner", "0")]);
+    store.put_raw(
+        "sdir",
+        b"",
+        &[("hdi_isfolder", "true"), ("permissions", "3777")],
+    );
+    let im = import_all(&mut e, &mut jobs);
+    assert_eq!((im.total_blobs_imported, im.total_errors), (3, 0), "{im:?}");
+    assert_eq!(im.total_coerced_values, 3);
+    let suid = stat_of(&ns, "suid").unwrap();
+    assert_eq!((suid.mode & 0o7777, suid.uid), (0o755, 0));
+    assert_eq!(stat_of(&ns, "all").unwrap().mode & 0o7777, 0o777);
+    let sdir = stat_of(&ns, "sdir").unwrap();
+    assert_eq!(
+        (sdir.kind, sdir.mode & 0o7777),
+        (FileKind::Directory, 0o777)
+    );
+    let lines = metadata_lines(&log);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let suid_line = lines.iter().find(|x| x["path"] == "suid").unwrap();
+    let text = suid_line["error"].as_str().unwrap();
+    assert!(text.contains("4755") && text.contains("dropped"), "{text}");
+
+    // import.keep_special_bits = true: applied as written, nothing coerced.
+    let (mut e, ns, store, log, mut jobs) = setup();
+    jobs.keep_special_bits = true;
+    store.put_raw("suid", b"x", &[("permissions", "4755"), ("owner", "0")]);
+    let im = import_all(&mut e, &mut jobs);
+    assert_eq!((im.total_blobs_imported, im.total_coerced_values), (1, 0));
+    assert_eq!(stat_of(&ns, "suid").unwrap().mode & 0o7777, 0o4755);
+    assert!(metadata_lines(&log).is_empty());
+}
+
+#[test]
+fn import_refuses_an_owner_or_group_that_is_not_an_id() {
+    let (mut e, ns, store, log, mut jobs) = setup();
+    store.put_raw("alice", b"x", &[("owner", "alice")]);
+    store.put_raw("minus", b"x", &[("owner", "-1")]);
+    store.put_raw("nobody", b"x", &[("owner", "4294967295")]);
+    store.put_raw("staff", b"x", &[("owner", "1000"), ("group", "staff")]);
+    store.put_raw("fine", b"x", &[("owner", "1000"), ("group", "100")]);
+    let im = import_all(&mut e, &mut jobs);
+    assert_eq!((im.total_blobs_imported, im.total_errors), (1, 4), "{im:?}");
+    for refused in ["alice", "minus", "nobody", "staff"] {
+        assert!(
+            stat_of(&ns, refused).is_none(),
+            "{refused} imported (as root)"
+        );
+        let line = log
+            .entries()
+            .into_iter()
+            .find(|x| x["path"] == refused && x["operation"] == "import")
+            .unwrap_or_else(|| panic!("{refused} not logged"));
+        assert!(
+            line["error"].as_str().unwrap().contains("refused"),
+            "{line}"
+        );
+    }
+    let fine = stat_of(&ns, "fine").unwrap();
+    assert_eq!((fine.uid, fine.gid), (1000, 100));
+    // The refused blobs are still in the container (nothing lost).
+    assert_eq!(store.names().len(), 5);
+}
+
+#[test]
+fn import_of_bad_permissions_applies_a_safe_default_counts_and_logs_it() {
+    let (mut e, ns, store, log, mut jobs) = setup();
+    store.put_raw("abc", b"x", &[("permissions", "abc")]);
+    let im = import_all(&mut e, &mut jobs);
+    assert_eq!((im.total_blobs_imported, im.total_coerced_values), (1, 1));
+    assert_eq!(stat_of(&ns, "abc").unwrap().mode & 0o7777, 0o644);
+    let lines = metadata_lines(&log);
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0]["error"].as_str().unwrap().contains("\"abc\""),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn import_of_a_garbage_modtime_takes_last_modified_not_1970() {
+    let (mut e, ns, store, log, mut jobs) = setup();
+    store.put_raw("g", b"x", &[("modtime", "garbage")]);
+    store.put_raw("none", b"x", &[]);
+    let im = import_all(&mut e, &mut jobs);
+    assert_eq!((im.total_blobs_imported, im.total_coerced_values), (2, 1));
+    assert_eq!(
+        stat_of(&ns, "g").unwrap().mtime_sec,
+        crate::fake::FAKE_LAST_MODIFIED
+    );
+    assert_eq!(
+        stat_of(&ns, "none").unwrap().mtime_sec,
+        crate::fake::FAKE_LAST_MODIFIED
+    );
+    let lines = metadata_lines(&log);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["path"], "g");
+    assert!(lines[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("Last-Modified"));
+}
+
+#[test]
+fn import_of_folder_markers_makes_directories_their_owner_can_enter() {
+    let (mut e, ns, store, log, mut jobs) = setup();
+    store.put_raw(
+        "badperm",
+        b"",
+        &[("hdi_isfolder", "true"), ("permissions", "abc")],
+    );
+    store.put_raw("noperm", b"", &[("hdi_isfolder", "true")]);
+    store.put_raw(
+        "noexec",
+        b"",
+        &[("hdi_isfolder", "true"), ("permissions", "0644")],
+    );
+    store.put_raw("noperm/child", b"x", &[("permissions", "0600")]);
+    let im = import_all(&mut e, &mut jobs);
+    assert_eq!(
+        (im.imported_directories, im.imported_files, im.total_errors),
+        (3, 1, 0),
+        "{im:?}"
+    );
+    assert_eq!(im.total_coerced_values, 2);
+    for (dir, mode) in [("badperm", 0o755), ("noperm", 0o755), ("noexec", 0o744)] {
+        let st = stat_of(&ns, dir).unwrap();
+        assert_eq!(
+            (st.kind, st.mode & 0o7777),
+            (FileKind::Directory, mode),
+            "{dir}"
+        );
+    }
+    let lines = metadata_lines(&log);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+}
+
+#[test]
+fn import_refuses_an_absolute_prefix_and_negative_maximum_errors_other_than_minus_1() {
+    let (_e, _ns, _store, _log, mut jobs) = setup();
+    for (prefix, max) in [("/abs", -1), ("/", -1), ("proj", -2), ("", i64::MIN)] {
+        match jobs.start_import(prefix, "Fail", max, false, 0) {
+            Err(JobsError::Invalid(m)) => assert!(
+                m.contains(if prefix.starts_with('/') {
+                    "absolute"
+                } else {
+                    "maximumErrors"
+                }),
+                "{m}"
+            ),
+            other => panic!("{prefix:?} {max}: {other:?}"),
+        }
+    }
+    jobs.start_import("proj/", "Fail", -1, false, 0).unwrap();
+}

@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod engine;
 pub mod exit;
 pub mod fake;
+pub mod import_meta;
 pub mod jobs;
 pub mod model;
 pub mod ports;

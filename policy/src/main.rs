@@ -84,6 +84,8 @@ enum Cmd {
     },
     /// HSM state and export record of files.
     Catalog {
+        /// Files inside the Lustre mount.
+        #[arg(required = true)]
         paths: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
@@ -149,8 +151,114 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
+/// Exit status after a closed standard output (`lustre-blob catalog | head -1`): 128 + SIGPIPE,
+/// what a shell reports for coreutils in the same place. Never 0: a pipeline that stopped reading
+/// has not seen whether every file was exported.
+const EXIT_CLOSED_PIPE: i32 = 128 + libc::SIGPIPE;
+
+/// Writes to standard output. Every line of every command goes through here, so a reader that
+/// went away (`| head`) ends the program quietly with [`EXIT_CLOSED_PIPE`] instead of a panic;
+/// any other write error is one line on stderr.
+fn emit(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args).and_then(|()| o.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            warn(format_args!(
+                "lustre-blob: writing to standard output: {e}\n"
+            ));
+        }
+        std::process::exit(EXIT_CLOSED_PIPE);
+    }
+}
+
+/// Writes to standard error; a closed stderr is ignored (nothing else could report it).
+fn warn(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// [`emit`] as an `io::Write`, for code that writes its report to a writer.
+struct Emit;
+
+impl std::io::Write for Emit {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        emit(format_args!("{}", String::from_utf8_lossy(b)));
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => { emit(format_args!("{}\n", format_args!($($t)*))) };
+}
+macro_rules! out {
+    ($($t:tt)*) => { emit(format_args!($($t)*)) };
+}
+macro_rules! errln {
+    ($($t:tt)*) => { warn(format_args!("{}\n", format_args!($($t)*))) };
+}
+macro_rules! err {
+    ($($t:tt)*) => { warn(format_args!($($t)*)) };
+}
+
 fn load(path: &Path) -> Result<lustre_blob_config::Policy, Failure> {
     lustre_blob_config::Policy::load(path).map_err(|e| Failure(exit::USAGE, e.to_string()))
+}
+
+/// Opens `lustre.mount`, or one line naming the policy file, the key and the path: it does not
+/// exist, is not a directory, or is not (inside) a Lustre file system. Exit code 2.
+fn open_mount(cli: &Cli, policy: &lustre_blob_config::Policy) -> Result<lustre::Mount, Failure> {
+    let m = &policy.lustre.mount;
+    let bad = |why: String| {
+        Failure(
+            exit::USAGE,
+            format!(
+                "{}: lustre.mount: {} {why}",
+                cli.config.display(),
+                m.display()
+            ),
+        )
+    };
+    match std::fs::metadata(m) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(bad("does not exist".into()))
+        }
+        Err(e) => return Err(bad(format!("cannot be read: {e}"))),
+        Ok(md) if !md.is_dir() => return Err(bad("is not a directory".into())),
+        Ok(_) => {}
+    }
+    lustre::Mount::open(m).map_err(|e| match e {
+        lustre::Error::Call { .. } => bad(format!("is not a Lustre file system ({e})")),
+        other => bad(format!("cannot be opened as a Lustre file system: {other}")),
+    })
+}
+
+/// The host of `blob.url` resolves ([`lustre_blob_config::Policy::check_blob_host`]). Exit 2.
+fn check_blob_host(cli: &Cli, policy: &lustre_blob_config::Policy) -> Result<(), Failure> {
+    policy
+        .check_blob_host(&cli.config)
+        .map_err(|e| Failure(exit::USAGE, e.to_string()))
+}
+
+/// The one-line form of a clap error: its first paragraph, lines joined (so "required arguments
+/// were not provided:" keeps the `<ID>` on the next line).
+fn clap_line(text: &str) -> String {
+    let first: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let line = first.join(" ");
+    let line = line.trim_start_matches("error: ").to_string();
+    if line.is_empty() {
+        "invalid arguments".into()
+    } else {
+        line
+    }
 }
 
 fn ask(cli: &Cli, req: &Request, timeout: Option<Duration>) -> Result<Response, Failure> {
@@ -167,7 +275,7 @@ fn ask(cli: &Cli, req: &Request, timeout: Option<Duration>) -> Result<Response, 
 }
 
 fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 fn render_job(j: &serde_json::Value) -> String {
@@ -187,9 +295,9 @@ fn render_job(j: &serde_json::Value) -> String {
             n("percentComplete"), n("filesDiscovered"), n("filesExported"), n("filesAlreadyExported"), n("filesFailed")
         )),
         Some("import") => line.push_str(&format!(
-            "  walked {} imported {} (files {} dirs {} symlinks {}) preexisting {} errors {} conflicts {}",
+            "  walked {} imported {} (files {} dirs {} symlinks {}) preexisting {} errors {} conflicts {} coerced values {}",
             n("totalBlobsWalked"), n("totalBlobsImported"), n("importedFiles"), n("importedDirectories"), n("importedSymlinks"),
-            n("preexistingFiles") + n("preexistingDirectories") + n("preexistingSymlinks"), n("totalErrors"), n("totalConflicts")
+            n("preexistingFiles") + n("preexistingDirectories") + n("preexistingSymlinks"), n("totalErrors"), n("totalConflicts"), n("totalCoercedValues")
         )),
         _ => line.push_str(&format!(
             "  exported {} files, failed {}, iterations {}",
@@ -239,16 +347,16 @@ fn wait_job(cli: &Cli, id: &str, json: bool) -> Result<i32, Failure> {
                         .unwrap_or(0)
                 ),
             };
-            eprint!("\r{id} {state:<17} {bar}   ");
+            err!("\r{id} {state:<17} {bar}   ");
             if !running {
-                eprintln!();
+                errln!("");
             }
         }
         if !running {
             if json {
                 print_json(&j);
             } else {
-                println!("{}", render_job(&j));
+                outln!("{}", render_job(&j));
             }
             let failed = ["filesFailed", "totalErrors", "totalConflicts"]
                 .iter()
@@ -265,14 +373,19 @@ fn wait_job(cli: &Cli, id: &str, json: bool) -> Result<i32, Failure> {
 
 fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
     let policy = load(&cli.config)?;
-    let mount = lustre::Mount::open(&policy.lustre.mount)?;
+    let mount = open_mount(cli, &policy)?;
     let mut code = exit::OK;
     let mut out = Vec::new();
     for p in paths {
+        if let Err(why) = check_catalog_path(&mount, p) {
+            errln!("{}: {why}", p.display());
+            code = exit::FILES_FAILED;
+            continue;
+        }
         let state = match mount.hsm_state(p) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("{}: {e}", p.display());
+                errln!("{}: {e}", p.display());
                 code = exit::FILES_FAILED;
                 continue;
             }
@@ -299,7 +412,7 @@ fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
         if json {
             out.push(serde_json::json!({ "path": p, "hsmStates": state.states, "hsm": flags, "archiveId": state.archive_id, "exportRecord": rec_json }));
         } else {
-            println!(
+            outln!(
                 "{}: ({:#010x}) {}, archive_id:{}",
                 p.display(),
                 state.states,
@@ -322,7 +435,7 @@ fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
                         "unreadable",
                     ] {
                         if let Some(v) = r.get(k) {
-                            println!(
+                            outln!(
                                 "  {k}: {}",
                                 v.as_str()
                                     .map(str::to_string)
@@ -331,7 +444,7 @@ fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
                         }
                     }
                 }
-                None => println!("  no export record"),
+                None => outln!("  no export record"),
             }
         }
     }
@@ -339,6 +452,38 @@ fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
         print_json(&serde_json::Value::Array(out));
     }
     Ok(code)
+}
+
+/// Why `catalog` cannot report on `p`: it does not exist, or is not on the Lustre file system.
+fn check_catalog_path(mount: &lustre::Mount, p: &Path) -> Result<(), String> {
+    // The parent is resolved, not the file: a symlink is reported on, not its target.
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if let Err(e) = std::fs::symlink_metadata(p) {
+        return Err(if e.kind() == std::io::ErrorKind::NotFound {
+            "no such file".into()
+        } else {
+            e.to_string()
+        });
+    }
+    let dir = std::fs::canonicalize(&parent).map_err(|e| e.to_string())?;
+    let root = std::fs::canonicalize(mount.root()).unwrap_or_else(|_| mount.root().to_path_buf());
+    let is_root = p.file_name().is_none();
+    let inside = if is_root {
+        std::fs::canonicalize(p).is_ok_and(|c| c.starts_with(&root))
+    } else {
+        dir.starts_with(&root)
+    };
+    if inside {
+        Ok(())
+    } else {
+        Err(format!(
+            "not a Lustre file: it is not on the Lustre file system mounted at {} (lustre.mount)",
+            root.display()
+        ))
+    }
 }
 
 use policy::real::read_export_record as read_record;
@@ -350,15 +495,13 @@ fn verify(cli: &Cli, path: Option<PathBuf>, json: bool, requeue: bool) -> Result
         json,
         requeue,
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let o = policy::verify::run(&policy, &opts, &mut out)
+    let o = policy::verify::run(&policy, &opts, &mut Emit)
         .map_err(|e| Failure(exit::FILES_FAILED, e))?;
     let s = &o.summary;
     if json {
-        println!("{}", serde_json::json!({ "summary": s }));
+        outln!("{}", serde_json::json!({ "summary": s }));
     } else {
-        println!(
+        outln!(
             "checked {} entries and {} blobs: {} missing, {} lost, {} stale, {} mismatched, {} of another kind, {} uncarriable names, {} orphan blobs",
             s.entries_checked, s.blobs_checked, s.missing, s.lost, s.stale, s.mismatch, s.kind, s.uncarriable, s.orphan
         );
@@ -371,7 +514,7 @@ fn verify(cli: &Cli, path: Option<PathBuf>, json: bool, requeue: bool) -> Result
             Some(Duration::from_secs(60)),
         )?;
         if !json {
-            println!("{n} handed to the next iteration");
+            outln!("{n} handed to the next iteration");
         }
     }
     Ok(if s.errors() > 0 {
@@ -384,6 +527,10 @@ fn verify(cli: &Cli, path: Option<PathBuf>, json: bool, requeue: bool) -> Result
 fn run(cli: &Cli) -> Result<i32, Failure> {
     match &cli.cmd {
         Cmd::Daemon => {
+            // What a person must fix, each in one line at start: the mount, the blob host.
+            let policy = load(&cli.config)?;
+            open_mount(cli, &policy)?;
+            check_blob_host(cli, &policy)?;
             policy::daemon::run(&cli.config).map_err(|e| {
                 let bad_config = e
                     .downcast_ref::<lustre_blob_config::ConfigError>()
@@ -407,7 +554,7 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
                 print_json(&r.data);
             } else {
                 let s: policy::status::AutoExportStatus = serde_json::from_value(r.data)?;
-                print!("{}", policy::status::render_human(&s));
+                out!("{}", policy::status::render_human(&s));
             }
             Ok(exit::OK)
         }
@@ -417,7 +564,7 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
                 print_json(&r.data);
             } else if let Some(list) = r.data.as_array() {
                 for j in list {
-                    println!("{}", render_job(j));
+                    outln!("{}", render_job(j));
                 }
             }
             Ok(exit::OK)
@@ -441,6 +588,26 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
             })?;
             let rel = String::from_utf8(rel)
                 .map_err(|_| Failure(exit::USAGE, "export path is not UTF-8".into()))?;
+            match std::fs::metadata(&abs) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Failure(
+                        exit::USAGE,
+                        format!("{}: no such directory", path.display()),
+                    ))
+                }
+                Err(e) => return Err(Failure(exit::USAGE, format!("{}: {e}", path.display()))),
+                Ok(md) if !md.is_dir() => {
+                    return Err(Failure(
+                        exit::USAGE,
+                        format!(
+                            "{}: not a directory: export takes a directory and exports every file \
+                             below it (auto-export covers single files)",
+                            path.display()
+                        ),
+                    ))
+                }
+                Ok(_) => {}
+            }
             let r = ask(
                 cli,
                 &Request::Export { path: rel },
@@ -455,7 +622,7 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
             if *wait {
                 return wait_job(cli, &id, *json);
             }
-            println!("{id}");
+            outln!("{id}");
             Ok(exit::OK)
         }
         Cmd::Import {
@@ -465,6 +632,23 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
             wait,
             json,
         } => {
+            if prefix.starts_with('/') {
+                return Err(Failure(
+                    exit::USAGE,
+                    format!(
+                        "--prefix {prefix:?}: a blob prefix is relative to the target's blob \
+                         prefix and starts without \"/\""
+                    ),
+                ));
+            }
+            if *maximum_errors < -1 {
+                return Err(Failure(
+                    exit::USAGE,
+                    format!(
+                        "--maximum-errors {maximum_errors}: give -1 (no limit) or a count of 0 or more"
+                    ),
+                ));
+            }
             let req = Request::Import {
                 prefix: prefix.clone(),
                 conflict: conflict.clone(),
@@ -480,7 +664,7 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
             if *wait {
                 return wait_job(cli, &id, *json);
             }
-            println!("{id}");
+            outln!("{id}");
             Ok(exit::OK)
         }
         Cmd::Cancel { id } => {
@@ -490,7 +674,7 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
                 Some(Duration::from_secs(30)),
             )?;
             let state = r.data["state"].as_str().unwrap_or("Cancelling");
-            println!("{id}: {}", state.to_lowercase());
+            outln!("{id}: {}", state.to_lowercase());
             Ok(exit::OK)
         }
         Cmd::Flush {
@@ -508,7 +692,7 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
             }
             if !*wait {
                 if !*json {
-                    println!("flush requested (use --wait to block until exported)");
+                    outln!("flush requested (use --wait to block until exported)");
                 }
                 return Ok(exit::OK);
             }
@@ -520,13 +704,13 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
                 .unwrap_or_default();
             if !*json {
                 if failures.is_empty() {
-                    println!("every earlier change is exported");
+                    outln!("every earlier change is exported");
                 } else {
-                    println!("{} files failed:", failures.len());
+                    outln!("{} files failed:", failures.len());
                     for f in &failures {
                         let g =
                             |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-                        println!("  {} ({}): {}", g("path"), g("operation"), g("error"));
+                        outln!("  {} ({}): {}", g("path"), g("operation"), g("error"));
                     }
                 }
             }
@@ -543,7 +727,7 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
                 print_json(&serde_json::to_value(&checks).unwrap_or_default());
             } else {
                 for c in &checks {
-                    println!("{}", c.line());
+                    outln!("{}", c.line());
                 }
             }
             Ok(policy::check::exit_code(&checks))
@@ -560,7 +744,7 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
                 &Request::Autoexport { enable },
                 Some(Duration::from_secs(30)),
             )?;
-            println!(
+            outln!(
                 "auto-export {}",
                 if enable { "enabled" } else { "disabled" }
             );
@@ -568,7 +752,7 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
         }
         Cmd::BenchChangelog { records, files } => {
             let r = policy::bench::run(*records, *files).map_err(|e| Failure(exit::INTERNAL, e))?;
-            println!("{}", serde_json::to_string(&r)?);
+            outln!("{}", serde_json::to_string(&r)?);
             Ok(exit::OK)
         }
     }
@@ -578,15 +762,10 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if e.use_stderr() => {
-            // One line: clap's first line names the problem; usage is in --help.
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            eprintln!(
+            // One line: clap's first paragraph names the problem; usage is in --help.
+            errln!(
                 "lustre-blob: {} (see --help)",
-                first.trim_start_matches("error: ")
+                clap_line(&e.render().to_string())
             );
             std::process::exit(exit::USAGE);
         }
@@ -599,8 +778,32 @@ fn main() {
     match run(&cli) {
         Ok(code) => std::process::exit(code),
         Err(Failure(code, msg)) => {
-            eprintln!("lustre-blob: {msg}");
+            errln!("lustre-blob: {msg}");
             std::process::exit(code);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_become_one_line_naming_what_is_missing() {
+        let e = Cli::try_parse_from(["lustre-blob", "cancel"]).unwrap_err();
+        let line = clap_line(&e.render().to_string());
+        assert!(line.contains("<ID>"), "{line}");
+        assert!(
+            !line.contains('\n') && !line.starts_with("error:"),
+            "{line}"
+        );
+        let e = Cli::try_parse_from(["lustre-blob", "catalog"]).unwrap_err();
+        assert!(clap_line(&e.render().to_string()).contains("<PATHS>"));
+        let e = Cli::try_parse_from(["lustre-blob", "status", "--bogus"]).unwrap_err();
+        let line = clap_line(&e.render().to_string());
+        assert!(
+            line.contains("--bogus") && !line.contains("Usage"),
+            "{line}"
+        );
     }
 }

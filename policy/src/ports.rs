@@ -114,9 +114,12 @@ pub struct BlobEntry {
     /// Full blob name (with the target's prefix).
     pub name: String,
     pub size: u64,
-    /// From the listing itself; `None` when the blob carries no POSIX metadata or metadata that
-    /// does not decode (written by another tool).
-    pub meta: Option<BlobMeta>,
+    /// The blob's metadata pairs exactly as listed (keys in any case, values unchecked): an
+    /// import decodes them with [`crate::import_meta::decode`], trusting none.
+    pub metadata: Vec<(String, String)>,
+    /// The blob's Last-Modified, seconds since the epoch (an import's mtime when the metadata
+    /// carries none that parses).
+    pub last_modified_sec: i64,
 }
 
 /// The blob container, as the engine uses it. Names are full blob names.

@@ -452,10 +452,15 @@ impl Store for BlobPort {
             let mut out = Vec::new();
             while let Some(i) = s.next().await {
                 let i = i.map_err(store_err)?;
+                let last_modified_sec = match i.last_modified.duration_since(UNIX_EPOCH) {
+                    Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                    Err(_) => 0,
+                };
                 out.push(BlobEntry {
                     name: i.name.as_str().to_string(),
                     size: i.size,
-                    meta: i.metadata.as_ref().map(from_blob_meta),
+                    metadata: i.raw_metadata,
+                    last_modified_sec,
                 });
             }
             Ok(out)

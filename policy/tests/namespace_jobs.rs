@@ -191,6 +191,8 @@ fn manual_export_then_import_round_trips_a_tree() {
     assert_eq!(job["importedDirectories"], 1, "{job}");
     assert_eq!(job["importedSymlinks"], 1, "{job}");
     assert_eq!(job["totalErrors"], 0, "{job}");
+    // Our own blobs' metadata is applied as written: nothing coerced.
+    assert_eq!(job["totalCoercedValues"], 0, "{job}");
     let two = s.mount().join("t/d/two.dat");
     assert!(
         s.hsm_state(&two).contains("released"),

@@ -263,6 +263,12 @@ fn unreadable_credentials_are_refused_without_leaking() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("account.key");
     std::fs::write(&secret_file, "NOT-BASE64-SECRET-7f3a9c!!").unwrap();
+    // Private, so that what is refused is its content (a shared file is refused for its mode).
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let cases: Vec<(String, PathBuf)> = vec![
         (
             "account_key_file".into(),
@@ -651,5 +657,396 @@ fn a_state_directory_of_another_file_system_is_refused() {
         std::fs::read(state_dir.join("state.json")).unwrap(),
         state,
         "the refused state is left as it was"
+    );
+}
+
+/// Import trusts no blob metadata (issue 11 item 6), with real processes: setuid/setgid/sticky
+/// bits are dropped, an owner that is not an id refuses the blob (never root), bad permissions and
+/// modtimes get safe values (counted in `totalCoercedValues`, logged per blob), folder markers
+/// become directories their owner can enter.
+#[test]
+fn hostile_blob_metadata_on_import_is_never_trusted() {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = Stack::new(StackOptions::default());
+    stack.edit_policy(|p| p.autoexport = false);
+    stack.start_copytool(&[]);
+    stack.start_daemon();
+    let put = |name: &str, meta: &[(&str, &str)]| {
+        let headers: Vec<(String, String)> =
+            std::iter::once(("x-ms-blob-type".into(), "BlockBlob".into()))
+                .chain(
+                    meta.iter()
+                        .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string())),
+                )
+                .collect();
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body: &[u8] = if meta.iter().any(|(k, _)| *k == "hdi_isfolder") {
+            b""
+        } else {
+            b"data"
+        };
+        let r = stack
+            .store
+            .request(
+                "PUT",
+                &format!("/{}/{name}", stack.container),
+                &[],
+                &h,
+                body,
+            )
+            .expect("put blob");
+        assert_eq!(r.status, 201, "{name}");
+    };
+    put(
+        "m/suid",
+        &[("permissions", "4755"), ("owner", "0"), ("group", "0")],
+    );
+    put("m/all", &[("permissions", "7777"), ("owner", "0")]);
+    put("m/alice", &[("permissions", "0755"), ("owner", "alice")]);
+    put("m/minus", &[("owner", "-1")]);
+    put("m/abc", &[("permissions", "abc")]);
+    put("m/garbage", &[("modtime", "garbage")]);
+    put(
+        "m/badperm",
+        &[("hdi_isfolder", "true"), ("permissions", "abc")],
+    );
+    put("m/noperm", &[("hdi_isfolder", "true")]);
+    let o = stack.cli(&["import", "--wait", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let text = out.clone() + &String::from_utf8_lossy(&o.stderr);
+    // Two blobs refused: the import finishes with failures (exit 1), the rest is imported.
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(j["totalErrors"], 2, "{text}");
+    // 4755 and 7777 (special bits), abc, garbage, and the folder's abc.
+    assert_eq!(j["totalCoercedValues"], 5, "{text}");
+    let md = |n: &str| std::fs::symlink_metadata(stack.mount().join("m").join(n));
+    let suid = md("suid").expect("suid imported");
+    assert_eq!(
+        suid.mode() & 0o7777,
+        0o755,
+        "a setuid-root file was planted"
+    );
+    assert_eq!(md("all").unwrap().mode() & 0o7777, 0o777);
+    assert!(md("alice").is_err(), "owner=alice was imported");
+    assert!(md("minus").is_err(), "owner=-1 was imported");
+    assert_eq!(md("abc").unwrap().mode() & 0o7777, 0o644);
+    let garbage = md("garbage").unwrap();
+    assert!(
+        garbage.mtime() > 1_600_000_000,
+        "mtime {} (1970?)",
+        garbage.mtime()
+    );
+    for d in ["badperm", "noperm"] {
+        let m = md(d).unwrap_or_else(|e| panic!("{d}: {e}"));
+        assert!(m.is_dir(), "{d} is not a directory");
+        assert_eq!(m.mode() & 0o7777, 0o755, "{d}");
+    }
+    let entries = stack.store.json_lines(&stack.logs);
+    for (path, op) in [
+        ("m/suid", "import-metadata"),
+        ("m/all", "import-metadata"),
+        ("m/abc", "import-metadata"),
+        ("m/garbage", "import-metadata"),
+        ("m/badperm", "import-metadata"),
+        ("m/alice", "import"),
+        ("m/minus", "import"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["path"] == path && e["operation"] == op),
+            "no {op} line for {path}: {entries:?}"
+        );
+    }
+}
+
+/// `lustre-blob ARGS --config P` with the simulator's environment; `closed_stdout` closes the
+/// reading end of its standard output before it writes (what `| head -1` does once it has its line).
+fn lustre_blob(stack: &Stack, policy: &Path, args: &[&str], closed_stdout: bool) -> Output {
+    let mut c = Command::new(bin_path("lustre-blob"));
+    c.envs(stack.sim.env())
+        .args(args)
+        .arg("--config")
+        .arg(policy)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if !closed_stdout {
+        return c.output().expect("running lustre-blob");
+    }
+    c.stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("running lustre-blob");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("waiting for lustre-blob")
+}
+
+fn stderr_line(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let lines = nonempty_lines(&err);
+    assert_eq!(lines.len(), 1, "one line expected on stderr: {err}");
+    lines[0].to_string()
+}
+
+/// A policy whose `lustre.mount` does not exist, is a file, or is not Lustre: the daemon exits 2
+/// with one line naming the key and the path (issue 11 item 7).
+#[test]
+fn a_mount_that_is_missing_or_not_lustre_is_named_with_its_key() {
+    let stack = Stack::new(StackOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("not-lustre");
+    std::fs::create_dir(&plain).unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    for (mount, why) in [
+        (dir.path().join("missing"), "does not exist"),
+        (file.clone(), "is not a directory"),
+        (plain.clone(), "is not a Lustre file system"),
+    ] {
+        let mut p = stack.policy.clone();
+        p.mount = mount.clone();
+        let policy = dir.path().join("policy.toml");
+        p.write(&policy);
+        for args in [&["daemon"][..], &["catalog", "x"][..]] {
+            let o = lustre_blob(&stack, &policy, args, false);
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{args:?} {}: {o:?}",
+                mount.display()
+            );
+            let line = stderr_line(&o);
+            for needle in ["lustre.mount", &mount.display().to_string(), why] {
+                assert!(line.contains(needle), "{args:?}: {needle:?} not in {line}");
+            }
+        }
+    }
+}
+
+/// A `blob.url` whose host does not resolve is one line at start naming the key and the host,
+/// not minutes of retries (`.invalid` never resolves, RFC 6761; nothing leaves the machine).
+#[test]
+fn a_blob_host_that_does_not_resolve_is_reported_at_start() {
+    let stack = Stack::new(StackOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = stack.policy.clone();
+    p.url = "http://no-such-account.invalid:10000/devstoreaccount1/export".into();
+    let policy = dir.path().join("policy.toml");
+    p.write(&policy);
+    let t0 = std::time::Instant::now();
+    let o = lustre_blob(&stack, &policy, &["daemon"], false);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("blob.url") && line.contains("no-such-account.invalid"),
+        "{line}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+    // The copytool too.
+    let t0 = std::time::Instant::now();
+    let o = Command::new(bin_path("lhsmtool_blob"))
+        .envs(stack.sim.env())
+        .arg("--config")
+        .arg(&policy)
+        .arg(stack.mount())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("blob.url") && line.contains("no-such-account.invalid"),
+        "{line}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+/// Missing CLI arguments are named (clap puts them on a second line: they must reach the one line).
+#[test]
+fn a_missing_cli_argument_is_named() {
+    for (args, needle) in [
+        (&["cancel"][..], "<ID>"),
+        (&["export"][..], "<PATH>"),
+        (&["catalog"][..], "<PATHS>"),
+        (&["catalog", "--json"][..], "<PATHS>"),
+        (&["autoexport"][..], "<ACTION>"),
+    ] {
+        let o = Command::new(bin_path("lustre-blob"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let line = stderr_line(&o);
+        assert!(line.contains(needle), "{args:?}: {needle} not in {line}");
+    }
+}
+
+/// Import refuses an absolute `--prefix` and a negative `--maximum-errors` other than -1 before
+/// anything starts (exit 2, the flag named).
+#[test]
+fn import_refuses_an_absolute_prefix_and_negative_maximum_errors() {
+    for (args, needle) in [
+        (&["import", "--prefix", "/abs"][..], "--prefix"),
+        (
+            &["import", "--maximum-errors", "-2"][..],
+            "--maximum-errors",
+        ),
+    ] {
+        let o = Command::new(bin_path("lustre-blob"))
+            .args(args)
+            .args(["--config", "/nonexistent/policy.toml"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let line = stderr_line(&o);
+        assert!(line.contains(needle), "{args:?}: {needle} not in {line}");
+    }
+}
+
+/// On a running system: `flush --timeout 0` once everything is exported succeeds; `export` of a
+/// missing path or of a file says why on stderr; `catalog` of a file outside Lustre says so; and
+/// every command that prints exits quietly (141, no panic) when its reader has gone (`| head -1`).
+#[test]
+fn cli_errors_a_person_can_act_on_and_closed_pipes() {
+    let mut stack = Stack::new(StackOptions::default());
+    stack.start_copytool(&[]);
+    stack.start_daemon();
+    let a = stack.write("projects/a.dat", b"a");
+    let b = stack.write("projects/b.dat", b"b");
+    assert!(stack.flush("60s").status.success(), "{}", stack.logs());
+    let policy = stack.policy_path.clone();
+
+    let o = lustre_blob(
+        &stack,
+        &policy,
+        &["flush", "--wait", "--timeout", "0"],
+        false,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "flush --timeout 0 on an exported system: {o:?}"
+    );
+
+    let missing = stack.mount().join("projects/missing");
+    let o = lustre_blob(
+        &stack,
+        &policy,
+        &["export", missing.to_str().unwrap()],
+        false,
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr_line(&o).contains("no such directory"), "{o:?}");
+    let o = lustre_blob(&stack, &policy, &["export", a.to_str().unwrap()], false);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr_line(&o).contains("not a directory"), "{o:?}");
+
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    let o = lustre_blob(
+        &stack,
+        &policy,
+        &["catalog", outside.path().to_str().unwrap()],
+        false,
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr_line(&o).contains("not a Lustre file"), "{o:?}");
+
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let projects = stack.mount().join("projects");
+    let projects = projects.to_str().unwrap();
+    let mut wrong = Vec::new();
+    let mut check = |args: &[&str], must_print: bool| {
+        let o = lustre_blob(&stack, &policy, args, true);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let want: &[i32] = if must_print { &[141] } else { &[0, 141] };
+        if !o.status.code().is_some_and(|c| want.contains(&c)) || err.contains("panicked") {
+            wrong.push(format!(
+                "{args:?}: exit {:?}, stderr: {err}",
+                o.status.code()
+            ));
+        }
+    };
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["jobs"],
+        &["jobs", "--json"],
+        &["catalog", a, b],
+        &["catalog", "--json", a, b],
+        &["flush"],
+        &["flush", "--json"],
+        &["flush", "--wait", "--timeout", "60s"],
+        &["flush", "--wait", "--json", "--timeout", "60s"],
+        &["autoexport", "disable"],
+        &["export", "--wait", projects],
+        &["import", "--prefix", "nothing-here/", "--wait"],
+        &["jobs", "--json"],
+    ] {
+        check(args, true);
+    }
+    check(&["--help"], false);
+    check(&["--version"], false);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A credential file its group or others can read is refused by both binaries at start, in one
+/// line naming the key, the file and its mode (as ssh refuses such a key); with
+/// `blob.allow_shared_credentials_file = true` it is only warned about.
+#[test]
+fn credential_files_open_to_others_are_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let stack = Stack::new(StackOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("account.key");
+    std::fs::write(&key, "SECRET-51d0c0ffee").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut p = stack.policy.clone();
+    p.extra.push((
+        "blob".into(),
+        format!("account_key_file = {:?}", key.display().to_string()),
+    ));
+    let policy = dir.path().join("policy.toml");
+    p.write(&policy);
+    for (bin, args) in [
+        ("lustre-blob", vec!["daemon".to_string()]),
+        ("lhsmtool_blob", vec![stack.mount().display().to_string()]),
+    ] {
+        let o = Command::new(bin_path(bin))
+            .envs(stack.sim.env())
+            .args(&args)
+            .arg("--config")
+            .arg(&policy)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bin}: {o:?}");
+        let line = stderr_line(&o);
+        for needle in [
+            "blob.account_key_file",
+            &key.display().to_string(),
+            "mode 0644",
+            "chmod 600",
+        ] {
+            assert!(line.contains(needle), "{bin}: {needle:?} not in {line}");
+        }
+        assert!(!line.contains("51d0"), "{bin} leaked the secret: {line}");
+    }
+    // Allowed by policy: the refusal becomes a warning (the bad key content then stops it, later).
+    p.extra
+        .push(("blob".into(), "allow_shared_credentials_file = true".into()));
+    p.write(&policy);
+    let o = lustre_blob(&stack, &policy, &["daemon"], false);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: blob.account_key_file") && err.contains("mode 0644"),
+        "{err}"
     );
 }
