@@ -23,6 +23,7 @@ pub mod import_meta;
 pub mod jobs;
 pub mod model;
 pub mod ports;
+pub mod progress;
 pub mod real;
 pub mod scope;
 pub mod state;

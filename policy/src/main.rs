@@ -310,9 +310,11 @@ fn render_job(j: &serde_json::Value) -> String {
     line
 }
 
-/// Polls a job until it ends; progress line on a terminal. Returns the exit code.
+/// Polls a job until it ends, with progress on stderr (a bar on a terminal, a plain line every
+/// few seconds otherwise). Returns the exit code.
 fn wait_job(cli: &Cli, id: &str, json: bool) -> Result<i32, Failure> {
-    let tty = std::io::stderr().is_terminal();
+    let mut reporter = policy::progress::Reporter::new(std::io::stderr().is_terminal());
+    let started = std::time::Instant::now();
     loop {
         let r = ask(
             cli,
@@ -329,28 +331,9 @@ fn wait_job(cli: &Cli, id: &str, json: bool) -> Result<i32, Failure> {
             state.as_str(),
             "Idle" | "FSScanInProgress" | "InProgress" | "Cancelling"
         );
-        if tty {
-            let pct = j.get("percentComplete").and_then(|v| v.as_u64());
-            let bar = match pct {
-                Some(p) => {
-                    let filled = (p.min(100) / 5) as usize;
-                    format!(
-                        "[{}{}] {p:>3}%",
-                        "#".repeat(filled),
-                        ".".repeat(20 - filled)
-                    )
-                }
-                None => format!(
-                    "walked {}",
-                    j.get("totalBlobsWalked")
-                        .and_then(|v| v.as_u64())
-                        .unwrap_or(0)
-                ),
-            };
-            err!("\r{id} {state:<17} {bar}   ");
-            if !running {
-                errln!("");
-            }
+        let (pct, line) = policy::progress::job_line(&j, started.elapsed());
+        if let Some(t) = reporter.update(pct, &line, !running) {
+            err!("{t}");
         }
         if !running {
             if json {
@@ -495,8 +478,23 @@ fn verify(cli: &Cli, path: Option<PathBuf>, json: bool, requeue: bool) -> Result
         json,
         requeue,
     };
-    let o = policy::verify::run(&policy, &opts, &mut Emit)
+    let mut reporter = policy::progress::Reporter::new(std::io::stderr().is_terminal());
+    let started = std::time::Instant::now();
+    let mut report = |entries: u64| {
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let line = format!(
+            "verify: {entries} entries checked, {:.0} entries/s",
+            entries as f64 / secs
+        );
+        if let Some(t) = reporter.update(None, &line, false) {
+            err!("{t}");
+        }
+    };
+    let o = policy::verify::run(&policy, &opts, &mut Emit, &mut report)
         .map_err(|e| Failure(exit::FILES_FAILED, e))?;
+    if std::io::stderr().is_terminal() {
+        errln!("");
+    }
     let s = &o.summary;
     if json {
         outln!("{}", serde_json::json!({ "summary": s }));

@@ -390,6 +390,7 @@ pub fn run(
     policy: &lustre_blob_config::Policy,
     opts: &VerifyOptions,
     out: &mut dyn std::io::Write,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Outcome, String> {
     let mount = lustre::Mount::open(&policy.lustre.mount)
         .map_err(|e| format!("lustre.mount {}: {e}", policy.lustre.mount.display()))?;
@@ -451,8 +452,11 @@ pub fn run(
                 }),
         )
     });
+    let mut walked = 0u64;
     let walk = OrderedWalk::new(&root_dir, &rel_root).map(|r| {
         let (rel, md) = r?;
+        walked += 1;
+        progress(walked);
         let ft = md.file_type();
         let kind = if ft.is_file() {
             EntryKind::File

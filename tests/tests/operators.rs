@@ -166,3 +166,32 @@ fn check_passes_on_a_working_deployment_and_names_each_broken_part() {
         "{export}"
     );
 }
+
+/// `export --wait` into a pipe or a log: plain progress lines (files, MiB, rate), the last at the
+/// end, on stderr; the result on stdout.
+#[test]
+fn export_wait_writes_plain_progress_lines_when_not_on_a_terminal() {
+    let mut s = Stack::new(StackOptions::default());
+    s.start_copytool(&[]);
+    s.start_daemon();
+    assert!(s.cli(&["autoexport", "disable"]).status.success());
+    for i in 0..50 {
+        s.write(&format!("bulk/f{i:03}"), &vec![b'x'; 4096]);
+    }
+    let dir = s.mount().join("bulk");
+    let o = s.cli(&["export", dir.to_str().unwrap(), "--wait"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("files/s")).collect();
+    assert!(!lines.is_empty(), "no progress line: {err}");
+    let last = lines.last().unwrap();
+    assert!(last.contains("Completed: 50/50 files"), "{last}");
+    assert!(last.contains("MiB") && last.contains("MiB/s"), "{last}");
+    assert!(
+        !err.contains('\r'),
+        "no terminal redraws in a pipe: {err:?}"
+    );
+    let v = s.cli(&["verify", dir.to_str().unwrap()]);
+    let verr = String::from_utf8_lossy(&v.stderr).into_owned();
+    assert!(verr.contains("verify: 1 entries checked"), "{verr}");
+}
