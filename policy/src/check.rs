@@ -51,8 +51,13 @@ impl Check {
             Level::Warn => "warn",
             Level::Fail => "FAIL",
         };
+        let how = if self.level == Level::Manual {
+            "check"
+        } else {
+            "fix"
+        };
         match &self.fix {
-            Some(f) => format!("{level:<6} {:<18} {} — fix: {f}", self.check, self.seen),
+            Some(f) => format!("{level:<6} {:<18} {} — {how}: {f}", self.check, self.seen),
             None => format!("{level:<6} {:<18} {}", self.check, self.seen),
         }
     }
