@@ -285,25 +285,12 @@ fn is_encoded(e: &BytesStart<'_>) -> Result<bool, String> {
 }
 
 /// `%XX` sequences to bytes, which must then be UTF-8.
+/// An `Encoded="true"` name: `%XX` decoded, as UTF-8.
 fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent-encoding in encoded name {s:?}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("encoded name {s:?} is not UTF-8"))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| format!("encoded name {s:?} is not UTF-8"))
 }
 
 #[cfg(test)]

@@ -161,23 +161,11 @@ fn read_secret(path: &Path, what: &str) -> Result<String, Error> {
     Ok(text)
 }
 
+/// `%XX` sequences decoded (others kept as written), as UTF-8.
 fn percent_decode(s: &str) -> Result<String, Error> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out)
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
         .map_err(|_| Error::Config(format!("URL path {s:?} is not UTF-8 once decoded")))
 }
 
@@ -443,6 +431,16 @@ mod tests {
         };
         let msg = bad.resolve().unwrap_err().to_string();
         assert!(!msg.contains("TOPSECRETSIG"), "{msg}");
+    }
+
+    #[test]
+    fn a_percent_sequence_at_the_very_end_of_the_prefix_is_decoded() {
+        // The hand-written decoder this replaced left a final `%41` undecoded.
+        assert_eq!(
+            container_and_prefix("c/a%20b%41").unwrap(),
+            ("c".to_string(), "a bA".to_string())
+        );
+        assert_eq!(percent_decode("50%").unwrap(), "50%", "a lone % is kept");
     }
 
     #[test]
