@@ -68,6 +68,15 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         });
         if let Err(e) = res {
             tracing::error!(action = %self.label(), error = %e, "could not report the failure to the coordinator");
+            self.note_undelivered(e.errno);
+        }
+    }
+
+    /// An end failed with `errno`: if it may not have reached the coordinator, the item stays
+    /// in the journal so the next copytool ends it.
+    fn note_undelivered(&self, errno: i32) {
+        if crate::journal::Journal::undelivered_errno(errno) {
+            self.engine.journal.end_undelivered(self.item.cookie);
         }
     }
 
@@ -112,6 +121,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 }
                 Err(e) => {
                     let errno = e.errno;
+                    self.note_undelivered(errno);
                     let f = Failure::from(e).context("end");
                     self.engine
                         .report_failure(self.item, self.path.as_deref(), &f);
@@ -123,6 +133,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                     .report_failure(self.item, self.path.as_deref(), &f);
                 if let Err(e) = blocking(|| guard.end(self.item.extent, f.hp_flags(), f.errno)) {
                     tracing::error!(action = %self.label(), error = %e, "ending the failed action failed");
+                    self.note_undelivered(e.errno);
                 }
                 if f.errno == libc::ECANCELED {
                     Ok(Outcome::Cancelled)
@@ -563,7 +574,8 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         }
         let file = match blocking(|| ct.open_by_fid(&self.item.fid)) {
             Ok(f) => f,
-            Err(e) if e.errno == libc::ENOENT => {
+            // Lustre 2.15 answers ENOENT for a deleted FID, 2.16 ESTALE (`open_by_handle_at`).
+            Err(e) if e.errno == libc::ENOENT || e.errno == libc::ESTALE => {
                 tracing::info!(action = %self.label(), "file is gone; its export record with it: nothing to delete");
                 return Ok(Done { bytes: 0 });
             }

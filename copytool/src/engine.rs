@@ -20,9 +20,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::actions::Ctx;
 use crate::failure::Failure;
+use crate::journal::{Journal, Leftovers};
 use crate::metrics::{Metrics, Outcome};
 use crate::model::{Action, ActionList, Item, JobTag};
-use crate::ports::{Coordinator, CtError, FailureEntry, FailureLog, Store};
+use crate::ports::{Coordinator, CopyAction, CtError, FailureEntry, FailureLog, Store};
 
 /// What to do when a blob changed behind our back (`autoexport.conflict`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +105,8 @@ pub struct Engine<C: Coordinator, S: Store> {
     /// Set when in-flight actions are being aborted because the agent is stopping.
     pub(crate) shutting_down: AtomicBool,
     abort_reason: Mutex<Option<String>>,
+    /// Every item received and not yet ended (see `crate::journal`).
+    pub(crate) journal: Arc<Journal>,
 }
 
 impl<C: Coordinator, S: Store> Engine<C, S> {
@@ -114,6 +117,27 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         metrics: Arc<Metrics>,
         agent: String,
         config: EngineConfig,
+    ) -> Arc<Self> {
+        Self::with_journal(
+            ct,
+            store,
+            log,
+            metrics,
+            agent,
+            config,
+            Arc::new(Journal::memory()),
+        )
+    }
+
+    /// As `new`, journalling received items in `journal`.
+    pub fn with_journal(
+        ct: Arc<C>,
+        store: Arc<S>,
+        log: Arc<dyn FailureLog>,
+        metrics: Arc<Metrics>,
+        agent: String,
+        config: EngineConfig,
+        journal: Arc<Journal>,
     ) -> Arc<Self> {
         let max = config.max_actions.max(1);
         let rate_limit = Arc::new(RateLimiter::new(config.bandwidth.unwrap_or(0)));
@@ -131,7 +155,66 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             stop: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             abort_reason: Mutex::new(None),
+            journal,
         })
+    }
+
+    /// Ends what dead copytools of this host left STARTED (their journals' items), before the
+    /// first receive: `llapi_hsm_action_begin(is_error)` + `llapi_hsm_action_end(ECANCELED)`, as
+    /// `lhsmtool_posix`'s `ct_fini` ends a failed item. -ENOENT: already ended, or reloaded by a
+    /// restarted MDT, which no longer knows the cookie (`mdt_cdt_update_request`) and keeps the
+    /// request STARTED until `active_request_timeout`; then an ARCHIVE or REMOVE still shown
+    /// running on the file is cancelled the way an admin would (`lfs hsm_cancel`). -EINVAL: the
+    /// cookie is not this coordinator's (another file system instance): nothing more is tried.
+    /// Returns (ended by us, already ended or cancelled, kept for the next start).
+    pub fn recover(&self, leftovers: Leftovers) -> (usize, usize, usize) {
+        let (mut ended, mut gone, mut kept) = (0, 0, 0);
+        let mut refused = false;
+        for e in &leftovers.items {
+            if refused {
+                self.journal.ended(e.cookie);
+                continue;
+            }
+            let item = e.item();
+            let res = self
+                .ct
+                .begin_error(&item)
+                .and_then(|a| a.end(item.extent, 0, libc::ECANCELED));
+            match res {
+                Ok(()) => {
+                    tracing::info!(fid = %e.fid, cookie = e.cookie, action = e.action.name(), "ended a request a previous copytool left running (ECANCELED; it will be issued again)");
+                    self.journal.ended(e.cookie);
+                    ended += 1;
+                }
+                Err(err) if err.errno == libc::ENOENT => {
+                    if matches!(e.action, Action::Archive | Action::Remove) {
+                        match self.ct.cancel_stale(&e.fid, e.action) {
+                            Ok(true) => {
+                                tracing::info!(fid = %e.fid, cookie = e.cookie, action = e.action.name(), "a request left running before an MDS restart cannot be ended by cookie; cancelled it")
+                            }
+                            Ok(false) => {}
+                            Err(err) => {
+                                tracing::warn!(fid = %e.fid, cookie = e.cookie, error = %err, "could not cancel a request left running before an MDS restart")
+                            }
+                        }
+                    }
+                    self.journal.ended(e.cookie);
+                    gone += 1;
+                }
+                Err(err) if err.errno == libc::EINVAL => {
+                    tracing::warn!(cookie = e.cookie, error = %err, "the coordinator does not know the journalled cookies as ours; dropping the rest of the journal");
+                    self.journal.ended(e.cookie);
+                    refused = true;
+                    gone += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(fid = %e.fid, cookie = e.cookie, error = %err, "could not end a request a previous copytool left running; kept for the next start");
+                    kept += 1;
+                }
+            }
+        }
+        self.journal.recovered(leftovers);
+        (ended, gone, kept)
     }
 
     pub fn config(&self) -> Arc<EngineConfig> {
@@ -305,13 +388,29 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 t.cancel();
             }
             None => {
-                tracing::info!(fid = %item.fid, cookie = item.cookie, "cancel for an action not running here")
+                // Not running here: a request a dead copytool left STARTED (an admin's `lfs
+                // hsm_cancel` of an orphan), or one that just ended. Answering ECANCELED by cookie
+                // frees the coordinator's slot; -ENOENT means it was already over.
+                let res = self
+                    .ct
+                    .begin_error(item)
+                    .and_then(|a| a.end(item.extent, 0, libc::ECANCELED));
+                match res {
+                    Ok(()) => {
+                        tracing::info!(fid = %item.fid, cookie = item.cookie, "cancel for an action not running here: ended it (ECANCELED)")
+                    }
+                    Err(e) => {
+                        tracing::info!(fid = %item.fid, cookie = item.cookie, error = %e, "cancel for an action not running here (already over)")
+                    }
+                }
+                self.journal.ended(item.cookie);
             }
         }
         self.metrics.action_done(Action::Cancel, Outcome::Ok);
     }
 
     fn spawn_item(self: &Arc<Self>, item: Item, permit: OwnedSemaphorePermit, rt: &Handle) {
+        self.journal.begun(&item);
         let token = CancellationToken::new();
         // Registered before the task starts so a CANCEL in the very next list finds it.
         self.running_map().insert(item.cookie, token.clone());
@@ -322,6 +421,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 let cookie = item.cookie;
                 let action = item.action;
                 let outcome = engine.serve(item, token).await;
+                engine.journal.ended(cookie);
                 engine.running_map().remove(&cookie);
                 engine.metrics.finished();
                 engine.metrics.action_done(action, outcome);
@@ -332,12 +432,14 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     }
 
     fn spawn_refusal(self: &Arc<Self>, item: Item, rt: &Handle) {
+        self.journal.begun(&item);
         let engine = self.clone();
         self.tasks.spawn_on(
             async move {
                 let f = Failure::new(libc::ESHUTDOWN, "shutdown", "copytool stopping");
                 let ctx = Ctx::new(&engine, &item);
                 ctx.fail_unbegun(f);
+                engine.journal.ended(item.cookie);
                 engine.metrics.action_done(item.action, Outcome::Failed);
             },
             rt,

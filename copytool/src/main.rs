@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::Parser;
 use copytool::engine::StopReason;
 use copytool::logsink::{ContainerWriter, JsonLinesLog, CAPACITY};
+use copytool::ports::Coordinator;
 use copytool::real::{BlobBackend, LustreCoordinator};
 use copytool::service::{self, ServiceOptions};
 use copytool::settings::{self, Cli, Settings};
@@ -123,6 +124,17 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         "registered as an HSM copytool"
     );
     let ct = Arc::new(ct);
+    let journal_dir = cli
+        .journal_dir
+        .clone()
+        .unwrap_or_else(|| settings.policy.control.state_dir.join("copytool"));
+    let journal = copytool::journal::Journal::open(&journal_dir, &ct.fsname()).map_err(|e| {
+        (
+            1,
+            format!("journal of begun items in {}: {e}", journal_dir.display()),
+        )
+    })?;
+    tracing::info!(journal = %journal.0.path().map(|p| p.display().to_string()).unwrap_or_default(), "journal of begun items");
 
     let log = JsonLinesLog::new(CAPACITY);
     let writer = ContainerWriter::new(log_store, &agent);
@@ -137,6 +149,7 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         metrics_interval: settings.metrics_interval,
         shutdown_timeout: settings.shutdown_timeout,
         reload: Box::new(move || settings::reload(&reload_cli)),
+        journal: Some((Arc::new(journal.0), journal.1)),
     };
     let result = service::run(
         &rt,

@@ -54,7 +54,16 @@ fn a_killed_copytool_s_request_is_cancelled_and_a_reissue_succeeds_elsewhere() {
     let env = Env::start("");
     env.sim.set_param("hsm.active_request_timeout", "3");
     env.sim.set_param("hsm.loop_period", "1");
-    let mut a = env.copytool(&["--blocks-in-flight", "1", "-u", "100ms"]);
+    // A journal of its own: B (another host, as far as journals go) cannot end A's request.
+    let own = env.dir.path().join("journal-a");
+    let mut a = env.copytool(&[
+        "--blocks-in-flight",
+        "1",
+        "-u",
+        "100ms",
+        "--journal-dir",
+        own.to_str().unwrap(),
+    ]);
     let data = pattern(1500 * BLOCK, 5);
     let p = env.write("kill/big", &data);
     env.hsm("hsm_archive", &p, None);
