@@ -31,6 +31,8 @@ pub(crate) struct Ctx<'a, C: Coordinator, S: Store> {
     cfg: Arc<EngineConfig>,
     /// The file's first path relative to the mount, once known (for logs).
     path: Option<String>,
+    /// The action begun when the item was received (the engine begins items at once).
+    begun: std::sync::Mutex<Option<C::Action>>,
 }
 
 /// A successful action: bytes moved.
@@ -45,7 +47,14 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             item,
             cfg: engine.config(),
             path: None,
+            begun: std::sync::Mutex::new(None),
         }
+    }
+
+    /// With the action already begun at receipt.
+    pub(crate) fn with_begun(self, a: Option<C::Action>) -> Self {
+        *self.begun.lock().unwrap_or_else(|p| p.into_inner()) = a;
+        self
     }
 
     fn label(&self) -> String {
@@ -82,8 +91,12 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
 
     fn begin(&self) -> Result<ActionGuard<C::Action>, Failure> {
         tracing::debug!(action = %self.label(), "started");
-        let a = blocking(|| self.engine.ct.begin(self.item))
-            .map_err(|e| Failure::from(e).context("begin"))?;
+        let pre = self.begun.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let a = match pre {
+            Some(a) => a,
+            None => blocking(|| self.engine.ct.begin(self.item))
+                .map_err(|e| Failure::from(e).context("begin"))?,
+        };
         Ok(ActionGuard::new(a, self.item.extent, self.label()))
     }
 
@@ -310,10 +323,24 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             }
         }
         reporter.cancel();
-        let uploaded = uploaded.map_err(|e| {
-            self.store_failure(e)
-                .context(&format!("upload {}", names[0]))
-        })?;
+        let uploaded = match uploaded {
+            // A file truncated while it is read ends the read early (an unexpected end of file):
+            // that is a change during the copy, exported again, not an I/O error.
+            Err(e)
+                if e.kind == StoreErrorKind::Io
+                    && self.changed_since(&file, dv_before, st.len()) =>
+            {
+                return Err(Failure::new(
+                    libc::EBUSY,
+                    "changed",
+                    format!("file changed during archive (it was truncated while read: {e}); nothing committed, it will be exported again"),
+                ));
+            }
+            other => other.map_err(|e| {
+                self.store_failure(e)
+                    .context(&format!("upload {}", names[0]))
+            })?,
+        };
 
         // A file changed while it was read may have produced a blob mixing old and new bytes: withdraw it
         // (and the record that would make the next archive if-match a blob that no longer exists).
@@ -350,6 +377,12 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         Ok(Done {
             bytes: uploaded.size,
         })
+    }
+
+    /// Whether the file's data changed since `dv_before`/`size` were taken (data version or size).
+    fn changed_since(&self, file: &std::fs::File, dv_before: u64, size: u64) -> bool {
+        let dv = blocking(|| self.engine.ct.data_version(file));
+        dv.is_ok_and(|dv| dv != dv_before) || file.metadata().is_ok_and(|m| m.len() != size)
     }
 
     /// How the upload to `name` may replace what is there (README "Conflicts").

@@ -107,6 +107,11 @@ pub struct Engine<C: Coordinator, S: Store> {
     abort_reason: Mutex<Option<String>>,
     /// Every item received and not yet ended (see `crate::journal`).
     pub(crate) journal: Arc<Journal>,
+    /// Received items waiting for a slot, begun (ARCHIVE, RESTORE, REMOVE) or not (others).
+    #[allow(clippy::type_complexity)]
+    queue: Mutex<std::collections::VecDeque<(Item, Option<C::Action>)>>,
+    queued: tokio::sync::Notify,
+    receiver_done: AtomicBool,
 }
 
 impl<C: Coordinator, S: Store> Engine<C, S> {
@@ -156,6 +161,9 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             shutting_down: AtomicBool::new(false),
             abort_reason: Mutex::new(None),
             journal,
+            queue: Mutex::new(std::collections::VecDeque::new()),
+            queued: tokio::sync::Notify::new(),
+            receiver_done: AtomicBool::new(false),
         })
     }
 
@@ -272,6 +280,18 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     /// The receive loop; blocking, run it on its own thread. Returns when a stop was requested, the
     /// file system is unmounted, or (with `--abort-on-error`) after the first error.
     pub fn run_receiver(self: &Arc<Self>, rt: &Handle) -> Result<StopReason, CtError> {
+        self.receiver_done.store(false, Ordering::SeqCst);
+        let dispatcher = rt.spawn(self.clone().run_dispatcher(rt.clone()));
+        let r = self.receive_loop(rt);
+        self.refuse_queued(rt);
+        self.queued.notify_one();
+        let _ = rt.block_on(dispatcher);
+        // Anything the dispatcher had taken a slot for but not started is refused too.
+        self.refuse_queued(rt);
+        r
+    }
+
+    fn receive_loop(self: &Arc<Self>, rt: &Handle) -> Result<StopReason, CtError> {
         // Consecutive receive errors back off (up to RECV_BACKOFF_MAX) so a broken channel does not
         // spin or flood the log.
         let mut errors_in_row: u32 = 0;
@@ -288,22 +308,17 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             if self.stop_requested() {
                 return Ok(StopReason::Requested);
             }
-            // Back-pressure: do not receive while every slot is busy.
-            let Some(first) = self.wait_slot(rt) else {
-                continue;
-            };
+            // The pipe is read continuously (DESIGN §6b): what the coordinator sent is already
+            // STARTED, and a full pipe blocks the client's kernel thread. Items wait for a slot
+            // in the engine's queue instead.
             match self.ct.recv(RECV_POLL) {
-                Ok(None) => {
-                    errors_in_row = 0;
-                    drop(first)
-                }
+                Ok(None) => errors_in_row = 0,
                 Ok(Some(list)) => {
                     errors_in_row = 0;
-                    self.dispatch(list, first, rt)
+                    self.accept(list, rt)
                 }
                 Err(e) if e.errno == libc::ESHUTDOWN => return Ok(StopReason::Unmounted),
                 Err(e) => {
-                    drop(first);
                     self.metrics.receive_error();
                     tracing::error!(error = %e, "receiving HSM actions failed");
                     if self.config().abort_on_error {
@@ -320,6 +335,78 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         }
     }
 
+    /// The dispatcher: hands queued items to free slots, and keeps queued items alive at the
+    /// coordinator (a zero-length progress every `update_interval` refreshes their
+    /// `active_request_timeout`, as `mdt_cdt_update_request` dates any progress).
+    async fn run_dispatcher(self: Arc<Self>, rt: Handle) {
+        let mut last_keepalive = tokio::time::Instant::now();
+        loop {
+            let permit = tokio::select! {
+                p = self.slots.clone().acquire_owned() => p.ok(),
+                () = tokio::time::sleep(RECV_POLL) => None,
+            };
+            if let Some(permit) = permit {
+                let next = self.queue_lock().pop_front();
+                match next {
+                    Some((item, begun)) => {
+                        self.spawn_item(item, begun, permit, &rt);
+                        continue;
+                    }
+                    None => {
+                        drop(permit);
+                        if self.receiver_done.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        tokio::select! {
+                            () = self.queued.notified() => {}
+                            () = tokio::time::sleep(RECV_POLL) => {}
+                        }
+                    }
+                }
+            } else if self.receiver_done.load(Ordering::SeqCst) && self.queue_lock().is_empty() {
+                return;
+            }
+            let every = self.config().update_interval;
+            if last_keepalive.elapsed() >= every {
+                last_keepalive = tokio::time::Instant::now();
+                let engine = self.clone();
+                let _ = tokio::task::spawn_blocking(move || engine.keep_queued_alive()).await;
+            }
+        }
+    }
+
+    /// One zero-length progress per queued, begun item.
+    fn keep_queued_alive(&self) {
+        let q = self.queue_lock();
+        for (item, begun) in q.iter() {
+            if let Some(a) = begun {
+                let ext = crate::model::Extent {
+                    offset: item.extent.offset,
+                    length: 0,
+                };
+                if let Err(e) = a.progress(ext, 0) {
+                    tracing::debug!(fid = %item.fid, cookie = item.cookie, error = %e, "keep-alive of a queued item refused");
+                }
+            }
+        }
+    }
+
+    fn queue_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(Item, Option<C::Action>)>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After the receive loop returned: the queued items (not started by the dispatcher) are
+    /// ended ESHUTDOWN, nothing done.
+    fn refuse_queued(self: &Arc<Self>, rt: &Handle) {
+        self.receiver_done.store(true, Ordering::SeqCst);
+        let left: Vec<(Item, Option<C::Action>)> = self.queue_lock().drain(..).collect();
+        for (item, begun) in left {
+            self.spawn_refusal(item, begun, rt);
+        }
+    }
+
     fn sleep_unless_stopped(&self, d: Duration) {
         let until = std::time::Instant::now() + d;
         while !self.stop_requested() {
@@ -331,27 +418,10 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         }
     }
 
-    /// Waits for a free slot, giving up (None) when a stop is requested meanwhile.
-    fn wait_slot(&self, rt: &Handle) -> Option<OwnedSemaphorePermit> {
-        loop {
-            if self.stop_requested() {
-                return None;
-            }
-            let slots = self.slots.clone();
-            let got =
-                rt.block_on(
-                    async move { tokio::time::timeout(RECV_POLL, slots.acquire_owned()).await },
-                );
-            match got {
-                Ok(Ok(permit)) => return Some(permit),
-                // The semaphore is never closed; treat it like a timeout.
-                Ok(Err(_)) | Err(_) => continue,
-            }
-        }
-    }
-
-    /// Hands out every item of one list. The list is already an owned copy of the receive buffer.
-    fn dispatch(self: &Arc<Self>, list: ActionList, first: OwnedSemaphorePermit, rt: &Handle) {
+    /// Takes one received list: every item is journalled and begun at once (so its end can be
+    /// sent, and progress keeps it alive, whatever the wait for a slot), then queued. The list is
+    /// already an owned copy of the receive buffer.
+    fn accept(self: &Arc<Self>, list: ActionList, rt: &Handle) {
         let fsname = self.ct.fsname();
         if list.fsname != fsname {
             // lhsmtool_posix skips such lists too: the items belong to another file system's coordinator.
@@ -359,28 +429,67 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             self.metrics.receive_error();
             return;
         }
-        let mut spare = Some(first);
         for item in list.items {
             if item.action == Action::Cancel {
                 self.cancel(&item);
                 continue;
             }
-            let permit = match spare.take() {
-                Some(p) => p,
-                None => match self.wait_slot(rt) {
-                    Some(p) => p,
-                    None => {
-                        // Stopping while items of this list wait for a slot: they still get their end.
-                        self.spawn_refusal(item, rt);
+            self.journal.begun(&item);
+            let begun = match item.action {
+                Action::Archive | Action::Restore | Action::Remove => match self.ct.begin(&item) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        self.spawn_begin_failure(item, e, rt);
                         continue;
                     }
                 },
+                _ => None,
             };
-            self.spawn_item(item, permit, rt);
+            self.queue_lock().push_back((item, begun));
+            self.queued.notify_one();
         }
     }
 
+    fn spawn_begin_failure(self: &Arc<Self>, item: Item, e: CtError, rt: &Handle) {
+        let engine = self.clone();
+        self.tasks.spawn_on(
+            async move {
+                let ctx = Ctx::new(&engine, &item);
+                ctx.fail_unbegun(Failure::from(e).context("begin"));
+                engine.journal.ended(item.cookie);
+                engine.metrics.action_done(item.action, Outcome::Failed);
+            },
+            rt,
+        );
+    }
+
     fn cancel(&self, item: &Item) {
+        let queued = {
+            let mut q = self.queue_lock();
+            q.iter()
+                .position(|(i, _)| i.cookie == item.cookie)
+                .and_then(|p| q.remove(p))
+        };
+        if let Some((qi, begun)) = queued {
+            tracing::info!(fid = %qi.fid, cookie = qi.cookie, "cancel requested by the coordinator before the action started");
+            let res = match begun {
+                Some(a) => a.end(qi.extent, 0, libc::ECANCELED),
+                None => self
+                    .ct
+                    .begin_error(&qi)
+                    .and_then(|a| a.end(qi.extent, 0, libc::ECANCELED)),
+            };
+            if let Err(e) = res {
+                tracing::warn!(fid = %qi.fid, cookie = qi.cookie, error = %e, "ending a cancelled queued action failed");
+                if Journal::undelivered_errno(e.errno) {
+                    self.journal.end_undelivered(qi.cookie);
+                }
+            }
+            self.journal.ended(qi.cookie);
+            self.metrics.action_done(qi.action, Outcome::Cancelled);
+            self.metrics.action_done(Action::Cancel, Outcome::Ok);
+            return;
+        }
         let token = self.running_map().get(&item.cookie).cloned();
         match token {
             Some(t) => {
@@ -409,8 +518,13 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         self.metrics.action_done(Action::Cancel, Outcome::Ok);
     }
 
-    fn spawn_item(self: &Arc<Self>, item: Item, permit: OwnedSemaphorePermit, rt: &Handle) {
-        self.journal.begun(&item);
+    fn spawn_item(
+        self: &Arc<Self>,
+        item: Item,
+        begun: Option<C::Action>,
+        permit: OwnedSemaphorePermit,
+        rt: &Handle,
+    ) {
         let token = CancellationToken::new();
         // Registered before the task starts so a CANCEL in the very next list finds it.
         self.running_map().insert(item.cookie, token.clone());
@@ -420,7 +534,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             async move {
                 let cookie = item.cookie;
                 let action = item.action;
-                let outcome = engine.serve(item, token).await;
+                let outcome = engine.serve(item, token, begun).await;
                 engine.journal.ended(cookie);
                 engine.running_map().remove(&cookie);
                 engine.metrics.finished();
@@ -431,14 +545,23 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         );
     }
 
-    fn spawn_refusal(self: &Arc<Self>, item: Item, rt: &Handle) {
-        self.journal.begun(&item);
+    fn spawn_refusal(self: &Arc<Self>, item: Item, begun: Option<C::Action>, rt: &Handle) {
         let engine = self.clone();
         self.tasks.spawn_on(
             async move {
                 let f = Failure::new(libc::ESHUTDOWN, "shutdown", "copytool stopping");
-                let ctx = Ctx::new(&engine, &item);
-                ctx.fail_unbegun(f);
+                match begun {
+                    Some(a) => {
+                        engine.report_failure(&item, None, &f);
+                        if let Err(e) = a.end(item.extent, f.hp_flags(), f.errno) {
+                            tracing::error!(fid = %item.fid, cookie = item.cookie, error = %e, "could not report the failure to the coordinator");
+                            if Journal::undelivered_errno(e.errno) {
+                                engine.journal.end_undelivered(item.cookie);
+                            }
+                        }
+                    }
+                    None => Ctx::new(&engine, &item).fail_unbegun(f),
+                }
                 engine.journal.ended(item.cookie);
                 engine.metrics.action_done(item.action, Outcome::Failed);
             },
@@ -446,8 +569,13 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         );
     }
 
-    async fn serve(self: &Arc<Self>, item: Item, token: CancellationToken) -> Outcome {
-        let ctx = Ctx::new(self, &item);
+    async fn serve(
+        self: &Arc<Self>,
+        item: Item,
+        token: CancellationToken,
+        begun: Option<C::Action>,
+    ) -> Outcome {
+        let ctx = Ctx::new(self, &item).with_begun(begun);
         match item.action {
             Action::Archive => ctx.archive(token).await,
             Action::Restore => ctx.restore(token).await,

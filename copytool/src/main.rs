@@ -45,6 +45,7 @@ fn run() -> i32 {
         Err(e) => return fail(2, e),
     };
     init_tracing(settings.verbosity);
+    route_library_messages(settings.verbosity);
     if cli.daemon {
         // SAFETY: called before any thread is started (no runtime yet); daemon(3) forks and the
         // parent exits.
@@ -202,6 +203,29 @@ fn init_tracing(verbosity: i32) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// liblustreapi's own messages (`llapi_error`, `llapi_printf`) go into our log, at the level
+/// `-v`/`-q` give, instead of the library's stderr/stdout. Without a loadable library nothing is
+/// set (registration then reports why).
+fn route_library_messages(verbosity: i32) {
+    use lustre::lustre_sys as sys;
+    let level = match verbosity {
+        i32::MIN..=-2 => sys::LLAPI_MSG_ERROR,
+        -1 => sys::LLAPI_MSG_WARN,
+        0 => sys::LLAPI_MSG_NORMAL,
+        1 => sys::LLAPI_MSG_INFO,
+        _ => sys::LLAPI_MSG_DEBUG,
+    };
+    if lustre::set_log_level(level).is_err() {
+        return;
+    }
+    let _ = lustre::set_log_handler(|m| match m.level {
+        0..=2 => tracing::error!(target: "liblustreapi", errno = m.errno, "{}", m.text),
+        3 => tracing::warn!(target: "liblustreapi", errno = m.errno, "{}", m.text),
+        4 | 5 => tracing::info!(target: "liblustreapi", errno = m.errno, "{}", m.text),
+        _ => tracing::debug!(target: "liblustreapi", errno = m.errno, "{}", m.text),
+    });
 }
 
 /// A locked pid file, removed on drop.

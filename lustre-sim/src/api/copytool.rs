@@ -97,7 +97,11 @@ pub unsafe extern "C" fn llapi_hsm_copytool_register(
     let Some(m) = (unsafe { arg_path(mnt) }) else {
         return -libc::EINVAL;
     };
-    if priv_.is_null() || archive_count < 0 || (archive_count > 0 && archives.is_null()) {
+    if priv_.is_null() || archive_count < 0 {
+        return -libc::EINVAL;
+    }
+    if archive_count > 0 && archives.is_null() {
+        super::log::llapi_error(super::log::MSG_ERROR | 0x10, 0, "NULL archive numbers");
         return -libc::EINVAL;
     }
     let mut ids = Vec::new();
@@ -138,7 +142,15 @@ pub unsafe extern "C" fn llapi_hsm_copytool_register(
             Ok(a) => a,
             Err(_) => return -libc::EPROTO,
         },
-        Err(e) => return -e,
+        Err(e) => {
+            // As `llapi_hsm_copytool_register` after a failed LL_IOC_HSM_CT_START.
+            super::log::llapi_error(
+                super::log::MSG_ERROR,
+                e,
+                &format!("cannot start copytool on '{}'", m.display()),
+            );
+            return -e;
+        }
     };
     drop(wfd);
     let c = Box::new(Copytool {

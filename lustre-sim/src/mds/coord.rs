@@ -363,10 +363,12 @@ impl State {
         if self.mdts.iter().all(|m| m.tun.hsm_control == "shutdown") {
             return Err(libc::ENXIO);
         }
-        // SAFETY: fcntl on a descriptor we own.
+        // SAFETY: fcntl on a descriptor we own. The pipe holds 64 KiB as a kernel pipe does;
+        // what does not fit goes to the agent's backlog writer (see `write_pipe`).
         unsafe {
             let fl = libc::fcntl(pipe.as_raw_fd(), libc::F_GETFL);
             libc::fcntl(pipe.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+            libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_CAPACITY);
         }
         let id = self.next_agent;
         self.next_agent += 1;
@@ -382,6 +384,7 @@ impl State {
             uuid,
             archives,
             pipe,
+            backlog: Default::default(),
             ok: 0,
             errors: 0,
             mdts: (0..self.mdts.len() as u32).collect(),
@@ -553,7 +556,7 @@ impl State {
             };
             let res = self
                 .agents
-                .iter()
+                .iter_mut()
                 .find(|a| a.id == agent)
                 .map(|a| {
                     if a.pipe_dead {
@@ -1047,23 +1050,90 @@ fn restore_times(f: &std::fs::File, meta: &std::fs::Metadata) {
     unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) };
 }
 
-/// One write() of a whole KUC message to an agent's pipe (non-blocking; atomic below PIPE_BUF).
-pub fn write_pipe(a: &Agent, msg: &[u8]) -> Res<()> {
-    // SAFETY: writing a live buffer to a pipe descriptor the agent record owns.
-    let n = unsafe {
-        libc::write(
-            a.pipe.as_raw_fd(),
-            msg.as_ptr() as *const libc::c_void,
-            msg.len(),
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO));
+/// A kernel pipe's default capacity, which the client's KUC pipe has.
+const PIPE_CAPACITY: libc::c_int = 64 << 10;
+
+/// Sends one whole KUC message to an agent, as the client kernel does
+/// (`libcfs_kkuc_msg_put` -> `kernel_write` on the pipe): what fits the pipe is written now;
+/// the rest, and every later message while a rest is pending, is written by a thread that blocks
+/// on the pipe until the copytool reads (the kernel thread blocking in `pipe_write`). Either way
+/// the message counts as sent. EPIPE (the copytool is gone) is reported at once, or at the next
+/// send once the blocked writer found it.
+pub fn write_pipe(a: &mut Agent, msg: &[u8]) -> Res<()> {
+    use std::sync::atomic::Ordering;
+    if a.backlog.broken.load(Ordering::SeqCst) {
+        return Err(libc::EPIPE);
     }
-    if n as usize != msg.len() {
-        return Err(libc::EIO);
+    let mut done = 0;
+    if a.backlog.pending.load(Ordering::SeqCst) == 0 {
+        // SAFETY: writing a live buffer to a pipe descriptor the agent record owns.
+        let n = unsafe {
+            libc::write(
+                a.pipe.as_raw_fd(),
+                msg.as_ptr() as *const libc::c_void,
+                msg.len(),
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            if e != libc::EAGAIN {
+                return Err(e);
+            }
+        } else {
+            done = n as usize;
+        }
+    }
+    if done == msg.len() {
+        return Ok(());
+    }
+    let rest = msg[done..].to_vec();
+    if a.backlog.tx.is_none() {
+        let fd = a
+            .pipe
+            .try_clone()
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (pending, broken) = (a.backlog.pending.clone(), a.backlog.broken.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::from(fd);
+            for buf in rx {
+                let mut off = 0;
+                while off < buf.len() {
+                    match std::io::Write::write(&mut f, &buf[off..]) {
+                        Ok(n) => off += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            // The descriptor is non-blocking (shared with the coordinator):
+                            // wait for room as a blocking write would.
+                            let mut p = libc::pollfd {
+                                fd: std::os::fd::AsRawFd::as_raw_fd(&f),
+                                events: libc::POLLOUT,
+                                revents: 0,
+                            };
+                            // SAFETY: one pollfd on a descriptor this thread owns.
+                            unsafe { libc::poll(&mut p, 1, 1000) };
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            broken.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
+                pending.fetch_sub(buf.len(), Ordering::SeqCst);
+            }
+        });
+        a.backlog.tx = Some(tx);
+    }
+    a.backlog.pending.fetch_add(rest.len(), Ordering::SeqCst);
+    let sent = a
+        .backlog
+        .tx
+        .as_ref()
+        .is_some_and(|tx| tx.send(rest).is_ok());
+    if !sent {
+        return Err(libc::EPIPE);
     }
     Ok(())
 }

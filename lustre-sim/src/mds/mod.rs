@@ -202,7 +202,7 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     let mut g = shared.lock();
     g.sync(&shared.cv);
     let shutdown = crate::hal::kuc_shutdown();
-    for a in &g.st.agents {
+    for a in g.st.agents.iter_mut() {
         let _ = coord::write_pipe(a, &shutdown);
     }
     g.st.agents.clear();

@@ -223,6 +223,21 @@ pub struct Agent {
     /// A write hit EPIPE: like the client kernel, which forgets a dead pipe after the first
     /// failed write, later sends "succeed" without reaching anyone (lustre-abi.md §6.2, DNE).
     pub pipe_dead: bool,
+    /// What the "client kernel thread" still has to write: bytes that did not fit the pipe.
+    pub backlog: PipeBacklog,
+}
+
+/// The part of an agent's messages that did not fit its pipe (64 KiB). On real Lustre the
+/// client's kernel thread blocks in `pipe_write` (holding `kg_sem`) until the copytool reads,
+/// while the MDT already counts the requests as sent (STARTED). Here a writer thread blocks on
+/// the pipe instead, and later messages queue behind it in order.
+#[derive(Default)]
+pub struct PipeBacklog {
+    pub tx: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    /// Bytes handed to the writer and not yet written.
+    pub pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The writer hit an error (EPIPE: the copytool is gone).
+    pub broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Agent {
