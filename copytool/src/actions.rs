@@ -83,10 +83,13 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
 
     /// An end failed with `errno`: if it may not have reached the coordinator, the item stays
     /// in the journal so the next copytool ends it.
+    ///
+    /// -ENOENT: the coordinator no longer knows the cookie. After an MDS restart that is a
+    /// request reloaded STARTED on disk only (`hsm_restore_cb`), which nobody can end and which
+    /// stays until `active_request_timeout`: an ARCHIVE or REMOVE still shown running on the file
+    /// is cancelled as an admin would, so the file can be exported again at once.
     fn note_undelivered(&self, errno: i32) {
-        if crate::journal::Journal::undelivered_errno(errno) {
-            self.engine.journal.end_undelivered(self.item.cookie);
-        }
+        self.engine.after_end_error(self.item, errno);
     }
 
     fn begin(&self) -> Result<ActionGuard<C::Action>, Failure> {

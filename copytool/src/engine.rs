@@ -112,6 +112,9 @@ pub struct Engine<C: Coordinator, S: Store> {
     queue: Mutex<std::collections::VecDeque<(Item, Option<C::Action>)>>,
     queued: tokio::sync::Notify,
     receiver_done: AtomicBool,
+    /// Received and journalled, not yet begun (the beginner thread's input).
+    to_begin: Mutex<std::collections::VecDeque<Item>>,
+    to_begin_cv: std::sync::Condvar,
 }
 
 impl<C: Coordinator, S: Store> Engine<C, S> {
@@ -164,6 +167,8 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             queue: Mutex::new(std::collections::VecDeque::new()),
             queued: tokio::sync::Notify::new(),
             receiver_done: AtomicBool::new(false),
+            to_begin: Mutex::new(std::collections::VecDeque::new()),
+            to_begin_cv: std::sync::Condvar::new(),
         })
     }
 
@@ -282,7 +287,21 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     pub fn run_receiver(self: &Arc<Self>, rt: &Handle) -> Result<StopReason, CtError> {
         self.receiver_done.store(false, Ordering::SeqCst);
         let dispatcher = rt.spawn(self.clone().run_dispatcher(rt.clone()));
-        let r = self.receive_loop(rt);
+        let beginner = {
+            let (engine, rt) = (self.clone(), rt.clone());
+            std::thread::Builder::new()
+                .name("hsm-begin".into())
+                .spawn(move || engine.run_beginner(&rt))
+        };
+        let r = self.receive_loop();
+        self.receiver_done.store(true, Ordering::SeqCst);
+        self.to_begin_cv.notify_all();
+        match beginner {
+            Ok(b) => {
+                let _ = b.join();
+            }
+            Err(e) => tracing::error!(error = %e, "could not start the beginner thread"),
+        }
         self.refuse_queued(rt);
         self.queued.notify_one();
         let _ = rt.block_on(dispatcher);
@@ -291,7 +310,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         r
     }
 
-    fn receive_loop(self: &Arc<Self>, rt: &Handle) -> Result<StopReason, CtError> {
+    fn receive_loop(self: &Arc<Self>) -> Result<StopReason, CtError> {
         // Consecutive receive errors back off (up to RECV_BACKOFF_MAX) so a broken channel does not
         // spin or flood the log.
         let mut errors_in_row: u32 = 0;
@@ -315,7 +334,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 Ok(None) => errors_in_row = 0,
                 Ok(Some(list)) => {
                     errors_in_row = 0;
-                    self.accept(list, rt)
+                    self.accept(list)
                 }
                 Err(e) if e.errno == libc::ESHUTDOWN => return Ok(StopReason::Unmounted),
                 Err(e) => {
@@ -401,6 +420,10 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     /// ended ESHUTDOWN, nothing done.
     fn refuse_queued(self: &Arc<Self>, rt: &Handle) {
         self.receiver_done.store(true, Ordering::SeqCst);
+        let unbegun: Vec<Item> = self.to_begin_lock().drain(..).collect();
+        for item in unbegun {
+            self.spawn_refusal(item, None, rt);
+        }
         let left: Vec<(Item, Option<C::Action>)> = self.queue_lock().drain(..).collect();
         for (item, begun) in left {
             self.spawn_refusal(item, begun, rt);
@@ -421,7 +444,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     /// Takes one received list: every item is journalled and begun at once (so its end can be
     /// sent, and progress keeps it alive, whatever the wait for a slot), then queued. The list is
     /// already an owned copy of the receive buffer.
-    fn accept(self: &Arc<Self>, list: ActionList, rt: &Handle) {
+    fn accept(self: &Arc<Self>, list: ActionList) {
         let fsname = self.ct.fsname();
         if list.fsname != fsname {
             // lhsmtool_posix skips such lists too: the items belong to another file system's coordinator.
@@ -429,23 +452,59 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             self.metrics.receive_error();
             return;
         }
+        // Journalled first, the whole list, before anything slower: what a kill -9 interrupts
+        // from here on is in the journal. Begun by the beginner thread, so the pipe is read
+        // again at once.
+        let mut fresh = Vec::with_capacity(list.items.len());
         for item in list.items {
             if item.action == Action::Cancel {
                 self.cancel(&item);
                 continue;
             }
             self.journal.begun(&item);
-            let begun = match item.action {
-                Action::Archive | Action::Restore | Action::Remove => match self.ct.begin(&item) {
+            fresh.push(item);
+        }
+        if !fresh.is_empty() {
+            self.to_begin_lock().extend(fresh);
+            self.to_begin_cv.notify_all();
+        }
+    }
+
+    fn to_begin_lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Item>> {
+        self.to_begin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The beginner thread: begins received items in order (`llapi_hsm_action_begin`) and queues
+    /// them for a slot; a failed begin ends the item through the error path.
+    fn run_beginner(self: &Arc<Self>, rt: &Handle) {
+        loop {
+            let next = {
+                let mut q = self.to_begin_lock();
+                loop {
+                    if self.receiver_done.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Some(i) = q.pop_front() {
+                        break i;
+                    }
+                    q = self
+                        .to_begin_cv
+                        .wait_timeout(q, RECV_POLL)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+            };
+            let begun = match next.action {
+                Action::Archive | Action::Restore | Action::Remove => match self.ct.begin(&next) {
                     Ok(a) => Some(a),
                     Err(e) => {
-                        self.spawn_begin_failure(item, e, rt);
+                        self.spawn_begin_failure(next, e, rt);
                         continue;
                     }
                 },
                 _ => None,
             };
-            self.queue_lock().push_back((item, begun));
+            self.queue_lock().push_back((next, begun));
             self.queued.notify_one();
         }
     }
@@ -464,6 +523,29 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     }
 
     fn cancel(&self, item: &Item) {
+        let unbegun = {
+            let mut q = self.to_begin_lock();
+            q.iter()
+                .position(|i| i.cookie == item.cookie)
+                .and_then(|p| q.remove(p))
+        };
+        if let Some(qi) = unbegun {
+            tracing::info!(fid = %qi.fid, cookie = qi.cookie, "cancel requested by the coordinator before the action started");
+            let res = self
+                .ct
+                .begin_error(&qi)
+                .and_then(|a| a.end(qi.extent, 0, libc::ECANCELED));
+            if let Err(e) = res {
+                tracing::warn!(fid = %qi.fid, cookie = qi.cookie, error = %e, "ending a cancelled queued action failed");
+                if Journal::undelivered_errno(e.errno) {
+                    self.journal.end_undelivered(qi.cookie);
+                }
+            }
+            self.journal.ended(qi.cookie);
+            self.metrics.action_done(qi.action, Outcome::Cancelled);
+            self.metrics.action_done(Action::Cancel, Outcome::Ok);
+            return;
+        }
         let queued = {
             let mut q = self.queue_lock();
             q.iter()
@@ -555,9 +637,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                         engine.report_failure(&item, None, &f);
                         if let Err(e) = a.end(item.extent, f.hp_flags(), f.errno) {
                             tracing::error!(fid = %item.fid, cookie = item.cookie, error = %e, "could not report the failure to the coordinator");
-                            if Journal::undelivered_errno(e.errno) {
-                                engine.journal.end_undelivered(item.cookie);
-                            }
+                            engine.after_end_error(&item, e.errno);
                         }
                     }
                     None => Ctx::new(&engine, &item).fail_unbegun(f),
@@ -587,6 +667,29 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 };
                 ctx.fail_unbegun(Failure::new(libc::EINVAL, "unknown_action", what));
                 Outcome::Failed
+            }
+        }
+    }
+
+    /// An end of `item` failed with `errno`. If it may not have reached the coordinator, the item
+    /// stays in the journal so the next copytool ends it. -ENOENT: the coordinator no longer
+    /// knows the cookie; after an MDS restart that is a request reloaded STARTED on disk only
+    /// (`hsm_restore_cb`), which nobody can end and which stays until `active_request_timeout`:
+    /// an ARCHIVE or REMOVE still shown running on the file is cancelled as an admin would, so the
+    /// file can be issued again at once.
+    pub(crate) fn after_end_error(&self, item: &Item, errno: i32) {
+        if Journal::undelivered_errno(errno) {
+            self.journal.end_undelivered(item.cookie);
+        } else if errno == libc::ENOENT && matches!(item.action, Action::Archive | Action::Remove) {
+            let res = tokio::task::block_in_place(|| self.ct.cancel_stale(&item.fid, item.action));
+            match res {
+                Ok(true) => {
+                    tracing::info!(fid = %item.fid, cookie = item.cookie, action = item.action.name(), "the coordinator lost this request (MDS restart); cancelled it so it can be issued again")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(fid = %item.fid, cookie = item.cookie, error = %e, "could not cancel a request the coordinator lost")
+                }
             }
         }
     }
