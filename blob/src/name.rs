@@ -73,6 +73,9 @@ pub enum NameError {
     LeadingSlash { name: String },
     #[error("name {name:?} refused: {reason}")]
     Rejected { name: String, reason: String },
+    /// The URL or the blob service would store it under another name.
+    #[error("name {name:?} would be stored under another name ({reason}); not exported")]
+    Altered { name: String, reason: &'static str },
 }
 
 fn validate(name: &str) -> Result<(), NameError> {
@@ -113,12 +116,43 @@ fn validate(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Why the service (or the URL on the way to it) would store `name` under another name, if it
+/// would. Checked for every name an export creates ([`join`]), so a file is exported under its
+/// own name or not at all:
+/// * `\` becomes `/` (URL path normalisation; the file `n/back\slash` would be the blob
+///   `n/back/slash`);
+/// * a segment ending in `.` loses its trailing dots (Azure: avoid names ending with a dot;
+///   URL normalisation drops them);
+/// * Unicode noncharacters (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF) are not valid in blob names.
+pub fn altered_by_the_store(name: &str) -> Option<&'static str> {
+    if name.contains('\\') {
+        return Some("a `\\` becomes `/` in a blob URL");
+    }
+    if name.split('/').any(|s| s.ends_with('.')) {
+        return Some("a name or directory name ending in `.` loses the dot in a blob URL");
+    }
+    let nonchar = |c: char| {
+        let u = c as u32;
+        (0xFDD0..=0xFDEF).contains(&u) || u & 0xFFFE == 0xFFFE
+    };
+    if name.chars().any(nonchar) {
+        return Some("Unicode noncharacters are not valid in blob names");
+    }
+    None
+}
+
 /// Joins a blob prefix (may be empty, no leading/trailing `/`) and a mount-relative path given as
 /// raw bytes. A leading `/` of the relative path is not allowed either: paths are relative.
 pub fn join(prefix: &str, rel_path: &[u8]) -> Result<BlobName, NameError> {
     let rel = std::str::from_utf8(rel_path).map_err(|_| NameError::NotUtf8 {
         lossy: String::from_utf8_lossy(rel_path).into_owned(),
     })?;
+    if let Some(reason) = altered_by_the_store(rel).or_else(|| altered_by_the_store(prefix)) {
+        return Err(NameError::Altered {
+            name: rel.to_string(),
+            reason,
+        });
+    }
     if prefix.is_empty() {
         BlobName::new(rel)
     } else if rel.is_empty() {
@@ -159,6 +193,32 @@ mod tests {
             let b = BlobName::new(n).unwrap();
             assert_eq!(b.as_str(), n);
             assert_eq!(b.path().as_ref(), n);
+        }
+    }
+
+    #[test]
+    fn names_the_store_would_alter_are_refused_on_export() {
+        for n in [
+            "n/back\\slash.txt",
+            "n/ends-with-dot.",
+            "n/dir./f",
+            "n/dots..",
+            "n/x\u{FFFE}",
+            "n/y\u{FDD0}",
+            "n/z\u{10FFFF}",
+        ] {
+            match join("", n.as_bytes()) {
+                Err(NameError::Altered { name, reason }) => {
+                    assert_eq!(name, n);
+                    assert!(!reason.is_empty());
+                }
+                other => panic!("{n:?}: {other:?}"),
+            }
+        }
+        assert!(join("pre.", b"f").is_err(), "the prefix too");
+        // Dots elsewhere are fine.
+        for n in ["n/.hidden", "n/a.b", "n/...x", "n/v1.2/f"] {
+            assert_eq!(join("", n.as_bytes()).unwrap().as_str(), n);
         }
     }
 

@@ -31,6 +31,8 @@ pub(crate) struct Ctx<'a, C: Coordinator, S: Store> {
     cfg: Arc<EngineConfig>,
     /// The file's first path relative to the mount, once known (for logs).
     path: Option<String>,
+    /// The action begun when the item was received (the engine begins items at once).
+    begun: std::sync::Mutex<Option<C::Action>>,
 }
 
 /// A successful action: bytes moved.
@@ -45,7 +47,14 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             item,
             cfg: engine.config(),
             path: None,
+            begun: std::sync::Mutex::new(None),
         }
+    }
+
+    /// With the action already begun at receipt.
+    pub(crate) fn with_begun(self, a: Option<C::Action>) -> Self {
+        *self.begun.lock().unwrap_or_else(|p| p.into_inner()) = a;
+        self
     }
 
     fn label(&self) -> String {
@@ -68,13 +77,29 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         });
         if let Err(e) = res {
             tracing::error!(action = %self.label(), error = %e, "could not report the failure to the coordinator");
+            self.note_undelivered(e.errno);
         }
+    }
+
+    /// An end failed with `errno`: if it may not have reached the coordinator, the item stays
+    /// in the journal so the next copytool ends it.
+    ///
+    /// -ENOENT: the coordinator no longer knows the cookie. After an MDS restart that is a
+    /// request reloaded STARTED on disk only (`hsm_restore_cb`), which nobody can end and which
+    /// stays until `active_request_timeout`: an ARCHIVE or REMOVE still shown running on the file
+    /// is cancelled as an admin would, so the file can be exported again at once.
+    fn note_undelivered(&self, errno: i32) {
+        self.engine.after_end_error(self.item, errno);
     }
 
     fn begin(&self) -> Result<ActionGuard<C::Action>, Failure> {
         tracing::debug!(action = %self.label(), "started");
-        let a = blocking(|| self.engine.ct.begin(self.item))
-            .map_err(|e| Failure::from(e).context("begin"))?;
+        let pre = self.begun.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let a = match pre {
+            Some(a) => a,
+            None => blocking(|| self.engine.ct.begin(self.item))
+                .map_err(|e| Failure::from(e).context("begin"))?,
+        };
         Ok(ActionGuard::new(a, self.item.extent, self.label()))
     }
 
@@ -112,6 +137,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 }
                 Err(e) => {
                     let errno = e.errno;
+                    self.note_undelivered(errno);
                     let f = Failure::from(e).context("end");
                     self.engine
                         .report_failure(self.item, self.path.as_deref(), &f);
@@ -123,6 +149,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                     .report_failure(self.item, self.path.as_deref(), &f);
                 if let Err(e) = blocking(|| guard.end(self.item.extent, f.hp_flags(), f.errno)) {
                     tracing::error!(action = %self.label(), error = %e, "ending the failed action failed");
+                    self.note_undelivered(e.errno);
                 }
                 if f.errno == libc::ECANCELED {
                     Ok(Outcome::Cancelled)
@@ -299,10 +326,24 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             }
         }
         reporter.cancel();
-        let uploaded = uploaded.map_err(|e| {
-            self.store_failure(e)
-                .context(&format!("upload {}", names[0]))
-        })?;
+        let uploaded = match uploaded {
+            // A file truncated while it is read ends the read early (an unexpected end of file):
+            // that is a change during the copy, exported again, not an I/O error.
+            Err(e)
+                if e.kind == StoreErrorKind::Io
+                    && self.changed_since(&file, dv_before, st.len()) =>
+            {
+                return Err(Failure::new(
+                    libc::EBUSY,
+                    "changed",
+                    format!("file changed during archive (it was truncated while read: {e}); nothing committed, it will be exported again"),
+                ));
+            }
+            other => other.map_err(|e| {
+                self.store_failure(e)
+                    .context(&format!("upload {}", names[0]))
+            })?,
+        };
 
         // A file changed while it was read may have produced a blob mixing old and new bytes: withdraw it
         // (and the record that would make the next archive if-match a blob that no longer exists).
@@ -339,6 +380,12 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         Ok(Done {
             bytes: uploaded.size,
         })
+    }
+
+    /// Whether the file's data changed since `dv_before`/`size` were taken (data version or size).
+    fn changed_since(&self, file: &std::fs::File, dv_before: u64, size: u64) -> bool {
+        let dv = blocking(|| self.engine.ct.data_version(file));
+        dv.is_ok_and(|dv| dv != dv_before) || file.metadata().is_ok_and(|m| m.len() != size)
     }
 
     /// How the upload to `name` may replace what is there (README "Conflicts").
@@ -563,7 +610,8 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         }
         let file = match blocking(|| ct.open_by_fid(&self.item.fid)) {
             Ok(f) => f,
-            Err(e) if e.errno == libc::ENOENT => {
+            // Lustre 2.15 answers ENOENT for a deleted FID, 2.16 ESTALE (`open_by_handle_at`).
+            Err(e) if e.errno == libc::ENOENT || e.errno == libc::ESTALE => {
                 tracing::info!(action = %self.label(), "file is gone; its export record with it: nothing to delete");
                 return Ok(Done { bytes: 0 });
             }

@@ -20,9 +20,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::actions::Ctx;
 use crate::failure::Failure;
+use crate::journal::{Journal, Leftovers};
 use crate::metrics::{Metrics, Outcome};
 use crate::model::{Action, ActionList, Item, JobTag};
-use crate::ports::{Coordinator, CtError, FailureEntry, FailureLog, Store};
+use crate::ports::{Coordinator, CopyAction, CtError, FailureEntry, FailureLog, Store};
 
 /// What to do when a blob changed behind our back (`autoexport.conflict`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +105,16 @@ pub struct Engine<C: Coordinator, S: Store> {
     /// Set when in-flight actions are being aborted because the agent is stopping.
     pub(crate) shutting_down: AtomicBool,
     abort_reason: Mutex<Option<String>>,
+    /// Every item received and not yet ended (see `crate::journal`).
+    pub(crate) journal: Arc<Journal>,
+    /// Received items waiting for a slot, begun (ARCHIVE, RESTORE, REMOVE) or not (others).
+    #[allow(clippy::type_complexity)]
+    queue: Mutex<std::collections::VecDeque<(Item, Option<C::Action>)>>,
+    queued: tokio::sync::Notify,
+    receiver_done: AtomicBool,
+    /// Received and journalled, not yet begun (the beginner thread's input).
+    to_begin: Mutex<std::collections::VecDeque<Item>>,
+    to_begin_cv: std::sync::Condvar,
 }
 
 impl<C: Coordinator, S: Store> Engine<C, S> {
@@ -114,6 +125,27 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         metrics: Arc<Metrics>,
         agent: String,
         config: EngineConfig,
+    ) -> Arc<Self> {
+        Self::with_journal(
+            ct,
+            store,
+            log,
+            metrics,
+            agent,
+            config,
+            Arc::new(Journal::memory()),
+        )
+    }
+
+    /// As `new`, journalling received items in `journal`.
+    pub fn with_journal(
+        ct: Arc<C>,
+        store: Arc<S>,
+        log: Arc<dyn FailureLog>,
+        metrics: Arc<Metrics>,
+        agent: String,
+        config: EngineConfig,
+        journal: Arc<Journal>,
     ) -> Arc<Self> {
         let max = config.max_actions.max(1);
         let rate_limit = Arc::new(RateLimiter::new(config.bandwidth.unwrap_or(0)));
@@ -131,7 +163,71 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             stop: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             abort_reason: Mutex::new(None),
+            journal,
+            queue: Mutex::new(std::collections::VecDeque::new()),
+            queued: tokio::sync::Notify::new(),
+            receiver_done: AtomicBool::new(false),
+            to_begin: Mutex::new(std::collections::VecDeque::new()),
+            to_begin_cv: std::sync::Condvar::new(),
         })
+    }
+
+    /// Ends what dead copytools of this host left STARTED (their journals' items), before the
+    /// first receive: `llapi_hsm_action_begin(is_error)` + `llapi_hsm_action_end(ECANCELED)`, as
+    /// `lhsmtool_posix`'s `ct_fini` ends a failed item. -ENOENT: already ended, or reloaded by a
+    /// restarted MDT, which no longer knows the cookie (`mdt_cdt_update_request`) and keeps the
+    /// request STARTED until `active_request_timeout`; then an ARCHIVE or REMOVE still shown
+    /// running on the file is cancelled the way an admin would (`lfs hsm_cancel`). -EINVAL: the
+    /// cookie is not this coordinator's (another file system instance): nothing more is tried.
+    /// Returns (ended by us, already ended or cancelled, kept for the next start).
+    pub fn recover(&self, leftovers: Leftovers) -> (usize, usize, usize) {
+        let (mut ended, mut gone, mut kept) = (0, 0, 0);
+        let mut refused = false;
+        for e in &leftovers.items {
+            if refused {
+                self.journal.ended(e.cookie);
+                continue;
+            }
+            let item = e.item();
+            let res = self
+                .ct
+                .begin_error(&item)
+                .and_then(|a| a.end(item.extent, 0, libc::ECANCELED));
+            match res {
+                Ok(()) => {
+                    tracing::info!(fid = %e.fid, cookie = e.cookie, action = e.action.name(), "ended a request a previous copytool left running (ECANCELED; it will be issued again)");
+                    self.journal.ended(e.cookie);
+                    ended += 1;
+                }
+                Err(err) if err.errno == libc::ENOENT => {
+                    if matches!(e.action, Action::Archive | Action::Remove) {
+                        match self.ct.cancel_stale(&e.fid, e.action) {
+                            Ok(true) => {
+                                tracing::info!(fid = %e.fid, cookie = e.cookie, action = e.action.name(), "a request left running before an MDS restart cannot be ended by cookie; cancelled it")
+                            }
+                            Ok(false) => {}
+                            Err(err) => {
+                                tracing::warn!(fid = %e.fid, cookie = e.cookie, error = %err, "could not cancel a request left running before an MDS restart")
+                            }
+                        }
+                    }
+                    self.journal.ended(e.cookie);
+                    gone += 1;
+                }
+                Err(err) if err.errno == libc::EINVAL => {
+                    tracing::warn!(cookie = e.cookie, error = %err, "the coordinator does not know the journalled cookies as ours; dropping the rest of the journal");
+                    self.journal.ended(e.cookie);
+                    refused = true;
+                    gone += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(fid = %e.fid, cookie = e.cookie, error = %err, "could not end a request a previous copytool left running; kept for the next start");
+                    kept += 1;
+                }
+            }
+        }
+        self.journal.recovered(leftovers);
+        (ended, gone, kept)
     }
 
     pub fn config(&self) -> Arc<EngineConfig> {
@@ -189,6 +285,32 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     /// The receive loop; blocking, run it on its own thread. Returns when a stop was requested, the
     /// file system is unmounted, or (with `--abort-on-error`) after the first error.
     pub fn run_receiver(self: &Arc<Self>, rt: &Handle) -> Result<StopReason, CtError> {
+        self.receiver_done.store(false, Ordering::SeqCst);
+        let dispatcher = rt.spawn(self.clone().run_dispatcher(rt.clone()));
+        let beginner = {
+            let (engine, rt) = (self.clone(), rt.clone());
+            std::thread::Builder::new()
+                .name("hsm-begin".into())
+                .spawn(move || engine.run_beginner(&rt))
+        };
+        let r = self.receive_loop();
+        self.receiver_done.store(true, Ordering::SeqCst);
+        self.to_begin_cv.notify_all();
+        match beginner {
+            Ok(b) => {
+                let _ = b.join();
+            }
+            Err(e) => tracing::error!(error = %e, "could not start the beginner thread"),
+        }
+        self.refuse_queued(rt);
+        self.queued.notify_one();
+        let _ = rt.block_on(dispatcher);
+        // Anything the dispatcher had taken a slot for but not started is refused too.
+        self.refuse_queued(rt);
+        r
+    }
+
+    fn receive_loop(self: &Arc<Self>) -> Result<StopReason, CtError> {
         // Consecutive receive errors back off (up to RECV_BACKOFF_MAX) so a broken channel does not
         // spin or flood the log.
         let mut errors_in_row: u32 = 0;
@@ -205,22 +327,17 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             if self.stop_requested() {
                 return Ok(StopReason::Requested);
             }
-            // Back-pressure: do not receive while every slot is busy.
-            let Some(first) = self.wait_slot(rt) else {
-                continue;
-            };
+            // The pipe is read continuously (DESIGN §6b): what the coordinator sent is already
+            // STARTED, and a full pipe blocks the client's kernel thread. Items wait for a slot
+            // in the engine's queue instead.
             match self.ct.recv(RECV_POLL) {
-                Ok(None) => {
-                    errors_in_row = 0;
-                    drop(first)
-                }
+                Ok(None) => errors_in_row = 0,
                 Ok(Some(list)) => {
                     errors_in_row = 0;
-                    self.dispatch(list, first, rt)
+                    self.accept(list)
                 }
                 Err(e) if e.errno == libc::ESHUTDOWN => return Ok(StopReason::Unmounted),
                 Err(e) => {
-                    drop(first);
                     self.metrics.receive_error();
                     tracing::error!(error = %e, "receiving HSM actions failed");
                     if self.config().abort_on_error {
@@ -237,6 +354,82 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         }
     }
 
+    /// The dispatcher: hands queued items to free slots, and keeps queued items alive at the
+    /// coordinator (a zero-length progress every `update_interval` refreshes their
+    /// `active_request_timeout`, as `mdt_cdt_update_request` dates any progress).
+    async fn run_dispatcher(self: Arc<Self>, rt: Handle) {
+        let mut last_keepalive = tokio::time::Instant::now();
+        loop {
+            let permit = tokio::select! {
+                p = self.slots.clone().acquire_owned() => p.ok(),
+                () = tokio::time::sleep(RECV_POLL) => None,
+            };
+            if let Some(permit) = permit {
+                let next = self.queue_lock().pop_front();
+                match next {
+                    Some((item, begun)) => {
+                        self.spawn_item(item, begun, permit, &rt);
+                        continue;
+                    }
+                    None => {
+                        drop(permit);
+                        if self.receiver_done.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        tokio::select! {
+                            () = self.queued.notified() => {}
+                            () = tokio::time::sleep(RECV_POLL) => {}
+                        }
+                    }
+                }
+            } else if self.receiver_done.load(Ordering::SeqCst) && self.queue_lock().is_empty() {
+                return;
+            }
+            let every = self.config().update_interval;
+            if last_keepalive.elapsed() >= every {
+                last_keepalive = tokio::time::Instant::now();
+                let engine = self.clone();
+                let _ = tokio::task::spawn_blocking(move || engine.keep_queued_alive()).await;
+            }
+        }
+    }
+
+    /// One zero-length progress per queued, begun item.
+    fn keep_queued_alive(&self) {
+        let q = self.queue_lock();
+        for (item, begun) in q.iter() {
+            if let Some(a) = begun {
+                let ext = crate::model::Extent {
+                    offset: item.extent.offset,
+                    length: 0,
+                };
+                if let Err(e) = a.progress(ext, 0) {
+                    tracing::debug!(fid = %item.fid, cookie = item.cookie, error = %e, "keep-alive of a queued item refused");
+                }
+            }
+        }
+    }
+
+    fn queue_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(Item, Option<C::Action>)>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After the receive loop returned: the queued items (not started by the dispatcher) are
+    /// ended ESHUTDOWN, nothing done.
+    fn refuse_queued(self: &Arc<Self>, rt: &Handle) {
+        self.receiver_done.store(true, Ordering::SeqCst);
+        let unbegun: Vec<Item> = self.to_begin_lock().drain(..).collect();
+        for item in unbegun {
+            self.spawn_refusal(item, None, rt);
+        }
+        let left: Vec<(Item, Option<C::Action>)> = self.queue_lock().drain(..).collect();
+        for (item, begun) in left {
+            self.spawn_refusal(item, begun, rt);
+        }
+    }
+
     fn sleep_unless_stopped(&self, d: Duration) {
         let until = std::time::Instant::now() + d;
         while !self.stop_requested() {
@@ -248,27 +441,10 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         }
     }
 
-    /// Waits for a free slot, giving up (None) when a stop is requested meanwhile.
-    fn wait_slot(&self, rt: &Handle) -> Option<OwnedSemaphorePermit> {
-        loop {
-            if self.stop_requested() {
-                return None;
-            }
-            let slots = self.slots.clone();
-            let got =
-                rt.block_on(
-                    async move { tokio::time::timeout(RECV_POLL, slots.acquire_owned()).await },
-                );
-            match got {
-                Ok(Ok(permit)) => return Some(permit),
-                // The semaphore is never closed; treat it like a timeout.
-                Ok(Err(_)) | Err(_) => continue,
-            }
-        }
-    }
-
-    /// Hands out every item of one list. The list is already an owned copy of the receive buffer.
-    fn dispatch(self: &Arc<Self>, list: ActionList, first: OwnedSemaphorePermit, rt: &Handle) {
+    /// Takes one received list: every item is journalled and begun at once (so its end can be
+    /// sent, and progress keeps it alive, whatever the wait for a slot), then queued. The list is
+    /// already an owned copy of the receive buffer.
+    fn accept(self: &Arc<Self>, list: ActionList) {
         let fsname = self.ct.fsname();
         if list.fsname != fsname {
             // lhsmtool_posix skips such lists too: the items belong to another file system's coordinator.
@@ -276,28 +452,126 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             self.metrics.receive_error();
             return;
         }
-        let mut spare = Some(first);
+        // Journalled first, the whole list, before anything slower: what a kill -9 interrupts
+        // from here on is in the journal. Begun by the beginner thread, so the pipe is read
+        // again at once.
+        let mut fresh = Vec::with_capacity(list.items.len());
         for item in list.items {
             if item.action == Action::Cancel {
                 self.cancel(&item);
                 continue;
             }
-            let permit = match spare.take() {
-                Some(p) => p,
-                None => match self.wait_slot(rt) {
-                    Some(p) => p,
-                    None => {
-                        // Stopping while items of this list wait for a slot: they still get their end.
-                        self.spawn_refusal(item, rt);
-                        continue;
-                    }
-                },
-            };
-            self.spawn_item(item, permit, rt);
+            self.journal.begun(&item);
+            fresh.push(item);
+        }
+        if !fresh.is_empty() {
+            self.to_begin_lock().extend(fresh);
+            self.to_begin_cv.notify_all();
         }
     }
 
+    fn to_begin_lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Item>> {
+        self.to_begin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The beginner thread: begins received items in order (`llapi_hsm_action_begin`) and queues
+    /// them for a slot; a failed begin ends the item through the error path.
+    fn run_beginner(self: &Arc<Self>, rt: &Handle) {
+        loop {
+            let next = {
+                let mut q = self.to_begin_lock();
+                loop {
+                    if self.receiver_done.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Some(i) = q.pop_front() {
+                        break i;
+                    }
+                    q = self
+                        .to_begin_cv
+                        .wait_timeout(q, RECV_POLL)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+            };
+            let begun = match next.action {
+                Action::Archive | Action::Restore | Action::Remove => match self.ct.begin(&next) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        self.spawn_begin_failure(next, e, rt);
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            self.queue_lock().push_back((next, begun));
+            self.queued.notify_one();
+        }
+    }
+
+    fn spawn_begin_failure(self: &Arc<Self>, item: Item, e: CtError, rt: &Handle) {
+        let engine = self.clone();
+        self.tasks.spawn_on(
+            async move {
+                let ctx = Ctx::new(&engine, &item);
+                ctx.fail_unbegun(Failure::from(e).context("begin"));
+                engine.journal.ended(item.cookie);
+                engine.metrics.action_done(item.action, Outcome::Failed);
+            },
+            rt,
+        );
+    }
+
     fn cancel(&self, item: &Item) {
+        let unbegun = {
+            let mut q = self.to_begin_lock();
+            q.iter()
+                .position(|i| i.cookie == item.cookie)
+                .and_then(|p| q.remove(p))
+        };
+        if let Some(qi) = unbegun {
+            tracing::info!(fid = %qi.fid, cookie = qi.cookie, "cancel requested by the coordinator before the action started");
+            let res = self
+                .ct
+                .begin_error(&qi)
+                .and_then(|a| a.end(qi.extent, 0, libc::ECANCELED));
+            if let Err(e) = res {
+                tracing::warn!(fid = %qi.fid, cookie = qi.cookie, error = %e, "ending a cancelled queued action failed");
+                if Journal::undelivered_errno(e.errno) {
+                    self.journal.end_undelivered(qi.cookie);
+                }
+            }
+            self.journal.ended(qi.cookie);
+            self.metrics.action_done(qi.action, Outcome::Cancelled);
+            self.metrics.action_done(Action::Cancel, Outcome::Ok);
+            return;
+        }
+        let queued = {
+            let mut q = self.queue_lock();
+            q.iter()
+                .position(|(i, _)| i.cookie == item.cookie)
+                .and_then(|p| q.remove(p))
+        };
+        if let Some((qi, begun)) = queued {
+            tracing::info!(fid = %qi.fid, cookie = qi.cookie, "cancel requested by the coordinator before the action started");
+            let res = match begun {
+                Some(a) => a.end(qi.extent, 0, libc::ECANCELED),
+                None => self
+                    .ct
+                    .begin_error(&qi)
+                    .and_then(|a| a.end(qi.extent, 0, libc::ECANCELED)),
+            };
+            if let Err(e) = res {
+                tracing::warn!(fid = %qi.fid, cookie = qi.cookie, error = %e, "ending a cancelled queued action failed");
+                if Journal::undelivered_errno(e.errno) {
+                    self.journal.end_undelivered(qi.cookie);
+                }
+            }
+            self.journal.ended(qi.cookie);
+            self.metrics.action_done(qi.action, Outcome::Cancelled);
+            self.metrics.action_done(Action::Cancel, Outcome::Ok);
+            return;
+        }
         let token = self.running_map().get(&item.cookie).cloned();
         match token {
             Some(t) => {
@@ -305,13 +579,34 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 t.cancel();
             }
             None => {
-                tracing::info!(fid = %item.fid, cookie = item.cookie, "cancel for an action not running here")
+                // Not running here: a request a dead copytool left STARTED (an admin's `lfs
+                // hsm_cancel` of an orphan), or one that just ended. Answering ECANCELED by cookie
+                // frees the coordinator's slot; -ENOENT means it was already over.
+                let res = self
+                    .ct
+                    .begin_error(item)
+                    .and_then(|a| a.end(item.extent, 0, libc::ECANCELED));
+                match res {
+                    Ok(()) => {
+                        tracing::info!(fid = %item.fid, cookie = item.cookie, "cancel for an action not running here: ended it (ECANCELED)")
+                    }
+                    Err(e) => {
+                        tracing::info!(fid = %item.fid, cookie = item.cookie, error = %e, "cancel for an action not running here (already over)")
+                    }
+                }
+                self.journal.ended(item.cookie);
             }
         }
         self.metrics.action_done(Action::Cancel, Outcome::Ok);
     }
 
-    fn spawn_item(self: &Arc<Self>, item: Item, permit: OwnedSemaphorePermit, rt: &Handle) {
+    fn spawn_item(
+        self: &Arc<Self>,
+        item: Item,
+        begun: Option<C::Action>,
+        permit: OwnedSemaphorePermit,
+        rt: &Handle,
+    ) {
         let token = CancellationToken::new();
         // Registered before the task starts so a CANCEL in the very next list finds it.
         self.running_map().insert(item.cookie, token.clone());
@@ -321,7 +616,8 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             async move {
                 let cookie = item.cookie;
                 let action = item.action;
-                let outcome = engine.serve(item, token).await;
+                let outcome = engine.serve(item, token, begun).await;
+                engine.journal.ended(cookie);
                 engine.running_map().remove(&cookie);
                 engine.metrics.finished();
                 engine.metrics.action_done(action, outcome);
@@ -331,21 +627,35 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         );
     }
 
-    fn spawn_refusal(self: &Arc<Self>, item: Item, rt: &Handle) {
+    fn spawn_refusal(self: &Arc<Self>, item: Item, begun: Option<C::Action>, rt: &Handle) {
         let engine = self.clone();
         self.tasks.spawn_on(
             async move {
                 let f = Failure::new(libc::ESHUTDOWN, "shutdown", "copytool stopping");
-                let ctx = Ctx::new(&engine, &item);
-                ctx.fail_unbegun(f);
+                match begun {
+                    Some(a) => {
+                        engine.report_failure(&item, None, &f);
+                        if let Err(e) = a.end(item.extent, f.hp_flags(), f.errno) {
+                            tracing::error!(fid = %item.fid, cookie = item.cookie, error = %e, "could not report the failure to the coordinator");
+                            engine.after_end_error(&item, e.errno);
+                        }
+                    }
+                    None => Ctx::new(&engine, &item).fail_unbegun(f),
+                }
+                engine.journal.ended(item.cookie);
                 engine.metrics.action_done(item.action, Outcome::Failed);
             },
             rt,
         );
     }
 
-    async fn serve(self: &Arc<Self>, item: Item, token: CancellationToken) -> Outcome {
-        let ctx = Ctx::new(self, &item);
+    async fn serve(
+        self: &Arc<Self>,
+        item: Item,
+        token: CancellationToken,
+        begun: Option<C::Action>,
+    ) -> Outcome {
+        let ctx = Ctx::new(self, &item).with_begun(begun);
         match item.action {
             Action::Archive => ctx.archive(token).await,
             Action::Restore => ctx.restore(token).await,
@@ -357,6 +667,29 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 };
                 ctx.fail_unbegun(Failure::new(libc::EINVAL, "unknown_action", what));
                 Outcome::Failed
+            }
+        }
+    }
+
+    /// An end of `item` failed with `errno`. If it may not have reached the coordinator, the item
+    /// stays in the journal so the next copytool ends it. -ENOENT: the coordinator no longer
+    /// knows the cookie; after an MDS restart that is a request reloaded STARTED on disk only
+    /// (`hsm_restore_cb`), which nobody can end and which stays until `active_request_timeout`:
+    /// an ARCHIVE or REMOVE still shown running on the file is cancelled as an admin would, so the
+    /// file can be issued again at once.
+    pub(crate) fn after_end_error(&self, item: &Item, errno: i32) {
+        if Journal::undelivered_errno(errno) {
+            self.journal.end_undelivered(item.cookie);
+        } else if errno == libc::ENOENT && matches!(item.action, Action::Archive | Action::Remove) {
+            let res = tokio::task::block_in_place(|| self.ct.cancel_stale(&item.fid, item.action));
+            match res {
+                Ok(true) => {
+                    tracing::info!(fid = %item.fid, cookie = item.cookie, action = item.action.name(), "the coordinator lost this request (MDS restart); cancelled it so it can be issued again")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(fid = %item.fid, cookie = item.cookie, error = %e, "could not cancel a request the coordinator lost")
+                }
             }
         }
     }

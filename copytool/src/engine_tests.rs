@@ -471,7 +471,7 @@ fn progress_reports_extents_of_copied_bytes() {
 }
 
 #[test]
-fn receiving_stops_while_every_slot_is_busy() {
+fn the_pipe_is_read_while_every_slot_is_busy_and_queued_items_are_begun_and_kept_alive() {
     let h = H::new(EngineConfig {
         max_actions: 2,
         ..cfg()
@@ -482,16 +482,48 @@ fn receiving_stops_while_every_slot_is_busy() {
         h.ct.push(list(vec![item(Action::Archive, n, u64::from(n))]));
     }
     h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 2);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        h.ct.lock().queue.len(),
-        1,
-        "third list must stay with the coordinator"
-    );
+    // Every list is read although both slots are busy: the coordinator keeps nothing unread.
+    h.ct.wait_for(|s| s.queue.is_empty());
+    // The third item is begun at once and kept alive with zero-length progress while it waits.
+    h.ct.wait_for(|s| {
+        s.events.contains(&Event::Begin(3))
+            && s.events
+                .iter()
+                .filter(|e| matches!(e, Event::Progress(3, x) if x.length == 0))
+                .count()
+                >= 2
+    });
     assert_eq!(h.engine.metrics().in_flight(), 2);
+    assert!(
+        !h.ct
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::End { cookie: 3, .. })),
+        "not ended yet"
+    );
     gate.add_permits(3);
     let ends = h.ct.wait_ends(3);
     assert!(ends.iter().all(|e| e.2 == 0), "{ends:?}");
+}
+
+#[test]
+fn a_cancel_of_a_queued_item_ends_it_without_running_it() {
+    let h = H::new(EngineConfig {
+        max_actions: 1,
+        ..cfg()
+    });
+    let gate = h.store.close_gate();
+    for n in 1..=2 {
+        h.ct.add_file(fid(n), &[&format!("f{n}")], b"data");
+        h.ct.push(list(vec![item(Action::Archive, n, u64::from(n))]));
+    }
+    h.ct.wait_for(|s| s.queue.is_empty() && s.events.contains(&Event::Begin(2)));
+    h.ct.push(list(vec![item(Action::Cancel, 2, 2)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(2, 0, libc::ECANCELED)]);
+    gate.add_permits(2);
+    let ends = h.ct.wait_ends(2);
+    assert_eq!(ends[1], (1, 0, 0));
+    assert!(h.store.get("f2").is_none(), "the cancelled item never ran");
 }
 
 #[test]
@@ -860,8 +892,7 @@ fn items_waiting_for_a_slot_when_stopping_still_get_their_end() {
     let mut ends = h.ct.ends();
     ends.sort();
     assert_eq!(ends, vec![(1, 0, libc::ESHUTDOWN), (2, 0, libc::ESHUTDOWN)]);
-    assert!(
-        h.ct.events().contains(&Event::BeginError(2)),
-        "the unserved item ends via the error path"
-    );
+    // The unserved item was begun when it was received: its end goes through that handle.
+    assert!(h.ct.events().contains(&Event::Begin(2)));
+    assert!(h.store.get("b").is_none(), "never served");
 }

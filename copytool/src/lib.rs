@@ -14,6 +14,8 @@
 //! * [`guard::ActionGuard`]: a begun action that ends itself (EIO) if dropped without `end`.
 //! * [`record`]: the per-file export record, xattr `trusted.lustre_blob` (the `blob::ExportRecord`
 //!   JSON shape plus `links`).
+//! * [`journal`]: every received item until its end is sent, under an exclusive lock; a restarted
+//!   copytool ends what a dead one left STARTED ([`engine::Engine::recover`]).
 //! * [`failure`]: errno / reason / HP_FLAG_RETRY mapping of every failure.
 //! * [`logsink`]: failure entries as JSON lines in the logging container.
 //! * [`metrics`] + [`http_metrics`]: per-agent counters, Prometheus text at `/metrics`.
@@ -25,6 +27,7 @@ pub mod engine;
 pub mod failure;
 pub mod guard;
 pub mod http_metrics;
+pub mod journal;
 pub mod logsink;
 pub mod metrics;
 pub mod model;

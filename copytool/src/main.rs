@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::Parser;
 use copytool::engine::StopReason;
 use copytool::logsink::{ContainerWriter, JsonLinesLog, CAPACITY};
+use copytool::ports::Coordinator;
 use copytool::real::{BlobBackend, LustreCoordinator};
 use copytool::service::{self, ServiceOptions};
 use copytool::settings::{self, Cli, Settings};
@@ -44,6 +45,7 @@ fn run() -> i32 {
         Err(e) => return fail(2, e),
     };
     init_tracing(settings.verbosity);
+    route_library_messages(settings.verbosity);
     if cli.daemon {
         // SAFETY: called before any thread is started (no runtime yet); daemon(3) forks and the
         // parent exits.
@@ -128,6 +130,17 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         "registered as an HSM copytool"
     );
     let ct = Arc::new(ct);
+    let journal_dir = cli
+        .journal_dir
+        .clone()
+        .unwrap_or_else(|| settings.policy.control.state_dir.join("copytool"));
+    let journal = copytool::journal::Journal::open(&journal_dir, &ct.fsname()).map_err(|e| {
+        (
+            1,
+            format!("journal of begun items in {}: {e}", journal_dir.display()),
+        )
+    })?;
+    tracing::info!(journal = %journal.0.path().map(|p| p.display().to_string()).unwrap_or_default(), "journal of begun items");
 
     let log = JsonLinesLog::new(CAPACITY);
     let writer = ContainerWriter::new(log_store, &agent);
@@ -142,6 +155,7 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         metrics_interval: settings.metrics_interval,
         shutdown_timeout: settings.shutdown_timeout,
         reload: Box::new(move || settings::reload(&reload_cli)),
+        journal: Some((Arc::new(journal.0), journal.1)),
     };
     let result = service::run(
         &rt,
@@ -194,6 +208,29 @@ fn init_tracing(verbosity: i32) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// liblustreapi's own messages (`llapi_error`, `llapi_printf`) go into our log, at the level
+/// `-v`/`-q` give, instead of the library's stderr/stdout. Without a loadable library nothing is
+/// set (registration then reports why).
+fn route_library_messages(verbosity: i32) {
+    use lustre::lustre_sys as sys;
+    let level = match verbosity {
+        i32::MIN..=-2 => sys::LLAPI_MSG_ERROR,
+        -1 => sys::LLAPI_MSG_WARN,
+        0 => sys::LLAPI_MSG_NORMAL,
+        1 => sys::LLAPI_MSG_INFO,
+        _ => sys::LLAPI_MSG_DEBUG,
+    };
+    if lustre::set_log_level(level).is_err() {
+        return;
+    }
+    let _ = lustre::set_log_handler(|m| match m.level {
+        0..=2 => tracing::error!(target: "liblustreapi", errno = m.errno, "{}", m.text),
+        3 => tracing::warn!(target: "liblustreapi", errno = m.errno, "{}", m.text),
+        4 | 5 => tracing::info!(target: "liblustreapi", errno = m.errno, "{}", m.text),
+        _ => tracing::debug!(target: "liblustreapi", errno = m.errno, "{}", m.text),
+    });
 }
 
 /// A locked pid file, removed on drop.

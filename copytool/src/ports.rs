@@ -52,6 +52,12 @@ pub trait Coordinator: Send + Sync + 'static {
     fn open_by_fid(&self, fid: &Fid) -> Result<File, CtError>;
     /// The file's Lustre data version (changes whenever its data changes).
     fn data_version(&self, file: &File) -> Result<u64, CtError>;
+    /// After an MDS restart a request a dead copytool had begun cannot be ended by cookie: if the
+    /// file's current HSM action is still `action` and running, ask for its cancellation as
+    /// `lfs hsm_cancel` does. True when a cancel was requested.
+    fn cancel_stale(&self, _fid: &Fid, _action: crate::model::Action) -> Result<bool, CtError> {
+        Ok(false)
+    }
 }
 
 /// One begun action (`struct hsm_copyaction_private`).

@@ -163,7 +163,17 @@ impl Coordinator for LustreCoordinator {
     }
 
     fn begin(&self, item: &Item) -> Result<lustre::CopyAction, CtError> {
-        self.ct.begin(&item_out(item), -1, 0).map_err(ct_err)
+        // DNE: the volatile file of a RESTORE must be created on the file's own MDT, whose
+        // coordinator holds the request (progress and end are routed by the volatile file's FID),
+        // as `lhsmtool_posix`'s `ct_restore` does with `llapi_get_mdt_index_by_fid`.
+        let mdt_index = if item.action == Action::Restore {
+            let idx = self.mount.mdt_index(&item.fid.into()).map_err(ct_err)?;
+            i32::try_from(idx)
+                .map_err(|_| CtError::new("llapi_get_mdt_index_by_fid", libc::EINVAL))?
+        } else {
+            -1
+        };
+        self.ct.begin(&item_out(item), mdt_index, 0).map_err(ct_err)
     }
 
     fn begin_error(&self, item: &Item) -> Result<lustre::CopyAction, CtError> {
@@ -184,6 +194,36 @@ impl Coordinator for LustreCoordinator {
             .open_by_fid(&(*fid).into(), flags)
             .map(File::from)
             .map_err(ct_err)
+    }
+
+    fn cancel_stale(&self, fid: &Fid, action: Action) -> Result<bool, CtError> {
+        let want = match action {
+            Action::Archive => lustre::UserAction::Archive,
+            Action::Remove => lustre::UserAction::Remove,
+            _ => return Ok(false),
+        };
+        let lfid: lustre::Fid = (*fid).into();
+        let paths = match self.mount.fid2path(&lfid) {
+            Ok(p) => p,
+            Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::ESTALE)) => {
+                return Ok(false)
+            }
+            Err(e) => return Err(ct_err(e)),
+        };
+        let Some(first) = paths.first() else {
+            return Ok(false);
+        };
+        let cur = self
+            .mount
+            .hsm_current_action(first.strip_prefix("/").unwrap_or(first))
+            .map_err(ct_err)?;
+        if cur.state != lustre::ProgressState::Running || cur.action != want {
+            return Ok(false);
+        }
+        self.mount
+            .hsm_request(lustre::UserAction::Cancel, 0, 0, &[lfid], b"")
+            .map_err(ct_err)?;
+        Ok(true)
     }
 
     fn data_version(&self, file: &File) -> Result<u64, CtError> {

@@ -16,6 +16,7 @@ use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, EngineConfig, StopReason};
+use crate::journal::{Journal, Leftovers};
 use crate::metrics::Metrics;
 use crate::ports::{Coordinator, FailureLog, Store};
 
@@ -28,6 +29,9 @@ pub struct ServiceOptions {
     pub shutdown_timeout: Duration,
     /// Re-reads the engine settings for SIGHUP.
     pub reload: Box<dyn Fn() -> Result<EngineConfig, String> + Send + Sync>,
+    /// The journal of received items and what dead predecessors left in theirs (ended before
+    /// the first receive); `None` keeps the journal in memory only.
+    pub journal: Option<(Arc<Journal>, Leftovers)>,
 }
 
 /// Runs the agent until a signal, an unmount or (with --abort-on-error) an error.
@@ -39,14 +43,32 @@ pub fn run<C: Coordinator, S: Store>(
     opts: ServiceOptions,
 ) -> Result<StopReason, String> {
     let metrics = Arc::new(Metrics::default());
-    let engine = Engine::new(
+    let (journal, leftovers) = match opts.journal {
+        Some((j, l)) => (j, Some(l)),
+        None => (Arc::new(Journal::memory()), None),
+    };
+    let engine = Engine::with_journal(
         ct,
         store,
         log,
         metrics.clone(),
         opts.agent.clone(),
         opts.engine,
+        journal,
     );
+    if let Some(l) = leftovers {
+        if !l.items.is_empty() {
+            let n = l.items.len();
+            let (ended, gone, kept) = engine.recover(l);
+            tracing::info!(
+                journalled = n,
+                ended,
+                already_over = gone,
+                kept,
+                "requests left by a previous copytool"
+            );
+        }
+    }
     let stop_aux = CancellationToken::new();
 
     if let Some(addr) = opts.metrics_addr {

@@ -35,6 +35,10 @@ pub struct Cli {
     /// Write the process id to FILE (locked while running).
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
+    /// Directory of the journal of begun items (default: `<control.state_dir>/copytool`); a
+    /// restarted copytool ends what a killed one left running.
+    #[arg(long, value_name = "DIR")]
+    pub journal_dir: Option<PathBuf>,
     /// Actions served at once (1..=1024) [policy: copytool.max_actions].
     #[arg(long, value_name = "N")]
     pub max_actions: Option<usize>,

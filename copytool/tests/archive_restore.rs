@@ -143,3 +143,62 @@ fn a_name_a_blob_cannot_carry_fails_that_file_only() {
     assert!(!env.flags(&bad).contains(&"archived".to_string()));
     assert_eq!(env.blob_names(), vec!["long/ok".to_string()]);
 }
+
+/// Names the blob store would change (a `\` turned into `/`, a trailing `.` dropped) are refused
+/// with a reason, never exported under another name (issue 12 item 7); checked with a listing of
+/// our own signed REST request, not through the product's blob layer.
+#[test]
+fn names_the_store_would_alter_are_refused_not_renamed() {
+    let env = Env::start("");
+    let ct = env.copytool(&[]);
+    let bad = ["n/back\\slash.txt", "n/ends-with-dot.", "n/dir./f"];
+    for n in bad {
+        let p = env.write(n, b"x");
+        env.hsm("hsm_archive", &p, None);
+    }
+    let good = env.write("n/ok.txt", b"fine");
+    env.hsm("hsm_archive", &good, None);
+    env.wait_state(&good, "exists archived", &[&ct]);
+    env.wait_until(
+        "every refusal logged",
+        std::time::Duration::from_secs(60),
+        || {
+            let e = env.log_entries();
+            bad.iter().all(|n| {
+                e.iter()
+                    .any(|x| x["reason"] == "invalid_name" && x["path"] == *n)
+            })
+        },
+    );
+    for e in env.log_entries() {
+        if e["reason"] == "invalid_name" {
+            assert_eq!(e["errno"], libc::EINVAL, "{e}");
+            assert!(
+                e["error"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("would be stored under another name")),
+                "{e}"
+            );
+        }
+    }
+    let (status, listing) = env.az.signed_request(
+        "GET",
+        &format!("/{}", harness::CONTAINER),
+        &[("restype", "container"), ("comp", "list"), ("prefix", "n/")],
+    );
+    assert_eq!(status, 200, "{listing}");
+    let names: Vec<&str> = listing
+        .split("<Name>")
+        .skip(1)
+        .filter_map(|s| s.split("</Name>").next())
+        .collect();
+    assert_eq!(names, vec!["n/ok.txt"], "{listing}");
+    for n in bad {
+        let p = env.path(n);
+        assert!(
+            !env.flags(&p).contains(&"archived".to_string()),
+            "{n}: {:?}",
+            env.flags(&p)
+        );
+    }
+}

@@ -248,3 +248,46 @@ fn dry_run_reports_failure_not_success() {
         ct.log()
     );
 }
+
+#[test]
+fn a_file_truncated_during_archive_ends_ebusy_and_is_exported_again() {
+    let env = Env::start("");
+    let ct = env.copytool(&SLOW);
+    let p = env.write("big/truncated.bin", &pattern(BIG, 4));
+    env.hsm("hsm_archive", &p, None);
+    pause_mid_upload(&env, &ct, &p);
+    // Truncated to a tenth while the copytool is frozen mid-read: its next reads come up short.
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len((BIG / 10) as u64).unwrap();
+    drop(f);
+    ct.resume();
+    env.wait_until("archive over", Duration::from_secs(60), || {
+        !env.lfs(&["hsm_action", p.to_str().unwrap()])
+            .1
+            .contains("RUNNING")
+    });
+    env.wait_until("the failure is logged", Duration::from_secs(30), || {
+        !entries_with(&env, "changed").is_empty()
+    });
+    let changed = entries_with(&env, "changed");
+    assert_eq!(changed[0]["errno"], 16, "{changed:?}");
+    assert!(
+        changed[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("truncated")),
+        "{changed:?}"
+    );
+    assert!(
+        entries_with(&env, "io").is_empty(),
+        "a truncation is a change (EBUSY), not an I/O error: {:?}\n{}",
+        env.log_entries(),
+        ct.log()
+    );
+    assert!(env.blob("big/truncated.bin").is_none(), "nothing committed");
+    env.hsm("hsm_archive", &p, None);
+    env.wait_state(&p, "exists archived", &[&ct]);
+    assert_eq!(
+        env.blob("big/truncated.bin").map(|b| b.len()),
+        Some(BIG / 10)
+    );
+}

@@ -54,7 +54,16 @@ fn a_killed_copytool_s_request_is_cancelled_and_a_reissue_succeeds_elsewhere() {
     let env = Env::start("");
     env.sim.set_param("hsm.active_request_timeout", "3");
     env.sim.set_param("hsm.loop_period", "1");
-    let mut a = env.copytool(&["--blocks-in-flight", "1", "-u", "100ms"]);
+    // A journal of its own: B (another host, as far as journals go) cannot end A's request.
+    let own = env.dir.path().join("journal-a");
+    let mut a = env.copytool(&[
+        "--blocks-in-flight",
+        "1",
+        "-u",
+        "100ms",
+        "--journal-dir",
+        own.to_str().unwrap(),
+    ]);
     let data = pattern(1500 * BLOCK, 5);
     let p = env.write("kill/big", &data);
     env.hsm("hsm_archive", &p, None);
@@ -318,4 +327,38 @@ fn bandwidth_paces_a_running_archive_and_sighup_changes_its_rate() {
     env.wait_state(&p, "exists archived", &[&ct]);
     assert_eq!(env.blob("bw/big"), Some(content));
     assert!(ct.log().contains("policy reloaded"), "{}", ct.log());
+}
+
+/// liblustreapi's own messages (here `llapi_hsm_copytool_register`'s "cannot start copytool on
+/// '%s'", which the simulator emits as the library does) reach our log through the error
+/// callback, not the library's own stderr format (issue 12 item 8).
+#[test]
+fn the_library_s_own_messages_go_into_our_log() {
+    let env = Env::start("");
+    env.sim.set_param("hsm_control", "shutdown");
+    let o = Command::new(env!("CARGO_BIN_EXE_lhsmtool_blob"))
+        .arg("--config")
+        .arg(&env.policy)
+        .arg("--journal-dir")
+        .arg(env.dir.path().join("journal"))
+        .arg(env.sim.mount())
+        .envs(env.sim.env())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("cannot start copytool on"))
+        .unwrap_or_else(|| panic!("the library's message is missing:\n{err}"));
+    assert!(
+        line.contains("ERROR") && line.contains("liblustreapi"),
+        "logged through tracing, target liblustreapi: {line}"
+    );
+    assert!(
+        !err.contains("(6)\n") && !err.contains("No such device or address (6)"),
+        "not the library's default stderr format:\n{err}"
+    );
 }

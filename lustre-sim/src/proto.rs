@@ -84,15 +84,24 @@ pub enum Request {
         cookie: u64,
         fid: Fid,
         is_error: bool,
+        /// `restore_mdt_index` of `llapi_hsm_action_begin` (-1: let the name decide).
+        #[serde(default = "no_mdt_index")]
+        mdt_index: i32,
     },
     ActionProgress {
         cookie: u64,
+        /// The FID liblustreapi sends (`hpk_fid`: the data FID for ARCHIVE and RESTORE).
+        #[serde(default)]
+        fid: Option<Fid>,
         offset: u64,
         length: u64,
         flags: i32,
     },
     ActionEnd {
         cookie: u64,
+        /// As in `ActionProgress`.
+        #[serde(default)]
+        fid: Option<Fid>,
         offset: u64,
         length: u64,
         flags: i32,
@@ -201,6 +210,10 @@ pub fn connect(mount: &Path) -> Result<UnixStream, i32> {
 ///
 /// Connections are reused (see [`pool`]): a copytool makes about five calls per file, and a
 /// connect + accept + server thread for each one cost the daemon more than the calls themselves.
+fn no_mdt_index() -> i32 {
+    -1
+}
+
 pub fn call(mount: &Path, req: &Request) -> Result<serde_json::Value, i32> {
     let body = serde_json::to_vec(req).map_err(|_| libc::EINVAL)?;
     let mut msg = Vec::with_capacity(4 + body.len());

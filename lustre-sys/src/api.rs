@@ -224,6 +224,9 @@ function_table! {
         llapi_fid_parse: fn(*const c_char, *mut lu_fid, *mut *mut c_char) -> c_int;
         /// Since 2.16: `(device, outfd)`.
         llapi_root_path_open: fn(*const c_char, *mut c_int) -> c_int;
+        /// `llapi_printf`'s callback (info messages; stdout by default). In every version this
+        /// project supports, optional so a library without it still loads.
+        llapi_info_callback_set: fn(llapi_log_callback_t) -> llapi_log_callback_t;
     }
 }
 

@@ -39,20 +39,30 @@ pub fn set_log_level(level: u32) -> Result<()> {
     Ok(())
 }
 
-/// Sends the library's error messages to `handler` instead of stderr.
+/// Sends the library's messages to `handler` instead of stderr and stdout: its errors
+/// (`llapi_error`, error callback) and, where the library has the info callback, its
+/// informational output (`llapi_printf`, `llapi_info_callback_set`).
 pub fn set_log_handler(handler: impl Fn(LogMessage<'_>) + Send + Sync + 'static) -> Result<()> {
     let api = api()?;
     *HANDLER.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(handler));
     // SAFETY: `forward` has the callback's C signature and never unwinds.
     unsafe { (api.llapi_error_callback_set)(Some(forward)) };
+    if let Some(set_info) = api.llapi_info_callback_set {
+        // SAFETY: as above.
+        unsafe { set_info(Some(forward)) };
+    }
     Ok(())
 }
 
-/// Restores the library's default (stderr) error output.
+/// Restores the library's default (stderr / stdout) output.
 pub fn clear_log_handler() -> Result<()> {
     let api = api()?;
     // SAFETY: NULL restores the library's default callback.
     unsafe { (api.llapi_error_callback_set)(None) };
+    if let Some(set_info) = api.llapi_info_callback_set {
+        // SAFETY: as above.
+        unsafe { set_info(None) };
+    }
     *HANDLER.write().unwrap_or_else(|p| p.into_inner()) = None;
     Ok(())
 }

@@ -110,7 +110,12 @@ impl Env {
     /// A simulator and an Azurite with the export and log containers; `extra` is appended to the
     /// policy file (e.g. an `[autoexport]` section).
     pub fn start(extra: &str) -> Env {
-        let sim = Sim::start(SimOptions::default());
+        Env::start_with(SimOptions::default(), extra)
+    }
+
+    /// As `start`, on a simulator started with `opts` (e.g. several MDTs).
+    pub fn start_with(opts: SimOptions, extra: &str) -> Env {
+        let sim = Sim::start(opts);
         let az = Azurite::start();
         az.create_container(CONTAINER);
         az.create_container(LOGS);
@@ -154,6 +159,14 @@ impl Env {
 
     /// Starts `lhsmtool_blob` with small blocks and fast progress, plus `args`.
     pub fn copytool(&self, args: &[&str]) -> Copytool {
+        self.copytool_env(args, &[])
+    }
+
+    /// As `copytool`, with extra environment variables (e.g. `LUSTRE_SIM_VERSION`). Unless `args`
+    /// has `--journal-dir`, the journal of begun items is `<test dir>/journal`, shared by every
+    /// copytool of the test (as on one host).
+    pub fn copytool_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Copytool {
+        let journal = self.dir.path().join("journal");
         let n = std::fs::read_dir(self.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
@@ -166,6 +179,7 @@ impl Env {
             ("--blocks-in-flight", "4"),
             ("-u", "1"),
             ("--shutdown-timeout", "5s"),
+            ("--journal-dir", journal.to_str().unwrap()),
         ] {
             if !args.contains(&flag) {
                 defaults.extend([flag, value]);
@@ -179,6 +193,7 @@ impl Env {
             .arg("-v")
             .arg(self.sim.mount())
             .envs(self.sim.env())
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -45,4 +45,5 @@ fn exports_match_the_function_table(t: &mut lustre_sys::LustreApi) {
     t.llapi_open_by_fid_at = Some(llapi_open_by_fid_at);
     t.llapi_fid_parse = Some(llapi_fid_parse);
     t.llapi_root_path_open = Some(llapi_root_path_open);
+    t.llapi_info_callback_set = Some(llapi_info_callback_set);
 }

@@ -35,8 +35,23 @@ struct CopyAction {
     mount: PathBuf,
     action: u32,
     cookie: u64,
+    fid: Fid,
     dfid: Fid,
     fd: Option<OwnedFd>,
+}
+
+impl CopyAction {
+    /// The FID `llapi_hsm_action_progress`/`_end` put in `hpk_fid`: the data FID for ARCHIVE and
+    /// RESTORE (the volatile file's after a RESTORE begin), the request's FID otherwise.
+    fn progress_fid(&self) -> Option<Fid> {
+        Some(
+            if self.action == HSMA_ARCHIVE || self.action == HSMA_RESTORE {
+                self.dfid
+            } else {
+                self.fid
+            },
+        )
+    }
 }
 
 fn errno() -> i32 {
@@ -82,7 +97,11 @@ pub unsafe extern "C" fn llapi_hsm_copytool_register(
     let Some(m) = (unsafe { arg_path(mnt) }) else {
         return -libc::EINVAL;
     };
-    if priv_.is_null() || archive_count < 0 || (archive_count > 0 && archives.is_null()) {
+    if priv_.is_null() || archive_count < 0 {
+        return -libc::EINVAL;
+    }
+    if archive_count > 0 && archives.is_null() {
+        super::log::llapi_error(super::log::MSG_ERROR | 0x10, 0, "NULL archive numbers");
         return -libc::EINVAL;
     }
     let mut ids = Vec::new();
@@ -123,7 +142,15 @@ pub unsafe extern "C" fn llapi_hsm_copytool_register(
             Ok(a) => a,
             Err(_) => return -libc::EPROTO,
         },
-        Err(e) => return -e,
+        Err(e) => {
+            // As `llapi_hsm_copytool_register` after a failed LL_IOC_HSM_CT_START.
+            super::log::llapi_error(
+                super::log::MSG_ERROR,
+                e,
+                &format!("cannot start copytool on '{}'", m.display()),
+            );
+            return -e;
+        }
     };
     drop(wfd);
     let c = Box::new(Copytool {
@@ -279,7 +306,7 @@ pub unsafe extern "C" fn llapi_hsm_action_begin(
     phcp: *mut *mut hsm_copyaction_private,
     ct_: *const hsm_copytool_private,
     hai: *const hsm_action_item,
-    _restore_mdt_index: c_int,
+    restore_mdt_index: c_int,
     _restore_open_flags: c_int,
     is_error: bool,
 ) -> c_int {
@@ -304,6 +331,7 @@ pub unsafe extern "C" fn llapi_hsm_action_begin(
         mount: c.mount.clone(),
         action: item.hai_action,
         cookie: item.hai_cookie,
+        fid,
         dfid,
         fd: None,
     };
@@ -314,6 +342,7 @@ pub unsafe extern "C" fn llapi_hsm_action_begin(
                 cookie: a.cookie,
                 fid,
                 is_error,
+                mdt_index: restore_mdt_index,
             },
         ) {
             Ok(r) => r,
@@ -380,6 +409,7 @@ pub unsafe extern "C" fn llapi_hsm_action_end(
         &a.mount,
         &Request::ActionEnd {
             cookie: a.cookie,
+            fid: a.progress_fid(),
             offset: ext.offset,
             length: ext.length,
             flags: hp_flags,
@@ -420,6 +450,7 @@ pub unsafe extern "C" fn llapi_hsm_action_progress(
         &a.mount,
         &Request::ActionProgress {
             cookie: a.cookie,
+            fid: a.progress_fid(),
             offset: ext.offset,
             length: ext.length,
             flags: hp_flags,

@@ -137,9 +137,18 @@ pub unsafe extern "C" fn llapi_fd2fid(fd: c_int, fid: *mut lu_fid) -> c_int {
     }
 }
 
+/// The liblustreapi version this library emulates: `LUSTRE_SIM_VERSION` (`2.15`, the default,
+/// or `2.16`).
+pub fn emulates_2_16() -> bool {
+    std::env::var("LUSTRE_SIM_VERSION").is_ok_and(|v| v.trim().starts_with("2.16"))
+}
+
 fn open_rel(mount: &Path, fid: &Fid, flags: c_int) -> c_int {
     let rel = match client::fid2path(mount, fid, 0) {
         Ok((r, _)) => r,
+        // 2.16's `llapi_open_by_fid_at` is `open_by_handle_at(2)`, which answers ESTALE for a
+        // handle whose object is gone; 2.15 opens `<mount>/.lustre/fid/<FID>`: ENOENT.
+        Err(libc::ENOENT) if emulates_2_16() => return -libc::ESTALE,
         Err(e) => return -e,
     };
     let full = if rel.is_empty() {

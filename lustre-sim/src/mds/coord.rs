@@ -141,6 +141,7 @@ impl State {
                 }
                 HUA_CANCEL => {
                     self.cancel(fid)?;
+                    queued = true;
                     continue;
                 }
                 HUA_ARCHIVE => {
@@ -177,8 +178,10 @@ impl State {
                 }
                 _ => return Err(libc::EINVAL),
             };
-            // Duplicate of an active request for the same file and action: dropped.
-            if let Some(r) = self.active_on(&fid).next() {
+            // Duplicate of an active request for the same file and action: dropped. A request
+            // reloaded after a restart is in no memory list and blocks nothing (Lustre's
+            // `mdt_hsm_register_hal` looks for compatible records only for CANCEL).
+            if let Some(r) = self.active_on(&fid).find(|r| !r.orphan) {
                 if r.action == hsma {
                     continue;
                 }
@@ -214,6 +217,7 @@ impl State {
                 dv_begin: None,
                 volatile: None,
                 finished_at: 0,
+                orphan: false,
             };
             self.reqs.insert(cookie, r);
             self.index_req(cookie);
@@ -226,43 +230,128 @@ impl State {
         Ok(())
     }
 
+    /// A user cancel of `fid` (`hsm_find_compatible_cb`: the last WAITING or STARTED request on
+    /// the file, reloaded ones included). A WAITING one is cancelled at once; a STARTED one is
+    /// queued and delivered by [`State::deliver_cancels`] while below `max_requests`.
     fn cancel(&mut self, fid: Fid) -> Res<()> {
         let Some(c) = self
             .active_on(&fid)
+            .rev()
             .find(|r| r.action != HSMA_CANCEL)
             .map(|r| r.cookie)
         else {
             return Ok(());
         };
-        let fsname = self.fsname.clone();
-        let now = now_secs();
-        let Some(r) = self.reqs.get_mut(&c) else {
+        let started = self.reqs.get(&c).is_some_and(|r| r.status == ARS_STARTED);
+        if started {
+            if !self.pending_cancels.contains(&c) {
+                self.pending_cancels.push(c);
+            }
             return Ok(());
-        };
-        let was_started = r.status == ARS_STARTED;
-        r.status = ARS_CANCELED;
-        r.canceled = true;
-        r.finished_at = now;
-        let item = Item {
-            action: HSMA_CANCEL,
-            fid: r.fid,
-            dfid: r.dfid,
-            offset: r.offset,
-            length: r.length,
-            cookie: r.cookie,
-            gid: 0,
-            data: r.data.clone(),
-        };
-        let (aid, flags, agent) = (r.archive_id, r.flags, r.agent);
+        }
+        let now = now_secs();
+        if let Some(r) = self.reqs.get_mut(&c) {
+            r.status = ARS_CANCELED;
+            r.canceled = true;
+            r.finished_at = now;
+        }
         self.touch_req(c);
-        if was_started {
-            if let Some(a) = agent.and_then(|id| self.agents.iter().find(|a| a.id == id)) {
-                if let Ok(msg) = kuc_hal(aid, flags, &fsname, &[item]) {
-                    let _ = write_pipe(a, &msg);
+        Ok(())
+    }
+
+    /// Requests of `mdt` in the coordinator's memory list (`cdt_request_count`): STARTED ones
+    /// not reloaded from disk, and cancelled ones whose agent still owes their end.
+    fn in_memory(&self, mdt: u32) -> u32 {
+        let started = self
+            .started_reqs()
+            .filter(|r| r.mdt == mdt && !r.orphan)
+            .count();
+        let owing = self
+            .reqs
+            .values()
+            .filter(|r| r.mdt == mdt && r.canceled && r.agent.is_some() && !r.active())
+            .count();
+        (started + owing) as u32
+    }
+
+    /// Sends queued user cancels of `mdt` while the coordinator is below `max_requests`
+    /// (`mdt_cdt_waiting_cb` returns at once when `cdt_request_count >= cdt_max_requests`). The
+    /// cancel goes to the agent running the request (`mdt_hsm_add_hal` takes its uuid), or, when
+    /// that agent is gone or the request was reloaded after a restart, to the best agent for the
+    /// archive (`mdt_hsm_find_best_agent`). The request is marked CANCELED when the cancel is
+    /// sent (`mdt_hsm_add_hal` -> `mdt_agent_record_update`).
+    fn deliver_cancels(&mut self, mdt: u32) {
+        let max = self.mdts[mdt as usize].tun.max_requests;
+        let fsname = self.fsname.clone();
+        let mut i = 0;
+        while i < self.pending_cancels.len() {
+            let c = self.pending_cancels[i];
+            let Some(r) = self.reqs.get(&c) else {
+                self.pending_cancels.remove(i);
+                continue;
+            };
+            if r.status != ARS_STARTED {
+                // Ended or timed out meanwhile: nothing left to cancel.
+                self.pending_cancels.remove(i);
+                continue;
+            }
+            if r.mdt != mdt {
+                i += 1;
+                continue;
+            }
+            if self.in_memory(mdt) >= max {
+                return;
+            }
+            let item = Item {
+                action: HSMA_CANCEL,
+                fid: r.fid,
+                dfid: r.dfid,
+                offset: r.offset,
+                length: r.length,
+                cookie: r.cookie,
+                gid: 0,
+                data: r.data.clone(),
+            };
+            let (aid, flags, orphan, runner) = (r.archive_id, r.flags, r.orphan, r.agent);
+            self.pending_cancels.remove(i);
+            let now = now_secs();
+            if let Some(r) = self.reqs.get_mut(&c) {
+                r.status = ARS_CANCELED;
+                r.canceled = true;
+                r.finished_at = now;
+                if orphan {
+                    r.agent = None;
                 }
             }
+            self.touch_req(c);
+            let Ok(msg) = kuc_hal(aid, flags, &fsname, &[item]) else {
+                continue;
+            };
+            // The runner first; when its pipe is gone (a killed copytool: on real Lustre a new
+            // copytool of the same client has the same uuid), the best other agent.
+            let mut order: Vec<u64> = runner.into_iter().collect();
+            order.extend(
+                self.agents
+                    .iter()
+                    .filter(|a| a.serves_on(mdt, aid) && Some(a.id) != runner)
+                    .map(|a| a.id),
+            );
+            for id in order {
+                let Some(a) = self.agents.iter_mut().find(|a| a.id == id) else {
+                    continue;
+                };
+                if a.pipe_dead {
+                    continue;
+                }
+                if write_pipe(a, &msg).is_ok() {
+                    break;
+                }
+                // As a failed send does (`mdt_hsm_agent_send` -EPIPE): this MDT drops the agent.
+                a.pipe_dead = true;
+                a.mdts.retain(|m| *m != mdt);
+            }
+            self.agents.retain(|a| !a.mdts.is_empty());
         }
-        Ok(())
     }
 
     pub fn register_agent(
@@ -274,10 +363,12 @@ impl State {
         if self.mdts.iter().all(|m| m.tun.hsm_control == "shutdown") {
             return Err(libc::ENXIO);
         }
-        // SAFETY: fcntl on a descriptor we own.
+        // SAFETY: fcntl on a descriptor we own. The pipe holds 64 KiB as a kernel pipe does;
+        // what does not fit goes to the agent's backlog writer (see `write_pipe`).
         unsafe {
             let fl = libc::fcntl(pipe.as_raw_fd(), libc::F_GETFL);
             libc::fcntl(pipe.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+            libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_CAPACITY);
         }
         let id = self.next_agent;
         self.next_agent += 1;
@@ -293,6 +384,7 @@ impl State {
             uuid,
             archives,
             pipe,
+            backlog: Default::default(),
             ok: 0,
             errors: 0,
             mdts: (0..self.mdts.len() as u32).collect(),
@@ -337,8 +429,9 @@ impl State {
                 }
                 self.touch_req(c);
             }
+            self.deliver_cancels(mdt);
             loop {
-                let started = self.started_reqs().filter(|r| r.mdt == mdt).count() as u32;
+                let started = self.in_memory(mdt);
                 let slots = tun.max_requests.saturating_sub(started) as usize;
                 if !self.agents.iter().any(|a| a.mdts.contains(&mdt)) {
                     break;
@@ -447,8 +540,11 @@ impl State {
             }
         };
         loop {
-            let load =
-                |s: &State, id: u64| s.started_reqs().filter(|r| r.agent == Some(id)).count();
+            let load = |s: &State, id: u64| {
+                s.started_reqs()
+                    .filter(|r| r.agent == Some(id) && !r.orphan)
+                    .count()
+            };
             let Some(agent) = self
                 .agents
                 .iter()
@@ -460,7 +556,7 @@ impl State {
             };
             let res = self
                 .agents
-                .iter()
+                .iter_mut()
                 .find(|a| a.id == agent)
                 .map(|a| {
                     if a.pipe_dead {
@@ -505,11 +601,38 @@ impl State {
         }
     }
 
+    /// The request a copytool call names by cookie (`mdt_cdt_update_request`): looked up in the
+    /// memory list only, so a request reloaded after a restart is -ENOENT; any process may name
+    /// it (no agent check).
     fn req_for(&mut self, cookie: u64) -> Res<&mut Req> {
-        self.reqs.get_mut(&cookie).ok_or(libc::ENOENT)
+        match self.reqs.get_mut(&cookie) {
+            Some(r) if !r.orphan => Ok(r),
+            _ => Err(libc::ENOENT),
+        }
     }
 
-    pub fn action_begin(&mut self, cookie: u64, fid: Fid) -> Res<BeginReply> {
+    /// `mdt_hsm_update_request_state`: progress and end of an ARCHIVE or RESTORE must name the
+    /// request's FID or its data FID, else -EINVAL (the cookie is someone else's).
+    ///
+    /// The client sends progress and end to the MDT of that FID (`lmv` routes by FID): another
+    /// MDT's coordinator does not know the cookie, -ENOENT.
+    fn check_fid(r: &Req, fid: Option<Fid>) -> Res<()> {
+        if fid.is_some_and(|f| f.mdt_index() != r.mdt) {
+            return Err(libc::ENOENT);
+        }
+        match fid {
+            Some(f)
+                if (r.action == HSMA_ARCHIVE || r.action == HSMA_RESTORE)
+                    && f != r.fid
+                    && f != r.dfid =>
+            {
+                Err(libc::EINVAL)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn action_begin(&mut self, cookie: u64, fid: Fid, mdt_index: i32) -> Res<BeginReply> {
         let r = self.req_for(cookie)?;
         if r.canceled {
             return Err(libc::ECANCELED);
@@ -533,7 +656,20 @@ impl State {
                 })
             }
             HSMA_RESTORE => {
-                let dfid = self.alloc_fid(node.mdt);
+                // `create_restore_volatile` -> `llapi_create_volatile_idx`: the volatile file goes
+                // to `restore_mdt_index`, or, with -1, where `lmv_locate_tgt` hashes its random
+                // name (`.lustre_volatile::XXXX`). Its progress and end are then routed by its
+                // FID (see `check_fid`).
+                let nmdts = self.mdts.len() as u32;
+                let vmdt = match u32::try_from(mdt_index) {
+                    Ok(i) if i < nmdts => i,
+                    Ok(_) => return Err(libc::EINVAL),
+                    Err(_) => {
+                        let name = format!(".lustre_volatile::{:04X}", rand_u16());
+                        super::journal::fnv32(name.as_bytes()) % nmdts.max(1)
+                    }
+                };
+                let dfid = self.alloc_fid(vmdt);
                 let vdir = State::state_dir(&self.root).join("volatile");
                 std::fs::create_dir_all(&vdir)
                     .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
@@ -560,8 +696,15 @@ impl State {
         }
     }
 
-    pub fn action_progress(&mut self, cookie: u64, off: u64, len: u64) -> Res<()> {
+    pub fn action_progress(
+        &mut self,
+        cookie: u64,
+        fid: Option<Fid>,
+        off: u64,
+        len: u64,
+    ) -> Res<()> {
         let r = self.req_for(cookie)?;
+        State::check_fid(r, fid)?;
         if r.canceled {
             return Err(libc::ECANCELED);
         }
@@ -574,16 +717,19 @@ impl State {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn action_end(
         &mut self,
         w: &mut Watcher,
         cookie: u64,
+        fid: Option<Fid>,
         off: u64,
         len: u64,
         flags: i32,
         errval: i32,
     ) -> Res<()> {
         let r = self.req_for(cookie)?;
+        State::check_fid(r, fid)?;
         if !(r.status == ARS_STARTED || r.canceled && r.finished_at != 0 && r.agent.is_some()) {
             return Err(libc::ENOENT);
         }
@@ -876,6 +1022,18 @@ impl State {
     }
 }
 
+/// A random 16-bit number (the volatile name's `%.4X`).
+fn rand_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u16
+}
+
 fn restore_times(f: &std::fs::File, meta: &std::fs::Metadata) {
     use std::os::unix::fs::MetadataExt;
     let ts = [
@@ -892,23 +1050,90 @@ fn restore_times(f: &std::fs::File, meta: &std::fs::Metadata) {
     unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) };
 }
 
-/// One write() of a whole KUC message to an agent's pipe (non-blocking; atomic below PIPE_BUF).
-pub fn write_pipe(a: &Agent, msg: &[u8]) -> Res<()> {
-    // SAFETY: writing a live buffer to a pipe descriptor the agent record owns.
-    let n = unsafe {
-        libc::write(
-            a.pipe.as_raw_fd(),
-            msg.as_ptr() as *const libc::c_void,
-            msg.len(),
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO));
+/// A kernel pipe's default capacity, which the client's KUC pipe has.
+const PIPE_CAPACITY: libc::c_int = 64 << 10;
+
+/// Sends one whole KUC message to an agent, as the client kernel does
+/// (`libcfs_kkuc_msg_put` -> `kernel_write` on the pipe): what fits the pipe is written now;
+/// the rest, and every later message while a rest is pending, is written by a thread that blocks
+/// on the pipe until the copytool reads (the kernel thread blocking in `pipe_write`). Either way
+/// the message counts as sent. EPIPE (the copytool is gone) is reported at once, or at the next
+/// send once the blocked writer found it.
+pub fn write_pipe(a: &mut Agent, msg: &[u8]) -> Res<()> {
+    use std::sync::atomic::Ordering;
+    if a.backlog.broken.load(Ordering::SeqCst) {
+        return Err(libc::EPIPE);
     }
-    if n as usize != msg.len() {
-        return Err(libc::EIO);
+    let mut done = 0;
+    if a.backlog.pending.load(Ordering::SeqCst) == 0 {
+        // SAFETY: writing a live buffer to a pipe descriptor the agent record owns.
+        let n = unsafe {
+            libc::write(
+                a.pipe.as_raw_fd(),
+                msg.as_ptr() as *const libc::c_void,
+                msg.len(),
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            if e != libc::EAGAIN {
+                return Err(e);
+            }
+        } else {
+            done = n as usize;
+        }
+    }
+    if done == msg.len() {
+        return Ok(());
+    }
+    let rest = msg[done..].to_vec();
+    if a.backlog.tx.is_none() {
+        let fd = a
+            .pipe
+            .try_clone()
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (pending, broken) = (a.backlog.pending.clone(), a.backlog.broken.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::from(fd);
+            for buf in rx {
+                let mut off = 0;
+                while off < buf.len() {
+                    match std::io::Write::write(&mut f, &buf[off..]) {
+                        Ok(n) => off += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            // The descriptor is non-blocking (shared with the coordinator):
+                            // wait for room as a blocking write would.
+                            let mut p = libc::pollfd {
+                                fd: std::os::fd::AsRawFd::as_raw_fd(&f),
+                                events: libc::POLLOUT,
+                                revents: 0,
+                            };
+                            // SAFETY: one pollfd on a descriptor this thread owns.
+                            unsafe { libc::poll(&mut p, 1, 1000) };
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            broken.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
+                pending.fetch_sub(buf.len(), Ordering::SeqCst);
+            }
+        });
+        a.backlog.tx = Some(tx);
+    }
+    a.backlog.pending.fetch_add(rest.len(), Ordering::SeqCst);
+    let sent = a
+        .backlog
+        .tx
+        .as_ref()
+        .is_some_and(|tx| tx.send(rest).is_ok());
+    if !sent {
+        return Err(libc::EPIPE);
     }
     Ok(())
 }

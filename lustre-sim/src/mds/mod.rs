@@ -202,7 +202,7 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
     let mut g = shared.lock();
     g.sync(&shared.cv);
     let shutdown = crate::hal::kuc_shutdown();
-    for a in &g.st.agents {
+    for a in g.st.agents.iter_mut() {
         let _ = coord::write_pipe(a, &shutdown);
     }
     g.st.agents.clear();
@@ -401,25 +401,28 @@ fn handle(s: &Shared, req: Request, fd: Option<std::os::fd::OwnedFd>) -> Reply {
             cookie,
             fid,
             is_error: _,
+            mdt_index,
         } => st
-            .action_begin(cookie, fid)
+            .action_begin(cookie, fid, mdt_index)
             .map_or_else(Reply::Err, reply_ok),
         Request::ActionProgress {
             cookie,
+            fid,
             offset,
             length,
             flags: _,
         } => st
-            .action_progress(cookie, offset, length)
+            .action_progress(cookie, fid, offset, length)
             .map_or_else(Reply::Err, reply_ok),
         Request::ActionEnd {
             cookie,
+            fid,
             offset,
             length,
             flags,
             errval,
         } => st
-            .action_end(w, cookie, offset, length, flags, errval)
+            .action_end(w, cookie, fid, offset, length, flags, errval)
             .map_or_else(Reply::Err, reply_ok),
         Request::GetParam { pattern } => st.get_param(&pattern).map_or_else(Reply::Err, reply_ok),
         Request::SetParam { name, value } => st

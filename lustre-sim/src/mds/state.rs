@@ -171,6 +171,13 @@ pub struct Req {
     pub dv_begin: Option<u64>,
     pub volatile: Option<String>,
     pub finished_at: u64,
+    /// Reloaded from the action log as STARTED after a restart of the MDS: on disk only, not in
+    /// the coordinator's memory list (`cdt_request_list`). Lustre's `mdt_cdt_update_request`
+    /// finds no such cookie (progress and end answer -ENOENT), `cdt_request_count` does not
+    /// count it against `max_requests`, and `mdt_cdt_started_cb` cancels it once
+    /// `active_request_timeout` has passed since its last change.
+    #[serde(default)]
+    pub orphan: bool,
 }
 
 impl Req {
@@ -216,6 +223,21 @@ pub struct Agent {
     /// A write hit EPIPE: like the client kernel, which forgets a dead pipe after the first
     /// failed write, later sends "succeed" without reaching anyone (lustre-abi.md §6.2, DNE).
     pub pipe_dead: bool,
+    /// What the "client kernel thread" still has to write: bytes that did not fit the pipe.
+    pub backlog: PipeBacklog,
+}
+
+/// The part of an agent's messages that did not fit its pipe (64 KiB). On real Lustre the
+/// client's kernel thread blocks in `pipe_write` (holding `kg_sem`) until the copytool reads,
+/// while the MDT already counts the requests as sent (STARTED). Here a writer thread blocks on
+/// the pipe instead, and later messages queue behind it in order.
+#[derive(Default)]
+pub struct PipeBacklog {
+    pub tx: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    /// Bytes handed to the writer and not yet written.
+    pub pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The writer hit an error (EPIPE: the copytool is gone).
+    pub broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Agent {
@@ -287,6 +309,10 @@ pub struct State {
     pub next_cookie: u64,
     pub agents: Vec<Agent>,
     pub next_agent: u64,
+    /// User cancels of STARTED requests not yet delivered to an agent (cookies of the requests
+    /// to cancel). Lustre records a CANCEL as a WAITING request that `mdt_cdt_waiting_cb` sends
+    /// only while the coordinator is below `max_requests`; the target stays STARTED until then.
+    pub pending_cancels: Vec<u64>,
     d_nodes: HashSet<Fid>,
     d_mdts: HashSet<u32>,
     d_reqs: HashSet<u64>,
@@ -369,6 +395,7 @@ impl State {
             idx: ReqIndex::default(),
             next_cookie: snap.next_cookie,
             agents: Vec::new(),
+            pending_cancels: Vec::new(),
             // Agent ids never repeat across restarts (requests persisted as STARTED keep theirs).
             next_agent: now_secs() << 20,
             d_nodes: HashSet::new(),
@@ -433,6 +460,7 @@ impl State {
         if st.next_cookie == 0 {
             st.next_cookie = now_secs() << 16;
         }
+        st.reload_requests();
         st.reindex();
         let cookies: Vec<u64> = st.reqs.keys().copied().collect();
         for c in cookies {
@@ -441,6 +469,36 @@ impl State {
         // Files may have gone while the daemon was down: check the waiting ones once.
         st.idx.removals = 1;
         Ok(st)
+    }
+
+    /// What a restarted coordinator makes of its action log (`mdt_hsm_cdt_start` ->
+    /// `mdt_hsm_pending_restore` -> `hsm_restore_cb`): a RESTORE left STARTED goes back to
+    /// WAITING (dated now) and is sent again; every other STARTED request stays STARTED on disk
+    /// but is in no memory list (see [`Req::orphan`]); nothing is owed by any agent any more.
+    fn reload_requests(&mut self) {
+        let now = now_secs();
+        let mut changed = Vec::new();
+        for r in self.reqs.values_mut() {
+            if r.agent.is_none() && (r.status != ARS_STARTED || r.orphan) {
+                continue;
+            }
+            if r.status == ARS_STARTED && r.action == HSMA_RESTORE {
+                r.status = ARS_WAITING;
+                r.last_update = now;
+                r.dfid = r.fid;
+                r.moved.clear();
+                if let Some(v) = r.volatile.take() {
+                    let _ = std::fs::remove_file(v);
+                }
+            } else if r.status == ARS_STARTED {
+                r.orphan = true;
+            }
+            r.agent = None;
+            changed.push(r.cookie);
+        }
+        for c in changed {
+            self.touch_req(c);
+        }
     }
 
     /// Files the request `c` to the index sets its status puts it in (after it is inserted
