@@ -377,7 +377,9 @@ fn metrics(port: u16) -> String {
     let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
     };
-    let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    // HTTP/1.1 keeps the connection open unless asked not to (as a real server does).
+    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let mut s = String::new();
     let _ = c.read_to_string(&mut s);
     s
