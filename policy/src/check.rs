@@ -101,14 +101,16 @@ pub fn run(policy_path: &Path) -> Vec<Check> {
             return out;
         }
     };
-    lustre_side(&policy, &mut out);
-    out.extend(store_side(&policy));
+    let probe = lustre_side(&policy, &mut out);
+    out.extend(store_side(&policy, probe.as_deref()));
     out.push(state_dir(&policy.control.state_dir));
     out.extend(daemon_side(&policy));
     out
 }
 
-fn lustre_side(policy: &lustre_blob_config::Policy, out: &mut Vec<Check>) {
+/// Returns the path (relative to the mount) of the HSM probe file, whose blob the store side
+/// removes (a REMOVE keeps blobs unless the policy deletes them).
+fn lustre_side(policy: &lustre_blob_config::Policy, out: &mut Vec<Check>) -> Option<String> {
     match lustre::lustre_sys::lib() {
         Ok(l) => out.push(Check::new(
             "liblustreapi",
@@ -123,7 +125,7 @@ fn lustre_side(policy: &lustre_blob_config::Policy, out: &mut Vec<Check>) {
                 e.to_string(),
                 Some("install the Lustre client (lustre-client-utils) or set LUSTREAPI_LIB".into()),
             ));
-            return;
+            return None;
         }
     }
     let mount = match lustre::Mount::open(&policy.lustre.mount) {
@@ -135,7 +137,7 @@ fn lustre_side(policy: &lustre_blob_config::Policy, out: &mut Vec<Check>) {
                 format!("lustre.mount {}: {e}", policy.lustre.mount.display()),
                 Some("mount the Lustre client there, or correct lustre.mount".into()),
             ));
-            return;
+            return None;
         }
     };
     let mdts = match &policy.lustre.mdts {
@@ -154,7 +156,7 @@ fn lustre_side(policy: &lustre_blob_config::Policy, out: &mut Vec<Check>) {
                 ),
                 Some("run as root on a Lustre client; check `lfs mdts`".into()),
             ));
-            return;
+            return None;
         }
     };
     out.push(Check::new(
@@ -200,24 +202,127 @@ fn lustre_side(policy: &lustre_blob_config::Policy, out: &mut Vec<Check>) {
         .and_then(|m| m.rsplit_once("-MDT"))
         .map_or("<fs>", |(f, _)| f)
         .to_string();
+    let (probe, rel) = hsm_probe(&mount, policy.lustre.archive_id, &fsname);
+    out.push(probe);
     out.push(Check::new(
-        "hsm coordinator",
+        "hsm max_requests",
         Level::Manual,
-        format!(
-            "archive id {}: the coordinator and its agents are MDS parameters",
-            policy.lustre.archive_id
-        ),
+        "an MDS parameter a client cannot read",
         Some(format!(
-            "on the MDS: lctl get_param mdt.{fsname}-MDT*.hsm_control (expect enabled), \
-             mdt.{fsname}-MDT*.hsm.agents (expect a uuid with archive_id {}), \
-             mdt.{fsname}-MDT*.hsm.max_requests (raise the default 3, e.g. to 64)",
-            policy.lustre.archive_id
+            "on the MDS: lctl get_param mdt.{fsname}-MDT*.hsm.max_requests (raise the default 3, e.g. to 64)"
         )),
     ));
+    Some(rel)
+}
+
+/// How long the probe waits for a copytool to archive its file (the coordinator's loop period
+/// is 10 s by default).
+const PROBE_WAIT: Duration = Duration::from_secs(30);
+
+/// The coordinator and a copytool, tested the only way a client can: a small file in the
+/// reserved directory `PROBE_DIR` (never exported by the daemon, no user data) is archived
+/// with the policy's archive id, then removed from the archive and deleted. Archived in time:
+/// both work. Refused with EAGAIN: the coordinator is not running. Still waiting: no copytool
+/// serves the archive id (or `hsm_control` is disabled).
+fn hsm_probe(mount: &lustre::Mount, archive_id: u32, fsname: &str) -> (Check, String) {
+    use lustre::UserAction;
+    let what = "hsm copytool";
+    let dir = mount.root().join(crate::scope::PROBE_DIR);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    let rel = format!(
+        "{}/probe-{host}-{}",
+        crate::scope::PROBE_DIR,
+        std::process::id()
+    );
+    let file = mount.root().join(&rel);
+    let made =
+        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, b"lustre-blob check\n"));
+    if let Err(e) = made {
+        let c = Check::new(
+            what,
+            Level::Fail,
+            format!("{}: {e}", file.display()),
+            Some("run as root".into()),
+        );
+        return (c, rel);
+    }
+    let enable = format!("on the MDS: lctl set_param mdt.{fsname}-MDT*.hsm_control=enabled");
+    let start = "start one on this client: lhsmtool_blob --archive N --config FILE MOUNT";
+    let result = (|| {
+        let fid = mount
+            .path2fid(&file)
+            .map_err(|e| (Level::Fail, e.to_string(), None))?;
+        let started = std::time::Instant::now();
+        if let Err(e) = mount.hsm_request(UserAction::Archive, archive_id, 0, &[fid], b"lb:check") {
+            let coordinator_off = matches!(e.errno(), Some(libc::EAGAIN) | Some(libc::ESHUTDOWN));
+            return Err(if coordinator_off {
+                (
+                    Level::Fail,
+                    format!("the HSM coordinator refuses requests: {e}"),
+                    Some(enable.clone()),
+                )
+            } else {
+                (Level::Fail, format!("archive request refused: {e}"), None)
+            });
+        }
+        loop {
+            match mount.hsm_state(&file) {
+                Ok(h) if h.is_archived() && !h.is_dirty() => {
+                    return Ok((fid, started.elapsed()));
+                }
+                Ok(_) if started.elapsed() < PROBE_WAIT => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Ok(_) => {
+                    let _ = mount.hsm_request(UserAction::Cancel, archive_id, 0, &[fid], b"");
+                    return Err((
+                        Level::Fail,
+                        format!(
+                            "no copytool archived a probe file within {}s: none serves archive id \
+                             {archive_id}, or the coordinator is disabled",
+                            PROBE_WAIT.as_secs()
+                        ),
+                        Some(format!(
+                            "{start}; {enable}; check mdt.{fsname}-MDT*.hsm.agents"
+                        )),
+                    ));
+                }
+                Err(e) => return Err((Level::Fail, e.to_string(), None)),
+            }
+        }
+    })();
+    let check = match result {
+        Ok((fid, took)) => {
+            // Out of the archive again, then gone: nothing of the probe stays.
+            let _ = mount.hsm_request(UserAction::Remove, archive_id, 0, &[fid], b"lb:check");
+            let t = std::time::Instant::now();
+            while t.elapsed() < PROBE_WAIT {
+                match mount.hsm_state(&file) {
+                    Ok(h) if h.is_exists() => std::thread::sleep(Duration::from_millis(200)),
+                    _ => break,
+                }
+            }
+            Check::new(
+                what,
+                Level::Ok,
+                format!(
+                    "a copytool archived a probe file for archive id {archive_id} in {:.1}s",
+                    took.as_secs_f64()
+                ),
+                None,
+            )
+        }
+        Err((level, seen, fix)) => Check::new(what, level, seen, fix),
+    };
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir(&dir);
+    (check, rel)
 }
 
 /// Put, head, list, get and delete of a probe blob in the export and the logging container.
-fn store_side(policy: &lustre_blob_config::Policy) -> Vec<Check> {
+fn store_side(policy: &lustre_blob_config::Policy, hsm_probe: Option<&str>) -> Vec<Check> {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -237,6 +342,14 @@ fn store_side(policy: &lustre_blob_config::Policy) -> Vec<Check> {
         }
     };
     let mut out = Vec::new();
+    if let Some(rel) = hsm_probe {
+        // What the copytool archived for the HSM probe goes again (nothing of a check stays).
+        if let Ok(name) = store.name_for(rel.as_bytes()) {
+            if let Err(e) = rt.block_on(store.delete_if_exists(&name)) {
+                tracing::warn!(blob = %name, error = %e, "could not remove the HSM probe's blob");
+            }
+        }
+    }
     let logs = store.with_container(&policy.logging.container);
     let (export, skew) = rt.block_on(probe(&store, "export container"));
     out.push(export);

@@ -60,8 +60,18 @@ impl Scope {
 
     /// Exported by auto-export: under a prefix and not excluded. The mount root itself never is.
     pub fn covers(&self, rel: &[u8]) -> bool {
-        !rel.is_empty() && self.under_prefix(rel) && !self.excluded(rel)
+        !rel.is_empty() && !is_reserved(rel) && self.under_prefix(rel) && !self.excluded(rel)
     }
+}
+
+/// The directory at the mount root where `lustre-blob check` makes its HSM probe file: never
+/// exported, whatever the export path says.
+pub const PROBE_DIR: &str = ".lustre-blob-check";
+
+/// Whether `rel` is `PROBE_DIR` or inside it.
+pub fn is_reserved(rel: &[u8]) -> bool {
+    let d = PROBE_DIR.as_bytes();
+    rel.starts_with(d) && (rel.len() == d.len() || rel[d.len()] == b'/')
 }
 
 /// Joins a parent path and an entry name (the root is `""`).
@@ -118,6 +128,15 @@ impl DirCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_probe_directory_is_never_covered() {
+        let s = Scope::new(&[String::new()], &[]).unwrap();
+        assert!(!s.covers(b".lustre-blob-check"));
+        assert!(!s.covers(b".lustre-blob-check/probe-h-1"));
+        assert!(s.covers(b".lustre-blob-checks/x"), "only that very name");
+        assert!(s.covers(b"a/.lustre-blob-check/x"), "only at the root");
+    }
 
     fn scope(p: &[&str], x: &[&str]) -> Scope {
         let p: Vec<String> = p.iter().map(|s| s.to_string()).collect();

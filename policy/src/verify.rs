@@ -347,8 +347,12 @@ impl Iterator for OrderedWalk {
                     Err(e) => return Some(Err(format!("{}: {e}", dir.display()))),
                 };
                 let name = ent.file_name();
-                // The simulator's and Lustre's own bookkeeping at the root is not user data.
-                if p.rel.is_empty() && name.as_bytes() == b".lustre" {
+                // The simulator's and Lustre's own bookkeeping at the root, and `check`'s probe,
+                // are not user data.
+                if p.rel.is_empty()
+                    && (name.as_bytes() == b".lustre"
+                        || name.as_bytes() == crate::scope::PROBE_DIR.as_bytes())
+                {
                     continue;
                 }
                 let mut rel = p.rel.clone();

@@ -112,9 +112,19 @@ fn level<'a>(c: &'a [serde_json::Value], check: &str) -> Vec<&'a str> {
 #[test]
 fn check_passes_on_a_working_deployment_and_names_each_broken_part() {
     let mut s = Stack::new(StackOptions::default());
-    // Before the daemon runs: everything but the daemon is fine.
+    // Nothing runs yet: no copytool takes the probe archive (a failure), no daemon (a warning).
+    let (code, c) = checks(&s);
+    assert_eq!(code, Some(2), "{c:?}");
+    assert_eq!(level(&c, "hsm copytool"), vec!["fail"], "{c:?}");
+    assert!(
+        !s.mount().join(".lustre-blob-check").exists(),
+        "the probe file is removed"
+    );
+    s.start_copytool(&[]);
+    // The copytool runs: only the daemon is missing.
     let (code, c) = checks(&s);
     assert_eq!(code, Some(1), "only the daemon is missing: {c:?}");
+    assert_eq!(level(&c, "hsm copytool"), vec!["ok"], "{c:?}");
     for name in [
         "policy",
         "liblustreapi",
@@ -129,12 +139,14 @@ fn check_passes_on_a_working_deployment_and_names_each_broken_part() {
     }
     assert_eq!(level(&c, "changelog user"), vec!["manual"]);
     assert_eq!(level(&c, "daemon"), vec!["warn"]);
-    s.start_copytool(&[]);
     s.start_daemon();
     let (code, c) = checks(&s);
     assert_eq!(code, Some(0), "{c:?}");
-    // No probe blob is left behind.
+    // No probe blob (store probe, HSM probe) and no probe file is left behind, and the daemon
+    // did not take the probe file for user data.
     assert!(s.store.list(&s.container, ".lustre-blob-check").is_empty());
+    assert!(!s.mount().join(".lustre-blob-check").exists());
+    assert_eq!(s.status_json()["totalFilesExported"], 0);
     // The human form: one line per check.
     let o = s.cli(&["check"]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
