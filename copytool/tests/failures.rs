@@ -266,16 +266,17 @@ fn a_file_truncated_during_archive_ends_ebusy_and_is_exported_again() {
             .1
             .contains("RUNNING")
     });
-    env.wait_until("the failure is logged", Duration::from_secs(30), || {
-        !entries_with(&env, "changed").is_empty()
+    // A change during the copy is not a failure: the copytool says it in its own log and ends
+    // the action EBUSY; the logging container gets no failure entry (the policy engine writes
+    // one "requeued" line per such copy).
+    env.wait_until("the change is logged", Duration::from_secs(30), || {
+        let log = ct.log();
+        log.contains("EBUSY to the coordinator") && log.contains("truncated")
     });
-    let changed = entries_with(&env, "changed");
-    assert_eq!(changed[0]["errno"], 16, "{changed:?}");
     assert!(
-        changed[0]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("truncated")),
-        "{changed:?}"
+        entries_with(&env, "changed").is_empty(),
+        "no failure entry for a change: {:?}",
+        env.log_entries()
     );
     assert!(
         entries_with(&env, "io").is_empty(),
