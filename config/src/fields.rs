@@ -172,6 +172,10 @@ pub fn de_batch_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error>
     bounded(i64::deserialize(d)?, 1, 100_000)
 }
 
+pub fn de_max_in_flight<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(i64::deserialize(d)?, 1, 1_000_000)
+}
+
 pub fn de_max_actions<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     bounded(i64::deserialize(d)?, 1, 1024)
 }

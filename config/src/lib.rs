@@ -204,6 +204,21 @@ pub struct AutoExport {
         deserialize_with = "fields::de_batch_size"
     )]
     pub batch_size: usize,
+    /// Archive requests handed to the coordinator and not finished yet, at most: a small
+    /// multiple of the MDTs' `hsm.max_requests` (the rest of an iteration waits in the daemon,
+    /// not in the coordinator's catalog). Default 256.
+    #[serde(
+        default = "defaults::max_in_flight",
+        deserialize_with = "fields::de_max_in_flight"
+    )]
+    pub max_in_flight: usize,
+    /// An iteration whose remaining requests make no progress for this long ends; those files
+    /// are carried into the next iteration as pending. Default 10 min.
+    #[serde(
+        default = "defaults::iteration_deadline",
+        deserialize_with = "units::de_duration"
+    )]
+    pub iteration_deadline: Duration,
 }
 
 /// `[logging]`: where per-file failures and per-iteration summaries go.
@@ -300,6 +315,12 @@ mod defaults {
     pub fn batch_size() -> usize {
         1000
     }
+    pub fn max_in_flight() -> usize {
+        256
+    }
+    pub fn iteration_deadline() -> Duration {
+        Duration::from_secs(600)
+    }
     pub fn log_container() -> String {
         "lustre-logs".into()
     }
@@ -335,6 +356,8 @@ impl Default for AutoExport {
             on_rename: RenameMode::default(),
             conflict: ConflictMode::default(),
             batch_size: defaults::batch_size(),
+            max_in_flight: defaults::max_in_flight(),
+            iteration_deadline: defaults::iteration_deadline(),
         }
     }
 }

@@ -62,6 +62,7 @@ pub fn engine_config(p: &Policy) -> Result<EngineConfig, String> {
         discover_chunk: 256,
         job_id: "autoexport".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
+        max_in_flight: p.autoexport.max_in_flight,
     })
 }
 

@@ -59,7 +59,15 @@ pub struct EngineConfig {
     /// Longest back-off between two tries of a file the store could not take (it doubles from
     /// one second up to this).
     pub retry_max_ms: u64,
+    /// Archive requests handed to the coordinator and not finished yet, at most (a small
+    /// multiple of its `hsm.max_requests`): the rest of an iteration waits in the engine, not
+    /// in the coordinator's catalog, which Lustre walks under a lock for every lookup.
+    pub max_in_flight: usize,
 }
+
+/// Default of [`EngineConfig::max_in_flight`]: 4 x the `hsm.max_requests` of 64 the admin guide
+/// recommends.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Default of [`EngineConfig::retry_max_ms`]: an outage costs at most this once it is over.
 pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
@@ -927,8 +935,17 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     fn discover_some(&mut self, now: u64) -> Result<(), EngineError> {
+        // Only as many requests as the bound allows: the rest of the iteration waits here.
+        let room = self
+            .cfg
+            .max_in_flight
+            .max(1)
+            .saturating_sub(self.st.inflight.len());
         let mut to_archive: Vec<(Fid, InFlight)> = Vec::new();
         for _ in 0..self.cfg.discover_chunk.max(1) {
+            if to_archive.len() >= room {
+                break;
+            }
             let Some(it) = self.st.iteration.as_mut() else {
                 break;
             };
@@ -955,21 +972,57 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 .ns
                 .archive(self.cfg.archive_id, chunk, payload.as_bytes())
             {
-                tracing::warn!(error = %e, files = chunk.len(), "batched archive request refused; retrying file by file");
-                for fid in chunk {
-                    if let Err(e) = self.ns.archive(
-                        self.cfg.archive_id,
-                        std::slice::from_ref(fid),
-                        payload.as_bytes(),
-                    ) {
-                        if let Some(inf) = self.st.inflight.remove(fid) {
-                            self.settle(*fid, inf, e.errno, now);
-                        }
-                    }
-                }
+                tracing::warn!(error = %e, files = chunk.len(), "batched archive request refused; resubmitting only the files it did not queue");
+                self.after_refused_batch(chunk, payload.as_bytes(), now);
             }
         }
         Ok(())
+    }
+
+    /// A refused request may have queued part of its files: the MDT records items one by one
+    /// and stops at the first error (`mdt_hsm_register_hal`), and under DNE each MDT gets its own
+    /// part (`lmv_iocontrol`). Each file is looked at before anything is sent again: a file that
+    /// is gone needs nothing (not a failure); one with a request waiting or running, or already
+    /// archived and clean, stays in flight (its CL_HSM or the stale check settles it); only the
+    /// others are requested again, alone, and a refusal then is that file's own.
+    fn after_refused_batch(&mut self, chunk: &[Fid], payload: &[u8], now: u64) {
+        for fid in chunk {
+            if !self.st.inflight.contains_key(fid) {
+                continue;
+            }
+            let path = match self.ns.fid2path(fid) {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    if let Some(inf) = self.st.inflight.remove(fid) {
+                        tracing::info!(fid = %fid, path = %inf.path, "deleted before its archive was queued: nothing to export");
+                    }
+                    self.resolved(fid);
+                    self.changed = true;
+                    continue;
+                }
+                Err(_) => continue, // cannot tell now: the stale check looks again
+            };
+            let queued = match self.ns.action_pending(&path) {
+                Ok(true) => true,
+                Ok(false) => self
+                    .ns
+                    .hsm_flags(&path)
+                    .map(|h| h.is_clean_archive())
+                    .unwrap_or(true),
+                Err(_) => true,
+            };
+            if queued {
+                continue;
+            }
+            if let Err(e) = self
+                .ns
+                .archive(self.cfg.archive_id, std::slice::from_ref(fid), payload)
+            {
+                if let Some(inf) = self.st.inflight.remove(fid) {
+                    self.settle(*fid, inf, e.errno, now);
+                }
+            }
+        }
     }
 
     /// Looks at one pending file; returns it when it needs an archive request.
@@ -1042,11 +1095,13 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             }
             FileKind::Other => None,
             FileKind::Regular => {
-                let hsm = match self.ns.hsm_state(&path) {
+                // The flags decide here: a file archived and clean needs nothing; any other
+                // is requested (no current_action: see `Namespace::action_pending`).
+                let hsm = match self.ns.hsm_flags(&path) {
                     Ok(h) => h,
                     Err(e) => return self.discover_error(fid, p, &text, e, now),
                 };
-                if hsm.is_clean_archive() && !hsm.action_pending {
+                if hsm.is_clean_archive() {
                     self.resolved(&fid);
                     return None; // archived and clean: nothing to do
                 }
@@ -1117,10 +1172,14 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 }
                 Err(_) => continue,
             };
-            let Ok(hsm) = self.ns.hsm_state(&path) else {
+            // The flags settle a straggler whose archive ended (its CL_HSM was missed or the
+            // coordinator found nothing to do); only a file still not archived needs the
+            // costly current_action, to tell a queued request from one that vanished.
+            let Ok(hsm) = self.ns.hsm_flags(&path) else {
                 continue;
             };
-            if hsm.action_pending {
+            let pending = !hsm.is_clean_archive() && self.ns.action_pending(&path).unwrap_or(true);
+            if pending {
                 if let Some(i) = self.st.inflight.get_mut(&fid) {
                     i.submitted_ms = now; // still queued or running: wait more
                 }

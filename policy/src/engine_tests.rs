@@ -17,6 +17,7 @@ fn cfg() -> EngineConfig {
         discover_chunk: 100,
         job_id: "autoexport-1".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
+        max_in_flight: crate::engine::DEFAULT_MAX_IN_FLIGHT,
     }
 }
 
@@ -1321,4 +1322,97 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// Issue 13, item 1: the coordinator never holds more than `max_in_flight` of our requests, and
+/// discovery asks for HSM flags only: no `current_action` (a walk of the whole action catalog on
+/// Lustre) for any file whose flags decide.
+#[test]
+fn requests_in_flight_are_bounded_and_discovery_never_walks_the_action_catalog() {
+    let mut c = cfg();
+    c.max_in_flight = 10;
+    let mut t = T::new(c);
+    let fids: Vec<Fid> = (0..45)
+        .map(|i| t.file(&format!("projects/f{i}"), 1))
+        .collect();
+    let mut rounds = 0;
+    while t.e.state().iteration.is_some() || rounds == 0 {
+        t.step();
+        let inflight: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
+        assert!(inflight.len() <= 10, "{} in flight", inflight.len());
+        for f in inflight {
+            t.hsm(f, 0);
+        }
+        rounds += 1;
+        assert!(rounds < 50, "the iteration never ends");
+    }
+    t.step();
+    assert_eq!(t.totals().files_exported, 45);
+    let archived = t.ns.archived_fids();
+    assert_eq!(archived.len(), 45, "each file requested once");
+    for f in &fids {
+        assert!(archived.contains(f));
+    }
+    let fs = t.ns.lock();
+    assert_eq!(fs.current_action_calls, 0);
+    assert_eq!(fs.hsm_flags_calls, 45);
+}
+
+/// Issue 13, item 2: a refused batch queued the items before the refusal (the MDT records item
+/// by item); they are not requested twice, the refused file fails alone, a file deleted meanwhile
+/// is gone (not failed), and the files after the refusal are requested again.
+#[test]
+fn a_refused_batch_queues_nothing_twice_and_a_vanished_file_is_gone_not_failed() {
+    let mut t = T::new(cfg());
+    let fids: Vec<Fid> = (0..6)
+        .map(|i| t.file(&format!("projects/f{i}"), 1))
+        .collect();
+    {
+        let mut fs = t.ns.lock();
+        fs.refuse.insert(fids[2], libc::EPERM); // NOARCHIVE
+        fs.vanish_on_archive.insert(fids[4]);
+    }
+    t.step();
+    let archived = t.ns.archived_fids();
+    for (i, f) in fids.iter().enumerate() {
+        let n = archived.iter().filter(|x| *x == f).count();
+        let want = if i == 2 || i == 4 { 0 } else { 1 };
+        assert_eq!(n, want, "file {i} requested {n} times: {archived:?}");
+    }
+    assert_eq!(t.totals().files_failed, 1);
+    assert!(t.e.state().failed.contains_key(&fids[2]));
+    assert!(!t.e.state().failed.contains_key(&fids[4]));
+    for i in [0, 1, 3, 5] {
+        t.hsm(fids[i], 0);
+    }
+    t.step();
+    assert_eq!(t.totals().files_exported, 4);
+    assert!(t.e.state().iteration.is_none());
+    assert!(t.e.state().inflight.is_empty());
+}
+
+/// Issue 13, item 1: a straggler (no CL_HSM seen) whose flags say archived and clean is settled
+/// from `hsm_state_get` alone; only one still not archived costs a `current_action`.
+#[test]
+fn stragglers_are_settled_from_the_flags_and_current_action_only_when_they_cannot_tell() {
+    let mut c = cfg();
+    c.stale_after_ms = 1_000;
+    let mut t = T::new(c);
+    let a = t.file("projects/a.dat", 4);
+    let b = t.file("projects/b.dat", 4);
+    t.step();
+    t.ns.set_hsm(
+        a,
+        HsmFlags {
+            exists: true,
+            archived: true,
+            ..HsmFlags::default()
+        },
+    );
+    // b still queued (the fake keeps action_pending from the request)
+    t.now += 1_000;
+    t.step();
+    assert_eq!(t.totals().files_exported, 1);
+    assert!(t.e.state().inflight.contains_key(&b));
+    assert_eq!(t.ns.lock().current_action_calls, 1);
 }

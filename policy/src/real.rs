@@ -206,27 +206,28 @@ impl Namespace for LustreNs {
             Err(e) => Err(io_err("lstat", &e)),
         }
     }
-    fn hsm_state(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
-        let p = self.abs(rel);
+    fn hsm_flags(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
         let s = self
             .mount
-            .hsm_state(&p)
+            .hsm_state(&self.abs(rel))
             .map_err(|e| self.err("llapi_hsm_state_get", &e))?;
-        let a = self
-            .mount
-            .hsm_current_action(&p)
-            .map_err(|e| self.err("llapi_hsm_current_action", &e))?;
-        let pending = matches!(
-            a.state,
-            lustre::ProgressState::Waiting | lustre::ProgressState::Running
-        ) && a.action != lustre::UserAction::None;
         Ok(HsmFlags {
             exists: s.is_exists(),
             archived: s.is_archived(),
             dirty: s.is_dirty(),
             released: s.is_released(),
-            action_pending: pending,
+            action_pending: false,
         })
+    }
+    fn action_pending(&self, rel: &[u8]) -> Result<bool, NsError> {
+        let a = self
+            .mount
+            .hsm_current_action(&self.abs(rel))
+            .map_err(|e| self.err("llapi_hsm_current_action", &e))?;
+        Ok(matches!(
+            a.state,
+            lustre::ProgressState::Waiting | lustre::ProgressState::Running
+        ) && a.action != lustre::UserAction::None)
     }
     fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError> {
         let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
