@@ -63,6 +63,7 @@ pub fn engine_config(p: &Policy) -> Result<EngineConfig, String> {
         job_id: "autoexport".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
         max_in_flight: p.autoexport.max_in_flight,
+        iteration_deadline_ms: p.autoexport.iteration_deadline.as_millis() as u64,
     })
 }
 

@@ -20,8 +20,8 @@ use crate::model::{Change, ChangeKind, Fid, FileKind, HsmEventKind, CLF_UNLINK_L
 use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
 use crate::scope::{join, DirCache, Scope};
 use crate::state::{
-    add_hold, Cursor, Failure, Holds, InFlight, IterCounters, Iteration, NsOp, NsOpKind, Pending,
-    Source, State, StateError, StateFile, MAX_RECENT_FAILURES, STATE_VERSION,
+    add_hold, CoordinatorPause, Cursor, Failure, Holds, InFlight, IterCounters, Iteration, NsOp,
+    NsOpKind, Pending, Source, State, StateError, StateFile, MAX_RECENT_FAILURES, STATE_VERSION,
 };
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 use serde_json::json;
@@ -63,7 +63,13 @@ pub struct EngineConfig {
     /// multiple of its `hsm.max_requests`): the rest of an iteration waits in the engine, not
     /// in the coordinator's catalog, which Lustre walks under a lock for every lookup.
     pub max_in_flight: usize,
+    /// An iteration whose requests make no progress (no completion, no new request) for this
+    /// long ends; its stuck requests are carried into the next iteration.
+    pub iteration_deadline_ms: u64,
 }
+
+/// Default of [`EngineConfig::iteration_deadline_ms`].
+pub const DEFAULT_ITERATION_DEADLINE_MS: u64 = 600_000;
 
 /// Default of [`EngineConfig::max_in_flight`]: 4 x the `hsm.max_requests` of 64 the admin guide
 /// recommends.
@@ -230,6 +236,10 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// Metadata updates wait until then after the store was unavailable.
     meta_retry_at_ms: u64,
     meta_retries: u32,
+    /// Bumped whenever an in-flight request settles or a request is sent (progress).
+    progress_ticks: u64,
+    seen_ticks: u64,
+    last_progress_ms: u64,
 }
 
 impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
@@ -281,6 +291,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             clear_retry: CLEAR_RETRY,
             meta_retry_at_ms: 0,
             meta_retries: 0,
+            progress_ticks: 0,
+            seen_ticks: 0,
+            last_progress_ms: 0,
         })
     }
 
@@ -577,6 +590,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 self.last_stale_check_ms = now;
                 self.stale_check(now);
             }
+            self.check_deadline(now);
             self.maybe_finish(now);
             if self.st.iteration.is_some() {
                 break;
@@ -631,6 +645,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         self.st.totals.last_started_ms = Some(now);
         self.st.iteration = Some(it);
+        self.last_progress_ms = now;
         self.changed = true;
         tracing::info!(job = %self.cfg.job_id, iteration = number, "iteration started");
         if ns_due {
@@ -865,6 +880,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// Completion of an in-flight file with `errno` (0 = success).
     fn settle(&mut self, fid: Fid, inf: InFlight, errno: i32, now: u64) {
         self.changed = true;
+        self.progress_ticks += 1;
         if errno == 0 {
             self.resolved(&fid);
             self.exported(inf.size);
@@ -935,12 +951,18 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     fn discover_some(&mut self, now: u64) -> Result<(), EngineError> {
+        if self
+            .st
+            .coordinator_pause
+            .as_ref()
+            .is_some_and(|p| now < p.until_ms)
+        {
+            return Ok(()); // the coordinator does not take requests: wait out the back-off
+        }
         // Only as many requests as the bound allows: the rest of the iteration waits here.
-        let room = self
-            .cfg
-            .max_in_flight
-            .max(1)
-            .saturating_sub(self.st.inflight.len());
+        // Requests carried from an earlier iteration (stuck) do not hold up this one.
+        let active = self.st.inflight.values().filter(|i| !i.carried).count();
+        let room = self.cfg.max_in_flight.max(1).saturating_sub(active);
         let mut to_archive: Vec<(Fid, InFlight)> = Vec::new();
         for _ in 0..self.cfg.discover_chunk.max(1) {
             if to_archive.len() >= room {
@@ -953,6 +975,15 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 break;
             };
             self.changed = true;
+            // Its earlier request is still queued (carried): asking again would queue a
+            // duplicate (the MDT records one since LU-13651). The copy reads the file when it
+            // runs, so the request covers this change too; a change during the copy ends EBUSY.
+            if let Some(inf) = self.st.inflight.get_mut(&fid) {
+                for (m, i) in p.holds {
+                    add_hold(&mut inf.holds, m, i);
+                }
+                continue;
+            }
             if let Some(inf) = self.discover_one(fid, p, now) {
                 to_archive.push((fid, inf));
             }
@@ -967,16 +998,166 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.save()?;
         let payload = format!("lb:j={}:i={}", self.cfg.job_id, self.iteration_number());
         let fids: Vec<Fid> = to_archive.iter().map(|(f, _)| *f).collect();
+        self.progress_ticks += 1;
+        let mut refused = false;
         for chunk in fids.chunks(self.cfg.batch_size.max(1)) {
-            if let Err(e) = self
+            if refused {
+                // The coordinator refused an earlier chunk: not asked again before the pause.
+                self.not_taken(chunk, now);
+                continue;
+            }
+            match self
                 .ns
                 .archive(self.cfg.archive_id, chunk, payload.as_bytes())
             {
-                tracing::warn!(error = %e, files = chunk.len(), "batched archive request refused; resubmitting only the files it did not queue");
-                self.after_refused_batch(chunk, payload.as_bytes(), now);
+                Ok(()) => self.coordinator_back(),
+                Err(e) if e.errno == libc::EAGAIN => {
+                    refused = true;
+                    self.coordinator_refused(&e, now);
+                    self.not_taken(chunk, now);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, files = chunk.len(), "batched archive request refused; resubmitting only the files it did not queue");
+                    self.after_refused_batch(chunk, payload.as_bytes(), now);
+                }
             }
         }
         Ok(())
+    }
+
+    /// The coordinator answered EAGAIN: no coordinator running on an MDT (`hsm_control`
+    /// shut down; `mdt_hsm_add_actions`). A pause with back-off, shown in `status`, never a
+    /// failed try of any file.
+    fn coordinator_refused(&mut self, e: &NsError, now: u64) {
+        let retries = self.st.coordinator_pause.as_ref().map_or(0, |p| p.retries);
+        let delay = backoff_ms(retries, self.cfg.retry_max_ms);
+        let since = self
+            .st
+            .coordinator_pause
+            .as_ref()
+            .map_or(now, |p| p.since_ms);
+        tracing::warn!(error = %e, retry_in_ms = delay, "the HSM coordinator takes no requests (hsm_control shut down?); archive requests paused");
+        self.st.coordinator_pause = Some(CoordinatorPause {
+            since_ms: since,
+            until_ms: now + delay,
+            retries: retries + 1,
+            reason: format!("the HSM coordinator takes no requests (hsm_control shut down?): {e}"),
+        });
+        self.changed = true;
+    }
+
+    fn coordinator_back(&mut self) {
+        if self.st.coordinator_pause.take().is_some() {
+            tracing::info!("the HSM coordinator takes requests again");
+            self.changed = true;
+        }
+    }
+
+    /// Files of a request the coordinator did not take (paused): those it queued anyway (another
+    /// MDT's part) stay in flight; the others wait for the end of the pause, no try counted.
+    fn not_taken(&mut self, chunk: &[Fid], now: u64) {
+        let until = self
+            .st
+            .coordinator_pause
+            .as_ref()
+            .map_or(now, |p| p.until_ms);
+        for fid in chunk {
+            if !self.st.inflight.contains_key(fid) || self.queued_or_gone(fid) {
+                continue;
+            }
+            if let Some(inf) = self.st.inflight.remove(fid) {
+                let r = Requeue {
+                    holds: inf.holds,
+                    first_change_ms: inf.first_change_ms,
+                    attempts: inf.attempts,
+                    retries: inf.retries,
+                    delay_ms: until.saturating_sub(now),
+                    error: Some("the HSM coordinator takes no requests".into()),
+                };
+                self.requeue(*fid, r, now);
+            }
+        }
+    }
+
+    /// Whether an in-flight file needs no new request: gone (then settled here), or its
+    /// request is queued or already done, or that cannot be told now.
+    fn queued_or_gone(&mut self, fid: &Fid) -> bool {
+        let path = match self.ns.fid2path(fid) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                if let Some(inf) = self.st.inflight.remove(fid) {
+                    tracing::info!(fid = %fid, path = %inf.path, "deleted before its archive was queued: nothing to export");
+                }
+                self.resolved(fid);
+                self.changed = true;
+                self.progress_ticks += 1;
+                return true;
+            }
+            Err(_) => return true, // cannot tell now: the stale check looks again
+        };
+        match self.ns.action_pending(&path) {
+            Ok(true) | Err(_) => true,
+            Ok(false) => self
+                .ns
+                .hsm_flags(&path)
+                .map(|h| h.is_clean_archive())
+                .unwrap_or(true),
+        }
+    }
+
+    /// Ends an iteration whose requests made no progress for the deadline: they are carried
+    /// into the next iteration (still in flight, still settled by CL_HSM or the stale check,
+    /// counted once), the files it had not reached go back to the pending set, and the next
+    /// iteration starts with the new changes.
+    fn check_deadline(&mut self, now: u64) {
+        if self.progress_ticks != self.seen_ticks {
+            self.seen_ticks = self.progress_ticks;
+            self.last_progress_ms = now;
+            return;
+        }
+        if self.st.iteration.is_none()
+            || now.saturating_sub(self.last_progress_ms) < self.cfg.iteration_deadline_ms
+        {
+            return;
+        }
+        let stuck: Vec<Fid> = self
+            .st
+            .inflight
+            .iter()
+            .filter(|(_, i)| !i.carried)
+            .map(|(f, _)| *f)
+            .collect();
+        if stuck.is_empty() {
+            return;
+        }
+        for f in &stuck {
+            if let Some(i) = self.st.inflight.get_mut(f) {
+                i.carried = true;
+            }
+        }
+        let rest: Vec<(Fid, Pending)> = self
+            .st
+            .iteration
+            .as_mut()
+            .map(|it| it.to_discover.drain(..).collect())
+            .unwrap_or_default();
+        for (fid, p) in rest {
+            match self.st.pending.get_mut(&fid) {
+                Some(q) => {
+                    for (m, i) in p.holds {
+                        add_hold(&mut q.holds, m, i);
+                    }
+                }
+                None => {
+                    self.st.pending.insert(fid, p);
+                }
+            }
+        }
+        if let Some(c) = self.counters() {
+            c.files_carried += stuck.len() as u64;
+        }
+        tracing::warn!(job = %self.cfg.job_id, iteration = self.iteration_number(), files = stuck.len(), deadline_s = self.cfg.iteration_deadline_ms / 1000, "archive requests made no progress past the iteration deadline; carried into the next iteration");
+        self.changed = true;
     }
 
     /// A refused request may have queued part of its files: the MDT records items one by one
@@ -987,31 +1168,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// others are requested again, alone, and a refusal then is that file's own.
     fn after_refused_batch(&mut self, chunk: &[Fid], payload: &[u8], now: u64) {
         for fid in chunk {
-            if !self.st.inflight.contains_key(fid) {
-                continue;
-            }
-            let path = match self.ns.fid2path(fid) {
-                Ok(Some(p)) => p,
-                Ok(None) => {
-                    if let Some(inf) = self.st.inflight.remove(fid) {
-                        tracing::info!(fid = %fid, path = %inf.path, "deleted before its archive was queued: nothing to export");
-                    }
-                    self.resolved(fid);
-                    self.changed = true;
-                    continue;
-                }
-                Err(_) => continue, // cannot tell now: the stale check looks again
-            };
-            let queued = match self.ns.action_pending(&path) {
-                Ok(true) => true,
-                Ok(false) => self
-                    .ns
-                    .hsm_flags(&path)
-                    .map(|h| h.is_clean_archive())
-                    .unwrap_or(true),
-                Err(_) => true,
-            };
-            if queued {
+            if !self.st.inflight.contains_key(fid) || self.queued_or_gone(fid) {
                 continue;
             }
             if let Err(e) = self
@@ -1119,6 +1276,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     first_change_ms: p.first_change_ms,
                     attempts: p.attempts,
                     retries: p.retries,
+                    carried: false,
                 })
             }
         }
@@ -1187,6 +1345,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 if hsm.is_clean_archive() {
                     self.settle(fid, inf, 0, now);
                 } else {
+                    self.progress_ticks += 1;
                     tracing::info!(fid = %fid, path = %inf.path, "archive request vanished; re-queued");
                     let r = Requeue {
                         holds: inf.holds,
@@ -1204,7 +1363,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
 
     fn maybe_finish(&mut self, now: u64) {
         let done = matches!(&self.st.iteration, Some(it) if it.to_discover.is_empty())
-            && self.st.inflight.is_empty();
+            && self.st.inflight.values().all(|i| i.carried);
         if !done {
             return;
         }
@@ -1217,7 +1376,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.st.totals.last_completed_ms = Some(now);
         // Azure's definition: an iteration that exported all its data. One in which a file
         // failed, or had to be re-queued (changed, store unavailable), is not successful.
-        if c.files_failed == 0 && c.files_requeued == 0 && c.files_exported >= c.files_discovered {
+        if c.files_failed == 0
+            && c.files_requeued == 0
+            && c.files_carried == 0
+            && c.files_exported >= c.files_discovered
+        {
             self.st.totals.last_successful_ms = Some(now);
         }
         tracing::info!(job = %self.cfg.job_id, iteration = c.number, exported = c.files_exported, failed = c.files_failed, "iteration completed");

@@ -18,6 +18,7 @@ fn cfg() -> EngineConfig {
         job_id: "autoexport-1".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
         max_in_flight: crate::engine::DEFAULT_MAX_IN_FLIGHT,
+        iteration_deadline_ms: crate::engine::DEFAULT_ITERATION_DEADLINE_MS,
     }
 }
 
@@ -1415,4 +1416,115 @@ fn stragglers_are_settled_from_the_flags_and_current_action_only_when_they_canno
     assert_eq!(t.totals().files_exported, 1);
     assert!(t.e.state().inflight.contains_key(&b));
     assert_eq!(t.ns.lock().current_action_calls, 1);
+}
+
+/// Issue 13, item 5: a request that makes no progress past the iteration deadline ends its
+/// iteration; it is carried (counted once, never requested again), the next iteration exports
+/// the new changes, and the carried file still settles when its CL_HSM comes.
+#[test]
+fn a_stuck_request_is_carried_past_the_deadline_and_never_stalls_the_next_iteration() {
+    let mut c = cfg();
+    c.iteration_deadline_ms = 10_000;
+    let mut t = T::new(c);
+    let stuck = t.file("projects/stuck.dat", 1);
+    let ok = t.file("projects/ok.dat", 1);
+    t.step();
+    t.hsm(ok, 0);
+    t.step();
+    assert_eq!(
+        t.e.state().iteration.as_ref().map(|i| i.counters.number),
+        Some(1)
+    );
+    t.now += 5_000;
+    t.step();
+    assert!(
+        t.e.state().iteration.is_some(),
+        "before the deadline it waits"
+    );
+    t.now += 5_001;
+    t.step();
+    let last =
+        t.e.state()
+            .last_iteration
+            .clone()
+            .expect("iteration 1 ended");
+    assert_eq!((last.number, last.files_carried), (1, 1));
+    assert!(t.e.state().inflight[&stuck].carried);
+    // New changes, and the stuck file changes again: iteration 2 exports the new file and does
+    // not queue a duplicate request for the stuck one.
+    let fresh = t.file("projects/fresh.dat", 1);
+    let r = t.rec(ChangeKind::Close, stuck);
+    t.feed(r);
+    t.now += 1;
+    t.step();
+    t.hsm(fresh, 0);
+    t.step();
+    let last = t.e.state().last_iteration.clone().unwrap();
+    assert_eq!(
+        last.number, 2,
+        "iteration 2 ended with the stuck request still queued"
+    );
+    assert_eq!(last.files_carried, 0, "counted once");
+    let archived = t.ns.archived_fids();
+    assert_eq!(archived.iter().filter(|f| **f == stuck).count(), 1);
+    assert!(archived.contains(&fresh));
+    let s = crate::status::build(t.e.state(), t.now, None);
+    assert_eq!(s.stuck_requests, 1);
+    // The stuck one ends at last: exported, and its later change was covered by that copy.
+    t.hsm(stuck, 0);
+    t.step();
+    assert!(t.e.state().inflight.is_empty());
+    assert_eq!(t.totals().files_exported, 3);
+    assert!(t.e.state().pending.is_empty());
+}
+
+/// Issue 13, item 5: a coordinator that is shut down (EAGAIN to every request) is a pause with
+/// back-off shown in status: no file-by-file retries, no attempt spent, nothing failed.
+#[test]
+fn a_shut_down_coordinator_is_a_pause_with_back_off_not_failed_tries() {
+    let mut t = T::new(cfg());
+    let fids: Vec<Fid> = (0..5)
+        .map(|i| t.file(&format!("projects/f{i}"), 1))
+        .collect();
+    for f in &fids {
+        t.ns.lock().refuse.insert(*f, libc::EAGAIN);
+    }
+    t.step();
+    assert_eq!(
+        t.ns.lock().archive_requests,
+        1,
+        "one refused request, no file-by-file retry"
+    );
+    let s = crate::status::build(t.e.state(), t.now, None);
+    assert_eq!(s.status_code, "CoordinatorPaused");
+    assert!(s.coordinator_paused.is_some());
+    // Many rounds inside the back-off: nothing asked.
+    for _ in 0..20 {
+        t.now += 10;
+        t.step();
+    }
+    assert_eq!(t.ns.lock().archive_requests, 1);
+    // Still down after the back-off: asked once more, the back-off grows.
+    for _ in 0..30 {
+        t.now += 100;
+        t.step();
+    }
+    let asked = t.ns.lock().archive_requests;
+    assert!(
+        (2..=3).contains(&asked),
+        "{asked} requests in 4 s of outage"
+    );
+    // Back: every file exported, none failed, no attempt counted.
+    t.ns.lock().refuse.clear();
+    t.now += 60_000;
+    t.step();
+    t.step();
+    for f in &fids {
+        t.hsm(*f, 0);
+    }
+    t.step();
+    assert_eq!(t.totals().files_exported, 5);
+    assert_eq!(t.totals().files_failed, 0);
+    assert!(t.e.state().coordinator_pause.is_none());
+    assert!(t.e.state().failed.is_empty());
 }

@@ -41,6 +41,8 @@ pub struct FakeFs {
     pub current_action_calls: u64,
     /// Files deleted just as an archive request reaches them (the request fails with ENOENT).
     pub vanish_on_archive: std::collections::HashSet<Fid>,
+    /// Every `archive` call, refused ones included.
+    pub archive_requests: u64,
 }
 
 /// A namespace shared between the engine and the test that drives it.
@@ -184,6 +186,7 @@ impl Namespace for FakeNs {
     /// first refused or missing file; the items before it stay queued (in `archive_calls`).
     fn archive(&self, _archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError> {
         let mut fs = self.lock();
+        fs.archive_requests += 1;
         let mut recorded = Vec::new();
         let mut failed = None;
         for f in fids {
