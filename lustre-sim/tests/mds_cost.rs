@@ -149,3 +149,76 @@ fn current_action_reads_the_action_catalog_from_its_start_and_calls_are_counted(
     assert!(after.get("call.HsmRequest").copied().unwrap_or(0) >= 1);
     assert!(after.get("call.Path2Fid").copied().unwrap_or(0) >= 20);
 }
+
+fn types_of(m: &Mount, mdt: u32, fid: &Fid) -> Vec<lustre::RecordType> {
+    let mut r = lustre::ChangelogReader::start(&m.mdt_name(mdt), 0, false).unwrap();
+    let mut out = Vec::new();
+    while let Some(rec) = r.recv().unwrap() {
+        if rec.tfid == *fid {
+            out.push(rec.rtype);
+        }
+    }
+    out
+}
+
+/// `utime(2)` on the path (atime and mtime, as `touch -d` sets them): no open, so no CLOSE.
+/// (Setting mtime alone reaches inotify as IN_MODIFY, which the simulator takes for a write.)
+fn set_mtime(p: &std::path::Path, secs: i64) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let t = [
+        libc::timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        },
+    ];
+    // SAFETY: a NUL-terminated path and two live timespecs.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), t.as_ptr(), 0) };
+    assert_eq!(rc, 0, "utimensat {}", p.display());
+}
+
+#[test]
+fn time_records_stop_after_the_first_data_record_of_a_cached_object_and_close_needs_a_write() {
+    use lustre::RecordType as R;
+    let (mut sim, m) = start(SimOptions::default());
+    sim.register_changelog_user(0);
+    let p = sim.mount().join("f");
+    // The simulator reads inotify events when it is called: a call after each step keeps
+    // each event apart from the next one.
+    let sync = || drop(m.hsm_state(&p).unwrap());
+    std::fs::write(&p, b"data").unwrap();
+    let fid = m.path2fid(&p).unwrap();
+    sync();
+    // A read-only open and close: no CLOSE (mdd_close records it for write/append/trunc only).
+    drop(std::fs::read(&p).unwrap());
+    sync();
+    // utime after the write's CLOSE: mdd_changelog_data_store drops the MTIME.
+    set_mtime(&p, 1_000_000);
+    sync();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    sync();
+    let t = types_of(&m, 0, &fid);
+    assert_eq!(
+        t.iter().filter(|r| **r == R::Close).count(),
+        1,
+        "one CLOSE, from the write: {t:?}"
+    );
+    assert!(!t.contains(&R::Mtime), "{t:?}");
+    assert!(
+        t.contains(&R::Setattr),
+        "SETATTR is never suppressed: {t:?}"
+    );
+    // A restart empties the object cache: the next utime is recorded, once.
+    sim.restart();
+    sync();
+    set_mtime(&p, 2_000_000);
+    sync();
+    set_mtime(&p, 3_000_000);
+    sync();
+    let t = types_of(&m, 0, &fid);
+    assert_eq!(t.iter().filter(|r| **r == R::Mtime).count(), 1, "{t:?}");
+}

@@ -384,9 +384,19 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         match c.kind {
             ChangeKind::Hsm => self.on_hsm(c, now),
             _ if !enabled => {}
+            // CL_MTIME: a write whose CLOSE is still to come, or a utime that changed nothing
+            // but the mtime (the file stays archived and clean, so the export skips it): with
+            // metadata sync the blob's modtime follows too. Lustre records one MTIME/CTIME per
+            // cached object after its first data record (mdd_changelog_data_store), so this may
+            // be the only record a utime leaves.
+            ChangeKind::Mtime => {
+                self.on_content(c, now);
+                if self.cfg.metadata == MetadataMode::Sync {
+                    self.on_metadata(c);
+                }
+            }
             ChangeKind::Create
             | ChangeKind::Close
-            | ChangeKind::Mtime
             | ChangeKind::Trunc
             | ChangeKind::Layout
             | ChangeKind::Hardlink

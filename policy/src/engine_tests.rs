@@ -1528,3 +1528,38 @@ fn a_shut_down_coordinator_is_a_pause_with_back_off_not_failed_tries() {
     assert!(t.e.state().coordinator_pause.is_none());
     assert!(t.e.state().failed.is_empty());
 }
+
+/// Issue 13, item 6: a utime (CL_MTIME alone) on an archived, clean file updates the blob's
+/// modtime with `metadata = "sync"`; no content export, nothing with `ignore`.
+#[test]
+fn metadata_sync_follows_an_mtime_only_change_to_the_blob() {
+    for mode in [MetadataMode::Ignore, MetadataMode::Sync] {
+        let mut c = cfg();
+        c.metadata = mode;
+        let mut t = T::new(c);
+        let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
+        t.store.put("projects/a.dat", b"x", None);
+        t.ns.set_hsm(
+            a,
+            HsmFlags {
+                exists: true,
+                archived: true,
+                ..HsmFlags::default()
+            },
+        );
+        t.ns.lock().nodes.get_mut(&a).unwrap().stat.mtime_sec = 1_234_567;
+        let r = t.rec(ChangeKind::Mtime, a);
+        t.feed(r);
+        t.step();
+        t.step();
+        let meta = t.store.lock()["projects/a.dat"].1.clone();
+        match mode {
+            MetadataMode::Ignore => assert_eq!(meta, None),
+            MetadataMode::Sync => assert_eq!(meta.map(|m| m.mtime_sec), Some(1_234_567)),
+        }
+        assert!(
+            t.ns.lock().archive_calls.is_empty(),
+            "archived and clean: not exported again"
+        );
+    }
+}

@@ -84,3 +84,31 @@ impl State {
         Ok((a, walked))
     }
 }
+
+impl State {
+    /// `mdd_changelog_data_store` (mdd_object.c): a CL_MTIME, CL_CTIME or CL_ATIME record is
+    /// not stored for an object that got a data record since the changelog started
+    /// (`mod_cltime` after `mc_starttime`: "Don't need multiple updates in this log"); every
+    /// stored data record (CLOSE, TRUNC, SETATTR, SETXATTR, LAYOUT, the time records) sets it.
+    /// Lustre forgets it when the object leaves the MDS cache; the simulator when it restarts.
+    /// Returns true when `r` must be dropped; otherwise notes the object.
+    pub fn time_record_suppressed(&mut self, r: &crate::record::Rec) -> bool {
+        use crate::consts::*;
+        // lustre_user.h: CL_LAYOUT 12, CL_CTIME 18, CL_ATIME 19.
+        const CL_LAYOUT: u32 = 12;
+        const TIMES: [u32; 3] = [CL_MTIME, 18, 19];
+        let data = TIMES.contains(&r.rtype)
+            || matches!(
+                r.rtype,
+                CL_CLOSE | CL_TRUNC | CL_SETATTR | CL_SETXATTR | CL_LAYOUT
+            );
+        if !data {
+            return false;
+        }
+        if TIMES.contains(&r.rtype) && self.data_recorded.contains(&r.tfid) {
+            return true;
+        }
+        self.data_recorded.insert(r.tfid);
+        false
+    }
+}
