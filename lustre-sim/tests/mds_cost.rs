@@ -189,7 +189,9 @@ fn time_records_stop_after_the_first_data_record_of_a_cached_object_and_close_ne
     let p = sim.mount().join("f");
     // The simulator reads inotify events when it is called: a call after each step keeps
     // each event apart from the next one.
-    let sync = || drop(m.hsm_state(&p).unwrap());
+    let sync = || {
+        m.hsm_state(&p).unwrap();
+    };
     std::fs::write(&p, b"data").unwrap();
     let fid = m.path2fid(&p).unwrap();
     sync();
