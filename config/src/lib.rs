@@ -66,15 +66,57 @@ pub struct Lustre {
         deserialize_with = "fields::de_archive_id"
     )]
     pub archive_id: u32,
-    /// Changelog user as `lctl changelog_register` printed it (`clN` or `clN-name`). Default `cl1`.
+    /// Changelog user as `lctl changelog_register` printed it (`clN` or `clN-name`), the same on
+    /// every MDT, or a table MDT → user (ids are numbered per MDT). Default `cl1`.
     #[serde(
         default = "defaults::changelog_user",
         deserialize_with = "fields::de_changelog_user"
     )]
-    pub changelog_user: String,
+    pub changelog_user: ChangelogUser,
     /// MDT device names to read (`<fsname>-MDTxxxx`); `None` = every MDT found from the mount.
     #[serde(default, deserialize_with = "fields::de_mdts")]
     pub mdts: Option<Vec<String>>,
+}
+
+/// The changelog user of each MDT: one id for all, or one per MDT (`changelog_register`
+/// numbers users per MDT, so the same consumer may be `cl1` on one and `cl3` on another).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangelogUser {
+    Same(String),
+    /// Keyed by `<fsname>-MDTxxxx` or `MDTxxxx`.
+    PerMdt(std::collections::BTreeMap<String, String>),
+}
+
+impl ChangelogUser {
+    /// The user to read and clear MDT device `mdt` (`<fsname>-MDTxxxx`) with; `None` when a
+    /// table has no entry for it.
+    pub fn for_mdt(&self, mdt: &str) -> Option<&str> {
+        match self {
+            ChangelogUser::Same(u) => Some(u),
+            ChangelogUser::PerMdt(t) => t
+                .get(mdt)
+                .or_else(|| mdt.rsplit_once('-').and_then(|(_, short)| t.get(short)))
+                .map(String::as_str),
+        }
+    }
+}
+
+impl std::fmt::Display for ChangelogUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChangelogUser::Same(u) => f.write_str(u),
+            ChangelogUser::PerMdt(t) => {
+                let v: Vec<String> = t.iter().map(|(m, u)| format!("{m}={u}")).collect();
+                f.write_str(&v.join(","))
+            }
+        }
+    }
+}
+
+impl PartialEq<&str> for ChangelogUser {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self, ChangelogUser::Same(u) if u == other)
+    }
 }
 
 /// `[blob]`: the target container (and optional prefix) and how to authenticate. Plain fields, so
@@ -297,8 +339,8 @@ mod defaults {
     pub fn archive_id() -> u32 {
         1
     }
-    pub fn changelog_user() -> String {
-        "cl1".into()
+    pub fn changelog_user() -> super::ChangelogUser {
+        super::ChangelogUser::Same("cl1".into())
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(60)

@@ -228,11 +228,12 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
     }
 
     pub fn status(&self) -> status::AutoExportStatus {
-        status::build(
-            self.engine.state(),
-            now_ms(),
-            self.reader_errors.values().next().map(String::as_str),
-        )
+        let error = self
+            .reader_errors
+            .values()
+            .next()
+            .or_else(|| self.engine.unknown_users().values().next());
+        status::build(self.engine.state(), now_ms(), error.map(String::as_str))
     }
 
     /// Applies one message (records or a control request).
@@ -435,10 +436,31 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     })?;
     let log_store = store.with_container(&policy.logging.container)?;
     let sink = blob::LogSink::new(log_store, "", "lustre-blob", 1000);
+    // The user of each MDT (ids are numbered per MDT): a table must name every MDT read.
+    let mut users = Vec::with_capacity(mdts.len());
+    for m in &mdts {
+        match policy.lustre.changelog_user.for_mdt(m) {
+            Some(u) => users.push(u.to_string()),
+            None => anyhow::bail!(
+                "{}: [lustre] changelog_user has no user for {m} (give every MDT read its id)",
+                policy_path.display()
+            ),
+        }
+    }
+    // Where each MDT's changelog starts now (for the user check below).
+    let first_kept: Vec<Option<u64>> = mdts
+        .iter()
+        .map(|m| {
+            lustre::ChangelogReader::start(m, 0, false)
+                .ok()
+                .and_then(|mut r| r.recv().ok().flatten())
+                .map(|r| r.index)
+        })
+        .collect();
     let ns = LustreNs {
         mount,
         mdts: mdts.clone(),
-        user: policy.lustre.changelog_user.clone(),
+        users: users.clone(),
     };
     let state_file = StateFile::new(policy.control.state_dir.join("state.json"));
     let engine = Engine::new(
@@ -463,8 +485,9 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     let mut d = Daemon::new(engine, jobs, policy_path.to_path_buf());
     d.engine
         .bind_source(Source {
-            changelog_user: policy.lustre.changelog_user.clone(),
+            changelog_user: policy.lustre.changelog_user.to_string(),
             mdts: mdts.clone(),
+            users: users.clone(),
         })
         .map_err(|e| {
             anyhow::anyhow!(
@@ -472,6 +495,17 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
                 policy.control.state_dir.join("state.json").display()
             )
         })?;
+    if let Err((m, e)) = d.engine.check_users(&first_kept) {
+        anyhow::bail!(
+            "{}: changelog user {} is not registered on {} ({e}); register one there \
+             (lctl --device {} changelog_register) and name it in [lustre] changelog_user \
+             (a table MDT = user when the ids differ per MDT)",
+            policy_path.display(),
+            users[m],
+            mdts[m],
+            mdts[m]
+        );
+    }
     d.engine.persist()?;
 
     let term = Arc::new(AtomicBool::new(false));
@@ -549,6 +583,8 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     for r in readers {
         let _ = r.join();
     }
+    d.engine.persist()?;
+    // Once more: saves the clear points the last persist reached.
     d.engine.persist()?;
     if let Err(e) = d.engine.log.flush() {
         tracing::warn!(error = %e, "logging container flush failed at shutdown");

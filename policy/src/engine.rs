@@ -240,6 +240,8 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     progress_ticks: u64,
     seen_ticks: u64,
     last_progress_ms: u64,
+    /// Per MDT: changelog_clear answered ENOENT (the user is not registered there).
+    unknown_user: std::collections::BTreeMap<usize, String>,
 }
 
 impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
@@ -294,6 +296,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             progress_ticks: 0,
             seen_ticks: 0,
             last_progress_ms: 0,
+            unknown_user: Default::default(),
         })
     }
 
@@ -303,9 +306,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// that grew) is the same source.
     pub fn bind_source(&mut self, source: Source) -> Result<(), String> {
         if let Some(old) = &self.st.source {
-            let same_mdts = old.mdts.len() <= source.mdts.len()
-                && old.mdts.iter().zip(&source.mdts).all(|(a, b)| a == b);
-            if old.changelog_user != source.changelog_user || !same_mdts {
+            // The same MDTs (or more: a grown file system), each read with the same user.
+            let same = old.mdts.len() <= source.mdts.len()
+                && old.mdts.iter().zip(&source.mdts).all(|(a, b)| a == b)
+                && (0..old.mdts.len()).all(|i| old.user_of(i) == source.user_of(i));
+            if !same {
                 return Err(format!(
                     "the state was kept for changelog user {} on {}, but the policy reads user {} on {}: \
                      its cursors and pending files mean nothing here; give [control] state_dir a new \
@@ -326,6 +331,40 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
 
     pub fn state(&self) -> &State {
         &self.st
+    }
+
+    /// Asks each MDT whether it knows our changelog user, where that can be told without
+    /// clearing anything: a clear up to the point already cleared, or to just below the first
+    /// record the MDT still keeps (`first_kept`), changes nothing for a known user
+    /// (`mdd_changelog_clear` answers EINVAL when the user is already past it) and fails with
+    /// ENOENT for a user the MDT does not have. An MDT with nothing cleared and its changelog
+    /// starting at record 1 cannot be asked (a clear to 0 means "everything").
+    pub fn check_users(&mut self, first_kept: &[Option<u64>]) -> Result<(), (usize, NsError)> {
+        for m in 0..self.st.cursors.len() {
+            let cleared = self.st.cursors[m].cleared;
+            let end = if cleared > 0 {
+                cleared
+            } else {
+                first_kept
+                    .get(m)
+                    .copied()
+                    .flatten()
+                    .map_or(0, |f| f.saturating_sub(1))
+            };
+            if end == 0 {
+                continue;
+            }
+            match self.ns.clear_changelog(m, end) {
+                Err(e) if e.errno == libc::ENOENT => return Err((m, e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// MDTs whose changelog_clear said our user does not exist there (ENOENT), with the error.
+    pub fn unknown_users(&self) -> &std::collections::BTreeMap<usize, String> {
+        &self.unknown_user
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -1490,10 +1529,23 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             }
             match self.ns.clear_changelog(m, p) {
                 Ok(()) => {
-                    // Saved with the next change; clearing again after a crash is harmless.
+                    self.unknown_user.remove(&m);
+                    // Saved with the next save; clearing again after a crash is harmless.
+                    // Kept on disk because the start-up user check clears up to it.
                     self.st.cursors[m].cleared = p;
+                    self.changed = true;
                     if let Some(r) = self.clear_failed_at.get_mut(m) {
                         *r = None;
+                    }
+                }
+                Err(e) if e.errno == libc::ENOENT => {
+                    tracing::error!(mdt = m, error = %e, "changelog_clear: the changelog user is not registered on this MDT (ids are numbered per MDT: give [lustre] changelog_user a table MDT = user); records are kept");
+                    self.unknown_user.insert(
+                        m,
+                        format!("MDT {m}: the changelog user is not registered there: {e}"),
+                    );
+                    if let Some(r) = self.clear_failed_at.get_mut(m) {
+                        *r = Some(now);
                     }
                 }
                 Err(e) => {

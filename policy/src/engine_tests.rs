@@ -1008,6 +1008,7 @@ fn a_state_kept_for_other_changelogs_is_refused_and_a_grown_file_system_is_not()
     let src = |user: &str, mdts: &[&str]| Source {
         changelog_user: user.into(),
         mdts: mdts.iter().map(|m| m.to_string()).collect(),
+        users: vec![],
     };
     let open = |t: &T| -> E {
         Engine::new(
@@ -1562,4 +1563,45 @@ fn metadata_sync_follows_an_mtime_only_change_to_the_blob() {
             "archived and clean: not exported again"
         );
     }
+}
+
+/// Issue 13, item 4: users are per MDT. A state keeps each MDT's user; reading one MDT with
+/// another id is refused, the same ids written as a table are the same source. At start, a user
+/// the MDT does not have is found by a clear that changes nothing for a known one.
+#[test]
+fn changelog_users_are_per_mdt_and_an_unknown_one_is_found_at_start() {
+    let src = |display: &str, users: &[&str]| Source {
+        changelog_user: display.into(),
+        mdts: vec!["fs-MDT0000".into(), "fs-MDT0001".into()],
+        users: users.iter().map(|u| u.to_string()).collect(),
+    };
+    let mut t = T::new(cfg());
+    t.e.bind_source(src("cl1", &["cl1", "cl1"])).unwrap();
+    // The same users written as a table: accepted.
+    t.e.bind_source(src("MDT0000=cl1,MDT0001=cl1", &["cl1", "cl1"]))
+        .unwrap();
+    // MDT0001 now read with cl2: its cursor counts in cl1's records, refused.
+    let err =
+        t.e.bind_source(src("MDT0000=cl1,MDT0001=cl2", &["cl1", "cl2"]))
+            .unwrap_err();
+    assert!(err.contains("state_dir"), "{err}");
+
+    // Nothing cleared and the changelog starting at record 1: nothing can be asked.
+    t.ns.lock().clear_errno = Some(libc::ENOENT);
+    assert!(t.e.check_users(&[Some(1)]).is_ok());
+    assert_eq!(t.ns.lock().clear_calls, 0);
+    // The changelog starts at 8: a clear to 7 is asked; ENOENT means no such user.
+    let (m, e) = t.e.check_users(&[Some(8)]).unwrap_err();
+    assert_eq!((m, e.errno), (0, libc::ENOENT));
+    assert_eq!(t.ns.lock().cleared.get(&0), None, "nothing was cleared");
+    // A known user (the clear is refused as already past, or accepted as a no-op): fine.
+    t.ns.lock().clear_errno = Some(libc::EINVAL);
+    assert!(t.e.check_users(&[Some(8)]).is_ok());
+    // At run time a clear answered ENOENT is named for that MDT.
+    t.ns.lock().clear_errno = Some(libc::ENOENT);
+    let f = t.file("projects/a", 1);
+    t.step();
+    t.hsm(f, 0);
+    t.step();
+    assert!(t.e.unknown_users().contains_key(&0));
 }

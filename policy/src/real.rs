@@ -111,11 +111,12 @@ fn io_err(op: &'static str, e: &std::io::Error) -> NsError {
     }
 }
 
-/// The Lustre side: one mount, its MDTs' changelog names and the changelog user.
+/// The Lustre side: one mount, its MDTs' changelog names and each MDT's changelog user (ids
+/// are numbered per MDT).
 pub struct LustreNs {
     pub mount: lustre::Mount,
     pub mdts: Vec<String>,
-    pub user: String,
+    pub users: Vec<String>,
 }
 
 impl LustreNs {
@@ -288,11 +289,10 @@ impl Namespace for LustreNs {
         std::fs::remove_file(self.abs(rel)).map_err(|e| io_err("unlink", &e))
     }
     fn clear_changelog(&self, mdt: usize, endrec: u64) -> Result<(), NsError> {
-        let Some(name) = self.mdts.get(mdt) else {
+        let (Some(name), Some(user)) = (self.mdts.get(mdt), self.users.get(mdt)) else {
             return Err(NsError::new("llapi_changelog_clear", libc::EINVAL));
         };
-        lustre::changelog_clear(name, &self.user, endrec)
-            .map_err(|e| ns_err("llapi_changelog_clear", &e))
+        lustre::changelog_clear(name, user, endrec).map_err(|e| ns_err("llapi_changelog_clear", &e))
     }
 }
 

@@ -164,8 +164,20 @@ pub struct Failure {
 /// its cursors would skip or re-read records and its FIDs name other files.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
+    /// The policy's `changelog_user` as written (one id, or `MDT=id,...`).
     pub changelog_user: String,
     pub mdts: Vec<String>,
+    /// The user of each MDT, in `mdts` order (ids are numbered per MDT); empty in states from
+    /// before per-MDT users, which read `changelog_user` on every MDT.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+}
+
+impl Source {
+    /// The changelog user MDT number `i` is read with.
+    pub fn user_of(&self, i: usize) -> &str {
+        self.users.get(i).unwrap_or(&self.changelog_user)
+    }
 }
 
 /// A coordinator that does not take requests, and when it is asked again.

@@ -114,3 +114,110 @@ fn mds_calls_per_exported_file_stay_constant_as_the_export_grows() {
     // 5,000 files and their 10 directories.
     assert_eq!(totals["totalFilesExported"], 5_010, "{totals}");
 }
+
+/// `lctl get_param -n mdd.<MDT>.changelog_users`: (user id, cleared index) per line.
+fn users(s: &Stack, mdt: u32) -> Vec<(String, u64)> {
+    let p = format!("mdd.{}.changelog_users", s.sim.mdt_name(mdt));
+    let o = s.sim.lctl(&["get_param", "-n", &p]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Issue 13, item 4: ids are numbered per MDT. With a table MDT = user the daemon reads and
+/// clears each MDT with its own id and never clears another consumer's (here `cl1` on MDT0);
+/// a user deregistered from an MDT is refused at the next start, naming the MDT.
+#[test]
+fn each_mdt_is_read_and_cleared_with_its_own_changelog_user() {
+    let _serial = serial();
+    ensure_copytool_built();
+    let mut s = Stack::new(StackOptions {
+        mdts: 2,
+        ..StackOptions::default()
+    });
+    // MDT0: cl1 is another consumer's (registered by the stack), ours is cl2; MDT1: ours is cl1.
+    assert_eq!(s.sim.register_changelog_user(0), "cl2");
+    assert_eq!(s.sim.register_changelog_user(1), "cl1");
+    let text = s.policy.to_toml().replace(
+        "changelog_user = \"cl1\"",
+        "changelog_user = { \"MDT0000\" = \"cl2\", \"MDT0001\" = \"cl1\" }",
+    );
+    std::fs::write(&s.policy_path, text).unwrap();
+    s.start_copytool(&[]);
+    s.start_daemon();
+    let m = lustre_fid_mdt(&s);
+    let mut on1 = None;
+    for i in 0..32 {
+        let d = format!("dir{i}");
+        std::fs::create_dir(s.mount().join(&d)).unwrap();
+        if m(&s.mount().join(&d)) == 1 {
+            on1 = Some(d);
+            break;
+        }
+    }
+    let d1 = on1.expect("a directory on MDT1");
+    for i in 0..5 {
+        s.write(&format!("{d1}/f{i}"), b"on MDT1");
+        s.write(&format!("top{i}"), b"on MDT0");
+    }
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", s.logs());
+    let status = s.status_json();
+    assert!(
+        status["totalFilesExported"].as_u64().unwrap_or(0) >= 10,
+        "{status}"
+    );
+    let ok = e2e::util::wait_until(std::time::Duration::from_secs(30), || {
+        let u0 = users(&s, 0);
+        let u1 = users(&s, 1);
+        u0.iter().any(|(u, i)| u.starts_with("cl2") && *i > 0)
+            && u1.iter().any(|(u, i)| u.starts_with("cl1") && *i > 0)
+    });
+    assert!(ok, "{:?} {:?}\n{}", users(&s, 0), users(&s, 1), s.logs());
+    let u0 = users(&s, 0);
+    assert!(
+        u0.iter().any(|(u, i)| u.starts_with("cl1") && *i == 0),
+        "the other consumer's cl1 on MDT0 was never cleared: {u0:?}"
+    );
+    // Our user disappears from MDT1: the next start is refused, naming it.
+    if let Some(mut d) = s.daemon.take() {
+        d.stop(std::time::Duration::from_secs(20));
+    }
+    let dev = s.sim.mdt_name(1);
+    let o = s
+        .sim
+        .lctl(&["--device", &dev, "changelog_deregister", "cl1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut cmd = Command::new(testkit::bin_path("lustre-blob"));
+    cmd.envs(s.sim.env())
+        .arg("daemon")
+        .arg("--config")
+        .arg(&s.policy_path);
+    let log = s.dir.path().join("refused-daemon.log");
+    let mut p = e2e::proc::Proc::spawn("lustre-blob daemon", cmd, &log);
+    let exited = e2e::util::wait_until(std::time::Duration::from_secs(60), || !p.alive());
+    let err = p.log();
+    if !exited {
+        p.kill9();
+    }
+    assert!(
+        exited,
+        "the daemon started with a user MDT1 does not have: {err}"
+    );
+    assert!(err.contains(&dev) && err.contains("cl1"), "{err}");
+}
+
+/// The MDT index of a path, through the simulator's library.
+fn lustre_fid_mdt(s: &Stack) -> impl Fn(&std::path::Path) -> u32 {
+    std::env::set_var("LUSTREAPI_LIB", testkit::sim_lib_path());
+    let mount = lustre::Mount::open(s.mount()).expect("Mount::open");
+    move |p| {
+        let fid = mount.path2fid(p).expect("path2fid");
+        mount.mdt_index(&fid).expect("mdt index")
+    }
+}
