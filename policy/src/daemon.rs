@@ -1,7 +1,8 @@
 //! `lustre-blob daemon`: wires the engine to the real file system and blob store.
 //!
-//! Threads: one changelog reader per MDT (non-follow passes from the saved cursor, so each pass
-//! that reaches the end of the changelog is a barrier point for `flush`), the control socket,
+//! Threads: one changelog reader per MDT (one long-lived reader in follow mode from the saved
+//! cursor; a flush asks each for two short passes to the end of its changelog, the barrier
+//! points), the control socket,
 //! the optional metrics endpoint, and the engine loop on the calling thread, which owns all
 //! state. Readers hand records over through a bounded channel. SIGTERM/SIGINT stop the readers,
 //! save the state and exit; SIGHUP reloads the policy file (a bad file keeps the old policy).
@@ -25,8 +26,6 @@ use std::time::Duration;
 
 /// Records per message from a reader.
 const READ_BATCH: usize = 4096;
-/// Pause between reader passes that reached the end of the changelog.
-const POLL_INTERVAL: Duration = Duration::from_millis(300);
 /// In-flight files without CL_HSM for this long are checked against their HSM state.
 const STALE_AFTER_MS: u64 = 30_000;
 /// State saves at most this often (write-ahead saves before archive requests are immediate).
@@ -81,16 +80,72 @@ pub fn target_spec(p: &Policy) -> blob::TargetSpec {
     }
 }
 
+/// One pass over MDT `name`'s changelog from `*next` to its end with a reader of its own:
+/// the records are sent, the last message says `end`. A pass started after a flush began sees
+/// every record recorded before it: the flush barrier's end point.
+fn one_pass(mdt: usize, name: &str, next: &mut u64, tx: &SyncSender<Msg>) -> Result<(), String> {
+    let mut reader =
+        lustre::ChangelogReader::start(name, *next, false).map_err(|e| format!("{name}: {e}"))?;
+    let mut batch = Vec::new();
+    loop {
+        match reader.recv() {
+            Ok(Some(r)) => {
+                if r.index >= *next {
+                    *next = r.index + 1;
+                    batch.push(change_from(mdt, &r));
+                }
+                if batch.len() >= READ_BATCH {
+                    let records = std::mem::take(&mut batch);
+                    tx.send(Msg::Records {
+                        mdt,
+                        records,
+                        end: false,
+                    })
+                    .map_err(|_| "engine gone".to_string())?;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Err(format!("{name}: {e}")),
+        }
+    }
+    tx.send(Msg::Records {
+        mdt,
+        records: batch,
+        end: true,
+    })
+    .map_err(|_| "engine gone".to_string())
+}
+
+/// Waits up to `ms` for `fd` to become readable.
+fn readable(fd: std::os::fd::RawFd, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on a descriptor owned by a live changelog reader.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n > 0
+}
+
+/// MDT `mdt`'s reader: one long-lived changelog reader in follow mode, waiting on its fd (each
+/// open costs a Lustre MDS a thread that re-reads the current plain llog from its start,
+/// `chlg_load` in mdc_changelog.c). A flush asks for passes (`passes`: how many were asked so
+/// far); each is one short non-follow read from the follower's position to the end.
 fn reader_loop(
     mdt: usize,
     name: String,
     mut next: u64,
     tx: SyncSender<Msg>,
     stop: Arc<AtomicBool>,
+    passes: Arc<std::sync::atomic::AtomicU64>,
 ) {
+    let mut served = passes.load(Ordering::SeqCst);
     while !stop.load(Ordering::SeqCst) {
-        let mut reader = match lustre::ChangelogReader::start(&name, next, false) {
-            Ok(r) => r,
+        let started = lustre::ChangelogReader::start(&name, next, true)
+            .and_then(|r| r.fd().map(|fd| (r, fd)));
+        let (mut reader, fd) = match started {
+            Ok(x) => x,
             Err(e) => {
                 let _ = tx.send(Msg::ReaderFailed {
                     mdt,
@@ -100,9 +155,62 @@ fn reader_loop(
                 continue;
             }
         };
+        // Reading works (again): an empty message clears a reader error shown in status.
+        if tx
+            .send(Msg::Records {
+                mdt,
+                records: Vec::new(),
+                end: false,
+            })
+            .is_err()
+        {
+            return;
+        }
         let mut batch = Vec::new();
         let mut failed = None;
-        loop {
+        // Follow until stopped or the reader fails; passes asked by a flush run beside it
+        // (the follower's copies of their records are skipped by index).
+        while !stop.load(Ordering::SeqCst) {
+            if passes.load(Ordering::SeqCst) > served {
+                if !batch.is_empty() {
+                    let records = std::mem::take(&mut batch);
+                    if tx
+                        .send(Msg::Records {
+                            mdt,
+                            records,
+                            end: false,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                match one_pass(mdt, &name, &mut next, &tx) {
+                    Ok(()) => served += 1,
+                    Err(error) if error == "engine gone" => return,
+                    Err(error) => {
+                        let _ = tx.send(Msg::ReaderFailed { mdt, error });
+                        sleep_unless(&stop, Duration::from_secs(2));
+                    }
+                }
+                continue;
+            }
+            if !reader.in_buf() && !readable(fd, if batch.is_empty() { 250 } else { 0 }) {
+                if !batch.is_empty() {
+                    let records = std::mem::take(&mut batch);
+                    if tx
+                        .send(Msg::Records {
+                            mdt,
+                            records,
+                            end: false,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                continue;
+            }
             match reader.recv() {
                 Ok(Some(r)) => {
                     if r.index >= next {
@@ -131,21 +239,21 @@ fn reader_loop(
             }
         }
         drop(reader);
-        let end = failed.is_none();
-        if tx
-            .send(Msg::Records {
-                mdt,
-                records: batch,
-                end,
-            })
-            .is_err()
+        if !batch.is_empty()
+            && tx
+                .send(Msg::Records {
+                    mdt,
+                    records: batch,
+                    end: false,
+                })
+                .is_err()
         {
             return;
         }
         if let Some(error) = failed {
             let _ = tx.send(Msg::ReaderFailed { mdt, error });
+            sleep_unless(&stop, Duration::from_secs(2));
         }
-        sleep_unless(&stop, POLL_INTERVAL);
     }
 }
 
@@ -213,6 +321,8 @@ pub struct Daemon<N: Namespace, S: Store, L: EventLog> {
     reader_errors: std::collections::BTreeMap<usize, String>,
     flushes: Vec<FlushReply>,
     metrics: Arc<Mutex<String>>,
+    /// Changelog passes asked of the readers so far (two per flush: see `Engine::flush_begin`).
+    pub passes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
@@ -224,6 +334,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
             reader_errors: Default::default(),
             flushes: Vec::new(),
             metrics: Arc::default(),
+            passes: Arc::default(),
         }
     }
 
@@ -241,9 +352,8 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         let now = now_ms();
         match msg {
             Msg::Records { mdt, records, end } => {
-                if end {
-                    self.reader_errors.remove(&mdt);
-                }
+                // Any message of a reader says its changelog can be read.
+                self.reader_errors.remove(&mdt);
                 self.engine.on_records(mdt, &records, end, now);
             }
             Msg::ReaderFailed { mdt, error } => {
@@ -290,6 +400,8 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                     ));
                 }
                 let id = self.engine.flush_begin(now);
+                // The barrier needs two end-of-changelog passes begun after this.
+                self.passes.fetch_add(2, Ordering::SeqCst);
                 if !wait {
                     return Some(Response::ok(
                         serde_json::json!({ "flush": id, "waiting": false }),
@@ -519,10 +631,11 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     let mut readers = Vec::new();
     for (i, (name, next)) in mdts.iter().zip(d.engine.resume_points()).enumerate() {
         let (tx, stop, name) = (tx.clone(), stop.clone(), name.clone());
+        let passes = d.passes.clone();
         readers.push(
             std::thread::Builder::new()
                 .name(format!("changelog-{i}"))
-                .spawn(move || reader_loop(i, name, next, tx, stop))?,
+                .spawn(move || reader_loop(i, name, next, tx, stop, passes))?,
         );
     }
     let ctl_tx = tx.clone();

@@ -221,3 +221,34 @@ fn lustre_fid_mdt(s: &Stack) -> impl Fn(&std::path::Path) -> u32 {
         mount.mdt_index(&fid).expect("mdt index")
     }
 }
+
+/// Issue 13, item 3: each open of a changelog costs a Lustre MDS a thread that re-reads the
+/// plain llog from its start (`chlg_load`): an idle daemon keeps one reader open per MDT, a
+/// flush costs a bounded number of opens, and records still arrive without reopening.
+#[test]
+fn an_idle_daemon_opens_each_changelog_a_bounded_number_of_times() {
+    let _serial = serial();
+    ensure_copytool_built();
+    let mut s = Stack::new(StackOptions::default());
+    s.start_copytool(&[]);
+    s.start_daemon();
+    let key = format!("changelog_open.{}", s.sim.mdt_name(0));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let before = get(&sim_stats(&s), &key);
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let idle = get(&sim_stats(&s), &key) - before;
+    assert!(idle <= 1, "{idle} changelog opens in 10 idle seconds");
+    // Files written meanwhile are exported by the open reader; a flush adds its two passes.
+    let before = get(&sim_stats(&s), &key);
+    for i in 0..20 {
+        s.write(&format!("f{i}"), b"x");
+    }
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", s.logs());
+    let used = get(&sim_stats(&s), &key) - before;
+    assert!(
+        used <= 3,
+        "{used} changelog opens for 20 files and one flush"
+    );
+    assert_eq!(s.status_json()["totalFilesExported"], 20);
+}
