@@ -344,7 +344,14 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
             .values()
             .next()
             .or_else(|| self.engine.unknown_users().values().next());
-        status::build(self.engine.state(), now_ms(), error.map(String::as_str))
+        let mut s = status::build(self.engine.state(), now_ms(), error.map(String::as_str));
+        if let Some(w) = self.engine.mask_warnings().values().next() {
+            if s.status_message.is_empty() {
+                s.status_code = "ChangelogMaskIncomplete".into();
+                s.status_message = w.clone();
+            }
+        }
+        s
     }
 
     /// Applies one message (records or a control request).

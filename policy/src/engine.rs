@@ -242,7 +242,15 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     last_progress_ms: u64,
     /// Per MDT: changelog_clear answered ENOENT (the user is not registered there).
     unknown_user: std::collections::BTreeMap<usize, String>,
+    /// Per MDT: files created (CREATE records) while no CLOSE was ever seen, and the warning
+    /// given about the mask (item 7: the changelog mask is the admin's).
+    creates_without_close: Vec<Option<u64>>,
+    mask_warnings: std::collections::BTreeMap<usize, String>,
 }
+
+/// CREATE records on an MDT without a single CLOSE before the daemon warns about the mask (a
+/// file created for writing gets a CLOSE when closed: `mdd_close`).
+pub const CREATES_WITHOUT_CLOSE_WARN: u64 = 64;
 
 impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// Builds the engine for `mdts` changelogs, resuming from `file` when it holds a state.
@@ -297,6 +305,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             seen_ticks: 0,
             last_progress_ms: 0,
             unknown_user: Default::default(),
+            creates_without_close: vec![Some(0); mdts],
+            mask_warnings: Default::default(),
         })
     }
 
@@ -362,6 +372,38 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         Ok(())
     }
 
+    /// Counts CREATE records per MDT until the first CLOSE; warns once when files keep being
+    /// created and no CLOSE ever comes: the MDT's changelog mask lacks CLOSE.
+    fn watch_mask(&mut self, c: &Change) {
+        let Some(slot) = self.creates_without_close.get_mut(c.mdt) else {
+            return;
+        };
+        let Some(n) = slot.as_mut() else {
+            return; // a CLOSE was seen: the mask has it
+        };
+        match c.kind {
+            ChangeKind::Close => *slot = None,
+            ChangeKind::Create => {
+                *n += 1;
+                if *n == CREATES_WITHOUT_CLOSE_WARN {
+                    let msg = format!(
+                        "MDT {}: {n} files created and no CLOSE record: the changelog mask lacks CLOSE, \
+                         so written files are not exported; on the MDS: lctl set_param mdd.*.changelog_mask=+CLOSE+HSM",
+                        c.mdt
+                    );
+                    tracing::warn!(mdt = c.mdt, "{msg}");
+                    self.mask_warnings.insert(c.mdt, msg);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Warnings about MDTs whose records show the changelog mask lacks what the export needs.
+    pub fn mask_warnings(&self) -> &std::collections::BTreeMap<usize, String> {
+        &self.mask_warnings
+    }
+
     /// MDTs whose changelog_clear said our user does not exist there (ENOENT), with the error.
     pub fn unknown_users(&self) -> &std::collections::BTreeMap<usize, String> {
         &self.unknown_user
@@ -419,6 +461,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         cur.last_read = c.index;
         self.changed = true;
+        self.watch_mask(c);
         let enabled = self.st.autoexport_enabled;
         match c.kind {
             ChangeKind::Hsm => self.on_hsm(c, now),

@@ -1605,3 +1605,30 @@ fn changelog_users_are_per_mdt_and_an_unknown_one_is_found_at_start() {
     t.step();
     assert!(t.e.unknown_users().contains_key(&0));
 }
+
+/// Issue 13, item 7: files keep being created on an MDT and no CLOSE ever comes: the mask lacks
+/// CLOSE; the daemon says so once, naming the fix. One CLOSE seen ends the watch.
+#[test]
+fn files_created_without_any_close_warn_about_the_changelog_mask() {
+    let mut t = T::new(cfg());
+    for i in 0..CREATES_WITHOUT_CLOSE_WARN + 10 {
+        let f = t.ns.add(&format!("projects/f{i}"), FileKind::Regular, 1);
+        let r = t.rec(ChangeKind::Create, f);
+        t.feed(r);
+    }
+    let w =
+        t.e.mask_warnings()
+            .get(&0)
+            .cloned()
+            .expect("a warning for MDT 0");
+    assert!(w.contains("changelog_mask=+CLOSE+HSM"), "{w}");
+
+    let mut t = T::new(cfg());
+    t.file("projects/first", 1); // a CLOSE
+    for i in 0..CREATES_WITHOUT_CLOSE_WARN + 10 {
+        let f = t.ns.add(&format!("projects/f{i}"), FileKind::Regular, 1);
+        let r = t.rec(ChangeKind::Create, f);
+        t.feed(r);
+    }
+    assert!(t.e.mask_warnings().is_empty());
+}
