@@ -65,10 +65,47 @@ pub fn check_changelog_user(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn de_changelog_user<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    check_changelog_user(&s).map_err(custom)?;
-    Ok(s)
+/// `changelog_user = "cl1"` (the same id on every MDT) or a table MDT → id (ids are numbered
+/// per MDT by `changelog_register`), keyed by device name (`lustre-MDT0001`) or `MDT0001`.
+pub fn de_changelog_user<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<crate::ChangelogUser, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Same(String),
+        PerMdt(std::collections::BTreeMap<String, String>),
+    }
+    match Form::deserialize(d).map_err(|_| {
+        custom(
+            "expected a changelog user (\"cl1\") or a table of MDT = user \
+             ({ \"MDT0000\" = \"cl1\", \"MDT0001\" = \"cl2\" })"
+                .into(),
+        )
+    })? {
+        Form::Same(s) => {
+            check_changelog_user(&s).map_err(custom)?;
+            Ok(crate::ChangelogUser::Same(s))
+        }
+        Form::PerMdt(t) => {
+            if t.is_empty() {
+                return Err(custom("the table of MDT = user is empty".into()));
+            }
+            for (mdt, user) in &t {
+                let idx = mdt.rsplit_once("MDT").map(|(_, i)| i).unwrap_or("");
+                let ok = (mdt.starts_with("MDT") || mdt.contains("-MDT"))
+                    && idx.len() == 4
+                    && u32::from_str_radix(idx, 16).is_ok();
+                if !ok {
+                    return Err(custom(format!(
+                        "invalid MDT \"{mdt}\" (expected \"MDTxxxx\" or \"<fsname>-MDTxxxx\")"
+                    )));
+                }
+                check_changelog_user(user).map_err(|e| custom(format!("{mdt}: {e}")))?;
+            }
+            Ok(crate::ChangelogUser::PerMdt(t))
+        }
+    }
 }
 
 pub fn de_mdts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -174,6 +211,10 @@ pub fn de_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error
 
 pub fn de_batch_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     bounded(i64::deserialize(d)?, 1, 100_000)
+}
+
+pub fn de_max_in_flight<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(i64::deserialize(d)?, 1, 1_000_000)
 }
 
 pub fn de_max_actions<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {

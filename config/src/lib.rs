@@ -79,15 +79,57 @@ pub struct Lustre {
         deserialize_with = "fields::de_archive_id"
     )]
     pub archive_id: u32,
-    /// Changelog user as `lctl changelog_register` printed it (`clN` or `clN-name`). Default `cl1`.
+    /// Changelog user as `lctl changelog_register` printed it (`clN` or `clN-name`), the same on
+    /// every MDT, or a table MDT → user (ids are numbered per MDT). Default `cl1`.
     #[serde(
         default = "defaults::changelog_user",
         deserialize_with = "fields::de_changelog_user"
     )]
-    pub changelog_user: String,
+    pub changelog_user: ChangelogUser,
     /// MDT device names to read (`<fsname>-MDTxxxx`); `None` = every MDT found from the mount.
     #[serde(default, deserialize_with = "fields::de_mdts")]
     pub mdts: Option<Vec<String>>,
+}
+
+/// The changelog user of each MDT: one id for all, or one per MDT (`changelog_register`
+/// numbers users per MDT, so the same consumer may be `cl1` on one and `cl3` on another).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangelogUser {
+    Same(String),
+    /// Keyed by `<fsname>-MDTxxxx` or `MDTxxxx`.
+    PerMdt(std::collections::BTreeMap<String, String>),
+}
+
+impl ChangelogUser {
+    /// The user to read and clear MDT device `mdt` (`<fsname>-MDTxxxx`) with; `None` when a
+    /// table has no entry for it.
+    pub fn for_mdt(&self, mdt: &str) -> Option<&str> {
+        match self {
+            ChangelogUser::Same(u) => Some(u),
+            ChangelogUser::PerMdt(t) => t
+                .get(mdt)
+                .or_else(|| mdt.rsplit_once('-').and_then(|(_, short)| t.get(short)))
+                .map(String::as_str),
+        }
+    }
+}
+
+impl std::fmt::Display for ChangelogUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChangelogUser::Same(u) => f.write_str(u),
+            ChangelogUser::PerMdt(t) => {
+                let v: Vec<String> = t.iter().map(|(m, u)| format!("{m}={u}")).collect();
+                f.write_str(&v.join(","))
+            }
+        }
+    }
+}
+
+impl PartialEq<&str> for ChangelogUser {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self, ChangelogUser::Same(u) if u == other)
+    }
 }
 
 /// `[blob]`: the target container (and optional prefix) and how to authenticate. Plain fields, so
@@ -225,6 +267,21 @@ pub struct AutoExport {
         deserialize_with = "fields::de_batch_size"
     )]
     pub batch_size: usize,
+    /// Archive requests handed to the coordinator and not finished yet, at most: a small
+    /// multiple of the MDTs' `hsm.max_requests` (the rest of an iteration waits in the daemon,
+    /// not in the coordinator's catalog). Default 256.
+    #[serde(
+        default = "defaults::max_in_flight",
+        deserialize_with = "fields::de_max_in_flight"
+    )]
+    pub max_in_flight: usize,
+    /// An iteration whose remaining requests make no progress for this long ends; those files
+    /// are carried into the next iteration as pending. Default 10 min.
+    #[serde(
+        default = "defaults::iteration_deadline",
+        deserialize_with = "units::de_duration"
+    )]
+    pub iteration_deadline: Duration,
 }
 
 /// `[logging]`: where per-file failures and per-iteration summaries go.
@@ -311,8 +368,8 @@ mod defaults {
     pub fn archive_id() -> u32 {
         1
     }
-    pub fn changelog_user() -> String {
-        "cl1".into()
+    pub fn changelog_user() -> super::ChangelogUser {
+        super::ChangelogUser::Same("cl1".into())
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(60)
@@ -328,6 +385,12 @@ mod defaults {
     }
     pub fn batch_size() -> usize {
         1000
+    }
+    pub fn max_in_flight() -> usize {
+        256
+    }
+    pub fn iteration_deadline() -> Duration {
+        Duration::from_secs(600)
     }
     pub fn log_container() -> String {
         "lustre-logs".into()
@@ -364,6 +427,8 @@ impl Default for AutoExport {
             on_rename: RenameMode::default(),
             conflict: ConflictMode::default(),
             batch_size: defaults::batch_size(),
+            max_in_flight: defaults::max_in_flight(),
+            iteration_deadline: defaults::iteration_deadline(),
         }
     }
 }

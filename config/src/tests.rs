@@ -699,3 +699,40 @@ fn a_blob_host_that_does_not_resolve_is_named_with_its_key() {
     let az = parse("[lustre]\nmount = \"/m\"\n[blob]\nurl = \"az://c\"\n").unwrap();
     az.check_blob_host(Path::new("policy.toml")).unwrap();
 }
+
+#[test]
+fn changelog_user_is_one_id_for_all_mdts_or_a_table_per_mdt() {
+    let base = "[lustre]\nmount = \"/mnt/lustre\"\n";
+    let tail = "[blob]\nurl = \"https://acct.blob.core.windows.net/c\"\n";
+    let p = Policy::from_toml(
+        &format!("{base}changelog_user = \"cl2\"\n{tail}"),
+        Path::new("p.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        p.lustre.changelog_user.for_mdt("lustre-MDT0001"),
+        Some("cl2")
+    );
+    let p = Policy::from_toml(
+        &format!(
+            "{base}changelog_user = {{ \"MDT0000\" = \"cl2\", \"lustre-MDT0001\" = \"cl1-blob\" }}\n{tail}"
+        ),
+        Path::new("p.toml"),
+    )
+    .unwrap();
+    let u = &p.lustre.changelog_user;
+    assert_eq!(u.for_mdt("lustre-MDT0000"), Some("cl2"));
+    assert_eq!(u.for_mdt("lustre-MDT0001"), Some("cl1-blob"));
+    assert_eq!(u.for_mdt("lustre-MDT0002"), None);
+    for bad in [
+        "changelog_user = { \"MDT0000\" = \"bob\" }",
+        "changelog_user = { \"OST0000\" = \"cl1\" }",
+        "changelog_user = {}",
+        "changelog_user = 3",
+    ] {
+        let e = Policy::from_toml(&format!("{base}{bad}\n{tail}"), Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lustre.changelog_user"), "{bad}: {e}");
+    }
+}

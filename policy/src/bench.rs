@@ -49,6 +49,8 @@ pub fn run(records: u64, files: u64) -> Result<BenchResult, String> {
         discover_chunk: 256,
         job_id: "bench".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
+        max_in_flight: crate::engine::DEFAULT_MAX_IN_FLIGHT,
+        iteration_deadline_ms: crate::engine::DEFAULT_ITERATION_DEADLINE_MS,
     };
     let mut e = Engine::new(
         ns,

@@ -1,7 +1,8 @@
 //! `lustre-blob daemon`: wires the engine to the real file system and blob store.
 //!
-//! Threads: one changelog reader per MDT (non-follow passes from the saved cursor, so each pass
-//! that reaches the end of the changelog is a barrier point for `flush`), the control socket,
+//! Threads: one changelog reader per MDT (one long-lived reader in follow mode from the saved
+//! cursor; a flush asks each for two short passes to the end of its changelog, the barrier
+//! points), the control socket,
 //! the optional metrics endpoint, and the engine loop on the calling thread, which owns all
 //! state. Readers hand records over through a bounded channel. SIGTERM/SIGINT stop the readers,
 //! save the state and exit; SIGHUP reloads the policy file (a bad file keeps the old policy).
@@ -24,8 +25,6 @@ use std::time::Duration;
 
 /// Records per message from a reader.
 const READ_BATCH: usize = 4096;
-/// Pause between reader passes that reached the end of the changelog.
-const POLL_INTERVAL: Duration = Duration::from_millis(300);
 /// In-flight files without CL_HSM for this long are checked against their HSM state.
 const STALE_AFTER_MS: u64 = 30_000;
 /// State saves at most this often (write-ahead saves before archive requests are immediate).
@@ -61,6 +60,8 @@ pub fn engine_config(p: &Policy) -> Result<EngineConfig, String> {
         discover_chunk: 256,
         job_id: "autoexport".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
+        max_in_flight: p.autoexport.max_in_flight,
+        iteration_deadline_ms: p.autoexport.iteration_deadline.as_millis() as u64,
     })
 }
 
@@ -78,16 +79,72 @@ pub fn target_spec(p: &Policy) -> blob::TargetSpec {
     }
 }
 
+/// One pass over MDT `name`'s changelog from `*next` to its end with a reader of its own:
+/// the records are sent, the last message says `end`. A pass started after a flush began sees
+/// every record recorded before it: the flush barrier's end point.
+fn one_pass(mdt: usize, name: &str, next: &mut u64, tx: &SyncSender<Msg>) -> Result<(), String> {
+    let mut reader =
+        lustre::ChangelogReader::start(name, *next, false).map_err(|e| format!("{name}: {e}"))?;
+    let mut batch = Vec::new();
+    loop {
+        match reader.recv() {
+            Ok(Some(r)) => {
+                if r.index >= *next {
+                    *next = r.index + 1;
+                    batch.push(change_from(mdt, &r));
+                }
+                if batch.len() >= READ_BATCH {
+                    let records = std::mem::take(&mut batch);
+                    tx.send(Msg::Records {
+                        mdt,
+                        records,
+                        end: false,
+                    })
+                    .map_err(|_| "engine gone".to_string())?;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Err(format!("{name}: {e}")),
+        }
+    }
+    tx.send(Msg::Records {
+        mdt,
+        records: batch,
+        end: true,
+    })
+    .map_err(|_| "engine gone".to_string())
+}
+
+/// Waits up to `ms` for `fd` to become readable.
+fn readable(fd: std::os::fd::RawFd, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on a descriptor owned by a live changelog reader.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n > 0
+}
+
+/// MDT `mdt`'s reader: one long-lived changelog reader in follow mode, waiting on its fd (each
+/// open costs a Lustre MDS a thread that re-reads the current plain llog from its start,
+/// `chlg_load` in mdc_changelog.c). A flush asks for passes (`passes`: how many were asked so
+/// far); each is one short non-follow read from the follower's position to the end.
 fn reader_loop(
     mdt: usize,
     name: String,
     mut next: u64,
     tx: SyncSender<Msg>,
     stop: Arc<AtomicBool>,
+    passes: Arc<std::sync::atomic::AtomicU64>,
 ) {
+    let mut served = passes.load(Ordering::SeqCst);
     while !stop.load(Ordering::SeqCst) {
-        let mut reader = match lustre::ChangelogReader::start(&name, next, false) {
-            Ok(r) => r,
+        let started = lustre::ChangelogReader::start(&name, next, true)
+            .and_then(|r| r.fd().map(|fd| (r, fd)));
+        let (mut reader, fd) = match started {
+            Ok(x) => x,
             Err(e) => {
                 let _ = tx.send(Msg::ReaderFailed {
                     mdt,
@@ -97,9 +154,62 @@ fn reader_loop(
                 continue;
             }
         };
+        // Reading works (again): an empty message clears a reader error shown in status.
+        if tx
+            .send(Msg::Records {
+                mdt,
+                records: Vec::new(),
+                end: false,
+            })
+            .is_err()
+        {
+            return;
+        }
         let mut batch = Vec::new();
         let mut failed = None;
-        loop {
+        // Follow until stopped or the reader fails; passes asked by a flush run beside it
+        // (the follower's copies of their records are skipped by index).
+        while !stop.load(Ordering::SeqCst) {
+            if passes.load(Ordering::SeqCst) > served {
+                if !batch.is_empty() {
+                    let records = std::mem::take(&mut batch);
+                    if tx
+                        .send(Msg::Records {
+                            mdt,
+                            records,
+                            end: false,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                match one_pass(mdt, &name, &mut next, &tx) {
+                    Ok(()) => served += 1,
+                    Err(error) if error == "engine gone" => return,
+                    Err(error) => {
+                        let _ = tx.send(Msg::ReaderFailed { mdt, error });
+                        sleep_unless(&stop, Duration::from_secs(2));
+                    }
+                }
+                continue;
+            }
+            if !reader.in_buf() && !readable(fd, if batch.is_empty() { 250 } else { 0 }) {
+                if !batch.is_empty() {
+                    let records = std::mem::take(&mut batch);
+                    if tx
+                        .send(Msg::Records {
+                            mdt,
+                            records,
+                            end: false,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                continue;
+            }
             match reader.recv() {
                 Ok(Some(r)) => {
                     if r.index >= next {
@@ -128,21 +238,21 @@ fn reader_loop(
             }
         }
         drop(reader);
-        let end = failed.is_none();
-        if tx
-            .send(Msg::Records {
-                mdt,
-                records: batch,
-                end,
-            })
-            .is_err()
+        if !batch.is_empty()
+            && tx
+                .send(Msg::Records {
+                    mdt,
+                    records: batch,
+                    end: false,
+                })
+                .is_err()
         {
             return;
         }
         if let Some(error) = failed {
             let _ = tx.send(Msg::ReaderFailed { mdt, error });
+            sleep_unless(&stop, Duration::from_secs(2));
         }
-        sleep_unless(&stop, POLL_INTERVAL);
     }
 }
 
@@ -178,6 +288,8 @@ pub struct Daemon<N: Namespace, S: Store, L: EventLog> {
     /// no changelog without one, so the reader waits in silence).
     started_ms: u64,
     records_seen: std::collections::BTreeMap<usize, u64>,
+    /// Changelog passes asked of the readers so far (two per flush: see `Engine::flush_begin`).
+    pub passes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// After this long without a single record from an MDT, `status` asks whether the changelog
@@ -200,16 +312,24 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
             history: Arc::default(),
             started_ms: now_ms(),
             records_seen: Default::default(),
+            passes: Arc::default(),
         }
     }
 
     pub fn status(&self) -> status::AutoExportStatus {
+        let error = self
+            .reader_errors
+            .values()
+            .next()
+            .or_else(|| self.engine.unknown_users().values().next());
         let now = now_ms();
-        let mut s = status::build(
-            self.engine.state(),
-            now,
-            self.reader_errors.values().next().map(String::as_str),
-        );
+        let mut s = status::build(self.engine.state(), now, error.map(String::as_str));
+        if let Some(w) = self.engine.mask_warnings().values().next() {
+            if s.status_message.is_empty() {
+                s.status_code = "ChangelogMaskIncomplete".into();
+                s.status_message = w.clone();
+            }
+        }
         s.warnings = self.warnings(now);
         s
     }
@@ -221,11 +341,16 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         if now.saturating_sub(self.started_ms) < NO_RECORD_WARNING_MS {
             return w;
         }
-        let (user, names) = match &st.source {
-            Some(src) => (src.changelog_user.clone(), src.mdts.clone()),
-            None => (String::from("the changelog user"), Vec::new()),
-        };
+        let names = st
+            .source
+            .as_ref()
+            .map(|s| s.mdts.clone())
+            .unwrap_or_default();
         for (mdt, cursor) in st.cursors.iter().enumerate() {
+            let user = st
+                .source
+                .as_ref()
+                .map_or("the changelog user", |s| s.user_of(mdt));
             // A cursor past 0 read records in an earlier run: the user exists.
             if cursor.last_read > 0 || self.records_seen.get(&mdt).is_some_and(|n| *n > 0) {
                 continue;
@@ -251,9 +376,8 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         match msg {
             Msg::Records { mdt, records, end } => {
                 *self.records_seen.entry(mdt).or_default() += records.len() as u64;
-                if end {
-                    self.reader_errors.remove(&mdt);
-                }
+                // Any message of a reader says its changelog can be read.
+                self.reader_errors.remove(&mdt);
                 self.engine.on_records(mdt, &records, end, now);
             }
             Msg::ReaderFailed { mdt, error } => {
@@ -301,6 +425,8 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                     ));
                 }
                 let id = self.engine.flush_begin(now);
+                // The barrier needs two end-of-changelog passes begun after this.
+                self.passes.fetch_add(2, Ordering::SeqCst);
                 if !wait {
                     return Some(Response::ok(
                         serde_json::json!({ "flush": id, "waiting": false }),
@@ -491,10 +617,31 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     })?;
     let log_store = store.with_container(&policy.logging.container)?;
     let sink = blob::LogSink::new(log_store, "", "lustre-blob", 1000);
+    // The user of each MDT (ids are numbered per MDT): a table must name every MDT read.
+    let mut users = Vec::with_capacity(mdts.len());
+    for m in &mdts {
+        match policy.lustre.changelog_user.for_mdt(m) {
+            Some(u) => users.push(u.to_string()),
+            None => anyhow::bail!(
+                "{}: [lustre] changelog_user has no user for {m} (give every MDT read its id)",
+                policy_path.display()
+            ),
+        }
+    }
+    // Where each MDT's changelog starts now (for the user check below).
+    let first_kept: Vec<Option<u64>> = mdts
+        .iter()
+        .map(|m| {
+            lustre::ChangelogReader::start(m, 0, false)
+                .ok()
+                .and_then(|mut r| r.recv().ok().flatten())
+                .map(|r| r.index)
+        })
+        .collect();
     let ns = LustreNs {
         mount,
         mdts: mdts.clone(),
-        user: policy.lustre.changelog_user.clone(),
+        users: users.clone(),
     };
     let state_file = StateFile::new(policy.control.state_dir.join("state.json"));
     let engine = Engine::new(
@@ -520,8 +667,9 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     let mut d = Daemon::new(engine, jobs, policy_path.to_path_buf());
     d.engine
         .bind_source(Source {
-            changelog_user: policy.lustre.changelog_user.clone(),
+            changelog_user: policy.lustre.changelog_user.to_string(),
             mdts: mdts.clone(),
+            users: users.clone(),
         })
         .map_err(|e| {
             anyhow::anyhow!(
@@ -529,6 +677,17 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
                 policy.control.state_dir.join("state.json").display()
             )
         })?;
+    if let Err((m, e)) = d.engine.check_users(&first_kept) {
+        anyhow::bail!(
+            "{}: changelog user {} is not registered on {} ({e}); register one there \
+             (lctl --device {} changelog_register) and name it in [lustre] changelog_user \
+             (a table MDT = user when the ids differ per MDT)",
+            policy_path.display(),
+            users[m],
+            mdts[m],
+            mdts[m]
+        );
+    }
     d.engine.persist()?;
 
     let term = Arc::new(AtomicBool::new(false));
@@ -542,10 +701,11 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     let mut readers = Vec::new();
     for (i, (name, next)) in mdts.iter().zip(d.engine.resume_points()).enumerate() {
         let (tx, stop, name) = (tx.clone(), stop.clone(), name.clone());
+        let passes = d.passes.clone();
         readers.push(
             std::thread::Builder::new()
                 .name(format!("changelog-{i}"))
-                .spawn(move || reader_loop(i, name, next, tx, stop))?,
+                .spawn(move || reader_loop(i, name, next, tx, stop, passes))?,
         );
     }
     let ctl_tx = tx.clone();
@@ -624,6 +784,8 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         let _ = r.join();
     }
     d.engine.persist()?;
+    // Once more: saves the clear points the last persist reached.
+    d.engine.persist()?;
     if let Err(e) = d.engine.log.flush() {
         tracing::warn!(error = %e, "logging container flush failed at shutdown");
     }
@@ -665,6 +827,7 @@ mod tests {
             .bind_source(crate::state::Source {
                 changelog_user: "cl1".into(),
                 mdts: vec!["lsim-MDT0000".into()],
+                users: vec!["cl1".into()],
             })
             .unwrap();
         assert!(d.status().warnings.is_empty(), "not in the first seconds");

@@ -20,8 +20,8 @@ use crate::model::{Change, ChangeKind, Fid, FileKind, HsmEventKind, CLF_UNLINK_L
 use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
 use crate::scope::{join, DirCache, Scope};
 use crate::state::{
-    add_hold, Cursor, Failure, Holds, InFlight, IterCounters, Iteration, NsOp, NsOpKind, Pending,
-    Source, State, StateError, StateFile, MAX_RECENT_FAILURES, STATE_VERSION,
+    add_hold, CoordinatorPause, Cursor, Failure, Holds, InFlight, IterCounters, Iteration, NsOp,
+    NsOpKind, Pending, Source, State, StateError, StateFile, MAX_RECENT_FAILURES, STATE_VERSION,
 };
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 use serde_json::json;
@@ -59,7 +59,21 @@ pub struct EngineConfig {
     /// Longest back-off between two tries of a file the store could not take (it doubles from
     /// one second up to this).
     pub retry_max_ms: u64,
+    /// Archive requests handed to the coordinator and not finished yet, at most (a small
+    /// multiple of its `hsm.max_requests`): the rest of an iteration waits in the engine, not
+    /// in the coordinator's catalog, which Lustre walks under a lock for every lookup.
+    pub max_in_flight: usize,
+    /// An iteration whose requests make no progress (no completion, no new request) for this
+    /// long ends; its stuck requests are carried into the next iteration.
+    pub iteration_deadline_ms: u64,
 }
+
+/// Default of [`EngineConfig::iteration_deadline_ms`].
+pub const DEFAULT_ITERATION_DEADLINE_MS: u64 = 600_000;
+
+/// Default of [`EngineConfig::max_in_flight`]: 4 x the `hsm.max_requests` of 64 the admin guide
+/// recommends.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Default of [`EngineConfig::retry_max_ms`]: an outage costs at most this once it is over.
 pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
@@ -222,7 +236,21 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// Metadata updates wait until then after the store was unavailable.
     meta_retry_at_ms: u64,
     meta_retries: u32,
+    /// Bumped whenever an in-flight request settles or a request is sent (progress).
+    progress_ticks: u64,
+    seen_ticks: u64,
+    last_progress_ms: u64,
+    /// Per MDT: changelog_clear answered ENOENT (the user is not registered there).
+    unknown_user: std::collections::BTreeMap<usize, String>,
+    /// Per MDT: files created (CREATE records) while no CLOSE was ever seen, and the warning
+    /// given about the mask (item 7: the changelog mask is the admin's).
+    creates_without_close: Vec<Option<u64>>,
+    mask_warnings: std::collections::BTreeMap<usize, String>,
 }
+
+/// CREATE records on an MDT without a single CLOSE before the daemon warns about the mask (a
+/// file created for writing gets a CLOSE when closed: `mdd_close`).
+pub const CREATES_WITHOUT_CLOSE_WARN: u64 = 64;
 
 impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// Builds the engine for `mdts` changelogs, resuming from `file` when it holds a state.
@@ -273,6 +301,12 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             clear_retry: CLEAR_RETRY,
             meta_retry_at_ms: 0,
             meta_retries: 0,
+            progress_ticks: 0,
+            seen_ticks: 0,
+            last_progress_ms: 0,
+            unknown_user: Default::default(),
+            creates_without_close: vec![Some(0); mdts],
+            mask_warnings: Default::default(),
         })
     }
 
@@ -282,9 +316,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// that grew) is the same source.
     pub fn bind_source(&mut self, source: Source) -> Result<(), String> {
         if let Some(old) = &self.st.source {
-            let same_mdts = old.mdts.len() <= source.mdts.len()
-                && old.mdts.iter().zip(&source.mdts).all(|(a, b)| a == b);
-            if old.changelog_user != source.changelog_user || !same_mdts {
+            // The same MDTs (or more: a grown file system), each read with the same user.
+            let same = old.mdts.len() <= source.mdts.len()
+                && old.mdts.iter().zip(&source.mdts).all(|(a, b)| a == b)
+                && (0..old.mdts.len()).all(|i| old.user_of(i) == source.user_of(i));
+            if !same {
                 return Err(format!(
                     "the state was kept for changelog user {} on {}, but the policy reads user {} on {}: \
                      its cursors and pending files mean nothing here; give [control] state_dir a new \
@@ -305,6 +341,72 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
 
     pub fn state(&self) -> &State {
         &self.st
+    }
+
+    /// Asks each MDT whether it knows our changelog user, where that can be told without
+    /// clearing anything: a clear up to the point already cleared, or to just below the first
+    /// record the MDT still keeps (`first_kept`), changes nothing for a known user
+    /// (`mdd_changelog_clear` answers EINVAL when the user is already past it) and fails with
+    /// ENOENT for a user the MDT does not have. An MDT with nothing cleared and its changelog
+    /// starting at record 1 cannot be asked (a clear to 0 means "everything").
+    pub fn check_users(&mut self, first_kept: &[Option<u64>]) -> Result<(), (usize, NsError)> {
+        for m in 0..self.st.cursors.len() {
+            let cleared = self.st.cursors[m].cleared;
+            let end = if cleared > 0 {
+                cleared
+            } else {
+                first_kept
+                    .get(m)
+                    .copied()
+                    .flatten()
+                    .map_or(0, |f| f.saturating_sub(1))
+            };
+            if end == 0 {
+                continue;
+            }
+            match self.ns.clear_changelog(m, end) {
+                Err(e) if e.errno == libc::ENOENT => return Err((m, e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts CREATE records per MDT until the first CLOSE; warns once when files keep being
+    /// created and no CLOSE ever comes: the MDT's changelog mask lacks CLOSE.
+    fn watch_mask(&mut self, c: &Change) {
+        let Some(slot) = self.creates_without_close.get_mut(c.mdt) else {
+            return;
+        };
+        let Some(n) = slot.as_mut() else {
+            return; // a CLOSE was seen: the mask has it
+        };
+        match c.kind {
+            ChangeKind::Close => *slot = None,
+            ChangeKind::Create => {
+                *n += 1;
+                if *n == CREATES_WITHOUT_CLOSE_WARN {
+                    let msg = format!(
+                        "MDT {}: {n} files created and no CLOSE record: the changelog mask lacks CLOSE, \
+                         so written files are not exported; on the MDS: lctl set_param mdd.*.changelog_mask=+CLOSE+HSM",
+                        c.mdt
+                    );
+                    tracing::warn!(mdt = c.mdt, "{msg}");
+                    self.mask_warnings.insert(c.mdt, msg);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Warnings about MDTs whose records show the changelog mask lacks what the export needs.
+    pub fn mask_warnings(&self) -> &std::collections::BTreeMap<usize, String> {
+        &self.mask_warnings
+    }
+
+    /// MDTs whose changelog_clear said our user does not exist there (ENOENT), with the error.
+    pub fn unknown_users(&self) -> &std::collections::BTreeMap<usize, String> {
+        &self.unknown_user
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -380,13 +482,24 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         cur.last_read = c.index;
         self.changed = true;
+        self.watch_mask(c);
         let enabled = self.st.autoexport_enabled;
         match c.kind {
             ChangeKind::Hsm => self.on_hsm(c, now),
             _ if !enabled => {}
+            // CL_MTIME: a write whose CLOSE is still to come, or a utime that changed nothing
+            // but the mtime (the file stays archived and clean, so the export skips it): with
+            // metadata sync the blob's modtime follows too. Lustre records one MTIME/CTIME per
+            // cached object after its first data record (mdd_changelog_data_store), so this may
+            // be the only record a utime leaves.
+            ChangeKind::Mtime => {
+                self.on_content(c, now);
+                if self.cfg.metadata == MetadataMode::Sync {
+                    self.on_metadata(c);
+                }
+            }
             ChangeKind::Create
             | ChangeKind::Close
-            | ChangeKind::Mtime
             | ChangeKind::Trunc
             | ChangeKind::Layout
             | ChangeKind::Hardlink
@@ -590,6 +703,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 self.last_stale_check_ms = now;
                 self.stale_check(now);
             }
+            self.check_deadline(now);
             self.maybe_finish(now);
             if self.st.iteration.is_some() {
                 break;
@@ -644,6 +758,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         self.st.totals.last_started_ms = Some(now);
         self.st.iteration = Some(it);
+        self.last_progress_ms = now;
         self.changed = true;
         tracing::info!(job = %self.cfg.job_id, iteration = number, "iteration started");
         if ns_due {
@@ -878,6 +993,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// Completion of an in-flight file with `errno` (0 = success).
     fn settle(&mut self, fid: Fid, inf: InFlight, errno: i32, now: u64) {
         self.changed = true;
+        self.progress_ticks += 1;
         if errno == 0 {
             self.resolved(&fid);
             self.exported(inf.size);
@@ -948,8 +1064,23 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     fn discover_some(&mut self, now: u64) -> Result<(), EngineError> {
+        if self
+            .st
+            .coordinator_pause
+            .as_ref()
+            .is_some_and(|p| now < p.until_ms)
+        {
+            return Ok(()); // the coordinator does not take requests: wait out the back-off
+        }
+        // Only as many requests as the bound allows: the rest of the iteration waits here.
+        // Requests carried from an earlier iteration (stuck) do not hold up this one.
+        let active = self.st.inflight.values().filter(|i| !i.carried).count();
+        let room = self.cfg.max_in_flight.max(1).saturating_sub(active);
         let mut to_archive: Vec<(Fid, InFlight)> = Vec::new();
         for _ in 0..self.cfg.discover_chunk.max(1) {
+            if to_archive.len() >= room {
+                break;
+            }
             let Some(it) = self.st.iteration.as_mut() else {
                 break;
             };
@@ -957,6 +1088,15 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 break;
             };
             self.changed = true;
+            // Its earlier request is still queued (carried): asking again would queue a
+            // duplicate (the MDT records one since LU-13651). The copy reads the file when it
+            // runs, so the request covers this change too; a change during the copy ends EBUSY.
+            if let Some(inf) = self.st.inflight.get_mut(&fid) {
+                for (m, i) in p.holds {
+                    add_hold(&mut inf.holds, m, i);
+                }
+                continue;
+            }
             if let Some(inf) = self.discover_one(fid, p, now) {
                 to_archive.push((fid, inf));
             }
@@ -971,26 +1111,188 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.save()?;
         let payload = format!("lb:j={}:i={}", self.cfg.job_id, self.iteration_number());
         let fids: Vec<Fid> = to_archive.iter().map(|(f, _)| *f).collect();
+        self.progress_ticks += 1;
+        let mut refused = false;
         for chunk in fids.chunks(self.cfg.batch_size.max(1)) {
-            if let Err(e) = self
+            if refused {
+                // The coordinator refused an earlier chunk: not asked again before the pause.
+                self.not_taken(chunk, now);
+                continue;
+            }
+            match self
                 .ns
                 .archive(self.cfg.archive_id, chunk, payload.as_bytes())
             {
-                tracing::warn!(error = %e, files = chunk.len(), "batched archive request refused; retrying file by file");
-                for fid in chunk {
-                    if let Err(e) = self.ns.archive(
-                        self.cfg.archive_id,
-                        std::slice::from_ref(fid),
-                        payload.as_bytes(),
-                    ) {
-                        if let Some(inf) = self.st.inflight.remove(fid) {
-                            self.settle(*fid, inf, e.errno, now);
-                        }
-                    }
+                Ok(()) => self.coordinator_back(),
+                Err(e) if e.errno == libc::EAGAIN => {
+                    refused = true;
+                    self.coordinator_refused(&e, now);
+                    self.not_taken(chunk, now);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, files = chunk.len(), "batched archive request refused; resubmitting only the files it did not queue");
+                    self.after_refused_batch(chunk, payload.as_bytes(), now);
                 }
             }
         }
         Ok(())
+    }
+
+    /// The coordinator answered EAGAIN: no coordinator running on an MDT (`hsm_control`
+    /// shut down; `mdt_hsm_add_actions`). A pause with back-off, shown in `status`, never a
+    /// failed try of any file.
+    fn coordinator_refused(&mut self, e: &NsError, now: u64) {
+        let retries = self.st.coordinator_pause.as_ref().map_or(0, |p| p.retries);
+        let delay = backoff_ms(retries, self.cfg.retry_max_ms);
+        let since = self
+            .st
+            .coordinator_pause
+            .as_ref()
+            .map_or(now, |p| p.since_ms);
+        tracing::warn!(error = %e, retry_in_ms = delay, "the HSM coordinator takes no requests (hsm_control shut down?); archive requests paused");
+        self.st.coordinator_pause = Some(CoordinatorPause {
+            since_ms: since,
+            until_ms: now + delay,
+            retries: retries + 1,
+            reason: format!("the HSM coordinator takes no requests (hsm_control shut down?): {e}"),
+        });
+        self.changed = true;
+    }
+
+    fn coordinator_back(&mut self) {
+        if self.st.coordinator_pause.take().is_some() {
+            tracing::info!("the HSM coordinator takes requests again");
+            self.changed = true;
+        }
+    }
+
+    /// Files of a request the coordinator did not take (paused): those it queued anyway (another
+    /// MDT's part) stay in flight; the others wait for the end of the pause, no try counted.
+    fn not_taken(&mut self, chunk: &[Fid], now: u64) {
+        let until = self
+            .st
+            .coordinator_pause
+            .as_ref()
+            .map_or(now, |p| p.until_ms);
+        for fid in chunk {
+            if !self.st.inflight.contains_key(fid) || self.queued_or_gone(fid) {
+                continue;
+            }
+            if let Some(inf) = self.st.inflight.remove(fid) {
+                let r = Requeue {
+                    holds: inf.holds,
+                    first_change_ms: inf.first_change_ms,
+                    attempts: inf.attempts,
+                    retries: inf.retries,
+                    delay_ms: until.saturating_sub(now),
+                    error: Some("the HSM coordinator takes no requests".into()),
+                };
+                self.requeue(*fid, r, now);
+            }
+        }
+    }
+
+    /// Whether an in-flight file needs no new request: gone (then settled here), or its
+    /// request is queued or already done, or that cannot be told now.
+    fn queued_or_gone(&mut self, fid: &Fid) -> bool {
+        let path = match self.ns.fid2path(fid) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                if let Some(inf) = self.st.inflight.remove(fid) {
+                    tracing::info!(fid = %fid, path = %inf.path, "deleted before its archive was queued: nothing to export");
+                }
+                self.resolved(fid);
+                self.changed = true;
+                self.progress_ticks += 1;
+                return true;
+            }
+            Err(_) => return true, // cannot tell now: the stale check looks again
+        };
+        match self.ns.action_pending(&path) {
+            Ok(true) | Err(_) => true,
+            Ok(false) => self
+                .ns
+                .hsm_flags(&path)
+                .map(|h| h.is_clean_archive())
+                .unwrap_or(true),
+        }
+    }
+
+    /// Ends an iteration whose requests made no progress for the deadline: they are carried
+    /// into the next iteration (still in flight, still settled by CL_HSM or the stale check,
+    /// counted once), the files it had not reached go back to the pending set, and the next
+    /// iteration starts with the new changes.
+    fn check_deadline(&mut self, now: u64) {
+        if self.progress_ticks != self.seen_ticks {
+            self.seen_ticks = self.progress_ticks;
+            self.last_progress_ms = now;
+            return;
+        }
+        if self.st.iteration.is_none()
+            || now.saturating_sub(self.last_progress_ms) < self.cfg.iteration_deadline_ms
+        {
+            return;
+        }
+        let stuck: Vec<Fid> = self
+            .st
+            .inflight
+            .iter()
+            .filter(|(_, i)| !i.carried)
+            .map(|(f, _)| *f)
+            .collect();
+        if stuck.is_empty() {
+            return;
+        }
+        for f in &stuck {
+            if let Some(i) = self.st.inflight.get_mut(f) {
+                i.carried = true;
+            }
+        }
+        let rest: Vec<(Fid, Pending)> = self
+            .st
+            .iteration
+            .as_mut()
+            .map(|it| it.to_discover.drain(..).collect())
+            .unwrap_or_default();
+        for (fid, p) in rest {
+            match self.st.pending.get_mut(&fid) {
+                Some(q) => {
+                    for (m, i) in p.holds {
+                        add_hold(&mut q.holds, m, i);
+                    }
+                }
+                None => {
+                    self.st.pending.insert(fid, p);
+                }
+            }
+        }
+        if let Some(c) = self.counters() {
+            c.files_carried += stuck.len() as u64;
+        }
+        tracing::warn!(job = %self.cfg.job_id, iteration = self.iteration_number(), files = stuck.len(), deadline_s = self.cfg.iteration_deadline_ms / 1000, "archive requests made no progress past the iteration deadline; carried into the next iteration");
+        self.changed = true;
+    }
+
+    /// A refused request may have queued part of its files: the MDT records items one by one
+    /// and stops at the first error (`mdt_hsm_register_hal`), and under DNE each MDT gets its own
+    /// part (`lmv_iocontrol`). Each file is looked at before anything is sent again: a file that
+    /// is gone needs nothing (not a failure); one with a request waiting or running, or already
+    /// archived and clean, stays in flight (its CL_HSM or the stale check settles it); only the
+    /// others are requested again, alone, and a refusal then is that file's own.
+    fn after_refused_batch(&mut self, chunk: &[Fid], payload: &[u8], now: u64) {
+        for fid in chunk {
+            if !self.st.inflight.contains_key(fid) || self.queued_or_gone(fid) {
+                continue;
+            }
+            if let Err(e) = self
+                .ns
+                .archive(self.cfg.archive_id, std::slice::from_ref(fid), payload)
+            {
+                if let Some(inf) = self.st.inflight.remove(fid) {
+                    self.settle(*fid, inf, e.errno, now);
+                }
+            }
+        }
     }
 
     /// Looks at one pending file; returns it when it needs an archive request.
@@ -1063,11 +1365,13 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             }
             FileKind::Other => None,
             FileKind::Regular => {
-                let hsm = match self.ns.hsm_state(&path) {
+                // The flags decide here: a file archived and clean needs nothing; any other
+                // is requested (no current_action: see `Namespace::action_pending`).
+                let hsm = match self.ns.hsm_flags(&path) {
                     Ok(h) => h,
                     Err(e) => return self.discover_error(fid, p, &text, e, now),
                 };
-                if hsm.is_clean_archive() && !hsm.action_pending {
+                if hsm.is_clean_archive() {
                     self.resolved(&fid);
                     return None; // archived and clean: nothing to do
                 }
@@ -1085,6 +1389,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     first_change_ms: p.first_change_ms,
                     attempts: p.attempts,
                     retries: p.retries,
+                    carried: false,
                 })
             }
         }
@@ -1138,10 +1443,14 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 }
                 Err(_) => continue,
             };
-            let Ok(hsm) = self.ns.hsm_state(&path) else {
+            // The flags settle a straggler whose archive ended (its CL_HSM was missed or the
+            // coordinator found nothing to do); only a file still not archived needs the
+            // costly current_action, to tell a queued request from one that vanished.
+            let Ok(hsm) = self.ns.hsm_flags(&path) else {
                 continue;
             };
-            if hsm.action_pending {
+            let pending = !hsm.is_clean_archive() && self.ns.action_pending(&path).unwrap_or(true);
+            if pending {
                 if let Some(i) = self.st.inflight.get_mut(&fid) {
                     i.submitted_ms = now; // still queued or running: wait more
                 }
@@ -1149,6 +1458,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 if hsm.is_clean_archive() {
                     self.settle(fid, inf, 0, now);
                 } else {
+                    self.progress_ticks += 1;
                     tracing::info!(fid = %fid, path = %inf.path, "archive request vanished; re-queued");
                     let r = Requeue {
                         holds: inf.holds,
@@ -1166,7 +1476,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
 
     fn maybe_finish(&mut self, now: u64) {
         let done = matches!(&self.st.iteration, Some(it) if it.to_discover.is_empty())
-            && self.st.inflight.is_empty();
+            && self.st.inflight.values().all(|i| i.carried);
         if !done {
             return;
         }
@@ -1179,7 +1489,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.st.totals.last_completed_ms = Some(now);
         // Azure's definition: an iteration that exported all its data. One in which a file
         // failed, or had to be re-queued (changed, store unavailable), is not successful.
-        if c.files_failed == 0 && c.files_requeued == 0 && c.files_exported >= c.files_discovered {
+        if c.files_failed == 0
+            && c.files_requeued == 0
+            && c.files_carried == 0
+            && c.files_exported >= c.files_discovered
+        {
             self.st.totals.last_successful_ms = Some(now);
         }
         tracing::info!(job = %self.cfg.job_id, iteration = c.number, exported = c.files_exported, failed = c.files_failed, "iteration completed");
@@ -1279,10 +1593,23 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             }
             match self.ns.clear_changelog(m, p) {
                 Ok(()) => {
-                    // Saved with the next change; clearing again after a crash is harmless.
+                    self.unknown_user.remove(&m);
+                    // Saved with the next save; clearing again after a crash is harmless.
+                    // Kept on disk because the start-up user check clears up to it.
                     self.st.cursors[m].cleared = p;
+                    self.changed = true;
                     if let Some(r) = self.clear_failed_at.get_mut(m) {
                         *r = None;
+                    }
+                }
+                Err(e) if e.errno == libc::ENOENT => {
+                    tracing::error!(mdt = m, error = %e, "changelog_clear: the changelog user is not registered on this MDT (ids are numbered per MDT: give [lustre] changelog_user a table MDT = user); records are kept");
+                    self.unknown_user.insert(
+                        m,
+                        format!("MDT {m}: the changelog user is not registered there: {e}"),
+                    );
+                    if let Some(r) = self.clear_failed_at.get_mut(m) {
+                        *r = Some(now);
                     }
                 }
                 Err(e) => {

@@ -17,6 +17,8 @@ fn cfg() -> EngineConfig {
         discover_chunk: 100,
         job_id: "autoexport-1".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
+        max_in_flight: crate::engine::DEFAULT_MAX_IN_FLIGHT,
+        iteration_deadline_ms: crate::engine::DEFAULT_ITERATION_DEADLINE_MS,
     }
 }
 
@@ -1006,6 +1008,7 @@ fn a_state_kept_for_other_changelogs_is_refused_and_a_grown_file_system_is_not()
     let src = |user: &str, mdts: &[&str]| Source {
         changelog_user: user.into(),
         mdts: mdts.iter().map(|m| m.to_string()).collect(),
+        users: vec![],
     };
     let open = |t: &T| -> E {
         Engine::new(
@@ -1321,4 +1324,311 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// Issue 13, item 1: the coordinator never holds more than `max_in_flight` of our requests, and
+/// discovery asks for HSM flags only: no `current_action` (a walk of the whole action catalog on
+/// Lustre) for any file whose flags decide.
+#[test]
+fn requests_in_flight_are_bounded_and_discovery_never_walks_the_action_catalog() {
+    let mut c = cfg();
+    c.max_in_flight = 10;
+    let mut t = T::new(c);
+    let fids: Vec<Fid> = (0..45)
+        .map(|i| t.file(&format!("projects/f{i}"), 1))
+        .collect();
+    let mut rounds = 0;
+    while t.e.state().iteration.is_some() || rounds == 0 {
+        t.step();
+        let inflight: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
+        assert!(inflight.len() <= 10, "{} in flight", inflight.len());
+        for f in inflight {
+            t.hsm(f, 0);
+        }
+        rounds += 1;
+        assert!(rounds < 50, "the iteration never ends");
+    }
+    t.step();
+    assert_eq!(t.totals().files_exported, 45);
+    let archived = t.ns.archived_fids();
+    assert_eq!(archived.len(), 45, "each file requested once");
+    for f in &fids {
+        assert!(archived.contains(f));
+    }
+    let fs = t.ns.lock();
+    assert_eq!(fs.current_action_calls, 0);
+    assert_eq!(fs.hsm_flags_calls, 45);
+}
+
+/// Issue 13, item 2: a refused batch queued the items before the refusal (the MDT records item
+/// by item); they are not requested twice, the refused file fails alone, a file deleted meanwhile
+/// is gone (not failed), and the files after the refusal are requested again.
+#[test]
+fn a_refused_batch_queues_nothing_twice_and_a_vanished_file_is_gone_not_failed() {
+    let mut t = T::new(cfg());
+    let fids: Vec<Fid> = (0..6)
+        .map(|i| t.file(&format!("projects/f{i}"), 1))
+        .collect();
+    {
+        let mut fs = t.ns.lock();
+        fs.refuse.insert(fids[2], libc::EPERM); // NOARCHIVE
+        fs.vanish_on_archive.insert(fids[4]);
+    }
+    t.step();
+    let archived = t.ns.archived_fids();
+    for (i, f) in fids.iter().enumerate() {
+        let n = archived.iter().filter(|x| *x == f).count();
+        let want = if i == 2 || i == 4 { 0 } else { 1 };
+        assert_eq!(n, want, "file {i} requested {n} times: {archived:?}");
+    }
+    assert_eq!(t.totals().files_failed, 1);
+    assert!(t.e.state().failed.contains_key(&fids[2]));
+    assert!(!t.e.state().failed.contains_key(&fids[4]));
+    for i in [0, 1, 3, 5] {
+        t.hsm(fids[i], 0);
+    }
+    t.step();
+    assert_eq!(t.totals().files_exported, 4);
+    assert!(t.e.state().iteration.is_none());
+    assert!(t.e.state().inflight.is_empty());
+}
+
+/// Issue 13, item 1: a straggler (no CL_HSM seen) whose flags say archived and clean is settled
+/// from `hsm_state_get` alone; only one still not archived costs a `current_action`.
+#[test]
+fn stragglers_are_settled_from_the_flags_and_current_action_only_when_they_cannot_tell() {
+    let mut c = cfg();
+    c.stale_after_ms = 1_000;
+    let mut t = T::new(c);
+    let a = t.file("projects/a.dat", 4);
+    let b = t.file("projects/b.dat", 4);
+    t.step();
+    t.ns.set_hsm(
+        a,
+        HsmFlags {
+            exists: true,
+            archived: true,
+            ..HsmFlags::default()
+        },
+    );
+    // b still queued (the fake keeps action_pending from the request)
+    t.now += 1_000;
+    t.step();
+    assert_eq!(t.totals().files_exported, 1);
+    assert!(t.e.state().inflight.contains_key(&b));
+    assert_eq!(t.ns.lock().current_action_calls, 1);
+}
+
+/// Issue 13, item 5: a request that makes no progress past the iteration deadline ends its
+/// iteration; it is carried (counted once, never requested again), the next iteration exports
+/// the new changes, and the carried file still settles when its CL_HSM comes.
+#[test]
+fn a_stuck_request_is_carried_past_the_deadline_and_never_stalls_the_next_iteration() {
+    let mut c = cfg();
+    c.iteration_deadline_ms = 10_000;
+    let mut t = T::new(c);
+    let stuck = t.file("projects/stuck.dat", 1);
+    let ok = t.file("projects/ok.dat", 1);
+    t.step();
+    t.hsm(ok, 0);
+    t.step();
+    assert_eq!(
+        t.e.state().iteration.as_ref().map(|i| i.counters.number),
+        Some(1)
+    );
+    t.now += 5_000;
+    t.step();
+    assert!(
+        t.e.state().iteration.is_some(),
+        "before the deadline it waits"
+    );
+    t.now += 5_001;
+    t.step();
+    let last =
+        t.e.state()
+            .last_iteration
+            .clone()
+            .expect("iteration 1 ended");
+    assert_eq!((last.number, last.files_carried), (1, 1));
+    assert!(t.e.state().inflight[&stuck].carried);
+    // New changes, and the stuck file changes again: iteration 2 exports the new file and does
+    // not queue a duplicate request for the stuck one.
+    let fresh = t.file("projects/fresh.dat", 1);
+    let r = t.rec(ChangeKind::Close, stuck);
+    t.feed(r);
+    t.now += 1;
+    t.step();
+    t.hsm(fresh, 0);
+    t.step();
+    let last = t.e.state().last_iteration.clone().unwrap();
+    assert_eq!(
+        last.number, 2,
+        "iteration 2 ended with the stuck request still queued"
+    );
+    assert_eq!(last.files_carried, 0, "counted once");
+    let archived = t.ns.archived_fids();
+    assert_eq!(archived.iter().filter(|f| **f == stuck).count(), 1);
+    assert!(archived.contains(&fresh));
+    let s = crate::status::build(t.e.state(), t.now, None);
+    assert_eq!(s.stuck_requests, 1);
+    // The stuck one ends at last: exported, and its later change was covered by that copy.
+    t.hsm(stuck, 0);
+    t.step();
+    assert!(t.e.state().inflight.is_empty());
+    assert_eq!(t.totals().files_exported, 3);
+    assert!(t.e.state().pending.is_empty());
+}
+
+/// Issue 13, item 5: a coordinator that is shut down (EAGAIN to every request) is a pause with
+/// back-off shown in status: no file-by-file retries, no attempt spent, nothing failed.
+#[test]
+fn a_shut_down_coordinator_is_a_pause_with_back_off_not_failed_tries() {
+    let mut t = T::new(cfg());
+    let fids: Vec<Fid> = (0..5)
+        .map(|i| t.file(&format!("projects/f{i}"), 1))
+        .collect();
+    for f in &fids {
+        t.ns.lock().refuse.insert(*f, libc::EAGAIN);
+    }
+    t.step();
+    assert_eq!(
+        t.ns.lock().archive_requests,
+        1,
+        "one refused request, no file-by-file retry"
+    );
+    let s = crate::status::build(t.e.state(), t.now, None);
+    assert_eq!(s.status_code, "CoordinatorPaused");
+    assert!(s.coordinator_paused.is_some());
+    // Many rounds inside the back-off: nothing asked.
+    for _ in 0..20 {
+        t.now += 10;
+        t.step();
+    }
+    assert_eq!(t.ns.lock().archive_requests, 1);
+    // Still down after the back-off: asked once more, the back-off grows.
+    for _ in 0..30 {
+        t.now += 100;
+        t.step();
+    }
+    let asked = t.ns.lock().archive_requests;
+    assert!(
+        (2..=3).contains(&asked),
+        "{asked} requests in 4 s of outage"
+    );
+    // Back: every file exported, none failed, no attempt counted.
+    t.ns.lock().refuse.clear();
+    t.now += 60_000;
+    t.step();
+    t.step();
+    for f in &fids {
+        t.hsm(*f, 0);
+    }
+    t.step();
+    assert_eq!(t.totals().files_exported, 5);
+    assert_eq!(t.totals().files_failed, 0);
+    assert!(t.e.state().coordinator_pause.is_none());
+    assert!(t.e.state().failed.is_empty());
+}
+
+/// Issue 13, item 6: a utime (CL_MTIME alone) on an archived, clean file updates the blob's
+/// modtime with `metadata = "sync"`; no content export, nothing with `ignore`.
+#[test]
+fn metadata_sync_follows_an_mtime_only_change_to_the_blob() {
+    for mode in [MetadataMode::Ignore, MetadataMode::Sync] {
+        let mut c = cfg();
+        c.metadata = mode;
+        let mut t = T::new(c);
+        let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
+        t.store.put("projects/a.dat", b"x", None);
+        t.ns.set_hsm(
+            a,
+            HsmFlags {
+                exists: true,
+                archived: true,
+                ..HsmFlags::default()
+            },
+        );
+        t.ns.lock().nodes.get_mut(&a).unwrap().stat.mtime_sec = 1_234_567;
+        let r = t.rec(ChangeKind::Mtime, a);
+        t.feed(r);
+        t.step();
+        t.step();
+        let meta = t.store.lock()["projects/a.dat"].1.clone();
+        match mode {
+            MetadataMode::Ignore => assert_eq!(meta, None),
+            MetadataMode::Sync => assert_eq!(meta.map(|m| m.mtime_sec), Some(1_234_567)),
+        }
+        assert!(
+            t.ns.lock().archive_calls.is_empty(),
+            "archived and clean: not exported again"
+        );
+    }
+}
+
+/// Issue 13, item 4: users are per MDT. A state keeps each MDT's user; reading one MDT with
+/// another id is refused, the same ids written as a table are the same source. At start, a user
+/// the MDT does not have is found by a clear that changes nothing for a known one.
+#[test]
+fn changelog_users_are_per_mdt_and_an_unknown_one_is_found_at_start() {
+    let src = |display: &str, users: &[&str]| Source {
+        changelog_user: display.into(),
+        mdts: vec!["fs-MDT0000".into(), "fs-MDT0001".into()],
+        users: users.iter().map(|u| u.to_string()).collect(),
+    };
+    let mut t = T::new(cfg());
+    t.e.bind_source(src("cl1", &["cl1", "cl1"])).unwrap();
+    // The same users written as a table: accepted.
+    t.e.bind_source(src("MDT0000=cl1,MDT0001=cl1", &["cl1", "cl1"]))
+        .unwrap();
+    // MDT0001 now read with cl2: its cursor counts in cl1's records, refused.
+    let err =
+        t.e.bind_source(src("MDT0000=cl1,MDT0001=cl2", &["cl1", "cl2"]))
+            .unwrap_err();
+    assert!(err.contains("state_dir"), "{err}");
+
+    // Nothing cleared and the changelog starting at record 1: nothing can be asked.
+    t.ns.lock().clear_errno = Some(libc::ENOENT);
+    assert!(t.e.check_users(&[Some(1)]).is_ok());
+    assert_eq!(t.ns.lock().clear_calls, 0);
+    // The changelog starts at 8: a clear to 7 is asked; ENOENT means no such user.
+    let (m, e) = t.e.check_users(&[Some(8)]).unwrap_err();
+    assert_eq!((m, e.errno), (0, libc::ENOENT));
+    assert_eq!(t.ns.lock().cleared.get(&0), None, "nothing was cleared");
+    // A known user (the clear is refused as already past, or accepted as a no-op): fine.
+    t.ns.lock().clear_errno = Some(libc::EINVAL);
+    assert!(t.e.check_users(&[Some(8)]).is_ok());
+    // At run time a clear answered ENOENT is named for that MDT.
+    t.ns.lock().clear_errno = Some(libc::ENOENT);
+    let f = t.file("projects/a", 1);
+    t.step();
+    t.hsm(f, 0);
+    t.step();
+    assert!(t.e.unknown_users().contains_key(&0));
+}
+
+/// Issue 13, item 7: files keep being created on an MDT and no CLOSE ever comes: the mask lacks
+/// CLOSE; the daemon says so once, naming the fix. One CLOSE seen ends the watch.
+#[test]
+fn files_created_without_any_close_warn_about_the_changelog_mask() {
+    let mut t = T::new(cfg());
+    for i in 0..CREATES_WITHOUT_CLOSE_WARN + 10 {
+        let f = t.ns.add(&format!("projects/f{i}"), FileKind::Regular, 1);
+        let r = t.rec(ChangeKind::Create, f);
+        t.feed(r);
+    }
+    let w =
+        t.e.mask_warnings()
+            .get(&0)
+            .cloned()
+            .expect("a warning for MDT 0");
+    assert!(w.contains("changelog_mask=+CLOSE+HSM"), "{w}");
+
+    let mut t = T::new(cfg());
+    t.file("projects/first", 1); // a CLOSE
+    for i in 0..CREATES_WITHOUT_CLOSE_WARN + 10 {
+        let f = t.ns.add(&format!("projects/f{i}"), FileKind::Regular, 1);
+        let r = t.rec(ChangeKind::Create, f);
+        t.feed(r);
+    }
+    assert!(t.e.mask_warnings().is_empty());
 }

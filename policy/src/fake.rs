@@ -36,6 +36,13 @@ pub struct FakeFs {
     pub clear_errno: Option<i32>,
     /// Every changelog_clear call, failed ones included.
     pub clear_calls: u64,
+    /// `llapi_hsm_state_get` and `llapi_hsm_current_action` calls.
+    pub hsm_flags_calls: u64,
+    pub current_action_calls: u64,
+    /// Files deleted just as an archive request reaches them (the request fails with ENOENT).
+    pub vanish_on_archive: std::collections::HashSet<Fid>,
+    /// Every `archive` call, refused ones included.
+    pub archive_requests: u64,
 }
 
 /// A namespace shared between the engine and the test that drives it.
@@ -154,26 +161,60 @@ impl Namespace for FakeNs {
             .find(|n| n.path == rel)
             .map(|n| n.stat))
     }
-    fn hsm_state(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
-        self.lock()
-            .nodes
+    fn hsm_flags(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
+        let mut fs = self.lock();
+        fs.hsm_flags_calls += 1;
+        fs.nodes
             .values()
             .find(|n| n.path == rel)
-            .map(|n| n.hsm)
+            .map(|n| HsmFlags {
+                action_pending: false,
+                ..n.hsm
+            })
             .ok_or_else(|| enoent("hsm_state"))
     }
+    fn action_pending(&self, rel: &[u8]) -> Result<bool, NsError> {
+        let mut fs = self.lock();
+        fs.current_action_calls += 1;
+        fs.nodes
+            .values()
+            .find(|n| n.path == rel)
+            .map(|n| n.hsm.action_pending)
+            .ok_or_else(|| enoent("hsm_current_action"))
+    }
+    /// As an MDT records a request (`mdt_hsm_register_hal`): item by item, stopping at the
+    /// first refused or missing file; the items before it stay queued (in `archive_calls`).
     fn archive(&self, _archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError> {
         let mut fs = self.lock();
-        if let Some(e) = fids.iter().find_map(|f| fs.refuse.get(f).copied()) {
-            return Err(NsError::new("llapi_hsm_request", e));
-        }
-        fs.archive_calls.push((fids.to_vec(), data.to_vec()));
+        fs.archive_requests += 1;
+        let mut recorded = Vec::new();
+        let mut failed = None;
         for f in fids {
-            if let Some(n) = fs.nodes.get_mut(f) {
-                n.hsm.action_pending = true;
+            if fs.vanish_on_archive.remove(f) {
+                fs.nodes.remove(f);
+            }
+            if let Some(e) = fs.refuse.get(f).copied() {
+                failed = Some(e);
+                break;
+            }
+            match fs.nodes.get_mut(f) {
+                Some(n) => {
+                    n.hsm.action_pending = true;
+                    recorded.push(*f);
+                }
+                None => {
+                    failed = Some(libc::ENOENT);
+                    break;
+                }
             }
         }
-        Ok(())
+        if !recorded.is_empty() {
+            fs.archive_calls.push((recorded, data.to_vec()));
+        }
+        match failed {
+            Some(e) => Err(NsError::new("llapi_hsm_request", e)),
+            None => Ok(()),
+        }
     }
     fn cancel(&self, _archive_id: u32, fids: &[Fid]) -> Result<(), NsError> {
         let mut fs = self.lock();

@@ -24,6 +24,8 @@ fn setup() -> (E, FakeNs, FakeStore, FakeLog, JobRegistry) {
         discover_chunk: 100,
         job_id: "autoexport".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
+        max_in_flight: crate::engine::DEFAULT_MAX_IN_FLIGHT,
+        iteration_deadline_ms: crate::engine::DEFAULT_ITERATION_DEADLINE_MS,
     };
     let e = Engine::new(ns.clone(), store.clone(), log.clone(), cfg, 1, None, false).unwrap();
     (e, ns, store, log, JobRegistry::in_memory(1))

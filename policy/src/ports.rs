@@ -44,7 +44,19 @@ pub trait Namespace: Send {
     fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError>;
     /// `lstat`; `Ok(None)` when the path does not exist.
     fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError>;
-    fn hsm_state(&self, rel: &[u8]) -> Result<HsmFlags, NsError>;
+    /// HSM flags only (`llapi_hsm_state_get`, one attribute read on the MDT); `action_pending`
+    /// is left false.
+    fn hsm_flags(&self, rel: &[u8]) -> Result<HsmFlags, NsError>;
+    /// Whether a request is waiting or running on the file (`llapi_hsm_current_action`). On
+    /// Lustre this reads the coordinator's whole action catalog under its lock
+    /// (`mdt_hsm_get_action` → `cdt_llog_process`): call it only where the flags cannot decide.
+    fn action_pending(&self, rel: &[u8]) -> Result<bool, NsError>;
+    /// Flags and pending action together (both calls).
+    fn hsm_state(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
+        let mut f = self.hsm_flags(rel)?;
+        f.action_pending = self.action_pending(rel)?;
+        Ok(f)
+    }
     /// One `llapi_hsm_request(HUA_ARCHIVE)` call (the implementation splits it within the
     /// request size limit) with `data` as the request payload.
     fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError>;

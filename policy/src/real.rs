@@ -111,11 +111,12 @@ fn io_err(op: &'static str, e: &std::io::Error) -> NsError {
     }
 }
 
-/// The Lustre side: one mount, its MDTs' changelog names and the changelog user.
+/// The Lustre side: one mount, its MDTs' changelog names and each MDT's changelog user (ids
+/// are numbered per MDT).
 pub struct LustreNs {
     pub mount: lustre::Mount,
     pub mdts: Vec<String>,
-    pub user: String,
+    pub users: Vec<String>,
 }
 
 impl LustreNs {
@@ -206,27 +207,28 @@ impl Namespace for LustreNs {
             Err(e) => Err(io_err("lstat", &e)),
         }
     }
-    fn hsm_state(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
-        let p = self.abs(rel);
+    fn hsm_flags(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
         let s = self
             .mount
-            .hsm_state(&p)
+            .hsm_state(&self.abs(rel))
             .map_err(|e| self.err("llapi_hsm_state_get", &e))?;
-        let a = self
-            .mount
-            .hsm_current_action(&p)
-            .map_err(|e| self.err("llapi_hsm_current_action", &e))?;
-        let pending = matches!(
-            a.state,
-            lustre::ProgressState::Waiting | lustre::ProgressState::Running
-        ) && a.action != lustre::UserAction::None;
         Ok(HsmFlags {
             exists: s.is_exists(),
             archived: s.is_archived(),
             dirty: s.is_dirty(),
             released: s.is_released(),
-            action_pending: pending,
+            action_pending: false,
         })
+    }
+    fn action_pending(&self, rel: &[u8]) -> Result<bool, NsError> {
+        let a = self
+            .mount
+            .hsm_current_action(&self.abs(rel))
+            .map_err(|e| self.err("llapi_hsm_current_action", &e))?;
+        Ok(matches!(
+            a.state,
+            lustre::ProgressState::Waiting | lustre::ProgressState::Running
+        ) && a.action != lustre::UserAction::None)
     }
     fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError> {
         let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
@@ -287,11 +289,10 @@ impl Namespace for LustreNs {
         std::fs::remove_file(self.abs(rel)).map_err(|e| io_err("unlink", &e))
     }
     fn clear_changelog(&self, mdt: usize, endrec: u64) -> Result<(), NsError> {
-        let Some(name) = self.mdts.get(mdt) else {
+        let (Some(name), Some(user)) = (self.mdts.get(mdt), self.users.get(mdt)) else {
             return Err(NsError::new("llapi_changelog_clear", libc::EINVAL));
         };
-        lustre::changelog_clear(name, &self.user, endrec)
-            .map_err(|e| ns_err("llapi_changelog_clear", &e))
+        lustre::changelog_clear(name, user, endrec).map_err(|e| ns_err("llapi_changelog_clear", &e))
     }
 }
 

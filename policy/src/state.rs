@@ -77,6 +77,10 @@ pub struct InFlight {
     /// See [`Pending::retries`].
     #[serde(default)]
     pub retries: u32,
+    /// The request made no progress past the iteration deadline: it no longer holds its
+    /// iteration open (the file is carried into the next one, where it still settles).
+    #[serde(default)]
+    pub carried: bool,
 }
 
 /// A namespace operation HSM does not carry (delete, move), applied at the next iteration.
@@ -116,6 +120,10 @@ pub struct IterCounters {
     /// Re-queued for the next iteration (CANCELED, EBUSY, store unavailable): not failed, but
     /// not exported either, so the iteration is not a successful one.
     pub files_requeued: u64,
+    /// Requests that made no progress past the iteration deadline and were carried into the
+    /// next iteration (each file counted once).
+    #[serde(default)]
+    pub files_carried: u64,
 }
 
 /// Overall counters, DESIGN §4.
@@ -156,8 +164,29 @@ pub struct Failure {
 /// its cursors would skip or re-read records and its FIDs name other files.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
+    /// The policy's `changelog_user` as written (one id, or `MDT=id,...`).
     pub changelog_user: String,
     pub mdts: Vec<String>,
+    /// The user of each MDT, in `mdts` order (ids are numbered per MDT); empty in states from
+    /// before per-MDT users, which read `changelog_user` on every MDT.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+}
+
+impl Source {
+    /// The changelog user MDT number `i` is read with.
+    pub fn user_of(&self, i: usize) -> &str {
+        self.users.get(i).unwrap_or(&self.changelog_user)
+    }
+}
+
+/// A coordinator that does not take requests, and when it is asked again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorPause {
+    pub since_ms: u64,
+    pub until_ms: u64,
+    pub retries: u32,
+    pub reason: String,
 }
 
 /// Everything the daemon persists.
@@ -189,6 +218,10 @@ pub struct State {
     /// FID, by path: an entry goes when a later operation on the same path succeeds.
     #[serde(default)]
     pub failed_ops: BTreeMap<String, Failure>,
+    /// The HSM coordinator refused requests because it is not running (`hsm_control` shut
+    /// down): a pause with back-off, not a failure of any file.
+    #[serde(default)]
+    pub coordinator_pause: Option<CoordinatorPause>,
 }
 
 impl State {

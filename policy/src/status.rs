@@ -61,6 +61,14 @@ pub struct AutoExportStatus {
     /// read from the changelog is pending, queued or in flight, no failure stands for any file
     /// or operation, and the last iteration exported every file it discovered.
     pub everything_exported: bool,
+    /// Why archive requests are paused: the HSM coordinator takes none (`hsm_control` shut
+    /// down), since when, and when it is asked again.
+    #[serde(default)]
+    pub coordinator_paused: Option<String>,
+    /// Requests that made no progress past the iteration deadline, carried into later
+    /// iterations (still waited for; they no longer hold an iteration open).
+    #[serde(default)]
+    pub stuck_requests: u64,
 }
 
 /// Oldest change not yet exported (Unix ms), over pending, queued and in-flight work.
@@ -108,8 +116,21 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
             at.saturating_sub(now).div_ceil(1000)
         )
     });
+    let coordinator_paused = st.coordinator_pause.as_ref().map(|p| {
+        format!(
+            "{} since {}; next try in {}s",
+            p.reason,
+            rfc3339(p.since_ms),
+            p.until_ms.saturating_sub(now).div_ceil(1000)
+        )
+    });
+    let carried = st.inflight.values().filter(|i| i.carried).count() as u64;
     let (status_code, status_message) = match (reader_error, &waiting_reason) {
         (Some(e), _) => ("ChangelogReadFailed".to_string(), e.to_string()),
+        (None, _) if coordinator_paused.is_some() => (
+            "CoordinatorPaused".to_string(),
+            coordinator_paused.clone().unwrap_or_default(),
+        ),
         (None, Some(w)) => (
             "Success".to_string(),
             format!("{waiting} files wait to be tried again: {w}"),
@@ -166,6 +187,8 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
             .map(|c| c.last_read.saturating_sub(c.cleared))
             .sum(),
         warnings: Vec::new(),
+        coordinator_paused,
+        stuck_requests: carried,
         everything_exported: nothing_pending
             && standing == 0
             && last_clean
@@ -457,6 +480,7 @@ mod tests {
                 first_change_ms: 5_000,
                 attempts: 0,
                 retries: 0,
+                carried: false,
             },
         );
         st

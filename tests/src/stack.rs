@@ -23,6 +23,8 @@ pub struct StackOptions {
     pub min_age: String,
     /// Coordinator `hsm.max_requests`.
     pub max_requests: u32,
+    /// MDTs of the simulated file system (the changelog user is registered on MDT0 only).
+    pub mdts: u32,
 }
 
 impl Default for StackOptions {
@@ -33,6 +35,7 @@ impl Default for StackOptions {
             prefix: String::new(),
             min_age: "0s".into(),
             max_requests: 32,
+            mdts: 1,
         }
     }
 }
@@ -53,7 +56,10 @@ pub struct Stack {
 impl Stack {
     pub fn new(opts: StackOptions) -> Stack {
         let store = Store::start(opts.azurite_on_disk);
-        let sim = Sim::start(SimOptions::default());
+        let sim = Sim::start(SimOptions {
+            mdts: opts.mdts.max(1),
+            ..SimOptions::default()
+        });
         let user = sim.register_changelog_user(0);
         sim.set_param("hsm.max_requests", &opts.max_requests.to_string());
         let dir = tempfile::Builder::new()

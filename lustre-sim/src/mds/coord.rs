@@ -6,7 +6,7 @@ use super::watch::Watcher;
 use crate::consts::*;
 use crate::fid::Fid;
 use crate::hal::{kuc_hal, Item, HAL_HDR, KUC_HDR};
-use crate::proto::{BeginReply, CurrentAction, HsmState};
+use crate::proto::{BeginReply, HsmState};
 use std::os::fd::AsRawFd;
 
 pub type Res<T> = Result<T, i32>;
@@ -83,32 +83,11 @@ impl State {
         Ok(())
     }
 
-    pub fn current_action(&self, fid: &Fid) -> Res<CurrentAction> {
-        self.file_node(fid)?;
-        let r = self.active_on(fid).rev().find(|r| r.action != HSMA_CANCEL);
-        Ok(match r {
-            Some(r) if r.status == ARS_WAITING => CurrentAction {
-                state: HPS_WAITING,
-                action: hua_of(r.action),
-                offset: r.offset,
-                length: r.length,
-            },
-            Some(r) => CurrentAction {
-                state: HPS_RUNNING,
-                action: hua_of(r.action),
-                offset: r.offset,
-                length: r.bytes_moved(),
-            },
-            None => CurrentAction {
-                state: HPS_NONE,
-                action: HUA_NONE,
-                offset: 0,
-                length: 0,
-            },
-        })
-    }
-
-    /// `llapi_hsm_request`: one user request, items grouped to their file's MDT coordinator.
+    /// `llapi_hsm_request`: one user request. Under DNE the client splits it per MDT
+    /// (`lmv_iocontrol`, LL_IOC_HSM_REQUEST: every MDT gets its part, the first error is
+    /// returned); each MDT drops duplicate FIDs of the request (`mdt_hsm_request`,
+    /// `is_fid_in_hal`) and records the items one by one, stopping at the first error
+    /// (`mdt_hsm_register_hal`): the items before it stay queued.
     pub fn hsm_request(
         &mut self,
         w: &mut Watcher,
@@ -118,116 +97,177 @@ impl State {
         items: &[(Fid, u64, u64)],
         data: &[u8],
     ) -> Res<()> {
-        let mut seen = std::collections::HashSet::new();
+        let mut parts: std::collections::BTreeMap<u32, Vec<(Fid, u64, u64)>> = Default::default();
+        for it in items {
+            parts.entry(it.0.mdt_index()).or_default().push(*it);
+        }
+        let mut first_err = None;
         let mut queued = false;
-        for &(fid, off, len) in items {
-            if !seen.insert(fid) {
-                continue;
+        for (mdt, part) in parts {
+            let (res, q) = self.register_part(w, mdt, action, archive_id, flags, &part, data);
+            queued |= q;
+            if let Err(e) = res {
+                first_err.get_or_insert(e);
             }
-            let n = self.file_node(&fid)?.clone();
-            if n.kind != Kind::File {
-                return Err(libc::EINVAL);
-            }
-            let tun = self.mdts[n.mdt as usize].tun.clone();
-            if action != HUA_RELEASE && action != HUA_CANCEL && tun.hsm_control == "shutdown" {
-                return Err(libc::EAGAIN);
-            }
-            let force = flags & HSM_FORCE_ACTION != 0;
-            let hsm = n.hsm;
-            let hsma = match action {
-                HUA_RELEASE => {
-                    self.release(w, fid)?;
-                    continue;
-                }
-                HUA_CANCEL => {
-                    self.cancel(fid)?;
-                    queued = true;
-                    continue;
-                }
-                HUA_ARCHIVE => {
-                    if !force && hsm & HS_ARCHIVED != 0 && hsm & HS_DIRTY == 0 {
-                        continue;
-                    }
-                    if hsm & HS_NOARCHIVE != 0
-                        || (hsm & HS_EXISTS != 0 && archive_id != 0 && archive_id != n.archive_id)
-                    {
-                        return Err(libc::EPERM);
-                    }
-                    HSMA_ARCHIVE
-                }
-                HUA_RESTORE => {
-                    if !force && hsm & HS_RELEASED == 0 {
-                        continue;
-                    }
-                    if hsm & HS_ARCHIVED == 0 || hsm & (HS_DIRTY | HS_LOST) != 0 {
-                        return Err(libc::EPERM);
-                    }
-                    if off != 0 {
-                        return Err(libc::EPROTO);
-                    }
-                    HSMA_RESTORE
-                }
-                HUA_REMOVE => {
-                    if !force && hsm & (HS_EXISTS | HS_ARCHIVED) == 0 {
-                        continue;
-                    }
-                    if hsm & HS_RELEASED != 0 {
-                        return Err(libc::EPERM);
-                    }
-                    HSMA_REMOVE
-                }
-                _ => return Err(libc::EINVAL),
-            };
-            // Duplicate of an active request for the same file and action: dropped. A request
-            // reloaded after a restart is in no memory list and blocks nothing (Lustre's
-            // `mdt_hsm_register_hal` looks for compatible records only for CANCEL).
-            if let Some(r) = self.active_on(&fid).find(|r| !r.orphan) {
-                if r.action == hsma {
-                    continue;
-                }
-                return Err(libc::EBUSY);
-            }
-            let aid = if hsma == HSMA_ARCHIVE && archive_id != 0 {
-                archive_id
-            } else if n.archive_id != 0 {
-                n.archive_id
-            } else if hsma == HSMA_ARCHIVE {
-                tun.default_archive_id
-            } else {
-                archive_id
-            };
-            let cookie = self.next_cookie;
-            self.next_cookie += 1;
-            let r = Req {
-                cookie,
-                mdt: n.mdt,
-                fid,
-                dfid: fid,
-                action: hsma,
-                archive_id: aid,
-                flags,
-                offset: off,
-                length: len,
-                data: data.to_vec(),
-                status: ARS_WAITING,
-                agent: None,
-                last_update: now_secs(),
-                canceled: false,
-                moved: Vec::new(),
-                dv_begin: None,
-                volatile: None,
-                finished_at: 0,
-                orphan: false,
-            };
-            self.reqs.insert(cookie, r);
-            self.index_req(cookie);
-            self.touch_req(cookie);
-            queued = true;
         }
         if queued {
             self.dispatch();
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// One MDT's part of a request (`mdt_hsm_add_actions` → `mdt_hsm_register_hal`); returns
+    /// the outcome and whether anything was recorded.
+    #[allow(clippy::too_many_arguments)]
+    fn register_part(
+        &mut self,
+        w: &mut Watcher,
+        mdt: u32,
+        action: u32,
+        archive_id: u32,
+        flags: u64,
+        items: &[(Fid, u64, u64)],
+        data: &[u8],
+    ) -> (Res<()>, bool) {
+        let mut queued = false;
+        // No coordinator running on that MDT (`hsm_control=shutdown`): the whole part is
+        // refused before any item (`mdt_hsm_add_actions`: CDT_STOPPING or no reference: EAGAIN).
+        let stopped = self
+            .mdts
+            .get(mdt as usize)
+            .is_some_and(|m| m.tun.hsm_control == "shutdown");
+        if action != HUA_RELEASE && action != HUA_CANCEL && stopped {
+            return (Err(libc::EAGAIN), false);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for &(fid, off, len) in items {
+            if !seen.insert(fid) {
+                continue;
+            }
+            let n = match self.file_node(&fid) {
+                Ok(n) => n.clone(),
+                Err(e) => return (Err(e), queued),
+            };
+            if n.kind != Kind::File {
+                return (Err(libc::EINVAL), queued);
+            }
+            match self.register_item(w, &n, (fid, off, len), action, archive_id, flags, data) {
+                Ok(recorded) => queued |= recorded,
+                Err(e) => return (Err(e), queued),
+            }
+        }
+        (Ok(()), queued)
+    }
+
+    /// One item of a request on its MDT (the body of `mdt_hsm_register_hal`'s loop): `Ok(true)`
+    /// when recorded, `Ok(false)` when not needed.
+    #[allow(clippy::too_many_arguments)]
+    fn register_item(
+        &mut self,
+        w: &mut Watcher,
+        n: &Node,
+        (fid, off, len): (Fid, u64, u64),
+        action: u32,
+        archive_id: u32,
+        flags: u64,
+        data: &[u8],
+    ) -> Res<bool> {
+        let tun = self.mdts[n.mdt as usize].tun.clone();
+        let force = flags & HSM_FORCE_ACTION != 0;
+        let hsm = n.hsm;
+        let hsma = match action {
+            HUA_RELEASE => {
+                self.release(w, fid)?;
+                return Ok(false);
+            }
+            HUA_CANCEL => {
+                // Recorded or queued for delivery: the dispatch that follows delivers it.
+                self.cancel(fid)?;
+                return Ok(true);
+            }
+            HUA_ARCHIVE => {
+                if !force && hsm & HS_ARCHIVED != 0 && hsm & HS_DIRTY == 0 {
+                    return Ok(false);
+                }
+                if hsm & HS_NOARCHIVE != 0
+                    || (hsm & HS_EXISTS != 0 && archive_id != 0 && archive_id != n.archive_id)
+                {
+                    return Err(libc::EPERM);
+                }
+                HSMA_ARCHIVE
+            }
+            HUA_RESTORE => {
+                if !force && hsm & HS_RELEASED == 0 {
+                    return Ok(false);
+                }
+                if hsm & HS_ARCHIVED == 0 || hsm & (HS_DIRTY | HS_LOST) != 0 {
+                    return Err(libc::EPERM);
+                }
+                if off != 0 {
+                    return Err(libc::EPROTO);
+                }
+                HSMA_RESTORE
+            }
+            HUA_REMOVE => {
+                if !force && hsm & (HS_EXISTS | HS_ARCHIVED) == 0 {
+                    return Ok(false);
+                }
+                if hsm & HS_RELEASED != 0 {
+                    return Err(libc::EPERM);
+                }
+                HSMA_REMOVE
+            }
+            _ => return Err(libc::EINVAL),
+        };
+        // An active request for the same file and action: since LU-13651 the MDT no longer
+        // looks for a compatible request except for CANCEL (`hsm_find_compatible`), so a second
+        // ARCHIVE or REMOVE is recorded again, a duplicate; a second RESTORE finds the restore
+        // handle taken (`cdt_restore_handle_add`: -EEXIST) and is skipped.
+        // A request reloaded after a restart is in no memory list and blocks nothing.
+        if let Some(r) = self.active_on(&fid).find(|r| !r.orphan) {
+            if r.action != hsma {
+                return Err(libc::EBUSY);
+            }
+            if hsma == HSMA_RESTORE {
+                return Ok(false);
+            }
+        }
+        let aid = if hsma == HSMA_ARCHIVE && archive_id != 0 {
+            archive_id
+        } else if n.archive_id != 0 {
+            n.archive_id
+        } else if hsma == HSMA_ARCHIVE {
+            tun.default_archive_id
+        } else {
+            archive_id
+        };
+        let cookie = self.next_cookie;
+        self.next_cookie += 1;
+        let r = Req {
+            cookie,
+            mdt: n.mdt,
+            fid,
+            dfid: fid,
+            action: hsma,
+            archive_id: aid,
+            flags,
+            offset: off,
+            length: len,
+            data: data.to_vec(),
+            status: ARS_WAITING,
+            agent: None,
+            last_update: now_secs(),
+            canceled: false,
+            moved: Vec::new(),
+            dv_begin: None,
+            volatile: None,
+            finished_at: 0,
+            orphan: false,
+        };
+        self.reqs.insert(cookie, r);
+        self.index_req(cookie);
+        self.touch_req(cookie);
+        Ok(true)
     }
 
     /// A user cancel of `fid` (`hsm_find_compatible_cb`: the last WAITING or STARTED request on

@@ -8,6 +8,7 @@ pub mod journal;
 pub mod params;
 pub mod rescan;
 pub mod state;
+pub mod stats;
 pub mod watch;
 pub mod xattr;
 
@@ -27,6 +28,8 @@ pub struct Inner {
     pub st: State,
     pub w: Watcher,
     last_house: u64,
+    /// Calls and their cost, for `sim.stats`.
+    pub stats: stats::Stats,
 }
 
 pub struct Shared {
@@ -147,6 +150,7 @@ pub fn run(opts: Options) -> Result<(), MdsError> {
             st,
             w,
             last_house: state::now_secs(),
+            stats: stats::Stats::default(),
         }),
         cv: Condvar::new(),
         stop: AtomicBool::new(false),
@@ -304,7 +308,8 @@ fn serve(s: Arc<Shared>, mut c: UnixStream) {
 fn handle(s: &Shared, req: Request, fd: Option<std::os::fd::OwnedFd>) -> Reply {
     let mut g = s.lock();
     g.sync(&s.cv);
-    let Inner { st, w, .. } = &mut *g;
+    g.stats.call(&req);
+    let Inner { st, w, stats, .. } = &mut *g;
     let r = match req {
         Request::Info => reply_ok(proto::MountInfo {
             fsname: st.fsname.clone(),
@@ -351,7 +356,13 @@ fn handle(s: &Shared, req: Request, fd: Option<std::os::fd::OwnedFd>) -> Reply {
         } => st
             .hsm_state_set(&fid, set, clear, archive_id)
             .map_or_else(Reply::Err, reply_ok),
-        Request::CurrentAction { fid } => st.current_action(&fid).map_or_else(Reply::Err, reply_ok),
+        Request::CurrentAction { fid } => match st.current_action_walk(&fid) {
+            Ok((a, walked)) => {
+                stats.add("current_action.records_read", walked);
+                reply_ok(a)
+            }
+            Err(e) => Reply::Err(e),
+        },
         Request::HsmRequest {
             action,
             archive_id,
@@ -424,7 +435,18 @@ fn handle(s: &Shared, req: Request, fd: Option<std::os::fd::OwnedFd>) -> Reply {
         } => st
             .action_end(w, cookie, fid, offset, length, flags, errval)
             .map_or_else(Reply::Err, reply_ok),
-        Request::GetParam { pattern } => st.get_param(&pattern).map_or_else(Reply::Err, reply_ok),
+        Request::GetParam { pattern } => {
+            let extra = stats.param();
+            let mut v = st.get_param(&pattern).unwrap_or_default();
+            if params::glob(&pattern, &extra.0) {
+                v.push(extra);
+            }
+            if v.is_empty() {
+                Reply::Err(libc::ENOENT)
+            } else {
+                reply_ok(v)
+            }
+        }
         Request::SetParam { name, value } => st
             .set_param(&name, &value)
             .map_or_else(Reply::Err, reply_ok),
@@ -439,6 +461,10 @@ fn stream_changelog(s: &Shared, mut c: UnixStream, mdt: u32, start: u64, follow:
     {
         let mut g = s.lock();
         g.sync(&s.cv);
+        // Each open costs a real MDS a reader thread that re-reads the plain llog from its
+        // start (mdc_changelog.c, chlg_load): counted per MDT.
+        let name = format!("changelog_open.{}", g.st.mdt_name(mdt));
+        g.stats.add(&name, 1);
         if mdt as usize >= g.st.mdts.len() {
             let _ = proto::send_json(&mut c, &Reply::Err(libc::ENODEV));
             return;

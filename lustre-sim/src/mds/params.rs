@@ -3,7 +3,7 @@
 use super::state::*;
 use crate::consts::*;
 
-fn glob(pat: &str, s: &str) -> bool {
+pub(crate) fn glob(pat: &str, s: &str) -> bool {
     fn m(p: &[u8], s: &[u8]) -> bool {
         match p.first() {
             None => s.is_empty(),

@@ -321,6 +321,8 @@ pub struct State {
     seq: u64,
     /// Bumped on every commit that added records (changelog followers wait on it).
     pub generation: u64,
+    /// Objects that got a data record since the daemon started (see `stats::suppressed`).
+    pub data_recorded: HashSet<Fid>,
 }
 
 /// Where the coordinator finds live requests. `reqs` also keeps every finished request for
@@ -405,6 +407,7 @@ impl State {
             journal,
             seq: snap.seq,
             generation: 0,
+            data_recorded: HashSet::new(),
         };
         for raw in entries {
             let Ok(e) = serde_json::from_slice::<Entry>(&raw) else {
@@ -703,7 +706,7 @@ impl State {
 
     /// Appends a record to MDT `mdt`'s changelog (dropped while the MDT has no user).
     pub fn emit(&mut self, mdt: u32, mut r: Rec) {
-        if !self.has_users(mdt) {
+        if !self.has_users(mdt) || self.time_record_suppressed(&r) {
             return;
         }
         let now = std::time::SystemTime::now()

@@ -1,0 +1,254 @@
+//! The load the daemon and the copytool put on the MDS, counted by the simulator as Lustre would
+//! feel it (issue 13): calls per exported file stay constant as the export grows, and no
+//! `current_action` walks the action catalog per file. Real processes: Azurite, lustre-sim,
+//! lhsmtool_blob and the lustre-blob daemon.
+
+use e2e::stack::{Stack, StackOptions};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    static TAB: std::sync::Once = std::sync::Once::new();
+    TAB.call_once(|| {
+        let tab = std::env::temp_dir()
+            .join(format!("lustre-blob-mds-load-tests-{}", std::process::id()))
+            .join("mounts");
+        std::env::set_var("LUSTRE_SIM_MOUNTTAB", tab);
+    });
+    guard
+}
+
+fn ensure_copytool_built() {
+    if testkit::bin_path("lhsmtool_blob").exists() {
+        return;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args(["build", "-p", "copytool", "--bin", "lhsmtool_blob"])
+        .current_dir(testkit::workspace_root())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "cargo build -p copytool failed");
+}
+
+/// `lctl get_param -n sim.stats` as a map.
+pub fn sim_stats(s: &Stack) -> BTreeMap<String, u64> {
+    let o = s.sim.lctl(&["get_param", "-n", "sim.stats"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn calls(s: &BTreeMap<String, u64>) -> u64 {
+    s.iter()
+        .filter(|(k, _)| k.starts_with("call.") && k.as_str() != "call.GetParam")
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn get(s: &BTreeMap<String, u64>, k: &str) -> u64 {
+    s.get(k).copied().unwrap_or(0)
+}
+
+fn export_round(s: &Stack, from: usize, to: usize) -> (f64, f64, BTreeMap<String, u64>) {
+    let before = sim_stats(s);
+    for i in from..to {
+        s.write(&format!("d{}/f{i}", i / 500), format!("{i}").as_bytes());
+    }
+    let o = s.flush("600s");
+    assert!(
+        o.status.success(),
+        "flush: {}{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        s.logs()
+    );
+    let after = sim_stats(s);
+    let n = (to - from) as f64;
+    let per_file = (calls(&after) - calls(&before)) as f64 / n;
+    let walked = (get(&after, "current_action.records_read")
+        - get(&before, "current_action.records_read")) as f64
+        / n;
+    let delta: BTreeMap<String, u64> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - get(&before, k)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    (per_file, walked, delta)
+}
+
+#[test]
+fn mds_calls_per_exported_file_stay_constant_as_the_export_grows() {
+    let _serial = serial();
+    ensure_copytool_built();
+    let mut s = Stack::new(StackOptions::default());
+    s.start_copytool(&[]);
+    s.start_daemon();
+    let (small, walked_small, d1) = export_round(&s, 0, 1_000);
+    let (large, walked_large, d2) = export_round(&s, 1_000, 5_000);
+    eprintln!("1,000 files: {small:.2} MDS calls per file, {walked_small:.3} catalog records read per file: {d1:?}");
+    eprintln!("4,000 more (5,000 in all): {large:.2} MDS calls per file, {walked_large:.3} catalog records read per file: {d2:?}");
+    // Constant per file: the larger round costs no more per file than the smaller one (plus a
+    // margin for the fixed costs of a round, which the smaller one spreads over fewer files).
+    assert!(
+        large <= small * 1.15 + 0.5,
+        "calls per file grew from {small:.2} to {large:.2}: {d1:?} / {d2:?}"
+    );
+    // On Lustre every current_action reads the action catalog from its start: a call per file
+    // makes the export quadratic. At most a few stragglers may need one.
+    assert!(
+        walked_small <= 1.0 && walked_large <= 1.0,
+        "catalog records read per file: {walked_small:.2} then {walked_large:.2}"
+    );
+    let totals = s.status_json();
+    // 5,000 files and their 10 directories.
+    assert_eq!(totals["totalFilesExported"], 5_010, "{totals}");
+}
+
+/// `lctl get_param -n mdd.<MDT>.changelog_users`: (user id, cleared index) per line.
+fn users(s: &Stack, mdt: u32) -> Vec<(String, u64)> {
+    let p = format!("mdd.{}.changelog_users", s.sim.mdt_name(mdt));
+    let o = s.sim.lctl(&["get_param", "-n", &p]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Issue 13, item 4: ids are numbered per MDT. With a table MDT = user the daemon reads and
+/// clears each MDT with its own id and never clears another consumer's (here `cl1` on MDT0);
+/// a user deregistered from an MDT is refused at the next start, naming the MDT.
+#[test]
+fn each_mdt_is_read_and_cleared_with_its_own_changelog_user() {
+    let _serial = serial();
+    ensure_copytool_built();
+    let mut s = Stack::new(StackOptions {
+        mdts: 2,
+        ..StackOptions::default()
+    });
+    // MDT0: cl1 is another consumer's (registered by the stack), ours is cl2; MDT1: ours is cl1.
+    assert_eq!(s.sim.register_changelog_user(0), "cl2");
+    assert_eq!(s.sim.register_changelog_user(1), "cl1");
+    let text = s.policy.to_toml().replace(
+        "changelog_user = \"cl1\"",
+        "changelog_user = { \"MDT0000\" = \"cl2\", \"MDT0001\" = \"cl1\" }",
+    );
+    std::fs::write(&s.policy_path, text).unwrap();
+    s.start_copytool(&[]);
+    s.start_daemon();
+    let m = lustre_fid_mdt(&s);
+    let mut on1 = None;
+    for i in 0..32 {
+        let d = format!("dir{i}");
+        std::fs::create_dir(s.mount().join(&d)).unwrap();
+        if m(&s.mount().join(&d)) == 1 {
+            on1 = Some(d);
+            break;
+        }
+    }
+    let d1 = on1.expect("a directory on MDT1");
+    for i in 0..5 {
+        s.write(&format!("{d1}/f{i}"), b"on MDT1");
+        s.write(&format!("top{i}"), b"on MDT0");
+    }
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", s.logs());
+    let status = s.status_json();
+    assert!(
+        status["totalFilesExported"].as_u64().unwrap_or(0) >= 10,
+        "{status}"
+    );
+    let ok = e2e::util::wait_until(std::time::Duration::from_secs(30), || {
+        let u0 = users(&s, 0);
+        let u1 = users(&s, 1);
+        u0.iter().any(|(u, i)| u.starts_with("cl2") && *i > 0)
+            && u1.iter().any(|(u, i)| u.starts_with("cl1") && *i > 0)
+    });
+    assert!(ok, "{:?} {:?}\n{}", users(&s, 0), users(&s, 1), s.logs());
+    let u0 = users(&s, 0);
+    assert!(
+        u0.iter().any(|(u, i)| u.starts_with("cl1") && *i == 0),
+        "the other consumer's cl1 on MDT0 was never cleared: {u0:?}"
+    );
+    // Our user disappears from MDT1: the next start is refused, naming it.
+    if let Some(mut d) = s.daemon.take() {
+        d.stop(std::time::Duration::from_secs(20));
+    }
+    let dev = s.sim.mdt_name(1);
+    let o = s
+        .sim
+        .lctl(&["--device", &dev, "changelog_deregister", "cl1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut cmd = Command::new(testkit::bin_path("lustre-blob"));
+    cmd.envs(s.sim.env())
+        .arg("daemon")
+        .arg("--config")
+        .arg(&s.policy_path);
+    let log = s.dir.path().join("refused-daemon.log");
+    let mut p = e2e::proc::Proc::spawn("lustre-blob daemon", cmd, &log);
+    let exited = e2e::util::wait_until(std::time::Duration::from_secs(60), || !p.alive());
+    let err = p.log();
+    if !exited {
+        p.kill9();
+    }
+    assert!(
+        exited,
+        "the daemon started with a user MDT1 does not have: {err}"
+    );
+    assert!(err.contains(&dev) && err.contains("cl1"), "{err}");
+}
+
+/// The MDT index of a path, through the simulator's library.
+fn lustre_fid_mdt(s: &Stack) -> impl Fn(&std::path::Path) -> u32 {
+    std::env::set_var("LUSTREAPI_LIB", testkit::sim_lib_path());
+    let mount = lustre::Mount::open(s.mount()).expect("Mount::open");
+    move |p| {
+        let fid = mount.path2fid(p).expect("path2fid");
+        mount.mdt_index(&fid).expect("mdt index")
+    }
+}
+
+/// Issue 13, item 3: each open of a changelog costs a Lustre MDS a thread that re-reads the
+/// plain llog from its start (`chlg_load`): an idle daemon keeps one reader open per MDT, a
+/// flush costs a bounded number of opens, and records still arrive without reopening.
+#[test]
+fn an_idle_daemon_opens_each_changelog_a_bounded_number_of_times() {
+    let _serial = serial();
+    ensure_copytool_built();
+    let mut s = Stack::new(StackOptions::default());
+    s.start_copytool(&[]);
+    s.start_daemon();
+    let key = format!("changelog_open.{}", s.sim.mdt_name(0));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let before = get(&sim_stats(&s), &key);
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let idle = get(&sim_stats(&s), &key) - before;
+    assert!(idle <= 1, "{idle} changelog opens in 10 idle seconds");
+    // Files written meanwhile are exported by the open reader; a flush adds its two passes.
+    let before = get(&sim_stats(&s), &key);
+    for i in 0..20 {
+        s.write(&format!("f{i}"), b"x");
+    }
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", s.logs());
+    let used = get(&sim_stats(&s), &key) - before;
+    assert!(
+        used <= 3,
+        "{used} changelog opens for 20 files and one flush"
+    );
+    assert_eq!(s.status_json()["totalFilesExported"], 20);
+}
