@@ -1,0 +1,362 @@
+# Scenarios of scripts/real-lustre, sourced by guest.sh inside the guest (real Lustre mounted at
+# $MNT, HSM enabled, changelog users cl1 (product) and cl2 (kept for the comparison) on each MDT,
+# Azurite at $AZ_URL). Each scenario is a function sc_NAME that prints its evidence and returns 0
+# or 1; run_scenarios writes one line per scenario to /results/results.txt:
+#   PASS|FAIL  NAME  SECONDS  summary
+# shellcheck shell=bash disable=SC2154
+SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore changelog_compare"
+
+P=projects            # export prefix (relative to the mount)
+CT=export             # export container
+POLICY=$W/policy.toml
+BLOB="python3 $RL_REPO/scripts/real-lustre.d/blob.py $AZ_URL"
+CT_PID=""
+DM_PID=""
+
+note() { printf '  %s\n' "$*"; }
+lb() { "$BIN/lustre-blob" "$@" --config "$POLICY"; }
+
+write_policy() {
+  cat >"$POLICY" <<EOF
+[lustre]
+mount = "$MNT"
+archive_id = 1
+changelog_user = "cl1"
+
+[blob]
+url = "$AZ_URL/$CT"
+use_emulator = true
+request_timeout = "60s"
+
+[autoexport]
+enabled = true
+path = "$P/"
+min_age = "0s"
+on_delete = "delete"
+on_rename = "move"
+
+[logging]
+container = "logs"
+
+[copytool]
+max_actions = 8
+block_size = "256KiB"
+blocks_in_flight = 4
+update_interval = "2s"
+
+[control]
+socket = "$W/lustre-blob.sock"
+state_dir = "$W/state"
+EOF
+}
+
+start_copytool() {
+  "$BIN/lhsmtool_blob" --archive 1 --config "$POLICY" "$MNT" >>/results/copytool.log 2>&1 &
+  CT_PID=$!
+  for _ in $(seq 1 60); do
+    lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents" 2>/dev/null | grep -q uuid && return 0
+    kill -0 "$CT_PID" 2>/dev/null || return 1
+    sleep 1
+  done
+  return 1
+}
+
+product_start() {
+  write_policy
+  cat "$POLICY"
+  mkdir -p "$MNT/$P"
+  start_copytool || { echo "copytool did not register"; tail -n 20 /results/copytool.log; return 1; }
+  lctl get_param "mdt.*.hsm.agents"
+  "$BIN/lustre-blob" daemon --config "$POLICY" >>/results/daemon.log 2>&1 &
+  DM_PID=$!
+  for _ in $(seq 1 120); do
+    lb status >/dev/null 2>&1 && { lb status; return 0; }
+    kill -0 "$DM_PID" 2>/dev/null || break
+    sleep 1
+  done
+  echo "daemon did not answer"
+  tail -n 20 /results/daemon.log
+  return 1
+}
+
+product_stop() {
+  local p
+  for p in $DM_PID $CT_PID; do kill -TERM "$p" 2>/dev/null; done
+  for p in $DM_PID $CT_PID; do
+    for _ in $(seq 1 60); do kill -0 "$p" 2>/dev/null || break; sleep 1; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  return 0
+}
+
+flush() { # flush [TIMEOUT]: the export barrier
+  local t0=$SECONDS rc
+  lb flush --wait --timeout "${1:-15m}"
+  rc=$?
+  note "flush --wait: exit $rc after $((SECONDS - t0)) s"
+  return $rc
+}
+
+hsm_state() { lfs hsm_state "$1" | sed 's/^[^:]*: //'; }
+
+# blob_matches FILE: the blob named after FILE's path below the mount holds FILE's bytes.
+blob_matches() {
+  local f=$1 name want got
+  name=${f#"$MNT"/}
+  want="$(stat -c %s "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
+  got=$($BLOB sha $CT "$name")
+  if [ "$want" = "$got" ]; then
+    note "blob ok: '$name' ($got)"
+  else
+    note "blob MISMATCH: '$name': file '$want', blob '$got'"
+    return 1
+  fi
+}
+
+blob_absent() {
+  local got
+  got=$($BLOB sha $CT "$1")
+  if [ "$got" = absent ]; then note "no blob '$1' (as expected)"; else note "blob '$1' still there ($got)"; return 1; fi
+}
+
+state_is() { # state_is FILE WORDS...: lfs hsm_state shows exactly these flags
+  local f=$1 s
+  shift
+  s=$(hsm_state "$f")
+  note "hsm_state '${f#"$MNT"/}': $s"
+  local want=" $* " have
+  have=" $(sed -E 's/^\(0x[0-9a-f]+\)//; s/, archive_id:.*//' <<<"$s" | xargs) "
+  [ "$have" = "$want" ]
+}
+
+# --- scenarios --------------------------------------------------------------------------------
+long_name=$(printf 'L%.0s' $(seq 1 251)).dat   # 255 bytes
+uni_name='ünïcødé 名前 ✓.txt'
+
+sc_export_tree() {
+  local d="$MNT/$P/tree" f rc=0
+  mkdir -p "$d/sub dir/deeper"
+  printf 'space\n' >"$d/with space.txt"
+  printf 'hash\n' >"$d/hash#1.txt"
+  printf 'percent\n' >"$d/pct%20x%.txt"
+  printf 'unicode\n' >"$d/$uni_name"
+  printf 'long\n' >"$d/$long_name"
+  : >"$d/empty.dat"
+  head -c $((1024 * 1024 + 12345)) /dev/urandom >"$d/multi-block.bin"   # 5 blocks of 256 KiB
+  head -c 3000000 /dev/urandom >"$d/sub dir/deeper/three-mb.bin"
+  printf 'deep\n' >"$d/sub dir/deeper/x#y%z.txt"
+  flush || rc=1
+  while IFS= read -r -d '' f; do
+    blob_matches "$f" || rc=1
+    state_is "$f" exists archived || rc=1
+  done < <(find "$d" -type f -print0)
+  lb status
+  return $rc
+}
+
+sc_change_reexport() {
+  local f="$MNT/$P/tree/multi-block.bin" rc=0
+  head -c 300000 /dev/urandom >>"$f"
+  state_is "$f" exists dirty archived || rc=1
+  flush || rc=1
+  blob_matches "$f" || rc=1
+  state_is "$f" exists archived || rc=1
+  return $rc
+}
+
+sc_release_restore() {
+  local rc=0 f want got
+  for f in "$MNT/$P/tree/multi-block.bin" "$MNT/$P/tree/sub dir/deeper/three-mb.bin" "$MNT/$P/tree/$uni_name"; do
+    want=$(sha256sum <"$f" | cut -d' ' -f1)
+    lfs hsm_release "$f" || { note "hsm_release failed"; rc=1; }
+    state_is "$f" released exists archived || rc=1
+    note "blocks on the OST after release: $(stat -c %b "$f")"
+    echo 3 >/proc/sys/vm/drop_caches
+    got=$(timeout 600 cat "$f" | sha256sum | cut -d' ' -f1)
+    if [ "$got" = "$want" ]; then note "plain cat after release: same bytes ($got)"; else note "cat gave $got, want $want"; rc=1; fi
+    state_is "$f" exists archived || rc=1
+  done
+  grep -c 'RESTORE' /results/copytool.log | xargs -I{} echo "  copytool log lines mentioning RESTORE: {}"
+  return $rc
+}
+
+sc_import() {
+  local rc=0 src=/tmp/import-src f want got
+  mkdir -p $src
+  printf 'imported small\n' >$src/small.txt
+  head -c 700000 /dev/urandom >$src/big.bin
+  $BLOB put $CT "imported/small.txt" $src/small.txt || rc=1
+  $BLOB put $CT "imported/sub/big.bin" $src/big.bin || rc=1
+  lb import --prefix imported/ --wait || { note "lustre-blob import failed"; rc=1; }
+  for f in small.txt sub/big.bin; do
+    state_is "$MNT/imported/$f" released exists archived || rc=1
+    want=$(sha256sum <"$src/$(basename $f)" | cut -d' ' -f1)
+    got=$(timeout 600 cat "$MNT/imported/$f" | sha256sum | cut -d' ' -f1)
+    if [ "$got" = "$want" ]; then note "read of imported $f: same bytes"; else note "imported $f: got $got want $want"; rc=1; fi
+  done
+  return $rc
+}
+
+sc_rename_delete() {
+  local d="$MNT/$P/tree" rc=0
+  mv "$d/with space.txt" "$d/renamed space.txt"
+  mv "$d/sub dir" "$d/moved dir"
+  rm "$d/hash#1.txt"
+  flush || rc=1
+  blob_absent "$P/tree/with space.txt" || rc=1
+  blob_matches "$d/renamed space.txt" || rc=1
+  blob_absent "$P/tree/sub dir/deeper/x#y%z.txt" || rc=1
+  blob_matches "$d/moved dir/deeper/x#y%z.txt" || rc=1
+  blob_absent "$P/tree/hash#1.txt" || rc=1
+  return $rc
+}
+
+sc_flush_wait() {
+  local d="$MNT/$P/many" i rc=0 n
+  mkdir -p "$d"
+  for i in $(seq 1 30); do head -c $((i * 1000)) /dev/urandom >"$d/f$i"; done
+  flush || rc=1
+  n=0
+  for i in $(seq 1 30); do blob_matches "$d/f$i" >/dev/null && n=$((n + 1)); done
+  note "$n of 30 files exported when flush --wait returned"
+  [ "$n" = 30 ] || rc=1
+  return $rc
+}
+
+sc_kill9_copytool() {
+  local f="$MNT/$P/kill9.bin" rc=0 i
+  lctl set_param "mdt.*.hsm.active_request_timeout=60" >/dev/null
+  head -c $((48 * 1024 * 1024)) /dev/urandom >"$f"
+  lb flush >/dev/null 2>&1   # start an iteration now
+  for i in $(seq 1 240); do
+    lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" 2>/dev/null | grep -q 'action=ARCHIVE.*status=STARTED' && break
+    sleep 0.5
+  done
+  note "active before the kill: $(lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" | grep -c STARTED) started action(s)"
+  lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" | grep STARTED | sed 's/^/    /'
+  kill -9 "$CT_PID"
+  note "copytool (pid $CT_PID) killed with SIGKILL at $(date -u +%T)"
+  wait "$CT_PID" 2>/dev/null
+  sleep 2
+  note "agents after the kill: $(lctl get_param -n "mdt.*.hsm.agents" | wc -l)"
+  start_copytool || { note "copytool did not restart"; rc=1; }
+  note "new copytool pid $CT_PID"
+  flush 20m || rc=1
+  blob_matches "$f" || rc=1
+  state_is "$f" exists archived || rc=1
+  lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" | tail -n 3 | sed 's/^/    /'
+  lctl set_param "mdt.*.hsm.active_request_timeout=300" >/dev/null
+  return $rc
+}
+
+sc_dne_restore() {
+  local d="$MNT/$P/dne" f rc=0 want got
+  lfs mkdir -i 1 "$d" || return 1
+  f="$d/on-mdt1.bin"
+  head -c 900000 /dev/urandom >"$f"
+  note "lfs getstripe -m: dir on MDT $(lfs getstripe -m "$d"), file on MDT $(lfs getstripe -m "$f"); fid $(lfs path2fid "$f")"
+  [ "$(lfs getstripe -m "$f")" = 1 ] || rc=1
+  want=$(sha256sum <"$f" | cut -d' ' -f1)
+  flush || rc=1
+  blob_matches "$f" || rc=1
+  state_is "$f" exists archived || rc=1
+  lfs hsm_release "$f" || rc=1
+  state_is "$f" released exists archived || rc=1
+  echo 3 >/proc/sys/vm/drop_caches
+  got=$(timeout 600 cat "$f" | sha256sum | cut -d' ' -f1)
+  if [ "$got" = "$want" ]; then note "restore on MDT1: same bytes"; else note "restore on MDT1: got $got want $want"; rc=1; fi
+  return $rc
+}
+
+# The same operations on real Lustre and on lustre-sim; both changelogs are written to /results,
+# normalised to "TYPE FLAGS NAME [SNAME]" and compared. Differences are evidence for REAL_LUSTRE.md,
+# not failures: the scenario fails only when a changelog cannot be read.
+cl_ops() { # cl_ops DIR: the operation sequence
+  local d=$1
+  mkdir "$d/dir"
+  touch "$d/dir/a"                      # CREAT (+ CLOSE)
+  printf 'hello\n' >"$d/dir/a"          # (OPEN) TRUNC? + CLOSE
+  printf 'more\n' >>"$d/dir/a"          # CLOSE
+  chmod 600 "$d/dir/a"                  # SATTR
+  touch -d '2020-01-01' "$d/dir/a"      # SATTR/MTIME
+  truncate -s 3 "$d/dir/a"              # TRUNC
+  setfattr -n user.k -v v "$d/dir/a" 2>/dev/null || python3 -c "import os,sys; os.setxattr(sys.argv[1], 'user.k', b'v')" "$d/dir/a"
+  ln "$d/dir/a" "$d/dir/hard"           # HLINK
+  ln -s a "$d/dir/sym"                  # SLINK
+  mkfifo "$d/dir/fifo"                  # MKNOD
+  mv "$d/dir/a" "$d/dir/b"              # RENME
+  printf 'x\n' >"$d/dir/c"
+  mv "$d/dir/c" "$d/dir/b"              # RENME over an existing target
+  rm "$d/dir/hard"                      # UNLNK
+  rm "$d/dir/b" "$d/dir/sym" "$d/dir/fifo"
+  rmdir "$d/dir"                        # RMDIR
+}
+
+cl_normalise() { # lfs changelog lines -> "TYPE FLAGS name=N [sname=S] [m=..] [x=..]"
+  awk '{
+    type = $2; sub(/^[0-9]+/, "", type); out = type " " $5; name = ""; sname = ""; extra = ""
+    for (i = 6; i <= NF; i++) {
+      if ($i ~ /^p=\[/) { name = $(i + 1); i++ }
+      else if ($i ~ /^sp=\[/) { sname = $(i + 1); i++ }
+      else if ($i ~ /^(m|x)=/) extra = extra " " $i
+    }
+    if (name != "") out = out " name=" name
+    if (sname != "") out = out " sname=" sname
+    print out extra
+  }'
+}
+
+sc_changelog_compare() {
+  local rc=0 real="$MNT/clcmp" start sim=/tmp/sim simfs=simfs simlib
+  mkdir -p "$real"
+  start=$(lfs changelog "$FSNAME-MDT0000" 2>/dev/null | tail -n 1 | awk '{print $1}')
+  cl_ops "$real"
+  sync
+  lfs changelog "$FSNAME-MDT0000" "$((start + 1))" >/results/changelog-real.txt || rc=1
+  # The same on the simulator (its own daemon over a tmpfs directory, its own library).
+  simlib="$BIN/liblustreapi_sim.so"
+  mkdir -p "$sim/mnt"
+  LUSTRE_SIM_MOUNTTAB=$sim/mounttab "$BIN/lustre-sim" mds --mount "$sim/mnt" --fsname $simfs >"$sim/mds.log" 2>&1 &
+  local sim_pid=$!
+  for _ in $(seq 1 60); do
+    LUSTRE_SIM_MOUNTTAB=$sim/mounttab "$BIN/lustre-sim" lfs path2fid "$sim/mnt" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  LUSTRE_SIM_MOUNTTAB=$sim/mounttab "$BIN/lustre-sim" lctl --device $simfs-MDT0000 changelog_register -n
+  mkdir -p "$sim/mnt/clcmp"
+  sleep 1
+  local sstart
+  sstart=$(LUSTRE_SIM_MOUNTTAB=$sim/mounttab "$BIN/lustre-sim" lfs changelog $simfs-MDT0000 | tail -n 1 | awk '{print $1}')
+  cl_ops "$sim/mnt/clcmp"
+  sleep 2
+  LUSTRE_SIM_MOUNTTAB=$sim/mounttab LUSTREAPI_LIB=$simlib "$BIN/lustre-sim" lfs changelog $simfs-MDT0000 "$((${sstart:-0} + 1))" >/results/changelog-sim.txt || rc=1
+  kill -TERM $sim_pid
+  cl_normalise </results/changelog-real.txt >/results/changelog-real.norm
+  cl_normalise </results/changelog-sim.txt >/results/changelog-sim.norm
+  note "real Lustre: $(wc -l </results/changelog-real.txt) records; lustre-sim: $(wc -l </results/changelog-sim.txt) records"
+  echo "--- real (lfs changelog $FSNAME-MDT0000)"
+  cat /results/changelog-real.txt
+  echo "--- lustre-sim"
+  cat /results/changelog-sim.txt
+  diff -u /results/changelog-sim.norm /results/changelog-real.norm >/results/changelog-diff.txt
+  note "normalised differences (sim -> real): $(grep -c '^[-+][^-+]' /results/changelog-diff.txt) lines, /results/changelog-diff.txt"
+  cat /results/changelog-diff.txt
+  [ -s /results/changelog-real.txt ] && [ -s /results/changelog-sim.txt ] || rc=1
+  return $rc
+}
+
+run_scenarios() {
+  local want=${1//,/ } s t0 rc summary
+  [ -n "$want" ] || want=$SCENARIOS
+  for s in $want; do
+    printf '\n--- scenario %s (%s)\n' "$s" "$(date -u +%T)"
+    t0=$SECONDS
+    sc_"$s"
+    rc=$?
+    if [ $rc -eq 0 ]; then summary=PASS; else summary=FAIL; fi
+    printf '%s  %-18s %5ss\n' "$summary" "$s" "$((SECONDS - t0))" | tee -a /results/results.txt
+    echo "scenario:$s $((SECONDS - t0))s" >>/results/timings.txt
+    kill -0 "$DM_PID" 2>/dev/null || { echo "daemon died"; tail -n 30 /results/daemon.log; }
+    kill -0 "$CT_PID" 2>/dev/null || { echo "copytool died; restarting"; tail -n 30 /results/copytool.log; start_copytool; }
+  done
+}
