@@ -13,6 +13,7 @@ set -uo pipefail
 mkdir -p /results /run /tmp
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 results /results
 mount -t tmpfs tmpfs /run
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 exec > >(tee -a /results/guest.log) 2>&1
 poweroff_now() {
   sync
@@ -48,8 +49,7 @@ begin lustre-install
 # Lustre's `make install` tree on top of the (overlay) root; then the module index.
 # (tar keeps the root's /sbin -> usr/sbin style symlinks that cp -a would refuse to overwrite)
 tar -C "$rl_build/root" -cf - . | tar -C / -xf - --keep-directory-symlink || fail_stage "copy of $rl_build/root"
-ldconfig
-depmod -a "$(uname -r)" || fail_stage "depmod"
+ldconfig   # (the module index came with the tree: scripts/real-lustre built it on the host)
 run lctl --version
 
 begin lnet
@@ -76,11 +76,19 @@ echo
 begin format
 MGS=$NID
 fsname=lustre
-run mkfs.lustre --fsname=$fsname --mgs --mdt --index=0 --backfstype=zfs --reformat mdt0/mdt0 /dev/vda ||
+# zpool create on a whole disk labels it and then waits for udev's partition nodes (there is no
+# udev here: "failed to detect device partitions on /dev/vda1: 19"); file vdevs need no label, so
+# each virtio disk gets an ext4 file system holding one vdev file.
+for td in mdt0:vda mdt1:vdb ost0:vdc; do
+  t=${td%:*} dev=/dev/${td#*:}
+  mkfs.ext4 -q -F "$dev" && mkdir -p "/srv/$t" && mount "$dev" "/srv/$t" && truncate -s 1800M "/srv/$t/vdev" ||
+    fail_stage "ext4 + vdev file for $t on $dev"
+done
+run mkfs.lustre --fsname=$fsname --mgs --mdt --index=0 --backfstype=zfs --reformat mdt0/mdt0 /srv/mdt0/vdev ||
   fail_stage "mkfs.lustre MGS+MDT0"
-run mkfs.lustre --fsname=$fsname --mdt --index=1 --mgsnode=$MGS --backfstype=zfs --reformat mdt1/mdt1 /dev/vdb ||
+run mkfs.lustre --fsname=$fsname --mdt --index=1 --mgsnode=$MGS --backfstype=zfs --reformat mdt1/mdt1 /srv/mdt1/vdev ||
   fail_stage "mkfs.lustre MDT1"
-run mkfs.lustre --fsname=$fsname --ost --index=0 --mgsnode=$MGS --backfstype=zfs --reformat ost0/ost0 /dev/vdc ||
+run mkfs.lustre --fsname=$fsname --ost --index=0 --mgsnode=$MGS --backfstype=zfs --reformat ost0/ost0 /srv/ost0/vdev ||
   fail_stage "mkfs.lustre OST0"
 
 begin mount-servers
