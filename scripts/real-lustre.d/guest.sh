@@ -123,9 +123,8 @@ grep -q '^cl1' <(lctl get_param -n mdd.$fsname-MDT0000.changelog_users | awk '{p
 begin azurite
 AZ_PORT=10000
 AZ_URL="http://127.0.0.1:$AZ_PORT/devstoreaccount1"
-mkdir -p /tmp/azurite
 "$rl_azurite" --blobHost 127.0.0.1 --blobPort $AZ_PORT --inMemoryPersistence --skipApiVersionCheck \
-  --loose --silent --disableTelemetry --location /tmp/azurite >/results/azurite.log 2>&1 &
+  --loose --silent --disableTelemetry >/results/azurite.log 2>&1 &
 for i in $(seq 1 180); do
   (exec 3<>/dev/tcp/127.0.0.1/$AZ_PORT) 2>/dev/null && break
   sleep 1
