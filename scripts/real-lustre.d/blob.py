@@ -15,6 +15,9 @@ import azblob  # noqa: E402
 def call(method, url, body=None, extra=None):
     headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": azblob.VERSION,
                "Content-Length": str(len(body) if body is not None else 0)}
+    if body is not None:
+        # urllib would add its own form Content-Type after signing; sign the one sent.
+        headers["Content-Type"] = "application/octet-stream"
     headers.update(extra or {})
     azblob.sign(method, url, headers)
     req = urllib.request.Request(url, method=method, headers=headers, data=body)

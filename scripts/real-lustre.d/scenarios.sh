@@ -176,7 +176,7 @@ sc_release_restore() {
     if [ "$got" = "$want" ]; then note "plain cat after release: same bytes ($got)"; else note "cat gave $got, want $want"; rc=1; fi
     state_is "$f" exists archived || rc=1
   done
-  grep -c 'RESTORE' /results/copytool.log | xargs -I{} echo "  copytool log lines mentioning RESTORE: {}"
+  note "coordinator's view of the agent: $(lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents")"
   return $rc
 }
 
