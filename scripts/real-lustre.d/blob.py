@@ -2,6 +2,7 @@
 """Blob reads and writes for the real-Lustre scenarios (Azurite's public development key, signed
 with scripts/lib/azblob.py's SharedKey signer).
   blob.py URL sha CONTAINER NAME         "SIZE SHA256" of the blob's body, or "absent"
+  blob.py URL sha-many CONTAINER         the same for each blob name on stdin: "SIZE SHA256 NAME"
   blob.py URL put CONTAINER NAME FILE    uploads FILE as a block blob (no metadata)
   blob.py URL names CONTAINER [PREFIX]   one blob name a line
 """
@@ -42,6 +43,15 @@ def main():
                 return
             raise
         print(len(data), hashlib.sha256(data).hexdigest())
+    elif cmd == "sha-many":
+        for name in sys.stdin.read().splitlines():
+            try:
+                data = call("GET", blob_url(base, container, name))
+                print(len(data), hashlib.sha256(data).hexdigest(), name)
+            except urllib.error.HTTPError as e:
+                if e.code != 404:
+                    raise
+                print("absent", "-", name)
     elif cmd == "put":
         with open(sys.argv[5], "rb") as f:
             data = f.read()
