@@ -216,6 +216,10 @@ sc_flush_wait() {
   mkdir -p "$d"
   for i in $(seq 1 30); do head -c $((i * 1000)) /dev/urandom >"$d/f$i"; done
   flush || rc=1
+  # Straight after the barrier: the HSM state of all 30 (one lfs call), before anything else runs.
+  n=$(lfs hsm_state "$d"/f* | grep -c ': (0x00000009) exists archived')
+  note "right after flush --wait: $n of 30 files 'exists archived' (lfs hsm_state)"
+  [ "$n" = 30 ] || { rc=1; lfs hsm_state "$d"/f* | grep -v ': (0x00000009) exists archived' | sed 's/^/    /'; }
   # One listing of what the files hold and one of what the blobs hold (one python process).
   for i in $(seq 1 30); do echo "$(stat -c %s "$d/f$i") $(sha256sum <"$d/f$i" | cut -d' ' -f1) $P/many/f$i"; done >/tmp/many.files
   for i in $(seq 1 30); do echo "$P/many/f$i"; done | $BLOB sha-many $CT >/tmp/many.blobs
