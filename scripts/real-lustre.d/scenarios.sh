@@ -187,7 +187,10 @@ sc_import() {
   head -c 700000 /dev/urandom >$src/big.bin
   $BLOB put $CT "imported/small.txt" $src/small.txt || rc=1
   $BLOB put $CT "imported/sub/big.bin" $src/big.bin || rc=1
+  # One blob-integration job at a time: auto-export is paused for the import (as on Azure).
+  lb autoexport disable || rc=1
   lb import --prefix imported/ --wait || { note "lustre-blob import failed"; rc=1; }
+  lb autoexport enable || rc=1
   for f in small.txt sub/big.bin; do
     state_is "$MNT/imported/$f" released exists archived || rc=1
     want=$(sha256sum <"$src/$(basename $f)" | cut -d' ' -f1)
