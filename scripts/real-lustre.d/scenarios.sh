@@ -4,7 +4,7 @@
 # or 1; run_scenarios writes one line per scenario to /results/results.txt:
 #   PASS|FAIL  NAME  SECONDS  summary
 # shellcheck shell=bash disable=SC2154
-SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore changelog_compare"
+SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore changelog_compare hsm_changelog_compare"
 
 P=projects            # export prefix (relative to the mount)
 CT=export             # export container
@@ -355,7 +355,89 @@ sc_changelog_compare() {
   # Every record of the run on both MDTs (cl2 never clears): the HSM records of the other scenarios.
   lfs changelog "$FSNAME-MDT0000" >/results/changelog-all-MDT0000.txt
   lfs changelog "$FSNAME-MDT0001" >/results/changelog-all-MDT0001.txt
-  note "whole run: $(wc -l </results/changelog-all-MDT0000.txt) records on MDT0000, $(wc -l </results/changelog-all-MDT0001.txt) on MDT0001; HSM records: $(cat /results/changelog-all-MDT000[01].txt | grep -c ' 10HSM ')"
+  note "whole run: $(wc -l </results/changelog-all-MDT0000.txt) records on MDT0000, $(wc -l </results/changelog-all-MDT0001.txt) on MDT0001; HSM records: $(cat /results/changelog-all-MDT000[01].txt | grep -c ' 16HSM ')"
+  return $rc
+}
+
+# HSM life of one file, on real Lustre and on lustre-sim driven by the same product binaries:
+# write, export (flush), append (dirty), export again, hsm_release, explicit hsm_restore (the
+# simulator has no implicit restore). Records of that file only, normalised to TYPE FLAGS plus the
+# decoded HSM event; differences are evidence, not failures.
+hsm_life() { # hsm_life LFS FILE DAEMON_POLICY
+  local lfs=$1 f=$2 pol=$3 i
+  head -c 600000 /dev/urandom >"$f"
+  "$BIN/lustre-blob" flush --wait --timeout 5m --config "$pol" >/dev/null || return 1
+  head -c 1000 /dev/urandom >>"$f"
+  "$BIN/lustre-blob" flush --wait --timeout 5m --config "$pol" >/dev/null || return 1
+  $lfs hsm_release "$f" || return 1
+  $lfs hsm_restore "$f" || return 1
+  for i in $(seq 1 240); do
+    $lfs hsm_state "$f" | grep -q released || return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+hsm_normalise() { # FID < lfs changelog -> "TYPE FLAGS [event=.. err=.. dirty]" for that FID
+  awk -v fid="t=$1" 'function hex(s,  i, v) { v = 0; s = tolower(substr(s, 3))
+      for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+      return v }
+    $6 == fid {
+    type = $2; sub(/^[0-9]+/, "", type); f = hex($5); out = type " " $5
+    if (type == "HSM") {
+      ev = int(f / 128) % 8; split("ARCHIVE RESTORE CANCEL RELEASE REMOVE STATE SPARE SPARE", names, " ")
+      out = out " event=" names[ev + 1] " err=" (f % 64) ((int(f / 1024) % 2) ? " dirty" : "")
+    }
+    for (i = 7; i <= NF; i++) if ($i ~ /^x=/) out = out " " $i
+    print out
+  }'
+}
+
+sc_hsm_changelog_compare() {
+  local rc=0 d="$MNT/$P/clhsm" f start fid sim=/tmp/simhsm sf sfid ss simfs=simhsm spol=/tmp/simhsm/policy.toml
+  local simenv="LUSTRE_SIM_MOUNTTAB=$sim/mounttab"
+  lfs mkdir -i 0 "$d" || return 1
+  start=$(lfs changelog "$FSNAME-MDT0000" | tail -n 1 | awk '{print $1}')
+  f="$d/life.bin"
+  hsm_life lfs "$f" "$POLICY" || { note "real: HSM life did not complete"; rc=1; }
+  fid=$(lfs path2fid "$f")
+  lfs changelog "$FSNAME-MDT0000" "$((start + 1))" >/results/hsm-changelog-real.txt
+  hsm_normalise "$fid" </results/hsm-changelog-real.txt >/results/hsm-changelog-real.norm
+  # lustre-sim: its own MDS, copytool and daemon (same binaries, the simulator's library).
+  mkdir -p "$sim/mnt" "$sim/state"
+  env $simenv "$BIN/lustre-sim" mds --mount "$sim/mnt" --fsname $simfs >"$sim/mds.log" 2>&1 &
+  local mds=$!
+  for _ in $(seq 1 60); do env $simenv "$BIN/lustre-sim" lfs path2fid "$sim/mnt" >/dev/null 2>&1 && break; sleep 0.5; done
+  env $simenv "$BIN/lustre-sim" lctl --device $simfs-MDT0000 changelog_register -n >/dev/null
+  env $simenv "$BIN/lustre-sim" lctl --device $simfs-MDT0000 changelog_register -n >/dev/null
+  env $simenv "$BIN/lustre-sim" lctl set_param "mdt.$simfs-MDT0000.hsm.max_requests=64" >/dev/null
+  python3 "$RL_REPO/scripts/lib/azblob.py" "$AZ_URL" mkcontainer simexport
+  sed -e "s#^mount = .*#mount = \"$sim/mnt\"#" -e "s#/export\"#/simexport\"#" \
+    -e "s#^socket = .*#socket = \"$sim/lb.sock\"#" -e "s#^state_dir = .*#state_dir = \"$sim/state\"#" \
+    "$POLICY" >"$spol"
+  env $simenv LUSTREAPI_LIB="$BIN/liblustreapi_sim.so" "$BIN/lhsmtool_blob" --archive 1 --config "$spol" "$sim/mnt" >"$sim/copytool.log" 2>&1 &
+  local sct=$!
+  env $simenv LUSTREAPI_LIB="$BIN/liblustreapi_sim.so" "$BIN/lustre-blob" daemon --config "$spol" >"$sim/daemon.log" 2>&1 &
+  local sdm=$!
+  for _ in $(seq 1 60); do "$BIN/lustre-blob" status --config "$spol" >/dev/null 2>&1 && break; sleep 1; done
+  mkdir -p "$sim/mnt/$P/clhsm"
+  sleep 2
+  ss=$(env $simenv "$BIN/lustre-sim" lfs changelog $simfs-MDT0000 | tail -n 1 | awk '{print $1}')
+  sf="$sim/mnt/$P/clhsm/life.bin"
+  export LUSTRE_SIM_MOUNTTAB=$sim/mounttab
+  hsm_life "$BIN/lustre-sim lfs" "$sf" "$spol" || { note "sim: HSM life did not complete"; rc=1; }
+  sfid=$("$BIN/lustre-sim" lfs path2fid "$sf")
+  sleep 2
+  "$BIN/lustre-sim" lfs changelog $simfs-MDT0000 "$((${ss:-0} + 1))" >/results/hsm-changelog-sim.txt
+  unset LUSTRE_SIM_MOUNTTAB
+  kill -TERM $sdm $sct $mds 2>/dev/null
+  hsm_normalise "$sfid" </results/hsm-changelog-sim.txt >/results/hsm-changelog-sim.norm
+  echo "--- real: records of $fid"; cat /results/hsm-changelog-real.norm
+  echo "--- sim: records of $sfid"; cat /results/hsm-changelog-sim.norm
+  diff -u /results/hsm-changelog-sim.norm /results/hsm-changelog-real.norm >/results/hsm-changelog-diff.txt
+  note "normalised differences (sim -> real): $(grep -c '^[-+][^-+]' /results/hsm-changelog-diff.txt) lines, /results/hsm-changelog-diff.txt"
+  cat /results/hsm-changelog-diff.txt
+  [ -s /results/hsm-changelog-real.norm ] && [ -s /results/hsm-changelog-sim.norm ] || rc=1
   return $rc
 }
 
