@@ -8,6 +8,8 @@
 # product, scenarios. A failing stage is written to /results/stopped-at and the guest powers off.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 TMPDIR=/tmp
+# rl_* come from the kernel command line (environment of PID 1).
+# shellcheck disable=SC2154
 set -uo pipefail
 
 mkdir -p /results /run /tmp
@@ -105,7 +107,7 @@ run lfs mdts /mnt/lustre
 begin hsm
 run lctl set_param "mdt.*.hsm_control=enabled" || fail_stage "hsm_control=enabled"
 run lctl set_param "mdt.*.hsm.max_requests=64" "mdt.*.hsm.active_request_timeout=300"
-for i in $(seq 1 60); do
+for _ in $(seq 1 60); do
   [ "$(lctl get_param -n mdt.$fsname-MDT0000.hsm_control)" = enabled ] &&
     [ "$(lctl get_param -n mdt.$fsname-MDT0001.hsm_control)" = enabled ] && break
   sleep 1
@@ -125,7 +127,7 @@ AZ_PORT=10000
 AZ_URL="http://127.0.0.1:$AZ_PORT/devstoreaccount1"
 "$rl_azurite" --blobHost 127.0.0.1 --blobPort $AZ_PORT --inMemoryPersistence --skipApiVersionCheck \
   --loose --silent --disableTelemetry >/results/azurite.log 2>&1 &
-for i in $(seq 1 180); do
+for _ in $(seq 1 180); do
   (exec 3<>/dev/tcp/127.0.0.1/$AZ_PORT) 2>/dev/null && break
   sleep 1
 done
@@ -138,7 +140,6 @@ export LUSTREAPI_LIB=/usr/lib/liblustreapi.so.1
 export MNT=/mnt/lustre FSNAME=$fsname AZ_URL RL_REPO=$rl_repo BIN=$rl_target
 export W=/tmp/rl
 mkdir -p $W/state
-cp "$rl_repo/scripts/real-lustre.d/scenarios.sh" $W/ 2>/dev/null
 # shellcheck source=scenarios.sh
 . "$rl_repo/scripts/real-lustre.d/scenarios.sh" || fail_stage "cannot read scenarios.sh"
 product_start || fail_stage "copytool / daemon did not start"

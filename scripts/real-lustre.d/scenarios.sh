@@ -7,7 +7,7 @@
 SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore changelog_compare hsm_changelog_compare"
 
 P=projects            # export prefix (relative to the mount)
-CT=export             # export container
+CT="export"           # export container
 POLICY=$W/policy.toml
 BLOB="python3 $RL_REPO/scripts/real-lustre.d/blob.py $AZ_URL"
 CT_PID=""
