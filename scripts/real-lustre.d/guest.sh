@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2154  # rl_* come from the kernel command line (environment of PID 1)
 # PID 1 of the real-Lustre TCG guest (started by scripts/real-lustre through mkinitrd.sh's /init).
 # The root is the host's root, read-only over 9p, under a tmpfs overlay; /results is the run
 # directory on the host (writable 9p). Parameters come from the kernel command line:
@@ -8,8 +9,6 @@
 # product, scenarios. A failing stage is written to /results/stopped-at and the guest powers off.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 TMPDIR=/tmp
-# rl_* come from the kernel command line (environment of PID 1).
-# shellcheck disable=SC2154
 set -uo pipefail
 
 mkdir -p /results /run /tmp
