@@ -1,0 +1,460 @@
+# Scenarios of scripts/real-lustre, sourced by guest.sh inside the guest (real Lustre mounted at
+# $MNT, HSM enabled, changelog users cl1 (product) and cl2 (kept for the comparison) on each MDT,
+# Azurite at $AZ_URL). Each scenario is a function sc_NAME that prints its evidence and returns 0
+# or 1; run_scenarios writes one line per scenario to /results/results.txt:
+#   PASS|FAIL  NAME  SECONDS  summary
+# shellcheck shell=bash disable=SC2154
+SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore changelog_compare hsm_changelog_compare"
+
+P=projects            # export prefix (relative to the mount)
+CT="export"           # export container
+POLICY=$W/policy.toml
+BLOB="python3 $RL_REPO/scripts/real-lustre.d/blob.py $AZ_URL"
+CT_PID=""
+DM_PID=""
+
+note() { printf '  %s\n' "$*"; }
+lb() { "$BIN/lustre-blob" "$@" --config "$POLICY"; }
+
+write_policy() {
+  cat >"$POLICY" <<EOF
+[lustre]
+mount = "$MNT"
+archive_id = 1
+changelog_user = "cl1"
+
+[blob]
+url = "$AZ_URL/$CT"
+use_emulator = true
+request_timeout = "60s"
+
+[autoexport]
+enabled = true
+path = "$P/"
+min_age = "0s"
+on_delete = "delete"
+on_rename = "move"
+
+[logging]
+container = "logs"
+
+[copytool]
+max_actions = 8
+block_size = "256KiB"
+blocks_in_flight = 4
+update_interval = "2s"
+
+[control]
+socket = "$W/lustre-blob.sock"
+state_dir = "$W/state"
+EOF
+}
+
+start_copytool() {
+  "$BIN/lhsmtool_blob" --archive 1 --config "$POLICY" "$MNT" >>/results/copytool.log 2>&1 &
+  CT_PID=$!
+  for _ in $(seq 1 60); do
+    lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents" 2>/dev/null | grep -q uuid && return 0
+    kill -0 "$CT_PID" 2>/dev/null || return 1
+    sleep 1
+  done
+  return 1
+}
+
+product_start() {
+  write_policy
+  cat "$POLICY"
+  mkdir -p "$MNT/$P"
+  start_copytool || { echo "copytool did not register"; tail -n 20 /results/copytool.log; return 1; }
+  lctl get_param "mdt.*.hsm.agents"
+  "$BIN/lustre-blob" daemon --config "$POLICY" >>/results/daemon.log 2>&1 &
+  DM_PID=$!
+  for _ in $(seq 1 120); do
+    lb status >/dev/null 2>&1 && { lb status; return 0; }
+    kill -0 "$DM_PID" 2>/dev/null || break
+    sleep 1
+  done
+  echo "daemon did not answer"
+  tail -n 20 /results/daemon.log
+  return 1
+}
+
+product_stop() {
+  local p
+  for p in $DM_PID $CT_PID; do kill -TERM "$p" 2>/dev/null; done
+  for p in $DM_PID $CT_PID; do
+    for _ in $(seq 1 60); do kill -0 "$p" 2>/dev/null || break; sleep 1; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  return 0
+}
+
+flush() { # flush [TIMEOUT]: the export barrier
+  local t0=$SECONDS rc
+  lb flush --wait --timeout "${1:-15m}"
+  rc=$?
+  note "flush --wait: exit $rc after $((SECONDS - t0)) s"
+  return $rc
+}
+
+hsm_state() { lfs hsm_state "$1" | sed 's/^[^:]*: //'; }
+
+# blob_matches FILE: the blob named after FILE's path below the mount holds FILE's bytes.
+blob_matches() {
+  local f=$1 name want got
+  name=${f#"$MNT"/}
+  want="$(stat -c %s "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
+  got=$($BLOB sha $CT "$name")
+  if [ "$want" = "$got" ]; then
+    note "blob ok: '$name' ($got)"
+  else
+    note "blob MISMATCH: '$name': file '$want', blob '$got'"
+    return 1
+  fi
+}
+
+blob_absent() {
+  local got
+  got=$($BLOB sha $CT "$1")
+  if [ "$got" = absent ]; then note "no blob '$1' (as expected)"; else note "blob '$1' still there ($got)"; return 1; fi
+}
+
+state_is() { # state_is FILE WORDS...: lfs hsm_state shows exactly these flags
+  local f=$1 s
+  shift
+  s=$(hsm_state "$f")
+  note "hsm_state '${f#"$MNT"/}': $s"
+  local want=" $* " have
+  have=" $(sed -E 's/^\(0x[0-9a-f]+\)//; s/, archive_id:.*//' <<<"$s" | xargs) "
+  [ "$have" = "$want" ]
+}
+
+# --- scenarios --------------------------------------------------------------------------------
+long_name=$(printf 'L%.0s' $(seq 1 251)).dat   # 255 bytes
+uni_name='ünïcødé 名前 ✓.txt'
+
+sc_export_tree() {
+  local d="$MNT/$P/tree" f rc=0
+  mkdir -p "$d/sub dir/deeper"
+  printf 'space\n' >"$d/with space.txt"
+  printf 'hash\n' >"$d/hash#1.txt"
+  printf 'percent\n' >"$d/pct%20x%.txt"
+  printf 'unicode\n' >"$d/$uni_name"
+  printf 'long\n' >"$d/$long_name"
+  : >"$d/empty.dat"
+  head -c $((1024 * 1024 + 12345)) /dev/urandom >"$d/multi-block.bin"   # 5 blocks of 256 KiB
+  head -c 3000000 /dev/urandom >"$d/sub dir/deeper/three-mb.bin"
+  printf 'deep\n' >"$d/sub dir/deeper/x#y%z.txt"
+  flush || rc=1
+  while IFS= read -r -d '' f; do
+    blob_matches "$f" || rc=1
+    state_is "$f" exists archived || rc=1
+  done < <(find "$d" -type f -print0)
+  lb status
+  return $rc
+}
+
+sc_change_reexport() {
+  local f="$MNT/$P/tree/multi-block.bin" rc=0
+  head -c 300000 /dev/urandom >>"$f"
+  state_is "$f" exists dirty archived || rc=1
+  flush || rc=1
+  blob_matches "$f" || rc=1
+  state_is "$f" exists archived || rc=1
+  return $rc
+}
+
+sc_release_restore() {
+  local rc=0 f want got
+  for f in "$MNT/$P/tree/multi-block.bin" "$MNT/$P/tree/sub dir/deeper/three-mb.bin" "$MNT/$P/tree/$uni_name"; do
+    want=$(sha256sum <"$f" | cut -d' ' -f1)
+    lfs hsm_release "$f" || { note "hsm_release failed"; rc=1; }
+    state_is "$f" released exists archived || rc=1
+    note "blocks on the OST after release: $(stat -c %b "$f")"
+    echo 3 >/proc/sys/vm/drop_caches
+    got=$(timeout 600 cat "$f" | sha256sum | cut -d' ' -f1)
+    if [ "$got" = "$want" ]; then note "plain cat after release: same bytes ($got)"; else note "cat gave $got, want $want"; rc=1; fi
+    state_is "$f" exists archived || rc=1
+  done
+  note "coordinator's view of the agent: $(lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents")"
+  return $rc
+}
+
+sc_import() {
+  local rc=0 src=/tmp/import-src f want got
+  mkdir -p $src
+  printf 'imported small\n' >$src/small.txt
+  head -c 700000 /dev/urandom >$src/big.bin
+  $BLOB put $CT "imported/small.txt" $src/small.txt || rc=1
+  $BLOB put $CT "imported/sub/big.bin" $src/big.bin || rc=1
+  # One blob-integration job at a time: auto-export is paused for the import (as on Azure).
+  lb autoexport disable || rc=1
+  lb import --prefix imported/ --wait || { note "lustre-blob import failed"; rc=1; }
+  lb autoexport enable || rc=1
+  for f in small.txt sub/big.bin; do
+    state_is "$MNT/imported/$f" released exists archived || rc=1
+    want=$(sha256sum <"$src/$(basename $f)" | cut -d' ' -f1)
+    got=$(timeout 600 cat "$MNT/imported/$f" | sha256sum | cut -d' ' -f1)
+    if [ "$got" = "$want" ]; then note "read of imported $f: same bytes"; else note "imported $f: got $got want $want"; rc=1; fi
+  done
+  return $rc
+}
+
+sc_rename_delete() {
+  local d="$MNT/$P/tree" rc=0
+  mv "$d/with space.txt" "$d/renamed space.txt"
+  mv "$d/sub dir" "$d/moved dir"
+  rm "$d/hash#1.txt"
+  flush || rc=1
+  blob_absent "$P/tree/with space.txt" || rc=1
+  blob_matches "$d/renamed space.txt" || rc=1
+  blob_absent "$P/tree/sub dir/deeper/x#y%z.txt" || rc=1
+  blob_matches "$d/moved dir/deeper/x#y%z.txt" || rc=1
+  blob_absent "$P/tree/hash#1.txt" || rc=1
+  return $rc
+}
+
+sc_flush_wait() {
+  local d="$MNT/$P/many" i rc=0 n
+  mkdir -p "$d"
+  for i in $(seq 1 30); do head -c $((i * 1000)) /dev/urandom >"$d/f$i"; done
+  flush || rc=1
+  # Straight after the barrier: the HSM state of all 30 (one lfs call), before anything else runs.
+  n=$(lfs hsm_state "$d"/f* | grep -c ': (0x00000009) exists archived')
+  note "right after flush --wait: $n of 30 files 'exists archived' (lfs hsm_state)"
+  [ "$n" = 30 ] || { rc=1; lfs hsm_state "$d"/f* | grep -v ': (0x00000009) exists archived' | sed 's/^/    /'; }
+  # One listing of what the files hold and one of what the blobs hold (one python process).
+  for i in $(seq 1 30); do echo "$(stat -c %s "$d/f$i") $(sha256sum <"$d/f$i" | cut -d' ' -f1) $P/many/f$i"; done >/tmp/many.files
+  for i in $(seq 1 30); do echo "$P/many/f$i"; done | $BLOB sha-many $CT >/tmp/many.blobs
+  n=$(grep -cxFf /tmp/many.files /tmp/many.blobs)
+  note "$n of 30 files exported when flush --wait returned"
+  [ "$n" = 30 ] || rc=1
+  return $rc
+}
+
+sc_kill9_copytool() {
+  local f="$MNT/$P/kill9.bin" rc=0 i
+  lctl set_param "mdt.*.hsm.active_request_timeout=60" >/dev/null
+  head -c $((48 * 1024 * 1024)) /dev/urandom >"$f"
+  lb flush >/dev/null 2>&1   # start an iteration now
+  for i in $(seq 1 240); do
+    lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" 2>/dev/null | grep -q 'action=ARCHIVE.*status=STARTED' && break
+    sleep 0.5
+  done
+  note "active before the kill: $(lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" | grep -c STARTED) started action(s)"
+  lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" | grep STARTED | sed 's/^/    /'
+  kill -9 "$CT_PID"
+  note "copytool (pid $CT_PID) killed with SIGKILL at $(date -u +%T)"
+  wait "$CT_PID" 2>/dev/null
+  sleep 2
+  note "agents after the kill: $(lctl get_param -n "mdt.*.hsm.agents" | wc -l)"
+  start_copytool || { note "copytool did not restart"; rc=1; }
+  note "new copytool pid $CT_PID"
+  flush 20m || rc=1
+  blob_matches "$f" || rc=1
+  state_is "$f" exists archived || rc=1
+  lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" | tail -n 3 | sed 's/^/    /'
+  lctl set_param "mdt.*.hsm.active_request_timeout=300" >/dev/null
+  return $rc
+}
+
+sc_dne_restore() {
+  local d="$MNT/$P/dne" f rc=0 want got
+  lfs mkdir -i 1 "$d" || return 1
+  f="$d/on-mdt1.bin"
+  head -c 900000 /dev/urandom >"$f"
+  note "lfs getstripe -m: dir on MDT $(lfs getstripe -m "$d"), file on MDT $(lfs getstripe -m "$f"); fid $(lfs path2fid "$f")"
+  [ "$(lfs getstripe -m "$f")" = 1 ] || rc=1
+  want=$(sha256sum <"$f" | cut -d' ' -f1)
+  flush || rc=1
+  blob_matches "$f" || rc=1
+  state_is "$f" exists archived || rc=1
+  lfs hsm_release "$f" || rc=1
+  state_is "$f" released exists archived || rc=1
+  echo 3 >/proc/sys/vm/drop_caches
+  got=$(timeout 600 cat "$f" | sha256sum | cut -d' ' -f1)
+  if [ "$got" = "$want" ]; then note "restore on MDT1: same bytes"; else note "restore on MDT1: got $got want $want"; rc=1; fi
+  return $rc
+}
+
+# The same operations on real Lustre and on lustre-sim; both changelogs are written to /results,
+# normalised to "TYPE FLAGS NAME [SNAME]" and compared. Differences are evidence for REAL_LUSTRE.md,
+# not failures: the scenario fails only when a changelog cannot be read.
+cl_ops() { # cl_ops DIR: the operation sequence
+  local d=$1
+  mkdir "$d/dir"
+  touch "$d/dir/a"                      # CREAT (+ CLOSE)
+  printf 'hello\n' >"$d/dir/a"          # (OPEN) TRUNC? + CLOSE
+  printf 'more\n' >>"$d/dir/a"          # CLOSE
+  chmod 600 "$d/dir/a"                  # SATTR
+  touch -d '2020-01-01' "$d/dir/a"      # SATTR/MTIME
+  truncate -s 3 "$d/dir/a"              # TRUNC
+  python3 -c "import os,sys; os.setxattr(sys.argv[1], 'trusted.rl', b'v')" "$d/dir/a"   # XATTR
+  ln "$d/dir/a" "$d/dir/hard"           # HLINK
+  ln -s a "$d/dir/sym"                  # SLINK
+  mkfifo "$d/dir/fifo"                  # MKNOD
+  mv "$d/dir/a" "$d/dir/b"              # RENME
+  printf 'x\n' >"$d/dir/c"
+  mv "$d/dir/c" "$d/dir/b"              # RENME over an existing target
+  rm "$d/dir/hard"                      # UNLNK
+  rm "$d/dir/b" "$d/dir/sym" "$d/dir/fifo"
+  rmdir "$d/dir"                        # RMDIR
+}
+
+cl_normalise() { # lfs changelog lines -> "TYPE FLAGS name=N [sname=S] [m=..] [x=..]"
+  awk '{
+    type = $2; sub(/^[0-9]+/, "", type); out = type " " $5; name = ""; sname = ""; extra = ""
+    for (i = 6; i <= NF; i++) {
+      if ($i ~ /^p=\[/) { name = $(i + 1); i++ }
+      else if ($i ~ /^sp=\[/) { sname = $(i + 1); i++ }
+      else if ($i ~ /^(m|x)=/) extra = extra " " $i
+    }
+    if (name != "") out = out " name=" name
+    if (sname != "") out = out " sname=" sname
+    print out extra
+  }'
+}
+
+sc_changelog_compare() {
+  local rc=0 real="$MNT/clcmp" start sim=/tmp/sim simfs=simfs simlib
+  # On MDT0000 (2.16 spreads new top-level directories over the MDTs round-robin).
+  lfs mkdir -i 0 "$real" || rc=1
+  start=$(lfs changelog "$FSNAME-MDT0000" 2>/dev/null | tail -n 1 | awk '{print $1}')
+  cl_ops "$real"
+  sync
+  lfs changelog "$FSNAME-MDT0000" "$((start + 1))" >/results/changelog-real.txt || rc=1
+  # The same on the simulator (its own daemon over a tmpfs directory, its own library).
+  simlib="$BIN/liblustreapi_sim.so"
+  mkdir -p "$sim/mnt"
+  LUSTRE_SIM_MOUNTTAB=$sim/mounttab "$BIN/lustre-sim" mds --mount "$sim/mnt" --fsname $simfs >"$sim/mds.log" 2>&1 &
+  local sim_pid=$!
+  for _ in $(seq 1 60); do
+    LUSTRE_SIM_MOUNTTAB=$sim/mounttab "$BIN/lustre-sim" lfs path2fid "$sim/mnt" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  LUSTRE_SIM_MOUNTTAB=$sim/mounttab "$BIN/lustre-sim" lctl --device $simfs-MDT0000 changelog_register -n
+  mkdir -p "$sim/mnt/clcmp"
+  sleep 1
+  local sstart
+  sstart=$(LUSTRE_SIM_MOUNTTAB=$sim/mounttab "$BIN/lustre-sim" lfs changelog $simfs-MDT0000 | tail -n 1 | awk '{print $1}')
+  cl_ops "$sim/mnt/clcmp"
+  sleep 2
+  LUSTRE_SIM_MOUNTTAB=$sim/mounttab LUSTREAPI_LIB=$simlib "$BIN/lustre-sim" lfs changelog $simfs-MDT0000 "$((${sstart:-0} + 1))" >/results/changelog-sim.txt || rc=1
+  kill -TERM $sim_pid
+  cl_normalise </results/changelog-real.txt >/results/changelog-real.norm
+  cl_normalise </results/changelog-sim.txt >/results/changelog-sim.norm
+  note "real Lustre: $(wc -l </results/changelog-real.txt) records; lustre-sim: $(wc -l </results/changelog-sim.txt) records"
+  echo "--- real (lfs changelog $FSNAME-MDT0000)"
+  cat /results/changelog-real.txt
+  echo "--- lustre-sim"
+  cat /results/changelog-sim.txt
+  diff -u /results/changelog-sim.norm /results/changelog-real.norm >/results/changelog-diff.txt
+  note "normalised differences (sim -> real): $(grep -c '^[-+][^-+]' /results/changelog-diff.txt) lines, /results/changelog-diff.txt"
+  cat /results/changelog-diff.txt
+  [ -s /results/changelog-real.txt ] && [ -s /results/changelog-sim.txt ] || rc=1
+  # Every record of the run on both MDTs (cl2 never clears): the HSM records of the other scenarios.
+  lfs changelog "$FSNAME-MDT0000" >/results/changelog-all-MDT0000.txt
+  lfs changelog "$FSNAME-MDT0001" >/results/changelog-all-MDT0001.txt
+  note "whole run: $(wc -l </results/changelog-all-MDT0000.txt) records on MDT0000, $(wc -l </results/changelog-all-MDT0001.txt) on MDT0001; HSM records: $(cat /results/changelog-all-MDT000[01].txt | grep -c ' 16HSM ')"
+  return $rc
+}
+
+# HSM life of one file, on real Lustre and on lustre-sim driven by the same product binaries:
+# write, export (flush), append (dirty), export again, hsm_release, explicit hsm_restore (the
+# simulator has no implicit restore). Records of that file only, normalised to TYPE FLAGS plus the
+# decoded HSM event; differences are evidence, not failures.
+hsm_life() { # hsm_life LFS FILE DAEMON_POLICY
+  local lfs=$1 f=$2 pol=$3 i
+  head -c 600000 /dev/urandom >"$f"
+  "$BIN/lustre-blob" flush --wait --timeout 5m --config "$pol" >/dev/null || return 1
+  head -c 1000 /dev/urandom >>"$f"
+  "$BIN/lustre-blob" flush --wait --timeout 5m --config "$pol" >/dev/null || return 1
+  $lfs hsm_release "$f" || return 1
+  $lfs hsm_restore "$f" || return 1
+  for i in $(seq 1 240); do
+    $lfs hsm_state "$f" | grep -q released || return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+hsm_normalise() { # FID < lfs changelog -> "TYPE FLAGS [event=.. err=.. dirty]" for that FID
+  awk -v fid="t=$1" 'function hex(s,  i, v) { v = 0; s = tolower(substr(s, 3))
+      for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+      return v }
+    $6 == fid {
+    type = $2; sub(/^[0-9]+/, "", type); f = hex($5); out = type " " $5
+    if (type == "HSM") {
+      ev = int(f / 128) % 8; split("ARCHIVE RESTORE CANCEL RELEASE REMOVE STATE SPARE SPARE", names, " ")
+      out = out " event=" names[ev + 1] " err=" (f % 64) ((int(f / 1024) % 2) ? " dirty" : "")
+    }
+    for (i = 7; i <= NF; i++) if ($i ~ /^x=/) out = out " " $i
+    print out
+  }'
+}
+
+sc_hsm_changelog_compare() {
+  local rc=0 d="$MNT/$P/clhsm" f start fid sim=/tmp/simhsm sf sfid ss simfs=simhsm spol=/tmp/simhsm/policy.toml
+  local simenv="LUSTRE_SIM_MOUNTTAB=$sim/mounttab"
+  lfs mkdir -i 0 "$d" || return 1
+  start=$(lfs changelog "$FSNAME-MDT0000" | tail -n 1 | awk '{print $1}')
+  f="$d/life.bin"
+  hsm_life lfs "$f" "$POLICY" || { note "real: HSM life did not complete"; rc=1; }
+  fid=$(lfs path2fid "$f")
+  lfs changelog "$FSNAME-MDT0000" "$((start + 1))" >/results/hsm-changelog-real.txt
+  hsm_normalise "$fid" </results/hsm-changelog-real.txt >/results/hsm-changelog-real.norm
+  # lustre-sim: its own MDS, copytool and daemon (same binaries, the simulator's library).
+  mkdir -p "$sim/mnt" "$sim/state"
+  env $simenv "$BIN/lustre-sim" mds --mount "$sim/mnt" --fsname $simfs >"$sim/mds.log" 2>&1 &
+  local mds=$!
+  for _ in $(seq 1 60); do env $simenv "$BIN/lustre-sim" lfs path2fid "$sim/mnt" >/dev/null 2>&1 && break; sleep 0.5; done
+  env $simenv "$BIN/lustre-sim" lctl --device $simfs-MDT0000 changelog_register -n >/dev/null
+  env $simenv "$BIN/lustre-sim" lctl --device $simfs-MDT0000 changelog_register -n >/dev/null
+  env $simenv "$BIN/lustre-sim" lctl set_param "mdt.$simfs-MDT0000.hsm.max_requests=64" >/dev/null
+  python3 "$RL_REPO/scripts/lib/azblob.py" "$AZ_URL" mkcontainer simexport
+  sed -e "s#^mount = .*#mount = \"$sim/mnt\"#" -e "s#/export\"#/simexport\"#" \
+    -e "s#^socket = .*#socket = \"$sim/lb.sock\"#" -e "s#^state_dir = .*#state_dir = \"$sim/state\"#" \
+    "$POLICY" >"$spol"
+  env $simenv LUSTREAPI_LIB="$BIN/liblustreapi_sim.so" "$BIN/lhsmtool_blob" --archive 1 --config "$spol" "$sim/mnt" >"$sim/copytool.log" 2>&1 &
+  local sct=$!
+  env $simenv LUSTREAPI_LIB="$BIN/liblustreapi_sim.so" "$BIN/lustre-blob" daemon --config "$spol" >"$sim/daemon.log" 2>&1 &
+  local sdm=$!
+  for _ in $(seq 1 60); do "$BIN/lustre-blob" status --config "$spol" >/dev/null 2>&1 && break; sleep 1; done
+  mkdir -p "$sim/mnt/$P/clhsm"
+  sleep 2
+  ss=$(env $simenv "$BIN/lustre-sim" lfs changelog $simfs-MDT0000 | tail -n 1 | awk '{print $1}')
+  sf="$sim/mnt/$P/clhsm/life.bin"
+  export LUSTRE_SIM_MOUNTTAB=$sim/mounttab
+  hsm_life "$BIN/lustre-sim lfs" "$sf" "$spol" || { note "sim: HSM life did not complete"; rc=1; }
+  sfid=$("$BIN/lustre-sim" lfs path2fid "$sf")
+  sleep 2
+  "$BIN/lustre-sim" lfs changelog $simfs-MDT0000 "$((${ss:-0} + 1))" >/results/hsm-changelog-sim.txt
+  unset LUSTRE_SIM_MOUNTTAB
+  kill -TERM $sdm $sct $mds 2>/dev/null
+  hsm_normalise "$sfid" </results/hsm-changelog-sim.txt >/results/hsm-changelog-sim.norm
+  echo "--- real: records of $fid"; cat /results/hsm-changelog-real.norm
+  echo "--- sim: records of $sfid"; cat /results/hsm-changelog-sim.norm
+  diff -u /results/hsm-changelog-sim.norm /results/hsm-changelog-real.norm >/results/hsm-changelog-diff.txt
+  note "normalised differences (sim -> real): $(grep -c '^[-+][^-+]' /results/hsm-changelog-diff.txt) lines, /results/hsm-changelog-diff.txt"
+  cat /results/hsm-changelog-diff.txt
+  [ -s /results/hsm-changelog-real.norm ] && [ -s /results/hsm-changelog-sim.norm ] || rc=1
+  return $rc
+}
+
+run_scenarios() {
+  local want=${1//,/ } s t0 rc summary
+  [ -n "$want" ] || want=$SCENARIOS
+  touch /results/results.txt
+  [ "$want" = none ] && { echo "RL_SCENARIOS=none: no scenario run"; return 0; }
+  for s in $want; do
+    printf '\n--- scenario %s (%s)\n' "$s" "$(date -u +%T)"
+    t0=$SECONDS
+    sc_"$s"
+    rc=$?
+    if [ $rc -eq 0 ]; then summary=PASS; else summary=FAIL; fi
+    printf '%s  %-18s %5ss\n' "$summary" "$s" "$((SECONDS - t0))" | tee -a /results/results.txt
+    echo "scenario:$s $((SECONDS - t0))s" >>/results/timings.txt
+    kill -0 "$DM_PID" 2>/dev/null || { echo "daemon died"; tail -n 30 /results/daemon.log; }
+    kill -0 "$CT_PID" 2>/dev/null || { echo "copytool died; restarting"; tail -n 30 /results/copytool.log; start_copytool; }
+  done
+}
