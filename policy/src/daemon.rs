@@ -82,6 +82,21 @@ pub fn target_spec(p: &Policy) -> blob::TargetSpec {
 /// One pass over MDT `name`'s changelog from `*next` to its end with a reader of its own:
 /// the records are sent, the last message says `end`. A pass started after a flush began sees
 /// every record recorded before it: the flush barrier's end point.
+/// Hands the records read so far to the engine (nothing when there are none); `false` when the
+/// engine is gone.
+fn send_batch(tx: &SyncSender<Msg>, mdt: usize, batch: &mut Vec<Change>) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let records = std::mem::take(batch);
+    tx.send(Msg::Records {
+        mdt,
+        records,
+        end: false,
+    })
+    .is_ok()
+}
+
 fn one_pass(mdt: usize, name: &str, next: &mut u64, tx: &SyncSender<Msg>) -> Result<(), String> {
     let mut reader =
         lustre::ChangelogReader::start(name, *next, false).map_err(|e| format!("{name}: {e}"))?;
@@ -93,14 +108,8 @@ fn one_pass(mdt: usize, name: &str, next: &mut u64, tx: &SyncSender<Msg>) -> Res
                     *next = r.index + 1;
                     batch.push(change_from(mdt, &r));
                 }
-                if batch.len() >= READ_BATCH {
-                    let records = std::mem::take(&mut batch);
-                    tx.send(Msg::Records {
-                        mdt,
-                        records,
-                        end: false,
-                    })
-                    .map_err(|_| "engine gone".to_string())?;
+                if batch.len() >= READ_BATCH && !send_batch(tx, mdt, &mut batch) {
+                    return Err("engine gone".to_string());
                 }
             }
             Ok(None) => break,
@@ -171,18 +180,8 @@ fn reader_loop(
         // (the follower's copies of their records are skipped by index).
         while !stop.load(Ordering::SeqCst) {
             if passes.load(Ordering::SeqCst) > served {
-                if !batch.is_empty() {
-                    let records = std::mem::take(&mut batch);
-                    if tx
-                        .send(Msg::Records {
-                            mdt,
-                            records,
-                            end: false,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
+                if !send_batch(&tx, mdt, &mut batch) {
+                    return;
                 }
                 match one_pass(mdt, &name, &mut next, &tx) {
                     Ok(()) => served += 1,
@@ -195,18 +194,8 @@ fn reader_loop(
                 continue;
             }
             if !reader.in_buf() && !readable(fd, if batch.is_empty() { 250 } else { 0 }) {
-                if !batch.is_empty() {
-                    let records = std::mem::take(&mut batch);
-                    if tx
-                        .send(Msg::Records {
-                            mdt,
-                            records,
-                            end: false,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
+                if !send_batch(&tx, mdt, &mut batch) {
+                    return;
                 }
                 continue;
             }
@@ -216,18 +205,8 @@ fn reader_loop(
                         next = r.index + 1;
                         batch.push(change_from(mdt, &r));
                     }
-                    if batch.len() >= READ_BATCH {
-                        let records = std::mem::take(&mut batch);
-                        if tx
-                            .send(Msg::Records {
-                                mdt,
-                                records,
-                                end: false,
-                            })
-                            .is_err()
-                        {
-                            return;
-                        }
+                    if batch.len() >= READ_BATCH && !send_batch(&tx, mdt, &mut batch) {
+                        return;
                     }
                 }
                 Ok(None) => break,

@@ -59,7 +59,10 @@ fn cancel_of_the_auto_export_job_stops_it_and_enable_starts_a_new_one() {
     assert!(s.cli(&["cancel", "autoexport"]).status.success());
     let after = jobs(&s);
     let ids: Vec<&str> = after.iter().filter_map(|j| j["id"].as_str()).collect();
-    assert!(ids.contains(&"autoexport-1") && ids.contains(&"autoexport-2"), "{ids:?}");
+    assert!(
+        ids.contains(&"autoexport-1") && ids.contains(&"autoexport-2"),
+        "{ids:?}"
+    );
 }
 
 /// A daemon started before its changelog user was registered: Lustre keeps no changelog without
