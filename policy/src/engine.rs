@@ -1223,7 +1223,10 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// counted once), the files it had not reached go back to the pending set, and the next
     /// iteration starts with the new changes.
     fn check_deadline(&mut self, now: u64) {
-        if self.progress_ticks != self.seen_ticks {
+        // A daemon (re)started with an iteration in progress has not watched it yet: its time
+        // without progress counts from now, not from the epoch, or every request the previous
+        // process sent would be carried at the first step after a restart.
+        if self.progress_ticks != self.seen_ticks || self.last_progress_ms == 0 {
             self.seen_ticks = self.progress_ticks;
             self.last_progress_ms = now;
             return;

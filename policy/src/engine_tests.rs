@@ -1479,6 +1479,36 @@ fn a_stuck_request_is_carried_past_the_deadline_and_never_stalls_the_next_iterat
     assert!(t.e.state().pending.is_empty());
 }
 
+/// A daemon restarted in the middle of an iteration gives the requests its predecessor sent the
+/// whole deadline, counted from the restart: none is carried at the first step.
+#[test]
+fn a_restart_mid_iteration_does_not_carry_the_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = StateFile::new(dir.path().join("state.json"));
+    let mut c = cfg();
+    c.iteration_deadline_ms = 10_000;
+    let mut t = T::with_file(c.clone(), Some(file.clone()));
+    let a = t.file("projects/a.dat", 1);
+    t.step();
+    assert!(t.e.state().inflight.contains_key(&a));
+    let now = t.now + 1;
+    let mut e =
+        Engine::new(t.ns.clone(), t.store.clone(), t.log.clone(), c, 1, Some(file), true).unwrap();
+    e.step(now).unwrap();
+    assert!(
+        !e.state().inflight[&a].carried,
+        "not carried right after the restart"
+    );
+    assert!(e.state().iteration.is_some());
+    e.step(now + 9_000).unwrap();
+    assert!(!e.state().inflight[&a].carried, "still within the deadline");
+    e.step(now + 10_001).unwrap();
+    assert!(
+        e.state().inflight[&a].carried,
+        "carried once the deadline passed without progress"
+    );
+}
+
 /// Issue 13, item 5: a coordinator that is shut down (EAGAIN to every request) is a pause with
 /// back-off shown in status: no file-by-file retries, no attempt spent, nothing failed.
 #[test]

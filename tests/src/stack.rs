@@ -284,6 +284,25 @@ impl Stack {
     }
 }
 
+impl Drop for Stack {
+    /// A failing test keeps every process log (killed processes' included) and the simulator's
+    /// log for whoever reads the failure: the directory is named on stderr.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let _ = std::fs::write(self.dir.path().join("mds.log"), self.sim.log());
+        let dir = std::mem::replace(
+            &mut self.dir,
+            match tempfile::Builder::new().prefix("e2e-stack-").tempdir() {
+                Ok(d) => d,
+                Err(_) => return,
+            },
+        );
+        eprintln!("e2e: logs of the failed test kept in {}", dir.keep().display());
+    }
+}
+
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")

@@ -69,7 +69,8 @@ fn flush_until_clean(stack: &mut Stack, deadline: Instant) {
         );
         assert!(
             Instant::now() < deadline,
-            "no clean flush in time: {}",
+            "no clean flush in time; status: {}\n{}",
+            stack.status_json(),
             stack.logs()
         );
         let r = supervise(stack);
