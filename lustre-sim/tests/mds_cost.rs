@@ -19,18 +19,6 @@ fn start(opts: SimOptions) -> (Sim, Mount) {
     (sim, mount)
 }
 
-fn stats(sim: &Sim) -> BTreeMap<String, u64> {
-    let o = sim.lctl(&["get_param", "-n", "sim.stats"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
-}
-
 fn archive(m: &Mount, fids: &[Fid]) -> Result<(), i32> {
     m.hsm_request(UserAction::Archive, 1, 0, fids, b"")
         .map_err(|e| e.errno().unwrap_or(-1))
@@ -129,7 +117,7 @@ fn current_action_reads_the_action_catalog_from_its_start_and_calls_are_counted(
         fids.push(file(&sim, &m, &format!("f{i}")));
     }
     archive(&m, &fids).unwrap();
-    let before = stats(&sim);
+    let before = sim.stats();
     // The last one recorded is found after reading all 20 records; the first after one.
     let a = m.hsm_current_action(&sim.mount().join("f19")).unwrap();
     assert_eq!(
@@ -137,7 +125,7 @@ fn current_action_reads_the_action_catalog_from_its_start_and_calls_are_counted(
         (ProgressState::Waiting, UserAction::Archive)
     );
     m.hsm_current_action(&sim.mount().join("f0")).unwrap();
-    let after = stats(&sim);
+    let after = sim.stats();
     let read =
         |s: &BTreeMap<String, u64>| s.get("current_action.records_read").copied().unwrap_or(0);
     assert_eq!(read(&after) - read(&before), 21, "{after:?}");

@@ -1492,8 +1492,16 @@ fn a_restart_mid_iteration_does_not_carry_the_requests_in_flight() {
     t.step();
     assert!(t.e.state().inflight.contains_key(&a));
     let now = t.now + 1;
-    let mut e =
-        Engine::new(t.ns.clone(), t.store.clone(), t.log.clone(), c, 1, Some(file), true).unwrap();
+    let mut e = Engine::new(
+        t.ns.clone(),
+        t.store.clone(),
+        t.log.clone(),
+        c,
+        1,
+        Some(file),
+        true,
+    )
+    .unwrap();
     e.step(now).unwrap();
     assert!(
         !e.state().inflight[&a].carried,

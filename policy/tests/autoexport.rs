@@ -3,45 +3,11 @@
 
 use e2e::stack::{Stack, StackOptions};
 use e2e::util::wait_until;
-use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 
-/// One stack at a time per test binary: simulators starting in parallel race on their shared
-/// mount table (an MDT then reads as "No such device"), and the machine has two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    // A mount table of our own: the shared one loses entries when many simulators (other
-    // suites running at the same time) rewrite it at once.
-    static TAB: std::sync::Once = std::sync::Once::new();
-    TAB.call_once(|| {
-        let tab = std::env::temp_dir()
-            .join(format!("lustre-blob-policy-tests-{}", std::process::id()))
-            .join("mounts");
-        std::env::set_var("LUSTRE_SIM_MOUNTTAB", tab);
-    });
-    guard
-}
 use std::time::Duration;
 
-/// `lhsmtool_blob` comes from another package: build it when `cargo test -p policy` runs alone.
-fn ensure_copytool_built() {
-    if testkit::bin_path("lhsmtool_blob").exists() {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args(["build", "-p", "copytool", "--bin", "lhsmtool_blob"])
-        .current_dir(testkit::workspace_root())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "cargo build -p copytool failed");
-}
-
 fn stack(prefix: &str, exclude: &[&str]) -> Stack {
-    ensure_copytool_built();
+    testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
     let mut s = Stack::new(StackOptions {
         prefix: prefix.into(),
         ..StackOptions::default()
@@ -73,7 +39,7 @@ fn names(s: &Stack) -> Vec<String> {
 
 #[test]
 fn new_files_dirs_and_symlinks_under_the_prefix_are_exported_and_nothing_else() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let s = stack("projects/", &["*.tmp"]);
     s.write("projects/a.dat", b"alpha");
     s.write("projects/sub/b.dat", &vec![7u8; 200_000]);
@@ -166,7 +132,7 @@ fn new_files_dirs_and_symlinks_under_the_prefix_are_exported_and_nothing_else() 
 
 #[test]
 fn a_failed_file_counts_and_reaches_the_logging_container() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let s = stack("", &[]);
     s.write("good.dat", b"ok");
     // A name a blob cannot carry: the copytool fails it with a reason.
@@ -207,7 +173,7 @@ fn a_failed_file_counts_and_reaches_the_logging_container() {
 
 #[test]
 fn a_second_job_is_refused_naming_the_running_one() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let s = stack("", &[]);
     let o = s.cli(&["export", &s.mount().display().to_string()]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
@@ -218,7 +184,7 @@ fn a_second_job_is_refused_naming_the_running_one() {
 
 #[test]
 fn kill9_and_restart_exports_every_file_once() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let mut s = stack("", &[]);
     for i in 0..40 {
         s.write(&format!("d/f{i:02}"), format!("file {i}").as_bytes());
@@ -253,7 +219,7 @@ fn kill9_and_restart_exports_every_file_once() {
 
 #[test]
 fn sigterm_saves_state_and_a_restart_continues() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let mut s = stack("", &[]);
     s.write("x/a", b"a");
     let o = s.flush("120s");
@@ -290,7 +256,7 @@ fn sigterm_saves_state_and_a_restart_continues() {
 
 #[test]
 fn disable_and_enable_are_reported_in_status() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let s = stack("", &[]);
     let o = s.cli(&["autoexport", "disable"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -6,48 +6,6 @@
 use e2e::stack::{Stack, StackOptions};
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    static TAB: std::sync::Once = std::sync::Once::new();
-    TAB.call_once(|| {
-        let tab = std::env::temp_dir()
-            .join(format!("lustre-blob-mds-load-tests-{}", std::process::id()))
-            .join("mounts");
-        std::env::set_var("LUSTRE_SIM_MOUNTTAB", tab);
-    });
-    guard
-}
-
-fn ensure_copytool_built() {
-    if testkit::bin_path("lhsmtool_blob").exists() {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args(["build", "-p", "copytool", "--bin", "lhsmtool_blob"])
-        .current_dir(testkit::workspace_root())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "cargo build -p copytool failed");
-}
-
-/// `lctl get_param -n sim.stats` as a map.
-pub fn sim_stats(s: &Stack) -> BTreeMap<String, u64> {
-    let o = s.sim.lctl(&["get_param", "-n", "sim.stats"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
-}
 
 fn calls(s: &BTreeMap<String, u64>) -> u64 {
     s.iter()
@@ -61,7 +19,7 @@ fn get(s: &BTreeMap<String, u64>, k: &str) -> u64 {
 }
 
 fn export_round(s: &Stack, from: usize, to: usize) -> (f64, f64, BTreeMap<String, u64>) {
-    let before = sim_stats(s);
+    let before = s.sim.stats();
     for i in from..to {
         s.write(&format!("d{}/f{i}", i / 500), format!("{i}").as_bytes());
     }
@@ -73,7 +31,7 @@ fn export_round(s: &Stack, from: usize, to: usize) -> (f64, f64, BTreeMap<String
         String::from_utf8_lossy(&o.stderr),
         s.logs()
     );
-    let after = sim_stats(s);
+    let after = s.sim.stats();
     let n = (to - from) as f64;
     let per_file = (calls(&after) - calls(&before)) as f64 / n;
     let walked = (get(&after, "current_action.records_read")
@@ -89,8 +47,8 @@ fn export_round(s: &Stack, from: usize, to: usize) -> (f64, f64, BTreeMap<String
 
 #[test]
 fn mds_calls_per_exported_file_stay_constant_as_the_export_grows() {
-    let _serial = serial();
-    ensure_copytool_built();
+    let _serial = testkit::sim::one_at_a_time();
+    testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
     let mut s = Stack::new(StackOptions::default());
     s.start_copytool(&[]);
     s.start_daemon();
@@ -134,8 +92,8 @@ fn users(s: &Stack, mdt: u32) -> Vec<(String, u64)> {
 /// a user deregistered from an MDT is refused at the next start, naming the MDT.
 #[test]
 fn each_mdt_is_read_and_cleared_with_its_own_changelog_user() {
-    let _serial = serial();
-    ensure_copytool_built();
+    let _serial = testkit::sim::one_at_a_time();
+    testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
     let mut s = Stack::new(StackOptions {
         mdts: 2,
         ..StackOptions::default()
@@ -227,25 +185,25 @@ fn lustre_fid_mdt(s: &Stack) -> impl Fn(&std::path::Path) -> u32 {
 /// flush costs a bounded number of opens, and records still arrive without reopening.
 #[test]
 fn an_idle_daemon_opens_each_changelog_a_bounded_number_of_times() {
-    let _serial = serial();
-    ensure_copytool_built();
+    let _serial = testkit::sim::one_at_a_time();
+    testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
     let mut s = Stack::new(StackOptions::default());
     s.start_copytool(&[]);
     s.start_daemon();
     let key = format!("changelog_open.{}", s.sim.mdt_name(0));
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let before = get(&sim_stats(&s), &key);
+    let before = get(&s.sim.stats(), &key);
     std::thread::sleep(std::time::Duration::from_secs(10));
-    let idle = get(&sim_stats(&s), &key) - before;
+    let idle = get(&s.sim.stats(), &key) - before;
     assert!(idle <= 1, "{idle} changelog opens in 10 idle seconds");
     // Files written meanwhile are exported by the open reader; a flush adds its two passes.
-    let before = get(&sim_stats(&s), &key);
+    let before = get(&s.sim.stats(), &key);
     for i in 0..20 {
         s.write(&format!("f{i}"), b"x");
     }
     let o = s.flush("120s");
     assert!(o.status.success(), "{}", s.logs());
-    let used = get(&sim_stats(&s), &key) - before;
+    let used = get(&s.sim.stats(), &key) - before;
     assert!(
         used <= 3,
         "{used} changelog opens for 20 files and one flush"

@@ -5,43 +5,11 @@ use e2e::stack::{Stack, StackOptions};
 use e2e::util::wait_until;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 
-/// One stack at a time per test binary: simulators starting in parallel race on their shared
-/// mount table (an MDT then reads as "No such device"), and the machine has two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    // A mount table of our own: the shared one loses entries when many simulators (other
-    // suites running at the same time) rewrite it at once.
-    static TAB: std::sync::Once = std::sync::Once::new();
-    TAB.call_once(|| {
-        let tab = std::env::temp_dir()
-            .join(format!("lustre-blob-policy-tests-{}", std::process::id()))
-            .join("mounts");
-        std::env::set_var("LUSTRE_SIM_MOUNTTAB", tab);
-    });
-    guard
-}
 use std::time::Duration;
 
-fn ensure_copytool_built() {
-    if testkit::bin_path("lhsmtool_blob").exists() {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args(["build", "-p", "copytool", "--bin", "lhsmtool_blob"])
-        .current_dir(testkit::workspace_root())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "cargo build -p copytool failed");
-}
-
 fn stack_with(extra: &[&str]) -> Stack {
-    ensure_copytool_built();
+    testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
     let mut s = Stack::new(StackOptions::default());
     s.edit_policy(|p| {
         for l in extra {
@@ -79,7 +47,7 @@ fn names(s: &Stack) -> Vec<String> {
 
 #[test]
 fn default_policy_keeps_blobs_of_deleted_and_renamed_files() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let s = stack_with(&[]);
     s.write("k/a.dat", b"a");
     flush_ok(&s);
@@ -95,7 +63,7 @@ fn default_policy_keeps_blobs_of_deleted_and_renamed_files() {
 
 #[test]
 fn on_delete_delete_and_on_rename_move_propagate() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let s = stack_with(&["on_delete = \"delete\"", "on_rename = \"move\""]);
     s.write("p/old/x.dat", b"x");
     s.write("p/old/sub/y.dat", b"y");
@@ -127,7 +95,7 @@ fn on_delete_delete_and_on_rename_move_propagate() {
 
 #[test]
 fn metadata_sync_updates_permissions_and_ignore_does_not() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     for (mode, expect) in [("sync", "0600"), ("ignore", "0644")] {
         let s = stack_with(&[&format!("metadata = \"{mode}\"")]);
         let f = s.write("m/f.dat", b"data");
@@ -148,7 +116,7 @@ fn metadata_sync_updates_permissions_and_ignore_does_not() {
 
 #[test]
 fn manual_export_then_import_round_trips_a_tree() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let s = stack_with(&[]);
     let o = s.cli(&["autoexport", "disable"]);
     assert!(o.status.success(), "{}", out(&o));
@@ -240,7 +208,7 @@ fn manual_export_then_import_round_trips_a_tree() {
 
 #[test]
 fn cancel_stops_a_manual_export() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let s = stack_with(&[]);
     assert!(s.cli(&["autoexport", "disable"]).status.success());
     // Hold requests in the coordinator queue so the job is still running when cancelled.
@@ -268,7 +236,7 @@ fn cancel_stops_a_manual_export() {
 
 #[test]
 fn a_bad_policy_file_names_file_line_and_key() {
-    let _serial = serial();
+    let _serial = testkit::sim::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("policy.toml");
     std::fs::write(&p, "[lustre]\nmount = \"/mnt/lustre\"\n\n[blob]\nurl = \"http://127.0.0.1:1/devstoreaccount1/x\"\n\n[autoexport]\nmin_age = \"5 parsecs\"\n").unwrap();
@@ -304,8 +272,8 @@ fn a_bad_policy_file_names_file_line_and_key() {
 
 #[test]
 fn sighup_reload_keeps_the_old_policy_when_the_new_one_is_bad_and_metrics_are_served() {
-    let _serial = serial();
-    ensure_copytool_built();
+    let _serial = testkit::sim::one_at_a_time();
+    testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

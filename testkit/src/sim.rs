@@ -50,6 +50,39 @@ pub fn ensure_sim_built() {
     assert!(status.success(), "cargo build -p lustre-sim failed");
 }
 
+/// Builds `bin` of `package` when it is missing, e.g. under `cargo test -p <other package>`,
+/// which does not build other packages' binaries.
+pub fn ensure_bin_built(package: &str, bin: &str) {
+    if bin_path(bin).exists() {
+        return;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args(["build", "-p", package, "--bin", bin])
+        .current_dir(workspace_root())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "cargo build -p {package} --bin {bin} failed");
+}
+
+/// One simulator at a time in this test binary, on a mount table of its own. Simulators
+/// starting in parallel race on their shared mount table (an MDT then reads as "No such
+/// device"), and the shared table loses entries when other suites rewrite it at the same time.
+/// Hold the guard for the whole test.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    static TAB: std::sync::Once = std::sync::Once::new();
+    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    TAB.call_once(|| {
+        let tab = std::env::temp_dir()
+            .join(format!("lustre-blob-sim-tests-{}", std::process::id()))
+            .join("mounts");
+        std::env::set_var("LUSTRE_SIM_MOUNTTAB", tab);
+    });
+    guard
+}
+
 /// A fresh file-system name (at most 8 characters): random per process and call, and not in
 /// any simulator mount table (so concurrent test processes never share a name).
 pub fn unique_fsname() -> String {
@@ -289,6 +322,20 @@ impl Sim {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    }
+
+    /// `lctl get_param -n sim.stats`: what each MDS call cost, by name (the simulator counts
+    /// them as Lustre would feel them).
+    pub fn stats(&self) -> std::collections::BTreeMap<String, u64> {
+        let o = self.lctl(&["get_param", "-n", "sim.stats"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
     }
 
     /// Registers a changelog user on MDT `mdt`; returns its id ("clN").

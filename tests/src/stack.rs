@@ -299,7 +299,10 @@ impl Drop for Stack {
                 Err(_) => return,
             },
         );
-        eprintln!("e2e: logs of the failed test kept in {}", dir.keep().display());
+        eprintln!(
+            "e2e: logs of the failed test kept in {}",
+            dir.keep().display()
+        );
     }
 }
 

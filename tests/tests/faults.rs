@@ -62,10 +62,25 @@ fn flush_until_clean(stack: &mut Stack, deadline: Instant) {
         if o.status.success() {
             return;
         }
+        let st = stack.status_json();
+        let brief: Vec<String> = [
+            "pendingFiles",
+            "inFlightFiles",
+            "waitingFiles",
+            "waitingReason",
+            "stuckRequests",
+            "standingFailures",
+            "pendingNamespaceOperations",
+            "currentIteration",
+        ]
+        .iter()
+        .map(|k| format!("{k}={}", st[*k]))
+        .collect();
         eprintln!(
-            "flush not clean yet: {}{}",
+            "flush not clean yet: {}{}status: {}",
             String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
+            String::from_utf8_lossy(&o.stderr),
+            brief.join(" ")
         );
         assert!(
             Instant::now() < deadline,
