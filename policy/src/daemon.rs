@@ -375,15 +375,22 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
     fn control(&mut self, req: Request, reply: Sender<Response>, now: u64) -> Option<Response> {
         let r = match req {
             Request::Status => {
+                self.make_durable();
                 Response::ok(serde_json::to_value(self.status()).unwrap_or_default())
             }
-            Request::Jobs => Response::ok(
-                serde_json::to_value(self.jobs.list(self.engine.state())).unwrap_or_default(),
-            ),
-            Request::Job { id } => match self.jobs.get(&id, self.engine.state()) {
-                Some(j) => Response::ok(serde_json::to_value(j).unwrap_or_default()),
-                None => Response::err(crate::exit::NOT_FOUND, format!("no job {id}")),
-            },
+            Request::Jobs => {
+                self.make_durable();
+                Response::ok(
+                    serde_json::to_value(self.jobs.list(self.engine.state())).unwrap_or_default(),
+                )
+            }
+            Request::Job { id } => {
+                self.make_durable();
+                match self.jobs.get(&id, self.engine.state()) {
+                    Some(j) => Response::ok(serde_json::to_value(j).unwrap_or_default()),
+                    None => Response::err(crate::exit::NOT_FOUND, format!("no job {id}")),
+                }
+            }
             Request::Autoexport { enable } => {
                 if enable {
                     if let Some(running) = self.jobs.running_manual() {
@@ -519,7 +526,18 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         Ok(())
     }
 
-    fn refresh_metrics(&self) {
+    /// Saves what changed before counters are shown: a number an admin (or a Prometheus
+    /// scrape) has seen must survive a `kill -9` of the daemon, or Total Files Exported would go
+    /// back after the restart until the replayed changelog counts the lost part again. Saves are
+    /// otherwise rate-limited ([`SAVE_INTERVAL_MS`]); showing is rare, so this costs little.
+    fn make_durable(&mut self) {
+        if let Err(e) = self.engine.persist() {
+            tracing::warn!(error = %e, "state not saved before showing counters");
+        }
+    }
+
+    fn refresh_metrics(&mut self) {
+        self.make_durable();
         let s = self.status();
         let text = status::render_metrics(&s);
         if let Ok(mut m) = self.metrics.lock() {
@@ -894,6 +912,65 @@ mod tests {
             ask(&mut d, Request::Status).try_recv().unwrap().data["state"],
             "InProgress"
         );
+    }
+
+    /// What `status` showed survives a `kill -9` right after it: a daemon restarted from the
+    /// state directory never shows a smaller Total Files Exported than was seen.
+    #[test]
+    fn counters_shown_by_status_survive_a_crash_right_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::state::StateFile::new(dir.path().join("state.json"));
+        let ns = FakeNs::default();
+        ns.add("", FileKind::Directory, 0);
+        let text =
+            "[lustre]\nmount = \"/m\"\n[blob]\nurl = \"http://127.0.0.1:1/devstoreaccount1/c\"\n";
+        let p = Policy::from_toml(text, Path::new("p.toml")).unwrap();
+        let engine = |file| {
+            Engine::new(
+                ns.clone(),
+                FakeStore::default(),
+                FakeLog::default(),
+                engine_config(&p).unwrap(),
+                1,
+                Some(file),
+                true,
+            )
+            .unwrap()
+        };
+        let mut d = Daemon::new(
+            engine(file.clone()),
+            JobRegistry::in_memory(1),
+            PathBuf::from("p.toml"),
+        );
+        d.tick().unwrap(); // the first save: from now on saves are rate-limited
+        let f = ns.add("a", FileKind::Regular, 3);
+        d.handle(Msg::Records {
+            mdt: 0,
+            records: vec![Change::simple(0, 1, ChangeKind::Close, f)],
+            end: true,
+        });
+        d.tick().unwrap();
+        let mut h = Change::simple(0, 2, ChangeKind::Hsm, f);
+        h.hsm = Some(crate::model::HsmEvent {
+            event: crate::model::HsmEventKind::Archive,
+            error: 0,
+            dirty: false,
+        });
+        d.handle(Msg::Records {
+            mdt: 0,
+            records: vec![h],
+            end: true,
+        });
+        let seen = ask(&mut d, Request::Status).try_recv().unwrap();
+        assert_eq!(seen.data["totalFilesExported"], 1);
+        drop(d); // kill -9: no shutdown save
+        let mut again = Daemon::new(
+            engine(file),
+            JobRegistry::in_memory(1),
+            PathBuf::from("p.toml"),
+        );
+        let after = ask(&mut again, Request::Status).try_recv().unwrap();
+        assert_eq!(after.data["totalFilesExported"], 1, "{}", after.data);
     }
 
     #[test]
