@@ -2,7 +2,7 @@
 //! One watch per directory (recursive by adding watches as directories appear); a directory's
 //! watch maps to its FID, so renames of directories need no watch bookkeeping.
 
-use super::inotify::read_events;
+use super::inotify::read_events_wait;
 pub use super::inotify::{Event, Watcher};
 use super::state::{kind_of, Kind, Node, Stat, State};
 pub use super::xattr::{get_fid_xattr, list_xattrs, set_fid_xattr};
@@ -12,6 +12,16 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long an IN_MOVED_FROM without its IN_MOVED_TO waits for it. `fsnotify_move` queues the
+/// two events one after the other, not atomically: a read can fall between them (seen in a
+/// slow TCG guest, REAL_LUSTRE.md row 5). A rename is one RENME record on Lustre; only a move
+/// out of the mount (no IN_MOVED_TO ever) becomes an UNLNK once this has passed.
+const MOVE_PAIR_WAIT: Duration = Duration::from_millis(250);
+
+/// IN_MOVED_FROM halves waiting for their IN_MOVED_TO, by cookie: (parent, name, FID, is dir).
+type Moves = HashMap<u32, (Fid, Vec<u8>, Fid, bool)>;
 
 /// What prompted a comparison with the cached stat.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -20,6 +30,34 @@ pub enum Cause {
     Attrib,
     Close,
     Rescan,
+}
+
+/// The `la_valid` bits (`lustre_user.h` `enum la_valid`) of the setattr that turned `old` into
+/// `new`, as `mdd_attr_set` records them (`mdd_attr_set_changelog` stores the low 12 bits):
+/// chmod is `LA_MODE|LA_CTIME` (0x14), a truncate `LA_SIZE|LA_MTIME|LA_CTIME` (0xe), a utime
+/// `LA_ATIME|LA_MTIME|LA_CTIME` (0x7) — the values real 2.16.1 wrote (REAL_LUSTRE.md row 1).
+fn la_valid(old: &Stat, new: &Stat) -> u16 {
+    let mut valid = 0u16;
+    if new.mode != old.mode {
+        valid |= LA_MODE | LA_CTIME;
+    }
+    if new.uid != old.uid {
+        valid |= LA_UID | LA_CTIME;
+    }
+    if new.gid != old.gid {
+        valid |= LA_GID | LA_CTIME;
+    }
+    if new.size != old.size {
+        valid |= LA_SIZE | LA_MTIME | LA_CTIME;
+    }
+    if new.mtime != old.mtime {
+        valid |= LA_MTIME | LA_CTIME;
+        // utimensat(2) sets both times; the client sends LA_ATIME with them.
+        if new.atime != old.atime {
+            valid |= LA_ATIME;
+        }
+    }
+    valid
 }
 
 fn n_is_file(s: &State, fid: &Fid) -> bool {
@@ -113,6 +151,7 @@ impl State {
             if self.nodes.len() > known
                 && self.nodes.get(&fid).is_some_and(|n| n.kind == Kind::File)
             {
+                self.open_created(fid);
                 self.close_write(fid, &p);
             }
         }
@@ -358,21 +397,22 @@ impl State {
     /// SETXATTR records the difference calls for. `cause` says which event prompted it:
     /// a write (IN_MODIFY) always changes the data; an IN_ATTRIB that sees a new size belongs
     /// to a write whose IN_MODIFY is still queued, so it leaves size and mtime to that event.
-    pub fn attr_changed(&mut self, fid: Fid, path: &Path, cause: Cause) {
+    /// Returns true when it recorded a TRUNC.
+    pub fn attr_changed(&mut self, fid: Fid, path: &Path, cause: Cause) -> bool {
         let Ok(m) = std::fs::symlink_metadata(path) else {
             // Renamed (or removed) since the event: a write still changed the data; the stat
             // cache is refreshed when the rename is processed (see `adopt`).
             if cause == Cause::Modify && n_is_file(self, &fid) {
                 self.data_changed(fid);
             }
-            return;
+            return false;
         };
         let mut st = Stat::from_meta(&m);
         let Some(n) = self.nodes.get(&fid) else {
-            return;
+            return false;
         };
         if st.ino != n.stat.ino && n.stat.ino != 0 {
-            return;
+            return false;
         }
         let old = n.stat.clone();
         let parent = n.links.first().map(|l| l.0).unwrap_or_default();
@@ -381,23 +421,8 @@ impl State {
             st.size = old.size;
             st.mtime = old.mtime;
         }
-        let mut valid = 0u16;
-        if st.mode != old.mode {
-            valid |= ATTR_MODE;
-        }
-        if st.uid != old.uid {
-            valid |= ATTR_UID;
-        }
-        if st.gid != old.gid {
-            valid |= ATTR_GID;
-        }
+        let valid = la_valid(&old, &st);
         let shrunk = st.size < old.size;
-        if st.size != old.size {
-            valid |= ATTR_SIZE;
-        }
-        if st.mtime != old.mtime {
-            valid |= ATTR_MTIME | ATTR_CTIME;
-        }
         let data = match cause {
             Cause::Modify => true,
             Cause::Rescan => st.size != old.size || st.mtime != old.mtime,
@@ -420,9 +445,9 @@ impl State {
         // Setattr family: one record, the lowest type among TRUNC, SETATTR, MTIME that applies.
         let rtype = if shrunk {
             Some(CL_TRUNC)
-        } else if valid & (ATTR_MODE | ATTR_UID | ATTR_GID) != 0 {
+        } else if valid & (LA_MODE | LA_UID | LA_GID) != 0 {
             Some(CL_SETATTR)
-        } else if cause == Cause::Attrib && valid & ATTR_MTIME != 0 {
+        } else if cause == Cause::Attrib && valid & LA_MTIME != 0 {
             Some(CL_MTIME)
         } else {
             None
@@ -441,6 +466,7 @@ impl State {
                 self.emit_xattr(mdt, fid, parent, &st, name);
             }
         }
+        rtype == Some(CL_TRUNC)
     }
 
     fn emit_xattr(&mut self, mdt: u32, fid: Fid, parent: Fid, st: &Stat, name: &str) {
@@ -463,38 +489,58 @@ impl State {
         }
         let (mdt, uid, gid) = (n.mdt, n.stat.uid, n.stat.gid);
         let parent = n.links.first().map(|l| l.0).unwrap_or_default();
-        let r = State::base_rec(CL_CLOSE, MDS_FMODE_WRITE, fid, parent, uid, gid, b"");
+        let flags = self.close_flags(&fid);
+        let r = State::base_rec(CL_CLOSE, flags, fid, parent, uid, gid, b"");
         self.emit(mdt, r);
     }
 
     /// Processes every queued inotify event. Events on FIDs in `suppress` only refresh the
     /// cache (the daemon's own writes: release, restore, import).
     pub fn drain(&mut self, w: &mut Watcher, suppress: &[Fid]) {
+        self.drain_from(w, suppress, &mut |w: &Watcher, wait| {
+            read_events_wait(&w.fd, wait)
+        });
+    }
+
+    /// `drain` with the events from `next` (the watcher's fd; tests split reads with it).
+    /// `next(w, wait)` returns the queued events, waiting up to `wait` when there are none.
+    pub fn drain_from(
+        &mut self,
+        w: &mut Watcher,
+        suppress: &[Fid],
+        next: &mut dyn FnMut(&Watcher, Option<Duration>) -> Vec<Event>,
+    ) {
+        let mut moves: Moves = HashMap::new();
+        let mut deadline: Option<Instant> = None;
         loop {
-            let evs = read_events(&w.fd);
-            if evs.is_empty() {
+            let wait = if moves.is_empty() {
+                deadline = None;
+                None
+            } else {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + MOVE_PAIR_WAIT);
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                Some(left)
+            };
+            let evs = next(w, wait);
+            if evs.is_empty() && moves.is_empty() {
                 break;
             }
-            let mut moves: HashMap<u32, (Fid, Vec<u8>, Fid, bool)> = HashMap::new();
             for ev in evs {
                 self.handle(w, ev, &mut moves, suppress);
             }
-            // Moves whose other half never came: the entry left the mount.
-            let mut rest: Vec<_> = moves.into_values().collect();
-            rest.sort_by(|a, b| a.1.cmp(&b.1));
-            for (parent, name, _fid, _dir) in rest {
-                self.unlink_entry(w, parent, &name);
-            }
+        }
+        // Moves whose other half never came: the entry left the mount.
+        let mut rest: Vec<_> = moves.into_values().collect();
+        rest.sort_by(|a, b| a.1.cmp(&b.1));
+        for (parent, name, _fid, _dir) in rest {
+            self.unlink_entry(w, parent, &name);
         }
     }
 
-    fn handle(
-        &mut self,
-        w: &mut Watcher,
-        ev: Event,
-        moves: &mut HashMap<u32, (Fid, Vec<u8>, Fid, bool)>,
-        suppress: &[Fid],
-    ) {
+    fn handle(&mut self, w: &mut Watcher, ev: Event, moves: &mut Moves, suppress: &[Fid]) {
         if ev.mask & libc::IN_Q_OVERFLOW != 0 {
             self.rescan(w);
             return;
@@ -553,10 +599,14 @@ impl State {
                 self.unlink_entry(w, dfid, &ev.name);
             }
             let meta = std::fs::symlink_metadata(&path).ok();
-            if meta.is_none() {
-                self.create_entry(w, dfid, &ev.name, &path, None, isdir);
+            let known = self.nodes.len();
+            let fid = if meta.is_none() {
+                self.create_entry(w, dfid, &ev.name, &path, None, isdir)
             } else {
-                self.link_or_create(w, dfid, &ev.name, &path, meta);
+                self.link_or_create(w, dfid, &ev.name, &path, meta)
+            };
+            if self.nodes.len() > known && n_is_file(self, &fid) {
+                self.open_created(fid);
             }
         } else if ev.mask & libc::IN_DELETE != 0 {
             self.unlink_entry(w, dfid, &ev.name);
@@ -578,10 +628,18 @@ impl State {
             if ev.mask & libc::IN_CLOSE_WRITE != 0 {
                 self.close_write(c, &path);
             } else if ev.mask & libc::IN_MODIFY != 0 {
-                self.attr_changed(c, &path, Cause::Modify);
+                let trunc = self.attr_changed(c, &path, Cause::Modify);
+                self.open_modified(c, trunc);
+                return;
+            } else if ev.mask & libc::IN_OPEN != 0 {
+                if !isdir {
+                    self.open_seen(c);
+                }
+                return;
             } else if ev.mask & libc::IN_ATTRIB != 0 {
                 self.attr_changed(c, &path, Cause::Attrib);
             }
+            self.open_other_event(&c);
         }
     }
 }
