@@ -1,10 +1,16 @@
 //! What inotify reveals about the open behind a CL_CLOSE record.
 //!
 //! `mdd_close` stores the open's flags in the CLOSE record (real 2.16.1: `0x42` for `touch`,
-//! `0x242` for `>`, `0x442` for `>>`). inotify shows two of them: O_CREAT, when the file's
-//! IN_CREATE came before the close, and O_TRUNC, because `do_open` truncates before
-//! `fsnotify_open`: the truncation's IN_MODIFY comes right before the IN_OPEN of the same
-//! file. O_APPEND and O_CREAT on an existing file stay invisible (REAL_LUSTRE.md rows 2–3).
+//! `0x242` for `>`, `0x442` for `>>`). inotify shows two of them, as far as it can:
+//! * O_CREAT, when the file's IN_CREATE came before the close;
+//! * O_TRUNC, (a) when an IN_MODIFY finds the size dropped to 0 (the TRUNC record is written
+//!   then), or (b) on kernels before 6.8, where `do_open` truncates before `fsnotify_open`
+//!   runs: the truncation's IN_MODIFY comes right before the IN_OPEN of the same file (the
+//!   Debian 6.1 guest of `scripts/real-lustre`; 6.8 moved `fsnotify_open` into
+//!   `do_dentry_open`, so IN_OPEN comes first and (b) never fires there).
+//! O_APPEND, O_CREAT on an existing file, and on 6.8+ an O_TRUNC whose writes came before the
+//! events were read stay invisible (REAL_LUSTRE.md rows 2–3). (b) also takes an open by
+//! another process right after a write for an O_TRUNC: one TRUNC record too many.
 
 use super::state::State;
 use crate::consts::*;
@@ -27,7 +33,12 @@ impl State {
 
     /// An IN_MODIFY was handled; `trunc_recorded` when it emitted a TRUNC (the size dropped).
     pub fn open_modified(&mut self, fid: Fid, trunc_recorded: bool) {
-        self.opens.entry(fid).or_default().after_modify = Some(trunc_recorded);
+        let emptied = trunc_recorded && self.nodes.get(&fid).is_some_and(|n| n.stat.size == 0);
+        let t = self.opens.entry(fid).or_default();
+        t.after_modify = Some(trunc_recorded);
+        if emptied {
+            t.flags |= MDS_OPEN_TRUNC;
+        }
     }
 
     /// Any other event on the file: an IN_OPEN after it is not an O_TRUNC.

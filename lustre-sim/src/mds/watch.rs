@@ -733,4 +733,167 @@ mod tests {
         st.rescan(&mut w);
         assert_eq!(st.records[0].len(), n, "a rescan finds nothing new");
     }
+
+    fn recs(st: &State) -> Vec<Rec> {
+        st.records[0]
+            .iter()
+            .map(|(_, b)| Rec::decode(b).unwrap().0)
+            .collect()
+    }
+
+    #[test]
+    fn a_move_pair_split_across_reads_stays_one_rename() {
+        let (d, mut st, mut w) = setup();
+        std::fs::write(d.path().join("a"), b"x").unwrap();
+        st.drain(&mut w, &[]);
+        let f = st.lookup_rel(b"a").unwrap();
+        std::fs::rename(d.path().join("a"), d.path().join("b")).unwrap();
+        // The read ends right after IN_MOVED_FROM; the next read (without waiting) finds
+        // nothing; IN_MOVED_TO arrives only while the drain waits for it.
+        let mut evs = read_events_wait(&w.fd, None);
+        let cut = evs
+            .iter()
+            .position(|e| e.mask & libc::IN_MOVED_FROM != 0)
+            .unwrap();
+        let second: Vec<Event> = evs.split_off(cut + 1);
+        assert!(second.iter().any(|e| e.mask & libc::IN_MOVED_TO != 0));
+        let mut batches = vec![Some(evs), None, Some(second)].into_iter();
+        let mut waited = false;
+        st.drain_from(&mut w, &[], &mut |_w, wait| {
+            waited |= wait.is_some();
+            batches.next().flatten().unwrap_or_default()
+        });
+        assert!(waited, "an unpaired IN_MOVED_FROM makes the drain wait");
+        let rs = recs(&st);
+        let last = rs.last().unwrap();
+        assert_eq!(
+            (last.rtype, last.name.as_slice()),
+            (CL_RENAME, &b"b\0a"[..])
+        );
+        assert_eq!(last.rename.map(|r| r.0), Some(f));
+        assert!(!rs.iter().any(|r| r.rtype == CL_UNLINK), "{rs:#?}");
+        assert_eq!(st.lookup_rel(b"b"), Some(f), "same FID under the new name");
+    }
+
+    #[test]
+    fn a_move_out_of_the_mount_is_an_unlink_once_the_wait_is_over() {
+        let (d, mut st, mut w) = setup();
+        let out = tempfile::tempdir_in(d.path().parent().unwrap()).unwrap();
+        std::fs::write(d.path().join("a"), b"x").unwrap();
+        st.drain(&mut w, &[]);
+        std::fs::rename(d.path().join("a"), out.path().join("a")).unwrap();
+        st.drain(&mut w, &[]);
+        let last = recs(&st).pop().unwrap();
+        assert_eq!((last.rtype, last.flags), (CL_UNLINK, CLF_UNLINK_LAST));
+        assert_eq!(st.lookup_rel(b"a"), None);
+    }
+
+    fn flags_of(st: &State) -> Vec<(u32, u16)> {
+        recs(st).iter().map(|r| (r.rtype, r.flags)).collect()
+    }
+
+    const TRUNC_0XE: (u32, u16) = (CL_TRUNC, LA_SIZE | LA_MTIME | LA_CTIME);
+
+    #[test]
+    fn close_flags_and_trunc_follow_the_open() {
+        use std::io::Write;
+        let (d, mut st, mut w) = setup();
+        let p = d.path().join("a");
+        // created by the open: CLOSE 0x42 (O_CREAT | MDS_FMODE_WRITE), as real `touch`
+        std::fs::write(&p, b"hello").unwrap();
+        st.drain(&mut w, &[]);
+        // open(O_TRUNC) that empties a file: TRUNC 0xe, CLOSE 0x202 (real `>`: 0x242)
+        std::fs::write(&p, b"").unwrap();
+        st.drain(&mut w, &[]);
+        // an append open: neither flag is visible (real 0x442: O_APPEND)
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"more").unwrap();
+        drop(f);
+        st.drain(&mut w, &[]);
+        let wr = MDS_FMODE_WRITE;
+        assert_eq!(
+            flags_of(&st),
+            vec![
+                (CL_CREATE, 0),
+                (CL_CLOSE, MDS_OPEN_CREAT | wr),
+                TRUNC_0XE,
+                (CL_CLOSE, MDS_OPEN_TRUNC | wr),
+                (CL_CLOSE, wr),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_in_modify_right_before_in_open_is_an_o_trunc() {
+        // The events a 6.1 kernel queues for `printf x > a` on an existing file: the
+        // truncation (IN_MODIFY) before fsnotify_open (IN_OPEN), then the write and the close.
+        let (d, mut st, mut w) = setup();
+        let p = d.path().join("a");
+        std::fs::write(&p, b"").unwrap();
+        st.drain(&mut w, &[]);
+        let before = st.records[0].len();
+        std::fs::write(&p, b"x").unwrap();
+        let _ = read_events_wait(&w.fd, None); // the host kernel's own events, dropped
+        let wd = w.fid_wd[&ROOT_FID];
+        let ev = |mask: u32| Event {
+            wd,
+            mask,
+            cookie: 0,
+            name: b"a".to_vec(),
+        };
+        let mut once = Some(vec![
+            ev(libc::IN_MODIFY),
+            ev(libc::IN_OPEN),
+            ev(libc::IN_MODIFY),
+            ev(libc::IN_CLOSE_WRITE),
+        ]);
+        st.drain_from(&mut w, &[], &mut |_w, _wait| {
+            once.take().unwrap_or_default()
+        });
+        let got = flags_of(&st).split_off(before);
+        // real 2.16.1: TRUNC 0xe even for an empty file, then CLOSE 0x242
+        assert_eq!(
+            got,
+            vec![TRUNC_0XE, (CL_CLOSE, MDS_OPEN_TRUNC | MDS_FMODE_WRITE)]
+        );
+        // an IN_OPEN after other events is a plain open
+        let before = st.records[0].len();
+        let mut once = Some(vec![
+            ev(libc::IN_OPEN),
+            ev(libc::IN_MODIFY),
+            ev(libc::IN_CLOSE_WRITE),
+        ]);
+        st.drain_from(&mut w, &[], &mut |_w, _wait| {
+            once.take().unwrap_or_default()
+        });
+        assert_eq!(
+            flags_of(&st).split_off(before),
+            vec![(CL_CLOSE, MDS_FMODE_WRITE)]
+        );
+    }
+
+    #[test]
+    fn setattr_records_carry_la_valid_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, mut st, mut w) = setup();
+        let p = d.path().join("a");
+        std::fs::write(&p, b"hello").unwrap();
+        st.drain(&mut w, &[]);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        st.drain(&mut w, &[]);
+        let last = recs(&st).pop().unwrap();
+        // chmod: LA_MODE|LA_CTIME, real `SATTR 0x14`
+        assert_eq!((last.rtype, last.flags), (CL_SETATTR, 0x14));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(3)
+            .unwrap();
+        st.drain(&mut w, &[]);
+        let rs = recs(&st);
+        // truncate -s 3: real `TRUNC 0xe`
+        let t = rs.iter().rev().find(|r| r.rtype == CL_TRUNC).unwrap();
+        assert_eq!(t.flags, 0xe);
+    }
 }
