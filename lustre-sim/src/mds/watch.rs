@@ -421,6 +421,18 @@ impl State {
             st.size = old.size;
             st.mtime = old.mtime;
         }
+        if n.kind == Kind::Dir {
+            // An entry added or removed sets the directory's size, mtime and ctime without a
+            // setattr: Lustre records only the entry's own CREAT/UNLNK/... (`mdd_create`), so
+            // those changes make no record here (the daemon took such an MTIME for a changed
+            // directory and put its blob again). utime(2) to a given time is a setattr: it
+            // leaves mtime != ctime. (`touch DIR`, mtime = ctime = now, goes unrecorded.)
+            use std::os::unix::fs::MetadataExt;
+            st.size = old.size;
+            if (m.mtime(), m.mtime_nsec()) == (m.ctime(), m.ctime_nsec()) {
+                st.mtime = old.mtime;
+            }
+        }
         let valid = la_valid(&old, &st);
         let shrunk = st.size < old.size;
         let data = match cause {
@@ -895,5 +907,55 @@ mod tests {
         // truncate -s 3: real `TRUNC 0xe`
         let t = rs.iter().rev().find(|r| r.rtype == CL_TRUNC).unwrap();
         assert_eq!(t.flags, 0xe);
+    }
+
+    #[test]
+    fn a_file_created_in_a_directory_leaves_no_record_on_the_directory() {
+        // mdd_create records CREAT (+ the CLOSE of its open) on the new file only; the
+        // parent's new mtime has no record (real run: changelog-all). The simulator's own FID
+        // xattr on a new directory queues an IN_ATTRIB; when files appear in the directory
+        // before it is read, that IN_ATTRIB sees a new mtime: it must not become an MTIME
+        // record (the daemon exported the directory blob again for it).
+        let (d, mut st, mut w) = setup();
+        std::fs::create_dir(d.path().join("web")).unwrap();
+        let mut first = Some(read_events_wait(&w.fd, None));
+        let web = d.path().join("web");
+        let mut calls = 0;
+        st.drain_from(&mut w, &[], &mut |w, wait| {
+            calls += 1;
+            if let Some(evs) = first.take() {
+                return evs;
+            }
+            if calls == 2 {
+                std::thread::sleep(Duration::from_millis(20));
+                std::fs::write(web.join("f0.txt"), b"page").unwrap();
+            }
+            read_events_wait(&w.fd, wait)
+        });
+        let dir = st.lookup_rel(b"web").unwrap();
+        let rs = recs(&st);
+        assert!(st.lookup_rel(b"web/f0.txt").is_some(), "{rs:#?}");
+        assert_eq!(
+            rs.iter()
+                .filter(|r| r.tfid == dir)
+                .map(|r| r.rtype)
+                .collect::<Vec<_>>(),
+            vec![CL_MKDIR],
+            "{rs:#?}"
+        );
+        // a utime on the directory (both times set) is a setattr Lustre records
+        let t = libc::timespec {
+            tv_sec: 1_000_000,
+            tv_nsec: 0,
+        };
+        let c = std::ffi::CString::new(web.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid path and two timespecs.
+        assert_eq!(
+            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) },
+            0
+        );
+        st.drain(&mut w, &[]);
+        let last = recs(&st).pop().unwrap();
+        assert_eq!((last.rtype, last.tfid), (CL_MTIME, dir));
     }
 }
