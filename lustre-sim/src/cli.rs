@@ -244,12 +244,21 @@ pub fn format_record(r: &crate::record::Rec) -> String {
         if let Some((u, g)) = r.uidgid {
             line.push_str(&format!(" u={u}:{g}"));
         }
-        if r.nid.is_some() {
-            line.push_str(" nid=0@lo");
+        if let Some(n) = r.nid {
+            line.push_str(&format!(" nid={}", nid_text(n)));
         }
         if let Some(x) = &r.xattr {
             line.push_str(&format!(" x={x}"));
         }
+    }
+    // lfs.c lfs_changelog: the target parent and new name first, then the rename's source
+    // (`p=[pfid] new s=[sfid] sp=[spfid] old`), as real 2.16.1 prints it (REAL_LUSTRE.md row 11).
+    if r.pfid != crate::fid::Fid::default() {
+        line.push_str(&format!(" p={}", r.pfid));
+    }
+    let new = r.name.split(|&c| c == 0).next().unwrap_or(&[]);
+    if !new.is_empty() {
+        line.push_str(&format!(" {}", String::from_utf8_lossy(new)));
     }
     if let Some((s, sp)) = r.rename {
         let old = r
@@ -265,11 +274,29 @@ pub fn format_record(r: &crate::record::Rec) -> String {
             String::from_utf8_lossy(old)
         ));
     }
-    if !r.name.is_empty() {
-        let new = r.name.split(|&c| c == 0).next().unwrap_or(&[]);
-        line.push_str(&format!(" p={} {}", r.pfid, String::from_utf8_lossy(new)));
-    }
     line
+}
+
+/// A NID as `libcfs_nidstr` prints it: `0@lo`, `a.b.c.d@tcp[N]`, else `addr@<lnd:num>` (the
+/// coordinator's zero NID is `0@<0:0>`).
+pub fn nid_text(n: lustre::Nid) -> String {
+    let (lnd, num, addr) = match n {
+        lustre::Nid::Nid4(raw) => (((raw >> 48) & 0xFFFF) as u8, (raw >> 32) as u16, raw as u32),
+        lustre::Nid::Large { lnd, num, addr, .. } => (lnd, num, addr[0]),
+    };
+    let net = |name: &str| {
+        if num == 0 {
+            name.to_string()
+        } else {
+            format!("{name}{num}")
+        }
+    };
+    match lnd {
+        LNET_LND_LO => "0@lo".to_string(),
+        2 => format!("{}@{}", std::net::Ipv4Addr::from(addr), net("tcp")),
+        5 => format!("{}@{}", std::net::Ipv4Addr::from(addr), net("o2ib")),
+        _ => format!("{addr}@<{lnd}:{num}>"),
+    }
 }
 
 /// Days-from-civil inverse (UTC), enough for printing record times.
@@ -312,7 +339,8 @@ fn changelog(rest: &[String]) -> Out {
     let end = num(rest.get(2))?;
     let mut st = client::ChangelogStream::start(
         dev,
-        CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS,
+        // 2.16's lfs asks for NID_BE (its records show ef=0x13)
+        CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS | CHANGELOG_FLAG_NID_BE,
         start,
     )
     .map_err(|e| {
@@ -493,4 +521,54 @@ fn param_call<T>(pattern: &str, f: impl Fn(&Path) -> Res<T>) -> Res<Vec<T>> {
         return Err(last);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use crate::fid::Fid;
+    use crate::record::{Rec, NID_LO_BE, NID_NONE_BE};
+
+    fn fid(oid: u32) -> Fid {
+        Fid {
+            seq: 0x200000402,
+            oid,
+            ver: 0,
+        }
+    }
+
+    #[test]
+    fn a_rename_prints_target_then_source_as_lfs_does() {
+        let r = Rec {
+            rtype: CL_RENAME,
+            index: 59,
+            tfid: Fid::default(),
+            pfid: fid(0xd),
+            rename: Some((fid(0xe), fid(0xd))),
+            extra: true,
+            uidgid: Some((0, 0)),
+            nid: Some(NID_LO_BE),
+            name: b"b\0a".to_vec(),
+            ..Default::default()
+        };
+        let line = format_record(&r);
+        // real 2.16.1: "... ef=0x13 u=0:0 nid=0@lo p=[..:0xd:0x0] b s=[..:0xe:0x0] sp=[..] a"
+        let tail = line.split_once(" ef=").map(|x| x.1).unwrap_or_default();
+        assert_eq!(
+            tail,
+            "0x13 u=0:0 nid=0@lo p=[0x200000402:0xd:0x0] b s=[0x200000402:0xe:0x0] \
+             sp=[0x200000402:0xd:0x0] a"
+        );
+    }
+
+    #[test]
+    fn nids_print_as_libcfs_nidstr() {
+        assert_eq!(nid_text(NID_LO_BE), "0@lo");
+        assert_eq!(nid_text(NID_NONE_BE), "0@<0:0>");
+        assert_eq!(nid_text(lustre::Nid::Nid4(NID_LO)), "0@lo");
+        assert_eq!(
+            nid_text(lustre::Nid::Nid4(0x0002_0000_c0a8_141f)),
+            "192.168.20.31@tcp"
+        );
+    }
 }

@@ -185,6 +185,8 @@ pub struct ChangelogStream {
     pub want_jobid: bool,
     pub want_extra: bool,
     pub xflags: u64,
+    /// CHANGELOG_FLAG_NID_BE: NIDs as `struct lnet_nid`, else converted to `lnet_nid_t`.
+    pub nid_be: bool,
     pub at_end: bool,
 }
 
@@ -205,6 +207,7 @@ impl ChangelogStream {
             want_jobid: flags & CHANGELOG_FLAG_JOBID != 0,
             want_extra: flags & CHANGELOG_FLAG_EXTRA_FLAGS != 0,
             xflags: 0,
+            nid_be: flags & CHANGELOG_FLAG_NID_BE != 0,
             at_end: false,
         })
     }
@@ -228,6 +231,7 @@ impl ChangelogStream {
             self.want_jobid,
             self.want_extra,
             self.xflags,
+            self.nid_be,
         )))
     }
 

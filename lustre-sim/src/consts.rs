@@ -10,6 +10,7 @@ pub const CL_UNLINK: u32 = 6;
 pub const CL_RMDIR: u32 = 7;
 pub const CL_RENAME: u32 = 8;
 pub const CL_CLOSE: u32 = 11;
+pub const CL_LAYOUT: u32 = 12;
 pub const CL_TRUNC: u32 = 13;
 pub const CL_SETATTR: u32 = 14;
 pub const CL_SETXATTR: u32 = 15;
@@ -42,18 +43,25 @@ pub const CLFE_NID_BE: u64 = 0x10;
 pub const CHANGELOG_FLAG_FOLLOW: i32 = 0x1;
 pub const CHANGELOG_FLAG_JOBID: i32 = 0x4;
 pub const CHANGELOG_FLAG_EXTRA_FLAGS: i32 = 0x8;
+/// 2.16: the reader takes NIDs as `struct lnet_nid` (big endian) rather than `lnet_nid_t`.
+pub const CHANGELOG_FLAG_NID_BE: i32 = 0x10;
 
-/// MDS open flag carried in CL_CLOSE low bits for a write open.
+/// Open flags a CL_CLOSE record carries in its low bits (`mdd_close` stores the open's
+/// `mod_flags`): MDS_FMODE_WRITE for a write open, and the open(2) flags the MDS saw. Only the
+/// two that inotify can reveal are used: O_CREAT (the open created the file) and O_TRUNC.
 pub const MDS_FMODE_WRITE: u16 = 0x2;
+pub const MDS_OPEN_CREAT: u16 = 0o100;
+pub const MDS_OPEN_TRUNC: u16 = 0o1000;
 
-/// setattr valid bits (low 12 bits land in SETATTR-family cr_flags).
-pub const ATTR_MODE: u16 = 0x1;
-pub const ATTR_UID: u16 = 0x2;
-pub const ATTR_GID: u16 = 0x4;
-pub const ATTR_SIZE: u16 = 0x8;
-pub const ATTR_ATIME: u16 = 0x10;
-pub const ATTR_MTIME: u16 = 0x20;
-pub const ATTR_CTIME: u16 = 0x40;
+/// `lustre_user.h` `enum la_valid`: the low 12 bits of `la_valid` are what
+/// `mdd_attr_set_changelog` stores as the flags of TRUNC / SATTR / MTIME records.
+pub const LA_ATIME: u16 = 0x1;
+pub const LA_MTIME: u16 = 0x2;
+pub const LA_CTIME: u16 = 0x4;
+pub const LA_SIZE: u16 = 0x8;
+pub const LA_MODE: u16 = 0x10;
+pub const LA_UID: u16 = 0x20;
+pub const LA_GID: u16 = 0x40;
 
 pub const HE_ARCHIVE: u16 = 0;
 pub const HE_RESTORE: u16 = 1;
@@ -109,8 +117,10 @@ pub const HSS_SETMASK: u32 = 0x1;
 pub const HSS_CLEARMASK: u32 = 0x2;
 pub const HSS_ARCHIVE_ID: u32 = 0x4;
 
-/// LNet NID of `0@lo`, the NID the simulator stamps on records.
+/// LNet NID of `0@lo` as an 8-byte `lnet_nid_t` (LOLND = 9 in the network's high half).
 pub const NID_LO: u64 = 0x0009_0000_0000_0000;
+/// LOLND, the loopback LND type of `struct lnet_nid`.
+pub const LNET_LND_LO: u8 = 9;
 
 /// xattr holding an entry's FID on the backing file system.
 pub const FID_XATTR: &str = "trusted.lsim.fid";

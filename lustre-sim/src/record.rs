@@ -27,7 +27,9 @@ pub struct Rec {
     /// `Some` when the extra-flags extension is present; its CLFE bits come from the fields below.
     pub extra: bool,
     pub uidgid: Option<(u64, u64)>,
-    pub nid: Option<u64>,
+    /// As stored by a 2.16 MDT: `struct lnet_nid` (`Nid::Large`, CLFE_NID_BE); a reader that did
+    /// not ask for CHANGELOG_FLAG_NID_BE gets the 8-byte `Nid::Nid4` form (see `trimmed`).
+    pub nid: Option<lustre::Nid>,
     pub openmode: Option<u32>,
     pub xattr: Option<String>,
     pub name: Vec<u8>,
@@ -43,8 +45,11 @@ impl Rec {
         if self.uidgid.is_some() {
             b |= CLFE_UIDGID;
         }
-        if self.nid.is_some() {
+        if let Some(n) = self.nid {
             b |= CLFE_NID;
+            if matches!(n, lustre::Nid::Large { .. }) {
+                b |= CLFE_NID_BE;
+            }
         }
         if self.openmode.is_some() {
             b |= CLFE_OPEN;
@@ -101,7 +106,7 @@ impl Rec {
             jobid: self.jobid.clone(),
             extra_flags: self.extra.then_some(0),
             uid_gid: self.uidgid,
-            nid: self.nid.map(lustre::Nid::Nid4),
+            nid: self.nid,
             open_flags: self.openmode,
             xattr: self.xattr.clone(),
             name,
@@ -128,10 +133,7 @@ impl Rec {
             jobid: r.jobid.clone(),
             extra: r.extra_flags.is_some(),
             uidgid: r.uid_gid,
-            nid: r.nid.map(|n| match n {
-                lustre::Nid::Nid4(v) => v,
-                _ => 0,
-            }),
+            nid: r.nid,
             openmode: r.open_flags,
             xattr: r.xattr.clone(),
             name,
@@ -153,8 +155,9 @@ impl Rec {
 
     /// The 2.16 reader's view: only extensions both present and requested
     /// (`jobid` with CHANGELOG_FLAG_JOBID; extra flags with CHANGELOG_FLAG_EXTRA_FLAGS, then
-    /// each extra extension only when its bit is in `xflags`).
-    pub fn trimmed(&self, want_jobid: bool, want_extra: bool, xflags: u64) -> Rec {
+    /// each extra extension only when its bit is in `xflags`). `nid_be`: the reader asked for
+    /// CHANGELOG_FLAG_NID_BE; otherwise the kernel hands out the 8-byte form (lustre-abi.md §5.2).
+    pub fn trimmed(&self, want_jobid: bool, want_extra: bool, xflags: u64, nid_be: bool) -> Rec {
         let mut r = self.clone();
         if !want_jobid {
             r.jobid = None;
@@ -171,6 +174,8 @@ impl Rec {
             }
             if xflags & CLFE_NID == 0 {
                 r.nid = None;
+            } else if !nid_be {
+                r.nid = r.nid.map(nid4);
             }
             if xflags & CLFE_OPEN == 0 {
                 r.openmode = None;
@@ -182,6 +187,35 @@ impl Rec {
         r
     }
 }
+
+/// The 8-byte `lnet_nid_t` of a NID: network (`lnd << 16 | num`) high, IPv4 address low; a NID
+/// with a longer address has no such form and is all zeros (lustre-abi.md §1.13).
+pub fn nid4(n: lustre::Nid) -> lustre::Nid {
+    match n {
+        lustre::Nid::Large { size: 0, addr, .. } => {
+            lustre::Nid::Nid4((u64::from(n.net()) << 32) | u64::from(addr[0]))
+        }
+        lustre::Nid::Large { .. } => lustre::Nid::Nid4(0),
+        small => small,
+    }
+}
+
+/// `0@lo` as a 2.16 MDT stores it (`struct lnet_nid`, LOLND, network 0, address 0).
+pub const NID_LO_BE: lustre::Nid = lustre::Nid::Large {
+    size: 0,
+    lnd: LNET_LND_LO,
+    num: 0,
+    addr: [0; 4],
+};
+
+/// The zero NID of records the coordinator thread writes (no client request behind them:
+/// `lfs changelog` prints it `0@<0:0>`).
+pub const NID_NONE_BE: lustre::Nid = lustre::Nid::Large {
+    size: 0,
+    lnd: 0,
+    num: 0,
+    addr: [0; 4],
+};
 
 fn lf(f: Fid) -> lustre::Fid {
     lustre::Fid {
@@ -234,7 +268,7 @@ mod tests {
             jobid: Some(String::new()),
             extra: true,
             uidgid: Some((1, 2)),
-            nid: Some(NID_LO),
+            nid: Some(NID_LO_BE),
             openmode: Some(2),
             xattr: Some("trusted.lustre_blob".into()),
             name: b"new\0old".to_vec(),
@@ -244,10 +278,12 @@ mod tests {
     #[test]
     fn full_record_has_measured_offsets() {
         let b = full().encode().unwrap();
-        // R,J,X with all four extra bits: name at 436 (lustre-abi.md §1.14).
+        // R,J,X with all four extra bits and NID_BE: name at 436 (lustre-abi.md §1.14).
         assert_eq!(b.len(), 436 + 7);
         assert_eq!(u16::from_le_bytes([b[2], b[3]]), 0xF001);
-        assert_eq!(u64::from_le_bytes(b[128..136].try_into().unwrap()), 0xF);
+        assert_eq!(u64::from_le_bytes(b[128..136].try_into().unwrap()), 0x1F);
+        // the NID as 2.16 stores it: struct lnet_nid, 0@lo = size 0, LOLND 9, net 0 (BE)
+        assert_eq!(&b[152..156], &[0, 9, 0, 0]);
         assert_eq!(&b[436..], b"new\0old");
         let (d, n) = Rec::decode(&b).unwrap();
         assert_eq!(n, b.len());
@@ -256,12 +292,12 @@ mod tests {
 
     #[test]
     fn trimming_keeps_only_requested_present_extensions() {
-        let t = full().trimmed(false, true, CLFE_UIDGID);
+        let t = full().trimmed(false, true, CLFE_UIDGID, true);
         let b = t.encode().unwrap();
         // R,X(UIDGID): rename@64, extra@96, uidgid@104, name@120
         assert_eq!(b.len(), 120 + 7);
         assert_eq!(u16::from_le_bytes([b[2], b[3]]), 0xB001);
-        let t = full().trimmed(true, false, 0xF);
+        let t = full().trimmed(true, false, 0xF, true);
         assert_eq!(t.encode().unwrap().len(), 64 + 32 + 32 + 7);
         let plain = Rec {
             rtype: CL_CREATE,
@@ -269,8 +305,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            plain.trimmed(true, true, 0xF).encode().unwrap().len(),
+            plain.trimmed(true, true, 0xF, true).encode().unwrap().len(),
             64 + 3
         );
+    }
+
+    #[test]
+    fn a_reader_without_nid_be_gets_the_8_byte_nid_and_no_nid_be_bit() {
+        let t = full().trimmed(true, true, 0xF, false);
+        assert_eq!(t.nid, Some(lustre::Nid::Nid4(NID_LO)));
+        assert_eq!(t.extra_bits(), 0xF);
+        let b = t.encode().unwrap();
+        assert_eq!(u64::from_le_bytes(b[128..136].try_into().unwrap()), 0xF);
+        assert_eq!(u64::from_le_bytes(b[152..160].try_into().unwrap()), NID_LO);
+        // an IPv6-sized NID has no 8-byte form: zeros (lustre-abi.md §1.13)
+        let mut v6 = full();
+        v6.nid = Some(lustre::Nid::Large {
+            size: 12,
+            lnd: 2,
+            num: 0,
+            addr: [1, 2, 3, 4],
+        });
+        assert_eq!(
+            v6.trimmed(true, true, 0xF, false).nid,
+            Some(lustre::Nid::Nid4(0))
+        );
+        // with NID_BE the stored form is handed out unchanged
+        assert_eq!(full().trimmed(true, true, 0xF, true).nid, Some(NID_LO_BE));
     }
 }

@@ -63,9 +63,14 @@ fn lu(f: Fid) -> lu_fid {
 
 /// Every record of an MDT from `start`, read with the 2.16 calls `lfs changelog` makes.
 fn records(mdt: &str, start: i64) -> Vec<Rec> {
+    records_with(mdt, start, 0)
+}
+
+/// `records` by a reader that also passes `more` to llapi_changelog_start (NID_BE).
+fn records_with(mdt: &str, start: i64, more: i32) -> Vec<Rec> {
     let a = api();
     let mut h: *mut c_void = std::ptr::null_mut();
-    let flags = (CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS) as u32;
+    let flags = (CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS | more) as u32;
     assert_eq!(
         // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
         unsafe { (a.llapi_changelog_start)(&mut h, flags, c(mdt).as_ptr(), start) },
@@ -365,7 +370,8 @@ fn real_file_io_produces_the_expected_records_in_order() {
     let dir = rs[2].tfid;
     assert_eq!(root.to_string(), "[0x200000007:0x1:0x0]");
     assert_eq!((rs[0].pfid, rs[0].name.as_slice()), (root, &b"a"[..]));
-    assert_eq!(rs[1].flags, MDS_FMODE_WRITE);
+    // the close of the open that created the file: O_CREAT + MDS_FMODE_WRITE (real: 0x42)
+    assert_eq!(rs[1].flags, MDS_OPEN_CREAT | MDS_FMODE_WRITE);
     assert_eq!(rs[1].tfid, file);
     // rename: tfid = overwritten target (none), pfid = new parent, ext = (renamed, old parent)
     assert_eq!(rs[3].tfid, Fid::default());
@@ -375,6 +381,8 @@ fn real_file_io_produces_the_expected_records_in_order() {
     assert_eq!((rs[4].tfid, rs[4].name.as_slice()), (file, &b"c"[..]));
     assert_eq!(rs[7].xattr.as_deref(), Some("trusted.lustre_blob"));
     assert_eq!(rs[8].tfid, file);
+    // ftruncate: la_valid LA_SIZE|LA_MTIME|LA_CTIME, as real 2.16.1 writes (0xe)
+    assert_eq!(rs[8].flags, LA_SIZE | LA_MTIME | LA_CTIME);
     // rename over an existing file: tfid = the victim, which lost its last link
     assert_eq!((rs[9].tfid, rs[9].flags), (file, MDS_FMODE_WRITE));
     let victim = rs[10].tfid;
@@ -632,20 +640,63 @@ fn begin_progress_end_release_and_restore_move_the_state() {
 
     let rs = records(&sim.mdt_name(0), 0);
     let hs = hsm_recs(&rs);
+    // As real 2.16.1 writes them (REAL_LUSTRE.md rows 6-8; lustre-sim hsm_records docs):
     assert_eq!(
         hs,
         vec![
+            // dispatch: mdt_hsm_set_exists (HE_STATE, by the coordinator thread)
+            (HE_STATE, 0, false, fid),
+            // completion: mdt_hsm_attr_set (exists archived), then the HE_ARCHIVE
+            (HE_STATE, 0, false, fid),
             (HE_ARCHIVE, 0, false, fid),
+            // restore completion: attr_set with unchanged flags ("HSM 0x0"), the layout
+            // swap of a released file (HE_RELEASE), then the HE_RESTORE
+            (0, 0, false, fid),
             (HE_RELEASE, 0, false, fid),
             (HE_RESTORE, 0, false, fid),
+            // remove completion: attr_set (flags cleared), then HE_REMOVE
+            (HE_STATE, 0, false, fid),
             (HE_REMOVE, 0, false, fid)
         ],
         "{rs:#?}"
     );
-    // the daemon's own writes (release, restore) made no data records
-    assert!(
-        !rs.iter()
-            .any(|r| r.rtype == CL_TRUNC || (r.rtype == CL_CLOSE && r.index > rs[1].index)),
+    // NIDs: a 2.16 reader with CHANGELOG_FLAG_NID_BE gets struct lnet_nid (ef 0x13), others
+    // the 8-byte form (ef 0x3); the coordinator thread's record has a zero NID in both.
+    let be = records_with(&sim.mdt_name(0), 0, CHANGELOG_FLAG_NID_BE);
+    let first_hsm = |rs: &[Rec]| rs.iter().find(|r| r.rtype == CL_HSM).cloned().unwrap();
+    assert_eq!(
+        first_hsm(&be).nid,
+        Some(lustre::Nid::Large {
+            size: 0,
+            lnd: 0,
+            num: 0,
+            addr: [0; 4]
+        })
+    );
+    assert_eq!(first_hsm(&rs).nid, Some(lustre::Nid::Nid4(0)));
+    assert_eq!(
+        be[0].nid,
+        Some(lustre::Nid::Large {
+            size: 0,
+            lnd: 9,
+            num: 0,
+            addr: [0; 4]
+        }),
+        "0@lo as struct lnet_nid"
+    );
+    assert_eq!(be[0].extra_bits(), CLFE_UIDGID | CLFE_NID | CLFE_NID_BE);
+    assert_eq!(rs[0].nid, Some(lustre::Nid::Nid4(NID_LO)));
+    assert_eq!(rs[0].extra_bits(), CLFE_UIDGID | CLFE_NID);
+    // the release: mdt_hsm_release's attr_set (TRUNC 0xf), layout swap (LYOUT) and lease
+    // close (CLOSE 0x2); the restore's own writes make no data record
+    let data: Vec<(u32, u16)> = rs
+        .iter()
+        .filter(|r| matches!(r.rtype, CL_TRUNC | CL_LAYOUT | CL_CLOSE) && r.index > rs[1].index)
+        .map(|r| (r.rtype, r.flags))
+        .collect();
+    assert_eq!(
+        data,
+        vec![(CL_TRUNC, 0xf), (CL_LAYOUT, 0), (CL_CLOSE, MDS_FMODE_WRITE)],
         "{rs:#?}"
     );
 }
@@ -670,6 +721,7 @@ fn a_file_modified_during_the_copy_ends_ebusy_and_dirty() {
     assert_eq!(
         hs,
         vec![
+            (HE_STATE, 0, false, fid),
             (HE_STATE, 0, true, fid),
             (HE_ARCHIVE, libc::EBUSY as u16, true, fid)
         ]
@@ -759,7 +811,13 @@ fn cancel_reaches_the_running_agent() {
     assert_eq!(progress(hcp, 1, 1), -libc::ECANCELED);
     assert_eq!(end(hcp, libc::ECANCELED), 0);
     let hs = hsm_recs(&records(&sim.mdt_name(0), 0));
-    assert_eq!(hs, vec![(HE_ARCHIVE, libc::ECANCELED as u16, false, fid)]);
+    assert_eq!(
+        hs,
+        vec![
+            (HE_STATE, 0, false, fid),
+            (HE_ARCHIVE, libc::ECANCELED as u16, false, fid)
+        ]
+    );
     assert!(sim.get_param(0, "hsm.actions").contains("status=CANCELED"));
 }
 
@@ -798,8 +856,18 @@ fn a_killed_agent_leaves_its_request_canceled_after_the_timeout() {
         sim.get_param(0, "hsm.actions").contains("status=CANCELED")
     });
     assert_eq!(current_action(&f).hca_state, HPS_NONE);
-    let hs = hsm_recs(&records(&sim.mdt_name(0), 0));
-    assert_eq!(hs, vec![(HE_ARCHIVE, libc::ECANCELED as u16, false, fid)]);
+    let rs = records(&sim.mdt_name(0), 0);
+    let hs = hsm_recs(&rs);
+    assert_eq!(
+        hs,
+        vec![
+            (HE_STATE, 0, false, fid),
+            (HE_ARCHIVE, libc::ECANCELED as u16, false, fid)
+        ]
+    );
+    // the timeout's record comes from the coordinator thread: zero NID (real: nid=0@<0:0>)
+    let last = rs.last().unwrap();
+    assert_eq!(last.nid, Some(lustre::Nid::Nid4(0)), "{last:?}");
     assert!(sim.get_param(0, "hsm.agents").contains("errors:1"));
 }
 
@@ -1213,7 +1281,8 @@ fn cli_prints_what_the_real_tools_print() {
         [
             "0x0",
             &format!("t={fid}"),
-            "ef=0x3",
+            // CLFE_UIDGID|CLFE_NID|CLFE_NID_BE: 2.16 stores the NID as struct lnet_nid
+            "ef=0x13",
             "u=0:0",
             "nid=0@lo",
             &format!("p={}", path2fid(sim.mount())),
@@ -1330,7 +1399,8 @@ fn attribute_changes_map_to_the_setattr_family() {
     // The utime's MTIME is not recorded: the object got a data record (the CLOSE) since the
     // changelog started (mdd_changelog_data_store); SETATTR is never suppressed.
     assert_eq!(types(&rs), vec![CL_CREATE, CL_CLOSE, CL_SETATTR], "{rs:#?}");
-    assert_eq!(rs[2].flags, ATTR_UID | ATTR_GID);
+    // lustre_user.h la_valid bits, as mdd_attr_set_changelog stores them (real chown: 0x64).
+    assert_eq!(rs[2].flags, LA_UID | LA_GID | LA_CTIME);
     assert_eq!(rs[2].uidgid, Some((1234, 1234)));
     // After a restart (an empty object cache) the first utime is an MTIME with its flags.
     sim.restart();
@@ -1354,7 +1424,8 @@ fn attribute_changes_map_to_the_setattr_family() {
     let rs = records(&sim.mdt_name(0), 0);
     let last = rs.last().expect("records");
     assert_eq!(last.rtype, CL_MTIME, "{rs:#?}");
-    assert_eq!(last.flags, ATTR_MTIME | ATTR_CTIME);
+    // A utime sets both times: LA_ATIME|LA_MTIME|LA_CTIME, 0x7 as real 2.16.1 writes it.
+    assert_eq!(last.flags, LA_ATIME | LA_MTIME | LA_CTIME);
 }
 
 #[test]

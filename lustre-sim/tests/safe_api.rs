@@ -105,7 +105,11 @@ fn file_io_produces_records_in_order() {
         (rs[3].name.as_slice(), rs[3].pfid, rs[3].tfid.is_zero()),
         (&b"b"[..], rs[2].tfid, true)
     );
-    assert_eq!(rs[1].flags_low(), 0x2, "MDS_FMODE_WRITE");
+    assert_eq!(
+        rs[1].flags_low(),
+        0x42,
+        "MDS_FMODE_WRITE + O_CREAT: the open created the file (real 2.16.1: CLOSE 0x42)"
+    );
     assert_eq!(rs[4].xattr.as_deref(), Some("trusted.lustre_blob"));
     assert!(rs[5].is_last_unlink());
     assert!(rs.iter().all(|r| r.uid_gid == Some((0, 0))));
@@ -199,7 +203,14 @@ fn archive_reaches_the_agent_and_begin_progress_end_move_the_state() {
     let ev = hsm_events(&records(&mnt.mdt_name(0)));
     assert_eq!(
         ev,
+        // as real 2.16.1 writes them (lustre-sim hsm_records): HE_STATE at dispatch and at
+        // completion, HE_ARCHIVE; the release itself no HSM record; at restore completion the
+        // attr_set with unchanged flags ("HSM 0x0", read as ARCHIVE), the swap's HE_RELEASE,
+        // then HE_RESTORE
         vec![
+            (HsmEvent::State, 0, false, fid),
+            (HsmEvent::State, 0, false, fid),
+            (HsmEvent::Archive, 0, false, fid),
             (HsmEvent::Archive, 0, false, fid),
             (HsmEvent::Release, 0, false, fid),
             (HsmEvent::Restore, 0, false, fid)
@@ -261,7 +272,11 @@ fn a_killed_agent_mid_action_ends_canceled_after_the_timeout() {
     let ev = hsm_events(&records(&mnt.mdt_name(0)));
     assert_eq!(
         ev,
-        vec![(HsmEvent::Archive, libc::ECANCELED as u8, false, fid)]
+        vec![
+            // dispatch: mdt_hsm_set_exists
+            (HsmEvent::State, 0, false, fid),
+            (HsmEvent::Archive, libc::ECANCELED as u8, false, fid)
+        ]
     );
     assert!(sim.get_param(0, "hsm.actions").contains("status=CANCELED"));
 }

@@ -279,6 +279,8 @@ pub unsafe extern "C" fn llapi_changelog_repack_rec(
         crf_wanted as u16 & CLF_JOBID != 0,
         crf_wanted as u16 & CLF_EXTRA_FLAGS != 0,
         cref_want as u64,
+        // the record already has the form its reader got from recv
+        true,
     );
     match t.encode() {
         Ok(b) => heap_rec(&b),

@@ -1,6 +1,7 @@
 //! The HSM coordinator, one per MDT (lustre-abi.md §6.2): request intake, dispatch to agents,
 //! progress, completion, cancel, timeouts, plus release / state set / import.
 
+use super::hsm_records::Writer;
 use super::state::*;
 use super::watch::Watcher;
 use crate::consts::*;
@@ -69,17 +70,8 @@ impl State {
         if bad {
             return Err(libc::EINVAL);
         }
-        let old = n.hsm;
-        let fid = *fid;
-        if let Some(n) = self.node_mut(&fid) {
-            n.hsm = new;
-            if archive_id != 0 {
-                n.archive_id = archive_id;
-            }
-        }
-        if old != new {
-            self.emit_hsm(fid, HE_STATE, 0);
-        }
+        // mdt_hsm_state_set -> mdt_hsm_attr_set: a record even when nothing changed (0x0).
+        self.hsm_attr_set(*fid, new, archive_id, Writer::Client);
         Ok(())
     }
 
@@ -619,10 +611,13 @@ impl State {
                         let (fid, action, a) = (r.fid, r.action, r.archive_id);
                         self.index_req(*c);
                         self.touch_req(*c);
-                        if action == HSMA_ARCHIVE {
-                            if let Some(n) = self.node_mut(&fid) {
-                                n.hsm |= HS_EXISTS;
-                                n.archive_id = a;
+                        // mdt_hsm_agent_send -> mdt_hsm_add_hal -> mdt_hsm_set_exists, in
+                        // the coordinator thread: HE_STATE with a zero NID, unless the file
+                        // already exists in that archive.
+                        let hsm = self.nodes.get(&fid).map(|n| (n.hsm, n.archive_id));
+                        if let (HSMA_ARCHIVE, Some((hsm, aid))) = (action, hsm) {
+                            if hsm & HS_EXISTS == 0 || aid != a {
+                                self.hsm_attr_set(fid, hsm | HS_EXISTS, a, Writer::Coordinator);
                             }
                         }
                     }
@@ -805,16 +800,25 @@ impl State {
                     } else if dv != r.dv_begin {
                         err = libc::EBUSY;
                         ret = Err(libc::EBUSY);
-                    } else if let Some(n) = self.node_mut(&r.fid) {
-                        n.hsm |= HS_ARCHIVED | HS_EXISTS;
-                        n.hsm &= !(HS_DIRTY | HS_LOST);
-                        n.archive_id = r.archive_id;
+                    } else if let Some(n) = self.nodes.get(&r.fid) {
+                        // hsm_cdt_request_completed: ARCHIVED set, LOST and DIRTY cleared,
+                        // written with mdt_hsm_attr_set (HE_STATE before the HE_ARCHIVE below)
+                        let flags = (n.hsm | HS_ARCHIVED | HS_EXISTS) & !(HS_DIRTY | HS_LOST);
+                        self.hsm_attr_set(r.fid, flags, r.archive_id, Writer::Client);
                     }
                 }
                 HSMA_RESTORE => match self.restore_data(w, &r) {
                     Ok(()) => {
-                        if let Some(n) = self.node_mut(&r.fid) {
-                            n.hsm &= !(HS_RELEASED | HS_DIRTY);
+                        // hsm_cdt_request_completed: mdt_hsm_attr_set with the flags unchanged
+                        // (only mh_arch_ver) -> `HSM 0x0`; then hsm_swap_layouts: the swap
+                        // clears RELEASED and DIRTY and writes HE_RELEASE (the flags before
+                        // the swap held HS_RELEASED); HE_RESTORE follows below.
+                        if let Some(before) = self.nodes.get(&r.fid).map(|n| n.hsm) {
+                            self.hsm_attr_set(r.fid, before, 0, Writer::Client);
+                            if let Some(n) = self.node_mut(&r.fid) {
+                                n.hsm &= !(HS_RELEASED | HS_DIRTY);
+                            }
+                            self.emit_after_swap(r.fid, before);
                         }
                     }
                     Err(e) => {
@@ -823,8 +827,9 @@ impl State {
                     }
                 },
                 HSMA_REMOVE => {
-                    if let Some(n) = self.node_mut(&r.fid) {
-                        n.hsm &= !(HS_ARCHIVED | HS_EXISTS | HS_LOST);
+                    if let Some(n) = self.nodes.get(&r.fid) {
+                        let flags = n.hsm & !(HS_ARCHIVED | HS_EXISTS | HS_LOST);
+                        self.hsm_attr_set(r.fid, flags, 0, Writer::Client);
                     }
                 }
                 _ => {}
@@ -918,10 +923,12 @@ impl State {
         restore_times(&f, &meta);
         drop(f);
         self.drain(w, &[fid]);
+        // TRUNC 0xf, LYOUT, CLOSE 0x2 and no HSM record: its HE_RELEASE comes with the restore
+        // (hsm_records module docs).
+        self.emit_release_records(fid);
         if let Some(n) = self.node_mut(&fid) {
             n.hsm |= HS_RELEASED;
         }
-        self.emit_hsm(fid, HE_RELEASE, 0);
         Ok(())
     }
 
@@ -1032,7 +1039,8 @@ impl State {
                 let _ = std::fs::remove_file(v);
             }
             self.count_agent(agent, false);
-            self.emit_hsm(fid, event_of(action), libc::ECANCELED);
+            // written by the coordinator thread (cdt_timeout): zero NID
+            self.emit_hsm_by_coordinator(fid, event_of(action), libc::ECANCELED);
         }
         for c in purge {
             self.reqs.remove(&c);

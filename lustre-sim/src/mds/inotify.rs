@@ -15,6 +15,8 @@ const WATCH_MASK: u32 = libc::IN_CREATE
     | libc::IN_CLOSE_WRITE
     | libc::IN_MODIFY
     | libc::IN_ATTRIB
+    // for open(O_TRUNC): its truncation's IN_MODIFY comes right before the IN_OPEN (`opens`)
+    | libc::IN_OPEN
     | libc::IN_DONT_FOLLOW
     | libc::IN_ONLYDIR;
 
@@ -66,6 +68,21 @@ pub struct Event {
     pub mask: u32,
     pub cookie: u32,
     pub name: Vec<u8>,
+}
+
+/// Like [`read_events`], but when nothing is queued waits up to `wait` for an event first.
+pub fn read_events_wait(fd: &OwnedFd, wait: Option<std::time::Duration>) -> Vec<Event> {
+    if let Some(d) = wait {
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = d.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: one pollfd we own, count 1.
+        unsafe { libc::poll(&mut p, 1, ms) };
+    }
+    read_events(fd)
 }
 
 /// Reads every queued event (non-blocking fd); empty when nothing is queued.

@@ -3,8 +3,10 @@
 //! request first drains pending inotify events, so a client always sees its own writes.
 
 pub mod coord;
+pub mod hsm_records;
 pub mod inotify;
 pub mod journal;
+pub mod opens;
 pub mod params;
 pub mod rescan;
 pub mod state;

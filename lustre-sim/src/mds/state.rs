@@ -323,6 +323,8 @@ pub struct State {
     pub generation: u64,
     /// Objects that got a data record since the daemon started (see `stats::suppressed`).
     pub data_recorded: HashSet<Fid>,
+    /// Open flags seen for files with an open in progress (see `opens`).
+    pub opens: HashMap<Fid, super::opens::OpenTrack>,
 }
 
 /// Where the coordinator finds live requests. `reqs` also keeps every finished request for
@@ -408,6 +410,7 @@ impl State {
             seq: snap.seq,
             generation: 0,
             data_recorded: HashSet::new(),
+            opens: HashMap::new(),
         };
         for raw in entries {
             let Ok(e) = serde_json::from_slice::<Entry>(&raw) else {
@@ -621,6 +624,7 @@ impl State {
     pub fn remove_node(&mut self, fid: &Fid) -> Option<Node> {
         let n = self.nodes.remove(fid)?;
         self.idx.removals += 1;
+        self.opens.remove(fid);
         for (p, name) in &n.links {
             if self.children.get(&(*p, name.clone())) == Some(fid) {
                 self.children.remove(&(*p, name.clone()));
@@ -747,7 +751,7 @@ impl State {
             jobid: Some(String::new()),
             extra: true,
             uidgid: Some((uid as u64, gid as u64)),
-            nid: Some(NID_LO),
+            nid: Some(crate::record::NID_LO_BE),
             name: name.to_vec(),
             ..Default::default()
         }

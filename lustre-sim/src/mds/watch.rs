@@ -2,7 +2,7 @@
 //! One watch per directory (recursive by adding watches as directories appear); a directory's
 //! watch maps to its FID, so renames of directories need no watch bookkeeping.
 
-use super::inotify::read_events;
+use super::inotify::read_events_wait;
 pub use super::inotify::{Event, Watcher};
 use super::state::{kind_of, Kind, Node, Stat, State};
 pub use super::xattr::{get_fid_xattr, list_xattrs, set_fid_xattr};
@@ -12,6 +12,16 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long an IN_MOVED_FROM without its IN_MOVED_TO waits for it. `fsnotify_move` queues the
+/// two events one after the other, not atomically: a read can fall between them (seen in a
+/// slow TCG guest, REAL_LUSTRE.md row 5). A rename is one RENME record on Lustre; only a move
+/// out of the mount (no IN_MOVED_TO ever) becomes an UNLNK once this has passed.
+const MOVE_PAIR_WAIT: Duration = Duration::from_millis(250);
+
+/// IN_MOVED_FROM halves waiting for their IN_MOVED_TO, by cookie: (parent, name, FID, is dir).
+type Moves = HashMap<u32, (Fid, Vec<u8>, Fid, bool)>;
 
 /// What prompted a comparison with the cached stat.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -20,6 +30,34 @@ pub enum Cause {
     Attrib,
     Close,
     Rescan,
+}
+
+/// The `la_valid` bits (`lustre_user.h` `enum la_valid`) of the setattr that turned `old` into
+/// `new`, as `mdd_attr_set` records them (`mdd_attr_set_changelog` stores the low 12 bits):
+/// chmod is `LA_MODE|LA_CTIME` (0x14), a truncate `LA_SIZE|LA_MTIME|LA_CTIME` (0xe), a utime
+/// `LA_ATIME|LA_MTIME|LA_CTIME` (0x7) — the values real 2.16.1 wrote (REAL_LUSTRE.md row 1).
+fn la_valid(old: &Stat, new: &Stat) -> u16 {
+    let mut valid = 0u16;
+    if new.mode != old.mode {
+        valid |= LA_MODE | LA_CTIME;
+    }
+    if new.uid != old.uid {
+        valid |= LA_UID | LA_CTIME;
+    }
+    if new.gid != old.gid {
+        valid |= LA_GID | LA_CTIME;
+    }
+    if new.size != old.size {
+        valid |= LA_SIZE | LA_MTIME | LA_CTIME;
+    }
+    if new.mtime != old.mtime {
+        valid |= LA_MTIME | LA_CTIME;
+        // utimensat(2) sets both times; the client sends LA_ATIME with them.
+        if new.atime != old.atime {
+            valid |= LA_ATIME;
+        }
+    }
+    valid
 }
 
 fn n_is_file(s: &State, fid: &Fid) -> bool {
@@ -113,6 +151,7 @@ impl State {
             if self.nodes.len() > known
                 && self.nodes.get(&fid).is_some_and(|n| n.kind == Kind::File)
             {
+                self.open_created(fid);
                 self.close_write(fid, &p);
             }
         }
@@ -358,21 +397,22 @@ impl State {
     /// SETXATTR records the difference calls for. `cause` says which event prompted it:
     /// a write (IN_MODIFY) always changes the data; an IN_ATTRIB that sees a new size belongs
     /// to a write whose IN_MODIFY is still queued, so it leaves size and mtime to that event.
-    pub fn attr_changed(&mut self, fid: Fid, path: &Path, cause: Cause) {
+    /// Returns true when it recorded a TRUNC.
+    pub fn attr_changed(&mut self, fid: Fid, path: &Path, cause: Cause) -> bool {
         let Ok(m) = std::fs::symlink_metadata(path) else {
             // Renamed (or removed) since the event: a write still changed the data; the stat
             // cache is refreshed when the rename is processed (see `adopt`).
             if cause == Cause::Modify && n_is_file(self, &fid) {
                 self.data_changed(fid);
             }
-            return;
+            return false;
         };
         let mut st = Stat::from_meta(&m);
         let Some(n) = self.nodes.get(&fid) else {
-            return;
+            return false;
         };
         if st.ino != n.stat.ino && n.stat.ino != 0 {
-            return;
+            return false;
         }
         let old = n.stat.clone();
         let parent = n.links.first().map(|l| l.0).unwrap_or_default();
@@ -381,23 +421,20 @@ impl State {
             st.size = old.size;
             st.mtime = old.mtime;
         }
-        let mut valid = 0u16;
-        if st.mode != old.mode {
-            valid |= ATTR_MODE;
+        if n.kind == Kind::Dir {
+            // An entry added or removed sets the directory's size, mtime and ctime without a
+            // setattr: Lustre records only the entry's own CREAT/UNLNK/... (`mdd_create`), so
+            // those changes make no record here (the daemon took such an MTIME for a changed
+            // directory and put its blob again). utime(2) to a given time is a setattr: it
+            // leaves mtime != ctime. (`touch DIR`, mtime = ctime = now, goes unrecorded.)
+            use std::os::unix::fs::MetadataExt;
+            st.size = old.size;
+            if (m.mtime(), m.mtime_nsec()) == (m.ctime(), m.ctime_nsec()) {
+                st.mtime = old.mtime;
+            }
         }
-        if st.uid != old.uid {
-            valid |= ATTR_UID;
-        }
-        if st.gid != old.gid {
-            valid |= ATTR_GID;
-        }
+        let valid = la_valid(&old, &st);
         let shrunk = st.size < old.size;
-        if st.size != old.size {
-            valid |= ATTR_SIZE;
-        }
-        if st.mtime != old.mtime {
-            valid |= ATTR_MTIME | ATTR_CTIME;
-        }
         let data = match cause {
             Cause::Modify => true,
             Cause::Rescan => st.size != old.size || st.mtime != old.mtime,
@@ -420,9 +457,9 @@ impl State {
         // Setattr family: one record, the lowest type among TRUNC, SETATTR, MTIME that applies.
         let rtype = if shrunk {
             Some(CL_TRUNC)
-        } else if valid & (ATTR_MODE | ATTR_UID | ATTR_GID) != 0 {
+        } else if valid & (LA_MODE | LA_UID | LA_GID) != 0 {
             Some(CL_SETATTR)
-        } else if cause == Cause::Attrib && valid & ATTR_MTIME != 0 {
+        } else if cause == Cause::Attrib && valid & LA_MTIME != 0 {
             Some(CL_MTIME)
         } else {
             None
@@ -441,6 +478,7 @@ impl State {
                 self.emit_xattr(mdt, fid, parent, &st, name);
             }
         }
+        rtype == Some(CL_TRUNC)
     }
 
     fn emit_xattr(&mut self, mdt: u32, fid: Fid, parent: Fid, st: &Stat, name: &str) {
@@ -463,38 +501,58 @@ impl State {
         }
         let (mdt, uid, gid) = (n.mdt, n.stat.uid, n.stat.gid);
         let parent = n.links.first().map(|l| l.0).unwrap_or_default();
-        let r = State::base_rec(CL_CLOSE, MDS_FMODE_WRITE, fid, parent, uid, gid, b"");
+        let flags = self.close_flags(&fid);
+        let r = State::base_rec(CL_CLOSE, flags, fid, parent, uid, gid, b"");
         self.emit(mdt, r);
     }
 
     /// Processes every queued inotify event. Events on FIDs in `suppress` only refresh the
     /// cache (the daemon's own writes: release, restore, import).
     pub fn drain(&mut self, w: &mut Watcher, suppress: &[Fid]) {
+        self.drain_from(w, suppress, &mut |w: &Watcher, wait| {
+            read_events_wait(&w.fd, wait)
+        });
+    }
+
+    /// `drain` with the events from `next` (the watcher's fd; tests split reads with it).
+    /// `next(w, wait)` returns the queued events, waiting up to `wait` when there are none.
+    pub fn drain_from(
+        &mut self,
+        w: &mut Watcher,
+        suppress: &[Fid],
+        next: &mut dyn FnMut(&Watcher, Option<Duration>) -> Vec<Event>,
+    ) {
+        let mut moves: Moves = HashMap::new();
+        let mut deadline: Option<Instant> = None;
         loop {
-            let evs = read_events(&w.fd);
-            if evs.is_empty() {
+            let wait = if moves.is_empty() {
+                deadline = None;
+                None
+            } else {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + MOVE_PAIR_WAIT);
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                Some(left)
+            };
+            let evs = next(w, wait);
+            if evs.is_empty() && moves.is_empty() {
                 break;
             }
-            let mut moves: HashMap<u32, (Fid, Vec<u8>, Fid, bool)> = HashMap::new();
             for ev in evs {
                 self.handle(w, ev, &mut moves, suppress);
             }
-            // Moves whose other half never came: the entry left the mount.
-            let mut rest: Vec<_> = moves.into_values().collect();
-            rest.sort_by(|a, b| a.1.cmp(&b.1));
-            for (parent, name, _fid, _dir) in rest {
-                self.unlink_entry(w, parent, &name);
-            }
+        }
+        // Moves whose other half never came: the entry left the mount.
+        let mut rest: Vec<_> = moves.into_values().collect();
+        rest.sort_by(|a, b| a.1.cmp(&b.1));
+        for (parent, name, _fid, _dir) in rest {
+            self.unlink_entry(w, parent, &name);
         }
     }
 
-    fn handle(
-        &mut self,
-        w: &mut Watcher,
-        ev: Event,
-        moves: &mut HashMap<u32, (Fid, Vec<u8>, Fid, bool)>,
-        suppress: &[Fid],
-    ) {
+    fn handle(&mut self, w: &mut Watcher, ev: Event, moves: &mut Moves, suppress: &[Fid]) {
         if ev.mask & libc::IN_Q_OVERFLOW != 0 {
             self.rescan(w);
             return;
@@ -553,10 +611,14 @@ impl State {
                 self.unlink_entry(w, dfid, &ev.name);
             }
             let meta = std::fs::symlink_metadata(&path).ok();
-            if meta.is_none() {
-                self.create_entry(w, dfid, &ev.name, &path, None, isdir);
+            let known = self.nodes.len();
+            let fid = if meta.is_none() {
+                self.create_entry(w, dfid, &ev.name, &path, None, isdir)
             } else {
-                self.link_or_create(w, dfid, &ev.name, &path, meta);
+                self.link_or_create(w, dfid, &ev.name, &path, meta)
+            };
+            if self.nodes.len() > known && n_is_file(self, &fid) {
+                self.open_created(fid);
             }
         } else if ev.mask & libc::IN_DELETE != 0 {
             self.unlink_entry(w, dfid, &ev.name);
@@ -578,10 +640,18 @@ impl State {
             if ev.mask & libc::IN_CLOSE_WRITE != 0 {
                 self.close_write(c, &path);
             } else if ev.mask & libc::IN_MODIFY != 0 {
-                self.attr_changed(c, &path, Cause::Modify);
+                let trunc = self.attr_changed(c, &path, Cause::Modify);
+                self.open_modified(c, trunc);
+                return;
+            } else if ev.mask & libc::IN_OPEN != 0 {
+                if !isdir {
+                    self.open_seen(c);
+                }
+                return;
             } else if ev.mask & libc::IN_ATTRIB != 0 {
                 self.attr_changed(c, &path, Cause::Attrib);
             }
+            self.open_other_event(&c);
         }
     }
 }
@@ -674,5 +744,218 @@ mod tests {
         let n = st.records[0].len();
         st.rescan(&mut w);
         assert_eq!(st.records[0].len(), n, "a rescan finds nothing new");
+    }
+
+    fn recs(st: &State) -> Vec<Rec> {
+        st.records[0]
+            .iter()
+            .map(|(_, b)| Rec::decode(b).unwrap().0)
+            .collect()
+    }
+
+    #[test]
+    fn a_move_pair_split_across_reads_stays_one_rename() {
+        let (d, mut st, mut w) = setup();
+        std::fs::write(d.path().join("a"), b"x").unwrap();
+        st.drain(&mut w, &[]);
+        let f = st.lookup_rel(b"a").unwrap();
+        std::fs::rename(d.path().join("a"), d.path().join("b")).unwrap();
+        // The read ends right after IN_MOVED_FROM; the next read (without waiting) finds
+        // nothing; IN_MOVED_TO arrives only while the drain waits for it.
+        let mut evs = read_events_wait(&w.fd, None);
+        let cut = evs
+            .iter()
+            .position(|e| e.mask & libc::IN_MOVED_FROM != 0)
+            .unwrap();
+        let second: Vec<Event> = evs.split_off(cut + 1);
+        assert!(second.iter().any(|e| e.mask & libc::IN_MOVED_TO != 0));
+        let mut batches = vec![Some(evs), None, Some(second)].into_iter();
+        let mut waited = false;
+        st.drain_from(&mut w, &[], &mut |_w, wait| {
+            waited |= wait.is_some();
+            batches.next().flatten().unwrap_or_default()
+        });
+        assert!(waited, "an unpaired IN_MOVED_FROM makes the drain wait");
+        let rs = recs(&st);
+        let last = rs.last().unwrap();
+        assert_eq!(
+            (last.rtype, last.name.as_slice()),
+            (CL_RENAME, &b"b\0a"[..])
+        );
+        assert_eq!(last.rename.map(|r| r.0), Some(f));
+        assert!(!rs.iter().any(|r| r.rtype == CL_UNLINK), "{rs:#?}");
+        assert_eq!(st.lookup_rel(b"b"), Some(f), "same FID under the new name");
+    }
+
+    #[test]
+    fn a_move_out_of_the_mount_is_an_unlink_once_the_wait_is_over() {
+        let (d, mut st, mut w) = setup();
+        let out = tempfile::tempdir_in(d.path().parent().unwrap()).unwrap();
+        std::fs::write(d.path().join("a"), b"x").unwrap();
+        st.drain(&mut w, &[]);
+        std::fs::rename(d.path().join("a"), out.path().join("a")).unwrap();
+        st.drain(&mut w, &[]);
+        let last = recs(&st).pop().unwrap();
+        assert_eq!((last.rtype, last.flags), (CL_UNLINK, CLF_UNLINK_LAST));
+        assert_eq!(st.lookup_rel(b"a"), None);
+    }
+
+    fn flags_of(st: &State) -> Vec<(u32, u16)> {
+        recs(st).iter().map(|r| (r.rtype, r.flags)).collect()
+    }
+
+    const TRUNC_0XE: (u32, u16) = (CL_TRUNC, LA_SIZE | LA_MTIME | LA_CTIME);
+
+    #[test]
+    fn close_flags_and_trunc_follow_the_open() {
+        use std::io::Write;
+        let (d, mut st, mut w) = setup();
+        let p = d.path().join("a");
+        // created by the open: CLOSE 0x42 (O_CREAT | MDS_FMODE_WRITE), as real `touch`
+        std::fs::write(&p, b"hello").unwrap();
+        st.drain(&mut w, &[]);
+        // open(O_TRUNC) that empties a file: TRUNC 0xe, CLOSE 0x202 (real `>`: 0x242)
+        std::fs::write(&p, b"").unwrap();
+        st.drain(&mut w, &[]);
+        // an append open: neither flag is visible (real 0x442: O_APPEND)
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"more").unwrap();
+        drop(f);
+        st.drain(&mut w, &[]);
+        let wr = MDS_FMODE_WRITE;
+        assert_eq!(
+            flags_of(&st),
+            vec![
+                (CL_CREATE, 0),
+                (CL_CLOSE, MDS_OPEN_CREAT | wr),
+                TRUNC_0XE,
+                (CL_CLOSE, MDS_OPEN_TRUNC | wr),
+                (CL_CLOSE, wr),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_in_modify_right_before_in_open_is_an_o_trunc() {
+        // The events a 6.1 kernel queues for `printf x > a` on an existing file: the
+        // truncation (IN_MODIFY) before fsnotify_open (IN_OPEN), then the write and the close.
+        let (d, mut st, mut w) = setup();
+        let p = d.path().join("a");
+        std::fs::write(&p, b"").unwrap();
+        st.drain(&mut w, &[]);
+        let before = st.records[0].len();
+        std::fs::write(&p, b"x").unwrap();
+        let _ = read_events_wait(&w.fd, None); // the host kernel's own events, dropped
+        let wd = w.fid_wd[&ROOT_FID];
+        let ev = |mask: u32| Event {
+            wd,
+            mask,
+            cookie: 0,
+            name: b"a".to_vec(),
+        };
+        let mut once = Some(vec![
+            ev(libc::IN_MODIFY),
+            ev(libc::IN_OPEN),
+            ev(libc::IN_MODIFY),
+            ev(libc::IN_CLOSE_WRITE),
+        ]);
+        st.drain_from(&mut w, &[], &mut |_w, _wait| {
+            once.take().unwrap_or_default()
+        });
+        let got = flags_of(&st).split_off(before);
+        // real 2.16.1: TRUNC 0xe even for an empty file, then CLOSE 0x242
+        assert_eq!(
+            got,
+            vec![TRUNC_0XE, (CL_CLOSE, MDS_OPEN_TRUNC | MDS_FMODE_WRITE)]
+        );
+        // an IN_OPEN after other events is a plain open
+        let before = st.records[0].len();
+        let mut once = Some(vec![
+            ev(libc::IN_OPEN),
+            ev(libc::IN_MODIFY),
+            ev(libc::IN_CLOSE_WRITE),
+        ]);
+        st.drain_from(&mut w, &[], &mut |_w, _wait| {
+            once.take().unwrap_or_default()
+        });
+        assert_eq!(
+            flags_of(&st).split_off(before),
+            vec![(CL_CLOSE, MDS_FMODE_WRITE)]
+        );
+    }
+
+    #[test]
+    fn setattr_records_carry_la_valid_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, mut st, mut w) = setup();
+        let p = d.path().join("a");
+        std::fs::write(&p, b"hello").unwrap();
+        st.drain(&mut w, &[]);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        st.drain(&mut w, &[]);
+        let last = recs(&st).pop().unwrap();
+        // chmod: LA_MODE|LA_CTIME, real `SATTR 0x14`
+        assert_eq!((last.rtype, last.flags), (CL_SETATTR, 0x14));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(3)
+            .unwrap();
+        st.drain(&mut w, &[]);
+        let rs = recs(&st);
+        // truncate -s 3: real `TRUNC 0xe`
+        let t = rs.iter().rev().find(|r| r.rtype == CL_TRUNC).unwrap();
+        assert_eq!(t.flags, 0xe);
+    }
+
+    #[test]
+    fn a_file_created_in_a_directory_leaves_no_record_on_the_directory() {
+        // mdd_create records CREAT (+ the CLOSE of its open) on the new file only; the
+        // parent's new mtime has no record (real run: changelog-all). The simulator's own FID
+        // xattr on a new directory queues an IN_ATTRIB; when files appear in the directory
+        // before it is read, that IN_ATTRIB sees a new mtime: it must not become an MTIME
+        // record (the daemon exported the directory blob again for it).
+        let (d, mut st, mut w) = setup();
+        std::fs::create_dir(d.path().join("web")).unwrap();
+        let mut first = Some(read_events_wait(&w.fd, None));
+        let web = d.path().join("web");
+        let mut calls = 0;
+        st.drain_from(&mut w, &[], &mut |w, wait| {
+            calls += 1;
+            if let Some(evs) = first.take() {
+                return evs;
+            }
+            if calls == 2 {
+                std::thread::sleep(Duration::from_millis(20));
+                std::fs::write(web.join("f0.txt"), b"page").unwrap();
+            }
+            read_events_wait(&w.fd, wait)
+        });
+        let dir = st.lookup_rel(b"web").unwrap();
+        let rs = recs(&st);
+        assert!(st.lookup_rel(b"web/f0.txt").is_some(), "{rs:#?}");
+        assert_eq!(
+            rs.iter()
+                .filter(|r| r.tfid == dir)
+                .map(|r| r.rtype)
+                .collect::<Vec<_>>(),
+            vec![CL_MKDIR],
+            "{rs:#?}"
+        );
+        // a utime on the directory (both times set) is a setattr Lustre records
+        let t = libc::timespec {
+            tv_sec: 1_000_000,
+            tv_nsec: 0,
+        };
+        let c = std::ffi::CString::new(web.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid path and two timespecs.
+        assert_eq!(
+            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) },
+            0
+        );
+        st.drain(&mut w, &[]);
+        let last = recs(&st).pop().unwrap();
+        assert_eq!((last.rtype, last.tfid), (CL_MTIME, dir));
     }
 }
