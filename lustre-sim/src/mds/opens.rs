@@ -8,6 +8,7 @@
 //!   runs: the truncation's IN_MODIFY comes right before the IN_OPEN of the same file (the
 //!   Debian 6.1 guest of `scripts/real-lustre`; 6.8 moved `fsnotify_open` into
 //!   `do_dentry_open`, so IN_OPEN comes first and (b) never fires there).
+//!
 //! O_APPEND, O_CREAT on an existing file, and on 6.8+ an O_TRUNC whose writes came before the
 //! events were read stay invisible (REAL_LUSTRE.md rows 2–3). (b) also takes an open by
 //! another process right after a write for an O_TRUNC: one TRUNC record too many.
