@@ -17,7 +17,7 @@ mod types;
 
 pub use api::{
     candidates, candidates_from, hsm_copyaction_private, hsm_copytool_private, lib,
-    llapi_log_callback_t, LoadError, LustreApi, LUSTREAPI_DEVNAME, LUSTREAPI_LIB_ENV,
+    llapi_layout, llapi_log_callback_t, LoadError, LustreApi, LUSTREAPI_DEVNAME, LUSTREAPI_LIB_ENV,
     LUSTREAPI_SONAME,
 };
 pub use consts::*;
