@@ -184,6 +184,28 @@ impl Layout {
         Ok(Striping::new(count, size, pool.as_deref()).ok())
     }
 
+    /// Creates the file `path` (it must not exist) with this layout and `mode` (umask
+    /// applies), as `llapi_layout_file_create` does; the file is returned open for writing.
+    pub fn create_file(&self, path: &Path, mode: u32) -> Result<std::fs::File> {
+        const CALL: &str = "llapi_layout_file_open";
+        let open = func(self.api.llapi_layout_file_open, CALL)?;
+        let c = c_path(CALL, path)?;
+        // SAFETY: `c` is NUL-terminated and `raw` a live handle.
+        let fd = unsafe {
+            open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                mode as libc::mode_t,
+                self.raw.as_ptr(),
+            )
+        };
+        if fd < 0 {
+            return Err(errno_failure(CALL));
+        }
+        // SAFETY: a fresh descriptor that nobody else owns.
+        Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
     /// Sets this layout on `file`, a regular file opened with `O_LOV_DELAY_CREATE` that has no
     /// layout yet (a RESTORE's volatile file). liblustreapi only sets layouts by path
     /// (`llapi_layout_file_open`, which opens and then `fsetxattr("lustre.lov")`s), so the file

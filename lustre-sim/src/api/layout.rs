@@ -105,6 +105,15 @@ fn target_of_fd(fd: RawFd) -> Result<(PathBuf, Fid), i32> {
     client::fd2fid(fd)
 }
 
+/// `llapi_search_fsname`: the path, or its parent when it does not exist yet, is on a mount.
+fn on_a_mount(p: &Path) -> bool {
+    let real = std::fs::canonicalize(p)
+        .or_else(|_| std::fs::canonicalize(p.parent().unwrap_or(Path::new("/"))));
+    real.ok()
+        .and_then(|r| client::mount_for_path(&r).ok())
+        .is_some()
+}
+
 fn get_by_fd(fd: RawFd) -> Result<LayoutAttrs, i32> {
     let (mount, fid) = target_of_fd(fd)?;
     call_as(&mount, &Request::LayoutGet { fid })
@@ -319,12 +328,7 @@ pub unsafe extern "C" fn llapi_layout_file_open(
     // SAFETY: non-NULL and NUL-terminated per the contract.
     let c = unsafe { CStr::from_ptr(path) };
     let p = Path::new(std::ffi::OsStr::from_bytes(c.to_bytes()));
-    if attrs.as_ref().is_some_and(|a| !a.pool.is_empty())
-        && std::fs::canonicalize(p)
-            .ok()
-            .and_then(|real| client::mount_for_path(&real).ok())
-            .is_none()
-    {
+    if attrs.as_ref().is_some_and(|a| !a.pool.is_empty()) && !on_a_mount(p) {
         return fail(libc::ENOTTY);
     }
     let created = open_flags & libc::O_CREAT != 0 && std::fs::symlink_metadata(p).is_err();
