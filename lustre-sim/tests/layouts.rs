@@ -180,3 +180,27 @@ fn an_import_creates_the_stub_with_the_striping_given() {
     mnt.hsm_import(&plain, 1, &attrs).unwrap();
     assert_eq!(striping_of(&plain), Some(Striping::lustre_default()));
 }
+
+#[test]
+fn lfs_setstripe_creates_a_striped_file_and_getstripe_shows_it() {
+    let (sim, _mnt) = start();
+    let f = sim.mount().join("s");
+    let fs = f.to_str().unwrap();
+    let o = sim.lfs(&["setstripe", "-c", "4", "-S", "4M", "-p", "flash", fs]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(striping_of(&f), Some(striped()));
+    let o = sim.lfs(&["getstripe", "-c", fs]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "4");
+    let o = sim.lfs(&["getstripe", fs]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("lmm_stripe_size:   4194304"), "{text}");
+    assert!(text.contains("lmm_pool:          flash"), "{text}");
+    // An existing file keeps its layout.
+    let o = sim.lfs(&["setstripe", "-c", "2", fs]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("exists"), "{o:?}");
+    // lfs checks values as the library does.
+    let o = sim.lfs(&["setstripe", "-S", "1000", sim.mount().join("t").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Invalid argument"), "{o:?}");
+}
