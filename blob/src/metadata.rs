@@ -230,6 +230,24 @@ impl Metadata {
     }
 }
 
+/// The layout the `lustre_stripe_count` / `lustre_stripe_size` / `lustre_pool` keys of `pairs`
+/// describe (keys in any case): `None` without them, an error naming the key for a value Lustre
+/// would refuse or for an incomplete set.
+pub fn layout_from_pairs<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Option<lustre::Striping>, MetadataError> {
+    let mut keys = LayoutKeys::default();
+    for (k, v) in pairs {
+        match k.to_ascii_lowercase().as_str() {
+            KEY_STRIPE_COUNT => keys.count = Some(v.to_string()),
+            KEY_STRIPE_SIZE => keys.size = Some(v.to_string()),
+            KEY_POOL => keys.pool = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    keys.decode()
+}
+
 /// The three layout keys as found; they are checked together (a pool alone, or a count without
 /// a size, is no layout Lustre can create).
 #[derive(Default)]
