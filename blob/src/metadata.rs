@@ -398,22 +398,44 @@ mod tests {
 
     #[test]
     fn layout_keys_decode_together_or_not_at_all() {
-        let m = Metadata::from_pairs([("LUSTRE_STRIPE_COUNT", "2"), ("lustre_stripe_size", "65536")])
-            .unwrap();
-        assert_eq!(m.layout, Some(lustre::Striping::new(2, 65536, None).unwrap()));
+        let m = Metadata::from_pairs([
+            ("LUSTRE_STRIPE_COUNT", "2"),
+            ("lustre_stripe_size", "65536"),
+        ])
+        .unwrap();
+        assert_eq!(
+            m.layout,
+            Some(lustre::Striping::new(2, 65536, None).unwrap())
+        );
         assert_eq!(Metadata::from_pairs([("owner", "1")]).unwrap().layout, None);
         let no_layout = Metadata::default().to_pairs();
-        assert!(!no_layout.iter().any(|(k, _)| k.starts_with("lustre_stripe")));
+        assert!(!no_layout
+            .iter()
+            .any(|(k, _)| k.starts_with("lustre_stripe")));
         for (pairs, key, expected) in [
-            (vec![("lustre_stripe_count", "4")], "lustre_stripe_size", "together"),
-            (vec![("lustre_pool", "flash")], "lustre_stripe_count", "together"),
             (
-                vec![("lustre_stripe_count", "four"), ("lustre_stripe_size", "65536")],
+                vec![("lustre_stripe_count", "4")],
+                "lustre_stripe_size",
+                "together",
+            ),
+            (
+                vec![("lustre_pool", "flash")],
+                "lustre_stripe_count",
+                "together",
+            ),
+            (
+                vec![
+                    ("lustre_stripe_count", "four"),
+                    ("lustre_stripe_size", "65536"),
+                ],
                 "lustre_stripe_count",
                 "from 1 to 2000",
             ),
             (
-                vec![("lustre_stripe_count", "0"), ("lustre_stripe_size", "65536")],
+                vec![
+                    ("lustre_stripe_count", "0"),
+                    ("lustre_stripe_size", "65536"),
+                ],
                 "lustre_stripe_count",
                 "from 1 to 2000",
             ),

@@ -175,7 +175,10 @@ mod tests {
         let r = ExportRecord::from_json(old).unwrap();
         assert_eq!((r.links.len(), &r.layout), (0, &None));
         let text = String::from_utf8(r.to_json()).unwrap();
-        assert!(!text.contains("links") && !text.contains("layout"), "{text}");
+        assert!(
+            !text.contains("links") && !text.contains("layout"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -384,7 +384,8 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             links: names[1..].to_vec(),
             layout,
         };
-        rec.write(&file).map_err(|e| Failure::from(e).context("write export record"))?;
+        rec.write(&file)
+            .map_err(|e| Failure::from(e).context("write export record"))?;
         Ok(Done {
             bytes: uploaded.size,
         })
@@ -529,7 +530,8 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             .map_err(|e| Failure::from(e).context("volatile fd"))?;
         let original = blocking(|| ct.open_by_fid(&self.item.fid))
             .map_err(|e| Failure::from(e).context("open by fid"))?;
-        let rec = ExportRecord::read(&original).map_err(|e| Failure::from(e).context("export record"))?;
+        let rec =
+            ExportRecord::read(&original).map_err(|e| Failure::from(e).context("export record"))?;
         if let Ok(paths) = blocking(|| ct.fid2path(&self.item.fid)) {
             self.path = paths.first().map(|p| p.to_string_lossy().into_owned());
         }

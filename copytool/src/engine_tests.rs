@@ -624,16 +624,34 @@ fn archive_keeps_the_layout_in_the_record_and_the_blob_and_restore_recreates_it(
     h.ct.add_file(fid(1), &["s/wide"], b"striped data");
     h.ct.lock().layouts.insert(fid(1), striped());
     h.ct.add_file(fid(2), &["s/plain"], b"plain");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1), item(Action::Archive, 2, 2)]));
+    h.ct.push(list(vec![
+        item(Action::Archive, 1, 1),
+        item(Action::Archive, 2, 2),
+    ]));
     h.ct.wait_ends(2);
-    assert_eq!(record_of(&h.data("s/wide")).unwrap().layout, Some(striped()));
-    assert_eq!(h.store.get("s/wide").unwrap().meta.unwrap().layout, Some(striped()));
+    assert_eq!(
+        record_of(&h.data("s/wide")).unwrap().layout,
+        Some(striped())
+    );
+    assert_eq!(
+        h.store.get("s/wide").unwrap().meta.unwrap().layout,
+        Some(striped())
+    );
     assert_eq!(record_of(&h.data("s/plain")).unwrap().layout, None);
 
-    h.ct.push(list(vec![item(Action::Restore, 1, 3), item(Action::Restore, 2, 4)]));
+    h.ct.push(list(vec![
+        item(Action::Restore, 1, 3),
+        item(Action::Restore, 2, 4),
+    ]));
     let ends = h.ct.wait_ends(4);
-    assert!(ends.contains(&(3, 0, 0)) && ends.contains(&(4, 0, 0)), "{ends:?}");
-    assert_eq!(std::fs::read(h.ct.volatile_path(3)).unwrap(), b"striped data");
+    assert!(
+        ends.contains(&(3, 0, 0)) && ends.contains(&(4, 0, 0)),
+        "{ends:?}"
+    );
+    assert_eq!(
+        std::fs::read(h.ct.volatile_path(3)).unwrap(),
+        b"striped data"
+    );
     let set = h.ct.lock().volatile_layouts.clone();
     // Set before the data (the fake refuses a layout on a file that has data), once each;
     // a file without a recorded layout asks for the default.

@@ -285,8 +285,7 @@ impl CopyAction for FakeAction {
         if size > 0 || s.volatile_layouts.contains_key(&self.item.cookie) {
             return Err(CtError::new(CALL, libc::EEXIST));
         }
-        s.volatile_layouts
-            .insert(self.item.cookie, layout.cloned());
+        s.volatile_layouts.insert(self.item.cookie, layout.cloned());
         Ok(())
     }
 

@@ -63,7 +63,16 @@ fn striping_survives_archive_release_and_restore() {
     let ct = env.copytool(&[]);
     let p = env.path("striped/wide.bin");
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    let (ok, out) = env.lfs(&["setstripe", "-c", "4", "-S", "4M", "-p", "flash", p.to_str().unwrap()]);
+    let (ok, out) = env.lfs(&[
+        "setstripe",
+        "-c",
+        "4",
+        "-S",
+        "4M",
+        "-p",
+        "flash",
+        p.to_str().unwrap(),
+    ]);
     assert!(ok, "{out}");
     let data = pattern(BLOCK + 9, 4);
     std::fs::write(&p, &data).unwrap();
@@ -88,7 +97,12 @@ fn striping_survives_archive_release_and_restore() {
     env.hsm("hsm_restore", &p, None);
     env.wait_state(&p, "exists archived", &[&ct]);
     assert_eq!(read_all(&p), data);
-    let getstripe = |opt: &str| env.lfs(&["getstripe", opt, p.to_str().unwrap()]).1.trim().to_string();
+    let getstripe = |opt: &str| {
+        env.lfs(&["getstripe", opt, p.to_str().unwrap()])
+            .1
+            .trim()
+            .to_string()
+    };
     assert_eq!(
         (getstripe("-c"), getstripe("-S"), getstripe("-p")),
         ("4".into(), "4194304".into(), "flash".into())

@@ -105,7 +105,11 @@ fn create_with(p: &Path, attrs: &LayoutAttrs) -> Result<(), i32> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
     let pool = std::ffi::CString::new(attrs.pool.as_bytes()).map_err(|_| libc::EINVAL)?;
-    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    let errno = || {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    };
     // SAFETY: the handle comes from llapi_layout_alloc and is freed once below; the strings are
     // NUL-terminated and outlive the calls.
     unsafe {

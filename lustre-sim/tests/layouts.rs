@@ -2,9 +2,7 @@
 //! what a create, an import and a RESTORE into a volatile file opened with O_LOV_DELAY_CREATE
 //! give it, and what Lustre refuses (a second layout, data written without one).
 
-use lustre::{
-    CopytoolAction, Copytool, Extent, ImportAttrs, Layout, Mount, Striping, UserAction,
-};
+use lustre::{Copytool, CopytoolAction, Extent, ImportAttrs, Layout, Mount, Striping, UserAction};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Once;
@@ -43,7 +41,11 @@ fn a_plain_file_has_the_file_system_default() {
     std::fs::write(&f, b"x").unwrap();
     let l = Layout::of_file(std::fs::File::open(&f).unwrap().as_fd()).unwrap();
     assert_eq!(
-        (l.stripe_count().unwrap(), l.stripe_size().unwrap(), l.pool().unwrap()),
+        (
+            l.stripe_count().unwrap(),
+            l.stripe_size().unwrap(),
+            l.pool().unwrap()
+        ),
         (Some(1), Some(1 << 20), None)
     );
     assert_eq!(l.striping().unwrap(), Some(Striping::lustre_default()));
@@ -59,8 +61,14 @@ fn a_file_created_with_a_layout_keeps_it_and_refuses_another() {
     assert_eq!(striping_of(&f), Some(striped()));
     // Lustre: a file that has a layout refuses another (EEXIST), by fd as by create.
     let again = Layout::from_striping(&Striping::lustre_default()).unwrap();
-    assert_eq!(again.apply_to(file.as_fd()).unwrap_err().errno(), Some(libc::EEXIST));
-    assert_eq!(again.create_file(&f, 0o644).unwrap_err().errno(), Some(libc::EEXIST));
+    assert_eq!(
+        again.apply_to(file.as_fd()).unwrap_err().errno(),
+        Some(libc::EEXIST)
+    );
+    assert_eq!(
+        again.create_file(&f, 0o644).unwrap_err().errno(),
+        Some(libc::EEXIST)
+    );
     assert_eq!(striping_of(&f), Some(striped()));
 }
 
@@ -68,11 +76,23 @@ fn a_file_created_with_a_layout_keeps_it_and_refuses_another() {
 fn invalid_values_are_refused_by_the_setters() {
     let _ = start();
     let mut l = Layout::new().unwrap();
-    assert_eq!((l.stripe_count().unwrap(), l.stripe_size().unwrap()), (None, None));
+    assert_eq!(
+        (l.stripe_count().unwrap(), l.stripe_size().unwrap()),
+        (None, None)
+    );
     assert_eq!(l.striping().unwrap(), None);
-    assert_eq!(l.set_stripe_count(0).unwrap_err().errno(), Some(libc::EINVAL));
-    assert_eq!(l.set_stripe_size(1000).unwrap_err().errno(), Some(libc::EINVAL));
-    assert_eq!(l.set_pool("sixteen-chars-xx").unwrap_err().errno(), Some(libc::EINVAL));
+    assert_eq!(
+        l.set_stripe_count(0).unwrap_err().errno(),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(
+        l.set_stripe_size(1000).unwrap_err().errno(),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(
+        l.set_pool("sixteen-chars-xx").unwrap_err().errno(),
+        Some(libc::EINVAL)
+    );
     // `fsname.pool` names the pool.
     l.set_pool("lustre.flash").unwrap();
     assert_eq!(l.pool().unwrap().as_deref(), Some("flash"));
@@ -88,11 +108,17 @@ fn released_and_restoring(
     open_flags: i32,
 ) -> lustre::CopyAction {
     let fid = mnt.path2fid(f).unwrap();
-    mnt.hsm_request(UserAction::Archive, 0, 0, &[fid], b"").unwrap();
+    mnt.hsm_request(UserAction::Archive, 0, 0, &[fid], b"")
+        .unwrap();
     let hal = ct.recv().unwrap();
-    ct.begin(&hal.items[0], -1, 0).unwrap().end(whole(), 0, 0).unwrap();
-    mnt.hsm_request(UserAction::Release, 0, 0, &[fid], b"").unwrap();
-    mnt.hsm_request(UserAction::Restore, 0, 0, &[fid], b"").unwrap();
+    ct.begin(&hal.items[0], -1, 0)
+        .unwrap()
+        .end(whole(), 0, 0)
+        .unwrap();
+    mnt.hsm_request(UserAction::Release, 0, 0, &[fid], b"")
+        .unwrap();
+    mnt.hsm_request(UserAction::Restore, 0, 0, &[fid], b"")
+        .unwrap();
     let hal = ct.recv().unwrap();
     assert_eq!(hal.items[0].action, CopytoolAction::Restore);
     let _ = sim;
@@ -156,7 +182,10 @@ fn data_written_to_a_delayed_volatile_file_without_a_layout_fails_the_restore() 
     std::fs::File::from(action.fd().unwrap())
         .write_all_at(b"abc", 0)
         .unwrap();
-    assert_eq!(action.end(whole(), 0, 0).unwrap_err().errno(), Some(libc::EBADF));
+    assert_eq!(
+        action.end(whole(), 0, 0).unwrap_err().errno(),
+        Some(libc::EBADF)
+    );
     assert!(mnt.hsm_state(&f).unwrap().is_released());
 }
 
@@ -174,7 +203,8 @@ fn an_import_creates_the_stub_with_the_striping_given() {
         mtime_nsec: 5,
     };
     let stub = sim.mount().join("stub");
-    mnt.hsm_import_striped(&stub, 1, &attrs, &striped()).unwrap();
+    mnt.hsm_import_striped(&stub, 1, &attrs, &striped())
+        .unwrap();
     assert_eq!(striping_of(&stub), Some(striped()));
     let plain = sim.mount().join("plain-stub");
     mnt.hsm_import(&plain, 1, &attrs).unwrap();
@@ -198,9 +228,20 @@ fn lfs_setstripe_creates_a_striped_file_and_getstripe_shows_it() {
     // An existing file keeps its layout.
     let o = sim.lfs(&["setstripe", "-c", "2", fs]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("exists"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exists"),
+        "{o:?}"
+    );
     // lfs checks values as the library does.
-    let o = sim.lfs(&["setstripe", "-S", "1000", sim.mount().join("t").to_str().unwrap()]);
+    let o = sim.lfs(&[
+        "setstripe",
+        "-S",
+        "1000",
+        sim.mount().join("t").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Invalid argument"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Invalid argument"),
+        "{o:?}"
+    );
 }

@@ -63,7 +63,11 @@ fn check_errno(call: &'static str, rc: libc::c_int) -> Result<()> {
 }
 
 impl Layout {
-    fn own(api: &'static LustreApi, raw: *mut sys::llapi_layout, call: &'static str) -> Result<Layout> {
+    fn own(
+        api: &'static LustreApi,
+        raw: *mut sys::llapi_layout,
+        call: &'static str,
+    ) -> Result<Layout> {
         let raw = NonNull::new(raw).ok_or_else(|| errno_failure(call))?;
         Ok(Layout { api, raw })
     }
@@ -83,7 +87,11 @@ impl Layout {
         let get = func(api.llapi_layout_get_by_fd, "llapi_layout_get_by_fd")?;
         func(api.llapi_layout_free, "llapi_layout_free")?;
         // SAFETY: `fd` is open for the call; the result is NULL or a fresh handle we own.
-        Layout::own(api, unsafe { get(fd.as_raw_fd(), 0) }, "llapi_layout_get_by_fd")
+        Layout::own(
+            api,
+            unsafe { get(fd.as_raw_fd(), 0) },
+            "llapi_layout_get_by_fd",
+        )
     }
 
     /// The layout of a file by path (`llapi_layout_get_by_path`, no flags).
@@ -144,7 +152,10 @@ impl Layout {
 
     /// Whether this is a composite layout (PFL, FLR, SEL), which a [`Striping`] cannot hold.
     pub fn is_composite(&self) -> Result<bool> {
-        let f = func(self.api.llapi_layout_is_composite, "llapi_layout_is_composite")?;
+        let f = func(
+            self.api.llapi_layout_is_composite,
+            "llapi_layout_is_composite",
+        )?;
         // SAFETY: `raw` is a live handle; the call only reads it.
         Ok(unsafe { f(self.raw.as_ptr()) })
     }

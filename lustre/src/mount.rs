@@ -3,8 +3,8 @@
 use crate::error::{check, Error, Result};
 use crate::ffi::{aligned, api, c_bytes, c_path, path_from_bytes, until_nul};
 use crate::fid::Fid;
-use crate::striping::Striping;
 use crate::hsm::{CurrentAction, HsmState, UserAction, UserRequest};
+use crate::striping::Striping;
 use crate::wire::{encode_hur, split_requests};
 use libc::{c_int, c_longlong};
 use lustre_sys::{self as sys, LustreApi};
@@ -316,7 +316,10 @@ impl Mount {
         // Size 0, count 0 and a NULL pool are the file-system defaults (what lhsmtool_posix
         // passes); offset -1 lets the MDS choose the OSTs, pattern 0 is RAID0.
         let (size, count) = striping.map_or((0, 0), |s| {
-            (s.stripe_size(), c_int::try_from(s.stripe_count()).unwrap_or(0))
+            (
+                s.stripe_size(),
+                c_int::try_from(s.stripe_count()).unwrap_or(0),
+            )
         });
         let mut pool = match striping.and_then(Striping::pool) {
             Some(p) => Some(c_bytes(CALL, p.as_bytes())?),

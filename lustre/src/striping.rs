@@ -127,8 +127,7 @@ impl std::fmt::Display for Striping {
 fn pool_name_ok(p: &str) -> bool {
     !p.is_empty()
         && p.len() <= LOV_MAXPOOLNAME
-        && p
-            .bytes()
+        && p.bytes()
             .all(|b| b.is_ascii_graphic() && !matches!(b, b'.' | b'/' | b'\\'))
 }
 

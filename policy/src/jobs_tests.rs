@@ -603,13 +603,30 @@ fn import_creates_the_stub_with_the_blobs_layout() {
 #[test]
 fn import_refuses_a_blob_with_a_malformed_layout_with_a_one_line_reason() {
     let (mut e, ns, store, log, mut jobs) = setup();
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
-        ("size", &[("lustre_stripe_count", "4"), ("lustre_stripe_size", "1000")], "lustre_stripe_size"),
-        ("count", &[("lustre_stripe_count", "0"), ("lustre_stripe_size", "65536")], "lustre_stripe_count"),
+    /// (blob name, its metadata, the key the refusal names)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (
+            "size",
+            &[("lustre_stripe_count", "4"), ("lustre_stripe_size", "1000")],
+            "lustre_stripe_size",
+        ),
+        (
+            "count",
+            &[
+                ("lustre_stripe_count", "0"),
+                ("lustre_stripe_size", "65536"),
+            ],
+            "lustre_stripe_count",
+        ),
         ("alone", &[("lustre_pool", "flash")], "lustre_stripe_count"),
         (
             "pool",
-            &[("lustre_stripe_count", "1"), ("lustre_stripe_size", "65536"), ("lustre_pool", "a/../b")],
+            &[
+                ("lustre_stripe_count", "1"),
+                ("lustre_stripe_size", "65536"),
+                ("lustre_pool", "a/../b"),
+            ],
             "lustre_pool",
         ),
     ];
@@ -626,7 +643,10 @@ fn import_refuses_a_blob_with_a_malformed_layout_with_a_one_line_reason() {
             .find(|x| x["path"] == *name && x["operation"] == "import")
             .unwrap_or_else(|| panic!("{name} not logged"));
         let text = line["error"].as_str().unwrap();
-        assert!(text.contains(key) && text.contains("blob refused"), "{text}");
+        assert!(
+            text.contains(key) && text.contains("blob refused"),
+            "{text}"
+        );
         assert!(!text.contains('\n'), "{text}");
     }
 }

@@ -466,7 +466,6 @@ fn check_catalog_path(mount: &lustre::Mount, p: &Path) -> Result<(), String> {
     }
 }
 
-
 fn verify(cli: &Cli, path: Option<PathBuf>, json: bool, requeue: bool) -> Result<i32, Failure> {
     let policy = load(&cli.config)?;
     let opts = policy::verify::VerifyOptions {

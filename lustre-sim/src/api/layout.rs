@@ -361,4 +361,3 @@ pub unsafe extern "C" fn llapi_layout_file_open(
         }
     }
 }
-

@@ -115,13 +115,13 @@ impl State {
     /// builds when the `lov` EA is absent).
     pub fn layout_get(&mut self, fid: &Fid) -> Res<LayoutAttrs> {
         if let Some(n) = self.nodes.get(fid) {
-            return Ok(n.layout.clone().unwrap_or_else(|| LayoutAttrs::default().instantiated()));
+            return Ok(n
+                .layout
+                .clone()
+                .unwrap_or_else(|| LayoutAttrs::default().instantiated()));
         }
         let c = self.volatile_req(fid).ok_or(libc::ENOENT)?;
-        Ok(self.reqs[&c]
-            .volatile_layout
-            .current()
-            .unwrap_or_default())
+        Ok(self.reqs[&c].volatile_layout.current().unwrap_or_default())
     }
 
     /// Sets the layout of a file that has none: a volatile file created with
