@@ -358,10 +358,8 @@ impl Env {
 
     /// Removes the export record from a file, as if the copytool had died before writing it.
     pub fn remove_record(&self, path: &Path) {
-        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: both arguments are NUL-terminated strings that outlive the call.
-        let rc = unsafe { libc::removexattr(c.as_ptr(), c"trusted.lustre_blob".as_ptr()) };
-        assert_eq!(rc, 0, "removexattr: {}", std::io::Error::last_os_error());
+        assert!(blob::ExportRecord::read_at(path).unwrap().is_some(), "no record to remove");
+        blob::ExportRecord::clear_at(path).unwrap();
     }
 
     pub fn blob_names(&self) -> Vec<String> {
