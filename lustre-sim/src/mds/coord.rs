@@ -898,7 +898,7 @@ impl State {
         let meta = std::fs::symlink_metadata(&path).map_err(errno)?;
         let mut src = std::fs::File::open(vol).map_err(errno)?;
         let vol_size = src.metadata().map_err(errno)?.len();
-        self.swap_restored_layout(r, vol_size)?;
+        let layout = State::restored_layout(r, vol_size)?;
         let mut dst = std::fs::OpenOptions::new()
             .write(true)
             .truncate(true)
@@ -909,6 +909,9 @@ impl State {
         restore_times(&dst, &meta);
         drop(dst);
         self.drain(w, &[r.fid]);
+        if let Some(n) = self.node_mut(&r.fid) {
+            n.layout = Some(layout);
+        }
         Ok(())
     }
 

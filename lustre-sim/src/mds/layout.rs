@@ -149,18 +149,14 @@ impl State {
         Ok(())
     }
 
-    /// `hsm_swap_layouts` at a RESTORE's end: the file takes the volatile file's layout. A
+    /// The layout a RESTORE gives its file (`hsm_swap_layouts` takes the volatile file's). A
     /// delayed volatile file that never got one but holds data was written without a layout,
     /// which Lustre refuses (`lov_io_init_empty`): EBADF.
-    pub fn swap_restored_layout(&mut self, r: &Req, volatile_size: u64) -> Res<()> {
-        let layout = match r.volatile_layout.current() {
-            Some(l) => l,
-            None if volatile_size == 0 => LayoutAttrs::default().instantiated(),
-            None => return Err(libc::EBADF),
-        };
-        if let Some(n) = self.node_mut(&r.fid) {
-            n.layout = Some(layout);
+    pub fn restored_layout(r: &Req, volatile_size: u64) -> Res<LayoutAttrs> {
+        match r.volatile_layout.current() {
+            Some(l) => Ok(l),
+            None if volatile_size == 0 => Ok(LayoutAttrs::default().instantiated()),
+            None => Err(libc::EBADF),
         }
-        Ok(())
     }
 }
