@@ -358,7 +358,10 @@ impl Env {
 
     /// Removes the export record from a file, as if the copytool had died before writing it.
     pub fn remove_record(&self, path: &Path) {
-        assert!(blob::ExportRecord::read_at(path).unwrap().is_some(), "no record to remove");
+        assert!(
+            blob::ExportRecord::read_at(path).unwrap().is_some(),
+            "no record to remove"
+        );
         blob::ExportRecord::clear_at(path).unwrap();
     }
 
