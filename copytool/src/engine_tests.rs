@@ -660,6 +660,23 @@ fn archive_keeps_the_layout_in_the_record_and_the_blob_and_restore_recreates_it(
 }
 
 #[test]
+fn a_pool_the_file_system_no_longer_has_is_dropped_and_the_striping_kept() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["s/f"], b"data");
+    h.ct.lock().layouts.insert(fid(1), striped());
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.wait_ends(1);
+    h.ct.lock().pools = Some(vec!["other".into()]);
+    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    assert_eq!(
+        h.ct.lock().volatile_layouts.get(&2),
+        Some(&Some(lustre::Striping::new(4, 4 << 20, None).unwrap()))
+    );
+    assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), b"data");
+}
+
+#[test]
 fn a_stub_without_a_record_is_restored_with_the_blobs_layout() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["i/stub"], b"");

@@ -45,6 +45,9 @@ pub struct CtState {
     pub layouts: HashMap<Fid, lustre::Striping>,
     /// `set_layout` calls per cookie (`None` = default asked for).
     pub volatile_layouts: HashMap<u64, Option<lustre::Striping>>,
+    /// Pools the file system has; `None`: every pool (a layout naming another is refused with
+    /// EINVAL, as `llapi_layout_file_open`'s sanity check refuses a pool that does not exist).
+    pub pools: Option<Vec<String>>,
 }
 
 pub struct FakeCoordinator {
@@ -284,6 +287,11 @@ impl CopyAction for FakeAction {
         let mut s = self.ct.lock();
         if size > 0 || s.volatile_layouts.contains_key(&self.item.cookie) {
             return Err(CtError::new(CALL, libc::EEXIST));
+        }
+        if let (Some(pools), Some(pool)) = (&s.pools, layout.and_then(lustre::Striping::pool)) {
+            if !pools.iter().any(|p| p == pool) {
+                return Err(CtError::new(CALL, libc::EINVAL));
+            }
         }
         s.volatile_layouts.insert(self.item.cookie, layout.cloned());
         Ok(())
