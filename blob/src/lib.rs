@@ -43,7 +43,8 @@
 //! Error::{Conflict, NotFound, PermissionDenied, InvalidName, InvalidMetadata, Transient, Permanent,
 //!         Integrity, Cancelled, Io, Config}: is_transient(), is_conflict(), is_not_found(),
 //!         http_status() -> Option<u16>, azure_code() -> Option<&str>, kind() -> &str
-//! ExportRecord { blob, etag, data_version, exported_at: SystemTime, size }: to_json(), from_json(); EXPORT_XATTR
+//! ExportRecord { blob, etag, data_version, exported_at: SystemTime, size, links, layout: Option<lustre::Striping> }:
+//!   to_json(), from_json(), all_blobs(); read(&File), read_at(&Path), write(&File), clear(&File), clear_at(&Path); EXPORT_XATTR
 //! LogSink::new(store, prefix, source, capacity); log(&LogEntry).await; flush().await -> Option<BlobName>
 //! LogEntry::{Failure(FailureEntry), Summary(SummaryEntry), Dropped{time, count}}
 //! plan_blocks(size, block_size, blocks_in_flight) -> Result<BlockPlan, Error>

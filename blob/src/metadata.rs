@@ -13,6 +13,9 @@
 //! | `lustre_mtime_ns` | mtime in nanoseconds since the epoch (may be negative) |
 //! | `lustre_data_version` | the file's data version when its content was read |
 //! | `lustre_checksum` | content checksum, `crc32:XXXXXXXX` (see [`crate::checksum`]) |
+//! | `lustre_stripe_count` | the file's stripe count when exported, decimal (with `lustre_stripe_size`) |
+//! | `lustre_stripe_size` | its stripe size in bytes, decimal (a multiple of 65536 below 4 GiB) |
+//! | `lustre_pool` | its OST pool, when it had one |
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +30,9 @@ pub const KEY_FID: &str = "lustre_fid";
 pub const KEY_MTIME_NS: &str = "lustre_mtime_ns";
 pub const KEY_DATA_VERSION: &str = "lustre_data_version";
 pub const KEY_CHECKSUM: &str = "lustre_checksum";
+pub const KEY_STRIPE_COUNT: &str = "lustre_stripe_count";
+pub const KEY_STRIPE_SIZE: &str = "lustre_stripe_size";
+pub const KEY_POOL: &str = "lustre_pool";
 
 const MODTIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S %z";
 
@@ -65,6 +71,9 @@ pub struct Metadata {
     pub mtime_ns: Option<i128>,
     pub data_version: Option<u64>,
     pub checksum: Option<String>,
+    /// The file's layout (stripe count, size, pool), restored with the file and applied by an
+    /// import.
+    pub layout: Option<lustre::Striping>,
     /// Keys we do not interpret (written by other tools), kept so a metadata update preserves them.
     pub extra: BTreeMap<String, String>,
 }
@@ -81,6 +90,7 @@ impl Default for Metadata {
             mtime_ns: None,
             data_version: None,
             checksum: None,
+            layout: None,
             extra: BTreeMap::new(),
         }
     }
@@ -134,6 +144,13 @@ impl Metadata {
         if let Some(c) = &self.checksum {
             put(KEY_CHECKSUM, c.clone());
         }
+        if let Some(l) = &self.layout {
+            put(KEY_STRIPE_COUNT, l.stripe_count().to_string());
+            put(KEY_STRIPE_SIZE, l.stripe_size().to_string());
+            if let Some(p) = l.pool() {
+                put(KEY_POOL, p.to_string());
+            }
+        }
         out
     }
 
@@ -145,6 +162,7 @@ impl Metadata {
         let mut m = Metadata::default();
         let mut is_folder = false;
         let mut kind = None;
+        let mut layout = LayoutKeys::default();
         for (k, v) in pairs {
             let key = k.to_ascii_lowercase();
             let bad = |expected| MetadataError {
@@ -182,11 +200,15 @@ impl Metadata {
                     m.data_version = Some(v.trim().parse().map_err(|_| bad("a decimal u64"))?)
                 }
                 KEY_CHECKSUM => m.checksum = Some(v.to_string()),
+                KEY_STRIPE_COUNT => layout.count = Some(v.to_string()),
+                KEY_STRIPE_SIZE => layout.size = Some(v.to_string()),
+                KEY_POOL => layout.pool = Some(v.to_string()),
                 _ => {
                     m.extra.insert(key, v.to_string());
                 }
             }
         }
+        m.layout = layout.decode()?;
         m.kind = match (kind, is_folder) {
             (Some(k), _) => k,
             (None, true) => FileKind::Dir,
@@ -205,6 +227,69 @@ impl Metadata {
                 + Duration::from_nanos(nsecs as u64)
         };
         self
+    }
+}
+
+/// The layout the `lustre_stripe_count` / `lustre_stripe_size` / `lustre_pool` keys of `pairs`
+/// describe (keys in any case): `None` without them, an error naming the key for a value Lustre
+/// would refuse or for an incomplete set.
+pub fn layout_from_pairs<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Option<lustre::Striping>, MetadataError> {
+    let mut keys = LayoutKeys::default();
+    for (k, v) in pairs {
+        match k.to_ascii_lowercase().as_str() {
+            KEY_STRIPE_COUNT => keys.count = Some(v.to_string()),
+            KEY_STRIPE_SIZE => keys.size = Some(v.to_string()),
+            KEY_POOL => keys.pool = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    keys.decode()
+}
+
+/// The three layout keys as found; they are checked together (a pool alone, or a count without
+/// a size, is no layout Lustre can create).
+#[derive(Default)]
+struct LayoutKeys {
+    count: Option<String>,
+    size: Option<String>,
+    pool: Option<String>,
+}
+
+impl LayoutKeys {
+    fn decode(self) -> Result<Option<lustre::Striping>, MetadataError> {
+        const BOTH: &str = "lustre_stripe_count and lustre_stripe_size given together";
+        let bad = |key: &str, value: &Option<String>, expected| MetadataError {
+            key: key.to_string(),
+            value: value.clone().unwrap_or_default(),
+            expected,
+        };
+        let (count, size) = match (&self.count, &self.size) {
+            (None, None) if self.pool.is_none() => return Ok(None),
+            (Some(c), Some(s)) => (c.trim(), s.trim()),
+            (None, _) => return Err(bad(KEY_STRIPE_COUNT, &self.count, BOTH)),
+            (Some(_), None) => return Err(bad(KEY_STRIPE_SIZE, &self.size, BOTH)),
+        };
+        const COUNT: &str = "a stripe count from 1 to 2000";
+        const SIZE: &str = "a stripe size in bytes, a multiple of 65536 below 4 GiB";
+        let count: u64 = count
+            .parse()
+            .map_err(|_| bad(KEY_STRIPE_COUNT, &self.count, COUNT))?;
+        let size: u64 = size
+            .parse()
+            .map_err(|_| bad(KEY_STRIPE_SIZE, &self.size, SIZE))?;
+        lustre::Striping::new(count, size, self.pool.as_deref())
+            .map(Some)
+            .map_err(|e| match e {
+                lustre::StripingError::StripeCount(_) => bad(KEY_STRIPE_COUNT, &self.count, COUNT),
+                lustre::StripingError::StripeSize(_) => bad(KEY_STRIPE_SIZE, &self.size, SIZE),
+                lustre::StripingError::Pool(_) => bad(
+                    KEY_POOL,
+                    &self.pool,
+                    "a pool name of 1 to 15 printable ASCII characters without '.', '/' or '\\'",
+                ),
+            })
     }
 }
 
@@ -234,6 +319,7 @@ mod tests {
             fid: Some("[0x200000401:0x1:0x0]".into()),
             data_version: Some(42),
             checksum: Some("crc32:0badf00d".into()),
+            layout: Some(lustre::Striping::new(4, 4 << 20, Some("flash")).unwrap()),
             ..Default::default()
         }
         .with_mtime(1_700_000_000, 123_456_789)
@@ -258,6 +344,9 @@ mod tests {
         assert_eq!(get("lustre_mtime_ns"), Some("1700000000123456789"));
         assert_eq!(get("lustre_data_version"), Some("42"));
         assert_eq!(get("lustre_checksum"), Some("crc32:0badf00d"));
+        assert_eq!(get("lustre_stripe_count"), Some("4"));
+        assert_eq!(get("lustre_stripe_size"), Some("4194304"));
+        assert_eq!(get("lustre_pool"), Some("flash"));
         let dir = Metadata {
             kind: FileKind::Dir,
             permissions: 0o755,
@@ -305,6 +394,71 @@ mod tests {
         assert!(Metadata::from_pairs([("lustre_type", "fifo")]).is_err());
         let t = Metadata::from_pairs([("modtime", "2024-02-29 01:02:03 +0100")]).unwrap();
         assert_eq!(format_modtime(t.modtime), "2024-02-29 00:02:03 +0000");
+    }
+
+    #[test]
+    fn layout_keys_decode_together_or_not_at_all() {
+        let m = Metadata::from_pairs([
+            ("LUSTRE_STRIPE_COUNT", "2"),
+            ("lustre_stripe_size", "65536"),
+        ])
+        .unwrap();
+        assert_eq!(
+            m.layout,
+            Some(lustre::Striping::new(2, 65536, None).unwrap())
+        );
+        assert_eq!(Metadata::from_pairs([("owner", "1")]).unwrap().layout, None);
+        let no_layout = Metadata::default().to_pairs();
+        assert!(!no_layout
+            .iter()
+            .any(|(k, _)| k.starts_with("lustre_stripe")));
+        for (pairs, key, expected) in [
+            (
+                vec![("lustre_stripe_count", "4")],
+                "lustre_stripe_size",
+                "together",
+            ),
+            (
+                vec![("lustre_pool", "flash")],
+                "lustre_stripe_count",
+                "together",
+            ),
+            (
+                vec![
+                    ("lustre_stripe_count", "four"),
+                    ("lustre_stripe_size", "65536"),
+                ],
+                "lustre_stripe_count",
+                "from 1 to 2000",
+            ),
+            (
+                vec![
+                    ("lustre_stripe_count", "0"),
+                    ("lustre_stripe_size", "65536"),
+                ],
+                "lustre_stripe_count",
+                "from 1 to 2000",
+            ),
+            (
+                vec![("lustre_stripe_count", "1"), ("lustre_stripe_size", "1000")],
+                "lustre_stripe_size",
+                "multiple of 65536",
+            ),
+            (
+                vec![
+                    ("lustre_stripe_count", "1"),
+                    ("lustre_stripe_size", "65536"),
+                    ("lustre_pool", "../etc"),
+                ],
+                "lustre_pool",
+                "pool name",
+            ),
+        ] {
+            let e = Metadata::from_pairs(pairs.clone()).unwrap_err();
+            assert_eq!(e.key, key, "{pairs:?}");
+            assert!(e.to_string().contains(expected), "{pairs:?}: {e}");
+            assert!(!e.to_string().contains('\n'));
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::model::{Extent, Item};
 use crate::ports::{
     BlobMeta, Coordinator, CopyAction, Store, StoreErrorKind, TransferOpts, WriteMode,
 };
-use crate::record::{self, ExportRecord};
+use blob::ExportRecord;
 
 /// Runs a blocking Lustre call without stalling the async workers.
 fn blocking<R>(f: impl FnOnce() -> R) -> R {
@@ -167,7 +167,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         let Ok(file) = blocking(|| ct.open_by_fid(&self.item.fid)) else {
             return;
         };
-        let Ok(Some(rec)) = record::read(&file) else {
+        let Ok(Some(rec)) = ExportRecord::read(&file) else {
             return;
         };
         for name in rec.all_blobs() {
@@ -175,7 +175,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 tracing::error!(blob = name, error = %e, "could not withdraw the blob of a file changed during archive");
             }
         }
-        if let Err(e) = record::clear(&file) {
+        if let Err(e) = ExportRecord::clear(&file) {
             tracing::error!(error = %e, "could not clear the export record");
         }
     }
@@ -253,9 +253,15 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             }
         }
         let previous =
-            record::read(&file).map_err(|e| Failure::from(e).context("export record"))?;
+            ExportRecord::read(&file).map_err(|e| Failure::from(e).context("export record"))?;
         let dv_before = blocking(|| ct.data_version(&file))
             .map_err(|e| Failure::from(e).context("data version"))?;
+        // Keeping the layout is not critical (as `lhsmtool_posix`'s `ct_save_stripe`): a file
+        // whose layout cannot be read is exported, and restored with the default layout.
+        let layout = blocking(|| ct.layout(&self.item.fid, &file)).unwrap_or_else(|e| {
+            tracing::warn!(action = %self.label(), error = %e, "cannot read the file's layout; a restore will use the default layout");
+            None
+        });
         // A file that fits one Put Blob is written optimistically: the condition the record implies
         // (If-None-Match: * or If-Match: recorded ETag) is tried first and the blob is looked at only
         // when the service refuses it. That saves a HEAD per file, half the requests of a small-file
@@ -288,6 +294,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             fid: self.item.fid.to_string(),
             mtime_ns: i128::from(st.mtime()) * 1_000_000_000 + i128::from(st.mtime_nsec()),
             data_version: dv_before,
+            layout: layout.clone(),
         };
         let counter = Arc::new(AtomicU64::new(0));
         let reporter = self.spawn_progress(guard.slot(), counter.clone(), st.len(), token.clone());
@@ -353,7 +360,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             if let Err(e) = store.delete(&names[0]).await {
                 tracing::error!(blob = %names[0], error = %e, "could not withdraw the blob of a file changed during archive");
             }
-            if let Err(e) = record::clear(&file) {
+            if let Err(e) = ExportRecord::clear(&file) {
                 tracing::error!(error = %e, "could not clear the export record");
             }
             return Err(Failure::new(
@@ -372,11 +379,13 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             blob: names[0].clone(),
             etag: uploaded.etag,
             data_version: dv_before,
-            exported_at: crate::timefmt::rfc3339_now(),
+            exported_at: std::time::SystemTime::now(),
             size: uploaded.size,
             links: names[1..].to_vec(),
+            layout,
         };
-        record::write(&file, &rec).map_err(|e| Failure::from(e).context("write export record"))?;
+        rec.write(&file)
+            .map_err(|e| Failure::from(e).context("write export record"))?;
         Ok(Done {
             bytes: uploaded.size,
         })
@@ -521,7 +530,8 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             .map_err(|e| Failure::from(e).context("volatile fd"))?;
         let original = blocking(|| ct.open_by_fid(&self.item.fid))
             .map_err(|e| Failure::from(e).context("open by fid"))?;
-        let rec = record::read(&original).map_err(|e| Failure::from(e).context("export record"))?;
+        let rec =
+            ExportRecord::read(&original).map_err(|e| Failure::from(e).context("export record"))?;
         if let Ok(paths) = blocking(|| ct.fid2path(&self.item.fid)) {
             self.path = paths.first().map(|p| p.to_string_lossy().into_owned());
         }
@@ -568,6 +578,12 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 ),
             ));
         }
+        // The record's layout, else the blob's (a stub an import made has no record).
+        let layout = rec
+            .as_ref()
+            .and_then(|r| r.layout.clone())
+            .or(head.layout.clone());
+        self.restore_layout(guard, layout.as_ref())?;
         let counter = Arc::new(AtomicU64::new(0));
         let reporter = self.spawn_progress(guard.slot(), counter.clone(), head.size, token.clone());
         let got = store
@@ -586,6 +602,28 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         // The volatile file must be exactly the blob's size (it may have been preallocated).
         out.set_len(size)?;
         Ok(Done { bytes: size })
+    }
+
+    /// Gives the volatile file `layout` before any data is written. A pool that no longer
+    /// exists (Lustre: EINVAL from the layout sanity check) must not make the file
+    /// unrestorable: the layout is then applied without its pool, and that is logged.
+    fn restore_layout(
+        &self,
+        guard: &ActionGuard<C::Action>,
+        layout: Option<&lustre::Striping>,
+    ) -> Result<(), Failure> {
+        let first = blocking(|| guard.with(|a| a.set_layout(layout)));
+        let (Err(e), Some(l)) = (&first, layout) else {
+            return first.map_err(|e| Failure::from(e).context("set the volatile file's layout"));
+        };
+        let Some(pool) = l.pool().filter(|_| e.errno == libc::EINVAL) else {
+            return first.map_err(|e| Failure::from(e).context("set the volatile file's layout"));
+        };
+        let without = lustre::Striping::new(l.stripe_count().into(), l.stripe_size(), None)
+            .map_err(|e| Failure::new(libc::EINVAL, "invalid", e.to_string()))?;
+        tracing::warn!(action = %self.label(), pool, layout = %l, "the file's pool is refused (removed?); restoring its striping without the pool");
+        blocking(|| guard.with(|a| a.set_layout(Some(&without))))
+            .map_err(|e| Failure::from(e).context("set the volatile file's layout"))
     }
 
     // ---------------------------------------------------------------- REMOVE
@@ -618,7 +656,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             Err(e) => return Err(Failure::from(e).context("open by fid")),
         };
         let Some(rec) =
-            record::read(&file).map_err(|e| Failure::from(e).context("export record"))?
+            ExportRecord::read(&file).map_err(|e| Failure::from(e).context("export record"))?
         else {
             tracing::info!(action = %self.label(), "no export record: no blob of ours to delete");
             return Ok(Done { bytes: 0 });
@@ -647,7 +685,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 Err(e) => return Err(self.store_failure(e).context(&format!("delete {name}"))),
             }
         }
-        record::clear(&file).map_err(|e| Failure::from(e).context("clear export record"))?;
+        ExportRecord::clear(&file).map_err(|e| Failure::from(e).context("clear export record"))?;
         Ok(Done { bytes: 0 })
     }
 }

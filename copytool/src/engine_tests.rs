@@ -12,7 +12,7 @@ use crate::fakes::{Event, FakeCoordinator, FakeCt, FakeLog, FakeStore};
 use crate::metrics::{Metrics, Outcome};
 use crate::model::{Action, ActionList, Extent, Fid, Item};
 use crate::ports::{BlobMeta, CtError, StoreError, StoreErrorKind};
-use crate::record;
+use blob::ExportRecord;
 
 struct H {
     _dir: tempfile::TempDir,
@@ -120,8 +120,8 @@ fn list(items: Vec<Item>) -> ActionList {
     }
 }
 
-fn record_of(path: &std::path::Path) -> Option<record::ExportRecord> {
-    record::read(&std::fs::File::open(path).unwrap()).unwrap()
+fn record_of(path: &std::path::Path) -> Option<ExportRecord> {
+    ExportRecord::read(&std::fs::File::open(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -231,6 +231,7 @@ fn our_meta(n: u32) -> Option<BlobMeta> {
         fid: fid(n).to_string(),
         mtime_ns: 0,
         data_version: 1,
+        layout: None,
     })
 }
 
@@ -611,6 +612,80 @@ fn restore_writes_the_blob_into_the_volatile_file() {
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), content);
     h.ct.wait_for(|_| h.engine.metrics().bytes_restored() == 23);
+}
+
+fn striped() -> lustre::Striping {
+    lustre::Striping::new(4, 4 << 20, Some("flash")).unwrap()
+}
+
+#[test]
+fn archive_keeps_the_layout_in_the_record_and_the_blob_and_restore_recreates_it() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["s/wide"], b"striped data");
+    h.ct.lock().layouts.insert(fid(1), striped());
+    h.ct.add_file(fid(2), &["s/plain"], b"plain");
+    h.ct.push(list(vec![
+        item(Action::Archive, 1, 1),
+        item(Action::Archive, 2, 2),
+    ]));
+    h.ct.wait_ends(2);
+    assert_eq!(
+        record_of(&h.data("s/wide")).unwrap().layout,
+        Some(striped())
+    );
+    assert_eq!(
+        h.store.get("s/wide").unwrap().meta.unwrap().layout,
+        Some(striped())
+    );
+    assert_eq!(record_of(&h.data("s/plain")).unwrap().layout, None);
+
+    h.ct.push(list(vec![
+        item(Action::Restore, 1, 3),
+        item(Action::Restore, 2, 4),
+    ]));
+    let ends = h.ct.wait_ends(4);
+    assert!(
+        ends.contains(&(3, 0, 0)) && ends.contains(&(4, 0, 0)),
+        "{ends:?}"
+    );
+    assert_eq!(
+        std::fs::read(h.ct.volatile_path(3)).unwrap(),
+        b"striped data"
+    );
+    let set = h.ct.lock().volatile_layouts.clone();
+    // Set before the data (the fake refuses a layout on a file that has data), once each;
+    // a file without a recorded layout asks for the default.
+    assert_eq!(set.get(&3), Some(&Some(striped())));
+    assert_eq!(set.get(&4), Some(&None));
+}
+
+#[test]
+fn a_pool_the_file_system_no_longer_has_is_dropped_and_the_striping_kept() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["s/f"], b"data");
+    h.ct.lock().layouts.insert(fid(1), striped());
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.wait_ends(1);
+    h.ct.lock().pools = Some(vec!["other".into()]);
+    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    assert_eq!(
+        h.ct.lock().volatile_layouts.get(&2),
+        Some(&Some(lustre::Striping::new(4, 4 << 20, None).unwrap()))
+    );
+    assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), b"data");
+}
+
+#[test]
+fn a_stub_without_a_record_is_restored_with_the_blobs_layout() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["i/stub"], b"");
+    let mut meta = our_meta(1).unwrap();
+    meta.layout = Some(striped());
+    h.store.put_with_meta("i/stub", b"imported", Some(meta));
+    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(2, 0, 0)]);
+    assert_eq!(h.ct.lock().volatile_layouts.get(&2), Some(&Some(striped())));
 }
 
 #[test]

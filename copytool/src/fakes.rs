@@ -41,6 +41,13 @@ pub struct CtState {
     /// between begin and end).
     pub end_fail: HashMap<u64, i32>,
     pub recv_calls: usize,
+    /// Layouts of the files (none: the file system default).
+    pub layouts: HashMap<Fid, lustre::Striping>,
+    /// `set_layout` calls per cookie (`None` = default asked for).
+    pub volatile_layouts: HashMap<u64, Option<lustre::Striping>>,
+    /// Pools the file system has; `None`: every pool (a layout naming another is refused with
+    /// EINVAL, as `llapi_layout_file_open`'s sanity check refuses a pool that does not exist).
+    pub pools: Option<Vec<String>>,
 }
 
 pub struct FakeCoordinator {
@@ -219,6 +226,10 @@ impl Coordinator for FakeCt {
         File::open(path).map_err(|e| CtError::new("open", e.raw_os_error().unwrap_or(libc::EIO)))
     }
 
+    fn layout(&self, fid: &Fid, _file: &File) -> Result<Option<lustre::Striping>, CtError> {
+        Ok(self.0.lock().layouts.get(fid).cloned())
+    }
+
     fn data_version(&self, file: &File) -> Result<u64, CtError> {
         // Identify the fid by inode.
         use std::os::unix::fs::MetadataExt;
@@ -262,6 +273,28 @@ impl CopyAction for FakeAction {
                 .map_err(|e| CtError::new("open", e.raw_os_error().unwrap_or(libc::EIO))),
             _ => Err(CtError::new("llapi_hsm_action_get_fd", libc::EINVAL)),
         }
+    }
+
+    /// As Lustre: only a RESTORE's volatile file takes a layout, and only once, before data.
+    fn set_layout(&self, layout: Option<&lustre::Striping>) -> Result<(), CtError> {
+        const CALL: &str = "llapi_layout_file_open";
+        if self.item.action != Action::Restore || self.is_error {
+            return Err(CtError::new(CALL, libc::EINVAL));
+        }
+        let size = std::fs::metadata(self.ct.volatile_path(self.item.cookie))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let mut s = self.ct.lock();
+        if size > 0 || s.volatile_layouts.contains_key(&self.item.cookie) {
+            return Err(CtError::new(CALL, libc::EEXIST));
+        }
+        if let (Some(pools), Some(pool)) = (&s.pools, layout.and_then(lustre::Striping::pool)) {
+            if !pools.iter().any(|p| p == pool) {
+                return Err(CtError::new(CALL, libc::EINVAL));
+            }
+        }
+        s.volatile_layouts.insert(self.item.cookie, layout.cloned());
+        Ok(())
     }
 
     fn end(self, _ext: Extent, hp_flags: i32, errval: i32) -> Result<(), CtError> {
@@ -475,6 +508,7 @@ impl Store for FakeStore {
         Ok(self.get(name).map(|b| BlobHead {
             size: b.data.len() as u64,
             etag: b.etag,
+            layout: b.meta.as_ref().and_then(|m| m.layout.clone()),
             fid: b.meta.map(|m| m.fid),
         }))
     }

@@ -12,8 +12,8 @@
 //!   [`ports::CopyAction`]) and [`ports::Store`], plus [`ports::FailureLog`];
 //!   [`real`] implements them with `lustre::{Mount, Copytool, CopyAction}` and `blob::BlobStore`.
 //! * [`guard::ActionGuard`]: a begun action that ends itself (EIO) if dropped without `end`.
-//! * [`record`]: the per-file export record, xattr `trusted.lustre_blob` (the `blob::ExportRecord`
-//!   JSON shape plus `links`).
+//! * The per-file export record (xattr `trusted.lustre_blob`) is `blob::ExportRecord`, read and
+//!   written only there.
 //! * [`journal`]: every received item until its end is sent, under an exclusive lock; a restarted
 //!   copytool ends what a dead one left STARTED ([`engine::Engine::recover`]).
 //! * [`failure`]: errno / reason / HP_FLAG_RETRY mapping of every failure.
@@ -33,7 +33,6 @@ pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod real;
-pub mod record;
 pub mod service;
 pub mod settings;
 pub mod timefmt;

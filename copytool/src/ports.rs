@@ -51,6 +51,9 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Opens the file itself (not the action's data fd) read-only, to read or write its export record.
     fn open_by_fid(&self, fid: &Fid) -> Result<File, CtError>;
     /// The file's Lustre data version (changes whenever its data changes).
+    /// The layout of a file being archived (`None` when it has none a [`lustre::Striping`] can
+    /// hold, or the library cannot tell).
+    fn layout(&self, fid: &Fid, file: &File) -> Result<Option<lustre::Striping>, CtError>;
     fn data_version(&self, file: &File) -> Result<u64, CtError>;
     /// After an MDS restart a request a dead copytool had begun cannot be ended by cookie: if the
     /// file's current HSM action is still `action` and running, ask for its cancellation as
@@ -66,6 +69,10 @@ pub trait CopyAction: Send + 'static {
     fn progress(&self, ext: Extent, total: u64) -> Result<(), CtError>;
     /// The data fd: the source for ARCHIVE, the volatile destination for RESTORE (use pread/pwrite).
     fn fd(&self) -> Result<File, CtError>;
+    /// RESTORE: gives the volatile file `layout` (`None`: the file system default) before any
+    /// data is written, as `lhsmtool_posix`'s `ct_restore` does after creating it with
+    /// `O_LOV_DELAY_CREATE`.
+    fn set_layout(&self, layout: Option<&lustre::Striping>) -> Result<(), CtError>;
     /// `llapi_hsm_action_end`; consumes the handle.
     fn end(self, ext: Extent, hp_flags: i32, errval: i32) -> Result<(), CtError>;
 }
@@ -137,6 +144,8 @@ pub struct BlobMeta {
     pub fid: String,
     pub mtime_ns: i128,
     pub data_version: u64,
+    /// The file's layout, kept in the blob's `lustre_stripe_*` / `lustre_pool` metadata.
+    pub layout: Option<lustre::Striping>,
 }
 
 /// Called with the total number of bytes transferred so far (as `blob::Progress`).
@@ -170,6 +179,8 @@ pub struct BlobHead {
     /// The blob's `lustre_fid` metadata: the file this copytool exported it from. `None` for a blob
     /// written by another tool (or with metadata that cannot be decoded).
     pub fid: Option<String>,
+    /// The layout in the blob's metadata (`None` when absent or not decodable).
+    pub layout: Option<lustre::Striping>,
 }
 
 /// The blob store side.

@@ -173,7 +173,17 @@ impl Coordinator for LustreCoordinator {
         } else {
             -1
         };
-        self.ct.begin(&item_out(item), mdt_index, 0).map_err(ct_err)
+        // RESTORE: the volatile file gets its layout from the export record before any data
+        // (`set_layout`), so it is created without one, as `ct_restore` does when it has a
+        // saved layout. A library without the layout calls keeps the directory's default.
+        let open_flags = if item.action == Action::Restore && lustre::layouts_supported() {
+            lustre::lustre_sys::O_LOV_DELAY_CREATE
+        } else {
+            0
+        };
+        self.ct
+            .begin(&item_out(item), mdt_index, open_flags)
+            .map_err(ct_err)
     }
 
     fn begin_error(&self, item: &Item) -> Result<lustre::CopyAction, CtError> {
@@ -226,6 +236,15 @@ impl Coordinator for LustreCoordinator {
         Ok(true)
     }
 
+    fn layout(&self, _fid: &Fid, file: &File) -> Result<Option<lustre::Striping>, CtError> {
+        if !lustre::layouts_supported() {
+            return Ok(None);
+        }
+        lustre::Layout::of_file(file.as_fd())
+            .and_then(|l| l.striping())
+            .map_err(ct_err)
+    }
+
     fn data_version(&self, file: &File) -> Result<u64, CtError> {
         // Flush other clients' dirty pages first so a change made elsewhere is counted.
         self.mount
@@ -241,6 +260,20 @@ impl CopyAction for lustre::CopyAction {
 
     fn fd(&self) -> Result<File, CtError> {
         lustre::CopyAction::fd(self).map(File::from).map_err(ct_err)
+    }
+
+    fn set_layout(&self, layout: Option<&lustre::Striping>) -> Result<(), CtError> {
+        // Begun without O_LOV_DELAY_CREATE (see `begin`): the volatile file has its layout.
+        if !lustre::layouts_supported() {
+            return Ok(());
+        }
+        let l = match layout {
+            Some(s) => lustre::Layout::from_striping(s),
+            None => lustre::Layout::new(),
+        }
+        .map_err(ct_err)?;
+        let fd = lustre::CopyAction::fd(self).map_err(ct_err)?;
+        l.apply_to(fd.as_fd()).map_err(ct_err)
     }
 
     fn end(self, ext: Extent, hp_flags: i32, errval: i32) -> Result<(), CtError> {
@@ -325,6 +358,7 @@ impl Store for BlobBackend {
             mtime_ns: Some(meta.mtime_ns),
             data_version: Some(meta.data_version),
             checksum: None,
+            layout: meta.layout.clone(),
             extra: Default::default(),
         };
         let o = blob::UploadOptions {
@@ -382,6 +416,7 @@ impl Store for BlobBackend {
         Ok(info.map(|i| BlobHead {
             size: i.size,
             etag: i.etag.unwrap_or_default(),
+            layout: i.metadata.as_ref().and_then(|m| m.layout.clone()),
             fid: i.metadata.and_then(|m| m.fid),
         }))
     }

@@ -55,6 +55,60 @@ fn restore_after_release_gives_identical_bytes() {
     assert_eq!(read_all(&p), data);
 }
 
+/// A file striped over 4 OSTs in 4 MiB stripes in the pool `flash`: the export record and the
+/// blob's metadata keep the layout, and a restore after release gives the file that layout again.
+#[test]
+fn striping_survives_archive_release_and_restore() {
+    let env = Env::start("");
+    let ct = env.copytool(&[]);
+    let p = env.path("striped/wide.bin");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let (ok, out) = env.lfs(&[
+        "setstripe",
+        "-c",
+        "4",
+        "-S",
+        "4M",
+        "-p",
+        "flash",
+        p.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let data = pattern(BLOCK + 9, 4);
+    std::fs::write(&p, &data).unwrap();
+    env.hsm("hsm_archive", &p, None);
+    env.wait_state(&p, "exists archived", &[&ct]);
+    let rec = env.record(&p).expect("export record");
+    assert_eq!(
+        rec["layout"],
+        serde_json::json!({"stripe_count": 4, "stripe_size": 4194304, "pool": "flash"})
+    );
+    let meta = env.blob_info("striped/wide.bin").unwrap().metadata.unwrap();
+    let pairs = meta.to_pairs();
+    for (k, v) in [
+        ("lustre_stripe_count", "4"),
+        ("lustre_stripe_size", "4194304"),
+        ("lustre_pool", "flash"),
+    ] {
+        assert!(pairs.contains(&(k.into(), v.into())), "{k}: {pairs:?}");
+    }
+    env.hsm("hsm_release", &p, None);
+    env.wait_state(&p, "released exists archived", &[&ct]);
+    env.hsm("hsm_restore", &p, None);
+    env.wait_state(&p, "exists archived", &[&ct]);
+    assert_eq!(read_all(&p), data);
+    let getstripe = |opt: &str| {
+        env.lfs(&["getstripe", opt, p.to_str().unwrap()])
+            .1
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        (getstripe("-c"), getstripe("-S"), getstripe("-p")),
+        ("4".into(), "4194304".into(), "flash".into())
+    );
+}
+
 #[test]
 fn tricky_names_and_hard_links() {
     let env = Env::start("");

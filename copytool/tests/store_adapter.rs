@@ -54,6 +54,7 @@ async fn uploads_and_downloads_pass_every_block_through_the_agent_limiter() {
         fid: "[0x200000401:0x1:0x0]".into(),
         mtime_ns: 0,
         data_version: 1,
+        layout: Some(lustre::Striping::new(4, 4 << 20, Some("flash")).unwrap()),
     };
 
     let done = Arc::new(AtomicU64::new(0));
@@ -70,6 +71,9 @@ async fn uploads_and_downloads_pass_every_block_through_the_agent_limiter() {
         .unwrap();
     assert_eq!(up.size, size);
     assert_eq!(done.load(Ordering::Relaxed), size);
+    // The layout goes into the blob's metadata, and a HEAD reads it back (Azurite).
+    let head = store.head("d/src").await.unwrap().unwrap();
+    assert_eq!(head.layout, meta.layout);
     assert_eq!(
         limit.granted(),
         size,

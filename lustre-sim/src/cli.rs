@@ -12,7 +12,7 @@ pub struct Fail(pub String);
 
 type Out = Result<(), Fail>;
 
-fn strerror(e: i32) -> String {
+pub(crate) fn strerror(e: i32) -> String {
     std::io::Error::from_raw_os_error(e)
         .to_string()
         .split(" (os error")
@@ -41,6 +41,8 @@ pub fn lfs(args: &[String]) -> Out {
         "hsm_remove" => hsm_req(rest, HUA_REMOVE, "hsm_remove"),
         "hsm_cancel" => hsm_req(rest, HUA_CANCEL, "hsm_cancel"),
         "changelog" => changelog(rest),
+        "getstripe" => crate::layout_cli::getstripe(rest),
+        "setstripe" => crate::layout_cli::setstripe(rest),
         "changelog_clear" => {
             let [dev, id, end] = rest else {
                 return fail("lfs changelog_clear: usage: changelog_clear <mdtname> <id> <endrec>");

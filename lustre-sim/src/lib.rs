@@ -18,6 +18,7 @@ pub mod client;
 pub mod consts;
 pub mod fid;
 pub mod hal;
+pub mod layout_cli;
 pub mod mds;
 pub mod mounts;
 pub mod proto;

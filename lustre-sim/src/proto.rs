@@ -51,6 +51,13 @@ pub enum Request {
         gid: u32,
         atime: (i64, u32),
         mtime: (i64, u32),
+        /// `llapi_hsm_import`'s striping (0 = default); see mds/layout.rs.
+        #[serde(default)]
+        stripe_count: i32,
+        #[serde(default)]
+        stripe_size: u64,
+        #[serde(default)]
+        pool: String,
     },
     DataVersion {
         fid: Fid,
@@ -87,6 +94,9 @@ pub enum Request {
         /// `restore_mdt_index` of `llapi_hsm_action_begin` (-1: let the name decide).
         #[serde(default = "no_mdt_index")]
         mdt_index: i32,
+        /// `restore_open_flags`: with O_LOV_DELAY_CREATE the volatile file has no layout yet.
+        #[serde(default)]
+        open_flags: i32,
     },
     ActionProgress {
         cookie: u64,
@@ -109,6 +119,16 @@ pub enum Request {
     },
     GetParam {
         pattern: String,
+    },
+    /// The layout of a file or of a RESTORE's volatile file (mds/layout.rs).
+    LayoutGet {
+        fid: Fid,
+    },
+    LayoutSet {
+        fid: Fid,
+        layout: crate::mds::layout::LayoutAttrs,
+        /// The caller has just created the file (the layout goes with the create).
+        created: bool,
     },
     SetParam {
         name: String,

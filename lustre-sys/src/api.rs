@@ -31,6 +31,13 @@ pub struct hsm_copyaction_private {
     _opaque: [u8; 0],
 }
 
+/// Opaque layout handle (`struct llapi_layout`), allocated by `llapi_layout_alloc` or
+/// `llapi_layout_get_by_*` and released with `llapi_layout_free`.
+#[repr(C)]
+pub struct llapi_layout {
+    _opaque: [u8; 0],
+}
+
 /// `llapi_log_callback_t`. The `va_list` is passed as an opaque pointer (pointer-sized on
 /// x86_64 and aarch64); `level` may carry `LLAPI_MSG_NO_ERRNO`, mask it with `LLAPI_MSG_MASK`.
 #[allow(non_camel_case_types)]
@@ -227,6 +234,29 @@ function_table! {
         /// `llapi_printf`'s callback (info messages; stdout by default). In every version this
         /// project supports, optional so a library without it still loads.
         llapi_info_callback_set: fn(llapi_log_callback_t) -> llapi_log_callback_t;
+        // ---- layouts (lustreapi.h, liblustreapi_layout.c): exported by every version since 2.7, optional so a library
+        // without them (a test mock) still serves the rest; the product then keeps the
+        // file system's default layout. All return 0 / -1 with errno (not -errno), the
+        // getters NULL with errno. ----
+        llapi_layout_alloc: fn() -> *mut llapi_layout;
+        llapi_layout_free: fn(*mut llapi_layout);
+        /// `(fd, enum llapi_layout_get_flags)`.
+        llapi_layout_get_by_fd: fn(c_int, u32) -> *mut llapi_layout;
+        /// `(path, enum llapi_layout_get_flags)`.
+        llapi_layout_get_by_path: fn(*const c_char, u32) -> *mut llapi_layout;
+        llapi_layout_stripe_count_get: fn(*const llapi_layout, *mut u64) -> c_int;
+        llapi_layout_stripe_count_set: fn(*mut llapi_layout, u64) -> c_int;
+        llapi_layout_stripe_size_get: fn(*const llapi_layout, *mut u64) -> c_int;
+        llapi_layout_stripe_size_set: fn(*mut llapi_layout, u64) -> c_int;
+        /// `(layout, dest, n)`: snprintf of the pool name ("" for none) into `dest`.
+        llapi_layout_pool_name_get: fn(*const llapi_layout, *mut c_char, libc::size_t) -> c_int;
+        /// Strips an `fsname.` prefix; longer than `LOV_MAXPOOLNAME` gives EINVAL.
+        llapi_layout_pool_name_set: fn(*mut llapi_layout, *const c_char) -> c_int;
+        /// C `bool` result; takes a non-const pointer in the header although it only reads.
+        llapi_layout_is_composite: fn(*mut llapi_layout) -> bool;
+        /// `(path, open_flags, mode, layout)`: opens `path` (adding O_LOV_DELAY_CREATE with
+        /// O_CREAT) and sets the layout with `fsetxattr("lustre.lov")`; the fd or -1 + errno.
+        llapi_layout_file_open: fn(*const c_char, c_int, libc::mode_t, *const llapi_layout) -> c_int;
     }
 }
 

@@ -284,6 +284,27 @@ pub const FID_SEQ_NORMAL: u64 = 0x2_0000_0400;
 /// Name prefix of volatile files: ".", bytes 0x0C 0x13 0x14 0x12, then ":VOLATILE".
 pub const LUSTRE_VOLATILE_HDR: &[u8; 14] = b".\x0c\x13\x14\x12:VOLATILE";
 pub const LUSTRE_VOLATILE_HDR_LEN: usize = 14;
+// ---- llapi_layout values (lustreapi.h) ----
+/// Never a valid value.
+pub const LLAPI_LAYOUT_INVALID: u64 = 0x1000_0000_0000_0001;
+/// "Use the file system default" for stripe count, size, offset or pattern.
+pub const LLAPI_LAYOUT_DEFAULT: u64 = LLAPI_LAYOUT_INVALID + 1;
+/// Stripe count "every OST" (`LLAPI_LAYOUT_DEFAULT - (-1)`); up to
+/// [`LLAPI_LAYOUT_WIDE_MAX`] for overstriping (`-32`).
+pub const LLAPI_LAYOUT_WIDE_MIN: u64 = LLAPI_LAYOUT_DEFAULT.wrapping_add(1);
+pub const LLAPI_LAYOUT_WIDE_MAX: u64 = LLAPI_LAYOUT_DEFAULT.wrapping_add(32);
+pub const LLAPI_LAYOUT_RAID0: u64 = 0;
+/// `enum llapi_layout_get_flags`.
+pub const LLAPI_LAYOUT_GET_EXPECTED: u32 = 0x0001;
+pub const LLAPI_LAYOUT_GET_COPY: u32 = 0x0002;
+pub const LLAPI_LAYOUT_GET_CHECK: u32 = 0x0004;
+/// Largest stripe count of a file (`LOV_MAX_STRIPE_COUNT`).
+pub const LOV_MAX_STRIPE_COUNT: u64 = 2000;
+/// Stripe sizes are multiples of this (`LOV_MIN_STRIPE_SIZE`, 64 KiB) and below 4 GiB.
+pub const LOV_MIN_STRIPE_SIZE: u64 = 1 << 16;
+/// The xattr `llapi_layout_file_open` and `lhsmtool_posix` set a layout through.
+pub const XATTR_LUSTRE_LOV: &str = "lustre.lov";
+
 /// `O_LOV_DELAY_CREATE` up to 2.16 (octal 0100020400).
 pub const O_LOV_DELAY_CREATE: c_int = 0o100020400;
 /// `O_LOV_DELAY_CREATE` in 2.17+ (octal 020400 = O_NOCTTY|FASYNC).

@@ -16,7 +16,7 @@ mod consts;
 mod types;
 
 pub use api::{
-    candidates, candidates_from, hsm_copyaction_private, hsm_copytool_private, lib,
+    candidates, candidates_from, hsm_copyaction_private, hsm_copytool_private, lib, llapi_layout,
     llapi_log_callback_t, LoadError, LustreApi, LUSTREAPI_DEVNAME, LUSTREAPI_LIB_ENV,
     LUSTREAPI_SONAME,
 };

@@ -22,6 +22,9 @@
 //! * [`Copytool`] (`register`, `recv`, `fd`, `begin`, `begin_error`, `unregister`; `Send + Sync`)
 //!   and [`CopyAction`] (`progress`, `fd`, `dfid`, `end`). Exactly-one-end rule: `end` consumes
 //!   the action; dropping it without `end` ends it with `EIO` (and says so on stderr).
+//! * [`Layout`] (owned `llapi_layout`: `new`, `of_file`, `of_path`, `from_striping`, getters
+//!   and setters, `striping`, `apply_to` a volatile file) and the checked value [`Striping`]
+//!   (stripe count, size, pool) kept in export records and blob metadata.
 //! * [`set_log_level`], [`set_log_handler`], [`clear_log_handler`]: the library's messages.
 //!
 //! Every failure is an [`Error`] naming the call and keeping its errno ([`Error::errno`]);
@@ -34,8 +37,10 @@ mod error;
 mod ffi;
 mod fid;
 mod hsm;
+mod layout;
 mod log;
 mod mount;
+mod striping;
 pub mod wire;
 
 pub use changelog::{ChangelogRecord, HsmEvent, HsmEventInfo, Nid, RecordType, RenameExt};
@@ -47,6 +52,8 @@ pub use hsm::{
     ActionItem, ActionList, CopytoolAction, CurrentAction, Extent, HsmState, ProgressState,
     UserAction, UserRequest,
 };
+pub use layout::{layouts_supported, Layout};
 pub use log::{clear_log_handler, set_log_handler, set_log_level, LogMessage};
 pub use lustre_sys;
 pub use mount::{mdt_name, ImportAttrs, Mount};
+pub use striping::{Striping, StripingError, DEFAULT_STRIPE_SIZE};

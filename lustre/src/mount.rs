@@ -4,6 +4,7 @@ use crate::error::{check, Error, Result};
 use crate::ffi::{aligned, api, c_bytes, c_path, path_from_bytes, until_nul};
 use crate::fid::Fid;
 use crate::hsm::{CurrentAction, HsmState, UserAction, UserRequest};
+use crate::striping::Striping;
 use crate::wire::{encode_hur, split_requests};
 use libc::{c_int, c_longlong};
 use lustre_sys::{self as sys, LustreApi};
@@ -281,6 +282,28 @@ impl Mount {
     /// Creates `dst` as a released (archived, not resident) file with the given attributes and
     /// archive id, and returns its FID (`llapi_hsm_import`, default striping).
     pub fn hsm_import(&self, dst: &Path, archive_id: u32, attrs: &ImportAttrs) -> Result<Fid> {
+        self.import_with(dst, archive_id, attrs, None)
+    }
+
+    /// [`Mount::hsm_import`] with the stub created with `striping` (its stripe count, size and
+    /// pool, which a later RESTORE's volatile file takes too).
+    pub fn hsm_import_striped(
+        &self,
+        dst: &Path,
+        archive_id: u32,
+        attrs: &ImportAttrs,
+        striping: &Striping,
+    ) -> Result<Fid> {
+        self.import_with(dst, archive_id, attrs, Some(striping))
+    }
+
+    fn import_with(
+        &self,
+        dst: &Path,
+        archive_id: u32,
+        attrs: &ImportAttrs,
+        striping: Option<&Striping>,
+    ) -> Result<Fid> {
         const CALL: &str = "llapi_hsm_import";
         let c = c_path(CALL, &self.resolve(dst))?;
         let archive = c_int::try_from(archive_id).map_err(|_| Error::InvalidArgument {
@@ -290,19 +313,34 @@ impl Mount {
         let st =
             import_stat(attrs).map_err(|reason| Error::InvalidArgument { call: CALL, reason })?;
         let mut fid = sys::lu_fid::default();
+        // Size 0, count 0 and a NULL pool are the file-system defaults (what lhsmtool_posix
+        // passes); offset -1 lets the MDS choose the OSTs, pattern 0 is RAID0.
+        let (size, count) = striping.map_or((0, 0), |s| {
+            (
+                s.stripe_size(),
+                c_int::try_from(s.stripe_count()).unwrap_or(0),
+            )
+        });
+        let mut pool = match striping.and_then(Striping::pool) {
+            Some(p) => Some(c_bytes(CALL, p.as_bytes())?),
+            None => None,
+        };
+        let pool_ptr = pool
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |p| p.as_ptr().cast_mut());
         // SAFETY: `c` is NUL-terminated, `st` is a fully initialised struct stat, the pool
-        // name may be NULL (default pool) and `fid` is writable. Striping: size 0, offset -1,
-        // count 0, pattern 0 = file-system defaults, as lhsmtool_posix passes them.
+        // name is NULL or a NUL-terminated string the library only reads (the header lacks
+        // `const`), and `fid` is writable.
         check(CALL, unsafe {
             (self.api.llapi_hsm_import)(
                 c.as_ptr(),
                 archive,
                 &st,
-                0,
+                size,
                 -1,
+                count,
                 0,
-                0,
-                std::ptr::null_mut(),
+                pool_ptr,
                 &mut fid,
             )
         })?;

@@ -86,7 +86,7 @@ pub fn run(records: u64, files: u64) -> Result<BenchResult, String> {
                 c.name = path.rsplit('/').next().unwrap_or("").as_bytes().to_vec();
             }
             if kind == ChangeKind::Setxattr {
-                c.xattr = Some(crate::engine::EXPORT_XATTR.into());
+                c.xattr = Some(blob::EXPORT_XATTR.into());
             }
             batch.push(c);
         }

@@ -26,8 +26,6 @@ use crate::state::{
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 use serde_json::json;
 
-/// The xattr the copytool writes after an archive; its SETXATTR records are ours.
-pub const EXPORT_XATTR: &str = "trusted.lustre_blob";
 /// A file whose archive ended this many times with an error of [`Verdict::Retry`] fails for good.
 /// Errors of the environment ([`Verdict::Environment`]) and changes during the copy never count.
 pub const MAX_ATTEMPTS: u32 = 5;

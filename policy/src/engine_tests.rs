@@ -541,7 +541,7 @@ fn own_bookkeeping_never_creates_work() {
     let mut t = T::new(cfg());
     let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
     let mut r = t.rec(ChangeKind::Setxattr, a);
-    r.xattr = Some(EXPORT_XATTR.into());
+    r.xattr = Some(blob::EXPORT_XATTR.into());
     t.feed(r);
     let mut r = t.rec(ChangeKind::Hsm, a);
     r.hsm = Some(HsmEvent {

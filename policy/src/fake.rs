@@ -19,6 +19,8 @@ pub struct Node {
 #[derive(Debug, Default)]
 pub struct FakeFs {
     pub nodes: HashMap<Fid, Node>,
+    /// The layout each imported stub was created with.
+    pub import_layouts: HashMap<Fid, Option<lustre::Striping>>,
     pub next_oid: u32,
     /// Every archive call: (fids, payload).
     pub archive_calls: Vec<(Vec<Fid>, Vec<u8>)>,
@@ -259,6 +261,7 @@ impl Namespace for FakeNs {
         }
         let fid = self.add(&String::from_utf8_lossy(rel), FileKind::Regular, a.size);
         let mut fs = self.lock();
+        fs.import_layouts.insert(fid, a.layout.clone());
         if let Some(n) = fs.nodes.get_mut(&fid) {
             n.stat = FileStat {
                 kind: FileKind::Regular,

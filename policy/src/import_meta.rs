@@ -18,6 +18,10 @@
 //! * `hdi_isfolder` other than `true`/`false`, or `lustre_type` other than `file`/`dir`/`symlink`,
 //!   is counted and logged and does not decide the kind (the other key does, else a file); so
 //!   `hdi_isfolder=true` with bad permissions is still a directory.
+//! * `lustre_stripe_count`, `lustre_stripe_size` and `lustre_pool` (the file's layout when it was
+//!   exported) must be values Lustre accepts, given together; anything else **refuses the blob**:
+//!   a layout is not something to guess (a stub created with a made-up striping would keep it
+//!   through every restore).
 
 use crate::model::FileKind;
 use crate::ports::BlobMeta;
@@ -35,6 +39,8 @@ const SPECIAL_BITS: u32 = 0o7000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
     pub meta: BlobMeta,
+    /// The layout the stub is created with (`None`: the directory's default).
+    pub layout: Option<lustre::Striping>,
     /// One line per coerced value (`key "value": what was applied instead`).
     pub coerced: Vec<String>,
 }
@@ -68,6 +74,8 @@ pub fn decode(
     };
     let uid = id(m::KEY_OWNER, "uid")?;
     let gid = id(m::KEY_GROUP, "gid")?;
+    let layout = m::layout_from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| format!("{e}: blob refused (fix the blob's metadata and import again)"))?;
 
     // The kind: lustre_type first (ours), then hdi_isfolder (Azure's), else a file.
     let typed = match get(m::KEY_TYPE).map(str::trim) {
@@ -173,6 +181,7 @@ pub fn decode(
             mtime_nsec,
             fid: get(m::KEY_FID).and_then(|f| f.trim().parse().ok()),
         },
+        layout,
         coerced,
     })
 }

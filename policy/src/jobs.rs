@@ -989,6 +989,7 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
             .map_err(ImportError::Other)?;
     *coerced = decoded.coerced;
     let meta = decoded.meta;
+    let layout = decoded.layout;
     // Parents must be real directories inside the mount (never a symlink leading elsewhere).
     let segs: Vec<&str> = rel.split('/').collect();
     for i in 1..segs.len() {
@@ -1061,6 +1062,7 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
                 gid: meta.gid,
                 mtime_sec: meta.mtime_sec,
                 mtime_nsec: meta.mtime_nsec,
+                layout,
             };
             engine
                 .ns

@@ -575,3 +575,78 @@ fn import_refuses_an_absolute_prefix_and_negative_maximum_errors_other_than_minu
     }
     jobs.start_import("proj/", "Fail", -1, false, 0).unwrap();
 }
+
+#[test]
+fn import_creates_the_stub_with_the_blobs_layout() {
+    let (mut e, ns, store, _log, mut jobs) = setup();
+    store.put_raw(
+        "wide",
+        b"x",
+        &[
+            ("lustre_stripe_count", "4"),
+            ("lustre_stripe_size", "4194304"),
+            ("lustre_pool", "flash"),
+        ],
+    );
+    store.put_raw("plain", b"x", &[("owner", "1")]);
+    let im = import_all(&mut e, &mut jobs);
+    assert_eq!((im.total_blobs_imported, im.total_errors), (2, 0), "{im:?}");
+    let layouts = ns.lock().import_layouts.clone();
+    let wide = ns.fid_of("wide").unwrap();
+    assert_eq!(
+        layouts[&wide],
+        Some(lustre::Striping::new(4, 4 << 20, Some("flash")).unwrap())
+    );
+    assert_eq!(layouts[&ns.fid_of("plain").unwrap()], None);
+}
+
+#[test]
+fn import_refuses_a_blob_with_a_malformed_layout_with_a_one_line_reason() {
+    let (mut e, ns, store, log, mut jobs) = setup();
+    /// (blob name, its metadata, the key the refusal names)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (
+            "size",
+            &[("lustre_stripe_count", "4"), ("lustre_stripe_size", "1000")],
+            "lustre_stripe_size",
+        ),
+        (
+            "count",
+            &[
+                ("lustre_stripe_count", "0"),
+                ("lustre_stripe_size", "65536"),
+            ],
+            "lustre_stripe_count",
+        ),
+        ("alone", &[("lustre_pool", "flash")], "lustre_stripe_count"),
+        (
+            "pool",
+            &[
+                ("lustre_stripe_count", "1"),
+                ("lustre_stripe_size", "65536"),
+                ("lustre_pool", "a/../b"),
+            ],
+            "lustre_pool",
+        ),
+    ];
+    for (name, pairs, _) in &cases {
+        store.put_raw(name, b"x", pairs);
+    }
+    let im = import_all(&mut e, &mut jobs);
+    assert_eq!((im.total_blobs_imported, im.total_errors), (0, 4), "{im:?}");
+    for (name, _, key) in &cases {
+        assert!(stat_of(&ns, name).is_none(), "{name} imported");
+        let line = log
+            .entries()
+            .into_iter()
+            .find(|x| x["path"] == *name && x["operation"] == "import")
+            .unwrap_or_else(|| panic!("{name} not logged"));
+        let text = line["error"].as_str().unwrap();
+        assert!(
+            text.contains(key) && text.contains("blob refused"),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "{text}");
+    }
+}

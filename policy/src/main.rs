@@ -385,9 +385,9 @@ fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
                 flags.push(name);
             }
         }
-        let record = read_record(p);
+        let record = blob::ExportRecord::read_at(p);
         let rec_json = match &record {
-            Ok(Some(bytes)) => serde_json::from_slice::<serde_json::Value>(bytes)
+            Ok(Some(r)) => serde_json::to_value(r)
                 .unwrap_or_else(|e| serde_json::json!({ "unreadable": e.to_string() })),
             Ok(None) => serde_json::Value::Null,
             Err(e) => serde_json::json!({ "unreadable": e.to_string() }),
@@ -406,28 +406,25 @@ fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
                 },
                 state.archive_id
             );
-            match rec_json.as_object() {
-                Some(r) => {
-                    for k in [
-                        "blob",
-                        "etag",
-                        "exported_at",
-                        "data_version",
-                        "size",
-                        "links",
-                        "unreadable",
-                    ] {
-                        if let Some(v) = r.get(k) {
-                            outln!(
-                                "  {k}: {}",
-                                v.as_str()
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| v.to_string())
-                            );
-                        }
+            match &record {
+                Ok(Some(r)) => {
+                    outln!("  blob: {}", r.blob);
+                    outln!("  etag: {}", r.etag);
+                    outln!(
+                        "  exported_at: {}",
+                        rec_json["exported_at"].as_str().unwrap_or_default()
+                    );
+                    outln!("  data_version: {}", r.data_version);
+                    outln!("  size: {}", r.size);
+                    if !r.links.is_empty() {
+                        outln!("  links: {}", r.links.join(", "));
+                    }
+                    if let Some(l) = &r.layout {
+                        outln!("  layout: {l}");
                     }
                 }
-                None => outln!("  no export record"),
+                Ok(None) => outln!("  no export record"),
+                Err(e) => outln!("  unreadable: {e}"),
             }
         }
     }
@@ -468,8 +465,6 @@ fn check_catalog_path(mount: &lustre::Mount, p: &Path) -> Result<(), String> {
         ))
     }
 }
-
-use policy::real::read_export_record as read_record;
 
 fn verify(cli: &Cli, path: Option<PathBuf>, json: bool, requeue: bool) -> Result<i32, Failure> {
     let policy = load(&cli.config)?;

@@ -34,6 +34,8 @@ pub struct ImportAttrs {
     pub gid: u32,
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
+    /// The stub's layout (`None`: the file system default); from the blob's metadata.
+    pub layout: Option<lustre::Striping>,
 }
 
 /// The file system, as the engine uses it. Paths are raw bytes relative to the mount root,

@@ -264,8 +264,29 @@ impl Namespace for LustreNs {
             mtime_sec: a.mtime_sec,
             mtime_nsec: a.mtime_nsec,
         };
-        self.mount
-            .hsm_import(&self.abs(rel), archive_id, &attrs)
+        let dst = self.abs(rel);
+        let imported = match &a.layout {
+            None => self.mount.hsm_import(&dst, archive_id, &attrs),
+            Some(l) => match self.mount.hsm_import_striped(&dst, archive_id, &attrs, l) {
+                // `llapi_file_open_param` refuses a pool this file system does not have (EINVAL,
+                // before anything is created): the blob may come from another file system.
+                // The stub keeps the striping without the pool.
+                Err(e) if e.errno() == Some(libc::EINVAL) && l.pool().is_some() => {
+                    let without =
+                        lustre::Striping::new(l.stripe_count().into(), l.stripe_size(), None)
+                            .map_err(|e| NsError {
+                                op: "llapi_hsm_import",
+                                errno: libc::EINVAL,
+                                message: e.to_string(),
+                            })?;
+                    tracing::warn!(path = %dst.display(), layout = %l, "the blob's pool is refused by this file system; the stub is created without it");
+                    self.mount
+                        .hsm_import_striped(&dst, archive_id, &attrs, &without)
+                }
+                other => other,
+            },
+        };
+        imported
             .map(Fid::from)
             .map_err(|e| ns_err("llapi_hsm_import", &e))
     }
@@ -513,53 +534,6 @@ impl EventLog for BlobLog {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
-}
-
-/// The `trusted.lustre_blob` xattr of a file (not following symlinks).
-pub fn read_export_record(p: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let name = std::ffi::CString::new(crate::engine::EXPORT_XATTR)
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mut buf = vec![0u8; 65536];
-    // SAFETY: both strings are NUL-terminated; buf is valid for buf.len() writable bytes.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENODATA) => Ok(None),
-            _ => Err(e),
-        };
-    }
-    buf.truncate(n as usize);
-    Ok(Some(buf))
-}
-
-/// Removes the `trusted.lustre_blob` xattr of a file (not following symlinks); a file without
-/// one is fine. `verify --requeue` does this for a file whose blob the store lost: the record
-/// names a blob that no longer exists, and the copytool would take the loss for a conflict.
-pub fn remove_export_record(p: &Path) -> std::io::Result<()> {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let name = std::ffi::CString::new(crate::engine::EXPORT_XATTR)
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: both strings are NUL-terminated and outlive the call.
-    let rc = unsafe { libc::lremovexattr(c.as_ptr(), name.as_ptr()) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ENODATA) {
-            return Err(e);
-        }
-    }
-    Ok(())
 }
 
 /// A path inside the mount as bytes relative to its root (`None` when outside it).

@@ -492,10 +492,9 @@ pub fn run(
                 .map_err(|err| format!("{}: {err}", abs.display()))?;
             e.archived = hsm.is_archived();
             e.archived_clean = hsm.is_archived() && !hsm.is_dirty();
-            e.record = crate::real::read_export_record(&abs)
+            e.record = blob::ExportRecord::read_at(&abs)
                 .ok()
                 .flatten()
-                .and_then(|b| blob::ExportRecord::from_json(&b).ok())
                 .map(|r| (r.etag, r.size));
         }
         Ok(e)
@@ -535,7 +534,7 @@ pub fn run(
             // The record names a blob the store no longer has: void it, or the copytool takes
             // the loss for a deletion behind its back (a conflict). Then mark the file dirty:
             // archived and clean, the coordinator would skip a new archive request.
-            crate::real::remove_export_record(&abs)
+            blob::ExportRecord::clear_at(&abs)
                 .map_err(|e| format!("{}: removing its export record: {e}", abs.display()))?;
             mount
                 .hsm_state_set(&abs, u64::from(lustre::lustre_sys::HS_DIRTY), 0, 0)

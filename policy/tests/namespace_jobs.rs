@@ -122,6 +122,20 @@ fn manual_export_then_import_round_trips_a_tree() {
     assert!(o.status.success(), "{}", out(&o));
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     s.write("t/one.dat", b"first file");
+    // A file striped over 4 OSTs in 4 MiB stripes in pool `flash`: an import recreates that.
+    let d = s.mount().join("t/d");
+    std::fs::create_dir_all(&d).unwrap();
+    let set = s.sim.lfs(&[
+        "setstripe",
+        "-c",
+        "4",
+        "-S",
+        "4M",
+        "-p",
+        "flash",
+        &d.join("two.dat").display().to_string(),
+    ]);
+    assert!(set.status.success(), "{}", out(&set));
     s.write("t/d/two.dat", &big);
     std::os::unix::fs::symlink("one.dat", s.mount().join("t/ln")).unwrap();
     let o = s.cli(&[
@@ -141,13 +155,44 @@ fn manual_export_then_import_round_trips_a_tree() {
     // (one error, exit 1) and writes nothing for it, not even its parent directories.
     let hostile = s.store.put_raw(&s.container, b"h/x/../../evil", b"x");
     assert!(hostile.status < 300, "{hostile:?}");
+    // And a blob whose layout metadata Lustre would refuse: refused, with the key named.
+    let bad_layout = s
+        .store
+        .request(
+            "PUT",
+            &format!("/{}/h/bad-layout", s.container),
+            &[],
+            &[
+                ("x-ms-blob-type", "BlockBlob"),
+                ("x-ms-meta-lustre_stripe_count", "4"),
+                ("x-ms-meta-lustre_stripe_size", "1000"),
+            ],
+            b"x",
+        )
+        .expect("put blob");
+    assert!(bad_layout.status < 300, "{bad_layout:?}");
     let o = s.cli(&["import", "--prefix", "h", "--wait", "--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     let job: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-    assert_eq!(job["totalBlobsWalked"], 1, "{job}");
-    assert_eq!(job["totalErrors"], 1, "{job}");
+    assert_eq!(job["totalBlobsWalked"], 2, "{job}");
+    assert_eq!(job["totalErrors"], 2, "{job}");
     assert_eq!(job["totalBlobsImported"], 0, "{job}");
     assert!(!s.mount().join("evil").exists() && !s.mount().join("h").exists());
+    let refused = |l: &serde_json::Value| {
+        l["operation"] == "import"
+            && l["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("lustre_stripe_size") && e.contains("blob refused"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || s
+            .store
+            .json_lines(&s.logs)
+            .iter()
+            .any(refused)),
+        "the refusal names the key: {:?}",
+        s.store.json_lines(&s.logs)
+    );
 
     // Remove the tree locally, then import it back as released stubs.
     std::fs::remove_dir_all(s.mount().join("t")).unwrap();
@@ -184,6 +229,15 @@ fn manual_export_then_import_round_trips_a_tree() {
         s.logs()
     );
     assert_eq!(std::fs::read(&two).unwrap(), big);
+    // The stub was created with the exported layout, and the restore kept it.
+    let stripe = |opt: &str| {
+        let o = s.sim.lfs(&["getstripe", opt, &two.display().to_string()]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(
+        (stripe("-c"), stripe("-S"), stripe("-p")),
+        ("4".into(), "4194304".into(), "flash".into())
+    );
     // Importing again with Skip leaves the existing files alone.
     let o = s.cli(&[
         "import",

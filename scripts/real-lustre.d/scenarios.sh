@@ -4,7 +4,7 @@
 # or 1; run_scenarios writes one line per scenario to /results/results.txt:
 #   PASS|FAIL  NAME  SECONDS  summary
 # shellcheck shell=bash disable=SC2154
-SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore changelog_compare hsm_changelog_compare"
+SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore striped_restore changelog_compare hsm_changelog_compare"
 
 P=projects            # export prefix (relative to the mount)
 CT="export"           # export container
@@ -274,6 +274,29 @@ sc_dne_restore() {
   echo 3 >/proc/sys/vm/drop_caches
   got=$(timeout 600 cat "$f" | sha256sum | cut -d' ' -f1)
   if [ "$got" = "$want" ]; then note "restore on MDT1: same bytes"; else note "restore on MDT1: got $got want $want"; rc=1; fi
+  return $rc
+}
+
+# Striping survives release + restore (issue 12 item 6): a file in 4 MiB stripes in pool `flash`
+# (the guest has one OST, so one stripe); after the implicit restore `lfs getstripe` shows the same.
+sc_striped_restore() {
+  local f="$MNT/$P/striped.bin" rc=0 want got layout
+  lctl pool_new "$FSNAME.flash" >/dev/null 2>&1
+  lctl pool_add "$FSNAME.flash" "$FSNAME-OST0000" >/dev/null 2>&1
+  lfs setstripe -c 1 -S 4M -p flash "$f" || { note "lfs setstripe failed"; return 1; }
+  head -c 9000000 /dev/urandom >"$f"
+  want=$(sha256sum <"$f" | cut -d' ' -f1)
+  flush || rc=1
+  blob_matches "$f" || rc=1
+  note "export record: $(getfattr --only-values -n trusted.lustre_blob "$f" 2>&1)"
+  lfs hsm_release "$f" || rc=1
+  state_is "$f" released exists archived || rc=1
+  echo 3 >/proc/sys/vm/drop_caches
+  got=$(timeout 600 cat "$f" | sha256sum | cut -d' ' -f1)
+  if [ "$got" = "$want" ]; then note "restore: same bytes"; else note "restore: got $got want $want"; rc=1; fi
+  layout="$(lfs getstripe -c "$f") $(lfs getstripe -S "$f") $(lfs getstripe -p "$f")"
+  note "layout after restore (count size pool): $layout"
+  [ "$layout" = "1 4194304 flash" ] || rc=1
   return $rc
 }
 

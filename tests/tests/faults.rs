@@ -98,25 +98,8 @@ fn flush_until_clean(stack: &mut Stack, deadline: Instant) {
 
 /// When the copytool's export record on the file says it was exported (`exported_at`).
 fn exported_at(path: &std::path::Path) -> Option<chrono::DateTime<chrono::Utc>> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: NUL-terminated path and attribute name; buf is writable for its length.
-    let n = unsafe {
-        libc::getxattr(
-            c.as_ptr(),
-            c"trusted.lustre_blob".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n <= 0 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&buf[..n as usize]).ok()?;
-    chrono::DateTime::parse_from_rfc3339(v["exported_at"].as_str()?)
-        .ok()
-        .map(|t| t.with_timezone(&chrono::Utc))
+    let rec = blob::ExportRecord::read_at(path).ok()??;
+    Some(rec.exported_at.into())
 }
 
 /// Every file: a blob with the same bytes, and `lfs hsm_state` archived and clean. A missing

@@ -358,10 +358,11 @@ impl Env {
 
     /// Removes the export record from a file, as if the copytool had died before writing it.
     pub fn remove_record(&self, path: &Path) {
-        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: both arguments are NUL-terminated strings that outlive the call.
-        let rc = unsafe { libc::removexattr(c.as_ptr(), c"trusted.lustre_blob".as_ptr()) };
-        assert_eq!(rc, 0, "removexattr: {}", std::io::Error::last_os_error());
+        assert!(
+            blob::ExportRecord::read_at(path).unwrap().is_some(),
+            "no record to remove"
+        );
+        blob::ExportRecord::clear_at(path).unwrap();
     }
 
     pub fn blob_names(&self) -> Vec<String> {
@@ -397,24 +398,11 @@ impl Env {
         })
     }
 
-    /// The export record on a file.
+    /// The export record on a file, as its JSON.
     pub fn record(&self, path: &Path) -> Option<serde_json::Value> {
-        let mut buf = vec![0u8; 8192];
-        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: NUL-terminated strings, buf writable for its length.
-        let n = unsafe {
-            libc::getxattr(
-                c.as_ptr(),
-                c"trusted.lustre_blob".as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n < 0 {
-            return None;
-        }
-        buf.truncate(n as usize);
-        Some(serde_json::from_slice(&buf).unwrap())
+        blob::ExportRecord::read_at(path)
+            .unwrap()
+            .map(|r| serde_json::to_value(r).unwrap())
     }
 }
 

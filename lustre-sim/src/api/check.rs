@@ -2,7 +2,7 @@
 //! field: assigning a function item to a field only compiles when the signatures are equal.
 //! Never called.
 
-use super::{changelog::*, copytool::*, hsm::*, log::*, paths::*};
+use super::{changelog::*, copytool::*, hsm::*, layout::*, log::*, paths::*};
 
 #[allow(dead_code)]
 fn exports_match_the_function_table(t: &mut lustre_sys::LustreApi) {
@@ -46,4 +46,16 @@ fn exports_match_the_function_table(t: &mut lustre_sys::LustreApi) {
     t.llapi_fid_parse = Some(llapi_fid_parse);
     t.llapi_root_path_open = Some(llapi_root_path_open);
     t.llapi_info_callback_set = Some(llapi_info_callback_set);
+    t.llapi_layout_alloc = Some(llapi_layout_alloc);
+    t.llapi_layout_free = Some(llapi_layout_free);
+    t.llapi_layout_get_by_fd = Some(llapi_layout_get_by_fd);
+    t.llapi_layout_get_by_path = Some(llapi_layout_get_by_path);
+    t.llapi_layout_stripe_count_get = Some(llapi_layout_stripe_count_get);
+    t.llapi_layout_stripe_count_set = Some(llapi_layout_stripe_count_set);
+    t.llapi_layout_stripe_size_get = Some(llapi_layout_stripe_size_get);
+    t.llapi_layout_stripe_size_set = Some(llapi_layout_stripe_size_set);
+    t.llapi_layout_pool_name_get = Some(llapi_layout_pool_name_get);
+    t.llapi_layout_pool_name_set = Some(llapi_layout_pool_name_set);
+    t.llapi_layout_is_composite = Some(llapi_layout_is_composite);
+    t.llapi_layout_file_open = Some(llapi_layout_file_open);
 }

@@ -307,7 +307,7 @@ pub unsafe extern "C" fn llapi_hsm_action_begin(
     ct_: *const hsm_copytool_private,
     hai: *const hsm_action_item,
     restore_mdt_index: c_int,
-    _restore_open_flags: c_int,
+    restore_open_flags: c_int,
     is_error: bool,
 ) -> c_int {
     if phcp.is_null() || hai.is_null() {
@@ -343,6 +343,7 @@ pub unsafe extern "C" fn llapi_hsm_action_begin(
                 fid,
                 is_error,
                 mdt_index: restore_mdt_index,
+                open_flags: restore_open_flags,
             },
         ) {
             Ok(r) => r,

@@ -195,17 +195,19 @@ pub unsafe extern "C" fn llapi_hsm_current_action(
 
 /// # Safety
 /// C contract of `llapi_hsm_import`: `dst` a valid path, `st` a readable struct stat,
-/// `newfid` writable. Striping arguments are accepted and ignored (no OSTs).
+/// `newfid` writable, `pool_name` NULL or a C string. The striping is checked as
+/// `llapi_file_open_param` checks it (EINVAL) and kept as the stub's layout; the stripe offset
+/// and pattern have no effect here (no OSTs).
 #[no_mangle]
 pub unsafe extern "C" fn llapi_hsm_import(
     dst: *const c_char,
     archive: c_int,
     st: *const libc::stat,
-    _stripe_size: c_ulonglong,
+    stripe_size: c_ulonglong,
     _stripe_offset: c_int,
-    _stripe_count: c_int,
+    stripe_count: c_int,
     _stripe_pattern: c_int,
-    _pool_name: *mut c_char,
+    pool_name: *mut c_char,
     newfid: *mut lu_fid,
 ) -> c_int {
     // SAFETY: string per the contract.
@@ -213,6 +215,14 @@ pub unsafe extern "C" fn llapi_hsm_import(
         return -libc::EINVAL;
     };
     if st.is_null() || newfid.is_null() || archive < 0 {
+        return -libc::EINVAL;
+    }
+    // SAFETY: NULL or a C string per the contract.
+    let pool = match unsafe { crate::api::layout::import_pool(pool_name) } {
+        Ok(p) => p,
+        Err(e) => return -e,
+    };
+    if !crate::api::layout::import_striping_ok(stripe_size, stripe_count) {
         return -libc::EINVAL;
     }
     // SAFETY: st is readable per the contract.
@@ -230,6 +240,9 @@ pub unsafe extern "C" fn llapi_hsm_import(
         gid: s.st_gid,
         atime: (s.st_atime, s.st_atime_nsec as u32),
         mtime: (s.st_mtime, s.st_mtime_nsec as u32),
+        stripe_count,
+        stripe_size,
+        pool,
     };
     match crate::proto::call_as::<Fid>(&mount, &req) {
         Ok(f) => {

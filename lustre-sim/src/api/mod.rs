@@ -6,6 +6,7 @@ pub mod changelog;
 mod check;
 pub mod copytool;
 pub mod hsm;
+pub mod layout;
 pub mod log;
 pub mod paths;
 

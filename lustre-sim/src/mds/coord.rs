@@ -253,6 +253,7 @@ impl State {
             moved: Vec::new(),
             dv_begin: None,
             volatile: None,
+            volatile_layout: Default::default(),
             finished_at: 0,
             orphan: false,
         };
@@ -667,7 +668,13 @@ impl State {
         }
     }
 
-    pub fn action_begin(&mut self, cookie: u64, fid: Fid, mdt_index: i32) -> Res<BeginReply> {
+    pub fn action_begin(
+        &mut self,
+        cookie: u64,
+        fid: Fid,
+        mdt_index: i32,
+        open_flags: i32,
+    ) -> Res<BeginReply> {
         let r = self.req_for(cookie)?;
         if r.canceled {
             return Err(libc::ECANCELED);
@@ -715,9 +722,18 @@ impl State {
                     .open(&vpath)
                     .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
                 let _ = std::os::unix::fs::fchown(&f, Some(node.stat.uid), Some(node.stat.gid));
+                // 2.17 renumbered O_LOV_DELAY_CREATE to O_NOCTTY|FASYNC, bits the 2.16 value
+                // also has: either asks for a volatile file without a layout (layout.rs).
+                let delayed = open_flags & lustre_sys::O_LOV_DELAY_CREATE_2_17
+                    == lustre_sys::O_LOV_DELAY_CREATE_2_17;
                 if let Some(r) = self.reqs.get_mut(&cookie) {
                     r.dfid = dfid;
                     r.volatile = Some(vpath.display().to_string());
+                    r.volatile_layout = if delayed {
+                        super::layout::VolatileLayout::Delayed
+                    } else {
+                        super::layout::VolatileLayout::Instantiated
+                    };
                 }
                 Ok(BeginReply {
                     path: Some(vpath.display().to_string()),
@@ -886,6 +902,8 @@ impl State {
         let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
         let meta = std::fs::symlink_metadata(&path).map_err(errno)?;
         let mut src = std::fs::File::open(vol).map_err(errno)?;
+        let vol_size = src.metadata().map_err(errno)?.len();
+        let layout = State::restored_layout(r, vol_size)?;
         let mut dst = std::fs::OpenOptions::new()
             .write(true)
             .truncate(true)
@@ -896,6 +914,9 @@ impl State {
         restore_times(&dst, &meta);
         drop(dst);
         self.drain(w, &[r.fid]);
+        if let Some(n) = self.node_mut(&r.fid) {
+            n.layout = Some(layout);
+        }
         Ok(())
     }
 
@@ -945,6 +966,7 @@ impl State {
         gid: u32,
         atime: (i64, u32),
         mtime: (i64, u32),
+        layout: super::layout::LayoutAttrs,
     ) -> Res<Fid> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.root.join(rel.trim_start_matches('/'));
@@ -998,6 +1020,8 @@ impl State {
         if let Some(n) = self.node_mut(&fid) {
             n.hsm = HS_EXISTS | HS_ARCHIVED | HS_RELEASED;
             n.archive_id = aid;
+            // `llapi_hsm_import` creates the stub with the striping it was given.
+            n.layout = Some(layout);
         }
         Ok(fid)
     }

@@ -6,6 +6,7 @@ pub mod coord;
 pub mod hsm_records;
 pub mod inotify;
 pub mod journal;
+pub mod layout;
 pub mod opens;
 pub mod params;
 pub mod rescan;
@@ -383,8 +384,30 @@ fn handle(s: &Shared, req: Request, fd: Option<std::os::fd::OwnedFd>) -> Reply {
             gid,
             atime,
             mtime,
+            stripe_count,
+            stripe_size,
+            pool,
         } => st
-            .import(w, &path, archive_id, size, mode, uid, gid, atime, mtime)
+            .import(
+                w,
+                &path,
+                archive_id,
+                size,
+                mode,
+                uid,
+                gid,
+                atime,
+                mtime,
+                layout::LayoutAttrs::from_import(stripe_count, stripe_size, &pool),
+            )
+            .map_or_else(Reply::Err, reply_ok),
+        Request::LayoutGet { fid } => st.layout_get(&fid).map_or_else(Reply::Err, reply_ok),
+        Request::LayoutSet {
+            fid,
+            layout,
+            created,
+        } => st
+            .layout_set(&fid, &layout, created)
             .map_or_else(Reply::Err, reply_ok),
         Request::DataVersion { fid } => match st.nodes.get(&fid) {
             Some(n) => reply_ok(n.dv),
@@ -415,8 +438,9 @@ fn handle(s: &Shared, req: Request, fd: Option<std::os::fd::OwnedFd>) -> Reply {
             fid,
             is_error: _,
             mdt_index,
+            open_flags,
         } => st
-            .action_begin(cookie, fid, mdt_index)
+            .action_begin(cookie, fid, mdt_index, open_flags)
             .map_or_else(Reply::Err, reply_ok),
         Request::ActionProgress {
             cookie,

@@ -27,6 +27,7 @@ impl State {
                 hsm: 0,
                 archive_id: 0,
                 dv: 1,
+                layout: None,
             });
             set_fid_xattr(&root, ROOT_FID);
         }

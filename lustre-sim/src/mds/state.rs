@@ -72,6 +72,9 @@ pub struct Node {
     pub archive_id: u32,
     /// Data version: bumped on every observed data modification.
     pub dv: u64,
+    /// The layout of a regular file (`None`: the file system default); see layout.rs.
+    #[serde(default)]
+    pub layout: Option<super::layout::LayoutAttrs>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -170,6 +173,9 @@ pub struct Req {
     pub moved: Vec<(u64, u64)>,
     pub dv_begin: Option<u64>,
     pub volatile: Option<String>,
+    /// The volatile file's layout (RESTORE); see layout.rs.
+    #[serde(default)]
+    pub volatile_layout: super::layout::VolatileLayout,
     pub finished_at: u64,
     /// Reloaded from the action log as STARTED after a restart of the MDS: on disk only, not in
     /// the coordinator's memory list (`cdt_request_list`). Lustre's `mdt_cdt_update_request`

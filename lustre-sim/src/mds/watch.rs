@@ -112,6 +112,7 @@ impl State {
             hsm: 0,
             archive_id: 0,
             dv: 1,
+            layout: None,
         });
         let rtype = match kind {
             Kind::Dir => CL_MKDIR,
