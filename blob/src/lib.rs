@@ -44,8 +44,10 @@
 //!         Integrity, Cancelled, Io, Config}: is_transient(), is_conflict(), is_not_found(),
 //!         http_status() -> Option<u16>, azure_code() -> Option<&str>, kind() -> &str
 //! ExportRecord { blob, etag, data_version, exported_at: SystemTime, size }: to_json(), from_json(); EXPORT_XATTR
-//! LogSink::new(store, prefix, source, capacity); log(&LogEntry).await; flush().await -> Option<BlobName>
-//! LogEntry::{Failure(FailureEntry), Summary(SummaryEntry), Dropped{time, count}}
+//! LogSink::new(store, prefix, source, capacity); record(LogEntry) (never blocks); flush_soon();
+//!   flush().await -> Option<BlobName>; spawn_flusher(interval, stop) -> JoinHandle; pending()
+//! LogEntry::{Failure(FailureEntry), Requeued(RequeuedEntry), Summary(SummaryEntry), Dropped{time, count}}
+//! time::{rfc3339(SystemTime), rfc3339_ms(u64), parse_rfc3339(&str), serde_rfc3339}  (UTC, milliseconds)
 //! plan_blocks(size, block_size, blocks_in_flight) -> Result<BlockPlan, Error>
 //! ```
 
@@ -61,11 +63,12 @@ pub mod record;
 mod rest;
 mod store;
 pub mod target;
+pub mod time;
 pub mod upload;
 
 pub use download::{DownloadOptions, Downloaded};
 pub use error::{Error, Failure};
-pub use logsink::{FailureEntry, LogEntry, LogSink, SummaryEntry};
+pub use logsink::{FailureEntry, LogEntry, LogSink, RequeuedEntry, SummaryEntry};
 pub use metadata::{FileKind, Metadata, MetadataError};
 pub use name::{BlobName, NameError};
 pub use ratelimit::RateLimiter;

@@ -372,7 +372,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             blob: names[0].clone(),
             etag: uploaded.etag,
             data_version: dv_before,
-            exported_at: crate::timefmt::rfc3339_now(),
+            exported_at: blob::time::rfc3339_now(),
             size: uploaded.size,
             links: names[1..].to_vec(),
         };

@@ -23,7 +23,7 @@ use crate::failure::Failure;
 use crate::journal::{Journal, Leftovers};
 use crate::metrics::{Metrics, Outcome};
 use crate::model::{Action, ActionList, Item, JobTag};
-use crate::ports::{Coordinator, CopyAction, CtError, FailureEntry, FailureLog, Store};
+use crate::ports::{Coordinator, CopyAction, CtError, FailureLog, Store};
 
 /// What to do when a blob changed behind our back (`autoexport.conflict`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -713,20 +713,20 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             "action failed: {}",
             f.message
         );
-        self.log.record(FailureEntry {
-            time: crate::timefmt::rfc3339_now(),
-            kind: "failure",
-            agent: self.agent.clone(),
-            job: tag.job.unwrap_or_default(),
-            iteration: tag.iteration.unwrap_or(0),
-            fid: Some(item.fid.to_string()),
-            path: path.unwrap_or("").to_string(),
-            operation: item.action.name(),
+        self.log.record(blob::FailureEntry {
+            agent: Some(self.agent.clone()),
             error: f.message.clone(),
-            errno: f.errno,
-            reason: f.reason,
+            errno: Some(f.errno),
+            reason: Some(f.reason.to_string()),
             http_status: f.http_status,
             azure_code: f.azure_code.clone(),
+            ..blob::FailureEntry::new(
+                tag.job.as_deref().unwrap_or(""),
+                tag.iteration.unwrap_or(0),
+                Some(item.fid.to_string()),
+                path.unwrap_or(""),
+                item.action.name(),
+            )
         });
         if self.config().abort_on_error && f.reason != "cancelled" {
             *self.abort_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(

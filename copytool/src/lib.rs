@@ -17,7 +17,6 @@
 //! * [`journal`]: every received item until its end is sent, under an exclusive lock; a restarted
 //!   copytool ends what a dead one left STARTED ([`engine::Engine::recover`]).
 //! * [`failure`]: errno / reason / HP_FLAG_RETRY mapping of every failure.
-//! * [`logsink`]: failure entries as JSON lines in the logging container.
 //! * [`metrics`] + [`http_metrics`]: per-agent counters, Prometheus text at `/metrics`.
 //! * [`settings`]: the command line and how it overrides the policy file; [`service`]: signals,
 //!   reload, metrics, drain.
@@ -28,7 +27,6 @@ pub mod failure;
 pub mod guard;
 pub mod http_metrics;
 pub mod journal;
-pub mod logsink;
 pub mod metrics;
 pub mod model;
 pub mod ports;
@@ -36,7 +34,6 @@ pub mod real;
 pub mod record;
 pub mod service;
 pub mod settings;
-pub mod timefmt;
 
 #[cfg(test)]
 mod engine_tests;

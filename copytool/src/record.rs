@@ -184,7 +184,7 @@ mod compat {
             blob: "p/a.dat".into(),
             etag: "\"0x8DC\"".into(),
             data_version: 7,
-            exported_at: crate::timefmt::rfc3339(
+            exported_at: blob::time::rfc3339(
                 std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_764_100_000_123),
             ),
             size: 42,

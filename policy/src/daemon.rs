@@ -12,7 +12,7 @@ use crate::engine::{now_ms, Engine, EngineConfig};
 use crate::jobs::{JobRegistry, JobsError};
 use crate::model::Change;
 use crate::ports::{EventLog, Namespace, Store};
-use crate::real::{change_from, discover_mdts, BlobLog, BlobPort, LustreNs};
+use crate::real::{change_from, discover_mdts, BlobPort, LustreNs};
 use crate::scope::Scope;
 use crate::state::{Source, StateFile};
 use crate::status;
@@ -560,6 +560,12 @@ fn jobs_refusal(e: JobsError) -> Response {
 /// moment of the call) before it times out without one.
 pub const FLUSH_BARRIER_GRACE_MS: u64 = 10_000;
 
+/// How often queued entries are written to the logging container (and soon after each
+/// iteration and job ends).
+const LOG_FLUSH: Duration = Duration::from_secs(5);
+/// Entries queued at most while the logging container cannot be written.
+const LOG_CAPACITY: usize = 10_000;
+
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     let policy = Policy::load(policy_path)?;
@@ -595,7 +601,12 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         anyhow::Error::new(e).context(format!("{}: blob target{what}", policy_path.display()))
     })?;
     let log_store = store.with_container(&policy.logging.container)?;
-    let sink = blob::LogSink::new(log_store, "", "lustre-blob", 1000);
+    let sink = blob::LogSink::new(log_store, "", "lustre-blob", LOG_CAPACITY);
+    let log_stop = blob::CancellationToken::new();
+    let log_flusher = {
+        let _in_rt = rt.enter();
+        sink.spawn_flusher(LOG_FLUSH, log_stop.clone())
+    };
     // The user of each MDT (ids are numbered per MDT): a table must name every MDT read.
     let mut users = Vec::with_capacity(mdts.len());
     for m in &mdts {
@@ -629,10 +640,7 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
             store: store.clone(),
             rt: rt.handle().clone(),
         },
-        BlobLog {
-            sink,
-            rt: rt.handle().clone(),
-        },
+        sink,
         cfg,
         mdts.len(),
         Some(state_file),
@@ -765,9 +773,9 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     d.engine.persist()?;
     // Once more: saves the clear points the last persist reached.
     d.engine.persist()?;
-    if let Err(e) = d.engine.log.flush() {
-        tracing::warn!(error = %e, "logging container flush failed at shutdown");
-    }
+    // The flusher writes what is queued once more, then ends.
+    log_stop.cancel();
+    let _ = rt.block_on(log_flusher);
     Ok(())
 }
 

@@ -7,13 +7,13 @@
 //! ([`crate::tree_scan`]); each step takes at most [`STEP_ENTRIES`] of their candidates. A manual export archives through the same HSM path as auto-export and learns
 //! completions from the CL_HSM records the engine passes on ([`Engine::foreign_hsm`]).
 
-use crate::engine::{errno_text, is_requeue_errno, rfc3339, Engine};
+use crate::engine::{errno_text, is_requeue_errno, Engine};
 use crate::model::{Fid, FileKind};
 use crate::ports::{BlobMeta, EventLog, ImportAttrs, Namespace, Store, StoreError};
 use crate::state::{State, StateError, StateFile};
 use crate::tree_scan::{default_threads, Next, ParallelScan, ScanItem, OUT_CAP, STEP_WAIT};
+use blob::time::rfc3339_ms;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
@@ -281,7 +281,7 @@ impl JobRegistry {
             id: id.clone(),
             kind: kind.into(),
             state: "Idle".into(),
-            start_time_utc: Some(rfc3339(now)),
+            start_time_utc: Some(rfc3339_ms(now)),
             completion_time_utc: None,
             export: None,
             import: None,
@@ -407,7 +407,7 @@ impl JobRegistry {
             start_time_utc: self
                 .saved
                 .autoexport_since_ms
-                .map(rfc3339)
+                .map(rfc3339_ms)
                 .or_else(|| s.last_started_time_utc.clone()),
             completion_time_utc: if running {
                 None
@@ -456,8 +456,8 @@ impl JobRegistry {
                     id: format!("autoexport-{}", self.saved.autoexport_runs.max(1)),
                     kind: "autoexport".into(),
                     state: ended.into(),
-                    start_time_utc: Some(rfc3339(since)),
-                    completion_time_utc: Some(rfc3339(now)),
+                    start_time_utc: Some(rfc3339_ms(since)),
+                    completion_time_utc: Some(rfc3339_ms(now)),
                     export: None,
                     import: None,
                     autoexport: counters,
@@ -528,19 +528,17 @@ fn log_failure<L: EventLog>(
     error: &str,
     now: u64,
 ) {
-    log.record(json!({
-        "kind": "failure", "time": rfc3339(now), "job": job, "iteration": 1,
-        "fid": fid.map(|f| f.to_string()), "path": path, "operation": op, "error": error,
-        "http_status": null, "azure_code": null,
+    log.record(blob::LogEntry::Failure(blob::FailureEntry {
+        time: blob::time::from_ms(now),
+        error: error.to_string(),
+        ..blob::FailureEntry::new(job, 1, fid.map(|f| f.to_string()), path, op)
     }));
 }
 
 fn finish<L: EventLog>(job: &mut JobRecord, log: &mut L, state: &str, now: u64) {
     job.state = state.into();
-    job.completion_time_utc = Some(rfc3339(now));
-    if let Err(e) = log.flush() {
-        tracing::warn!(job = %job.id, error = %e, "logging container flush failed");
-    }
+    job.completion_time_utc = Some(rfc3339_ms(now));
+    log.flush_soon();
     tracing::info!(job = %job.id, state, "job ended");
 }
 

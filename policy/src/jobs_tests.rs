@@ -347,7 +347,10 @@ fn cancel_of_the_auto_export_job_ends_it_canceled_and_enable_starts_a_new_one() 
     e.set_enabled(true);
     jobs.autoexport_toggled(true, "", e.state(), 1_000);
     let live = jobs.get("autoexport", e.state()).unwrap();
-    assert_eq!(live.start_time_utc.as_deref(), Some("1970-01-01T00:00:01Z"));
+    assert_eq!(
+        live.start_time_utc.as_deref(),
+        Some("1970-01-01T00:00:01.000Z")
+    );
     assert_eq!(
         live.completion_time_utc, None,
         "a running job has no end time"
@@ -368,11 +371,11 @@ fn cancel_of_the_auto_export_job_ends_it_canceled_and_enable_starts_a_new_one() 
     assert_eq!(ended.state, "Canceled");
     assert_eq!(
         ended.start_time_utc.as_deref(),
-        Some("1970-01-01T00:00:01Z")
+        Some("1970-01-01T00:00:01.000Z")
     );
     assert_eq!(
         ended.completion_time_utc.as_deref(),
-        Some("1970-01-01T00:00:05Z")
+        Some("1970-01-01T00:00:05.000Z")
     );
     let counters = ended.autoexport.as_ref().unwrap();
     assert_eq!(counters["currentIterationFilesDiscovered"], 1, "{counters}");
@@ -381,7 +384,10 @@ fn cancel_of_the_auto_export_job_ends_it_canceled_and_enable_starts_a_new_one() 
     e.set_enabled(true);
     jobs.autoexport_toggled(true, "", e.state(), 9_000);
     let live = jobs.get("autoexport", e.state()).unwrap();
-    assert_eq!(live.start_time_utc.as_deref(), Some("1970-01-01T00:00:09Z"));
+    assert_eq!(
+        live.start_time_utc.as_deref(),
+        Some("1970-01-01T00:00:09.000Z")
+    );
     assert_eq!(live.completion_time_utc, None);
     e.set_enabled(false);
     jobs.autoexport_toggled(false, "Disabled", e.state(), 10_000);

@@ -158,10 +158,22 @@ pub trait Store: Send {
     fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
 }
 
-/// The logging container: JSON-lines entries, flushed at least at iteration end.
+/// The logging container: entries are queued without blocking the engine and written in the
+/// background, at the latest soon after each iteration ends.
 pub trait EventLog: Send {
-    fn record(&mut self, entry: serde_json::Value);
-    fn flush(&mut self) -> Result<(), String>;
+    /// Queues an entry.
+    fn record(&mut self, entry: blob::LogEntry);
+    /// Asks for what is queued to be written now (without waiting for the write).
+    fn flush_soon(&mut self);
+}
+
+impl EventLog for blob::LogSink {
+    fn record(&mut self, entry: blob::LogEntry) {
+        blob::LogSink::record(self, entry);
+    }
+    fn flush_soon(&mut self) {
+        blob::LogSink::flush_soon(self);
+    }
 }
 
 impl fmt::Display for FileKind {

@@ -1,8 +1,8 @@
 //! The auto-export status as users see it: Azure's REST field names for `status --json`
 //! (DESIGN §10), the portal's counter names for `status`, and the Prometheus text format.
 
-use crate::engine::rfc3339;
 use crate::state::State;
+use blob::time::rfc3339_ms;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -120,7 +120,7 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         format!(
             "{} since {}; next try in {}s",
             p.reason,
-            rfc3339(p.since_ms),
+            rfc3339_ms(p.since_ms),
             p.until_ms.saturating_sub(now).div_ceil(1000)
         )
     });
@@ -162,14 +162,14 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         total_mib_exported: st.totals.bytes_exported / MIB,
         total_files_failed: st.totals.files_failed,
         export_iteration_count: st.totals.iterations_completed,
-        last_successful_iteration_completion_time_utc: st.totals.last_successful_ms.map(rfc3339),
+        last_successful_iteration_completion_time_utc: st.totals.last_successful_ms.map(rfc3339_ms),
         current_iteration_files_discovered: c.files_discovered,
         current_iteration_mib_discovered: c.bytes_discovered / MIB,
         current_iteration_files_exported: c.files_exported,
         current_iteration_mib_exported: c.bytes_exported / MIB,
         current_iteration_files_failed: c.files_failed,
-        last_started_time_utc: st.totals.last_started_ms.map(rfc3339),
-        last_completion_time_utc: st.totals.last_completed_ms.map(rfc3339),
+        last_started_time_utc: st.totals.last_started_ms.map(rfc3339_ms),
+        last_completion_time_utc: st.totals.last_completed_ms.map(rfc3339_ms),
         current_iteration: cur.map(|c| c.number),
         current_iteration_running: st.iteration.is_some(),
         total_bytes_exported: st.totals.bytes_exported,
@@ -413,7 +413,7 @@ pub fn render_metrics(s: &AutoExportStatus) -> String {
     let last = s
         .last_successful_iteration_completion_time_utc
         .as_deref()
-        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(|t| blob::time::parse_rfc3339(t).ok())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
@@ -514,7 +514,7 @@ mod tests {
         assert_eq!(v["currentIterationMiBDiscovered"], 2);
         assert_eq!(
             v["lastSuccessfulIterationCompletionTimeUTC"],
-            "2023-11-14T22:13:20Z"
+            "2023-11-14T22:13:20.000Z"
         );
         assert_eq!(v["oldestUnexportedChangeAgeSeconds"], 5.0);
         assert_eq!(v["everythingExported"], false);

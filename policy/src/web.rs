@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::control::{Request, Response};
-use crate::engine::rfc3339;
+use blob::time::rfc3339_ms;
 
 /// Asks the daemon loop; blocking (called on a blocking thread).
 pub type Ask = Arc<dyn Fn(Request) -> Response + Send + Sync>;
@@ -375,7 +375,7 @@ async fn index(State(web): State<Web>) -> Html<String> {
         .iter()
         .map(|(n, _, m)| (format!("iteration {n}"), *m as f64))
         .collect();
-    let lagp: Vec<(String, f64)> = lag.iter().map(|(t, l)| (rfc3339(*t), *l)).collect();
+    let lagp: Vec<(String, f64)> = lag.iter().map(|(t, l)| (rfc3339_ms(*t), *l)).collect();
     b.push_str("<section><h2>History</h2>");
     b.push_str(&bars("Files exported per iteration", "files", &files));
     b.push_str(&bars("MiB exported per iteration", "MiB", &mib));
@@ -451,7 +451,7 @@ async fn index(State(web): State<Web>) -> Html<String> {
         esc(&text(&failures["standing"]))
     );
     for f in failures["latest"].as_array().into_iter().flatten() {
-        let at = f["at_ms"].as_u64().map(rfc3339).unwrap_or_default();
+        let at = f["at_ms"].as_u64().map(rfc3339_ms).unwrap_or_default();
         let _ = write!(
             b,
             "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
