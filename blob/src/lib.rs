@@ -68,7 +68,7 @@ pub mod upload;
 
 pub use download::{DownloadOptions, Downloaded};
 pub use error::{Error, Failure};
-pub use logsink::{FailureEntry, LogEntry, LogSink, RequeuedEntry, SummaryEntry};
+pub use logsink::{FailureEntry, FailureReason, LogEntry, LogSink, RequeuedEntry, SummaryEntry};
 pub use metadata::{FileKind, Metadata, MetadataError};
 pub use name::{BlobName, NameError};
 pub use ratelimit::RateLimiter;

@@ -51,9 +51,9 @@ pub struct FailureEntry {
     /// The errno the coordinator was given (copytool entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno: Option<i32>,
-    /// A short stable keyword for the cause (copytool entries; listed in the README).
+    /// The cause, as a stable keyword (copytool entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<FailureReason>,
     /// The HTTP status of the failed request, when the store answered.
     pub http_status: Option<u16>,
     /// Azure's error code (`x-ms-error-code`), when the store gave one.
@@ -101,6 +101,75 @@ impl FailureEntry {
             azure_code: e.azure_code().map(str::to_string),
             ..FailureEntry::new(job, iteration, fid, path, operation)
         }
+    }
+}
+
+/// Why an HSM action failed: the `reason` keyword of a copytool failure entry (the table in
+/// `copytool/README.md` gives the errno of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// Network error, timeout, HTTP 5xx, throttling: worth another try.
+    Transient,
+    /// HTTP 403, or credentials refused.
+    PermissionDenied,
+    /// The blob changed behind our back (409 / 412).
+    Conflict,
+    /// A name a blob cannot carry.
+    InvalidName,
+    /// The blob or the file is not there.
+    NotFound,
+    /// The container itself is missing (an error of the store as a whole).
+    ContainerMissing,
+    /// Any other error the store answered with.
+    BlobError,
+    /// The file changed during its archive (not a failure: it goes again).
+    Changed,
+    /// Downloaded size or checksum wrong.
+    Corrupt,
+    /// Cancelled by the coordinator.
+    Cancelled,
+    /// Aborted because the copytool is stopping.
+    Shutdown,
+    /// `--dry-run`: checked, nothing moved.
+    DryRun,
+    /// Not a regular file.
+    NotRegular,
+    /// An action the copytool does not know.
+    UnknownAction,
+    /// A local I/O error.
+    Io,
+    /// A Lustre call failed.
+    Lustre,
+}
+
+impl FailureReason {
+    /// The keyword as written in the logging container.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Transient => "transient",
+            FailureReason::PermissionDenied => "permission_denied",
+            FailureReason::Conflict => "conflict",
+            FailureReason::InvalidName => "invalid_name",
+            FailureReason::NotFound => "not_found",
+            FailureReason::ContainerMissing => "container_missing",
+            FailureReason::BlobError => "blob_error",
+            FailureReason::Changed => "changed",
+            FailureReason::Corrupt => "corrupt",
+            FailureReason::Cancelled => "cancelled",
+            FailureReason::Shutdown => "shutdown",
+            FailureReason::DryRun => "dry_run",
+            FailureReason::NotRegular => "not_regular",
+            FailureReason::UnknownAction => "unknown_action",
+            FailureReason::Io => "io",
+            FailureReason::Lustre => "lustre",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -370,6 +439,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reasons_serialise_as_their_keyword() {
+        for r in [
+            FailureReason::PermissionDenied,
+            FailureReason::ContainerMissing,
+            FailureReason::DryRun,
+            FailureReason::UnknownAction,
+            FailureReason::Io,
+        ] {
+            let j = serde_json::to_string(&r).unwrap();
+            assert_eq!(j, format!("\"{}\"", r.as_str()));
+            assert_eq!(serde_json::from_str::<FailureReason>(&j).unwrap(), r);
+        }
+        assert!(serde_json::from_str::<FailureReason>("\"bogus\"").is_err());
+    }
+
+    #[test]
     fn entries_serialise_with_kind() {
         let e = LogEntry::Failure(FailureEntry {
             error: "conflict".into(),
@@ -407,7 +492,7 @@ mod tests {
         let e = LogEntry::Failure(FailureEntry {
             agent: Some("host-1".into()),
             errno: Some(17),
-            reason: Some("conflict".into()),
+            reason: Some(FailureReason::Conflict),
             ..FailureEntry::new("j", 1, None, "p", "archive")
         });
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();

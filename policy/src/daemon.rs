@@ -16,6 +16,7 @@ use crate::real::{change_from, discover_mdts, BlobPort, LustreNs};
 use crate::scope::Scope;
 use crate::state::{Source, StateFile};
 use crate::status;
+use crate::vocab::JobState;
 use lustre_blob_config::Policy;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -279,7 +280,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
     pub fn new(engine: Engine<N, S, L>, mut jobs: JobRegistry, policy_path: PathBuf) -> Self {
         // An auto-export job runs from the start when the state says auto-export is on.
         if engine.enabled() {
-            jobs.autoexport_toggled(true, "", engine.state(), now_ms());
+            jobs.autoexport_toggled(true, JobState::InProgress, engine.state(), now_ms());
         }
         Daemon {
             engine,
@@ -392,7 +393,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                 }
                 self.engine.set_enabled(enable);
                 self.jobs
-                    .autoexport_toggled(enable, "Disabled", self.engine.state(), now);
+                    .autoexport_toggled(enable, JobState::Disabled, self.engine.state(), now);
                 tracing::info!(enable, "auto-export toggled");
                 Response::ok(serde_json::json!({ "enabled": enable }))
             }
@@ -466,12 +467,18 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                     // The portal's Cancel of auto-export: it stops (requests already sent still
                     // settle) and the job ends Canceled with its counters.
                     self.engine.set_enabled(false);
-                    self.jobs
-                        .autoexport_toggled(false, "Canceled", self.engine.state(), now);
+                    self.jobs.autoexport_toggled(
+                        false,
+                        JobState::Canceled,
+                        self.engine.state(),
+                        now,
+                    );
                     tracing::info!("auto-export job canceled");
-                    Response::ok(serde_json::json!({ "id": id, "state": "Canceled" }))
+                    Response::ok(serde_json::json!({ "id": id, "state": JobState::Canceled }))
                 }
-                Ok(()) => Response::ok(serde_json::json!({ "id": id, "state": "Cancelling" })),
+                Ok(()) => {
+                    Response::ok(serde_json::json!({ "id": id, "state": JobState::Cancelling }))
+                }
                 Err(e) => jobs_refusal(e),
             },
         };

@@ -2,6 +2,7 @@
 //! (DESIGN §10), the portal's counter names for `status`, and the Prometheus text format.
 
 use crate::state::State;
+use crate::vocab::JobState;
 use blob::time::rfc3339_ms;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -12,8 +13,8 @@ const MIB: u64 = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoExportStatus {
-    /// InProgress, Disabling, Disabled, DisableFailed, Failed.
-    pub state: String,
+    /// InProgress, Disabling, Disabled or Failed.
+    pub state: JobState,
     pub status_code: String,
     pub status_message: String,
     pub total_files_exported: u64,
@@ -96,10 +97,10 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
     let c = cur.cloned().unwrap_or_default();
     let busy = !st.inflight.is_empty() || st.iteration.is_some();
     let state = match (st.autoexport_enabled, reader_error, busy) {
-        (_, Some(_), _) => "Failed",
-        (true, None, _) => "InProgress",
-        (false, None, true) => "Disabling",
-        (false, None, false) => "Disabled",
+        (_, Some(_), _) => JobState::Failed,
+        (true, None, _) => JobState::InProgress,
+        (false, None, true) => JobState::Disabling,
+        (false, None, false) => JobState::Disabled,
     };
     let last_failed = st
         .last_iteration
@@ -155,7 +156,7 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         && st.meta_pending.is_empty()
         && st.iteration.is_none();
     AutoExportStatus {
-        state: state.to_string(),
+        state,
         status_code,
         status_message,
         total_files_exported: st.totals.files_exported,
@@ -427,7 +428,11 @@ pub fn render_metrics(s: &AutoExportStatus) -> String {
         "autoexport_enabled",
         "gauge",
         "1 while auto-export is InProgress.",
-        if s.state == "InProgress" { 1.0 } else { 0.0 },
+        if s.state == JobState::InProgress {
+            1.0
+        } else {
+            0.0
+        },
     );
     o
 }
@@ -523,12 +528,12 @@ mod tests {
     #[test]
     fn states_follow_enablement_and_work_in_flight() {
         let mut st = state();
-        assert_eq!(build(&st, 0, None).state, "InProgress");
+        assert_eq!(build(&st, 0, None).state, JobState::InProgress);
         st.autoexport_enabled = false;
-        assert_eq!(build(&st, 0, None).state, "Disabling");
+        assert_eq!(build(&st, 0, None).state, JobState::Disabling);
         st.iteration = None;
         st.inflight.clear();
-        assert_eq!(build(&st, 0, None).state, "Disabled");
+        assert_eq!(build(&st, 0, None).state, JobState::Disabled);
         let f = build(&st, 0, Some("changelog: Permission denied"));
         assert_eq!(
             (f.state.as_str(), f.status_code.as_str()),
