@@ -722,13 +722,13 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         metrics: d.metrics.clone(),
         history: d.history.clone(),
     };
-    let (http_stop, http_stopped) = crate::web::tokio_util_shim::pair();
+    let http_stop = tokio_util::sync::CancellationToken::new();
     if let Some(addr) = policy.control.metrics {
-        crate::web::spawn(rt.handle(), addr, false, None, &parts, http_stopped.clone())
+        crate::web::spawn(rt.handle(), addr, false, None, &parts, http_stop.clone())
             .map_err(|e| anyhow::anyhow!("control.metrics {addr}: {e}"))?;
     }
     if let Some(addr) = policy.control.http {
-        let at = crate::web::spawn(rt.handle(), addr, true, token, &parts, http_stopped)
+        let at = crate::web::spawn(rt.handle(), addr, true, token, &parts, http_stop.clone())
             .map_err(|e| anyhow::anyhow!("control.http {addr}: {e}"))?;
         tracing::info!(url = %format!("http://{at}/"), "Blob-integration page");
     }
@@ -760,7 +760,7 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping: saving state");
-    http_stop.fire();
+    http_stop.cancel();
     stop.store(true, Ordering::SeqCst);
     drop(server);
     // Let readers finish their pass; records they still hand over are applied before the save.

@@ -309,11 +309,15 @@ pub fn render_human(s: &AutoExportStatus) -> String {
 
 /// Prometheus text exposition of the status.
 pub fn render_metrics(s: &AutoExportStatus) -> String {
-    let mut o = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, v: f64| {
-        let _ = writeln!(o, "# HELP lustre_blob_{name} {help}");
-        let _ = writeln!(o, "# TYPE lustre_blob_{name} {kind}");
-        let _ = writeln!(o, "lustre_blob_{name} {v}");
+    let e = endpoint::Exposition::new();
+    let metric = |name: &str, kind: &str, help: &str, v: f64| {
+        let name = format!("lustre_blob_{name}");
+        if kind == "counter" {
+            // Counters of whole things: the float is an integer count.
+            e.counter(&name, help, &[], &[(&[], v as u64)]);
+        } else {
+            e.gauge(&name, help, &[], &[(&[], v)]);
+        }
     };
     metric(
         "total_files_exported",
@@ -434,7 +438,7 @@ pub fn render_metrics(s: &AutoExportStatus) -> String {
             0.0
         },
     );
-    o
+    e.encode()
 }
 
 #[cfg(test)]
