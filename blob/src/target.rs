@@ -28,10 +28,15 @@ pub const EMULATOR_KEY: &str =
 /// A blob target as configured.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TargetSpec {
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]`, `az://CONTAINER[/PREFIX]`, or with `use_emulator` `http://HOST:PORT/ACCOUNT/CONTAINER[/PREFIX]`.
     pub url: String,
+    /// Path-style URLs of Azurite (and its well-known key when no credential is given).
     pub use_emulator: bool,
+    /// A file holding the account key.
     pub account_key_file: Option<PathBuf>,
+    /// A file holding a SAS token.
     pub sas_token_file: Option<PathBuf>,
+    /// A file holding a connection string.
     pub connection_string_file: Option<PathBuf>,
     /// Per-HTTP-request timeout; large blocks need far more than object_store's 30 s default.
     pub request_timeout: Duration,

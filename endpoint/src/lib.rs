@@ -9,6 +9,8 @@
 //! * [`Exposition`] builds one scrape's metrics (fresh each time from the daemon's own counters)
 //!   and [`Exposition::encode`]s them.
 
+#![warn(missing_docs)]
+
 use std::net::SocketAddr;
 
 use axum::http::header;

@@ -4,7 +4,7 @@
 //!
 //! Both jobs run in small steps on the engine thread ([`JobRegistry::step`]), so the daemon stays
 //! responsive. A manual export's tree is read by a small pool of scanner threads
-//! ([`crate::tree_scan`]); each step takes at most [`STEP_ENTRIES`] of their candidates. A manual export archives through the same HSM path as auto-export and learns
+//! ([`crate::tree_scan`]); each step takes at most `STEP_ENTRIES` of their candidates. A manual export archives through the same HSM path as auto-export and learns
 //! completions from the CL_HSM records the engine passes on ([`Engine::foreign_hsm`]).
 
 use crate::engine::{errno_text, is_requeue_errno, Engine};
