@@ -12,7 +12,7 @@ use crate::engine::{now_ms, Engine, EngineConfig};
 use crate::jobs::{JobRegistry, JobsError};
 use crate::model::Change;
 use crate::ports::{EventLog, Namespace, Store};
-use crate::real::{change_from, discover_mdts, BlobPort, LustreNs};
+use crate::real::{change_from, discover_mdts, BlobLog, BlobPort, LustreNs};
 use crate::scope::Scope;
 use crate::state::{Source, StateFile};
 use crate::status;
@@ -647,7 +647,10 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
             store: store.clone(),
             rt: rt.handle().clone(),
         },
-        sink,
+        BlobLog {
+            sink,
+            rt: rt.handle().clone(),
+        },
         cfg,
         mdts.len(),
         Some(state_file),

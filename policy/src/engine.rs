@@ -1499,7 +1499,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             mib_exported: c.bytes_exported >> 20,
             files_failed: c.files_failed,
         }));
-        self.log.flush_soon();
+        self.log.flush();
         self.st.last_iteration = Some(c);
         self.changed = true;
     }

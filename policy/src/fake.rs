@@ -505,7 +505,7 @@ impl EventLog for FakeLog {
             g.push(entry);
         }
     }
-    fn flush_soon(&mut self) {
+    fn flush(&mut self) {
         if let Ok(mut g) = self.flushed.lock() {
             *g += 1;
         }

@@ -511,7 +511,7 @@ fn log_failure<L: EventLog>(
 fn finish<L: EventLog>(job: &mut JobRecord, log: &mut L, state: JobState, now: u64) {
     job.state = state;
     job.completion_time_utc = Some(rfc3339_ms(now));
-    log.flush_soon();
+    log.flush();
     tracing::info!(job = %job.id, state = %state, "job ended");
 }
 

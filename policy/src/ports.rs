@@ -159,21 +159,14 @@ pub trait Store: Send {
 }
 
 /// The logging container: entries are queued without blocking the engine and written in the
-/// background, at the latest soon after each iteration ends.
+/// background; at the end of each iteration and job the engine waits for them to be written,
+/// so what an iteration logged is in the container once it is reported complete.
 pub trait EventLog: Send {
     /// Queues an entry.
     fn record(&mut self, entry: blob::LogEntry);
-    /// Asks for what is queued to be written now (without waiting for the write).
-    fn flush_soon(&mut self);
-}
-
-impl EventLog for blob::LogSink {
-    fn record(&mut self, entry: blob::LogEntry) {
-        blob::LogSink::record(self, entry);
-    }
-    fn flush_soon(&mut self) {
-        blob::LogSink::flush_soon(self);
-    }
+    /// Writes what is queued and returns once written (or failed: the entries stay queued for
+    /// the background flusher).
+    fn flush(&mut self);
 }
 
 impl fmt::Display for FileKind {

@@ -1,11 +1,13 @@
 //! The engine's ports implemented with the real crates: [`LustreNs`] over `lustre::Mount`,
-//! [`BlobPort`] over `blob::BlobStore` (the logging container is `blob::LogSink` itself); and the conversion of
+//! [`BlobPort`] over `blob::BlobStore`, [`BlobLog`] over `blob::LogSink`; and the conversion of
 //! `lustre::ChangelogRecord` into the engine's [`Change`].
 //!
 //! The blob calls are async; the engine runs on its own thread and blocks on a runtime handle.
 
 use crate::model::{Change, ChangeKind, Fid, FileKind, FileStat, HsmEvent, HsmEventKind, HsmFlags};
-use crate::ports::{BlobEntry, BlobMeta, ImportAttrs, Namespace, NsError, Store, StoreError};
+use crate::ports::{
+    BlobEntry, BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError,
+};
 use crate::tree_scan::FsLister;
 use futures::StreamExt;
 use std::ffi::OsStr;
@@ -483,6 +485,25 @@ impl Store for BlobPort {
             .block_on(self.store.get_bytes(&n))
             .map(|b| b.to_vec())
             .map_err(store_err)
+    }
+}
+
+/// The logging container through `blob::LogSink` (its flusher writes in the background).
+pub struct BlobLog {
+    /// The writer.
+    pub sink: blob::LogSink,
+    /// The runtime the engine's thread blocks on for [`EventLog::flush`].
+    pub rt: Handle,
+}
+
+impl EventLog for BlobLog {
+    fn record(&mut self, entry: blob::LogEntry) {
+        self.sink.record(entry);
+    }
+    fn flush(&mut self) {
+        if let Err(e) = self.rt.block_on(self.sink.flush()) {
+            tracing::warn!(error = %e, pending = self.sink.pending(), "logging container write failed; entries kept for the next write");
+        }
     }
 }
 
