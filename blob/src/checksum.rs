@@ -7,6 +7,7 @@
 pub struct ContentChecksum(crc32fast::Hasher);
 
 impl ContentChecksum {
+    /// A digest of nothing yet.
     pub fn new() -> Self {
         ContentChecksum(crc32fast::Hasher::new())
     }

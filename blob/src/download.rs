@@ -21,9 +21,13 @@ use crate::upload::{CancellationToken, Progress, MIB};
 /// How to download.
 #[derive(Clone)]
 pub struct DownloadOptions {
+    /// Bytes per ranged GET.
     pub range_size: u64,
+    /// Ranges fetched at once.
     pub ranges_in_flight: usize,
+    /// Told of every range written, when set.
     pub progress: Option<Progress>,
+    /// Cancels the download (the file keeps what was written).
     pub cancel: CancellationToken,
     /// Bandwidth budget: each range acquires its length before it is requested, so the limit
     /// holds during the transfer and across all transfers sharing it.
@@ -45,7 +49,9 @@ impl Default for DownloadOptions {
 /// The result of a complete download.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Downloaded {
+    /// Bytes written.
     pub size: u64,
+    /// The blob's ETag, when the store gave one.
     pub etag: Option<String>,
     /// The checksum of what was written (`crc32:...`).
     pub checksum: String,

@@ -15,9 +15,11 @@ pub struct Failure {
     pub op: &'static str,
     /// The blob name (or container) concerned.
     pub name: String,
+    /// The HTTP status, when the store answered.
     pub status: Option<u16>,
     /// Azure's error code (`BlobAlreadyExists`, `ConditionNotMet`, `AuthenticationFailed`, ...).
     pub code: Option<String>,
+    /// The store's message, or the transport error.
     pub message: String,
 }
 
@@ -38,35 +40,51 @@ impl std::fmt::Display for Failure {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Every error of the blob layer, by what the caller can do about it.
 pub enum Error {
     /// The blob changed on the blob side (create-only found one, or the ETag no longer matches).
     #[error("conflict: {0}")]
     Conflict(Failure),
     #[error("not found: {0}")]
+    /// No such blob or container.
     NotFound(Failure),
     #[error("permission denied: {0}")]
+    /// Credentials refused or not allowed (HTTP 401/403).
     PermissionDenied(Failure),
     #[error("invalid blob name: {0}")]
+    /// A name a blob cannot carry.
     InvalidName(#[from] NameError),
     #[error("invalid blob metadata: {0}")]
+    /// Metadata that does not read as ours.
     InvalidMetadata(#[from] MetadataError),
     /// Worth retrying later: timeouts, connection errors, throttling, server errors.
     #[error("transient failure: {0}")]
     Transient(Failure),
     #[error("{0}")]
+    /// Any other error of the store: retrying will not help.
     Permanent(Failure),
     /// The content read back (or the file read for upload) does not match what was expected.
     #[error("integrity check failed for {name:?}: {detail}")]
-    Integrity { name: String, detail: String },
+    Integrity {
+        /// The blob.
+        name: String,
+        /// What differed.
+        detail: String,
+    },
     #[error("cancelled")]
+    /// Cancelled by its token.
     Cancelled,
+    /// A local read or write failed.
     #[error("{op}: {source}")]
     Io {
+        /// What was being done.
         op: &'static str,
         #[source]
+        /// The OS error.
         source: std::io::Error,
     },
     #[error("blob target configuration: {0}")]
+    /// The target or the credentials are misconfigured.
     Config(String),
 }
 
@@ -87,10 +105,12 @@ impl Error {
         }
     }
 
+    /// A conditional write lost (HTTP 409/412).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict(_))
     }
 
+    /// The blob (or container) is not there.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound(_))
     }

@@ -284,7 +284,6 @@ fn is_encoded(e: &BytesStart<'_>) -> Result<bool, String> {
     })
 }
 
-/// `%XX` sequences to bytes, which must then be UTF-8.
 /// An `Encoded="true"` name: `%XX` decoded, as UTF-8.
 fn percent_decode(s: &str) -> Result<String, String> {
     percent_encoding::percent_decode_str(s)

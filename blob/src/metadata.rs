@@ -20,18 +20,31 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Metadata key: owner uid (Azure's name).
 pub const KEY_OWNER: &str = "owner";
+/// Metadata key: group gid (Azure's name).
 pub const KEY_GROUP: &str = "group";
+/// Metadata key: permission bits, octal (Azure's name).
 pub const KEY_PERMISSIONS: &str = "permissions";
+/// Metadata key: modification time (Azure's name).
 pub const KEY_MODTIME: &str = "modtime";
+/// Metadata key: `true` on a directory blob (Azure's name).
 pub const KEY_IS_FOLDER: &str = "hdi_isfolder";
+/// Metadata key: `file`, `dir` or `symlink` (ours).
 pub const KEY_TYPE: &str = "lustre_type";
+/// Metadata key: the file's FID (ours).
 pub const KEY_FID: &str = "lustre_fid";
+/// Metadata key: mtime in nanoseconds (ours).
 pub const KEY_MTIME_NS: &str = "lustre_mtime_ns";
+/// Metadata key: the data version exported (ours).
 pub const KEY_DATA_VERSION: &str = "lustre_data_version";
+/// Metadata key: the content checksum (ours).
 pub const KEY_CHECKSUM: &str = "lustre_checksum";
+/// Blob metadata key: the file's stripe count when it was exported.
 pub const KEY_STRIPE_COUNT: &str = "lustre_stripe_count";
+/// Blob metadata key: the file's stripe size in bytes.
 pub const KEY_STRIPE_SIZE: &str = "lustre_stripe_size";
+/// Blob metadata key: the file's OST pool (absent when none).
 pub const KEY_POOL: &str = "lustre_pool";
 
 const MODTIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S %z";
@@ -41,12 +54,16 @@ const MODTIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S %z";
 #[serde(rename_all = "lowercase")]
 pub enum FileKind {
     #[default]
+    /// A regular file.
     File,
+    /// A directory (a zero-length blob).
     Dir,
+    /// A symbolic link (the blob holds the target).
     Symlink,
 }
 
 impl FileKind {
+    /// The `lustre_type` value.
     pub fn as_str(self) -> &'static str {
         match self {
             FileKind::File => "file",
@@ -59,17 +76,24 @@ impl FileKind {
 /// The metadata written on every blob we create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
+    /// Owner uid.
     pub owner: u32,
+    /// Group gid.
     pub group: u32,
     /// `mode & 0o7777` (permission, setuid/setgid and sticky bits).
     pub permissions: u32,
     /// Encoded with one-second resolution (Azure's `modtime`); the full value goes to `lustre_mtime_ns`
     /// when `mtime_ns` is set.
     pub modtime: SystemTime,
+    /// What the blob stands for.
     pub kind: FileKind,
+    /// The file's FID in DFID form.
     pub fid: Option<String>,
+    /// mtime with nanoseconds, when known.
     pub mtime_ns: Option<i128>,
+    /// The Lustre data version exported.
     pub data_version: Option<u64>,
+    /// The checksum of the content, when known.
     pub checksum: Option<String>,
     /// The file's layout (stripe count, size, pool), restored with the file and applied by an
     /// import.
@@ -100,8 +124,11 @@ impl Default for Metadata {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("blob metadata key `{key}` has an invalid value {value:?}: expected {expected}")]
 pub struct MetadataError {
+    /// The metadata key.
     pub key: String,
+    /// The value found.
     pub value: String,
+    /// What was expected instead.
     pub expected: &'static str,
 }
 

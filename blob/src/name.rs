@@ -57,25 +57,65 @@ impl std::fmt::Debug for BlobName {
 /// Why a path cannot be a blob name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    /// Not UTF-8.
     #[error("name is not valid UTF-8 (a blob name must be): {lossy:?}")]
-    NotUtf8 { lossy: String },
+    NotUtf8 {
+        /// The name with invalid bytes replaced.
+        lossy: String,
+    },
+    /// Over the 1,024 characters a blob name may have.
     #[error("name is {chars} characters long; a blob name has at most {MAX_NAME_CHARS}: {name:?}")]
-    TooLong { name: String, chars: usize },
+    TooLong {
+        /// The name.
+        name: String,
+        /// Its length in characters.
+        chars: usize,
+    },
+    /// A control character.
     #[error("name contains a control character (0x{byte:02x}): {name:?}")]
-    ControlChar { name: String, byte: u32 },
+    ControlChar {
+        /// The name.
+        name: String,
+        /// The character.
+        byte: u32,
+    },
+    /// An empty, `.` or `..` segment.
     #[error("name has an empty, `.` or `..` segment: {name:?}")]
-    BadSegment { name: String },
+    BadSegment {
+        /// The name.
+        name: String,
+    },
+    /// No name at all.
     #[error("name is empty")]
     Empty,
+    /// Ends with `/`.
     #[error("name ends with `/`: {name:?}")]
-    TrailingSlash { name: String },
+    TrailingSlash {
+        /// The name.
+        name: String,
+    },
+    /// Starts with `/`.
     #[error("name starts with `/`: {name:?}")]
-    LeadingSlash { name: String },
+    LeadingSlash {
+        /// The name.
+        name: String,
+    },
+    /// Refused for another reason.
     #[error("name {name:?} refused: {reason}")]
-    Rejected { name: String, reason: String },
+    Rejected {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The URL or the blob service would store it under another name.
     #[error("name {name:?} would be stored under another name ({reason}); not exported")]
-    Altered { name: String, reason: &'static str },
+    Altered {
+        /// The name.
+        name: String,
+        /// What would change it.
+        reason: &'static str,
+    },
 }
 
 fn validate(name: &str) -> Result<(), NameError> {

@@ -4,7 +4,7 @@
 //! (through `rustix`'s xattr calls):
 //!
 //! ```json
-//! {"blob":"projects/a.dat","etag":"\"0x8DC...\"","data_version":7,"exported_at":"2026-11-25T20:00:00.123456789Z","size":1048576,
+//! {"blob":"projects/a.dat","etag":"\"0x8DC...\"","data_version":7,"exported_at":"2026-11-25T20:00:00.123Z","size":1048576,
 //!  "links":["projects/b.dat"],"layout":{"stripe_count":4,"stripe_size":4194304,"pool":"flash"}}
 //! ```
 //!
@@ -27,14 +27,21 @@ pub const EXPORT_XATTR: &str = "trusted.lustre_blob";
 /// has at most a few thousand hard links), and what the kernel allows for one xattr value.
 const MAX_RECORD: usize = 64 << 10;
 
+/// Where a file went: its blob (and its other links' blobs), what the store answered, and the
+/// file's data version and layout at that moment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRecord {
     /// The full blob name (prefix included) of the file's first link.
     pub blob: String,
+    /// The ETag the store answered for the committed blob (conflict detection compares it).
     pub etag: String,
+    /// The file's data version (`llapi_get_data_version`) when its copy began.
     pub data_version: u64,
-    #[serde(with = "rfc3339")]
+    /// When the blob was committed ([`crate::time`]'s one format; older records with any
+    /// precision still read).
+    #[serde(with = "crate::time::serde_rfc3339")]
     pub exported_at: SystemTime,
+    /// Bytes in the blob.
     pub size: u64,
     /// Blobs of the file's other hard links (server-side copies of `blob`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -50,11 +57,13 @@ impl ExportRecord {
         std::iter::once(self.blob.as_str()).chain(self.links.iter().map(String::as_str))
     }
 
+    /// The record as stored: compact JSON.
     pub fn to_json(&self) -> Vec<u8> {
         // Serialising plain strings and integers cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// Parses a stored record; a malformed one (layout included) is an error.
     pub fn from_json(bytes: &[u8]) -> Result<ExportRecord, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
@@ -112,28 +121,6 @@ fn parse(bytes: &[u8]) -> io::Result<ExportRecord> {
     })
 }
 
-/// SystemTime as RFC 3339 UTC with nanoseconds.
-pub(crate) mod rfc3339 {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::SystemTime;
-
-    pub fn format(t: SystemTime) -> String {
-        let d: chrono::DateTime<chrono::Utc> = t.into();
-        d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-    }
-
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*t))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let s = String::deserialize(d)?;
-        chrono::DateTime::parse_from_rfc3339(&s)
-            .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,7 +131,7 @@ mod tests {
             blob: "pre/a%b #1?.txt".into(),
             etag: "\"0x1\"".into(),
             data_version: 7,
-            exported_at: UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
+            exported_at: UNIX_EPOCH + Duration::new(1_700_000_000, 123_000_000),
             size: 42,
             links: vec!["pre/other link".into()],
             layout: Some(lustre::Striping::new(4, 4 << 20, Some("flash")).unwrap()),
@@ -157,7 +144,7 @@ mod tests {
         let j = r.to_json();
         let text = String::from_utf8(j.clone()).unwrap();
         assert!(
-            text.contains("\"exported_at\":\"2023-11-14T22:13:20.123456789Z\""),
+            text.contains("\"exported_at\":\"2023-11-14T22:13:20.123Z\""),
             "{text}"
         );
         assert!(text.contains("\"blob\":\"pre/a%b #1?.txt\""), "{text}");

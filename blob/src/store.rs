@@ -38,8 +38,11 @@ pub struct BlobInfo {
     /// The name exactly as the service holds it. From a listing it is NOT validated: another
     /// tool may have written `a/../b` or control characters. [`BlobInfo::blob_name`] validates.
     pub name: String,
+    /// Content length in bytes.
     pub size: u64,
+    /// The ETag, when listed with one.
     pub etag: Option<String>,
+    /// Last-Modified.
     pub last_modified: SystemTime,
     /// From [`BlobStore::head`] and listings alike; `None` when the blob's metadata cannot be
     /// decoded (a blob without any decodes as a plain file).

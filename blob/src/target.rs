@@ -28,10 +28,15 @@ pub const EMULATOR_KEY: &str =
 /// A blob target as configured.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TargetSpec {
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]`, `az://CONTAINER[/PREFIX]`, or with `use_emulator` `http://HOST:PORT/ACCOUNT/CONTAINER[/PREFIX]`.
     pub url: String,
+    /// Path-style URLs of Azurite (and its well-known key when no credential is given).
     pub use_emulator: bool,
+    /// A file holding the account key.
     pub account_key_file: Option<PathBuf>,
+    /// A file holding a SAS token.
     pub sas_token_file: Option<PathBuf>,
+    /// A file holding a connection string.
     pub connection_string_file: Option<PathBuf>,
     /// Per-HTTP-request timeout; large blocks need far more than object_store's 30 s default.
     pub request_timeout: Duration,
@@ -191,18 +196,19 @@ impl TargetSpec {
             Some(p) => Some(parse_conn_string(&read_secret(p, "connection string")?)),
             None => None,
         };
-        let url = self.url.split('?').next().unwrap_or("");
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            Error::Config(format!(
-                "blob URL {:?} has no scheme",
-                strip_query(&self.url)
-            ))
-        })?;
-        let scheme = scheme.to_ascii_lowercase();
+        // The query (a SAS token, perhaps) never goes into a message.
+        let url = url::Url::parse(&self.url)
+            .map_err(|e| Error::Config(format!("blob URL {:?}: {e}", strip_query(&self.url))))?;
+        let scheme = url.scheme();
         let (account, endpoint, container, prefix);
-        match scheme.as_str() {
+        match scheme {
             "az" | "azure" => {
-                let (c, p) = container_and_prefix(rest)?;
+                // `az://CONTAINER/PREFIX`: the container is the URL's host.
+                let (c, p) = container_and_prefix(&format!(
+                    "{}{}",
+                    url.host_str().unwrap_or(""),
+                    url.path()
+                ))?;
                 let acct = conn
                     .as_ref()
                     .and_then(|c| c.account.clone())
@@ -233,10 +239,14 @@ impl TargetSpec {
                 prefix = p;
             }
             "http" | "https" => {
-                let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-                if host.is_empty() {
+                let Some(hostname) = url.host_str().filter(|h| !h.is_empty()) else {
                     return Err(Error::Config("blob URL has no host".into()));
-                }
+                };
+                let host = match url.port() {
+                    Some(port) => format!("{hostname}:{port}"),
+                    None => hostname.to_string(),
+                };
+                let path = url.path();
                 if self.use_emulator {
                     let path = path.trim_start_matches('/');
                     let (acct, rest) = path.split_once('/').unwrap_or((path, ""));
@@ -252,12 +262,9 @@ impl TargetSpec {
                     container = c;
                     prefix = p;
                 } else {
-                    let hostname = host.split(':').next().unwrap_or(host);
                     let acct = hostname.split('.').next().unwrap_or("");
-                    if acct.is_empty()
-                        || !hostname.contains('.')
-                        || hostname.parse::<std::net::IpAddr>().is_ok()
-                    {
+                    let is_name = matches!(url.host(), Some(url::Host::Domain(_)));
+                    if acct.is_empty() || !hostname.contains('.') || !is_name {
                         return Err(Error::Config(format!(
                             "blob URL host {host:?} is not ACCOUNT.blob.<suffix>; set use_emulator for path-style URLs"
                         )));

@@ -28,6 +28,7 @@ use crate::name::BlobName;
 use crate::ratelimit::RateLimiter;
 use crate::store::{BlobStore, WriteMode};
 
+/// One mebibyte.
 pub const MIB: u64 = 1024 * 1024;
 /// Azure: at most 50,000 committed blocks per blob.
 pub const MAX_BLOCKS: u64 = 50_000;
@@ -40,13 +41,17 @@ pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 /// How to upload.
 #[derive(Clone)]
 pub struct UploadOptions {
+    /// Overwrite, create-only or if-match.
     pub mode: WriteMode,
     /// Requested block size (grown automatically for very large files).
     pub block_size: u64,
+    /// Blocks uploaded at once (bounds the memory: `block_size` x this).
     pub blocks_in_flight: usize,
     /// Files up to this size go in one Put Blob (default: the block size).
     pub single_put_threshold: u64,
+    /// Told of every block sent, when set.
     pub progress: Option<Progress>,
+    /// Cancels the upload (nothing is committed).
     pub cancel: CancellationToken,
     /// Bandwidth budget: each block (or the single Put Blob) acquires its length before it is
     /// read, so the limit holds during the transfer and across all transfers sharing it.
@@ -82,7 +87,9 @@ impl std::fmt::Debug for UploadOptions {
 /// The result of a committed upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {
+    /// The new blob's ETag.
     pub etag: String,
+    /// Bytes uploaded.
     pub size: u64,
     /// `crc32:XXXXXXXX`, also recorded in the blob's `lustre_checksum`.
     pub checksum: String,
@@ -105,8 +112,11 @@ struct Staged {
 /// Block size and parallelism for one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockPlan {
+    /// Bytes per block.
     pub block_size: u64,
+    /// How many blocks.
     pub blocks: u64,
+    /// Blocks in flight at once.
     pub in_flight: usize,
 }
 

@@ -1,9 +1,9 @@
 //! The logging container: JSON-lines blobs named <prefix>/<YYYY-MM-DD>/<source>-<nanos>-<seq>.jsonl.
 mod common;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use blob::{FailureEntry, LogEntry, LogSink, SummaryEntry};
+use blob::{CancellationToken, FailureEntry, LogEntry, LogSink, SummaryEntry};
 use futures::TryStreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,9 +31,9 @@ async fn entries_are_flushed_as_json_lines_blobs() {
     );
     assert_eq!(f.http_status, Some(412));
     assert_eq!(f.azure_code.as_deref(), Some("ConditionNotMet"));
-    sink.log(&LogEntry::Failure(f.clone())).await.unwrap();
+    sink.record(LogEntry::Failure(f.clone()));
     let s = SummaryEntry {
-        time: SystemTime::now(),
+        time: blob::time::now(),
         job: "auto-export".into(),
         iteration: 4,
         files_discovered: 10,
@@ -42,10 +42,10 @@ async fn entries_are_flushed_as_json_lines_blobs() {
         mib_exported: 18,
         files_failed: 1,
     };
-    sink.log(&LogEntry::Summary(s.clone())).await.unwrap();
-    assert_eq!(sink.pending().await, 2);
+    sink.record(LogEntry::Summary(s.clone()));
+    assert_eq!(sink.pending(), 2);
     let name = sink.flush().await.unwrap().unwrap();
-    assert_eq!(sink.pending().await, 0);
+    assert_eq!(sink.pending(), 0);
 
     let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let prefix = format!("export/{day}/lustre-blob-");
@@ -64,13 +64,22 @@ async fn entries_are_flushed_as_json_lines_blobs() {
         vec![LogEntry::Failure(f.clone()), LogEntry::Summary(s)]
     );
 
-    // A full buffer flushes by itself (capacity 3).
+    // A full queue wakes the flusher (capacity 3), long before its interval.
+    let stop = CancellationToken::new();
+    let flusher = sink.spawn_flusher(Duration::from_secs(3600), stop.clone());
     for _ in 0..3 {
-        sink.log(&LogEntry::Failure(f.clone())).await.unwrap();
+        sink.record(LogEntry::Failure(f.clone()));
     }
-    assert_eq!(sink.pending().await, 0);
-    let listed: Vec<_> = logs.list("export").unwrap().try_collect().await.unwrap();
+    let listed = wait_for_blobs(&logs, "export", 2).await;
     assert_eq!(listed.len(), 2);
+    assert_eq!(sink.pending(), 0);
+    // What is recorded after is written when the flusher stops.
+    sink.record(LogEntry::Failure(f.clone()));
+    stop.cancel();
+    flusher.await.unwrap();
+    assert_eq!(sink.pending(), 0);
+    let listed: Vec<_> = logs.list("export").unwrap().try_collect().await.unwrap();
+    assert_eq!(listed.len(), 3);
     // The data container holds none of it.
     let data_blobs: Vec<_> = data.list("").unwrap().try_collect().await.unwrap();
     assert!(data_blobs.is_empty());
@@ -86,10 +95,12 @@ async fn failed_flush_keeps_entries_bounded_and_reports_drops() {
         time: SystemTime::UNIX_EPOCH,
         count: 0,
     };
-    sink.log(&entry).await.unwrap();
-    assert!(sink.log(&entry).await.is_err());
-    assert!(sink.log(&entry).await.is_err());
-    assert_eq!(sink.pending().await, 2, "buffer stays bounded");
+    for _ in 0..3 {
+        sink.record(entry.clone());
+    }
+    assert_eq!(sink.pending(), 2, "the queue stays bounded");
+    assert!(sink.flush().await.is_err());
+    assert_eq!(sink.pending(), 2, "a failed write keeps its entries");
     az.create_container("late-logs");
     let name = sink.flush().await.unwrap().unwrap();
     let body = String::from_utf8(logs.get_bytes(&name).await.unwrap().to_vec()).unwrap();
@@ -99,4 +110,16 @@ async fn failed_flush_keeps_entries_bounded_and_reports_drops() {
         "{body}"
     );
     assert_eq!(body.lines().count(), 3);
+}
+
+/// Polls the listing until `n` blobs are there (the flusher writes in the background).
+async fn wait_for_blobs(store: &blob::BlobStore, prefix: &str, n: usize) -> Vec<blob::BlobInfo> {
+    for _ in 0..600 {
+        let listed: Vec<_> = store.list(prefix).unwrap().try_collect().await.unwrap();
+        if listed.len() >= n {
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the flusher did not write {n} blobs");
 }

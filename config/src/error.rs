@@ -8,15 +8,21 @@ pub enum ConfigError {
     /// The file cannot be read (keeps the OS error).
     #[error("{}: cannot read the policy file: {source}", file.display())]
     Io {
+        /// The policy file.
         file: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
     /// The file is not valid TOML, or a key is unknown, missing or has a bad value.
     #[error("{}", render(file, *line, key, message))]
     Invalid {
+        /// The policy file.
         file: PathBuf,
+        /// The line, when known.
         line: Option<usize>,
+        /// The key (`section.key`).
         key: String,
+        /// What is wrong, one line.
         message: String,
     },
 }

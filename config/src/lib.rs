@@ -18,6 +18,8 @@
 //! [`Copytool`], [`Control`], [`Import`]), the option enums ([`MetadataMode`], [`DeleteMode`], [`RenameMode`],
 //! [`ConflictMode`]), [`ConfigError`], and the unit parsers in [`units`].
 
+#![warn(missing_docs)]
+
 mod error;
 mod fields;
 pub mod units;
@@ -41,17 +43,24 @@ pub const MAX_BLOCK_SIZE: u64 = 4000 << 20;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// `[lustre]`: the mount, MDTs, changelog user, archive id.
     pub lustre: Lustre,
+    /// `[blob]`: the target and its credentials.
     pub blob: BlobTarget,
     #[serde(default)]
+    /// `[autoexport]`: what is exported and how changes propagate.
     pub autoexport: AutoExport,
     #[serde(default)]
+    /// `[logging]`: the logging container.
     pub logging: Logging,
     #[serde(default)]
+    /// `[copytool]`: the copytool's settings.
     pub copytool: Copytool,
     #[serde(default)]
+    /// `[control]`: socket, state directory, HTTP.
     pub control: Control,
     #[serde(default)]
+    /// `[import]`: import settings.
     pub import: Import,
 }
 
@@ -95,6 +104,7 @@ pub struct Lustre {
 /// numbers users per MDT, so the same consumer may be `cl1` on one and `cl3` on another).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangelogUser {
+    /// One user id on every MDT.
     Same(String),
     /// Keyed by `<fsname>-MDTxxxx` or `MDTxxxx`.
     PerMdt(std::collections::BTreeMap<String, String>),
@@ -253,12 +263,16 @@ pub struct AutoExport {
     #[serde(default, deserialize_with = "units::de_duration")]
     pub min_age: Duration,
     #[serde(default)]
+    /// Which metadata is exported.
     pub metadata: MetadataMode,
     #[serde(default)]
+    /// What an unlink does to the blob.
     pub on_delete: DeleteMode,
     #[serde(default)]
+    /// What a rename does to the blobs.
     pub on_rename: RenameMode,
     #[serde(default)]
+    /// What to do with a blob changed behind our back.
     pub conflict: ConflictMode,
     /// Files handed to the coordinator per `llapi_hsm_request` call (split further into requests
     /// of at most 52 items by the `lustre` crate). Default 1000.
@@ -572,32 +586,16 @@ impl Policy {
 
 /// Host and port of an `http(s)://` URL (`None` for other schemes, e.g. `az://`, or no host).
 pub fn url_host_and_port(url: &str) -> Option<(String, u16)> {
-    let (rest, default_port) = if let Some(r) = url.strip_prefix("https://") {
-        (r, 443)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (r, 80)
-    } else {
-        return None;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']')?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => default_port,
-    };
-    if host.is_empty() {
+    let u = url::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
         return None;
     }
-    Some((host.to_string(), port))
+    let host = match u.host()? {
+        url::Host::Domain(d) => d.to_string(),
+        url::Host::Ipv4(a) => a.to_string(),
+        url::Host::Ipv6(a) => a.to_string(),
+    };
+    Some((host, u.port_or_known_default()?))
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! ARCHIVE, RESTORE and REMOVE (DESIGN §3, lustre-abi §4.3–4.5), each: begin, work, exactly one end.
 
+use blob::FailureReason;
+use lustre_blob_config::{ConflictMode, DeleteMode};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -9,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{ConflictPolicy, Engine, EngineConfig, RemovePolicy};
+use crate::engine::{Engine, EngineConfig};
 use crate::failure::Failure;
 use crate::guard::{ActionGuard, ActionSlot};
 use crate::metrics::Outcome;
@@ -107,9 +109,17 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
     /// ESHUTDOWN when the agent is stopping.
     fn cancelled(&self) -> Failure {
         if self.engine.shutting_down.load(Ordering::SeqCst) {
-            Failure::new(libc::ESHUTDOWN, "shutdown", "aborted: copytool stopping")
+            Failure::new(
+                libc::ESHUTDOWN,
+                FailureReason::Shutdown,
+                "aborted: copytool stopping",
+            )
         } else {
-            Failure::new(libc::ECANCELED, "cancelled", "cancelled by the coordinator")
+            Failure::new(
+                libc::ECANCELED,
+                FailureReason::Cancelled,
+                "cancelled by the coordinator",
+            )
         }
     }
 
@@ -238,7 +248,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         let Some(first) = paths.first() else {
             return Err(Failure::new(
                 libc::ENOENT,
-                "not_found",
+                FailureReason::NotFound,
                 "the file has no name (fid2path returned no link)",
             ));
         };
@@ -267,7 +277,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         // when the service refuses it. That saves a HEAD per file, half the requests of a small-file
         // export. Larger files look first: a refused Put Block List would waste the whole upload.
         let optimistic = !self.cfg.dry_run
-            && self.cfg.conflict == ConflictPolicy::Fail
+            && self.cfg.conflict == ConflictMode::Fail
             && st.len() <= self.cfg.block_size;
         let mode = if optimistic {
             assumed_mode(&names[0], previous.as_ref())
@@ -277,7 +287,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         if self.cfg.dry_run {
             return Err(Failure::new(
                 libc::EOPNOTSUPP,
-                "dry_run",
+                FailureReason::DryRun,
                 format!(
                     "dry run: would upload {} bytes to {} ({mode:?}) and copy it to {} other link(s); nothing written",
                     st.len(),
@@ -342,7 +352,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             {
                 return Err(Failure::new(
                     libc::EBUSY,
-                    "changed",
+                    FailureReason::Changed,
                     format!("file changed during archive (it was truncated while read: {e}); nothing committed, it will be exported again"),
                 ));
             }
@@ -365,7 +375,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             }
             return Err(Failure::new(
                 libc::EBUSY,
-                "changed",
+                FailureReason::Changed,
                 "file changed during archive; blob withdrawn, it will be exported again",
             ));
         }
@@ -410,7 +420,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         name: &str,
         previous: Option<&ExportRecord>,
     ) -> Result<WriteMode, Failure> {
-        if self.cfg.conflict == ConflictPolicy::Overwrite {
+        if self.cfg.conflict == ConflictMode::Overwrite {
             return Ok(WriteMode::Overwrite);
         }
         let recorded = previous.filter(|r| r.blob == name).map(|r| r.etag.clone());
@@ -541,7 +551,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 let path = self.path.clone().ok_or_else(|| {
                     Failure::new(
                         libc::ENOENT,
-                        "not_found",
+                        FailureReason::NotFound,
                         "no export record and no path to name the blob",
                     )
                 })?;
@@ -555,15 +565,15 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             .ok_or_else(|| {
                 Failure::new(
                     libc::ENOENT,
-                    "not_found",
+                    FailureReason::NotFound,
                     format!("blob {name} does not exist"),
                 )
             })?;
         if let Some(r) = &rec {
-            if self.cfg.conflict == ConflictPolicy::Fail && head.etag != r.etag {
+            if self.cfg.conflict == ConflictMode::Fail && head.etag != r.etag {
                 return Err(Failure::new(
                     libc::EEXIST,
-                    "conflict",
+                    FailureReason::Conflict,
                     format!("blob {name} changed since it was exported (ETag {} != {}); not restoring foreign data", head.etag, r.etag),
                 ));
             }
@@ -571,7 +581,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         if self.cfg.dry_run {
             return Err(Failure::new(
                 libc::EOPNOTSUPP,
-                "dry_run",
+                FailureReason::DryRun,
                 format!(
                     "dry run: would restore {} bytes from {name}; nothing written",
                     head.size
@@ -595,7 +605,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         if size != expected {
             return Err(Failure::new(
                 libc::EIO,
-                "corrupt",
+                FailureReason::Corrupt,
                 format!("restored {size} bytes from {name}, expected {expected}"),
             ));
         }
@@ -620,7 +630,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             return first.map_err(|e| Failure::from(e).context("set the volatile file's layout"));
         };
         let without = lustre::Striping::new(l.stripe_count().into(), l.stripe_size(), None)
-            .map_err(|e| Failure::new(libc::EINVAL, "invalid", e.to_string()))?;
+            .map_err(|e| Failure::new(libc::EINVAL, FailureReason::Lustre, e.to_string()))?;
         tracing::warn!(action = %self.label(), pool, layout = %l, "the file's pool is refused (removed?); restoring its striping without the pool");
         blocking(|| guard.with(|a| a.set_layout(Some(&without))))
             .map_err(|e| Failure::from(e).context("set the volatile file's layout"))
@@ -661,14 +671,14 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             tracing::info!(action = %self.label(), "no export record: no blob of ours to delete");
             return Ok(Done { bytes: 0 });
         };
-        if self.cfg.remove == RemovePolicy::Keep {
+        if self.cfg.remove == DeleteMode::Keep {
             tracing::info!(action = %self.label(), blob = %rec.blob, "policy keeps blobs on remove");
             return Ok(Done { bytes: 0 });
         }
         if self.cfg.dry_run {
             return Err(Failure::new(
                 libc::EOPNOTSUPP,
-                "dry_run",
+                FailureReason::DryRun,
                 format!(
                     "dry run: would delete {}; nothing deleted",
                     rec.all_blobs().collect::<Vec<_>>().join(", ")
@@ -711,7 +721,7 @@ fn not_regular(st: &std::fs::Metadata) -> Failure {
     };
     Failure::new(
         libc::EINVAL,
-        "not_regular",
+        FailureReason::NotRegular,
         format!("{kind}: HSM moves regular files only; directories and symlinks are exported by lustre-blob itself"),
     )
 }

@@ -7,6 +7,8 @@
 //! the receive loop takes a slot (semaphore permit) before each receive and for every item it hands
 //! out, so with `max_actions` actions running it stops receiving and the coordinator keeps the rest.
 
+use blob::FailureReason;
+use lustre_blob_config::{ConflictMode, DeleteMode};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,22 +25,7 @@ use crate::failure::Failure;
 use crate::journal::{Journal, Leftovers};
 use crate::metrics::{Metrics, Outcome};
 use crate::model::{Action, ActionList, Item, JobTag};
-use crate::ports::{Coordinator, CopyAction, CtError, FailureEntry, FailureLog, Store};
-
-/// What to do when a blob changed behind our back (`autoexport.conflict`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConflictPolicy {
-    Fail,
-    Overwrite,
-}
-
-/// What REMOVE does with the blobs (`autoexport.on_delete`): `Keep` ends REMOVE successfully and leaves
-/// the blobs (and the export record) in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemovePolicy {
-    Delete,
-    Keep,
-}
+use crate::ports::{Coordinator, CopyAction, CtError, FailureLog, Store};
 
 /// Settings of the engine; everything but `max_actions` is re-read on SIGHUP.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,8 +36,11 @@ pub struct EngineConfig {
     pub update_interval: Duration,
     /// Bytes per second; `None` = unlimited.
     pub bandwidth: Option<u64>,
-    pub conflict: ConflictPolicy,
-    pub remove: RemovePolicy,
+    /// What to do when a blob changed behind our back (`autoexport.conflict`).
+    pub conflict: ConflictMode,
+    /// What REMOVE does with the blobs (`autoexport.on_delete`): `Keep` ends REMOVE successfully
+    /// and leaves the blobs (and the export record) in place.
+    pub remove: DeleteMode,
     pub dry_run: bool,
     pub abort_on_error: bool,
 }
@@ -63,8 +53,8 @@ impl Default for EngineConfig {
             blocks_in_flight: 16,
             update_interval: Duration::from_secs(10),
             bandwidth: None,
-            conflict: ConflictPolicy::Fail,
-            remove: RemovePolicy::Keep,
+            conflict: ConflictMode::Fail,
+            remove: DeleteMode::Keep,
             dry_run: false,
             abort_on_error: false,
         }
@@ -631,7 +621,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         let engine = self.clone();
         self.tasks.spawn_on(
             async move {
-                let f = Failure::new(libc::ESHUTDOWN, "shutdown", "copytool stopping");
+                let f = Failure::new(libc::ESHUTDOWN, FailureReason::Shutdown, "copytool stopping");
                 match begun {
                     Some(a) => {
                         engine.report_failure(&item, None, &f);
@@ -665,7 +655,11 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                     Action::Unknown(n) => format!("unknown HSM action {n}"),
                     other => format!("unexpected HSM action {}", other.name()),
                 };
-                ctx.fail_unbegun(Failure::new(libc::EINVAL, "unknown_action", what));
+                ctx.fail_unbegun(Failure::new(
+                    libc::EINVAL,
+                    FailureReason::UnknownAction,
+                    what,
+                ));
                 Outcome::Failed
             }
         }
@@ -697,7 +691,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     /// Records a failure: tracing, the failure log, and the abort-on-error trigger.
     pub(crate) fn report_failure(&self, item: &Item, path: Option<&str>, f: &Failure) {
         let tag = JobTag::parse(&item.data);
-        if f.reason == "changed" {
+        if f.reason == FailureReason::Changed {
             // Not a failure: the file changed during its copy and is exported again. The policy
             // engine, which sees every try, logs it once per file and iteration.
             tracing::info!(fid = %item.fid, path = path.unwrap_or(""), "{} (EBUSY to the coordinator)", f.message);
@@ -708,27 +702,27 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             path = path.unwrap_or(""),
             action = item.action.name(),
             errno = f.errno,
-            reason = f.reason,
+            reason = %f.reason,
             job = tag.job.as_deref().unwrap_or(""),
             "action failed: {}",
             f.message
         );
-        self.log.record(FailureEntry {
-            time: crate::timefmt::rfc3339_now(),
-            kind: "failure",
-            agent: self.agent.clone(),
-            job: tag.job.unwrap_or_default(),
-            iteration: tag.iteration.unwrap_or(0),
-            fid: Some(item.fid.to_string()),
-            path: path.unwrap_or("").to_string(),
-            operation: item.action.name(),
+        self.log.record(blob::FailureEntry {
+            agent: Some(self.agent.clone()),
             error: f.message.clone(),
-            errno: f.errno,
-            reason: f.reason,
+            errno: Some(f.errno),
+            reason: Some(f.reason),
             http_status: f.http_status,
             azure_code: f.azure_code.clone(),
+            ..blob::FailureEntry::new(
+                tag.job.as_deref().unwrap_or(""),
+                tag.iteration.unwrap_or(0),
+                Some(item.fid.to_string()),
+                path.unwrap_or(""),
+                item.action.name(),
+            )
         });
-        if self.config().abort_on_error && f.reason != "cancelled" {
+        if self.config().abort_on_error && f.reason != FailureReason::Cancelled {
             *self.abort_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
                 "{} {}: {}",
                 item.action.name(),

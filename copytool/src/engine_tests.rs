@@ -1,12 +1,14 @@
 //! Engine behaviour against the fakes: the protocol rules of lustre-abi §4 and issue 5.
 
+use blob::FailureReason;
+use lustre_blob_config::{ConflictMode, DeleteMode};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::engine::{ConflictPolicy, Engine, EngineConfig, RemovePolicy, StopReason};
+use crate::engine::{Engine, EngineConfig, StopReason};
 use crate::failure::HP_FLAG_RETRY;
 use crate::fakes::{Event, FakeCoordinator, FakeCt, FakeLog, FakeStore};
 use crate::metrics::{Metrics, Outcome};
@@ -181,7 +183,7 @@ fn conflict_fail_protects_a_blob_changed_behind_our_back() {
     assert_eq!(h.store.get("f").unwrap().data, b"foreign");
     let entries = h.log.entries();
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].reason, "conflict");
+    assert_eq!(entries[0].reason, Some(FailureReason::Conflict));
     assert_eq!(entries[0].http_status, Some(412));
     assert_eq!(entries[0].job, "job-7");
     assert_eq!(entries[0].iteration, 3);
@@ -213,7 +215,7 @@ fn existing_blob_without_record_is_a_conflict_unless_overwrite() {
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
     assert_eq!(h.store.get("f").unwrap().data, b"not ours");
     h.engine.reload(EngineConfig {
-        conflict: ConflictPolicy::Overwrite,
+        conflict: ConflictMode::Overwrite,
         ..cfg()
     });
     h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
@@ -307,7 +309,7 @@ fn a_blob_of_another_fid_stays_a_conflict() {
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
     assert_eq!(h.store.get("f").unwrap().data, b"someone else's");
     assert!(record_of(&h.data("f")).is_none());
-    assert_eq!(h.log.entries()[0].reason, "conflict");
+    assert_eq!(h.log.entries()[0].reason, Some(FailureReason::Conflict));
 }
 
 /// The replacement of our own blob is conditional on the ETag read before the upload: a foreign
@@ -382,7 +384,10 @@ fn unknown_action_ends_einval_through_the_error_path() {
             }
         ]
     );
-    assert_eq!(h.log.entries()[0].reason, "unknown_action");
+    assert_eq!(
+        h.log.entries()[0].reason,
+        Some(FailureReason::UnknownAction)
+    );
 }
 
 #[test]
@@ -540,7 +545,11 @@ fn transient_errors_end_etimedout_with_retry_and_are_logged() {
     let e = &h.log.entries()[0];
     assert_eq!(
         (e.http_status, e.azure_code.as_deref(), e.reason),
-        (Some(503), Some("ServerBusy"), "transient")
+        (
+            Some(503),
+            Some("ServerBusy"),
+            Some(FailureReason::Transient)
+        )
     );
     // The daemon keeps serving: the next request succeeds.
     h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
@@ -551,14 +560,14 @@ fn transient_errors_end_etimedout_with_retry_and_are_logged() {
 fn dry_run_never_reports_success() {
     let h = H::new(EngineConfig {
         dry_run: true,
-        remove: RemovePolicy::Delete,
+        remove: DeleteMode::Delete,
         ..cfg()
     });
     h.ct.add_file(fid(1), &["f"], b"x");
     h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EOPNOTSUPP)]);
     assert!(h.store.get("f").is_none());
-    assert_eq!(h.log.entries()[0].reason, "dry_run");
+    assert_eq!(h.log.entries()[0].reason, Some(FailureReason::DryRun));
 }
 
 #[test]
@@ -568,7 +577,7 @@ fn invalid_names_fail_einval() {
     h.ct.add_file(fid(1), &[&long], b"x");
     h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EINVAL)]);
-    assert_eq!(h.log.entries()[0].reason, "invalid_name");
+    assert_eq!(h.log.entries()[0].reason, Some(FailureReason::InvalidName));
 }
 
 #[test]
@@ -581,7 +590,7 @@ fn non_regular_files_are_refused_with_a_reason() {
     h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EINVAL)]);
     let e = &h.log.entries()[0];
-    assert_eq!(e.reason, "not_regular");
+    assert_eq!(e.reason, Some(FailureReason::NotRegular));
     assert!(e.error.contains("directory"), "{}", e.error);
 }
 
@@ -724,7 +733,7 @@ fn restore_of_a_missing_blob_ends_enoent() {
 #[test]
 fn remove_deletes_every_blob_of_the_record() {
     let h = H::new(EngineConfig {
-        remove: RemovePolicy::Delete,
+        remove: DeleteMode::Delete,
         ..cfg()
     });
     h.ct.add_file(fid(1), &["a", "b"], b"x");
@@ -740,7 +749,7 @@ fn remove_deletes_every_blob_of_the_record() {
 #[test]
 fn remove_keeps_blobs_when_policy_says_keep() {
     let h = H::new(EngineConfig {
-        remove: RemovePolicy::Keep,
+        remove: DeleteMode::Keep,
         ..cfg()
     });
     h.ct.add_file(fid(1), &["a"], b"x");

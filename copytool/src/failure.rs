@@ -2,6 +2,8 @@
 //! for ETIMEDOUT, as lhsmtool_posix does), a short machine-readable reason, and the HTTP details that go
 //! into the failure log.
 
+use blob::FailureReason;
+
 use crate::ports::{CtError, StoreError, StoreErrorKind};
 
 /// `HP_FLAG_RETRY` from `lustre_user.h`.
@@ -14,15 +16,15 @@ pub struct Failure {
     pub errno: i32,
     /// Set HP_FLAG_RETRY (transient failures only).
     pub retry: bool,
-    /// Short stable keyword: `conflict`, `transient`, `not_found`, ... (documented in the README).
-    pub reason: &'static str,
+    /// The keyword of the failure log (documented in the README).
+    pub reason: FailureReason,
     pub message: String,
     pub http_status: Option<u16>,
     pub azure_code: Option<String>,
 }
 
 impl Failure {
-    pub fn new(errno: i32, reason: &'static str, message: impl Into<String>) -> Failure {
+    pub fn new(errno: i32, reason: FailureReason, message: impl Into<String>) -> Failure {
         Failure {
             errno,
             retry: errno == libc::ETIMEDOUT,
@@ -55,16 +57,18 @@ impl From<StoreError> for Failure {
         // out instead of failing the file for good.
         let container_missing = e.azure_code.as_deref() == Some("ContainerNotFound");
         let (errno, reason) = match e.kind {
-            _ if container_missing => (libc::ENOMEDIUM, "container_missing"),
-            StoreErrorKind::Conflict => (libc::EEXIST, "conflict"),
-            StoreErrorKind::NotFound => (libc::ENOENT, "not_found"),
-            StoreErrorKind::PermissionDenied => (libc::EKEYREJECTED, "permission_denied"),
-            StoreErrorKind::InvalidName => (libc::EINVAL, "invalid_name"),
-            StoreErrorKind::Transient => (libc::ETIMEDOUT, "transient"),
-            StoreErrorKind::Permanent => (libc::EIO, "blob_error"),
-            StoreErrorKind::Cancelled => (libc::ECANCELED, "cancelled"),
-            StoreErrorKind::Io => (e.errno.unwrap_or(libc::EIO), "io"),
-            StoreErrorKind::Corrupt => (libc::EIO, "corrupt"),
+            _ if container_missing => (libc::ENOMEDIUM, FailureReason::ContainerMissing),
+            StoreErrorKind::Conflict => (libc::EEXIST, FailureReason::Conflict),
+            StoreErrorKind::NotFound => (libc::ENOENT, FailureReason::NotFound),
+            StoreErrorKind::PermissionDenied => {
+                (libc::EKEYREJECTED, FailureReason::PermissionDenied)
+            }
+            StoreErrorKind::InvalidName => (libc::EINVAL, FailureReason::InvalidName),
+            StoreErrorKind::Transient => (libc::ETIMEDOUT, FailureReason::Transient),
+            StoreErrorKind::Permanent => (libc::EIO, FailureReason::BlobError),
+            StoreErrorKind::Cancelled => (libc::ECANCELED, FailureReason::Cancelled),
+            StoreErrorKind::Io => (e.errno.unwrap_or(libc::EIO), FailureReason::Io),
+            StoreErrorKind::Corrupt => (libc::EIO, FailureReason::Corrupt),
         };
         let mut f = Failure::new(errno, reason, e.message);
         f.http_status = e.http_status;
@@ -76,9 +80,9 @@ impl From<StoreError> for Failure {
 impl From<CtError> for Failure {
     fn from(e: CtError) -> Failure {
         let reason = if e.errno == libc::ECANCELED {
-            "cancelled"
+            FailureReason::Cancelled
         } else {
-            "lustre"
+            FailureReason::Lustre
         };
         Failure::new(e.errno, reason, e.to_string())
     }
@@ -86,7 +90,11 @@ impl From<CtError> for Failure {
 
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
-        Failure::new(e.raw_os_error().unwrap_or(libc::EIO), "io", e.to_string())
+        Failure::new(
+            e.raw_os_error().unwrap_or(libc::EIO),
+            FailureReason::Io,
+            e.to_string(),
+        )
     }
 }
 
@@ -101,7 +109,10 @@ mod tests {
     #[test]
     fn store_errors_map_to_coordinator_errnos() {
         assert_eq!(map(StoreErrorKind::Conflict).errno, libc::EEXIST);
-        assert_eq!(map(StoreErrorKind::Conflict).reason, "conflict");
+        assert_eq!(
+            map(StoreErrorKind::Conflict).reason,
+            FailureReason::Conflict
+        );
         assert_eq!(
             map(StoreErrorKind::PermissionDenied).errno,
             libc::EKEYREJECTED
@@ -116,7 +127,10 @@ mod tests {
         let e = StoreError::new(StoreErrorKind::Permanent, "no container")
             .with_http(Some(404), Some("ContainerNotFound".into()));
         let f = Failure::from(e);
-        assert_eq!((f.errno, f.reason), (libc::ENOMEDIUM, "container_missing"));
+        assert_eq!(
+            (f.errno, f.reason),
+            (libc::ENOMEDIUM, FailureReason::ContainerMissing)
+        );
         let e = StoreError::new(StoreErrorKind::NotFound, "no blob")
             .with_http(Some(404), Some("BlobNotFound".into()));
         assert_eq!(Failure::from(e).errno, libc::ENOENT);

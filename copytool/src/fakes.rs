@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::model::{Action, ActionList, Extent, Fid, Item};
 use crate::ports::{
-    BlobHead, BlobMeta, Coordinator, CopyAction, CtError, FailureEntry, FailureLog, Store,
-    StoreError, StoreErrorKind, TransferOpts, Uploaded, WriteMode,
+    BlobHead, BlobMeta, Coordinator, CopyAction, CtError, FailureLog, Store, StoreError,
+    StoreErrorKind, TransferOpts, Uploaded, WriteMode,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -539,16 +539,16 @@ impl Store for FakeStore {
 }
 
 #[derive(Default)]
-pub struct FakeLog(pub Mutex<Vec<FailureEntry>>);
+pub struct FakeLog(pub Mutex<Vec<blob::FailureEntry>>);
 
 impl FailureLog for FakeLog {
-    fn record(&self, entry: FailureEntry) {
+    fn record(&self, entry: blob::FailureEntry) {
         self.0.lock().unwrap().push(entry);
     }
 }
 
 impl FakeLog {
-    pub fn entries(&self) -> Vec<FailureEntry> {
+    pub fn entries(&self) -> Vec<blob::FailureEntry> {
         self.0.lock().unwrap().clone()
     }
 }

@@ -17,8 +17,8 @@
 //! * [`journal`]: every received item until its end is sent, under an exclusive lock; a restarted
 //!   copytool ends what a dead one left STARTED ([`engine::Engine::recover`]).
 //! * [`failure`]: errno / reason / HP_FLAG_RETRY mapping of every failure.
-//! * [`logsink`]: failure entries as JSON lines in the logging container.
-//! * [`metrics`] + [`http_metrics`]: per-agent counters, Prometheus text at `/metrics`.
+//! * [`metrics`]: per-agent counters, Prometheus text at `/metrics` (served by the `endpoint` crate,
+//!   as the policy daemon's are).
 //! * [`settings`]: the command line and how it overrides the policy file; [`service`]: signals,
 //!   reload, metrics, drain.
 
@@ -26,16 +26,13 @@ pub mod actions;
 pub mod engine;
 pub mod failure;
 pub mod guard;
-pub mod http_metrics;
 pub mod journal;
-pub mod logsink;
 pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod real;
 pub mod service;
 pub mod settings;
-pub mod timefmt;
 
 #[cfg(test)]
 mod engine_tests;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use clap::Parser;
 use copytool::engine::StopReason;
-use copytool::logsink::{ContainerWriter, JsonLinesLog, CAPACITY};
 use copytool::ports::Coordinator;
 use copytool::real::{BlobBackend, LustreCoordinator};
 use copytool::service::{self, ServiceOptions};
@@ -18,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How often buffered failure entries are written to the logging container.
 const LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+/// Failure entries queued at most while the logging container cannot be written.
+const LOG_CAPACITY: usize = 10_000;
 
 fn main() {
     std::process::exit(run());
@@ -142,10 +143,17 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
     })?;
     tracing::info!(journal = %journal.0.path().map(|p| p.display().to_string()).unwrap_or_default(), "journal of begun items");
 
-    let log = JsonLinesLog::new(CAPACITY);
-    let writer = ContainerWriter::new(log_store, &agent);
+    let log = blob::LogSink::new(
+        log_store,
+        "",
+        &format!("lhsmtool_blob-{agent}"),
+        LOG_CAPACITY,
+    );
     let log_stop = CancellationToken::new();
-    let log_task = rt.spawn(writer.run(log.clone(), LOG_FLUSH, log_stop.clone()));
+    let log_task = {
+        let _in_rt = rt.enter();
+        log.spawn_flusher(LOG_FLUSH, log_stop.clone())
+    };
 
     let reload_cli = cli.clone();
     let opts = ServiceOptions {
@@ -161,7 +169,7 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         &rt,
         ct.clone(),
         Arc::new(BlobBackend::new(store)),
-        log,
+        Arc::new(log),
         opts,
     );
 

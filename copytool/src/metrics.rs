@@ -81,52 +81,47 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format (version 0.0.4).
+    /// The Prometheus text of the counters, every sample labelled with `agent`.
     pub fn render_prometheus(&self, agent: &str) -> String {
-        let agent = agent.replace('\\', "\\\\").replace('"', "\\\"");
-        let mut out = String::new();
-        out.push_str(
-            "# HELP lustre_blob_copytool_actions_total HSM actions ended by this agent.\n",
-        );
-        out.push_str("# TYPE lustre_blob_copytool_actions_total counter\n");
+        let e = endpoint::Exposition::new();
+        let mut actions = Vec::new();
         for (ai, a) in ACTIONS.iter().enumerate() {
             for (oi, o) in OUTCOMES.iter().enumerate() {
                 let v = self.actions[ai][oi].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "lustre_blob_copytool_actions_total{{agent=\"{agent}\",action=\"{a}\",result=\"{o}\"}} {v}"
-                );
+                actions.push(([agent, *a, *o], v));
             }
         }
-        out.push_str("# HELP lustre_blob_copytool_bytes_total Bytes moved by this agent.\n");
-        out.push_str("# TYPE lustre_blob_copytool_bytes_total counter\n");
-        let _ = writeln!(
-            out,
-            "lustre_blob_copytool_bytes_total{{agent=\"{agent}\",direction=\"archive\"}} {}",
-            self.bytes_archived()
+        let actions: Vec<(&[&str], u64)> = actions.iter().map(|(l, v)| (&l[..], *v)).collect();
+        e.counter(
+            "lustre_blob_copytool_actions_total",
+            "HSM actions ended by this agent.",
+            &["agent", "action", "result"],
+            &actions,
         );
-        let _ = writeln!(
-            out,
-            "lustre_blob_copytool_bytes_total{{agent=\"{agent}\",direction=\"restore\"}} {}",
-            self.bytes_restored()
+        e.counter(
+            "lustre_blob_copytool_bytes_total",
+            "Bytes moved by this agent.",
+            &["agent", "direction"],
+            &[
+                (&[agent, "archive"], self.bytes_archived()),
+                (&[agent, "restore"], self.bytes_restored()),
+            ],
         );
-        out.push_str("# HELP lustre_blob_copytool_actions_in_flight Actions being served now.\n");
-        out.push_str("# TYPE lustre_blob_copytool_actions_in_flight gauge\n");
-        let _ = writeln!(
-            out,
-            "lustre_blob_copytool_actions_in_flight{{agent=\"{agent}\"}} {}",
-            self.in_flight()
+        e.gauge(
+            "lustre_blob_copytool_actions_in_flight",
+            "Actions being served now.",
+            &["agent"],
+            &[(&[agent], self.in_flight() as f64)],
         );
-        out.push_str("# HELP lustre_blob_copytool_receive_errors_total Failed receives from the coordinator.\n");
-        out.push_str("# TYPE lustre_blob_copytool_receive_errors_total counter\n");
-        let _ = writeln!(
-            out,
-            "lustre_blob_copytool_receive_errors_total{{agent=\"{agent}\"}} {}",
-            self.receive_errors()
+        e.counter(
+            "lustre_blob_copytool_receive_errors_total",
+            "Failed receives from the coordinator.",
+            &["agent"],
+            &[(&[agent], self.receive_errors())],
         );
-        out
+        e.encode()
     }
 
-    /// One human-readable line for the periodic log.
     pub fn summary(&self) -> String {
         let mut s = String::new();
         for (ai, a) in ACTIONS.iter().enumerate() {
@@ -164,10 +159,12 @@ mod tests {
         m.add_archived(42);
         m.started();
         let text = m.render_prometheus("host:1");
+        // The encoder writes labels in name order.
         assert!(text.contains(
-            "lustre_blob_copytool_actions_total{agent=\"host:1\",action=\"archive\",result=\"ok\"} 2\n"
-        ));
-        assert!(text.contains("action=\"restore\",result=\"failed\"} 1\n"));
+            "lustre_blob_copytool_actions_total{action=\"archive\",agent=\"host:1\",result=\"ok\"} 2\n"
+        ), "{text}");
+        assert!(text.contains("action=\"restore\",agent=\"host:1\",result=\"failed\"} 1\n"));
+        assert!(text.contains("# TYPE lustre_blob_copytool_actions_total counter\n"));
         assert!(text.contains("direction=\"archive\"} 42\n"));
         assert!(text.contains("lustre_blob_copytool_actions_in_flight{agent=\"host:1\"} 1\n"));
         m.finished();

@@ -210,29 +210,14 @@ pub trait Store: Send + Sync + 'static {
     fn copy(&self, from: &str, to: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// One failed action, as written to the logging container (JSON lines; format in the README).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FailureEntry {
-    /// RFC 3339 UTC.
-    pub time: String,
-    pub kind: &'static str,
-    pub agent: String,
-    /// Job id from the request data (`lb:j=...`), "" when the request carried none.
-    pub job: String,
-    /// Iteration from the request data (`lb:...:i=N`), 0 when none.
-    pub iteration: u64,
-    pub fid: Option<String>,
-    /// Path relative to the mount, "" when it could not be resolved.
-    pub path: String,
-    pub operation: &'static str,
-    pub error: String,
-    pub errno: i32,
-    pub reason: &'static str,
-    pub http_status: Option<u16>,
-    pub azure_code: Option<String>,
+/// Where failure entries go: the logging container through `blob::LogSink` in production.
+pub trait FailureLog: Send + Sync + 'static {
+    /// Queues an entry; never blocks the action.
+    fn record(&self, entry: blob::FailureEntry);
 }
 
-/// Where failure entries go (the logging container via `blob::LogSink` in production).
-pub trait FailureLog: Send + Sync + 'static {
-    fn record(&self, entry: FailureEntry);
+impl FailureLog for blob::LogSink {
+    fn record(&self, entry: blob::FailureEntry) {
+        blob::LogSink::record(self, blob::LogEntry::Failure(entry));
+    }
 }

@@ -72,13 +72,9 @@ pub fn run<C: Coordinator, S: Store>(
     let stop_aux = CancellationToken::new();
 
     if let Some(addr) = opts.metrics_addr {
-        let bound = rt
-            .block_on(crate::http_metrics::serve(
-                addr,
-                metrics.clone(),
-                opts.agent.clone(),
-                stop_aux.clone(),
-            ))
+        let (m, agent) = (metrics.clone(), opts.agent.clone());
+        let app = endpoint::metrics_router(move || m.render_prometheus(&agent));
+        let bound = endpoint::spawn(rt.handle(), addr, app, stop_aux.clone())
             .map_err(|e| format!("metrics endpoint {addr}: {e}"))?;
         tracing::info!(%bound, "serving Prometheus metrics at /metrics");
     }

@@ -8,11 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use lustre_blob_config::{
-    units, ConflictMode, DeleteMode, Policy, DEFAULT_PATH, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE,
-};
+use lustre_blob_config::{units, Policy, DEFAULT_PATH, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 
-use crate::engine::{ConflictPolicy, EngineConfig, RemovePolicy};
+use crate::engine::EngineConfig;
 
 /// `lhsmtool_blob [OPTIONS] MOUNTPOINT`
 #[derive(Debug, Clone, Parser)]
@@ -190,14 +188,8 @@ pub fn engine_config(cli: &Cli, policy: &Policy) -> Result<EngineConfig, String>
         blocks_in_flight,
         update_interval: cli.update_interval.unwrap_or(ct.update_interval),
         bandwidth,
-        conflict: match policy.autoexport.conflict {
-            ConflictMode::Fail => ConflictPolicy::Fail,
-            ConflictMode::Overwrite => ConflictPolicy::Overwrite,
-        },
-        remove: match policy.autoexport.on_delete {
-            DeleteMode::Keep => RemovePolicy::Keep,
-            DeleteMode::Delete => RemovePolicy::Delete,
-        },
+        conflict: policy.autoexport.conflict,
+        remove: policy.autoexport.on_delete,
         dry_run: cli.dry_run,
         abort_on_error: cli.abort_on_error,
     })
@@ -250,6 +242,7 @@ pub fn reload(cli: &Cli) -> Result<EngineConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lustre_blob_config::{ConflictMode, DeleteMode};
 
     const POLICY: &str = r#"
 [lustre]
@@ -293,8 +286,8 @@ metrics = "127.0.0.1:9999"
         assert_eq!(s.engine.block_size, 1 << 20);
         assert_eq!(s.engine.update_interval, Duration::from_secs(3));
         assert_eq!(s.engine.bandwidth, Some(10 << 20));
-        assert_eq!(s.engine.conflict, ConflictPolicy::Overwrite);
-        assert_eq!(s.engine.remove, RemovePolicy::Delete);
+        assert_eq!(s.engine.conflict, ConflictMode::Overwrite);
+        assert_eq!(s.engine.remove, DeleteMode::Delete);
         assert_eq!(s.metrics, Some("127.0.0.1:9998".parse().unwrap()));
         assert!(s.archives.is_empty(), "no -A = all archives");
         assert!(!s.engine.dry_run);

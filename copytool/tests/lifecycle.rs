@@ -217,7 +217,8 @@ fn metrics_endpoint_counts_actions() {
     let scrape = || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        // HTTP/1.1 keeps the connection open unless asked not to.
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
@@ -225,7 +226,11 @@ fn metrics_endpoint_counts_actions() {
     };
     // The counters move right after the action's end, which is what made the file archived.
     env.wait_until("archive counted", Duration::from_secs(10), || {
-        scrape().contains("action=\"archive\",result=\"ok\"} 1")
+        // Labels in name order, as the encoder writes them.
+        scrape().lines().any(|l| {
+            l.starts_with("lustre_blob_copytool_actions_total{action=\"archive\"")
+                && l.contains("result=\"ok\"} 1")
+        })
     });
     let body = scrape();
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");

@@ -61,10 +61,15 @@ pub const LUSTREAPI_DEVNAME: &str = "liblustreapi.so";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoadError {
     /// No candidate could be opened; each entry is `path (loader message)`.
-    NotFound { tried: Vec<String> },
+    NotFound {
+        /// Every path tried.
+        tried: Vec<String>,
+    },
     /// The library opened but lacks a symbol every supported version exports.
     MissingSymbol {
+        /// The library opened.
         library: String,
+        /// The symbol it lacks.
         symbol: &'static str,
     },
 }
@@ -119,8 +124,8 @@ macro_rules! function_table {
         /// `unsafe`: the caller upholds the C contract of that function.
         pub struct LustreApi {
             path: String,
-            $( $(#[$rm])* pub $rname: unsafe extern "C" fn( $($rarg),* ) $(-> $rret)?, )*
-            $( $(#[$om])* pub $oname: Option<unsafe extern "C" fn( $($oarg),* ) $(-> $oret)?>, )*
+            $( #[doc = concat!("`", stringify!($rname), "` of liblustreapi.")] $(#[$rm])* pub $rname: unsafe extern "C" fn( $($rarg),* ) $(-> $rret)?, )*
+            $( #[doc = concat!("`", stringify!($oname), "` of liblustreapi, when it has one.")] $(#[$om])* pub $oname: Option<unsafe extern "C" fn( $($oarg),* ) $(-> $oret)?>, )*
             // Keeps the library mapped for as long as the pointers above can be used. Declared
             // last so it is dropped after them.
             _lib: libloading::Library,

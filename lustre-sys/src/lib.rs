@@ -9,6 +9,7 @@
 //!
 //! With the `bindgen` feature and installed Lustre headers, the build also generates bindings
 //! and the `bindgen_layout` test compares them with these hand-written layouts.
+#![warn(missing_docs)]
 #![allow(non_camel_case_types, non_upper_case_globals)]
 
 mod api;

@@ -127,7 +127,8 @@ impl Drop for ChangelogReader {
         // SAFETY: `self.handle` came from llapi_changelog_start and is released exactly once.
         let rc = unsafe { (self.api.llapi_changelog_fini)(&mut self.handle) };
         if rc < 0 {
-            eprintln!("{}", Error::call_failed("llapi_changelog_fini", -rc));
+            let e = Error::call_failed("llapi_changelog_fini", -rc);
+            tracing::warn!(error = %e, "closing a changelog reader failed");
         }
     }
 }

@@ -45,7 +45,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         if let Err(e) = self.unregister() {
-            eprintln!("lustre: {e}");
+            tracing::warn!(error = %e, "copytool session dropped; unregister failed");
         }
     }
 }
@@ -293,12 +293,9 @@ impl Drop for CopyAction {
         if self.handle.is_null() {
             return;
         }
-        eprintln!(
-            "lustre: HSM action on {} dropped without an end; ending it with EIO",
-            self.fid
-        );
+        tracing::warn!(fid = %self.fid, "HSM action dropped without an end; ending it with EIO");
         if let Err(e) = self.finish(self.extent, 0, libc::EIO) {
-            eprintln!("lustre: {e}");
+            tracing::warn!(fid = %self.fid, error = %e, "ending a dropped HSM action failed");
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::real::{change_from, discover_mdts, BlobLog, BlobPort, LustreNs};
 use crate::scope::Scope;
 use crate::state::{Source, StateFile};
 use crate::status;
+use crate::vocab::JobState;
 use lustre_blob_config::Policy;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -279,7 +280,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
     pub fn new(engine: Engine<N, S, L>, mut jobs: JobRegistry, policy_path: PathBuf) -> Self {
         // An auto-export job runs from the start when the state says auto-export is on.
         if engine.enabled() {
-            jobs.autoexport_toggled(true, "", engine.state(), now_ms());
+            jobs.autoexport_toggled(true, JobState::InProgress, engine.state(), now_ms());
         }
         Daemon {
             engine,
@@ -399,7 +400,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                 }
                 self.engine.set_enabled(enable);
                 self.jobs
-                    .autoexport_toggled(enable, "Disabled", self.engine.state(), now);
+                    .autoexport_toggled(enable, JobState::Disabled, self.engine.state(), now);
                 tracing::info!(enable, "auto-export toggled");
                 Response::ok(serde_json::json!({ "enabled": enable }))
             }
@@ -473,12 +474,18 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                     // The portal's Cancel of auto-export: it stops (requests already sent still
                     // settle) and the job ends Canceled with its counters.
                     self.engine.set_enabled(false);
-                    self.jobs
-                        .autoexport_toggled(false, "Canceled", self.engine.state(), now);
+                    self.jobs.autoexport_toggled(
+                        false,
+                        JobState::Canceled,
+                        self.engine.state(),
+                        now,
+                    );
                     tracing::info!("auto-export job canceled");
-                    Response::ok(serde_json::json!({ "id": id, "state": "Canceled" }))
+                    Response::ok(serde_json::json!({ "id": id, "state": JobState::Canceled }))
                 }
-                Ok(()) => Response::ok(serde_json::json!({ "id": id, "state": "Cancelling" })),
+                Ok(()) => {
+                    Response::ok(serde_json::json!({ "id": id, "state": JobState::Cancelling }))
+                }
                 Err(e) => jobs_refusal(e),
             },
         };
@@ -578,6 +585,12 @@ fn jobs_refusal(e: JobsError) -> Response {
 /// moment of the call) before it times out without one.
 pub const FLUSH_BARRIER_GRACE_MS: u64 = 10_000;
 
+/// How often queued entries are written to the logging container (and soon after each
+/// iteration and job ends).
+const LOG_FLUSH: Duration = Duration::from_secs(5);
+/// Entries queued at most while the logging container cannot be written.
+const LOG_CAPACITY: usize = 10_000;
+
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     let policy = Policy::load(policy_path)?;
@@ -613,7 +626,12 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         anyhow::Error::new(e).context(format!("{}: blob target{what}", policy_path.display()))
     })?;
     let log_store = store.with_container(&policy.logging.container)?;
-    let sink = blob::LogSink::new(log_store, "", "lustre-blob", 1000);
+    let sink = blob::LogSink::new(log_store, "", "lustre-blob", LOG_CAPACITY);
+    let log_stop = blob::CancellationToken::new();
+    let log_flusher = {
+        let _in_rt = rt.enter();
+        sink.spawn_flusher(LOG_FLUSH, log_stop.clone())
+    };
     // The user of each MDT (ids are numbered per MDT): a table must name every MDT read.
     let mut users = Vec::with_capacity(mdts.len());
     for m in &mdts {
@@ -725,13 +743,13 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         metrics: d.metrics.clone(),
         history: d.history.clone(),
     };
-    let (http_stop, http_stopped) = crate::web::tokio_util_shim::pair();
+    let http_stop = tokio_util::sync::CancellationToken::new();
     if let Some(addr) = policy.control.metrics {
-        crate::web::spawn(rt.handle(), addr, false, None, &parts, http_stopped.clone())
+        crate::web::spawn(rt.handle(), addr, false, None, &parts, http_stop.clone())
             .map_err(|e| anyhow::anyhow!("control.metrics {addr}: {e}"))?;
     }
     if let Some(addr) = policy.control.http {
-        let at = crate::web::spawn(rt.handle(), addr, true, token, &parts, http_stopped)
+        let at = crate::web::spawn(rt.handle(), addr, true, token, &parts, http_stop.clone())
             .map_err(|e| anyhow::anyhow!("control.http {addr}: {e}"))?;
         tracing::info!(url = %format!("http://{at}/"), "Blob-integration page");
     }
@@ -763,7 +781,7 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping: saving state");
-    http_stop.fire();
+    http_stop.cancel();
     stop.store(true, Ordering::SeqCst);
     drop(server);
     // Let readers finish their pass; records they still hand over are applied before the save.
@@ -783,9 +801,9 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     d.engine.persist()?;
     // Once more: saves the clear points the last persist reached.
     d.engine.persist()?;
-    if let Err(e) = d.engine.log.flush() {
-        tracing::warn!(error = %e, "logging container flush failed at shutdown");
-    }
+    // The flusher writes what is queued once more, then ends.
+    log_stop.cancel();
+    let _ = rt.block_on(log_flusher);
     Ok(())
 }
 

@@ -24,7 +24,6 @@ use crate::state::{
     NsOpKind, Pending, Source, State, StateError, StateFile, MAX_RECENT_FAILURES, STATE_VERSION,
 };
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
-use serde_json::json;
 
 /// A file whose archive ended this many times with an error of [`Verdict::Retry`] fails for good.
 /// Errors of the environment ([`Verdict::Environment`]) and changes during the copy never count.
@@ -188,11 +187,6 @@ pub fn errno_text(errno: i32) -> String {
         "{} (errno {errno})",
         std::io::Error::from_raw_os_error(errno)
     )
-}
-
-pub fn rfc3339(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 pub fn now_ms() -> u64 {
@@ -786,18 +780,16 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         self.st.totals.files_failed += 1;
         tracing::warn!(job = %self.cfg.job_id, iteration, path, operation, %error, "export failed");
-        // The `blob::LogEntry` shape, so every writer of the logging container agrees.
-        self.log.record(json!({
-            "kind": "failure",
-            "time": rfc3339(now),
-            "job": self.cfg.job_id,
-            "iteration": iteration,
-            "fid": fid.map(|f| f.to_string()),
-            "path": path,
-            "operation": operation,
-            "error": error,
-            "http_status": null,
-            "azure_code": null,
+        self.log.record(blob::LogEntry::Failure(blob::FailureEntry {
+            time: blob::time::from_ms(now),
+            error: error.clone(),
+            ..blob::FailureEntry::new(
+                &self.cfg.job_id,
+                iteration,
+                fid.map(|f| f.to_string()),
+                path,
+                operation,
+            )
         }));
         let failure = Failure {
             at_ms: now,
@@ -1028,16 +1020,16 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 // Logged once per file and iteration (the file settles once per iteration);
                 // the next iteration exports the new content. Not a failure.
                 tracing::info!(fid = %fid, path = %inf.path, "changed during copy, re-exported");
-                self.log.record(json!({
-                    "kind": "requeued",
-                    "time": rfc3339(now),
-                    "job": self.cfg.job_id,
-                    "iteration": self.iteration_number(),
-                    "fid": fid.to_string(),
-                    "path": inf.path,
-                    "operation": "archive",
-                    "reason": "changed during copy, re-exported",
-                }));
+                self.log
+                    .record(blob::LogEntry::Requeued(blob::RequeuedEntry {
+                        time: blob::time::from_ms(now),
+                        job: self.cfg.job_id.clone(),
+                        iteration: self.iteration_number(),
+                        fid: Some(fid.to_string()),
+                        path: inf.path.clone(),
+                        operation: "archive".into(),
+                        reason: "changed during copy, re-exported".into(),
+                    }));
                 let r = Requeue {
                     delay_ms: 0,
                     error: Some("changed during copy".into()),
@@ -1498,20 +1490,17 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             self.st.totals.last_successful_ms = Some(now);
         }
         tracing::info!(job = %self.cfg.job_id, iteration = c.number, exported = c.files_exported, failed = c.files_failed, "iteration completed");
-        self.log.record(json!({
-            "kind": "summary",
-            "time": rfc3339(now),
-            "job": self.cfg.job_id,
-            "iteration": c.number,
-            "files_discovered": c.files_discovered,
-            "mib_discovered": c.bytes_discovered >> 20,
-            "files_exported": c.files_exported,
-            "mib_exported": c.bytes_exported >> 20,
-            "files_failed": c.files_failed,
+        self.log.record(blob::LogEntry::Summary(blob::SummaryEntry {
+            time: blob::time::from_ms(now),
+            job: self.cfg.job_id.clone(),
+            iteration: c.number,
+            files_discovered: c.files_discovered,
+            mib_discovered: c.bytes_discovered >> 20,
+            files_exported: c.files_exported,
+            mib_exported: c.bytes_exported >> 20,
+            files_failed: c.files_failed,
         }));
-        if let Err(e) = self.log.flush() {
-            tracing::warn!(error = %e, "logging container flush failed; entries kept for the next flush");
-        }
+        self.log.flush();
         self.st.last_iteration = Some(c);
         self.changed = true;
     }

@@ -485,32 +485,32 @@ impl Store for FakeStore {
     }
 }
 
-/// Log entries kept in memory; `flushed` counts flushes.
+/// Log entries kept in memory; `flushed` counts the requests to write them.
 #[derive(Debug, Clone, Default)]
 pub struct FakeLog {
-    pub entries: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub entries: Arc<Mutex<Vec<blob::LogEntry>>>,
     pub flushed: Arc<Mutex<usize>>,
 }
 
 impl FakeLog {
+    /// The entries as the JSON lines the logging container would hold.
     pub fn entries(&self) -> Vec<serde_json::Value> {
-        match self.entries.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        let g = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter()
+            .map(|e| serde_json::to_value(e).unwrap_or_default())
+            .collect()
     }
 }
 
 impl EventLog for FakeLog {
-    fn record(&mut self, entry: serde_json::Value) {
+    fn record(&mut self, entry: blob::LogEntry) {
         if let Ok(mut g) = self.entries.lock() {
             g.push(entry);
         }
     }
-    fn flush(&mut self) -> Result<(), String> {
+    fn flush(&mut self) {
         if let Ok(mut g) = self.flushed.lock() {
             *g += 1;
         }
-        Ok(())
     }
 }

@@ -4,16 +4,17 @@
 //!
 //! Both jobs run in small steps on the engine thread ([`JobRegistry::step`]), so the daemon stays
 //! responsive. A manual export's tree is read by a small pool of scanner threads
-//! ([`crate::tree_scan`]); each step takes at most [`STEP_ENTRIES`] of their candidates. A manual export archives through the same HSM path as auto-export and learns
+//! ([`crate::tree_scan`]); each step takes at most `STEP_ENTRIES` of their candidates. A manual export archives through the same HSM path as auto-export and learns
 //! completions from the CL_HSM records the engine passes on ([`Engine::foreign_hsm`]).
 
-use crate::engine::{errno_text, is_requeue_errno, rfc3339, Engine};
+use crate::engine::{errno_text, is_requeue_errno, Engine};
 use crate::model::{Fid, FileKind};
 use crate::ports::{BlobMeta, EventLog, ImportAttrs, Namespace, Store, StoreError};
 use crate::state::{State, StateError, StateFile};
 use crate::tree_scan::{default_threads, Next, ParallelScan, ScanItem, OUT_CAP, STEP_WAIT};
+use crate::vocab::{ImportConflictMode, JobKind, JobState};
+use blob::time::rfc3339_ms;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
@@ -31,30 +32,6 @@ pub enum JobsError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
-}
-
-/// Azure's import conflict resolution modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ConflictMode {
-    Fail,
-    Skip,
-    OverwriteIfDirty,
-    OverwriteAlways,
-}
-
-impl std::str::FromStr for ConflictMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "fail" => Ok(ConflictMode::Fail),
-            "skip" => Ok(ConflictMode::Skip),
-            "overwriteifdirty" | "overwrite-if-dirty" => Ok(ConflictMode::OverwriteIfDirty),
-            "overwritealways" | "overwrite-always" => Ok(ConflictMode::OverwriteAlways),
-            _ => Err(format!(
-                "unknown conflict mode \"{s}\" (Fail, Skip, OverwriteIfDirty, OverwriteAlways)"
-            )),
-        }
-    }
 }
 
 /// Manual export progress (Azure archive status).
@@ -84,7 +61,7 @@ pub struct ExportProgress {
 #[serde(rename_all = "camelCase")]
 pub struct ImportProgress {
     pub prefix: String,
-    pub conflict_resolution_mode: Option<ConflictMode>,
+    pub conflict_resolution_mode: Option<ImportConflictMode>,
     pub maximum_errors: i64,
     pub total_blobs_walked: u64,
     pub blobs_walked_per_second: u64,
@@ -115,11 +92,10 @@ pub struct ImportProgress {
 #[serde(rename_all = "camelCase")]
 pub struct JobRecord {
     pub id: String,
-    /// autoexport, export, import.
-    pub kind: String,
+    pub kind: JobKind,
     /// Export: Idle, FSScanInProgress, InProgress, Cancelling, Canceled, Completed, Failed.
     /// Import: InProgress, Cancelling, Canceled, Completed, Failed. Auto-export: its status state.
-    pub state: String,
+    pub state: JobState,
     #[serde(rename = "startTimeUTC")]
     pub start_time_utc: Option<String>,
     #[serde(rename = "completionTimeUTC")]
@@ -136,10 +112,7 @@ pub struct JobRecord {
 
 impl JobRecord {
     pub fn is_running(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "Idle" | "FSScanInProgress" | "InProgress" | "Cancelling"
-        )
+        self.state.is_running()
     }
 }
 
@@ -196,7 +169,7 @@ impl JobRegistry {
         let mut saved: Saved = file.load()?.unwrap_or_default();
         // A job that was running when the daemon died cannot resume its scan: it ends Failed.
         for j in saved.jobs.iter_mut().filter(|j| j.is_running()) {
-            j.state = "Failed".into();
+            j.state = JobState::Failed;
             let msg = Some("the daemon stopped while the job was running".to_string());
             if let Some(e) = j.export.as_mut() {
                 e.error_code = Some("Interrupted".into());
@@ -274,14 +247,14 @@ impl JobRegistry {
         Ok(())
     }
 
-    fn push(&mut self, kind: &str, now: u64) -> String {
+    fn push(&mut self, kind: JobKind, now: u64) -> String {
         self.saved.next_id += 1;
         let id = format!("{kind}-{}", self.saved.next_id);
         self.saved.jobs.push_back(JobRecord {
             id: id.clone(),
-            kind: kind.into(),
-            state: "Idle".into(),
-            start_time_utc: Some(rfc3339(now)),
+            kind,
+            state: JobState::Idle,
+            start_time_utc: Some(rfc3339_ms(now)),
             completion_time_utc: None,
             export: None,
             import: None,
@@ -308,9 +281,9 @@ impl JobRegistry {
                 .map_err(|e| JobsError::Invalid(format!("export path \"{path}\": {e}")))?;
         }
         self.refuse_if_busy(autoexport_enabled)?;
-        let id = self.push("export", now);
+        let id = self.push(JobKind::Export, now);
         if let Some(j) = self.saved.jobs.back_mut() {
-            j.state = "FSScanInProgress".into();
+            j.state = JobState::FSScanInProgress;
             j.export = Some(ExportProgress {
                 path: rel.clone(),
                 scan_queue: VecDeque::from([rel]),
@@ -330,7 +303,7 @@ impl JobRegistry {
         autoexport_enabled: bool,
         now: u64,
     ) -> Result<String, JobsError> {
-        let mode: ConflictMode = conflict.parse().map_err(JobsError::Invalid)?;
+        let mode: ImportConflictMode = conflict.parse().map_err(JobsError::Invalid)?;
         if prefix.starts_with('/') {
             return Err(JobsError::Invalid(format!(
                 "import prefix \"{prefix}\": absolute; a blob prefix is relative to the target's \
@@ -348,9 +321,9 @@ impl JobRegistry {
                 .map_err(|e| JobsError::Invalid(format!("import prefix \"{prefix}\": {e}")))?;
         }
         self.refuse_if_busy(autoexport_enabled)?;
-        let id = self.push("import", now);
+        let id = self.push(JobKind::Import, now);
         if let Some(j) = self.saved.jobs.back_mut() {
-            j.state = "InProgress".into();
+            j.state = JobState::InProgress;
             j.import = Some(ImportProgress {
                 prefix: p,
                 conflict_resolution_mode: Some(mode),
@@ -386,7 +359,7 @@ impl JobRegistry {
                 j.state
             )));
         }
-        j.state = "Cancelling".into();
+        j.state = JobState::Cancelling;
         if let Some(scan) = self.scan.as_ref() {
             scan.cancel();
         }
@@ -402,12 +375,12 @@ impl JobRegistry {
         let running = st.autoexport_enabled;
         JobRecord {
             id: "autoexport".into(),
-            kind: "autoexport".into(),
-            state: s.state.clone(),
+            kind: JobKind::AutoExport,
+            state: s.state,
             start_time_utc: self
                 .saved
                 .autoexport_since_ms
-                .map(rfc3339)
+                .map(rfc3339_ms)
                 .or_else(|| s.last_started_time_utc.clone()),
             completion_time_utc: if running {
                 None
@@ -438,7 +411,7 @@ impl JobRegistry {
     /// Auto-export switched on or off. On: a new auto-export job starts now (unless one runs).
     /// Off: the running one ends with state `ended` (`Canceled` for a cancel, `Disabled` for a
     /// disable) and its final counters, kept in the history as `autoexport-N`.
-    pub fn autoexport_toggled(&mut self, enabled: bool, ended: &str, st: &State, now: u64) {
+    pub fn autoexport_toggled(&mut self, enabled: bool, ended: JobState, st: &State, now: u64) {
         match (enabled, self.saved.autoexport_since_ms) {
             (true, None) => {
                 self.saved.autoexport_since_ms = Some(now);
@@ -450,14 +423,14 @@ impl JobRegistry {
                 // job ended, not the live auto-export state.
                 let mut counters = serde_json::to_value(&s).ok();
                 if let Some(serde_json::Value::Object(m)) = counters.as_mut() {
-                    m.insert("state".into(), serde_json::Value::from(ended));
+                    m.insert("state".into(), serde_json::Value::from(ended.as_str()));
                 }
                 self.saved.jobs.push_back(JobRecord {
                     id: format!("autoexport-{}", self.saved.autoexport_runs.max(1)),
-                    kind: "autoexport".into(),
-                    state: ended.into(),
-                    start_time_utc: Some(rfc3339(since)),
-                    completion_time_utc: Some(rfc3339(now)),
+                    kind: JobKind::AutoExport,
+                    state: ended,
+                    start_time_utc: Some(rfc3339_ms(since)),
+                    completion_time_utc: Some(rfc3339_ms(now)),
                     export: None,
                     import: None,
                     autoexport: counters,
@@ -528,20 +501,18 @@ fn log_failure<L: EventLog>(
     error: &str,
     now: u64,
 ) {
-    log.record(json!({
-        "kind": "failure", "time": rfc3339(now), "job": job, "iteration": 1,
-        "fid": fid.map(|f| f.to_string()), "path": path, "operation": op, "error": error,
-        "http_status": null, "azure_code": null,
+    log.record(blob::LogEntry::Failure(blob::FailureEntry {
+        time: blob::time::from_ms(now),
+        error: error.to_string(),
+        ..blob::FailureEntry::new(job, 1, fid.map(|f| f.to_string()), path, op)
     }));
 }
 
-fn finish<L: EventLog>(job: &mut JobRecord, log: &mut L, state: &str, now: u64) {
-    job.state = state.into();
-    job.completion_time_utc = Some(rfc3339(now));
-    if let Err(e) = log.flush() {
-        tracing::warn!(job = %job.id, error = %e, "logging container flush failed");
-    }
-    tracing::info!(job = %job.id, state, "job ended");
+fn finish<L: EventLog>(job: &mut JobRecord, log: &mut L, state: JobState, now: u64) {
+    job.state = state;
+    job.completion_time_utc = Some(rfc3339_ms(now));
+    log.flush();
+    tracing::info!(job = %job.id, state = %state, "job ended");
 }
 
 fn step_export<N: Namespace, S: Store, L: EventLog>(
@@ -556,7 +527,7 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
     let Some(ex) = job.export.as_mut() else {
         return;
     };
-    if job.state == "Cancelling" {
+    if job.state == JobState::Cancelling {
         let fids: Vec<Fid> = ex.inflight.keys().copied().collect();
         if !fids.is_empty() {
             if let Err(e) = engine.ns.cancel(archive_id, &fids) {
@@ -568,7 +539,7 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
         ex.to_archive.clear();
         // Dropping the scan stops and joins the scanner threads.
         *scan = None;
-        finish(job, &mut engine.log, "Canceled", now);
+        finish(job, &mut engine.log, JobState::Canceled, now);
         return;
     }
     // Completions first.
@@ -601,7 +572,7 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
             Err(e) => {
                 ex.error_code = Some("ScanFailed".into());
                 ex.error_message = Some(format!("cannot start the scanner threads: {e}"));
-                finish(job, &mut engine.log, "Failed", now);
+                finish(job, &mut engine.log, JobState::Failed, now);
                 return;
             }
         }
@@ -759,7 +730,7 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
         done * 100 / ex.files_discovered.max(1)
     };
     if scanning {
-        job.state = "FSScanInProgress".into();
+        job.state = JobState::FSScanInProgress;
     } else if ex.inflight.is_empty() && ex.to_archive.is_empty() {
         ex.percent_complete = 100;
         if ex.files_failed > 0 {
@@ -769,9 +740,9 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
                 ex.files_failed
             ));
         }
-        finish(job, &mut engine.log, "Completed", now);
+        finish(job, &mut engine.log, JobState::Completed, now);
     } else {
-        job.state = "InProgress".into();
+        job.state = JobState::InProgress;
     }
 }
 
@@ -809,9 +780,9 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
     let Some(im) = job.import.as_mut() else {
         return;
     };
-    if job.state == "Cancelling" {
+    if job.state == JobState::Cancelling {
         im.listed = None;
-        finish(job, &mut engine.log, "Canceled", now);
+        finish(job, &mut engine.log, JobState::Canceled, now);
         return;
     }
     if im.listed.is_none() {
@@ -823,7 +794,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
                 Err(e) => {
                     im.error_code = Some("InvalidPrefix".into());
                     im.error_message = Some(e.to_string());
-                    finish(job, &mut engine.log, "Failed", now);
+                    finish(job, &mut engine.log, JobState::Failed, now);
                     return;
                 }
             }
@@ -836,12 +807,14 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
             Err(e) => {
                 im.error_code = Some("ListFailed".into());
                 im.error_message = Some(e.to_string());
-                finish(job, &mut engine.log, "Failed", now);
+                finish(job, &mut engine.log, JobState::Failed, now);
                 return;
             }
         }
     }
-    let mode = im.conflict_resolution_mode.unwrap_or(ConflictMode::Fail);
+    let mode = im
+        .conflict_resolution_mode
+        .unwrap_or(ImportConflictMode::Fail);
     for _ in 0..STEP_ENTRIES {
         let Some(entry) = im.listed.as_mut().and_then(|l| l.pop_front()) else {
             break;
@@ -930,7 +903,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
                 im.total_errors, im.maximum_errors
             ));
             im.listed = None;
-            finish(job, &mut engine.log, "Failed", now);
+            finish(job, &mut engine.log, JobState::Failed, now);
             return;
         }
     }
@@ -938,12 +911,12 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
     im.blobs_walked_per_second = im.total_blobs_walked / secs;
     if im.listed.as_ref().is_some_and(|l| l.is_empty()) {
         im.listed = None;
-        let state = if mode == ConflictMode::Fail && im.total_conflicts > 0 {
-            "Failed"
+        let state = if mode == ImportConflictMode::Fail && im.total_conflicts > 0 {
+            JobState::Failed
         } else {
-            "Completed"
+            JobState::Completed
         };
-        if state == "Failed" {
+        if state == JobState::Failed {
             im.error_code = Some("Conflicts".into());
             im.error_message = Some(format!(
                 "{} conflicts with existing files (conflict mode Fail)",
@@ -970,7 +943,7 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
     engine: &mut Engine<N, S, L>,
     rel: &str,
     entry: &crate::ports::BlobEntry,
-    mode: ConflictMode,
+    mode: ImportConflictMode,
     archive_id: u32,
     keep_special_bits: bool,
     coerced: &mut Vec<String>,
@@ -1015,10 +988,10 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
             return Ok(Imported::Preexisting(FileKind::Directory));
         }
         let replace = match mode {
-            ConflictMode::Fail => return Err(ImportError::Conflict(format!("{rel} exists"))),
-            ConflictMode::Skip => false,
-            ConflictMode::OverwriteAlways => true,
-            ConflictMode::OverwriteIfDirty => match ex.kind {
+            ImportConflictMode::Fail => return Err(ImportError::Conflict(format!("{rel} exists"))),
+            ImportConflictMode::Skip => false,
+            ImportConflictMode::OverwriteAlways => true,
+            ImportConflictMode::OverwriteIfDirty => match ex.kind {
                 FileKind::Regular => engine
                     .ns
                     .hsm_state(rel.as_bytes())

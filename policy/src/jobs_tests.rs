@@ -3,6 +3,7 @@ use crate::engine::EngineConfig;
 use crate::fake::{FakeLog, FakeNs, FakeStore};
 use crate::model::HsmFlags;
 use crate::scope::Scope;
+use crate::vocab::{JobKind, JobState};
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 
 type E = Engine<FakeNs, FakeStore, FakeLog>;
@@ -64,7 +65,7 @@ fn manual_export_archives_new_and_dirty_files_and_completes() {
         format!("lb:j={id}:i=1").into_bytes()
     );
     let r = job(&jobs, &e, &id);
-    assert_eq!(r.state, "InProgress");
+    assert_eq!(r.state, JobState::InProgress);
     let ex = r.export.unwrap();
     assert_eq!(
         (
@@ -82,7 +83,7 @@ fn manual_export_archives_new_and_dirty_files_and_completes() {
     e.foreign_hsm.push((b, 0));
     jobs.step(&mut e, 2000);
     let r = job(&jobs, &e, &id);
-    assert_eq!(r.state, "Completed");
+    assert_eq!(r.state, JobState::Completed);
     let ex = r.export.unwrap();
     assert_eq!(
         (
@@ -105,7 +106,7 @@ fn manual_export_failure_is_counted_and_logged() {
     e.foreign_hsm.push((a, libc::EIO));
     jobs.step(&mut e, 1);
     let r = job(&jobs, &e, &id);
-    assert_eq!(r.state, "Completed");
+    assert_eq!(r.state, JobState::Completed);
     let ex = r.export.unwrap();
     assert_eq!(ex.files_failed, 1);
     assert_eq!(ex.error_code.as_deref(), Some("FilesFailed"));
@@ -137,7 +138,7 @@ fn cancel_sends_hsm_cancel_and_ends_canceled() {
     jobs.step(&mut e, 0);
     jobs.cancel(&id, 1).unwrap();
     jobs.step(&mut e, 2);
-    assert_eq!(job(&jobs, &e, &id).state, "Canceled");
+    assert_eq!(job(&jobs, &e, &id).state, JobState::Canceled);
     assert_eq!(ns.lock().cancel_calls, vec![vec![a]]);
     assert!(jobs.cancel(&id, 3).is_err());
     assert!(matches!(
@@ -171,7 +172,7 @@ fn import_creates_stubs_dirs_and_symlinks_and_refuses_traversal() {
     let id = jobs.start_import("", "Fail", -1, false, 0).unwrap();
     jobs.step(&mut e, 0);
     let r = job(&jobs, &e, &id);
-    assert_eq!(r.state, "Completed", "{r:?}");
+    assert_eq!(r.state, JobState::Completed, "{r:?}");
     let im = r.import.unwrap();
     assert_eq!(im.total_blobs_walked, 7);
     assert_eq!(
@@ -242,10 +243,10 @@ fn import_never_writes_through_a_symlinked_parent() {
 #[test]
 fn import_conflict_modes() {
     for (mode, state, imported, preexisting, conflicts) in [
-        ("Fail", "Failed", 0, 0, 1),
-        ("Skip", "Completed", 0, 1, 0),
-        ("OverwriteIfDirty", "Completed", 1, 0, 0),
-        ("OverwriteAlways", "Completed", 1, 0, 0),
+        ("Fail", JobState::Failed, 0, 0, 1),
+        ("Skip", JobState::Completed, 0, 1, 0),
+        ("OverwriteIfDirty", JobState::Completed, 1, 0, 0),
+        ("OverwriteAlways", JobState::Completed, 1, 0, 0),
     ] {
         let (mut e, ns, store, _log, mut jobs) = setup();
         let f = ns.add("x", FileKind::Regular, 1);
@@ -299,7 +300,7 @@ fn maximum_errors_fails_the_import() {
     let id = jobs.start_import("", "Fail", 0, false, 0).unwrap();
     jobs.step(&mut e, 0);
     let r = job(&jobs, &e, &id);
-    assert_eq!(r.state, "Failed");
+    assert_eq!(r.state, JobState::Failed);
     assert_eq!(
         r.import.unwrap().error_code.as_deref(),
         Some("MaximumErrorsExceeded")
@@ -318,7 +319,7 @@ fn history_survives_a_restart_and_running_jobs_end_failed() {
     drop(jobs);
     let jobs = JobRegistry::open(f, 1).unwrap();
     let r = job(&jobs, &e, &id);
-    assert_eq!(r.state, "Failed");
+    assert_eq!(r.state, JobState::Failed);
     assert_eq!(r.export.unwrap().error_code.as_deref(), Some("Interrupted"));
     let list = jobs.list(e.state());
     assert_eq!(list[0].id, "autoexport");
@@ -345,9 +346,12 @@ fn cancel_of_the_auto_export_job_ends_it_canceled_and_enable_starts_a_new_one() 
         "nothing to cancel before it starts"
     );
     e.set_enabled(true);
-    jobs.autoexport_toggled(true, "", e.state(), 1_000);
+    jobs.autoexport_toggled(true, JobState::InProgress, e.state(), 1_000);
     let live = jobs.get("autoexport", e.state()).unwrap();
-    assert_eq!(live.start_time_utc.as_deref(), Some("1970-01-01T00:00:01Z"));
+    assert_eq!(
+        live.start_time_utc.as_deref(),
+        Some("1970-01-01T00:00:01.000Z")
+    );
     assert_eq!(
         live.completion_time_utc, None,
         "a running job has no end time"
@@ -361,34 +365,37 @@ fn cancel_of_the_auto_export_job_ends_it_canceled_and_enable_starts_a_new_one() 
     e.step(0).unwrap();
     jobs.cancel("autoexport", 5_000).unwrap();
     e.set_enabled(false);
-    jobs.autoexport_toggled(false, "Canceled", e.state(), 5_000);
+    jobs.autoexport_toggled(false, JobState::Canceled, e.state(), 5_000);
     let list = jobs.list(e.state());
     let ended = list.iter().find(|j| j.id == "autoexport-1").expect("kept");
-    assert_eq!(ended.kind, "autoexport");
-    assert_eq!(ended.state, "Canceled");
+    assert_eq!(ended.kind, JobKind::AutoExport);
+    assert_eq!(ended.state, JobState::Canceled);
     assert_eq!(
         ended.start_time_utc.as_deref(),
-        Some("1970-01-01T00:00:01Z")
+        Some("1970-01-01T00:00:01.000Z")
     );
     assert_eq!(
         ended.completion_time_utc.as_deref(),
-        Some("1970-01-01T00:00:05Z")
+        Some("1970-01-01T00:00:05.000Z")
     );
     let counters = ended.autoexport.as_ref().unwrap();
     assert_eq!(counters["currentIterationFilesDiscovered"], 1, "{counters}");
     assert!(jobs.cancel("autoexport", 6_000).is_err(), "already ended");
     // Enabled again: a new job, a new start time.
     e.set_enabled(true);
-    jobs.autoexport_toggled(true, "", e.state(), 9_000);
+    jobs.autoexport_toggled(true, JobState::InProgress, e.state(), 9_000);
     let live = jobs.get("autoexport", e.state()).unwrap();
-    assert_eq!(live.start_time_utc.as_deref(), Some("1970-01-01T00:00:09Z"));
+    assert_eq!(
+        live.start_time_utc.as_deref(),
+        Some("1970-01-01T00:00:09.000Z")
+    );
     assert_eq!(live.completion_time_utc, None);
     e.set_enabled(false);
-    jobs.autoexport_toggled(false, "Disabled", e.state(), 10_000);
+    jobs.autoexport_toggled(false, JobState::Disabled, e.state(), 10_000);
     assert!(jobs
         .list(e.state())
         .iter()
-        .any(|j| j.id == "autoexport-2" && j.state == "Disabled"));
+        .any(|j| j.id == "autoexport-2" && j.state == JobState::Disabled));
 }
 
 /// Runs an import of everything in `store` (conflict mode Fail) to its end.

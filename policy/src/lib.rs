@@ -30,4 +30,5 @@ pub mod state;
 pub mod status;
 pub mod tree_scan;
 pub mod verify;
+pub mod vocab;
 pub mod web;

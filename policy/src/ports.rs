@@ -160,10 +160,15 @@ pub trait Store: Send {
     fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
 }
 
-/// The logging container: JSON-lines entries, flushed at least at iteration end.
+/// The logging container: entries are queued without blocking the engine and written in the
+/// background; at the end of each iteration and job the engine waits for them to be written,
+/// so what an iteration logged is in the container once it is reported complete.
 pub trait EventLog: Send {
-    fn record(&mut self, entry: serde_json::Value);
-    fn flush(&mut self) -> Result<(), String>;
+    /// Queues an entry.
+    fn record(&mut self, entry: blob::LogEntry);
+    /// Writes what is queued and returns once written (or failed: the entries stay queued for
+    /// the background flusher).
+    fn flush(&mut self);
 }
 
 impl fmt::Display for FileKind {

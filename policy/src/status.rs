@@ -1,8 +1,9 @@
 //! The auto-export status as users see it: Azure's REST field names for `status --json`
 //! (DESIGN §10), the portal's counter names for `status`, and the Prometheus text format.
 
-use crate::engine::rfc3339;
 use crate::state::State;
+use crate::vocab::JobState;
+use blob::time::rfc3339_ms;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -12,8 +13,8 @@ const MIB: u64 = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoExportStatus {
-    /// InProgress, Disabling, Disabled, DisableFailed, Failed.
-    pub state: String,
+    /// InProgress, Disabling, Disabled or Failed.
+    pub state: JobState,
     pub status_code: String,
     pub status_message: String,
     pub total_files_exported: u64,
@@ -96,10 +97,10 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
     let c = cur.cloned().unwrap_or_default();
     let busy = !st.inflight.is_empty() || st.iteration.is_some();
     let state = match (st.autoexport_enabled, reader_error, busy) {
-        (_, Some(_), _) => "Failed",
-        (true, None, _) => "InProgress",
-        (false, None, true) => "Disabling",
-        (false, None, false) => "Disabled",
+        (_, Some(_), _) => JobState::Failed,
+        (true, None, _) => JobState::InProgress,
+        (false, None, true) => JobState::Disabling,
+        (false, None, false) => JobState::Disabled,
     };
     let last_failed = st
         .last_iteration
@@ -120,7 +121,7 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         format!(
             "{} since {}; next try in {}s",
             p.reason,
-            rfc3339(p.since_ms),
+            rfc3339_ms(p.since_ms),
             p.until_ms.saturating_sub(now).div_ceil(1000)
         )
     });
@@ -155,21 +156,21 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         && st.meta_pending.is_empty()
         && st.iteration.is_none();
     AutoExportStatus {
-        state: state.to_string(),
+        state,
         status_code,
         status_message,
         total_files_exported: st.totals.files_exported,
         total_mib_exported: st.totals.bytes_exported / MIB,
         total_files_failed: st.totals.files_failed,
         export_iteration_count: st.totals.iterations_completed,
-        last_successful_iteration_completion_time_utc: st.totals.last_successful_ms.map(rfc3339),
+        last_successful_iteration_completion_time_utc: st.totals.last_successful_ms.map(rfc3339_ms),
         current_iteration_files_discovered: c.files_discovered,
         current_iteration_mib_discovered: c.bytes_discovered / MIB,
         current_iteration_files_exported: c.files_exported,
         current_iteration_mib_exported: c.bytes_exported / MIB,
         current_iteration_files_failed: c.files_failed,
-        last_started_time_utc: st.totals.last_started_ms.map(rfc3339),
-        last_completion_time_utc: st.totals.last_completed_ms.map(rfc3339),
+        last_started_time_utc: st.totals.last_started_ms.map(rfc3339_ms),
+        last_completion_time_utc: st.totals.last_completed_ms.map(rfc3339_ms),
         current_iteration: cur.map(|c| c.number),
         current_iteration_running: st.iteration.is_some(),
         total_bytes_exported: st.totals.bytes_exported,
@@ -308,11 +309,15 @@ pub fn render_human(s: &AutoExportStatus) -> String {
 
 /// Prometheus text exposition of the status.
 pub fn render_metrics(s: &AutoExportStatus) -> String {
-    let mut o = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, v: f64| {
-        let _ = writeln!(o, "# HELP lustre_blob_{name} {help}");
-        let _ = writeln!(o, "# TYPE lustre_blob_{name} {kind}");
-        let _ = writeln!(o, "lustre_blob_{name} {v}");
+    let e = endpoint::Exposition::new();
+    let metric = |name: &str, kind: &str, help: &str, v: f64| {
+        let name = format!("lustre_blob_{name}");
+        if kind == "counter" {
+            // Counters of whole things: the float is an integer count.
+            e.counter(&name, help, &[], &[(&[], v as u64)]);
+        } else {
+            e.gauge(&name, help, &[], &[(&[], v)]);
+        }
     };
     metric(
         "total_files_exported",
@@ -413,7 +418,7 @@ pub fn render_metrics(s: &AutoExportStatus) -> String {
     let last = s
         .last_successful_iteration_completion_time_utc
         .as_deref()
-        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(|t| blob::time::parse_rfc3339(t).ok())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
@@ -427,9 +432,13 @@ pub fn render_metrics(s: &AutoExportStatus) -> String {
         "autoexport_enabled",
         "gauge",
         "1 while auto-export is InProgress.",
-        if s.state == "InProgress" { 1.0 } else { 0.0 },
+        if s.state == JobState::InProgress {
+            1.0
+        } else {
+            0.0
+        },
     );
-    o
+    e.encode()
 }
 
 #[cfg(test)]
@@ -514,7 +523,7 @@ mod tests {
         assert_eq!(v["currentIterationMiBDiscovered"], 2);
         assert_eq!(
             v["lastSuccessfulIterationCompletionTimeUTC"],
-            "2023-11-14T22:13:20Z"
+            "2023-11-14T22:13:20.000Z"
         );
         assert_eq!(v["oldestUnexportedChangeAgeSeconds"], 5.0);
         assert_eq!(v["everythingExported"], false);
@@ -523,12 +532,12 @@ mod tests {
     #[test]
     fn states_follow_enablement_and_work_in_flight() {
         let mut st = state();
-        assert_eq!(build(&st, 0, None).state, "InProgress");
+        assert_eq!(build(&st, 0, None).state, JobState::InProgress);
         st.autoexport_enabled = false;
-        assert_eq!(build(&st, 0, None).state, "Disabling");
+        assert_eq!(build(&st, 0, None).state, JobState::Disabling);
         st.iteration = None;
         st.inflight.clear();
-        assert_eq!(build(&st, 0, None).state, "Disabled");
+        assert_eq!(build(&st, 0, None).state, JobState::Disabled);
         let f = build(&st, 0, Some("changelog: Permission denied"));
         assert_eq!(
             (f.state.as_str(), f.status_code.as_str()),

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
 
 use axum::extract::{Form, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -22,7 +23,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::control::{Request, Response};
-use crate::engine::rfc3339;
+use blob::time::rfc3339_ms;
 
 /// Asks the daemon loop; blocking (called on a blocking thread).
 pub type Ask = Arc<dyn Fn(Request) -> Response + Send + Sync>;
@@ -127,18 +128,19 @@ fn router(web: Web, page: bool) -> Router {
     r.with_state(web)
 }
 
-/// Binds `addr` and serves on `rt` until `stop` fires. `page`: the Blob-integration page too
-/// (else `/metrics` only); `token`: actions allowed with it.
+/// Binds `addr` and serves on `rt` until `stop` is cancelled (the `endpoint` crate's server, as
+/// the copytool's). `page`: the Blob-integration page too (else `/metrics` only); `token`:
+/// actions allowed with it.
 pub fn spawn(
     rt: &tokio::runtime::Handle,
     addr: SocketAddr,
     page: bool,
     token: Option<String>,
     parts: &WebParts,
-    stop: tokio_util_shim::Stop,
+    stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
+    // The page checks a POST's Origin against the address it is served at, known once bound.
     let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let web = Web {
         ask: parts.ask.clone(),
@@ -147,50 +149,7 @@ pub fn spawn(
         token: token.map(Arc::new),
         origin: format!("http://{local}"),
     };
-    let app = router(web, page);
-    rt.spawn(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "http listener");
-                return;
-            }
-        };
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.wait().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "http server stopped");
-        }
-    });
-    Ok(local)
-}
-
-/// A one-shot stop signal for the server (the daemon fires it on shutdown).
-pub mod tokio_util_shim {
-    /// Cloneable; [`Stop::wait`] returns once [`Stop::fire`] was called.
-    #[derive(Clone)]
-    pub struct Stop(tokio::sync::watch::Receiver<bool>);
-
-    /// The sending side.
-    pub struct Trigger(tokio::sync::watch::Sender<bool>);
-
-    pub fn pair() -> (Trigger, Stop) {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        (Trigger(tx), Stop(rx))
-    }
-
-    impl Trigger {
-        pub fn fire(&self) {
-            let _ = self.0.send(true);
-        }
-    }
-
-    impl Stop {
-        pub async fn wait(mut self) {
-            let _ = self.0.wait_for(|v| *v).await;
-        }
-    }
+    endpoint::spawn_on(rt, listener, router(web, page), stop)
 }
 
 async fn ask(web: &Web, req: Request) -> Response {
@@ -205,7 +164,7 @@ async fn metrics(State(web): State<Web>) -> HttpResponse {
         Ok(t) => t.clone(),
         Err(p) => p.into_inner().clone(),
     };
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    ([(header::CONTENT_TYPE, endpoint::CONTENT_TYPE)], text).into_response()
 }
 
 async fn api_status(State(web): State<Web>) -> HttpResponse {
@@ -375,7 +334,7 @@ async fn index(State(web): State<Web>) -> Html<String> {
         .iter()
         .map(|(n, _, m)| (format!("iteration {n}"), *m as f64))
         .collect();
-    let lagp: Vec<(String, f64)> = lag.iter().map(|(t, l)| (rfc3339(*t), *l)).collect();
+    let lagp: Vec<(String, f64)> = lag.iter().map(|(t, l)| (rfc3339_ms(*t), *l)).collect();
     b.push_str("<section><h2>History</h2>");
     b.push_str(&bars("Files exported per iteration", "files", &files));
     b.push_str(&bars("MiB exported per iteration", "MiB", &mib));
@@ -451,7 +410,7 @@ async fn index(State(web): State<Web>) -> Html<String> {
         esc(&text(&failures["standing"]))
     );
     for f in failures["latest"].as_array().into_iter().flatten() {
-        let at = f["at_ms"].as_u64().map(rfc3339).unwrap_or_default();
+        let at = f["at_ms"].as_u64().map(rfc3339_ms).unwrap_or_default();
         let _ = write!(
             b,
             "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -27,10 +27,10 @@ unsafe fn fid2path_common(
     if path.is_null() || pathlen <= 0 {
         return -libc::EINVAL;
     }
-    // SAFETY: linkno is NULL or valid per the contract.
     let link = if linkno.is_null() {
         0
     } else {
+        // SAFETY: linkno is not NULL, so valid per the contract.
         unsafe { *linkno }.max(0) as u32
     };
     match client::fid2path(mount, fid, link) {

@@ -33,8 +33,8 @@ impl Watcher {
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        // SAFETY: fd is a fresh descriptor we own.
         Ok(Watcher {
+            // SAFETY: fd is a fresh descriptor we own.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             wd_fid: HashMap::new(),
             fid_wd: HashMap::new(),

@@ -950,11 +950,10 @@ mod tests {
             tv_nsec: 0,
         };
         let c = std::ffi::CString::new(web.as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid path and two timespecs.
-        assert_eq!(
-            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) },
-            0
-        );
+        let times = [t, t];
+        // SAFETY: a NUL-terminated path and an array of two timespecs, both alive for the call.
+        let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
+        assert_eq!(rc, 0);
         st.drain(&mut w, &[]);
         let last = recs(&st).pop().unwrap();
         assert_eq!((last.rtype, last.tfid), (CL_MTIME, dir));
