@@ -475,7 +475,8 @@ impl Store for FakeStore {
         Ok(self.get(name).map(|b| BlobHead {
             size: b.data.len() as u64,
             etag: b.etag,
-            fid: b.meta.map(|m| m.fid),
+            fid: b.meta.as_ref().map(|m| m.fid.clone()),
+            data_version: b.meta.map(|m| m.data_version),
         }))
     }
 

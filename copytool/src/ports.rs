@@ -170,6 +170,8 @@ pub struct BlobHead {
     /// The blob's `lustre_fid` metadata: the file this copytool exported it from. `None` for a blob
     /// written by another tool (or with metadata that cannot be decoded).
     pub fid: Option<String>,
+    /// The blob's `lustre_data_version` metadata: the file's data version its content was read at.
+    pub data_version: Option<u64>,
 }
 
 /// The blob store side.

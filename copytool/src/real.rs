@@ -382,7 +382,8 @@ impl Store for BlobBackend {
         Ok(info.map(|i| BlobHead {
             size: i.size,
             etag: i.etag.unwrap_or_default(),
-            fid: i.metadata.and_then(|m| m.fid),
+            fid: i.metadata.as_ref().and_then(|m| m.fid.clone()),
+            data_version: i.metadata.and_then(|m| m.data_version),
         }))
     }
 
