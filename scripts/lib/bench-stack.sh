@@ -4,6 +4,8 @@
 # by bs_stop (and by the part's EXIT handling through bs_stop_all).
 
 bs_bin="${BENCH_TARGET:-target/release}"
+# Where parts leave their results as JSON, and the charts go (next to BENCHMARKS.md).
+bench_results="${BENCH_RESULTS:-$PWD/benchmarks}"
 
 # Release builds of the three product binaries and the simulator library.
 # BENCH_NO_BUILD=1 uses what BENCH_TARGET already holds (e.g. a debug build, for trying a part).
