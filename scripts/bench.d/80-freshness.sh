@@ -5,7 +5,8 @@
 # exists (see there for why a poller and what its error is). Twice, each on a fresh stack and
 # Azurite: idle, and while a bulk export runs (BENCH_FRESH_BULK_LARGE x BENCH_FRESH_BULK_MIB MiB
 # plus BENCH_FRESH_BULK_SMALL x 64 KiB files, default 4 x 1024 MiB + 10,000, written into the
-# file system as the trickle starts, so auto-export has them in hand the whole time).
+# file system first; the trickle starts once they are written, while auto-export works through
+# them: one long iteration that the trickle's changes join).
 # BENCH_QUICK=1: 20 s of trickle beside 1 x 256 MiB + 2,000 small files.
 # Prints p50/p90/p99 and a histogram per run; the JSON of each run stays in
 # BENCH_RESULTS (default benchmarks/, next to BENCHMARKS.md) for the charts.
@@ -29,22 +30,38 @@ fr_rate="${BENCH_TRICKLE_RATE:-10}"
 fr_out="$bench_results"
 mkdir -p "$fr_out"
 
-# fr_run NAME BULK(0|1): a fresh stack, then the trickle (and the bulk writer beside it).
+# fr_status NAME WHEN: the daemon's counters (is the bulk export still running?).
+fr_status() {
+  local st
+  st=$("$bs_bin/lustre-blob" status --json --config "$bs_policy")
+  python3 - "$1" "$2" "$st" <<'PY'
+import json, sys
+name, when, s = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+left = s["pendingFiles"] + s["inFlightFiles"]
+print(f"freshness: {name}: {when}: {s['totalFilesExported']} files exported, {left} pending or "
+      f"in flight, iteration {s['currentIteration']} running: {s['currentIterationRunning']}")
+PY
+}
+
+# fr_run NAME BULK(0|1): a fresh stack, (the bulk,) then the trickle.
 fr_run() {
-  local name=$1 bulk=$2 mnt="$BENCH_WORK/fresh-$1" gen=""
+  local name=$1 bulk=$2 mnt="$BENCH_WORK/fresh-$1"
   rm -rf "$mnt"
   mkdir -p "$mnt"
   bench_restart_azurite
   bs_container "fresh-$name"
   bs_start "$mnt" "fresh-$name" true
   if [ "$bulk" = 1 ]; then
-    echo "bench: freshness: writing $fr_large x $fr_mib MiB and $fr_small x 64 KiB beside the trickle" >&2
-    (
-      for i in $(seq 1 "$fr_large"); do
-        mkdir -p "$mnt/bulk/large"
-        head -c $((fr_mib * 1024 * 1024)) /dev/urandom >"$mnt/bulk/large/big-$i.dat" &
-      done
-      python3 - "$mnt/bulk/small" "$fr_small" <<'PY'
+    # The bulk is written first (auto-export takes it up as it lands, a long iteration), then
+    # the trickle starts while that export runs.
+    echo "bench: freshness: writing $fr_large x $fr_mib MiB and $fr_small x 64 KiB (the bulk)" >&2
+    mkdir -p "$mnt/bulk/large"
+    local writers=() w
+    for i in $(seq 1 "$fr_large"); do
+      head -c $((fr_mib * 1024 * 1024)) /dev/urandom >"$mnt/bulk/large/big-$i.dat" &
+      writers+=("$!")
+    done
+    python3 - "$mnt/bulk/small" "$fr_small" <<'PY'
 import os, sys
 d, n = sys.argv[1], int(sys.argv[2])
 block = os.urandom(64 * 1024)
@@ -54,19 +71,13 @@ for i in range(n):
     with open(os.path.join(sub, f"f{i:06d}.bin"), "wb") as f:
         f.write(i.to_bytes(8, "little") + block[8:])
 PY
-      wait
-    ) &
-    gen=$!
+    for w in "${writers[@]}"; do wait "$w"; done
+    fr_status "$name" "when the trickle started"
   fi
   python3 scripts/lib/freshness.py --endpoint "$BENCH_ENDPOINT" --container "fresh-$name" \
     --mount "$mnt" --subdir trickle --rate "$fr_rate" --seconds "$fr_secs" \
     --label "$name" --json "$fr_out/freshness-$name.json"
-  if [ -n "$gen" ]; then
-    wait "$gen"
-    local st
-    st=$("$bs_bin/lustre-blob" status --json --config "$bs_policy")
-    echo "freshness: $name: when the trickle ended: $(python3 -c 'import json,sys; s=json.load(sys.stdin); print("exported", s["totalFilesExported"], "files, pending", s["pendingFiles"], "in flight", s["inFlightFiles"])' <<<"$st") (the bulk was still being exported if pending + in flight > 0)"
-  fi
+  if [ "$bulk" = 1 ]; then fr_status "$name" "when the last trickle file was seen"; fi
   echo "freshness: $name: peak RSS KiB: daemon $(bs_hwm "$bs_pid_daemon"), lhsmtool_blob $(bs_hwm "$bs_pid_copytool")"
   bs_stop
   rm -rf "$mnt"
