@@ -249,9 +249,6 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// runs waits for the next one (a file counts once per iteration). Not saved: after a
     /// restart it holds what the saved iteration still has to do.
     iteration_members: std::collections::HashSet<Fid>,
-    /// How many entries at the front of the iteration's `to_discover` joined it: later joiners
-    /// queue behind them (first come, first requested), all of them ahead of the backlog.
-    joined_ahead: usize,
     /// Per MDT: changelog_clear answered ENOENT (the user is not registered there).
     unknown_user: std::collections::BTreeMap<usize, String>,
     /// Per MDT: files created (CREATE records) while no CLOSE was ever seen, and the warning
@@ -327,7 +324,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             last_progress_ms: 0,
             last_join_ms: 0,
             iteration_members,
-            joined_ahead: 0,
             unknown_user: Default::default(),
             creates_without_close: vec![Some(0); mdts],
             mask_warnings: Default::default(),
@@ -764,8 +760,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     /// Files that changed and became due while an iteration runs join it, ahead of the files it
-    /// has not requested yet: a new change never waits for a long iteration (a bulk load) to
-    /// end, only for a free request slot. The iteration ends once they are exported too.
+    /// has not requested yet, newest first: a new change never waits for a long iteration (a bulk
+    /// load) to end, only for a free request slot. The iteration ends once they are exported too.
     fn join_running(&mut self, now: u64) {
         if now.saturating_sub(self.last_join_ms) < JOIN_INTERVAL_MS || self.st.pending.is_empty() {
             return;
@@ -795,16 +791,17 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         if joining.is_empty() {
             return;
         }
-        // Oldest change first among them, behind the files that joined earlier.
+        // Newest first: each pass's files go to the very front (oldest first among them), ahead
+        // of what joined earlier and of the backlog. A bulk load written while an iteration runs
+        // joins too; the newest changes passing it is what keeps a trickle fresh beside it, and
+        // the bulk still gets every slot the trickle leaves.
         joining.sort_by_key(|(f, p)| (p.first_change_ms, *f));
         let Some(it) = self.st.iteration.as_mut() else {
             return;
         };
-        self.joined_ahead = self.joined_ahead.min(it.to_discover.len());
-        for entry in joining {
+        for entry in joining.into_iter().rev() {
             self.iteration_members.insert(entry.0);
-            it.to_discover.insert(self.joined_ahead, entry);
-            self.joined_ahead += 1;
+            it.to_discover.push_front(entry);
         }
         self.changed = true;
     }
@@ -830,7 +827,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             ..Iteration::default()
         };
         self.iteration_members.clear();
-        self.joined_ahead = 0;
         for fid in due {
             if let Some(p) = self.st.pending.remove(&fid) {
                 self.iteration_members.insert(fid);
@@ -1168,7 +1164,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             let Some((fid, p)) = it.to_discover.pop_front() else {
                 break;
             };
-            self.joined_ahead = self.joined_ahead.saturating_sub(1);
             self.changed = true;
             // Its earlier request is still queued (carried): asking again would queue a
             // duplicate (the MDT records one since LU-13651). The copy reads the file when it
@@ -1336,7 +1331,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             .as_mut()
             .map(|it| it.to_discover.drain(..).collect())
             .unwrap_or_default();
-        self.joined_ahead = 0;
         for (fid, p) in rest {
             match self.st.pending.get_mut(&fid) {
                 Some(q) => {

@@ -1718,23 +1718,24 @@ fn a_requeued_file_waits_for_the_next_iteration_instead_of_joining() {
     assert_eq!(calls[2], (vec![first], b"lb:j=autoexport-1:i=2".to_vec()));
 }
 
-/// Files joining a running iteration in separate passes are requested in the order they came,
-/// all ahead of the iteration's backlog: a later arrival never pushes an earlier one back.
+/// Files joining a running iteration in separate passes: the newest pass goes first, ahead of
+/// earlier joiners and of the backlog (a trickle beside a bulk load written meanwhile), and the
+/// earlier joiners still come before the backlog.
 #[test]
-fn files_joining_a_running_iteration_keep_their_order() {
+fn the_newest_changes_joining_a_running_iteration_go_first() {
     let mut c = cfg();
     c.max_in_flight = 1;
     let mut t = T::new(c);
-    for i in 0..5 {
-        t.file(&format!("projects/bulk/f{i}"), 1);
-    }
+    let bulk: Vec<Fid> = (0..5)
+        .map(|i| t.file(&format!("projects/bulk/f{i}"), 1))
+        .collect();
     t.step();
     t.now += 100;
     let early = t.file("projects/early.dat", 1);
     t.step(); // early joins; no slot free yet
     t.now += 100;
     let late = t.file("projects/late.dat", 1);
-    t.step(); // late joins behind early
+    t.step(); // late joins in front of early
     let mut order = Vec::new();
     for _ in 0..3 {
         let inflight: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
@@ -1745,5 +1746,6 @@ fn files_joining_a_running_iteration_keep_their_order() {
         t.step();
         order.extend(t.e.state().inflight.keys().copied());
     }
-    assert_eq!(&order[..2], &[early, late], "{order:?}");
+    assert_eq!(&order[..2], &[late, early], "{order:?}");
+    assert!(bulk.contains(&order[2]), "then the backlog: {order:?}");
 }

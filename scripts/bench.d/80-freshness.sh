@@ -7,7 +7,8 @@
 # plus BENCH_FRESH_BULK_SMALL x 64 KiB files, default 4 x 1024 MiB + 10,000, written into the
 # file system first; the trickle starts once they are written, while auto-export works through
 # them: one long iteration that the trickle's changes join).
-# BENCH_QUICK=1: 20 s of trickle beside 1 x 256 MiB + 2,000 small files.
+# BENCH_QUICK=1: 20 s of trickle beside 1 x 256 MiB + 2,000 small files. BENCH_FRESH_RUNS picks
+# the runs ("idle bulk"); BENCH_LOGS=DIR keeps the product's logs of each run there.
 # Prints p50/p90/p99 and a histogram per run; the JSON of each run stays in
 # BENCH_RESULTS (default benchmarks/, next to BENCHMARKS.md) for the charts.
 
@@ -80,8 +81,16 @@ PY
   if [ "$bulk" = 1 ]; then fr_status "$name" "when the last trickle file was seen"; fi
   echo "freshness: $name: peak RSS KiB: daemon $(bs_hwm "$bs_pid_daemon"), lhsmtool_blob $(bs_hwm "$bs_pid_copytool")"
   bs_stop
+  if [ -n "${BENCH_LOGS:-}" ]; then
+    mkdir -p "$BENCH_LOGS/$name" && cp "$BENCH_WORK"/*.log "$BENCH_LOGS/$name/" 2>/dev/null || true
+  fi
   rm -rf "$mnt"
 }
 
-fr_run idle 0
-fr_run bulk 1
+for fr_which in ${BENCH_FRESH_RUNS:-idle bulk}; do
+  case $fr_which in
+    idle) fr_run idle 0 ;;
+    bulk) fr_run bulk 1 ;;
+    *) echo "bench: BENCH_FRESH_RUNS: unknown run '$fr_which' (idle, bulk)" >&2; exit 2 ;;
+  esac
+done
