@@ -34,6 +34,10 @@ pub const EXPORT_XATTR: &str = "trusted.lustre_blob";
 pub const MAX_ATTEMPTS: u32 = 5;
 /// Due files join a running iteration at most this often (each look walks the pending set).
 const JOIN_INTERVAL_MS: u64 = 50;
+/// A file joins a running iteration only once its last change is this old: its CREATE and its
+/// CLOSE may come in separate reads, and a copy started between them ends EBUSY, which puts
+/// the file back for the *next* iteration (the end of the bulk load it was meant to pass).
+const JOIN_SETTLE_MS: u64 = 100;
 /// First back-off after a try that did not export a file; it doubles with every further try.
 const BACKOFF_BASE_MS: u64 = 1_000;
 /// Pause before the next iteration after the file system failed to answer.
@@ -777,11 +781,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             .into_iter()
             .filter(|f| {
                 !self.iteration_members.contains(f)
-                    && self
-                        .st
-                        .pending
-                        .get(f)
-                        .is_some_and(|p| p.retries == 0 && p.attempts == 0)
+                    && self.st.pending.get(f).is_some_and(|p| {
+                        p.retries == 0
+                            && p.attempts == 0
+                            && now.saturating_sub(p.last_change_ms) >= JOIN_SETTLE_MS
+                    })
             })
             .collect();
         let mut joining: Vec<(Fid, Pending)> = fresh

@@ -1649,7 +1649,9 @@ fn a_new_change_joins_a_running_iteration_ahead_of_its_backlog() {
     let first: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
     t.now += 100;
     let fresh = t.file("projects/fresh.dat", 1);
-    // One slot frees: the fresh file takes it, in iteration 1.
+    t.step(); // no slot free (and the change has not settled yet)
+              // One slot frees: the fresh file takes it, in iteration 1.
+    t.now += 100;
     t.hsm(first[0], 0);
     t.step();
     let calls = t.ns.lock().archive_calls.clone();
@@ -1732,9 +1734,10 @@ fn the_newest_changes_joining_a_running_iteration_go_first() {
     t.step();
     t.now += 100;
     let early = t.file("projects/early.dat", 1);
-    t.step(); // early joins; no slot free yet
     t.now += 100;
+    t.step(); // early joins; no slot free yet
     let late = t.file("projects/late.dat", 1);
+    t.now += 100;
     t.step(); // late joins in front of early
     let mut order = Vec::new();
     for _ in 0..3 {
