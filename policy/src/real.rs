@@ -576,6 +576,20 @@ pub fn rel_to_mount(root: &Path, path: &Path) -> Option<Vec<u8>> {
     Some(rel.as_os_str().as_bytes().to_vec())
 }
 
+/// A listed blob as the engine sees it.
+fn blob_entry(i: blob::BlobInfo) -> BlobEntry {
+    let last_modified_sec = match i.last_modified.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    };
+    BlobEntry {
+        name: i.name.as_str().to_string(),
+        size: i.size,
+        metadata: i.raw_metadata,
+        last_modified_sec,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -665,19 +679,5 @@ mod tests {
                 dirty: true
             })
         );
-    }
-}
-
-/// A listed blob as the engine sees it.
-fn blob_entry(i: blob::BlobInfo) -> BlobEntry {
-    let last_modified_sec = match i.last_modified.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(_) => 0,
-    };
-    BlobEntry {
-        name: i.name.as_str().to_string(),
-        size: i.size,
-        metadata: i.raw_metadata,
-        last_modified_sec,
     }
 }
