@@ -62,7 +62,12 @@ impl BlobStore {
         .boxed()
     }
 
-    async fn list_page(&self, prefix: &str, marker: &str, page_size: &str) -> Result<Page, Error> {
+    pub(crate) async fn list_page(
+        &self,
+        prefix: &str,
+        marker: &str,
+        page_size: &str,
+    ) -> Result<Page, Error> {
         let mut query: Vec<(&str, &str)> = vec![
             ("restype", "container"),
             ("comp", "list"),

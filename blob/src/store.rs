@@ -406,6 +406,26 @@ impl BlobStore {
         };
         Ok(self.list_pages(under, page_size))
     }
+
+    /// One page of [`BlobStore::list`]: at most `page_size` (1 to 5,000) blobs under `prefix`
+    /// from `marker` (empty: the first page), and the marker of the next page (`None` after the
+    /// last). For callers that hold one page at a time across calls (an import).
+    pub async fn list_one_page(
+        &self,
+        prefix: &str,
+        marker: &str,
+        page_size: u32,
+    ) -> Result<(Vec<BlobInfo>, Option<String>), Error> {
+        let under = match prefix.trim_end_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        let size = page_size.clamp(1, crate::listing::MAX_PAGE).to_string();
+        let page = self
+            .retrying(|| self.list_page(&under, marker, &size))
+            .await?;
+        Ok((page.blobs, page.next_marker.filter(|m| !m.is_empty())))
+    }
 }
 
 fn put_mode(mode: &WriteMode) -> PutMode {

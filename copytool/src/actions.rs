@@ -558,18 +558,43 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 store.name_for(path.as_bytes()).map_err(Failure::from)?
             }
         };
-        let head = store
+        let mut name = name;
+        let mut head = store
             .head(&name)
             .await
-            .map_err(|e| self.store_failure(e).context(&format!("head {name}")))?
-            .ok_or_else(|| {
-                Failure::new(
-                    libc::ENOENT,
-                    FailureReason::NotFound,
-                    format!("blob {name} does not exist"),
-                )
-            })?;
-        if let Some(r) = &rec {
+            .map_err(|e| self.store_failure(e).context(&format!("head {name}")))?;
+        // The daemon's `on_rename = "move"` copies the blob to the file's new name server-side
+        // and deletes the old one, leaving the record naming the old blob; the copy has a new
+        // ETag but keeps the metadata, which says it is this file's content of the recorded
+        // data version.
+        let mut moved = false;
+        if let (None, Some(r), Some(path)) = (&head, &rec, &self.path) {
+            if let Ok(current) = store.name_for(path.as_bytes()) {
+                if current != name {
+                    let h = store
+                        .head(&current)
+                        .await
+                        .map_err(|e| self.store_failure(e).context(&format!("head {current}")))?;
+                    if h.as_ref().is_some_and(|h| {
+                        h.fid.as_deref() == Some(self.item.fid.to_string().as_str())
+                            && h.data_version == Some(r.data_version)
+                            && h.size == r.size
+                    }) {
+                        name = current;
+                        head = h;
+                        moved = true;
+                    }
+                }
+            }
+        }
+        let head = head.ok_or_else(|| {
+            Failure::new(
+                libc::ENOENT,
+                FailureReason::NotFound,
+                format!("blob {name} does not exist"),
+            )
+        })?;
+        if let Some(r) = rec.as_ref().filter(|_| !moved) {
             if self.cfg.conflict == ConflictMode::Fail && head.etag != r.etag {
                 return Err(Failure::new(
                     libc::EEXIST,

@@ -722,6 +722,37 @@ fn restore_refuses_a_blob_changed_since_export() {
     assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), b"");
 }
 
+/// The daemon's `on_rename = "move"` moves the blob (server-side copy, new ETag, same metadata)
+/// while the export record still names the old one: the restore finds it under the file's
+/// current name when its metadata says it is this file at the recorded data version, and not
+/// otherwise.
+#[test]
+fn restore_follows_a_blob_moved_with_its_file_and_only_that_blob() {
+    let h = H::new(cfg());
+    let content = b"moved with the file".to_vec();
+    h.ct.add_file(fid(1), &["old/f"], &content);
+    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    let rename = |to: &str, meta_version: u64| {
+        let blob = h.store.blobs.lock().unwrap().remove("old/f");
+        let blob = blob.expect("the exported blob");
+        let mut meta = blob.meta.clone().expect("our metadata");
+        meta.data_version = meta_version;
+        h.store.put_with_meta(to, &blob.data, Some(meta));
+        h.ct.lock().files.get_mut(&fid(1)).unwrap().1 = vec![PathBuf::from(to)];
+    };
+    rename("new/g", 1);
+    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+    assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), content);
+    // A blob under the new name from another data version is not this export: not restored.
+    let moved = h.store.blobs.lock().unwrap().remove("new/g").unwrap();
+    h.store.put_with_meta("old/f", &moved.data, moved.meta);
+    rename("other/h", 7);
+    h.ct.push(list(vec![item(Action::Restore, 1, 3)]));
+    assert_eq!(h.ct.wait_ends(3)[2], (3, 0, libc::ENOENT));
+}
+
 #[test]
 fn restore_of_a_missing_blob_ends_enoent() {
     let h = H::new(cfg());

@@ -509,7 +509,8 @@ impl Store for FakeStore {
             size: b.data.len() as u64,
             etag: b.etag,
             layout: b.meta.as_ref().and_then(|m| m.layout.clone()),
-            fid: b.meta.map(|m| m.fid),
+            fid: b.meta.as_ref().map(|m| m.fid.clone()),
+            data_version: b.meta.map(|m| m.data_version),
         }))
     }
 

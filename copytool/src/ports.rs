@@ -181,6 +181,8 @@ pub struct BlobHead {
     pub fid: Option<String>,
     /// The layout in the blob's metadata (`None` when absent or not decodable).
     pub layout: Option<lustre::Striping>,
+    /// The blob's `lustre_data_version` metadata: the file's data version its content was read at.
+    pub data_version: Option<u64>,
 }
 
 /// The blob store side.

@@ -417,7 +417,8 @@ impl Store for BlobBackend {
             size: i.size,
             etag: i.etag.unwrap_or_default(),
             layout: i.metadata.as_ref().and_then(|m| m.layout.clone()),
-            fid: i.metadata.and_then(|m| m.fid),
+            fid: i.metadata.as_ref().and_then(|m| m.fid.clone()),
+            data_version: i.metadata.and_then(|m| m.data_version),
         }))
     }
 

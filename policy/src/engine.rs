@@ -4,7 +4,8 @@
 //! * Records are filtered by scope (prefix + exclusions) and deduplicated by FID into the
 //!   pending set; our own bookkeeping (SETXATTR of `trusted.lustre_blob`, CL_HSM of archives)
 //!   never creates work.
-//! * One iteration at a time takes the files whose last change is at least `min_age` old,
+//! * One iteration at a time takes the files whose last change is at least `min_age` old
+//!   (files that become due while it runs join it, ahead of its backlog),
 //!   stats them, skips archived-and-clean ones, exports directories and symlinks directly and
 //!   sends batched HUA_ARCHIVE requests whose payload names job and iteration.
 //! * CL_HSM HE_ARCHIVE records complete files: success counts as exported; ECANCELED, EBUSY and
@@ -28,6 +29,12 @@ use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 /// A file whose archive ended this many times with an error of [`Verdict::Retry`] fails for good.
 /// Errors of the environment ([`Verdict::Environment`]) and changes during the copy never count.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// Due files join a running iteration at most this often (each look walks the pending set).
+const JOIN_INTERVAL_MS: u64 = 50;
+/// A file joins a running iteration only once its last change is this old: its CREATE and its
+/// CLOSE may come in separate reads, and a copy started between them ends EBUSY, which puts
+/// the file back for the *next* iteration (the end of the bulk load it was meant to pass).
+const JOIN_SETTLE_MS: u64 = 100;
 /// First back-off after a try that did not export a file; it doubles with every further try.
 const BACKOFF_BASE_MS: u64 = 1_000;
 /// Pause before the next iteration after the file system failed to answer.
@@ -232,6 +239,12 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     progress_ticks: u64,
     seen_ticks: u64,
     last_progress_ms: u64,
+    /// When due files last joined the running iteration ([`JOIN_INTERVAL_MS`]).
+    last_join_ms: u64,
+    /// Every file the running iteration took or was joined by: one that changes again while it
+    /// runs waits for the next one (a file counts once per iteration). Not saved: after a
+    /// restart it holds what the saved iteration still has to do.
+    iteration_members: std::collections::HashSet<Fid>,
     /// Per MDT: changelog_clear answered ENOENT (the user is not registered there).
     unknown_user: std::collections::BTreeMap<usize, String>,
     /// Per MDT: files created (CREATE records) while no CLOSE was ever seen, and the warning
@@ -271,6 +284,15 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         if st.next_iteration == 0 {
             st.next_iteration = 1;
         }
+        let iteration_members = match &st.iteration {
+            Some(it) => it
+                .to_discover
+                .iter()
+                .map(|(f, _)| *f)
+                .chain(st.inflight.keys().copied())
+                .collect(),
+            None => std::collections::HashSet::new(),
+        };
         Ok(Engine {
             ns,
             store,
@@ -296,6 +318,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             progress_ticks: 0,
             seen_ticks: 0,
             last_progress_ms: 0,
+            last_join_ms: 0,
+            iteration_members,
             unknown_user: Default::default(),
             creates_without_close: vec![Some(0); mdts],
             mask_warnings: Default::default(),
@@ -690,6 +714,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             if self.st.iteration.is_none() {
                 break;
             }
+            if self.st.autoexport_enabled {
+                self.join_running(now);
+            }
             self.discover_some(now)?;
             if now.saturating_sub(self.last_stale_check_ms) >= self.cfg.stale_after_ms / 2 {
                 self.last_stale_check_ms = now;
@@ -712,13 +739,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         })
     }
 
-    fn maybe_start(&mut self, now: u64) {
-        if now < self.retry_after_ms {
-            return;
-        }
+    /// Pending files due now: past their back-off, and `min_age` after their last change (or
+    /// held by a flush).
+    fn due_pending(&self, now: u64) -> Vec<Fid> {
         let min_age = self.cfg.min_age_ms;
-        let due: Vec<Fid> = self
-            .st
+        self.st
             .pending
             .iter()
             .filter(|(_, p)| {
@@ -727,7 +752,61 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                         || self.forced_by_flush(&p.holds))
             })
             .map(|(f, _)| *f)
+            .collect()
+    }
+
+    /// Files that changed and became due while an iteration runs join it, ahead of the files it
+    /// has not requested yet, newest first: a new change never waits for a long iteration (a bulk
+    /// load) to end, only for a free request slot. The iteration ends once they are exported too.
+    fn join_running(&mut self, now: u64) {
+        if now.saturating_sub(self.last_join_ms) < JOIN_INTERVAL_MS || self.st.pending.is_empty() {
+            return;
+        }
+        self.last_join_ms = now;
+        if self.st.iteration.is_none() {
+            return;
+        }
+        let due = self.due_pending(now);
+        // New changes only: a file the iteration already has, or put back after a try, waits
+        // for the next iteration, as before (a file counts once per iteration).
+        let fresh: Vec<Fid> = due
+            .into_iter()
+            .filter(|f| {
+                !self.iteration_members.contains(f)
+                    && self.st.pending.get(f).is_some_and(|p| {
+                        p.retries == 0
+                            && p.attempts == 0
+                            && now.saturating_sub(p.last_change_ms) >= JOIN_SETTLE_MS
+                    })
+            })
             .collect();
+        let mut joining: Vec<(Fid, Pending)> = fresh
+            .into_iter()
+            .filter_map(|f| self.st.pending.remove(&f).map(|p| (f, p)))
+            .collect();
+        if joining.is_empty() {
+            return;
+        }
+        // Newest first: each pass's files go to the very front (oldest first among them), ahead
+        // of what joined earlier and of the backlog. A bulk load written while an iteration runs
+        // joins too; the newest changes passing it is what keeps a trickle fresh beside it, and
+        // the bulk still gets every slot the trickle leaves.
+        joining.sort_by_key(|(f, p)| (p.first_change_ms, *f));
+        let Some(it) = self.st.iteration.as_mut() else {
+            return;
+        };
+        for entry in joining.into_iter().rev() {
+            self.iteration_members.insert(entry.0);
+            it.to_discover.push_front(entry);
+        }
+        self.changed = true;
+    }
+
+    fn maybe_start(&mut self, now: u64) {
+        if now < self.retry_after_ms {
+            return;
+        }
+        let due = self.due_pending(now);
         let ns_due = self.st.ns_ops.front().is_some_and(|o| o.retry_at_ms <= now);
         let meta_due = !self.st.meta_pending.is_empty() && self.meta_retry_at_ms <= now;
         if due.is_empty() && !ns_due && !meta_due {
@@ -743,8 +822,10 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             },
             ..Iteration::default()
         };
+        self.iteration_members.clear();
         for fid in due {
             if let Some(p) = self.st.pending.remove(&fid) {
+                self.iteration_members.insert(fid);
                 it.to_discover.push_back((fid, p));
             }
         }
@@ -1476,6 +1557,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let Some(it) = self.st.iteration.take() else {
             return;
         };
+        self.iteration_members = std::collections::HashSet::new();
         let mut c = it.counters;
         c.ended_ms = Some(now);
         self.st.totals.iterations_completed += 1;

@@ -1670,3 +1670,123 @@ fn files_created_without_any_close_warn_about_the_changelog_mask() {
     }
     assert!(t.e.mask_warnings().is_empty());
 }
+
+/// Issue 17, item 1: a change made while a long iteration runs (a bulk load waiting for request
+/// slots) joins it ahead of the iteration's backlog: it is requested with the next free slot,
+/// not after the backlog, and the iteration ends only once it is exported too.
+#[test]
+fn a_new_change_joins_a_running_iteration_ahead_of_its_backlog() {
+    let mut c = cfg();
+    c.max_in_flight = 2;
+    let mut t = T::new(c);
+    let bulk: Vec<Fid> = (0..20)
+        .map(|i| t.file(&format!("projects/bulk/f{i:02}"), 1))
+        .collect();
+    t.step();
+    assert_eq!(t.e.state().inflight.len(), 2, "the bound holds the backlog");
+    let first: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
+    t.now += 100;
+    let fresh = t.file("projects/fresh.dat", 1);
+    t.step(); // no slot free (and the change has not settled yet)
+              // One slot frees: the fresh file takes it, in iteration 1.
+    t.now += 100;
+    t.hsm(first[0], 0);
+    t.step();
+    let calls = t.ns.lock().archive_calls.clone();
+    let last = calls.last().expect("a request after the slot freed");
+    assert_eq!(last.0, vec![fresh], "the new change went first: {calls:?}");
+    assert_eq!(last.1, b"lb:j=autoexport-1:i=1".to_vec());
+    // The rest of the backlog follows; the iteration ends once everything, fresh included, is in.
+    let mut rounds = 0;
+    while t.e.state().iteration.is_some() {
+        let inflight: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
+        for f in inflight {
+            t.hsm(f, 0);
+        }
+        t.now += 100;
+        t.step();
+        rounds += 1;
+        assert!(rounds < 40, "the iteration never ends");
+    }
+    let last =
+        t.e.state()
+            .last_iteration
+            .clone()
+            .expect("iteration 1 ended");
+    assert_eq!(last.number, 1);
+    assert_eq!(last.files_exported, bulk.len() as u64 + 1);
+    let archived = t.ns.archived_fids();
+    assert_eq!(archived.len(), bulk.len() + 1, "each file requested once");
+}
+
+/// A file put back after a try that did not export it is not a new change: it waits for the
+/// next iteration (and counts once per iteration) rather than joining the running one.
+#[test]
+fn a_requeued_file_waits_for_the_next_iteration_instead_of_joining() {
+    let mut c = cfg();
+    c.max_in_flight = 1;
+    let mut t = T::new(c);
+    let busy = t.file("projects/busy.dat", 1);
+    let other = t.file("projects/other.dat", 1);
+    t.step();
+    let first = *t.e.state().inflight.keys().next().expect("one in flight");
+    // The first copy ends EBUSY (changed during the copy): back to pending with a back-off.
+    let mut r = t.rec(ChangeKind::Hsm, first);
+    r.hsm = Some(HsmEvent {
+        event: HsmEventKind::Archive,
+        error: libc::EBUSY as u8,
+        dirty: true,
+    });
+    t.feed(r);
+    t.now += 60_000; // past any back-off
+    t.step();
+    let second = if first == busy { other } else { busy };
+    let calls = t.ns.lock().archive_calls.clone();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(
+        calls[1].0,
+        vec![second],
+        "the backlog went on, not the requeued file"
+    );
+    assert_eq!(calls[1].1, b"lb:j=autoexport-1:i=1".to_vec());
+    t.hsm(second, 0);
+    t.now += 100;
+    t.step();
+    t.step();
+    let calls = t.ns.lock().archive_calls.clone();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls[2], (vec![first], b"lb:j=autoexport-1:i=2".to_vec()));
+}
+
+/// Files joining a running iteration in separate passes: the newest pass goes first, ahead of
+/// earlier joiners and of the backlog (a trickle beside a bulk load written meanwhile), and the
+/// earlier joiners still come before the backlog.
+#[test]
+fn the_newest_changes_joining_a_running_iteration_go_first() {
+    let mut c = cfg();
+    c.max_in_flight = 1;
+    let mut t = T::new(c);
+    let bulk: Vec<Fid> = (0..5)
+        .map(|i| t.file(&format!("projects/bulk/f{i}"), 1))
+        .collect();
+    t.step();
+    t.now += 100;
+    let early = t.file("projects/early.dat", 1);
+    t.now += 100;
+    t.step(); // early joins; no slot free yet
+    let late = t.file("projects/late.dat", 1);
+    t.now += 100;
+    t.step(); // late joins in front of early
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let inflight: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
+        for f in inflight {
+            t.hsm(f, 0);
+        }
+        t.now += 100;
+        t.step();
+        order.extend(t.e.state().inflight.keys().copied());
+    }
+    assert_eq!(&order[..2], &[late, early], "{order:?}");
+    assert!(bulk.contains(&order[2]), "then the backlog: {order:?}");
+}

@@ -341,6 +341,8 @@ pub struct FakeStore {
     /// Metadata pairs listed as written (another tool's, or hostile), instead of the pairs of the
     /// blob's [`BlobMeta`].
     pub raw: Arc<Mutex<RawMetadata>>,
+    /// `list_page` calls served (an import lists page by page).
+    pub list_pages_served: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The Last-Modified every fake blob lists with (2025-06-15 15:06:40 UTC).
@@ -476,6 +478,22 @@ impl Store for FakeStore {
                 last_modified_sec: FAKE_LAST_MODIFIED,
             })
             .collect())
+    }
+    fn list_page(
+        &self,
+        dir: &str,
+        marker: &str,
+        max: usize,
+    ) -> Result<(Vec<BlobEntry>, Option<String>), StoreError> {
+        self.list_pages_served
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // The marker is the last name of the previous page (Azure's is opaque).
+        let mut all = self.list(dir)?;
+        all.retain(|e| marker.is_empty() || e.name.as_str() > marker);
+        let more = all.len() > max.max(1);
+        all.truncate(max.max(1));
+        let next = more.then(|| all.last().map(|e| e.name.clone())).flatten();
+        Ok((all, next))
     }
     fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         self.lock()

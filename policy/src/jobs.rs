@@ -83,9 +83,17 @@ pub struct ImportProgress {
     pub total_coerced_values: u64,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The page of the listing being imported (`None`: the listing has not started).
     #[serde(skip, default)]
     pub listed: Option<VecDeque<crate::ports::BlobEntry>>,
+    /// Where the next page of the listing starts (`None`: `listed` is the last page).
+    #[serde(skip, default)]
+    pub next_marker: Option<String>,
 }
+
+/// Blobs an import lists per request (Azure's largest page): the job holds one page at a time,
+/// so its memory does not grow with the prefix.
+pub const IMPORT_PAGE: usize = 5000;
 
 /// One job as `jobs` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -785,7 +793,8 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
         finish(job, &mut engine.log, JobState::Canceled, now);
         return;
     }
-    if im.listed.is_none() {
+    let page_done = im.listed.as_ref().is_none_or(VecDeque::is_empty);
+    if im.listed.is_none() || (page_done && im.next_marker.is_some()) {
         let dir = if im.prefix.is_empty() {
             engine.store.root()
         } else {
@@ -799,10 +808,16 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
                 }
             }
         };
-        match engine.store.list(dir.trim_end_matches('/')) {
-            Ok(mut v) => {
-                v.sort_by(|a, b| a.name.cmp(&b.name)); // parents before children
+        // Page by page, in name order (the service lists by name: a directory's blob comes
+        // before the blobs under it).
+        let marker = im.next_marker.take().unwrap_or_default();
+        match engine
+            .store
+            .list_page(dir.trim_end_matches('/'), &marker, IMPORT_PAGE)
+        {
+            Ok((v, next)) => {
                 im.listed = Some(v.into());
+                im.next_marker = next;
             }
             Err(e) => {
                 im.error_code = Some("ListFailed".into());
@@ -909,7 +924,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
     }
     let secs = (now.saturating_sub(job.started_ms) / 1000).max(1);
     im.blobs_walked_per_second = im.total_blobs_walked / secs;
-    if im.listed.as_ref().is_some_and(|l| l.is_empty()) {
+    if im.listed.as_ref().is_some_and(|l| l.is_empty()) && im.next_marker.is_none() {
         im.listed = None;
         let state = if mode == ImportConflictMode::Fail && im.total_conflicts > 0 {
             JobState::Failed

@@ -657,3 +657,40 @@ fn import_refuses_a_blob_with_a_malformed_layout_with_a_one_line_reason() {
         assert!(!text.contains('\n'), "{text}");
     }
 }
+
+/// Issue 17, item 2: an import lists the prefix page by page ([`IMPORT_PAGE`] blobs per List
+/// Blobs) while it imports, holding one page at a time, not the whole listing.
+#[test]
+fn import_lists_page_by_page_and_holds_one_page_at_a_time() {
+    let (mut e, ns, store, _log, mut jobs) = setup();
+    let n = 2 * IMPORT_PAGE + 1;
+    for i in 0..n {
+        store.put(&format!("many/f{i:06}"), b"x", None);
+    }
+    let id = jobs.start_import("many/", "Fail", -1, false, 0).unwrap();
+    let mut most_held = 0;
+    for round in 0.. {
+        jobs.step(&mut e, round);
+        let r = job(&jobs, &e, &id);
+        let im = r.import.clone().unwrap();
+        most_held = most_held.max(im.listed.as_ref().map_or(0, |l| l.len()));
+        if r.state != JobState::InProgress {
+            assert_eq!(r.state, JobState::Completed);
+            break;
+        }
+        assert!(round < 100_000, "the import never ends");
+    }
+    let im = job(&jobs, &e, &id).import.unwrap();
+    assert_eq!(
+        (im.total_blobs_walked, im.imported_files),
+        (n as u64, n as u64)
+    );
+    assert!(most_held <= IMPORT_PAGE, "held {most_held} entries at once");
+    assert_eq!(
+        store
+            .list_pages_served
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    assert!(ns.fid_of(&format!("many/f{:06}", n - 1)).is_some());
+}

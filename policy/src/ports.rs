@@ -154,6 +154,14 @@ pub trait Store: Send {
     fn delete(&self, name: &str) -> Result<(), StoreError>;
     /// Every blob under the directory `dir` (names starting with `dir/`; `""` = all), full names.
     fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError>;
+    /// One page of [`Store::list`]: at most `max` blobs under `dir` from `marker` (empty: the
+    /// first page), in name order, and the marker of the next page (`None` after the last).
+    fn list_page(
+        &self,
+        dir: &str,
+        marker: &str,
+        max: usize,
+    ) -> Result<(Vec<BlobEntry>, Option<String>), StoreError>;
     fn exists(&self, name: &str) -> Result<bool, StoreError>;
     /// POSIX metadata of a blob (`Ok(None)`: no such blob, or it carries none).
     fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError>;

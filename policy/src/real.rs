@@ -473,20 +473,23 @@ impl Store for BlobPort {
             let mut s = self.store.list(dir).map_err(store_err)?;
             let mut out = Vec::new();
             while let Some(i) = s.next().await {
-                let i = i.map_err(store_err)?;
-                let last_modified_sec = match i.last_modified.duration_since(UNIX_EPOCH) {
-                    Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                    Err(_) => 0,
-                };
-                out.push(BlobEntry {
-                    name: i.name.as_str().to_string(),
-                    size: i.size,
-                    metadata: i.raw_metadata,
-                    last_modified_sec,
-                });
+                out.push(blob_entry(i.map_err(store_err)?));
             }
             Ok(out)
         })
+    }
+    fn list_page(
+        &self,
+        dir: &str,
+        marker: &str,
+        max: usize,
+    ) -> Result<(Vec<BlobEntry>, Option<String>), StoreError> {
+        let size = u32::try_from(max).unwrap_or(u32::MAX);
+        let (page, next) = self
+            .rt
+            .block_on(self.store.list_one_page(dir, marker, size))
+            .map_err(store_err)?;
+        Ok((page.into_iter().map(blob_entry).collect(), next))
     }
     fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError> {
         let n = self.name(name)?;
@@ -537,6 +540,20 @@ pub fn rel_to_mount(root: &Path, path: &Path) -> Option<Vec<u8>> {
     };
     let rel = abs.strip_prefix(root).ok()?;
     Some(rel.as_os_str().as_bytes().to_vec())
+}
+
+/// A listed blob as the engine sees it.
+fn blob_entry(i: blob::BlobInfo) -> BlobEntry {
+    let last_modified_sec = match i.last_modified.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    };
+    BlobEntry {
+        name: i.name.as_str().to_string(),
+        size: i.size,
+        metadata: i.raw_metadata,
+        last_modified_sec,
+    }
 }
 
 #[cfg(test)]

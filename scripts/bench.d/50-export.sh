@@ -156,6 +156,15 @@ export_one() {
     printf "export-%s:   raw ceiling (memory)    %7.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", r, b/1e6/r, f/r }'
   echo "export-$what:   share of the raw ceiling: lustre-blob export $(bs_ratio "$t_raw" "$t_ours"), uploader alone $(bs_ratio "$t_raw" "${t_up:-0}"), rclone defaults $(bs_ratio "$t_raw" "$t_rd"), rclone --transfers 16 $(bs_ratio "$t_raw" "$t_r16")"
   echo "export-$what:   peak RSS KiB: lhsmtool_blob $rss_ct, lustre-blob daemon $rss_d, lustre-blob export (CLI) $rss_cli, rclone defaults $rss_rd, rclone --transfers 16 $rss_r16"
+  # For the charts (scripts/lib/charts.py): best time per tool as MB/s.
+  local label
+  if [ "$what" = large ]; then label="${large_mib} MiB"; else label="${small_kib} KiB"; fi
+  mkdir -p "$bench_results"
+  awk -v b="$bytes" -v f="$files" -v w="$what" -v l="$label" -v o="$t_ours" -v d="$t_rd" \
+    -v s="$t_r16" -v u="${t_up:-0}" -v r="$t_raw" 'function t(x) {
+      return x > 0 ? sprintf("{\"seconds\": %s, \"mb_s\": %.1f}", x, b / 1e6 / x) : "null" }
+    BEGIN { printf "{\"shape\": \"%s\", \"count\": %d, \"file_bytes\": %d, \"file_label\": \"%s\", \"ours\": %s, \"rclone_default\": %s, \"rclone_16\": %s, \"uploader\": %s, \"raw\": %s}\n",
+      w, f, b / f, l, t(o), t(d), t(s), t(u), t(r) }' >"$bench_results/export-$what.json"
 }
 
 for shape in ${BENCH_EXPORT_SHAPES:-large small}; do

@@ -87,5 +87,8 @@ echo "incremental: $changes changes in $tree_n files"
 [ -z "$t_ours" ] || echo "incremental:   lustre-blob iteration (flush --wait)  ${t_ours} s  peak RSS KiB: daemon $rss_d, lhsmtool_blob $rss_ct"
 [ -z "$t_rc" ] || echo "incremental:   rclone sync                            ${t_rc} s  peak RSS KiB: $rss_rc  (it copied $rc_moved files)"
 [ -z "$t_ours" ] || [ -z "$t_rc" ] || echo "incremental:   ratio rclone-sync/ours $(bs_ratio "$t_rc" "$t_ours")x"
+mkdir -p "$bench_results"
+printf '{"what": "incremental", "size": %d, "rss_kib": {"daemon": %s, "lhsmtool_blob": %s, "rclone sync": %s}}\n' \
+  "$tree_n" "${rss_d:-0}" "${rss_ct:-0}" "${rss_rc:-0}" >"$bench_results/rss-incremental-$tree_n.json"
 rm -rf "$mnt"
 trap "$bs_prev_exit" EXIT

@@ -4,6 +4,8 @@
 # by bs_stop (and by the part's EXIT handling through bs_stop_all).
 
 bs_bin="${BENCH_TARGET:-target/release}"
+# Where parts leave their results as JSON, and the charts go (next to BENCHMARKS.md).
+bench_results="${BENCH_RESULTS:-$PWD/benchmarks}"
 
 # Release builds of the three product binaries and the simulator library.
 # BENCH_NO_BUILD=1 uses what BENCH_TARGET already holds (e.g. a debug build, for trying a part).
@@ -80,7 +82,8 @@ bs_wait() { # WHAT SECONDS CMD...   (gives up early when the process named by bs
 
 # bs_start MOUNT CONTAINER [AUTOEXPORT=false]: simulator on MOUNT (existing files are found by
 # its start-up scan), a changelog user, the policy file, one copytool and the daemon.
-# BENCH_BLOCK_SIZE (8MiB), BENCH_BLOCKS_IN_FLIGHT (8) and BENCH_MAX_ACTIONS (32) set the copytool.
+# BENCH_BLOCK_SIZE (8MiB), BENCH_BLOCKS_IN_FLIGHT (8) and BENCH_MAX_ACTIONS (32) set the copytool;
+# BENCH_MAX_IN_FLIGHT the daemon's autoexport.max_in_flight (default: the product's).
 bs_start() {
   local mnt=$1 container=$2 auto=${3:-false}
   export LUSTREAPI_LIB="$bs_bin/liblustreapi_sim.so"
@@ -105,6 +108,7 @@ use_emulator = true
 request_timeout = "120s"
 [autoexport]
 enabled = $auto
+${BENCH_MAX_IN_FLIGHT:+max_in_flight = $BENCH_MAX_IN_FLIGHT}
 [logging]
 container = "bench-logs"
 [copytool]

@@ -288,7 +288,7 @@ sc_striped_restore() {
   want=$(sha256sum <"$f" | cut -d' ' -f1)
   flush || rc=1
   blob_matches "$f" || rc=1
-  note "export record: $(getfattr --only-values -n trusted.lustre_blob "$f" 2>&1)"
+  note "export record: $(python3 -c "import os,sys; print(os.getxattr(sys.argv[1], 'trusted.lustre_blob').decode())" "$f" 2>&1)"
   lfs hsm_release "$f" || rc=1
   state_is "$f" released exists archived || rc=1
   echo 3 >/proc/sys/vm/drop_caches

@@ -25,6 +25,8 @@ pub struct StackOptions {
     pub max_requests: u32,
     /// MDTs of the simulated file system (the changelog user is registered on MDT0 only).
     pub mdts: u32,
+    /// Azurite logs every request it receives (`Store::requests`).
+    pub log_requests: bool,
 }
 
 impl Default for StackOptions {
@@ -36,6 +38,7 @@ impl Default for StackOptions {
             min_age: "0s".into(),
             max_requests: 32,
             mdts: 1,
+            log_requests: false,
         }
     }
 }
@@ -55,7 +58,7 @@ pub struct Stack {
 
 impl Stack {
     pub fn new(opts: StackOptions) -> Stack {
-        let store = Store::start(opts.azurite_on_disk);
+        let store = Store::start_with(opts.azurite_on_disk, opts.log_requests);
         let sim = Sim::start(SimOptions {
             mdts: opts.mdts.max(1),
             ..SimOptions::default()

@@ -36,6 +36,58 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// One request as Azurite's debug log records it on arrival.
+#[derive(Clone, Debug)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// The path below the host, percent-encoded as sent (`/devstoreaccount1/container/blob`).
+    pub path: String,
+    /// The query string without `?` (empty when none).
+    pub query: String,
+    /// The request headers, names lower-case.
+    pub headers: serde_json::Map<String, serde_json::Value>,
+}
+
+impl LoggedRequest {
+    /// A `BlobStorageContextMiddleware: RequestMethod=M RequestURL=U RequestHeaders:{..} ...`
+    /// line of Azurite's debug log; None for every other line.
+    fn parse(line: &str) -> Option<LoggedRequest> {
+        let method = between(line, "RequestMethod=", " ")?.to_string();
+        let url = between(line, "RequestURL=", " ")?;
+        let after_host = url.split_once("://").map_or(url, |(_, r)| r);
+        let path_query = after_host.find('/').map_or("/", |i| &after_host[i..]);
+        let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+        let headers_start = line.find("RequestHeaders:")? + "RequestHeaders:".len();
+        let mut stream = serde_json::Deserializer::from_str(&line[headers_start..])
+            .into_iter::<serde_json::Map<String, serde_json::Value>>();
+        let headers = stream.next()?.ok()?;
+        Some(LoggedRequest {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            headers,
+        })
+    }
+
+    /// The value of query parameter `name` (raw), if present.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    }
+
+    /// A request that commits a blob's content from the client's bytes: Put Blob, or Put Block
+    /// List (not Put Block, not a server-side copy, not a metadata or property change).
+    pub fn commits_uploaded_content(&self) -> bool {
+        self.method == "PUT"
+            && !self.headers.contains_key("x-ms-copy-source")
+            && match self.query_param("comp") {
+                None => self.headers.contains_key("x-ms-blob-type"),
+                Some(c) => c == "blocklist",
+            }
+    }
+}
+
 pub struct Store {
     bin: PathBuf,
     port: u16,
@@ -47,6 +99,8 @@ pub struct Store {
     /// Containers made with `create_container`, made again after a restart (Azurite on disk
     /// persists its metadata only every ~5 s, so a young container can vanish with `kill -9`).
     containers: std::sync::Mutex<Vec<String>>,
+    /// Azurite logs every request it receives (`--debug FILE`, one file per start).
+    log_requests: bool,
 }
 
 /// The azurite-blob binary: `LUSTRE_BLOB_AZURITE`, else `scripts/install-azurite` (cached).
@@ -76,6 +130,12 @@ fn free_port() -> u16 {
 impl Store {
     /// Starts Azurite on a free port: in memory, or with its data in a temp dir (`on_disk`).
     pub fn start(on_disk: bool) -> Store {
+        Store::start_with(on_disk, false)
+    }
+
+    /// [`Store::start`]; with `log_requests`, Azurite also logs every request it receives, read
+    /// back with [`Store::requests`] (the store's own count of what clients asked of it).
+    pub fn start_with(on_disk: bool, log_requests: bool) -> Store {
         let dir = tempfile::Builder::new()
             .prefix("e2e-azurite-")
             .tempdir()
@@ -89,6 +149,7 @@ impl Store {
             proc: None,
             starts: 0,
             containers: std::sync::Mutex::new(Vec::new()),
+            log_requests,
         };
         s.spawn();
         s
@@ -113,6 +174,9 @@ impl Store {
             }
         }
         self.starts += 1;
+        if self.log_requests {
+            cmd.arg("--debug").arg(self.request_log(self.starts));
+        }
         let log = self.dir.path().join(format!("azurite-{}.log", self.starts));
         let mut p = Proc::spawn("azurite", cmd, &log);
         let port = self.port;
@@ -121,6 +185,23 @@ impl Store {
         });
         assert!(ok, "azurite did not start on {port}: {}", p.log());
         self.proc = Some(p);
+    }
+
+    fn request_log(&self, start: u32) -> PathBuf {
+        self.dir.path().join(format!("requests-{start}.log"))
+    }
+
+    /// Every request Azurite received since it was first started (all its runs), oldest first;
+    /// empty unless started with `log_requests`.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        (1..=self.starts)
+            .flat_map(|n| {
+                let text = std::fs::read_to_string(self.request_log(n)).unwrap_or_default();
+                text.lines()
+                    .filter_map(LoggedRequest::parse)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     pub fn port(&self) -> u16 {

@@ -284,6 +284,15 @@ fn reply_ok<T: serde::Serialize>(v: T) -> Reply {
     }
 }
 
+/// Up to 256 records from index `next` on. The queue is in index order, so the first one is
+/// found by bisection: a reader far behind (a backlog of millions) costs the MDS a seek per batch,
+/// as a Lustre changelog reader pays its llog positioning once per open (`chlg_load`), not a walk
+/// from the oldest record for every batch.
+fn records_from(q: &std::collections::VecDeque<(u64, Vec<u8>)>, next: u64) -> Vec<(u64, Vec<u8>)> {
+    let start = q.partition_point(|(i, _)| *i < next);
+    q.range(start..).take(256).cloned().collect()
+}
+
 fn serve(s: Arc<Shared>, mut c: UnixStream) {
     loop {
         let (body, fd) = match proto::recv_msg_with_fd(&mut c) {
@@ -504,13 +513,7 @@ fn stream_changelog(s: &Shared, mut c: UnixStream, mdt: u32, start: u64, follow:
         let batch: Vec<(u64, Vec<u8>)> = {
             let mut g = s.lock();
             g.sync(&s.cv);
-            let q = &g.st.records[mdt as usize];
-            let mut b: Vec<(u64, Vec<u8>)> = q
-                .iter()
-                .filter(|(i, _)| *i >= next)
-                .take(256)
-                .cloned()
-                .collect();
+            let mut b = records_from(&g.st.records[mdt as usize], next);
             if b.is_empty() && follow && !s.stop.load(Ordering::SeqCst) {
                 let gen = g.st.generation;
                 let (g2, _) =
@@ -518,12 +521,7 @@ fn stream_changelog(s: &Shared, mut c: UnixStream, mdt: u32, start: u64, follow:
                         i.st.generation == gen && !s.stop.load(Ordering::SeqCst)
                     })
                     .unwrap_or_else(|p| p.into_inner());
-                b = g2.st.records[mdt as usize]
-                    .iter()
-                    .filter(|(i, _)| *i >= next)
-                    .take(256)
-                    .cloned()
-                    .collect();
+                b = records_from(&g2.st.records[mdt as usize], next);
             }
             b
         };

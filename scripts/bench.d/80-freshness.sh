@@ -1,0 +1,96 @@
+# Part "80-freshness" of scripts/bench (sourced): how long a closed file waits before its blob
+# exists (issue 17 item 1). A steady trickle (BENCH_TRICKLE_RATE files/s, default 10, for
+# BENCH_TRICKLE_SECONDS, default 120) into a daemon with auto-export on, measured by
+# scripts/lib/freshness.py: an independent client that HEADs each written file's blob until it
+# exists (see there for why a poller and what its error is). Twice, each on a fresh stack and
+# Azurite: idle, and while a bulk export runs (BENCH_FRESH_BULK_LARGE x BENCH_FRESH_BULK_MIB MiB
+# plus BENCH_FRESH_BULK_SMALL x 64 KiB files, default 4 x 1024 MiB + 10,000, written into the
+# file system first; the trickle starts once they are written, while auto-export works through
+# them: one long iteration that the trickle's changes join).
+# BENCH_QUICK=1: 20 s of trickle beside 1 x 256 MiB + 2,000 small files. BENCH_FRESH_RUNS picks
+# the runs ("idle bulk"); BENCH_LOGS=DIR keeps the product's logs of each run there.
+# Prints p50/p90/p99 and a histogram per run; the JSON of each run stays in
+# BENCH_RESULTS (default benchmarks/, next to BENCHMARKS.md) for the charts.
+
+# shellcheck source=/dev/null
+source scripts/lib/bench-stack.sh
+bs_prev_exit=$(trap -p EXIT | sed "s/^trap -- '//; s/' EXIT\$//")
+trap "bs_stop; $bs_prev_exit" EXIT
+bs_build
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  fr_secs="${BENCH_TRICKLE_SECONDS:-20}"
+  fr_large="${BENCH_FRESH_BULK_LARGE:-1}" fr_mib="${BENCH_FRESH_BULK_MIB:-256}"
+  fr_small="${BENCH_FRESH_BULK_SMALL:-2000}"
+else
+  fr_secs="${BENCH_TRICKLE_SECONDS:-120}"
+  fr_large="${BENCH_FRESH_BULK_LARGE:-4}" fr_mib="${BENCH_FRESH_BULK_MIB:-1024}"
+  fr_small="${BENCH_FRESH_BULK_SMALL:-10000}"
+fi
+fr_rate="${BENCH_TRICKLE_RATE:-10}"
+fr_out="$bench_results"
+mkdir -p "$fr_out"
+
+# fr_status NAME WHEN: the daemon's counters (is the bulk export still running?).
+fr_status() {
+  local st
+  st=$("$bs_bin/lustre-blob" status --json --config "$bs_policy")
+  python3 - "$1" "$2" "$st" <<'PY'
+import json, sys
+name, when, s = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+left = s["pendingFiles"] + s["inFlightFiles"]
+print(f"freshness: {name}: {when}: {s['totalFilesExported']} files exported, {left} pending or "
+      f"in flight, iteration {s['currentIteration']} running: {s['currentIterationRunning']}")
+PY
+}
+
+# fr_run NAME BULK(0|1): a fresh stack, (the bulk,) then the trickle.
+fr_run() {
+  local name=$1 bulk=$2 mnt="$BENCH_WORK/fresh-$1"
+  rm -rf "$mnt"
+  mkdir -p "$mnt"
+  bench_restart_azurite
+  bs_container "fresh-$name"
+  bs_start "$mnt" "fresh-$name" true
+  if [ "$bulk" = 1 ]; then
+    # The bulk is written first (auto-export takes it up as it lands, a long iteration), then
+    # the trickle starts while that export runs.
+    echo "bench: freshness: writing $fr_large x $fr_mib MiB and $fr_small x 64 KiB (the bulk)" >&2
+    mkdir -p "$mnt/bulk/large"
+    local writers=() w
+    for i in $(seq 1 "$fr_large"); do
+      head -c $((fr_mib * 1024 * 1024)) /dev/urandom >"$mnt/bulk/large/big-$i.dat" &
+      writers+=("$!")
+    done
+    python3 - "$mnt/bulk/small" "$fr_small" <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+block = os.urandom(64 * 1024)
+for i in range(n):
+    sub = os.path.join(d, f"d{i // 1000:03d}")
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, f"f{i:06d}.bin"), "wb") as f:
+        f.write(i.to_bytes(8, "little") + block[8:])
+PY
+    for w in "${writers[@]}"; do wait "$w"; done
+    fr_status "$name" "when the trickle started"
+  fi
+  python3 scripts/lib/freshness.py --endpoint "$BENCH_ENDPOINT" --container "fresh-$name" \
+    --mount "$mnt" --subdir trickle --rate "$fr_rate" --seconds "$fr_secs" \
+    --label "$name" --json "$fr_out/freshness-$name.json"
+  if [ "$bulk" = 1 ]; then fr_status "$name" "when the last trickle file was seen"; fi
+  echo "freshness: $name: peak RSS KiB: daemon $(bs_hwm "$bs_pid_daemon"), lhsmtool_blob $(bs_hwm "$bs_pid_copytool")"
+  bs_stop
+  if [ -n "${BENCH_LOGS:-}" ]; then
+    mkdir -p "$BENCH_LOGS/$name" && cp "$BENCH_WORK"/*.log "$BENCH_LOGS/$name/" 2>/dev/null || true
+  fi
+  rm -rf "$mnt"
+}
+
+for fr_which in ${BENCH_FRESH_RUNS:-idle bulk}; do
+  case $fr_which in
+    idle) fr_run idle 0 ;;
+    bulk) fr_run bulk 1 ;;
+    *) echo "bench: BENCH_FRESH_RUNS: unknown run '$fr_which' (idle, bulk)" >&2; exit 2 ;;
+  esac
+done
