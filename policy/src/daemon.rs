@@ -816,6 +816,14 @@ mod tests {
     fn daemon() -> (Daemon<FakeNs, FakeStore, FakeLog>, FakeNs) {
         let ns = FakeNs::default();
         ns.add("", FileKind::Directory, 0);
+        (daemon_on(&ns, None), ns)
+    }
+
+    /// A daemon over `ns`, keeping its state in `file` when given.
+    fn daemon_on(
+        ns: &FakeNs,
+        file: Option<crate::state::StateFile>,
+    ) -> Daemon<FakeNs, FakeStore, FakeLog> {
         let text =
             "[lustre]\nmount = \"/m\"\n[blob]\nurl = \"http://127.0.0.1:1/devstoreaccount1/c\"\n";
         let p = Policy::from_toml(text, Path::new("p.toml")).unwrap();
@@ -825,14 +833,26 @@ mod tests {
             FakeLog::default(),
             engine_config(&p).unwrap(),
             1,
-            None,
+            file,
             true,
         )
         .unwrap();
-        (
-            Daemon::new(e, JobRegistry::in_memory(1), PathBuf::from("p.toml")),
-            ns,
-        )
+        Daemon::new(e, JobRegistry::in_memory(1), PathBuf::from("p.toml"))
+    }
+
+    /// The MDT's record of `f`'s archive ending well, at changelog index `index`.
+    fn archived(d: &mut Daemon<FakeNs, FakeStore, FakeLog>, f: crate::model::Fid, index: u64) {
+        let mut h = Change::simple(0, index, ChangeKind::Hsm, f);
+        h.hsm = Some(crate::model::HsmEvent {
+            event: crate::model::HsmEventKind::Archive,
+            error: 0,
+            dirty: false,
+        });
+        d.handle(Msg::Records {
+            mdt: 0,
+            records: vec![h],
+            end: true,
+        });
     }
 
     #[test]
@@ -900,17 +920,7 @@ mod tests {
         });
         d.tick().unwrap();
         assert!(rx.try_recv().is_err(), "still in flight");
-        let mut h = Change::simple(0, 2, ChangeKind::Hsm, f);
-        h.hsm = Some(crate::model::HsmEvent {
-            event: crate::model::HsmEventKind::Archive,
-            error: 0,
-            dirty: false,
-        });
-        d.handle(Msg::Records {
-            mdt: 0,
-            records: vec![h],
-            end: true,
-        });
+        archived(&mut d, f, 2);
         d.tick().unwrap();
         let r = rx.try_recv().unwrap();
         assert!(r.ok && r.code.is_none(), "{r:?}");
@@ -940,26 +950,7 @@ mod tests {
         let file = crate::state::StateFile::new(dir.path().join("state.json"));
         let ns = FakeNs::default();
         ns.add("", FileKind::Directory, 0);
-        let text =
-            "[lustre]\nmount = \"/m\"\n[blob]\nurl = \"http://127.0.0.1:1/devstoreaccount1/c\"\n";
-        let p = Policy::from_toml(text, Path::new("p.toml")).unwrap();
-        let engine = |file| {
-            Engine::new(
-                ns.clone(),
-                FakeStore::default(),
-                FakeLog::default(),
-                engine_config(&p).unwrap(),
-                1,
-                Some(file),
-                true,
-            )
-            .unwrap()
-        };
-        let mut d = Daemon::new(
-            engine(file.clone()),
-            JobRegistry::in_memory(1),
-            PathBuf::from("p.toml"),
-        );
+        let mut d = daemon_on(&ns, Some(file.clone()));
         d.tick().unwrap(); // the first save: from now on saves are rate-limited
         let f = ns.add("a", FileKind::Regular, 3);
         d.handle(Msg::Records {
@@ -968,25 +959,11 @@ mod tests {
             end: true,
         });
         d.tick().unwrap();
-        let mut h = Change::simple(0, 2, ChangeKind::Hsm, f);
-        h.hsm = Some(crate::model::HsmEvent {
-            event: crate::model::HsmEventKind::Archive,
-            error: 0,
-            dirty: false,
-        });
-        d.handle(Msg::Records {
-            mdt: 0,
-            records: vec![h],
-            end: true,
-        });
+        archived(&mut d, f, 2);
         let seen = ask(&mut d, Request::Status).try_recv().unwrap();
         assert_eq!(seen.data["totalFilesExported"], 1);
         drop(d); // kill -9: no shutdown save
-        let mut again = Daemon::new(
-            engine(file),
-            JobRegistry::in_memory(1),
-            PathBuf::from("p.toml"),
-        );
+        let mut again = daemon_on(&ns, Some(file));
         let after = ask(&mut again, Request::Status).try_recv().unwrap();
         assert_eq!(after.data["totalFilesExported"], 1, "{}", after.data);
     }
