@@ -9,32 +9,11 @@
 //!   `mdt_cdt_started_cb`);
 //! * the KUC pipe holds 64 KiB; what does not fit waits for the reader and is still STARTED.
 
-use lustre::{Copytool, CopytoolAction, Extent, Fid, Mount, ProgressState, UserAction};
-use std::sync::Once;
+mod common;
+use common::{start, whole};
+use lustre::{Copytool, CopytoolAction, Fid, Mount, ProgressState, UserAction};
 use std::time::{Duration, Instant};
-use testkit::sim::{Sim, SimOptions};
-
-fn setup() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        testkit::sim::ensure_sim_built();
-        std::env::set_var("LUSTREAPI_LIB", testkit::sim_lib_path());
-    });
-}
-
-fn start() -> (Sim, Mount) {
-    setup();
-    let sim = Sim::start(SimOptions::default());
-    let mount = Mount::open(sim.mount()).expect("Mount::open");
-    (sim, mount)
-}
-
-fn whole() -> Extent {
-    Extent {
-        offset: 0,
-        length: u64::MAX,
-    }
-}
+use testkit::sim::Sim;
 
 fn file(sim: &Sim, mnt: &Mount, name: &str) -> (std::path::PathBuf, Fid) {
     let p = sim.mount().join(name);

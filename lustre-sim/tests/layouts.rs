@@ -2,29 +2,12 @@
 //! what a create, an import and a RESTORE into a volatile file opened with O_LOV_DELAY_CREATE
 //! give it, and what Lustre refuses (a second layout, data written without one).
 
-use lustre::{Copytool, CopytoolAction, Extent, ImportAttrs, Layout, Mount, Striping, UserAction};
+mod common;
+use common::{start, whole};
+use lustre::{Copytool, CopytoolAction, ImportAttrs, Layout, Mount, Striping, UserAction};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::sync::Once;
-use testkit::sim::{Sim, SimOptions};
-
-fn start() -> (Sim, Mount) {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        testkit::sim::ensure_sim_built();
-        std::env::set_var("LUSTREAPI_LIB", testkit::sim_lib_path());
-    });
-    let sim = Sim::start(SimOptions::default());
-    let mount = Mount::open(sim.mount()).expect("Mount::open");
-    (sim, mount)
-}
-
-fn whole() -> Extent {
-    Extent {
-        offset: 0,
-        length: u64::MAX,
-    }
-}
+use testkit::sim::Sim;
 
 fn striped() -> Striping {
     Striping::new(4, 4 << 20, Some("flash")).unwrap()

@@ -3,21 +3,11 @@
 //! error, duplicates of active archives recorded again, requests split per MDT, and a
 //! `current_action` that reads the action catalog from its start.
 
+mod common;
+use common::start_with as start;
 use lustre::{Fid, Mount, ProgressState, UserAction};
 use std::collections::BTreeMap;
-use std::sync::Once;
 use testkit::sim::{Sim, SimOptions};
-
-fn start(opts: SimOptions) -> (Sim, Mount) {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        testkit::sim::ensure_sim_built();
-        std::env::set_var("LUSTREAPI_LIB", testkit::sim_lib_path());
-    });
-    let sim = Sim::start(opts);
-    let mount = Mount::open(sim.mount()).expect("Mount::open");
-    (sim, mount)
-}
 
 fn archive(m: &Mount, fids: &[Fid]) -> Result<(), i32> {
     m.hsm_request(UserAction::Archive, 1, 0, fids, b"")

@@ -1,33 +1,19 @@
 //! The simulator driven through the `lustre` crate's safe API, with `LUSTREAPI_LIB` pointing
 //! at liblustreapi_sim.so: exactly the path the copytool and the policy engine take.
 
+mod common;
+use common::{start_with as start, whole};
 use lustre::{
     changelog_clear, ChangelogReader, ChangelogRecord, Copytool, CopytoolAction, Extent, Fid,
-    HsmEvent, ImportAttrs, Mount, ProgressState, RecordType, UserAction,
+    HsmEvent, ImportAttrs, ProgressState, RecordType, UserAction,
 };
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
-use testkit::sim::{Sim, SimOptions};
+use testkit::sim::SimOptions;
 
 /// Points the process at the simulator library before the first `lustre` call.
-fn setup() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        testkit::sim::ensure_sim_built();
-        std::env::set_var("LUSTREAPI_LIB", testkit::sim_lib_path());
-    });
-}
-
-fn start(opts: SimOptions) -> (Sim, Mount) {
-    setup();
-    let sim = Sim::start(opts);
-    let mount = Mount::open(sim.mount()).expect("Mount::open");
-    (sim, mount)
-}
-
 fn records(mdt: &str) -> Vec<ChangelogRecord> {
     let mut r = ChangelogReader::start(mdt, 0, false).expect("changelog start");
     let mut out = Vec::new();
@@ -41,13 +27,6 @@ fn hsm_events(rs: &[ChangelogRecord]) -> Vec<(HsmEvent, u8, bool, Fid)> {
     rs.iter()
         .filter_map(|r| r.hsm().map(|h| (h.event, h.error, h.dirty, r.tfid)))
         .collect()
-}
-
-fn whole() -> Extent {
-    Extent {
-        offset: 0,
-        length: u64::MAX,
-    }
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
