@@ -91,15 +91,7 @@ fn released_and_restoring(
     open_flags: i32,
 ) -> lustre::CopyAction {
     let fid = mnt.path2fid(f).unwrap();
-    mnt.hsm_request(UserAction::Archive, 0, 0, &[fid], b"")
-        .unwrap();
-    let hal = ct.recv().unwrap();
-    ct.begin(&hal.items[0], -1, 0)
-        .unwrap()
-        .end(whole(), 0, 0)
-        .unwrap();
-    mnt.hsm_request(UserAction::Release, 0, 0, &[fid], b"")
-        .unwrap();
+    common::archive_and_release(mnt, ct, fid);
     mnt.hsm_request(UserAction::Restore, 0, 0, &[fid], b"")
         .unwrap();
     let hal = ct.recv().unwrap();

@@ -422,15 +422,7 @@ fn one_restore_squeezes_in_above_max_requests() {
     let r = sim.mount().join("r");
     std::fs::write(&r, b"data").unwrap();
     let rfid = mnt.path2fid(&r).unwrap();
-    mnt.hsm_request(UserAction::Archive, 0, 0, &[rfid], b"")
-        .unwrap();
-    let hal = ct.recv().unwrap();
-    ct.begin(&hal.items[0], -1, 0)
-        .unwrap()
-        .end(whole(), 0, 0)
-        .unwrap();
-    mnt.hsm_request(UserAction::Release, 0, 0, &[rfid], b"")
-        .unwrap();
+    common::archive_and_release(&mnt, &ct, rfid);
     sim.set_param("hsm.max_requests", "1");
     let a = sim.mount().join("a");
     std::fs::write(&a, b"x").unwrap();

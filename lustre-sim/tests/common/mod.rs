@@ -32,3 +32,19 @@ pub fn whole() -> Extent {
         length: u64::MAX,
     }
 }
+
+/// Archives `fid` through `ct` (the copy ends well at once) and releases it: a file whose next
+/// use is a RESTORE.
+#[allow(dead_code)] // not every test file needs it
+pub fn archive_and_release(mnt: &Mount, ct: &lustre::Copytool, fid: lustre::Fid) {
+    use lustre::UserAction;
+    mnt.hsm_request(UserAction::Archive, 0, 0, &[fid], b"")
+        .unwrap();
+    let hal = ct.recv().unwrap();
+    ct.begin(&hal.items[0], -1, 0)
+        .unwrap()
+        .end(whole(), 0, 0)
+        .unwrap();
+    mnt.hsm_request(UserAction::Release, 0, 0, &[fid], b"")
+        .unwrap();
+}
