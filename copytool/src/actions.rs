@@ -12,14 +12,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, EngineConfig};
-use crate::failure::Failure;
+use crate::failure::{errno_of, Failure};
 use crate::guard::{ActionGuard, ActionSlot};
-use crate::metrics::Outcome;
-use crate::model::{Extent, Item};
-use crate::ports::{
-    BlobMeta, Coordinator, CopyAction, Store, StoreErrorKind, TransferOpts, WriteMode,
-};
-use blob::ExportRecord;
+use crate::metrics::{action_name, Outcome};
+use crate::ports::{Coordinator, CopyAction, Store};
+use blob::{BlobName, DownloadOptions, ExportRecord, Metadata, UploadOptions, WriteMode};
+use lustre::{ActionItem, Extent};
 
 /// Runs a blocking Lustre call without stalling the async workers.
 fn blocking<R>(f: impl FnOnce() -> R) -> R {
@@ -29,7 +27,7 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// One item being served.
 pub(crate) struct Ctx<'a, C: Coordinator, S: Store> {
     engine: &'a Arc<Engine<C, S>>,
-    item: &'a Item,
+    item: &'a ActionItem,
     cfg: Arc<EngineConfig>,
     /// The file's first path relative to the mount, once known (for logs).
     path: Option<String>,
@@ -43,7 +41,7 @@ struct Done {
 }
 
 impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
-    pub(crate) fn new(engine: &'a Arc<Engine<C, S>>, item: &'a Item) -> Self {
+    pub(crate) fn new(engine: &'a Arc<Engine<C, S>>, item: &'a ActionItem) -> Self {
         Ctx {
             engine,
             item,
@@ -62,7 +60,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
     fn label(&self) -> String {
         format!(
             "{} {} cookie={:#x}",
-            self.item.action.name(),
+            action_name(self.item.action),
             self.item.fid,
             self.item.cookie
         )
@@ -79,7 +77,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         });
         if let Err(e) = res {
             tracing::error!(action = %self.label(), error = %e, "could not report the failure to the coordinator");
-            self.note_undelivered(e.errno);
+            self.note_undelivered(errno_of(&e));
         }
     }
 
@@ -123,8 +121,8 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         }
     }
 
-    fn store_failure(&self, e: crate::ports::StoreError) -> Failure {
-        if e.kind == StoreErrorKind::Cancelled {
+    fn store_failure(&self, e: blob::Error) -> Failure {
+        if matches!(e, blob::Error::Cancelled) {
             self.cancelled()
         } else {
             Failure::from(e)
@@ -146,7 +144,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                     Ok(Outcome::Ok)
                 }
                 Err(e) => {
-                    let errno = e.errno;
+                    let errno = errno_of(&e);
                     self.note_undelivered(errno);
                     let f = Failure::from(e).context("end");
                     self.engine
@@ -159,7 +157,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                     .report_failure(self.item, self.path.as_deref(), &f);
                 if let Err(e) = blocking(|| guard.end(self.item.extent, f.hp_flags(), f.errno)) {
                     tracing::error!(action = %self.label(), error = %e, "ending the failed action failed");
-                    self.note_undelivered(e.errno);
+                    self.note_undelivered(errno_of(&e));
                 }
                 if f.errno == libc::ECANCELED {
                     Ok(Outcome::Cancelled)
@@ -181,7 +179,11 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             return;
         };
         for name in rec.all_blobs() {
-            if let Err(e) = self.engine.store.delete(name).await {
+            let deleted = match BlobName::new(name) {
+                Ok(n) => self.engine.store.delete(&n).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = deleted {
                 tracing::error!(blob = name, error = %e, "could not withdraw the blob of a file changed during archive");
             }
         }
@@ -190,16 +192,37 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         }
     }
 
-    fn transfer_opts(&self, token: &CancellationToken, counter: &Arc<AtomicU64>) -> TransferOpts {
-        let counter = counter.clone();
-        TransferOpts {
+    /// An upload in `mode` that counts its bytes in `counter`, stops on `token` and draws from
+    /// the agent's bandwidth budget; files up to one block go in one Put Blob.
+    fn upload_opts(
+        &self,
+        mode: WriteMode,
+        token: &CancellationToken,
+        counter: &Arc<AtomicU64>,
+    ) -> UploadOptions {
+        UploadOptions {
+            mode,
             block_size: self.cfg.block_size,
             blocks_in_flight: self.cfg.blocks_in_flight,
-            progress: Arc::new(move |total| {
-                counter.fetch_max(total, Ordering::Relaxed);
-            }),
+            single_put_threshold: self.cfg.block_size,
+            progress: Some(count_into(counter)),
             cancel: token.clone(),
-            rate_limit: self.engine.rate_limit().clone(),
+            rate_limit: Some(self.engine.rate_limit().clone()),
+        }
+    }
+
+    /// A download counting into `counter`, stopped by `token`, within the agent's budget.
+    fn download_opts(
+        &self,
+        token: &CancellationToken,
+        counter: &Arc<AtomicU64>,
+    ) -> DownloadOptions {
+        DownloadOptions {
+            range_size: self.cfg.block_size,
+            ranges_in_flight: self.cfg.blocks_in_flight,
+            progress: Some(count_into(counter)),
+            cancel: token.clone(),
+            rate_limit: Some(self.engine.rate_limit().clone()),
         }
     }
 
@@ -296,15 +319,18 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 ),
             ));
         }
-        let meta = BlobMeta {
+        let meta = Metadata {
             owner: st.uid(),
             group: st.gid(),
             permissions: st.mode() & 0o7777,
             modtime: st.modified().unwrap_or(UNIX_EPOCH),
-            fid: self.item.fid.to_string(),
-            mtime_ns: i128::from(st.mtime()) * 1_000_000_000 + i128::from(st.mtime_nsec()),
-            data_version: dv_before,
+            kind: blob::FileKind::File,
+            fid: Some(self.item.fid.to_string()),
+            mtime_ns: Some(i128::from(st.mtime()) * 1_000_000_000 + i128::from(st.mtime_nsec())),
+            data_version: Some(dv_before),
+            checksum: None,
             layout: layout.clone(),
+            extra: Default::default(),
         };
         let counter = Arc::new(AtomicU64::new(0));
         let reporter = self.spawn_progress(guard.slot(), counter.clone(), st.len(), token.clone());
@@ -313,11 +339,10 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 &file,
                 &names[0],
                 &meta,
-                mode.clone(),
-                self.transfer_opts(token, &counter),
+                self.upload_opts(mode.clone(), token, &counter),
             )
             .await;
-        if matches!(&uploaded, Err(e) if e.kind == StoreErrorKind::Conflict) {
+        if matches!(&uploaded, Err(blob::Error::Conflict(_))) {
             // Refused: the blob may still be ours — an export whose record was lost, or this very
             // upload, applied by the service and then retried by the HTTP client after its answer
             // was lost. Look once and, if it is ours, replace it on the ETag just read. Otherwise
@@ -330,8 +355,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                             &file,
                             &names[0],
                             &meta,
-                            second,
-                            self.transfer_opts(token, &counter),
+                            self.upload_opts(second, token, &counter),
                         )
                         .await;
                 }
@@ -347,7 +371,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             // A file truncated while it is read ends the read early (an unexpected end of file):
             // that is a change during the copy, exported again, not an I/O error.
             Err(e)
-                if e.kind == StoreErrorKind::Io
+                if matches!(e, blob::Error::Io { .. })
                     && self.changed_since(&file, dv_before, st.len()) =>
             {
                 return Err(Failure::new(
@@ -386,12 +410,12 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             })?;
         }
         let rec = ExportRecord {
-            blob: names[0].clone(),
+            blob: names[0].to_string(),
             etag: uploaded.etag,
             data_version: dv_before,
             exported_at: std::time::SystemTime::now(),
             size: uploaded.size,
-            links: names[1..].to_vec(),
+            links: names[1..].iter().map(BlobName::to_string).collect(),
             layout,
         };
         rec.write(&file)
@@ -417,13 +441,15 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
     /// foreign write racing with us still surfaces as a conflict.
     async fn write_mode(
         &self,
-        name: &str,
+        name: &BlobName,
         previous: Option<&ExportRecord>,
     ) -> Result<WriteMode, Failure> {
         if self.cfg.conflict == ConflictMode::Overwrite {
             return Ok(WriteMode::Overwrite);
         }
-        let recorded = previous.filter(|r| r.blob == name).map(|r| r.etag.clone());
+        let recorded = previous
+            .filter(|r| r.blob == name.as_str())
+            .map(|r| r.etag.clone());
         let head = self
             .engine
             .store
@@ -435,19 +461,19 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             // deletion behind our back is reported as a conflict rather than silently undone.
             return Ok(recorded.map_or(WriteMode::CreateOnly, WriteMode::IfMatch));
         };
-        if recorded.as_deref() == Some(head.etag.as_str()) {
-            return Ok(WriteMode::IfMatch(head.etag));
+        let etag = head.etag.clone().unwrap_or_default();
+        if recorded.as_deref() == Some(etag.as_str()) {
+            return Ok(WriteMode::IfMatch(etag));
         }
-        let fid = self.item.fid.to_string();
-        if head.fid.as_deref() == Some(fid.as_str()) {
+        if blob_fid(&head) == Some(self.item.fid.to_string().as_str()) {
             tracing::info!(
                 action = %self.label(),
-                blob = name,
-                etag = %head.etag,
+                blob = %name,
+                etag = %etag,
                 recorded = recorded.as_deref().unwrap_or("none"),
                 "blob carries this file's lustre_fid but no matching export record: replacing our own earlier export"
             );
-            return Ok(WriteMode::IfMatch(head.etag));
+            return Ok(WriteMode::IfMatch(etag));
         }
         // Not ours: let the conditional upload report the conflict (with Azure's status and code).
         Ok(assumed_mode(name, previous))
@@ -457,7 +483,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
     /// carrying this file's `lustre_fid`), `None` when it is missing or foreign.
     async fn ours_now(
         &self,
-        name: &str,
+        name: &BlobName,
         previous: Option<&ExportRecord>,
     ) -> Result<Option<String>, Failure> {
         Ok(match self.write_mode(name, previous).await? {
@@ -498,7 +524,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                 match blocking(|| slot.progress(ext, total)) {
                     Ok(true) => reported = now.max(reported),
                     Ok(false) => return,
-                    Err(e) if e.errno == libc::ECANCELED => {
+                    Err(e) if errno_of(&e) == libc::ECANCELED => {
                         tracing::info!(action = %label, "coordinator cancelled the action");
                         token.cancel();
                         return;
@@ -546,7 +572,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             self.path = paths.first().map(|p| p.to_string_lossy().into_owned());
         }
         let name = match &rec {
-            Some(r) => r.blob.clone(),
+            Some(r) => recorded_name(&r.blob)?,
             None => {
                 let path = self.path.clone().ok_or_else(|| {
                     Failure::new(
@@ -576,8 +602,9 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
                         .await
                         .map_err(|e| self.store_failure(e).context(&format!("head {current}")))?;
                     if h.as_ref().is_some_and(|h| {
-                        h.fid.as_deref() == Some(self.item.fid.to_string().as_str())
-                            && h.data_version == Some(r.data_version)
+                        blob_fid(h) == Some(self.item.fid.to_string().as_str())
+                            && h.metadata.as_ref().and_then(|m| m.data_version)
+                                == Some(r.data_version)
                             && h.size == r.size
                     }) {
                         name = current;
@@ -595,11 +622,12 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             )
         })?;
         if let Some(r) = rec.as_ref().filter(|_| !moved) {
-            if self.cfg.conflict == ConflictMode::Fail && head.etag != r.etag {
+            let etag = head.etag.as_deref().unwrap_or_default();
+            if self.cfg.conflict == ConflictMode::Fail && etag != r.etag {
                 return Err(Failure::new(
                     libc::EEXIST,
                     FailureReason::Conflict,
-                    format!("blob {name} changed since it was exported (ETag {} != {}); not restoring foreign data", head.etag, r.etag),
+                    format!("blob {name} changed since it was exported (ETag {etag} != {}); not restoring foreign data", r.etag),
                 ));
             }
         }
@@ -617,15 +645,19 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         let layout = rec
             .as_ref()
             .and_then(|r| r.layout.clone())
-            .or(head.layout.clone());
+            .or_else(|| head.metadata.as_ref().and_then(|m| m.layout.clone()));
         self.restore_layout(guard, layout.as_ref())?;
         let counter = Arc::new(AtomicU64::new(0));
         let reporter = self.spawn_progress(guard.slot(), counter.clone(), head.size, token.clone());
         let got = store
-            .download(&name, &out, self.transfer_opts(token, &counter))
+            .download(&name, &out, self.download_opts(token, &counter))
             .await;
         reporter.cancel();
-        let size = got.map_err(|e| self.store_failure(e).context(&format!("download {name}")))?;
+        let got = got.map_err(|e| self.store_failure(e).context(&format!("download {name}")))?;
+        if !got.verified {
+            tracing::debug!(blob = %name, "blob has no checksum to verify (written by another tool)");
+        }
+        let size = got.size;
         let expected = rec.as_ref().map_or(head.size, |r| r.size);
         if size != expected {
             return Err(Failure::new(
@@ -651,7 +683,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         let (Err(e), Some(l)) = (&first, layout) else {
             return first.map_err(|e| Failure::from(e).context("set the volatile file's layout"));
         };
-        let Some(pool) = l.pool().filter(|_| e.errno == libc::EINVAL) else {
+        let Some(pool) = l.pool().filter(|_| errno_of(&e) == libc::EINVAL) else {
             return first.map_err(|e| Failure::from(e).context("set the volatile file's layout"));
         };
         let without = lustre::Striping::new(l.stripe_count().into(), l.stripe_size(), None)
@@ -684,7 +716,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
         let file = match blocking(|| ct.open_by_fid(&self.item.fid)) {
             Ok(f) => f,
             // Lustre 2.15 answers ENOENT for a deleted FID, 2.16 ESTALE (`open_by_handle_at`).
-            Err(e) if e.errno == libc::ENOENT || e.errno == libc::ESTALE => {
+            Err(e) if errno_of(&e) == libc::ENOENT || errno_of(&e) == libc::ESTALE => {
                 tracing::info!(action = %self.label(), "file is gone; its export record with it: nothing to delete");
                 return Ok(Done { bytes: 0 });
             }
@@ -714,9 +746,9 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
             if token.is_cancelled() {
                 return Err(self.cancelled());
             }
-            match store.delete(name).await {
+            match store.delete(&recorded_name(name)?).await {
                 Ok(()) => {}
-                Err(e) if e.kind == StoreErrorKind::NotFound => {}
+                Err(blob::Error::NotFound(_)) => {}
                 Err(e) => return Err(self.store_failure(e).context(&format!("delete {name}"))),
             }
         }
@@ -754,10 +786,30 @@ fn not_regular(st: &std::fs::Metadata) -> Failure {
 /// The write condition the export record alone implies for `name`: If-Match on the recorded ETag
 /// when the record names this blob, otherwise create-only. Under `conflict = "fail"` every upload
 /// carries at least this condition, so a foreign blob is never overwritten unseen.
-fn assumed_mode(name: &str, previous: Option<&ExportRecord>) -> WriteMode {
+fn assumed_mode(name: &BlobName, previous: Option<&ExportRecord>) -> WriteMode {
     previous
-        .filter(|r| r.blob == name)
+        .filter(|r| r.blob == name.as_str())
         .map_or(WriteMode::CreateOnly, |r| {
             WriteMode::IfMatch(r.etag.clone())
         })
+}
+
+/// The `lustre_fid` metadata of a blob: the file it was exported from (`None` for a blob another
+/// tool wrote, or metadata that does not decode).
+fn blob_fid(head: &blob::BlobInfo) -> Option<&str> {
+    head.metadata.as_ref().and_then(|m| m.fid.as_deref())
+}
+
+/// A progress callback that keeps the highest byte count reported in `counter`.
+fn count_into(counter: &Arc<AtomicU64>) -> blob::Progress {
+    let counter = counter.clone();
+    Arc::new(move |total| {
+        counter.fetch_max(total, Ordering::Relaxed);
+    })
+}
+
+/// A blob name read from an export record (an xattr anyone with root may have written).
+fn recorded_name(name: &str) -> Result<BlobName, Failure> {
+    BlobName::new(name)
+        .map_err(|e| Failure::from(blob::Error::from(e)).context("blob named by the export record"))
 }

@@ -21,11 +21,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actions::Ctx;
-use crate::failure::Failure;
+use crate::failure::{errno_of, Failure};
 use crate::journal::{Journal, Leftovers};
-use crate::metrics::{Metrics, Outcome};
-use crate::model::{Action, ActionList, Item, JobTag};
-use crate::ports::{Coordinator, CopyAction, CtError, FailureLog, Store};
+use crate::metrics::{action_name, Metrics, Outcome};
+use lustre::{ActionItem, ActionList, CopytoolAction, Extent};
+
+use crate::job_tag::JobTag;
+use crate::ports::{Coordinator, CopyAction, FailureLog, Store};
 
 /// Settings of the engine; everything but `max_actions` is re-read on SIGHUP.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,11 +101,11 @@ pub struct Engine<C: Coordinator, S: Store> {
     pub(crate) journal: Arc<Journal>,
     /// Received items waiting for a slot, begun (ARCHIVE, RESTORE, REMOVE) or not (others).
     #[allow(clippy::type_complexity)]
-    queue: Mutex<std::collections::VecDeque<(Item, Option<C::Action>)>>,
+    queue: Mutex<std::collections::VecDeque<(ActionItem, Option<C::Action>)>>,
     queued: tokio::sync::Notify,
     receiver_done: AtomicBool,
     /// Received and journalled, not yet begun (the beginner thread's input).
-    to_begin: Mutex<std::collections::VecDeque<Item>>,
+    to_begin: Mutex<std::collections::VecDeque<ActionItem>>,
     to_begin_cv: std::sync::Condvar,
 }
 
@@ -185,15 +187,15 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 .and_then(|a| a.end(item.extent, 0, libc::ECANCELED));
             match res {
                 Ok(()) => {
-                    tracing::info!(fid = %e.fid, cookie = e.cookie, action = e.action.name(), "ended a request a previous copytool left running (ECANCELED; it will be issued again)");
+                    tracing::info!(fid = %e.fid, cookie = e.cookie, action = action_name(e.action), "ended a request a previous copytool left running (ECANCELED; it will be issued again)");
                     self.journal.ended(e.cookie);
                     ended += 1;
                 }
-                Err(err) if err.errno == libc::ENOENT => {
-                    if matches!(e.action, Action::Archive | Action::Remove) {
+                Err(err) if errno_of(&err) == libc::ENOENT => {
+                    if matches!(e.action, CopytoolAction::Archive | CopytoolAction::Remove) {
                         match self.ct.cancel_stale(&e.fid, e.action) {
                             Ok(true) => {
-                                tracing::info!(fid = %e.fid, cookie = e.cookie, action = e.action.name(), "a request left running before an MDS restart cannot be ended by cookie; cancelled it")
+                                tracing::info!(fid = %e.fid, cookie = e.cookie, action = action_name(e.action), "a request left running before an MDS restart cannot be ended by cookie; cancelled it")
                             }
                             Ok(false) => {}
                             Err(err) => {
@@ -204,7 +206,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                     self.journal.ended(e.cookie);
                     gone += 1;
                 }
-                Err(err) if err.errno == libc::EINVAL => {
+                Err(err) if errno_of(&err) == libc::EINVAL => {
                     tracing::warn!(cookie = e.cookie, error = %err, "the coordinator does not know the journalled cookies as ours; dropping the rest of the journal");
                     self.journal.ended(e.cookie);
                     refused = true;
@@ -274,7 +276,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
 
     /// The receive loop; blocking, run it on its own thread. Returns when a stop was requested, the
     /// file system is unmounted, or (with `--abort-on-error`) after the first error.
-    pub fn run_receiver(self: &Arc<Self>, rt: &Handle) -> Result<StopReason, CtError> {
+    pub fn run_receiver(self: &Arc<Self>, rt: &Handle) -> Result<StopReason, lustre::Error> {
         self.receiver_done.store(false, Ordering::SeqCst);
         let dispatcher = rt.spawn(self.clone().run_dispatcher(rt.clone()));
         let beginner = {
@@ -300,7 +302,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         r
     }
 
-    fn receive_loop(self: &Arc<Self>) -> Result<StopReason, CtError> {
+    fn receive_loop(self: &Arc<Self>) -> Result<StopReason, lustre::Error> {
         // Consecutive receive errors back off (up to RECV_BACKOFF_MAX) so a broken channel does not
         // spin or flood the log.
         let mut errors_in_row: u32 = 0;
@@ -326,7 +328,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                     errors_in_row = 0;
                     self.accept(list)
                 }
-                Err(e) if e.errno == libc::ESHUTDOWN => return Ok(StopReason::Unmounted),
+                Err(e) if errno_of(&e) == libc::ESHUTDOWN => return Ok(StopReason::Unmounted),
                 Err(e) => {
                     self.metrics.receive_error();
                     tracing::error!(error = %e, "receiving HSM actions failed");
@@ -389,7 +391,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         let q = self.queue_lock();
         for (item, begun) in q.iter() {
             if let Some(a) = begun {
-                let ext = crate::model::Extent {
+                let ext = Extent {
                     offset: item.extent.offset,
                     length: 0,
                 };
@@ -402,7 +404,8 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
 
     fn queue_lock(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(Item, Option<C::Action>)>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(ActionItem, Option<C::Action>)>>
+    {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -410,11 +413,11 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     /// ended ESHUTDOWN, nothing done.
     fn refuse_queued(self: &Arc<Self>, rt: &Handle) {
         self.receiver_done.store(true, Ordering::SeqCst);
-        let unbegun: Vec<Item> = self.to_begin_lock().drain(..).collect();
+        let unbegun: Vec<ActionItem> = self.to_begin_lock().drain(..).collect();
         for item in unbegun {
             self.spawn_refusal(item, None, rt);
         }
-        let left: Vec<(Item, Option<C::Action>)> = self.queue_lock().drain(..).collect();
+        let left: Vec<(ActionItem, Option<C::Action>)> = self.queue_lock().drain(..).collect();
         for (item, begun) in left {
             self.spawn_refusal(item, begun, rt);
         }
@@ -447,7 +450,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         // again at once.
         let mut fresh = Vec::with_capacity(list.items.len());
         for item in list.items {
-            if item.action == Action::Cancel {
+            if item.action == CopytoolAction::Cancel {
                 self.cancel(&item);
                 continue;
             }
@@ -460,7 +463,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         }
     }
 
-    fn to_begin_lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Item>> {
+    fn to_begin_lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<ActionItem>> {
         self.to_begin.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -485,13 +488,15 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 }
             };
             let begun = match next.action {
-                Action::Archive | Action::Restore | Action::Remove => match self.ct.begin(&next) {
-                    Ok(a) => Some(a),
-                    Err(e) => {
-                        self.spawn_begin_failure(next, e, rt);
-                        continue;
+                CopytoolAction::Archive | CopytoolAction::Restore | CopytoolAction::Remove => {
+                    match self.ct.begin(&next) {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            self.spawn_begin_failure(next, e, rt);
+                            continue;
+                        }
                     }
-                },
+                }
                 _ => None,
             };
             self.queue_lock().push_back((next, begun));
@@ -499,7 +504,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         }
     }
 
-    fn spawn_begin_failure(self: &Arc<Self>, item: Item, e: CtError, rt: &Handle) {
+    fn spawn_begin_failure(self: &Arc<Self>, item: ActionItem, e: lustre::Error, rt: &Handle) {
         let engine = self.clone();
         self.tasks.spawn_on(
             async move {
@@ -512,7 +517,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         );
     }
 
-    fn cancel(&self, item: &Item) {
+    fn cancel(&self, item: &ActionItem) {
         let unbegun = {
             let mut q = self.to_begin_lock();
             q.iter()
@@ -527,13 +532,14 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 .and_then(|a| a.end(qi.extent, 0, libc::ECANCELED));
             if let Err(e) = res {
                 tracing::warn!(fid = %qi.fid, cookie = qi.cookie, error = %e, "ending a cancelled queued action failed");
-                if Journal::undelivered_errno(e.errno) {
+                if Journal::undelivered_errno(errno_of(&e)) {
                     self.journal.end_undelivered(qi.cookie);
                 }
             }
             self.journal.ended(qi.cookie);
             self.metrics.action_done(qi.action, Outcome::Cancelled);
-            self.metrics.action_done(Action::Cancel, Outcome::Ok);
+            self.metrics
+                .action_done(CopytoolAction::Cancel, Outcome::Ok);
             return;
         }
         let queued = {
@@ -553,13 +559,14 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             };
             if let Err(e) = res {
                 tracing::warn!(fid = %qi.fid, cookie = qi.cookie, error = %e, "ending a cancelled queued action failed");
-                if Journal::undelivered_errno(e.errno) {
+                if Journal::undelivered_errno(errno_of(&e)) {
                     self.journal.end_undelivered(qi.cookie);
                 }
             }
             self.journal.ended(qi.cookie);
             self.metrics.action_done(qi.action, Outcome::Cancelled);
-            self.metrics.action_done(Action::Cancel, Outcome::Ok);
+            self.metrics
+                .action_done(CopytoolAction::Cancel, Outcome::Ok);
             return;
         }
         let token = self.running_map().get(&item.cookie).cloned();
@@ -587,12 +594,13 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 self.journal.ended(item.cookie);
             }
         }
-        self.metrics.action_done(Action::Cancel, Outcome::Ok);
+        self.metrics
+            .action_done(CopytoolAction::Cancel, Outcome::Ok);
     }
 
     fn spawn_item(
         self: &Arc<Self>,
-        item: Item,
+        item: ActionItem,
         begun: Option<C::Action>,
         permit: OwnedSemaphorePermit,
         rt: &Handle,
@@ -617,7 +625,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         );
     }
 
-    fn spawn_refusal(self: &Arc<Self>, item: Item, begun: Option<C::Action>, rt: &Handle) {
+    fn spawn_refusal(self: &Arc<Self>, item: ActionItem, begun: Option<C::Action>, rt: &Handle) {
         let engine = self.clone();
         self.tasks.spawn_on(
             async move {
@@ -627,7 +635,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                         engine.report_failure(&item, None, &f);
                         if let Err(e) = a.end(item.extent, f.hp_flags(), f.errno) {
                             tracing::error!(fid = %item.fid, cookie = item.cookie, error = %e, "could not report the failure to the coordinator");
-                            engine.after_end_error(&item, e.errno);
+                            engine.after_end_error(&item, errno_of(&e));
                         }
                     }
                     None => Ctx::new(&engine, &item).fail_unbegun(f),
@@ -641,19 +649,19 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
 
     async fn serve(
         self: &Arc<Self>,
-        item: Item,
+        item: ActionItem,
         token: CancellationToken,
         begun: Option<C::Action>,
     ) -> Outcome {
         let ctx = Ctx::new(self, &item).with_begun(begun);
         match item.action {
-            Action::Archive => ctx.archive(token).await,
-            Action::Restore => ctx.restore(token).await,
-            Action::Remove => ctx.remove(token).await,
-            Action::None | Action::Unknown(_) | Action::Cancel => {
+            CopytoolAction::Archive => ctx.archive(token).await,
+            CopytoolAction::Restore => ctx.restore(token).await,
+            CopytoolAction::Remove => ctx.remove(token).await,
+            CopytoolAction::None | CopytoolAction::Unknown(_) | CopytoolAction::Cancel => {
                 let what = match item.action {
-                    Action::Unknown(n) => format!("unknown HSM action {n}"),
-                    other => format!("unexpected HSM action {}", other.name()),
+                    CopytoolAction::Unknown(n) => format!("unknown HSM action {n}"),
+                    other => format!("unexpected HSM action {}", action_name(other)),
                 };
                 ctx.fail_unbegun(Failure::new(
                     libc::EINVAL,
@@ -671,14 +679,19 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     /// (`hsm_restore_cb`), which nobody can end and which stays until `active_request_timeout`:
     /// an ARCHIVE or REMOVE still shown running on the file is cancelled as an admin would, so the
     /// file can be issued again at once.
-    pub(crate) fn after_end_error(&self, item: &Item, errno: i32) {
+    pub(crate) fn after_end_error(&self, item: &ActionItem, errno: i32) {
         if Journal::undelivered_errno(errno) {
             self.journal.end_undelivered(item.cookie);
-        } else if errno == libc::ENOENT && matches!(item.action, Action::Archive | Action::Remove) {
+        } else if errno == libc::ENOENT
+            && matches!(
+                item.action,
+                CopytoolAction::Archive | CopytoolAction::Remove
+            )
+        {
             let res = tokio::task::block_in_place(|| self.ct.cancel_stale(&item.fid, item.action));
             match res {
                 Ok(true) => {
-                    tracing::info!(fid = %item.fid, cookie = item.cookie, action = item.action.name(), "the coordinator lost this request (MDS restart); cancelled it so it can be issued again")
+                    tracing::info!(fid = %item.fid, cookie = item.cookie, action = action_name(item.action), "the coordinator lost this request (MDS restart); cancelled it so it can be issued again")
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -689,7 +702,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     }
 
     /// Records a failure: tracing, the failure log, and the abort-on-error trigger.
-    pub(crate) fn report_failure(&self, item: &Item, path: Option<&str>, f: &Failure) {
+    pub(crate) fn report_failure(&self, item: &ActionItem, path: Option<&str>, f: &Failure) {
         let tag = JobTag::parse(&item.data);
         if f.reason == FailureReason::Changed {
             // Not a failure: the file changed during its copy and is exported again. The policy
@@ -700,7 +713,7 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         tracing::warn!(
             fid = %item.fid,
             path = path.unwrap_or(""),
-            action = item.action.name(),
+            action = action_name(item.action),
             errno = f.errno,
             reason = %f.reason,
             job = tag.job.as_deref().unwrap_or(""),
@@ -719,13 +732,13 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 tag.iteration.unwrap_or(0),
                 Some(item.fid.to_string()),
                 path.unwrap_or(""),
-                item.action.name(),
+                action_name(item.action),
             )
         });
         if self.config().abort_on_error && f.reason != FailureReason::Cancelled {
             *self.abort_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
                 "{} {}: {}",
-                item.action.name(),
+                action_name(item.action),
                 item.fid,
                 f.message
             ));

@@ -12,9 +12,9 @@ use crate::engine::{Engine, EngineConfig, StopReason};
 use crate::failure::HP_FLAG_RETRY;
 use crate::fakes::{Event, FakeCoordinator, FakeCt, FakeLog, FakeStore};
 use crate::metrics::{Metrics, Outcome};
-use crate::model::{Action, ActionList, Extent, Fid, Item};
-use crate::ports::{BlobMeta, CtError, StoreError, StoreErrorKind};
 use blob::ExportRecord;
+use blob::Metadata;
+use lustre::{ActionItem, ActionList, CopytoolAction, Extent, Fid};
 
 struct H {
     _dir: tempfile::TempDir,
@@ -23,7 +23,7 @@ struct H {
     log: Arc<FakeLog>,
     engine: Arc<Engine<FakeCt, FakeStore>>,
     rt: tokio::runtime::Runtime,
-    recv: Option<JoinHandle<Result<StopReason, CtError>>>,
+    recv: Option<JoinHandle<lustre::Result<StopReason>>>,
 }
 
 fn cfg() -> EngineConfig {
@@ -91,15 +91,11 @@ impl Drop for H {
 }
 
 fn fid(n: u32) -> Fid {
-    Fid {
-        seq: 0x200000401,
-        oid: n,
-        ver: 0,
-    }
+    Fid::new(0x200000401, n, 0)
 }
 
-fn item(action: Action, n: u32, cookie: u64) -> Item {
-    Item {
+fn item(action: CopytoolAction, n: u32, cookie: u64) -> ActionItem {
+    ActionItem {
         action,
         fid: fid(n),
         dfid: fid(n),
@@ -113,11 +109,13 @@ fn item(action: Action, n: u32, cookie: u64) -> Item {
     }
 }
 
-fn list(items: Vec<Item>) -> ActionList {
+fn list(items: Vec<ActionItem>) -> ActionList {
     ActionList {
+        version: lustre::lustre_sys::HAL_VERSION,
         archive_id: 1,
         flags: 0,
         fsname: "lustre".into(),
+        compound_id: 0,
         items,
     }
 }
@@ -132,14 +130,18 @@ fn archive_uploads_exact_bytes_records_the_etag_and_ends_once() {
     for (n, size) in [(1u32, 0usize), (2, 1), (3, 3), (4, 5), (5, 4 * 5 + 2)] {
         let content: Vec<u8> = (0..size).map(|i| (i * 7 + n as usize) as u8).collect();
         h.ct.add_file(fid(n), &[&format!("d/f{n}")], &content);
-        h.ct.push(list(vec![item(Action::Archive, n, 100 + u64::from(n))]));
+        h.ct.push(list(vec![item(
+            CopytoolAction::Archive,
+            n,
+            100 + u64::from(n),
+        )]));
         let ends = h.ct.wait_ends(n as usize);
         assert!(ends.contains(&(100 + u64::from(n), 0, 0)), "{ends:?}");
         let blob = h.store.get(&format!("d/f{n}")).unwrap();
         assert_eq!(blob.data, content, "size {size}");
         let meta = blob.meta.unwrap();
-        assert_eq!(meta.fid, fid(n).to_string());
-        assert_eq!(meta.data_version, 1);
+        assert_eq!(meta.fid, Some(fid(n).to_string()));
+        assert_eq!(meta.data_version, Some(1));
         let rec = record_of(&h.data(&format!("d/f{n}"))).unwrap();
         assert_eq!(
             (rec.blob.as_str(), rec.etag.as_str(), rec.size),
@@ -147,7 +149,12 @@ fn archive_uploads_exact_bytes_records_the_etag_and_ends_once() {
         );
     }
     assert_eq!(h.ct.ends().len(), 5, "exactly one end per item");
-    h.ct.wait_for(|_| h.engine.metrics().actions(Action::Archive, Outcome::Ok) == 5);
+    h.ct.wait_for(|_| {
+        h.engine
+            .metrics()
+            .actions(CopytoolAction::Archive, Outcome::Ok)
+            == 5
+    });
     assert_eq!(h.engine.metrics().bytes_archived(), 1 + 3 + 5 + 22);
     assert!(h.log.entries().is_empty());
 }
@@ -156,7 +163,7 @@ fn archive_uploads_exact_bytes_records_the_etag_and_ends_once() {
 fn hard_links_get_one_blob_each_with_one_upload() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["a/one", "b/two", "three"], b"linked data");
-    h.ct.push(list(vec![item(Action::Archive, 1, 9)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 9)]));
     assert_eq!(h.ct.wait_ends(1), vec![(9, 0, 0)]);
     for name in ["a/one", "b/two", "three"] {
         assert_eq!(h.store.get(name).unwrap().data, b"linked data", "{name}");
@@ -171,13 +178,13 @@ fn hard_links_get_one_blob_each_with_one_upload() {
 fn conflict_fail_protects_a_blob_changed_behind_our_back() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["f"], b"v1");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     h.ct.wait_ends(1);
     // Someone rewrites the blob; then the file changes and is archived again.
     h.store.put("f", b"foreign");
     std::fs::write(h.data("f"), b"v2").unwrap();
     h.ct.lock().data_versions.insert(fid(1), 2);
-    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 2)]));
     let ends = h.ct.wait_ends(2);
     assert_eq!(ends[1], (2, 0, libc::EEXIST));
     assert_eq!(h.store.get("f").unwrap().data, b"foreign");
@@ -196,11 +203,11 @@ fn conflict_fail_protects_a_blob_changed_behind_our_back() {
 fn a_later_archive_of_our_own_blob_succeeds_under_conflict_fail() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["f"], b"v1");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     h.ct.wait_ends(1);
     std::fs::write(h.data("f"), b"v2 longer").unwrap();
     h.ct.lock().data_versions.insert(fid(1), 2);
-    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(h.store.get("f").unwrap().data, b"v2 longer");
     assert_eq!(record_of(&h.data("f")).unwrap().data_version, 2);
@@ -211,29 +218,26 @@ fn existing_blob_without_record_is_a_conflict_unless_overwrite() {
     let h = H::new(cfg());
     h.store.put("f", b"not ours");
     h.ct.add_file(fid(1), &["f"], b"ours");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
     assert_eq!(h.store.get("f").unwrap().data, b"not ours");
     h.engine.reload(EngineConfig {
         conflict: ConflictMode::Overwrite,
         ..cfg()
     });
-    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(h.store.get("f").unwrap().data, b"ours");
 }
 
 /// Blob metadata as the copytool writes it for the file `fid(n)`.
-fn our_meta(n: u32) -> Option<BlobMeta> {
-    Some(BlobMeta {
-        owner: 0,
-        group: 0,
+fn our_meta(n: u32) -> Option<Metadata> {
+    Some(Metadata {
         permissions: 0o644,
-        modtime: std::time::UNIX_EPOCH,
-        fid: fid(n).to_string(),
-        mtime_ns: 0,
-        data_version: 1,
-        layout: None,
+        fid: Some(fid(n).to_string()),
+        mtime_ns: Some(0),
+        data_version: Some(1),
+        ..Metadata::default()
     })
 }
 
@@ -243,20 +247,20 @@ fn our_meta(n: u32) -> Option<BlobMeta> {
 fn a_small_file_is_archived_without_a_head_and_a_large_one_with_one() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["small"], b"1234");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
     assert_eq!(h.store.heads.load(Ordering::SeqCst), 0);
     // Changed and archived again: If-Match on the recorded ETag, still no HEAD.
     std::fs::write(h.data("small"), b"5678").unwrap();
     h.ct.lock().data_versions.insert(fid(1), 2);
-    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(h.store.heads.load(Ordering::SeqCst), 0);
     assert_eq!(h.store.uploads.load(Ordering::SeqCst), 2);
     assert_eq!(h.store.get("small").unwrap().data, b"5678");
     // cfg() has 4-byte blocks: five bytes take two, and the blob is looked at first.
     h.ct.add_file(fid(2), &["large"], b"12345");
-    h.ct.push(list(vec![item(Action::Archive, 2, 3)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 2, 3)]));
     assert_eq!(h.ct.wait_ends(3)[2], (3, 0, 0));
     assert_eq!(h.store.heads.load(Ordering::SeqCst), 1);
 }
@@ -270,7 +274,7 @@ fn our_blob_without_a_record_is_replaced_under_conflict_fail() {
     h.store
         .put_with_meta("f", b"interrupted export", our_meta(1));
     h.ct.add_file(fid(1), &["f"], b"current data");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
     let blob = h.store.get("f").unwrap();
     assert_eq!(blob.data, b"current data");
@@ -284,7 +288,7 @@ fn our_blob_without_a_record_is_replaced_under_conflict_fail() {
 fn our_blob_newer_than_the_record_is_replaced_under_conflict_fail() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["f"], b"v1");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
     let stale = record_of(&h.data("f")).unwrap().etag;
     h.store
@@ -292,7 +296,7 @@ fn our_blob_newer_than_the_record_is_replaced_under_conflict_fail() {
     assert_ne!(h.store.get("f").unwrap().etag, stale);
     std::fs::write(h.data("f"), b"v3").unwrap();
     h.ct.lock().data_versions.insert(fid(1), 3);
-    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     let blob = h.store.get("f").unwrap();
     assert_eq!(blob.data, b"v3");
@@ -305,7 +309,7 @@ fn a_blob_of_another_fid_stays_a_conflict() {
     let h = H::new(cfg());
     h.store.put_with_meta("f", b"someone else's", our_meta(2));
     h.ct.add_file(fid(1), &["f"], b"ours");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
     assert_eq!(h.store.get("f").unwrap().data, b"someone else's");
     assert!(record_of(&h.data("f")).is_none());
@@ -327,7 +331,7 @@ fn a_foreign_write_racing_the_replacement_is_a_conflict() {
             s.put("f", b"foreign");
         }
     }));
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     gate.add_permits(1);
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
     assert_eq!(
@@ -358,7 +362,7 @@ fn a_foreign_write_racing_the_optimistic_replacement_is_a_conflict() {
             }
         }
     }));
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     gate.add_permits(2);
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EEXIST)]);
     assert_eq!(h.store.uploads.load(Ordering::SeqCst), 2);
@@ -371,7 +375,7 @@ fn a_foreign_write_racing_the_optimistic_replacement_is_a_conflict() {
 #[test]
 fn unknown_action_ends_einval_through_the_error_path() {
     let h = H::new(cfg());
-    h.ct.push(list(vec![item(Action::Unknown(99), 1, 5)]));
+    h.ct.push(list(vec![item(CopytoolAction::Unknown(99), 1, 5)]));
     h.ct.wait_ends(1);
     assert_eq!(
         h.ct.events(),
@@ -395,7 +399,7 @@ fn begin_failure_is_reported_through_the_error_path() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["f"], b"x");
     h.ct.lock().begin_fail.insert(1, libc::ENOENT);
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     h.ct.wait_ends(1);
     assert_eq!(
         h.ct.events(),
@@ -415,16 +419,16 @@ fn cancel_aborts_the_running_upload_and_commits_nothing() {
     let h = H::new(cfg());
     let gate = h.store.close_gate();
     h.ct.add_file(fid(1), &["big"], &[7u8; 64]);
-    h.ct.push(list(vec![item(Action::Archive, 1, 77)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 77)]));
     h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 1);
-    h.ct.push(list(vec![item(Action::Cancel, 1, 77)]));
+    h.ct.push(list(vec![item(CopytoolAction::Cancel, 1, 77)]));
     assert_eq!(h.ct.wait_ends(1), vec![(77, 0, libc::ECANCELED)]);
     assert!(h.store.get("big").is_none(), "nothing committed");
     assert!(record_of(&h.data("big")).is_none());
     h.ct.wait_for(|_| {
         h.engine
             .metrics()
-            .actions(Action::Archive, Outcome::Cancelled)
+            .actions(CopytoolAction::Archive, Outcome::Cancelled)
             == 1
     });
     drop(gate);
@@ -436,7 +440,7 @@ fn ecanceled_from_progress_stops_the_copy() {
     let _gate = h.store.close_gate();
     h.ct.add_file(fid(1), &["f"], &[1u8; 32]);
     h.ct.lock().progress_fail.insert(3, libc::ECANCELED);
-    h.ct.push(list(vec![item(Action::Archive, 1, 3)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 3)]));
     assert_eq!(h.ct.wait_ends(1), vec![(3, 0, libc::ECANCELED)]);
     assert!(h
         .ct
@@ -451,7 +455,7 @@ fn progress_reports_extents_of_copied_bytes() {
     let h = H::new(cfg());
     let gate = h.store.close_gate();
     h.ct.add_file(fid(1), &["f"], &[1u8; 10]);
-    h.ct.push(list(vec![item(Action::Archive, 1, 3)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 3)]));
     // The first block (4 bytes) is read before the gate: a progress report must carry it.
     h.ct.wait_for(|s| {
         s.events
@@ -485,7 +489,7 @@ fn the_pipe_is_read_while_every_slot_is_busy_and_queued_items_are_begun_and_kept
     let gate = h.store.close_gate();
     for n in 1..=3 {
         h.ct.add_file(fid(n), &[&format!("f{n}")], b"data");
-        h.ct.push(list(vec![item(Action::Archive, n, u64::from(n))]));
+        h.ct.push(list(vec![item(CopytoolAction::Archive, n, u64::from(n))]));
     }
     h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 2);
     // Every list is read although both slots are busy: the coordinator keeps nothing unread.
@@ -521,10 +525,10 @@ fn a_cancel_of_a_queued_item_ends_it_without_running_it() {
     let gate = h.store.close_gate();
     for n in 1..=2 {
         h.ct.add_file(fid(n), &[&format!("f{n}")], b"data");
-        h.ct.push(list(vec![item(Action::Archive, n, u64::from(n))]));
+        h.ct.push(list(vec![item(CopytoolAction::Archive, n, u64::from(n))]));
     }
     h.ct.wait_for(|s| s.queue.is_empty() && s.events.contains(&Event::Begin(2)));
-    h.ct.push(list(vec![item(Action::Cancel, 2, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Cancel, 2, 2)]));
     assert_eq!(h.ct.wait_ends(1), vec![(2, 0, libc::ECANCELED)]);
     gate.add_permits(2);
     let ends = h.ct.wait_ends(2);
@@ -536,11 +540,17 @@ fn a_cancel_of_a_queued_item_ends_it_without_running_it() {
 fn transient_errors_end_etimedout_with_retry_and_are_logged() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["f"], b"x");
-    h.store.fail_next.lock().unwrap().push_back(
-        StoreError::new(StoreErrorKind::Transient, "503 Server Busy")
-            .with_http(Some(503), Some("ServerBusy".into())),
-    );
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.store
+        .fail_next
+        .lock()
+        .unwrap()
+        .push_back(blob::Error::Transient(crate::fakes::answered(
+            "put blob",
+            "f",
+            503,
+            "ServerBusy",
+        )));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, HP_FLAG_RETRY, libc::ETIMEDOUT)]);
     let e = &h.log.entries()[0];
     assert_eq!(
@@ -552,7 +562,7 @@ fn transient_errors_end_etimedout_with_retry_and_are_logged() {
         )
     );
     // The daemon keeps serving: the next request succeeds.
-    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
 }
 
@@ -564,7 +574,7 @@ fn dry_run_never_reports_success() {
         ..cfg()
     });
     h.ct.add_file(fid(1), &["f"], b"x");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EOPNOTSUPP)]);
     assert!(h.store.get("f").is_none());
     assert_eq!(h.log.entries()[0].reason, Some(FailureReason::DryRun));
@@ -575,7 +585,7 @@ fn invalid_names_fail_einval() {
     let h = H::new(cfg());
     let long = format!("{}f", "dir45678/".repeat(120)); // 1,081 bytes: over the blob name limit
     h.ct.add_file(fid(1), &[&long], b"x");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EINVAL)]);
     assert_eq!(h.log.entries()[0].reason, Some(FailureReason::InvalidName));
 }
@@ -587,7 +597,7 @@ fn non_regular_files_are_refused_with_a_reason() {
     h.ct.lock()
         .files
         .insert(fid(1), (h.data("dir"), vec![PathBuf::from("dir")]));
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EINVAL)]);
     let e = &h.log.entries()[0];
     assert_eq!(e.reason, Some(FailureReason::NotRegular));
@@ -603,7 +613,7 @@ fn modification_during_archive_ends_ebusy_and_withdraws_the_blob() {
     *h.store.on_gate.lock().unwrap() = Some(Box::new(move || {
         ct.lock().data_versions.insert(fid(1), 2);
     }));
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     gate.add_permits(1);
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, libc::EBUSY)]);
     assert!(h.store.get("f").is_none());
@@ -615,9 +625,9 @@ fn restore_writes_the_blob_into_the_volatile_file() {
     let h = H::new(cfg());
     let content: Vec<u8> = (0..23u8).collect();
     h.ct.add_file(fid(1), &["r/f"], &content);
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     h.ct.wait_ends(1);
-    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Restore, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), content);
     h.ct.wait_for(|_| h.engine.metrics().bytes_restored() == 23);
@@ -634,8 +644,8 @@ fn archive_keeps_the_layout_in_the_record_and_the_blob_and_restore_recreates_it(
     h.ct.lock().layouts.insert(fid(1), striped());
     h.ct.add_file(fid(2), &["s/plain"], b"plain");
     h.ct.push(list(vec![
-        item(Action::Archive, 1, 1),
-        item(Action::Archive, 2, 2),
+        item(CopytoolAction::Archive, 1, 1),
+        item(CopytoolAction::Archive, 2, 2),
     ]));
     h.ct.wait_ends(2);
     assert_eq!(
@@ -649,8 +659,8 @@ fn archive_keeps_the_layout_in_the_record_and_the_blob_and_restore_recreates_it(
     assert_eq!(record_of(&h.data("s/plain")).unwrap().layout, None);
 
     h.ct.push(list(vec![
-        item(Action::Restore, 1, 3),
-        item(Action::Restore, 2, 4),
+        item(CopytoolAction::Restore, 1, 3),
+        item(CopytoolAction::Restore, 2, 4),
     ]));
     let ends = h.ct.wait_ends(4);
     assert!(
@@ -673,10 +683,10 @@ fn a_pool_the_file_system_no_longer_has_is_dropped_and_the_striping_kept() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["s/f"], b"data");
     h.ct.lock().layouts.insert(fid(1), striped());
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     h.ct.wait_ends(1);
     h.ct.lock().pools = Some(vec!["other".into()]);
-    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Restore, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(
         h.ct.lock().volatile_layouts.get(&2),
@@ -692,7 +702,7 @@ fn a_stub_without_a_record_is_restored_with_the_blobs_layout() {
     let mut meta = our_meta(1).unwrap();
     meta.layout = Some(striped());
     h.store.put_with_meta("i/stub", b"imported", Some(meta));
-    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Restore, 1, 2)]));
     assert_eq!(h.ct.wait_ends(1), vec![(2, 0, 0)]);
     assert_eq!(h.ct.lock().volatile_layouts.get(&2), Some(&Some(striped())));
 }
@@ -702,7 +712,7 @@ fn restore_without_record_uses_the_current_path() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["p/q"], b"");
     h.store.put("p/q", b"from the blob");
-    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Restore, 1, 2)]));
     assert_eq!(h.ct.wait_ends(1), vec![(2, 0, 0)]);
     assert_eq!(
         std::fs::read(h.ct.volatile_path(2)).unwrap(),
@@ -714,10 +724,10 @@ fn restore_without_record_uses_the_current_path() {
 fn restore_refuses_a_blob_changed_since_export() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["f"], b"mine");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     h.ct.wait_ends(1);
     h.store.put("f", b"theirs");
-    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Restore, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, libc::EEXIST));
     assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), b"");
 }
@@ -731,25 +741,25 @@ fn restore_follows_a_blob_moved_with_its_file_and_only_that_blob() {
     let h = H::new(cfg());
     let content = b"moved with the file".to_vec();
     h.ct.add_file(fid(1), &["old/f"], &content);
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
     let rename = |to: &str, meta_version: u64| {
         let blob = h.store.blobs.lock().unwrap().remove("old/f");
         let blob = blob.expect("the exported blob");
         let mut meta = blob.meta.clone().expect("our metadata");
-        meta.data_version = meta_version;
+        meta.data_version = Some(meta_version);
         h.store.put_with_meta(to, &blob.data, Some(meta));
         h.ct.lock().files.get_mut(&fid(1)).unwrap().1 = vec![PathBuf::from(to)];
     };
     rename("new/g", 1);
-    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Restore, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert_eq!(std::fs::read(h.ct.volatile_path(2)).unwrap(), content);
     // A blob under the new name from another data version is not this export: not restored.
     let moved = h.store.blobs.lock().unwrap().remove("new/g").unwrap();
     h.store.put_with_meta("old/f", &moved.data, moved.meta);
     rename("other/h", 7);
-    h.ct.push(list(vec![item(Action::Restore, 1, 3)]));
+    h.ct.push(list(vec![item(CopytoolAction::Restore, 1, 3)]));
     assert_eq!(h.ct.wait_ends(3)[2], (3, 0, libc::ENOENT));
 }
 
@@ -757,7 +767,7 @@ fn restore_follows_a_blob_moved_with_its_file_and_only_that_blob() {
 fn restore_of_a_missing_blob_ends_enoent() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["gone"], b"");
-    h.ct.push(list(vec![item(Action::Restore, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Restore, 1, 2)]));
     assert_eq!(h.ct.wait_ends(1), vec![(2, 0, libc::ENOENT)]);
 }
 
@@ -768,10 +778,10 @@ fn remove_deletes_every_blob_of_the_record() {
         ..cfg()
     });
     h.ct.add_file(fid(1), &["a", "b"], b"x");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     h.ct.wait_ends(1);
     assert!(h.store.get("b").is_some());
-    h.ct.push(list(vec![item(Action::Remove, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Remove, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert!(h.store.get("a").is_none() && h.store.get("b").is_none());
     assert!(record_of(&h.data("a")).is_none());
@@ -784,9 +794,9 @@ fn remove_keeps_blobs_when_policy_says_keep() {
         ..cfg()
     });
     h.ct.add_file(fid(1), &["a"], b"x");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     h.ct.wait_ends(1);
-    h.ct.push(list(vec![item(Action::Remove, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Remove, 1, 2)]));
     assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
     assert!(h.store.get("a").is_some());
 }
@@ -797,9 +807,9 @@ fn lists_for_another_file_system_are_ignored() {
     h.ct.add_file(fid(1), &["f"], b"x");
     h.ct.push(ActionList {
         fsname: "other".into(),
-        ..list(vec![item(Action::Archive, 1, 1)])
+        ..list(vec![item(CopytoolAction::Archive, 1, 1)])
     });
-    h.ct.push(list(vec![item(Action::Archive, 1, 2)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 2)]));
     assert_eq!(h.ct.wait_ends(1), vec![(2, 0, 0)]);
     assert_eq!(h.engine.metrics().receive_errors(), 1);
 }
@@ -818,7 +828,7 @@ fn abort_on_error_stops_after_a_failed_action() {
         abort_on_error: true,
         ..cfg()
     });
-    h.ct.push(list(vec![item(Action::Unknown(1), 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Unknown(1), 1, 1)]));
     let recv = h.recv.take().unwrap();
     assert!(matches!(
         recv.join().unwrap().unwrap(),
@@ -831,7 +841,7 @@ fn stopping_aborts_stuck_actions_with_eshutdown() {
     let mut h = H::new(cfg());
     let _gate = h.store.close_gate();
     h.ct.add_file(fid(1), &["f"], b"stuck forever");
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 1);
     h.engine.request_stop();
     assert_eq!(
@@ -853,7 +863,7 @@ fn a_dropped_guard_ends_its_action_with_eio() {
     let dir = tempfile::tempdir().unwrap();
     let ct = FakeCoordinator::new(dir.path().to_path_buf());
     let fake = FakeCt(ct.clone());
-    let it = item(Action::Remove, 1, 42);
+    let it = item(CopytoolAction::Remove, 1, 42);
     let guard = ActionGuard::new(fake.begin(&it).unwrap(), it.extent, "test".into());
     drop(guard);
     assert_eq!(ct.ends(), vec![(42, 0, libc::EIO)]);
@@ -886,7 +896,7 @@ fn bandwidth_slows_a_transfer_mid_stream_and_a_reload_changes_the_running_limit(
     });
     assert_eq!(h.engine.rate_limit().rate(), Some(40));
     h.ct.add_file(fid(1), &["slow"], &[7u8; 4000]);
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     // Blocks are flowing (progress reported), and the transfer is not done: it is paced block by
     // block, not held before it starts.
     h.ct.wait_for(|s| progressed(s, 1) > 0);
@@ -918,12 +928,12 @@ fn archives_and_restores_draw_from_the_one_agent_budget() {
     h.ct.add_file(fid(1), &["a"], &[1u8; 37]);
     h.ct.add_file(fid(2), &["b"], &[2u8; 50]);
     h.ct.push(list(vec![
-        item(Action::Archive, 1, 1),
-        item(Action::Archive, 2, 2),
+        item(CopytoolAction::Archive, 1, 1),
+        item(CopytoolAction::Archive, 2, 2),
     ]));
     assert_eq!(h.ct.wait_ends(2).len(), 2);
     assert_eq!(h.engine.rate_limit().granted(), 87);
-    h.ct.push(list(vec![item(Action::Restore, 2, 3)]));
+    h.ct.push(list(vec![item(CopytoolAction::Restore, 2, 3)]));
     assert_eq!(h.ct.wait_ends(3)[2], (3, 0, 0));
     assert_eq!(h.engine.rate_limit().granted(), 87 + 50);
 }
@@ -935,7 +945,7 @@ fn stopping_aborts_a_transfer_waiting_for_bandwidth() {
         ..cfg()
     });
     h.ct.add_file(fid(1), &["a"], &[1u8; 100]);
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     h.ct.wait_for(|s| s.events.contains(&Event::Begin(1)));
     h.engine.request_stop();
     h.recv.take().unwrap().join().unwrap().unwrap();
@@ -964,9 +974,14 @@ fn ebusy_at_end_withdraws_the_blob_and_the_record() {
     let h = H::new(cfg());
     h.ct.add_file(fid(1), &["f", "g"], b"maybe torn");
     h.ct.lock().end_fail.insert(1, libc::EBUSY);
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
-    h.ct.wait_for(|_| h.engine.metrics().actions(Action::Archive, Outcome::Failed) == 1);
+    h.ct.wait_for(|_| {
+        h.engine
+            .metrics()
+            .actions(CopytoolAction::Archive, Outcome::Failed)
+            == 1
+    });
     assert!(h.store.get("f").is_none() && h.store.get("g").is_none());
     assert!(record_of(&h.data("f")).is_none());
     assert_eq!(h.engine.metrics().bytes_archived(), 0);
@@ -978,7 +993,7 @@ fn receive_errors_are_counted_and_serving_goes_on() {
     h.ct.add_file(fid(1), &["f"], b"x");
     h.ct.push_err(libc::EPROTO);
     h.ct.push_err(libc::EPROTO);
-    h.ct.push(list(vec![item(Action::Archive, 1, 1)]));
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
     assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
     assert_eq!(h.engine.metrics().receive_errors(), 2);
 }
@@ -993,8 +1008,8 @@ fn items_waiting_for_a_slot_when_stopping_still_get_their_end() {
     h.ct.add_file(fid(1), &["a"], b"first");
     h.ct.add_file(fid(2), &["b"], b"second");
     h.ct.push(list(vec![
-        item(Action::Archive, 1, 1),
-        item(Action::Archive, 2, 2),
+        item(CopytoolAction::Archive, 1, 1),
+        item(CopytoolAction::Archive, 2, 2),
     ]));
     h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 1);
     h.engine.request_stop();

@@ -4,8 +4,6 @@
 
 use blob::FailureReason;
 
-use crate::ports::{CtError, StoreError, StoreErrorKind};
-
 /// `HP_FLAG_RETRY` from `lustre_user.h`.
 pub const HP_FLAG_RETRY: i32 = 0x02;
 
@@ -50,42 +48,50 @@ impl Failure {
     }
 }
 
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Failure {
+impl From<blob::Error> for Failure {
+    fn from(e: blob::Error) -> Failure {
+        use blob::Error as E;
         // Errors of the store as a whole (container missing, credentials refused) get errnos of
         // their own, so the policy engine tells them from the file's own errors and waits them
         // out instead of failing the file for good.
-        let container_missing = e.azure_code.as_deref() == Some("ContainerNotFound");
-        let (errno, reason) = match e.kind {
+        let container_missing = e.azure_code() == Some("ContainerNotFound");
+        let (errno, reason) = match &e {
             _ if container_missing => (libc::ENOMEDIUM, FailureReason::ContainerMissing),
-            StoreErrorKind::Conflict => (libc::EEXIST, FailureReason::Conflict),
-            StoreErrorKind::NotFound => (libc::ENOENT, FailureReason::NotFound),
-            StoreErrorKind::PermissionDenied => {
-                (libc::EKEYREJECTED, FailureReason::PermissionDenied)
-            }
-            StoreErrorKind::InvalidName => (libc::EINVAL, FailureReason::InvalidName),
-            StoreErrorKind::Transient => (libc::ETIMEDOUT, FailureReason::Transient),
-            StoreErrorKind::Permanent => (libc::EIO, FailureReason::BlobError),
-            StoreErrorKind::Cancelled => (libc::ECANCELED, FailureReason::Cancelled),
-            StoreErrorKind::Io => (e.errno.unwrap_or(libc::EIO), FailureReason::Io),
-            StoreErrorKind::Corrupt => (libc::EIO, FailureReason::Corrupt),
+            E::Conflict(_) => (libc::EEXIST, FailureReason::Conflict),
+            E::NotFound(_) => (libc::ENOENT, FailureReason::NotFound),
+            E::PermissionDenied(_) => (libc::EKEYREJECTED, FailureReason::PermissionDenied),
+            E::InvalidName(_) | E::InvalidMetadata(_) => (libc::EINVAL, FailureReason::InvalidName),
+            E::Transient(_) => (libc::ETIMEDOUT, FailureReason::Transient),
+            E::Permanent(_) | E::Config(_) => (libc::EIO, FailureReason::BlobError),
+            E::Cancelled => (libc::ECANCELED, FailureReason::Cancelled),
+            E::Io { source, .. } => (
+                source.raw_os_error().unwrap_or(libc::EIO),
+                FailureReason::Io,
+            ),
+            E::Integrity { .. } => (libc::EIO, FailureReason::Corrupt),
         };
-        let mut f = Failure::new(errno, reason, e.message);
-        f.http_status = e.http_status;
-        f.azure_code = e.azure_code;
+        let mut f = Failure::new(errno, reason, e.to_string());
+        f.http_status = e.http_status();
+        f.azure_code = e.azure_code().map(str::to_string);
         f
     }
 }
 
-impl From<CtError> for Failure {
-    fn from(e: CtError) -> Failure {
-        let reason = if e.errno == libc::ECANCELED {
+impl From<lustre::Error> for Failure {
+    fn from(e: lustre::Error) -> Failure {
+        let errno = errno_of(&e);
+        let reason = if errno == libc::ECANCELED {
             FailureReason::Cancelled
         } else {
             FailureReason::Lustre
         };
-        Failure::new(e.errno, reason, e.to_string())
+        Failure::new(errno, reason, e.to_string())
     }
+}
+
+/// The errno of a failed Lustre call; EIO when the library itself is unusable (it has none).
+pub fn errno_of(e: &lustre::Error) -> i32 {
+    e.errno().unwrap_or(libc::EIO)
 }
 
 impl From<std::io::Error> for Failure {
@@ -102,61 +108,103 @@ impl From<std::io::Error> for Failure {
 mod tests {
     use super::*;
 
-    fn map(kind: StoreErrorKind) -> Failure {
-        Failure::from(StoreError::new(kind, "x"))
+    /// A store failure as `blob` reports one, with Azure's status and code.
+    fn answered(status: u16, code: &str) -> blob::Failure {
+        blob::Failure {
+            op: "put blob",
+            name: "d/f".into(),
+            status: Some(status),
+            code: Some(code.into()),
+            message: "x".into(),
+        }
     }
 
     #[test]
     fn store_errors_map_to_coordinator_errnos() {
-        assert_eq!(map(StoreErrorKind::Conflict).errno, libc::EEXIST);
+        let conflict = Failure::from(blob::Error::Conflict(answered(409, "BlobAlreadyExists")));
         assert_eq!(
-            map(StoreErrorKind::Conflict).reason,
-            FailureReason::Conflict
+            (conflict.errno, conflict.reason),
+            (libc::EEXIST, FailureReason::Conflict)
         );
+        let denied = blob::Error::PermissionDenied(answered(403, "AuthorizationFailure"));
+        assert_eq!(Failure::from(denied).errno, libc::EKEYREJECTED);
+        let name = blob::BlobName::new("a/../b").unwrap_err();
+        assert_eq!(Failure::from(blob::Error::from(name)).errno, libc::EINVAL);
+        let missing = blob::Error::NotFound(answered(404, "BlobNotFound"));
+        assert_eq!(Failure::from(missing).errno, libc::ENOENT);
+        assert_eq!(Failure::from(blob::Error::Cancelled).errno, libc::ECANCELED);
+        let io = blob::Error::Io {
+            op: "read",
+            source: std::io::Error::from_raw_os_error(libc::EROFS),
+        };
         assert_eq!(
-            map(StoreErrorKind::PermissionDenied).errno,
-            libc::EKEYREJECTED
+            (
+                Failure::from(io).errno,
+                Failure::from(blob::Error::Cancelled).reason
+            ),
+            (libc::EROFS, FailureReason::Cancelled)
         );
-        assert_eq!(map(StoreErrorKind::InvalidName).errno, libc::EINVAL);
-        assert_eq!(map(StoreErrorKind::NotFound).errno, libc::ENOENT);
-        assert_eq!(map(StoreErrorKind::Cancelled).errno, libc::ECANCELED);
     }
 
     #[test]
     fn a_missing_container_is_told_from_a_missing_blob() {
-        let e = StoreError::new(StoreErrorKind::Permanent, "no container")
-            .with_http(Some(404), Some("ContainerNotFound".into()));
-        let f = Failure::from(e);
+        let f = Failure::from(blob::Error::Permanent(answered(404, "ContainerNotFound")));
         assert_eq!(
             (f.errno, f.reason),
             (libc::ENOMEDIUM, FailureReason::ContainerMissing)
         );
-        let e = StoreError::new(StoreErrorKind::NotFound, "no blob")
-            .with_http(Some(404), Some("BlobNotFound".into()));
-        assert_eq!(Failure::from(e).errno, libc::ENOENT);
+        let f = Failure::from(blob::Error::NotFound(answered(404, "BlobNotFound")));
+        assert_eq!(f.errno, libc::ENOENT);
     }
 
     #[test]
     fn only_transient_failures_ask_for_retry() {
-        let t = map(StoreErrorKind::Transient);
+        let t = Failure::from(blob::Error::Transient(answered(503, "ServerBusy")));
         assert_eq!(t.errno, libc::ETIMEDOUT);
         assert_eq!(t.hp_flags(), HP_FLAG_RETRY);
-        for kind in [
-            StoreErrorKind::Conflict,
-            StoreErrorKind::PermissionDenied,
-            StoreErrorKind::Permanent,
-            StoreErrorKind::Corrupt,
+        for e in [
+            blob::Error::Conflict(answered(412, "ConditionNotMet")),
+            blob::Error::PermissionDenied(answered(403, "AuthorizationFailure")),
+            blob::Error::Permanent(answered(400, "InvalidHeaderValue")),
+            blob::Error::Integrity {
+                name: "d/f".into(),
+                detail: "crc".into(),
+            },
         ] {
-            assert_eq!(map(kind).hp_flags(), 0, "{kind:?}");
+            let shown = e.to_string();
+            assert_eq!(Failure::from(e).hp_flags(), 0, "{shown}");
         }
     }
 
     #[test]
     fn http_details_are_kept() {
-        let e = StoreError::new(StoreErrorKind::PermissionDenied, "denied")
-            .with_http(Some(403), Some("AuthorizationFailure".into()));
-        let f = Failure::from(e);
+        let f = Failure::from(blob::Error::PermissionDenied(answered(
+            403,
+            "AuthorizationFailure",
+        )));
         assert_eq!(f.http_status, Some(403));
         assert_eq!(f.azure_code.as_deref(), Some("AuthorizationFailure"));
+    }
+
+    #[test]
+    fn lustre_errors_keep_their_errno_and_a_cancel_is_told_apart() {
+        let busy = Failure::from(lustre::Error::Call {
+            call: "llapi_hsm_action_end",
+            errno: libc::EBUSY,
+        });
+        assert_eq!(
+            (busy.errno, busy.reason),
+            (libc::EBUSY, FailureReason::Lustre)
+        );
+        assert!(
+            busy.message.starts_with("llapi_hsm_action_end:"),
+            "{}",
+            busy.message
+        );
+        let cancelled = Failure::from(lustre::Error::Call {
+            call: "llapi_hsm_action_progress",
+            errno: libc::ECANCELED,
+        });
+        assert_eq!(cancelled.reason, FailureReason::Cancelled);
     }
 }

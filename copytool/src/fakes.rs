@@ -10,11 +10,37 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::model::{Action, ActionList, Extent, Fid, Item};
-use crate::ports::{
-    BlobHead, BlobMeta, Coordinator, CopyAction, CtError, FailureLog, Store, StoreError,
-    StoreErrorKind, TransferOpts, Uploaded, WriteMode,
-};
+use blob::WriteMode;
+use blob::{BlobInfo, BlobName, DownloadOptions, Downloaded, Metadata, UploadOptions, Uploaded};
+use lustre::{ActionItem, ActionList, CopytoolAction, Extent, Fid};
+
+use crate::ports::{Coordinator, CopyAction, FailureLog, Store};
+
+/// A failed Lustre call, as the real wrappers report one.
+fn call_failed(call: &'static str, errno: i32) -> lustre::Error {
+    lustre::Error::Call { call, errno }
+}
+
+/// A local I/O error of the fake's own file calls, as errno of the call it stands for.
+fn io_failed(call: &'static str, e: std::io::Error) -> lustre::Error {
+    call_failed(call, e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// A store answer with an HTTP status and Azure code, as `blob` reports one.
+pub fn answered(op: &'static str, name: &str, status: u16, code: &str) -> blob::Failure {
+    blob::Failure {
+        op,
+        name: name.to_string(),
+        status: Some(status),
+        code: Some(code.to_string()),
+        message: code.to_string(),
+    }
+}
+
+/// A local read or write of the fake store that failed.
+fn local_io(op: &'static str, source: std::io::Error) -> blob::Error {
+    blob::Error::Io { op, source }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -30,7 +56,7 @@ pub enum Event {
 
 #[derive(Default)]
 pub struct CtState {
-    pub queue: VecDeque<Result<ActionList, CtError>>,
+    pub queue: VecDeque<Result<ActionList, lustre::Error>>,
     pub events: Vec<Event>,
     /// fid -> (data file, its links relative to the mount)
     pub files: HashMap<Fid, (PathBuf, Vec<PathBuf>)>,
@@ -96,7 +122,7 @@ impl FakeCoordinator {
     pub fn push_err(&self, errno: i32) {
         self.lock()
             .queue
-            .push_back(Err(CtError::new("llapi_hsm_copytool_recv", errno)));
+            .push_back(Err(call_failed("llapi_hsm_copytool_recv", errno)));
         self.cv.notify_all();
     }
 
@@ -159,7 +185,7 @@ impl FakeCoordinator {
 
 pub struct FakeAction {
     ct: Arc<FakeCoordinator>,
-    item: Item,
+    item: ActionItem,
     is_error: bool,
 }
 
@@ -169,7 +195,7 @@ pub struct FakeCt(pub Arc<FakeCoordinator>);
 impl Coordinator for FakeCt {
     type Action = FakeAction;
 
-    fn recv(&self, timeout: Duration) -> Result<Option<ActionList>, CtError> {
+    fn recv(&self, timeout: Duration) -> Result<Option<ActionList>, lustre::Error> {
         let mut s = self.0.lock();
         s.recv_calls += 1;
         if s.queue.is_empty() {
@@ -182,12 +208,12 @@ impl Coordinator for FakeCt {
         }
     }
 
-    fn begin(&self, item: &Item) -> Result<FakeAction, CtError> {
+    fn begin(&self, item: &ActionItem) -> Result<FakeAction, lustre::Error> {
         let fail = self.0.lock().begin_fail.get(&item.cookie).copied();
         if let Some(errno) = fail {
-            return Err(CtError::new("llapi_hsm_action_begin", errno));
+            return Err(call_failed("llapi_hsm_action_begin", errno));
         }
-        if item.action == Action::Restore {
+        if item.action == CopytoolAction::Restore {
             File::create(self.0.volatile_path(item.cookie)).unwrap();
         }
         self.0.record(Event::Begin(item.cookie));
@@ -198,7 +224,7 @@ impl Coordinator for FakeCt {
         })
     }
 
-    fn begin_error(&self, item: &Item) -> Result<FakeAction, CtError> {
+    fn begin_error(&self, item: &ActionItem) -> Result<FakeAction, lustre::Error> {
         self.0.record(Event::BeginError(item.cookie));
         Ok(FakeAction {
             ct: self.0.clone(),
@@ -211,26 +237,34 @@ impl Coordinator for FakeCt {
         "lustre".into()
     }
 
-    fn fid2path(&self, fid: &Fid) -> Result<Vec<PathBuf>, CtError> {
+    fn fid2path(&self, fid: &Fid) -> Result<Vec<PathBuf>, lustre::Error> {
         match self.0.lock().files.get(fid) {
             Some((_, links)) => Ok(links.clone()),
-            None => Err(CtError::new("llapi_fid2path", libc::ENOENT)),
+            None => Err(lustre::Error::Call {
+                call: "llapi_fid2path",
+                errno: libc::ENOENT,
+            }),
         }
     }
 
-    fn open_by_fid(&self, fid: &Fid) -> Result<File, CtError> {
+    fn open_by_fid(&self, fid: &Fid) -> Result<File, lustre::Error> {
         let path = match self.0.lock().files.get(fid) {
             Some((p, _)) => p.clone(),
-            None => return Err(CtError::new("llapi_open_by_fid", libc::ENOENT)),
+            None => {
+                return Err(lustre::Error::Call {
+                    call: "llapi_open_by_fid",
+                    errno: libc::ENOENT,
+                })
+            }
         };
-        File::open(path).map_err(|e| CtError::new("open", e.raw_os_error().unwrap_or(libc::EIO)))
+        File::open(path).map_err(|e| io_failed("open", e))
     }
 
-    fn layout(&self, fid: &Fid, _file: &File) -> Result<Option<lustre::Striping>, CtError> {
+    fn layout(&self, fid: &Fid, _file: &File) -> Result<Option<lustre::Striping>, lustre::Error> {
         Ok(self.0.lock().layouts.get(fid).cloned())
     }
 
-    fn data_version(&self, file: &File) -> Result<u64, CtError> {
+    fn data_version(&self, file: &File) -> Result<u64, lustre::Error> {
         // Identify the fid by inode.
         use std::os::unix::fs::MetadataExt;
         let ino = file.metadata().unwrap().ino();
@@ -240,71 +274,79 @@ impl Coordinator for FakeCt {
                 return Ok(s.data_versions.get(fid).copied().unwrap_or(0));
             }
         }
-        Err(CtError::new("llapi_get_data_version", libc::ENOENT))
+        Err(lustre::Error::Call {
+            call: "llapi_get_data_version",
+            errno: libc::ENOENT,
+        })
     }
 }
 
 impl CopyAction for FakeAction {
-    fn progress(&self, ext: Extent, _total: u64) -> Result<(), CtError> {
+    fn progress(&self, ext: Extent, _total: u64) -> Result<(), lustre::Error> {
         assert!(!self.is_error, "progress on an is_error handle");
         self.ct.record(Event::Progress(self.item.cookie, ext));
         match self.ct.lock().progress_fail.get(&self.item.cookie) {
-            Some(&errno) => Err(CtError::new("llapi_hsm_action_progress", errno)),
+            Some(&errno) => Err(call_failed("llapi_hsm_action_progress", errno)),
             None => Ok(()),
         }
     }
 
-    fn fd(&self) -> Result<File, CtError> {
+    fn fd(&self) -> Result<File, lustre::Error> {
         match self.item.action {
-            Action::Archive => {
+            CopytoolAction::Archive => {
                 let path = self
                     .ct
                     .lock()
                     .files
                     .get(&self.item.fid)
                     .map(|(p, _)| p.clone());
-                let path = path.ok_or(CtError::new("llapi_hsm_action_get_fd", libc::ENOENT))?;
-                File::open(path)
-                    .map_err(|e| CtError::new("open", e.raw_os_error().unwrap_or(libc::EIO)))
+                let path = path.ok_or(lustre::Error::Call {
+                    call: "llapi_hsm_action_get_fd",
+                    errno: libc::ENOENT,
+                })?;
+                File::open(path).map_err(|e| io_failed("open", e))
             }
-            Action::Restore => std::fs::OpenOptions::new()
+            CopytoolAction::Restore => std::fs::OpenOptions::new()
                 .write(true)
                 .open(self.ct.volatile_path(self.item.cookie))
-                .map_err(|e| CtError::new("open", e.raw_os_error().unwrap_or(libc::EIO))),
-            _ => Err(CtError::new("llapi_hsm_action_get_fd", libc::EINVAL)),
+                .map_err(|e| io_failed("open", e)),
+            _ => Err(lustre::Error::Call {
+                call: "llapi_hsm_action_get_fd",
+                errno: libc::EINVAL,
+            }),
         }
     }
 
     /// As Lustre: only a RESTORE's volatile file takes a layout, and only once, before data.
-    fn set_layout(&self, layout: Option<&lustre::Striping>) -> Result<(), CtError> {
+    fn set_layout(&self, layout: Option<&lustre::Striping>) -> Result<(), lustre::Error> {
         const CALL: &str = "llapi_layout_file_open";
-        if self.item.action != Action::Restore || self.is_error {
-            return Err(CtError::new(CALL, libc::EINVAL));
+        if self.item.action != CopytoolAction::Restore || self.is_error {
+            return Err(call_failed(CALL, libc::EINVAL));
         }
         let size = std::fs::metadata(self.ct.volatile_path(self.item.cookie))
             .map(|m| m.len())
             .unwrap_or(0);
         let mut s = self.ct.lock();
         if size > 0 || s.volatile_layouts.contains_key(&self.item.cookie) {
-            return Err(CtError::new(CALL, libc::EEXIST));
+            return Err(call_failed(CALL, libc::EEXIST));
         }
         if let (Some(pools), Some(pool)) = (&s.pools, layout.and_then(lustre::Striping::pool)) {
             if !pools.iter().any(|p| p == pool) {
-                return Err(CtError::new(CALL, libc::EINVAL));
+                return Err(call_failed(CALL, libc::EINVAL));
             }
         }
         s.volatile_layouts.insert(self.item.cookie, layout.cloned());
         Ok(())
     }
 
-    fn end(self, _ext: Extent, hp_flags: i32, errval: i32) -> Result<(), CtError> {
+    fn end(self, _ext: Extent, hp_flags: i32, errval: i32) -> Result<(), lustre::Error> {
         self.ct.record(Event::End {
             cookie: self.item.cookie,
             hp_flags,
             errval,
         });
         match self.ct.lock().end_fail.get(&self.item.cookie) {
-            Some(&errno) => Err(CtError::new("llapi_hsm_action_end", errno)),
+            Some(&errno) => Err(call_failed("llapi_hsm_action_end", errno)),
             None => Ok(()),
         }
     }
@@ -314,7 +356,7 @@ impl CopyAction for FakeAction {
 pub struct FakeBlob {
     pub data: Vec<u8>,
     pub etag: String,
-    pub meta: Option<BlobMeta>,
+    pub meta: Option<Metadata>,
 }
 
 /// A blob store in memory. Uploads pass through `gate` after their first block when it is set, so a
@@ -324,7 +366,7 @@ pub struct FakeBlob {
 pub struct FakeStore {
     pub blobs: Mutex<HashMap<String, FakeBlob>>,
     etags: AtomicU64,
-    pub fail_next: Mutex<VecDeque<StoreError>>,
+    pub fail_next: Mutex<VecDeque<blob::Error>>,
     pub gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     pub uploads_waiting: AtomicUsize,
     /// Called while an upload waits at the gate (e.g. to modify the file).
@@ -343,8 +385,8 @@ impl FakeStore {
         self.put_with_meta(name, data, None)
     }
     /// Stores a blob as if uploaded with `meta` (e.g. by a copytool killed before it wrote the record).
-    pub fn put_with_meta(&self, name: &str, data: &[u8], meta: Option<BlobMeta>) -> String {
-        let etag = format!("\"e{}\"", self.etags.fetch_add(1, Ordering::SeqCst));
+    pub fn put_with_meta(&self, name: &str, data: &[u8], meta: Option<Metadata>) -> String {
+        let etag = self.next_etag();
         self.blobs.lock().unwrap().insert(
             name.to_string(),
             FakeBlob {
@@ -363,104 +405,114 @@ impl FakeStore {
         *self.gate.lock().unwrap() = Some(g.clone());
         g
     }
-    fn injected(&self) -> Result<(), StoreError> {
+    fn next_etag(&self) -> String {
+        format!("\"e{}\"", self.etags.fetch_add(1, Ordering::SeqCst))
+    }
+    fn injected(&self) -> Result<(), blob::Error> {
         match self.fail_next.lock().unwrap().pop_front() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
+    fn missing(&self, op: &'static str, name: &BlobName) -> blob::Error {
+        blob::Error::NotFound(answered(op, name.as_str(), 404, "BlobNotFound"))
+    }
+    /// Waits at the gate (when closed) after an upload's first block, as a slow upload would.
+    async fn hold_at_gate(&self, cancel: &blob::CancellationToken) {
+        let gate = self.gate.lock().unwrap().clone();
+        let Some(g) = gate else {
+            return;
+        };
+        self.uploads_waiting.fetch_add(1, Ordering::SeqCst);
+        if let Some(f) = self.on_gate.lock().unwrap().as_ref() {
+            f();
+        }
+        tokio::select! {
+            p = g.acquire() => { if let Ok(p) = p { p.forget(); } }
+            () = cancel.cancelled() => {}
+        }
+        self.uploads_waiting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Store for FakeStore {
-    fn name_for(&self, rel_path: &[u8]) -> Result<String, StoreError> {
+    fn name_for(&self, rel_path: &[u8]) -> Result<BlobName, blob::Error> {
         let s = std::str::from_utf8(rel_path).map_err(|_| {
-            StoreError::new(StoreErrorKind::InvalidName, "blob names must be UTF-8")
+            blob::Error::InvalidName(blob::NameError::NotUtf8 {
+                lossy: String::from_utf8_lossy(rel_path).into_owned(),
+            })
         })?;
-        if s.is_empty() || s.len() > 1024 {
-            return Err(StoreError::new(
-                StoreErrorKind::InvalidName,
-                "blob name length must be 1..=1024",
-            ));
-        }
-        Ok(s.to_string())
+        Ok(BlobName::new(s)?)
     }
 
     async fn upload(
         &self,
         file: &File,
-        name: &str,
-        meta: &BlobMeta,
-        mode: WriteMode,
-        opts: TransferOpts,
-    ) -> Result<Uploaded, StoreError> {
+        name: &BlobName,
+        meta: &Metadata,
+        opts: UploadOptions,
+    ) -> Result<Uploaded, blob::Error> {
         self.uploads.fetch_add(1, Ordering::SeqCst);
         self.injected()?;
-        let size = file
-            .metadata()
-            .map_err(|e| StoreError::new(StoreErrorKind::Io, e.to_string()))?
-            .len();
+        let size = file.metadata().map_err(|e| local_io("stat", e))?.len();
         let mut data = Vec::new();
         let mut off = 0u64;
         let mut first = true;
         loop {
             if opts.cancel.is_cancelled() {
-                return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+                return Err(blob::Error::Cancelled);
             }
             let want = opts.block_size.min(size.saturating_sub(off));
-            tokio::select! {
-                () = opts.rate_limit.acquire(want) => {}
-                () = opts.cancel.cancelled() => {
-                    return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+            if let Some(limit) = &opts.rate_limit {
+                tokio::select! {
+                    () = limit.acquire(want) => {}
+                    () = opts.cancel.cancelled() => return Err(blob::Error::Cancelled),
                 }
             }
             let mut buf = vec![0u8; opts.block_size as usize];
             let n = file
                 .read_at(&mut buf, off)
-                .map_err(|e| StoreError::new(StoreErrorKind::Io, e.to_string()))?;
+                .map_err(|e| local_io("read", e))?;
             data.extend_from_slice(&buf[..n]);
             off += n as u64;
-            (opts.progress)(off);
-            if first {
-                first = false;
-                let gate = self.gate.lock().unwrap().clone();
-                if let Some(g) = gate {
-                    self.uploads_waiting.fetch_add(1, Ordering::SeqCst);
-                    if let Some(f) = self.on_gate.lock().unwrap().as_ref() {
-                        f();
-                    }
-                    tokio::select! {
-                        p = g.acquire() => { if let Ok(p) = p { p.forget(); } }
-                        () = opts.cancel.cancelled() => {}
-                    }
-                    self.uploads_waiting.fetch_sub(1, Ordering::SeqCst);
-                    continue;
-                }
+            if let Some(p) = &opts.progress {
+                p(off);
             }
+            if first && self.gate.lock().unwrap().is_some() {
+                first = false;
+                self.hold_at_gate(&opts.cancel).await;
+                continue;
+            }
+            first = false;
             if n == 0 || off >= size {
                 break;
             }
         }
         if opts.cancel.is_cancelled() {
-            return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+            return Err(blob::Error::Cancelled);
         }
         let mut blobs = self.blobs.lock().unwrap();
-        let current = blobs.get(name).map(|b| b.etag.clone());
-        match (&mode, current) {
+        let current = blobs.get(name.as_str()).map(|b| b.etag.clone());
+        match (&opts.mode, current) {
             (WriteMode::CreateOnly, Some(_)) => {
-                return Err(
-                    StoreError::new(StoreErrorKind::Conflict, format!("{name} exists"))
-                        .with_http(Some(409), Some("BlobAlreadyExists".into())),
-                )
+                return Err(blob::Error::Conflict(answered(
+                    "put blob",
+                    name.as_str(),
+                    409,
+                    "BlobAlreadyExists",
+                )))
             }
             (WriteMode::IfMatch(want), cur) if cur.as_ref() != Some(want) => {
-                return Err(
-                    StoreError::new(StoreErrorKind::Conflict, format!("{name} changed"))
-                        .with_http(Some(412), Some("ConditionNotMet".into())),
-                )
+                return Err(blob::Error::Conflict(answered(
+                    "put blob",
+                    name.as_str(),
+                    412,
+                    "ConditionNotMet",
+                )))
             }
             _ => {}
         }
-        let etag = format!("\"e{}\"", self.etags.fetch_add(1, Ordering::SeqCst));
+        let etag = self.next_etag();
         let len = data.len() as u64;
         blobs.insert(
             name.to_string(),
@@ -473,64 +525,71 @@ impl Store for FakeStore {
         Ok(Uploaded {
             etag,
             size: len,
-            checksum: None,
+            checksum: String::new(),
+            blocks: 0,
+            block_size: opts.block_size,
+            peak_buffered: 0,
         })
     }
 
     async fn download(
         &self,
-        name: &str,
+        name: &BlobName,
         file: &File,
-        opts: TransferOpts,
-    ) -> Result<u64, StoreError> {
+        opts: DownloadOptions,
+    ) -> Result<Downloaded, blob::Error> {
         self.injected()?;
-        let blob = self.get(name).ok_or_else(|| {
-            StoreError::new(StoreErrorKind::NotFound, format!("{name} not found"))
-                .with_http(Some(404), Some("BlobNotFound".into()))
-        })?;
-        for (i, chunk) in blob.data.chunks(opts.block_size as usize).enumerate() {
-            tokio::select! {
-                () = opts.rate_limit.acquire(chunk.len() as u64) => {}
-                () = opts.cancel.cancelled() => {
-                    return Err(StoreError::new(StoreErrorKind::Cancelled, "cancelled"));
+        let blob = self
+            .get(name.as_str())
+            .ok_or_else(|| self.missing("get", name))?;
+        for (i, chunk) in blob.data.chunks(opts.range_size as usize).enumerate() {
+            if let Some(limit) = &opts.rate_limit {
+                tokio::select! {
+                    () = limit.acquire(chunk.len() as u64) => {}
+                    () = opts.cancel.cancelled() => return Err(blob::Error::Cancelled),
                 }
             }
-            file.write_at(chunk, i as u64 * opts.block_size)
-                .map_err(|e| StoreError::new(StoreErrorKind::Io, e.to_string()))?;
-            (opts.progress)(i as u64 * opts.block_size + chunk.len() as u64);
+            let at = i as u64 * opts.range_size;
+            file.write_at(chunk, at).map_err(|e| local_io("write", e))?;
+            if let Some(p) = &opts.progress {
+                p(at + chunk.len() as u64);
+            }
         }
-        Ok(blob.data.len() as u64)
+        Ok(Downloaded {
+            size: blob.data.len() as u64,
+            etag: Some(blob.etag),
+            checksum: String::new(),
+            verified: false,
+        })
     }
 
-    async fn head(&self, name: &str) -> Result<Option<BlobHead>, StoreError> {
+    async fn head(&self, name: &BlobName) -> Result<Option<BlobInfo>, blob::Error> {
         self.heads.fetch_add(1, Ordering::SeqCst);
         self.injected()?;
-        Ok(self.get(name).map(|b| BlobHead {
+        Ok(self.get(name.as_str()).map(|b| BlobInfo {
+            name: name.to_string(),
             size: b.data.len() as u64,
-            etag: b.etag,
-            layout: b.meta.as_ref().and_then(|m| m.layout.clone()),
-            fid: b.meta.as_ref().map(|m| m.fid.clone()),
-            data_version: b.meta.map(|m| m.data_version),
+            etag: Some(b.etag),
+            last_modified: std::time::SystemTime::UNIX_EPOCH,
+            metadata: b.meta,
+            raw_metadata: Vec::new(),
         }))
     }
 
-    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+    async fn delete(&self, name: &BlobName) -> Result<(), blob::Error> {
         self.injected()?;
-        match self.blobs.lock().unwrap().remove(name) {
+        match self.blobs.lock().unwrap().remove(name.as_str()) {
             Some(_) => Ok(()),
-            None => Err(StoreError::new(
-                StoreErrorKind::NotFound,
-                format!("{name} not found"),
-            )),
+            None => Err(self.missing("delete", name)),
         }
     }
 
-    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+    async fn copy(&self, from: &BlobName, to: &BlobName) -> Result<(), blob::Error> {
         self.injected()?;
-        let src = self.get(from).ok_or_else(|| {
-            StoreError::new(StoreErrorKind::NotFound, format!("{from} not found"))
-        })?;
-        let etag = format!("\"e{}\"", self.etags.fetch_add(1, Ordering::SeqCst));
+        let src = self
+            .get(from.as_str())
+            .ok_or_else(|| self.missing("copy", from))?;
+        let etag = self.next_etag();
         self.blobs
             .lock()
             .unwrap()

@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::model::Extent;
-use crate::ports::{CopyAction, CtError};
+use crate::ports::CopyAction;
+use lustre::Extent;
 
 /// A shared slot holding the begun action until it is ended. The progress reporter holds a clone and
 /// stops reporting once the slot is empty.
@@ -24,7 +24,7 @@ impl<A: CopyAction> ActionSlot<A> {
     }
 
     /// Sends progress; `Ok(false)` when the action has already ended.
-    pub fn progress(&self, ext: Extent, total: u64) -> Result<bool, CtError> {
+    pub fn progress(&self, ext: Extent, total: u64) -> Result<bool, lustre::Error> {
         match self.lock().as_ref() {
             Some(a) => a.progress(ext, total).map(|()| true),
             None => Ok(false),
@@ -54,19 +54,28 @@ impl<A: CopyAction> ActionGuard<A> {
     }
 
     /// Runs `f` on the action (e.g. to get its data fd).
-    pub fn with<R>(&self, f: impl FnOnce(&A) -> Result<R, CtError>) -> Result<R, CtError> {
+    pub fn with<R>(
+        &self,
+        f: impl FnOnce(&A) -> Result<R, lustre::Error>,
+    ) -> Result<R, lustre::Error> {
         match self.slot.lock().as_ref() {
             Some(a) => f(a),
-            None => Err(CtError::new("action", libc::EBADF)),
+            None => Err(lustre::Error::Call {
+                call: "action",
+                errno: libc::EBADF,
+            }),
         }
     }
 
     /// Ends the action (exactly once: the guard is consumed).
-    pub fn end(self, ext: Extent, hp_flags: i32, errval: i32) -> Result<(), CtError> {
+    pub fn end(self, ext: Extent, hp_flags: i32, errval: i32) -> Result<(), lustre::Error> {
         let action = self.slot.lock().take();
         match action {
             Some(a) => a.end(ext, hp_flags, errval),
-            None => Err(CtError::new("llapi_hsm_action_end", libc::EBADF)),
+            None => Err(lustre::Error::Call {
+                call: "llapi_hsm_action_end",
+                errno: libc::EBADF,
+            }),
         }
     }
 }

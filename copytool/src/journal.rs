@@ -24,21 +24,21 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::model::{Action, Extent, Fid, Item};
+use lustre::{ActionItem, CopytoolAction, Extent, Fid};
 
 /// One journalled item.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub cookie: u64,
     pub fid: Fid,
-    pub action: Action,
+    pub action: CopytoolAction,
     pub extent: Extent,
     /// Unix seconds when the coordinator handed it to us.
     pub received: u64,
 }
 
 impl Entry {
-    pub fn of(item: &Item) -> Entry {
+    pub fn of(item: &ActionItem) -> Entry {
         Entry {
             cookie: item.cookie,
             fid: item.fid,
@@ -52,8 +52,8 @@ impl Entry {
 
     /// The action item to end it with: the fixed part only, data FID = FID (as the coordinator
     /// sends it).
-    pub fn item(&self) -> Item {
-        Item {
+    pub fn item(&self) -> ActionItem {
+        ActionItem {
             action: self.action,
             fid: self.fid,
             dfid: self.fid,
@@ -79,25 +79,25 @@ impl Entry {
     }
 }
 
-fn action_raw(a: Action) -> u32 {
+fn action_raw(a: CopytoolAction) -> u32 {
     match a {
-        Action::None => 0,
-        Action::Archive => 10,
-        Action::Restore => 11,
-        Action::Remove => 12,
-        Action::Cancel => 13,
-        Action::Unknown(n) => n,
+        CopytoolAction::None => 0,
+        CopytoolAction::Archive => 10,
+        CopytoolAction::Restore => 11,
+        CopytoolAction::Remove => 12,
+        CopytoolAction::Cancel => 13,
+        CopytoolAction::Unknown(n) => n,
     }
 }
 
-fn action_of(n: u32) -> Action {
+fn action_of(n: u32) -> CopytoolAction {
     match n {
-        0 => Action::None,
-        10 => Action::Archive,
-        11 => Action::Restore,
-        12 => Action::Remove,
-        13 => Action::Cancel,
-        n => Action::Unknown(n),
+        0 => CopytoolAction::None,
+        10 => CopytoolAction::Archive,
+        11 => CopytoolAction::Restore,
+        12 => CopytoolAction::Remove,
+        13 => CopytoolAction::Cancel,
+        n => CopytoolAction::Unknown(n),
     }
 }
 
@@ -335,7 +335,7 @@ impl Journal {
     }
 
     /// Records an item received from the coordinator (before it is served).
-    pub fn begun(&self, item: &Item) {
+    pub fn begun(&self, item: &ActionItem) {
         let e = Entry::of(item);
         let line = e.line();
         let mut g = self.lock();
@@ -388,14 +388,10 @@ impl Journal {
 mod tests {
     use super::*;
 
-    fn item(cookie: u64, action: Action) -> Item {
-        Item {
+    fn item(cookie: u64, action: CopytoolAction) -> ActionItem {
+        ActionItem {
             action,
-            fid: Fid {
-                seq: 0x200000401,
-                oid: cookie as u32,
-                ver: 0,
-            },
+            fid: Fid::new(0x200000401, cookie as u32, 0),
             dfid: Fid::default(),
             extent: Extent {
                 offset: 0,
@@ -412,9 +408,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, left) = Journal::open(dir.path(), "fs1").unwrap();
         assert!(left.items.is_empty());
-        a.begun(&item(1, Action::Archive));
-        a.begun(&item(2, Action::Restore));
-        a.begun(&item(3, Action::Remove));
+        a.begun(&item(1, CopytoolAction::Archive));
+        a.begun(&item(2, CopytoolAction::Restore));
+        a.begun(&item(3, CopytoolAction::Remove));
         a.ended(2);
         // `a` is alive (holds its lock): a second copytool takes another slot, sees nothing.
         let (b, left) = Journal::open(dir.path(), "fs1").unwrap();
@@ -428,7 +424,7 @@ mod tests {
         let (d, left) = Journal::open(dir.path(), "fs1").unwrap();
         let cookies: Vec<u64> = left.items.iter().map(|e| e.cookie).collect();
         assert_eq!(cookies, vec![1, 3]);
-        assert_eq!(left.items[0].action, Action::Archive);
+        assert_eq!(left.items[0].action, CopytoolAction::Archive);
         assert_eq!(left.items[0].fid.oid, 1);
         assert_eq!(left.items[1].extent.length, u64::MAX);
         assert_eq!(left.items[1].item().dfid, left.items[1].fid);
@@ -446,8 +442,8 @@ mod tests {
     fn an_end_that_did_not_reach_the_coordinator_stays_journalled() {
         let dir = tempfile::tempdir().unwrap();
         let (j, _) = Journal::open(dir.path(), "fs").unwrap();
-        j.begun(&item(7, Action::Archive));
-        j.begun(&item(8, Action::Archive));
+        j.begun(&item(7, CopytoolAction::Archive));
+        j.begun(&item(8, CopytoolAction::Archive));
         assert!(Journal::undelivered_errno(libc::ECONNREFUSED));
         assert!(!Journal::undelivered_errno(libc::ENOENT));
         j.end_undelivered(7);
@@ -468,7 +464,7 @@ mod tests {
         let e = parse(text);
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].cookie, 5);
-        assert_eq!(e[0].action, Action::Archive);
+        assert_eq!(e[0].action, CopytoolAction::Archive);
     }
 
     #[test]
@@ -476,7 +472,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (j, _) = Journal::open(dir.path(), "fs").unwrap();
         for c in 0..(COMPACT_SLACK as u64 + 100) {
-            j.begun(&item(c, Action::Archive));
+            j.begun(&item(c, CopytoolAction::Archive));
             if c % 50 != 0 {
                 j.ended(c);
             }

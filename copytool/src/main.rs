@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Parser;
 use copytool::engine::StopReason;
 use copytool::ports::Coordinator;
-use copytool::real::{BlobBackend, LustreCoordinator};
+use copytool::real::LustreCoordinator;
 use copytool::service::{self, ServiceOptions};
 use copytool::settings::{self, Cli, Settings};
 use tokio_util::sync::CancellationToken;
@@ -165,13 +165,7 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         reload: Box::new(move || settings::reload(&reload_cli)),
         journal: Some((Arc::new(journal.0), journal.1)),
     };
-    let result = service::run(
-        &rt,
-        ct.clone(),
-        Arc::new(BlobBackend::new(store)),
-        Arc::new(log),
-        opts,
-    );
+    let result = service::run(&rt, ct.clone(), Arc::new(store), Arc::new(log), opts);
 
     log_stop.cancel();
     let _ = rt.block_on(log_task);

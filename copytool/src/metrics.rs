@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::model::Action;
+use lustre::CopytoolAction;
 
 /// How an action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,14 +17,20 @@ pub enum Outcome {
 const ACTIONS: [&str; 5] = ["archive", "restore", "remove", "cancel", "unknown"];
 const OUTCOMES: [&str; 3] = ["ok", "failed", "cancelled"];
 
-fn action_index(a: Action) -> usize {
+fn action_index(a: CopytoolAction) -> usize {
     match a {
-        Action::Archive => 0,
-        Action::Restore => 1,
-        Action::Remove => 2,
-        Action::Cancel => 3,
-        Action::None | Action::Unknown(_) => 4,
+        CopytoolAction::Archive => 0,
+        CopytoolAction::Restore => 1,
+        CopytoolAction::Remove => 2,
+        CopytoolAction::Cancel => 3,
+        CopytoolAction::None | CopytoolAction::Unknown(_) => 4,
     }
+}
+
+/// The lower-case name of an action in logs, metrics and failure entries (`archive`, ...;
+/// `unknown` for any other code).
+pub fn action_name(a: CopytoolAction) -> &'static str {
+    ACTIONS[action_index(a)]
 }
 
 fn outcome_index(o: Outcome) -> usize {
@@ -46,10 +52,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn action_done(&self, action: Action, outcome: Outcome) {
+    pub fn action_done(&self, action: CopytoolAction, outcome: Outcome) {
         self.actions[action_index(action)][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
     }
-    pub fn actions(&self, action: Action, outcome: Outcome) -> u64 {
+    pub fn actions(&self, action: CopytoolAction, outcome: Outcome) -> u64 {
         self.actions[action_index(action)][outcome_index(outcome)].load(Ordering::Relaxed)
     }
     pub fn add_archived(&self, bytes: u64) {
@@ -153,9 +159,9 @@ mod tests {
     #[test]
     fn counters_show_in_prometheus_text() {
         let m = Metrics::default();
-        m.action_done(Action::Archive, Outcome::Ok);
-        m.action_done(Action::Archive, Outcome::Ok);
-        m.action_done(Action::Restore, Outcome::Failed);
+        m.action_done(CopytoolAction::Archive, Outcome::Ok);
+        m.action_done(CopytoolAction::Archive, Outcome::Ok);
+        m.action_done(CopytoolAction::Restore, Outcome::Failed);
         m.add_archived(42);
         m.started();
         let text = m.render_prometheus("host:1");
@@ -174,7 +180,7 @@ mod tests {
     #[test]
     fn summary_names_only_active_kinds() {
         let m = Metrics::default();
-        m.action_done(Action::Remove, Outcome::Cancelled);
+        m.action_done(CopytoolAction::Remove, Outcome::Cancelled);
         let s = m.summary();
         assert!(s.contains("remove ok=0 failed=0 cancelled=1"), "{s}");
         assert!(!s.contains("archive ok"), "{s}");
