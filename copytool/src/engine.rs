@@ -655,9 +655,9 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     ) -> Outcome {
         let ctx = Ctx::new(self, &item).with_begun(begun);
         match item.action {
-            CopytoolAction::Archive => ctx.archive(token).await,
-            CopytoolAction::Restore => ctx.restore(token).await,
-            CopytoolAction::Remove => ctx.remove(token).await,
+            CopytoolAction::Archive | CopytoolAction::Restore | CopytoolAction::Remove => {
+                ctx.run(token).await
+            }
             CopytoolAction::None | CopytoolAction::Unknown(_) | CopytoolAction::Cancel => {
                 let what = match item.action {
                     CopytoolAction::Unknown(n) => format!("unknown HSM action {n}"),

@@ -170,6 +170,62 @@ fn try_lock(f: &File) -> std::io::Result<bool> {
     }
 }
 
+/// The journal files of one file system in one directory: `<prefix><n>.journal`.
+struct Slots<'a> {
+    dir: &'a Path,
+    prefix: String,
+}
+
+impl Slots<'_> {
+    /// The slot numbers present, in order.
+    fn existing(&self) -> std::io::Result<Vec<u32>> {
+        let mut indexes: Vec<u32> = std::fs::read_dir(self.dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix(&self.prefix)?
+                    .strip_suffix(".journal")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        indexes.sort_unstable();
+        Ok(indexes)
+    }
+
+    fn open(&self, n: u32) -> std::io::Result<(PathBuf, File)> {
+        let p = self.dir.join(format!("{}{n}.journal", self.prefix));
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)?;
+        Ok((p, f))
+    }
+
+    /// The first slot from `n` on whose lock is free, locked.
+    fn claim_new(&self, mut n: u32) -> std::io::Result<(PathBuf, File)> {
+        loop {
+            let (p, f) = self.open(n)?;
+            if try_lock(&f)? {
+                return Ok((p, f));
+            }
+            n += 1;
+        }
+    }
+}
+
+/// A journal's text; a file that is not UTF-8 (torn beyond repair) reads as empty.
+fn read_text(f: &mut File) -> std::io::Result<String> {
+    let mut text = String::new();
+    match f.read_to_string(&mut text) {
+        Ok(_) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(String::new()),
+        Err(e) => Err(e),
+    }
+}
+
 struct Inner {
     file: Option<File>,
     live: BTreeMap<u64, Entry>,
@@ -212,45 +268,20 @@ impl Journal {
     /// unlocked journal of that file system lists.
     pub fn open(dir: &Path, fsname: &str) -> std::io::Result<(Journal, Leftovers)> {
         std::fs::create_dir_all(dir)?;
-        let prefix = format!("lhsmtool_blob-{fsname}-");
-        let mut indexes: Vec<u32> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_prefix(&prefix)?
-                    .strip_suffix(".journal")?
-                    .parse()
-                    .ok()
-            })
-            .collect();
-        indexes.sort_unstable();
-        let open = |n: u32| -> std::io::Result<(PathBuf, File)> {
-            let p = dir.join(format!("{prefix}{n}.journal"));
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&p)?;
-            Ok((p, f))
+        let slots = Slots {
+            dir,
+            prefix: format!("lhsmtool_blob-{fsname}-"),
         };
+        let indexes = slots.existing()?;
         let mut ours: Option<(PathBuf, File)> = None;
         let mut items: BTreeMap<u64, Entry> = BTreeMap::new();
         let mut files = Vec::new();
         for &n in &indexes {
-            let (p, mut f) = open(n)?;
+            let (p, mut f) = slots.open(n)?;
             if !try_lock(&f)? {
                 continue; // a living copytool's
             }
-            let mut text = String::new();
-            f.read_to_string(&mut text).or_else(|e| {
-                if e.kind() == std::io::ErrorKind::InvalidData {
-                    Ok(0)
-                } else {
-                    Err(e)
-                }
-            })?;
-            for e in parse(&text) {
+            for e in parse(&read_text(&mut f)?) {
                 items.insert(e.cookie, e);
             }
             if ours.is_none() {
@@ -261,16 +292,7 @@ impl Journal {
         }
         let (path, file) = match ours {
             Some(x) => x,
-            None => {
-                let mut n = indexes.last().map_or(0, |l| l + 1);
-                loop {
-                    let (p, f) = open(n)?;
-                    if try_lock(&f)? {
-                        break (p, f);
-                    }
-                    n += 1;
-                }
-            }
+            None => slots.claim_new(indexes.last().map_or(0, |l| l + 1))?,
         };
         let j = Journal {
             path: Some(path),

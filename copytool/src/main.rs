@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use copytool::engine::StopReason;
+use copytool::journal::{Journal, Leftovers};
 use copytool::ports::Coordinator;
 use copytool::real::LustreCoordinator;
 use copytool::service::{self, ServiceOptions};
@@ -77,40 +78,7 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         .build()
         .map_err(|e| (1, format!("starting the runtime: {e}")))?;
     let _enter = rt.enter();
-    // A blob host that does not resolve (a typo'd account) is one line now, not retries later.
-    settings
-        .policy
-        .check_blob_host(&cli.config)
-        .map_err(|e| (2, e.to_string()))?;
-    let b = &settings.policy.blob;
-    let spec = blob::TargetSpec {
-        url: b.url.clone(),
-        use_emulator: b.use_emulator,
-        account_key_file: b.account_key_file.clone(),
-        sas_token_file: b.sas_token_file.clone(),
-        connection_string_file: b.connection_string_file.clone(),
-        request_timeout: b.request_timeout,
-        retries: b.retries,
-    };
-    let store = blob::BlobStore::open(&spec).map_err(|e| {
-        let mut msg = e.to_string();
-        if !msg.starts_with("blob target") {
-            msg.insert_str(0, "blob target: ");
-        }
-        // Name the credential file in play when the error does not (never its content).
-        let files = [
-            &b.account_key_file,
-            &b.sas_token_file,
-            &b.connection_string_file,
-        ];
-        if let Some(f) = files.into_iter().flatten().next() {
-            let shown = f.display().to_string();
-            if !msg.contains(&shown) {
-                msg.push_str(&format!(" (credentials from {shown})"));
-            }
-        }
-        (2, msg)
-    })?;
+    let store = open_store(cli, settings)?;
     let log_store = store
         .with_container(&settings.policy.logging.container)
         .map_err(|e| (2, format!("logging container: {e}")))?;
@@ -131,17 +99,7 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         "registered as an HSM copytool"
     );
     let ct = Arc::new(ct);
-    let journal_dir = cli
-        .journal_dir
-        .clone()
-        .unwrap_or_else(|| settings.policy.control.state_dir.join("copytool"));
-    let journal = copytool::journal::Journal::open(&journal_dir, &ct.fsname()).map_err(|e| {
-        (
-            1,
-            format!("journal of begun items in {}: {e}", journal_dir.display()),
-        )
-    })?;
-    tracing::info!(journal = %journal.0.path().map(|p| p.display().to_string()).unwrap_or_default(), "journal of begun items");
+    let journal = open_journal(cli, settings, &ct.fsname())?;
 
     let log = blob::LogSink::new(
         log_store,
@@ -150,10 +108,7 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         LOG_CAPACITY,
     );
     let log_stop = CancellationToken::new();
-    let log_task = {
-        let _in_rt = rt.enter();
-        log.spawn_flusher(LOG_FLUSH, log_stop.clone())
-    };
+    let log_task = log.spawn_flusher(LOG_FLUSH, log_stop.clone());
 
     let reload_cli = cli.clone();
     let opts = ServiceOptions {
@@ -163,12 +118,76 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         metrics_interval: settings.metrics_interval,
         shutdown_timeout: settings.shutdown_timeout,
         reload: Box::new(move || settings::reload(&reload_cli)),
-        journal: Some((Arc::new(journal.0), journal.1)),
+        journal: Some(journal),
     };
     let result = service::run(&rt, ct.clone(), Arc::new(store), Arc::new(log), opts);
 
     log_stop.cancel();
     let _ = rt.block_on(log_task);
+    unregister(ct);
+    result.map_err(|e| (1, e))
+}
+
+/// The export container. A bad target is exit code 2 with one line naming the credential
+/// file in play (never its content).
+fn open_store(cli: &Cli, settings: &Settings) -> Result<blob::BlobStore, (i32, String)> {
+    // A blob host that does not resolve (a typo'd account) is one line now, not retries later.
+    settings
+        .policy
+        .check_blob_host(&cli.config)
+        .map_err(|e| (2, e.to_string()))?;
+    let b = &settings.policy.blob;
+    let spec = blob::TargetSpec {
+        url: b.url.clone(),
+        use_emulator: b.use_emulator,
+        account_key_file: b.account_key_file.clone(),
+        sas_token_file: b.sas_token_file.clone(),
+        connection_string_file: b.connection_string_file.clone(),
+        request_timeout: b.request_timeout,
+        retries: b.retries,
+    };
+    blob::BlobStore::open(&spec).map_err(|e| {
+        let mut msg = e.to_string();
+        if !msg.starts_with("blob target") {
+            msg.insert_str(0, "blob target: ");
+        }
+        let files = [
+            &b.account_key_file,
+            &b.sas_token_file,
+            &b.connection_string_file,
+        ];
+        if let Some(f) = files.into_iter().flatten().next() {
+            let shown = f.display().to_string();
+            if !msg.contains(&shown) {
+                msg.push_str(&format!(" (credentials from {shown})"));
+            }
+        }
+        (2, msg)
+    })
+}
+
+/// This copytool's journal of begun items, and what dead predecessors left in theirs.
+fn open_journal(
+    cli: &Cli,
+    settings: &Settings,
+    fsname: &str,
+) -> Result<(Arc<Journal>, Leftovers), (i32, String)> {
+    let dir = cli
+        .journal_dir
+        .clone()
+        .unwrap_or_else(|| settings.policy.control.state_dir.join("copytool"));
+    let (journal, leftovers) = Journal::open(&dir, fsname).map_err(|e| {
+        (
+            1,
+            format!("journal of begun items in {}: {e}", dir.display()),
+        )
+    })?;
+    tracing::info!(journal = %journal.path().map(|p| p.display().to_string()).unwrap_or_default(), "journal of begun items");
+    Ok((Arc::new(journal), leftovers))
+}
+
+/// Unregisters now, or (when actions still hold the session) as the last of them ends.
+fn unregister(ct: Arc<LustreCoordinator>) {
     match Arc::try_unwrap(ct) {
         Ok(ct) => {
             if let Err(e) = ct.unregister() {
@@ -179,7 +198,6 @@ fn serve(cli: &Cli, settings: &Settings) -> Result<StopReason, (i32, String)> {
         }
         Err(_) => tracing::warn!("actions still hold the session; it unregisters when they end"),
     }
-    result.map_err(|e| (1, e))
 }
 
 /// `<hostname>-<pid>`: names this agent in logs, metrics and failure entries.
