@@ -836,6 +836,35 @@ fn abort_on_error_stops_after_a_failed_action() {
     ));
 }
 
+/// The receiver sleeps on the copytool fd: a list queued at the coordinator wakes it, and it
+/// calls `recv` only then (the list, then the empty pipe), never on a timer. While the second
+/// archive is held for many progress intervals, no receive happens.
+#[test]
+fn a_queued_action_list_wakes_the_receiver_which_receives_only_then() {
+    let h = H::new(cfg());
+    h.ct.add_file(fid(1), &["a"], b"first");
+    h.ct.add_file(fid(2), &["b"], &[7u8; 32]);
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 1, 1)]));
+    assert_eq!(h.ct.wait_ends(1), vec![(1, 0, 0)]);
+    let gate = h.store.close_gate();
+    h.ct.push(list(vec![item(CopytoolAction::Archive, 2, 2)]));
+    // 50 progress reports: 50 update intervals pass with the receiver idle.
+    h.ct.wait_for(|s| {
+        s.events
+            .iter()
+            .filter(|e| matches!(e, Event::Progress(2, _)))
+            .count()
+            >= 50
+    });
+    let calls = h.ct.lock().recv_calls;
+    assert!(
+        (2..=4).contains(&calls),
+        "one receive per list and one that finds the pipe empty, no polling: {calls}"
+    );
+    gate.add_permits(1);
+    assert_eq!(h.ct.wait_ends(2)[1], (2, 0, 0));
+}
+
 #[test]
 fn stopping_aborts_stuck_actions_with_eshutdown() {
     let mut h = H::new(cfg());

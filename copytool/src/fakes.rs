@@ -4,7 +4,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -80,15 +83,32 @@ pub struct FakeCoordinator {
     pub dir: PathBuf,
     pub state: Mutex<CtState>,
     cv: Condvar,
+    /// The copytool's pipe, as Lustre's: one byte is written per queued answer, so its read end
+    /// is readable exactly while `CtState::queue` holds something.
+    pipe_read: UnixStream,
+    pipe_write: UnixStream,
 }
 
 impl FakeCoordinator {
     pub fn new(dir: PathBuf) -> Arc<Self> {
+        let (pipe_read, pipe_write) = UnixStream::pair().unwrap();
+        pipe_read.set_nonblocking(true).unwrap();
         Arc::new(FakeCoordinator {
             dir,
             state: Mutex::new(CtState::default()),
             cv: Condvar::new(),
+            pipe_read,
+            pipe_write,
         })
+    }
+
+    /// Queues an answer of `recv` and makes the pipe readable.
+    fn send(&self, answer: Result<ActionList, lustre::Error>) {
+        let mut s = self.lock();
+        s.queue.push_back(answer);
+        (&self.pipe_write).write_all(&[1]).unwrap();
+        drop(s);
+        self.cv.notify_all();
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, CtState> {
@@ -115,15 +135,11 @@ impl FakeCoordinator {
     }
 
     pub fn push(&self, list: ActionList) {
-        self.lock().queue.push_back(Ok(list));
-        self.cv.notify_all();
+        self.send(Ok(list));
     }
 
     pub fn push_err(&self, errno: i32) {
-        self.lock()
-            .queue
-            .push_back(Err(call_failed("llapi_hsm_copytool_recv", errno)));
-        self.cv.notify_all();
+        self.send(Err(call_failed("llapi_hsm_copytool_recv", errno)));
     }
 
     pub fn events(&self) -> Vec<Event> {
@@ -195,16 +211,24 @@ pub struct FakeCt(pub Arc<FakeCoordinator>);
 impl Coordinator for FakeCt {
     type Action = FakeAction;
 
-    fn recv(&self, timeout: Duration) -> Result<Option<ActionList>, lustre::Error> {
+    fn fd(&self) -> Result<RawFd, lustre::Error> {
+        Ok(self.0.pipe_read.as_raw_fd())
+    }
+
+    /// As `llapi_hsm_copytool_recv` on a non-blocking pipe: EAGAIN (`None`) when it is empty.
+    fn recv(&self) -> Result<Option<ActionList>, lustre::Error> {
         let mut s = self.0.lock();
         s.recv_calls += 1;
-        if s.queue.is_empty() {
-            s = self.0.cv.wait_timeout(s, timeout).unwrap().0;
+        match (&self.0.pipe_read).read(&mut [0u8; 1]) {
+            Ok(1) => {}
+            Ok(_) => return Err(call_failed("llapi_hsm_copytool_recv", libc::ESHUTDOWN)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(io_failed("llapi_hsm_copytool_recv", e)),
         }
         match s.queue.pop_front() {
             Some(Ok(l)) => Ok(Some(l)),
             Some(Err(e)) => Err(e),
-            None => Ok(None),
+            None => Err(call_failed("llapi_hsm_copytool_recv", libc::EPROTO)),
         }
     }
 

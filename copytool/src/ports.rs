@@ -6,8 +6,8 @@
 
 use std::fs::File;
 use std::future::Future;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use blob::{BlobInfo, BlobName, DownloadOptions, Downloaded, Metadata, UploadOptions, Uploaded};
 use lustre::{ActionItem, ActionList, CopytoolAction, Extent, Fid};
@@ -20,9 +20,13 @@ pub trait Coordinator: Send + Sync + 'static {
     /// A begun action.
     type Action: CopyAction;
 
-    /// Waits up to `timeout` for the next action list; `Ok(None)` when nothing arrived.
+    /// The descriptor that becomes readable when an action list waits: the read end of the
+    /// coordinator's pipe (`llapi_hsm_copytool_get_fd`; the kernel's `kernelcomm` writes to
+    /// it). It stays open, and the same, for the life of the coordinator.
+    fn fd(&self) -> lustre::Result<RawFd>;
+    /// Receives the next action list without waiting: `Ok(None)` when none waits (EAGAIN).
     /// `Err` with errno ESHUTDOWN means the file system is being unmounted.
-    fn recv(&self, timeout: Duration) -> lustre::Result<Option<ActionList>>;
+    fn recv(&self) -> lustre::Result<Option<ActionList>>;
     /// `llapi_hsm_action_begin(.., is_error = false)`.
     fn begin(&self, item: &ActionItem) -> lustre::Result<Self::Action>;
     /// `llapi_hsm_action_begin(.., is_error = true)`: a handle used only to report a failure.

@@ -4,8 +4,8 @@
 
 use std::fs::File;
 use std::os::fd::AsFd;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use blob::{BlobInfo, BlobName, BlobStore, DownloadOptions, Downloaded, Metadata};
 use blob::{UploadOptions, Uploaded};
@@ -22,8 +22,8 @@ pub struct LustreCoordinator {
 }
 
 impl LustreCoordinator {
-    /// Opens the mount and registers for `archives` (empty = all), non-blocking so the receive loop
-    /// can poll and notice a stop request.
+    /// Opens the mount and registers for `archives` (empty = all), non-blocking: the receive
+    /// loop waits until the pipe is readable, then reads until it is empty.
     pub fn register(mount: &Path, archives: &[u32]) -> lustre::Result<LustreCoordinator> {
         let m = lustre::Mount::open(mount)?;
         let ct = lustre::Copytool::register(m.root(), archives, true)?;
@@ -39,32 +39,12 @@ impl LustreCoordinator {
 impl Coordinator for LustreCoordinator {
     type Action = lustre::CopyAction;
 
-    fn recv(&self, timeout: Duration) -> lustre::Result<Option<ActionList>> {
-        let fd = self.ct.fd()?;
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `pfd` is one valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let errno = std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
-            return if errno == libc::EINTR {
-                Ok(None)
-            } else {
-                Err(lustre::Error::Call {
-                    call: "poll",
-                    errno,
-                })
-            };
-        }
-        if n == 0 {
-            return Ok(None);
-        }
+    fn fd(&self) -> lustre::Result<RawFd> {
+        self.ct.fd()
+    }
+
+    fn recv(&self) -> lustre::Result<Option<ActionList>> {
+        // Registered non-blocking: an empty pipe answers EAGAIN.
         match self.ct.recv() {
             Ok(list) => Ok(Some(list)),
             Err(e) if e.errno() == Some(libc::EAGAIN) => Ok(None),

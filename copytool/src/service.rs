@@ -1,18 +1,22 @@
 //! The agent's lifecycle around the engine (issue 5 item 4): signals, policy reload, metrics, the
 //! receive loop, and a bounded drain on the way out.
 //!
-//! * SIGTERM / SIGINT: stop receiving; in-flight actions get `shutdown_timeout` to finish, then are
-//!   aborted (ended ESHUTDOWN, nothing committed) and get `shutdown_timeout` again to end.
+//! * SIGTERM / SIGINT: cancel the engine's shutdown token: stop receiving; in-flight actions get
+//!   `shutdown_timeout` to finish, then are aborted (ended ESHUTDOWN, nothing committed) and get
+//!   `shutdown_timeout` again to end.
 //! * SIGHUP: re-read the policy file (flags still override it); a bad file is logged and ignored.
 //! * ESHUTDOWN from the coordinator (unmount): the same drain, then a clean exit.
+//!
+//! The metrics endpoint, the counters log line and the signal task live until the service
+//! returns (so the drain can still be watched), on a token cancelled then.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 use tokio::runtime::Runtime;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, EngineConfig, StopReason};
@@ -20,15 +24,23 @@ use crate::journal::{Journal, Leftovers};
 use crate::metrics::Metrics;
 use crate::ports::{Coordinator, FailureLog, Store};
 
+/// Re-reads the engine settings for SIGHUP.
+pub type Reload = Box<dyn Fn() -> Result<EngineConfig, String> + Send + Sync>;
+
 /// What the service needs besides the two ports.
 pub struct ServiceOptions {
+    /// `<host>-<pid>`: names this agent in logs, metrics and failure entries.
     pub agent: String,
+    /// The settings the engine starts with.
     pub engine: EngineConfig,
+    /// Where to serve Prometheus metrics (`None`: nowhere).
     pub metrics_addr: Option<SocketAddr>,
+    /// How often the counters are logged.
     pub metrics_interval: Duration,
+    /// The grace given to in-flight actions on the way out (twice: to finish, then to abort).
     pub shutdown_timeout: Duration,
     /// Re-reads the engine settings for SIGHUP.
-    pub reload: Box<dyn Fn() -> Result<EngineConfig, String> + Send + Sync>,
+    pub reload: Reload,
     /// The journal of received items and what dead predecessors left in theirs (ended before
     /// the first receive); `None` keeps the journal in memory only.
     pub journal: Option<(Arc<Journal>, Leftovers)>,
@@ -57,77 +69,114 @@ pub fn run<C: Coordinator, S: Store>(
         journal,
     );
     if let Some(l) = leftovers {
-        if !l.items.is_empty() {
-            let n = l.items.len();
-            let (ended, gone, kept) = engine.recover(l);
-            tracing::info!(
-                journalled = n,
-                ended,
-                already_over = gone,
-                kept,
-                "requests left by a previous copytool"
-            );
-        }
+        end_leftovers(&engine, l);
     }
-    let stop_aux = CancellationToken::new();
-
-    if let Some(addr) = opts.metrics_addr {
-        let (m, agent) = (metrics.clone(), opts.agent.clone());
-        let app = endpoint::metrics_router(move || m.render_prometheus(&agent));
-        let bound = endpoint::spawn(rt.handle(), addr, app, stop_aux.clone())
-            .map_err(|e| format!("metrics endpoint {addr}: {e}"))?;
-        tracing::info!(%bound, "serving Prometheus metrics at /metrics");
-    }
-    {
-        let (metrics, stop, every) = (metrics.clone(), stop_aux.clone(), opts.metrics_interval);
-        rt.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(every) => tracing::info!(counters = %metrics.summary(), "copytool counters"),
-                    () = stop.cancelled() => return,
-                }
-            }
-        });
-    }
-
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(|e| format!("installing signal handlers: {e}"))?;
-    let sig_handle = signals.handle();
-    let sig_thread = {
-        let engine = engine.clone();
-        let reload = opts.reload;
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                for sig in signals.forever() {
-                    match sig {
-                        SIGHUP => match reload() {
-                            Ok(cfg) => {
-                                tracing::info!(?cfg, "policy reloaded");
-                                engine.reload(cfg);
-                            }
-                            Err(e) => tracing::error!(error = %e, "policy reload failed; keeping the current settings"),
-                        },
-                        _ => {
-                            tracing::info!(signal = sig, "stopping: no new actions, draining in-flight ones");
-                            engine.request_stop();
-                        }
-                    }
-                }
-            })
-            .map_err(|e| format!("starting the signal thread: {e}"))?
-    };
+    let exiting = CancellationToken::new();
+    serve_metrics(
+        rt,
+        &metrics,
+        &opts.agent,
+        opts.metrics_addr,
+        opts.metrics_interval,
+        &exiting,
+    )?;
+    let signals = handle_signals(rt, engine.clone(), opts.reload, exiting.clone())?;
 
     tracing::info!(agent = %opts.agent, "copytool running");
     let reason = engine.run_receiver(rt.handle());
-    engine.request_stop();
     let aborted = rt.block_on(engine.drain(opts.shutdown_timeout));
     if aborted > 0 {
         tracing::warn!(aborted, "in-flight actions were aborted to stop");
     }
     tracing::info!(counters = %metrics.summary(), "copytool counters at exit");
-    stop_aux.cancel();
-    sig_handle.close();
-    let _ = sig_thread.join();
+    exiting.cancel();
+    let _ = rt.block_on(signals);
     reason.map_err(|e| format!("receiving actions: {e}"))
+}
+
+/// Ends what dead copytools of this host left STARTED, before the first receive.
+fn end_leftovers<C: Coordinator, S: Store>(engine: &Engine<C, S>, leftovers: Leftovers) {
+    if leftovers.items.is_empty() {
+        return;
+    }
+    let n = leftovers.items.len();
+    let (ended, gone, kept) = engine.recover(leftovers);
+    tracing::info!(
+        journalled = n,
+        ended,
+        already_over = gone,
+        kept,
+        "requests left by a previous copytool"
+    );
+}
+
+/// The Prometheus endpoint (when an address is set) and the periodic counters log line, until
+/// `exiting`.
+fn serve_metrics(
+    rt: &Runtime,
+    metrics: &Arc<Metrics>,
+    agent: &str,
+    addr: Option<SocketAddr>,
+    every: Duration,
+    exiting: &CancellationToken,
+) -> Result<(), String> {
+    if let Some(addr) = addr {
+        let (m, agent) = (metrics.clone(), agent.to_string());
+        let app = endpoint::metrics_router(move || m.render_prometheus(&agent));
+        let bound = endpoint::spawn(rt.handle(), addr, app, exiting.clone())
+            .map_err(|e| format!("metrics endpoint {addr}: {e}"))?;
+        tracing::info!(%bound, "serving Prometheus metrics at /metrics");
+    }
+    let (metrics, exiting) = (metrics.clone(), exiting.clone());
+    rt.spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => tracing::info!(counters = %metrics.summary(), "copytool counters"),
+                () = exiting.cancelled() => return,
+            }
+        }
+    });
+    Ok(())
+}
+
+/// SIGTERM and SIGINT stop the engine; SIGHUP reloads its settings. Until `exiting`.
+fn handle_signals<C: Coordinator, S: Store>(
+    rt: &Runtime,
+    engine: Arc<Engine<C, S>>,
+    reload: Reload,
+    exiting: CancellationToken,
+) -> Result<JoinHandle<()>, String> {
+    let _in_rt = rt.enter();
+    let listen =
+        |kind: SignalKind| signal(kind).map_err(|e| format!("installing signal handlers: {e}"));
+    let (mut hup, mut term, mut int) = (
+        listen(SignalKind::hangup())?,
+        listen(SignalKind::terminate())?,
+        listen(SignalKind::interrupt())?,
+    );
+    Ok(rt.spawn(async move {
+        loop {
+            let stop = tokio::select! {
+                () = exiting.cancelled() => return,
+                _ = hup.recv() => None,
+                _ = term.recv() => Some("SIGTERM"),
+                _ = int.recv() => Some("SIGINT"),
+            };
+            match stop {
+                Some(signal) => {
+                    tracing::info!(signal, "stopping: no new actions, draining in-flight ones");
+                    engine.request_stop();
+                }
+                None => match tokio::task::block_in_place(&reload) {
+                    Ok(cfg) => {
+                        tracing::info!(?cfg, "policy reloaded");
+                        engine.reload(cfg);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "policy reload failed; keeping the current settings")
+                    }
+                },
+            }
+        }
+    }))
 }

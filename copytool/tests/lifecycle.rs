@@ -250,11 +250,16 @@ fn sigterm_mid_upload_aborts_within_the_bound_and_commits_nothing() {
     ]);
     let p = env.write("t/big", &pattern(1500 * BLOCK, 8));
     env.hsm("hsm_archive", &p, None);
-    env.wait_until("archive running", Duration::from_secs(60), || {
-        env.lfs(&["hsm_action", p.to_str().unwrap()])
-            .1
-            .contains("RUNNING")
-    });
+    // Bytes moved, not only RUNNING: a list the coordinator sent may still wait in the
+    // copytool's queue, and a SIGTERM then refuses it without any upload to abort.
+    env.wait_until(
+        "archive running with bytes moved",
+        Duration::from_secs(60),
+        || {
+            let (_, out) = env.lfs(&["hsm_action", p.to_str().unwrap()]);
+            out.contains("RUNNING") && !out.contains("(0 bytes moved)")
+        },
+    );
     ct.pause();
     assert!(
         !ct.log().contains(" done "),

@@ -194,7 +194,7 @@ impl<'a, C: Coordinator, S: Store> Ctx<'a, C, S> {
     /// Turns a cancelled transfer into the right failure: ECANCELED when the coordinator cancelled it,
     /// ESHUTDOWN when the agent is stopping.
     fn cancelled(&self) -> Failure {
-        if self.engine.shutting_down.load(Ordering::SeqCst) {
+        if self.engine.aborting() {
             Failure::new(
                 libc::ESHUTDOWN,
                 FailureReason::Shutdown,

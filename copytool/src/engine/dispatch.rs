@@ -1,0 +1,229 @@
+//! Between the receive loop and the actions: the beginner begins received items in order
+//! (`llapi_hsm_action_begin`), the dispatcher starts begun items as slots free up and keeps the
+//! queued ones alive at the coordinator; on the way out, what never started is ended ESHUTDOWN.
+
+use blob::FailureReason;
+use std::sync::Arc;
+
+use lustre::{ActionItem, CopytoolAction, Extent};
+use tokio::runtime::Handle;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Engine;
+use crate::actions::Ctx;
+use crate::failure::{errno_of, Failure};
+use crate::metrics::{action_name, Outcome};
+use crate::ports::{Coordinator, CopyAction, Store};
+
+impl<C: Coordinator, S: Store> Engine<C, S> {
+    /// Begins received items in order and queues them for a slot; a failed begin ends the item
+    /// through the error path. Stops at shutdown (what is left is refused).
+    pub(super) async fn run_beginner(self: Arc<Self>) {
+        let rt = Handle::current();
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return,
+                next = self.next_to_begin() => next,
+            };
+            let begun = match next.action {
+                CopytoolAction::Archive | CopytoolAction::Restore | CopytoolAction::Remove => {
+                    let engine = self.clone();
+                    let item = next.clone();
+                    match tokio::task::spawn_blocking(move || engine.ct.begin(&item)).await {
+                        Ok(Ok(a)) => Some(a),
+                        Ok(Err(e)) => {
+                            self.spawn_begin_failure(next, e, &rt);
+                            continue;
+                        }
+                        Err(join) => {
+                            let e = lustre::Error::Call {
+                                call: "llapi_hsm_action_begin",
+                                errno: libc::EIO,
+                            };
+                            tracing::error!(error = %join, "beginning an action panicked");
+                            self.spawn_begin_failure(next, e, &rt);
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            self.waiting().queued.push_back((next, begun));
+            self.queued_added.notify_one();
+        }
+    }
+
+    async fn next_to_begin(&self) -> ActionItem {
+        loop {
+            if let Some(item) = self.waiting().to_begin.pop_front() {
+                return item;
+            }
+            self.to_begin_added.notified().await;
+        }
+    }
+
+    async fn next_queued(&self) -> (ActionItem, Option<C::Action>) {
+        loop {
+            if let Some(next) = self.waiting().queued.pop_front() {
+                return next;
+            }
+            self.queued_added.notified().await;
+        }
+    }
+
+    /// Hands queued items to free slots, and keeps queued items alive at the coordinator while
+    /// they wait for one (a zero-length progress every `update_interval` refreshes their
+    /// `active_request_timeout`, as `mdt_cdt_update_request` dates any progress).
+    pub(super) async fn run_dispatcher(self: Arc<Self>) {
+        let rt = Handle::current();
+        let mut keepalive_at = Instant::now() + self.config().update_interval;
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return,
+                p = self.slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_closed) => return,
+                },
+                () = tokio::time::sleep_until(keepalive_at) => {
+                    let engine = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || engine.keep_queued_alive()).await;
+                    keepalive_at = Instant::now() + self.config().update_interval;
+                    continue;
+                }
+            };
+            let (item, begun) = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return,
+                next = self.next_queued() => next,
+            };
+            self.spawn_item(item, begun, permit, &rt);
+        }
+    }
+
+    /// One zero-length progress per queued, begun item.
+    fn keep_queued_alive(&self) {
+        let w = self.waiting();
+        for (item, begun) in &w.queued {
+            if let Some(a) = begun {
+                let ext = Extent {
+                    offset: item.extent.offset,
+                    length: 0,
+                };
+                if let Err(e) = a.progress(ext, 0) {
+                    tracing::debug!(fid = %item.fid, cookie = item.cookie, error = %e, "keep-alive of a queued item refused");
+                }
+            }
+        }
+    }
+
+    /// After the receive loop returned: the items received and not started are ended
+    /// ESHUTDOWN, nothing done.
+    pub(super) fn refuse_waiting(self: &Arc<Self>, rt: &Handle) {
+        let (unbegun, queued) = {
+            let mut w = self.waiting();
+            (
+                w.to_begin.drain(..).collect::<Vec<_>>(),
+                w.queued.drain(..).collect::<Vec<_>>(),
+            )
+        };
+        for item in unbegun {
+            self.spawn_refusal(item, None, rt);
+        }
+        for (item, begun) in queued {
+            self.spawn_refusal(item, begun, rt);
+        }
+    }
+
+    fn spawn_begin_failure(self: &Arc<Self>, item: ActionItem, e: lustre::Error, rt: &Handle) {
+        let engine = self.clone();
+        self.tasks.spawn_on(
+            async move {
+                let ctx = Ctx::new(&engine, &item);
+                ctx.fail_unbegun(Failure::from(e).context("begin"));
+                engine.journal.ended(item.cookie);
+                engine.metrics.action_done(item.action, Outcome::Failed);
+            },
+            rt,
+        );
+    }
+
+    fn spawn_item(
+        self: &Arc<Self>,
+        item: ActionItem,
+        begun: Option<C::Action>,
+        permit: OwnedSemaphorePermit,
+        rt: &Handle,
+    ) {
+        // A child of the abort token: `drain` cancels every running action at once.
+        let token = self.abort.child_token();
+        // Registered before the task starts so a CANCEL in the very next list finds it.
+        self.running_map().insert(item.cookie, token.clone());
+        let engine = self.clone();
+        self.metrics.started();
+        self.tasks.spawn_on(
+            async move {
+                let cookie = item.cookie;
+                let action = item.action;
+                let outcome = engine.serve(item, token, begun).await;
+                engine.journal.ended(cookie);
+                engine.running_map().remove(&cookie);
+                engine.metrics.finished();
+                engine.metrics.action_done(action, outcome);
+                drop(permit);
+            },
+            rt,
+        );
+    }
+
+    fn spawn_refusal(self: &Arc<Self>, item: ActionItem, begun: Option<C::Action>, rt: &Handle) {
+        let engine = self.clone();
+        self.tasks.spawn_on(
+            async move {
+                let f = Failure::new(libc::ESHUTDOWN, FailureReason::Shutdown, "copytool stopping");
+                match begun {
+                    Some(a) => {
+                        engine.report_failure(&item, None, &f);
+                        if let Err(e) = a.end(item.extent, f.hp_flags(), f.errno) {
+                            tracing::error!(fid = %item.fid, cookie = item.cookie, error = %e, "could not report the failure to the coordinator");
+                            engine.after_end_error(&item, errno_of(&e));
+                        }
+                    }
+                    None => Ctx::new(&engine, &item).fail_unbegun(f),
+                }
+                engine.journal.ended(item.cookie);
+                engine.metrics.action_done(item.action, Outcome::Failed);
+            },
+            rt,
+        );
+    }
+
+    async fn serve(
+        self: &Arc<Self>,
+        item: ActionItem,
+        token: CancellationToken,
+        begun: Option<C::Action>,
+    ) -> Outcome {
+        let ctx = Ctx::new(self, &item).with_begun(begun);
+        match item.action {
+            CopytoolAction::Archive | CopytoolAction::Restore | CopytoolAction::Remove => {
+                ctx.run(token).await
+            }
+            CopytoolAction::None | CopytoolAction::Unknown(_) | CopytoolAction::Cancel => {
+                let what = match item.action {
+                    CopytoolAction::Unknown(n) => format!("unknown HSM action {n}"),
+                    other => format!("unexpected HSM action {}", action_name(other)),
+                };
+                ctx.fail_unbegun(Failure::new(
+                    libc::EINVAL,
+                    FailureReason::UnknownAction,
+                    what,
+                ));
+                Outcome::Failed
+            }
+        }
+    }
+}
