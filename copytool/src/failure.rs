@@ -16,12 +16,16 @@ pub struct Failure {
     pub retry: bool,
     /// The keyword of the failure log (documented in the README).
     pub reason: FailureReason,
+    /// What failed, for people (the log line and the failure entry).
     pub message: String,
+    /// The HTTP status of a blob-store failure, when the store answered.
     pub http_status: Option<u16>,
+    /// Azure's error code of a blob-store failure (`ConditionNotMet`, ...).
     pub azure_code: Option<String>,
 }
 
 impl Failure {
+    /// A failure ending the action with `errno`; only ETIMEDOUT asks for a retry.
     pub fn new(errno: i32, reason: FailureReason, message: impl Into<String>) -> Failure {
         Failure {
             errno,
@@ -42,6 +46,7 @@ impl Failure {
         }
     }
 
+    /// Prefixes the message with what was being done (`upload d/f: ...`).
     pub fn context(mut self, what: &str) -> Failure {
         self.message = format!("{what}: {}", self.message);
         self

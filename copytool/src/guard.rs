@@ -49,6 +49,7 @@ impl<A: CopyAction> ActionGuard<A> {
         }
     }
 
+    /// The slot the progress reporter shares.
     pub fn slot(&self) -> ActionSlot<A> {
         self.slot.clone()
     }

@@ -5,7 +5,9 @@
 /// Job and iteration the policy engine tagged a request with (`hai_data` = `lb:j=<job>:i=<iteration>`).
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct JobTag {
+    /// The job (`j=`), e.g. `auto-3`.
     pub job: Option<String>,
+    /// The iteration of that job (`i=`).
     pub iteration: Option<u64>,
 }
 

@@ -29,15 +29,20 @@ use lustre::{ActionItem, CopytoolAction, Extent, Fid};
 /// One journalled item.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// The coordinator's cookie of the request.
     pub cookie: u64,
+    /// The file.
     pub fid: Fid,
+    /// What was asked.
     pub action: CopytoolAction,
+    /// The range the request covers.
     pub extent: Extent,
     /// Unix seconds when the coordinator handed it to us.
     pub received: u64,
 }
 
 impl Entry {
+    /// The entry for `item`, received now.
     pub fn of(item: &ActionItem) -> Entry {
         Entry {
             cookie: item.cookie,
@@ -244,6 +249,7 @@ pub struct Journal {
 /// What previous copytools left: their items and the journal files they were read from (locked
 /// by us until [`Journal::recovered`]).
 pub struct Leftovers {
+    /// The items begun and never ended, in cookie order.
     pub items: Vec<Entry>,
     files: Vec<File>,
 }
@@ -252,6 +258,7 @@ pub struct Leftovers {
 const COMPACT_SLACK: usize = 4096;
 
 impl Journal {
+    /// A journal that writes nothing (unit tests, and a copytool run without a state directory).
     pub fn memory() -> Journal {
         Journal {
             path: None,
@@ -314,6 +321,7 @@ impl Journal {
         ))
     }
 
+    /// The journal file (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }

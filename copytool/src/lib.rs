@@ -4,16 +4,19 @@
 //!
 //! * [`engine::Engine`] receives HSM action lists and serves them (lustre-abi §4):
 //!   `Engine::new(ct, store, log, metrics, agent, EngineConfig)`, `run_receiver(&Handle)` (blocking,
-//!   returns a [`engine::StopReason`]), `request_stop()`, `reload(EngineConfig)`, `drain(grace)`.
+//!   wakes when the copytool fd is readable, returns a [`engine::StopReason`]), `request_stop()`
+//!   (cancels its one shutdown token), `reload(EngineConfig)`, `drain(grace)`.
 //!   `-b/--bandwidth` is one `blob::RateLimiter` per engine (`rate_limit()`), handed to every
-//!   transfer in [`ports::TransferOpts`]; `reload` changes its rate in place.
-//! * [`actions`]: ARCHIVE / RESTORE / REMOVE, each begin → work → exactly one end.
+//!   transfer; `reload` changes its rate in place.
+//! * [`actions`]: ARCHIVE / RESTORE / REMOVE, all through one begin → work → exactly one end.
 //! * [`ports`]: the traits the engine is written against, [`ports::Coordinator`] (+
-//!   [`ports::CopyAction`]) and [`ports::Store`], plus [`ports::FailureLog`];
-//!   [`real`] implements them with `lustre::{Mount, Copytool, CopyAction}` and `blob::BlobStore`.
+//!   [`ports::CopyAction`]) and [`ports::Store`], plus [`ports::FailureLog`]. They speak
+//!   `lustre`'s and `blob`'s own types; [`real`] implements the coordinator with
+//!   `lustre::{Mount, Copytool, CopyAction}`, and `blob::BlobStore` is the store. The unit
+//!   tests' fakes (`cfg(test)` only) build the same values.
 //! * [`guard::ActionGuard`]: a begun action that ends itself (EIO) if dropped without `end`.
 //! * The per-file export record (xattr `trusted.lustre_blob`) is `blob::ExportRecord`, read and
-//!   written only there.
+//!   written only there; [`job_tag`] reads the job a request came from out of `hai_data`.
 //! * [`journal`]: every received item until its end is sent, under an exclusive lock; a restarted
 //!   copytool ends what a dead one left STARTED ([`engine::Engine::recover`]).
 //! * [`failure`]: errno / reason / HP_FLAG_RETRY mapping of every failure.
@@ -21,6 +24,8 @@
 //!   as the policy daemon's are).
 //! * [`settings`]: the command line and how it overrides the policy file; [`service`]: signals,
 //!   reload, metrics, drain.
+
+#![warn(missing_docs)]
 
 pub mod actions;
 pub mod engine;

@@ -9,8 +9,11 @@ use lustre::CopytoolAction;
 /// How an action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Ended with success.
     Ok,
+    /// Ended with an error.
     Failed,
+    /// Ended ECANCELED (the coordinator cancelled it).
     Cancelled,
 }
 
@@ -52,36 +55,47 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts an action ended with `outcome`.
     pub fn action_done(&self, action: CopytoolAction, outcome: Outcome) {
         self.actions[action_index(action)][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
     }
+    /// How many `action`s ended with `outcome`.
     pub fn actions(&self, action: CopytoolAction, outcome: Outcome) -> u64 {
         self.actions[action_index(action)][outcome_index(outcome)].load(Ordering::Relaxed)
     }
+    /// Counts bytes uploaded by a successful ARCHIVE.
     pub fn add_archived(&self, bytes: u64) {
         self.bytes_archived.fetch_add(bytes, Ordering::Relaxed);
     }
+    /// Counts bytes downloaded by a successful RESTORE.
     pub fn add_restored(&self, bytes: u64) {
         self.bytes_restored.fetch_add(bytes, Ordering::Relaxed);
     }
+    /// Bytes archived so far.
     pub fn bytes_archived(&self) -> u64 {
         self.bytes_archived.load(Ordering::Relaxed)
     }
+    /// Bytes restored so far.
     pub fn bytes_restored(&self) -> u64 {
         self.bytes_restored.load(Ordering::Relaxed)
     }
+    /// An action started.
     pub fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
+    /// An action finished.
     pub fn finished(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+    /// Actions being served now.
     pub fn in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed)
     }
+    /// Counts a failed receive (or a list for another file system).
     pub fn receive_error(&self) {
         self.receive_errors.fetch_add(1, Ordering::Relaxed);
     }
+    /// Failed receives so far.
     pub fn receive_errors(&self) -> u64 {
         self.receive_errors.load(Ordering::Relaxed)
     }
@@ -128,6 +142,7 @@ impl Metrics {
         e.encode()
     }
 
+    /// The counters as one log line (action kinds that never ran are left out).
     pub fn summary(&self) -> String {
         let mut s = String::new();
         for (ai, a) in ACTIONS.iter().enumerate() {

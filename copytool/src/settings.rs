@@ -87,13 +87,19 @@ pub struct Cli {
 /// Everything the copytool runs with, after the policy file and the flags are combined.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The Lustre mount point served.
     pub mount: PathBuf,
     /// Empty = all archives.
     pub archives: Vec<u32>,
+    /// The engine's settings (policy file, overridden by flags).
     pub engine: EngineConfig,
+    /// The policy file as read.
     pub policy: Policy,
+    /// Where to serve Prometheus metrics (`copytool.metrics` or `--metrics`).
     pub metrics: Option<SocketAddr>,
+    /// How often the counters are logged.
     pub metrics_interval: Duration,
+    /// The grace given to in-flight actions when stopping.
     pub shutdown_timeout: Duration,
     /// -1, 0 (info), 1, 2 ...: -q lowers, -v raises.
     pub verbosity: i32,

@@ -1,5 +1,5 @@
 //! ARCHIVE, RESTORE and REMOVE (DESIGN §3, lustre-abi §4.3–4.5). All three go through one
-//! [`Ctx::run`]: begin (or take the action begun at receipt), report progress while the work
+//! `Ctx::run`: begin (or take the action begun at receipt), report progress while the work
 //! runs, and send exactly one end with the errno and flags the outcome calls for. The work of
 //! each is in its own module.
 

@@ -2,9 +2,9 @@
 //! `max_actions`, routes CANCEL to the running action with that cookie, and ends every other item
 //! exactly once (lustre-abi §4).
 //!
-//! Tasks: the receive loop ([`receive`]) waits until the copytool fd (the coordinator's pipe) is
+//! Tasks: the receive loop (`receive.rs`) waits until the copytool fd (the coordinator's pipe) is
 //! readable and reads every action list at once; the beginner begins received items in order and
-//! the dispatcher hands begun items to free slots ([`dispatch`]); each action is a tokio task.
+//! the dispatcher hands begun items to free slots (`dispatch.rs`); each action is a tokio task.
 //! Back-pressure: with `max_actions` actions running the dispatcher waits for a slot, the queued
 //! items are kept alive at the coordinator, and the pipe is still read.
 //!
