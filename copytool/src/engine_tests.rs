@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::engine::{Engine, EngineConfig, StopReason};
 use crate::failure::HP_FLAG_RETRY;
 use crate::fakes::{Event, FakeCoordinator, FakeCt, FakeLog, FakeStore};
+use crate::journal::Journal;
 use crate::metrics::{Metrics, Outcome};
 use blob::ExportRecord;
 use blob::Metadata;
@@ -54,6 +55,7 @@ impl H {
             Arc::new(Metrics::default()),
             "test-agent".into(),
             config,
+            Arc::new(Journal::memory()),
         );
         let (e, handle) = (engine.clone(), rt.handle().clone());
         let recv = std::thread::spawn(move || e.run_receiver(&handle));

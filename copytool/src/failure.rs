@@ -46,6 +46,11 @@ impl Failure {
         }
     }
 
+    /// A dry run's answer: what would have been done; nothing was written (EOPNOTSUPP).
+    pub fn dry_run(what: String) -> Failure {
+        Failure::new(libc::EOPNOTSUPP, FailureReason::DryRun, what)
+    }
+
     /// Prefixes the message with what was being done (`upload d/f: ...`).
     pub fn context(mut self, what: &str) -> Failure {
         self.message = format!("{what}: {}", self.message);

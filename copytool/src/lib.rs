@@ -3,7 +3,7 @@
 //! these together; other crates do not depend on this one (DESIGN §2).
 //!
 //! * [`engine::Engine`] receives HSM action lists and serves them (lustre-abi §4):
-//!   `Engine::new(ct, store, log, metrics, agent, EngineConfig)`, `run_receiver(&Handle)` (blocking,
+//!   `Engine::new(ct, store, log, metrics, agent, EngineConfig, journal)`, `run_receiver(&Handle)` (blocking,
 //!   wakes when the copytool fd is readable, returns a [`engine::StopReason`]), `request_stop()`
 //!   (cancels its one shutdown token), `reload(EngineConfig)`, `drain(grace)`.
 //!   `-b/--bandwidth` is one `blob::RateLimiter` per engine (`rate_limit()`), handed to every

@@ -59,7 +59,7 @@ pub fn run<C: Coordinator, S: Store>(
         Some((j, l)) => (j, Some(l)),
         None => (Arc::new(Journal::memory()), None),
     };
-    let engine = Engine::with_journal(
+    let engine = Engine::new(
         ct,
         store,
         log,

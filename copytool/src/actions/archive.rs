@@ -68,16 +68,8 @@ impl<C: Coordinator, S: Store> Ctx<'_, C, S> {
             .first_write_mode(&names[0], previous.as_ref(), src.size())
             .await?;
         if self.cfg.dry_run {
-            return Err(Failure::new(
-                libc::EOPNOTSUPP,
-                FailureReason::DryRun,
-                format!(
-                    "dry run: would upload {} bytes to {} ({mode:?}) and copy it to {} other link(s); nothing written",
-                    src.size(),
-                    names[0],
-                    names.len() - 1
-                ),
-            ));
+            let (size, others) = (src.size(), names.len() - 1);
+            return Err(Failure::dry_run(format!("dry run: would upload {size} bytes to {} ({mode:?}) and copy it to {others} other link(s); nothing written", names[0])));
         }
         let uploaded = self
             .upload(&src, &names[0], mode, previous.as_ref(), token)

@@ -1,7 +1,7 @@
 //! REMOVE: delete every blob the file's export record names (unless the policy keeps them),
 //! then clear the record.
 
-use blob::{ExportRecord, FailureReason};
+use blob::ExportRecord;
 use lustre_blob_config::DeleteMode;
 
 use tokio_util::sync::CancellationToken;
@@ -34,14 +34,10 @@ impl<C: Coordinator, S: Store> Ctx<'_, C, S> {
             return Ok(NOTHING);
         }
         if self.cfg.dry_run {
-            return Err(Failure::new(
-                libc::EOPNOTSUPP,
-                FailureReason::DryRun,
-                format!(
-                    "dry run: would delete {}; nothing deleted",
-                    rec.all_blobs().collect::<Vec<_>>().join(", ")
-                ),
-            ));
+            let all = rec.all_blobs().collect::<Vec<_>>().join(", ");
+            return Err(Failure::dry_run(format!(
+                "dry run: would delete {all}; nothing deleted"
+            )));
         }
         for name in rec.all_blobs() {
             if token.is_cancelled() {

@@ -26,14 +26,10 @@ impl<C: Coordinator, S: Store> Ctx<'_, C, S> {
         self.learn_path();
         let (name, head) = self.source_blob(rec.as_ref()).await?;
         if self.cfg.dry_run {
-            return Err(Failure::new(
-                libc::EOPNOTSUPP,
-                FailureReason::DryRun,
-                format!(
-                    "dry run: would restore {} bytes from {name}; nothing written",
-                    head.size
-                ),
-            ));
+            let size = head.size;
+            return Err(Failure::dry_run(format!(
+                "dry run: would restore {size} bytes from {name}; nothing written"
+            )));
         }
         // The record's layout, else the blob's (a stub an import made has no record).
         let layout = rec

@@ -32,18 +32,16 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 CopytoolAction::Archive | CopytoolAction::Restore | CopytoolAction::Remove => {
                     let engine = self.clone();
                     let item = next.clone();
-                    match tokio::task::spawn_blocking(move || engine.ct.begin(&item)).await {
-                        Ok(Ok(a)) => Some(a),
-                        Ok(Err(e)) => {
-                            self.spawn_begin_failure(next, e, &rt);
-                            continue;
-                        }
-                        Err(join) => {
-                            let e = lustre::Error::Call {
-                                call: "llapi_hsm_action_begin",
-                                errno: libc::EIO,
-                            };
-                            tracing::error!(error = %join, "beginning an action panicked");
+                    let begun = tokio::task::spawn_blocking(move || engine.ct.begin(&item))
+                        .await
+                        // A begin that panicked still gets its item ended (EIO).
+                        .unwrap_or(Err(lustre::Error::Call {
+                            call: "llapi_hsm_action_begin",
+                            errno: libc::EIO,
+                        }));
+                    match begun {
+                        Ok(a) => Some(a),
+                        Err(e) => {
                             self.spawn_begin_failure(next, e, &rt);
                             continue;
                         }

@@ -134,28 +134,8 @@ pub struct Engine<C: Coordinator, S: Store> {
 }
 
 impl<C: Coordinator, S: Store> Engine<C, S> {
-    /// An engine journalling in memory only (tests).
+    /// An engine journalling received items in `journal` ([`Journal::memory`] keeps nothing).
     pub fn new(
-        ct: Arc<C>,
-        store: Arc<S>,
-        log: Arc<dyn FailureLog>,
-        metrics: Arc<Metrics>,
-        agent: String,
-        config: EngineConfig,
-    ) -> Arc<Self> {
-        Self::with_journal(
-            ct,
-            store,
-            log,
-            metrics,
-            agent,
-            config,
-            Arc::new(Journal::memory()),
-        )
-    }
-
-    /// As `new`, journalling received items in `journal`.
-    pub fn with_journal(
         ct: Arc<C>,
         store: Arc<S>,
         log: Arc<dyn FailureLog>,
