@@ -207,6 +207,11 @@ impl HsmState {
     pub fn is_dirty(&self) -> bool {
         self.has(sys::HS_DIRTY)
     }
+    /// Archived and unchanged since: the archive copy is current (`HS_ARCHIVED` without
+    /// `HS_DIRTY`).
+    pub fn is_clean_archive(&self) -> bool {
+        self.is_archived() && !self.is_dirty()
+    }
     /// The data lives only in the archive.
     pub fn is_released(&self) -> bool {
         self.has(sys::HS_RELEASED)
@@ -291,6 +296,12 @@ mod tests {
             archive_id: 1,
         };
         assert!(s.is_exists() && s.is_archived() && s.is_dirty());
+        assert!(!s.is_clean_archive());
+        let clean = HsmState {
+            states: sys::HS_EXISTS | sys::HS_ARCHIVED,
+            archive_id: 1,
+        };
+        assert!(clean.is_clean_archive());
         assert!(!s.is_released() && !s.is_lost() && !s.is_norelease() && !s.is_noarchive());
         let r = HsmState {
             states: sys::HS_RELEASED | sys::HS_LOST | sys::HS_NORELEASE | sys::HS_NOARCHIVE,
