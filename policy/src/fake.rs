@@ -1,10 +1,12 @@
 //! In-memory stand-ins for the engine's ports: a namespace with FIDs and HSM flags, a blob
 //! store, and a log. Used by unit tests and by the synthetic changelog benchmark.
 
-use crate::model::{Fid, FileKind, FileStat, HsmFlags};
+use crate::model::{FileKind, FileStat};
 use crate::ports::{
     BlobEntry, BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError,
 };
+use lustre::lustre_sys::{HS_ARCHIVED, HS_EXISTS, HS_RELEASED};
+use lustre::{Fid, HsmState};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -12,7 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub struct Node {
     pub path: Vec<u8>,
     pub stat: FileStat,
-    pub hsm: HsmFlags,
+    pub hsm: HsmState,
+    /// A request is waiting or running (`hsm_current_action`): set by an archive request.
+    pub action_pending: bool,
     pub link: Vec<u8>,
 }
 
@@ -38,8 +42,9 @@ pub struct FakeFs {
     pub clear_errno: Option<i32>,
     /// Every changelog_clear call, failed ones included.
     pub clear_calls: u64,
-    /// `llapi_hsm_state_get` and `llapi_hsm_current_action` calls.
-    pub hsm_flags_calls: u64,
+    /// `llapi_hsm_state_get` calls.
+    pub hsm_state_calls: u64,
+    /// `llapi_hsm_current_action` calls.
     pub current_action_calls: u64,
     /// Files deleted just as an archive request reaches them (the request fails with ENOENT).
     pub vanish_on_archive: std::collections::HashSet<Fid>,
@@ -85,7 +90,8 @@ impl FakeNs {
             Node {
                 path: path.as_bytes().to_vec(),
                 stat: st(kind, size),
-                hsm: HsmFlags::default(),
+                hsm: HsmState::default(),
+                action_pending: false,
                 link: Vec::new(),
             },
         );
@@ -110,9 +116,11 @@ impl FakeNs {
         self.lock().nodes.remove(&fid);
     }
 
-    pub fn set_hsm(&self, fid: Fid, hsm: HsmFlags) {
+    /// Sets the file's `HS_*` bits and whether a request is pending on it.
+    pub fn set_hsm(&self, fid: Fid, states: u32, action_pending: bool) {
         if let Some(n) = self.lock().nodes.get_mut(&fid) {
-            n.hsm = hsm;
+            n.hsm.states = states;
+            n.action_pending = action_pending;
         }
     }
 
@@ -163,16 +171,13 @@ impl Namespace for FakeNs {
             .find(|n| n.path == rel)
             .map(|n| n.stat))
     }
-    fn hsm_flags(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
+    fn hsm_state(&self, rel: &[u8]) -> Result<HsmState, NsError> {
         let mut fs = self.lock();
-        fs.hsm_flags_calls += 1;
+        fs.hsm_state_calls += 1;
         fs.nodes
             .values()
             .find(|n| n.path == rel)
-            .map(|n| HsmFlags {
-                action_pending: false,
-                ..n.hsm
-            })
+            .map(|n| n.hsm)
             .ok_or_else(|| enoent("hsm_state"))
     }
     fn action_pending(&self, rel: &[u8]) -> Result<bool, NsError> {
@@ -181,7 +186,7 @@ impl Namespace for FakeNs {
         fs.nodes
             .values()
             .find(|n| n.path == rel)
-            .map(|n| n.hsm.action_pending)
+            .map(|n| n.action_pending)
             .ok_or_else(|| enoent("hsm_current_action"))
     }
     /// As an MDT records a request (`mdt_hsm_register_hal`): item by item, stopping at the
@@ -201,7 +206,7 @@ impl Namespace for FakeNs {
             }
             match fs.nodes.get_mut(f) {
                 Some(n) => {
-                    n.hsm.action_pending = true;
+                    n.action_pending = true;
                     recorded.push(*f);
                 }
                 None => {
@@ -272,12 +277,7 @@ impl Namespace for FakeNs {
                 mtime_sec: a.mtime_sec,
                 mtime_nsec: a.mtime_nsec,
             };
-            n.hsm = HsmFlags {
-                exists: true,
-                archived: true,
-                released: true,
-                ..HsmFlags::default()
-            };
+            n.hsm.states = HS_EXISTS | HS_ARCHIVED | HS_RELEASED;
         }
         Ok(fid)
     }

@@ -8,14 +8,16 @@
 //! completions from the CL_HSM records the engine passes on ([`Engine::foreign_hsm`]).
 
 use crate::engine::{errno_text, is_requeue_errno, Engine};
-use crate::model::{Fid, FileKind};
-use crate::ports::{BlobMeta, EventLog, ImportAttrs, Namespace, Store, StoreError};
+use crate::inflight::{look_at_stale, request_archives, InFlightSet, Request, Stale};
+use crate::model::FileKind;
+use crate::ports::{BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError};
 use crate::state::{State, StateError, StateFile};
 use crate::tree_scan::{default_threads, Next, ParallelScan, ScanItem, OUT_CAP, STEP_WAIT};
 use crate::vocab::{ImportConflictMode, JobKind, JobState};
 use blob::time::rfc3339_ms;
+use lustre::Fid;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 const HISTORY: usize = 50;
@@ -50,10 +52,48 @@ pub struct ExportProgress {
     pub files_failed: u64,
     #[serde(skip_serializing_if = "VecDeque::is_empty", default)]
     pub scan_queue: VecDeque<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub inflight: BTreeMap<Fid, (String, u64, u64)>,
+    #[serde(skip_serializing_if = "InFlightSet::is_empty", default)]
+    pub inflight: InFlightSet<JobRequest>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub to_archive: Vec<(Fid, String, u64)>,
+}
+
+/// A file of a manual export whose archive request was sent. Saved as `[path, size,
+/// submitted_ms]`, the shape job histories were written with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(String, u64, u64)", into = "(String, u64, u64)")]
+pub struct JobRequest {
+    /// Path relative to the mount.
+    pub path: String,
+    /// Size when requested.
+    pub size: u64,
+    /// Unix ms the request was sent, or last found still queued.
+    pub submitted_ms: u64,
+}
+
+impl From<(String, u64, u64)> for JobRequest {
+    fn from((path, size, submitted_ms): (String, u64, u64)) -> JobRequest {
+        JobRequest {
+            path,
+            size,
+            submitted_ms,
+        }
+    }
+}
+
+impl From<JobRequest> for (String, u64, u64) {
+    fn from(r: JobRequest) -> (String, u64, u64) {
+        (r.path, r.size, r.submitted_ms)
+    }
+}
+
+impl Request for JobRequest {
+    fn submitted_ms(&self) -> u64 {
+        self.submitted_ms
+    }
+    fn still_queued(&mut self, now_ms: u64) {
+        self.submitted_ms = now_ms;
+    }
 }
 
 /// Import progress (Azure import status).
@@ -467,13 +507,12 @@ impl JobRegistry {
         let keep_special_bits = self.keep_special_bits;
         let mut scan = self.scan.take();
         let Some(job) = self.running() else {
-            engine.collect_foreign = false;
-            engine.foreign_hsm.clear();
+            engine.collect_foreign_hsm(false);
             return;
         };
         let before = job.clone();
         if job.export.is_some() {
-            engine.collect_foreign = true;
+            engine.collect_foreign_hsm(true);
             step_export(job, &mut scan, engine, archive_id, batch, now);
         } else if job.import.is_some() {
             step_import(job, engine, archive_id, keep_special_bits, now);
@@ -523,6 +562,8 @@ fn finish<L: EventLog>(job: &mut JobRecord, log: &mut L, state: JobState, now: u
     tracing::info!(job = %job.id, state = %state, "job ended");
 }
 
+/// One step of a manual export: completions, a chunk of the scan, the requests it calls for,
+/// the stale requests, then the job's state.
 fn step_export<N: Namespace, S: Store, L: EventLog>(
     job: &mut JobRecord,
     scan: &mut Option<ParallelScan>,
@@ -531,207 +572,260 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
     batch: usize,
     now: u64,
 ) {
+    if job.state == JobState::Cancelling {
+        cancel_export(job, scan, engine, archive_id, now);
+        return;
+    }
     let id = job.id.clone();
     let Some(ex) = job.export.as_mut() else {
         return;
     };
-    if job.state == JobState::Cancelling {
+    settle_completions(ex, engine, &id, now);
+    if scan.is_none() && !ex.scan_queue.is_empty() {
+        let roots: Vec<Vec<u8>> = ex.scan_queue.drain(..).map(String::into_bytes).collect();
+        match ParallelScan::start(engine.ns().dir_lister(), roots, default_threads(), OUT_CAP) {
+            Ok(s) => *scan = Some(s),
+            Err(e) => {
+                ex.error_code = Some("ScanFailed".into());
+                ex.error_message = Some(format!("cannot start the scanner threads: {e}"));
+                finish(job, engine.log(), JobState::Failed, now);
+                return;
+            }
+        }
+    }
+    take_scanned(ex, scan, engine, &id, now);
+    request_job_archives(ex, engine, &id, archive_id, batch, now);
+    settle_stale_requests(ex, engine, &id, now);
+    let scanning = scan.is_some() || !ex.scan_queue.is_empty();
+    update_export_state(job, engine.log(), scanning, now);
+}
+
+/// Cancels a manual export: HSM cancel of its requests, the scan stopped.
+fn cancel_export<N: Namespace, S: Store, L: EventLog>(
+    job: &mut JobRecord,
+    scan: &mut Option<ParallelScan>,
+    engine: &mut Engine<N, S, L>,
+    archive_id: u32,
+    now: u64,
+) {
+    if let Some(ex) = job.export.as_mut() {
         let fids: Vec<Fid> = ex.inflight.keys().copied().collect();
         if !fids.is_empty() {
-            if let Err(e) = engine.ns.cancel(archive_id, &fids) {
-                tracing::warn!(job = %id, error = %e, "cancel request failed");
+            if let Err(e) = engine.ns().cancel(archive_id, &fids) {
+                tracing::warn!(job = %job.id, error = %e, "cancel request failed");
             }
         }
         ex.inflight.clear();
         ex.scan_queue.clear();
         ex.to_archive.clear();
-        // Dropping the scan stops and joins the scanner threads.
-        *scan = None;
-        finish(job, &mut engine.log, JobState::Canceled, now);
-        return;
     }
-    // Completions first.
-    for (fid, errno) in std::mem::take(&mut engine.foreign_hsm) {
-        if let Some((path, size, _)) = ex.inflight.remove(&fid) {
-            if errno == 0 {
-                ex.files_exported += 1;
-                ex.bytes_exported += size;
-            } else if is_requeue_errno(errno) {
-                ex.to_archive.push((fid, path, size));
-            } else {
-                ex.files_failed += 1;
-                log_failure(
-                    &mut engine.log,
-                    &id,
-                    Some(fid),
-                    &path,
-                    "archive",
-                    &errno_text(errno),
-                    now,
-                );
-            }
+    // Dropping the scan stops and joins the scanner threads.
+    *scan = None;
+    finish(job, engine.log(), JobState::Canceled, now);
+}
+
+/// The CL_HSM archive ends of the job's files since the last step.
+fn settle_completions<N: Namespace, S: Store, L: EventLog>(
+    ex: &mut ExportProgress,
+    engine: &mut Engine<N, S, L>,
+    id: &str,
+    now: u64,
+) {
+    for (fid, errno) in engine.take_foreign_hsm() {
+        let Some(req) = ex.inflight.remove(&fid) else {
+            continue;
+        };
+        if errno == 0 {
+            ex.files_exported += 1;
+            ex.bytes_exported += req.size;
+        } else if is_requeue_errno(errno) {
+            ex.to_archive.push((fid, req.path, req.size));
+        } else {
+            ex.files_failed += 1;
+            let why = errno_text(errno);
+            log_failure(engine.log(), id, Some(fid), &req.path, "archive", &why, now);
         }
     }
-    // Take a chunk of what the scanner threads found.
-    if scan.is_none() && !ex.scan_queue.is_empty() {
-        let roots: Vec<Vec<u8>> = ex.scan_queue.drain(..).map(String::into_bytes).collect();
-        match ParallelScan::start(engine.ns.dir_lister(), roots, default_threads(), OUT_CAP) {
-            Ok(s) => *scan = Some(s),
-            Err(e) => {
-                ex.error_code = Some("ScanFailed".into());
-                ex.error_message = Some(format!("cannot start the scanner threads: {e}"));
-                finish(job, &mut engine.log, JobState::Failed, now);
-                return;
-            }
-        }
-    }
-    let mut budget = STEP_ENTRIES;
+}
+
+/// Takes at most [`STEP_ENTRIES`] entries the scanner threads found: directories and symlinks
+/// are exported here, regular files not archived and clean wait in `to_archive`.
+fn take_scanned<N: Namespace, S: Store, L: EventLog>(
+    ex: &mut ExportProgress,
+    scan: &mut Option<ParallelScan>,
+    engine: &mut Engine<N, S, L>,
+    id: &str,
+    now: u64,
+) {
     let deadline = Instant::now() + STEP_WAIT;
-    while budget > 0 {
+    for _ in 0..STEP_ENTRIES {
         let Some(sc) = scan.as_ref() else {
             break;
         };
-        let (dir, name, kind) = match sc.next_item(deadline) {
-            Next::Item(ScanItem::Entry { dir, name, kind }) => (dir, name, kind),
+        match sc.next_item(deadline) {
+            Next::Item(ScanItem::Entry { dir, name, kind }) => {
+                let rel = crate::scope::join(&dir, &name);
+                scanned_entry(ex, engine, id, &rel, kind, now);
+            }
             Next::Item(ScanItem::DirError { dir, error }) => {
                 ex.files_failed += 1;
                 let dir = String::from_utf8_lossy(&dir);
-                log_failure(&mut engine.log, &id, None, &dir, "scan", &error, now);
-                continue;
+                log_failure(engine.log(), id, None, &dir, "scan", &error, now);
             }
             Next::Waiting => break,
             Next::Finished => {
                 *scan = None;
                 break;
             }
-        };
-        budget -= 1;
-        let rel = crate::scope::join(&dir, &name);
-        let text = String::from_utf8_lossy(&rel).into_owned();
-        match kind {
-            FileKind::Directory => {
+        }
+    }
+}
+
+/// One entry of the scan, counted and exported or queued for a request.
+fn scanned_entry<N: Namespace, S: Store, L: EventLog>(
+    ex: &mut ExportProgress,
+    engine: &mut Engine<N, S, L>,
+    id: &str,
+    rel: &[u8],
+    kind: FileKind,
+    now: u64,
+) {
+    let text = String::from_utf8_lossy(rel).into_owned();
+    match kind {
+        FileKind::Directory | FileKind::Symlink => {
+            ex.files_discovered += 1;
+            match export_entry(engine, rel, kind) {
+                Ok(()) => ex.files_exported += 1,
+                Err(e) => {
+                    ex.files_failed += 1;
+                    log_failure(engine.log(), id, None, &text, "export", &e, now);
+                }
+            }
+        }
+        FileKind::Regular => match look_at_file(engine.ns(), rel) {
+            Ok(Some((size, up_to_date, fid))) => {
                 ex.files_discovered += 1;
-                match export_entry(engine, &rel, FileKind::Directory) {
-                    Ok(()) => ex.files_exported += 1,
-                    Err(e) => {
-                        ex.files_failed += 1;
-                        log_failure(&mut engine.log, &id, None, &text, "export", &e, now);
-                    }
+                ex.bytes_discovered += size;
+                if up_to_date {
+                    ex.files_already_exported += 1;
+                } else {
+                    ex.to_archive.push((fid, text, size));
                 }
             }
-            FileKind::Symlink => {
-                ex.files_discovered += 1;
-                match export_entry(engine, &rel, FileKind::Symlink) {
-                    Ok(()) => ex.files_exported += 1,
-                    Err(e) => {
-                        ex.files_failed += 1;
-                        log_failure(&mut engine.log, &id, None, &text, "export", &e, now);
-                    }
-                }
+            Ok(None) => {}
+            Err(e) => {
+                ex.files_failed += 1;
+                log_failure(engine.log(), id, None, &text, "scan", &e.to_string(), now);
             }
-            FileKind::Regular => {
-                let res = engine.ns.stat(&rel).and_then(|st| {
-                    let h = engine.ns.hsm_state(&rel)?;
-                    let fid = engine.ns.path2fid(&rel)?;
-                    Ok((st, h, fid))
-                });
-                match res {
-                    Ok((Some(st), h, fid)) => {
-                        ex.files_discovered += 1;
-                        ex.bytes_discovered += st.size;
-                        if h.is_clean_archive() && !h.action_pending {
-                            ex.files_already_exported += 1;
-                        } else {
-                            ex.to_archive.push((fid, text, st.size));
-                        }
-                    }
-                    Ok((None, _, _)) => {}
-                    Err(e) => {
-                        ex.files_failed += 1;
-                        log_failure(
-                            &mut engine.log,
-                            &id,
-                            None,
-                            &text,
-                            "scan",
-                            &e.to_string(),
-                            now,
-                        );
-                    }
-                }
-            }
-            FileKind::Other => {}
-        }
+        },
+        FileKind::Other => {}
     }
-    // Request archives in batches.
-    if !ex.to_archive.is_empty() {
-        let payload = format!("lb:j={id}:i=1");
-        let todo = std::mem::take(&mut ex.to_archive);
-        for chunk in todo.chunks(batch.max(1)) {
-            let fids: Vec<Fid> = chunk.iter().map(|c| c.0).collect();
-            for (fid, path, size) in chunk {
-                ex.inflight.insert(*fid, (path.clone(), *size, now));
-            }
-            if engine
-                .ns
-                .archive(archive_id, &fids, payload.as_bytes())
-                .is_err()
-            {
-                for (fid, path, _) in chunk {
-                    if let Err(e) =
-                        engine
-                            .ns
-                            .archive(archive_id, std::slice::from_ref(fid), payload.as_bytes())
-                    {
-                        ex.inflight.remove(fid);
-                        ex.files_failed += 1;
-                        log_failure(
-                            &mut engine.log,
-                            &id,
-                            Some(*fid),
-                            path,
-                            "archive",
-                            &e.to_string(),
-                            now,
-                        );
-                    }
-                }
-            }
-        }
+}
+
+/// Size, whether it is archived and clean with no request pending, and FID of a regular file
+/// (`None`: deleted since the scan saw it).
+fn look_at_file<N: Namespace>(ns: &N, rel: &[u8]) -> Result<Option<(u64, bool, Fid)>, NsError> {
+    let Some(st) = ns.stat(rel)? else {
+        return Ok(None);
+    };
+    let up_to_date = ns.hsm_state(rel)?.is_clean_archive() && !ns.action_pending(rel)?;
+    Ok(Some((st.size, up_to_date, ns.path2fid(rel)?)))
+}
+
+/// Requests archives of the files waiting in `to_archive`; a file refused (alone) or not taken
+/// by a paused coordinator fails with the refusal.
+fn request_job_archives<N: Namespace, S: Store, L: EventLog>(
+    ex: &mut ExportProgress,
+    engine: &mut Engine<N, S, L>,
+    id: &str,
+    archive_id: u32,
+    batch: usize,
+    now: u64,
+) {
+    if ex.to_archive.is_empty() {
+        return;
     }
-    // Stale in-flight files: settle from HSM state.
-    let stale: Vec<Fid> = ex
-        .inflight
-        .iter()
-        .filter(|(_, v)| now.saturating_sub(v.2) >= STALE_MS)
-        .map(|(f, _)| *f)
-        .collect();
-    for fid in stale {
-        let Some((path, size, _)) = ex.inflight.get(&fid).cloned() else {
-            continue;
+    let payload = format!("lb:j={id}:i=1");
+    let todo = std::mem::take(&mut ex.to_archive);
+    let fids: Vec<Fid> = todo.iter().map(|t| t.0).collect();
+    for (fid, path, size) in todo {
+        let req = JobRequest {
+            path,
+            size,
+            submitted_ms: now,
         };
-        match engine.ns.hsm_state(path.as_bytes()) {
-            Ok(h) if h.action_pending => {
-                if let Some(v) = ex.inflight.get_mut(&fid) {
-                    v.2 = now;
+        ex.inflight.insert(fid, req);
+    }
+    let sent = request_archives(engine.ns(), archive_id, &fids, batch, payload.as_bytes());
+    for fid in sent.gone {
+        ex.inflight.remove(&fid); // deleted before its request: nothing to export
+    }
+    let paused = sent.paused.into_iter().flat_map(|(e, fids)| {
+        let fids: Vec<(Fid, NsError)> = fids.into_iter().map(|f| (f, e.clone())).collect();
+        fids
+    });
+    for (fid, e) in sent.refused.into_iter().chain(paused) {
+        if let Some(req) = ex.inflight.remove(&fid) {
+            ex.files_failed += 1;
+            log_failure(
+                engine.log(),
+                id,
+                Some(fid),
+                &req.path,
+                "archive",
+                &e.to_string(),
+                now,
+            );
+        }
+    }
+}
+
+/// Requests without an answer for [`STALE_MS`], settled from the file's HSM state. A file
+/// whose state cannot be read fails with the reason (it is not silently dropped).
+fn settle_stale_requests<N: Namespace, S: Store, L: EventLog>(
+    ex: &mut ExportProgress,
+    engine: &mut Engine<N, S, L>,
+    id: &str,
+    now: u64,
+) {
+    for fid in ex.inflight.stale(now, STALE_MS) {
+        match look_at_stale(engine.ns(), &fid) {
+            Stale::Queued => {
+                if let Some(req) = ex.inflight.get_mut(&fid) {
+                    req.still_queued(now);
                 }
             }
-            Ok(h) if h.is_clean_archive() => {
-                ex.inflight.remove(&fid);
-                ex.files_exported += 1;
-                ex.bytes_exported += size;
+            Stale::Gone => {
+                ex.inflight.remove(&fid); // deleted since: nothing to export
             }
-            Ok(_) => {
-                ex.inflight.remove(&fid);
-                ex.to_archive.push((fid, path, size));
+            Stale::Archived => {
+                if let Some(req) = ex.inflight.remove(&fid) {
+                    ex.files_exported += 1;
+                    ex.bytes_exported += req.size;
+                }
             }
-            Err(_) => {
-                ex.inflight.remove(&fid);
+            Stale::Vanished => {
+                if let Some(req) = ex.inflight.remove(&fid) {
+                    ex.to_archive.push((fid, req.path, req.size));
+                }
+            }
+            Stale::Unknown(e) => {
+                if let Some(req) = ex.inflight.remove(&fid) {
+                    ex.files_failed += 1;
+                    let why = format!("the archive's end cannot be told: {e}");
+                    log_failure(engine.log(), id, Some(fid), &req.path, "archive", &why, now);
+                }
             }
         }
     }
+}
+
+/// Percent complete, and the job's end once nothing is scanned, waiting or in flight.
+fn update_export_state<L: EventLog>(job: &mut JobRecord, log: &mut L, scanning: bool, now: u64) {
+    let Some(ex) = job.export.as_mut() else {
+        return;
+    };
     let done = ex.files_exported + ex.files_failed + ex.files_already_exported;
-    let scanning = scan.is_some() || !ex.scan_queue.is_empty();
     ex.percent_complete = if scanning || ex.files_discovered == 0 {
         0
     } else {
@@ -748,7 +842,7 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
                 ex.files_failed
             ));
         }
-        finish(job, &mut engine.log, JobState::Completed, now);
+        finish(job, log, JobState::Completed, now);
     } else {
         job.state = JobState::InProgress;
     }
@@ -760,18 +854,18 @@ fn export_entry<N: Namespace, S: Store, L: EventLog>(
     kind: FileKind,
 ) -> Result<(), String> {
     let st = engine
-        .ns
+        .ns()
         .stat(rel)
         .map_err(|e| e.to_string())?
         .ok_or("vanished")?;
-    let fid = engine.ns.path2fid(rel).ok();
+    let fid = engine.ns().path2fid(rel).ok();
     let meta = BlobMeta::from_stat(&st, fid);
-    let name = engine.store.name_for(rel).map_err(|e| e.to_string())?;
+    let name = engine.store().name_for(rel).map_err(|e| e.to_string())?;
     match kind {
-        FileKind::Directory => engine.store.put_dir(&name, &meta),
+        FileKind::Directory => engine.store().put_dir(&name, &meta),
         _ => {
-            let target = engine.ns.read_link(rel).map_err(|e| e.to_string())?;
-            engine.store.put_symlink(&name, &target, &meta)
+            let target = engine.ns().read_link(rel).map_err(|e| e.to_string())?;
+            engine.store().put_symlink(&name, &target, &meta)
         }
     }
     .map_err(|e| e.to_string())
@@ -790,20 +884,20 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
     };
     if job.state == JobState::Cancelling {
         im.listed = None;
-        finish(job, &mut engine.log, JobState::Canceled, now);
+        finish(job, engine.log(), JobState::Canceled, now);
         return;
     }
     let page_done = im.listed.as_ref().is_none_or(VecDeque::is_empty);
     if im.listed.is_none() || (page_done && im.next_marker.is_some()) {
         let dir = if im.prefix.is_empty() {
-            engine.store.root()
+            engine.store().root()
         } else {
-            match engine.store.name_for(im.prefix.as_bytes()) {
+            match engine.store().name_for(im.prefix.as_bytes()) {
                 Ok(d) => d,
                 Err(e) => {
                     im.error_code = Some("InvalidPrefix".into());
                     im.error_message = Some(e.to_string());
-                    finish(job, &mut engine.log, JobState::Failed, now);
+                    finish(job, engine.log(), JobState::Failed, now);
                     return;
                 }
             }
@@ -812,7 +906,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
         // before the blobs under it).
         let marker = im.next_marker.take().unwrap_or_default();
         match engine
-            .store
+            .store()
             .list_page(dir.trim_end_matches('/'), &marker, IMPORT_PAGE)
         {
             Ok((v, next)) => {
@@ -822,7 +916,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
             Err(e) => {
                 im.error_code = Some("ListFailed".into());
                 im.error_message = Some(e.to_string());
-                finish(job, &mut engine.log, JobState::Failed, now);
+                finish(job, engine.log(), JobState::Failed, now);
                 return;
             }
         }
@@ -836,8 +930,8 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
         };
         im.total_blobs_walked += 1;
         // A name the store cannot even parse is still checked as written, for a precise reason.
-        let rel = engine.store.rel_for(&entry.name).unwrap_or_else(|| {
-            let root = engine.store.root();
+        let rel = engine.store().rel_for(&entry.name).unwrap_or_else(|| {
+            let root = engine.store().root();
             let under = format!("{root}/");
             match entry.name.strip_prefix(&under) {
                 Some(r) if !root.is_empty() => r.to_string(),
@@ -857,7 +951,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
         if !coerced.is_empty() {
             im.total_coerced_values += coerced.len() as u64;
             log_failure(
-                &mut engine.log,
+                engine.log(),
                 &id,
                 None,
                 &rel,
@@ -892,7 +986,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
             Err(ImportError::Conflict(e)) => {
                 im.total_conflicts += 1;
                 log_failure(
-                    &mut engine.log,
+                    engine.log(),
                     &id,
                     None,
                     &rel,
@@ -908,7 +1002,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
                 } else {
                     rel.clone()
                 };
-                log_failure(&mut engine.log, &id, None, &shown, "import", &e, now);
+                log_failure(engine.log(), &id, None, &shown, "import", &e, now);
             }
         }
         if im.maximum_errors >= 0 && im.total_errors > im.maximum_errors as u64 {
@@ -918,7 +1012,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
                 im.total_errors, im.maximum_errors
             ));
             im.listed = None;
-            finish(job, &mut engine.log, JobState::Failed, now);
+            finish(job, engine.log(), JobState::Failed, now);
             return;
         }
     }
@@ -938,7 +1032,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
                 im.total_conflicts
             ));
         }
-        finish(job, &mut engine.log, state, now);
+        finish(job, engine.log(), state, now);
     }
 }
 
@@ -982,7 +1076,7 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
     let segs: Vec<&str> = rel.split('/').collect();
     for i in 1..segs.len() {
         let parent = segs[..i].join("/");
-        match engine.ns.stat(parent.as_bytes()).map_err(|e| other(&e))? {
+        match engine.ns().stat(parent.as_bytes()).map_err(|e| other(&e))? {
             Some(st) if st.kind == FileKind::Directory => {}
             Some(st) => {
                 return Err(ImportError::Other(format!(
@@ -991,12 +1085,12 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
                 )))
             }
             None => engine
-                .ns
+                .ns()
                 .make_dir(parent.as_bytes(), 0o755, meta.uid, meta.gid)
                 .map_err(|e| other(&e))?,
         }
     }
-    let existing = engine.ns.stat(rel.as_bytes()).map_err(|e| other(&e))?;
+    let existing = engine.ns().stat(rel.as_bytes()).map_err(|e| other(&e))?;
     let kind = meta.kind;
     if let Some(ex) = existing {
         if ex.kind == FileKind::Directory && kind == FileKind::Directory {
@@ -1008,7 +1102,7 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
             ImportConflictMode::OverwriteAlways => true,
             ImportConflictMode::OverwriteIfDirty => match ex.kind {
                 FileKind::Regular => engine
-                    .ns
+                    .ns()
                     .hsm_state(rel.as_bytes())
                     .map(|h| !h.is_clean_archive())
                     .unwrap_or(false),
@@ -1019,25 +1113,25 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
             return Ok(Imported::Preexisting(ex.kind));
         }
         engine
-            .ns
+            .ns()
             .remove_file(rel.as_bytes())
             .map_err(|e| other(&e))?;
     }
     match kind {
         FileKind::Directory => {
             engine
-                .ns
+                .ns()
                 .make_dir(rel.as_bytes(), meta.mode, meta.uid, meta.gid)
                 .map_err(|e| other(&e))?;
             Ok(Imported::Dir)
         }
         FileKind::Symlink => {
             let target = engine
-                .store
+                .store()
                 .get_bytes(&entry.name)
                 .map_err(|e: StoreError| other(&e))?;
             engine
-                .ns
+                .ns()
                 .make_symlink(rel.as_bytes(), &target)
                 .map_err(|e| other(&e))?;
             Ok(Imported::Symlink)
@@ -1053,7 +1147,7 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
                 layout,
             };
             engine
-                .ns
+                .ns()
                 .import_file(rel.as_bytes(), archive_id, &attrs)
                 .map_err(|e| other(&e))?;
             Ok(Imported::File)

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod exit;
 pub mod fake;
 pub mod import_meta;
+pub mod inflight;
 pub mod jobs;
 pub mod model;
 pub mod ports;

@@ -3,8 +3,8 @@
 //! on one thread and unit tests use in-memory fakes; [`crate::real`] implements them with the
 //! `lustre` and `blob` crates.
 
-use crate::model::{Fid, FileKind, FileStat, HsmFlags};
-use std::fmt;
+use crate::model::{FileKind, FileStat};
+use lustre::{Fid, HsmState};
 
 /// A failed Lustre call, keeping the errno.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,19 +46,12 @@ pub trait Namespace: Send {
     fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError>;
     /// `lstat`; `Ok(None)` when the path does not exist.
     fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError>;
-    /// HSM flags only (`llapi_hsm_state_get`, one attribute read on the MDT); `action_pending`
-    /// is left false.
-    fn hsm_flags(&self, rel: &[u8]) -> Result<HsmFlags, NsError>;
+    /// The file's HSM state (`llapi_hsm_state_get`, one attribute read on the MDT).
+    fn hsm_state(&self, rel: &[u8]) -> Result<HsmState, NsError>;
     /// Whether a request is waiting or running on the file (`llapi_hsm_current_action`). On
     /// Lustre this reads the coordinator's whole action catalog under its lock
-    /// (`mdt_hsm_get_action` → `cdt_llog_process`): call it only where the flags cannot decide.
+    /// (`mdt_hsm_get_action` → `cdt_llog_process`): call it only where the state cannot decide.
     fn action_pending(&self, rel: &[u8]) -> Result<bool, NsError>;
-    /// Flags and pending action together (both calls).
-    fn hsm_state(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
-        let mut f = self.hsm_flags(rel)?;
-        f.action_pending = self.action_pending(rel)?;
-        Ok(f)
-    }
     /// One `llapi_hsm_request(HUA_ARCHIVE)` call (the implementation splits it within the
     /// request size limit) with `data` as the request payload.
     fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError>;
@@ -177,15 +170,4 @@ pub trait EventLog: Send {
     /// Writes what is queued and returns once written (or failed: the entries stay queued for
     /// the background flusher).
     fn flush(&mut self);
-}
-
-impl fmt::Display for FileKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FileKind::Regular => "file",
-            FileKind::Directory => "directory",
-            FileKind::Symlink => "symlink",
-            FileKind::Other => "other",
-        })
-    }
 }

@@ -1,99 +1,21 @@
 //! The engine's ports implemented with the real crates: [`LustreNs`] over `lustre::Mount`,
-//! [`BlobPort`] over `blob::BlobStore`, [`BlobLog`] over `blob::LogSink`; and the conversion of
-//! `lustre::ChangelogRecord` into the engine's [`Change`].
+//! [`BlobPort`] over `blob::BlobStore`, [`BlobLog`] over `blob::LogSink`.
 //!
 //! The blob calls are async; the engine runs on its own thread and blocks on a runtime handle.
 
-use crate::model::{Change, ChangeKind, Fid, FileKind, FileStat, HsmEvent, HsmEventKind, HsmFlags};
+use crate::model::{FileKind, FileStat};
 use crate::ports::{
     BlobEntry, BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError,
 };
 use crate::tree_scan::FsLister;
 use futures::StreamExt;
+use lustre::{Fid, HsmState};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::runtime::Handle;
-
-impl From<lustre::Fid> for Fid {
-    fn from(f: lustre::Fid) -> Fid {
-        Fid::new(f.seq, f.oid, f.ver)
-    }
-}
-
-impl From<Fid> for lustre::Fid {
-    fn from(f: Fid) -> lustre::Fid {
-        lustre::Fid {
-            seq: f.seq,
-            oid: f.oid,
-            ver: f.ver,
-        }
-    }
-}
-
-/// Converts a decoded record of MDT number `mdt`.
-pub fn change_from(mdt: usize, r: &lustre::ChangelogRecord) -> Change {
-    use lustre::RecordType as R;
-    let kind = match r.rtype {
-        R::Mark => ChangeKind::Mark,
-        R::Create => ChangeKind::Create,
-        R::Mkdir => ChangeKind::Mkdir,
-        R::Hardlink => ChangeKind::Hardlink,
-        R::Softlink => ChangeKind::Softlink,
-        R::Mknod => ChangeKind::Mknod,
-        R::Unlink => ChangeKind::Unlink,
-        R::Rmdir => ChangeKind::Rmdir,
-        R::Rename => ChangeKind::Rename,
-        R::Close => ChangeKind::Close,
-        R::Layout => ChangeKind::Layout,
-        R::Trunc => ChangeKind::Trunc,
-        R::Setattr => ChangeKind::Setattr,
-        R::Setxattr => ChangeKind::Setxattr,
-        R::Hsm => ChangeKind::Hsm,
-        R::Mtime => ChangeKind::Mtime,
-        R::Ctime => ChangeKind::Ctime,
-        R::Atime => ChangeKind::Atime,
-        _ => ChangeKind::Other,
-    };
-    let hsm = if kind == ChangeKind::Hsm {
-        r.hsm().map(|h| HsmEvent {
-            event: match h.event {
-                lustre::HsmEvent::Archive => HsmEventKind::Archive,
-                lustre::HsmEvent::Restore => HsmEventKind::Restore,
-                lustre::HsmEvent::Cancel => HsmEventKind::Cancel,
-                lustre::HsmEvent::Release => HsmEventKind::Release,
-                lustre::HsmEvent::Remove => HsmEventKind::Remove,
-                lustre::HsmEvent::State => HsmEventKind::State,
-                _ => HsmEventKind::Other,
-            },
-            error: h.error,
-            dirty: h.dirty,
-        })
-    } else {
-        None
-    };
-    let rename = if kind == ChangeKind::Rename {
-        r.rename
-            .as_ref()
-            .map(|x| (Fid::from(x.sfid), Fid::from(x.spfid), x.old_name.clone()))
-    } else {
-        None
-    };
-    Change {
-        mdt,
-        index: r.index,
-        kind,
-        flags: r.flags_low(),
-        tfid: r.tfid.into(),
-        pfid: r.pfid.into(),
-        name: r.name.clone(),
-        rename,
-        xattr: r.xattr.clone(),
-        hsm,
-    }
-}
 
 fn ns_err(op: &'static str, e: &lustre::Error) -> NsError {
     NsError {
@@ -180,7 +102,7 @@ pub fn stat_of(md: &std::fs::Metadata) -> FileStat {
 
 impl Namespace for LustreNs {
     fn fid2path(&self, fid: &Fid) -> Result<Option<Vec<u8>>, NsError> {
-        match self.mount.fid2path(&(*fid).into()) {
+        match self.mount.fid2path(fid) {
             Ok(paths) => Ok(paths
                 .into_iter()
                 .next()
@@ -197,7 +119,6 @@ impl Namespace for LustreNs {
     fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError> {
         self.mount
             .path2fid(&self.abs(rel))
-            .map(Fid::from)
             .map_err(|e| self.err("llapi_path2fid", &e))
     }
     fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError> {
@@ -207,18 +128,10 @@ impl Namespace for LustreNs {
             Err(e) => Err(io_err("lstat", &e)),
         }
     }
-    fn hsm_flags(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
-        let s = self
-            .mount
+    fn hsm_state(&self, rel: &[u8]) -> Result<HsmState, NsError> {
+        self.mount
             .hsm_state(&self.abs(rel))
-            .map_err(|e| self.err("llapi_hsm_state_get", &e))?;
-        Ok(HsmFlags {
-            exists: s.is_exists(),
-            archived: s.is_archived(),
-            dirty: s.is_dirty(),
-            released: s.is_released(),
-            action_pending: false,
-        })
+            .map_err(|e| self.err("llapi_hsm_state_get", &e))
     }
     fn action_pending(&self, rel: &[u8]) -> Result<bool, NsError> {
         let a = self
@@ -231,15 +144,13 @@ impl Namespace for LustreNs {
         ) && a.action != lustre::UserAction::None)
     }
     fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError> {
-        let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
         self.mount
-            .hsm_request(lustre::UserAction::Archive, archive_id, 0, &fids, data)
+            .hsm_request(lustre::UserAction::Archive, archive_id, 0, fids, data)
             .map_err(|e| self.err("llapi_hsm_request", &e))
     }
     fn cancel(&self, archive_id: u32, fids: &[Fid]) -> Result<(), NsError> {
-        let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
         self.mount
-            .hsm_request(lustre::UserAction::Cancel, archive_id, 0, &fids, b"")
+            .hsm_request(lustre::UserAction::Cancel, archive_id, 0, fids, b"")
             .map_err(|e| self.err("llapi_hsm_request", &e))
     }
     fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError> {
@@ -286,9 +197,7 @@ impl Namespace for LustreNs {
                 other => other,
             },
         };
-        imported
-            .map(Fid::from)
-            .map_err(|e| ns_err("llapi_hsm_import", &e))
+        imported.map_err(|e| ns_err("llapi_hsm_import", &e))
     }
     fn make_dir(&self, rel: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), NsError> {
         let p = self.abs(rel);
@@ -572,56 +481,5 @@ mod tests {
             fid: Some(Fid::new(0x200000401, 7, 0)),
         };
         assert_eq!(from_blob_meta(&to_blob_meta(&m)), m);
-    }
-
-    #[test]
-    fn fids_convert_both_ways() {
-        let f = Fid::new(0x200000401, 9, 1);
-        let l: lustre::Fid = f.into();
-        assert_eq!(l.to_string(), f.to_string());
-        assert_eq!(Fid::from(l), f);
-    }
-
-    #[test]
-    fn records_convert_with_rename_and_hsm_fields() {
-        let r = lustre::ChangelogRecord {
-            index: 42,
-            rtype: lustre::RecordType::Rename,
-            name: b"new".to_vec(),
-            rename: Some(lustre::RenameExt {
-                sfid: lustre::Fid {
-                    seq: 1,
-                    oid: 2,
-                    ver: 0,
-                },
-                spfid: lustre::Fid {
-                    seq: 1,
-                    oid: 3,
-                    ver: 0,
-                },
-                old_name: b"old".to_vec(),
-            }),
-            ..Default::default()
-        };
-        let c = change_from(1, &r);
-        assert_eq!((c.mdt, c.index, c.kind), (1, 42, ChangeKind::Rename));
-        assert_eq!(
-            c.rename,
-            Some((Fid::new(1, 2, 0), Fid::new(1, 3, 0), b"old".to_vec()))
-        );
-        let h = lustre::ChangelogRecord {
-            rtype: lustre::RecordType::Hsm,
-            flags: lustre::HsmEventInfo::new(lustre::HsmEvent::Archive, 16, true).to_flags(),
-            ..Default::default()
-        };
-        let c = change_from(0, &h);
-        assert_eq!(
-            c.hsm,
-            Some(HsmEvent {
-                event: HsmEventKind::Archive,
-                error: 16,
-                dirty: true
-            })
-        );
     }
 }

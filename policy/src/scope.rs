@@ -2,8 +2,8 @@
 //! the mount; and the directory-path cache that turns (parent FID, name) into a path without a
 //! fid2path call per record.
 
-use crate::model::Fid;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use lustre::Fid;
 use std::collections::HashMap;
 
 /// Export prefixes and exclusions.

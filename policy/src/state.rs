@@ -2,7 +2,8 @@
 //! and job history. Saved atomically (temp file + fsync + rename + fsync of the directory), so a
 //! kill -9 at any point leaves either the old or the new state, never a torn one.
 
-use crate::model::Fid;
+use crate::inflight::{InFlightSet, Request};
+use lustre::Fid;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -81,6 +82,15 @@ pub struct InFlight {
     /// iteration open (the file is carried into the next one, where it still settles).
     #[serde(default)]
     pub carried: bool,
+}
+
+impl Request for InFlight {
+    fn submitted_ms(&self) -> u64 {
+        self.submitted_ms
+    }
+    fn still_queued(&mut self, now_ms: u64) {
+        self.submitted_ms = now_ms;
+    }
 }
 
 /// A namespace operation HSM does not carry (delete, move), applied at the next iteration.
@@ -202,7 +212,7 @@ pub struct State {
     /// FIDs whose metadata changed (metadata = sync), with their holds.
     pub meta_pending: BTreeMap<Fid, Holds>,
     pub ns_ops: VecDeque<NsOp>,
-    pub inflight: BTreeMap<Fid, InFlight>,
+    pub inflight: InFlightSet<InFlight>,
     pub iteration: Option<Iteration>,
     pub last_iteration: Option<IterCounters>,
     pub next_iteration: u64,
@@ -443,6 +453,26 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    /// A state file as the daemon wrote it while the engine had its own FID type (keys and
+    /// values in `DFID` text, a zero sequence printed `0`): it still loads, every FID in it
+    /// parses to the same value, and saving it again writes the same text.
+    #[test]
+    fn a_state_file_written_before_the_lustre_fid_still_loads() {
+        let written = r#"{"version":1,"source":null,"cursors":[{"last_read":9,"cleared":4}],"autoexport_enabled":true,"pending":{"[0x200000401:0x3:0x0]":{"holds":[[0,5]],"last_change_ms":7,"first_change_ms":6,"attempts":0,"retries":0,"retry_at_ms":0,"last_error":null}},"meta_pending":{"[0:0x2a:0x1]":[[1,8]]},"ns_ops":[],"inflight":{"[0x200000401:0x4:0x0]":{"holds":[[0,6]],"path":"a","size":3,"submitted_ms":1,"first_change_ms":1,"attempts":0,"retries":0,"carried":false}},"iteration":{"counters":{"number":1,"started_ms":1,"ended_ms":null,"files_discovered":0,"bytes_discovered":0,"files_exported":0,"bytes_exported":0,"files_failed":0,"files_requeued":0,"files_carried":0},"to_discover":[["[0x200000401:0x5:0x0]",{"holds":[[0,7]],"last_change_ms":7,"first_change_ms":7,"attempts":0,"retries":0,"retry_at_ms":0,"last_error":null}]]},"last_iteration":null,"next_iteration":2,"totals":{"files_exported":0,"bytes_exported":0,"files_failed":0,"iterations_completed":0,"last_successful_ms":null,"last_started_ms":null,"last_completed_ms":null},"recent_failures":[],"failed":{"[0x200000401:0x6:0x0]":{"at_ms":1,"iteration":1,"fid":"[0x200000401:0x6:0x0]","path":"b","operation":"archive","error":"EIO"}},"failed_ops":{},"coordinator_pause":null}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::new(dir.path().join("state.json"));
+        std::fs::write(f.path(), written).unwrap();
+        let s: State = f.load().unwrap().expect("a state");
+        let fid = |oid| Fid::new(0x200000401, oid, 0);
+        assert!(s.pending.contains_key(&fid(3)));
+        assert!(s.meta_pending.contains_key(&Fid::new(0, 0x2a, 1)));
+        assert!(s.inflight.contains_key(&fid(4)));
+        let to_discover = &s.iteration.as_ref().expect("an iteration").to_discover;
+        assert_eq!(to_discover.front().map(|(f, _)| *f), Some(fid(5)));
+        assert_eq!(s.failed.get(&fid(6)).and_then(|x| x.fid), Some(fid(6)));
+        assert_eq!(serde_json::to_string(&s).unwrap(), written);
     }
 
     #[test]

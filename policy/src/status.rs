@@ -444,8 +444,8 @@ pub fn render_metrics(s: &AutoExportStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Fid;
     use crate::state::{InFlight, IterCounters, Iteration, Pending};
+    use lustre::Fid;
 
     fn state() -> State {
         let mut st = State {
