@@ -2,11 +2,9 @@
 //! store, and a log. Used by unit tests and by the synthetic changelog benchmark.
 
 use crate::model::{FileKind, FileStat};
-use crate::ports::{
-    BlobEntry, BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError,
-};
+use crate::ports::{BlobEntry, BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
 use lustre::lustre_sys::{HS_ARCHIVED, HS_EXISTS, HS_RELEASED};
-use lustre::{Fid, HsmState};
+use lustre::{Fid, HsmState, ImportAttrs};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -260,13 +258,19 @@ impl Namespace for FakeNs {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
-    fn import_file(&self, rel: &[u8], _archive_id: u32, a: &ImportAttrs) -> Result<Fid, NsError> {
+    fn import_file(
+        &self,
+        rel: &[u8],
+        _archive_id: u32,
+        a: &ImportAttrs,
+        layout: Option<&lustre::Striping>,
+    ) -> Result<Fid, NsError> {
         if self.stat(rel)?.is_some() {
             return Err(NsError::new("llapi_hsm_import", libc::EEXIST));
         }
         let fid = self.add(&String::from_utf8_lossy(rel), FileKind::Regular, a.size);
         let mut fs = self.lock();
-        fs.import_layouts.insert(fid, a.layout.clone());
+        fs.import_layouts.insert(fid, layout.cloned());
         if let Some(n) = fs.nodes.get_mut(&fid) {
             n.stat = FileStat {
                 kind: FileKind::Regular,

@@ -10,7 +10,7 @@
 use crate::engine::{errno_text, is_requeue_errno, Engine};
 use crate::inflight::{look_at_stale, request_archives, InFlightSet, Request, Stale};
 use crate::model::FileKind;
-use crate::ports::{BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError};
+use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
 use crate::state::{State, StateError, StateFile};
 use crate::tree_scan::{default_threads, Next, ParallelScan, ScanItem, OUT_CAP, STEP_WAIT};
 use crate::vocab::{ImportConflictMode, JobKind, JobState};
@@ -1137,18 +1137,20 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
             Ok(Imported::Symlink)
         }
         _ => {
-            let attrs = ImportAttrs {
+            // The stub's atime is its mtime: the blob keeps no atime.
+            let attrs = lustre::ImportAttrs {
                 size: entry.size,
                 mode: 0o100000 | (meta.mode & 0o7777),
                 uid: meta.uid,
                 gid: meta.gid,
+                atime_sec: meta.mtime_sec,
+                atime_nsec: meta.mtime_nsec,
                 mtime_sec: meta.mtime_sec,
                 mtime_nsec: meta.mtime_nsec,
-                layout,
             };
             engine
                 .ns()
-                .import_file(rel.as_bytes(), archive_id, &attrs)
+                .import_file(rel.as_bytes(), archive_id, &attrs, layout.as_ref())
                 .map_err(|e| other(&e))?;
             Ok(Imported::File)
         }

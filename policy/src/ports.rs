@@ -4,7 +4,7 @@
 //! `lustre` and `blob` crates.
 
 use crate::model::{FileKind, FileStat};
-use lustre::{Fid, HsmState};
+use lustre::{Fid, HsmState, ImportAttrs, Striping};
 
 /// A failed Lustre call, keeping the errno.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,19 +23,6 @@ impl NsError {
             message: std::io::Error::from_raw_os_error(errno).to_string(),
         }
     }
-}
-
-/// Attributes of a released stub created by an import.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImportAttrs {
-    pub size: u64,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime_sec: i64,
-    pub mtime_nsec: u32,
-    /// The stub's layout (`None`: the file system default); from the blob's metadata.
-    pub layout: Option<lustre::Striping>,
 }
 
 /// The file system, as the engine uses it. Paths are raw bytes relative to the mount root,
@@ -63,9 +50,15 @@ pub trait Namespace: Send {
     /// The same listing as [`Namespace::list_dir`], shareable with the manual export's scanner
     /// threads ([`crate::tree_scan`]).
     fn dir_lister(&self) -> std::sync::Arc<dyn crate::tree_scan::DirLister>;
-    /// Creates a released stub (`llapi_hsm_import`).
-    fn import_file(&self, rel: &[u8], archive_id: u32, attrs: &ImportAttrs)
-        -> Result<Fid, NsError>;
+    /// Creates a released stub (`llapi_hsm_import`) with `layout` (`None`: the file system
+    /// default), from the blob's metadata.
+    fn import_file(
+        &self,
+        rel: &[u8],
+        archive_id: u32,
+        attrs: &ImportAttrs,
+        layout: Option<&Striping>,
+    ) -> Result<Fid, NsError>;
     fn make_dir(&self, rel: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), NsError>;
     fn make_symlink(&self, rel: &[u8], target: &[u8]) -> Result<(), NsError>;
     /// Removes a file or symlink (not directories).

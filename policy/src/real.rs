@@ -4,12 +4,10 @@
 //! The blob calls are async; the engine runs on its own thread and blocks on a runtime handle.
 
 use crate::model::{FileKind, FileStat};
-use crate::ports::{
-    BlobEntry, BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError,
-};
+use crate::ports::{BlobEntry, BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
 use crate::tree_scan::FsLister;
 use futures::StreamExt;
-use lustre::{Fid, HsmState};
+use lustre::{Fid, HsmState, ImportAttrs};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -164,21 +162,17 @@ impl Namespace for LustreNs {
     fn dir_lister(&self) -> std::sync::Arc<dyn crate::tree_scan::DirLister> {
         std::sync::Arc::new(FsLister::new(self.mount.root().to_path_buf()))
     }
-    fn import_file(&self, rel: &[u8], archive_id: u32, a: &ImportAttrs) -> Result<Fid, NsError> {
-        let attrs = lustre::ImportAttrs {
-            size: a.size,
-            mode: a.mode,
-            uid: a.uid,
-            gid: a.gid,
-            atime_sec: a.mtime_sec,
-            atime_nsec: a.mtime_nsec,
-            mtime_sec: a.mtime_sec,
-            mtime_nsec: a.mtime_nsec,
-        };
+    fn import_file(
+        &self,
+        rel: &[u8],
+        archive_id: u32,
+        attrs: &ImportAttrs,
+        layout: Option<&lustre::Striping>,
+    ) -> Result<Fid, NsError> {
         let dst = self.abs(rel);
-        let imported = match &a.layout {
-            None => self.mount.hsm_import(&dst, archive_id, &attrs),
-            Some(l) => match self.mount.hsm_import_striped(&dst, archive_id, &attrs, l) {
+        let imported = match layout {
+            None => self.mount.hsm_import(&dst, archive_id, attrs),
+            Some(l) => match self.mount.hsm_import_striped(&dst, archive_id, attrs, l) {
                 // `llapi_file_open_param` refuses a pool this file system does not have (EINVAL,
                 // before anything is created): the blob may come from another file system.
                 // The stub keeps the striping without the pool.
@@ -192,7 +186,7 @@ impl Namespace for LustreNs {
                             })?;
                     tracing::warn!(path = %dst.display(), layout = %l, "the blob's pool is refused by this file system; the stub is created without it");
                     self.mount
-                        .hsm_import_striped(&dst, archive_id, &attrs, &without)
+                        .hsm_import_striped(&dst, archive_id, attrs, &without)
                 }
                 other => other,
             },
