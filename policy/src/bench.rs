@@ -1,5 +1,5 @@
-//! `lustre-blob bench-changelog`: changelog processing speed on one core over a synthetic
-//! changelog (DESIGN §7 target: 100,000 records/s). The namespace is in memory, so this measures
+//! `bench-changelog` (built with the `testing` feature): changelog processing speed on one
+//! core over a synthetic changelog (DESIGN §7 target: 100,000 records/s). The namespace is in memory, so this measures
 //! the engine's own cost per record (filter, directory cache, deduplication), not Lustre's.
 
 use crate::engine::{Engine, EngineConfig};

@@ -12,12 +12,14 @@
 //! * [`state`]: the durable state, saved atomically.
 //! * [`exit`]: the CLI's exit codes. See `README.md` for commands and semantics.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod bench;
 pub mod check;
 pub mod control;
 pub mod daemon;
 pub mod engine;
 pub mod exit;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod import_meta;
 pub mod inflight;
