@@ -8,8 +8,11 @@ use std::str::FromStr;
 /// brackets.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct Fid {
+    /// Sequence.
     pub seq: u64,
+    /// Object id within the sequence.
     pub oid: u32,
+    /// Version (0 for every FID the MDT hands out to files).
     pub ver: u32,
 }
 
@@ -24,6 +27,7 @@ impl Fid {
         ver: 0,
     };
 
+    /// A FID from its three parts.
     pub const fn new(seq: u64, oid: u32, ver: u32) -> Fid {
         Fid { seq, oid, ver }
     }
@@ -90,6 +94,7 @@ impl fmt::Display for Fid {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid FID {input:?}: expected [SEQ:OID:VER] with hexadecimal (0x...) or decimal parts")]
 pub struct ParseFidError {
+    /// The text that did not parse.
     pub input: String,
 }
 

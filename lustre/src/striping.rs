@@ -23,10 +23,13 @@ pub struct Striping {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StripingError {
     #[error("stripe count {0} is not between 1 and {LOV_MAX_STRIPE_COUNT}")]
+    /// A stripe count out of range.
     StripeCount(u64),
     #[error("stripe size {0} is not a multiple of {LOV_MIN_STRIPE_SIZE} bytes below 4 GiB")]
+    /// A stripe size that is no layout's.
     StripeSize(u64),
     #[error("pool name {0:?} is not 1 to {LOV_MAXPOOLNAME} printable ASCII characters without '.', '/' or '\\'")]
+    /// A pool name Lustre does not take.
     Pool(String),
 }
 
@@ -92,10 +95,12 @@ impl Striping {
         }
     }
 
+    /// Number of OSTs the file is striped over.
     pub fn stripe_count(&self) -> u32 {
         self.stripe_count
     }
 
+    /// Bytes per stripe.
     pub fn stripe_size(&self) -> u64 {
         self.stripe_size
     }
