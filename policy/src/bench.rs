@@ -13,10 +13,15 @@ use std::time::Instant;
 /// What one run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchResult {
+    /// Records fed.
     pub records: u64,
+    /// Distinct files they touched.
     pub files: u64,
+    /// Wall time of the run.
     pub seconds: f64,
+    /// Records processed per second.
     pub records_per_second: f64,
+    /// Files left pending afterwards (those in scope).
     pub pending_after: u64,
 }
 

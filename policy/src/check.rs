@@ -16,17 +16,24 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    /// Nothing to do.
     Ok,
+    /// Only an admin can tell (listed, does not change the exit code).
     Manual,
+    /// Works, but not as it should.
     Warn,
+    /// Blocks the export.
     Fail,
 }
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
+    /// What was checked.
     pub check: String,
+    /// How it came out.
     pub level: Level,
+    /// What was found.
     pub seen: String,
     /// What to run or change when it is not ok.
     #[serde(skip_serializing_if = "Option::is_none")]

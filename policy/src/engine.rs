@@ -51,12 +51,19 @@ const OUT_OF_SCOPE_CAP: usize = 1 << 20;
 /// What the engine needs from the policy file, plus internal tunables.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// HSM archive id the requests go to.
     pub archive_id: u32,
+    /// What the export covers (prefix and exclusions).
     pub scope: Scope,
+    /// A file is exported only once its last change is this old.
     pub min_age_ms: u64,
+    /// Whether metadata changes (chmod, chown, utime) update blobs.
     pub metadata: MetadataMode,
+    /// What a delete does to the blob.
     pub on_delete: DeleteMode,
+    /// What a rename does to the blobs.
     pub on_rename: RenameMode,
+    /// Files per HSM request.
     pub batch_size: usize,
     /// In-flight files without a CL_HSM for this long are checked against their HSM state.
     pub stale_after_ms: u64,
@@ -90,8 +97,10 @@ pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
 /// [`MAX_RECENT_FAILURES`] listed; `failed` counts them all), whenever it was recorded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlushOutcome {
+    /// The failures standing (at most [`MAX_RECENT_FAILURES`]).
     pub failures: Vec<Failure>,
     #[serde(default)]
+    /// How many stand in all.
     pub failed: u64,
 }
 
@@ -109,6 +118,7 @@ struct FlushWait {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
+    /// The state could not be saved.
     State(#[from] StateError),
 }
 
@@ -193,6 +203,7 @@ struct Requeue {
     error: Option<String>,
 }
 
+/// The text of a positive errno with its number: `Operation not permitted (errno 1)`.
 pub fn errno_text(errno: i32) -> String {
     format!(
         "{} (errno {errno})",
@@ -200,6 +211,7 @@ pub fn errno_text(errno: i32) -> String {
     )
 }
 
+/// Now, in Unix ms.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -359,6 +371,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         Ok(())
     }
 
+    /// The state as it stands (saved or not).
     pub fn state(&self) -> &State {
         &self.st
     }
@@ -458,6 +471,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         &self.unknown_user
     }
 
+    /// The configuration the engine runs with.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
@@ -474,6 +488,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.st.cursors.iter().map(|c| c.last_read + 1).collect()
     }
 
+    /// Switches the auto-export on or off (records keep being read either way).
     pub fn set_enabled(&mut self, on: bool) {
         if self.st.autoexport_enabled != on {
             self.st.autoexport_enabled = on;
@@ -481,6 +496,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
     }
 
+    /// Whether the auto-export is on.
     pub fn enabled(&self) -> bool {
         self.st.autoexport_enabled
     }

@@ -9,20 +9,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug, Clone)]
+/// A file, directory or symlink of [`FakeFs`].
 pub struct Node {
+    /// Path relative to the mount.
     pub path: Vec<u8>,
+    /// Its attributes.
     pub stat: FileStat,
+    /// Its HSM state.
     pub hsm: HsmState,
     /// A request is waiting or running (`hsm_current_action`): set by an archive request.
     pub action_pending: bool,
+    /// Symlink target.
     pub link: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
+/// The state behind [`FakeNs`]: its entries and what was asked of it.
 pub struct FakeFs {
+    /// Entries by FID.
     pub nodes: HashMap<Fid, Node>,
     /// The layout each imported stub was created with.
     pub import_layouts: HashMap<Fid, Option<lustre::Striping>>,
+    /// Object id of the last FID handed out.
     pub next_oid: u32,
     /// Every archive call: (fids, payload).
     pub archive_calls: Vec<(Vec<Fid>, Vec<u8>)>,
@@ -30,7 +38,9 @@ pub struct FakeFs {
     pub cleared: BTreeMap<usize, u64>,
     /// FIDs whose archive request is refused with this errno.
     pub refuse: HashMap<Fid, i32>,
+    /// `fid2path` calls served.
     pub fid2path_calls: u64,
+    /// Every cancel call.
     pub cancel_calls: Vec<Vec<Fid>>,
     /// fid2path answers these paths instead of the node's own.
     pub path_override: HashMap<Fid, Vec<u8>>,
@@ -71,6 +81,7 @@ fn st(kind: FileKind, size: u64) -> FileStat {
 }
 
 impl FakeNs {
+    /// The shared state (poisoning ignored: a test that panicked already failed).
     pub fn lock(&self) -> MutexGuard<'_, FakeFs> {
         match self.0.lock() {
             Ok(g) => g,
@@ -96,6 +107,7 @@ impl FakeNs {
         fid
     }
 
+    /// The FID of the entry at `path`.
     pub fn fid_of(&self, path: &str) -> Option<Fid> {
         self.lock()
             .nodes
@@ -104,12 +116,14 @@ impl FakeNs {
             .map(|(f, _)| *f)
     }
 
+    /// Moves an entry (a rename the engine has not been told of).
     pub fn set_path(&self, fid: Fid, path: &str) {
         if let Some(n) = self.lock().nodes.get_mut(&fid) {
             n.path = path.as_bytes().to_vec();
         }
     }
 
+    /// Deletes an entry.
     pub fn remove(&self, fid: Fid) {
         self.lock().nodes.remove(&fid);
     }
@@ -122,6 +136,7 @@ impl FakeNs {
         }
     }
 
+    /// Every FID an archive request queued, in order.
     pub fn archived_fids(&self) -> Vec<Fid> {
         self.lock()
             .archive_calls
@@ -336,7 +351,9 @@ pub type RawMetadata = HashMap<String, Vec<(String, String)>>;
 /// Blob store in memory.
 #[derive(Debug, Clone, Default)]
 pub struct FakeStore {
+    /// The blobs.
     pub blobs: Arc<Mutex<BlobMap>>,
+    /// The target's prefix (with its trailing `/`, or empty).
     pub prefix: String,
     /// Names whose writes fail with this error.
     pub fail: Arc<Mutex<HashMap<String, StoreError>>>,
@@ -353,15 +370,18 @@ pub struct FakeStore {
 pub const FAKE_LAST_MODIFIED: i64 = 1_750_000_000;
 
 impl FakeStore {
+    /// The blobs (poisoning ignored).
     pub fn lock(&self) -> MutexGuard<'_, BlobMap> {
         match self.blobs.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
     }
+    /// Every blob name, in order.
     pub fn names(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }
+    /// Writes a blob directly (no failure injection).
     pub fn put(&self, name: &str, body: &[u8], meta: Option<BlobMeta>) {
         self.lock().insert(name.to_string(), (body.to_vec(), meta));
     }
@@ -510,7 +530,9 @@ impl Store for FakeStore {
 /// Log entries kept in memory; `flushed` counts the requests to write them.
 #[derive(Debug, Clone, Default)]
 pub struct FakeLog {
+    /// Every entry recorded.
     pub entries: Arc<Mutex<Vec<blob::LogEntry>>>,
+    /// Flush calls.
     pub flushed: Arc<Mutex<usize>>,
 }
 

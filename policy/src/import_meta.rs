@@ -38,6 +38,7 @@ const SPECIAL_BITS: u32 = 0o7000;
 /// What an import applies, and every value it did not take as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
+    /// The POSIX metadata decoded (or defaulted, see the other fields).
     pub meta: BlobMeta,
     /// The layout the stub is created with (`None`: the directory's default).
     pub layout: Option<lustre::Striping>,

@@ -5,7 +5,7 @@
 //! Both jobs run in small steps on the engine thread ([`JobRegistry::step`]), so the daemon stays
 //! responsive. A manual export's tree is read by a small pool of scanner threads
 //! ([`crate::tree_scan`]); each step takes at most `STEP_ENTRIES` of their candidates. A manual export archives through the same HSM path as auto-export and learns
-//! completions from the CL_HSM records the engine passes on ([`Engine::foreign_hsm`]).
+//! completions from the CL_HSM records the engine passes on ([`Engine::take_foreign_hsm`]).
 
 use crate::engine::{errno_text, is_requeue_errno, Engine};
 use crate::inflight::{look_at_stale, request_archives, InFlightSet, Request, Stale};
@@ -27,12 +27,16 @@ const STEP_ENTRIES: usize = 256;
 const STALE_MS: u64 = 30_000;
 
 #[derive(Debug, thiserror::Error)]
+/// Why a job request is refused.
 pub enum JobsError {
     #[error("refused: {0}")]
+    /// Another job is running (its id).
     Busy(String),
     #[error("no job {0}")]
+    /// No job with that id.
     NotFound(String),
     #[error("{0}")]
+    /// A bad argument, with the reason.
     Invalid(String),
 }
 
@@ -40,21 +44,34 @@ pub enum JobsError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportProgress {
+    /// Directory exported, relative to the mount.
     pub path: String,
+    /// Share of the discovered files done.
     pub percent_complete: u64,
+    /// Why the job failed (`FilesFailed`, `ScanFailed`).
     pub error_code: Option<String>,
+    /// The failure in words.
     pub error_message: Option<String>,
+    /// Files and directories found by the scan.
     pub files_discovered: u64,
+    /// Their bytes.
     pub bytes_discovered: u64,
+    /// Files archived (or directories and symlinks written).
     pub files_exported: u64,
+    /// Bytes archived.
     pub bytes_exported: u64,
+    /// Files archived and clean already (no request).
     pub files_already_exported: u64,
+    /// Files that failed (logged).
     pub files_failed: u64,
     #[serde(skip_serializing_if = "VecDeque::is_empty", default)]
+    /// Directories still to scan (kept so a saved job shows them).
     pub scan_queue: VecDeque<String>,
     #[serde(skip_serializing_if = "InFlightSet::is_empty", default)]
+    /// Requests sent and not ended.
     pub inflight: InFlightSet<JobRequest>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    /// Files waiting for a request: (FID, path, size).
     pub to_archive: Vec<(Fid, String, u64)>,
 }
 
@@ -100,19 +117,33 @@ impl Request for JobRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportProgress {
+    /// Blob prefix imported.
     pub prefix: String,
+    /// What happens when the file exists.
     pub conflict_resolution_mode: Option<ImportConflictMode>,
+    /// Errors after which the job fails (-1: never).
     pub maximum_errors: i64,
+    /// Blobs listed.
     pub total_blobs_walked: u64,
+    /// Listing rate.
     pub blobs_walked_per_second: u64,
+    /// Blobs that became files, directories or symlinks.
     pub total_blobs_imported: u64,
+    /// Released stubs created.
     pub imported_files: u64,
+    /// Directories created.
     pub imported_directories: u64,
+    /// Symlinks created.
     pub imported_symlinks: u64,
+    /// Files that existed already.
     pub preexisting_files: u64,
+    /// Directories that existed already.
     pub preexisting_directories: u64,
+    /// Symlinks that existed already.
     pub preexisting_symlinks: u64,
+    /// Blobs that could not be imported.
     pub total_errors: u64,
+    /// Names that existed and were not replaced.
     pub total_conflicts: u64,
     /// Metadata values not applied as the blob wrote them (bad permissions or kind, a modtime that
     /// does not parse, dropped setuid/setgid/sticky bits, a directory's owner bits added): the
@@ -121,7 +152,9 @@ pub struct ImportProgress {
     /// its owner or group is (it is not imported). See [`crate::import_meta`].
     #[serde(default)]
     pub total_coerced_values: u64,
+    /// Why the job failed.
     pub error_code: Option<String>,
+    /// The failure in words.
     pub error_message: Option<String>,
     /// The page of the listing being imported (`None`: the listing has not started).
     #[serde(skip, default)]
@@ -139,26 +172,34 @@ pub const IMPORT_PAGE: usize = 5000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRecord {
+    /// Job id (`autoexport` for the auto-export job).
     pub id: String,
+    /// What kind of job.
     pub kind: JobKind,
     /// Export: Idle, FSScanInProgress, InProgress, Cancelling, Canceled, Completed, Failed.
     /// Import: InProgress, Cancelling, Canceled, Completed, Failed. Auto-export: its status state.
     pub state: JobState,
     #[serde(rename = "startTimeUTC")]
+    /// RFC 3339 start time.
     pub start_time_utc: Option<String>,
     #[serde(rename = "completionTimeUTC")]
+    /// RFC 3339 end time, once ended.
     pub completion_time_utc: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    /// Progress of a manual export.
     pub export: Option<ExportProgress>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    /// Progress of an import.
     pub import: Option<ImportProgress>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    /// Status of the auto-export job (see [`crate::status`]).
     pub autoexport: Option<serde_json::Value>,
     #[serde(skip, default)]
     started_ms: u64,
 }
 
 impl JobRecord {
+    /// Still running (not completed, failed or canceled).
     pub fn is_running(&self) -> bool {
         self.state.is_running()
     }
@@ -213,6 +254,7 @@ pub fn check_import_path(rel: &str) -> Result<(), String> {
 }
 
 impl JobRegistry {
+    /// The registry saved in `file` (jobs that were running end failed: the process that ran them is gone).
     pub fn open(file: StateFile, archive_id: u32) -> Result<JobRegistry, StateError> {
         let mut saved: Saved = file.load()?.unwrap_or_default();
         // A job that was running when the daemon died cannot resume its scan: it ends Failed.
@@ -242,6 +284,7 @@ impl JobRegistry {
         })
     }
 
+    /// A registry that is never saved (tests, one-shot commands).
     pub fn in_memory(archive_id: u32) -> JobRegistry {
         JobRegistry {
             file: None,
@@ -449,6 +492,7 @@ impl JobRegistry {
         v
     }
 
+    /// One job by id, the auto-export one included.
     pub fn get(&self, id: &str, st: &State) -> Option<JobRecord> {
         if id == "autoexport" {
             return Some(self.autoexport_record(st));

@@ -10,12 +10,16 @@ use lustre::{Fid, HsmState, ImportAttrs, Striping};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{op}: {message} (errno {errno})")]
 pub struct NsError {
+    /// The call.
     pub op: &'static str,
+    /// Its errno.
     pub errno: i32,
+    /// The error in words.
     pub message: String,
 }
 
 impl NsError {
+    /// The error of `op` failing with `errno`.
     pub fn new(op: &'static str, errno: i32) -> NsError {
         NsError {
             op,
@@ -30,6 +34,7 @@ impl NsError {
 pub trait Namespace: Send {
     /// The first path of `fid`; `Ok(None)` when the file no longer exists.
     fn fid2path(&self, fid: &Fid) -> Result<Option<Vec<u8>>, NsError>;
+    /// The FID of a path.
     fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError>;
     /// `lstat`; `Ok(None)` when the path does not exist.
     fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError>;
@@ -44,6 +49,7 @@ pub trait Namespace: Send {
     fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError>;
     /// `HUA_CANCEL` of running or waiting requests.
     fn cancel(&self, archive_id: u32, fids: &[Fid]) -> Result<(), NsError>;
+    /// A symlink's target.
     fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError>;
     /// Entries of a directory (name, kind), for tree scans.
     fn list_dir(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, FileKind)>, NsError>;
@@ -59,7 +65,9 @@ pub trait Namespace: Send {
         attrs: &ImportAttrs,
         layout: Option<&Striping>,
     ) -> Result<Fid, NsError>;
+    /// Creates a directory with these permissions and owner.
     fn make_dir(&self, rel: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), NsError>;
+    /// Creates a symlink.
     fn make_symlink(&self, rel: &[u8], target: &[u8]) -> Result<(), NsError>;
     /// Removes a file or symlink (not directories).
     fn remove_file(&self, rel: &[u8]) -> Result<(), NsError>;
@@ -71,30 +79,43 @@ pub trait Namespace: Send {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("not found: {0}")]
+    /// No such blob.
     NotFound(String),
     #[error("conflict: {0}")]
+    /// The blob changed under a conditional write.
     Conflict(String),
     #[error("invalid blob name: {0}")]
+    /// No blob can carry the name.
     InvalidName(String),
     #[error("transient: {0}")]
+    /// Unreachable, throttled, refused credentials, container missing: waited out.
     Transient(String),
     #[error("{0}")]
+    /// Any other failure.
     Permanent(String),
 }
 
 /// POSIX metadata of a blob (the `blob` crate maps it to Azure's keys).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobMeta {
+    /// What the blob stands for.
     pub kind: FileKind,
+    /// Permission bits (`mode & 0o7777`).
     pub mode: u32,
+    /// Owner uid.
     pub uid: u32,
+    /// Group gid.
     pub gid: u32,
+    /// mtime, seconds.
     pub mtime_sec: i64,
+    /// mtime, nanoseconds.
     pub mtime_nsec: u32,
+    /// The file's FID.
     pub fid: Option<Fid>,
 }
 
 impl BlobMeta {
+    /// The metadata of a file with attributes `st`.
     pub fn from_stat(st: &FileStat, fid: Option<Fid>) -> BlobMeta {
         BlobMeta {
             kind: st.kind,
@@ -113,6 +134,7 @@ impl BlobMeta {
 pub struct BlobEntry {
     /// Full blob name (with the target's prefix).
     pub name: String,
+    /// Its size in bytes.
     pub size: u64,
     /// The blob's metadata pairs exactly as listed (keys in any case, values unchecked): an
     /// import decodes them with [`crate::import_meta::decode`], trusting none.
@@ -130,7 +152,9 @@ pub trait Store: Send {
     fn root(&self) -> String;
     /// Path relative to the mount for a blob name under the prefix (`None` if outside it).
     fn rel_for(&self, name: &str) -> Option<String>;
+    /// Writes a directory blob (empty).
     fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError>;
+    /// Writes a symlink blob holding the target.
     fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), StoreError>;
     /// Replaces the metadata of an existing blob (`NotFound` if there is none).
     fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError>;
@@ -148,9 +172,11 @@ pub trait Store: Send {
         marker: &str,
         max: usize,
     ) -> Result<(Vec<BlobEntry>, Option<String>), StoreError>;
+    /// Whether the blob exists.
     fn exists(&self, name: &str) -> Result<bool, StoreError>;
     /// POSIX metadata of a blob (`Ok(None)`: no such blob, or it carries none).
     fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError>;
+    /// A blob's whole content.
     fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
 }
 

@@ -34,8 +34,11 @@ fn io_err(op: &'static str, e: &std::io::Error) -> NsError {
 /// The Lustre side: one mount, its MDTs' changelog names and each MDT's changelog user (ids
 /// are numbered per MDT).
 pub struct LustreNs {
+    /// The mount.
     pub mount: lustre::Mount,
+    /// Changelog device names, one per MDT.
     pub mdts: Vec<String>,
+    /// Changelog user of each MDT.
     pub users: Vec<String>,
 }
 
@@ -86,6 +89,7 @@ pub fn discover_mdts(mount: &lustre::Mount) -> Result<Vec<String>, lustre::Error
     Ok(out)
 }
 
+/// The fields of an `lstat` the engine uses.
 pub fn stat_of(md: &std::fs::Metadata) -> FileStat {
     FileStat {
         kind: FileKind::from(md.file_type()),
@@ -237,6 +241,7 @@ fn store_err(e: blob::Error) -> StoreError {
     }
 }
 
+/// The `blob` crate's metadata for the engine's.
 pub fn to_blob_meta(m: &BlobMeta) -> blob::Metadata {
     let kind = match m.kind {
         FileKind::Directory => blob::FileKind::Dir,
@@ -256,6 +261,7 @@ pub fn to_blob_meta(m: &BlobMeta) -> blob::Metadata {
     .with_mtime(m.mtime_sec, m.mtime_nsec)
 }
 
+/// The engine's metadata from the `blob` crate's.
 pub fn from_blob_meta(m: &blob::Metadata) -> BlobMeta {
     let kind = match m.kind {
         blob::FileKind::Dir => FileKind::Directory,
@@ -288,7 +294,9 @@ pub fn from_blob_meta(m: &blob::Metadata) -> BlobMeta {
 
 /// The blob container through `blob::BlobStore`.
 pub struct BlobPort {
+    /// The store.
     pub store: blob::BlobStore,
+    /// The runtime the engine's thread blocks on.
     pub rt: Handle,
 }
 

@@ -21,6 +21,7 @@ pub struct Cursor {
 /// Records that must not be cleared until this entry's work is final: (MDT, lowest index).
 pub type Holds = Vec<(usize, u64)>;
 
+/// Adds a hold of record `index` of MDT `mdt` (the lowest index per MDT is kept).
 pub fn add_hold(holds: &mut Holds, mdt: usize, index: u64) {
     match holds.iter_mut().find(|(m, _)| *m == mdt) {
         Some((_, i)) => *i = (*i).min(index),
@@ -31,6 +32,7 @@ pub fn add_hold(holds: &mut Holds, mdt: usize, index: u64) {
 /// A file waiting for the next iteration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pending {
+    /// The changelog records that announced it.
     pub holds: Holds,
     /// Unix ms of the last change seen (min_age counts from here).
     pub last_change_ms: u64,
@@ -69,11 +71,17 @@ impl Pending {
 /// A file whose archive request was sent and whose CL_HSM has not arrived.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InFlight {
+    /// The changelog records that announced it.
     pub holds: Holds,
+    /// Path when requested.
     pub path: String,
+    /// Size when requested.
     pub size: u64,
+    /// Unix ms the request was sent, or last found still queued.
     pub submitted_ms: u64,
+    /// Earliest change not yet exported.
     pub first_change_ms: u64,
+    /// See [`Pending::attempts`].
     pub attempts: u32,
     /// See [`Pending::retries`].
     #[serde(default)]
@@ -96,15 +104,32 @@ impl Request for InFlight {
 /// A namespace operation HSM does not carry (delete, move), applied at the next iteration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NsOpKind {
-    Delete { path: String, dir: bool },
-    Move { from: String, to: String },
+    /// Delete the blob(s) of a path.
+    Delete {
+        /// Path relative to the mount.
+        path: String,
+        /// A directory: its blobs below go too.
+        dir: bool,
+    },
+    /// Move the blob(s) of a path.
+    Move {
+        /// Old path relative to the mount.
+        from: String,
+        /// New path.
+        to: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A namespace operation, with the record that announced it.
 pub struct NsOp {
+    /// MDT of the record.
     pub mdt: usize,
+    /// Index of the record.
     pub index: u64,
+    /// Unix ms it was seen.
     pub at_ms: u64,
+    /// What to do.
     pub op: NsOpKind,
     /// Tries that failed because the store was unavailable (the back-off exponent).
     #[serde(default)]
@@ -113,19 +138,28 @@ pub struct NsOp {
     #[serde(default)]
     pub retry_at_ms: u64,
     #[serde(default)]
+    /// Why the last try failed.
     pub last_error: Option<String>,
 }
 
 /// Counters of one iteration ("so far" while it runs), DESIGN §4.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IterCounters {
+    /// Iteration number.
     pub number: u64,
+    /// Unix ms it started.
     pub started_ms: u64,
+    /// Unix ms it ended.
     pub ended_ms: Option<u64>,
+    /// Files it found to export.
     pub files_discovered: u64,
+    /// Their bytes.
     pub bytes_discovered: u64,
+    /// Files exported.
     pub files_exported: u64,
+    /// Bytes exported.
     pub bytes_exported: u64,
+    /// Files failed.
     pub files_failed: u64,
     /// Re-queued for the next iteration (CANCELED, EBUSY, store unavailable): not failed, but
     /// not exported either, so the iteration is not a successful one.
@@ -139,20 +173,27 @@ pub struct IterCounters {
 /// Overall counters, DESIGN §4.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
+    /// Files exported in all.
     pub files_exported: u64,
+    /// Bytes exported in all.
     pub bytes_exported: u64,
+    /// Files failed in all.
     pub files_failed: u64,
+    /// Iterations completed.
     pub iterations_completed: u64,
     /// End time of the last iteration that exported every file it discovered (Azure's "Last
     /// Successful Iteration": no file failed and none had to be re-queued).
     pub last_successful_ms: Option<u64>,
+    /// Start of the last iteration.
     pub last_started_ms: Option<u64>,
+    /// End of the last iteration.
     pub last_completed_ms: Option<u64>,
 }
 
 /// The running iteration: files still to look at, and its counters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Iteration {
+    /// Its counters so far.
     pub counters: IterCounters,
     /// Taken from the pending set, not yet stat'ed / requested.
     pub to_discover: VecDeque<(Fid, Pending)>,
@@ -161,11 +202,17 @@ pub struct Iteration {
 /// One failed file, kept for `flush` answers and `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
+    /// Unix ms of the failure.
     pub at_ms: u64,
+    /// Iteration it happened in.
     pub iteration: u64,
+    /// The file's FID, when it has one.
     pub fid: Option<Fid>,
+    /// Path relative to the mount.
     pub path: String,
+    /// What failed (`archive`, `export`, `delete`, ...).
     pub operation: String,
+    /// Why.
     pub error: String,
 }
 
@@ -176,6 +223,7 @@ pub struct Failure {
 pub struct Source {
     /// The policy's `changelog_user` as written (one id, or `MDT=id,...`).
     pub changelog_user: String,
+    /// Changelog device of each MDT, in order.
     pub mdts: Vec<String>,
     /// The user of each MDT, in `mdts` order (ids are numbered per MDT); empty in states from
     /// before per-MDT users, which read `changelog_user` on every MDT.
@@ -193,29 +241,43 @@ impl Source {
 /// A coordinator that does not take requests, and when it is asked again.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CoordinatorPause {
+    /// Unix ms of the first refusal.
     pub since_ms: u64,
+    /// Unix ms of the next try.
     pub until_ms: u64,
+    /// Tries refused so far (the back-off exponent).
     pub retries: u32,
+    /// The refusal.
     pub reason: String,
 }
 
 /// Everything the daemon persists.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
+    /// [`STATE_VERSION`] of the writer.
     pub version: u32,
     /// `None` in a state written before this was recorded; set on the next start.
     #[serde(default)]
     pub source: Option<Source>,
+    /// Changelog position of each MDT.
     pub cursors: Vec<Cursor>,
+    /// Whether the auto-export is on.
     pub autoexport_enabled: bool,
+    /// Files waiting for an iteration.
     pub pending: BTreeMap<Fid, Pending>,
     /// FIDs whose metadata changed (metadata = sync), with their holds.
     pub meta_pending: BTreeMap<Fid, Holds>,
+    /// Deletes and renames waiting.
     pub ns_ops: VecDeque<NsOp>,
+    /// Archive requests sent and not ended.
     pub inflight: InFlightSet<InFlight>,
+    /// The running iteration.
     pub iteration: Option<Iteration>,
+    /// Counters of the last ended iteration.
     pub last_iteration: Option<IterCounters>,
+    /// Number of the next iteration.
     pub next_iteration: u64,
+    /// Overall counters.
     pub totals: Totals,
     /// Most recent failures (bounded).
     pub recent_failures: VecDeque<Failure>,
@@ -270,7 +332,9 @@ impl State {
     }
 }
 
+/// Version of the state file's shape.
 pub const STATE_VERSION: u32 = 1;
+/// Failures kept in `recent_failures` and listed by `flush`.
 pub const MAX_RECENT_FAILURES: usize = 1000;
 
 /// The exclusive claim of one daemon on a state directory, held for the daemon's life: two
@@ -332,24 +396,33 @@ pub struct StateFile {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// The state file cannot be read or written.
 pub enum StateError {
     #[error("{path}: {source}")]
+    /// Reading or writing failed.
     Io {
+        /// The state file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
     #[error("{path}: corrupt state file: {source}")]
+    /// The file does not parse.
     Corrupt {
+        /// The state file.
         path: String,
+        /// Where and why it does not parse.
         source: serde_json::Error,
     },
 }
 
 impl StateFile {
+    /// The state kept at `path`.
     pub fn new(path: PathBuf) -> StateFile {
         StateFile { path }
     }
 
+    /// Where it is kept.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -15,32 +15,52 @@ const MIB: u64 = 1 << 20;
 pub struct AutoExportStatus {
     /// InProgress, Disabling, Disabled or Failed.
     pub state: JobState,
+    /// Azure's status code.
     pub status_code: String,
+    /// The status in words.
     pub status_message: String,
+    /// Files exported in all.
     pub total_files_exported: u64,
     #[serde(rename = "totalMiBExported")]
+    /// MiB exported in all.
     pub total_mib_exported: u64,
+    /// Files failed in all.
     pub total_files_failed: u64,
+    /// Iterations completed.
     pub export_iteration_count: u64,
     #[serde(rename = "lastSuccessfulIterationCompletionTimeUTC")]
+    /// End of the last iteration that exported everything it found.
     pub last_successful_iteration_completion_time_utc: Option<String>,
+    /// Files the current iteration found.
     pub current_iteration_files_discovered: u64,
     #[serde(rename = "currentIterationMiBDiscovered")]
+    /// Their MiB.
     pub current_iteration_mib_discovered: u64,
+    /// Files the current iteration exported.
     pub current_iteration_files_exported: u64,
     #[serde(rename = "currentIterationMiBExported")]
+    /// Their MiB.
     pub current_iteration_mib_exported: u64,
+    /// Files the current iteration failed.
     pub current_iteration_files_failed: u64,
     #[serde(rename = "lastStartedTimeUTC")]
+    /// Start of the last iteration.
     pub last_started_time_utc: Option<String>,
     #[serde(rename = "lastCompletionTimeUTC")]
+    /// End of the last iteration.
     pub last_completion_time_utc: Option<String>,
     // ---- beyond Azure
+    /// Number of the running iteration.
     pub current_iteration: Option<u64>,
+    /// An iteration runs.
     pub current_iteration_running: bool,
+    /// Bytes exported in all.
     pub total_bytes_exported: u64,
+    /// Files waiting for an iteration.
     pub pending_files: u64,
+    /// Archive requests sent and not ended.
     pub in_flight_files: u64,
+    /// Deletes and renames waiting.
     pub pending_namespace_operations: u64,
     /// Age in seconds of the oldest change not yet exported (0 when none).
     pub oldest_unexported_change_age_seconds: f64,

@@ -24,12 +24,19 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
+    /// In scope, no blob.
     Missing,
+    /// Archived and clean with an export record, but no blob.
     Lost,
+    /// Changed since its export.
     Stale,
+    /// The blob differs from what was exported.
     Mismatch,
+    /// The entry and its blob are of different kinds.
     Kind,
+    /// A blob without a file.
     Orphan,
+    /// No blob can carry the name.
     Uncarriable,
 }
 
@@ -52,18 +59,24 @@ impl FindingKind {
 /// One difference between the tree and the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// What was found.
     pub kind: FindingKind,
     /// Path relative to the mount (lossy for non-UTF-8 names), or the blob name of an orphan.
     pub path: String,
+    /// The difference in words.
     pub detail: String,
 }
 
 /// What kind of entry a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
+    /// Anything else (not exported).
     Other,
 }
 
@@ -74,10 +87,13 @@ pub struct Entry {
     pub rel: Vec<u8>,
     /// Its blob name, or why no blob can carry it.
     pub name: Result<String, String>,
+    /// What kind of entry.
     pub kind: EntryKind,
+    /// Size (for a symlink: the target's length).
     pub size: u64,
     /// Regular files: archived, and not dirty.
     pub archived_clean: bool,
+    /// Regular files: archived (clean or dirty).
     pub archived: bool,
     /// Regular files: the export record (ETag, size) when there is one.
     pub record: Option<(String, u64)>,
@@ -89,14 +105,23 @@ pub struct Entry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    /// Entries of the tree looked at.
     pub entries_checked: u64,
+    /// Blobs looked at.
     pub blobs_checked: u64,
+    /// [`FindingKind::Missing`] findings.
     pub missing: u64,
+    /// [`FindingKind::Lost`] findings.
     pub lost: u64,
+    /// [`FindingKind::Stale`] findings.
     pub stale: u64,
+    /// [`FindingKind::Mismatch`] findings.
     pub mismatch: u64,
+    /// [`FindingKind::Kind`] findings.
     pub kind: u64,
+    /// [`FindingKind::Orphan`] findings.
     pub orphan: u64,
+    /// [`FindingKind::Uncarriable`] findings.
     pub uncarriable: u64,
 }
 
@@ -123,9 +148,13 @@ impl Summary {
 /// A blob as the comparison sees it.
 #[derive(Debug, Clone)]
 pub struct BlobSeen {
+    /// Blob name.
     pub name: String,
+    /// Size.
     pub size: u64,
+    /// ETag.
     pub etag: Option<String>,
+    /// What the blob stands for.
     pub kind: EntryKind,
     /// Written by lustre-blob (carries a `lustre_fid`).
     pub ours: bool,
@@ -286,6 +315,7 @@ pub struct OrderedWalk {
 }
 
 impl OrderedWalk {
+    /// A walk of the tree under `root` (relative to `mount`), in blob name order.
     pub fn new(mount: &Path, root: &[u8]) -> OrderedWalk {
         let mut heap = BinaryHeap::new();
         let mut key = root.to_vec();
@@ -374,6 +404,7 @@ impl Iterator for OrderedWalk {
 pub struct VerifyOptions {
     /// Directory to audit (absolute, or relative to the working directory); `None`: the mount.
     pub path: Option<PathBuf>,
+    /// Print JSON instead of text.
     pub json: bool,
     /// Hand what an export would fix to the daemon's next iteration.
     pub requeue: bool,
@@ -381,6 +412,7 @@ pub struct VerifyOptions {
 
 /// What a run found, and what `--requeue` handed on.
 pub struct Outcome {
+    /// The counts.
     pub summary: Summary,
     /// Paths (relative to the mount) to export again.
     pub requeue: Vec<PathBuf>,
