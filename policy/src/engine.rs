@@ -20,7 +20,7 @@
 use crate::inflight::{
     look_after_refusal, look_at_stale, request_archives, AfterRefusal, Request, Stale,
 };
-use crate::model::{Change, FileKind};
+use crate::model::{Change, FileKind, FileStat};
 use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
 use crate::scope::{join, DirCache, Scope};
 use crate::state::{
@@ -1430,71 +1430,96 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         };
         match st.kind {
             FileKind::Directory | FileKind::Symlink => {
-                self.discovered(0);
-                let meta = BlobMeta::from_stat(&st, Some(fid));
-                let res = self.store.name_for(&path).and_then(|name| {
-                    if st.kind == FileKind::Directory {
-                        self.store.put_dir(&name, &meta)
-                    } else {
-                        let target = self
-                            .ns
-                            .read_link(&path)
-                            .map_err(|e| StoreError::Permanent(e.to_string()))?;
-                        self.store.put_symlink(&name, &target, &meta)
-                    }
-                });
-                match res {
-                    Ok(()) => {
-                        self.resolved(&fid);
-                        self.exported(0);
-                    }
-                    Err(StoreError::Transient(e)) => {
-                        let delay_ms = backoff_ms(p.retries, self.cfg.retry_max_ms);
-                        tracing::info!(path = %text, error = %e, retry_in_ms = delay_ms, "store unavailable; tried again after a back-off");
-                        let r = Requeue {
-                            holds: p.holds,
-                            first_change_ms: p.first_change_ms,
-                            attempts: p.attempts,
-                            retries: p.retries + 1,
-                            delay_ms,
-                            error: Some(format!("store unavailable: {e}")),
-                        };
-                        self.requeue(fid, r, now);
-                    }
-                    Err(e) => self.fail(Some(fid), &text, "export", e.to_string(), now),
-                }
+                self.export_entry(fid, p, &path, &text, &st, now);
                 None
             }
             FileKind::Other => None,
-            FileKind::Regular => {
-                // The flags decide here: a file archived and clean needs nothing; any other
-                // is requested (no current_action: see `Namespace::action_pending`).
-                let hsm = match self.ns.hsm_state(&path) {
-                    Ok(h) => h,
-                    Err(e) => return self.discover_error(fid, p, &text, e, now),
-                };
-                if hsm.is_clean_archive() {
-                    self.resolved(&fid);
-                    return None; // archived and clean: nothing to do
-                }
-                self.discovered(st.size);
-                // A name no blob can carry fails here with its reason, without a request.
-                if let Err(e) = self.store.name_for(&path) {
-                    self.fail(Some(fid), &text, "archive", e.to_string(), now);
-                    return None;
-                }
-                Some(InFlight {
+            FileKind::Regular => self.archive_request(fid, p, &path, text, st.size, now),
+        }
+    }
+
+    /// Writes the blob of a directory or symlink (HSM does not carry them); a store that does
+    /// not answer puts the entry back after a back-off.
+    fn export_entry(
+        &mut self,
+        fid: Fid,
+        p: Pending,
+        path: &[u8],
+        text: &str,
+        st: &FileStat,
+        now: u64,
+    ) {
+        self.discovered(0);
+        let meta = BlobMeta::from_stat(st, Some(fid));
+        let res = self.store.name_for(path).and_then(|name| {
+            if st.kind == FileKind::Directory {
+                self.store.put_dir(&name, &meta)
+            } else {
+                let target = self
+                    .ns
+                    .read_link(path)
+                    .map_err(|e| StoreError::Permanent(e.to_string()))?;
+                self.store.put_symlink(&name, &target, &meta)
+            }
+        });
+        match res {
+            Ok(()) => {
+                self.resolved(&fid);
+                self.exported(0);
+            }
+            Err(StoreError::Transient(e)) => {
+                let delay_ms = backoff_ms(p.retries, self.cfg.retry_max_ms);
+                tracing::info!(path = %text, error = %e, retry_in_ms = delay_ms, "store unavailable; tried again after a back-off");
+                let r = Requeue {
                     holds: p.holds,
-                    path: text,
-                    size: st.size,
-                    submitted_ms: now,
                     first_change_ms: p.first_change_ms,
                     attempts: p.attempts,
-                    retries: p.retries,
-                    carried: false,
-                })
+                    retries: p.retries + 1,
+                    delay_ms,
+                    error: Some(format!("store unavailable: {e}")),
+                };
+                self.requeue(fid, r, now);
             }
+            Err(e) => self.fail(Some(fid), text, "export", e.to_string(), now),
         }
+    }
+
+    /// A regular file: the in-flight entry of its archive request, unless it is archived and
+    /// clean or no blob can carry its name. The flags decide (no current_action: see
+    /// `Namespace::action_pending`).
+    fn archive_request(
+        &mut self,
+        fid: Fid,
+        p: Pending,
+        path: &[u8],
+        text: String,
+        size: u64,
+        now: u64,
+    ) -> Option<InFlight> {
+        let hsm = match self.ns.hsm_state(path) {
+            Ok(h) => h,
+            Err(e) => return self.discover_error(fid, p, &text, e, now),
+        };
+        if hsm.is_clean_archive() {
+            self.resolved(&fid);
+            return None; // archived and clean: nothing to do
+        }
+        self.discovered(size);
+        // A name no blob can carry fails here with its reason, without a request.
+        if let Err(e) = self.store.name_for(path) {
+            self.fail(Some(fid), &text, "archive", e.to_string(), now);
+            return None;
+        }
+        Some(InFlight {
+            holds: p.holds,
+            path: text,
+            size,
+            submitted_ms: now,
+            first_change_ms: p.first_change_ms,
+            attempts: p.attempts,
+            retries: p.retries,
+            carried: false,
+        })
     }
 
     fn discover_error(

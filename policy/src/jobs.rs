@@ -10,7 +10,7 @@
 use crate::engine::{errno_text, is_requeue_errno, Engine};
 use crate::inflight::{look_at_stale, request_archives, InFlightSet, Request, Stale};
 use crate::model::FileKind;
-use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
+use crate::ports::{BlobEntry, BlobMeta, EventLog, Namespace, NsError, Store};
 use crate::state::{State, StateError, StateFile};
 use crate::tree_scan::{default_threads, Next, ParallelScan, ScanItem, OUT_CAP, STEP_WAIT};
 use crate::vocab::{ImportConflictMode, JobKind, JobState};
@@ -915,6 +915,8 @@ fn export_entry<N: Namespace, S: Store, L: EventLog>(
     .map_err(|e| e.to_string())
 }
 
+/// One step of an import: the next page of the listing when the last one is done, at most
+/// [`STEP_ENTRIES`] of its blobs imported, then the job's state.
 fn step_import<N: Namespace, S: Store, L: EventLog>(
     job: &mut JobRecord,
     engine: &mut Engine<N, S, L>,
@@ -933,122 +935,41 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
     }
     let page_done = im.listed.as_ref().is_none_or(VecDeque::is_empty);
     if im.listed.is_none() || (page_done && im.next_marker.is_some()) {
-        let dir = if im.prefix.is_empty() {
-            engine.store().root()
-        } else {
-            match engine.store().name_for(im.prefix.as_bytes()) {
-                Ok(d) => d,
-                Err(e) => {
-                    im.error_code = Some("InvalidPrefix".into());
-                    im.error_message = Some(e.to_string());
-                    finish(job, engine.log(), JobState::Failed, now);
-                    return;
-                }
-            }
-        };
-        // Page by page, in name order (the service lists by name: a directory's blob comes
-        // before the blobs under it).
-        let marker = im.next_marker.take().unwrap_or_default();
-        match engine
-            .store()
-            .list_page(dir.trim_end_matches('/'), &marker, IMPORT_PAGE)
-        {
-            Ok((v, next)) => {
-                im.listed = Some(v.into());
-                im.next_marker = next;
-            }
-            Err(e) => {
-                im.error_code = Some("ListFailed".into());
-                im.error_message = Some(e.to_string());
-                finish(job, engine.log(), JobState::Failed, now);
-                return;
-            }
+        if let Err((code, message)) = list_next_page(im, engine.store()) {
+            im.error_code = Some(code.into());
+            im.error_message = Some(message);
+            finish(job, engine.log(), JobState::Failed, now);
+            return;
         }
     }
     let mode = im
         .conflict_resolution_mode
         .unwrap_or(ImportConflictMode::Fail);
+    let rules = ImportRules {
+        mode,
+        archive_id,
+        keep_special_bits,
+    };
     for _ in 0..STEP_ENTRIES {
         let Some(entry) = im.listed.as_mut().and_then(|l| l.pop_front()) else {
             break;
         };
         im.total_blobs_walked += 1;
-        // A name the store cannot even parse is still checked as written, for a precise reason.
-        let rel = engine.store().rel_for(&entry.name).unwrap_or_else(|| {
-            let root = engine.store().root();
-            let under = format!("{root}/");
-            match entry.name.strip_prefix(&under) {
-                Some(r) if !root.is_empty() => r.to_string(),
-                _ => entry.name.clone(),
-            }
-        });
+        let blob = ImportedBlob {
+            rel: rel_of_blob(engine.store(), &entry.name),
+            entry,
+        };
         let mut coerced = Vec::new();
         let res = import_one(
-            engine,
-            &rel,
-            &entry,
-            mode,
-            archive_id,
-            keep_special_bits,
+            engine.ns(),
+            engine.store(),
+            &blob.rel,
+            &blob.entry,
+            &rules,
             &mut coerced,
         );
-        if !coerced.is_empty() {
-            im.total_coerced_values += coerced.len() as u64;
-            log_failure(
-                engine.log(),
-                &id,
-                None,
-                &rel,
-                "import-metadata",
-                &format!(
-                    "blob {:?}: {} metadata value(s) not applied as written: {}",
-                    entry.name,
-                    coerced.len(),
-                    coerced.join("; ")
-                ),
-                now,
-            );
-        }
-        match res {
-            Ok(Imported::File) => {
-                im.imported_files += 1;
-                im.total_blobs_imported += 1;
-            }
-            Ok(Imported::Dir) => {
-                im.imported_directories += 1;
-                im.total_blobs_imported += 1;
-            }
-            Ok(Imported::Symlink) => {
-                im.imported_symlinks += 1;
-                im.total_blobs_imported += 1;
-            }
-            Ok(Imported::Preexisting(k)) => match k {
-                FileKind::Directory => im.preexisting_directories += 1,
-                FileKind::Symlink => im.preexisting_symlinks += 1,
-                _ => im.preexisting_files += 1,
-            },
-            Err(ImportError::Conflict(e)) => {
-                im.total_conflicts += 1;
-                log_failure(
-                    engine.log(),
-                    &id,
-                    None,
-                    &rel,
-                    "import",
-                    &format!("conflict: {e}"),
-                    now,
-                );
-            }
-            Err(ImportError::Other(e)) => {
-                im.total_errors += 1;
-                let shown = if rel.is_empty() {
-                    entry.name.clone()
-                } else {
-                    rel.clone()
-                };
-                log_failure(engine.log(), &id, None, &shown, "import", &e, now);
-            }
-        }
+        log_coerced(im, engine.log(), &id, &blob, &coerced, now);
+        count_import(im, engine.log(), &id, &blob, res, now);
         if im.maximum_errors >= 0 && im.total_errors > im.maximum_errors as u64 {
             im.error_code = Some("MaximumErrorsExceeded".into());
             im.error_message = Some(format!(
@@ -1064,20 +985,142 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
     im.blobs_walked_per_second = im.total_blobs_walked / secs;
     if im.listed.as_ref().is_some_and(|l| l.is_empty()) && im.next_marker.is_none() {
         im.listed = None;
-        let state = if mode == ImportConflictMode::Fail && im.total_conflicts > 0 {
-            JobState::Failed
-        } else {
-            JobState::Completed
-        };
-        if state == JobState::Failed {
-            im.error_code = Some("Conflicts".into());
-            im.error_message = Some(format!(
-                "{} conflicts with existing files (conflict mode Fail)",
-                im.total_conflicts
-            ));
-        }
-        finish(job, engine.log(), state, now);
+        end_import(job, engine.log(), mode, now);
     }
+}
+
+/// Lists the next page of blobs under the import's prefix, in name order (the service lists
+/// by name: a directory's blob comes before the blobs under it). `Err`: the job's error code
+/// and message.
+fn list_next_page<S: Store>(
+    im: &mut ImportProgress,
+    store: &S,
+) -> Result<(), (&'static str, String)> {
+    let dir = if im.prefix.is_empty() {
+        store.root()
+    } else {
+        store
+            .name_for(im.prefix.as_bytes())
+            .map_err(|e| ("InvalidPrefix", e.to_string()))?
+    };
+    let marker = im.next_marker.take().unwrap_or_default();
+    let (page, next) = store
+        .list_page(dir.trim_end_matches('/'), &marker, IMPORT_PAGE)
+        .map_err(|e| ("ListFailed", e.to_string()))?;
+    im.listed = Some(page.into());
+    im.next_marker = next;
+    Ok(())
+}
+
+/// How an import creates entries: the conflict mode, the archive of its stubs, and whether
+/// setuid/setgid/sticky bits from blob metadata are kept.
+struct ImportRules {
+    mode: ImportConflictMode,
+    archive_id: u32,
+    keep_special_bits: bool,
+}
+
+/// A listed blob and the path it is imported at.
+struct ImportedBlob {
+    rel: String,
+    entry: BlobEntry,
+}
+
+/// The path a blob is imported at. A name the store cannot even parse is still checked as
+/// written, for a precise reason.
+fn rel_of_blob<S: Store>(store: &S, name: &str) -> String {
+    store.rel_for(name).unwrap_or_else(|| {
+        let root = store.root();
+        let under = format!("{root}/");
+        match name.strip_prefix(&under) {
+            Some(r) if !root.is_empty() => r.to_string(),
+            _ => name.to_string(),
+        }
+    })
+}
+
+/// Logs the metadata values of a blob that were not applied as written.
+fn log_coerced<L: EventLog>(
+    im: &mut ImportProgress,
+    log: &mut L,
+    id: &str,
+    blob: &ImportedBlob,
+    coerced: &[String],
+    now: u64,
+) {
+    if coerced.is_empty() {
+        return;
+    }
+    im.total_coerced_values += coerced.len() as u64;
+    let why = format!(
+        "blob {:?}: {} metadata value(s) not applied as written: {}",
+        blob.entry.name,
+        coerced.len(),
+        coerced.join("; ")
+    );
+    log_failure(log, id, None, &blob.rel, "import-metadata", &why, now);
+}
+
+/// Counts what one blob's import did, and logs a conflict or an error.
+fn count_import<L: EventLog>(
+    im: &mut ImportProgress,
+    log: &mut L,
+    id: &str,
+    blob: &ImportedBlob,
+    res: Result<Imported, ImportError>,
+    now: u64,
+) {
+    match res {
+        Ok(Imported::File) => {
+            im.imported_files += 1;
+            im.total_blobs_imported += 1;
+        }
+        Ok(Imported::Dir) => {
+            im.imported_directories += 1;
+            im.total_blobs_imported += 1;
+        }
+        Ok(Imported::Symlink) => {
+            im.imported_symlinks += 1;
+            im.total_blobs_imported += 1;
+        }
+        Ok(Imported::Preexisting(k)) => match k {
+            FileKind::Directory => im.preexisting_directories += 1,
+            FileKind::Symlink => im.preexisting_symlinks += 1,
+            _ => im.preexisting_files += 1,
+        },
+        Err(ImportError::Conflict(e)) => {
+            im.total_conflicts += 1;
+            let why = format!("conflict: {e}");
+            log_failure(log, id, None, &blob.rel, "import", &why, now);
+        }
+        Err(ImportError::Other(e)) => {
+            im.total_errors += 1;
+            let shown = if blob.rel.is_empty() {
+                &blob.entry.name
+            } else {
+                &blob.rel
+            };
+            log_failure(log, id, None, shown, "import", &e, now);
+        }
+    }
+}
+
+/// The end of an import whose listing is done: failed when conflicts stand in mode `Fail`.
+fn end_import<L: EventLog>(job: &mut JobRecord, log: &mut L, mode: ImportConflictMode, now: u64) {
+    let Some(im) = job.import.as_mut() else {
+        return;
+    };
+    let state = if mode == ImportConflictMode::Fail && im.total_conflicts > 0 {
+        im.error_code = Some("Conflicts".into());
+        im.error_message = Some(format!(
+            "{} conflicts with existing files (conflict mode Fail)",
+            im.total_conflicts
+        ));
+        JobState::Failed
+    } else {
+        JobState::Completed
+    };
+    finish(job, log, state, now);
 }
 
 enum Imported {
@@ -1092,13 +1135,14 @@ enum ImportError {
     Other(String),
 }
 
-fn import_one<N: Namespace, S: Store, L: EventLog>(
-    engine: &mut Engine<N, S, L>,
+/// Imports one listed blob at `rel`: its metadata decoded (none of it trusted), parents
+/// made, an existing entry settled by `mode`, then the stub, directory or symlink created.
+fn import_one<N: Namespace, S: Store>(
+    ns: &N,
+    store: &S,
     rel: &str,
-    entry: &crate::ports::BlobEntry,
-    mode: ImportConflictMode,
-    archive_id: u32,
-    keep_special_bits: bool,
+    entry: &BlobEntry,
+    rules: &ImportRules,
     coerced: &mut Vec<String>,
 ) -> Result<Imported, ImportError> {
     check_import_path(rel).map_err(|e| {
@@ -1107,76 +1151,30 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
             entry.name.escape_debug()
         ))
     })?;
-    let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
     // The listing carries each blob's metadata (no HEAD per blob); none of it is trusted: an
     // owner that is not an id refuses the blob, other bad values are replaced by safe ones.
-    let decoded =
-        crate::import_meta::decode(&entry.metadata, entry.last_modified_sec, keep_special_bits)
-            .map_err(ImportError::Other)?;
+    let decoded = crate::import_meta::decode(
+        &entry.metadata,
+        entry.last_modified_sec,
+        rules.keep_special_bits,
+    )
+    .map_err(ImportError::Other)?;
     *coerced = decoded.coerced;
     let meta = decoded.meta;
-    let layout = decoded.layout;
-    // Parents must be real directories inside the mount (never a symlink leading elsewhere).
-    let segs: Vec<&str> = rel.split('/').collect();
-    for i in 1..segs.len() {
-        let parent = segs[..i].join("/");
-        match engine.ns().stat(parent.as_bytes()).map_err(|e| other(&e))? {
-            Some(st) if st.kind == FileKind::Directory => {}
-            Some(st) => {
-                return Err(ImportError::Other(format!(
-                    "parent \"{parent}\" is a {} , not a directory",
-                    st.kind
-                )))
-            }
-            None => engine
-                .ns()
-                .make_dir(parent.as_bytes(), 0o755, meta.uid, meta.gid)
-                .map_err(|e| other(&e))?,
-        }
+    make_parents(ns, rel, meta.uid, meta.gid)?;
+    if let Some(kept) = settle_existing(ns, rel, meta.kind, rules.mode)? {
+        return Ok(kept);
     }
-    let existing = engine.ns().stat(rel.as_bytes()).map_err(|e| other(&e))?;
-    let kind = meta.kind;
-    if let Some(ex) = existing {
-        if ex.kind == FileKind::Directory && kind == FileKind::Directory {
-            return Ok(Imported::Preexisting(FileKind::Directory));
-        }
-        let replace = match mode {
-            ImportConflictMode::Fail => return Err(ImportError::Conflict(format!("{rel} exists"))),
-            ImportConflictMode::Skip => false,
-            ImportConflictMode::OverwriteAlways => true,
-            ImportConflictMode::OverwriteIfDirty => match ex.kind {
-                FileKind::Regular => engine
-                    .ns()
-                    .hsm_state(rel.as_bytes())
-                    .map(|h| !h.is_clean_archive())
-                    .unwrap_or(false),
-                _ => false,
-            },
-        };
-        if !replace || ex.kind == FileKind::Directory {
-            return Ok(Imported::Preexisting(ex.kind));
-        }
-        engine
-            .ns()
-            .remove_file(rel.as_bytes())
-            .map_err(|e| other(&e))?;
-    }
-    match kind {
+    let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
+    match meta.kind {
         FileKind::Directory => {
-            engine
-                .ns()
-                .make_dir(rel.as_bytes(), meta.mode, meta.uid, meta.gid)
+            ns.make_dir(rel.as_bytes(), meta.mode, meta.uid, meta.gid)
                 .map_err(|e| other(&e))?;
             Ok(Imported::Dir)
         }
         FileKind::Symlink => {
-            let target = engine
-                .store()
-                .get_bytes(&entry.name)
-                .map_err(|e: StoreError| other(&e))?;
-            engine
-                .ns()
-                .make_symlink(rel.as_bytes(), &target)
+            let target = store.get_bytes(&entry.name).map_err(|e| other(&e))?;
+            ns.make_symlink(rel.as_bytes(), &target)
                 .map_err(|e| other(&e))?;
             Ok(Imported::Symlink)
         }
@@ -1192,13 +1190,72 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
                 mtime_sec: meta.mtime_sec,
                 mtime_nsec: meta.mtime_nsec,
             };
-            engine
-                .ns()
-                .import_file(rel.as_bytes(), archive_id, &attrs, layout.as_ref())
-                .map_err(|e| other(&e))?;
+            ns.import_file(
+                rel.as_bytes(),
+                rules.archive_id,
+                &attrs,
+                decoded.layout.as_ref(),
+            )
+            .map_err(|e| other(&e))?;
             Ok(Imported::File)
         }
     }
+}
+
+/// Makes the missing parents of `rel`. Each must be a real directory inside the mount, never
+/// a symlink leading elsewhere.
+fn make_parents<N: Namespace>(ns: &N, rel: &str, uid: u32, gid: u32) -> Result<(), ImportError> {
+    let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
+    let segs: Vec<&str> = rel.split('/').collect();
+    for i in 1..segs.len() {
+        let parent = segs[..i].join("/");
+        match ns.stat(parent.as_bytes()).map_err(|e| other(&e))? {
+            Some(st) if st.kind == FileKind::Directory => {}
+            Some(st) => {
+                return Err(ImportError::Other(format!(
+                    "parent \"{parent}\" is a {} , not a directory",
+                    st.kind
+                )))
+            }
+            None => ns
+                .make_dir(parent.as_bytes(), 0o755, uid, gid)
+                .map_err(|e| other(&e))?,
+        }
+    }
+    Ok(())
+}
+
+/// What an entry already at `rel` becomes under `mode`: kept (`Some`), or removed so the
+/// blob's entry replaces it (`None`; also when there is none). Directories are never removed.
+fn settle_existing<N: Namespace>(
+    ns: &N,
+    rel: &str,
+    kind: FileKind,
+    mode: ImportConflictMode,
+) -> Result<Option<Imported>, ImportError> {
+    let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
+    let Some(ex) = ns.stat(rel.as_bytes()).map_err(|e| other(&e))? else {
+        return Ok(None);
+    };
+    if ex.kind == FileKind::Directory && kind == FileKind::Directory {
+        return Ok(Some(Imported::Preexisting(FileKind::Directory)));
+    }
+    let replace = match mode {
+        ImportConflictMode::Fail => return Err(ImportError::Conflict(format!("{rel} exists"))),
+        ImportConflictMode::Skip => false,
+        ImportConflictMode::OverwriteAlways => true,
+        ImportConflictMode::OverwriteIfDirty => {
+            ex.kind == FileKind::Regular
+                && ns
+                    .hsm_state(rel.as_bytes())
+                    .is_ok_and(|h| !h.is_clean_archive())
+        }
+    };
+    if !replace || ex.kind == FileKind::Directory {
+        return Ok(Some(Imported::Preexisting(ex.kind)));
+    }
+    ns.remove_file(rel.as_bytes()).map_err(|e| other(&e))?;
+    Ok(None)
 }
 
 #[cfg(test)]
