@@ -215,56 +215,9 @@ where
         if !e.in_scope || e.kind == EntryKind::Other {
             continue;
         }
-        let (kind, detail) = match (&blob, e.kind) {
-            (None, EntryKind::File) if e.archived_clean && e.record.is_some() => (
-                FindingKind::Lost,
-                "archived and clean with an export record, but the container has no blob: the \
-                 store lost it or someone deleted it"
-                    .to_string(),
-            ),
-            (None, _) => (
-                FindingKind::Missing,
-                "no blob: not exported yet (pending, failed, or changed while auto-export was off)"
-                    .to_string(),
-            ),
-            (Some(b), k) if b.kind != k => (
-                FindingKind::Kind,
-                format!("the entry is a {k:?} but its blob a {:?}", b.kind),
-            ),
-            (Some(b), EntryKind::File) if !e.archived_clean => (
-                FindingKind::Stale,
-                format!(
-                    "changed since its export (HSM state: {}); blob has {} bytes, file {}",
-                    if e.archived { "dirty" } else { "not archived" },
-                    b.size,
-                    e.size
-                ),
-            ),
-            (Some(b), EntryKind::File) => match &e.record {
-                Some((etag, _)) if b.etag.as_deref() != Some(etag.as_str()) => (
-                    FindingKind::Mismatch,
-                    format!(
-                        "the blob changed since its export: ETag {} but the export record says {etag} \
-                         (a conflict: export it again with conflict = \"overwrite\", or remove the blob)",
-                        b.etag.as_deref().unwrap_or("?")
-                    ),
-                ),
-                _ if b.size != e.size => (
-                    FindingKind::Mismatch,
-                    format!("blob has {} bytes, file {}", b.size, e.size),
-                ),
-                _ => continue,
-            },
-            (Some(b), EntryKind::Symlink) if b.size != e.size => (
-                FindingKind::Mismatch,
-                format!(
-                    "symlink blob holds {} bytes, the link target has {}",
-                    b.size, e.size
-                ),
-            ),
-            (Some(_), _) => continue,
-        };
-        report(&mut sum, kind, path, detail);
+        if let Some((kind, detail)) = difference(&e, blob.as_ref()) {
+            report(&mut sum, kind, path, detail);
+        }
     }
     for b in blobs {
         let b = b?;
@@ -273,6 +226,59 @@ where
         report(&mut sum, k, p, d);
     }
     Ok(sum)
+}
+
+/// What is wrong between an in-scope entry and its blob (`None`: nothing).
+fn difference(e: &Entry, blob: Option<&BlobSeen>) -> Option<(FindingKind, String)> {
+    Some(match (blob, e.kind) {
+        (None, EntryKind::File) if e.archived_clean && e.record.is_some() => (
+            FindingKind::Lost,
+            "archived and clean with an export record, but the container has no blob: the \
+             store lost it or someone deleted it"
+                .to_string(),
+        ),
+        (None, _) => (
+            FindingKind::Missing,
+            "no blob: not exported yet (pending, failed, or changed while auto-export was off)"
+                .to_string(),
+        ),
+        (Some(b), k) if b.kind != k => (
+            FindingKind::Kind,
+            format!("the entry is a {k:?} but its blob a {:?}", b.kind),
+        ),
+        (Some(b), EntryKind::File) if !e.archived_clean => (
+            FindingKind::Stale,
+            format!(
+                "changed since its export (HSM state: {}); blob has {} bytes, file {}",
+                if e.archived { "dirty" } else { "not archived" },
+                b.size,
+                e.size
+            ),
+        ),
+        (Some(b), EntryKind::File) => match &e.record {
+            Some((etag, _)) if b.etag.as_deref() != Some(etag.as_str()) => (
+                FindingKind::Mismatch,
+                format!(
+                    "the blob changed since its export: ETag {} but the export record says {etag} \
+                     (a conflict: export it again with conflict = \"overwrite\", or remove the blob)",
+                    b.etag.as_deref().unwrap_or("?")
+                ),
+            ),
+            _ if b.size != e.size => (
+                FindingKind::Mismatch,
+                format!("blob has {} bytes, file {}", b.size, e.size),
+            ),
+            _ => return None,
+        },
+        (Some(b), EntryKind::Symlink) if b.size != e.size => (
+            FindingKind::Mismatch,
+            format!(
+                "symlink blob holds {} bytes, the link target has {}",
+                b.size, e.size
+            ),
+        ),
+        (Some(_), _) => return None,
+    })
 }
 
 fn orphan(b: BlobSeen) -> (FindingKind, String, String) {
@@ -431,25 +437,7 @@ pub fn run(
     let mount = lustre::Mount::open(&policy.lustre.mount)
         .map_err(|e| format!("lustre.mount {}: {e}", policy.lustre.mount.display()))?;
     let root_dir = mount.root().to_path_buf();
-    let rel_root = match &opts.path {
-        None => Vec::new(),
-        Some(p) => crate::real::rel_to_mount(&root_dir, p).ok_or_else(|| {
-            format!(
-                "{}: not under the mount {}",
-                p.display(),
-                root_dir.display()
-            )
-        })?,
-    };
-    if !std::fs::metadata(root_dir.join(std::ffi::OsStr::from_bytes(&rel_root)))
-        .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(&rel_root)))?
-        .is_dir()
-    {
-        return Err(format!(
-            "{}: not a directory (verify walks a tree)",
-            String::from_utf8_lossy(&rel_root)
-        ));
-    }
+    let rel_root = audited_dir(&root_dir, opts.path.as_deref())?;
     let scope = crate::scope::Scope::new(&policy.autoexport.path, &policy.autoexport.exclude)?;
     let store = blob::BlobStore::open(&crate::daemon::target_spec(policy))
         .map_err(|e| format!("blob.url: {e}"))?;
@@ -472,20 +460,7 @@ pub fn run(
         let next = rt.block_on(listing.next())?;
         Some(
             next.map_err(|e| format!("listing the container: {e}"))
-                .map(|b| {
-                    let kind = match b.metadata.as_ref().map(|m| m.kind) {
-                        Some(blob::FileKind::Dir) => EntryKind::Dir,
-                        Some(blob::FileKind::Symlink) => EntryKind::Symlink,
-                        _ => EntryKind::File,
-                    };
-                    BlobSeen {
-                        ours: b.metadata.as_ref().is_some_and(|m| m.fid.is_some()),
-                        name: b.name,
-                        size: b.size,
-                        etag: b.etag,
-                        kind,
-                    }
-                }),
+                .map(blob_seen),
         )
     });
     let mut walked = 0u64;
@@ -493,79 +468,162 @@ pub fn run(
         let (rel, md) = r?;
         walked += 1;
         progress(walked);
-        let ft = md.file_type();
-        let kind = if ft.is_file() {
-            EntryKind::File
-        } else if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_symlink() {
-            EntryKind::Symlink
-        } else {
-            EntryKind::Other
-        };
-        let in_scope = scope.covers(&rel);
-        let mut e = Entry {
-            name: store
-                .name_for(&rel)
-                .map(|n| n.as_str().to_string())
-                .map_err(|e| e.to_string()),
-            rel,
-            kind,
-            size: md.len(),
-            archived_clean: false,
-            archived: false,
-            record: None,
-            in_scope,
-        };
-        if kind == EntryKind::File && in_scope {
-            let abs = root_dir.join(std::ffi::OsStr::from_bytes(&e.rel));
-            let hsm = mount
-                .hsm_state(&abs)
-                .map_err(|err| format!("{}: {err}", abs.display()))?;
-            e.archived = hsm.is_archived();
-            e.archived_clean = hsm.is_archived() && !hsm.is_dirty();
-            e.record = blob::ExportRecord::read_at(&abs)
-                .ok()
-                .flatten()
-                .map(|r| (r.etag, r.size));
-        }
-        Ok(e)
+        tree_entry(&mount, &store, &scope, rel, &md)
     });
-    let mut requeue = Vec::new();
-    let mut write_err: Option<std::io::Error> = None;
-    let mut print = |f: Finding| {
-        if write_err.is_some() {
+    let mut report = Report {
+        out,
+        json: opts.json,
+        requeue: opts.requeue,
+        to_requeue: Vec::new(),
+        write_err: None,
+    };
+    let summary = compare(walk, blobs, &mut |f| report.finding(f))?;
+    if let Some(e) = report.write_err {
+        return Err(format!("writing the report: {e}"));
+    }
+    let requeue = prepare_requeue(&mount, report.to_requeue)?;
+    Ok(Outcome { summary, requeue })
+}
+
+/// The directory to audit, relative to the mount (`None`: the mount itself); it must be a
+/// directory under the mount.
+fn audited_dir(root_dir: &Path, path: Option<&Path>) -> Result<Vec<u8>, String> {
+    let rel_root = match path {
+        None => Vec::new(),
+        Some(p) => crate::real::rel_to_mount(root_dir, p).ok_or_else(|| {
+            format!(
+                "{}: not under the mount {}",
+                p.display(),
+                root_dir.display()
+            )
+        })?,
+    };
+    if !std::fs::metadata(root_dir.join(std::ffi::OsStr::from_bytes(&rel_root)))
+        .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(&rel_root)))?
+        .is_dir()
+    {
+        return Err(format!(
+            "{}: not a directory (verify walks a tree)",
+            String::from_utf8_lossy(&rel_root)
+        ));
+    }
+    Ok(rel_root)
+}
+
+/// A listed blob as the comparison sees it.
+fn blob_seen(b: blob::BlobInfo) -> BlobSeen {
+    let kind = match b.metadata.as_ref().map(|m| m.kind) {
+        Some(blob::FileKind::Dir) => EntryKind::Dir,
+        Some(blob::FileKind::Symlink) => EntryKind::Symlink,
+        _ => EntryKind::File,
+    };
+    BlobSeen {
+        ours: b.metadata.as_ref().is_some_and(|m| m.fid.is_some()),
+        name: b.name,
+        size: b.size,
+        etag: b.etag,
+        kind,
+    }
+}
+
+/// One entry of the walked tree, with the HSM state and export record of an in-scope file.
+fn tree_entry(
+    mount: &lustre::Mount,
+    store: &blob::BlobStore,
+    scope: &crate::scope::Scope,
+    rel: Vec<u8>,
+    md: &std::fs::Metadata,
+) -> Result<Entry, String> {
+    let ft = md.file_type();
+    let kind = if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Other
+    };
+    let in_scope = scope.covers(&rel);
+    let mut e = Entry {
+        name: store
+            .name_for(&rel)
+            .map(|n| n.as_str().to_string())
+            .map_err(|e| e.to_string()),
+        rel,
+        kind,
+        size: md.len(),
+        archived_clean: false,
+        archived: false,
+        record: None,
+        in_scope,
+    };
+    if kind == EntryKind::File && in_scope {
+        let abs = mount.root().join(std::ffi::OsStr::from_bytes(&e.rel));
+        let hsm = mount
+            .hsm_state(&abs)
+            .map_err(|err| format!("{}: {err}", abs.display()))?;
+        e.archived = hsm.is_archived();
+        e.archived_clean = hsm.is_clean_archive();
+        e.record = blob::ExportRecord::read_at(&abs)
+            .ok()
+            .flatten()
+            .map(|r| (r.etag, r.size));
+    }
+    Ok(e)
+}
+
+/// Where the findings go: one line each (text or JSON), and those `--requeue` can fix.
+struct Report<'a> {
+    out: &'a mut dyn std::io::Write,
+    json: bool,
+    requeue: bool,
+    to_requeue: Vec<(FindingKind, PathBuf)>,
+    /// The first failed write (the rest are not tried).
+    write_err: Option<std::io::Error>,
+}
+
+impl Report<'_> {
+    fn finding(&mut self, f: Finding) {
+        if self.write_err.is_some() {
             return;
         }
-        let r = if opts.json {
+        let r = if self.json {
             serde_json::to_string(&f)
                 .map_err(std::io::Error::other)
-                .and_then(|l| writeln!(out, "{l}"))
+                .and_then(|l| writeln!(self.out, "{l}"))
         } else {
             let kind = serde_json::to_value(f.kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            writeln!(out, "{kind:<12} {}: {}", f.path.escape_debug(), f.detail)
+            writeln!(
+                self.out,
+                "{kind:<12} {}: {}",
+                f.path.escape_debug(),
+                f.detail
+            )
         };
         if let Err(e) = r {
-            write_err = Some(e);
+            self.write_err = Some(e);
         }
-        if opts.requeue && f.kind.requeueable() {
-            requeue.push((f.kind, PathBuf::from(&f.path)));
+        if self.requeue && f.kind.requeueable() {
+            self.to_requeue.push((f.kind, PathBuf::from(&f.path)));
         }
-    };
-    let summary = compare(walk, blobs, &mut print)?;
-    if let Some(e) = write_err {
-        return Err(format!("writing the report: {e}"));
     }
+}
+
+/// Readies the files `--requeue` hands on. A lost blob's export record is voided (or the
+/// copytool takes the loss for a deletion behind its back: a conflict) and the file marked
+/// dirty (archived and clean, the coordinator would skip a new archive request).
+fn prepare_requeue(
+    mount: &lustre::Mount,
+    found: Vec<(FindingKind, PathBuf)>,
+) -> Result<Vec<PathBuf>, String> {
     let mut paths = Vec::new();
-    for (kind, rel) in requeue {
-        let abs = root_dir.join(&rel);
+    for (kind, rel) in found {
+        let abs = mount.root().join(&rel);
         if kind == FindingKind::Lost {
-            // The record names a blob the store no longer has: void it, or the copytool takes
-            // the loss for a deletion behind its back (a conflict). Then mark the file dirty:
-            // archived and clean, the coordinator would skip a new archive request.
             blob::ExportRecord::clear_at(&abs)
                 .map_err(|e| format!("{}: removing its export record: {e}", abs.display()))?;
             mount
@@ -574,10 +632,7 @@ pub fn run(
         }
         paths.push(rel);
     }
-    Ok(Outcome {
-        summary,
-        requeue: paths,
-    })
+    Ok(paths)
 }
 
 #[cfg(test)]
