@@ -54,32 +54,55 @@ pub fn decode(
     keep_special_bits: bool,
 ) -> Result<Decoded, String> {
     let mut coerced = Vec::new();
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
-    };
-    let id = |key: &str, what: &str| -> Result<u32, String> {
-        match get(key) {
-            None => Ok(0),
-            Some(v) => match v.trim().parse::<u32>() {
-                Ok(n) if n != u32::MAX => Ok(n),
-                _ => Err(format!(
-                    "{key} {v:?} is not a decimal {what} in 0..=4294967294: blob refused \
-                     (no owner is guessed; fix the blob's metadata and import again)"
-                )),
-            },
-        }
-    };
-    let uid = id(m::KEY_OWNER, "uid")?;
-    let gid = id(m::KEY_GROUP, "gid")?;
+    let uid = owner_id(pairs, m::KEY_OWNER, "uid")?;
+    let gid = owner_id(pairs, m::KEY_GROUP, "gid")?;
     let layout = m::layout_from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| format!("{e}: blob refused (fix the blob's metadata and import again)"))?;
+    let kind = kind_of(pairs, &mut coerced);
+    let mode = mode_of(pairs, kind, keep_special_bits, &mut coerced);
+    let (mtime_sec, mtime_nsec) = mtime_of(pairs, last_modified_sec, &mut coerced);
+    Ok(Decoded {
+        meta: BlobMeta {
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime_sec,
+            mtime_nsec,
+            fid: get(pairs, m::KEY_FID).and_then(|f| f.trim().parse().ok()),
+        },
+        layout,
+        coerced,
+    })
+}
 
-    // The kind: lustre_type first (ours), then hdi_isfolder (Azure's), else a file.
-    let typed = match get(m::KEY_TYPE).map(str::trim) {
+/// The value of `key`, compared without case (the last one when repeated).
+fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.as_str())
+}
+
+/// An owner or group id (0 when absent); anything but a decimal id refuses the blob: no
+/// owner is guessed.
+fn owner_id(pairs: &[(String, String)], key: &str, what: &str) -> Result<u32, String> {
+    match get(pairs, key) {
+        None => Ok(0),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n != u32::MAX => Ok(n),
+            _ => Err(format!(
+                "{key} {v:?} is not a decimal {what} in 0..=4294967294: blob refused \
+                 (no owner is guessed; fix the blob's metadata and import again)"
+            )),
+        },
+    }
+}
+
+/// The kind: lustre_type first (ours), then hdi_isfolder (Azure's), else a file.
+fn kind_of(pairs: &[(String, String)], coerced: &mut Vec<String>) -> FileKind {
+    let typed = match get(pairs, m::KEY_TYPE).map(str::trim) {
         None => None,
         Some("file") => Some(FileKind::Regular),
         Some("dir") => Some(FileKind::Directory),
@@ -92,7 +115,7 @@ pub fn decode(
             None
         }
     };
-    let folder = match get(m::KEY_IS_FOLDER).map(str::trim) {
+    let folder = match get(pairs, m::KEY_IS_FOLDER).map(str::trim) {
         None => false,
         Some(v) if v.eq_ignore_ascii_case("true") => true,
         Some(v) if v.eq_ignore_ascii_case("false") => false,
@@ -104,18 +127,27 @@ pub fn decode(
             false
         }
     };
-    let kind = typed.unwrap_or(if folder {
+    typed.unwrap_or(if folder {
         FileKind::Directory
     } else {
         FileKind::Regular
-    });
+    })
+}
+
+/// The permission bits: a default for a bad value, setuid/setgid/sticky dropped unless kept,
+/// and a directory always enterable by its owner.
+fn mode_of(
+    pairs: &[(String, String)],
+    kind: FileKind,
+    keep_special_bits: bool,
+    coerced: &mut Vec<String>,
+) -> u32 {
     let default_mode = if kind == FileKind::Directory {
         DIR_DEFAULT_MODE
     } else {
         FILE_DEFAULT_MODE
     };
-
-    let mut mode = match get(m::KEY_PERMISSIONS) {
+    let mut mode = match get(pairs, m::KEY_PERMISSIONS) {
         None => default_mode,
         Some(v) => match u32::from_str_radix(v.trim(), 8) {
             Ok(p) if p <= 0o7777 => p,
@@ -145,46 +177,35 @@ pub fn decode(
         ));
         mode = fixed;
     }
+    mode
+}
 
-    // mtime: lustre_mtime_ns (ours, exact), then modtime (Azure's), then Last-Modified.
-    let mut mtime = None;
-    if let Some(v) = get(m::KEY_MTIME_NS) {
+/// mtime: lustre_mtime_ns (ours, exact), then modtime (Azure's), then Last-Modified.
+fn mtime_of(
+    pairs: &[(String, String)],
+    last_modified_sec: i64,
+    coerced: &mut Vec<String>,
+) -> (i64, u32) {
+    if let Some(v) = get(pairs, m::KEY_MTIME_NS) {
         match v.trim().parse::<i128>().ok().and_then(split_ns) {
-            Some(t) => mtime = Some(t),
+            Some(t) => return t,
             None => coerced.push(format!(
                 "{} {v:?} is not integer nanoseconds: ignored",
                 m::KEY_MTIME_NS
             )),
         }
     }
-    let modtime = get(m::KEY_MODTIME);
-    if mtime.is_none() {
-        if let Some(v) = modtime {
-            match m::parse_modtime(v).map(epoch_secs) {
-                Some(t) => mtime = Some((t, 0)),
-                None => coerced.push(format!(
-                    "{} {v:?} is not YYYY-MM-DD HH:MM:SS +0000: the blob's Last-Modified {} applied",
-                    m::KEY_MODTIME,
-                    m::format_modtime(from_epoch_secs(last_modified_sec))
-                )),
-            }
+    if let Some(v) = get(pairs, m::KEY_MODTIME) {
+        match m::parse_modtime(v).map(epoch_secs) {
+            Some(t) => return (t, 0),
+            None => coerced.push(format!(
+                "{} {v:?} is not YYYY-MM-DD HH:MM:SS +0000: the blob's Last-Modified {} applied",
+                m::KEY_MODTIME,
+                m::format_modtime(from_epoch_secs(last_modified_sec))
+            )),
         }
     }
-    let (mtime_sec, mtime_nsec) = mtime.unwrap_or((last_modified_sec, 0));
-
-    Ok(Decoded {
-        meta: BlobMeta {
-            kind,
-            mode,
-            uid,
-            gid,
-            mtime_sec,
-            mtime_nsec,
-            fid: get(m::KEY_FID).and_then(|f| f.trim().parse().ok()),
-        },
-        layout,
-        coerced,
-    })
+    (last_modified_sec, 0)
 }
 
 fn epoch_secs(t: std::time::SystemTime) -> i64 {
