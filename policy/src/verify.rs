@@ -18,6 +18,7 @@ use std::collections::BinaryHeap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::model::FileKind;
 use serde::Serialize;
 
 /// What one finding says.
@@ -67,19 +68,6 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// What kind of entry a path is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    /// A regular file.
-    File,
-    /// A directory.
-    Dir,
-    /// A symbolic link.
-    Symlink,
-    /// Anything else (not exported).
-    Other,
-}
-
 /// One entry of the tree, with what the comparison needs.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -88,7 +76,7 @@ pub struct Entry {
     /// Its blob name, or why no blob can carry it.
     pub name: Result<String, String>,
     /// What kind of entry.
-    pub kind: EntryKind,
+    pub kind: FileKind,
     /// Size (for a symlink: the target's length).
     pub size: u64,
     /// Regular files: archived, and not dirty.
@@ -155,7 +143,7 @@ pub struct BlobSeen {
     /// ETag.
     pub etag: Option<String>,
     /// What the blob stands for.
-    pub kind: EntryKind,
+    pub kind: FileKind,
     /// Written by lustre-blob (carries a `lustre_fid`).
     pub ours: bool,
 }
@@ -181,7 +169,7 @@ where
         let name = match &e.name {
             Ok(n) => n.clone(),
             Err(why) => {
-                if e.in_scope && e.kind != EntryKind::Other {
+                if e.in_scope && e.kind != FileKind::Other {
                     report(&mut sum, FindingKind::Uncarriable, path, why.clone());
                 }
                 continue;
@@ -212,7 +200,7 @@ where
             },
             _ => None,
         };
-        if !e.in_scope || e.kind == EntryKind::Other {
+        if !e.in_scope || e.kind == FileKind::Other {
             continue;
         }
         if let Some((kind, detail)) = difference(&e, blob.as_ref()) {
@@ -231,7 +219,7 @@ where
 /// What is wrong between an in-scope entry and its blob (`None`: nothing).
 fn difference(e: &Entry, blob: Option<&BlobSeen>) -> Option<(FindingKind, String)> {
     Some(match (blob, e.kind) {
-        (None, EntryKind::File) if e.archived_clean && e.record.is_some() => (
+        (None, FileKind::Regular) if e.archived_clean && e.record.is_some() => (
             FindingKind::Lost,
             "archived and clean with an export record, but the container has no blob: the \
              store lost it or someone deleted it"
@@ -244,9 +232,9 @@ fn difference(e: &Entry, blob: Option<&BlobSeen>) -> Option<(FindingKind, String
         ),
         (Some(b), k) if b.kind != k => (
             FindingKind::Kind,
-            format!("the entry is a {k:?} but its blob a {:?}", b.kind),
+            format!("the entry is a {k} but its blob a {}", b.kind),
         ),
-        (Some(b), EntryKind::File) if !e.archived_clean => (
+        (Some(b), FileKind::Regular) if !e.archived_clean => (
             FindingKind::Stale,
             format!(
                 "changed since its export (HSM state: {}); blob has {} bytes, file {}",
@@ -255,7 +243,7 @@ fn difference(e: &Entry, blob: Option<&BlobSeen>) -> Option<(FindingKind, String
                 e.size
             ),
         ),
-        (Some(b), EntryKind::File) => match &e.record {
+        (Some(b), FileKind::Regular) => match &e.record {
             Some((etag, _)) if b.etag.as_deref() != Some(etag.as_str()) => (
                 FindingKind::Mismatch,
                 format!(
@@ -270,7 +258,7 @@ fn difference(e: &Entry, blob: Option<&BlobSeen>) -> Option<(FindingKind, String
             ),
             _ => return None,
         },
-        (Some(b), EntryKind::Symlink) if b.size != e.size => (
+        (Some(b), FileKind::Symlink) if b.size != e.size => (
             FindingKind::Mismatch,
             format!(
                 "symlink blob holds {} bytes, the link target has {}",
@@ -513,9 +501,9 @@ fn audited_dir(root_dir: &Path, path: Option<&Path>) -> Result<Vec<u8>, String> 
 /// A listed blob as the comparison sees it.
 fn blob_seen(b: blob::BlobInfo) -> BlobSeen {
     let kind = match b.metadata.as_ref().map(|m| m.kind) {
-        Some(blob::FileKind::Dir) => EntryKind::Dir,
-        Some(blob::FileKind::Symlink) => EntryKind::Symlink,
-        _ => EntryKind::File,
+        Some(blob::FileKind::Dir) => FileKind::Directory,
+        Some(blob::FileKind::Symlink) => FileKind::Symlink,
+        _ => FileKind::Regular,
     };
     BlobSeen {
         ours: b.metadata.as_ref().is_some_and(|m| m.fid.is_some()),
@@ -534,16 +522,7 @@ fn tree_entry(
     rel: Vec<u8>,
     md: &std::fs::Metadata,
 ) -> Result<Entry, String> {
-    let ft = md.file_type();
-    let kind = if ft.is_file() {
-        EntryKind::File
-    } else if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_symlink() {
-        EntryKind::Symlink
-    } else {
-        EntryKind::Other
-    };
+    let kind = FileKind::from(md.file_type());
     let in_scope = scope.covers(&rel);
     let mut e = Entry {
         name: store
@@ -558,7 +537,7 @@ fn tree_entry(
         record: None,
         in_scope,
     };
-    if kind == EntryKind::File && in_scope {
+    if kind == FileKind::Regular && in_scope {
         let abs = mount.root().join(std::ffi::OsStr::from_bytes(&e.rel));
         let hsm = mount
             .hsm_state(&abs)
@@ -639,7 +618,7 @@ fn prepare_requeue(
 mod tests {
     use super::*;
 
-    fn entry(rel: &str, kind: EntryKind, size: u64) -> Result<Entry, String> {
+    fn entry(rel: &str, kind: FileKind, size: u64) -> Result<Entry, String> {
         Ok(Entry {
             rel: rel.as_bytes().to_vec(),
             name: Ok(rel.to_string()),
@@ -652,7 +631,7 @@ mod tests {
         })
     }
 
-    fn blob(name: &str, kind: EntryKind, size: u64) -> Result<BlobSeen, String> {
+    fn blob(name: &str, kind: FileKind, size: u64) -> Result<BlobSeen, String> {
         Ok(BlobSeen {
             name: name.to_string(),
             size,
@@ -672,14 +651,14 @@ mod tests {
     fn a_tree_and_its_exact_export_agree() {
         let f = run(
             vec![
-                entry("a", EntryKind::Dir, 0),
-                entry("a/x", EntryKind::File, 3),
-                entry("a-b", EntryKind::Symlink, 4),
+                entry("a", FileKind::Directory, 0),
+                entry("a/x", FileKind::Regular, 3),
+                entry("a-b", FileKind::Symlink, 4),
             ],
             vec![
-                blob("a", EntryKind::Dir, 0),
-                blob("a/x", EntryKind::File, 3),
-                blob("a-b", EntryKind::Symlink, 4),
+                blob("a", FileKind::Directory, 0),
+                blob("a/x", FileKind::Regular, 3),
+                blob("a-b", FileKind::Symlink, 4),
             ],
         );
         assert_eq!(f, vec![]);
@@ -687,37 +666,37 @@ mod tests {
 
     #[test]
     fn every_kind_of_difference_is_found() {
-        let mut dirty = entry("d/stale", EntryKind::File, 9).unwrap();
+        let mut dirty = entry("d/stale", FileKind::Regular, 9).unwrap();
         dirty.archived_clean = false;
-        let mut new = entry("d/new", EntryKind::File, 1).unwrap();
+        let mut new = entry("d/new", FileKind::Regular, 1).unwrap();
         new.archived_clean = false;
         new.archived = false;
         new.record = None;
-        let mut excluded = entry("d/skip.tmp", EntryKind::File, 1).unwrap();
+        let mut excluded = entry("d/skip.tmp", FileKind::Regular, 1).unwrap();
         excluded.in_scope = false;
-        let mut bad = entry("d/bad\nname", EntryKind::File, 1).unwrap();
+        let mut bad = entry("d/bad\nname", FileKind::Regular, 1).unwrap();
         bad.name = Err("control character".into());
-        let mut foreign = blob("d/zz-foreign", EntryKind::File, 1).unwrap();
+        let mut foreign = blob("d/zz-foreign", FileKind::Regular, 1).unwrap();
         foreign.ours = false;
-        let mut changed = blob("d/changed", EntryKind::File, 5).unwrap();
+        let mut changed = blob("d/changed", FileKind::Regular, 5).unwrap();
         changed.etag = Some("other".into());
         let f = run(
             vec![
                 Ok(bad),
-                entry("d", EntryKind::Dir, 0),
-                entry("d/changed", EntryKind::File, 5),
-                entry("d/dir-as-file", EntryKind::Dir, 0),
-                entry("d/lost", EntryKind::File, 7),
+                entry("d", FileKind::Directory, 0),
+                entry("d/changed", FileKind::Regular, 5),
+                entry("d/dir-as-file", FileKind::Directory, 0),
+                entry("d/lost", FileKind::Regular, 7),
                 Ok(new),
                 Ok(excluded),
                 Ok(dirty),
             ],
             vec![
-                blob("d", EntryKind::Dir, 0),
+                blob("d", FileKind::Directory, 0),
                 Ok(changed),
-                blob("d/deleted", EntryKind::File, 2),
-                blob("d/dir-as-file", EntryKind::File, 0),
-                blob("d/stale", EntryKind::File, 8),
+                blob("d/deleted", FileKind::Regular, 2),
+                blob("d/dir-as-file", FileKind::Regular, 0),
+                blob("d/stale", FileKind::Regular, 8),
                 Ok(foreign),
             ],
         );
