@@ -43,8 +43,8 @@ pub enum Error {
     Decode {
         /// The call.
         call: &'static str,
-        #[source]
         /// Why the bytes do not decode.
+        #[source]
         source: DecodeError,
     },
     /// A value could not be encoded for the library (e.g. a request too large).
@@ -52,8 +52,8 @@ pub enum Error {
     Encode {
         /// The call.
         call: &'static str,
-        #[source]
         /// Why the value does not encode.
+        #[source]
         source: EncodeError,
     },
     /// An argument the C API cannot carry (e.g. a path containing a NUL byte).

@@ -22,14 +22,14 @@ pub struct Striping {
 /// Why a stripe count, size or pool name cannot be a layout (one line, names the value).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StripingError {
-    #[error("stripe count {0} is not between 1 and {LOV_MAX_STRIPE_COUNT}")]
     /// A stripe count out of range.
+    #[error("stripe count {0} is not between 1 and {LOV_MAX_STRIPE_COUNT}")]
     StripeCount(u64),
-    #[error("stripe size {0} is not a multiple of {LOV_MIN_STRIPE_SIZE} bytes below 4 GiB")]
     /// A stripe size that is no layout's.
+    #[error("stripe size {0} is not a multiple of {LOV_MIN_STRIPE_SIZE} bytes below 4 GiB")]
     StripeSize(u64),
-    #[error("pool name {0:?} is not 1 to {LOV_MAXPOOLNAME} printable ASCII characters without '.', '/' or '\\'")]
     /// A pool name Lustre does not take.
+    #[error("pool name {0:?} is not 1 to {LOV_MAXPOOLNAME} printable ASCII characters without '.', '/' or '\\'")]
     Pool(String),
 }
 

@@ -99,8 +99,8 @@ pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
 pub struct FlushOutcome {
     /// The failures standing (at most [`MAX_RECENT_FAILURES`]).
     pub failures: Vec<Failure>,
-    #[serde(default)]
     /// How many stand in all.
+    #[serde(default)]
     pub failed: u64,
 }
 
@@ -117,8 +117,8 @@ struct FlushWait {
 /// Errors that stop the engine (state cannot be saved).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error(transparent)]
     /// The state could not be saved.
+    #[error(transparent)]
     State(#[from] StateError),
 }
 

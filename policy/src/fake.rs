@@ -8,8 +8,8 @@ use lustre::{Fid, HsmState, ImportAttrs};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-#[derive(Debug, Clone)]
 /// A file, directory or symlink of [`FakeFs`].
+#[derive(Debug, Clone)]
 pub struct Node {
     /// Path relative to the mount.
     pub path: Vec<u8>,
@@ -23,8 +23,8 @@ pub struct Node {
     pub link: Vec<u8>,
 }
 
-#[derive(Debug, Default)]
 /// The state behind [`FakeNs`]: its entries and what was asked of it.
+#[derive(Debug, Default)]
 pub struct FakeFs {
     /// Entries by FID.
     pub nodes: HashMap<Fid, Node>,

@@ -26,17 +26,17 @@ const STEP_ENTRIES: usize = 256;
 /// In-flight files without CL_HSM for this long are settled from their HSM state.
 const STALE_MS: u64 = 30_000;
 
-#[derive(Debug, thiserror::Error)]
 /// Why a job request is refused.
+#[derive(Debug, thiserror::Error)]
 pub enum JobsError {
-    #[error("refused: {0}")]
     /// Another job is running (its id).
+    #[error("refused: {0}")]
     Busy(String),
-    #[error("no job {0}")]
     /// No job with that id.
+    #[error("no job {0}")]
     NotFound(String),
-    #[error("{0}")]
     /// A bad argument, with the reason.
+    #[error("{0}")]
     Invalid(String),
 }
 
@@ -64,14 +64,14 @@ pub struct ExportProgress {
     pub files_already_exported: u64,
     /// Files that failed (logged).
     pub files_failed: u64,
-    #[serde(skip_serializing_if = "VecDeque::is_empty", default)]
     /// Directories still to scan (kept so a saved job shows them).
+    #[serde(skip_serializing_if = "VecDeque::is_empty", default)]
     pub scan_queue: VecDeque<String>,
-    #[serde(skip_serializing_if = "InFlightSet::is_empty", default)]
     /// Requests sent and not ended.
+    #[serde(skip_serializing_if = "InFlightSet::is_empty", default)]
     pub inflight: InFlightSet<JobRequest>,
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     /// Files waiting for a request: (FID, path, size).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub to_archive: Vec<(Fid, String, u64)>,
 }
 
@@ -179,20 +179,20 @@ pub struct JobRecord {
     /// Export: Idle, FSScanInProgress, InProgress, Cancelling, Canceled, Completed, Failed.
     /// Import: InProgress, Cancelling, Canceled, Completed, Failed. Auto-export: its status state.
     pub state: JobState,
-    #[serde(rename = "startTimeUTC")]
     /// RFC 3339 start time.
+    #[serde(rename = "startTimeUTC")]
     pub start_time_utc: Option<String>,
-    #[serde(rename = "completionTimeUTC")]
     /// RFC 3339 end time, once ended.
+    #[serde(rename = "completionTimeUTC")]
     pub completion_time_utc: Option<String>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     /// Progress of a manual export.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportProgress>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     /// Progress of an import.
-    pub import: Option<ImportProgress>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportProgress>,
     /// Status of the auto-export job (see [`crate::status`]).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub autoexport: Option<serde_json::Value>,
     #[serde(skip, default)]
     started_ms: u64,

@@ -78,20 +78,20 @@ pub trait Namespace: Send {
 /// A failed blob call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    #[error("not found: {0}")]
     /// No such blob.
+    #[error("not found: {0}")]
     NotFound(String),
-    #[error("conflict: {0}")]
     /// The blob changed under a conditional write.
+    #[error("conflict: {0}")]
     Conflict(String),
-    #[error("invalid blob name: {0}")]
     /// No blob can carry the name.
+    #[error("invalid blob name: {0}")]
     InvalidName(String),
-    #[error("transient: {0}")]
     /// Unreachable, throttled, refused credentials, container missing: waited out.
+    #[error("transient: {0}")]
     Transient(String),
-    #[error("{0}")]
     /// Any other failure.
+    #[error("{0}")]
     Permanent(String),
 }
 

@@ -120,8 +120,8 @@ pub enum NsOpKind {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 /// A namespace operation, with the record that announced it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NsOp {
     /// MDT of the record.
     pub mdt: usize,
@@ -137,8 +137,8 @@ pub struct NsOp {
     /// Unix ms before which the operation is not tried again.
     #[serde(default)]
     pub retry_at_ms: u64,
-    #[serde(default)]
     /// Why the last try failed.
+    #[serde(default)]
     pub last_error: Option<String>,
 }
 
@@ -395,19 +395,19 @@ pub struct StateFile {
     path: PathBuf,
 }
 
-#[derive(Debug, thiserror::Error)]
 /// The state file cannot be read or written.
+#[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{path}: {source}")]
     /// Reading or writing failed.
+    #[error("{path}: {source}")]
     Io {
         /// The state file.
         path: String,
         /// The I/O error.
         source: std::io::Error,
     },
-    #[error("{path}: corrupt state file: {source}")]
     /// The file does not parse.
+    #[error("{path}: corrupt state file: {source}")]
     Corrupt {
         /// The state file.
         path: String,

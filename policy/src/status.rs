@@ -21,33 +21,33 @@ pub struct AutoExportStatus {
     pub status_message: String,
     /// Files exported in all.
     pub total_files_exported: u64,
-    #[serde(rename = "totalMiBExported")]
     /// MiB exported in all.
+    #[serde(rename = "totalMiBExported")]
     pub total_mib_exported: u64,
     /// Files failed in all.
     pub total_files_failed: u64,
     /// Iterations completed.
     pub export_iteration_count: u64,
-    #[serde(rename = "lastSuccessfulIterationCompletionTimeUTC")]
     /// End of the last iteration that exported everything it found.
+    #[serde(rename = "lastSuccessfulIterationCompletionTimeUTC")]
     pub last_successful_iteration_completion_time_utc: Option<String>,
     /// Files the current iteration found.
     pub current_iteration_files_discovered: u64,
-    #[serde(rename = "currentIterationMiBDiscovered")]
     /// Their MiB.
+    #[serde(rename = "currentIterationMiBDiscovered")]
     pub current_iteration_mib_discovered: u64,
     /// Files the current iteration exported.
     pub current_iteration_files_exported: u64,
-    #[serde(rename = "currentIterationMiBExported")]
     /// Their MiB.
+    #[serde(rename = "currentIterationMiBExported")]
     pub current_iteration_mib_exported: u64,
     /// Files the current iteration failed.
     pub current_iteration_files_failed: u64,
-    #[serde(rename = "lastStartedTimeUTC")]
     /// Start of the last iteration.
+    #[serde(rename = "lastStartedTimeUTC")]
     pub last_started_time_utc: Option<String>,
-    #[serde(rename = "lastCompletionTimeUTC")]
     /// End of the last iteration.
+    #[serde(rename = "lastCompletionTimeUTC")]
     pub last_completion_time_utc: Option<String>,
     // ---- beyond Azure
     /// Number of the running iteration.
