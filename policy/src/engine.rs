@@ -21,7 +21,7 @@ use crate::inflight::{
     look_after_refusal, look_at_stale, request_archives, AfterRefusal, Request, Stale,
 };
 use crate::model::{Change, FileKind, FileStat};
-use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
+use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store};
 use crate::scope::{join, DirCache, Scope};
 use crate::state::{
     add_hold, CoordinatorPause, Cursor, Failure, Holds, InFlight, IterCounters, Iteration, NsOp,
@@ -979,7 +979,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 Ok(()) => {
                     self.st.failed_ops.remove(&key);
                 }
-                Err(StoreError::Transient(e)) => {
+                Err(e) if e.is_environmental() => {
                     tracing::info!(path = %key, operation = what, error = %e, "store unavailable; the operation waits and is tried again");
                     op.last_error = Some(format!("store unavailable: {e}"));
                     op.retry_at_ms = now + backoff_ms(op.retries, self.cfg.retry_max_ms);
@@ -1006,7 +1006,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.changed = true;
     }
 
-    fn delete_blob(&self, path: &str, dir: bool) -> Result<(), StoreError> {
+    fn delete_blob(&self, path: &str, dir: bool) -> Result<(), blob::Error> {
         let name = self.store.name_for(path.as_bytes())?;
         self.store.delete(&name)?;
         if dir {
@@ -1018,7 +1018,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     /// Server-side copy + delete of the blob at `from` and of every blob under `from/`.
-    fn move_blobs(&self, from: &str, to: &str) -> Result<(), StoreError> {
+    fn move_blobs(&self, from: &str, to: &str) -> Result<(), blob::Error> {
         let src = self.store.name_for(from.as_bytes())?;
         let dst = self.store.name_for(to.as_bytes())?;
         let mut moves = Vec::new();
@@ -1062,8 +1062,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     .set_metadata(&name, &BlobMeta::from_stat(&st, Some(fid)))
             });
             match res {
-                Ok(()) | Err(StoreError::NotFound(_)) => {} // never exported: nothing to update
-                Err(StoreError::Transient(e)) => {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {} // never exported: nothing to update
+                Err(e) if e.is_environmental() => {
                     // Kept with its holds; the whole set waits for the store.
                     tracing::info!(fid = %fid, error = %e, "store unavailable; metadata update waits");
                     self.st.meta_pending.insert(fid, holds);
@@ -1455,10 +1456,10 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             if st.kind == FileKind::Directory {
                 self.store.put_dir(&name, &meta)
             } else {
-                let target = self
-                    .ns
-                    .read_link(path)
-                    .map_err(|e| StoreError::Permanent(e.to_string()))?;
+                let target = self.ns.read_link(path).map_err(|e| blob::Error::Io {
+                    op: "readlink",
+                    source: std::io::Error::from_raw_os_error(e.errno),
+                })?;
                 self.store.put_symlink(&name, &target, &meta)
             }
         });
@@ -1467,7 +1468,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 self.resolved(&fid);
                 self.exported(0);
             }
-            Err(StoreError::Transient(e)) => {
+            Err(e) if e.is_environmental() => {
                 let delay_ms = backoff_ms(p.retries, self.cfg.retry_max_ms);
                 tracing::info!(path = %text, error = %e, retry_in_ms = delay_ms, "store unavailable; tried again after a back-off");
                 let r = Requeue {

@@ -752,10 +752,11 @@ fn directories_and_symlinks_become_blobs() {
 #[test]
 fn a_failing_directory_blob_counts_as_failed() {
     let mut t = T::new(cfg());
-    t.store.fail.lock().unwrap().insert(
-        "projects/dir".into(),
-        StoreError::Permanent("403 AuthorizationFailure".into()),
-    );
+    t.store
+        .fail
+        .lock()
+        .unwrap()
+        .insert("projects/dir".into(), "403 AuthorizationFailure".into());
     let d = t.ns.add("projects/dir", FileKind::Directory, 0);
     let r = t.rec(RecordType::Mkdir, d);
     t.feed(r);

@@ -2,7 +2,7 @@
 //! store, and a log. Used by unit tests and by the synthetic changelog benchmark.
 
 use crate::model::{FileKind, FileStat};
-use crate::ports::{BlobEntry, BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
+use crate::ports::{BlobEntry, BlobMeta, EventLog, Namespace, NsError, Store};
 use lustre::lustre_sys::{HS_ARCHIVED, HS_EXISTS, HS_RELEASED};
 use lustre::{Fid, HsmState, ImportAttrs};
 use std::collections::{BTreeMap, HashMap};
@@ -355,8 +355,8 @@ pub struct FakeStore {
     pub blobs: Arc<Mutex<BlobMap>>,
     /// The target's prefix (with its trailing `/`, or empty).
     pub prefix: String,
-    /// Names whose writes fail with this error.
-    pub fail: Arc<Mutex<HashMap<String, StoreError>>>,
+    /// Names whose writes fail for good, with this message (a 403, say).
+    pub fail: Arc<Mutex<HashMap<String, String>>>,
     /// While set, every call fails as an unreachable store does (transient).
     pub unavailable: Arc<std::sync::atomic::AtomicBool>,
     /// Metadata pairs listed as written (another tool's, or hostile), instead of the pairs of the
@@ -390,9 +390,13 @@ impl FakeStore {
         self.unavailable
             .store(on, std::sync::atomic::Ordering::SeqCst);
     }
-    fn reachable(&self) -> Result<(), StoreError> {
+    fn reachable(&self) -> Result<(), blob::Error> {
         if self.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::Transient("connection refused".into()));
+            return Err(blob::Error::Transient(failure(
+                "request",
+                "",
+                "connection refused",
+            )));
         }
         Ok(())
     }
@@ -408,25 +412,30 @@ impl FakeStore {
             Err(p) => p.into_inner().insert(name.to_string(), pairs),
         };
     }
-    fn check(&self, name: &str) -> Result<(), StoreError> {
+    fn check(&self, name: &str) -> Result<(), blob::Error> {
         self.reachable()?;
         let f = match self.fail.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         match f.get(name) {
-            Some(e) => Err(e.clone()),
+            Some(why) => Err(blob::Error::Permanent(failure("write", name, why))),
             None => Ok(()),
         }
     }
 }
 
 impl Store for FakeStore {
-    fn name_for(&self, rel: &[u8]) -> Result<String, StoreError> {
-        let s =
-            std::str::from_utf8(rel).map_err(|_| StoreError::InvalidName("not UTF-8".into()))?;
-        if s.chars().any(char::is_control) {
-            return Err(StoreError::InvalidName(format!("{s:?}: control character")));
+    fn name_for(&self, rel: &[u8]) -> Result<String, blob::Error> {
+        let s = std::str::from_utf8(rel).map_err(|_| blob::NameError::NotUtf8 {
+            lossy: String::from_utf8_lossy(rel).into_owned(),
+        })?;
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(blob::NameError::ControlChar {
+                name: s.to_string(),
+                byte: u32::from(c),
+            }
+            .into());
         }
         Ok(format!("{}{s}", self.prefix))
     }
@@ -436,50 +445,50 @@ impl Store for FakeStore {
     fn rel_for(&self, name: &str) -> Option<String> {
         name.strip_prefix(&self.prefix).map(str::to_string)
     }
-    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error> {
         self.check(name)?;
         self.put(name, b"", Some(meta.clone()));
         Ok(())
     }
-    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), StoreError> {
+    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), blob::Error> {
         self.check(name)?;
         self.put(name, target, Some(meta.clone()));
         Ok(())
     }
-    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error> {
         self.check(name)?;
         match self.lock().get_mut(name) {
             Some(b) => {
                 b.1 = Some(meta.clone());
                 Ok(())
             }
-            None => Err(StoreError::NotFound(name.to_string())),
+            None => Err(not_found("set metadata", name)),
         }
     }
-    fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+    fn copy(&self, from: &str, to: &str) -> Result<(), blob::Error> {
         self.check(to)?;
         let mut m = self.lock();
         let b = m
             .get(from)
             .cloned()
-            .ok_or_else(|| StoreError::NotFound(from.to_string()))?;
+            .ok_or_else(|| not_found("copy", from))?;
         m.insert(to.to_string(), b);
         Ok(())
     }
-    fn delete(&self, name: &str) -> Result<(), StoreError> {
+    fn delete(&self, name: &str) -> Result<(), blob::Error> {
         self.check(name)?;
         self.lock().remove(name);
         Ok(())
     }
-    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError> {
+    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, blob::Error> {
         self.reachable()?;
         Ok(self.lock().get(name).and_then(|b| b.1.clone()))
     }
-    fn exists(&self, name: &str) -> Result<bool, StoreError> {
+    fn exists(&self, name: &str) -> Result<bool, blob::Error> {
         self.reachable()?;
         Ok(self.lock().contains_key(name))
     }
-    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError> {
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, blob::Error> {
         self.reachable()?;
         let dir = dir.trim_end_matches('/');
         let under = format!("{dir}/");
@@ -508,7 +517,7 @@ impl Store for FakeStore {
         dir: &str,
         marker: &str,
         max: usize,
-    ) -> Result<(Vec<BlobEntry>, Option<String>), StoreError> {
+    ) -> Result<(Vec<BlobEntry>, Option<String>), blob::Error> {
         self.list_pages_served
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // The marker is the last name of the previous page (Azure's is opaque).
@@ -519,12 +528,27 @@ impl Store for FakeStore {
         let next = more.then(|| all.last().map(|e| e.name.clone())).flatten();
         Ok((all, next))
     }
-    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, blob::Error> {
         self.lock()
             .get(name)
             .map(|b| b.0.clone())
-            .ok_or_else(|| StoreError::NotFound(name.to_string()))
+            .ok_or_else(|| not_found("get", name))
     }
+}
+
+/// A failure of operation `op` on blob `name`, as the store would describe it.
+fn failure(op: &'static str, name: &str, message: &str) -> blob::Failure {
+    blob::Failure {
+        op,
+        name: name.to_string(),
+        status: None,
+        code: None,
+        message: message.to_string(),
+    }
+}
+
+fn not_found(op: &'static str, name: &str) -> blob::Error {
+    blob::Error::NotFound(failure(op, name, "no such blob"))
 }
 
 /// Log entries kept in memory; `flushed` counts the requests to write them.

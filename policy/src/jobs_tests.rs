@@ -158,6 +158,27 @@ fn a_stale_request_whose_state_cannot_be_read_fails_with_the_reason() {
     );
 }
 
+/// A saved job keeps its requests in the `[path, size, submitted_ms]` shape job histories were
+/// written with before the shared in-flight set, and reads them back.
+#[test]
+fn a_saved_export_keeps_its_requests_in_the_shape_histories_have() {
+    let mut ex = ExportProgress::default();
+    let fid = Fid::new(0x200000401, 7, 0);
+    let req = JobRequest {
+        path: "p/a".into(),
+        size: 3,
+        submitted_ms: 4,
+    };
+    ex.inflight.insert(fid, req.clone());
+    let json = serde_json::to_value(&ex).unwrap();
+    assert_eq!(
+        json["inflight"],
+        serde_json::json!({"[0x200000401:0x7:0x0]": ["p/a", 3, 4]})
+    );
+    let back: ExportProgress = serde_json::from_value(json).unwrap();
+    assert_eq!(back.inflight.get(&fid), Some(&req));
+}
+
 #[test]
 fn one_job_at_a_time_and_the_refusal_names_the_running_one() {
     let (mut e, ns, _s, _l, mut jobs) = setup();

@@ -1,7 +1,7 @@
-//! The engine's ports: what it needs from Lustre ([`Namespace`]), from the blob store ([`Store`])
-//! and from the logging container ([`EventLog`]). Small synchronous traits, so the engine runs
-//! on one thread and unit tests use in-memory fakes; [`crate::real`] implements them with the
-//! `lustre` and `blob` crates.
+//! The engine's ports: what it needs from Lustre ([`Namespace`]), from the blob store ([`Store`],
+//! failing with the `blob` crate's own errors) and from the logging container ([`EventLog`]).
+//! Small synchronous traits, so the engine runs on one thread and unit tests use in-memory
+//! fakes; [`crate::real`] implements them with the `lustre` and `blob` crates.
 
 use crate::model::{FileKind, FileStat};
 use lustre::{Fid, HsmState, ImportAttrs, Striping};
@@ -75,26 +75,6 @@ pub trait Namespace: Send {
     fn clear_changelog(&self, mdt: usize, endrec: u64) -> Result<(), NsError>;
 }
 
-/// A failed blob call.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// No such blob.
-    #[error("not found: {0}")]
-    NotFound(String),
-    /// The blob changed under a conditional write.
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// No blob can carry the name.
-    #[error("invalid blob name: {0}")]
-    InvalidName(String),
-    /// Unreachable, throttled, refused credentials, container missing: waited out.
-    #[error("transient: {0}")]
-    Transient(String),
-    /// Any other failure.
-    #[error("{0}")]
-    Permanent(String),
-}
-
 /// POSIX metadata of a blob (the `blob` crate maps it to Azure's keys).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobMeta {
@@ -147,23 +127,23 @@ pub struct BlobEntry {
 /// The blob container, as the engine uses it. Names are full blob names.
 pub trait Store: Send {
     /// Blob name for a path relative to the mount (prefix + path, byte-exact), or why it cannot be.
-    fn name_for(&self, rel: &[u8]) -> Result<String, StoreError>;
+    fn name_for(&self, rel: &[u8]) -> Result<String, blob::Error>;
     /// The target's blob prefix as a directory name (no trailing `/`; `""` = the container).
     fn root(&self) -> String;
     /// Path relative to the mount for a blob name under the prefix (`None` if outside it).
     fn rel_for(&self, name: &str) -> Option<String>;
     /// Writes a directory blob (empty).
-    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError>;
+    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error>;
     /// Writes a symlink blob holding the target.
-    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), StoreError>;
+    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), blob::Error>;
     /// Replaces the metadata of an existing blob (`NotFound` if there is none).
-    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError>;
+    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error>;
     /// Server-side copy (content and metadata).
-    fn copy(&self, from: &str, to: &str) -> Result<(), StoreError>;
+    fn copy(&self, from: &str, to: &str) -> Result<(), blob::Error>;
     /// Deletes a blob; a missing blob is not an error.
-    fn delete(&self, name: &str) -> Result<(), StoreError>;
+    fn delete(&self, name: &str) -> Result<(), blob::Error>;
     /// Every blob under the directory `dir` (names starting with `dir/`; `""` = all), full names.
-    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError>;
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, blob::Error>;
     /// One page of [`Store::list`]: at most `max` blobs under `dir` from `marker` (empty: the
     /// first page), in name order, and the marker of the next page (`None` after the last).
     fn list_page(
@@ -171,13 +151,13 @@ pub trait Store: Send {
         dir: &str,
         marker: &str,
         max: usize,
-    ) -> Result<(Vec<BlobEntry>, Option<String>), StoreError>;
+    ) -> Result<(Vec<BlobEntry>, Option<String>), blob::Error>;
     /// Whether the blob exists.
-    fn exists(&self, name: &str) -> Result<bool, StoreError>;
+    fn exists(&self, name: &str) -> Result<bool, blob::Error>;
     /// POSIX metadata of a blob (`Ok(None)`: no such blob, or it carries none).
-    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError>;
+    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, blob::Error>;
     /// A blob's whole content.
-    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, blob::Error>;
 }
 
 /// The logging container: entries are queued without blocking the engine and written in the

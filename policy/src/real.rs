@@ -4,7 +4,7 @@
 //! The blob calls are async; the engine runs on its own thread and blocks on a runtime handle.
 
 use crate::model::{FileKind, FileStat};
-use crate::ports::{BlobEntry, BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
+use crate::ports::{BlobEntry, BlobMeta, EventLog, Namespace, NsError, Store};
 use crate::tree_scan::FsLister;
 use futures::StreamExt;
 use lustre::{Fid, HsmState, ImportAttrs};
@@ -224,23 +224,6 @@ impl Namespace for LustreNs {
     }
 }
 
-fn store_err(e: blob::Error) -> StoreError {
-    let text = e.to_string();
-    if e.is_not_found() {
-        StoreError::NotFound(text)
-    } else if e.is_conflict() {
-        StoreError::Conflict(text)
-    } else if matches!(e, blob::Error::InvalidName(_)) {
-        StoreError::InvalidName(text)
-    } else if e.is_environmental() {
-        // Unreachable, throttled, container missing, credentials refused: not the entry's
-        // fault, waited out by the engine.
-        StoreError::Transient(text)
-    } else {
-        StoreError::Permanent(text)
-    }
-}
-
 /// The `blob` crate's metadata for the engine's.
 pub fn to_blob_meta(m: &BlobMeta) -> blob::Metadata {
     let kind = match m.kind {
@@ -301,17 +284,17 @@ pub struct BlobPort {
 }
 
 impl BlobPort {
-    fn name(&self, name: &str) -> Result<blob::BlobName, StoreError> {
-        blob::BlobName::new(name).map_err(|e| StoreError::InvalidName(e.to_string()))
+    fn name(&self, name: &str) -> Result<blob::BlobName, blob::Error> {
+        Ok(blob::BlobName::new(name)?)
     }
 }
 
 impl Store for BlobPort {
-    fn name_for(&self, rel: &[u8]) -> Result<String, StoreError> {
+    fn name_for(&self, rel: &[u8]) -> Result<String, blob::Error> {
         self.store
             .name_for(rel)
             .map(|n| n.as_str().to_string())
-            .map_err(|e| StoreError::InvalidName(e.to_string()))
+            .map_err(blob::Error::from)
     }
     fn root(&self) -> String {
         self.store.prefix().trim_end_matches('/').to_string()
@@ -320,7 +303,7 @@ impl Store for BlobPort {
         let n = blob::BlobName::new(name).ok()?;
         blob::name::rel_path_of(self.store.prefix(), &n)
     }
-    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         self.rt
             .block_on(
@@ -328,9 +311,8 @@ impl Store for BlobPort {
                     .put_empty(&n, &to_blob_meta(meta), blob::WriteMode::Overwrite),
             )
             .map(|_| ())
-            .map_err(store_err)
     }
-    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), StoreError> {
+    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         let body = bytes::Bytes::copy_from_slice(target);
         self.rt
@@ -341,14 +323,18 @@ impl Store for BlobPort {
                 blob::WriteMode::Overwrite,
             ))
             .map(|_| ())
-            .map_err(store_err)
     }
-    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         self.rt.block_on(async {
-            let info = self.store.head(&n).await.map_err(store_err)?;
-            let Some(info) = info else {
-                return Err(StoreError::NotFound(name.to_string()));
+            let Some(info) = self.store.head(&n).await? else {
+                return Err(blob::Error::NotFound(blob::Failure {
+                    op: "set metadata",
+                    name: name.to_string(),
+                    status: None,
+                    code: None,
+                    message: "no such blob".into(),
+                }));
             };
             // Keep what the copytool recorded (checksum, data version, other tools' keys);
             // replace only the POSIX attributes.
@@ -363,28 +349,24 @@ impl Store for BlobPort {
                 .set_metadata(&n, &m, info.etag.as_deref())
                 .await
                 .map(|_| ())
-                .map_err(store_err)
         })
     }
-    fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+    fn copy(&self, from: &str, to: &str) -> Result<(), blob::Error> {
         let (a, b) = (self.name(from)?, self.name(to)?);
-        self.rt
-            .block_on(self.store.copy(&a, &b, false))
-            .map_err(store_err)
+        self.rt.block_on(self.store.copy(&a, &b, false))
     }
-    fn delete(&self, name: &str) -> Result<(), StoreError> {
+    fn delete(&self, name: &str) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         self.rt
             .block_on(self.store.delete_if_exists(&n))
             .map(|_| ())
-            .map_err(store_err)
     }
-    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError> {
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, blob::Error> {
         self.rt.block_on(async {
-            let mut s = self.store.list(dir).map_err(store_err)?;
+            let mut s = self.store.list(dir)?;
             let mut out = Vec::new();
             while let Some(i) = s.next().await {
-                out.push(blob_entry(i.map_err(store_err)?));
+                out.push(blob_entry(i?));
             }
             Ok(out)
         })
@@ -394,32 +376,27 @@ impl Store for BlobPort {
         dir: &str,
         marker: &str,
         max: usize,
-    ) -> Result<(Vec<BlobEntry>, Option<String>), StoreError> {
+    ) -> Result<(Vec<BlobEntry>, Option<String>), blob::Error> {
         let size = u32::try_from(max).unwrap_or(u32::MAX);
         let (page, next) = self
             .rt
-            .block_on(self.store.list_one_page(dir, marker, size))
-            .map_err(store_err)?;
+            .block_on(self.store.list_one_page(dir, marker, size))?;
         Ok((page.into_iter().map(blob_entry).collect(), next))
     }
-    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError> {
+    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, blob::Error> {
         let n = self.name(name)?;
-        let info = self.rt.block_on(self.store.head(&n)).map_err(store_err)?;
+        let info = self.rt.block_on(self.store.head(&n))?;
         Ok(info.and_then(|i| i.metadata).as_ref().map(from_blob_meta))
     }
-    fn exists(&self, name: &str) -> Result<bool, StoreError> {
+    fn exists(&self, name: &str) -> Result<bool, blob::Error> {
         let n = self.name(name)?;
-        self.rt
-            .block_on(self.store.head(&n))
-            .map(|i| i.is_some())
-            .map_err(store_err)
+        self.rt.block_on(self.store.head(&n)).map(|i| i.is_some())
     }
-    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, blob::Error> {
         let n = self.name(name)?;
         self.rt
             .block_on(self.store.get_bytes(&n))
             .map(|b| b.to_vec())
-            .map_err(store_err)
     }
 }
 
