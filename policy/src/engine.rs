@@ -667,18 +667,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         if !self.cfg.scope.covers(&path) {
             return;
         }
-        self.st.ns_ops.push_back(NsOp {
-            mdt: c.mdt,
-            index: r.index,
-            at_ms: now,
-            op: NsOpKind::Delete {
-                path: lossy(&path),
-                dir: is_dir,
-            },
-            retries: 0,
-            retry_at_ms: 0,
-            last_error: None,
-        });
+        let op = NsOpKind::Delete {
+            path: lossy(&path),
+            dir: is_dir,
+        };
+        self.st.ns_ops.push_back(NsOp::new(c.mdt, r.index, now, op));
     }
 
     fn on_rename(&mut self, c: &Change, now: u64) {
@@ -702,18 +695,11 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         if let (Some(old), Some(new)) = (old, new) {
             if self.cfg.scope.covers(&old) && self.cfg.scope.covers(&new) {
-                self.st.ns_ops.push_back(NsOp {
-                    mdt: c.mdt,
-                    index: r.index,
-                    at_ms: now,
-                    op: NsOpKind::Move {
-                        from: lossy(&old),
-                        to: lossy(&new),
-                    },
-                    retries: 0,
-                    retry_at_ms: 0,
-                    last_error: None,
-                });
+                let op = NsOpKind::Move {
+                    from: lossy(&old),
+                    to: lossy(&new),
+                };
+                self.st.ns_ops.push_back(NsOp::new(c.mdt, r.index, now, op));
             }
         }
     }

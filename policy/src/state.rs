@@ -142,6 +142,21 @@ pub struct NsOp {
     pub last_error: Option<String>,
 }
 
+impl NsOp {
+    /// Operation `op`, announced by record `index` of MDT `mdt` seen at `at_ms`, not tried yet.
+    pub fn new(mdt: usize, index: u64, at_ms: u64, op: NsOpKind) -> NsOp {
+        NsOp {
+            mdt,
+            index,
+            at_ms,
+            op,
+            retries: 0,
+            retry_at_ms: 0,
+            last_error: None,
+        }
+    }
+}
+
 /// Counters of one iteration ("so far" while it runs), DESIGN §4.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IterCounters {
