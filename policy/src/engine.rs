@@ -21,7 +21,7 @@ use crate::inflight::{
     look_after_refusal, look_at_stale, request_archives, AfterRefusal, Request, Stale,
 };
 use crate::model::{Change, FileKind, FileStat};
-use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store};
+use crate::ports::{blob_metadata, EventLog, Namespace, NsError, Store};
 use crate::scope::{join, DirCache, Scope};
 use crate::state::{
     add_hold, CoordinatorPause, Cursor, Failure, Holds, InFlight, IterCounters, Iteration, NsOp,
@@ -1045,7 +1045,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             };
             let res = self.store.name_for(&path).and_then(|name| {
                 self.store
-                    .set_metadata(&name, &BlobMeta::from_stat(&st, Some(fid)))
+                    .set_metadata(&name, &blob_metadata(&st, Some(fid)))
             });
             match res {
                 Ok(()) => {}
@@ -1437,7 +1437,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         now: u64,
     ) {
         self.discovered(0);
-        let meta = BlobMeta::from_stat(st, Some(fid));
+        let meta = blob_metadata(st, Some(fid));
         let res = self.store.name_for(path).and_then(|name| {
             if st.kind == FileKind::Directory {
                 self.store.put_dir(&name, &meta)

@@ -740,11 +740,11 @@ fn directories_and_symlinks_become_blobs() {
     let blobs = t.store.lock().clone();
     let (body, meta) = &blobs["projects/dir"];
     assert!(body.is_empty());
-    assert_eq!(meta.as_ref().unwrap().kind, FileKind::Directory);
-    assert_eq!(meta.as_ref().unwrap().mode, 0o755);
+    assert_eq!(meta.as_ref().unwrap().kind, blob::FileKind::Dir);
+    assert_eq!(meta.as_ref().unwrap().permissions, 0o755);
     let (body, meta) = &blobs["projects/link"];
     assert_eq!(body, b"a.dat");
-    assert_eq!(meta.as_ref().unwrap().kind, FileKind::Symlink);
+    assert_eq!(meta.as_ref().unwrap().kind, blob::FileKind::Symlink);
     assert_eq!(t.totals().files_exported, 2);
     assert!(t.ns.lock().archive_calls.is_empty());
 }
@@ -882,7 +882,7 @@ fn metadata_sync_updates_blob_metadata_and_ignore_does_not() {
         let meta = t.store.lock()["projects/a.dat"].1.clone();
         match mode {
             MetadataMode::Ignore => assert_eq!(meta, None),
-            MetadataMode::Sync => assert_eq!(meta.unwrap().mode, 0o600),
+            MetadataMode::Sync => assert_eq!(meta.unwrap().permissions, 0o600),
         }
         assert!(
             t.ns.lock().archive_calls.is_empty(),
@@ -1548,7 +1548,10 @@ fn metadata_sync_follows_an_mtime_only_change_to_the_blob() {
         let meta = t.store.lock()["projects/a.dat"].1.clone();
         match mode {
             MetadataMode::Ignore => assert_eq!(meta, None),
-            MetadataMode::Sync => assert_eq!(meta.map(|m| m.mtime_sec), Some(1_234_567)),
+            MetadataMode::Sync => assert_eq!(
+                meta.and_then(|m| m.mtime_ns),
+                Some(1_234_567 * 1_000_000_000)
+            ),
         }
         assert!(
             t.ns.lock().archive_calls.is_empty(),

@@ -2,7 +2,7 @@
 //! store, and a log. Used by unit tests and by the synthetic changelog benchmark.
 
 use crate::model::{FileKind, FileStat};
-use crate::ports::{BlobEntry, BlobMeta, EventLog, Namespace, NsError, Store};
+use crate::ports::{BlobEntry, EventLog, Namespace, NsError, Store};
 use lustre::lustre_sys::{HS_ARCHIVED, HS_EXISTS, HS_RELEASED};
 use lustre::{Fid, HsmState, ImportAttrs};
 use std::collections::{BTreeMap, HashMap};
@@ -343,7 +343,7 @@ impl Namespace for FakeNs {
 }
 
 /// Blobs in memory: name -> (body, metadata).
-pub type BlobMap = BTreeMap<String, (Vec<u8>, Option<BlobMeta>)>;
+pub type BlobMap = BTreeMap<String, (Vec<u8>, Option<blob::Metadata>)>;
 
 /// Listed metadata pairs by blob name.
 pub type RawMetadata = HashMap<String, Vec<(String, String)>>;
@@ -360,7 +360,7 @@ pub struct FakeStore {
     /// While set, every call fails as an unreachable store does (transient).
     pub unavailable: Arc<std::sync::atomic::AtomicBool>,
     /// Metadata pairs listed as written (another tool's, or hostile), instead of the pairs of the
-    /// blob's [`BlobMeta`].
+    /// blob's metadata.
     pub raw: Arc<Mutex<RawMetadata>>,
     /// `list_page` calls served (an import lists page by page).
     pub list_pages_served: Arc<std::sync::atomic::AtomicUsize>,
@@ -382,7 +382,7 @@ impl FakeStore {
         self.lock().keys().cloned().collect()
     }
     /// Writes a blob directly (no failure injection).
-    pub fn put(&self, name: &str, body: &[u8], meta: Option<BlobMeta>) {
+    pub fn put(&self, name: &str, body: &[u8], meta: Option<blob::Metadata>) {
         self.lock().insert(name.to_string(), (body.to_vec(), meta));
     }
     /// An outage of the whole store (every call fails transiently) starts or ends.
@@ -445,17 +445,22 @@ impl Store for FakeStore {
     fn rel_for(&self, name: &str) -> Option<String> {
         name.strip_prefix(&self.prefix).map(str::to_string)
     }
-    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error> {
+    fn put_dir(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error> {
         self.check(name)?;
         self.put(name, b"", Some(meta.clone()));
         Ok(())
     }
-    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), blob::Error> {
+    fn put_symlink(
+        &self,
+        name: &str,
+        target: &[u8],
+        meta: &blob::Metadata,
+    ) -> Result<(), blob::Error> {
         self.check(name)?;
         self.put(name, target, Some(meta.clone()));
         Ok(())
     }
-    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error> {
+    fn set_metadata(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error> {
         self.check(name)?;
         match self.lock().get_mut(name) {
             Some(b) => {
@@ -480,10 +485,6 @@ impl Store for FakeStore {
         self.lock().remove(name);
         Ok(())
     }
-    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, blob::Error> {
-        self.reachable()?;
-        Ok(self.lock().get(name).and_then(|b| b.1.clone()))
-    }
     fn exists(&self, name: &str) -> Result<bool, blob::Error> {
         self.reachable()?;
         Ok(self.lock().contains_key(name))
@@ -505,7 +506,7 @@ impl Store for FakeStore {
                 size: b.len() as u64,
                 metadata: match (raw.get(k), m) {
                     (Some(pairs), _) => pairs.clone(),
-                    (None, Some(m)) => crate::real::to_blob_meta(m).to_pairs(),
+                    (None, Some(m)) => m.to_pairs(),
                     (None, None) => Vec::new(),
                 },
                 last_modified_sec: FAKE_LAST_MODIFIED,

@@ -24,7 +24,7 @@
 //!   through every restore).
 
 use crate::model::FileKind;
-use crate::ports::BlobMeta;
+use crate::model::FileStat;
 use blob::metadata as m;
 
 /// Default mode of an imported file whose blob carries no usable `permissions`.
@@ -38,8 +38,8 @@ const SPECIAL_BITS: u32 = 0o7000;
 /// What an import applies, and every value it did not take as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
-    /// The POSIX metadata decoded (or defaulted, see the other fields).
-    pub meta: BlobMeta,
+    /// The attributes decoded (or defaulted, see `coerced`); the size is the listing's.
+    pub meta: FileStat,
     /// The layout the stub is created with (`None`: the directory's default).
     pub layout: Option<lustre::Striping>,
     /// One line per coerced value (`key "value": what was applied instead`).
@@ -50,6 +50,7 @@ pub struct Decoded {
 /// is the blob's Last-Modified. `Err` names the value that refuses the blob.
 pub fn decode(
     pairs: &[(String, String)],
+    size: u64,
     last_modified_sec: i64,
     keep_special_bits: bool,
 ) -> Result<Decoded, String> {
@@ -62,14 +63,14 @@ pub fn decode(
     let mode = mode_of(pairs, kind, keep_special_bits, &mut coerced);
     let (mtime_sec, mtime_nsec) = mtime_of(pairs, last_modified_sec, &mut coerced);
     Ok(Decoded {
-        meta: BlobMeta {
+        meta: FileStat {
             kind,
+            size,
             mode,
             uid,
             gid,
             mtime_sec,
             mtime_nsec,
-            fid: get(pairs, m::KEY_FID).and_then(|f| f.trim().parse().ok()),
         },
         layout,
         coerced,
@@ -242,22 +243,20 @@ mod tests {
     }
 
     fn ok(kv: &[(&str, &str)]) -> Decoded {
-        decode(&pairs(kv), LM, false).unwrap_or_else(|e| panic!("{kv:?}: {e}"))
+        decode(&pairs(kv), 0, LM, false).unwrap_or_else(|e| panic!("{kv:?}: {e}"))
     }
 
     #[test]
     fn our_own_metadata_is_applied_as_written() {
-        let written = crate::real::to_blob_meta(&BlobMeta {
-            kind: FileKind::Regular,
-            mode: 0o640,
-            uid: 1000,
-            gid: 100,
-            mtime_sec: 1_700_000_000,
-            mtime_nsec: 5,
-            fid: None,
-        })
+        let written = blob::Metadata {
+            owner: 1000,
+            group: 100,
+            permissions: 0o640,
+            ..blob::Metadata::default()
+        }
+        .with_mtime(1_700_000_000, 5)
         .to_pairs();
-        let d = decode(&written, LM, false).unwrap();
+        let d = decode(&written, 0, LM, false).unwrap();
         assert!(d.coerced.is_empty(), "{:?}", d.coerced);
         assert_eq!(
             (d.meta.kind, d.meta.mode, d.meta.uid, d.meta.gid),
@@ -275,7 +274,7 @@ mod tests {
         let d = ok(&[("permissions", "7777")]);
         assert_eq!(d.meta.mode, 0o777);
         // Opted in: kept, nothing coerced.
-        let d = decode(&pairs(&[("permissions", "7777")]), LM, true).unwrap();
+        let d = decode(&pairs(&[("permissions", "7777")]), 0, LM, true).unwrap();
         assert_eq!((d.meta.mode, d.coerced.len()), (0o7777, 0));
     }
 
@@ -290,7 +289,7 @@ mod tests {
             ("group", "staff"),
             ("Group", "-1"),
         ] {
-            let e = decode(&pairs(&[(k, v)]), LM, false).unwrap_err();
+            let e = decode(&pairs(&[(k, v)]), 0, LM, false).unwrap_err();
             assert!(e.contains(&format!("{v:?}")), "{e}");
             assert!(e.contains("refused"), "{e}");
         }

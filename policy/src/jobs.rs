@@ -10,7 +10,7 @@
 use crate::engine::{errno_text, is_requeue_errno, Engine};
 use crate::inflight::{look_at_stale, request_archives, InFlightSet, Request, Stale};
 use crate::model::FileKind;
-use crate::ports::{BlobEntry, BlobMeta, EventLog, Namespace, NsError, Store};
+use crate::ports::{blob_metadata, BlobEntry, EventLog, Namespace, NsError, Store};
 use crate::state::{State, StateError, StateFile};
 use crate::tree_scan::{default_threads, Next, ParallelScan, ScanItem, OUT_CAP, STEP_WAIT};
 use crate::vocab::{ImportConflictMode, JobKind, JobState};
@@ -903,7 +903,7 @@ fn export_entry<N: Namespace, S: Store, L: EventLog>(
         .map_err(|e| e.to_string())?
         .ok_or("vanished")?;
     let fid = engine.ns().path2fid(rel).ok();
-    let meta = BlobMeta::from_stat(&st, fid);
+    let meta = blob_metadata(&st, fid);
     let name = engine.store().name_for(rel).map_err(|e| e.to_string())?;
     match kind {
         FileKind::Directory => engine.store().put_dir(&name, &meta),
@@ -1155,6 +1155,7 @@ fn import_one<N: Namespace, S: Store>(
     // owner that is not an id refuses the blob, other bad values are replaced by safe ones.
     let decoded = crate::import_meta::decode(
         &entry.metadata,
+        entry.size,
         entry.last_modified_sec,
         rules.keep_special_bits,
     )
@@ -1181,7 +1182,7 @@ fn import_one<N: Namespace, S: Store>(
         _ => {
             // The stub's atime is its mtime: the blob keeps no atime.
             let attrs = lustre::ImportAttrs {
-                size: entry.size,
+                size: meta.size,
                 mode: 0o100000 | (meta.mode & 0o7777),
                 uid: meta.uid,
                 gid: meta.gid,

@@ -210,16 +210,17 @@ fn cancel_sends_hsm_cancel_and_ends_canceled() {
     ));
 }
 
-fn meta(kind: FileKind, mode: u32) -> Option<BlobMeta> {
-    Some(BlobMeta {
+fn meta(kind: FileKind, mode: u32) -> Option<blob::Metadata> {
+    let st = crate::model::FileStat {
         kind,
+        size: 0,
         mode,
         uid: 7,
         gid: 8,
         mtime_sec: 1_600_000_000,
         mtime_nsec: 5,
-        fid: None,
-    })
+    };
+    Some(crate::ports::blob_metadata(&st, None))
 }
 
 #[test]

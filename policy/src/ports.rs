@@ -75,38 +75,23 @@ pub trait Namespace: Send {
     fn clear_changelog(&self, mdt: usize, endrec: u64) -> Result<(), NsError>;
 }
 
-/// POSIX metadata of a blob (the `blob` crate maps it to Azure's keys).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlobMeta {
-    /// What the blob stands for.
-    pub kind: FileKind,
-    /// Permission bits (`mode & 0o7777`).
-    pub mode: u32,
-    /// Owner uid.
-    pub uid: u32,
-    /// Group gid.
-    pub gid: u32,
-    /// mtime, seconds.
-    pub mtime_sec: i64,
-    /// mtime, nanoseconds.
-    pub mtime_nsec: u32,
-    /// The file's FID.
-    pub fid: Option<Fid>,
-}
-
-impl BlobMeta {
-    /// The metadata of a file with attributes `st`.
-    pub fn from_stat(st: &FileStat, fid: Option<Fid>) -> BlobMeta {
-        BlobMeta {
-            kind: st.kind,
-            mode: st.mode & 0o7777,
-            uid: st.uid,
-            gid: st.gid,
-            mtime_sec: st.mtime_sec,
-            mtime_nsec: st.mtime_nsec,
-            fid,
-        }
+/// The blob metadata of a file with attributes `st`: its POSIX attributes in Azure's keys, the
+/// exact mtime, and its FID.
+pub fn blob_metadata(st: &FileStat, fid: Option<Fid>) -> blob::Metadata {
+    let kind = match st.kind {
+        FileKind::Directory => blob::FileKind::Dir,
+        FileKind::Symlink => blob::FileKind::Symlink,
+        FileKind::Regular | FileKind::Other => blob::FileKind::File,
+    };
+    blob::Metadata {
+        owner: st.uid,
+        group: st.gid,
+        permissions: st.mode & 0o7777,
+        kind,
+        fid: fid.map(|f| f.to_string()),
+        ..blob::Metadata::default()
     }
+    .with_mtime(st.mtime_sec, st.mtime_nsec)
 }
 
 /// One listed blob.
@@ -133,11 +118,16 @@ pub trait Store: Send {
     /// Path relative to the mount for a blob name under the prefix (`None` if outside it).
     fn rel_for(&self, name: &str) -> Option<String>;
     /// Writes a directory blob (empty).
-    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error>;
+    fn put_dir(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error>;
     /// Writes a symlink blob holding the target.
-    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), blob::Error>;
+    fn put_symlink(
+        &self,
+        name: &str,
+        target: &[u8],
+        meta: &blob::Metadata,
+    ) -> Result<(), blob::Error>;
     /// Replaces the metadata of an existing blob (`NotFound` if there is none).
-    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error>;
+    fn set_metadata(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error>;
     /// Server-side copy (content and metadata).
     fn copy(&self, from: &str, to: &str) -> Result<(), blob::Error>;
     /// Deletes a blob; a missing blob is not an error.
@@ -154,8 +144,6 @@ pub trait Store: Send {
     ) -> Result<(Vec<BlobEntry>, Option<String>), blob::Error>;
     /// Whether the blob exists.
     fn exists(&self, name: &str) -> Result<bool, blob::Error>;
-    /// POSIX metadata of a blob (`Ok(None)`: no such blob, or it carries none).
-    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, blob::Error>;
     /// A blob's whole content.
     fn get_bytes(&self, name: &str) -> Result<Vec<u8>, blob::Error>;
 }

@@ -4,7 +4,7 @@
 //! The blob calls are async; the engine runs on its own thread and blocks on a runtime handle.
 
 use crate::model::{FileKind, FileStat};
-use crate::ports::{BlobEntry, BlobMeta, EventLog, Namespace, NsError, Store};
+use crate::ports::{BlobEntry, EventLog, Namespace, NsError, Store};
 use crate::tree_scan::FsLister;
 use futures::StreamExt;
 use lustre::{Fid, HsmState, ImportAttrs};
@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 use tokio::runtime::Handle;
 
 fn ns_err(op: &'static str, e: &lustre::Error) -> NsError {
@@ -225,56 +225,6 @@ impl Namespace for LustreNs {
 }
 
 /// The `blob` crate's metadata for the engine's.
-pub fn to_blob_meta(m: &BlobMeta) -> blob::Metadata {
-    let kind = match m.kind {
-        FileKind::Directory => blob::FileKind::Dir,
-        FileKind::Symlink => blob::FileKind::Symlink,
-        _ => blob::FileKind::File,
-    };
-    let secs = u64::try_from(m.mtime_sec).unwrap_or(0);
-    blob::Metadata {
-        owner: m.uid,
-        group: m.gid,
-        permissions: m.mode & 0o7777,
-        modtime: UNIX_EPOCH + Duration::new(secs, m.mtime_nsec),
-        kind,
-        fid: m.fid.map(|f| f.to_string()),
-        ..blob::Metadata::default()
-    }
-    .with_mtime(m.mtime_sec, m.mtime_nsec)
-}
-
-/// The engine's metadata from the `blob` crate's.
-pub fn from_blob_meta(m: &blob::Metadata) -> BlobMeta {
-    let kind = match m.kind {
-        blob::FileKind::Dir => FileKind::Directory,
-        blob::FileKind::Symlink => FileKind::Symlink,
-        blob::FileKind::File => FileKind::Regular,
-    };
-    let (sec, nsec) = match m.mtime_ns {
-        Some(ns) => (
-            (ns.div_euclid(1_000_000_000)) as i64,
-            ns.rem_euclid(1_000_000_000) as u32,
-        ),
-        None => (
-            m.modtime
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
-            0,
-        ),
-    };
-    BlobMeta {
-        kind,
-        mode: m.permissions,
-        uid: m.owner,
-        gid: m.group,
-        mtime_sec: sec,
-        mtime_nsec: nsec,
-        fid: m.fid.as_deref().and_then(|f| f.parse().ok()),
-    }
-}
-
 /// The blob container through `blob::BlobStore`.
 pub struct BlobPort {
     /// The store.
@@ -303,28 +253,28 @@ impl Store for BlobPort {
         let n = blob::BlobName::new(name).ok()?;
         blob::name::rel_path_of(self.store.prefix(), &n)
     }
-    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error> {
+    fn put_dir(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         self.rt
-            .block_on(
-                self.store
-                    .put_empty(&n, &to_blob_meta(meta), blob::WriteMode::Overwrite),
-            )
+            .block_on(self.store.put_empty(&n, meta, blob::WriteMode::Overwrite))
             .map(|_| ())
     }
-    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), blob::Error> {
+    fn put_symlink(
+        &self,
+        name: &str,
+        target: &[u8],
+        meta: &blob::Metadata,
+    ) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         let body = bytes::Bytes::copy_from_slice(target);
         self.rt
-            .block_on(self.store.put_bytes(
-                &n,
-                body,
-                &to_blob_meta(meta),
-                blob::WriteMode::Overwrite,
-            ))
+            .block_on(
+                self.store
+                    .put_bytes(&n, body, meta, blob::WriteMode::Overwrite),
+            )
             .map(|_| ())
     }
-    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), blob::Error> {
+    fn set_metadata(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         self.rt.block_on(async {
             let Some(info) = self.store.head(&n).await? else {
@@ -339,12 +289,11 @@ impl Store for BlobPort {
             // Keep what the copytool recorded (checksum, data version, other tools' keys);
             // replace only the POSIX attributes.
             let mut m = info.metadata.unwrap_or_default();
-            let new = to_blob_meta(meta);
-            m.owner = new.owner;
-            m.group = new.group;
-            m.permissions = new.permissions;
-            m.modtime = new.modtime;
-            m.mtime_ns = new.mtime_ns;
+            m.owner = meta.owner;
+            m.group = meta.group;
+            m.permissions = meta.permissions;
+            m.modtime = meta.modtime;
+            m.mtime_ns = meta.mtime_ns;
             self.store
                 .set_metadata(&n, &m, info.etag.as_deref())
                 .await
@@ -382,11 +331,6 @@ impl Store for BlobPort {
             .rt
             .block_on(self.store.list_one_page(dir, marker, size))?;
         Ok((page.into_iter().map(blob_entry).collect(), next))
-    }
-    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, blob::Error> {
-        let n = self.name(name)?;
-        let info = self.rt.block_on(self.store.head(&n))?;
-        Ok(info.and_then(|i| i.metadata).as_ref().map(from_blob_meta))
     }
     fn exists(&self, name: &str) -> Result<bool, blob::Error> {
         let n = self.name(name)?;
@@ -441,24 +385,5 @@ fn blob_entry(i: blob::BlobInfo) -> BlobEntry {
         size: i.size,
         metadata: i.raw_metadata,
         last_modified_sec,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metadata_round_trips_through_the_blob_crate() {
-        let m = BlobMeta {
-            kind: FileKind::Symlink,
-            mode: 0o1755,
-            uid: 12,
-            gid: 34,
-            mtime_sec: 1_700_000_123,
-            mtime_nsec: 456,
-            fid: Some(Fid::new(0x200000401, 7, 0)),
-        };
-        assert_eq!(from_blob_meta(&to_blob_meta(&m)), m);
     }
 }
