@@ -1,57 +1,66 @@
-//! Numeric ABI constants the simulator needs (values from lustre-abi.md §2).
+//! The ABI constants the simulator uses, taken from `lustre-sys` (values of lustre-abi.md §2)
+//! in the types the simulator's code works in; and the few of its own.
 
-pub const CL_MARK: u32 = 0;
-pub const CL_CREATE: u32 = 1;
-pub const CL_MKDIR: u32 = 2;
-pub const CL_HARDLINK: u32 = 3;
-pub const CL_SOFTLINK: u32 = 4;
-pub const CL_MKNOD: u32 = 5;
-pub const CL_UNLINK: u32 = 6;
-pub const CL_RMDIR: u32 = 7;
-pub const CL_RENAME: u32 = 8;
-pub const CL_CLOSE: u32 = 11;
-pub const CL_LAYOUT: u32 = 12;
-pub const CL_TRUNC: u32 = 13;
-pub const CL_SETATTR: u32 = 14;
-pub const CL_SETXATTR: u32 = 15;
-pub const CL_HSM: u32 = 16;
-pub const CL_MTIME: u32 = 17;
+use lustre_sys as sys;
+
+pub use sys::{
+    CLF_RENAME_LAST, CLF_RENAME_LAST_EXISTS, CLF_UNLINK_HSM_EXISTS, CLF_UNLINK_LAST, HAL_VERSION,
+    HMT_ACTION_LIST, HPS_DONE, HPS_NONE, HPS_RUNNING, HPS_WAITING, HP_FLAG_COMPLETED,
+    HP_FLAG_RETRY, HSMA_ARCHIVE, HSMA_CANCEL, HSMA_NONE, HSMA_REMOVE, HSMA_RESTORE, HSM_FLAGS_MASK,
+    HSM_FORCE_ACTION, HSM_USER_MASK, HSS_ARCHIVE_ID, HSS_CLEARMASK, HSS_SETMASK, HS_ARCHIVED,
+    HS_DIRTY, HS_EXISTS, HS_LOST, HS_NOARCHIVE, HS_NORELEASE, HS_RELEASED, HUA_ARCHIVE, HUA_CANCEL,
+    HUA_NONE, HUA_RELEASE, HUA_REMOVE, HUA_RESTORE, KUC_MAGIC, KUC_MSG_SHUTDOWN,
+    KUC_TRANSPORT_GENERIC, KUC_TRANSPORT_HSM,
+};
 
 /// Short names used by `lfs changelog`, indexed by record type.
-pub const CL_NAMES: [&str; 25] = [
-    "MARK", "CREAT", "MKDIR", "HLINK", "SLINK", "MKNOD", "UNLNK", "RMDIR", "RENME", "RNMTO",
-    "OPEN", "CLOSE", "LYOUT", "TRUNC", "SATTR", "XATTR", "HSM", "MTIME", "CTIME", "ATIME", "MIGRT",
-    "FLRW", "RESYNC", "GXATR", "NOPEN",
-];
+pub const CL_NAMES: [&str; 25] = sys::CHANGELOG_TYPE_NAMES;
 
-pub const CLF_VERSION: u16 = 0x1000;
-pub const CLF_RENAME: u16 = 0x2000;
-pub const CLF_JOBID: u16 = 0x4000;
-pub const CLF_EXTRA_FLAGS: u16 = 0x8000;
-pub const CLF_FLAGMASK: u16 = 0x0FFF;
-pub const CLF_UNLINK_LAST: u16 = 0x1;
-pub const CLF_UNLINK_HSM_EXISTS: u16 = 0x2;
-pub const CLF_RENAME_LAST: u16 = 0x1;
-pub const CLF_RENAME_LAST_EXISTS: u16 = 0x2;
+// Record types, as the `cr_type` field (u32) holds them.
+pub const CL_MARK: u32 = sys::CL_MARK as u32;
+pub const CL_CREATE: u32 = sys::CL_CREATE as u32;
+pub const CL_MKDIR: u32 = sys::CL_MKDIR as u32;
+pub const CL_HARDLINK: u32 = sys::CL_HARDLINK as u32;
+pub const CL_SOFTLINK: u32 = sys::CL_SOFTLINK as u32;
+pub const CL_MKNOD: u32 = sys::CL_MKNOD as u32;
+pub const CL_UNLINK: u32 = sys::CL_UNLINK as u32;
+pub const CL_RMDIR: u32 = sys::CL_RMDIR as u32;
+pub const CL_RENAME: u32 = sys::CL_RENAME as u32;
+pub const CL_CLOSE: u32 = sys::CL_CLOSE as u32;
+pub const CL_LAYOUT: u32 = sys::CL_LAYOUT as u32;
+pub const CL_TRUNC: u32 = sys::CL_TRUNC as u32;
+pub const CL_SETATTR: u32 = sys::CL_SETATTR as u32;
+pub const CL_SETXATTR: u32 = sys::CL_SETXATTR as u32;
+pub const CL_HSM: u32 = sys::CL_HSM as u32;
+pub const CL_MTIME: u32 = sys::CL_MTIME as u32;
 
-pub const CLFE_UIDGID: u64 = 0x1;
-pub const CLFE_NID: u64 = 0x2;
-pub const CLFE_OPEN: u64 = 0x4;
-pub const CLFE_XATTR: u64 = 0x8;
-pub const CLFE_NID_BE: u64 = 0x10;
+// `cr_flags` bits, as the record's u16 holds them.
+pub const CLF_VERSION: u16 = sys::CLF_VERSION as u16;
+pub const CLF_RENAME: u16 = sys::CLF_RENAME as u16;
+pub const CLF_JOBID: u16 = sys::CLF_JOBID as u16;
+pub const CLF_EXTRA_FLAGS: u16 = sys::CLF_EXTRA_FLAGS as u16;
+pub const CLF_FLAGMASK: u16 = sys::CLF_FLAGMASK as u16;
 
-pub const CHANGELOG_FLAG_FOLLOW: i32 = 0x1;
-pub const CHANGELOG_FLAG_JOBID: i32 = 0x4;
-pub const CHANGELOG_FLAG_EXTRA_FLAGS: i32 = 0x8;
+// `cr_extra_flags` bits (u64 on the wire).
+pub const CLFE_UIDGID: u64 = sys::CLFE_UIDGID as u64;
+pub const CLFE_NID: u64 = sys::CLFE_NID as u64;
+pub const CLFE_OPEN: u64 = sys::CLFE_OPEN as u64;
+pub const CLFE_XATTR: u64 = sys::CLFE_XATTR as u64;
+pub const CLFE_NID_BE: u64 = sys::CLFE_NID_BE as u64;
+
+// Reader flags, as `llapi_changelog_start` takes them (an int).
+pub const CHANGELOG_FLAG_FOLLOW: i32 = sys::CHANGELOG_FLAG_FOLLOW as i32;
+pub const CHANGELOG_FLAG_JOBID: i32 = sys::CHANGELOG_FLAG_JOBID as i32;
+pub const CHANGELOG_FLAG_EXTRA_FLAGS: i32 = sys::CHANGELOG_FLAG_EXTRA_FLAGS as i32;
 /// 2.16: the reader takes NIDs as `struct lnet_nid` (big endian) rather than `lnet_nid_t`.
-pub const CHANGELOG_FLAG_NID_BE: i32 = 0x10;
+pub const CHANGELOG_FLAG_NID_BE: i32 = sys::CHANGELOG_FLAG_NID_BE as i32;
 
 /// Open flags a CL_CLOSE record carries in its low bits (`mdd_close` stores the open's
 /// `mod_flags`): MDS_FMODE_WRITE for a write open, and the open(2) flags the MDS saw. Only the
 /// two that inotify can reveal are used: O_CREAT (the open created the file) and O_TRUNC.
-pub const MDS_FMODE_WRITE: u16 = 0x2;
-pub const MDS_OPEN_CREAT: u16 = 0o100;
-pub const MDS_OPEN_TRUNC: u16 = 0o1000;
+pub const MDS_FMODE_WRITE: u16 = sys::MDS_FMODE_WRITE as u16;
+pub const MDS_OPEN_CREAT: u16 = sys::MDS_OPEN_CREAT as u16;
+pub const MDS_OPEN_TRUNC: u16 = sys::MDS_OPEN_TRUNC as u16;
 
 /// `lustre_user.h` `enum la_valid`: the low 12 bits of `la_valid` are what
 /// `mdd_attr_set_changelog` stores as the flags of TRUNC / SATTR / MTIME records.
@@ -63,59 +72,18 @@ pub const LA_MODE: u16 = 0x10;
 pub const LA_UID: u16 = 0x20;
 pub const LA_GID: u16 = 0x40;
 
-pub const HE_ARCHIVE: u16 = 0;
-pub const HE_RESTORE: u16 = 1;
-pub const HE_CANCEL: u16 = 2;
-pub const HE_RELEASE: u16 = 3;
-pub const HE_REMOVE: u16 = 4;
-pub const HE_STATE: u16 = 5;
+// HSM events, as the 3-bit field of a CL_HSM record's flags.
+pub const HE_ARCHIVE: u16 = sys::HE_ARCHIVE as u16;
+pub const HE_RESTORE: u16 = sys::HE_RESTORE as u16;
+pub const HE_CANCEL: u16 = sys::HE_CANCEL as u16;
+pub const HE_RELEASE: u16 = sys::HE_RELEASE as u16;
+pub const HE_REMOVE: u16 = sys::HE_REMOVE as u16;
+pub const HE_STATE: u16 = sys::HE_STATE as u16;
 
-pub const HS_EXISTS: u32 = 0x1;
-pub const HS_DIRTY: u32 = 0x2;
-pub const HS_RELEASED: u32 = 0x4;
-pub const HS_ARCHIVED: u32 = 0x8;
-pub const HS_NORELEASE: u32 = 0x10;
-pub const HS_NOARCHIVE: u32 = 0x20;
-pub const HS_LOST: u32 = 0x40;
-pub const HSM_USER_MASK: u64 = 0x32;
-pub const HSM_FLAGS_MASK: u64 = 0x1FF;
-
-pub const HSMA_NONE: u32 = 10;
-pub const HSMA_ARCHIVE: u32 = 20;
-pub const HSMA_RESTORE: u32 = 21;
-pub const HSMA_REMOVE: u32 = 22;
-pub const HSMA_CANCEL: u32 = 23;
-
-pub const HUA_NONE: u32 = 1;
-pub const HUA_ARCHIVE: u32 = 10;
-pub const HUA_RESTORE: u32 = 11;
-pub const HUA_RELEASE: u32 = 12;
-pub const HUA_REMOVE: u32 = 13;
-pub const HUA_CANCEL: u32 = 14;
-
-pub const HPS_NONE: u32 = 0;
-pub const HPS_WAITING: u32 = 1;
-pub const HPS_RUNNING: u32 = 2;
-pub const HPS_DONE: u32 = 3;
-
-pub const HSM_FORCE_ACTION: u64 = 0x1;
-pub const HP_FLAG_COMPLETED: i32 = 0x1;
-pub const HP_FLAG_RETRY: i32 = 0x2;
-
-pub const HAL_VERSION: u32 = 1;
-pub const KUC_MAGIC: u16 = 0x191C;
-pub const KUC_TRANSPORT_GENERIC: u8 = 1;
-pub const KUC_TRANSPORT_HSM: u8 = 2;
-pub const KUC_MSG_SHUTDOWN: u16 = 1;
-pub const HMT_ACTION_LIST: u16 = 100;
 /// Largest user request the kernel accepts is one byte below this (`MDS_MAXREQSIZE / 3`).
-pub const HUR_MAX_LEN: usize = 1706;
+pub const HUR_MAX_LEN: usize = (sys::MDS_MAXREQSIZE / 3) as usize;
 /// The simulator caps one KUC message at PIPE_BUF so each write() is atomic.
 pub const KUC_MAX_MSG: usize = 4096;
-
-pub const HSS_SETMASK: u32 = 0x1;
-pub const HSS_CLEARMASK: u32 = 0x2;
-pub const HSS_ARCHIVE_ID: u32 = 0x4;
 
 /// LNet NID of `0@lo` as an 8-byte `lnet_nid_t` (LOLND = 9 in the network's high half).
 pub const NID_LO: u64 = 0x0009_0000_0000_0000;

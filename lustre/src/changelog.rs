@@ -9,17 +9,19 @@ macro_rules! record_types {
         #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
         pub enum RecordType {
             #[default]
-            $( $variant, )*
+            $( #[doc = concat!("`", stringify!($cl), "`.")] $variant, )*
             /// A type this crate does not know (kept so decoding is lossless).
             Unknown(u32),
         }
 
         impl RecordType {
+            /// The type of a raw `cr_type` value (unknown values kept).
             pub fn from_raw(v: u32) -> RecordType {
                 $( if v == sys::$cl as u32 { return RecordType::$variant; } )*
                 RecordType::Unknown(v)
             }
 
+            /// The raw `cr_type` value.
             pub fn raw(self) -> u32 {
                 match self {
                     $( RecordType::$variant => sys::$cl as u32, )*
@@ -77,7 +79,9 @@ impl RecordType {
 /// ≤2.15 libraries add a zeroed rename extension to every record; then both FIDs are zero.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct RenameExt {
+    /// The renamed object.
     pub sfid: Fid,
+    /// Its old parent directory.
     pub spfid: Fid,
     /// The old (source) name, for rename-like records; empty otherwise.
     pub old_name: Vec<u8>,
@@ -99,6 +103,7 @@ pub enum Nid {
         lnd: u8,
         /// Network number.
         num: u16,
+        /// The address words (IPv4 in the first, IPv6 in all four), host order.
         addr: [u32; 4],
     },
 }
@@ -163,13 +168,21 @@ impl std::fmt::Display for Nid {
 /// `hsm_event` of a `CL_HSM` record.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum HsmEvent {
+    /// `HE_ARCHIVE`: an archive ended.
     Archive,
+    /// `HE_RESTORE`: a restore ended.
     Restore,
+    /// `HE_CANCEL`: a request was canceled.
     Cancel,
+    /// `HE_RELEASE`: the file was released.
     Release,
+    /// `HE_REMOVE`: the archive copy was removed.
     Remove,
+    /// `HE_STATE`: the HSM state changed (`hsm_state_set`, or a write making the file dirty).
     State,
+    /// `HE_SPARE1` (unused by Lustre).
     Spare1,
+    /// `HE_SPARE2` (unused by Lustre).
     Spare2,
 }
 
@@ -188,6 +201,7 @@ impl HsmEvent {
         }
     }
 
+    /// The 3-bit event field value.
     pub fn raw(self) -> u32 {
         match self {
             HsmEvent::Archive => sys::HE_ARCHIVE,
@@ -219,6 +233,7 @@ impl HsmEvent {
 /// The fields packed into the low 12 bits of a `CL_HSM` record's `cr_flags`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct HsmEventInfo {
+    /// What happened.
     pub event: HsmEvent,
     /// Positive errno; `CLF_HSM_ERROVERFLOW` (0x7F) when it did not fit.
     pub error: u8,
@@ -270,24 +285,32 @@ pub struct ChangelogRecord {
     pub index: u64,
     /// `cr_prev` (never maintained by the MDT; kept for completeness).
     pub prev: u64,
+    /// `cr_type`.
     pub rtype: RecordType,
     /// The whole `cr_flags`. The encoder recomputes the high 4 bits from the extensions.
     pub flags: u16,
+    /// `cr_time`: seconds part.
     pub time_sec: u64,
+    /// `cr_time`: nanoseconds part.
     pub time_nsec: u32,
     /// Target FID (for `CL_RENAME`: the overwritten target, often zero; for `CL_MARK`: the
     /// marker flags, see [`ChangelogRecord::marker_flags`]).
     pub tfid: Fid,
     /// Parent directory FID (for `CL_RENAME`: the new parent).
     pub pfid: Fid,
+    /// The rename extension (`CLF_RENAME`); see [`ChangelogRecord::renamed`].
     pub rename: Option<RenameExt>,
+    /// The job id of the process that made the change (`CLF_JOBID`).
     pub jobid: Option<String>,
     /// `cr_extra_flags` (`CLFE_*`) when the extra-flags extension is present.
     pub extra_flags: Option<u64>,
+    /// `(uid, gid)` of the change (`CLFE_UIDGID`).
     pub uid_gid: Option<(u64, u64)>,
+    /// NID of the client that made the change (`CLFE_NID`).
     pub nid: Option<Nid>,
     /// Open flags from the openmode extension, masked with 0xFFF (MDS open flags).
     pub open_flags: Option<u32>,
+    /// The extended attribute name of a SETXATTR/GETXATTR record (`CLFE_XATTR`).
     pub xattr: Option<String>,
     /// The entry name (for rename-like records: the new name; the old one is in `rename`).
     pub name: Vec<u8>,

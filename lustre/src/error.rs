@@ -12,36 +12,58 @@ pub enum Error {
     /// A liblustreapi call (or a system call made on its behalf) failed with `errno`.
     /// Displays as `llapi_hsm_request: Operation not permitted (errno 1)`.
     #[error("{call}: {} (errno {errno})", describe_errno(*errno))]
-    Call { call: &'static str, errno: i32 },
+    Call {
+        /// The C function.
+        call: &'static str,
+        /// Its (positive) errno.
+        errno: i32,
+    },
     /// liblustreapi could not be loaded; `tried` names each path with the loader's message.
     #[error("liblustreapi not found (set LUSTREAPI_LIB to its path); tried: {}", tried.join("; "))]
-    LibraryNotFound { tried: Vec<String> },
+    LibraryNotFound {
+        /// Each path tried, with the loader's message.
+        tried: Vec<String>,
+    },
     /// The library lacks a symbol every supported version exports.
     #[error("{library}: required symbol {symbol} is missing")]
     MissingSymbol {
+        /// The library path.
         library: String,
+        /// The missing symbol.
         symbol: &'static str,
     },
     /// The loaded library is too old for this call (an optional symbol is missing).
     #[error("{call}: not provided by this liblustreapi")]
-    Unsupported { call: &'static str },
+    Unsupported {
+        /// The call.
+        call: &'static str,
+    },
     /// The library returned bytes that do not decode.
     #[error("{call}: malformed data: {source}")]
     Decode {
+        /// The call.
         call: &'static str,
+        /// Why the bytes do not decode.
         #[source]
         source: DecodeError,
     },
     /// A value could not be encoded for the library (e.g. a request too large).
     #[error("{call}: {source}")]
     Encode {
+        /// The call.
         call: &'static str,
+        /// Why the value does not encode.
         #[source]
         source: EncodeError,
     },
     /// An argument the C API cannot carry (e.g. a path containing a NUL byte).
     #[error("{call}: invalid argument: {reason}")]
-    InvalidArgument { call: &'static str, reason: String },
+    InvalidArgument {
+        /// The call.
+        call: &'static str,
+        /// What is wrong with the argument.
+        reason: String,
+    },
 }
 
 impl Error {

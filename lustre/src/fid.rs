@@ -8,8 +8,11 @@ use std::str::FromStr;
 /// brackets.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct Fid {
+    /// Sequence.
     pub seq: u64,
+    /// Object id within the sequence.
     pub oid: u32,
+    /// Version (0 for every FID the MDT hands out to files).
     pub ver: u32,
 }
 
@@ -24,6 +27,7 @@ impl Fid {
         ver: 0,
     };
 
+    /// A FID from its three parts.
     pub const fn new(seq: u64, oid: u32, ver: u32) -> Fid {
         Fid { seq, oid, ver }
     }
@@ -90,6 +94,7 @@ impl fmt::Display for Fid {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid FID {input:?}: expected [SEQ:OID:VER] with hexadecimal (0x...) or decimal parts")]
 pub struct ParseFidError {
+    /// The text that did not parse.
     pub input: String,
 }
 
@@ -135,6 +140,21 @@ fn parse_number(s: &str) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(digits, radix).ok()
+}
+
+/// Serialised as its `DFID` text, so a FID can key a JSON map (the policy daemon's state file
+/// keeps per-file work that way) and reads back from any text [`FromStr`] accepts.
+impl serde::Serialize for Fid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fid, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl From<lustre_sys::lu_fid> for Fid {
@@ -207,6 +227,18 @@ mod tests {
             let err = text.parse::<Fid>().unwrap_err();
             assert_eq!(err.input, text);
         }
+    }
+
+    #[test]
+    fn serialises_as_dfid_text_so_it_can_key_a_json_map() {
+        let fid = Fid::new(0x200000401, 0x1, 0);
+        let map = std::collections::BTreeMap::from([(fid, 1), (Fid::ZERO, 2)]);
+        let json = serde_json::to_string(&map).unwrap();
+        assert_eq!(json, r#"{"[0:0x0:0x0]":2,"[0x200000401:0x1:0x0]":1}"#);
+        let back: std::collections::BTreeMap<Fid, i32> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, map);
+        let err = serde_json::from_str::<Fid>(r#""[0x1:0x2]""#).unwrap_err();
+        assert!(err.to_string().contains("invalid FID"), "{err}");
     }
 
     #[test]

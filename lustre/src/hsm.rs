@@ -7,7 +7,9 @@ use lustre_sys as sys;
 /// A byte range of a file. `length == u64::MAX` means "to end of file".
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct Extent {
+    /// First byte.
     pub offset: u64,
+    /// Number of bytes (`u64::MAX`: to end of file).
     pub length: u64,
 }
 
@@ -18,6 +20,7 @@ impl Extent {
         length: u64::MAX,
     };
 
+    /// The range of `length` bytes from `offset`.
     pub const fn new(offset: u64, length: u64) -> Extent {
         Extent { offset, length }
     }
@@ -49,15 +52,22 @@ impl From<Extent> for sys::hsm_extent {
 /// What the coordinator asks a copytool to do (`HSMA_*`, found in `hai_action`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum CopytoolAction {
+    /// `HSMA_NONE`.
     None,
+    /// `HSMA_ARCHIVE`: copy the file into the archive.
     Archive,
+    /// `HSMA_RESTORE`: copy the data back from the archive.
     Restore,
+    /// `HSMA_REMOVE`: delete the archive copy.
     Remove,
+    /// `HSMA_CANCEL`: stop a running action.
     Cancel,
+    /// A value this crate does not know (kept so decoding is lossless).
     Unknown(u32),
 }
 
 impl CopytoolAction {
+    /// The action of a raw `hai_action` value.
     pub fn from_raw(v: u32) -> CopytoolAction {
         match v {
             sys::HSMA_NONE => CopytoolAction::None,
@@ -69,6 +79,7 @@ impl CopytoolAction {
         }
     }
 
+    /// The raw `hai_action` value.
     pub fn raw(self) -> u32 {
         match self {
             CopytoolAction::None => sys::HSMA_NONE,
@@ -96,17 +107,24 @@ impl CopytoolAction {
 /// What a user asks of the coordinator (`HUA_*`, found in `hr_action` and `hca_action`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum UserAction {
+    /// `HUA_NONE`.
     None,
+    /// `HUA_ARCHIVE`.
     Archive,
+    /// `HUA_RESTORE`.
     Restore,
+    /// `HUA_RELEASE`.
     Release,
+    /// `HUA_REMOVE`.
     Remove,
+    /// `HUA_CANCEL`.
     Cancel,
     /// A value this crate does not know (kept so decoding is lossless).
     Unknown(u32),
 }
 
 impl UserAction {
+    /// The action of a raw `hr_action`/`hca_action` value.
     pub fn from_raw(v: u32) -> UserAction {
         match v {
             sys::HUA_NONE => UserAction::None,
@@ -119,6 +137,7 @@ impl UserAction {
         }
     }
 
+    /// The raw `hr_action`/`hca_action` value.
     pub fn raw(self) -> u32 {
         match self {
             UserAction::None => sys::HUA_NONE,
@@ -148,12 +167,17 @@ impl UserAction {
 /// One item of an action list, copied out of the receive buffer.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ActionItem {
+    /// What to do.
     pub action: CopytoolAction,
+    /// The file (its metadata FID).
     pub fid: Fid,
     /// The data FID (equal to `fid` as the coordinator sends it).
     pub dfid: Fid,
+    /// The byte range to act on.
     pub extent: Extent,
+    /// The coordinator's cookie, which identifies the action in `begin`/`progress`/`end`.
     pub cookie: u64,
+    /// Group lock id (0: none).
     pub gid: u64,
     /// The opaque data the requester attached (`hai_len - 72` bytes).
     pub data: Vec<u8>,
@@ -162,13 +186,17 @@ pub struct ActionItem {
 /// An action list ("hal") as a copytool receives it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ActionList {
+    /// `hal_version` (`HAL_VERSION`).
     pub version: u32,
+    /// The archive the actions are for.
     pub archive_id: u32,
     /// Copy of the user request's flags (`HSM_FORCE_ACTION`, ...).
     pub flags: u64,
     /// Obsolete, always 0.
     pub compound_id: u64,
+    /// The file system name.
     pub fsname: String,
+    /// The actions.
     pub items: Vec<ActionItem>,
 }
 
@@ -176,10 +204,15 @@ pub struct ActionList {
 /// coordinator copies into every resulting action item.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct UserRequest {
+    /// What is asked.
     pub action: UserAction,
+    /// The archive (0: the coordinator's default).
     pub archive_id: u32,
+    /// Request flags (`HSM_FORCE_ACTION`, ...).
     pub flags: u64,
+    /// The files and their byte ranges.
     pub items: Vec<(Fid, Extent)>,
+    /// Opaque data copied into every action item.
     pub data: Vec<u8>,
 }
 
@@ -188,6 +221,7 @@ pub struct UserRequest {
 pub struct HsmState {
     /// `HS_*` bits.
     pub states: u32,
+    /// The archive the file belongs to (`HS_*` bits alone do not say which).
     pub archive_id: u32,
 }
 
@@ -207,16 +241,24 @@ impl HsmState {
     pub fn is_dirty(&self) -> bool {
         self.has(sys::HS_DIRTY)
     }
+    /// Archived and unchanged since: the archive copy is current (`HS_ARCHIVED` without
+    /// `HS_DIRTY`).
+    pub fn is_clean_archive(&self) -> bool {
+        self.is_archived() && !self.is_dirty()
+    }
     /// The data lives only in the archive.
     pub fn is_released(&self) -> bool {
         self.has(sys::HS_RELEASED)
     }
+    /// The archive copy is lost (`HS_LOST`).
     pub fn is_lost(&self) -> bool {
         self.has(sys::HS_LOST)
     }
+    /// The file must never be released (`HS_NORELEASE`).
     pub fn is_norelease(&self) -> bool {
         self.has(sys::HS_NORELEASE)
     }
+    /// The file must never be archived (`HS_NOARCHIVE`).
     pub fn is_noarchive(&self) -> bool {
         self.has(sys::HS_NOARCHIVE)
     }
@@ -225,14 +267,20 @@ impl HsmState {
 /// Progress state of a file's current HSM request (`HPS_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ProgressState {
+    /// `HPS_NONE`: no request.
     None,
+    /// `HPS_WAITING`: queued.
     Waiting,
+    /// `HPS_RUNNING`: a copytool works on it.
     Running,
+    /// `HPS_DONE`: ended.
     Done,
+    /// A value this crate does not know.
     Unknown(u32),
 }
 
 impl ProgressState {
+    /// The state of a raw `hca_state` value.
     pub fn from_raw(v: u32) -> ProgressState {
         match v {
             sys::HPS_NONE => ProgressState::None,
@@ -247,6 +295,7 @@ impl ProgressState {
 /// A file's current HSM request (`hsm_current_action`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct CurrentAction {
+    /// Where the request stands.
     pub state: ProgressState,
     /// A user action code (`HUA_*`), not a copytool one.
     pub action: UserAction,
@@ -291,6 +340,12 @@ mod tests {
             archive_id: 1,
         };
         assert!(s.is_exists() && s.is_archived() && s.is_dirty());
+        assert!(!s.is_clean_archive());
+        let clean = HsmState {
+            states: sys::HS_EXISTS | sys::HS_ARCHIVED,
+            archive_id: 1,
+        };
+        assert!(clean.is_clean_archive());
         assert!(!s.is_released() && !s.is_lost() && !s.is_norelease() && !s.is_noarchive());
         let r = HsmState {
             states: sys::HS_RELEASED | sys::HS_LOST | sys::HS_NORELEASE | sys::HS_NOARCHIVE,

@@ -160,6 +160,7 @@ impl Layout {
         Ok(unsafe { f(self.raw.as_ptr()) })
     }
 
+    /// Sets the stripe count (`llapi_layout_stripe_count_set`).
     pub fn set_stripe_count(&mut self, count: u64) -> Result<()> {
         const CALL: &str = "llapi_layout_stripe_count_set";
         let set = func(self.api.llapi_layout_stripe_count_set, CALL)?;
@@ -167,6 +168,7 @@ impl Layout {
         check_errno(CALL, unsafe { set(self.raw.as_ptr(), count) })
     }
 
+    /// Sets the stripe size in bytes (`llapi_layout_stripe_size_set`).
     pub fn set_stripe_size(&mut self, size: u64) -> Result<()> {
         const CALL: &str = "llapi_layout_stripe_size_set";
         let set = func(self.api.llapi_layout_stripe_size_set, CALL)?;
@@ -174,6 +176,7 @@ impl Layout {
         check_errno(CALL, unsafe { set(self.raw.as_ptr(), size) })
     }
 
+    /// Sets the OST pool (`llapi_layout_pool_name_set`).
     pub fn set_pool(&mut self, pool: &str) -> Result<()> {
         const CALL: &str = "llapi_layout_pool_name_set";
         let set = func(self.api.llapi_layout_pool_name_set, CALL)?;

@@ -30,6 +30,8 @@
 //! Every failure is an [`Error`] naming the call and keeping its errno ([`Error::errno`]);
 //! a missing library is [`Error::LibraryNotFound`] naming every path tried.
 
+#![warn(missing_docs)]
+
 mod changelog;
 mod changelog_reader;
 mod copytool;

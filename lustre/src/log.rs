@@ -13,6 +13,7 @@ pub struct LogMessage<'a> {
     pub level: u32,
     /// The errno the message is about, or 0.
     pub errno: i32,
+    /// The message text.
     pub text: &'a str,
 }
 

@@ -25,14 +25,21 @@ const FSNAME_BUF: usize = 256;
 /// Attributes of a file created by [`Mount::hsm_import`] (a released stub of an archived file).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImportAttrs {
+    /// Size in bytes (the stub reports it; the data stays in the archive).
     pub size: u64,
     /// Full `st_mode` (file type bits included; a regular file if they are 0).
     pub mode: u32,
+    /// Owner uid.
     pub uid: u32,
+    /// Group gid.
     pub gid: u32,
+    /// Access time, seconds.
     pub atime_sec: i64,
+    /// Access time, nanoseconds.
     pub atime_nsec: u32,
+    /// Modification time, seconds.
     pub mtime_sec: i64,
+    /// Modification time, nanoseconds.
     pub mtime_nsec: u32,
 }
 

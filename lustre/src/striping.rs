@@ -22,10 +22,13 @@ pub struct Striping {
 /// Why a stripe count, size or pool name cannot be a layout (one line, names the value).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StripingError {
+    /// A stripe count out of range.
     #[error("stripe count {0} is not between 1 and {LOV_MAX_STRIPE_COUNT}")]
     StripeCount(u64),
+    /// A stripe size that is no layout's.
     #[error("stripe size {0} is not a multiple of {LOV_MIN_STRIPE_SIZE} bytes below 4 GiB")]
     StripeSize(u64),
+    /// A pool name Lustre does not take.
     #[error("pool name {0:?} is not 1 to {LOV_MAXPOOLNAME} printable ASCII characters without '.', '/' or '\\'")]
     Pool(String),
 }
@@ -92,10 +95,12 @@ impl Striping {
         }
     }
 
+    /// Number of OSTs the file is striped over.
     pub fn stripe_count(&self) -> u32 {
         self.stripe_count
     }
 
+    /// Bytes per stripe.
     pub fn stripe_size(&self) -> u64 {
         self.stripe_size
     }

@@ -1,21 +1,27 @@
-//! `lustre-blob bench-changelog`: changelog processing speed on one core over a synthetic
-//! changelog (DESIGN §7 target: 100,000 records/s). The namespace is in memory, so this measures
+//! `bench-changelog` (built with the `testing` feature): changelog processing speed on one
+//! core over a synthetic changelog (DESIGN §7 target: 100,000 records/s). The namespace is in memory, so this measures
 //! the engine's own cost per record (filter, directory cache, deduplication), not Lustre's.
 
 use crate::engine::{Engine, EngineConfig};
 use crate::fake::{FakeLog, FakeNs, FakeStore};
-use crate::model::{Change, ChangeKind, Fid, FileKind};
+use crate::model::{Change, FileKind};
 use crate::scope::Scope;
+use lustre::{Fid, RecordType};
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 use std::time::Instant;
 
 /// What one run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchResult {
+    /// Records fed.
     pub records: u64,
+    /// Distinct files they touched.
     pub files: u64,
+    /// Wall time of the run.
     pub seconds: f64,
+    /// Records processed per second.
     pub records_per_second: f64,
+    /// Files left pending afterwards (those in scope).
     pub pending_after: u64,
 }
 
@@ -74,19 +80,19 @@ pub fn run(records: u64, files: u64) -> Result<BenchResult, String> {
             let (fid, parent, path): &(Fid, Fid, String) = &fids[(index % files) as usize];
             // Rotate the record type per file across passes, so every file sees every type.
             let kind = match (index / files + index) % 8 {
-                0 => ChangeKind::Create,
-                1..=4 => ChangeKind::Close,
-                5 => ChangeKind::Mtime,
-                6 => ChangeKind::Setxattr,
-                _ => ChangeKind::Setattr,
+                0 => RecordType::Create,
+                1..=4 => RecordType::Close,
+                5 => RecordType::Mtime,
+                6 => RecordType::Setxattr,
+                _ => RecordType::Setattr,
             };
             let mut c = Change::simple(0, index, kind, *fid);
-            if kind == ChangeKind::Create {
-                c.pfid = *parent;
-                c.name = path.rsplit('/').next().unwrap_or("").as_bytes().to_vec();
+            if kind == RecordType::Create {
+                c.record.pfid = *parent;
+                c.record.name = path.rsplit('/').next().unwrap_or("").as_bytes().to_vec();
             }
-            if kind == ChangeKind::Setxattr {
-                c.xattr = Some(blob::EXPORT_XATTR.into());
+            if kind == RecordType::Setxattr {
+                c.record.xattr = Some(blob::EXPORT_XATTR.into());
             }
             batch.push(c);
         }

@@ -16,17 +16,24 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    /// Nothing to do.
     Ok,
+    /// Only an admin can tell (listed, does not change the exit code).
     Manual,
+    /// Works, but not as it should.
     Warn,
+    /// Blocks the export.
     Fail,
 }
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
+    /// What was checked.
     pub check: String,
+    /// How it came out.
     pub level: Level,
+    /// What was found.
     pub seen: String,
     /// What to run or change when it is not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +135,31 @@ fn lustre_side(policy: &lustre_blob_config::Policy, out: &mut Vec<Check>) -> Opt
             return None;
         }
     }
+    let (mount, mdts) = mount_and_mdts(policy, out)?;
+    changelog_checks(&mdts, &policy.lustre.changelog_user, out);
+    let fsname = mdts
+        .first()
+        .and_then(|m| m.rsplit_once("-MDT"))
+        .map_or("<fs>", |(f, _)| f)
+        .to_string();
+    let (probe, rel) = hsm_probe(&mount, policy.lustre.archive_id, &fsname);
+    out.push(probe);
+    out.push(Check::new(
+        "hsm max_requests",
+        Level::Manual,
+        "an MDS parameter a client cannot read",
+        Some(format!(
+            "on the MDS: lctl get_param mdt.{fsname}-MDT*.hsm.max_requests (raise the default 3, e.g. to 64)"
+        )),
+    ));
+    Some(rel)
+}
+
+/// Opens the mount and finds its MDT changelogs, reporting either failure.
+fn mount_and_mdts(
+    policy: &lustre_blob_config::Policy,
+    out: &mut Vec<Check>,
+) -> Option<(lustre::Mount, Vec<String>)> {
     let mount = match lustre::Mount::open(&policy.lustre.mount) {
         Ok(m) => m,
         Err(e) => {
@@ -170,8 +202,16 @@ fn lustre_side(policy: &lustre_blob_config::Policy, out: &mut Vec<Check>) -> Opt
         ),
         None,
     ));
-    let user = &policy.lustre.changelog_user;
-    for mdt in &mdts {
+    Some((mount, mdts))
+}
+
+/// Each MDT's changelog is readable; whether `user` is registered only the MDS can say.
+fn changelog_checks(
+    mdts: &[String],
+    user: &lustre_blob_config::ChangelogUser,
+    out: &mut Vec<Check>,
+) {
+    for mdt in mdts {
         match lustre::ChangelogReader::start(mdt, 0, false) {
             Ok(_) => out.push(Check::new(
                 "changelog",
@@ -197,22 +237,6 @@ fn lustre_side(policy: &lustre_blob_config::Policy, out: &mut Vec<Check>) -> Opt
             )),
         ));
     }
-    let fsname = mdts
-        .first()
-        .and_then(|m| m.rsplit_once("-MDT"))
-        .map_or("<fs>", |(f, _)| f)
-        .to_string();
-    let (probe, rel) = hsm_probe(&mount, policy.lustre.archive_id, &fsname);
-    out.push(probe);
-    out.push(Check::new(
-        "hsm max_requests",
-        Level::Manual,
-        "an MDS parameter a client cannot read",
-        Some(format!(
-            "on the MDS: lctl get_param mdt.{fsname}-MDT*.hsm.max_requests (raise the default 3, e.g. to 64)"
-        )),
-    ));
-    Some(rel)
 }
 
 /// How long the probe waits for a copytool to archive its file (the coordinator's loop period
@@ -225,7 +249,6 @@ const PROBE_WAIT: Duration = Duration::from_secs(30);
 /// both work. Refused with EAGAIN: the coordinator is not running. Still waiting: no copytool
 /// serves the archive id (or `hsm_control` is disabled).
 fn hsm_probe(mount: &lustre::Mount, archive_id: u32, fsname: &str) -> (Check, String) {
-    use lustre::UserAction;
     let what = "hsm copytool";
     let dir = mount.root().join(crate::scope::PROBE_DIR);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -250,60 +273,10 @@ fn hsm_probe(mount: &lustre::Mount, archive_id: u32, fsname: &str) -> (Check, St
     }
     let enable = format!("on the MDS: lctl set_param mdt.{fsname}-MDT*.hsm_control=enabled");
     let start = "start one on this client: lhsmtool_blob --archive N --config FILE MOUNT";
-    let result = (|| {
-        let fid = mount
-            .path2fid(&file)
-            .map_err(|e| (Level::Fail, e.to_string(), None))?;
-        let started = std::time::Instant::now();
-        if let Err(e) = mount.hsm_request(UserAction::Archive, archive_id, 0, &[fid], b"lb:check") {
-            let coordinator_off = matches!(e.errno(), Some(libc::EAGAIN) | Some(libc::ESHUTDOWN));
-            return Err(if coordinator_off {
-                (
-                    Level::Fail,
-                    format!("the HSM coordinator refuses requests: {e}"),
-                    Some(enable.clone()),
-                )
-            } else {
-                (Level::Fail, format!("archive request refused: {e}"), None)
-            });
-        }
-        loop {
-            match mount.hsm_state(&file) {
-                Ok(h) if h.is_archived() && !h.is_dirty() => {
-                    return Ok((fid, started.elapsed()));
-                }
-                Ok(_) if started.elapsed() < PROBE_WAIT => {
-                    std::thread::sleep(Duration::from_millis(200))
-                }
-                Ok(_) => {
-                    let _ = mount.hsm_request(UserAction::Cancel, archive_id, 0, &[fid], b"");
-                    return Err((
-                        Level::Fail,
-                        format!(
-                            "no copytool archived a probe file within {}s: none serves archive id \
-                             {archive_id}, or the coordinator is disabled",
-                            PROBE_WAIT.as_secs()
-                        ),
-                        Some(format!(
-                            "{start}; {enable}; check mdt.{fsname}-MDT*.hsm.agents"
-                        )),
-                    ));
-                }
-                Err(e) => return Err((Level::Fail, e.to_string(), None)),
-            }
-        }
-    })();
+    let result = archive_probe(mount, &file, archive_id, &enable, start, fsname);
     let check = match result {
         Ok((fid, took)) => {
-            // Out of the archive again, then gone: nothing of the probe stays.
-            let _ = mount.hsm_request(UserAction::Remove, archive_id, 0, &[fid], b"lb:check");
-            let t = std::time::Instant::now();
-            while t.elapsed() < PROBE_WAIT {
-                match mount.hsm_state(&file) {
-                    Ok(h) if h.is_exists() => std::thread::sleep(Duration::from_millis(200)),
-                    _ => break,
-                }
-            }
+            remove_probe_copy(mount, &file, fid, archive_id);
             Check::new(
                 what,
                 Level::Ok,
@@ -319,6 +292,84 @@ fn hsm_probe(mount: &lustre::Mount, archive_id: u32, fsname: &str) -> (Check, St
     let _ = std::fs::remove_file(&file);
     let _ = std::fs::remove_dir(&dir);
     (check, rel)
+}
+
+/// A failed probe: its level, what was seen and the fix.
+type ProbeFailure = (Level, String, Option<String>);
+
+/// Archives the probe file and waits for a copytool to end it: its FID and how long it took.
+fn archive_probe(
+    mount: &lustre::Mount,
+    file: &std::path::Path,
+    archive_id: u32,
+    enable: &str,
+    start: &str,
+    fsname: &str,
+) -> Result<(lustre::Fid, Duration), ProbeFailure> {
+    use lustre::UserAction;
+    let fid = mount
+        .path2fid(file)
+        .map_err(|e| (Level::Fail, e.to_string(), None))?;
+    let started = std::time::Instant::now();
+    if let Err(e) = mount.hsm_request(UserAction::Archive, archive_id, 0, &[fid], b"lb:check") {
+        let coordinator_off = matches!(e.errno(), Some(libc::EAGAIN) | Some(libc::ESHUTDOWN));
+        return Err(if coordinator_off {
+            (
+                Level::Fail,
+                format!("the HSM coordinator refuses requests: {e}"),
+                Some(enable.to_string()),
+            )
+        } else {
+            (Level::Fail, format!("archive request refused: {e}"), None)
+        });
+    }
+    loop {
+        match mount.hsm_state(file) {
+            Ok(h) if h.is_clean_archive() => return Ok((fid, started.elapsed())),
+            Ok(_) if started.elapsed() < PROBE_WAIT => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Ok(_) => {
+                let _ = mount.hsm_request(UserAction::Cancel, archive_id, 0, &[fid], b"");
+                return Err((
+                    Level::Fail,
+                    format!(
+                        "no copytool archived a probe file within {}s: none serves archive id \
+                         {archive_id}, or the coordinator is disabled",
+                        PROBE_WAIT.as_secs()
+                    ),
+                    Some(format!(
+                        "{start}; {enable}; check mdt.{fsname}-MDT*.hsm.agents"
+                    )),
+                ));
+            }
+            Err(e) => return Err((Level::Fail, e.to_string(), None)),
+        }
+    }
+}
+
+/// Takes the probe's copy out of the archive again and waits (bounded) until it is gone:
+/// nothing of the probe stays.
+fn remove_probe_copy(
+    mount: &lustre::Mount,
+    file: &std::path::Path,
+    fid: lustre::Fid,
+    archive_id: u32,
+) {
+    let _ = mount.hsm_request(
+        lustre::UserAction::Remove,
+        archive_id,
+        0,
+        &[fid],
+        b"lb:check",
+    );
+    let t = std::time::Instant::now();
+    while t.elapsed() < PROBE_WAIT {
+        match mount.hsm_state(file) {
+            Ok(h) if h.is_exists() => std::thread::sleep(Duration::from_millis(200)),
+            _ => break,
+        }
+    }
 }
 
 /// Put, head, list, get and delete of a probe blob in the export and the logging container.
@@ -390,13 +441,16 @@ fn store_side(policy: &lustre_blob_config::Policy, hsm_probe: Option<&str>) -> V
 /// Writes, reads, lists and deletes `.lustre-blob-check/<host>-<pid>` under the store's prefix.
 /// Returns the check and the clock skew seen on the write.
 async fn probe(store: &blob::BlobStore, what: &str) -> (Check, Option<Duration>) {
-    use futures::StreamExt;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "host".into());
     let rel = format!(".lustre-blob-check/{host}-{}", std::process::id());
-    let fail = |right: &str, e: &dyn std::fmt::Display| {
-        (
+    match probe_rights(store, &rel).await {
+        Ok(skew) => (
+            Check::new(what, Level::Ok, "read, write, list and delete work", None),
+            Some(skew),
+        ),
+        Err((right, e)) => (
             Check::new(
                 what,
                 Level::Fail,
@@ -409,30 +463,31 @@ async fn probe(store: &blob::BlobStore, what: &str) -> (Check, Option<Duration>)
                 ),
             ),
             None,
-        )
-    };
-    let name = match store.name_for(rel.as_bytes()) {
-        Ok(n) => n,
-        Err(e) => return fail("naming a probe blob", &e),
-    };
+        ),
+    }
+}
+
+/// Writes, reads back, lists and deletes a probe blob at `rel`: the clock skew seen from its
+/// Last-Modified, or the right refused and why.
+async fn probe_rights(
+    store: &blob::BlobStore,
+    rel: &str,
+) -> Result<Duration, (&'static str, String)> {
+    let name = store
+        .name_for(rel.as_bytes())
+        .map_err(|e| ("naming a probe blob", e.to_string()))?;
     let body = bytes::Bytes::from_static(b"lustre-blob check probe\n");
     let before = SystemTime::now();
-    if let Err(e) = store
-        .put_bytes(
-            &name,
-            body.clone(),
-            &blob::Metadata::default(),
-            blob::WriteMode::Overwrite,
-        )
+    let meta = blob::Metadata::default();
+    store
+        .put_bytes(&name, body.clone(), &meta, blob::WriteMode::Overwrite)
         .await
-    {
-        return fail("write", &e);
-    }
+        .map_err(|e| ("write", e.to_string()))?;
     let after = SystemTime::now();
     let info = match store.head(&name).await {
         Ok(Some(i)) => i,
-        Ok(None) => return fail("read", &"the probe blob just written is not there"),
-        Err(e) => return fail("read", &e),
+        Ok(None) => return Err(("read", "the probe blob just written is not there".into())),
+        Err(e) => return Err(("read", e.to_string())),
     };
     // Last-Modified has one-second resolution: a skew inside [before - 1 s, after] is none.
     let lm = info.last_modified;
@@ -444,32 +499,30 @@ async fn probe(store: &blob::BlobStore, what: &str) -> (Check, Option<Duration>)
     .unwrap_or_default();
     match store.get_bytes(&name).await {
         Ok(b) if b == body => {}
-        Ok(_) => return fail("read", &"the probe blob came back different"),
-        Err(e) => return fail("read", &e),
+        Ok(_) => return Err(("read", "the probe blob came back different".into())),
+        Err(e) => return Err(("read", e.to_string())),
     }
-    let mut listed = false;
-    match store.list(name.as_str().rsplit_once('/').map_or("", |(d, _)| d)) {
-        Ok(mut s) => {
-            while let Some(item) = s.next().await {
-                match item {
-                    Ok(i) if i.name == name.as_str() => listed = true,
-                    Ok(_) => {}
-                    Err(e) => return fail("list", &e),
-                }
-            }
+    if !is_listed(store, &name).await.map_err(|e| ("list", e))? {
+        return Err(("list", "the probe blob is not listed".into()));
+    }
+    store
+        .delete(&name)
+        .await
+        .map_err(|e| ("delete", e.to_string()))?;
+    Ok(skew)
+}
+
+/// Whether listing the blob's directory shows it.
+async fn is_listed(store: &blob::BlobStore, name: &blob::BlobName) -> Result<bool, String> {
+    use futures::StreamExt;
+    let dir = name.as_str().rsplit_once('/').map_or("", |(d, _)| d);
+    let mut s = store.list(dir).map_err(|e| e.to_string())?;
+    while let Some(item) = s.next().await {
+        if item.map_err(|e| e.to_string())?.name == name.as_str() {
+            return Ok(true);
         }
-        Err(e) => return fail("list", &e),
     }
-    if !listed {
-        return fail("list", &"the probe blob is not listed");
-    }
-    if let Err(e) = store.delete(&name).await {
-        return fail("delete", &e);
-    }
-    (
-        Check::new(what, Level::Ok, "read, write, list and delete work", None),
-        Some(skew),
-    )
+    Ok(false)
 }
 
 fn state_dir(dir: &Path) -> Check {

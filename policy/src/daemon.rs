@@ -12,7 +12,7 @@ use crate::engine::{now_ms, Engine, EngineConfig};
 use crate::jobs::{JobRegistry, JobsError};
 use crate::model::Change;
 use crate::ports::{EventLog, Namespace, Store};
-use crate::real::{change_from, discover_mdts, BlobLog, BlobPort, LustreNs};
+use crate::real::{discover_mdts, BlobLog, BlobPort, LustreNs};
 use crate::scope::Scope;
 use crate::state::{Source, StateFile};
 use crate::status;
@@ -107,7 +107,7 @@ fn one_pass(mdt: usize, name: &str, next: &mut u64, tx: &SyncSender<Msg>) -> Res
             Ok(Some(r)) => {
                 if r.index >= *next {
                     *next = r.index + 1;
-                    batch.push(change_from(mdt, &r));
+                    batch.push(Change { mdt, record: r });
                 }
                 if batch.len() >= READ_BATCH && !send_batch(tx, mdt, &mut batch) {
                     return Err("engine gone".to_string());
@@ -204,7 +204,7 @@ fn reader_loop(
                 Ok(Some(r)) => {
                     if r.index >= next {
                         next = r.index + 1;
-                        batch.push(change_from(mdt, &r));
+                        batch.push(Change { mdt, record: r });
                     }
                     if batch.len() >= READ_BATCH && !send_batch(&tx, mdt, &mut batch) {
                         return;
@@ -811,7 +811,8 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::fake::{FakeLog, FakeNs, FakeStore};
-    use crate::model::{ChangeKind, FileKind};
+    use crate::model::FileKind;
+    use lustre::{HsmEvent, HsmEventInfo, RecordType};
 
     fn daemon() -> (Daemon<FakeNs, FakeStore, FakeLog>, FakeNs) {
         let ns = FakeNs::default();
@@ -841,13 +842,10 @@ mod tests {
     }
 
     /// The MDT's record of `f`'s archive ending well, at changelog index `index`.
-    fn archived(d: &mut Daemon<FakeNs, FakeStore, FakeLog>, f: crate::model::Fid, index: u64) {
-        let mut h = Change::simple(0, index, ChangeKind::Hsm, f);
-        h.hsm = Some(crate::model::HsmEvent {
-            event: crate::model::HsmEventKind::Archive,
-            error: 0,
-            dirty: false,
-        });
+    fn archived(d: &mut Daemon<FakeNs, FakeStore, FakeLog>, f: lustre::Fid, index: u64) {
+        let mut h = Change::simple(0, index, RecordType::Hsm, f);
+        h.record
+            .set_hsm(HsmEventInfo::new(HsmEvent::Archive, 0, false));
         d.handle(Msg::Records {
             mdt: 0,
             records: vec![h],
@@ -885,7 +883,7 @@ mod tests {
         let f = ns.add("a", FileKind::Regular, 1);
         d.handle(Msg::Records {
             mdt: 0,
-            records: vec![Change::simple(0, 1, ChangeKind::Close, f)],
+            records: vec![Change::simple(0, 1, RecordType::Close, f)],
             end: true,
         });
         assert!(d.status().warnings.is_empty());
@@ -910,7 +908,7 @@ mod tests {
         );
         d.handle(Msg::Records {
             mdt: 0,
-            records: vec![Change::simple(0, 1, ChangeKind::Close, f)],
+            records: vec![Change::simple(0, 1, RecordType::Close, f)],
             end: true,
         });
         d.handle(Msg::Records {
@@ -955,7 +953,7 @@ mod tests {
         let f = ns.add("a", FileKind::Regular, 3);
         d.handle(Msg::Records {
             mdt: 0,
-            records: vec![Change::simple(0, 1, ChangeKind::Close, f)],
+            records: vec![Change::simple(0, 1, RecordType::Close, f)],
             end: true,
         });
         d.tick().unwrap();
@@ -974,7 +972,7 @@ mod tests {
         let f = ns.add("a", FileKind::Regular, 3);
         d.handle(Msg::Records {
             mdt: 0,
-            records: vec![Change::simple(0, 1, ChangeKind::Close, f)],
+            records: vec![Change::simple(0, 1, RecordType::Close, f)],
             end: false,
         });
         let rx = ask(

@@ -17,13 +17,17 @@
 //!   request it may have sent in the in-flight set; one whose CL_HSM never comes is settled by
 //!   the stale check from the file's HSM state.
 
-use crate::model::{Change, ChangeKind, Fid, FileKind, HsmEventKind, CLF_UNLINK_LAST};
-use crate::ports::{BlobMeta, EventLog, Namespace, NsError, Store, StoreError};
+use crate::inflight::{
+    look_after_refusal, look_at_stale, request_archives, AfterRefusal, Request, Stale,
+};
+use crate::model::{Change, FileKind, FileStat};
+use crate::ports::{blob_metadata, EventLog, Namespace, NsError, Store};
 use crate::scope::{join, DirCache, Scope};
 use crate::state::{
     add_hold, CoordinatorPause, Cursor, Failure, Holds, InFlight, IterCounters, Iteration, NsOp,
     NsOpKind, Pending, Source, State, StateError, StateFile, MAX_RECENT_FAILURES, STATE_VERSION,
 };
+use lustre::{Fid, HsmEvent, RecordType};
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 
 /// A file whose archive ended this many times with an error of [`Verdict::Retry`] fails for good.
@@ -47,12 +51,19 @@ const OUT_OF_SCOPE_CAP: usize = 1 << 20;
 /// What the engine needs from the policy file, plus internal tunables.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// HSM archive id the requests go to.
     pub archive_id: u32,
+    /// What the export covers (prefix and exclusions).
     pub scope: Scope,
+    /// A file is exported only once its last change is this old.
     pub min_age_ms: u64,
+    /// Whether metadata changes (chmod, chown, utime) update blobs.
     pub metadata: MetadataMode,
+    /// What a delete does to the blob.
     pub on_delete: DeleteMode,
+    /// What a rename does to the blobs.
     pub on_rename: RenameMode,
+    /// Files per HSM request.
     pub batch_size: usize,
     /// In-flight files without a CL_HSM for this long are checked against their HSM state.
     pub stale_after_ms: u64,
@@ -86,7 +97,9 @@ pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
 /// [`MAX_RECENT_FAILURES`] listed; `failed` counts them all), whenever it was recorded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlushOutcome {
+    /// The failures standing (at most [`MAX_RECENT_FAILURES`]).
     pub failures: Vec<Failure>,
+    /// How many stand in all.
     #[serde(default)]
     pub failed: u64,
 }
@@ -104,6 +117,7 @@ struct FlushWait {
 /// Errors that stop the engine (state cannot be saved).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The state could not be saved.
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -189,6 +203,7 @@ struct Requeue {
     error: Option<String>,
 }
 
+/// The text of a positive errno with its number: `Operation not permitted (errno 1)`.
 pub fn errno_text(errno: i32) -> String {
     format!(
         "{} (errno {errno})",
@@ -196,6 +211,7 @@ pub fn errno_text(errno: i32) -> String {
     )
 }
 
+/// Now, in Unix ms.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -205,9 +221,9 @@ pub fn now_ms() -> u64 {
 
 /// The engine. Single-threaded: the daemon feeds it records and calls [`Engine::step`].
 pub struct Engine<N: Namespace, S: Store, L: EventLog> {
-    pub ns: N,
-    pub store: S,
-    pub log: L,
+    ns: N,
+    store: S,
+    log: L,
     cfg: EngineConfig,
     dirs: DirCache,
     /// FIDs found out of scope: their further records cost no fid2path. Cleared by renames
@@ -222,8 +238,8 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     last_stale_check_ms: u64,
     /// CL_HSM archive completions of files the engine did not request (a manual export job's),
     /// collected while `collect_foreign` is set: (FID, errno).
-    pub foreign_hsm: Vec<(Fid, i32)>,
-    pub collect_foreign: bool,
+    foreign_hsm: Vec<(Fid, i32)>,
+    collect_foreign: bool,
     last_save_ms: u64,
     /// No new iteration before this (after the file system failed to answer).
     retry_after_ms: u64,
@@ -355,6 +371,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         Ok(())
     }
 
+    /// The state as it stands (saved or not).
     pub fn state(&self) -> &State {
         &self.st
     }
@@ -397,9 +414,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let Some(n) = slot.as_mut() else {
             return; // a CLOSE was seen: the mask has it
         };
-        match c.kind {
-            ChangeKind::Close => *slot = None,
-            ChangeKind::Create => {
+        match c.record.rtype {
+            RecordType::Close => *slot = None,
+            RecordType::Create => {
                 *n += 1;
                 if *n == CREATES_WITHOUT_CLOSE_WARN {
                     let msg = format!(
@@ -415,6 +432,35 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
     }
 
+    /// The file system the engine works on (jobs share it).
+    pub fn ns(&self) -> &N {
+        &self.ns
+    }
+
+    /// The blob container the engine exports to (jobs share it).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The logging container (jobs log their failures there too).
+    pub fn log(&mut self) -> &mut L {
+        &mut self.log
+    }
+
+    /// While on, CL_HSM archive ends of files the engine did not request (a manual export
+    /// job's) are kept for [`Engine::take_foreign_hsm`]; turning it off drops those kept.
+    pub fn collect_foreign_hsm(&mut self, on: bool) {
+        self.collect_foreign = on;
+        if !on {
+            self.foreign_hsm.clear();
+        }
+    }
+
+    /// The archive ends of files the engine did not request, since the last call: (FID, errno).
+    pub fn take_foreign_hsm(&mut self) -> Vec<(Fid, i32)> {
+        std::mem::take(&mut self.foreign_hsm)
+    }
+
     /// Warnings about MDTs whose records show the changelog mask lacks what the export needs.
     pub fn mask_warnings(&self) -> &std::collections::BTreeMap<usize, String> {
         &self.mask_warnings
@@ -425,6 +471,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         &self.unknown_user
     }
 
+    /// The configuration the engine runs with.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
@@ -441,6 +488,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.st.cursors.iter().map(|c| c.last_read + 1).collect()
     }
 
+    /// Switches the auto-export on or off (records keep being read either way).
     pub fn set_enabled(&mut self, on: bool) {
         if self.st.autoexport_enabled != on {
             self.st.autoexport_enabled = on;
@@ -448,6 +496,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
     }
 
+    /// Whether the auto-export is on.
     pub fn enabled(&self) -> bool {
         self.st.autoexport_enabled
     }
@@ -493,68 +542,64 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let Some(cur) = self.st.cursors.get_mut(c.mdt) else {
             return;
         };
-        if c.index <= cur.last_read {
+        if c.record.index <= cur.last_read {
             return; // replayed after a restart: already applied
         }
-        cur.last_read = c.index;
+        cur.last_read = c.record.index;
         self.changed = true;
         self.watch_mask(c);
         let enabled = self.st.autoexport_enabled;
-        match c.kind {
-            ChangeKind::Hsm => self.on_hsm(c, now),
+        match c.record.rtype {
+            RecordType::Hsm => self.on_hsm(c, now),
             _ if !enabled => {}
             // CL_MTIME: a write whose CLOSE is still to come, or a utime that changed nothing
             // but the mtime (the file stays archived and clean, so the export skips it): with
             // metadata sync the blob's modtime follows too. Lustre records one MTIME/CTIME per
             // cached object after its first data record (mdd_changelog_data_store), so this may
             // be the only record a utime leaves.
-            ChangeKind::Mtime => {
+            RecordType::Mtime => {
                 self.on_content(c, now);
                 if self.cfg.metadata == MetadataMode::Sync {
                     self.on_metadata(c);
                 }
             }
-            ChangeKind::Create
-            | ChangeKind::Close
-            | ChangeKind::Trunc
-            | ChangeKind::Layout
-            | ChangeKind::Hardlink
-            | ChangeKind::Softlink
-            | ChangeKind::Mkdir => self.on_content(c, now),
-            ChangeKind::Setattr | ChangeKind::Ctime => {
-                if self.cfg.metadata == MetadataMode::Sync {
-                    self.on_metadata(c);
-                }
+            RecordType::Create
+            | RecordType::Close
+            | RecordType::Trunc
+            | RecordType::Layout
+            | RecordType::Hardlink
+            | RecordType::Softlink
+            | RecordType::Mkdir => self.on_content(c, now),
+            RecordType::Setattr | RecordType::Ctime if self.cfg.metadata == MetadataMode::Sync => {
+                self.on_metadata(c)
             }
-            ChangeKind::Unlink | ChangeKind::Rmdir => self.on_unlink(c, now),
-            ChangeKind::Rename => self.on_rename(c, now),
-            // SETXATTR: ours (trusted.lustre_blob) or user xattrs, which blobs do not carry.
-            ChangeKind::Setxattr
-            | ChangeKind::Mark
-            | ChangeKind::Mknod
-            | ChangeKind::Atime
-            | ChangeKind::Other => {}
+            RecordType::Unlink | RecordType::Rmdir => self.on_unlink(c, now),
+            RecordType::Rename => self.on_rename(c, now),
+            // SETXATTR: ours (trusted.lustre_blob) or user xattrs, which blobs do not carry;
+            // MARK, MKNOD, ATIME, OPEN, MIGRATE, ...: nothing a blob holds.
+            _ => {}
         }
     }
 
     fn on_content(&mut self, c: &Change, now: u64) {
-        let fid = c.tfid;
+        let r = &c.record;
+        let fid = r.tfid;
         if let Some(p) = self.st.pending.get_mut(&fid) {
             p.last_change_ms = now;
-            add_hold(&mut p.holds, c.mdt, c.index);
+            add_hold(&mut p.holds, c.mdt, r.index);
             return;
         }
         if self.out_of_scope.contains(&fid) {
             return;
         }
-        let path = match c.kind {
-            ChangeKind::Create
-            | ChangeKind::Mkdir
-            | ChangeKind::Softlink
-            | ChangeKind::Hardlink
-                if !c.pfid.is_zero() && !c.name.is_empty() =>
+        let path = match r.rtype {
+            RecordType::Create
+            | RecordType::Mkdir
+            | RecordType::Softlink
+            | RecordType::Hardlink
+                if !r.pfid.is_zero() && !r.name.is_empty() =>
             {
-                self.dir_path(&c.pfid).map(|d| join(&d, &c.name))
+                self.dir_path(&r.pfid).map(|d| join(&d, &r.name))
             }
             _ => None,
         };
@@ -568,13 +613,13 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     tracing::debug!(fid = %fid, error = %e, "fid2path failed; kept pending");
                     self.st
                         .pending
-                        .insert(fid, Pending::new(c.mdt, c.index, now));
+                        .insert(fid, Pending::new(c.mdt, r.index, now));
                     return;
                 }
             },
         };
         let Some(path) = path else { return }; // gone already: nothing to export
-        if c.kind == ChangeKind::Mkdir {
+        if r.rtype == RecordType::Mkdir {
             self.dirs.insert(fid, path.clone());
         }
         if !self.cfg.scope.covers(&path) {
@@ -586,68 +631,63 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         self.st
             .pending
-            .insert(fid, Pending::new(c.mdt, c.index, now));
+            .insert(fid, Pending::new(c.mdt, r.index, now));
     }
 
     fn on_metadata(&mut self, c: &Change) {
-        let fid = c.tfid;
+        let (fid, index) = (c.record.tfid, c.record.index);
         if let Some(h) = self.st.meta_pending.get_mut(&fid) {
-            add_hold(h, c.mdt, c.index);
+            add_hold(h, c.mdt, index);
             return;
         }
         match self.ns.fid2path(&fid) {
             Ok(Some(path)) if self.cfg.scope.covers(&path) => {
-                self.st.meta_pending.insert(fid, vec![(c.mdt, c.index)]);
+                self.st.meta_pending.insert(fid, vec![(c.mdt, index)]);
             }
             _ => {}
         }
     }
 
     fn on_unlink(&mut self, c: &Change, now: u64) {
-        let is_dir = c.kind == ChangeKind::Rmdir;
+        let r = &c.record;
+        let is_dir = r.rtype == RecordType::Rmdir;
         if is_dir {
-            self.dirs.remove(&c.tfid);
+            self.dirs.remove(&r.tfid);
         }
-        if c.flags & CLF_UNLINK_LAST != 0 {
-            self.resolved(&c.tfid); // gone: its failure no longer stands
+        if r.is_last_unlink() {
+            self.resolved(&r.tfid); // gone: its failure no longer stands
         }
-        if self.cfg.on_delete != DeleteMode::Delete || c.flags & CLF_UNLINK_LAST == 0 {
+        if self.cfg.on_delete != DeleteMode::Delete || !r.is_last_unlink() {
             return;
         }
-        let Some(parent) = self.dir_path(&c.pfid) else {
+        let Some(parent) = self.dir_path(&r.pfid) else {
             return;
         };
-        let path = join(&parent, &c.name);
+        let path = join(&parent, &r.name);
         if !self.cfg.scope.covers(&path) {
             return;
         }
-        self.st.ns_ops.push_back(NsOp {
-            mdt: c.mdt,
-            index: c.index,
-            at_ms: now,
-            op: NsOpKind::Delete {
-                path: lossy(&path),
-                dir: is_dir,
-            },
-            retries: 0,
-            retry_at_ms: 0,
-            last_error: None,
-        });
+        let op = NsOpKind::Delete {
+            path: lossy(&path),
+            dir: is_dir,
+        };
+        self.st.ns_ops.push_back(NsOp::new(c.mdt, r.index, now, op));
     }
 
     fn on_rename(&mut self, c: &Change, now: u64) {
-        let Some((sfid, spfid, old_name)) = &c.rename else {
+        let r = &c.record;
+        let Some(ext) = r.renamed() else {
             return;
         };
         // Old path from the cache as it was before the rename; new path from the new parent.
-        let old = self.dir_path(spfid).map(|d| join(&d, old_name));
-        let renamed_dir = self.dirs.get(sfid).is_some();
+        let old = self.dir_path(&ext.spfid).map(|d| join(&d, &ext.old_name));
+        let renamed_dir = self.dirs.get(&ext.sfid).is_some();
         self.dirs.invalidate_all();
         self.out_of_scope.clear();
-        let new = self.dir_path(&c.pfid).map(|d| join(&d, &c.name));
+        let new = self.dir_path(&r.pfid).map(|d| join(&d, &r.name));
         if renamed_dir {
             if let Some(n) = &new {
-                self.dirs.insert(*sfid, n.clone());
+                self.dirs.insert(ext.sfid, n.clone());
             }
         }
         if self.cfg.on_rename != RenameMode::Move {
@@ -655,36 +695,28 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
         if let (Some(old), Some(new)) = (old, new) {
             if self.cfg.scope.covers(&old) && self.cfg.scope.covers(&new) {
-                self.st.ns_ops.push_back(NsOp {
-                    mdt: c.mdt,
-                    index: c.index,
-                    at_ms: now,
-                    op: NsOpKind::Move {
-                        from: lossy(&old),
-                        to: lossy(&new),
-                    },
-                    retries: 0,
-                    retry_at_ms: 0,
-                    last_error: None,
-                });
+                let op = NsOpKind::Move {
+                    from: lossy(&old),
+                    to: lossy(&new),
+                };
+                self.st.ns_ops.push_back(NsOp::new(c.mdt, r.index, now, op));
             }
         }
     }
 
     fn on_hsm(&mut self, c: &Change, now: u64) {
-        let Some(ev) = c.hsm else { return };
+        let Some(ev) = c.record.hsm() else { return };
+        let fid = c.record.tfid;
         match ev.event {
-            HsmEventKind::Archive => {
-                if let Some(inf) = self.st.inflight.remove(&c.tfid) {
-                    self.settle(c.tfid, inf, i32::from(ev.error), now);
+            HsmEvent::Archive => {
+                if let Some(inf) = self.st.inflight.remove(&fid) {
+                    self.settle(fid, inf, i32::from(ev.error), now);
                 } else if self.collect_foreign {
-                    self.foreign_hsm.push((c.tfid, i32::from(ev.error)));
+                    self.foreign_hsm.push((fid, i32::from(ev.error)));
                 }
             }
             // The MDT marked an archived file dirty: it changed after its export.
-            HsmEventKind::State if ev.dirty && self.st.autoexport_enabled => {
-                self.on_content(c, now)
-            }
+            HsmEvent::State if ev.dirty && self.st.autoexport_enabled => self.on_content(c, now),
             _ => {}
         }
     }
@@ -933,7 +965,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 Ok(()) => {
                     self.st.failed_ops.remove(&key);
                 }
-                Err(StoreError::Transient(e)) => {
+                Err(e) if e.is_environmental() => {
                     tracing::info!(path = %key, operation = what, error = %e, "store unavailable; the operation waits and is tried again");
                     op.last_error = Some(format!("store unavailable: {e}"));
                     op.retry_at_ms = now + backoff_ms(op.retries, self.cfg.retry_max_ms);
@@ -960,7 +992,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.changed = true;
     }
 
-    fn delete_blob(&self, path: &str, dir: bool) -> Result<(), StoreError> {
+    fn delete_blob(&self, path: &str, dir: bool) -> Result<(), blob::Error> {
         let name = self.store.name_for(path.as_bytes())?;
         self.store.delete(&name)?;
         if dir {
@@ -972,7 +1004,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     /// Server-side copy + delete of the blob at `from` and of every blob under `from/`.
-    fn move_blobs(&self, from: &str, to: &str) -> Result<(), StoreError> {
+    fn move_blobs(&self, from: &str, to: &str) -> Result<(), blob::Error> {
         let src = self.store.name_for(from.as_bytes())?;
         let dst = self.store.name_for(to.as_bytes())?;
         let mut moves = Vec::new();
@@ -1013,11 +1045,12 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             };
             let res = self.store.name_for(&path).and_then(|name| {
                 self.store
-                    .set_metadata(&name, &BlobMeta::from_stat(&st, Some(fid)))
+                    .set_metadata(&name, &blob_metadata(&st, Some(fid)))
             });
             match res {
-                Ok(()) | Err(StoreError::NotFound(_)) => {} // never exported: nothing to update
-                Err(StoreError::Transient(e)) => {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {} // never exported: nothing to update
+                Err(e) if e.is_environmental() => {
                     // Kept with its holds; the whole set waits for the store.
                     tracing::info!(fid = %fid, error = %e, "store unavailable; metadata update waits");
                     self.st.meta_pending.insert(fid, holds);
@@ -1183,30 +1216,49 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let payload = format!("lb:j={}:i={}", self.cfg.job_id, self.iteration_number());
         let fids: Vec<Fid> = to_archive.iter().map(|(f, _)| *f).collect();
         self.progress_ticks += 1;
-        let mut refused = false;
-        for chunk in fids.chunks(self.cfg.batch_size.max(1)) {
-            if refused {
-                // The coordinator refused an earlier chunk: not asked again before the pause.
-                self.not_taken(chunk, now);
-                continue;
-            }
-            match self
-                .ns
-                .archive(self.cfg.archive_id, chunk, payload.as_bytes())
-            {
-                Ok(()) => self.coordinator_back(),
-                Err(e) if e.errno == libc::EAGAIN => {
-                    refused = true;
-                    self.coordinator_refused(&e, now);
-                    self.not_taken(chunk, now);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, files = chunk.len(), "batched archive request refused; resubmitting only the files it did not queue");
-                    self.after_refused_batch(chunk, payload.as_bytes(), now);
-                }
+        self.send_requests(&fids, payload.as_bytes(), now);
+        Ok(())
+    }
+
+    /// Sends the requests of files just put in flight and settles what the coordinator did not
+    /// take: a refusal of a file alone is that file's own try; a paused coordinator is no one's.
+    fn send_requests(&mut self, fids: &[Fid], payload: &[u8], now: u64) {
+        let sent = request_archives(
+            &self.ns,
+            self.cfg.archive_id,
+            fids,
+            self.cfg.batch_size,
+            payload,
+        );
+        if sent.accepted {
+            self.coordinator_back();
+        }
+        for fid in sent.gone {
+            self.forget_deleted(
+                &fid,
+                "deleted before its archive was queued: nothing to export",
+            );
+        }
+        for (fid, e) in sent.refused {
+            if let Some(inf) = self.st.inflight.remove(&fid) {
+                self.settle(fid, inf, e.errno, now);
             }
         }
-        Ok(())
+        if let Some((e, not_sent)) = sent.paused {
+            self.coordinator_refused(&e, now);
+            self.not_taken(&not_sent, now);
+        }
+    }
+
+    /// An in-flight file found deleted: nothing left to export, and its failure no longer
+    /// stands.
+    fn forget_deleted(&mut self, fid: &Fid, why: &str) {
+        if let Some(inf) = self.st.inflight.remove(fid) {
+            tracing::info!(fid = %fid, path = %inf.path, "{why}");
+        }
+        self.resolved(fid);
+        self.changed = true;
+        self.progress_ticks += 1;
     }
 
     /// The coordinator answered EAGAIN: no coordinator running on an MDT (`hsm_control`
@@ -1246,8 +1298,19 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             .as_ref()
             .map_or(now, |p| p.until_ms);
         for fid in chunk {
-            if !self.st.inflight.contains_key(fid) || self.queued_or_gone(fid) {
+            if !self.st.inflight.contains_key(fid) {
                 continue;
+            }
+            match look_after_refusal(&self.ns, fid) {
+                AfterRefusal::Queued => continue,
+                AfterRefusal::Gone => {
+                    self.forget_deleted(
+                        fid,
+                        "deleted before its archive was queued: nothing to export",
+                    );
+                    continue;
+                }
+                AfterRefusal::Resend => {}
             }
             if let Some(inf) = self.st.inflight.remove(fid) {
                 let r = Requeue {
@@ -1260,32 +1323,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 };
                 self.requeue(*fid, r, now);
             }
-        }
-    }
-
-    /// Whether an in-flight file needs no new request: gone (then settled here), or its
-    /// request is queued or already done, or that cannot be told now.
-    fn queued_or_gone(&mut self, fid: &Fid) -> bool {
-        let path = match self.ns.fid2path(fid) {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                if let Some(inf) = self.st.inflight.remove(fid) {
-                    tracing::info!(fid = %fid, path = %inf.path, "deleted before its archive was queued: nothing to export");
-                }
-                self.resolved(fid);
-                self.changed = true;
-                self.progress_ticks += 1;
-                return true;
-            }
-            Err(_) => return true, // cannot tell now: the stale check looks again
-        };
-        match self.ns.action_pending(&path) {
-            Ok(true) | Err(_) => true,
-            Ok(false) => self
-                .ns
-                .hsm_flags(&path)
-                .map(|h| h.is_clean_archive())
-                .unwrap_or(true),
         }
     }
 
@@ -1347,28 +1384,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.changed = true;
     }
 
-    /// A refused request may have queued part of its files: the MDT records items one by one
-    /// and stops at the first error (`mdt_hsm_register_hal`), and under DNE each MDT gets its own
-    /// part (`lmv_iocontrol`). Each file is looked at before anything is sent again: a file that
-    /// is gone needs nothing (not a failure); one with a request waiting or running, or already
-    /// archived and clean, stays in flight (its CL_HSM or the stale check settles it); only the
-    /// others are requested again, alone, and a refusal then is that file's own.
-    fn after_refused_batch(&mut self, chunk: &[Fid], payload: &[u8], now: u64) {
-        for fid in chunk {
-            if !self.st.inflight.contains_key(fid) || self.queued_or_gone(fid) {
-                continue;
-            }
-            if let Err(e) = self
-                .ns
-                .archive(self.cfg.archive_id, std::slice::from_ref(fid), payload)
-            {
-                if let Some(inf) = self.st.inflight.remove(fid) {
-                    self.settle(*fid, inf, e.errno, now);
-                }
-            }
-        }
-    }
-
     /// Looks at one pending file; returns it when it needs an archive request.
     fn discover_one(&mut self, fid: Fid, p: Pending, now: u64) -> Option<InFlight> {
         let path = match self.ns.fid2path(&fid) {
@@ -1402,71 +1417,96 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         };
         match st.kind {
             FileKind::Directory | FileKind::Symlink => {
-                self.discovered(0);
-                let meta = BlobMeta::from_stat(&st, Some(fid));
-                let res = self.store.name_for(&path).and_then(|name| {
-                    if st.kind == FileKind::Directory {
-                        self.store.put_dir(&name, &meta)
-                    } else {
-                        let target = self
-                            .ns
-                            .read_link(&path)
-                            .map_err(|e| StoreError::Permanent(e.to_string()))?;
-                        self.store.put_symlink(&name, &target, &meta)
-                    }
-                });
-                match res {
-                    Ok(()) => {
-                        self.resolved(&fid);
-                        self.exported(0);
-                    }
-                    Err(StoreError::Transient(e)) => {
-                        let delay_ms = backoff_ms(p.retries, self.cfg.retry_max_ms);
-                        tracing::info!(path = %text, error = %e, retry_in_ms = delay_ms, "store unavailable; tried again after a back-off");
-                        let r = Requeue {
-                            holds: p.holds,
-                            first_change_ms: p.first_change_ms,
-                            attempts: p.attempts,
-                            retries: p.retries + 1,
-                            delay_ms,
-                            error: Some(format!("store unavailable: {e}")),
-                        };
-                        self.requeue(fid, r, now);
-                    }
-                    Err(e) => self.fail(Some(fid), &text, "export", e.to_string(), now),
-                }
+                self.export_entry(fid, p, &path, &text, &st, now);
                 None
             }
             FileKind::Other => None,
-            FileKind::Regular => {
-                // The flags decide here: a file archived and clean needs nothing; any other
-                // is requested (no current_action: see `Namespace::action_pending`).
-                let hsm = match self.ns.hsm_flags(&path) {
-                    Ok(h) => h,
-                    Err(e) => return self.discover_error(fid, p, &text, e, now),
-                };
-                if hsm.is_clean_archive() {
-                    self.resolved(&fid);
-                    return None; // archived and clean: nothing to do
-                }
-                self.discovered(st.size);
-                // A name no blob can carry fails here with its reason, without a request.
-                if let Err(e) = self.store.name_for(&path) {
-                    self.fail(Some(fid), &text, "archive", e.to_string(), now);
-                    return None;
-                }
-                Some(InFlight {
+            FileKind::Regular => self.archive_request(fid, p, &path, text, st.size, now),
+        }
+    }
+
+    /// Writes the blob of a directory or symlink (HSM does not carry them); a store that does
+    /// not answer puts the entry back after a back-off.
+    fn export_entry(
+        &mut self,
+        fid: Fid,
+        p: Pending,
+        path: &[u8],
+        text: &str,
+        st: &FileStat,
+        now: u64,
+    ) {
+        self.discovered(0);
+        let meta = blob_metadata(st, Some(fid));
+        let res = self.store.name_for(path).and_then(|name| {
+            if st.kind == FileKind::Directory {
+                self.store.put_dir(&name, &meta)
+            } else {
+                let target = self.ns.read_link(path).map_err(|e| blob::Error::Io {
+                    op: "readlink",
+                    source: std::io::Error::from_raw_os_error(e.errno),
+                })?;
+                self.store.put_symlink(&name, &target, &meta)
+            }
+        });
+        match res {
+            Ok(()) => {
+                self.resolved(&fid);
+                self.exported(0);
+            }
+            Err(e) if e.is_environmental() => {
+                let delay_ms = backoff_ms(p.retries, self.cfg.retry_max_ms);
+                tracing::info!(path = %text, error = %e, retry_in_ms = delay_ms, "store unavailable; tried again after a back-off");
+                let r = Requeue {
                     holds: p.holds,
-                    path: text,
-                    size: st.size,
-                    submitted_ms: now,
                     first_change_ms: p.first_change_ms,
                     attempts: p.attempts,
-                    retries: p.retries,
-                    carried: false,
-                })
+                    retries: p.retries + 1,
+                    delay_ms,
+                    error: Some(format!("store unavailable: {e}")),
+                };
+                self.requeue(fid, r, now);
             }
+            Err(e) => self.fail(Some(fid), text, "export", e.to_string(), now),
         }
+    }
+
+    /// A regular file: the in-flight entry of its archive request, unless it is archived and
+    /// clean or no blob can carry its name. The flags decide (no current_action: see
+    /// `Namespace::action_pending`).
+    fn archive_request(
+        &mut self,
+        fid: Fid,
+        p: Pending,
+        path: &[u8],
+        text: String,
+        size: u64,
+        now: u64,
+    ) -> Option<InFlight> {
+        let hsm = match self.ns.hsm_state(path) {
+            Ok(h) => h,
+            Err(e) => return self.discover_error(fid, p, &text, e, now),
+        };
+        if hsm.is_clean_archive() {
+            self.resolved(&fid);
+            return None; // archived and clean: nothing to do
+        }
+        self.discovered(size);
+        // A name no blob can carry fails here with its reason, without a request.
+        if let Err(e) = self.store.name_for(path) {
+            self.fail(Some(fid), &text, "archive", e.to_string(), now);
+            return None;
+        }
+        Some(InFlight {
+            holds: p.holds,
+            path: text,
+            size,
+            submitted_ms: now,
+            first_change_ms: p.first_change_ms,
+            attempts: p.attempts,
+            retries: p.retries,
+            carried: false,
+        })
     }
 
     fn discover_error(
@@ -1499,53 +1539,46 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// In-flight files without a CL_HSM for `stale_after`: settled from their HSM state (the
     /// coordinator skips "not needed" requests silently, and a restart may have lost the send).
     fn stale_check(&mut self, now: u64) {
-        let stale: Vec<Fid> = self
-            .st
-            .inflight
-            .iter()
-            .filter(|(_, i)| now.saturating_sub(i.submitted_ms) >= self.cfg.stale_after_ms)
-            .map(|(f, _)| *f)
-            .collect();
-        for fid in stale {
-            let path = match self.ns.fid2path(&fid) {
-                Ok(Some(p)) => p,
-                Ok(None) => {
-                    self.st.inflight.remove(&fid); // deleted: nothing left to export
-                    self.resolved(&fid);
-                    self.changed = true;
-                    continue;
+        for fid in self.st.inflight.stale(now, self.cfg.stale_after_ms) {
+            match look_at_stale(&self.ns, &fid) {
+                // Cannot tell now: looked at again at the next check.
+                Stale::Unknown(_) => {}
+                Stale::Gone => {
+                    self.forget_deleted(&fid, "deleted before its archive ended: nothing to export")
                 }
-                Err(_) => continue,
-            };
-            // The flags settle a straggler whose archive ended (its CL_HSM was missed or the
-            // coordinator found nothing to do); only a file still not archived needs the
-            // costly current_action, to tell a queued request from one that vanished.
-            let Ok(hsm) = self.ns.hsm_flags(&path) else {
-                continue;
-            };
-            let pending = !hsm.is_clean_archive() && self.ns.action_pending(&path).unwrap_or(true);
-            if pending {
-                if let Some(i) = self.st.inflight.get_mut(&fid) {
-                    i.submitted_ms = now; // still queued or running: wait more
+                Stale::Queued => {
+                    if let Some(i) = self.st.inflight.get_mut(&fid) {
+                        i.still_queued(now);
+                    }
                 }
-            } else if let Some(inf) = self.st.inflight.remove(&fid) {
-                if hsm.is_clean_archive() {
-                    self.settle(fid, inf, 0, now);
-                } else {
-                    self.progress_ticks += 1;
-                    tracing::info!(fid = %fid, path = %inf.path, "archive request vanished; re-queued");
-                    let r = Requeue {
-                        holds: inf.holds,
-                        first_change_ms: inf.first_change_ms,
-                        attempts: inf.attempts,
-                        retries: inf.retries,
-                        delay_ms: 0,
-                        error: Some("the archive request vanished".into()),
-                    };
-                    self.requeue(fid, r, now);
+                Stale::Archived => {
+                    if let Some(inf) = self.st.inflight.remove(&fid) {
+                        self.settle(fid, inf, 0, now);
+                    }
+                }
+                Stale::Vanished => {
+                    if let Some(inf) = self.st.inflight.remove(&fid) {
+                        self.requeue_vanished(fid, inf, now);
+                    }
                 }
             }
         }
+    }
+
+    /// A request neither queued nor done: the file goes back to the pending set, no try
+    /// counted (the request was lost, not refused).
+    fn requeue_vanished(&mut self, fid: Fid, inf: InFlight, now: u64) {
+        self.progress_ticks += 1;
+        tracing::info!(fid = %fid, path = %inf.path, "archive request vanished; re-queued");
+        let r = Requeue {
+            holds: inf.holds,
+            first_change_ms: inf.first_change_ms,
+            attempts: inf.attempts,
+            retries: inf.retries,
+            delay_ms: 0,
+            error: Some("the archive request vanished".into()),
+        };
+        self.requeue(fid, r, now);
     }
 
     fn maybe_finish(&mut self, now: u64) {

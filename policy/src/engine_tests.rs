@@ -1,6 +1,8 @@
 use super::*;
 use crate::fake::{FakeLog, FakeNs, FakeStore};
-use crate::model::{Change, ChangeKind, FileKind, HsmEvent, HsmEventKind, HsmFlags};
+use crate::model::{Change, FileKind};
+use lustre::lustre_sys::{HS_ARCHIVED, HS_DIRTY, HS_EXISTS};
+use lustre::{HsmEventInfo, RenameExt};
 
 type E = Engine<FakeNs, FakeStore, FakeLog>;
 
@@ -51,7 +53,7 @@ impl T {
             now: 1_000_000,
         }
     }
-    fn rec(&mut self, kind: ChangeKind, fid: Fid) -> Change {
+    fn rec(&mut self, kind: RecordType, fid: Fid) -> Change {
         self.idx += 1;
         Change::simple(0, self.idx, kind, fid)
     }
@@ -60,7 +62,7 @@ impl T {
     }
     fn file(&mut self, path: &str, size: u64) -> Fid {
         let fid = self.ns.add(path, FileKind::Regular, size);
-        let r = self.rec(ChangeKind::Close, fid);
+        let r = self.rec(RecordType::Close, fid);
         self.feed(r);
         fid
     }
@@ -70,23 +72,16 @@ impl T {
     }
     fn hsm(&mut self, fid: Fid, error: u8) {
         if error == 0 {
-            self.ns.set_hsm(
-                fid,
-                HsmFlags {
-                    exists: true,
-                    archived: true,
-                    ..HsmFlags::default()
-                },
-            );
+            self.ns.set_hsm(fid, HS_EXISTS | HS_ARCHIVED, false);
         } else {
-            self.ns.set_hsm(fid, HsmFlags::default());
+            self.ns.set_hsm(fid, 0, false);
         }
-        let mut r = self.rec(ChangeKind::Hsm, fid);
-        r.hsm = Some(HsmEvent {
-            event: HsmEventKind::Archive,
-            error,
-            dirty: false,
-        });
+        let mut r = self.rec(RecordType::Hsm, fid);
+        r.record.set_hsm(HsmEventInfo::new(
+            HsmEvent::Archive,
+            u32::from(error),
+            false,
+        ));
         self.feed(r);
     }
     fn totals(&self) -> crate::state::Totals {
@@ -305,7 +300,7 @@ fn a_file_changing_during_every_copy_is_counted_once_per_iteration_and_never_fai
         assert_eq!(n, Some(1), "discovered once in its iteration");
         t.hsm(a, libc::EBUSY as u8);
         // The writer closes it again meanwhile (same FID: deduplicated).
-        let r = t.rec(ChangeKind::Close, a);
+        let r = t.rec(RecordType::Close, a);
         t.feed(r);
     }
     t.step();
@@ -369,7 +364,7 @@ fn a_failure_recorded_before_a_flush_is_reported_by_it() {
     assert_eq!(out.failures[0].path, "projects/a.dat");
     assert!(!crate::status::build(t.e.state(), t.now, None).everything_exported);
     // The file is fixed (a new change, exported): the failure no longer stands.
-    let r = t.rec(ChangeKind::Close, a);
+    let r = t.rec(RecordType::Close, a);
     t.feed(r);
     t.step();
     t.hsm(a, 0);
@@ -438,31 +433,16 @@ fn a_store_outage_delays_namespace_operations_in_order() {
 fn archived_and_clean_files_are_skipped() {
     let mut t = T::new(cfg());
     let a = t.ns.add("projects/a.dat", FileKind::Regular, 5);
-    t.ns.set_hsm(
-        a,
-        HsmFlags {
-            exists: true,
-            archived: true,
-            ..HsmFlags::default()
-        },
-    );
-    let r = t.rec(ChangeKind::Close, a);
+    t.ns.set_hsm(a, HS_EXISTS | HS_ARCHIVED, false);
+    let r = t.rec(RecordType::Close, a);
     t.feed(r);
     t.step();
     assert!(t.ns.lock().archive_calls.is_empty());
     assert_eq!(t.current().files_discovered, 0);
     assert_eq!(t.totals().iterations_completed, 1);
     // Dirty again: exported.
-    t.ns.set_hsm(
-        a,
-        HsmFlags {
-            exists: true,
-            archived: true,
-            dirty: true,
-            ..HsmFlags::default()
-        },
-    );
-    let r = t.rec(ChangeKind::Mtime, a);
+    t.ns.set_hsm(a, HS_EXISTS | HS_ARCHIVED | HS_DIRTY, false);
+    let r = t.rec(RecordType::Mtime, a);
     t.feed(r);
     t.step();
     assert_eq!(t.ns.archived_fids(), vec![a]);
@@ -474,7 +454,7 @@ fn records_are_deduplicated_by_fid() {
     let a = t.file("projects/a.dat", 1);
     let before = t.ns.lock().fid2path_calls;
     for _ in 0..100 {
-        let r = t.rec(ChangeKind::Close, a);
+        let r = t.rec(RecordType::Close, a);
         t.feed(r);
     }
     assert_eq!(
@@ -493,7 +473,7 @@ fn out_of_scope_files_are_resolved_once_until_a_rename() {
     let x = t.file("other/x", 1);
     let before = t.ns.lock().fid2path_calls;
     for _ in 0..10 {
-        let r = t.rec(ChangeKind::Close, x);
+        let r = t.rec(RecordType::Close, x);
         t.feed(r);
     }
     assert_eq!(t.ns.lock().fid2path_calls, before);
@@ -501,12 +481,16 @@ fn out_of_scope_files_are_resolved_once_until_a_rename() {
     let root = t.ns.fid_of("").unwrap();
     let proj = t.ns.fid_of("projects").unwrap();
     t.ns.set_path(x, "projects/x");
-    let mut r = t.rec(ChangeKind::Rename, Fid::default());
-    r.pfid = proj;
-    r.name = b"x".to_vec();
-    r.rename = Some((x, root, b"x".to_vec()));
+    let mut r = t.rec(RecordType::Rename, Fid::default());
+    r.record.pfid = proj;
+    r.record.name = b"x".to_vec();
+    r.record.rename = Some(RenameExt {
+        sfid: x,
+        spfid: root,
+        old_name: b"x".to_vec(),
+    });
     t.feed(r);
-    let r = t.rec(ChangeKind::Close, x);
+    let r = t.rec(RecordType::Close, x);
     t.feed(r);
     assert!(t.e.state().pending.contains_key(&x));
 }
@@ -516,7 +500,7 @@ fn an_mds_that_does_not_answer_loses_no_change() {
     let mut t = T::new(cfg());
     let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
     t.ns.lock().fid2path_errno = Some(libc::ESHUTDOWN);
-    let r = t.rec(ChangeKind::Close, a);
+    let r = t.rec(RecordType::Close, a);
     t.feed(r);
     assert!(
         t.e.state().pending.contains_key(&a),
@@ -540,34 +524,25 @@ fn an_mds_that_does_not_answer_loses_no_change() {
 fn own_bookkeeping_never_creates_work() {
     let mut t = T::new(cfg());
     let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
-    let mut r = t.rec(ChangeKind::Setxattr, a);
-    r.xattr = Some(blob::EXPORT_XATTR.into());
+    let mut r = t.rec(RecordType::Setxattr, a);
+    r.record.xattr = Some(blob::EXPORT_XATTR.into());
     t.feed(r);
-    let mut r = t.rec(ChangeKind::Hsm, a);
-    r.hsm = Some(HsmEvent {
-        event: HsmEventKind::Archive,
-        error: 0,
-        dirty: false,
-    });
+    let mut r = t.rec(RecordType::Hsm, a);
+    r.record
+        .set_hsm(HsmEventInfo::new(HsmEvent::Archive, 0, false));
     t.feed(r);
-    let mut r = t.rec(ChangeKind::Hsm, a);
-    r.hsm = Some(HsmEvent {
-        event: HsmEventKind::State,
-        error: 0,
-        dirty: false,
-    });
+    let mut r = t.rec(RecordType::Hsm, a);
+    r.record
+        .set_hsm(HsmEventInfo::new(HsmEvent::State, 0, false));
     t.feed(r);
     t.step();
     assert!(t.e.state().pending.is_empty());
     assert!(t.ns.lock().archive_calls.is_empty());
     assert_eq!(t.ns.lock().cleared.get(&0), Some(&3));
     // ...but the MDT flagging an archived file dirty is a change.
-    let mut r = t.rec(ChangeKind::Hsm, a);
-    r.hsm = Some(HsmEvent {
-        event: HsmEventKind::State,
-        error: 0,
-        dirty: true,
-    });
+    let mut r = t.rec(RecordType::Hsm, a);
+    r.record
+        .set_hsm(HsmEventInfo::new(HsmEvent::State, 0, true));
     t.feed(r);
     assert!(t.e.state().pending.contains_key(&a));
 }
@@ -581,7 +556,7 @@ fn min_age_delays_export() {
     t.step();
     assert!(t.ns.lock().archive_calls.is_empty());
     t.now += 4_000;
-    let r = t.rec(ChangeKind::Close, a); // a new change restarts the wait
+    let r = t.rec(RecordType::Close, a); // a new change restarts the wait
     t.feed(r);
     t.now += 4_000;
     t.step();
@@ -696,35 +671,22 @@ fn kill_and_restart_counts_every_file_once() {
         replay.push(Change::simple(
             0,
             i,
-            ChangeKind::Close,
+            RecordType::Close,
             if i == 1 { a } else { b },
         ));
     }
-    let mut h = Change::simple(0, 3, ChangeKind::Hsm, a);
-    h.hsm = Some(HsmEvent {
-        event: HsmEventKind::Archive,
-        error: 0,
-        dirty: false,
-    });
+    let mut h = Change::simple(0, 3, RecordType::Hsm, a);
+    h.record
+        .set_hsm(HsmEventInfo::new(HsmEvent::Archive, 0, false));
     replay.push(h.clone());
     e2.on_records(0, &replay, false, t.now);
     e2.on_records(0, &[h], false, t.now); // a duplicate delivery changes nothing
     e2.step(t.now).unwrap();
     assert_eq!(e2.state().totals.files_exported, 1);
-    ns.set_hsm(
-        b,
-        HsmFlags {
-            exists: true,
-            archived: true,
-            ..HsmFlags::default()
-        },
-    );
-    let mut h = Change::simple(0, 4, ChangeKind::Hsm, b);
-    h.hsm = Some(HsmEvent {
-        event: HsmEventKind::Archive,
-        error: 0,
-        dirty: false,
-    });
+    ns.set_hsm(b, HS_EXISTS | HS_ARCHIVED, false);
+    let mut h = Change::simple(0, 4, RecordType::Hsm, b);
+    h.record
+        .set_hsm(HsmEventInfo::new(HsmEvent::Archive, 0, false));
     e2.on_records(0, &[h], false, t.now);
     e2.step(t.now).unwrap();
     e2.persist().unwrap();
@@ -753,15 +715,8 @@ fn stale_requests_are_settled_from_hsm_state() {
     t.step();
     // No CL_HSM ever: a turned out archived (request skipped as "not needed"), b's request
     // vanished, gone was deleted.
-    t.ns.set_hsm(
-        a,
-        HsmFlags {
-            exists: true,
-            archived: true,
-            ..HsmFlags::default()
-        },
-    );
-    t.ns.set_hsm(b, HsmFlags::default());
+    t.ns.set_hsm(a, HS_EXISTS | HS_ARCHIVED, false);
+    t.ns.set_hsm(b, 0, false);
     t.ns.remove(gone);
     t.now += 1_000;
     t.step();
@@ -775,21 +730,21 @@ fn stale_requests_are_settled_from_hsm_state() {
 fn directories_and_symlinks_become_blobs() {
     let mut t = T::new(cfg());
     let d = t.ns.add("projects/dir", FileKind::Directory, 0);
-    let r = t.rec(ChangeKind::Mkdir, d);
+    let r = t.rec(RecordType::Mkdir, d);
     t.feed(r);
     let l = t.ns.add("projects/link", FileKind::Symlink, 3);
     t.ns.lock().nodes.get_mut(&l).unwrap().link = b"a.dat".to_vec();
-    let r = t.rec(ChangeKind::Softlink, l);
+    let r = t.rec(RecordType::Softlink, l);
     t.feed(r);
     t.step();
     let blobs = t.store.lock().clone();
     let (body, meta) = &blobs["projects/dir"];
     assert!(body.is_empty());
-    assert_eq!(meta.as_ref().unwrap().kind, FileKind::Directory);
-    assert_eq!(meta.as_ref().unwrap().mode, 0o755);
+    assert_eq!(meta.as_ref().unwrap().kind, blob::FileKind::Dir);
+    assert_eq!(meta.as_ref().unwrap().permissions, 0o755);
     let (body, meta) = &blobs["projects/link"];
     assert_eq!(body, b"a.dat");
-    assert_eq!(meta.as_ref().unwrap().kind, FileKind::Symlink);
+    assert_eq!(meta.as_ref().unwrap().kind, blob::FileKind::Symlink);
     assert_eq!(t.totals().files_exported, 2);
     assert!(t.ns.lock().archive_calls.is_empty());
 }
@@ -797,12 +752,13 @@ fn directories_and_symlinks_become_blobs() {
 #[test]
 fn a_failing_directory_blob_counts_as_failed() {
     let mut t = T::new(cfg());
-    t.store.fail.lock().unwrap().insert(
-        "projects/dir".into(),
-        StoreError::Permanent("403 AuthorizationFailure".into()),
-    );
+    t.store
+        .fail
+        .lock()
+        .unwrap()
+        .insert("projects/dir".into(), "403 AuthorizationFailure".into());
     let d = t.ns.add("projects/dir", FileKind::Directory, 0);
-    let r = t.rec(ChangeKind::Mkdir, d);
+    let r = t.rec(RecordType::Mkdir, d);
     t.feed(r);
     t.step();
     assert_eq!(t.totals().files_failed, 1);
@@ -814,10 +770,14 @@ fn a_failing_directory_blob_counts_as_failed() {
 }
 
 fn unlink(t: &mut T, fid: Fid, parent: Fid, name: &str, last: bool) {
-    let mut r = t.rec(ChangeKind::Unlink, fid);
-    r.pfid = parent;
-    r.name = name.as_bytes().to_vec();
-    r.flags = if last { CLF_UNLINK_LAST } else { 0 };
+    let mut r = t.rec(RecordType::Unlink, fid);
+    r.record.pfid = parent;
+    r.record.name = name.as_bytes().to_vec();
+    r.record.flags = if last {
+        lustre::lustre_sys::CLF_UNLINK_LAST
+    } else {
+        0
+    };
     t.feed(r);
 }
 
@@ -853,7 +813,7 @@ fn on_rename_move_moves_every_blob_under_a_directory() {
     let p = t.ns.fid_of("projects").unwrap();
     let d = t.ns.add("projects/old", FileKind::Directory, 0);
     // Learn the directory's path before the rename (as the cache would from earlier records).
-    let r = t.rec(ChangeKind::Mkdir, d);
+    let r = t.rec(RecordType::Mkdir, d);
     t.feed(r);
     t.step();
     for n in ["projects/old/a", "projects/old/s/b"] {
@@ -861,10 +821,14 @@ fn on_rename_move_moves_every_blob_under_a_directory() {
     }
     t.store.put("projects/older", b"not under old/", None);
     t.ns.set_path(d, "projects/new");
-    let mut r = t.rec(ChangeKind::Rename, Fid::default());
-    r.pfid = p;
-    r.name = b"new".to_vec();
-    r.rename = Some((d, p, b"old".to_vec()));
+    let mut r = t.rec(RecordType::Rename, Fid::default());
+    r.record.pfid = p;
+    r.record.name = b"new".to_vec();
+    r.record.rename = Some(RenameExt {
+        sfid: d,
+        spfid: p,
+        old_name: b"old".to_vec(),
+    });
     t.feed(r);
     t.step();
     let names = t.store.names();
@@ -889,10 +853,14 @@ fn on_rename_keep_moves_nothing() {
     let p = t.ns.fid_of("projects").unwrap();
     let a = t.ns.add("projects/new.dat", FileKind::Regular, 1);
     t.store.put("projects/old.dat", b"x", None);
-    let mut r = t.rec(ChangeKind::Rename, Fid::default());
-    r.pfid = p;
-    r.name = b"new.dat".to_vec();
-    r.rename = Some((a, p, b"old.dat".to_vec()));
+    let mut r = t.rec(RecordType::Rename, Fid::default());
+    r.record.pfid = p;
+    r.record.name = b"new.dat".to_vec();
+    r.record.rename = Some(RenameExt {
+        sfid: a,
+        spfid: p,
+        old_name: b"old.dat".to_vec(),
+    });
     t.feed(r);
     t.step();
     assert_eq!(t.store.names(), vec!["projects/old.dat"]);
@@ -908,13 +876,13 @@ fn metadata_sync_updates_blob_metadata_and_ignore_does_not() {
         let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
         t.store.put("projects/a.dat", b"x", None);
         t.ns.lock().nodes.get_mut(&a).unwrap().stat.mode = 0o100600;
-        let r = t.rec(ChangeKind::Setattr, a);
+        let r = t.rec(RecordType::Setattr, a);
         t.feed(r);
         t.step();
         let meta = t.store.lock()["projects/a.dat"].1.clone();
         match mode {
             MetadataMode::Ignore => assert_eq!(meta, None),
-            MetadataMode::Sync => assert_eq!(meta.unwrap().mode, 0o600),
+            MetadataMode::Sync => assert_eq!(meta.unwrap().permissions, 0o600),
         }
         assert!(
             t.ns.lock().archive_calls.is_empty(),
@@ -1154,8 +1122,8 @@ impl World {
                 let mut fs = self.t.ns.lock();
                 if let Some(n) = fs.nodes.get_mut(&fid) {
                     n.stat.size = v;
-                    if n.hsm.archived {
-                        n.hsm.dirty = true;
+                    if n.hsm.is_archived() {
+                        n.hsm.states |= HS_DIRTY;
                     }
                 }
                 fid
@@ -1163,7 +1131,7 @@ impl World {
             None => self.t.ns.add(&World::path(i), FileKind::Regular, v),
         };
         self.files[i] = Some((fid, v));
-        let r = self.t.rec(ChangeKind::Close, fid);
+        let r = self.t.rec(RecordType::Close, fid);
         self.t.feed(r);
     }
     fn round(&mut self) {
@@ -1357,7 +1325,7 @@ fn requests_in_flight_are_bounded_and_discovery_never_walks_the_action_catalog()
     }
     let fs = t.ns.lock();
     assert_eq!(fs.current_action_calls, 0);
-    assert_eq!(fs.hsm_flags_calls, 45);
+    assert_eq!(fs.hsm_state_calls, 45);
 }
 
 /// Issue 13, item 2: a refused batch queued the items before the refusal (the MDT records item
@@ -1403,14 +1371,7 @@ fn stragglers_are_settled_from_the_flags_and_current_action_only_when_they_canno
     let a = t.file("projects/a.dat", 4);
     let b = t.file("projects/b.dat", 4);
     t.step();
-    t.ns.set_hsm(
-        a,
-        HsmFlags {
-            exists: true,
-            archived: true,
-            ..HsmFlags::default()
-        },
-    );
+    t.ns.set_hsm(a, HS_EXISTS | HS_ARCHIVED, false);
     // b still queued (the fake keeps action_pending from the request)
     t.now += 1_000;
     t.step();
@@ -1454,7 +1415,7 @@ fn a_stuck_request_is_carried_past_the_deadline_and_never_stalls_the_next_iterat
     // New changes, and the stuck file changes again: iteration 2 exports the new file and does
     // not queue a duplicate request for the stuck one.
     let fresh = t.file("projects/fresh.dat", 1);
-    let r = t.rec(ChangeKind::Close, stuck);
+    let r = t.rec(RecordType::Close, stuck);
     t.feed(r);
     t.now += 1;
     t.step();
@@ -1578,23 +1539,19 @@ fn metadata_sync_follows_an_mtime_only_change_to_the_blob() {
         let mut t = T::new(c);
         let a = t.ns.add("projects/a.dat", FileKind::Regular, 1);
         t.store.put("projects/a.dat", b"x", None);
-        t.ns.set_hsm(
-            a,
-            HsmFlags {
-                exists: true,
-                archived: true,
-                ..HsmFlags::default()
-            },
-        );
+        t.ns.set_hsm(a, HS_EXISTS | HS_ARCHIVED, false);
         t.ns.lock().nodes.get_mut(&a).unwrap().stat.mtime_sec = 1_234_567;
-        let r = t.rec(ChangeKind::Mtime, a);
+        let r = t.rec(RecordType::Mtime, a);
         t.feed(r);
         t.step();
         t.step();
         let meta = t.store.lock()["projects/a.dat"].1.clone();
         match mode {
             MetadataMode::Ignore => assert_eq!(meta, None),
-            MetadataMode::Sync => assert_eq!(meta.map(|m| m.mtime_sec), Some(1_234_567)),
+            MetadataMode::Sync => assert_eq!(
+                meta.and_then(|m| m.mtime_ns),
+                Some(1_234_567 * 1_000_000_000)
+            ),
         }
         assert!(
             t.ns.lock().archive_calls.is_empty(),
@@ -1651,7 +1608,7 @@ fn files_created_without_any_close_warn_about_the_changelog_mask() {
     let mut t = T::new(cfg());
     for i in 0..CREATES_WITHOUT_CLOSE_WARN + 10 {
         let f = t.ns.add(&format!("projects/f{i}"), FileKind::Regular, 1);
-        let r = t.rec(ChangeKind::Create, f);
+        let r = t.rec(RecordType::Create, f);
         t.feed(r);
     }
     let w =
@@ -1665,7 +1622,7 @@ fn files_created_without_any_close_warn_about_the_changelog_mask() {
     t.file("projects/first", 1); // a CLOSE
     for i in 0..CREATES_WITHOUT_CLOSE_WARN + 10 {
         let f = t.ns.add(&format!("projects/f{i}"), FileKind::Regular, 1);
-        let r = t.rec(ChangeKind::Create, f);
+        let r = t.rec(RecordType::Create, f);
         t.feed(r);
     }
     assert!(t.e.mask_warnings().is_empty());
@@ -1731,12 +1688,12 @@ fn a_requeued_file_waits_for_the_next_iteration_instead_of_joining() {
     t.step();
     let first = *t.e.state().inflight.keys().next().expect("one in flight");
     // The first copy ends EBUSY (changed during the copy): back to pending with a back-off.
-    let mut r = t.rec(ChangeKind::Hsm, first);
-    r.hsm = Some(HsmEvent {
-        event: HsmEventKind::Archive,
-        error: libc::EBUSY as u8,
-        dirty: true,
-    });
+    let mut r = t.rec(RecordType::Hsm, first);
+    r.record.set_hsm(HsmEventInfo::new(
+        HsmEvent::Archive,
+        libc::EBUSY as u32,
+        true,
+    ));
     t.feed(r);
     t.now += 60_000; // past any back-off
     t.step();

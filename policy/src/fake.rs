@@ -1,26 +1,36 @@
 //! In-memory stand-ins for the engine's ports: a namespace with FIDs and HSM flags, a blob
 //! store, and a log. Used by unit tests and by the synthetic changelog benchmark.
 
-use crate::model::{Fid, FileKind, FileStat, HsmFlags};
-use crate::ports::{
-    BlobEntry, BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError,
-};
+use crate::model::{FileKind, FileStat};
+use crate::ports::{BlobEntry, EventLog, Namespace, NsError, Store};
+use lustre::lustre_sys::{HS_ARCHIVED, HS_EXISTS, HS_RELEASED};
+use lustre::{Fid, HsmState, ImportAttrs};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// A file, directory or symlink of [`FakeFs`].
 #[derive(Debug, Clone)]
 pub struct Node {
+    /// Path relative to the mount.
     pub path: Vec<u8>,
+    /// Its attributes.
     pub stat: FileStat,
-    pub hsm: HsmFlags,
+    /// Its HSM state.
+    pub hsm: HsmState,
+    /// A request is waiting or running (`hsm_current_action`): set by an archive request.
+    pub action_pending: bool,
+    /// Symlink target.
     pub link: Vec<u8>,
 }
 
+/// The state behind [`FakeNs`]: its entries and what was asked of it.
 #[derive(Debug, Default)]
 pub struct FakeFs {
+    /// Entries by FID.
     pub nodes: HashMap<Fid, Node>,
     /// The layout each imported stub was created with.
     pub import_layouts: HashMap<Fid, Option<lustre::Striping>>,
+    /// Object id of the last FID handed out.
     pub next_oid: u32,
     /// Every archive call: (fids, payload).
     pub archive_calls: Vec<(Vec<Fid>, Vec<u8>)>,
@@ -28,7 +38,9 @@ pub struct FakeFs {
     pub cleared: BTreeMap<usize, u64>,
     /// FIDs whose archive request is refused with this errno.
     pub refuse: HashMap<Fid, i32>,
+    /// `fid2path` calls served.
     pub fid2path_calls: u64,
+    /// Every cancel call.
     pub cancel_calls: Vec<Vec<Fid>>,
     /// fid2path answers these paths instead of the node's own.
     pub path_override: HashMap<Fid, Vec<u8>>,
@@ -38,8 +50,9 @@ pub struct FakeFs {
     pub clear_errno: Option<i32>,
     /// Every changelog_clear call, failed ones included.
     pub clear_calls: u64,
-    /// `llapi_hsm_state_get` and `llapi_hsm_current_action` calls.
-    pub hsm_flags_calls: u64,
+    /// `llapi_hsm_state_get` calls.
+    pub hsm_state_calls: u64,
+    /// `llapi_hsm_current_action` calls.
     pub current_action_calls: u64,
     /// Files deleted just as an archive request reaches them (the request fails with ENOENT).
     pub vanish_on_archive: std::collections::HashSet<Fid>,
@@ -68,6 +81,7 @@ fn st(kind: FileKind, size: u64) -> FileStat {
 }
 
 impl FakeNs {
+    /// The shared state (poisoning ignored: a test that panicked already failed).
     pub fn lock(&self) -> MutexGuard<'_, FakeFs> {
         match self.0.lock() {
             Ok(g) => g,
@@ -85,13 +99,15 @@ impl FakeNs {
             Node {
                 path: path.as_bytes().to_vec(),
                 stat: st(kind, size),
-                hsm: HsmFlags::default(),
+                hsm: HsmState::default(),
+                action_pending: false,
                 link: Vec::new(),
             },
         );
         fid
     }
 
+    /// The FID of the entry at `path`.
     pub fn fid_of(&self, path: &str) -> Option<Fid> {
         self.lock()
             .nodes
@@ -100,22 +116,27 @@ impl FakeNs {
             .map(|(f, _)| *f)
     }
 
+    /// Moves an entry (a rename the engine has not been told of).
     pub fn set_path(&self, fid: Fid, path: &str) {
         if let Some(n) = self.lock().nodes.get_mut(&fid) {
             n.path = path.as_bytes().to_vec();
         }
     }
 
+    /// Deletes an entry.
     pub fn remove(&self, fid: Fid) {
         self.lock().nodes.remove(&fid);
     }
 
-    pub fn set_hsm(&self, fid: Fid, hsm: HsmFlags) {
+    /// Sets the file's `HS_*` bits and whether a request is pending on it.
+    pub fn set_hsm(&self, fid: Fid, states: u32, action_pending: bool) {
         if let Some(n) = self.lock().nodes.get_mut(&fid) {
-            n.hsm = hsm;
+            n.hsm.states = states;
+            n.action_pending = action_pending;
         }
     }
 
+    /// Every FID an archive request queued, in order.
     pub fn archived_fids(&self) -> Vec<Fid> {
         self.lock()
             .archive_calls
@@ -163,16 +184,13 @@ impl Namespace for FakeNs {
             .find(|n| n.path == rel)
             .map(|n| n.stat))
     }
-    fn hsm_flags(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
+    fn hsm_state(&self, rel: &[u8]) -> Result<HsmState, NsError> {
         let mut fs = self.lock();
-        fs.hsm_flags_calls += 1;
+        fs.hsm_state_calls += 1;
         fs.nodes
             .values()
             .find(|n| n.path == rel)
-            .map(|n| HsmFlags {
-                action_pending: false,
-                ..n.hsm
-            })
+            .map(|n| n.hsm)
             .ok_or_else(|| enoent("hsm_state"))
     }
     fn action_pending(&self, rel: &[u8]) -> Result<bool, NsError> {
@@ -181,7 +199,7 @@ impl Namespace for FakeNs {
         fs.nodes
             .values()
             .find(|n| n.path == rel)
-            .map(|n| n.hsm.action_pending)
+            .map(|n| n.action_pending)
             .ok_or_else(|| enoent("hsm_current_action"))
     }
     /// As an MDT records a request (`mdt_hsm_register_hal`): item by item, stopping at the
@@ -201,7 +219,7 @@ impl Namespace for FakeNs {
             }
             match fs.nodes.get_mut(f) {
                 Some(n) => {
-                    n.hsm.action_pending = true;
+                    n.action_pending = true;
                     recorded.push(*f);
                 }
                 None => {
@@ -255,13 +273,19 @@ impl Namespace for FakeNs {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
-    fn import_file(&self, rel: &[u8], _archive_id: u32, a: &ImportAttrs) -> Result<Fid, NsError> {
+    fn import_file(
+        &self,
+        rel: &[u8],
+        _archive_id: u32,
+        a: &ImportAttrs,
+        layout: Option<&lustre::Striping>,
+    ) -> Result<Fid, NsError> {
         if self.stat(rel)?.is_some() {
             return Err(NsError::new("llapi_hsm_import", libc::EEXIST));
         }
         let fid = self.add(&String::from_utf8_lossy(rel), FileKind::Regular, a.size);
         let mut fs = self.lock();
-        fs.import_layouts.insert(fid, a.layout.clone());
+        fs.import_layouts.insert(fid, layout.cloned());
         if let Some(n) = fs.nodes.get_mut(&fid) {
             n.stat = FileStat {
                 kind: FileKind::Regular,
@@ -272,12 +296,7 @@ impl Namespace for FakeNs {
                 mtime_sec: a.mtime_sec,
                 mtime_nsec: a.mtime_nsec,
             };
-            n.hsm = HsmFlags {
-                exists: true,
-                archived: true,
-                released: true,
-                ..HsmFlags::default()
-            };
+            n.hsm.states = HS_EXISTS | HS_ARCHIVED | HS_RELEASED;
         }
         Ok(fid)
     }
@@ -324,7 +343,7 @@ impl Namespace for FakeNs {
 }
 
 /// Blobs in memory: name -> (body, metadata).
-pub type BlobMap = BTreeMap<String, (Vec<u8>, Option<BlobMeta>)>;
+pub type BlobMap = BTreeMap<String, (Vec<u8>, Option<blob::Metadata>)>;
 
 /// Listed metadata pairs by blob name.
 pub type RawMetadata = HashMap<String, Vec<(String, String)>>;
@@ -332,14 +351,16 @@ pub type RawMetadata = HashMap<String, Vec<(String, String)>>;
 /// Blob store in memory.
 #[derive(Debug, Clone, Default)]
 pub struct FakeStore {
+    /// The blobs.
     pub blobs: Arc<Mutex<BlobMap>>,
+    /// The target's prefix (with its trailing `/`, or empty).
     pub prefix: String,
-    /// Names whose writes fail with this error.
-    pub fail: Arc<Mutex<HashMap<String, StoreError>>>,
+    /// Names whose writes fail for good, with this message (a 403, say).
+    pub fail: Arc<Mutex<HashMap<String, String>>>,
     /// While set, every call fails as an unreachable store does (transient).
     pub unavailable: Arc<std::sync::atomic::AtomicBool>,
     /// Metadata pairs listed as written (another tool's, or hostile), instead of the pairs of the
-    /// blob's [`BlobMeta`].
+    /// blob's metadata.
     pub raw: Arc<Mutex<RawMetadata>>,
     /// `list_page` calls served (an import lists page by page).
     pub list_pages_served: Arc<std::sync::atomic::AtomicUsize>,
@@ -349,16 +370,19 @@ pub struct FakeStore {
 pub const FAKE_LAST_MODIFIED: i64 = 1_750_000_000;
 
 impl FakeStore {
+    /// The blobs (poisoning ignored).
     pub fn lock(&self) -> MutexGuard<'_, BlobMap> {
         match self.blobs.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
     }
+    /// Every blob name, in order.
     pub fn names(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }
-    pub fn put(&self, name: &str, body: &[u8], meta: Option<BlobMeta>) {
+    /// Writes a blob directly (no failure injection).
+    pub fn put(&self, name: &str, body: &[u8], meta: Option<blob::Metadata>) {
         self.lock().insert(name.to_string(), (body.to_vec(), meta));
     }
     /// An outage of the whole store (every call fails transiently) starts or ends.
@@ -366,9 +390,13 @@ impl FakeStore {
         self.unavailable
             .store(on, std::sync::atomic::Ordering::SeqCst);
     }
-    fn reachable(&self) -> Result<(), StoreError> {
+    fn reachable(&self) -> Result<(), blob::Error> {
         if self.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::Transient("connection refused".into()));
+            return Err(blob::Error::Transient(failure(
+                "request",
+                "",
+                "connection refused",
+            )));
         }
         Ok(())
     }
@@ -384,25 +412,30 @@ impl FakeStore {
             Err(p) => p.into_inner().insert(name.to_string(), pairs),
         };
     }
-    fn check(&self, name: &str) -> Result<(), StoreError> {
+    fn check(&self, name: &str) -> Result<(), blob::Error> {
         self.reachable()?;
         let f = match self.fail.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         match f.get(name) {
-            Some(e) => Err(e.clone()),
+            Some(why) => Err(blob::Error::Permanent(failure("write", name, why))),
             None => Ok(()),
         }
     }
 }
 
 impl Store for FakeStore {
-    fn name_for(&self, rel: &[u8]) -> Result<String, StoreError> {
-        let s =
-            std::str::from_utf8(rel).map_err(|_| StoreError::InvalidName("not UTF-8".into()))?;
-        if s.chars().any(char::is_control) {
-            return Err(StoreError::InvalidName(format!("{s:?}: control character")));
+    fn name_for(&self, rel: &[u8]) -> Result<String, blob::Error> {
+        let s = std::str::from_utf8(rel).map_err(|_| blob::NameError::NotUtf8 {
+            lossy: String::from_utf8_lossy(rel).into_owned(),
+        })?;
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(blob::NameError::ControlChar {
+                name: s.to_string(),
+                byte: u32::from(c),
+            }
+            .into());
         }
         Ok(format!("{}{s}", self.prefix))
     }
@@ -412,50 +445,51 @@ impl Store for FakeStore {
     fn rel_for(&self, name: &str) -> Option<String> {
         name.strip_prefix(&self.prefix).map(str::to_string)
     }
-    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+    fn put_dir(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error> {
         self.check(name)?;
         self.put(name, b"", Some(meta.clone()));
         Ok(())
     }
-    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), StoreError> {
+    fn put_symlink(
+        &self,
+        name: &str,
+        target: &[u8],
+        meta: &blob::Metadata,
+    ) -> Result<(), blob::Error> {
         self.check(name)?;
         self.put(name, target, Some(meta.clone()));
         Ok(())
     }
-    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+    fn set_metadata(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error> {
         self.check(name)?;
         match self.lock().get_mut(name) {
             Some(b) => {
                 b.1 = Some(meta.clone());
                 Ok(())
             }
-            None => Err(StoreError::NotFound(name.to_string())),
+            None => Err(not_found("set metadata", name)),
         }
     }
-    fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+    fn copy(&self, from: &str, to: &str) -> Result<(), blob::Error> {
         self.check(to)?;
         let mut m = self.lock();
         let b = m
             .get(from)
             .cloned()
-            .ok_or_else(|| StoreError::NotFound(from.to_string()))?;
+            .ok_or_else(|| not_found("copy", from))?;
         m.insert(to.to_string(), b);
         Ok(())
     }
-    fn delete(&self, name: &str) -> Result<(), StoreError> {
+    fn delete(&self, name: &str) -> Result<(), blob::Error> {
         self.check(name)?;
         self.lock().remove(name);
         Ok(())
     }
-    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError> {
-        self.reachable()?;
-        Ok(self.lock().get(name).and_then(|b| b.1.clone()))
-    }
-    fn exists(&self, name: &str) -> Result<bool, StoreError> {
+    fn exists(&self, name: &str) -> Result<bool, blob::Error> {
         self.reachable()?;
         Ok(self.lock().contains_key(name))
     }
-    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError> {
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, blob::Error> {
         self.reachable()?;
         let dir = dir.trim_end_matches('/');
         let under = format!("{dir}/");
@@ -472,7 +506,7 @@ impl Store for FakeStore {
                 size: b.len() as u64,
                 metadata: match (raw.get(k), m) {
                     (Some(pairs), _) => pairs.clone(),
-                    (None, Some(m)) => crate::real::to_blob_meta(m).to_pairs(),
+                    (None, Some(m)) => m.to_pairs(),
                     (None, None) => Vec::new(),
                 },
                 last_modified_sec: FAKE_LAST_MODIFIED,
@@ -484,7 +518,7 @@ impl Store for FakeStore {
         dir: &str,
         marker: &str,
         max: usize,
-    ) -> Result<(Vec<BlobEntry>, Option<String>), StoreError> {
+    ) -> Result<(Vec<BlobEntry>, Option<String>), blob::Error> {
         self.list_pages_served
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // The marker is the last name of the previous page (Azure's is opaque).
@@ -495,18 +529,35 @@ impl Store for FakeStore {
         let next = more.then(|| all.last().map(|e| e.name.clone())).flatten();
         Ok((all, next))
     }
-    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, blob::Error> {
         self.lock()
             .get(name)
             .map(|b| b.0.clone())
-            .ok_or_else(|| StoreError::NotFound(name.to_string()))
+            .ok_or_else(|| not_found("get", name))
     }
+}
+
+/// A failure of operation `op` on blob `name`, as the store would describe it.
+fn failure(op: &'static str, name: &str, message: &str) -> blob::Failure {
+    blob::Failure {
+        op,
+        name: name.to_string(),
+        status: None,
+        code: None,
+        message: message.to_string(),
+    }
+}
+
+fn not_found(op: &'static str, name: &str) -> blob::Error {
+    blob::Error::NotFound(failure(op, name, "no such blob"))
 }
 
 /// Log entries kept in memory; `flushed` counts the requests to write them.
 #[derive(Debug, Clone, Default)]
 pub struct FakeLog {
+    /// Every entry recorded.
     pub entries: Arc<Mutex<Vec<blob::LogEntry>>>,
+    /// Flush calls.
     pub flushed: Arc<Mutex<usize>>,
 }
 

@@ -24,7 +24,7 @@
 //!   through every restore).
 
 use crate::model::FileKind;
-use crate::ports::BlobMeta;
+use crate::model::FileStat;
 use blob::metadata as m;
 
 /// Default mode of an imported file whose blob carries no usable `permissions`.
@@ -38,7 +38,8 @@ const SPECIAL_BITS: u32 = 0o7000;
 /// What an import applies, and every value it did not take as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
-    pub meta: BlobMeta,
+    /// The attributes decoded (or defaulted, see `coerced`); the size is the listing's.
+    pub meta: FileStat,
     /// The layout the stub is created with (`None`: the directory's default).
     pub layout: Option<lustre::Striping>,
     /// One line per coerced value (`key "value": what was applied instead`).
@@ -49,36 +50,60 @@ pub struct Decoded {
 /// is the blob's Last-Modified. `Err` names the value that refuses the blob.
 pub fn decode(
     pairs: &[(String, String)],
+    size: u64,
     last_modified_sec: i64,
     keep_special_bits: bool,
 ) -> Result<Decoded, String> {
     let mut coerced = Vec::new();
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
-    };
-    let id = |key: &str, what: &str| -> Result<u32, String> {
-        match get(key) {
-            None => Ok(0),
-            Some(v) => match v.trim().parse::<u32>() {
-                Ok(n) if n != u32::MAX => Ok(n),
-                _ => Err(format!(
-                    "{key} {v:?} is not a decimal {what} in 0..=4294967294: blob refused \
-                     (no owner is guessed; fix the blob's metadata and import again)"
-                )),
-            },
-        }
-    };
-    let uid = id(m::KEY_OWNER, "uid")?;
-    let gid = id(m::KEY_GROUP, "gid")?;
+    let uid = owner_id(pairs, m::KEY_OWNER, "uid")?;
+    let gid = owner_id(pairs, m::KEY_GROUP, "gid")?;
     let layout = m::layout_from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| format!("{e}: blob refused (fix the blob's metadata and import again)"))?;
+    let kind = kind_of(pairs, &mut coerced);
+    let mode = mode_of(pairs, kind, keep_special_bits, &mut coerced);
+    let (mtime_sec, mtime_nsec) = mtime_of(pairs, last_modified_sec, &mut coerced);
+    Ok(Decoded {
+        meta: FileStat {
+            kind,
+            size,
+            mode,
+            uid,
+            gid,
+            mtime_sec,
+            mtime_nsec,
+        },
+        layout,
+        coerced,
+    })
+}
 
-    // The kind: lustre_type first (ours), then hdi_isfolder (Azure's), else a file.
-    let typed = match get(m::KEY_TYPE).map(str::trim) {
+/// The value of `key`, compared without case (the last one when repeated).
+fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.as_str())
+}
+
+/// An owner or group id (0 when absent); anything but a decimal id refuses the blob: no
+/// owner is guessed.
+fn owner_id(pairs: &[(String, String)], key: &str, what: &str) -> Result<u32, String> {
+    match get(pairs, key) {
+        None => Ok(0),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n != u32::MAX => Ok(n),
+            _ => Err(format!(
+                "{key} {v:?} is not a decimal {what} in 0..=4294967294: blob refused \
+                 (no owner is guessed; fix the blob's metadata and import again)"
+            )),
+        },
+    }
+}
+
+/// The kind: lustre_type first (ours), then hdi_isfolder (Azure's), else a file.
+fn kind_of(pairs: &[(String, String)], coerced: &mut Vec<String>) -> FileKind {
+    let typed = match get(pairs, m::KEY_TYPE).map(str::trim) {
         None => None,
         Some("file") => Some(FileKind::Regular),
         Some("dir") => Some(FileKind::Directory),
@@ -91,7 +116,7 @@ pub fn decode(
             None
         }
     };
-    let folder = match get(m::KEY_IS_FOLDER).map(str::trim) {
+    let folder = match get(pairs, m::KEY_IS_FOLDER).map(str::trim) {
         None => false,
         Some(v) if v.eq_ignore_ascii_case("true") => true,
         Some(v) if v.eq_ignore_ascii_case("false") => false,
@@ -103,18 +128,27 @@ pub fn decode(
             false
         }
     };
-    let kind = typed.unwrap_or(if folder {
+    typed.unwrap_or(if folder {
         FileKind::Directory
     } else {
         FileKind::Regular
-    });
+    })
+}
+
+/// The permission bits: a default for a bad value, setuid/setgid/sticky dropped unless kept,
+/// and a directory always enterable by its owner.
+fn mode_of(
+    pairs: &[(String, String)],
+    kind: FileKind,
+    keep_special_bits: bool,
+    coerced: &mut Vec<String>,
+) -> u32 {
     let default_mode = if kind == FileKind::Directory {
         DIR_DEFAULT_MODE
     } else {
         FILE_DEFAULT_MODE
     };
-
-    let mut mode = match get(m::KEY_PERMISSIONS) {
+    let mut mode = match get(pairs, m::KEY_PERMISSIONS) {
         None => default_mode,
         Some(v) => match u32::from_str_radix(v.trim(), 8) {
             Ok(p) if p <= 0o7777 => p,
@@ -144,46 +178,35 @@ pub fn decode(
         ));
         mode = fixed;
     }
+    mode
+}
 
-    // mtime: lustre_mtime_ns (ours, exact), then modtime (Azure's), then Last-Modified.
-    let mut mtime = None;
-    if let Some(v) = get(m::KEY_MTIME_NS) {
+/// mtime: lustre_mtime_ns (ours, exact), then modtime (Azure's), then Last-Modified.
+fn mtime_of(
+    pairs: &[(String, String)],
+    last_modified_sec: i64,
+    coerced: &mut Vec<String>,
+) -> (i64, u32) {
+    if let Some(v) = get(pairs, m::KEY_MTIME_NS) {
         match v.trim().parse::<i128>().ok().and_then(split_ns) {
-            Some(t) => mtime = Some(t),
+            Some(t) => return t,
             None => coerced.push(format!(
                 "{} {v:?} is not integer nanoseconds: ignored",
                 m::KEY_MTIME_NS
             )),
         }
     }
-    let modtime = get(m::KEY_MODTIME);
-    if mtime.is_none() {
-        if let Some(v) = modtime {
-            match m::parse_modtime(v).map(epoch_secs) {
-                Some(t) => mtime = Some((t, 0)),
-                None => coerced.push(format!(
-                    "{} {v:?} is not YYYY-MM-DD HH:MM:SS +0000: the blob's Last-Modified {} applied",
-                    m::KEY_MODTIME,
-                    m::format_modtime(from_epoch_secs(last_modified_sec))
-                )),
-            }
+    if let Some(v) = get(pairs, m::KEY_MODTIME) {
+        match m::parse_modtime(v).map(epoch_secs) {
+            Some(t) => return (t, 0),
+            None => coerced.push(format!(
+                "{} {v:?} is not YYYY-MM-DD HH:MM:SS +0000: the blob's Last-Modified {} applied",
+                m::KEY_MODTIME,
+                m::format_modtime(from_epoch_secs(last_modified_sec))
+            )),
         }
     }
-    let (mtime_sec, mtime_nsec) = mtime.unwrap_or((last_modified_sec, 0));
-
-    Ok(Decoded {
-        meta: BlobMeta {
-            kind,
-            mode,
-            uid,
-            gid,
-            mtime_sec,
-            mtime_nsec,
-            fid: get(m::KEY_FID).and_then(|f| f.trim().parse().ok()),
-        },
-        layout,
-        coerced,
-    })
+    (last_modified_sec, 0)
 }
 
 fn epoch_secs(t: std::time::SystemTime) -> i64 {
@@ -220,22 +243,20 @@ mod tests {
     }
 
     fn ok(kv: &[(&str, &str)]) -> Decoded {
-        decode(&pairs(kv), LM, false).unwrap_or_else(|e| panic!("{kv:?}: {e}"))
+        decode(&pairs(kv), 0, LM, false).unwrap_or_else(|e| panic!("{kv:?}: {e}"))
     }
 
     #[test]
     fn our_own_metadata_is_applied_as_written() {
-        let written = crate::real::to_blob_meta(&BlobMeta {
-            kind: FileKind::Regular,
-            mode: 0o640,
-            uid: 1000,
-            gid: 100,
-            mtime_sec: 1_700_000_000,
-            mtime_nsec: 5,
-            fid: None,
-        })
+        let written = blob::Metadata {
+            owner: 1000,
+            group: 100,
+            permissions: 0o640,
+            ..blob::Metadata::default()
+        }
+        .with_mtime(1_700_000_000, 5)
         .to_pairs();
-        let d = decode(&written, LM, false).unwrap();
+        let d = decode(&written, 0, LM, false).unwrap();
         assert!(d.coerced.is_empty(), "{:?}", d.coerced);
         assert_eq!(
             (d.meta.kind, d.meta.mode, d.meta.uid, d.meta.gid),
@@ -253,7 +274,7 @@ mod tests {
         let d = ok(&[("permissions", "7777")]);
         assert_eq!(d.meta.mode, 0o777);
         // Opted in: kept, nothing coerced.
-        let d = decode(&pairs(&[("permissions", "7777")]), LM, true).unwrap();
+        let d = decode(&pairs(&[("permissions", "7777")]), 0, LM, true).unwrap();
         assert_eq!((d.meta.mode, d.coerced.len()), (0o7777, 0));
     }
 
@@ -268,7 +289,7 @@ mod tests {
             ("group", "staff"),
             ("Group", "-1"),
         ] {
-            let e = decode(&pairs(&[(k, v)]), LM, false).unwrap_err();
+            let e = decode(&pairs(&[(k, v)]), 0, LM, false).unwrap_err();
             assert!(e.contains(&format!("{v:?}")), "{e}");
             assert!(e.contains("refused"), "{e}");
         }

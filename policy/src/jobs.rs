@@ -5,17 +5,19 @@
 //! Both jobs run in small steps on the engine thread ([`JobRegistry::step`]), so the daemon stays
 //! responsive. A manual export's tree is read by a small pool of scanner threads
 //! ([`crate::tree_scan`]); each step takes at most `STEP_ENTRIES` of their candidates. A manual export archives through the same HSM path as auto-export and learns
-//! completions from the CL_HSM records the engine passes on ([`Engine::foreign_hsm`]).
+//! completions from the CL_HSM records the engine passes on ([`Engine::take_foreign_hsm`]).
 
 use crate::engine::{errno_text, is_requeue_errno, Engine};
-use crate::model::{Fid, FileKind};
-use crate::ports::{BlobMeta, EventLog, ImportAttrs, Namespace, Store, StoreError};
+use crate::inflight::{look_at_stale, request_archives, InFlightSet, Request, Stale};
+use crate::model::FileKind;
+use crate::ports::{blob_metadata, BlobEntry, EventLog, Namespace, NsError, Store};
 use crate::state::{State, StateError, StateFile};
 use crate::tree_scan::{default_threads, Next, ParallelScan, ScanItem, OUT_CAP, STEP_WAIT};
 use crate::vocab::{ImportConflictMode, JobKind, JobState};
 use blob::time::rfc3339_ms;
+use lustre::Fid;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 const HISTORY: usize = 50;
@@ -24,12 +26,16 @@ const STEP_ENTRIES: usize = 256;
 /// In-flight files without CL_HSM for this long are settled from their HSM state.
 const STALE_MS: u64 = 30_000;
 
+/// Why a job request is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum JobsError {
+    /// Another job is running (its id).
     #[error("refused: {0}")]
     Busy(String),
+    /// No job with that id.
     #[error("no job {0}")]
     NotFound(String),
+    /// A bad argument, with the reason.
     #[error("{0}")]
     Invalid(String),
 }
@@ -38,41 +44,106 @@ pub enum JobsError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportProgress {
+    /// Directory exported, relative to the mount.
     pub path: String,
+    /// Share of the discovered files done.
     pub percent_complete: u64,
+    /// Why the job failed (`FilesFailed`, `ScanFailed`).
     pub error_code: Option<String>,
+    /// The failure in words.
     pub error_message: Option<String>,
+    /// Files and directories found by the scan.
     pub files_discovered: u64,
+    /// Their bytes.
     pub bytes_discovered: u64,
+    /// Files archived (or directories and symlinks written).
     pub files_exported: u64,
+    /// Bytes archived.
     pub bytes_exported: u64,
+    /// Files archived and clean already (no request).
     pub files_already_exported: u64,
+    /// Files that failed (logged).
     pub files_failed: u64,
+    /// Directories still to scan (kept so a saved job shows them).
     #[serde(skip_serializing_if = "VecDeque::is_empty", default)]
     pub scan_queue: VecDeque<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub inflight: BTreeMap<Fid, (String, u64, u64)>,
+    /// Requests sent and not ended.
+    #[serde(skip_serializing_if = "InFlightSet::is_empty", default)]
+    pub inflight: InFlightSet<JobRequest>,
+    /// Files waiting for a request: (FID, path, size).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub to_archive: Vec<(Fid, String, u64)>,
+}
+
+/// A file of a manual export whose archive request was sent. Saved as `[path, size,
+/// submitted_ms]`, the shape job histories were written with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(String, u64, u64)", into = "(String, u64, u64)")]
+pub struct JobRequest {
+    /// Path relative to the mount.
+    pub path: String,
+    /// Size when requested.
+    pub size: u64,
+    /// Unix ms the request was sent, or last found still queued.
+    pub submitted_ms: u64,
+}
+
+impl From<(String, u64, u64)> for JobRequest {
+    fn from((path, size, submitted_ms): (String, u64, u64)) -> JobRequest {
+        JobRequest {
+            path,
+            size,
+            submitted_ms,
+        }
+    }
+}
+
+impl From<JobRequest> for (String, u64, u64) {
+    fn from(r: JobRequest) -> (String, u64, u64) {
+        (r.path, r.size, r.submitted_ms)
+    }
+}
+
+impl Request for JobRequest {
+    fn submitted_ms(&self) -> u64 {
+        self.submitted_ms
+    }
+    fn still_queued(&mut self, now_ms: u64) {
+        self.submitted_ms = now_ms;
+    }
 }
 
 /// Import progress (Azure import status).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportProgress {
+    /// Blob prefix imported.
     pub prefix: String,
+    /// What happens when the file exists.
     pub conflict_resolution_mode: Option<ImportConflictMode>,
+    /// Errors after which the job fails (-1: never).
     pub maximum_errors: i64,
+    /// Blobs listed.
     pub total_blobs_walked: u64,
+    /// Listing rate.
     pub blobs_walked_per_second: u64,
+    /// Blobs that became files, directories or symlinks.
     pub total_blobs_imported: u64,
+    /// Released stubs created.
     pub imported_files: u64,
+    /// Directories created.
     pub imported_directories: u64,
+    /// Symlinks created.
     pub imported_symlinks: u64,
+    /// Files that existed already.
     pub preexisting_files: u64,
+    /// Directories that existed already.
     pub preexisting_directories: u64,
+    /// Symlinks that existed already.
     pub preexisting_symlinks: u64,
+    /// Blobs that could not be imported.
     pub total_errors: u64,
+    /// Names that existed and were not replaced.
     pub total_conflicts: u64,
     /// Metadata values not applied as the blob wrote them (bad permissions or kind, a modtime that
     /// does not parse, dropped setuid/setgid/sticky bits, a directory's owner bits added): the
@@ -81,7 +152,9 @@ pub struct ImportProgress {
     /// its owner or group is (it is not imported). See [`crate::import_meta`].
     #[serde(default)]
     pub total_coerced_values: u64,
+    /// Why the job failed.
     pub error_code: Option<String>,
+    /// The failure in words.
     pub error_message: Option<String>,
     /// The page of the listing being imported (`None`: the listing has not started).
     #[serde(skip, default)]
@@ -99,19 +172,26 @@ pub const IMPORT_PAGE: usize = 5000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRecord {
+    /// Job id (`autoexport` for the auto-export job).
     pub id: String,
+    /// What kind of job.
     pub kind: JobKind,
     /// Export: Idle, FSScanInProgress, InProgress, Cancelling, Canceled, Completed, Failed.
     /// Import: InProgress, Cancelling, Canceled, Completed, Failed. Auto-export: its status state.
     pub state: JobState,
+    /// RFC 3339 start time.
     #[serde(rename = "startTimeUTC")]
     pub start_time_utc: Option<String>,
+    /// RFC 3339 end time, once ended.
     #[serde(rename = "completionTimeUTC")]
     pub completion_time_utc: Option<String>,
+    /// Progress of a manual export.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportProgress>,
+    /// Progress of an import.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportProgress>,
+    /// Status of the auto-export job (see [`crate::status`]).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub autoexport: Option<serde_json::Value>,
     #[serde(skip, default)]
@@ -119,6 +199,7 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// Still running (not completed, failed or canceled).
     pub fn is_running(&self) -> bool {
         self.state.is_running()
     }
@@ -173,6 +254,7 @@ pub fn check_import_path(rel: &str) -> Result<(), String> {
 }
 
 impl JobRegistry {
+    /// The registry saved in `file` (jobs that were running end failed: the process that ran them is gone).
     pub fn open(file: StateFile, archive_id: u32) -> Result<JobRegistry, StateError> {
         let mut saved: Saved = file.load()?.unwrap_or_default();
         // A job that was running when the daemon died cannot resume its scan: it ends Failed.
@@ -202,6 +284,7 @@ impl JobRegistry {
         })
     }
 
+    /// A registry that is never saved (tests, one-shot commands).
     pub fn in_memory(archive_id: u32) -> JobRegistry {
         JobRegistry {
             file: None,
@@ -409,6 +492,7 @@ impl JobRegistry {
         v
     }
 
+    /// One job by id, the auto-export one included.
     pub fn get(&self, id: &str, st: &State) -> Option<JobRecord> {
         if id == "autoexport" {
             return Some(self.autoexport_record(st));
@@ -467,13 +551,12 @@ impl JobRegistry {
         let keep_special_bits = self.keep_special_bits;
         let mut scan = self.scan.take();
         let Some(job) = self.running() else {
-            engine.collect_foreign = false;
-            engine.foreign_hsm.clear();
+            engine.collect_foreign_hsm(false);
             return;
         };
         let before = job.clone();
         if job.export.is_some() {
-            engine.collect_foreign = true;
+            engine.collect_foreign_hsm(true);
             step_export(job, &mut scan, engine, archive_id, batch, now);
         } else if job.import.is_some() {
             step_import(job, engine, archive_id, keep_special_bits, now);
@@ -523,6 +606,8 @@ fn finish<L: EventLog>(job: &mut JobRecord, log: &mut L, state: JobState, now: u
     tracing::info!(job = %job.id, state = %state, "job ended");
 }
 
+/// One step of a manual export: completions, a chunk of the scan, the requests it calls for,
+/// the stale requests, then the job's state.
 fn step_export<N: Namespace, S: Store, L: EventLog>(
     job: &mut JobRecord,
     scan: &mut Option<ParallelScan>,
@@ -531,207 +616,260 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
     batch: usize,
     now: u64,
 ) {
+    if job.state == JobState::Cancelling {
+        cancel_export(job, scan, engine, archive_id, now);
+        return;
+    }
     let id = job.id.clone();
     let Some(ex) = job.export.as_mut() else {
         return;
     };
-    if job.state == JobState::Cancelling {
+    settle_completions(ex, engine, &id, now);
+    if scan.is_none() && !ex.scan_queue.is_empty() {
+        let roots: Vec<Vec<u8>> = ex.scan_queue.drain(..).map(String::into_bytes).collect();
+        match ParallelScan::start(engine.ns().dir_lister(), roots, default_threads(), OUT_CAP) {
+            Ok(s) => *scan = Some(s),
+            Err(e) => {
+                ex.error_code = Some("ScanFailed".into());
+                ex.error_message = Some(format!("cannot start the scanner threads: {e}"));
+                finish(job, engine.log(), JobState::Failed, now);
+                return;
+            }
+        }
+    }
+    take_scanned(ex, scan, engine, &id, now);
+    request_job_archives(ex, engine, &id, archive_id, batch, now);
+    settle_stale_requests(ex, engine, &id, now);
+    let scanning = scan.is_some() || !ex.scan_queue.is_empty();
+    update_export_state(job, engine.log(), scanning, now);
+}
+
+/// Cancels a manual export: HSM cancel of its requests, the scan stopped.
+fn cancel_export<N: Namespace, S: Store, L: EventLog>(
+    job: &mut JobRecord,
+    scan: &mut Option<ParallelScan>,
+    engine: &mut Engine<N, S, L>,
+    archive_id: u32,
+    now: u64,
+) {
+    if let Some(ex) = job.export.as_mut() {
         let fids: Vec<Fid> = ex.inflight.keys().copied().collect();
         if !fids.is_empty() {
-            if let Err(e) = engine.ns.cancel(archive_id, &fids) {
-                tracing::warn!(job = %id, error = %e, "cancel request failed");
+            if let Err(e) = engine.ns().cancel(archive_id, &fids) {
+                tracing::warn!(job = %job.id, error = %e, "cancel request failed");
             }
         }
         ex.inflight.clear();
         ex.scan_queue.clear();
         ex.to_archive.clear();
-        // Dropping the scan stops and joins the scanner threads.
-        *scan = None;
-        finish(job, &mut engine.log, JobState::Canceled, now);
-        return;
     }
-    // Completions first.
-    for (fid, errno) in std::mem::take(&mut engine.foreign_hsm) {
-        if let Some((path, size, _)) = ex.inflight.remove(&fid) {
-            if errno == 0 {
-                ex.files_exported += 1;
-                ex.bytes_exported += size;
-            } else if is_requeue_errno(errno) {
-                ex.to_archive.push((fid, path, size));
-            } else {
-                ex.files_failed += 1;
-                log_failure(
-                    &mut engine.log,
-                    &id,
-                    Some(fid),
-                    &path,
-                    "archive",
-                    &errno_text(errno),
-                    now,
-                );
-            }
+    // Dropping the scan stops and joins the scanner threads.
+    *scan = None;
+    finish(job, engine.log(), JobState::Canceled, now);
+}
+
+/// The CL_HSM archive ends of the job's files since the last step.
+fn settle_completions<N: Namespace, S: Store, L: EventLog>(
+    ex: &mut ExportProgress,
+    engine: &mut Engine<N, S, L>,
+    id: &str,
+    now: u64,
+) {
+    for (fid, errno) in engine.take_foreign_hsm() {
+        let Some(req) = ex.inflight.remove(&fid) else {
+            continue;
+        };
+        if errno == 0 {
+            ex.files_exported += 1;
+            ex.bytes_exported += req.size;
+        } else if is_requeue_errno(errno) {
+            ex.to_archive.push((fid, req.path, req.size));
+        } else {
+            ex.files_failed += 1;
+            let why = errno_text(errno);
+            log_failure(engine.log(), id, Some(fid), &req.path, "archive", &why, now);
         }
     }
-    // Take a chunk of what the scanner threads found.
-    if scan.is_none() && !ex.scan_queue.is_empty() {
-        let roots: Vec<Vec<u8>> = ex.scan_queue.drain(..).map(String::into_bytes).collect();
-        match ParallelScan::start(engine.ns.dir_lister(), roots, default_threads(), OUT_CAP) {
-            Ok(s) => *scan = Some(s),
-            Err(e) => {
-                ex.error_code = Some("ScanFailed".into());
-                ex.error_message = Some(format!("cannot start the scanner threads: {e}"));
-                finish(job, &mut engine.log, JobState::Failed, now);
-                return;
-            }
-        }
-    }
-    let mut budget = STEP_ENTRIES;
+}
+
+/// Takes at most [`STEP_ENTRIES`] entries the scanner threads found: directories and symlinks
+/// are exported here, regular files not archived and clean wait in `to_archive`.
+fn take_scanned<N: Namespace, S: Store, L: EventLog>(
+    ex: &mut ExportProgress,
+    scan: &mut Option<ParallelScan>,
+    engine: &mut Engine<N, S, L>,
+    id: &str,
+    now: u64,
+) {
     let deadline = Instant::now() + STEP_WAIT;
-    while budget > 0 {
+    for _ in 0..STEP_ENTRIES {
         let Some(sc) = scan.as_ref() else {
             break;
         };
-        let (dir, name, kind) = match sc.next_item(deadline) {
-            Next::Item(ScanItem::Entry { dir, name, kind }) => (dir, name, kind),
+        match sc.next_item(deadline) {
+            Next::Item(ScanItem::Entry { dir, name, kind }) => {
+                let rel = crate::scope::join(&dir, &name);
+                scanned_entry(ex, engine, id, &rel, kind, now);
+            }
             Next::Item(ScanItem::DirError { dir, error }) => {
                 ex.files_failed += 1;
                 let dir = String::from_utf8_lossy(&dir);
-                log_failure(&mut engine.log, &id, None, &dir, "scan", &error, now);
-                continue;
+                log_failure(engine.log(), id, None, &dir, "scan", &error, now);
             }
             Next::Waiting => break,
             Next::Finished => {
                 *scan = None;
                 break;
             }
-        };
-        budget -= 1;
-        let rel = crate::scope::join(&dir, &name);
-        let text = String::from_utf8_lossy(&rel).into_owned();
-        match kind {
-            FileKind::Directory => {
+        }
+    }
+}
+
+/// One entry of the scan, counted and exported or queued for a request.
+fn scanned_entry<N: Namespace, S: Store, L: EventLog>(
+    ex: &mut ExportProgress,
+    engine: &mut Engine<N, S, L>,
+    id: &str,
+    rel: &[u8],
+    kind: FileKind,
+    now: u64,
+) {
+    let text = String::from_utf8_lossy(rel).into_owned();
+    match kind {
+        FileKind::Directory | FileKind::Symlink => {
+            ex.files_discovered += 1;
+            match export_entry(engine, rel, kind) {
+                Ok(()) => ex.files_exported += 1,
+                Err(e) => {
+                    ex.files_failed += 1;
+                    log_failure(engine.log(), id, None, &text, "export", &e, now);
+                }
+            }
+        }
+        FileKind::Regular => match look_at_file(engine.ns(), rel) {
+            Ok(Some((size, up_to_date, fid))) => {
                 ex.files_discovered += 1;
-                match export_entry(engine, &rel, FileKind::Directory) {
-                    Ok(()) => ex.files_exported += 1,
-                    Err(e) => {
-                        ex.files_failed += 1;
-                        log_failure(&mut engine.log, &id, None, &text, "export", &e, now);
-                    }
+                ex.bytes_discovered += size;
+                if up_to_date {
+                    ex.files_already_exported += 1;
+                } else {
+                    ex.to_archive.push((fid, text, size));
                 }
             }
-            FileKind::Symlink => {
-                ex.files_discovered += 1;
-                match export_entry(engine, &rel, FileKind::Symlink) {
-                    Ok(()) => ex.files_exported += 1,
-                    Err(e) => {
-                        ex.files_failed += 1;
-                        log_failure(&mut engine.log, &id, None, &text, "export", &e, now);
-                    }
-                }
+            Ok(None) => {}
+            Err(e) => {
+                ex.files_failed += 1;
+                log_failure(engine.log(), id, None, &text, "scan", &e.to_string(), now);
             }
-            FileKind::Regular => {
-                let res = engine.ns.stat(&rel).and_then(|st| {
-                    let h = engine.ns.hsm_state(&rel)?;
-                    let fid = engine.ns.path2fid(&rel)?;
-                    Ok((st, h, fid))
-                });
-                match res {
-                    Ok((Some(st), h, fid)) => {
-                        ex.files_discovered += 1;
-                        ex.bytes_discovered += st.size;
-                        if h.is_clean_archive() && !h.action_pending {
-                            ex.files_already_exported += 1;
-                        } else {
-                            ex.to_archive.push((fid, text, st.size));
-                        }
-                    }
-                    Ok((None, _, _)) => {}
-                    Err(e) => {
-                        ex.files_failed += 1;
-                        log_failure(
-                            &mut engine.log,
-                            &id,
-                            None,
-                            &text,
-                            "scan",
-                            &e.to_string(),
-                            now,
-                        );
-                    }
-                }
-            }
-            FileKind::Other => {}
-        }
+        },
+        FileKind::Other => {}
     }
-    // Request archives in batches.
-    if !ex.to_archive.is_empty() {
-        let payload = format!("lb:j={id}:i=1");
-        let todo = std::mem::take(&mut ex.to_archive);
-        for chunk in todo.chunks(batch.max(1)) {
-            let fids: Vec<Fid> = chunk.iter().map(|c| c.0).collect();
-            for (fid, path, size) in chunk {
-                ex.inflight.insert(*fid, (path.clone(), *size, now));
-            }
-            if engine
-                .ns
-                .archive(archive_id, &fids, payload.as_bytes())
-                .is_err()
-            {
-                for (fid, path, _) in chunk {
-                    if let Err(e) =
-                        engine
-                            .ns
-                            .archive(archive_id, std::slice::from_ref(fid), payload.as_bytes())
-                    {
-                        ex.inflight.remove(fid);
-                        ex.files_failed += 1;
-                        log_failure(
-                            &mut engine.log,
-                            &id,
-                            Some(*fid),
-                            path,
-                            "archive",
-                            &e.to_string(),
-                            now,
-                        );
-                    }
-                }
-            }
-        }
+}
+
+/// Size, whether it is archived and clean with no request pending, and FID of a regular file
+/// (`None`: deleted since the scan saw it).
+fn look_at_file<N: Namespace>(ns: &N, rel: &[u8]) -> Result<Option<(u64, bool, Fid)>, NsError> {
+    let Some(st) = ns.stat(rel)? else {
+        return Ok(None);
+    };
+    let up_to_date = ns.hsm_state(rel)?.is_clean_archive() && !ns.action_pending(rel)?;
+    Ok(Some((st.size, up_to_date, ns.path2fid(rel)?)))
+}
+
+/// Requests archives of the files waiting in `to_archive`; a file refused (alone) or not taken
+/// by a paused coordinator fails with the refusal.
+fn request_job_archives<N: Namespace, S: Store, L: EventLog>(
+    ex: &mut ExportProgress,
+    engine: &mut Engine<N, S, L>,
+    id: &str,
+    archive_id: u32,
+    batch: usize,
+    now: u64,
+) {
+    if ex.to_archive.is_empty() {
+        return;
     }
-    // Stale in-flight files: settle from HSM state.
-    let stale: Vec<Fid> = ex
-        .inflight
-        .iter()
-        .filter(|(_, v)| now.saturating_sub(v.2) >= STALE_MS)
-        .map(|(f, _)| *f)
-        .collect();
-    for fid in stale {
-        let Some((path, size, _)) = ex.inflight.get(&fid).cloned() else {
-            continue;
+    let payload = format!("lb:j={id}:i=1");
+    let todo = std::mem::take(&mut ex.to_archive);
+    let fids: Vec<Fid> = todo.iter().map(|t| t.0).collect();
+    for (fid, path, size) in todo {
+        let req = JobRequest {
+            path,
+            size,
+            submitted_ms: now,
         };
-        match engine.ns.hsm_state(path.as_bytes()) {
-            Ok(h) if h.action_pending => {
-                if let Some(v) = ex.inflight.get_mut(&fid) {
-                    v.2 = now;
+        ex.inflight.insert(fid, req);
+    }
+    let sent = request_archives(engine.ns(), archive_id, &fids, batch, payload.as_bytes());
+    for fid in sent.gone {
+        ex.inflight.remove(&fid); // deleted before its request: nothing to export
+    }
+    let paused = sent.paused.into_iter().flat_map(|(e, fids)| {
+        let fids: Vec<(Fid, NsError)> = fids.into_iter().map(|f| (f, e.clone())).collect();
+        fids
+    });
+    for (fid, e) in sent.refused.into_iter().chain(paused) {
+        if let Some(req) = ex.inflight.remove(&fid) {
+            ex.files_failed += 1;
+            log_failure(
+                engine.log(),
+                id,
+                Some(fid),
+                &req.path,
+                "archive",
+                &e.to_string(),
+                now,
+            );
+        }
+    }
+}
+
+/// Requests without an answer for [`STALE_MS`], settled from the file's HSM state. A file
+/// whose state cannot be read fails with the reason (it is not silently dropped).
+fn settle_stale_requests<N: Namespace, S: Store, L: EventLog>(
+    ex: &mut ExportProgress,
+    engine: &mut Engine<N, S, L>,
+    id: &str,
+    now: u64,
+) {
+    for fid in ex.inflight.stale(now, STALE_MS) {
+        match look_at_stale(engine.ns(), &fid) {
+            Stale::Queued => {
+                if let Some(req) = ex.inflight.get_mut(&fid) {
+                    req.still_queued(now);
                 }
             }
-            Ok(h) if h.is_clean_archive() => {
-                ex.inflight.remove(&fid);
-                ex.files_exported += 1;
-                ex.bytes_exported += size;
+            Stale::Gone => {
+                ex.inflight.remove(&fid); // deleted since: nothing to export
             }
-            Ok(_) => {
-                ex.inflight.remove(&fid);
-                ex.to_archive.push((fid, path, size));
+            Stale::Archived => {
+                if let Some(req) = ex.inflight.remove(&fid) {
+                    ex.files_exported += 1;
+                    ex.bytes_exported += req.size;
+                }
             }
-            Err(_) => {
-                ex.inflight.remove(&fid);
+            Stale::Vanished => {
+                if let Some(req) = ex.inflight.remove(&fid) {
+                    ex.to_archive.push((fid, req.path, req.size));
+                }
+            }
+            Stale::Unknown(e) => {
+                if let Some(req) = ex.inflight.remove(&fid) {
+                    ex.files_failed += 1;
+                    let why = format!("the archive's end cannot be told: {e}");
+                    log_failure(engine.log(), id, Some(fid), &req.path, "archive", &why, now);
+                }
             }
         }
     }
+}
+
+/// Percent complete, and the job's end once nothing is scanned, waiting or in flight.
+fn update_export_state<L: EventLog>(job: &mut JobRecord, log: &mut L, scanning: bool, now: u64) {
+    let Some(ex) = job.export.as_mut() else {
+        return;
+    };
     let done = ex.files_exported + ex.files_failed + ex.files_already_exported;
-    let scanning = scan.is_some() || !ex.scan_queue.is_empty();
     ex.percent_complete = if scanning || ex.files_discovered == 0 {
         0
     } else {
@@ -748,7 +886,7 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
                 ex.files_failed
             ));
         }
-        finish(job, &mut engine.log, JobState::Completed, now);
+        finish(job, log, JobState::Completed, now);
     } else {
         job.state = JobState::InProgress;
     }
@@ -760,23 +898,25 @@ fn export_entry<N: Namespace, S: Store, L: EventLog>(
     kind: FileKind,
 ) -> Result<(), String> {
     let st = engine
-        .ns
+        .ns()
         .stat(rel)
         .map_err(|e| e.to_string())?
         .ok_or("vanished")?;
-    let fid = engine.ns.path2fid(rel).ok();
-    let meta = BlobMeta::from_stat(&st, fid);
-    let name = engine.store.name_for(rel).map_err(|e| e.to_string())?;
+    let fid = engine.ns().path2fid(rel).ok();
+    let meta = blob_metadata(&st, fid);
+    let name = engine.store().name_for(rel).map_err(|e| e.to_string())?;
     match kind {
-        FileKind::Directory => engine.store.put_dir(&name, &meta),
+        FileKind::Directory => engine.store().put_dir(&name, &meta),
         _ => {
-            let target = engine.ns.read_link(rel).map_err(|e| e.to_string())?;
-            engine.store.put_symlink(&name, &target, &meta)
+            let target = engine.ns().read_link(rel).map_err(|e| e.to_string())?;
+            engine.store().put_symlink(&name, &target, &meta)
         }
     }
     .map_err(|e| e.to_string())
 }
 
+/// One step of an import: the next page of the listing when the last one is done, at most
+/// [`STEP_ENTRIES`] of its blobs imported, then the job's state.
 fn step_import<N: Namespace, S: Store, L: EventLog>(
     job: &mut JobRecord,
     engine: &mut Engine<N, S, L>,
@@ -790,127 +930,46 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
     };
     if job.state == JobState::Cancelling {
         im.listed = None;
-        finish(job, &mut engine.log, JobState::Canceled, now);
+        finish(job, engine.log(), JobState::Canceled, now);
         return;
     }
     let page_done = im.listed.as_ref().is_none_or(VecDeque::is_empty);
     if im.listed.is_none() || (page_done && im.next_marker.is_some()) {
-        let dir = if im.prefix.is_empty() {
-            engine.store.root()
-        } else {
-            match engine.store.name_for(im.prefix.as_bytes()) {
-                Ok(d) => d,
-                Err(e) => {
-                    im.error_code = Some("InvalidPrefix".into());
-                    im.error_message = Some(e.to_string());
-                    finish(job, &mut engine.log, JobState::Failed, now);
-                    return;
-                }
-            }
-        };
-        // Page by page, in name order (the service lists by name: a directory's blob comes
-        // before the blobs under it).
-        let marker = im.next_marker.take().unwrap_or_default();
-        match engine
-            .store
-            .list_page(dir.trim_end_matches('/'), &marker, IMPORT_PAGE)
-        {
-            Ok((v, next)) => {
-                im.listed = Some(v.into());
-                im.next_marker = next;
-            }
-            Err(e) => {
-                im.error_code = Some("ListFailed".into());
-                im.error_message = Some(e.to_string());
-                finish(job, &mut engine.log, JobState::Failed, now);
-                return;
-            }
+        if let Err((code, message)) = list_next_page(im, engine.store()) {
+            im.error_code = Some(code.into());
+            im.error_message = Some(message);
+            finish(job, engine.log(), JobState::Failed, now);
+            return;
         }
     }
     let mode = im
         .conflict_resolution_mode
         .unwrap_or(ImportConflictMode::Fail);
+    let rules = ImportRules {
+        mode,
+        archive_id,
+        keep_special_bits,
+    };
     for _ in 0..STEP_ENTRIES {
         let Some(entry) = im.listed.as_mut().and_then(|l| l.pop_front()) else {
             break;
         };
         im.total_blobs_walked += 1;
-        // A name the store cannot even parse is still checked as written, for a precise reason.
-        let rel = engine.store.rel_for(&entry.name).unwrap_or_else(|| {
-            let root = engine.store.root();
-            let under = format!("{root}/");
-            match entry.name.strip_prefix(&under) {
-                Some(r) if !root.is_empty() => r.to_string(),
-                _ => entry.name.clone(),
-            }
-        });
+        let blob = ImportedBlob {
+            rel: rel_of_blob(engine.store(), &entry.name),
+            entry,
+        };
         let mut coerced = Vec::new();
         let res = import_one(
-            engine,
-            &rel,
-            &entry,
-            mode,
-            archive_id,
-            keep_special_bits,
+            engine.ns(),
+            engine.store(),
+            &blob.rel,
+            &blob.entry,
+            &rules,
             &mut coerced,
         );
-        if !coerced.is_empty() {
-            im.total_coerced_values += coerced.len() as u64;
-            log_failure(
-                &mut engine.log,
-                &id,
-                None,
-                &rel,
-                "import-metadata",
-                &format!(
-                    "blob {:?}: {} metadata value(s) not applied as written: {}",
-                    entry.name,
-                    coerced.len(),
-                    coerced.join("; ")
-                ),
-                now,
-            );
-        }
-        match res {
-            Ok(Imported::File) => {
-                im.imported_files += 1;
-                im.total_blobs_imported += 1;
-            }
-            Ok(Imported::Dir) => {
-                im.imported_directories += 1;
-                im.total_blobs_imported += 1;
-            }
-            Ok(Imported::Symlink) => {
-                im.imported_symlinks += 1;
-                im.total_blobs_imported += 1;
-            }
-            Ok(Imported::Preexisting(k)) => match k {
-                FileKind::Directory => im.preexisting_directories += 1,
-                FileKind::Symlink => im.preexisting_symlinks += 1,
-                _ => im.preexisting_files += 1,
-            },
-            Err(ImportError::Conflict(e)) => {
-                im.total_conflicts += 1;
-                log_failure(
-                    &mut engine.log,
-                    &id,
-                    None,
-                    &rel,
-                    "import",
-                    &format!("conflict: {e}"),
-                    now,
-                );
-            }
-            Err(ImportError::Other(e)) => {
-                im.total_errors += 1;
-                let shown = if rel.is_empty() {
-                    entry.name.clone()
-                } else {
-                    rel.clone()
-                };
-                log_failure(&mut engine.log, &id, None, &shown, "import", &e, now);
-            }
-        }
+        log_coerced(im, engine.log(), &id, &blob, &coerced, now);
+        count_import(im, engine.log(), &id, &blob, res, now);
         if im.maximum_errors >= 0 && im.total_errors > im.maximum_errors as u64 {
             im.error_code = Some("MaximumErrorsExceeded".into());
             im.error_message = Some(format!(
@@ -918,7 +977,7 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
                 im.total_errors, im.maximum_errors
             ));
             im.listed = None;
-            finish(job, &mut engine.log, JobState::Failed, now);
+            finish(job, engine.log(), JobState::Failed, now);
             return;
         }
     }
@@ -926,20 +985,142 @@ fn step_import<N: Namespace, S: Store, L: EventLog>(
     im.blobs_walked_per_second = im.total_blobs_walked / secs;
     if im.listed.as_ref().is_some_and(|l| l.is_empty()) && im.next_marker.is_none() {
         im.listed = None;
-        let state = if mode == ImportConflictMode::Fail && im.total_conflicts > 0 {
-            JobState::Failed
-        } else {
-            JobState::Completed
-        };
-        if state == JobState::Failed {
-            im.error_code = Some("Conflicts".into());
-            im.error_message = Some(format!(
-                "{} conflicts with existing files (conflict mode Fail)",
-                im.total_conflicts
-            ));
-        }
-        finish(job, &mut engine.log, state, now);
+        end_import(job, engine.log(), mode, now);
     }
+}
+
+/// Lists the next page of blobs under the import's prefix, in name order (the service lists
+/// by name: a directory's blob comes before the blobs under it). `Err`: the job's error code
+/// and message.
+fn list_next_page<S: Store>(
+    im: &mut ImportProgress,
+    store: &S,
+) -> Result<(), (&'static str, String)> {
+    let dir = if im.prefix.is_empty() {
+        store.root()
+    } else {
+        store
+            .name_for(im.prefix.as_bytes())
+            .map_err(|e| ("InvalidPrefix", e.to_string()))?
+    };
+    let marker = im.next_marker.take().unwrap_or_default();
+    let (page, next) = store
+        .list_page(dir.trim_end_matches('/'), &marker, IMPORT_PAGE)
+        .map_err(|e| ("ListFailed", e.to_string()))?;
+    im.listed = Some(page.into());
+    im.next_marker = next;
+    Ok(())
+}
+
+/// How an import creates entries: the conflict mode, the archive of its stubs, and whether
+/// setuid/setgid/sticky bits from blob metadata are kept.
+struct ImportRules {
+    mode: ImportConflictMode,
+    archive_id: u32,
+    keep_special_bits: bool,
+}
+
+/// A listed blob and the path it is imported at.
+struct ImportedBlob {
+    rel: String,
+    entry: BlobEntry,
+}
+
+/// The path a blob is imported at. A name the store cannot even parse is still checked as
+/// written, for a precise reason.
+fn rel_of_blob<S: Store>(store: &S, name: &str) -> String {
+    store.rel_for(name).unwrap_or_else(|| {
+        let root = store.root();
+        let under = format!("{root}/");
+        match name.strip_prefix(&under) {
+            Some(r) if !root.is_empty() => r.to_string(),
+            _ => name.to_string(),
+        }
+    })
+}
+
+/// Logs the metadata values of a blob that were not applied as written.
+fn log_coerced<L: EventLog>(
+    im: &mut ImportProgress,
+    log: &mut L,
+    id: &str,
+    blob: &ImportedBlob,
+    coerced: &[String],
+    now: u64,
+) {
+    if coerced.is_empty() {
+        return;
+    }
+    im.total_coerced_values += coerced.len() as u64;
+    let why = format!(
+        "blob {:?}: {} metadata value(s) not applied as written: {}",
+        blob.entry.name,
+        coerced.len(),
+        coerced.join("; ")
+    );
+    log_failure(log, id, None, &blob.rel, "import-metadata", &why, now);
+}
+
+/// Counts what one blob's import did, and logs a conflict or an error.
+fn count_import<L: EventLog>(
+    im: &mut ImportProgress,
+    log: &mut L,
+    id: &str,
+    blob: &ImportedBlob,
+    res: Result<Imported, ImportError>,
+    now: u64,
+) {
+    match res {
+        Ok(Imported::File) => {
+            im.imported_files += 1;
+            im.total_blobs_imported += 1;
+        }
+        Ok(Imported::Dir) => {
+            im.imported_directories += 1;
+            im.total_blobs_imported += 1;
+        }
+        Ok(Imported::Symlink) => {
+            im.imported_symlinks += 1;
+            im.total_blobs_imported += 1;
+        }
+        Ok(Imported::Preexisting(k)) => match k {
+            FileKind::Directory => im.preexisting_directories += 1,
+            FileKind::Symlink => im.preexisting_symlinks += 1,
+            _ => im.preexisting_files += 1,
+        },
+        Err(ImportError::Conflict(e)) => {
+            im.total_conflicts += 1;
+            let why = format!("conflict: {e}");
+            log_failure(log, id, None, &blob.rel, "import", &why, now);
+        }
+        Err(ImportError::Other(e)) => {
+            im.total_errors += 1;
+            let shown = if blob.rel.is_empty() {
+                &blob.entry.name
+            } else {
+                &blob.rel
+            };
+            log_failure(log, id, None, shown, "import", &e, now);
+        }
+    }
+}
+
+/// The end of an import whose listing is done: failed when conflicts stand in mode `Fail`.
+fn end_import<L: EventLog>(job: &mut JobRecord, log: &mut L, mode: ImportConflictMode, now: u64) {
+    let Some(im) = job.import.as_mut() else {
+        return;
+    };
+    let state = if mode == ImportConflictMode::Fail && im.total_conflicts > 0 {
+        im.error_code = Some("Conflicts".into());
+        im.error_message = Some(format!(
+            "{} conflicts with existing files (conflict mode Fail)",
+            im.total_conflicts
+        ));
+        JobState::Failed
+    } else {
+        JobState::Completed
+    };
+    finish(job, log, state, now);
 }
 
 enum Imported {
@@ -954,13 +1135,14 @@ enum ImportError {
     Other(String),
 }
 
-fn import_one<N: Namespace, S: Store, L: EventLog>(
-    engine: &mut Engine<N, S, L>,
+/// Imports one listed blob at `rel`: its metadata decoded (none of it trusted), parents
+/// made, an existing entry settled by `mode`, then the stub, directory or symlink created.
+fn import_one<N: Namespace, S: Store>(
+    ns: &N,
+    store: &S,
     rel: &str,
-    entry: &crate::ports::BlobEntry,
-    mode: ImportConflictMode,
-    archive_id: u32,
-    keep_special_bits: bool,
+    entry: &BlobEntry,
+    rules: &ImportRules,
     coerced: &mut Vec<String>,
 ) -> Result<Imported, ImportError> {
     check_import_path(rel).map_err(|e| {
@@ -969,20 +1151,66 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
             entry.name.escape_debug()
         ))
     })?;
-    let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
     // The listing carries each blob's metadata (no HEAD per blob); none of it is trusted: an
     // owner that is not an id refuses the blob, other bad values are replaced by safe ones.
-    let decoded =
-        crate::import_meta::decode(&entry.metadata, entry.last_modified_sec, keep_special_bits)
-            .map_err(ImportError::Other)?;
+    let decoded = crate::import_meta::decode(
+        &entry.metadata,
+        entry.size,
+        entry.last_modified_sec,
+        rules.keep_special_bits,
+    )
+    .map_err(ImportError::Other)?;
     *coerced = decoded.coerced;
     let meta = decoded.meta;
-    let layout = decoded.layout;
-    // Parents must be real directories inside the mount (never a symlink leading elsewhere).
+    make_parents(ns, rel, meta.uid, meta.gid)?;
+    if let Some(kept) = settle_existing(ns, rel, meta.kind, rules.mode)? {
+        return Ok(kept);
+    }
+    let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
+    match meta.kind {
+        FileKind::Directory => {
+            ns.make_dir(rel.as_bytes(), meta.mode, meta.uid, meta.gid)
+                .map_err(|e| other(&e))?;
+            Ok(Imported::Dir)
+        }
+        FileKind::Symlink => {
+            let target = store.get_bytes(&entry.name).map_err(|e| other(&e))?;
+            ns.make_symlink(rel.as_bytes(), &target)
+                .map_err(|e| other(&e))?;
+            Ok(Imported::Symlink)
+        }
+        _ => {
+            // The stub's atime is its mtime: the blob keeps no atime.
+            let attrs = lustre::ImportAttrs {
+                size: meta.size,
+                mode: 0o100000 | (meta.mode & 0o7777),
+                uid: meta.uid,
+                gid: meta.gid,
+                atime_sec: meta.mtime_sec,
+                atime_nsec: meta.mtime_nsec,
+                mtime_sec: meta.mtime_sec,
+                mtime_nsec: meta.mtime_nsec,
+            };
+            ns.import_file(
+                rel.as_bytes(),
+                rules.archive_id,
+                &attrs,
+                decoded.layout.as_ref(),
+            )
+            .map_err(|e| other(&e))?;
+            Ok(Imported::File)
+        }
+    }
+}
+
+/// Makes the missing parents of `rel`. Each must be a real directory inside the mount, never
+/// a symlink leading elsewhere.
+fn make_parents<N: Namespace>(ns: &N, rel: &str, uid: u32, gid: u32) -> Result<(), ImportError> {
+    let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
     let segs: Vec<&str> = rel.split('/').collect();
     for i in 1..segs.len() {
         let parent = segs[..i].join("/");
-        match engine.ns.stat(parent.as_bytes()).map_err(|e| other(&e))? {
+        match ns.stat(parent.as_bytes()).map_err(|e| other(&e))? {
             Some(st) if st.kind == FileKind::Directory => {}
             Some(st) => {
                 return Err(ImportError::Other(format!(
@@ -990,75 +1218,45 @@ fn import_one<N: Namespace, S: Store, L: EventLog>(
                     st.kind
                 )))
             }
-            None => engine
-                .ns
-                .make_dir(parent.as_bytes(), 0o755, meta.uid, meta.gid)
+            None => ns
+                .make_dir(parent.as_bytes(), 0o755, uid, gid)
                 .map_err(|e| other(&e))?,
         }
     }
-    let existing = engine.ns.stat(rel.as_bytes()).map_err(|e| other(&e))?;
-    let kind = meta.kind;
-    if let Some(ex) = existing {
-        if ex.kind == FileKind::Directory && kind == FileKind::Directory {
-            return Ok(Imported::Preexisting(FileKind::Directory));
-        }
-        let replace = match mode {
-            ImportConflictMode::Fail => return Err(ImportError::Conflict(format!("{rel} exists"))),
-            ImportConflictMode::Skip => false,
-            ImportConflictMode::OverwriteAlways => true,
-            ImportConflictMode::OverwriteIfDirty => match ex.kind {
-                FileKind::Regular => engine
-                    .ns
+    Ok(())
+}
+
+/// What an entry already at `rel` becomes under `mode`: kept (`Some`), or removed so the
+/// blob's entry replaces it (`None`; also when there is none). Directories are never removed.
+fn settle_existing<N: Namespace>(
+    ns: &N,
+    rel: &str,
+    kind: FileKind,
+    mode: ImportConflictMode,
+) -> Result<Option<Imported>, ImportError> {
+    let other = |e: &dyn std::fmt::Display| ImportError::Other(e.to_string());
+    let Some(ex) = ns.stat(rel.as_bytes()).map_err(|e| other(&e))? else {
+        return Ok(None);
+    };
+    if ex.kind == FileKind::Directory && kind == FileKind::Directory {
+        return Ok(Some(Imported::Preexisting(FileKind::Directory)));
+    }
+    let replace = match mode {
+        ImportConflictMode::Fail => return Err(ImportError::Conflict(format!("{rel} exists"))),
+        ImportConflictMode::Skip => false,
+        ImportConflictMode::OverwriteAlways => true,
+        ImportConflictMode::OverwriteIfDirty => {
+            ex.kind == FileKind::Regular
+                && ns
                     .hsm_state(rel.as_bytes())
-                    .map(|h| !h.is_clean_archive())
-                    .unwrap_or(false),
-                _ => false,
-            },
-        };
-        if !replace || ex.kind == FileKind::Directory {
-            return Ok(Imported::Preexisting(ex.kind));
+                    .is_ok_and(|h| !h.is_clean_archive())
         }
-        engine
-            .ns
-            .remove_file(rel.as_bytes())
-            .map_err(|e| other(&e))?;
+    };
+    if !replace || ex.kind == FileKind::Directory {
+        return Ok(Some(Imported::Preexisting(ex.kind)));
     }
-    match kind {
-        FileKind::Directory => {
-            engine
-                .ns
-                .make_dir(rel.as_bytes(), meta.mode, meta.uid, meta.gid)
-                .map_err(|e| other(&e))?;
-            Ok(Imported::Dir)
-        }
-        FileKind::Symlink => {
-            let target = engine
-                .store
-                .get_bytes(&entry.name)
-                .map_err(|e: StoreError| other(&e))?;
-            engine
-                .ns
-                .make_symlink(rel.as_bytes(), &target)
-                .map_err(|e| other(&e))?;
-            Ok(Imported::Symlink)
-        }
-        _ => {
-            let attrs = ImportAttrs {
-                size: entry.size,
-                mode: 0o100000 | (meta.mode & 0o7777),
-                uid: meta.uid,
-                gid: meta.gid,
-                mtime_sec: meta.mtime_sec,
-                mtime_nsec: meta.mtime_nsec,
-                layout,
-            };
-            engine
-                .ns
-                .import_file(rel.as_bytes(), archive_id, &attrs)
-                .map_err(|e| other(&e))?;
-            Ok(Imported::File)
-        }
-    }
+    ns.remove_file(rel.as_bytes()).map_err(|e| other(&e))?;
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 use super::*;
 use crate::engine::EngineConfig;
 use crate::fake::{FakeLog, FakeNs, FakeStore};
-use crate::model::HsmFlags;
+use crate::model::Change;
 use crate::scope::Scope;
 use crate::vocab::{JobKind, JobState};
+use lustre::lustre_sys::{HS_ARCHIVED, HS_DIRTY, HS_EXISTS};
+use lustre::{Fid, RecordType};
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 
 type E = Engine<FakeNs, FakeStore, FakeLog>;
@@ -32,6 +34,18 @@ fn setup() -> (E, FakeNs, FakeStore, FakeLog, JobRegistry) {
     (e, ns, store, log, JobRegistry::in_memory(1))
 }
 
+/// The CL_HSM record of an archive of `fid` ending with `errno`, as record `index` of MDT 0.
+fn archive_ended(fid: Fid, index: u64, errno: i32) -> Change {
+    let mut c = Change::simple(0, index, RecordType::Hsm, fid);
+    let error = u32::try_from(errno).unwrap_or(0);
+    c.record.set_hsm(lustre::HsmEventInfo::new(
+        lustre::HsmEvent::Archive,
+        error,
+        false,
+    ));
+    c
+}
+
 fn job(j: &JobRegistry, e: &E, id: &str) -> JobRecord {
     j.get(id, e.state()).unwrap()
 }
@@ -44,14 +58,7 @@ fn manual_export_archives_new_and_dirty_files_and_completes() {
     let a = ns.add("p/a", FileKind::Regular, 10);
     let b = ns.add("p/d/b", FileKind::Regular, 20);
     let c = ns.add("p/d/c", FileKind::Regular, 30);
-    ns.set_hsm(
-        c,
-        HsmFlags {
-            exists: true,
-            archived: true,
-            ..HsmFlags::default()
-        },
-    );
+    ns.set_hsm(c, HS_EXISTS | HS_ARCHIVED, false);
     let l = ns.add("p/l", FileKind::Symlink, 1);
     ns.lock().nodes.get_mut(&l).unwrap().link = b"a".to_vec();
     ns.add("q/outside", FileKind::Regular, 1);
@@ -79,8 +86,12 @@ fn manual_export_archives_new_and_dirty_files_and_completes() {
     assert!(
         store.names().contains(&"p/d".to_string()) && store.names().contains(&"p/l".to_string())
     );
-    e.foreign_hsm.push((a, 0));
-    e.foreign_hsm.push((b, 0));
+    e.on_records(
+        0,
+        &[archive_ended(a, 1, 0), archive_ended(b, 2, 0)],
+        false,
+        1500,
+    );
     jobs.step(&mut e, 2000);
     let r = job(&jobs, &e, &id);
     assert_eq!(r.state, JobState::Completed);
@@ -103,7 +114,7 @@ fn manual_export_failure_is_counted_and_logged() {
     let a = ns.add("a", FileKind::Regular, 1);
     let id = jobs.start_export("", false, 0).unwrap();
     jobs.step(&mut e, 0);
-    e.foreign_hsm.push((a, libc::EIO));
+    e.on_change(&archive_ended(a, 1, libc::EIO), 1);
     jobs.step(&mut e, 1);
     let r = job(&jobs, &e, &id);
     assert_eq!(r.state, JobState::Completed);
@@ -114,6 +125,58 @@ fn manual_export_failure_is_counted_and_logged() {
         .entries()
         .iter()
         .any(|x| x["kind"] == "failure" && x["path"] == "a" && x["job"] == id.as_str()));
+}
+
+/// A request whose end never came is settled from the file's HSM state; a file whose state
+/// cannot be read then fails with the reason instead of vanishing from the counters.
+#[test]
+fn a_stale_request_whose_state_cannot_be_read_fails_with_the_reason() {
+    let (mut e, ns, _store, log, mut jobs) = setup();
+    let a = ns.add("a", FileKind::Regular, 1);
+    let b = ns.add("b", FileKind::Regular, 2);
+    let id = jobs.start_export("", false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    assert_eq!(job(&jobs, &e, &id).state, JobState::InProgress);
+    // `b` was archived without its CL_HSM reaching us; the MDS stops answering for `a`.
+    ns.set_hsm(b, HS_EXISTS | HS_ARCHIVED, false);
+    ns.lock().path_override.insert(a, b"a-elsewhere".to_vec());
+    jobs.step(&mut e, 30_000);
+    let r = job(&jobs, &e, &id);
+    assert_eq!(r.state, JobState::Completed);
+    let ex = r.export.unwrap();
+    assert_eq!((ex.files_exported, ex.bytes_exported), (1, 2));
+    assert_eq!(ex.files_failed, 1, "the unreadable file is counted");
+    let line = log
+        .entries()
+        .into_iter()
+        .find(|x| x["kind"] == "failure" && x["path"] == "a")
+        .expect("a failure line for a");
+    let why = line["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        why.contains("cannot be told") && why.contains("hsm_state"),
+        "{why}"
+    );
+}
+
+/// A saved job keeps its requests in the `[path, size, submitted_ms]` shape job histories were
+/// written with before the shared in-flight set, and reads them back.
+#[test]
+fn a_saved_export_keeps_its_requests_in_the_shape_histories_have() {
+    let mut ex = ExportProgress::default();
+    let fid = Fid::new(0x200000401, 7, 0);
+    let req = JobRequest {
+        path: "p/a".into(),
+        size: 3,
+        submitted_ms: 4,
+    };
+    ex.inflight.insert(fid, req.clone());
+    let json = serde_json::to_value(&ex).unwrap();
+    assert_eq!(
+        json["inflight"],
+        serde_json::json!({"[0x200000401:0x7:0x0]": ["p/a", 3, 4]})
+    );
+    let back: ExportProgress = serde_json::from_value(json).unwrap();
+    assert_eq!(back.inflight.get(&fid), Some(&req));
 }
 
 #[test]
@@ -147,16 +210,17 @@ fn cancel_sends_hsm_cancel_and_ends_canceled() {
     ));
 }
 
-fn meta(kind: FileKind, mode: u32) -> Option<BlobMeta> {
-    Some(BlobMeta {
+fn meta(kind: FileKind, mode: u32) -> Option<blob::Metadata> {
+    let st = crate::model::FileStat {
         kind,
+        size: 0,
         mode,
         uid: 7,
         gid: 8,
         mtime_sec: 1_600_000_000,
         mtime_nsec: 5,
-        fid: None,
-    })
+    };
+    Some(crate::ports::blob_metadata(&st, None))
 }
 
 #[test]
@@ -195,7 +259,7 @@ fn import_creates_stubs_dirs_and_symlinks_and_refuses_traversal() {
         ),
         (5, 0o640, 7, 8)
     );
-    assert!(node.hsm.released && node.hsm.archived);
+    assert!(node.hsm.is_released() && node.hsm.is_archived());
     let proj = ns.fid_of("proj").unwrap();
     assert_eq!(ns.lock().nodes[&proj].stat.mode, 0o750);
     assert!(
@@ -250,15 +314,7 @@ fn import_conflict_modes() {
     ] {
         let (mut e, ns, store, _log, mut jobs) = setup();
         let f = ns.add("x", FileKind::Regular, 1);
-        ns.set_hsm(
-            f,
-            HsmFlags {
-                exists: true,
-                archived: true,
-                dirty: true,
-                ..HsmFlags::default()
-            },
-        );
+        ns.set_hsm(f, HS_EXISTS | HS_ARCHIVED | HS_DIRTY, false);
         store.put("x", b"blob", meta(FileKind::Regular, 0o600));
         let id = jobs.start_import("", mode, -1, false, 0).unwrap();
         jobs.step(&mut e, 0);
@@ -274,14 +330,7 @@ fn import_conflict_modes() {
     // OverwriteIfDirty keeps a clean archived file.
     let (mut e, ns, store, _log, mut jobs) = setup();
     let f = ns.add("x", FileKind::Regular, 1);
-    ns.set_hsm(
-        f,
-        HsmFlags {
-            exists: true,
-            archived: true,
-            ..HsmFlags::default()
-        },
-    );
+    ns.set_hsm(f, HS_EXISTS | HS_ARCHIVED, false);
     store.put("x", b"blob", None);
     let id = jobs
         .start_import("", "OverwriteIfDirty", -1, false, 0)
@@ -358,10 +407,7 @@ fn cancel_of_the_auto_export_job_ends_it_canceled_and_enable_starts_a_new_one() 
     );
     // Some work, then the portal's Cancel.
     let a = ns.add("a", FileKind::Regular, 1);
-    e.on_change(
-        &crate::model::Change::simple(0, 1, crate::model::ChangeKind::Close, a),
-        0,
-    );
+    e.on_change(&Change::simple(0, 1, RecordType::Close, a), 0);
     e.step(0).unwrap();
     jobs.cancel("autoexport", 5_000).unwrap();
     e.set_enabled(false);

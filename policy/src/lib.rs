@@ -3,7 +3,7 @@
 //!
 //! The engine ([`engine::Engine`]) is written against small ports ([`ports`]): a `Namespace`
 //! (Lustre), a `Store` (blob container) and an `EventLog` (logging container), implemented for
-//! real in [`real`] and in memory in [`fake`].
+//! real in [`real`] and in memory in `fake` (tests and the `testing` feature).
 //!
 //! * [`daemon::run`] wires it all: one changelog reader thread per MDT, the engine loop, the
 //!   control socket ([`control`]), metrics, signals.
@@ -12,14 +12,23 @@
 //! * [`state`]: the durable state, saved atomically.
 //! * [`exit`]: the CLI's exit codes. See `README.md` for commands and semantics.
 
+#![warn(missing_docs)]
+
+#[cfg(any(test, feature = "testing"))]
 pub mod bench;
 pub mod check;
+// Being restructured on another branch (issue 14, daemon runtime): documented there.
+#[allow(missing_docs)]
 pub mod control;
+// Being restructured on another branch (issue 14, daemon runtime): documented there.
+#[allow(missing_docs)]
 pub mod daemon;
 pub mod engine;
 pub mod exit;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod import_meta;
+pub mod inflight;
 pub mod jobs;
 pub mod model;
 pub mod ports;
@@ -31,4 +40,6 @@ pub mod status;
 pub mod tree_scan;
 pub mod verify;
 pub mod vocab;
+// Being restructured on another branch (issue 14, daemon runtime): documented there.
+#[allow(missing_docs)]
 pub mod web;

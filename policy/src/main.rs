@@ -114,14 +114,6 @@ enum Cmd {
         #[arg(value_parser = ["enable", "disable"])]
         action: String,
     },
-    /// Changelog processing speed over a synthetic changelog (records/s on one core).
-    #[command(hide = true)]
-    BenchChangelog {
-        #[arg(long, default_value_t = 2_000_000)]
-        records: u64,
-        #[arg(long, default_value_t = 100_000)]
-        files: u64,
-    },
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -741,11 +733,6 @@ fn run(cli: &Cli) -> Result<i32, Failure> {
                 "auto-export {}",
                 if enable { "enabled" } else { "disabled" }
             );
-            Ok(exit::OK)
-        }
-        Cmd::BenchChangelog { records, files } => {
-            let r = policy::bench::run(*records, *files).map_err(|e| Failure(exit::INTERNAL, e))?;
-            outln!("{}", serde_json::to_string(&r)?);
             Ok(exit::OK)
         }
     }

@@ -1,21 +1,25 @@
-//! The engine's ports: what it needs from Lustre ([`Namespace`]), from the blob store ([`Store`])
-//! and from the logging container ([`EventLog`]). Small synchronous traits, so the engine runs
-//! on one thread and unit tests use in-memory fakes; [`crate::real`] implements them with the
-//! `lustre` and `blob` crates.
+//! The engine's ports: what it needs from Lustre ([`Namespace`]), from the blob store ([`Store`],
+//! failing with the `blob` crate's own errors) and from the logging container ([`EventLog`]).
+//! Small synchronous traits, so the engine runs on one thread and unit tests use in-memory
+//! fakes; [`crate::real`] implements them with the `lustre` and `blob` crates.
 
-use crate::model::{Fid, FileKind, FileStat, HsmFlags};
-use std::fmt;
+use crate::model::{FileKind, FileStat};
+use lustre::{Fid, HsmState, ImportAttrs, Striping};
 
 /// A failed Lustre call, keeping the errno.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{op}: {message} (errno {errno})")]
 pub struct NsError {
+    /// The call.
     pub op: &'static str,
+    /// Its errno.
     pub errno: i32,
+    /// The error in words.
     pub message: String,
 }
 
 impl NsError {
+    /// The error of `op` failing with `errno`.
     pub fn new(op: &'static str, errno: i32) -> NsError {
         NsError {
             op,
@@ -25,55 +29,45 @@ impl NsError {
     }
 }
 
-/// Attributes of a released stub created by an import.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImportAttrs {
-    pub size: u64,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime_sec: i64,
-    pub mtime_nsec: u32,
-    /// The stub's layout (`None`: the file system default); from the blob's metadata.
-    pub layout: Option<lustre::Striping>,
-}
-
 /// The file system, as the engine uses it. Paths are raw bytes relative to the mount root,
 /// without a leading `/` (`""` is the root).
 pub trait Namespace: Send {
     /// The first path of `fid`; `Ok(None)` when the file no longer exists.
     fn fid2path(&self, fid: &Fid) -> Result<Option<Vec<u8>>, NsError>;
+    /// The FID of a path.
     fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError>;
     /// `lstat`; `Ok(None)` when the path does not exist.
     fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError>;
-    /// HSM flags only (`llapi_hsm_state_get`, one attribute read on the MDT); `action_pending`
-    /// is left false.
-    fn hsm_flags(&self, rel: &[u8]) -> Result<HsmFlags, NsError>;
+    /// The file's HSM state (`llapi_hsm_state_get`, one attribute read on the MDT).
+    fn hsm_state(&self, rel: &[u8]) -> Result<HsmState, NsError>;
     /// Whether a request is waiting or running on the file (`llapi_hsm_current_action`). On
     /// Lustre this reads the coordinator's whole action catalog under its lock
-    /// (`mdt_hsm_get_action` → `cdt_llog_process`): call it only where the flags cannot decide.
+    /// (`mdt_hsm_get_action` → `cdt_llog_process`): call it only where the state cannot decide.
     fn action_pending(&self, rel: &[u8]) -> Result<bool, NsError>;
-    /// Flags and pending action together (both calls).
-    fn hsm_state(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
-        let mut f = self.hsm_flags(rel)?;
-        f.action_pending = self.action_pending(rel)?;
-        Ok(f)
-    }
     /// One `llapi_hsm_request(HUA_ARCHIVE)` call (the implementation splits it within the
     /// request size limit) with `data` as the request payload.
     fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError>;
     /// `HUA_CANCEL` of running or waiting requests.
     fn cancel(&self, archive_id: u32, fids: &[Fid]) -> Result<(), NsError>;
+    /// A symlink's target.
     fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError>;
     /// Entries of a directory (name, kind), for tree scans.
     fn list_dir(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, FileKind)>, NsError>;
     /// The same listing as [`Namespace::list_dir`], shareable with the manual export's scanner
     /// threads ([`crate::tree_scan`]).
     fn dir_lister(&self) -> std::sync::Arc<dyn crate::tree_scan::DirLister>;
-    /// Creates a released stub (`llapi_hsm_import`).
-    fn import_file(&self, rel: &[u8], archive_id: u32, attrs: &ImportAttrs)
-        -> Result<Fid, NsError>;
+    /// Creates a released stub (`llapi_hsm_import`) with `layout` (`None`: the file system
+    /// default), from the blob's metadata.
+    fn import_file(
+        &self,
+        rel: &[u8],
+        archive_id: u32,
+        attrs: &ImportAttrs,
+        layout: Option<&Striping>,
+    ) -> Result<Fid, NsError>;
+    /// Creates a directory with these permissions and owner.
     fn make_dir(&self, rel: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), NsError>;
+    /// Creates a symlink.
     fn make_symlink(&self, rel: &[u8], target: &[u8]) -> Result<(), NsError>;
     /// Removes a file or symlink (not directories).
     fn remove_file(&self, rel: &[u8]) -> Result<(), NsError>;
@@ -81,45 +75,23 @@ pub trait Namespace: Send {
     fn clear_changelog(&self, mdt: usize, endrec: u64) -> Result<(), NsError>;
 }
 
-/// A failed blob call.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    #[error("not found: {0}")]
-    NotFound(String),
-    #[error("conflict: {0}")]
-    Conflict(String),
-    #[error("invalid blob name: {0}")]
-    InvalidName(String),
-    #[error("transient: {0}")]
-    Transient(String),
-    #[error("{0}")]
-    Permanent(String),
-}
-
-/// POSIX metadata of a blob (the `blob` crate maps it to Azure's keys).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlobMeta {
-    pub kind: FileKind,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime_sec: i64,
-    pub mtime_nsec: u32,
-    pub fid: Option<Fid>,
-}
-
-impl BlobMeta {
-    pub fn from_stat(st: &FileStat, fid: Option<Fid>) -> BlobMeta {
-        BlobMeta {
-            kind: st.kind,
-            mode: st.mode & 0o7777,
-            uid: st.uid,
-            gid: st.gid,
-            mtime_sec: st.mtime_sec,
-            mtime_nsec: st.mtime_nsec,
-            fid,
-        }
+/// The blob metadata of a file with attributes `st`: its POSIX attributes in Azure's keys, the
+/// exact mtime, and its FID.
+pub fn blob_metadata(st: &FileStat, fid: Option<Fid>) -> blob::Metadata {
+    let kind = match st.kind {
+        FileKind::Directory => blob::FileKind::Dir,
+        FileKind::Symlink => blob::FileKind::Symlink,
+        FileKind::Regular | FileKind::Other => blob::FileKind::File,
+    };
+    blob::Metadata {
+        owner: st.uid,
+        group: st.gid,
+        permissions: st.mode & 0o7777,
+        kind,
+        fid: fid.map(|f| f.to_string()),
+        ..blob::Metadata::default()
     }
+    .with_mtime(st.mtime_sec, st.mtime_nsec)
 }
 
 /// One listed blob.
@@ -127,6 +99,7 @@ impl BlobMeta {
 pub struct BlobEntry {
     /// Full blob name (with the target's prefix).
     pub name: String,
+    /// Its size in bytes.
     pub size: u64,
     /// The blob's metadata pairs exactly as listed (keys in any case, values unchecked): an
     /// import decodes them with [`crate::import_meta::decode`], trusting none.
@@ -139,21 +112,28 @@ pub struct BlobEntry {
 /// The blob container, as the engine uses it. Names are full blob names.
 pub trait Store: Send {
     /// Blob name for a path relative to the mount (prefix + path, byte-exact), or why it cannot be.
-    fn name_for(&self, rel: &[u8]) -> Result<String, StoreError>;
+    fn name_for(&self, rel: &[u8]) -> Result<String, blob::Error>;
     /// The target's blob prefix as a directory name (no trailing `/`; `""` = the container).
     fn root(&self) -> String;
     /// Path relative to the mount for a blob name under the prefix (`None` if outside it).
     fn rel_for(&self, name: &str) -> Option<String>;
-    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError>;
-    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), StoreError>;
+    /// Writes a directory blob (empty).
+    fn put_dir(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error>;
+    /// Writes a symlink blob holding the target.
+    fn put_symlink(
+        &self,
+        name: &str,
+        target: &[u8],
+        meta: &blob::Metadata,
+    ) -> Result<(), blob::Error>;
     /// Replaces the metadata of an existing blob (`NotFound` if there is none).
-    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError>;
+    fn set_metadata(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error>;
     /// Server-side copy (content and metadata).
-    fn copy(&self, from: &str, to: &str) -> Result<(), StoreError>;
+    fn copy(&self, from: &str, to: &str) -> Result<(), blob::Error>;
     /// Deletes a blob; a missing blob is not an error.
-    fn delete(&self, name: &str) -> Result<(), StoreError>;
+    fn delete(&self, name: &str) -> Result<(), blob::Error>;
     /// Every blob under the directory `dir` (names starting with `dir/`; `""` = all), full names.
-    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError>;
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, blob::Error>;
     /// One page of [`Store::list`]: at most `max` blobs under `dir` from `marker` (empty: the
     /// first page), in name order, and the marker of the next page (`None` after the last).
     fn list_page(
@@ -161,11 +141,11 @@ pub trait Store: Send {
         dir: &str,
         marker: &str,
         max: usize,
-    ) -> Result<(Vec<BlobEntry>, Option<String>), StoreError>;
-    fn exists(&self, name: &str) -> Result<bool, StoreError>;
-    /// POSIX metadata of a blob (`Ok(None)`: no such blob, or it carries none).
-    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError>;
-    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    ) -> Result<(Vec<BlobEntry>, Option<String>), blob::Error>;
+    /// Whether the blob exists.
+    fn exists(&self, name: &str) -> Result<bool, blob::Error>;
+    /// A blob's whole content.
+    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, blob::Error>;
 }
 
 /// The logging container: entries are queued without blocking the engine and written in the
@@ -177,15 +157,4 @@ pub trait EventLog: Send {
     /// Writes what is queued and returns once written (or failed: the entries stay queued for
     /// the background flusher).
     fn flush(&mut self);
-}
-
-impl fmt::Display for FileKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FileKind::Regular => "file",
-            FileKind::Directory => "directory",
-            FileKind::Symlink => "symlink",
-            FileKind::Other => "other",
-        })
-    }
 }

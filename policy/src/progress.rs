@@ -84,6 +84,7 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// A reporter that draws in place on a terminal (`tty`) or prints lines otherwise.
     pub fn new(tty: bool) -> Reporter {
         Reporter { tty, last: None }
     }

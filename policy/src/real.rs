@@ -1,99 +1,19 @@
 //! The engine's ports implemented with the real crates: [`LustreNs`] over `lustre::Mount`,
-//! [`BlobPort`] over `blob::BlobStore`, [`BlobLog`] over `blob::LogSink`; and the conversion of
-//! `lustre::ChangelogRecord` into the engine's [`Change`].
+//! [`BlobPort`] over `blob::BlobStore`, [`BlobLog`] over `blob::LogSink`.
 //!
 //! The blob calls are async; the engine runs on its own thread and blocks on a runtime handle.
 
-use crate::model::{Change, ChangeKind, Fid, FileKind, FileStat, HsmEvent, HsmEventKind, HsmFlags};
-use crate::ports::{
-    BlobEntry, BlobMeta, EventLog, ImportAttrs, Namespace, NsError, Store, StoreError,
-};
+use crate::model::{FileKind, FileStat};
+use crate::ports::{BlobEntry, EventLog, Namespace, NsError, Store};
 use crate::tree_scan::FsLister;
 use futures::StreamExt;
+use lustre::{Fid, HsmState, ImportAttrs};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 use tokio::runtime::Handle;
-
-impl From<lustre::Fid> for Fid {
-    fn from(f: lustre::Fid) -> Fid {
-        Fid::new(f.seq, f.oid, f.ver)
-    }
-}
-
-impl From<Fid> for lustre::Fid {
-    fn from(f: Fid) -> lustre::Fid {
-        lustre::Fid {
-            seq: f.seq,
-            oid: f.oid,
-            ver: f.ver,
-        }
-    }
-}
-
-/// Converts a decoded record of MDT number `mdt`.
-pub fn change_from(mdt: usize, r: &lustre::ChangelogRecord) -> Change {
-    use lustre::RecordType as R;
-    let kind = match r.rtype {
-        R::Mark => ChangeKind::Mark,
-        R::Create => ChangeKind::Create,
-        R::Mkdir => ChangeKind::Mkdir,
-        R::Hardlink => ChangeKind::Hardlink,
-        R::Softlink => ChangeKind::Softlink,
-        R::Mknod => ChangeKind::Mknod,
-        R::Unlink => ChangeKind::Unlink,
-        R::Rmdir => ChangeKind::Rmdir,
-        R::Rename => ChangeKind::Rename,
-        R::Close => ChangeKind::Close,
-        R::Layout => ChangeKind::Layout,
-        R::Trunc => ChangeKind::Trunc,
-        R::Setattr => ChangeKind::Setattr,
-        R::Setxattr => ChangeKind::Setxattr,
-        R::Hsm => ChangeKind::Hsm,
-        R::Mtime => ChangeKind::Mtime,
-        R::Ctime => ChangeKind::Ctime,
-        R::Atime => ChangeKind::Atime,
-        _ => ChangeKind::Other,
-    };
-    let hsm = if kind == ChangeKind::Hsm {
-        r.hsm().map(|h| HsmEvent {
-            event: match h.event {
-                lustre::HsmEvent::Archive => HsmEventKind::Archive,
-                lustre::HsmEvent::Restore => HsmEventKind::Restore,
-                lustre::HsmEvent::Cancel => HsmEventKind::Cancel,
-                lustre::HsmEvent::Release => HsmEventKind::Release,
-                lustre::HsmEvent::Remove => HsmEventKind::Remove,
-                lustre::HsmEvent::State => HsmEventKind::State,
-                _ => HsmEventKind::Other,
-            },
-            error: h.error,
-            dirty: h.dirty,
-        })
-    } else {
-        None
-    };
-    let rename = if kind == ChangeKind::Rename {
-        r.rename
-            .as_ref()
-            .map(|x| (Fid::from(x.sfid), Fid::from(x.spfid), x.old_name.clone()))
-    } else {
-        None
-    };
-    Change {
-        mdt,
-        index: r.index,
-        kind,
-        flags: r.flags_low(),
-        tfid: r.tfid.into(),
-        pfid: r.pfid.into(),
-        name: r.name.clone(),
-        rename,
-        xattr: r.xattr.clone(),
-        hsm,
-    }
-}
 
 fn ns_err(op: &'static str, e: &lustre::Error) -> NsError {
     NsError {
@@ -114,8 +34,11 @@ fn io_err(op: &'static str, e: &std::io::Error) -> NsError {
 /// The Lustre side: one mount, its MDTs' changelog names and each MDT's changelog user (ids
 /// are numbered per MDT).
 pub struct LustreNs {
+    /// The mount.
     pub mount: lustre::Mount,
+    /// Changelog device names, one per MDT.
     pub mdts: Vec<String>,
+    /// Changelog user of each MDT.
     pub users: Vec<String>,
 }
 
@@ -166,6 +89,7 @@ pub fn discover_mdts(mount: &lustre::Mount) -> Result<Vec<String>, lustre::Error
     Ok(out)
 }
 
+/// The fields of an `lstat` the engine uses.
 pub fn stat_of(md: &std::fs::Metadata) -> FileStat {
     FileStat {
         kind: FileKind::from(md.file_type()),
@@ -180,7 +104,7 @@ pub fn stat_of(md: &std::fs::Metadata) -> FileStat {
 
 impl Namespace for LustreNs {
     fn fid2path(&self, fid: &Fid) -> Result<Option<Vec<u8>>, NsError> {
-        match self.mount.fid2path(&(*fid).into()) {
+        match self.mount.fid2path(fid) {
             Ok(paths) => Ok(paths
                 .into_iter()
                 .next()
@@ -197,7 +121,6 @@ impl Namespace for LustreNs {
     fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError> {
         self.mount
             .path2fid(&self.abs(rel))
-            .map(Fid::from)
             .map_err(|e| self.err("llapi_path2fid", &e))
     }
     fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError> {
@@ -207,18 +130,10 @@ impl Namespace for LustreNs {
             Err(e) => Err(io_err("lstat", &e)),
         }
     }
-    fn hsm_flags(&self, rel: &[u8]) -> Result<HsmFlags, NsError> {
-        let s = self
-            .mount
+    fn hsm_state(&self, rel: &[u8]) -> Result<HsmState, NsError> {
+        self.mount
             .hsm_state(&self.abs(rel))
-            .map_err(|e| self.err("llapi_hsm_state_get", &e))?;
-        Ok(HsmFlags {
-            exists: s.is_exists(),
-            archived: s.is_archived(),
-            dirty: s.is_dirty(),
-            released: s.is_released(),
-            action_pending: false,
-        })
+            .map_err(|e| self.err("llapi_hsm_state_get", &e))
     }
     fn action_pending(&self, rel: &[u8]) -> Result<bool, NsError> {
         let a = self
@@ -231,15 +146,13 @@ impl Namespace for LustreNs {
         ) && a.action != lustre::UserAction::None)
     }
     fn archive(&self, archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError> {
-        let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
         self.mount
-            .hsm_request(lustre::UserAction::Archive, archive_id, 0, &fids, data)
+            .hsm_request(lustre::UserAction::Archive, archive_id, 0, fids, data)
             .map_err(|e| self.err("llapi_hsm_request", &e))
     }
     fn cancel(&self, archive_id: u32, fids: &[Fid]) -> Result<(), NsError> {
-        let fids: Vec<lustre::Fid> = fids.iter().map(|f| (*f).into()).collect();
         self.mount
-            .hsm_request(lustre::UserAction::Cancel, archive_id, 0, &fids, b"")
+            .hsm_request(lustre::UserAction::Cancel, archive_id, 0, fids, b"")
             .map_err(|e| self.err("llapi_hsm_request", &e))
     }
     fn read_link(&self, rel: &[u8]) -> Result<Vec<u8>, NsError> {
@@ -253,21 +166,17 @@ impl Namespace for LustreNs {
     fn dir_lister(&self) -> std::sync::Arc<dyn crate::tree_scan::DirLister> {
         std::sync::Arc::new(FsLister::new(self.mount.root().to_path_buf()))
     }
-    fn import_file(&self, rel: &[u8], archive_id: u32, a: &ImportAttrs) -> Result<Fid, NsError> {
-        let attrs = lustre::ImportAttrs {
-            size: a.size,
-            mode: a.mode,
-            uid: a.uid,
-            gid: a.gid,
-            atime_sec: a.mtime_sec,
-            atime_nsec: a.mtime_nsec,
-            mtime_sec: a.mtime_sec,
-            mtime_nsec: a.mtime_nsec,
-        };
+    fn import_file(
+        &self,
+        rel: &[u8],
+        archive_id: u32,
+        attrs: &ImportAttrs,
+        layout: Option<&lustre::Striping>,
+    ) -> Result<Fid, NsError> {
         let dst = self.abs(rel);
-        let imported = match &a.layout {
-            None => self.mount.hsm_import(&dst, archive_id, &attrs),
-            Some(l) => match self.mount.hsm_import_striped(&dst, archive_id, &attrs, l) {
+        let imported = match layout {
+            None => self.mount.hsm_import(&dst, archive_id, attrs),
+            Some(l) => match self.mount.hsm_import_striped(&dst, archive_id, attrs, l) {
                 // `llapi_file_open_param` refuses a pool this file system does not have (EINVAL,
                 // before anything is created): the blob may come from another file system.
                 // The stub keeps the striping without the pool.
@@ -281,14 +190,12 @@ impl Namespace for LustreNs {
                             })?;
                     tracing::warn!(path = %dst.display(), layout = %l, "the blob's pool is refused by this file system; the stub is created without it");
                     self.mount
-                        .hsm_import_striped(&dst, archive_id, &attrs, &without)
+                        .hsm_import_striped(&dst, archive_id, attrs, &without)
                 }
                 other => other,
             },
         };
-        imported
-            .map(Fid::from)
-            .map_err(|e| ns_err("llapi_hsm_import", &e))
+        imported.map_err(|e| ns_err("llapi_hsm_import", &e))
     }
     fn make_dir(&self, rel: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), NsError> {
         let p = self.abs(rel);
@@ -317,90 +224,27 @@ impl Namespace for LustreNs {
     }
 }
 
-fn store_err(e: blob::Error) -> StoreError {
-    let text = e.to_string();
-    if e.is_not_found() {
-        StoreError::NotFound(text)
-    } else if e.is_conflict() {
-        StoreError::Conflict(text)
-    } else if matches!(e, blob::Error::InvalidName(_)) {
-        StoreError::InvalidName(text)
-    } else if e.is_environmental() {
-        // Unreachable, throttled, container missing, credentials refused: not the entry's
-        // fault, waited out by the engine.
-        StoreError::Transient(text)
-    } else {
-        StoreError::Permanent(text)
-    }
-}
-
-pub fn to_blob_meta(m: &BlobMeta) -> blob::Metadata {
-    let kind = match m.kind {
-        FileKind::Directory => blob::FileKind::Dir,
-        FileKind::Symlink => blob::FileKind::Symlink,
-        _ => blob::FileKind::File,
-    };
-    let secs = u64::try_from(m.mtime_sec).unwrap_or(0);
-    blob::Metadata {
-        owner: m.uid,
-        group: m.gid,
-        permissions: m.mode & 0o7777,
-        modtime: UNIX_EPOCH + Duration::new(secs, m.mtime_nsec),
-        kind,
-        fid: m.fid.map(|f| f.to_string()),
-        ..blob::Metadata::default()
-    }
-    .with_mtime(m.mtime_sec, m.mtime_nsec)
-}
-
-pub fn from_blob_meta(m: &blob::Metadata) -> BlobMeta {
-    let kind = match m.kind {
-        blob::FileKind::Dir => FileKind::Directory,
-        blob::FileKind::Symlink => FileKind::Symlink,
-        blob::FileKind::File => FileKind::Regular,
-    };
-    let (sec, nsec) = match m.mtime_ns {
-        Some(ns) => (
-            (ns.div_euclid(1_000_000_000)) as i64,
-            ns.rem_euclid(1_000_000_000) as u32,
-        ),
-        None => (
-            m.modtime
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
-            0,
-        ),
-    };
-    BlobMeta {
-        kind,
-        mode: m.permissions,
-        uid: m.owner,
-        gid: m.group,
-        mtime_sec: sec,
-        mtime_nsec: nsec,
-        fid: m.fid.as_deref().and_then(|f| f.parse().ok()),
-    }
-}
-
+/// The `blob` crate's metadata for the engine's.
 /// The blob container through `blob::BlobStore`.
 pub struct BlobPort {
+    /// The store.
     pub store: blob::BlobStore,
+    /// The runtime the engine's thread blocks on.
     pub rt: Handle,
 }
 
 impl BlobPort {
-    fn name(&self, name: &str) -> Result<blob::BlobName, StoreError> {
-        blob::BlobName::new(name).map_err(|e| StoreError::InvalidName(e.to_string()))
+    fn name(&self, name: &str) -> Result<blob::BlobName, blob::Error> {
+        Ok(blob::BlobName::new(name)?)
     }
 }
 
 impl Store for BlobPort {
-    fn name_for(&self, rel: &[u8]) -> Result<String, StoreError> {
+    fn name_for(&self, rel: &[u8]) -> Result<String, blob::Error> {
         self.store
             .name_for(rel)
             .map(|n| n.as_str().to_string())
-            .map_err(|e| StoreError::InvalidName(e.to_string()))
+            .map_err(blob::Error::from)
     }
     fn root(&self) -> String {
         self.store.prefix().trim_end_matches('/').to_string()
@@ -409,71 +253,69 @@ impl Store for BlobPort {
         let n = blob::BlobName::new(name).ok()?;
         blob::name::rel_path_of(self.store.prefix(), &n)
     }
-    fn put_dir(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+    fn put_dir(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         self.rt
-            .block_on(
-                self.store
-                    .put_empty(&n, &to_blob_meta(meta), blob::WriteMode::Overwrite),
-            )
+            .block_on(self.store.put_empty(&n, meta, blob::WriteMode::Overwrite))
             .map(|_| ())
-            .map_err(store_err)
     }
-    fn put_symlink(&self, name: &str, target: &[u8], meta: &BlobMeta) -> Result<(), StoreError> {
+    fn put_symlink(
+        &self,
+        name: &str,
+        target: &[u8],
+        meta: &blob::Metadata,
+    ) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         let body = bytes::Bytes::copy_from_slice(target);
         self.rt
-            .block_on(self.store.put_bytes(
-                &n,
-                body,
-                &to_blob_meta(meta),
-                blob::WriteMode::Overwrite,
-            ))
+            .block_on(
+                self.store
+                    .put_bytes(&n, body, meta, blob::WriteMode::Overwrite),
+            )
             .map(|_| ())
-            .map_err(store_err)
     }
-    fn set_metadata(&self, name: &str, meta: &BlobMeta) -> Result<(), StoreError> {
+    fn set_metadata(&self, name: &str, meta: &blob::Metadata) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         self.rt.block_on(async {
-            let info = self.store.head(&n).await.map_err(store_err)?;
-            let Some(info) = info else {
-                return Err(StoreError::NotFound(name.to_string()));
+            let Some(info) = self.store.head(&n).await? else {
+                return Err(blob::Error::NotFound(blob::Failure {
+                    op: "set metadata",
+                    name: name.to_string(),
+                    status: None,
+                    code: None,
+                    message: "no such blob".into(),
+                }));
             };
             // Keep what the copytool recorded (checksum, data version, other tools' keys);
             // replace only the POSIX attributes.
             let mut m = info.metadata.unwrap_or_default();
-            let new = to_blob_meta(meta);
-            m.owner = new.owner;
-            m.group = new.group;
-            m.permissions = new.permissions;
-            m.modtime = new.modtime;
-            m.mtime_ns = new.mtime_ns;
+            m.owner = meta.owner;
+            m.group = meta.group;
+            m.permissions = meta.permissions;
+            m.modtime = meta.modtime;
+            m.mtime_ns = meta.mtime_ns;
             self.store
                 .set_metadata(&n, &m, info.etag.as_deref())
                 .await
                 .map(|_| ())
-                .map_err(store_err)
         })
     }
-    fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+    fn copy(&self, from: &str, to: &str) -> Result<(), blob::Error> {
         let (a, b) = (self.name(from)?, self.name(to)?);
-        self.rt
-            .block_on(self.store.copy(&a, &b, false))
-            .map_err(store_err)
+        self.rt.block_on(self.store.copy(&a, &b, false))
     }
-    fn delete(&self, name: &str) -> Result<(), StoreError> {
+    fn delete(&self, name: &str) -> Result<(), blob::Error> {
         let n = self.name(name)?;
         self.rt
             .block_on(self.store.delete_if_exists(&n))
             .map(|_| ())
-            .map_err(store_err)
     }
-    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, StoreError> {
+    fn list(&self, dir: &str) -> Result<Vec<BlobEntry>, blob::Error> {
         self.rt.block_on(async {
-            let mut s = self.store.list(dir).map_err(store_err)?;
+            let mut s = self.store.list(dir)?;
             let mut out = Vec::new();
             while let Some(i) = s.next().await {
-                out.push(blob_entry(i.map_err(store_err)?));
+                out.push(blob_entry(i?));
             }
             Ok(out)
         })
@@ -483,32 +325,22 @@ impl Store for BlobPort {
         dir: &str,
         marker: &str,
         max: usize,
-    ) -> Result<(Vec<BlobEntry>, Option<String>), StoreError> {
+    ) -> Result<(Vec<BlobEntry>, Option<String>), blob::Error> {
         let size = u32::try_from(max).unwrap_or(u32::MAX);
         let (page, next) = self
             .rt
-            .block_on(self.store.list_one_page(dir, marker, size))
-            .map_err(store_err)?;
+            .block_on(self.store.list_one_page(dir, marker, size))?;
         Ok((page.into_iter().map(blob_entry).collect(), next))
     }
-    fn meta(&self, name: &str) -> Result<Option<BlobMeta>, StoreError> {
+    fn exists(&self, name: &str) -> Result<bool, blob::Error> {
         let n = self.name(name)?;
-        let info = self.rt.block_on(self.store.head(&n)).map_err(store_err)?;
-        Ok(info.and_then(|i| i.metadata).as_ref().map(from_blob_meta))
+        self.rt.block_on(self.store.head(&n)).map(|i| i.is_some())
     }
-    fn exists(&self, name: &str) -> Result<bool, StoreError> {
-        let n = self.name(name)?;
-        self.rt
-            .block_on(self.store.head(&n))
-            .map(|i| i.is_some())
-            .map_err(store_err)
-    }
-    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    fn get_bytes(&self, name: &str) -> Result<Vec<u8>, blob::Error> {
         let n = self.name(name)?;
         self.rt
             .block_on(self.store.get_bytes(&n))
             .map(|b| b.to_vec())
-            .map_err(store_err)
     }
 }
 
@@ -553,75 +385,5 @@ fn blob_entry(i: blob::BlobInfo) -> BlobEntry {
         size: i.size,
         metadata: i.raw_metadata,
         last_modified_sec,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metadata_round_trips_through_the_blob_crate() {
-        let m = BlobMeta {
-            kind: FileKind::Symlink,
-            mode: 0o1755,
-            uid: 12,
-            gid: 34,
-            mtime_sec: 1_700_000_123,
-            mtime_nsec: 456,
-            fid: Some(Fid::new(0x200000401, 7, 0)),
-        };
-        assert_eq!(from_blob_meta(&to_blob_meta(&m)), m);
-    }
-
-    #[test]
-    fn fids_convert_both_ways() {
-        let f = Fid::new(0x200000401, 9, 1);
-        let l: lustre::Fid = f.into();
-        assert_eq!(l.to_string(), f.to_string());
-        assert_eq!(Fid::from(l), f);
-    }
-
-    #[test]
-    fn records_convert_with_rename_and_hsm_fields() {
-        let r = lustre::ChangelogRecord {
-            index: 42,
-            rtype: lustre::RecordType::Rename,
-            name: b"new".to_vec(),
-            rename: Some(lustre::RenameExt {
-                sfid: lustre::Fid {
-                    seq: 1,
-                    oid: 2,
-                    ver: 0,
-                },
-                spfid: lustre::Fid {
-                    seq: 1,
-                    oid: 3,
-                    ver: 0,
-                },
-                old_name: b"old".to_vec(),
-            }),
-            ..Default::default()
-        };
-        let c = change_from(1, &r);
-        assert_eq!((c.mdt, c.index, c.kind), (1, 42, ChangeKind::Rename));
-        assert_eq!(
-            c.rename,
-            Some((Fid::new(1, 2, 0), Fid::new(1, 3, 0), b"old".to_vec()))
-        );
-        let h = lustre::ChangelogRecord {
-            rtype: lustre::RecordType::Hsm,
-            flags: lustre::HsmEventInfo::new(lustre::HsmEvent::Archive, 16, true).to_flags(),
-            ..Default::default()
-        };
-        let c = change_from(0, &h);
-        assert_eq!(
-            c.hsm,
-            Some(HsmEvent {
-                event: HsmEventKind::Archive,
-                error: 16,
-                dirty: true
-            })
-        );
     }
 }

@@ -2,8 +2,8 @@
 //! the mount; and the directory-path cache that turns (parent FID, name) into a path without a
 //! fid2path call per record.
 
-use crate::model::Fid;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use lustre::Fid;
 use std::collections::HashMap;
 
 /// Export prefixes and exclusions.
@@ -49,6 +49,7 @@ impl Scope {
             })
     }
 
+    /// Whether an exclusion glob matches the path (relative to the mount).
     pub fn excluded(&self, rel: &[u8]) -> bool {
         if self.excludes.is_empty() {
             return false;
@@ -95,21 +96,25 @@ pub struct DirCache {
 }
 
 impl DirCache {
+    /// An empty cache of at most `cap` directories.
     pub fn new(cap: usize) -> DirCache {
         DirCache {
             map: HashMap::new(),
             cap: cap.max(1),
         }
     }
+    /// The cached path of a directory.
     pub fn get(&self, fid: &Fid) -> Option<&[u8]> {
         self.map.get(fid).map(Vec::as_slice)
     }
+    /// Caches a directory's path.
     pub fn insert(&mut self, fid: Fid, path: Vec<u8>) {
         if self.map.len() >= self.cap {
             self.map.clear();
         }
         self.map.insert(fid, path);
     }
+    /// Forgets a directory (removed).
     pub fn remove(&mut self, fid: &Fid) {
         self.map.remove(fid);
     }
@@ -117,9 +122,11 @@ impl DirCache {
     pub fn invalidate_all(&mut self) {
         self.map.clear();
     }
+    /// Directories cached.
     pub fn len(&self) -> usize {
         self.map.len()
     }
+    /// Nothing cached.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

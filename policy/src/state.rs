@@ -2,7 +2,8 @@
 //! and job history. Saved atomically (temp file + fsync + rename + fsync of the directory), so a
 //! kill -9 at any point leaves either the old or the new state, never a torn one.
 
-use crate::model::Fid;
+use crate::inflight::{InFlightSet, Request};
+use lustre::Fid;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -20,6 +21,7 @@ pub struct Cursor {
 /// Records that must not be cleared until this entry's work is final: (MDT, lowest index).
 pub type Holds = Vec<(usize, u64)>;
 
+/// Adds a hold of record `index` of MDT `mdt` (the lowest index per MDT is kept).
 pub fn add_hold(holds: &mut Holds, mdt: usize, index: u64) {
     match holds.iter_mut().find(|(m, _)| *m == mdt) {
         Some((_, i)) => *i = (*i).min(index),
@@ -30,6 +32,7 @@ pub fn add_hold(holds: &mut Holds, mdt: usize, index: u64) {
 /// A file waiting for the next iteration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pending {
+    /// The changelog records that announced it.
     pub holds: Holds,
     /// Unix ms of the last change seen (min_age counts from here).
     pub last_change_ms: u64,
@@ -68,11 +71,17 @@ impl Pending {
 /// A file whose archive request was sent and whose CL_HSM has not arrived.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InFlight {
+    /// The changelog records that announced it.
     pub holds: Holds,
+    /// Path when requested.
     pub path: String,
+    /// Size when requested.
     pub size: u64,
+    /// Unix ms the request was sent, or last found still queued.
     pub submitted_ms: u64,
+    /// Earliest change not yet exported.
     pub first_change_ms: u64,
+    /// See [`Pending::attempts`].
     pub attempts: u32,
     /// See [`Pending::retries`].
     #[serde(default)]
@@ -83,18 +92,44 @@ pub struct InFlight {
     pub carried: bool,
 }
 
+impl Request for InFlight {
+    fn submitted_ms(&self) -> u64 {
+        self.submitted_ms
+    }
+    fn still_queued(&mut self, now_ms: u64) {
+        self.submitted_ms = now_ms;
+    }
+}
+
 /// A namespace operation HSM does not carry (delete, move), applied at the next iteration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NsOpKind {
-    Delete { path: String, dir: bool },
-    Move { from: String, to: String },
+    /// Delete the blob(s) of a path.
+    Delete {
+        /// Path relative to the mount.
+        path: String,
+        /// A directory: its blobs below go too.
+        dir: bool,
+    },
+    /// Move the blob(s) of a path.
+    Move {
+        /// Old path relative to the mount.
+        from: String,
+        /// New path.
+        to: String,
+    },
 }
 
+/// A namespace operation, with the record that announced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NsOp {
+    /// MDT of the record.
     pub mdt: usize,
+    /// Index of the record.
     pub index: u64,
+    /// Unix ms it was seen.
     pub at_ms: u64,
+    /// What to do.
     pub op: NsOpKind,
     /// Tries that failed because the store was unavailable (the back-off exponent).
     #[serde(default)]
@@ -102,20 +137,44 @@ pub struct NsOp {
     /// Unix ms before which the operation is not tried again.
     #[serde(default)]
     pub retry_at_ms: u64,
+    /// Why the last try failed.
     #[serde(default)]
     pub last_error: Option<String>,
+}
+
+impl NsOp {
+    /// Operation `op`, announced by record `index` of MDT `mdt` seen at `at_ms`, not tried yet.
+    pub fn new(mdt: usize, index: u64, at_ms: u64, op: NsOpKind) -> NsOp {
+        NsOp {
+            mdt,
+            index,
+            at_ms,
+            op,
+            retries: 0,
+            retry_at_ms: 0,
+            last_error: None,
+        }
+    }
 }
 
 /// Counters of one iteration ("so far" while it runs), DESIGN §4.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IterCounters {
+    /// Iteration number.
     pub number: u64,
+    /// Unix ms it started.
     pub started_ms: u64,
+    /// Unix ms it ended.
     pub ended_ms: Option<u64>,
+    /// Files it found to export.
     pub files_discovered: u64,
+    /// Their bytes.
     pub bytes_discovered: u64,
+    /// Files exported.
     pub files_exported: u64,
+    /// Bytes exported.
     pub bytes_exported: u64,
+    /// Files failed.
     pub files_failed: u64,
     /// Re-queued for the next iteration (CANCELED, EBUSY, store unavailable): not failed, but
     /// not exported either, so the iteration is not a successful one.
@@ -129,20 +188,27 @@ pub struct IterCounters {
 /// Overall counters, DESIGN §4.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
+    /// Files exported in all.
     pub files_exported: u64,
+    /// Bytes exported in all.
     pub bytes_exported: u64,
+    /// Files failed in all.
     pub files_failed: u64,
+    /// Iterations completed.
     pub iterations_completed: u64,
     /// End time of the last iteration that exported every file it discovered (Azure's "Last
     /// Successful Iteration": no file failed and none had to be re-queued).
     pub last_successful_ms: Option<u64>,
+    /// Start of the last iteration.
     pub last_started_ms: Option<u64>,
+    /// End of the last iteration.
     pub last_completed_ms: Option<u64>,
 }
 
 /// The running iteration: files still to look at, and its counters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Iteration {
+    /// Its counters so far.
     pub counters: IterCounters,
     /// Taken from the pending set, not yet stat'ed / requested.
     pub to_discover: VecDeque<(Fid, Pending)>,
@@ -151,11 +217,17 @@ pub struct Iteration {
 /// One failed file, kept for `flush` answers and `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
+    /// Unix ms of the failure.
     pub at_ms: u64,
+    /// Iteration it happened in.
     pub iteration: u64,
+    /// The file's FID, when it has one.
     pub fid: Option<Fid>,
+    /// Path relative to the mount.
     pub path: String,
+    /// What failed (`archive`, `export`, `delete`, ...).
     pub operation: String,
+    /// Why.
     pub error: String,
 }
 
@@ -166,6 +238,7 @@ pub struct Failure {
 pub struct Source {
     /// The policy's `changelog_user` as written (one id, or `MDT=id,...`).
     pub changelog_user: String,
+    /// Changelog device of each MDT, in order.
     pub mdts: Vec<String>,
     /// The user of each MDT, in `mdts` order (ids are numbered per MDT); empty in states from
     /// before per-MDT users, which read `changelog_user` on every MDT.
@@ -183,29 +256,43 @@ impl Source {
 /// A coordinator that does not take requests, and when it is asked again.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CoordinatorPause {
+    /// Unix ms of the first refusal.
     pub since_ms: u64,
+    /// Unix ms of the next try.
     pub until_ms: u64,
+    /// Tries refused so far (the back-off exponent).
     pub retries: u32,
+    /// The refusal.
     pub reason: String,
 }
 
 /// Everything the daemon persists.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
+    /// [`STATE_VERSION`] of the writer.
     pub version: u32,
     /// `None` in a state written before this was recorded; set on the next start.
     #[serde(default)]
     pub source: Option<Source>,
+    /// Changelog position of each MDT.
     pub cursors: Vec<Cursor>,
+    /// Whether the auto-export is on.
     pub autoexport_enabled: bool,
+    /// Files waiting for an iteration.
     pub pending: BTreeMap<Fid, Pending>,
     /// FIDs whose metadata changed (metadata = sync), with their holds.
     pub meta_pending: BTreeMap<Fid, Holds>,
+    /// Deletes and renames waiting.
     pub ns_ops: VecDeque<NsOp>,
-    pub inflight: BTreeMap<Fid, InFlight>,
+    /// Archive requests sent and not ended.
+    pub inflight: InFlightSet<InFlight>,
+    /// The running iteration.
     pub iteration: Option<Iteration>,
+    /// Counters of the last ended iteration.
     pub last_iteration: Option<IterCounters>,
+    /// Number of the next iteration.
     pub next_iteration: u64,
+    /// Overall counters.
     pub totals: Totals,
     /// Most recent failures (bounded).
     pub recent_failures: VecDeque<Failure>,
@@ -260,7 +347,9 @@ impl State {
     }
 }
 
+/// Version of the state file's shape.
 pub const STATE_VERSION: u32 = 1;
+/// Failures kept in `recent_failures` and listed by `flush`.
 pub const MAX_RECENT_FAILURES: usize = 1000;
 
 /// The exclusive claim of one daemon on a state directory, held for the daemon's life: two
@@ -321,25 +410,34 @@ pub struct StateFile {
     path: PathBuf,
 }
 
+/// The state file cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// Reading or writing failed.
     #[error("{path}: {source}")]
     Io {
+        /// The state file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file does not parse.
     #[error("{path}: corrupt state file: {source}")]
     Corrupt {
+        /// The state file.
         path: String,
+        /// Where and why it does not parse.
         source: serde_json::Error,
     },
 }
 
 impl StateFile {
+    /// The state kept at `path`.
     pub fn new(path: PathBuf) -> StateFile {
         StateFile { path }
     }
 
+    /// Where it is kept.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -443,6 +541,26 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    /// A state file as the daemon wrote it while the engine had its own FID type (keys and
+    /// values in `DFID` text, a zero sequence printed `0`): it still loads, every FID in it
+    /// parses to the same value, and saving it again writes the same text.
+    #[test]
+    fn a_state_file_written_before_the_lustre_fid_still_loads() {
+        let written = r#"{"version":1,"source":null,"cursors":[{"last_read":9,"cleared":4}],"autoexport_enabled":true,"pending":{"[0x200000401:0x3:0x0]":{"holds":[[0,5]],"last_change_ms":7,"first_change_ms":6,"attempts":0,"retries":0,"retry_at_ms":0,"last_error":null}},"meta_pending":{"[0:0x2a:0x1]":[[1,8]]},"ns_ops":[],"inflight":{"[0x200000401:0x4:0x0]":{"holds":[[0,6]],"path":"a","size":3,"submitted_ms":1,"first_change_ms":1,"attempts":0,"retries":0,"carried":false}},"iteration":{"counters":{"number":1,"started_ms":1,"ended_ms":null,"files_discovered":0,"bytes_discovered":0,"files_exported":0,"bytes_exported":0,"files_failed":0,"files_requeued":0,"files_carried":0},"to_discover":[["[0x200000401:0x5:0x0]",{"holds":[[0,7]],"last_change_ms":7,"first_change_ms":7,"attempts":0,"retries":0,"retry_at_ms":0,"last_error":null}]]},"last_iteration":null,"next_iteration":2,"totals":{"files_exported":0,"bytes_exported":0,"files_failed":0,"iterations_completed":0,"last_successful_ms":null,"last_started_ms":null,"last_completed_ms":null},"recent_failures":[],"failed":{"[0x200000401:0x6:0x0]":{"at_ms":1,"iteration":1,"fid":"[0x200000401:0x6:0x0]","path":"b","operation":"archive","error":"EIO"}},"failed_ops":{},"coordinator_pause":null}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::new(dir.path().join("state.json"));
+        std::fs::write(f.path(), written).unwrap();
+        let s: State = f.load().unwrap().expect("a state");
+        let fid = |oid| Fid::new(0x200000401, oid, 0);
+        assert!(s.pending.contains_key(&fid(3)));
+        assert!(s.meta_pending.contains_key(&Fid::new(0, 0x2a, 1)));
+        assert!(s.inflight.contains_key(&fid(4)));
+        let to_discover = &s.iteration.as_ref().expect("an iteration").to_discover;
+        assert_eq!(to_discover.front().map(|(f, _)| *f), Some(fid(5)));
+        assert_eq!(s.failed.get(&fid(6)).and_then(|x| x.fid), Some(fid(6)));
+        assert_eq!(serde_json::to_string(&s).unwrap(), written);
     }
 
     #[test]

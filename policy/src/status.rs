@@ -15,32 +15,52 @@ const MIB: u64 = 1 << 20;
 pub struct AutoExportStatus {
     /// InProgress, Disabling, Disabled or Failed.
     pub state: JobState,
+    /// Azure's status code.
     pub status_code: String,
+    /// The status in words.
     pub status_message: String,
+    /// Files exported in all.
     pub total_files_exported: u64,
+    /// MiB exported in all.
     #[serde(rename = "totalMiBExported")]
     pub total_mib_exported: u64,
+    /// Files failed in all.
     pub total_files_failed: u64,
+    /// Iterations completed.
     pub export_iteration_count: u64,
+    /// End of the last iteration that exported everything it found.
     #[serde(rename = "lastSuccessfulIterationCompletionTimeUTC")]
     pub last_successful_iteration_completion_time_utc: Option<String>,
+    /// Files the current iteration found.
     pub current_iteration_files_discovered: u64,
+    /// Their MiB.
     #[serde(rename = "currentIterationMiBDiscovered")]
     pub current_iteration_mib_discovered: u64,
+    /// Files the current iteration exported.
     pub current_iteration_files_exported: u64,
+    /// Their MiB.
     #[serde(rename = "currentIterationMiBExported")]
     pub current_iteration_mib_exported: u64,
+    /// Files the current iteration failed.
     pub current_iteration_files_failed: u64,
+    /// Start of the last iteration.
     #[serde(rename = "lastStartedTimeUTC")]
     pub last_started_time_utc: Option<String>,
+    /// End of the last iteration.
     #[serde(rename = "lastCompletionTimeUTC")]
     pub last_completion_time_utc: Option<String>,
     // ---- beyond Azure
+    /// Number of the running iteration.
     pub current_iteration: Option<u64>,
+    /// An iteration runs.
     pub current_iteration_running: bool,
+    /// Bytes exported in all.
     pub total_bytes_exported: u64,
+    /// Files waiting for an iteration.
     pub pending_files: u64,
+    /// Archive requests sent and not ended.
     pub in_flight_files: u64,
+    /// Deletes and renames waiting.
     pub pending_namespace_operations: u64,
     /// Age in seconds of the oldest change not yet exported (0 when none).
     pub oldest_unexported_change_age_seconds: f64,
@@ -102,13 +122,6 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         (false, None, true) => JobState::Disabling,
         (false, None, false) => JobState::Disabled,
     };
-    let last_failed = st
-        .last_iteration
-        .as_ref()
-        .is_some_and(|l| l.files_failed > 0);
-    let last_clean = st.last_iteration.as_ref().is_some_and(|l| {
-        l.files_failed == 0 && l.files_requeued == 0 && l.files_exported >= l.files_discovered
-    });
     let standing = st.standing_failures() as u64;
     let (waiting, why) = st.waiting(now);
     let waiting_reason = why.map(|(e, at)| {
@@ -126,35 +139,16 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         )
     });
     let carried = st.inflight.values().filter(|i| i.carried).count() as u64;
-    let (status_code, status_message) = match (reader_error, &waiting_reason) {
-        (Some(e), _) => ("ChangelogReadFailed".to_string(), e.to_string()),
-        (None, _) if coordinator_paused.is_some() => (
-            "CoordinatorPaused".to_string(),
-            coordinator_paused.clone().unwrap_or_default(),
-        ),
-        (None, Some(w)) => (
-            "Success".to_string(),
-            format!("{waiting} files wait to be tried again: {w}"),
-        ),
-        (None, None) if standing > 0 => (
-            "Success".to_string(),
-            format!("{standing} failures stand; see `lustre-blob flush --wait` or the logging container"),
-        ),
-        (None, None) if last_failed => (
-            "Success".to_string(),
-            "files failed in the last iteration; see the logging container".to_string(),
-        ),
-        (None, None) => ("Success".to_string(), String::new()),
-    };
+    let (status_code, status_message) = status_line(
+        st,
+        reader_error,
+        coordinator_paused.as_deref(),
+        waiting_reason.as_deref().map(|w| (waiting, w)),
+    );
     let oldest = oldest_unexported_ms(st);
     let age = oldest
         .map(|o| now.saturating_sub(o) as f64 / 1000.0)
         .unwrap_or(0.0);
-    let nothing_pending = st.pending.is_empty()
-        && st.inflight.is_empty()
-        && st.ns_ops.is_empty()
-        && st.meta_pending.is_empty()
-        && st.iteration.is_none();
     AutoExportStatus {
         state,
         status_code,
@@ -190,10 +184,52 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         warnings: Vec::new(),
         coordinator_paused,
         stuck_requests: carried,
-        everything_exported: nothing_pending
-            && standing == 0
-            && last_clean
-            && st.totals.last_successful_ms.is_some(),
+        everything_exported: everything_exported(st),
+    }
+}
+
+/// Nothing waits, nothing failed, and the last iteration exported all it found.
+fn everything_exported(st: &State) -> bool {
+    let nothing_pending = st.pending.is_empty()
+        && st.inflight.is_empty()
+        && st.ns_ops.is_empty()
+        && st.meta_pending.is_empty()
+        && st.iteration.is_none();
+    let last_clean = st.last_iteration.as_ref().is_some_and(|l| {
+        l.files_failed == 0 && l.files_requeued == 0 && l.files_exported >= l.files_discovered
+    });
+    nothing_pending
+        && st.standing_failures() == 0
+        && last_clean
+        && st.totals.last_successful_ms.is_some()
+}
+
+/// Azure's status code and the message beside it: the changelog reader's error first, then
+/// a paused coordinator, files waiting out a back-off (`(count, reason)`), standing failures,
+/// failures of the last iteration.
+fn status_line(
+    st: &State,
+    reader_error: Option<&str>,
+    coordinator_paused: Option<&str>,
+    waiting: Option<(u64, &str)>,
+) -> (String, String) {
+    let standing = st.standing_failures();
+    let last_failed = st
+        .last_iteration
+        .as_ref()
+        .is_some_and(|l| l.files_failed > 0);
+    let success = |m: String| ("Success".to_string(), m);
+    match (reader_error, coordinator_paused, waiting) {
+        (Some(e), _, _) => ("ChangelogReadFailed".to_string(), e.to_string()),
+        (None, Some(p), _) => ("CoordinatorPaused".to_string(), p.to_string()),
+        (None, None, Some((n, w))) => success(format!("{n} files wait to be tried again: {w}")),
+        (None, None, None) if standing > 0 => success(format!(
+            "{standing} failures stand; see `lustre-blob flush --wait` or the logging container"
+        )),
+        (None, None, None) if last_failed => {
+            success("files failed in the last iteration; see the logging container".to_string())
+        }
+        (None, None, None) => success(String::new()),
     }
 }
 
@@ -209,65 +245,39 @@ pub fn render_human(s: &AutoExportStatus) -> String {
         let _ = writeln!(o, "  {}: {}", s.status_code, s.status_message);
     }
     let _ = writeln!(o, "Overall");
-    let _ = writeln!(
-        o,
-        "  Total Files Exported:       {}",
-        s.total_files_exported
-    );
-    let _ = writeln!(
-        o,
-        "  Total MiB Exported:         {}",
-        mib(s.total_bytes_exported)
-    );
-    let _ = writeln!(o, "  Total Files Failed:         {}", s.total_files_failed);
-    let _ = writeln!(
-        o,
-        "  Iterations Completed:       {}",
-        s.export_iteration_count
-    );
-    let _ = writeln!(
-        o,
-        "  Last Successful Iteration:  {}",
-        s.last_successful_iteration_completion_time_utc
-            .as_deref()
-            .unwrap_or("never")
-    );
+    let last_success = s.last_successful_iteration_completion_time_utc.as_deref();
+    for (label, value) in [
+        ("Total Files Exported:", s.total_files_exported.to_string()),
+        ("Total MiB Exported:", mib(s.total_bytes_exported)),
+        ("Total Files Failed:", s.total_files_failed.to_string()),
+        (
+            "Iterations Completed:",
+            s.export_iteration_count.to_string(),
+        ),
+        (
+            "Last Successful Iteration:",
+            last_success.unwrap_or("never").to_string(),
+        ),
+    ] {
+        let _ = writeln!(o, "  {label:<28}{value}");
+    }
     match s.current_iteration {
         Some(n) => {
-            let _ = writeln!(
-                o,
-                "Iteration {n} ({})",
-                if s.current_iteration_running {
-                    "running, so far"
-                } else {
-                    "completed"
-                }
-            );
-            let _ = writeln!(
-                o,
-                "  Files Discovered:           {}",
-                s.current_iteration_files_discovered
-            );
-            let _ = writeln!(
-                o,
-                "  MiB Discovered:             {}",
-                s.current_iteration_mib_discovered
-            );
-            let _ = writeln!(
-                o,
-                "  Files Exported:             {}",
-                s.current_iteration_files_exported
-            );
-            let _ = writeln!(
-                o,
-                "  MiB Exported:               {}",
-                s.current_iteration_mib_exported
-            );
-            let _ = writeln!(
-                o,
-                "  Files Failed:               {}",
-                s.current_iteration_files_failed
-            );
+            let how = if s.current_iteration_running {
+                "running, so far"
+            } else {
+                "completed"
+            };
+            let _ = writeln!(o, "Iteration {n} ({how})");
+            for (label, value) in [
+                ("Files Discovered:", s.current_iteration_files_discovered),
+                ("MiB Discovered:", s.current_iteration_mib_discovered),
+                ("Files Exported:", s.current_iteration_files_exported),
+                ("MiB Exported:", s.current_iteration_mib_exported),
+                ("Files Failed:", s.current_iteration_files_failed),
+            ] {
+                let _ = writeln!(o, "  {label:<28}{value}");
+            }
         }
         None => {
             let _ = writeln!(o, "No iteration yet");
@@ -310,111 +320,71 @@ pub fn render_human(s: &AutoExportStatus) -> String {
 /// Prometheus text exposition of the status.
 pub fn render_metrics(s: &AutoExportStatus) -> String {
     let e = endpoint::Exposition::new();
-    let metric = |name: &str, kind: &str, help: &str, v: f64| {
-        let name = format!("lustre_blob_{name}");
-        if kind == "counter" {
-            // Counters of whole things: the float is an integer count.
-            e.counter(&name, help, &[], &[(&[], v as u64)]);
-        } else {
-            e.gauge(&name, help, &[], &[(&[], v)]);
-        }
-    };
-    metric(
-        "total_files_exported",
-        "counter",
-        "Total Files Exported.",
-        s.total_files_exported as f64,
-    );
-    metric(
-        "total_bytes_exported",
-        "counter",
-        "Total bytes exported (Total MiB Exported x 2^20).",
-        s.total_bytes_exported as f64,
-    );
-    metric(
-        "total_files_failed",
-        "counter",
-        "Files failed over all iterations.",
-        s.total_files_failed as f64,
-    );
-    metric(
-        "iterations_completed",
-        "counter",
-        "Iterations Completed.",
-        s.export_iteration_count as f64,
-    );
-    metric(
-        "current_iteration_files_discovered",
-        "gauge",
-        "Files Discovered in the current iteration so far.",
-        s.current_iteration_files_discovered as f64,
-    );
-    metric(
-        "current_iteration_mib_discovered",
-        "gauge",
-        "MiB Discovered in the current iteration so far.",
-        s.current_iteration_mib_discovered as f64,
-    );
-    metric(
-        "current_iteration_files_exported",
-        "gauge",
-        "Files Exported in the current iteration so far.",
-        s.current_iteration_files_exported as f64,
-    );
-    metric(
-        "current_iteration_mib_exported",
-        "gauge",
-        "MiB Exported in the current iteration so far.",
-        s.current_iteration_mib_exported as f64,
-    );
-    metric(
-        "current_iteration_files_failed",
-        "gauge",
-        "Files Failed in the current iteration so far.",
-        s.current_iteration_files_failed as f64,
-    );
-    metric(
-        "pending_files",
-        "gauge",
-        "Changed files waiting for an iteration.",
-        s.pending_files as f64,
-    );
-    metric(
-        "in_flight_files",
-        "gauge",
-        "Archive requests sent and not completed.",
-        s.in_flight_files as f64,
-    );
-    metric(
-        "standing_failures",
-        "gauge",
-        "Files and namespace operations whose failure still stands.",
-        s.standing_failures as f64,
-    );
-    metric(
-        "waiting_files",
-        "gauge",
-        "Pending files and operations waiting out a back-off before their next try.",
-        s.waiting_files as f64,
-    );
-    metric(
-        "changelog_uncleared_records",
-        "gauge",
-        "Changelog records read and not yet cleared (kept by the MDTs for unfinished work).",
-        s.changelog_uncleared_records as f64,
-    );
-    metric(
-        "everything_exported",
-        "gauge",
-        "1 when every change read is exported and no failure stands, else 0.",
-        if s.everything_exported { 1.0 } else { 0.0 },
-    );
-    metric(
-        "oldest_unexported_change_age_seconds",
-        "gauge",
-        "Age of the oldest change not yet exported.",
-        s.oldest_unexported_change_age_seconds,
-    );
+    let counters = [
+        (
+            "total_files_exported",
+            "Total Files Exported.",
+            s.total_files_exported,
+        ),
+        (
+            "total_bytes_exported",
+            "Total bytes exported (Total MiB Exported x 2^20).",
+            s.total_bytes_exported,
+        ),
+        (
+            "total_files_failed",
+            "Files failed over all iterations.",
+            s.total_files_failed,
+        ),
+        (
+            "iterations_completed",
+            "Iterations Completed.",
+            s.export_iteration_count,
+        ),
+    ];
+    for (name, help, v) in counters {
+        e.counter(&format!("lustre_blob_{name}"), help, &[], &[(&[], v)]);
+    }
+    for (name, help, v) in iteration_gauges(s).into_iter().chain(gauges(s)) {
+        e.gauge(&format!("lustre_blob_{name}"), help, &[], &[(&[], v)]);
+    }
+    e.encode()
+}
+
+/// The current iteration's gauges: (name without the `lustre_blob_` prefix, help, value).
+fn iteration_gauges(s: &AutoExportStatus) -> [(&'static str, &'static str, f64); 5] {
+    [
+        (
+            "current_iteration_files_discovered",
+            "Files Discovered in the current iteration so far.",
+            s.current_iteration_files_discovered as f64,
+        ),
+        (
+            "current_iteration_mib_discovered",
+            "MiB Discovered in the current iteration so far.",
+            s.current_iteration_mib_discovered as f64,
+        ),
+        (
+            "current_iteration_files_exported",
+            "Files Exported in the current iteration so far.",
+            s.current_iteration_files_exported as f64,
+        ),
+        (
+            "current_iteration_mib_exported",
+            "MiB Exported in the current iteration so far.",
+            s.current_iteration_mib_exported as f64,
+        ),
+        (
+            "current_iteration_files_failed",
+            "Files Failed in the current iteration so far.",
+            s.current_iteration_files_failed as f64,
+        ),
+    ]
+}
+
+/// The other gauges of [`render_metrics`], as [`iteration_gauges`].
+fn gauges(s: &AutoExportStatus) -> [(&'static str, &'static str, f64); 9] {
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let last = s
         .last_successful_iteration_completion_time_utc
         .as_deref()
@@ -422,30 +392,60 @@ pub fn render_metrics(s: &AutoExportStatus) -> String {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    metric(
-        "last_successful_iteration_timestamp_seconds",
-        "gauge",
-        "End time of the last iteration with zero failed files (Unix seconds, 0 = never).",
-        last,
-    );
-    metric(
-        "autoexport_enabled",
-        "gauge",
-        "1 while auto-export is InProgress.",
-        if s.state == JobState::InProgress {
-            1.0
-        } else {
-            0.0
-        },
-    );
-    e.encode()
+    [
+        (
+            "pending_files",
+            "Changed files waiting for an iteration.",
+            s.pending_files as f64,
+        ),
+        (
+            "in_flight_files",
+            "Archive requests sent and not completed.",
+            s.in_flight_files as f64,
+        ),
+        (
+            "standing_failures",
+            "Files and namespace operations whose failure still stands.",
+            s.standing_failures as f64,
+        ),
+        (
+            "waiting_files",
+            "Pending files and operations waiting out a back-off before their next try.",
+            s.waiting_files as f64,
+        ),
+        (
+            "changelog_uncleared_records",
+            "Changelog records read and not yet cleared (kept by the MDTs for unfinished work).",
+            s.changelog_uncleared_records as f64,
+        ),
+        (
+            "everything_exported",
+            "1 when every change read is exported and no failure stands, else 0.",
+            flag(s.everything_exported),
+        ),
+        (
+            "oldest_unexported_change_age_seconds",
+            "Age of the oldest change not yet exported.",
+            s.oldest_unexported_change_age_seconds,
+        ),
+        (
+            "last_successful_iteration_timestamp_seconds",
+            "End time of the last iteration with zero failed files (Unix seconds, 0 = never).",
+            last,
+        ),
+        (
+            "autoexport_enabled",
+            "1 while auto-export is InProgress.",
+            flag(s.state == JobState::InProgress),
+        ),
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Fid;
     use crate::state::{InFlight, IterCounters, Iteration, Pending};
+    use lustre::Fid;
 
     fn state() -> State {
         let mut st = State {

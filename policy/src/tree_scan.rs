@@ -42,6 +42,7 @@ pub struct FsLister {
 }
 
 impl FsLister {
+    /// Lists directories under `root` (the mount).
     pub fn new(root: PathBuf) -> FsLister {
         FsLister { root }
     }
@@ -78,17 +79,26 @@ impl DirLister for FsLister {
 pub enum ScanItem {
     /// `name` in directory `dir` (both relative to the mount).
     Entry {
+        /// The directory.
         dir: Vec<u8>,
+        /// The entry's name in it.
         name: Vec<u8>,
+        /// What it is.
         kind: FileKind,
     },
     /// Directory `dir` could not be read.
-    DirError { dir: Vec<u8>, error: String },
+    DirError {
+        /// The directory.
+        dir: Vec<u8>,
+        /// Why.
+        error: String,
+    },
 }
 
 /// What [`ParallelScan::next_item`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
+    /// An entry or a directory error.
     Item(ScanItem),
     /// Nothing arrived before the deadline; the scan goes on.
     Waiting,

@@ -18,18 +18,26 @@ use std::collections::BinaryHeap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::model::FileKind;
 use serde::Serialize;
 
 /// What one finding says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
+    /// In scope, no blob.
     Missing,
+    /// Archived and clean with an export record, but no blob.
     Lost,
+    /// Changed since its export.
     Stale,
+    /// The blob differs from what was exported.
     Mismatch,
+    /// The entry and its blob are of different kinds.
     Kind,
+    /// A blob without a file.
     Orphan,
+    /// No blob can carry the name.
     Uncarriable,
 }
 
@@ -52,19 +60,12 @@ impl FindingKind {
 /// One difference between the tree and the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// What was found.
     pub kind: FindingKind,
     /// Path relative to the mount (lossy for non-UTF-8 names), or the blob name of an orphan.
     pub path: String,
+    /// The difference in words.
     pub detail: String,
-}
-
-/// What kind of entry a path is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    File,
-    Dir,
-    Symlink,
-    Other,
 }
 
 /// One entry of the tree, with what the comparison needs.
@@ -74,10 +75,13 @@ pub struct Entry {
     pub rel: Vec<u8>,
     /// Its blob name, or why no blob can carry it.
     pub name: Result<String, String>,
-    pub kind: EntryKind,
+    /// What kind of entry.
+    pub kind: FileKind,
+    /// Size (for a symlink: the target's length).
     pub size: u64,
     /// Regular files: archived, and not dirty.
     pub archived_clean: bool,
+    /// Regular files: archived (clean or dirty).
     pub archived: bool,
     /// Regular files: the export record (ETag, size) when there is one.
     pub record: Option<(String, u64)>,
@@ -89,14 +93,23 @@ pub struct Entry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    /// Entries of the tree looked at.
     pub entries_checked: u64,
+    /// Blobs looked at.
     pub blobs_checked: u64,
+    /// [`FindingKind::Missing`] findings.
     pub missing: u64,
+    /// [`FindingKind::Lost`] findings.
     pub lost: u64,
+    /// [`FindingKind::Stale`] findings.
     pub stale: u64,
+    /// [`FindingKind::Mismatch`] findings.
     pub mismatch: u64,
+    /// [`FindingKind::Kind`] findings.
     pub kind: u64,
+    /// [`FindingKind::Orphan`] findings.
     pub orphan: u64,
+    /// [`FindingKind::Uncarriable`] findings.
     pub uncarriable: u64,
 }
 
@@ -123,10 +136,14 @@ impl Summary {
 /// A blob as the comparison sees it.
 #[derive(Debug, Clone)]
 pub struct BlobSeen {
+    /// Blob name.
     pub name: String,
+    /// Size.
     pub size: u64,
+    /// ETag.
     pub etag: Option<String>,
-    pub kind: EntryKind,
+    /// What the blob stands for.
+    pub kind: FileKind,
     /// Written by lustre-blob (carries a `lustre_fid`).
     pub ours: bool,
 }
@@ -152,7 +169,7 @@ where
         let name = match &e.name {
             Ok(n) => n.clone(),
             Err(why) => {
-                if e.in_scope && e.kind != EntryKind::Other {
+                if e.in_scope && e.kind != FileKind::Other {
                     report(&mut sum, FindingKind::Uncarriable, path, why.clone());
                 }
                 continue;
@@ -183,59 +200,12 @@ where
             },
             _ => None,
         };
-        if !e.in_scope || e.kind == EntryKind::Other {
+        if !e.in_scope || e.kind == FileKind::Other {
             continue;
         }
-        let (kind, detail) = match (&blob, e.kind) {
-            (None, EntryKind::File) if e.archived_clean && e.record.is_some() => (
-                FindingKind::Lost,
-                "archived and clean with an export record, but the container has no blob: the \
-                 store lost it or someone deleted it"
-                    .to_string(),
-            ),
-            (None, _) => (
-                FindingKind::Missing,
-                "no blob: not exported yet (pending, failed, or changed while auto-export was off)"
-                    .to_string(),
-            ),
-            (Some(b), k) if b.kind != k => (
-                FindingKind::Kind,
-                format!("the entry is a {k:?} but its blob a {:?}", b.kind),
-            ),
-            (Some(b), EntryKind::File) if !e.archived_clean => (
-                FindingKind::Stale,
-                format!(
-                    "changed since its export (HSM state: {}); blob has {} bytes, file {}",
-                    if e.archived { "dirty" } else { "not archived" },
-                    b.size,
-                    e.size
-                ),
-            ),
-            (Some(b), EntryKind::File) => match &e.record {
-                Some((etag, _)) if b.etag.as_deref() != Some(etag.as_str()) => (
-                    FindingKind::Mismatch,
-                    format!(
-                        "the blob changed since its export: ETag {} but the export record says {etag} \
-                         (a conflict: export it again with conflict = \"overwrite\", or remove the blob)",
-                        b.etag.as_deref().unwrap_or("?")
-                    ),
-                ),
-                _ if b.size != e.size => (
-                    FindingKind::Mismatch,
-                    format!("blob has {} bytes, file {}", b.size, e.size),
-                ),
-                _ => continue,
-            },
-            (Some(b), EntryKind::Symlink) if b.size != e.size => (
-                FindingKind::Mismatch,
-                format!(
-                    "symlink blob holds {} bytes, the link target has {}",
-                    b.size, e.size
-                ),
-            ),
-            (Some(_), _) => continue,
-        };
-        report(&mut sum, kind, path, detail);
+        if let Some((kind, detail)) = difference(&e, blob.as_ref()) {
+            report(&mut sum, kind, path, detail);
+        }
     }
     for b in blobs {
         let b = b?;
@@ -244,6 +214,59 @@ where
         report(&mut sum, k, p, d);
     }
     Ok(sum)
+}
+
+/// What is wrong between an in-scope entry and its blob (`None`: nothing).
+fn difference(e: &Entry, blob: Option<&BlobSeen>) -> Option<(FindingKind, String)> {
+    Some(match (blob, e.kind) {
+        (None, FileKind::Regular) if e.archived_clean && e.record.is_some() => (
+            FindingKind::Lost,
+            "archived and clean with an export record, but the container has no blob: the \
+             store lost it or someone deleted it"
+                .to_string(),
+        ),
+        (None, _) => (
+            FindingKind::Missing,
+            "no blob: not exported yet (pending, failed, or changed while auto-export was off)"
+                .to_string(),
+        ),
+        (Some(b), k) if b.kind != k => (
+            FindingKind::Kind,
+            format!("the entry is a {k} but its blob a {}", b.kind),
+        ),
+        (Some(b), FileKind::Regular) if !e.archived_clean => (
+            FindingKind::Stale,
+            format!(
+                "changed since its export (HSM state: {}); blob has {} bytes, file {}",
+                if e.archived { "dirty" } else { "not archived" },
+                b.size,
+                e.size
+            ),
+        ),
+        (Some(b), FileKind::Regular) => match &e.record {
+            Some((etag, _)) if b.etag.as_deref() != Some(etag.as_str()) => (
+                FindingKind::Mismatch,
+                format!(
+                    "the blob changed since its export: ETag {} but the export record says {etag} \
+                     (a conflict: export it again with conflict = \"overwrite\", or remove the blob)",
+                    b.etag.as_deref().unwrap_or("?")
+                ),
+            ),
+            _ if b.size != e.size => (
+                FindingKind::Mismatch,
+                format!("blob has {} bytes, file {}", b.size, e.size),
+            ),
+            _ => return None,
+        },
+        (Some(b), FileKind::Symlink) if b.size != e.size => (
+            FindingKind::Mismatch,
+            format!(
+                "symlink blob holds {} bytes, the link target has {}",
+                b.size, e.size
+            ),
+        ),
+        (Some(_), _) => return None,
+    })
 }
 
 fn orphan(b: BlobSeen) -> (FindingKind, String, String) {
@@ -286,6 +309,7 @@ pub struct OrderedWalk {
 }
 
 impl OrderedWalk {
+    /// A walk of the tree under `root` (relative to `mount`), in blob name order.
     pub fn new(mount: &Path, root: &[u8]) -> OrderedWalk {
         let mut heap = BinaryHeap::new();
         let mut key = root.to_vec();
@@ -374,6 +398,7 @@ impl Iterator for OrderedWalk {
 pub struct VerifyOptions {
     /// Directory to audit (absolute, or relative to the working directory); `None`: the mount.
     pub path: Option<PathBuf>,
+    /// Print JSON instead of text.
     pub json: bool,
     /// Hand what an export would fix to the daemon's next iteration.
     pub requeue: bool,
@@ -381,6 +406,7 @@ pub struct VerifyOptions {
 
 /// What a run found, and what `--requeue` handed on.
 pub struct Outcome {
+    /// The counts.
     pub summary: Summary,
     /// Paths (relative to the mount) to export again.
     pub requeue: Vec<PathBuf>,
@@ -399,25 +425,7 @@ pub fn run(
     let mount = lustre::Mount::open(&policy.lustre.mount)
         .map_err(|e| format!("lustre.mount {}: {e}", policy.lustre.mount.display()))?;
     let root_dir = mount.root().to_path_buf();
-    let rel_root = match &opts.path {
-        None => Vec::new(),
-        Some(p) => crate::real::rel_to_mount(&root_dir, p).ok_or_else(|| {
-            format!(
-                "{}: not under the mount {}",
-                p.display(),
-                root_dir.display()
-            )
-        })?,
-    };
-    if !std::fs::metadata(root_dir.join(std::ffi::OsStr::from_bytes(&rel_root)))
-        .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(&rel_root)))?
-        .is_dir()
-    {
-        return Err(format!(
-            "{}: not a directory (verify walks a tree)",
-            String::from_utf8_lossy(&rel_root)
-        ));
-    }
+    let rel_root = audited_dir(&root_dir, opts.path.as_deref())?;
     let scope = crate::scope::Scope::new(&policy.autoexport.path, &policy.autoexport.exclude)?;
     let store = blob::BlobStore::open(&crate::daemon::target_spec(policy))
         .map_err(|e| format!("blob.url: {e}"))?;
@@ -440,20 +448,7 @@ pub fn run(
         let next = rt.block_on(listing.next())?;
         Some(
             next.map_err(|e| format!("listing the container: {e}"))
-                .map(|b| {
-                    let kind = match b.metadata.as_ref().map(|m| m.kind) {
-                        Some(blob::FileKind::Dir) => EntryKind::Dir,
-                        Some(blob::FileKind::Symlink) => EntryKind::Symlink,
-                        _ => EntryKind::File,
-                    };
-                    BlobSeen {
-                        ours: b.metadata.as_ref().is_some_and(|m| m.fid.is_some()),
-                        name: b.name,
-                        size: b.size,
-                        etag: b.etag,
-                        kind,
-                    }
-                }),
+                .map(blob_seen),
         )
     });
     let mut walked = 0u64;
@@ -461,79 +456,153 @@ pub fn run(
         let (rel, md) = r?;
         walked += 1;
         progress(walked);
-        let ft = md.file_type();
-        let kind = if ft.is_file() {
-            EntryKind::File
-        } else if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_symlink() {
-            EntryKind::Symlink
-        } else {
-            EntryKind::Other
-        };
-        let in_scope = scope.covers(&rel);
-        let mut e = Entry {
-            name: store
-                .name_for(&rel)
-                .map(|n| n.as_str().to_string())
-                .map_err(|e| e.to_string()),
-            rel,
-            kind,
-            size: md.len(),
-            archived_clean: false,
-            archived: false,
-            record: None,
-            in_scope,
-        };
-        if kind == EntryKind::File && in_scope {
-            let abs = root_dir.join(std::ffi::OsStr::from_bytes(&e.rel));
-            let hsm = mount
-                .hsm_state(&abs)
-                .map_err(|err| format!("{}: {err}", abs.display()))?;
-            e.archived = hsm.is_archived();
-            e.archived_clean = hsm.is_archived() && !hsm.is_dirty();
-            e.record = blob::ExportRecord::read_at(&abs)
-                .ok()
-                .flatten()
-                .map(|r| (r.etag, r.size));
-        }
-        Ok(e)
+        tree_entry(&mount, &store, &scope, rel, &md)
     });
-    let mut requeue = Vec::new();
-    let mut write_err: Option<std::io::Error> = None;
-    let mut print = |f: Finding| {
-        if write_err.is_some() {
+    let mut report = Report {
+        out,
+        json: opts.json,
+        requeue: opts.requeue,
+        to_requeue: Vec::new(),
+        write_err: None,
+    };
+    let summary = compare(walk, blobs, &mut |f| report.finding(f))?;
+    if let Some(e) = report.write_err {
+        return Err(format!("writing the report: {e}"));
+    }
+    let requeue = prepare_requeue(&mount, report.to_requeue)?;
+    Ok(Outcome { summary, requeue })
+}
+
+/// The directory to audit, relative to the mount (`None`: the mount itself); it must be a
+/// directory under the mount.
+fn audited_dir(root_dir: &Path, path: Option<&Path>) -> Result<Vec<u8>, String> {
+    let rel_root = match path {
+        None => Vec::new(),
+        Some(p) => crate::real::rel_to_mount(root_dir, p).ok_or_else(|| {
+            format!(
+                "{}: not under the mount {}",
+                p.display(),
+                root_dir.display()
+            )
+        })?,
+    };
+    if !std::fs::metadata(root_dir.join(std::ffi::OsStr::from_bytes(&rel_root)))
+        .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(&rel_root)))?
+        .is_dir()
+    {
+        return Err(format!(
+            "{}: not a directory (verify walks a tree)",
+            String::from_utf8_lossy(&rel_root)
+        ));
+    }
+    Ok(rel_root)
+}
+
+/// A listed blob as the comparison sees it.
+fn blob_seen(b: blob::BlobInfo) -> BlobSeen {
+    let kind = match b.metadata.as_ref().map(|m| m.kind) {
+        Some(blob::FileKind::Dir) => FileKind::Directory,
+        Some(blob::FileKind::Symlink) => FileKind::Symlink,
+        _ => FileKind::Regular,
+    };
+    BlobSeen {
+        ours: b.metadata.as_ref().is_some_and(|m| m.fid.is_some()),
+        name: b.name,
+        size: b.size,
+        etag: b.etag,
+        kind,
+    }
+}
+
+/// One entry of the walked tree, with the HSM state and export record of an in-scope file.
+fn tree_entry(
+    mount: &lustre::Mount,
+    store: &blob::BlobStore,
+    scope: &crate::scope::Scope,
+    rel: Vec<u8>,
+    md: &std::fs::Metadata,
+) -> Result<Entry, String> {
+    let kind = FileKind::from(md.file_type());
+    let in_scope = scope.covers(&rel);
+    let mut e = Entry {
+        name: store
+            .name_for(&rel)
+            .map(|n| n.as_str().to_string())
+            .map_err(|e| e.to_string()),
+        rel,
+        kind,
+        size: md.len(),
+        archived_clean: false,
+        archived: false,
+        record: None,
+        in_scope,
+    };
+    if kind == FileKind::Regular && in_scope {
+        let abs = mount.root().join(std::ffi::OsStr::from_bytes(&e.rel));
+        let hsm = mount
+            .hsm_state(&abs)
+            .map_err(|err| format!("{}: {err}", abs.display()))?;
+        e.archived = hsm.is_archived();
+        e.archived_clean = hsm.is_clean_archive();
+        e.record = blob::ExportRecord::read_at(&abs)
+            .ok()
+            .flatten()
+            .map(|r| (r.etag, r.size));
+    }
+    Ok(e)
+}
+
+/// Where the findings go: one line each (text or JSON), and those `--requeue` can fix.
+struct Report<'a> {
+    out: &'a mut dyn std::io::Write,
+    json: bool,
+    requeue: bool,
+    to_requeue: Vec<(FindingKind, PathBuf)>,
+    /// The first failed write (the rest are not tried).
+    write_err: Option<std::io::Error>,
+}
+
+impl Report<'_> {
+    fn finding(&mut self, f: Finding) {
+        if self.write_err.is_some() {
             return;
         }
-        let r = if opts.json {
+        let r = if self.json {
             serde_json::to_string(&f)
                 .map_err(std::io::Error::other)
-                .and_then(|l| writeln!(out, "{l}"))
+                .and_then(|l| writeln!(self.out, "{l}"))
         } else {
             let kind = serde_json::to_value(f.kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            writeln!(out, "{kind:<12} {}: {}", f.path.escape_debug(), f.detail)
+            writeln!(
+                self.out,
+                "{kind:<12} {}: {}",
+                f.path.escape_debug(),
+                f.detail
+            )
         };
         if let Err(e) = r {
-            write_err = Some(e);
+            self.write_err = Some(e);
         }
-        if opts.requeue && f.kind.requeueable() {
-            requeue.push((f.kind, PathBuf::from(&f.path)));
+        if self.requeue && f.kind.requeueable() {
+            self.to_requeue.push((f.kind, PathBuf::from(&f.path)));
         }
-    };
-    let summary = compare(walk, blobs, &mut print)?;
-    if let Some(e) = write_err {
-        return Err(format!("writing the report: {e}"));
     }
+}
+
+/// Readies the files `--requeue` hands on. A lost blob's export record is voided (or the
+/// copytool takes the loss for a deletion behind its back: a conflict) and the file marked
+/// dirty (archived and clean, the coordinator would skip a new archive request).
+fn prepare_requeue(
+    mount: &lustre::Mount,
+    found: Vec<(FindingKind, PathBuf)>,
+) -> Result<Vec<PathBuf>, String> {
     let mut paths = Vec::new();
-    for (kind, rel) in requeue {
-        let abs = root_dir.join(&rel);
+    for (kind, rel) in found {
+        let abs = mount.root().join(&rel);
         if kind == FindingKind::Lost {
-            // The record names a blob the store no longer has: void it, or the copytool takes
-            // the loss for a deletion behind its back (a conflict). Then mark the file dirty:
-            // archived and clean, the coordinator would skip a new archive request.
             blob::ExportRecord::clear_at(&abs)
                 .map_err(|e| format!("{}: removing its export record: {e}", abs.display()))?;
             mount
@@ -542,17 +611,14 @@ pub fn run(
         }
         paths.push(rel);
     }
-    Ok(Outcome {
-        summary,
-        requeue: paths,
-    })
+    Ok(paths)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(rel: &str, kind: EntryKind, size: u64) -> Result<Entry, String> {
+    fn entry(rel: &str, kind: FileKind, size: u64) -> Result<Entry, String> {
         Ok(Entry {
             rel: rel.as_bytes().to_vec(),
             name: Ok(rel.to_string()),
@@ -565,7 +631,7 @@ mod tests {
         })
     }
 
-    fn blob(name: &str, kind: EntryKind, size: u64) -> Result<BlobSeen, String> {
+    fn blob(name: &str, kind: FileKind, size: u64) -> Result<BlobSeen, String> {
         Ok(BlobSeen {
             name: name.to_string(),
             size,
@@ -585,14 +651,14 @@ mod tests {
     fn a_tree_and_its_exact_export_agree() {
         let f = run(
             vec![
-                entry("a", EntryKind::Dir, 0),
-                entry("a/x", EntryKind::File, 3),
-                entry("a-b", EntryKind::Symlink, 4),
+                entry("a", FileKind::Directory, 0),
+                entry("a/x", FileKind::Regular, 3),
+                entry("a-b", FileKind::Symlink, 4),
             ],
             vec![
-                blob("a", EntryKind::Dir, 0),
-                blob("a/x", EntryKind::File, 3),
-                blob("a-b", EntryKind::Symlink, 4),
+                blob("a", FileKind::Directory, 0),
+                blob("a/x", FileKind::Regular, 3),
+                blob("a-b", FileKind::Symlink, 4),
             ],
         );
         assert_eq!(f, vec![]);
@@ -600,37 +666,37 @@ mod tests {
 
     #[test]
     fn every_kind_of_difference_is_found() {
-        let mut dirty = entry("d/stale", EntryKind::File, 9).unwrap();
+        let mut dirty = entry("d/stale", FileKind::Regular, 9).unwrap();
         dirty.archived_clean = false;
-        let mut new = entry("d/new", EntryKind::File, 1).unwrap();
+        let mut new = entry("d/new", FileKind::Regular, 1).unwrap();
         new.archived_clean = false;
         new.archived = false;
         new.record = None;
-        let mut excluded = entry("d/skip.tmp", EntryKind::File, 1).unwrap();
+        let mut excluded = entry("d/skip.tmp", FileKind::Regular, 1).unwrap();
         excluded.in_scope = false;
-        let mut bad = entry("d/bad\nname", EntryKind::File, 1).unwrap();
+        let mut bad = entry("d/bad\nname", FileKind::Regular, 1).unwrap();
         bad.name = Err("control character".into());
-        let mut foreign = blob("d/zz-foreign", EntryKind::File, 1).unwrap();
+        let mut foreign = blob("d/zz-foreign", FileKind::Regular, 1).unwrap();
         foreign.ours = false;
-        let mut changed = blob("d/changed", EntryKind::File, 5).unwrap();
+        let mut changed = blob("d/changed", FileKind::Regular, 5).unwrap();
         changed.etag = Some("other".into());
         let f = run(
             vec![
                 Ok(bad),
-                entry("d", EntryKind::Dir, 0),
-                entry("d/changed", EntryKind::File, 5),
-                entry("d/dir-as-file", EntryKind::Dir, 0),
-                entry("d/lost", EntryKind::File, 7),
+                entry("d", FileKind::Directory, 0),
+                entry("d/changed", FileKind::Regular, 5),
+                entry("d/dir-as-file", FileKind::Directory, 0),
+                entry("d/lost", FileKind::Regular, 7),
                 Ok(new),
                 Ok(excluded),
                 Ok(dirty),
             ],
             vec![
-                blob("d", EntryKind::Dir, 0),
+                blob("d", FileKind::Directory, 0),
                 Ok(changed),
-                blob("d/deleted", EntryKind::File, 2),
-                blob("d/dir-as-file", EntryKind::File, 0),
-                blob("d/stale", EntryKind::File, 8),
+                blob("d/deleted", FileKind::Regular, 2),
+                blob("d/dir-as-file", FileKind::Regular, 0),
+                blob("d/stale", FileKind::Regular, 8),
                 Ok(foreign),
             ],
         );

@@ -20,12 +20,19 @@ const WHAT: &str = "changelog record";
 /// offset is `Some` only when the record carries it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChangelogLayout {
+    /// Offset of the rename extension.
     pub rename: Option<usize>,
+    /// Offset of the job id extension.
     pub jobid: Option<usize>,
+    /// Offset of the extra-flags extension.
     pub extra_flags: Option<usize>,
+    /// Offset of the uid/gid extension.
     pub uidgid: Option<usize>,
+    /// Offset of the NID extension.
     pub nid: Option<usize>,
+    /// Offset of the open-mode extension.
     pub openmode: Option<usize>,
+    /// Offset of the xattr-name extension.
     pub xattr: Option<usize>,
     /// Offset of the name, which is also `changelog_rec_size`.
     pub name: usize,

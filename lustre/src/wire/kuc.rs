@@ -10,9 +10,13 @@ pub const KUC_HEADER_LEN: usize = 8;
 /// `struct kuc_hdr`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KucHeader {
+    /// `KUC_MAGIC` in a well-formed message (not checked when decoding: the caller decides).
     pub magic: u16,
+    /// `KUC_TRANSPORT_*`.
     pub transport: u8,
+    /// Flags (unused: 0).
     pub flags: u8,
+    /// `KUC_MSG_*` or `HMT_*` message type.
     pub msgtype: u16,
     /// Total message length including this header.
     pub msglen: u16,
@@ -42,6 +46,7 @@ pub fn decode_kuc_header(b: &[u8]) -> Result<KucHeader, DecodeError> {
     })
 }
 
+/// The 8-byte header of `h`, little endian.
 pub const fn encode_kuc_header(h: &KucHeader) -> [u8; KUC_HEADER_LEN] {
     let m = h.magic.to_le_bytes();
     let t = h.msgtype.to_le_bytes();

@@ -35,13 +35,21 @@ pub enum DecodeError {
     /// required (more may be needed once those bytes are read).
     #[error("{what}: truncated, need {need} bytes but have {have}")]
     Truncated {
+        /// What was being decoded.
         what: &'static str,
+        /// Bytes needed.
         need: usize,
+        /// Bytes there.
         have: usize,
     },
     /// A field holds a value the format does not allow.
     #[error("{what}: invalid value {value}")]
-    Invalid { what: &'static str, value: u64 },
+    Invalid {
+        /// The field.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+    },
 }
 
 impl DecodeError {
@@ -57,20 +65,29 @@ pub enum EncodeError {
     /// The message would be too large (the kernel answers `E2BIG`).
     #[error("{what} of {len} bytes exceeds the limit of {max} bytes")]
     TooBig {
+        /// What was being encoded.
         what: &'static str,
+        /// Its length.
         len: usize,
+        /// The limit.
         max: usize,
     },
     /// A string field is longer than its fixed-size slot.
     #[error("{what} is {len} bytes long, at most {max} fit")]
     TooLong {
+        /// Which field.
         what: &'static str,
+        /// Its length.
         len: usize,
+        /// The slot's size.
         max: usize,
     },
     /// A NUL-terminated field contains a NUL byte.
     #[error("{what} contains a NUL byte")]
-    InteriorNul { what: &'static str },
+    InteriorNul {
+        /// The field.
+        what: &'static str,
+    },
     /// The value contradicts itself (e.g. an old name on a record that is not a rename).
     #[error("{0}")]
     Inconsistent(&'static str),
