@@ -210,12 +210,7 @@ fn init_tracing(verbosity: i32) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    endpoint::logging::init(level);
 }
 
 /// liblustreapi's own messages (`llapi_error`, `llapi_printf`) go into our log, at the level

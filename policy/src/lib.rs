@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod model;
 pub mod ports;
 pub mod progress;
+pub mod readers;
 pub mod real;
 pub mod scope;
 pub mod state;
