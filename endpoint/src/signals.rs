@@ -90,7 +90,10 @@ mod tests {
         drop(w);
         // After the watch is gone a signal neither reaches the callback nor kills the process.
         signal_hook::low_level::raise(SIGTERM).unwrap();
-        assert!(rx.recv().is_err(), "the callback was dropped with the thread");
+        assert!(
+            rx.recv().is_err(),
+            "the callback was dropped with the thread"
+        );
         assert_eq!(Signal::from_number(signal_hook::consts::SIGUSR1), None);
     }
 }

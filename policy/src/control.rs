@@ -190,7 +190,11 @@ impl Drop for Server {
 }
 
 /// Accepts until `stop`; wakes only for a connection or the stop.
-async fn accept_loop(listener: tokio::net::UnixListener, handler: Handler, stop: CancellationToken) {
+async fn accept_loop(
+    listener: tokio::net::UnixListener,
+    handler: Handler,
+    stop: CancellationToken,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {

@@ -430,7 +430,9 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                 metrics_due = now.saturating_add(METRICS_EVERY_MS);
                 self.refresh_metrics();
             }
-            let wake = self.next_wake(now).map_or(metrics_due, |w| w.min(metrics_due));
+            let wake = self
+                .next_wake(now)
+                .map_or(metrics_due, |w| w.min(metrics_due));
             match rx.recv_timeout(Duration::from_millis(wake.saturating_sub(now))) {
                 Ok(m) => {
                     self.handle(m);
@@ -534,7 +536,17 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     let store = open_store(&policy, policy_path)?;
     let (sink, log) = start_log(&policy, &store, &rt)?;
     let users = changelog_users(&policy, policy_path, &mdts)?;
-    let mut d = build_daemon(&policy, policy_path, cfg, mount, &mdts, &users, store, sink, &rt)?;
+    let mut d = build_daemon(
+        &policy,
+        policy_path,
+        cfg,
+        mount,
+        &mdts,
+        &users,
+        store,
+        sink,
+        &rt,
+    )?;
     d.engine.persist()?;
 
     let (tx, rx): (SyncSender<Msg>, Receiver<Msg>) = mpsc::sync_channel(64);
@@ -734,7 +746,12 @@ fn start_control(
     rt: &tokio::runtime::Runtime,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<control::Server> {
-    let server = control::Server::start(&policy.control.socket, handler.clone(), rt.handle(), shutdown)?;
+    let server = control::Server::start(
+        &policy.control.socket,
+        handler.clone(),
+        rt.handle(),
+        shutdown,
+    )?;
     let token = match &policy.control.http_token_file {
         Some(f) => Some(crate::web::read_token(f).map_err(anyhow::Error::msg)?),
         None => None,
@@ -858,7 +875,11 @@ mod tests {
         tx.send(Msg::Signal(Signal::Stop(libc::SIGTERM))).unwrap();
         // `tx` stays open: the loop ends on the signal, not on a closed channel.
         d.serve(&rx).unwrap();
-        assert_eq!(d.engine.state().cursors[0].last_read, 1, "the record was applied");
+        assert_eq!(
+            d.engine.state().cursors[0].last_read,
+            1,
+            "the record was applied"
+        );
         assert!(
             d.engine.state().iteration.is_some(),
             "and a round ran after it"
@@ -871,7 +892,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut d = daemon_with_policy(dir.path(), "5s");
         let t0 = now_ms();
-        assert_eq!(d.engine.next_due(t0), None, "nothing to do: only a message wakes it");
+        assert_eq!(
+            d.engine.next_due(t0),
+            None,
+            "nothing to do: only a message wakes it"
+        );
         let f = d.engine.ns.add("a", FileKind::Regular, 3);
         d.engine
             .on_records(0, &[Change::simple(0, 1, ChangeKind::Close, f)], true, t0);
@@ -884,7 +909,10 @@ mod tests {
         assert!(d.engine.state().iteration.is_some(), "started when due");
         // In flight now: the next timer is the stale check.
         let due = d.engine.next_due(t0 + 5_000).unwrap();
-        assert!(due > t0 + 5_000, "{due}: no busy loop while a request is out");
+        assert!(
+            due > t0 + 5_000,
+            "{due}: no busy loop while a request is out"
+        );
         archived(&mut d, f, 2);
         d.engine.step(now_ms()).unwrap();
         assert!(d.engine.state().iteration.is_none());
