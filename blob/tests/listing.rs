@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use testkit::proxy::{Fault, FaultProxy};
 use testkit::{percent_encode, signed_exchange, Azurite};
+use testkit::BlobEndpoint;
 
 /// Put Blob under any name, as another tool could, with `x-ms-meta-*` headers; returns the status.
 fn put_raw(az: &Azurite, container: &str, name: &str, body: &[u8], meta: &[(&str, &str)]) -> u16 {

@@ -10,6 +10,7 @@ use copytool::ports::{BlobMeta, Store, TransferOpts, WriteMode};
 use copytool::real::BlobBackend;
 use testkit::Azurite;
 use tokio_util::sync::CancellationToken;
+use testkit::BlobEndpoint;
 
 const BLOCK: u64 = 64 << 10;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use testkit::bin_path;
+use testkit::{bin_path, BlobEndpoint};
 use testkit::sim::{Sim, SimOptions};
 
 use crate::policy::PolicyFile;

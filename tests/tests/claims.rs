@@ -30,7 +30,7 @@ fn up(opts: StackOptions) -> Stack {
 
 #[test]
 fn a_store_outage_never_ends_in_a_false_exported_and_the_files_follow_when_it_is_back() {
-    let mut s = up(StackOptions::default());
+    let s = up(StackOptions::default());
     s.store.kill9();
     let files: Vec<(String, Vec<u8>)> = (0..10)
         .map(|i| (format!("out/f{i}.dat"), format!("content {i}").into_bytes()))

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use testkit::sim::{Sim, SimOptions};
 use testkit::Azurite;
+use testkit::BlobEndpoint;
 
 pub const BLOCK: usize = 64 << 10;
 pub const CONTAINER: &str = "export";
