@@ -1,6 +1,6 @@
 //! Archive, restore and remove through the real coordinator (lustre-sim), Azurite and lhsmtool_blob.
 
-mod harness;
+use e2e::copytool_suite as harness;
 
 use harness::{pattern, read_all, Env, BLOCK};
 

@@ -9,8 +9,8 @@ use blob::RateLimiter;
 use copytool::ports::{BlobMeta, Store, TransferOpts, WriteMode};
 use copytool::real::BlobBackend;
 use testkit::Azurite;
-use tokio_util::sync::CancellationToken;
 use testkit::BlobEndpoint;
+use tokio_util::sync::CancellationToken;
 
 const BLOCK: u64 = 64 << 10;
 

@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-
 /// Connections served at once; further ones are closed at accept (a test harness, not a server).
 const MAX_CONNECTIONS: usize = 256;
 /// Longest request or response head accepted.
