@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::http::{parse_reply, Reply};
 use crate::sharedkey::signed_exchange;
 use crate::BlobEndpoint;
 
@@ -202,7 +203,8 @@ impl Azurite {
     }
 
     /// Sends one shared-key signed request without a body to `path` (below the account) and
-    /// returns the status code and the response text. Panics when the emulator cannot be reached.
+    /// returns the status code and the response body as text. Panics when the emulator cannot
+    /// be reached.
     pub fn signed_request(
         &self,
         method: &str,
@@ -222,6 +224,22 @@ impl Azurite {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, String) {
+        let r = self
+            .request(method, path, query, extra, body)
+            .expect("request to azurite");
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    }
+
+    /// One shared-key signed request on a connection of its own; `path` is below the account,
+    /// already percent-encoded. The answer parsed, headers and body as sent.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Reply> {
         let raw = signed_exchange(
             self.port,
             method,
@@ -229,16 +247,9 @@ impl Azurite {
             query,
             extra,
             body,
-            Duration::from_secs(30),
-        )
-        .expect("request to azurite");
-        let resp = String::from_utf8_lossy(&raw).into_owned();
-        let status = resp
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, resp)
+            Duration::from_secs(60),
+        )?;
+        parse_reply(&raw, method == "HEAD")
     }
 
     /// Stops the emulator (an outage): SIGTERM, so a disk-mode instance saves its metadata

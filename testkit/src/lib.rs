@@ -7,6 +7,7 @@
 //! * [`target_dir`] / [`bin_path`]: the cargo target directory the running test was built in.
 
 mod azurite;
+pub mod http;
 mod paths;
 pub mod proxy;
 mod sharedkey;

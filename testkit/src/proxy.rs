@@ -635,7 +635,7 @@ mod tests {
             let mut raw = Vec::new();
             copy_body(&mut self.r, &mut raw, framing)?;
             let body = match framing {
-                Body::Chunked => dechunk(&raw),
+                Body::Chunked => crate::http::dechunk(&raw),
                 _ => raw,
             };
             Ok(Response {
@@ -643,30 +643,6 @@ mod tests {
                 head: String::from_utf8_lossy(&head).into_owned(),
                 body,
             })
-        }
-    }
-
-    fn dechunk(raw: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut rest = raw;
-        loop {
-            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-                return out;
-            };
-            let size = usize::from_str_radix(
-                String::from_utf8_lossy(&rest[..nl])
-                    .trim()
-                    .split(';')
-                    .next()
-                    .unwrap_or(""),
-                16,
-            )
-            .unwrap_or(0);
-            if size == 0 {
-                return out;
-            }
-            out.extend_from_slice(&rest[nl + 1..nl + 1 + size]);
-            rest = &rest[nl + 1 + size + 2..];
         }
     }
 

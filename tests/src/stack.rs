@@ -231,6 +231,18 @@ impl Stack {
         p
     }
 
+    /// The names of every blob in the export container, sorted.
+    pub fn blob_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .store
+            .list(&self.container, "")
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// `lfs hsm_state FILE` output.
     pub fn hsm_state(&self, path: &Path) -> String {
         let o = self.sim.lfs(&["hsm_state", &path.display().to_string()]);

@@ -2,26 +2,8 @@
 //! (shared-key signed, one connection per request) that sees blob names byte for byte, including
 //! names the product must refuse.
 
-use std::time::Duration;
-
-use testkit::{percent_encode, signed_exchange, Azurite, BlobEndpoint};
-
-/// One HTTP answer.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use testkit::http::Reply;
+use testkit::{percent_encode, Azurite};
 
 /// A listed blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,27 +118,6 @@ impl Store {
         self.az.resume();
     }
 
-    /// One signed request; `path` is below the account, already percent-encoded.
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        extra: &[(&str, &str)],
-        body: &[u8],
-    ) -> std::io::Result<Reply> {
-        let raw = signed_exchange(
-            self.port(),
-            method,
-            path,
-            query,
-            extra,
-            body,
-            Duration::from_secs(60),
-        )?;
-        parse_reply(&raw, method == "HEAD")
-    }
-
     /// Deletes a container and everything in it (Azure answers 202; a missing one is 404).
     pub fn delete_container(&self, name: &str) {
         let r = self
@@ -177,14 +138,15 @@ impl Store {
 
     /// Puts a block blob under a raw name (any bytes: percent-encoded on the wire).
     pub fn put_raw(&self, container: &str, name: &[u8], body: &[u8]) -> Reply {
-        self.request(
-            "PUT",
-            &format!("/{container}/{}", encode(name, true)),
-            &[],
-            &[("x-ms-blob-type", "BlockBlob")],
-            body,
-        )
-        .expect("put blob")
+        self.az
+            .request(
+                "PUT",
+                &format!("/{container}/{}", encode(name, true)),
+                &[],
+                &[("x-ms-blob-type", "BlockBlob")],
+                body,
+            )
+            .expect("put blob")
     }
 
     /// The blob's bytes, `None` when it does not exist.
@@ -304,61 +266,4 @@ fn unescape(s: &str) -> String {
 /// Percent-encodes everything but unreserved characters (and `/` when `keep_slash`).
 pub fn encode(b: &[u8], keep_slash: bool) -> String {
     percent_encode(b, keep_slash)
-}
-
-fn parse_reply(raw: &[u8], head: bool) -> std::io::Result<Reply> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no HTTP head"))?;
-    let text = String::from_utf8_lossy(&raw[..end]);
-    let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut body = if head {
-        Vec::new()
-    } else {
-        raw[end + 4..].to_vec()
-    };
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
-    });
-    if chunked && !head {
-        body = dechunk(&body);
-    }
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut rest = raw;
-    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&rest[..nl])
-                .trim()
-                .split(';')
-                .next()
-                .unwrap_or(""),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 || rest.len() < nl + 1 + size {
-            break;
-        }
-        out.extend_from_slice(&rest[nl + 1..nl + 1 + size]);
-        rest = &rest[(nl + 1 + size + 2).min(rest.len())..];
-    }
-    out
 }
