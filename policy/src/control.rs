@@ -17,8 +17,12 @@ use tokio_util::sync::CancellationToken;
 pub enum Request {
     Status,
     Jobs,
+    /// One job; with `wait_ms`, the answer waits until the job ends or that long has passed
+    /// (a `--wait` follows a job without sleeping between questions).
     Job {
         id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait_ms: Option<u64>,
     },
     Export {
         path: String,

@@ -78,18 +78,16 @@ pub fn engine_config(p: &Policy) -> Result<EngineConfig, String> {
     })
 }
 
-/// The blob crate's target from the policy's plain fields.
+/// The blob crate's target from the policy's `[blob]` section.
 pub fn target_spec(p: &Policy) -> blob::TargetSpec {
-    let b = p.blob_target();
-    blob::TargetSpec {
-        url: b.url,
-        use_emulator: b.use_emulator,
-        account_key_file: b.account_key_file,
-        sas_token_file: b.sas_token_file,
-        connection_string_file: b.connection_string_file,
-        request_timeout: b.request_timeout,
-        retries: b.retries,
-    }
+    p.blob_target().spec()
+}
+
+/// A `Job` request answered when the job ends or at `until_ms`, whichever comes first.
+struct JobWait {
+    id: String,
+    reply: Sender<Response>,
+    until_ms: u64,
 }
 
 struct FlushReply {
@@ -106,6 +104,7 @@ pub struct Daemon<N: Namespace, S: Store, L: EventLog> {
     /// Last read error per MDT (cleared by that MDT's next successful pass).
     reader_errors: std::collections::BTreeMap<usize, String>,
     flushes: Vec<FlushReply>,
+    job_waits: Vec<JobWait>,
     metrics: Arc<Mutex<String>>,
     /// Points for the page's charts.
     history: Arc<Mutex<crate::web::History>>,
@@ -138,6 +137,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
             policy_path,
             reader_errors: Default::default(),
             flushes: Vec::new(),
+            job_waits: Vec::new(),
             metrics: Arc::default(),
             history: Arc::default(),
             started_ms: now_ms(),
@@ -245,7 +245,17 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                     serde_json::to_value(self.jobs.list(self.engine.state())).unwrap_or_default(),
                 )
             }
-            Request::Job { id } => {
+            Request::Job { id, wait_ms } => {
+                if let Some(ms) = wait_ms {
+                    if self.job_running(&id) {
+                        self.job_waits.push(JobWait {
+                            id,
+                            reply,
+                            until_ms: now.saturating_add(ms),
+                        });
+                        return None;
+                    }
+                }
                 self.make_durable();
                 match self.jobs.get(&id, self.engine.state()) {
                     Some(j) => Response::ok(serde_json::to_value(j).unwrap_or_default()),
@@ -361,6 +371,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         if self.save_due_ms.is_some_and(|t| t <= now) {
             self.save_due_ms = None;
         }
+        self.answer_job_waits(now);
         let mut i = 0;
         while i < self.flushes.len() {
             let f = &self.flushes[i];
@@ -396,6 +407,31 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         Ok(())
     }
 
+    fn job_running(&self, id: &str) -> bool {
+        self.jobs
+            .get(id, self.engine.state())
+            .is_some_and(|j| j.is_running())
+    }
+
+    /// Answers the `Job` waits whose job ended or whose time is up.
+    fn answer_job_waits(&mut self, now: u64) {
+        let (due, waiting): (Vec<JobWait>, Vec<JobWait>) = std::mem::take(&mut self.job_waits)
+            .into_iter()
+            .partition(|w| now >= w.until_ms || !self.job_running(&w.id));
+        self.job_waits = waiting;
+        if due.is_empty() {
+            return;
+        }
+        self.make_durable();
+        for w in due {
+            let r = match self.jobs.get(&w.id, self.engine.state()) {
+                Some(j) => Response::ok(serde_json::to_value(j).unwrap_or_default()),
+                None => Response::err(crate::exit::NOT_FOUND, format!("no job {}", w.id)),
+            };
+            let _ = w.reply.send(r);
+        }
+    }
+
     /// When the loop must run a round without a message: the earliest of the engine's timers,
     /// a flush's timeout, a due save, a running job's next step. `None`: only a message.
     pub fn next_wake(&self, now: u64) -> Option<u64> {
@@ -413,6 +449,9 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         }
         if let Some(t) = self.save_due_ms {
             at(t);
+        }
+        for w in &self.job_waits {
+            at(w.until_ms);
         }
         if self.jobs.running_manual().is_some() {
             at(now.saturating_add(JOB_STEP_MS));
@@ -935,6 +974,44 @@ mod tests {
     }
 
     #[test]
+    fn a_job_question_with_a_wait_is_answered_when_the_job_ends_not_before() {
+        let (mut d, _ns) = daemon();
+        assert!(
+            ask(&mut d, Request::Autoexport { enable: false })
+                .try_recv()
+                .unwrap()
+                .ok
+        );
+        let r = ask(&mut d, Request::Export { path: "".into() })
+            .try_recv()
+            .unwrap();
+        let id = r.data["id"].as_str().unwrap().to_string();
+        let job = |wait_ms| Request::Job {
+            id: id.clone(),
+            wait_ms,
+        };
+        let until_end = ask(&mut d, job(Some(600_000)));
+        let until_round = ask(&mut d, job(Some(0)));
+        assert!(until_end.try_recv().is_err(), "held while the job runs");
+        assert!(
+            until_round.try_recv().is_err(),
+            "answered by the loop, not at once"
+        );
+        assert!(
+            ask(&mut d, Request::Cancel { id: id.clone() })
+                .try_recv()
+                .unwrap()
+                .ok
+        );
+        d.tick().unwrap();
+        assert_eq!(until_end.try_recv().unwrap().data["state"], "Canceled");
+        assert!(until_round.try_recv().unwrap().ok);
+        // A job that has ended is told at once.
+        let r = ask(&mut d, job(Some(600_000))).try_recv().unwrap();
+        assert_eq!(r.data["state"], "Canceled");
+    }
+
+    #[test]
     fn an_mdt_whose_changelog_delivers_nothing_asks_for_the_changelog_user() {
         let (mut d, ns) = daemon();
         d.engine
@@ -1111,9 +1188,15 @@ mod tests {
             Some(crate::exit::REFUSED),
             "a manual job is running"
         );
-        let r = ask(&mut d, Request::Job { id: "nope".into() })
-            .try_recv()
-            .unwrap();
+        let r = ask(
+            &mut d,
+            Request::Job {
+                id: "nope".into(),
+                wait_ms: Some(60_000),
+            },
+        )
+        .try_recv()
+        .unwrap();
         assert_eq!(r.code, Some(crate::exit::NOT_FOUND));
     }
 }

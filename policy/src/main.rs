@@ -305,16 +305,20 @@ fn render_job(j: &serde_json::Value) -> String {
     line
 }
 
-/// Polls a job until it ends, with progress on stderr (a bar on a terminal, a plain line every
-/// few seconds otherwise). Returns the exit code.
+/// Follows a job until it ends, with progress on stderr (a bar on a terminal, a plain line every
+/// few seconds otherwise): each question waits in the daemon until the job ends or the next
+/// progress refresh is due. Returns the exit code.
 fn wait_job(cli: &Cli, id: &str, json: bool) -> Result<i32, Failure> {
     let mut reporter = policy::progress::Reporter::new(std::io::stderr().is_terminal());
     let started = std::time::Instant::now();
     loop {
         let r = ask(
             cli,
-            &Request::Job { id: id.to_string() },
-            Some(Duration::from_secs(30)),
+            &Request::Job {
+                id: id.to_string(),
+                wait_ms: Some(PROGRESS_EVERY.as_millis() as u64),
+            },
+            Some(Duration::from_secs(30) + PROGRESS_EVERY),
         )?;
         let j = r.data;
         let state = j
@@ -345,9 +349,11 @@ fn wait_job(cli: &Cli, id: &str, json: bool) -> Result<i32, Failure> {
                 _ => exit::JOB_FAILED,
             });
         }
-        std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// How often `--wait` refreshes its progress while a job runs.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
     let policy = load(&cli.config)?;
