@@ -211,27 +211,15 @@ impl Azurite {
         path: &str,
         query: &[(&str, &str)],
     ) -> (u16, String) {
-        self.signed_request_with(method, path, query, &[], b"")
-    }
-
-    /// [`Azurite::signed_request`] with extra headers (e.g. `x-ms-blob-type` for a Put Blob) and a
-    /// body.
-    pub fn signed_request_with(
-        &self,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        extra: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, String) {
         let r = self
-            .request(method, path, query, extra, body)
+            .request(method, path, query, &[], b"")
             .expect("request to azurite");
         (r.status, String::from_utf8_lossy(&r.body).into_owned())
     }
 
-    /// One shared-key signed request on a connection of its own; `path` is below the account,
-    /// already percent-encoded. The answer parsed, headers and body as sent.
+    /// One shared-key signed request on a connection of its own, with extra headers (e.g.
+    /// `x-ms-blob-type` for a Put Blob) and a body; `path` is below the account, already
+    /// percent-encoded. The answer parsed, headers and body as sent.
     pub fn request(
         &self,
         method: &str,
