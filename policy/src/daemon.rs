@@ -635,6 +635,9 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     // The flusher writes what is queued once more, then ends.
     log.stop.cancel();
     let _ = rt.block_on(log.task);
+    // A control client that connected and never sent its line holds a blocking thread until its
+    // read times out: the process does not wait for it.
+    rt.shutdown_background();
     Ok(())
 }
 
