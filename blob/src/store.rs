@@ -18,7 +18,7 @@ use object_store::{
 use crate::error::{Classifier, Error};
 use crate::metadata::Metadata;
 use crate::name::{BlobName, NameError};
-use crate::target::{Credential, Resolved, TargetSpec};
+use crate::target::{resolve, Credential, Resolved, TargetSpec};
 
 /// How a write treats an existing blob.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -88,7 +88,7 @@ impl BlobStore {
     /// Opens the target: parses the URL, reads the credential files, builds the clients.
     /// No request is sent.
     pub fn open(spec: &TargetSpec) -> Result<BlobStore, Error> {
-        let resolved = spec.resolve()?;
+        let resolved = resolve(spec)?;
         BlobStore::build(resolved, spec.request_timeout, spec.retries)
     }
 

@@ -16,8 +16,7 @@
 //! Secrets are read from files at open time and never printed: `TargetSpec`'s `Debug` shows file
 //! names only (and strips any query string from the URL), and every error message is scrubbed.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use crate::error::Error;
 
@@ -25,61 +24,9 @@ use crate::error::Error;
 pub const EMULATOR_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-/// A blob target as configured.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TargetSpec {
-    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]`, `az://CONTAINER[/PREFIX]`, or with `use_emulator` `http://HOST:PORT/ACCOUNT/CONTAINER[/PREFIX]`.
-    pub url: String,
-    /// Path-style URLs of Azurite (and its well-known key when no credential is given).
-    pub use_emulator: bool,
-    /// A file holding the account key.
-    pub account_key_file: Option<PathBuf>,
-    /// A file holding a SAS token.
-    pub sas_token_file: Option<PathBuf>,
-    /// A file holding a connection string.
-    pub connection_string_file: Option<PathBuf>,
-    /// Per-HTTP-request timeout; large blocks need far more than object_store's 30 s default.
-    pub request_timeout: Duration,
-    /// Retries of one failed request on transient errors (object_store's retry layer), and of
-    /// whole operations by [`crate::BlobStore`].
-    pub retries: u32,
-}
-
-impl TargetSpec {
-    /// A spec with default timeout (10 min) and retries (5), and no credential files.
-    pub fn new(url: impl Into<String>) -> TargetSpec {
-        TargetSpec {
-            url: url.into(),
-            use_emulator: false,
-            account_key_file: None,
-            sas_token_file: None,
-            connection_string_file: None,
-            request_timeout: Duration::from_secs(600),
-            retries: 5,
-        }
-    }
-}
-
-impl std::fmt::Debug for TargetSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TargetSpec")
-            .field("url", &strip_query(&self.url))
-            .field("use_emulator", &self.use_emulator)
-            .field("account_key_file", &self.account_key_file)
-            .field("sas_token_file", &self.sas_token_file)
-            .field("connection_string_file", &self.connection_string_file)
-            .field("request_timeout", &self.request_timeout)
-            .field("retries", &self.retries)
-            .finish()
-    }
-}
-
-fn strip_query(url: &str) -> String {
-    match url.find('?') {
-        Some(i) => format!("{}?<redacted>", &url[..i]),
-        None => url.to_string(),
-    }
-}
+/// A blob target as configured: defined with the policy file's `[blob]` section, so its fields
+/// and their redacting `Debug` exist once.
+pub use lustre_blob_config::TargetSpec;
 
 /// How requests are authorised.
 #[derive(Clone, PartialEq, Eq)]
@@ -190,153 +137,151 @@ fn container_and_prefix(path: &str) -> Result<(String, String), Error> {
     Ok((percent_decode(c)?, prefix))
 }
 
-impl TargetSpec {
-    pub(crate) fn resolve(&self) -> Result<Resolved, Error> {
-        let conn = match &self.connection_string_file {
-            Some(p) => Some(parse_conn_string(&read_secret(p, "connection string")?)),
-            None => None,
-        };
-        // The query (a SAS token, perhaps) never goes into a message.
-        let url = url::Url::parse(&self.url)
-            .map_err(|e| Error::Config(format!("blob URL {:?}: {e}", strip_query(&self.url))))?;
-        let scheme = url.scheme();
-        let (account, endpoint, container, prefix);
-        match scheme {
-            "az" | "azure" => {
-                // `az://CONTAINER/PREFIX`: the container is the URL's host.
-                let (c, p) = container_and_prefix(&format!(
-                    "{}{}",
-                    url.host_str().unwrap_or(""),
-                    url.path()
-                ))?;
-                let acct = conn
-                    .as_ref()
-                    .and_then(|c| c.account.clone())
-                    .or_else(|| std::env::var("AZURE_STORAGE_ACCOUNT_NAME").ok())
-                    .or_else(|| conn.as_ref().filter(|c| c.dev).map(|_| "devstoreaccount1".to_string()))
-                    .ok_or_else(|| {
-                        Error::Config(format!(
-                            "{scheme}:// URL needs an account: AZURE_STORAGE_ACCOUNT_NAME or a connection string"
-                        ))
-                    })?;
-                endpoint = match conn.as_ref() {
-                    Some(ConnString {
-                        blob_endpoint: Some(e),
-                        ..
-                    }) => e.clone(),
-                    Some(ConnString { dev: true, .. }) => format!("http://127.0.0.1:10000/{acct}"),
-                    Some(ConnString {
-                        protocol, suffix, ..
-                    }) => format!(
-                        "{}://{acct}.blob.{}",
-                        protocol.as_deref().unwrap_or("https"),
-                        suffix.as_deref().unwrap_or("core.windows.net")
-                    ),
-                    None => format!("https://{acct}.blob.core.windows.net"),
-                };
-                account = acct;
+/// Resolves `spec` to endpoint, container, prefix and credential (reading credential files).
+pub(crate) fn resolve(spec: &TargetSpec) -> Result<Resolved, Error> {
+    let conn = match &spec.connection_string_file {
+        Some(p) => Some(parse_conn_string(&read_secret(p, "connection string")?)),
+        None => None,
+    };
+    // The query (a SAS token, perhaps) never goes into a message.
+    let url = url::Url::parse(&spec.url).map_err(|e| {
+        Error::Config(format!(
+            "blob URL {:?}: {e}",
+            lustre_blob_config::redact_query(&spec.url)
+        ))
+    })?;
+    let scheme = url.scheme();
+    let (account, endpoint, container, prefix);
+    match scheme {
+        "az" | "azure" => {
+            // `az://CONTAINER/PREFIX`: the container is the URL's host.
+            let (c, p) =
+                container_and_prefix(&format!("{}{}", url.host_str().unwrap_or(""), url.path()))?;
+            let acct = conn
+                .as_ref()
+                .and_then(|c| c.account.clone())
+                .or_else(|| std::env::var("AZURE_STORAGE_ACCOUNT_NAME").ok())
+                .or_else(|| conn.as_ref().filter(|c| c.dev).map(|_| "devstoreaccount1".to_string()))
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{scheme}:// URL needs an account: AZURE_STORAGE_ACCOUNT_NAME or a connection string"
+                    ))
+                })?;
+            endpoint = match conn.as_ref() {
+                Some(ConnString {
+                    blob_endpoint: Some(e),
+                    ..
+                }) => e.clone(),
+                Some(ConnString { dev: true, .. }) => format!("http://127.0.0.1:10000/{acct}"),
+                Some(ConnString {
+                    protocol, suffix, ..
+                }) => format!(
+                    "{}://{acct}.blob.{}",
+                    protocol.as_deref().unwrap_or("https"),
+                    suffix.as_deref().unwrap_or("core.windows.net")
+                ),
+                None => format!("https://{acct}.blob.core.windows.net"),
+            };
+            account = acct;
+            container = c;
+            prefix = p;
+        }
+        "http" | "https" => {
+            let Some(hostname) = url.host_str().filter(|h| !h.is_empty()) else {
+                return Err(Error::Config("blob URL has no host".into()));
+            };
+            let host = match url.port() {
+                Some(port) => format!("{hostname}:{port}"),
+                None => hostname.to_string(),
+            };
+            let path = url.path();
+            if spec.use_emulator {
+                let path = path.trim_start_matches('/');
+                let (acct, rest) = path.split_once('/').unwrap_or((path, ""));
+                if acct.is_empty() {
+                    return Err(Error::Config(
+                        "emulator URL must be http://HOST:PORT/ACCOUNT/CONTAINER[/PREFIX]".into(),
+                    ));
+                }
+                let (c, p) = container_and_prefix(rest)?;
+                endpoint = format!("{scheme}://{host}/{acct}");
+                account = acct.to_string();
+                container = c;
+                prefix = p;
+            } else {
+                let acct = hostname.split('.').next().unwrap_or("");
+                let is_name = matches!(url.host(), Some(url::Host::Domain(_)));
+                if acct.is_empty() || !hostname.contains('.') || !is_name {
+                    return Err(Error::Config(format!(
+                        "blob URL host {host:?} is not ACCOUNT.blob.<suffix>; set use_emulator for path-style URLs"
+                    )));
+                }
+                let (c, p) = container_and_prefix(path)?;
+                endpoint = format!("{scheme}://{host}");
+                account = acct.to_string();
                 container = c;
                 prefix = p;
             }
-            "http" | "https" => {
-                let Some(hostname) = url.host_str().filter(|h| !h.is_empty()) else {
-                    return Err(Error::Config("blob URL has no host".into()));
-                };
-                let host = match url.port() {
-                    Some(port) => format!("{hostname}:{port}"),
-                    None => hostname.to_string(),
-                };
-                let path = url.path();
-                if self.use_emulator {
-                    let path = path.trim_start_matches('/');
-                    let (acct, rest) = path.split_once('/').unwrap_or((path, ""));
-                    if acct.is_empty() {
-                        return Err(Error::Config(
-                            "emulator URL must be http://HOST:PORT/ACCOUNT/CONTAINER[/PREFIX]"
-                                .into(),
-                        ));
-                    }
-                    let (c, p) = container_and_prefix(rest)?;
-                    endpoint = format!("{scheme}://{host}/{acct}");
-                    account = acct.to_string();
-                    container = c;
-                    prefix = p;
-                } else {
-                    let acct = hostname.split('.').next().unwrap_or("");
-                    let is_name = matches!(url.host(), Some(url::Host::Domain(_)));
-                    if acct.is_empty() || !hostname.contains('.') || !is_name {
-                        return Err(Error::Config(format!(
-                            "blob URL host {host:?} is not ACCOUNT.blob.<suffix>; set use_emulator for path-style URLs"
-                        )));
-                    }
-                    let (c, p) = container_and_prefix(path)?;
-                    endpoint = format!("{scheme}://{host}");
-                    account = acct.to_string();
-                    container = c;
-                    prefix = p;
-                }
-            }
-            other => {
-                return Err(Error::Config(format!(
-                    "blob URL scheme {other:?} not supported (https, az, or http with use_emulator)"
-                )))
-            }
         }
-
-        let mut secrets = Vec::new();
-        let credential = if let Some(p) = &self.account_key_file {
-            Credential::Key(read_secret(p, "account key")?)
-        } else if let Some(p) = &self.sas_token_file {
-            Credential::Sas(read_secret(p, "SAS token")?)
-        } else if let Some(c) = conn.as_ref().filter(|c| c.key.is_some() || c.sas.is_some()) {
-            match (&c.key, &c.sas) {
-                (Some(k), _) => Credential::Key(k.clone()),
-                (None, Some(s)) => Credential::Sas(s.clone()),
-                (None, None) => Credential::Environment,
-            }
-        } else if conn.as_ref().is_some_and(|c| c.dev)
-            || (self.use_emulator && !env_has_credentials())
-        {
-            Credential::Key(EMULATOR_KEY.to_string())
-        } else {
-            Credential::Environment
-        };
-        match &credential {
-            Credential::Key(k) => secrets.push(k.clone()),
-            Credential::Sas(s) => {
-                let s = s.trim_start_matches('?');
-                secrets.push(s.to_string());
-                for pair in s.split('&') {
-                    if let Some((_, v)) = pair.split_once('=') {
-                        if v.len() >= 8 {
-                            secrets.push(v.to_string());
-                            secrets.push(percent_decode(v).unwrap_or_default());
-                        }
-                    }
-                }
-            }
-            Credential::Environment => {
-                for var in [
-                    "AZURE_STORAGE_ACCOUNT_KEY",
-                    "AZURE_STORAGE_SAS_TOKEN",
-                    "AZURE_CLIENT_SECRET",
-                ] {
-                    if let Ok(v) = std::env::var(var) {
-                        secrets.push(v);
-                    }
-                }
-            }
+        other => {
+            return Err(Error::Config(format!(
+                "blob URL scheme {other:?} not supported (https, az, or http with use_emulator)"
+            )))
         }
-        secrets.retain(|s| s.len() >= 8);
-        Ok(Resolved {
-            account,
-            endpoint,
-            container,
-            prefix,
-            credential,
-            secrets,
-        })
     }
+
+    let mut secrets = Vec::new();
+    let credential = if let Some(p) = &spec.account_key_file {
+        Credential::Key(read_secret(p, "account key")?)
+    } else if let Some(p) = &spec.sas_token_file {
+        Credential::Sas(read_secret(p, "SAS token")?)
+    } else if let Some(c) = conn.as_ref().filter(|c| c.key.is_some() || c.sas.is_some()) {
+        match (&c.key, &c.sas) {
+            (Some(k), _) => Credential::Key(k.clone()),
+            (None, Some(s)) => Credential::Sas(s.clone()),
+            (None, None) => Credential::Environment,
+        }
+    } else if conn.as_ref().is_some_and(|c| c.dev) || (spec.use_emulator && !env_has_credentials())
+    {
+        Credential::Key(EMULATOR_KEY.to_string())
+    } else {
+        Credential::Environment
+    };
+    match &credential {
+        Credential::Key(k) => secrets.push(k.clone()),
+        Credential::Sas(s) => {
+            let s = s.trim_start_matches('?');
+            secrets.push(s.to_string());
+            for pair in s.split('&') {
+                if let Some((_, v)) = pair.split_once('=') {
+                    if v.len() >= 8 {
+                        secrets.push(v.to_string());
+                        secrets.push(percent_decode(v).unwrap_or_default());
+                    }
+                }
+            }
+        }
+        Credential::Environment => {
+            for var in [
+                "AZURE_STORAGE_ACCOUNT_KEY",
+                "AZURE_STORAGE_SAS_TOKEN",
+                "AZURE_CLIENT_SECRET",
+            ] {
+                if let Ok(v) = std::env::var(var) {
+                    secrets.push(v);
+                }
+            }
+        }
+    }
+    secrets.retain(|s| s.len() >= 8);
+    Ok(Resolved {
+        account,
+        endpoint,
+        container,
+        prefix,
+        credential,
+        secrets,
+    })
 }
 
 fn env_has_credentials() -> bool {
@@ -352,6 +297,17 @@ fn env_has_credentials() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tests read best as `spec.resolve()`.
+    trait Resolve {
+        fn resolve(&self) -> Result<Resolved, Error>;
+    }
+
+    impl Resolve for TargetSpec {
+        fn resolve(&self) -> Result<Resolved, Error> {
+            super::resolve(self)
+        }
+    }
 
     #[test]
     fn https_host_style() {

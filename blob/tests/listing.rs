@@ -9,6 +9,7 @@ use blob::{BlobInfo, BlobStore, FileKind, Metadata, TargetSpec, WriteMode};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use testkit::proxy::{Fault, FaultProxy};
+use testkit::BlobEndpoint;
 use testkit::{percent_encode, signed_exchange, Azurite};
 
 /// Put Blob under any name, as another tool could, with `x-ms-meta-*` headers; returns the status.

@@ -8,6 +8,7 @@ mod common;
 use blob::{BlobName, BlobStore, Metadata, TargetSpec, WriteMode};
 use testkit::proxy::{Fault, FaultProxy};
 use testkit::Azurite;
+use testkit::BlobEndpoint;
 
 const RETRIES: u32 = 2;
 

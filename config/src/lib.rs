@@ -142,8 +142,8 @@ impl PartialEq<&str> for ChangelogUser {
     }
 }
 
-/// `[blob]`: the target container (and optional prefix) and how to authenticate. Plain fields, so
-/// the `blob` crate can build its `TargetSpec` from them without this crate knowing about it.
+/// `[blob]`: the target container (and optional prefix) and how to authenticate; [`BlobTarget::spec`]
+/// is what the `blob` crate opens.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlobTarget {
@@ -179,25 +179,90 @@ pub struct BlobTarget {
 }
 
 impl std::fmt::Debug for BlobTarget {
-    // The URL may carry a SAS query string: never print it, and print credential files only by path.
+    // The URL may carry a SAS query string: shown through `TargetSpec`'s redacting `Debug`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let url = match self.url.split_once('?') {
-            Some((base, _)) => format!("{base}?<redacted>"),
-            None => self.url.clone(),
-        };
         f.debug_struct("BlobTarget")
-            .field("url", &url)
+            .field("target", &self.spec())
+            .field(
+                "allow_shared_credentials_file",
+                &self.allow_shared_credentials_file,
+            )
+            .finish()
+    }
+}
+
+impl BlobTarget {
+    /// The target and its credentials as the `blob` crate opens them (`blob::TargetSpec`).
+    pub fn spec(&self) -> TargetSpec {
+        TargetSpec {
+            url: self.url.clone(),
+            use_emulator: self.use_emulator,
+            account_key_file: self.account_key_file.clone(),
+            sas_token_file: self.sas_token_file.clone(),
+            connection_string_file: self.connection_string_file.clone(),
+            request_timeout: self.request_timeout,
+            retries: self.retries,
+        }
+    }
+}
+
+/// A blob target with its credentials, as the `blob` crate opens it (re-exported there as
+/// `blob::TargetSpec`): the `[blob]` section without what only the policy file checks. Defined
+/// here, the crate every other depends on, so the fields and their redacting `Debug` exist once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]`, `az://CONTAINER[/PREFIX]`, or with `use_emulator` `http://HOST:PORT/ACCOUNT/CONTAINER[/PREFIX]`.
+    pub url: String,
+    /// Path-style URLs of Azurite (and its well-known key when no credential is given).
+    pub use_emulator: bool,
+    /// A file holding the account key.
+    pub account_key_file: Option<PathBuf>,
+    /// A file holding a SAS token.
+    pub sas_token_file: Option<PathBuf>,
+    /// A file holding a connection string.
+    pub connection_string_file: Option<PathBuf>,
+    /// Per-HTTP-request timeout; large blocks need far more than object_store's 30 s default.
+    pub request_timeout: Duration,
+    /// Retries of one failed request on transient errors (object_store's retry layer), and of
+    /// whole operations by `blob::BlobStore`.
+    pub retries: u32,
+}
+
+impl TargetSpec {
+    /// A spec with default timeout (10 min) and retries (5), and no credential files.
+    pub fn new(url: impl Into<String>) -> TargetSpec {
+        TargetSpec {
+            url: url.into(),
+            use_emulator: false,
+            account_key_file: None,
+            sas_token_file: None,
+            connection_string_file: None,
+            request_timeout: Duration::from_secs(600),
+            retries: 5,
+        }
+    }
+}
+
+impl std::fmt::Debug for TargetSpec {
+    // The URL may carry a SAS query string: never print it, and credential files only by path.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetSpec")
+            .field("url", &redact_query(&self.url))
             .field("use_emulator", &self.use_emulator)
             .field("account_key_file", &self.account_key_file)
             .field("sas_token_file", &self.sas_token_file)
             .field("connection_string_file", &self.connection_string_file)
             .field("request_timeout", &self.request_timeout)
             .field("retries", &self.retries)
-            .field(
-                "allow_shared_credentials_file",
-                &self.allow_shared_credentials_file,
-            )
             .finish()
+    }
+}
+
+/// `url` with any query string (a SAS token) replaced by `?<redacted>`.
+pub fn redact_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?<redacted>"),
+        None => url.to_string(),
     }
 }
 

@@ -137,15 +137,7 @@ fn open_store(cli: &Cli, settings: &Settings) -> Result<blob::BlobStore, (i32, S
         .check_blob_host(&cli.config)
         .map_err(|e| (2, e.to_string()))?;
     let b = &settings.policy.blob;
-    let spec = blob::TargetSpec {
-        url: b.url.clone(),
-        use_emulator: b.use_emulator,
-        account_key_file: b.account_key_file.clone(),
-        sas_token_file: b.sas_token_file.clone(),
-        connection_string_file: b.connection_string_file.clone(),
-        request_timeout: b.request_timeout,
-        retries: b.retries,
-    };
+    let spec = b.spec();
     blob::BlobStore::open(&spec).map_err(|e| {
         let mut msg = e.to_string();
         if !msg.starts_with("blob target") {
@@ -222,12 +214,7 @@ fn init_tracing(verbosity: i32) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    endpoint::logging::init(level);
 }
 
 /// liblustreapi's own messages (`llapi_error`, `llapi_printf`) go into our log, at the level

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use endpoint::signals::Signal;
 use tokio::runtime::Runtime;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -139,35 +139,38 @@ fn serve_metrics(
     Ok(())
 }
 
-/// SIGTERM and SIGINT stop the engine; SIGHUP reloads its settings. Until `exiting`.
+/// SIGTERM and SIGINT stop the engine; SIGHUP reloads its settings. Until `exiting`. The signals
+/// come from the one wiring both daemons share (`endpoint::signals`), forwarded into a channel
+/// this task waits on.
 fn handle_signals<C: Coordinator, S: Store>(
     rt: &Runtime,
     engine: Arc<Engine<C, S>>,
     reload: Reload,
     exiting: CancellationToken,
 ) -> Result<JoinHandle<()>, String> {
-    let _in_rt = rt.enter();
-    let listen =
-        |kind: SignalKind| signal(kind).map_err(|e| format!("installing signal handlers: {e}"));
-    let (mut hup, mut term, mut int) = (
-        listen(SignalKind::hangup())?,
-        listen(SignalKind::terminate())?,
-        listen(SignalKind::interrupt())?,
-    );
+    // A few signals in a row are all one needs to see; a full channel drops a repeat.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let watch = endpoint::signals::watch(move |s| {
+        let _ = tx.try_send(s);
+    })
+    .map_err(|e| format!("installing signal handlers: {e}"))?;
     Ok(rt.spawn(async move {
+        let _watch = watch;
         loop {
-            let stop = tokio::select! {
+            let signal = tokio::select! {
                 () = exiting.cancelled() => return,
-                _ = hup.recv() => None,
-                _ = term.recv() => Some("SIGTERM"),
-                _ = int.recv() => Some("SIGINT"),
+                s = rx.recv() => match s {
+                    Some(s) => s,
+                    None => return,
+                },
             };
-            match stop {
-                Some(signal) => {
+            match signal {
+                Signal::Stop(signo) => {
+                    let signal = if signo == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
                     tracing::info!(signal, "stopping: no new actions, draining in-flight ones");
                     engine.request_stop();
                 }
-                None => match tokio::task::block_in_place(&reload) {
+                Signal::Reload => match tokio::task::block_in_place(&reload) {
                     Ok(cfg) => {
                         tracing::info!(?cfg, "policy reloaded");
                         engine.reload(cfg);

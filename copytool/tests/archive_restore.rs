@@ -1,6 +1,6 @@
 //! Archive, restore and remove through the real coordinator (lustre-sim), Azurite and lhsmtool_blob.
 
-mod harness;
+use e2e::copytool_suite as harness;
 
 use harness::{pattern, read_all, Env, BLOCK};
 
@@ -62,18 +62,7 @@ fn striping_survives_archive_release_and_restore() {
     let env = Env::start("");
     let ct = env.copytool(&[]);
     let p = env.path("striped/wide.bin");
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    let (ok, out) = env.lfs(&[
-        "setstripe",
-        "-c",
-        "4",
-        "-S",
-        "4M",
-        "-p",
-        "flash",
-        p.to_str().unwrap(),
-    ]);
-    assert!(ok, "{out}");
+    env.sim.create_striped(&p, 4, "4M", "flash");
     let data = pattern(BLOCK + 9, 4);
     std::fs::write(&p, &data).unwrap();
     env.hsm("hsm_archive", &p, None);

@@ -3,7 +3,7 @@
 //! file on the MDT `llapi_hsm_action_begin` names (or where its random name hashes, for -1) and
 //! routes progress and end by the volatile file's FID, answering -ENOENT from the wrong MDT.
 
-mod harness;
+use e2e::copytool_suite as harness;
 
 use harness::{pattern, read_all, Env, BLOCK};
 use testkit::sim::SimOptions;

@@ -1,7 +1,7 @@
 //! Failure handling end to end: cancel, change during archive, conflicts, a blob store outage,
 //! dry run; and the failure entries in the logging container.
 
-mod harness;
+use e2e::copytool_suite as harness;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Agent lifecycle end to end: several agents, a killed agent, clean stop, command line errors,
 //! metrics.
 
-mod harness;
+use e2e::copytool_suite as harness;
 
 use std::process::Command;
 use std::time::Duration;
@@ -100,7 +100,7 @@ fn sigterm_stops_cleanly_and_unregisters() {
     let mut ct = env.copytool(&["--pid-file", pid_file.to_str().unwrap()]);
     assert_eq!(
         std::fs::read_to_string(&pid_file).unwrap().trim(),
-        ct.pid().to_string()
+        ct.pid().expect("running").to_string()
     );
     // A second copytool with the same pid file refuses to start.
     let (code, err) = run(&[
@@ -305,7 +305,7 @@ fn daemon_mode_detaches_and_still_serves() {
         .trim()
         .parse()
         .unwrap();
-    assert_ne!(pid as u32, ct.pid());
+    assert_ne!(Some(pid as u32), ct.pid());
     let p = env.write("daemon/f", b"served by the daemon");
     env.hsm("hsm_archive", &p, None);
     env.wait_state(&p, "exists archived", &[&ct]);

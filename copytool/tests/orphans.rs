@@ -3,7 +3,7 @@
 //! `active_request_timeout` (left at its default, 3600 s, in these tests) and accepts their end by
 //! cookie from any process (`mdt_cdt_update_request`).
 
-mod harness;
+use e2e::copytool_suite as harness;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! kept alive with progress until a slot frees, instead of timing out unread in the pipe (and,
 //! past 64 KiB, blocking the client's kernel thread).
 
-mod harness;
+use e2e::copytool_suite as harness;
 
 use std::time::Duration;
 

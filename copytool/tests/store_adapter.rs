@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use blob::{BlobName, BlobStore, DownloadOptions, Metadata, RateLimiter, UploadOptions, WriteMode};
 use copytool::ports::Store;
 use testkit::Azurite;
+use testkit::BlobEndpoint;
 use tokio_util::sync::CancellationToken;
 
 const BLOCK: u64 = 64 << 10;

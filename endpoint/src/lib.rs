@@ -8,8 +8,14 @@
 //! * [`metrics_router`] answers `GET /metrics` with whatever its closure renders per scrape.
 //! * [`Exposition`] builds one scrape's metrics (fresh each time from the daemon's own counters)
 //!   and [`Exposition::encode`]s them.
+//!
+//! Besides HTTP, what else both daemons run the same way: [`signals`] (SIGTERM/SIGINT/SIGHUP as
+//! events) and [`logging`] (one `tracing` set-up).
 
 #![warn(missing_docs)]
+
+pub mod logging;
+pub mod signals;
 
 use std::net::SocketAddr;
 

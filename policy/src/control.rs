@@ -6,9 +6,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// What the CLI asks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,8 +17,12 @@ use std::time::Duration;
 pub enum Request {
     Status,
     Jobs,
+    /// One job; with `wait_ms`, the answer waits until the job ends or that long has passed
+    /// (a `--wait` follows a job without sleeping between questions).
     Job {
         id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait_ms: Option<u64>,
     },
     Export {
         path: String,
@@ -132,18 +137,25 @@ pub fn call(
 /// Handles requests; may block (a flush waits for its barrier).
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
 
-/// The listening socket; removed on drop.
+/// The listening socket, served on the daemon's runtime until the daemon's shutdown token is
+/// cancelled or this is dropped; the socket file is removed on drop.
 pub struct Server {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    stop: CancellationToken,
 }
 
 const MAX_CONNECTIONS: usize = 32;
 
 impl Server {
-    /// Binds `path` (mode 0600), refusing when a live daemon already answers there.
-    pub fn start(path: &Path, handler: Handler) -> Result<Server, ControlError> {
+    /// Binds `path` (mode 0600), refusing when a live daemon already answers there, and accepts
+    /// connections on `rt` until `shutdown` is cancelled. Each connection is served on a
+    /// blocking thread of its own (the handler may wait for a flush).
+    pub fn start(
+        path: &Path,
+        handler: Handler,
+        rt: &tokio::runtime::Handle,
+        shutdown: &CancellationToken,
+    ) -> Result<Server, ControlError> {
         let p = path.display().to_string();
         let io = |source| ControlError::Io {
             path: p.clone(),
@@ -161,62 +173,63 @@ impl Server {
         let listener = UnixListener::bind(path).map_err(io)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         listener.set_nonblocking(true).map_err(io)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("control".into())
-            .spawn(move || accept_loop(listener, handler, stop2))
-            .map_err(io)?;
+        let listener = {
+            let _in_rt = rt.enter();
+            tokio::net::UnixListener::from_std(listener).map_err(io)?
+        };
+        let stop = shutdown.child_token();
+        rt.spawn(accept_loop(listener, handler, stop.clone()));
         Ok(Server {
             path: path.to_path_buf(),
             stop,
-            thread: Some(thread),
         })
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop.cancel();
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn accept_loop(listener: UnixListener, handler: Handler, stop: Arc<AtomicBool>) {
+/// Accepts until `stop`; wakes only for a connection or the stop.
+async fn accept_loop(
+    listener: tokio::net::UnixListener,
+    handler: Handler,
+    stop: CancellationToken,
+) {
     let active = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-                    let _ = reply(
-                        &stream,
-                        &Response::err(75, "daemon busy: too many control connections"),
-                    );
-                    continue;
-                }
-                active.fetch_add(1, Ordering::SeqCst);
-                let (h, a) = (handler.clone(), active.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("control-conn".into())
-                    .spawn(move || {
-                        serve(stream, &h);
-                        a.fetch_sub(1, Ordering::SeqCst);
-                    });
-                if spawned.is_err() {
-                    active.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted.and_then(|(s, _)| s.into_std()) {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "control socket accept failed");
-                std::thread::sleep(Duration::from_millis(200));
+                // Out of descriptors, say: try again a moment later rather than spin.
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                }
             }
+        };
+        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            let _ = stream.set_nonblocking(false);
+            let _ = reply(
+                &stream,
+                &Response::err(75, "daemon busy: too many control connections"),
+            );
+            continue;
         }
+        active.fetch_add(1, Ordering::SeqCst);
+        let (h, a) = (handler.clone(), active.clone());
+        tokio::task::spawn_blocking(move || {
+            serve(stream, &h);
+            a.fetch_sub(1, Ordering::SeqCst);
+        });
     }
 }
 
@@ -247,6 +260,14 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileTypeExt;
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn request_response_round_trip_over_a_0600_socket() {
         let dir = tempfile::tempdir().unwrap();
@@ -255,7 +276,8 @@ mod tests {
             Request::Status => Response::ok(serde_json::json!({"state": "InProgress"})),
             other => Response::err(69, format!("refused {other:?}")),
         });
-        let srv = Server::start(&sock, h.clone()).unwrap();
+        let (rt, shutdown) = (runtime(), CancellationToken::new());
+        let srv = Server::start(&sock, h.clone(), rt.handle(), &shutdown).unwrap();
         let md = std::fs::metadata(&sock).unwrap();
         assert!(md.file_type().is_socket());
         assert_eq!(md.permissions().mode() & 0o777, 0o600);
@@ -265,7 +287,7 @@ mod tests {
         assert_eq!(r.code, Some(69));
         // A second daemon on the same socket is refused.
         assert!(matches!(
-            Server::start(&sock, h.clone()),
+            Server::start(&sock, h.clone(), rt.handle(), &shutdown),
             Err(ControlError::InUse { .. })
         ));
         drop(srv);
@@ -282,8 +304,13 @@ mod tests {
         let sock = dir.path().join("ctl.sock");
         drop(UnixListener::bind(&sock).unwrap()); // left behind by a killed daemon
         let h: Handler = Arc::new(|_| Response::ok(serde_json::Value::Null));
-        let _srv = Server::start(&sock, h).unwrap();
+        let (rt, shutdown) = (runtime(), CancellationToken::new());
+        let _srv = Server::start(&sock, h, rt.handle(), &shutdown).unwrap();
         assert!(call(&sock, &Request::Jobs, None).unwrap().ok);
+        // The daemon's shutdown ends the server: the socket no longer answers.
+        shutdown.cancel();
+        rt.shutdown_timeout(Duration::from_secs(60));
+        assert!(call(&sock, &Request::Jobs, Some(Duration::from_secs(60))).is_err());
     }
 
     #[test]

@@ -1,36 +1,44 @@
 //! `lustre-blob daemon`: wires the engine to the real file system and blob store.
 //!
-//! Threads: one changelog reader per MDT (one long-lived reader in follow mode from the saved
-//! cursor; a flush asks each for two short passes to the end of its changelog, the barrier
-//! points), the control socket,
-//! the optional metrics endpoint, and the engine loop on the calling thread, which owns all
-//! state. Readers hand records over through a bounded channel. SIGTERM/SIGINT stop the readers,
-//! save the state and exit; SIGHUP reloads the policy file (a bad file keeps the old policy).
+//! Threads: one changelog reader per MDT ([`crate::readers`]), the engine loop on the calling
+//! thread, which owns all state, and a small tokio runtime for the control socket, the HTTP
+//! endpoints and the logging container. Everything the loop reacts to arrives as a [`Msg`] on
+//! one channel: records, control requests, and signals (SIGTERM/SIGINT stop, SIGHUP reloads the
+//! policy file; a bad file keeps the old policy). Between messages the loop sleeps until the
+//! next deadline (engine timers, flush timeouts, the metrics refresh), never on a fixed tick.
+//! Stopping cancels one token that ends the control socket and the HTTP endpoints, and closes
+//! the readers' wake-ups; their last records are applied, the state saved, the log flushed.
 
 use crate::control::{self, Request, Response};
 use crate::engine::{now_ms, Engine, EngineConfig};
 use crate::jobs::{JobRegistry, JobsError};
 use crate::model::Change;
 use crate::ports::{EventLog, Namespace, Store};
+use crate::readers::{self, ReaderWakers};
 use crate::real::{discover_mdts, BlobLog, BlobPort, LustreNs};
 use crate::scope::Scope;
 use crate::state::{Source, StateFile};
 use crate::status;
 use crate::vocab::JobState;
+use endpoint::signals::Signal;
 use lustre_blob_config::Policy;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// Records per message from a reader.
-const READ_BATCH: usize = 4096;
 /// In-flight files without CL_HSM for this long are checked against their HSM state.
 const STALE_AFTER_MS: u64 = 30_000;
 /// State saves at most this often (write-ahead saves before archive requests are immediate).
 const SAVE_INTERVAL_MS: u64 = 500;
+/// How often the metrics text and the page's chart points are refreshed.
+const METRICS_EVERY_MS: u64 = 1_000;
+/// While a manual job runs, how often it is advanced: its tree scanner hands results through a
+/// queue the loop cannot wait on (the job's archive completions arrive as records).
+const JOB_STEP_MS: u64 = 100;
 
+/// What the engine loop waits for.
 pub enum Msg {
     Records {
         mdt: usize,
@@ -45,6 +53,10 @@ pub enum Msg {
         req: Request,
         reply: Sender<Response>,
     },
+    /// SIGTERM/SIGINT/SIGHUP, from [`endpoint::signals`].
+    Signal(Signal),
+    /// Every reader thread has ended (sent while stopping).
+    ReadersEnded,
 }
 
 /// Engine settings from a policy file.
@@ -66,184 +78,16 @@ pub fn engine_config(p: &Policy) -> Result<EngineConfig, String> {
     })
 }
 
-/// The blob crate's target from the policy's plain fields.
+/// The blob crate's target from the policy's `[blob]` section.
 pub fn target_spec(p: &Policy) -> blob::TargetSpec {
-    let b = p.blob_target();
-    blob::TargetSpec {
-        url: b.url,
-        use_emulator: b.use_emulator,
-        account_key_file: b.account_key_file,
-        sas_token_file: b.sas_token_file,
-        connection_string_file: b.connection_string_file,
-        request_timeout: b.request_timeout,
-        retries: b.retries,
-    }
+    p.blob_target().spec()
 }
 
-/// One pass over MDT `name`'s changelog from `*next` to its end with a reader of its own:
-/// the records are sent, the last message says `end`. A pass started after a flush began sees
-/// every record recorded before it: the flush barrier's end point.
-/// Hands the records read so far to the engine (nothing when there are none); `false` when the
-/// engine is gone.
-fn send_batch(tx: &SyncSender<Msg>, mdt: usize, batch: &mut Vec<Change>) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    let records = std::mem::take(batch);
-    tx.send(Msg::Records {
-        mdt,
-        records,
-        end: false,
-    })
-    .is_ok()
-}
-
-fn one_pass(mdt: usize, name: &str, next: &mut u64, tx: &SyncSender<Msg>) -> Result<(), String> {
-    let mut reader =
-        lustre::ChangelogReader::start(name, *next, false).map_err(|e| format!("{name}: {e}"))?;
-    let mut batch = Vec::new();
-    loop {
-        match reader.recv() {
-            Ok(Some(r)) => {
-                if r.index >= *next {
-                    *next = r.index + 1;
-                    batch.push(Change { mdt, record: r });
-                }
-                if batch.len() >= READ_BATCH && !send_batch(tx, mdt, &mut batch) {
-                    return Err("engine gone".to_string());
-                }
-            }
-            Ok(None) => break,
-            Err(e) => return Err(format!("{name}: {e}")),
-        }
-    }
-    tx.send(Msg::Records {
-        mdt,
-        records: batch,
-        end: true,
-    })
-    .map_err(|_| "engine gone".to_string())
-}
-
-/// Waits up to `ms` for `fd` to become readable.
-fn readable(fd: std::os::fd::RawFd, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one pollfd on a descriptor owned by a live changelog reader.
-    let n = unsafe { libc::poll(&mut p, 1, ms) };
-    n > 0
-}
-
-/// MDT `mdt`'s reader: one long-lived changelog reader in follow mode, waiting on its fd (each
-/// open costs a Lustre MDS a thread that re-reads the current plain llog from its start,
-/// `chlg_load` in mdc_changelog.c). A flush asks for passes (`passes`: how many were asked so
-/// far); each is one short non-follow read from the follower's position to the end.
-fn reader_loop(
-    mdt: usize,
-    name: String,
-    mut next: u64,
-    tx: SyncSender<Msg>,
-    stop: Arc<AtomicBool>,
-    passes: Arc<std::sync::atomic::AtomicU64>,
-) {
-    let mut served = passes.load(Ordering::SeqCst);
-    while !stop.load(Ordering::SeqCst) {
-        let started = lustre::ChangelogReader::start(&name, next, true)
-            .and_then(|r| r.fd().map(|fd| (r, fd)));
-        let (mut reader, fd) = match started {
-            Ok(x) => x,
-            Err(e) => {
-                let _ = tx.send(Msg::ReaderFailed {
-                    mdt,
-                    error: format!("{name}: {e}"),
-                });
-                sleep_unless(&stop, Duration::from_secs(2));
-                continue;
-            }
-        };
-        // Reading works (again): an empty message clears a reader error shown in status.
-        if tx
-            .send(Msg::Records {
-                mdt,
-                records: Vec::new(),
-                end: false,
-            })
-            .is_err()
-        {
-            return;
-        }
-        let mut batch = Vec::new();
-        let mut failed = None;
-        // Follow until stopped or the reader fails; passes asked by a flush run beside it
-        // (the follower's copies of their records are skipped by index).
-        while !stop.load(Ordering::SeqCst) {
-            if passes.load(Ordering::SeqCst) > served {
-                if !send_batch(&tx, mdt, &mut batch) {
-                    return;
-                }
-                match one_pass(mdt, &name, &mut next, &tx) {
-                    Ok(()) => served += 1,
-                    Err(error) if error == "engine gone" => return,
-                    Err(error) => {
-                        let _ = tx.send(Msg::ReaderFailed { mdt, error });
-                        sleep_unless(&stop, Duration::from_secs(2));
-                    }
-                }
-                continue;
-            }
-            if !reader.in_buf() && !readable(fd, if batch.is_empty() { 250 } else { 0 }) {
-                if !send_batch(&tx, mdt, &mut batch) {
-                    return;
-                }
-                continue;
-            }
-            match reader.recv() {
-                Ok(Some(r)) => {
-                    if r.index >= next {
-                        next = r.index + 1;
-                        batch.push(Change { mdt, record: r });
-                    }
-                    if batch.len() >= READ_BATCH && !send_batch(&tx, mdt, &mut batch) {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    failed = Some(format!("{name}: {e}"));
-                    break;
-                }
-            }
-        }
-        drop(reader);
-        if !batch.is_empty()
-            && tx
-                .send(Msg::Records {
-                    mdt,
-                    records: batch,
-                    end: false,
-                })
-                .is_err()
-        {
-            return;
-        }
-        if let Some(error) = failed {
-            let _ = tx.send(Msg::ReaderFailed { mdt, error });
-            sleep_unless(&stop, Duration::from_secs(2));
-        }
-    }
-}
-
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let step = Duration::from_millis(50);
-    let mut left = d;
-    while !left.is_zero() && !stop.load(Ordering::SeqCst) {
-        let s = left.min(step);
-        std::thread::sleep(s);
-        left -= s;
-    }
+/// A `Job` request answered when the job ends or at `until_ms`, whichever comes first.
+struct JobWait {
+    id: String,
+    reply: Sender<Response>,
+    until_ms: u64,
 }
 
 struct FlushReply {
@@ -260,6 +104,7 @@ pub struct Daemon<N: Namespace, S: Store, L: EventLog> {
     /// Last read error per MDT (cleared by that MDT's next successful pass).
     reader_errors: std::collections::BTreeMap<usize, String>,
     flushes: Vec<FlushReply>,
+    job_waits: Vec<JobWait>,
     metrics: Arc<Mutex<String>>,
     /// Points for the page's charts.
     history: Arc<Mutex<crate::web::History>>,
@@ -268,8 +113,12 @@ pub struct Daemon<N: Namespace, S: Store, L: EventLog> {
     /// no changelog without one, so the reader waits in silence).
     started_ms: u64,
     records_seen: std::collections::BTreeMap<usize, u64>,
-    /// Changelog passes asked of the readers so far (two per flush: see `Engine::flush_begin`).
-    pub passes: Arc<std::sync::atomic::AtomicU64>,
+    /// The readers' wake-ups: a flush asks each for two passes (see `Engine::flush_begin`).
+    pub wakers: Arc<ReaderWakers>,
+    /// A rate-limited save is due then (changes arrived since the last one).
+    save_due_ms: Option<u64>,
+    /// SIGTERM/SIGINT arrived: the loop ends after this round.
+    stopping: bool,
 }
 
 /// After this long without a single record from an MDT, `status` asks whether the changelog
@@ -288,11 +137,14 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
             policy_path,
             reader_errors: Default::default(),
             flushes: Vec::new(),
+            job_waits: Vec::new(),
             metrics: Arc::default(),
             history: Arc::default(),
             started_ms: now_ms(),
             records_seen: Default::default(),
-            passes: Arc::default(),
+            wakers: Arc::default(),
+            save_due_ms: None,
+            stopping: false,
         }
     }
 
@@ -350,10 +202,18 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         w
     }
 
-    /// Applies one message (records or a control request).
+    /// Applies one message (records, a control request, a signal).
     pub fn handle(&mut self, msg: Msg) {
         let now = now_ms();
+        self.save_due_ms
+            .get_or_insert(now.saturating_add(SAVE_INTERVAL_MS));
         match msg {
+            Msg::Signal(Signal::Reload) => self.reload(),
+            Msg::Signal(Signal::Stop(signo)) => {
+                tracing::info!(signal = signo, "stopping");
+                self.stopping = true;
+            }
+            Msg::ReadersEnded => {}
             Msg::Records { mdt, records, end } => {
                 *self.records_seen.entry(mdt).or_default() += records.len() as u64;
                 // Any message of a reader says its changelog can be read.
@@ -385,7 +245,17 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                     serde_json::to_value(self.jobs.list(self.engine.state())).unwrap_or_default(),
                 )
             }
-            Request::Job { id } => {
+            Request::Job { id, wait_ms } => {
+                if let Some(ms) = wait_ms {
+                    if self.job_running(&id) {
+                        self.job_waits.push(JobWait {
+                            id,
+                            reply,
+                            until_ms: now.saturating_add(ms),
+                        });
+                        return None;
+                    }
+                }
                 self.make_durable();
                 match self.jobs.get(&id, self.engine.state()) {
                     Some(j) => Response::ok(serde_json::to_value(j).unwrap_or_default()),
@@ -413,7 +283,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                 }
                 let id = self.engine.flush_begin(now);
                 // The barrier needs two end-of-changelog passes begun after this.
-                self.passes.fetch_add(2, Ordering::SeqCst);
+                self.wakers.ask_passes(2);
                 if !wait {
                     return Some(Response::ok(
                         serde_json::json!({ "flush": id, "waiting": false }),
@@ -498,6 +368,10 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         self.engine.step(now)?;
         self.jobs.step(&mut self.engine, now);
         self.engine.persist_due(now, SAVE_INTERVAL_MS)?;
+        if self.save_due_ms.is_some_and(|t| t <= now) {
+            self.save_due_ms = None;
+        }
+        self.answer_job_waits(now);
         let mut i = 0;
         while i < self.flushes.len() {
             let f = &self.flushes[i];
@@ -529,6 +403,88 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
                 continue;
             }
             i += 1;
+        }
+        Ok(())
+    }
+
+    fn job_running(&self, id: &str) -> bool {
+        self.jobs
+            .get(id, self.engine.state())
+            .is_some_and(|j| j.is_running())
+    }
+
+    /// Answers the `Job` waits whose job ended or whose time is up.
+    fn answer_job_waits(&mut self, now: u64) {
+        let (due, waiting): (Vec<JobWait>, Vec<JobWait>) = std::mem::take(&mut self.job_waits)
+            .into_iter()
+            .partition(|w| now >= w.until_ms || !self.job_running(&w.id));
+        self.job_waits = waiting;
+        if due.is_empty() {
+            return;
+        }
+        self.make_durable();
+        for w in due {
+            let r = match self.jobs.get(&w.id, self.engine.state()) {
+                Some(j) => Response::ok(serde_json::to_value(j).unwrap_or_default()),
+                None => Response::err(crate::exit::NOT_FOUND, format!("no job {}", w.id)),
+            };
+            let _ = w.reply.send(r);
+        }
+    }
+
+    /// When the loop must run a round without a message: the earliest of the engine's timers,
+    /// a flush's timeout, a due save, a running job's next step. `None`: only a message.
+    pub fn next_wake(&self, now: u64) -> Option<u64> {
+        let mut due = self.engine.next_due(now);
+        let mut at = |t: u64| due = Some(due.map_or(t, |d: u64| d.min(t)));
+        for f in &self.flushes {
+            if let Some(d) = f.deadline_ms {
+                // See `tick`: without its barrier a flush times out a grace period later.
+                if self.engine.flush_barrier_known(f.id) {
+                    at(d);
+                } else {
+                    at(d.saturating_add(FLUSH_BARRIER_GRACE_MS));
+                }
+            }
+        }
+        if let Some(t) = self.save_due_ms {
+            at(t);
+        }
+        for w in &self.job_waits {
+            at(w.until_ms);
+        }
+        if self.jobs.running_manual().is_some() {
+            at(now.saturating_add(JOB_STEP_MS));
+        }
+        due.map(|d| d.max(now))
+    }
+
+    /// The loop: waits for a message or the next deadline, applies what came, runs a round;
+    /// until SIGTERM/SIGINT (or every sender is gone).
+    fn serve(&mut self, rx: &Receiver<Msg>) -> Result<(), crate::engine::EngineError> {
+        let mut metrics_due = 0u64;
+        while !self.stopping {
+            let now = now_ms();
+            if now >= metrics_due {
+                metrics_due = now.saturating_add(METRICS_EVERY_MS);
+                self.refresh_metrics();
+            }
+            let wake = self
+                .next_wake(now)
+                .map_or(metrics_due, |w| w.min(metrics_due));
+            match rx.recv_timeout(Duration::from_millis(wake.saturating_sub(now))) {
+                Ok(m) => {
+                    self.handle(m);
+                    // What queued meanwhile is applied before the round (bounded: a round
+                    // must come even under a flood of records).
+                    for m in rx.try_iter().take(64) {
+                        self.handle(m);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.tick()?;
         }
         Ok(())
     }
@@ -591,6 +547,15 @@ const LOG_FLUSH: Duration = Duration::from_secs(5);
 /// Entries queued at most while the logging container cannot be written.
 const LOG_CAPACITY: usize = 10_000;
 
+/// The product's daemon: the engine over Lustre and the blob store.
+type RealDaemon = Daemon<LustreNs, BlobPort, BlobLog>;
+
+/// The logging container's writer and how to end it (after the last save).
+struct LogFlusher {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     let policy = Policy::load(policy_path)?;
@@ -607,9 +572,96 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         Some(v) => v.clone(),
         None => discover_mdts(&mount)?,
     };
-    let spec = target_spec(&policy);
-    let store = blob::BlobStore::open(&spec).map_err(|e| {
-        // Name the credential files involved (never their contents).
+    let store = open_store(&policy, policy_path)?;
+    let (sink, log) = start_log(&policy, &store, &rt)?;
+    let users = changelog_users(&policy, policy_path, &mdts)?;
+    let mut d = build_daemon(
+        &policy,
+        policy_path,
+        cfg,
+        mount,
+        &mdts,
+        &users,
+        store,
+        sink,
+        &rt,
+    )?;
+    d.engine.persist()?;
+
+    let (tx, rx): (SyncSender<Msg>, Receiver<Msg>) = mpsc::sync_channel(64);
+    let signals = {
+        let tx = tx.clone();
+        endpoint::signals::watch(move |s| {
+            let _ = tx.send(Msg::Signal(s));
+        })?
+    };
+    let readers = readers::start(&mdts, d.engine.resume_points(), &tx, &d.wakers)?;
+    let shutdown = CancellationToken::new();
+    let server = start_control(&policy, &d, control_handler(tx.clone()), &rt, &shutdown)?;
+    tracing::info!(mount = %policy.lustre.mount.display(), mdts = ?mdts, socket = %policy.control.socket.display(), "lustre-blob daemon started");
+
+    d.serve(&rx)?;
+
+    tracing::info!("stopping: saving state");
+    drop(signals);
+    shutdown.cancel();
+    drop(server);
+    d.wakers.close();
+    // Records the readers still hand over are applied before the save; control requests that
+    // come meanwhile are refused.
+    std::thread::Builder::new()
+        .name("readers-joined".into())
+        .spawn(move || {
+            for r in readers {
+                let _ = r.join();
+            }
+            let _ = tx.send(Msg::ReadersEnded);
+        })?;
+    for m in rx.iter() {
+        match m {
+            Msg::ReadersEnded => break,
+            Msg::Control { reply, .. } => {
+                let _ = reply.send(Response::err(
+                    crate::exit::UNAVAILABLE,
+                    "daemon is shutting down",
+                ));
+            }
+            m => d.handle(m),
+        }
+    }
+    d.engine.persist()?;
+    // Once more: saves the clear points the last persist reached.
+    d.engine.persist()?;
+    // The flusher writes what is queued once more, then ends.
+    log.stop.cancel();
+    let _ = rt.block_on(log.task);
+    // A control client that connected and never sent its line holds a blocking thread until its
+    // read times out: the process does not wait for it.
+    rt.shutdown_background();
+    Ok(())
+}
+
+/// The changelog user of each MDT (ids are numbered per MDT): a table must name every MDT read.
+fn changelog_users(
+    policy: &Policy,
+    policy_path: &Path,
+    mdts: &[String],
+) -> anyhow::Result<Vec<String>> {
+    mdts.iter()
+        .map(|m| match policy.lustre.changelog_user.for_mdt(m) {
+            Some(u) => Ok(u.to_string()),
+            None => Err(anyhow::anyhow!(
+                "{}: [lustre] changelog_user has no user for {m} (give every MDT read its id)",
+                policy_path.display()
+            )),
+        })
+        .collect()
+}
+
+/// The blob target, or an error naming the credential files involved (never their contents).
+fn open_store(policy: &Policy, policy_path: &Path) -> anyhow::Result<blob::BlobStore> {
+    let spec = target_spec(policy);
+    blob::BlobStore::open(&spec).map_err(|e| {
         let files: Vec<String> = [
             ("account_key_file", &spec.account_key_file),
             ("sas_token_file", &spec.sas_token_file),
@@ -624,25 +676,39 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
             format!(" ({})", files.join(", "))
         };
         anyhow::Error::new(e).context(format!("{}: blob target{what}", policy_path.display()))
-    })?;
+    })
+}
+
+/// The logging container's writer and its flusher task on `rt`.
+fn start_log(
+    policy: &Policy,
+    store: &blob::BlobStore,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<(blob::LogSink, LogFlusher)> {
     let log_store = store.with_container(&policy.logging.container)?;
     let sink = blob::LogSink::new(log_store, "", "lustre-blob", LOG_CAPACITY);
-    let log_stop = blob::CancellationToken::new();
-    let log_flusher = {
+    let stop = blob::CancellationToken::new();
+    let task = {
         let _in_rt = rt.enter();
-        sink.spawn_flusher(LOG_FLUSH, log_stop.clone())
+        sink.spawn_flusher(LOG_FLUSH, stop.clone())
     };
-    // The user of each MDT (ids are numbered per MDT): a table must name every MDT read.
-    let mut users = Vec::with_capacity(mdts.len());
-    for m in &mdts {
-        match policy.lustre.changelog_user.for_mdt(m) {
-            Some(u) => users.push(u.to_string()),
-            None => anyhow::bail!(
-                "{}: [lustre] changelog_user has no user for {m} (give every MDT read its id)",
-                policy_path.display()
-            ),
-        }
-    }
+    Ok((sink, LogFlusher { stop, task }))
+}
+
+/// The engine and the job registry from the state directory, bound to these changelogs, with
+/// every changelog user checked.
+#[allow(clippy::too_many_arguments)]
+fn build_daemon(
+    policy: &Policy,
+    policy_path: &Path,
+    cfg: EngineConfig,
+    mount: lustre::Mount,
+    mdts: &[String],
+    users: &[String],
+    store: blob::BlobStore,
+    sink: blob::LogSink,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<RealDaemon> {
     // Where each MDT's changelog starts now (for the user check below).
     let first_kept: Vec<Option<u64>> = mdts
         .iter()
@@ -655,14 +721,14 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         .collect();
     let ns = LustreNs {
         mount,
-        mdts: mdts.clone(),
-        users: users.clone(),
+        mdts: mdts.to_vec(),
+        users: users.to_vec(),
     };
-    let state_file = StateFile::new(policy.control.state_dir.join("state.json"));
+    let state_path = policy.control.state_dir.join("state.json");
     let engine = Engine::new(
         ns,
         BlobPort {
-            store: store.clone(),
+            store,
             rt: rt.handle().clone(),
         },
         BlobLog {
@@ -671,7 +737,7 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         },
         cfg,
         mdts.len(),
-        Some(state_file),
+        Some(StateFile::new(state_path.clone())),
         policy.autoexport.enabled,
     )?;
     let mut jobs = JobRegistry::open(
@@ -683,15 +749,10 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
     d.engine
         .bind_source(Source {
             changelog_user: policy.lustre.changelog_user.to_string(),
-            mdts: mdts.clone(),
-            users: users.clone(),
+            mdts: mdts.to_vec(),
+            users: users.to_vec(),
         })
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {e}",
-                policy.control.state_dir.join("state.json").display()
-            )
-        })?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", state_path.display()))?;
     if let Err((m, e)) = d.engine.check_users(&first_kept) {
         anyhow::bail!(
             "{}: changelog user {} is not registered on {} ({e}); register one there \
@@ -703,37 +764,36 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
             mdts[m]
         );
     }
-    d.engine.persist()?;
+    Ok(d)
+}
 
-    let term = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-
-    let (tx, rx): (SyncSender<Msg>, Receiver<Msg>) = mpsc::sync_channel(64);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut readers = Vec::new();
-    for (i, (name, next)) in mdts.iter().zip(d.engine.resume_points()).enumerate() {
-        let (tx, stop, name) = (tx.clone(), stop.clone(), name.clone());
-        let passes = d.passes.clone();
-        readers.push(
-            std::thread::Builder::new()
-                .name(format!("changelog-{i}"))
-                .spawn(move || reader_loop(i, name, next, tx, stop, passes))?,
-        );
-    }
-    let ctl_tx = tx.clone();
-    let handler: control::Handler = Arc::new(move |req| {
+/// How the control socket and the page reach the engine loop: a request on the loop's channel
+/// and a wait for its answer.
+fn control_handler(tx: SyncSender<Msg>) -> control::Handler {
+    Arc::new(move |req| {
         let (rtx, rrx) = mpsc::channel();
-        if ctl_tx.send(Msg::Control { req, reply: rtx }).is_err() {
+        if tx.send(Msg::Control { req, reply: rtx }).is_err() {
             return Response::err(crate::exit::UNAVAILABLE, "daemon is shutting down");
         }
         rrx.recv()
             .unwrap_or_else(|_| Response::err(crate::exit::UNAVAILABLE, "daemon is shutting down"))
-    });
-    drop(tx);
-    let server = control::Server::start(&policy.control.socket, handler.clone())?;
+    })
+}
+
+/// The control socket and the configured HTTP endpoints, all ending with `shutdown`.
+fn start_control(
+    policy: &Policy,
+    d: &RealDaemon,
+    handler: control::Handler,
+    rt: &tokio::runtime::Runtime,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<control::Server> {
+    let server = control::Server::start(
+        &policy.control.socket,
+        handler.clone(),
+        rt.handle(),
+        shutdown,
+    )?;
     let token = match &policy.control.http_token_file {
         Some(f) => Some(crate::web::read_token(f).map_err(anyhow::Error::msg)?),
         None => None,
@@ -743,68 +803,16 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
         metrics: d.metrics.clone(),
         history: d.history.clone(),
     };
-    let http_stop = tokio_util::sync::CancellationToken::new();
     if let Some(addr) = policy.control.metrics {
-        crate::web::spawn(rt.handle(), addr, false, None, &parts, http_stop.clone())
+        crate::web::spawn(rt.handle(), addr, false, None, &parts, shutdown.clone())
             .map_err(|e| anyhow::anyhow!("control.metrics {addr}: {e}"))?;
     }
     if let Some(addr) = policy.control.http {
-        let at = crate::web::spawn(rt.handle(), addr, true, token, &parts, http_stop.clone())
+        let at = crate::web::spawn(rt.handle(), addr, true, token, &parts, shutdown.clone())
             .map_err(|e| anyhow::anyhow!("control.http {addr}: {e}"))?;
         tracing::info!(url = %format!("http://{at}/"), "Blob-integration page");
     }
-    tracing::info!(mount = %policy.lustre.mount.display(), mdts = ?mdts, socket = %policy.control.socket.display(), "lustre-blob daemon started");
-
-    let mut last_metrics = 0u64;
-    while !term.load(Ordering::SeqCst) {
-        if hup.swap(false, Ordering::SeqCst) {
-            d.reload();
-        }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(m) => {
-                d.handle(m);
-                for _ in 0..64 {
-                    match rx.try_recv() {
-                        Ok(m) => d.handle(m),
-                        Err(_) => break,
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        d.tick()?;
-        let now = now_ms();
-        if now.saturating_sub(last_metrics) >= 1000 {
-            last_metrics = now;
-            d.refresh_metrics();
-        }
-    }
-    tracing::info!("stopping: saving state");
-    http_stop.cancel();
-    stop.store(true, Ordering::SeqCst);
-    drop(server);
-    // Let readers finish their pass; records they still hand over are applied before the save.
-    while let Ok(m) = rx.recv_timeout(Duration::from_millis(200)) {
-        if let Msg::Control { reply, .. } = m {
-            let _ = reply.send(Response::err(
-                crate::exit::UNAVAILABLE,
-                "daemon is shutting down",
-            ));
-        } else {
-            d.handle(m);
-        }
-    }
-    for r in readers {
-        let _ = r.join();
-    }
-    d.engine.persist()?;
-    // Once more: saves the clear points the last persist reached.
-    d.engine.persist()?;
-    // The flusher writes what is queued once more, then ends.
-    log_stop.cancel();
-    let _ = rt.block_on(log_flusher);
-    Ok(())
+    Ok(server)
 }
 
 #[cfg(test)]
@@ -851,6 +859,161 @@ mod tests {
             records: vec![h],
             end: true,
         });
+    }
+
+    /// A daemon over a policy file of its own in `dir`, `min_age` as given.
+    fn daemon_with_policy(dir: &Path, min_age: &str) -> Daemon<FakeNs, FakeStore, FakeLog> {
+        let ns = FakeNs::default();
+        ns.add("", FileKind::Directory, 0);
+        let path = dir.join("policy.toml");
+        std::fs::write(&path, policy_text(min_age)).unwrap();
+        let p = Policy::load(&path).unwrap();
+        let e = Engine::new(
+            ns,
+            FakeStore::default(),
+            FakeLog::default(),
+            engine_config(&p).unwrap(),
+            1,
+            None,
+            true,
+        )
+        .unwrap();
+        Daemon::new(e, JobRegistry::in_memory(1), path)
+    }
+
+    fn policy_text(min_age: &str) -> String {
+        format!(
+            "[lustre]\nmount = \"/m\"\n[blob]\nurl = \"http://127.0.0.1:1/devstoreaccount1/c\"\n\
+             [autoexport]\nmin_age = \"{min_age}\"\n"
+        )
+    }
+
+    #[test]
+    fn sighup_rereads_the_policy_file_and_a_bad_file_keeps_the_old_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = daemon_with_policy(dir.path(), "5s");
+        assert_eq!(d.engine.config().min_age_ms, 5_000);
+        std::fs::write(dir.path().join("policy.toml"), policy_text("7s")).unwrap();
+        d.handle(Msg::Signal(Signal::Reload));
+        assert_eq!(d.engine.config().min_age_ms, 7_000);
+        std::fs::write(dir.path().join("policy.toml"), "[lustre\n").unwrap();
+        d.handle(Msg::Signal(Signal::Reload));
+        assert_eq!(d.engine.config().min_age_ms, 7_000, "kept");
+    }
+
+    #[test]
+    fn sigterm_ends_the_loop_after_what_came_before_it_is_applied() {
+        let (mut d, ns) = daemon();
+        let f = ns.add("a", FileKind::Regular, 3);
+        let (tx, rx) = mpsc::sync_channel(8);
+        tx.send(Msg::Records {
+            mdt: 0,
+            records: vec![Change::simple(0, 1, lustre::RecordType::Close, f)],
+            end: true,
+        })
+        .unwrap();
+        tx.send(Msg::Signal(Signal::Stop(libc::SIGTERM))).unwrap();
+        // `tx` stays open: the loop ends on the signal, not on a closed channel.
+        d.serve(&rx).unwrap();
+        assert_eq!(
+            d.engine.state().cursors[0].last_read,
+            1,
+            "the record was applied"
+        );
+        assert!(
+            d.engine.state().iteration.is_some(),
+            "and a round ran after it"
+        );
+        drop(tx);
+    }
+
+    #[test]
+    fn the_loop_sleeps_until_the_next_deadline_and_not_at_all_when_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = daemon_with_policy(dir.path(), "5s");
+        let t0 = now_ms();
+        assert_eq!(
+            d.engine.next_due(t0),
+            None,
+            "nothing to do: only a message wakes it"
+        );
+        let f = d.engine.ns().add("a", FileKind::Regular, 3);
+        d.engine.on_records(
+            0,
+            &[Change::simple(0, 1, lustre::RecordType::Close, f)],
+            true,
+            t0,
+        );
+        assert_eq!(
+            d.engine.next_due(t0),
+            Some(t0 + 5_000),
+            "the file comes of age"
+        );
+        d.engine.step(t0 + 5_000).unwrap();
+        assert!(d.engine.state().iteration.is_some(), "started when due");
+        // In flight now: the next timer is the stale check.
+        let due = d.engine.next_due(t0 + 5_000).unwrap();
+        assert!(
+            due > t0 + 5_000,
+            "{due}: no busy loop while a request is out"
+        );
+        archived(&mut d, f, 2);
+        d.engine.step(now_ms()).unwrap();
+        assert!(d.engine.state().iteration.is_none());
+        assert_eq!(d.engine.next_due(now_ms()), None);
+        // A flush with a timeout wakes the loop at its deadline.
+        let _rx = ask(
+            &mut d,
+            Request::Flush {
+                wait: true,
+                timeout_ms: Some(60_000),
+            },
+        );
+        d.save_due_ms = None; // the save the request made due is another deadline
+        let deadline = d.flushes[0].deadline_ms.unwrap();
+        assert_eq!(
+            d.next_wake(now_ms()),
+            Some(deadline + FLUSH_BARRIER_GRACE_MS),
+            "no barrier yet: the timeout waits the grace period too"
+        );
+    }
+
+    #[test]
+    fn a_job_question_with_a_wait_is_answered_when_the_job_ends_not_before() {
+        let (mut d, _ns) = daemon();
+        assert!(
+            ask(&mut d, Request::Autoexport { enable: false })
+                .try_recv()
+                .unwrap()
+                .ok
+        );
+        let r = ask(&mut d, Request::Export { path: "".into() })
+            .try_recv()
+            .unwrap();
+        let id = r.data["id"].as_str().unwrap().to_string();
+        let job = |wait_ms| Request::Job {
+            id: id.clone(),
+            wait_ms,
+        };
+        let until_end = ask(&mut d, job(Some(600_000)));
+        let until_round = ask(&mut d, job(Some(0)));
+        assert!(until_end.try_recv().is_err(), "held while the job runs");
+        assert!(
+            until_round.try_recv().is_err(),
+            "answered by the loop, not at once"
+        );
+        assert!(
+            ask(&mut d, Request::Cancel { id: id.clone() })
+                .try_recv()
+                .unwrap()
+                .ok
+        );
+        d.tick().unwrap();
+        assert_eq!(until_end.try_recv().unwrap().data["state"], "Canceled");
+        assert!(until_round.try_recv().unwrap().ok);
+        // A job that has ended is told at once.
+        let r = ask(&mut d, job(Some(600_000))).try_recv().unwrap();
+        assert_eq!(r.data["state"], "Canceled");
     }
 
     #[test]
@@ -1030,9 +1193,15 @@ mod tests {
             Some(crate::exit::REFUSED),
             "a manual job is running"
         );
-        let r = ask(&mut d, Request::Job { id: "nope".into() })
-            .try_recv()
-            .unwrap();
+        let r = ask(
+            &mut d,
+            Request::Job {
+                id: "nope".into(),
+                wait_ms: Some(60_000),
+            },
+        )
+        .try_recv()
+        .unwrap();
         assert_eq!(r.code, Some(crate::exit::NOT_FOUND));
     }
 }

@@ -764,6 +764,85 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         Ok(())
     }
 
+    /// When [`Engine::step`] next has work that no record brings: the earliest timer it keeps
+    /// (a pending file coming of age or out of its back-off, a paused coordinator or file system,
+    /// the stale check and the deadline of a running iteration, fresh files joining it), or
+    /// `now` while the running iteration has files left to request and room for them. `None`:
+    /// nothing until the next record. The daemon waits for records until then (issue 14 item 6:
+    /// a computed timeout, no fixed tick), so every condition `step` tests on `now` has its time
+    /// here; a time already past that `step` would not act on is never returned.
+    pub fn next_due(&self, now: u64) -> Option<u64> {
+        let mut due: Option<u64> = None;
+        let mut at = |t: u64| due = Some(due.map_or(t, |d: u64| d.min(t)));
+        let paused_until = self
+            .st
+            .coordinator_pause
+            .as_ref()
+            .map_or(0, |p| p.until_ms)
+            .max(now);
+        match &self.st.iteration {
+            None if self.st.autoexport_enabled => {
+                // `maybe_start`: the first due pending file, namespace operation or metadata
+                // update starts an iteration, not before the file system pause ends.
+                let mut start: Option<u64> = None;
+                let mut first = |t: u64| start = Some(start.map_or(t, |s: u64| s.min(t)));
+                for p in self.st.pending.values() {
+                    let of_age = if self.forced_by_flush(&p.holds) {
+                        0
+                    } else {
+                        p.last_change_ms.saturating_add(self.cfg.min_age_ms)
+                    };
+                    first(p.retry_at_ms.max(of_age));
+                }
+                if let Some(op) = self.st.ns_ops.front() {
+                    first(op.retry_at_ms);
+                }
+                if !self.st.meta_pending.is_empty() {
+                    first(self.meta_retry_at_ms);
+                }
+                if let Some(s) = start {
+                    at(s.max(self.retry_after_ms));
+                }
+            }
+            None => {}
+            Some(it) => {
+                let active = self.st.inflight.values().filter(|i| !i.carried).count();
+                if !it.to_discover.is_empty() && active < self.cfg.max_in_flight.max(1) {
+                    at(paused_until);
+                }
+                if !self.st.inflight.is_empty() {
+                    at(self
+                        .last_stale_check_ms
+                        .saturating_add(self.cfg.stale_after_ms / 2));
+                }
+                // `check_deadline` acts on requests not carried yet; once carried, it waits.
+                if active > 0 {
+                    at(self
+                        .last_progress_ms
+                        .saturating_add(self.cfg.iteration_deadline_ms));
+                }
+                if self.st.autoexport_enabled {
+                    // `join_running`: fresh files once they settled, at most every interval; a
+                    // member of this iteration that changed again waits for the next one.
+                    let next_join = self.last_join_ms.saturating_add(JOIN_INTERVAL_MS);
+                    for (f, p) in &self.st.pending {
+                        if p.retries == 0 && p.attempts == 0 && !self.iteration_members.contains(f)
+                        {
+                            let wait = if self.forced_by_flush(&p.holds) {
+                                JOIN_SETTLE_MS
+                            } else {
+                                self.cfg.min_age_ms.max(JOIN_SETTLE_MS)
+                            };
+                            let of_age = p.last_change_ms.saturating_add(wait);
+                            at(of_age.max(p.retry_at_ms).max(next_join));
+                        }
+                    }
+                }
+            }
+        }
+        due.map(|d| d.max(now))
+    }
+
     fn forced_by_flush(&self, holds: &Holds) -> bool {
         self.flushes.iter().any(|f| match &f.barrier {
             Some(b) => holds.iter().any(|(m, i)| b.get(*m).is_some_and(|e| i <= e)),

@@ -5,8 +5,9 @@
 //! (Lustre), a `Store` (blob container) and an `EventLog` (logging container), implemented for
 //! real in [`real`] and in memory in `fake` (tests and the `testing` feature).
 //!
-//! * [`daemon::run`] wires it all: one changelog reader thread per MDT, the engine loop, the
-//!   control socket ([`control`]), metrics, signals.
+//! * [`daemon::run`] wires it all: one changelog reader thread per MDT ([`readers`]), the engine
+//!   loop waiting for records, requests and signals on one channel, the control socket
+//!   ([`control`]), metrics.
 //! * [`jobs::JobRegistry`]: manual export and import jobs, one at a time, history in `jobs.json`.
 //! * [`status`]: Azure's field names for `status --json`, the human form, Prometheus text.
 //! * [`state`]: the durable state, saved atomically.
@@ -33,6 +34,7 @@ pub mod jobs;
 pub mod model;
 pub mod ports;
 pub mod progress;
+pub mod readers;
 pub mod real;
 pub mod scope;
 pub mod state;

@@ -126,12 +126,7 @@ fn init_logging(verbose: u8, quiet: bool) {
             _ => "trace",
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    endpoint::logging::init(level);
 }
 
 /// An error for the user: one line and an exit code.
@@ -302,16 +297,20 @@ fn render_job(j: &serde_json::Value) -> String {
     line
 }
 
-/// Polls a job until it ends, with progress on stderr (a bar on a terminal, a plain line every
-/// few seconds otherwise). Returns the exit code.
+/// Follows a job until it ends, with progress on stderr (a bar on a terminal, a plain line every
+/// few seconds otherwise): each question waits in the daemon until the job ends or the next
+/// progress refresh is due. Returns the exit code.
 fn wait_job(cli: &Cli, id: &str, json: bool) -> Result<i32, Failure> {
     let mut reporter = policy::progress::Reporter::new(std::io::stderr().is_terminal());
     let started = std::time::Instant::now();
     loop {
         let r = ask(
             cli,
-            &Request::Job { id: id.to_string() },
-            Some(Duration::from_secs(30)),
+            &Request::Job {
+                id: id.to_string(),
+                wait_ms: Some(PROGRESS_EVERY.as_millis() as u64),
+            },
+            Some(Duration::from_secs(30) + PROGRESS_EVERY),
         )?;
         let j = r.data;
         let state = j
@@ -342,9 +341,11 @@ fn wait_job(cli: &Cli, id: &str, json: bool) -> Result<i32, Failure> {
                 _ => exit::JOB_FAILED,
             });
         }
-        std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// How often `--wait` refreshes its progress while a job runs.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 fn catalog(cli: &Cli, paths: &[PathBuf], json: bool) -> Result<i32, Failure> {
     let policy = load(&cli.config)?;
@@ -511,231 +512,247 @@ fn verify(cli: &Cli, path: Option<PathBuf>, json: bool, requeue: bool) -> Result
 
 fn run(cli: &Cli) -> Result<i32, Failure> {
     match &cli.cmd {
-        Cmd::Daemon => {
-            // What a person must fix, each in one line at start: the mount, the blob host.
-            let policy = load(&cli.config)?;
-            open_mount(cli, &policy)?;
-            check_blob_host(cli, &policy)?;
-            policy::daemon::run(&cli.config).map_err(|e| {
-                let bad_config = e
-                    .downcast_ref::<lustre_blob_config::ConfigError>()
-                    .is_some()
-                    || matches!(
-                        e.downcast_ref::<blob::Error>(),
-                        Some(blob::Error::Config(_))
-                    );
-                let code = if bad_config {
-                    exit::USAGE
-                } else {
-                    exit::INTERNAL
-                };
-                Failure(code, format!("{e:#}"))
-            })?;
-            Ok(exit::OK)
-        }
-        Cmd::Status { json } => {
-            let r = ask(cli, &Request::Status, Some(Duration::from_secs(30)))?;
-            if *json {
-                print_json(&r.data);
-            } else {
-                let s: policy::status::AutoExportStatus = serde_json::from_value(r.data)?;
-                out!("{}", policy::status::render_human(&s));
-            }
-            Ok(exit::OK)
-        }
-        Cmd::Jobs { json } => {
-            let r = ask(cli, &Request::Jobs, Some(Duration::from_secs(30)))?;
-            if *json {
-                print_json(&r.data);
-            } else if let Some(list) = r.data.as_array() {
-                for j in list {
-                    outln!("{}", render_job(j));
-                }
-            }
-            Ok(exit::OK)
-        }
-        Cmd::Export { path, wait, json } => {
-            let policy = load(&cli.config)?;
-            let abs = if path.is_absolute() {
-                path.clone()
-            } else {
-                std::env::current_dir()?.join(path)
-            };
-            let rel = policy::real::rel_to_mount(&policy.lustre.mount, &abs).ok_or_else(|| {
-                Failure(
-                    exit::USAGE,
-                    format!(
-                        "{} is not inside the mount {}",
-                        path.display(),
-                        policy.lustre.mount.display()
-                    ),
-                )
-            })?;
-            let rel = String::from_utf8(rel)
-                .map_err(|_| Failure(exit::USAGE, "export path is not UTF-8".into()))?;
-            match std::fs::metadata(&abs) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Failure(
-                        exit::USAGE,
-                        format!("{}: no such directory", path.display()),
-                    ))
-                }
-                Err(e) => return Err(Failure(exit::USAGE, format!("{}: {e}", path.display()))),
-                Ok(md) if !md.is_dir() => {
-                    return Err(Failure(
-                        exit::USAGE,
-                        format!(
-                            "{}: not a directory: export takes a directory and exports every file \
-                             below it (auto-export covers single files)",
-                            path.display()
-                        ),
-                    ))
-                }
-                Ok(_) => {}
-            }
-            let r = ask(
-                cli,
-                &Request::Export { path: rel },
-                Some(Duration::from_secs(30)),
-            )?;
-            let id = r
-                .data
-                .get("id")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string();
-            if *wait {
-                return wait_job(cli, &id, *json);
-            }
-            outln!("{id}");
-            Ok(exit::OK)
-        }
+        Cmd::Daemon => daemon(cli),
+        Cmd::Status { json } => status(cli, *json),
+        Cmd::Jobs { json } => jobs(cli, *json),
+        Cmd::Export { path, wait, json } => export(cli, path, *wait, *json),
         Cmd::Import {
             prefix,
             conflict,
             maximum_errors,
             wait,
             json,
-        } => {
-            if prefix.starts_with('/') {
-                return Err(Failure(
-                    exit::USAGE,
-                    format!(
-                        "--prefix {prefix:?}: a blob prefix is relative to the target's blob \
-                         prefix and starts without \"/\""
-                    ),
-                ));
-            }
-            if *maximum_errors < -1 {
-                return Err(Failure(
-                    exit::USAGE,
-                    format!(
-                        "--maximum-errors {maximum_errors}: give -1 (no limit) or a count of 0 or more"
-                    ),
-                ));
-            }
-            let req = Request::Import {
-                prefix: prefix.clone(),
-                conflict: conflict.clone(),
-                maximum_errors: *maximum_errors,
-            };
-            let r = ask(cli, &req, Some(Duration::from_secs(30)))?;
-            let id = r
-                .data
-                .get("id")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string();
-            if *wait {
-                return wait_job(cli, &id, *json);
-            }
-            outln!("{id}");
-            Ok(exit::OK)
-        }
-        Cmd::Cancel { id } => {
-            let r = ask(
-                cli,
-                &Request::Cancel { id: id.clone() },
-                Some(Duration::from_secs(30)),
-            )?;
-            let state = r.data["state"].as_str().unwrap_or("Cancelling");
-            outln!("{id}: {}", state.to_lowercase());
-            Ok(exit::OK)
-        }
+        } => import(cli, prefix, conflict, *maximum_errors, *wait, *json),
+        Cmd::Cancel { id } => cancel(cli, id),
         Cmd::Flush {
             wait,
             timeout,
             json,
-        } => {
-            let req = Request::Flush {
-                wait: *wait,
-                timeout_ms: timeout.map(|t| t.as_millis() as u64),
-            };
-            let r = ask(cli, &req, None)?;
-            if *json {
-                print_json(&r.data);
-            }
-            if !*wait {
-                if !*json {
-                    outln!("flush requested (use --wait to block until exported)");
-                }
-                return Ok(exit::OK);
-            }
-            let failures = r
-                .data
-                .get("failures")
-                .and_then(|f| f.as_array())
-                .cloned()
-                .unwrap_or_default();
-            if !*json {
-                if failures.is_empty() {
-                    outln!("every earlier change is exported");
-                } else {
-                    outln!("{} files failed:", failures.len());
-                    for f in &failures {
-                        let g =
-                            |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-                        outln!("  {} ({}): {}", g("path"), g("operation"), g("error"));
-                    }
-                }
-            }
-            Ok(if failures.is_empty() {
-                exit::OK
-            } else {
-                exit::FILES_FAILED
-            })
-        }
+        } => flush(cli, *wait, *timeout, *json),
         Cmd::Catalog { paths, json } => catalog(cli, paths, *json),
-        Cmd::Check { json } => {
-            let checks = policy::check::run(&cli.config);
-            if *json {
-                print_json(&serde_json::to_value(&checks).unwrap_or_default());
-            } else {
-                for c in &checks {
-                    outln!("{}", c.line());
-                }
-            }
-            Ok(policy::check::exit_code(&checks))
-        }
+        Cmd::Check { json } => check(cli, *json),
         Cmd::Verify {
             path,
             json,
             requeue,
         } => verify(cli, path.clone(), *json, *requeue),
-        Cmd::Autoexport { action } => {
-            let enable = action == "enable";
-            ask(
-                cli,
-                &Request::Autoexport { enable },
-                Some(Duration::from_secs(30)),
-            )?;
-            outln!(
-                "auto-export {}",
-                if enable { "enabled" } else { "disabled" }
+        Cmd::Autoexport { action } => autoexport(cli, action == "enable"),
+    }
+}
+
+/// `daemon`: what a person must fix is one line at start (the mount, the blob host); then the
+/// daemon runs until SIGTERM/SIGINT.
+fn daemon(cli: &Cli) -> Result<i32, Failure> {
+    let policy = load(&cli.config)?;
+    open_mount(cli, &policy)?;
+    check_blob_host(cli, &policy)?;
+    policy::daemon::run(&cli.config).map_err(|e| {
+        let bad_config = e
+            .downcast_ref::<lustre_blob_config::ConfigError>()
+            .is_some()
+            || matches!(
+                e.downcast_ref::<blob::Error>(),
+                Some(blob::Error::Config(_))
             );
-            Ok(exit::OK)
+        let code = if bad_config {
+            exit::USAGE
+        } else {
+            exit::INTERNAL
+        };
+        Failure(code, format!("{e:#}"))
+    })?;
+    Ok(exit::OK)
+}
+
+fn status(cli: &Cli, json: bool) -> Result<i32, Failure> {
+    let r = ask(cli, &Request::Status, Some(Duration::from_secs(30)))?;
+    if json {
+        print_json(&r.data);
+    } else {
+        let s: policy::status::AutoExportStatus = serde_json::from_value(r.data)?;
+        out!("{}", policy::status::render_human(&s));
+    }
+    Ok(exit::OK)
+}
+
+fn jobs(cli: &Cli, json: bool) -> Result<i32, Failure> {
+    let r = ask(cli, &Request::Jobs, Some(Duration::from_secs(30)))?;
+    if json {
+        print_json(&r.data);
+    } else if let Some(list) = r.data.as_array() {
+        for j in list {
+            outln!("{}", render_job(j));
         }
     }
+    Ok(exit::OK)
+}
+
+/// `export PATH`: a directory inside the mount, named relative to it for the daemon.
+fn export(cli: &Cli, path: &Path, wait: bool, json: bool) -> Result<i32, Failure> {
+    let policy = load(&cli.config)?;
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let rel = policy::real::rel_to_mount(&policy.lustre.mount, &abs).ok_or_else(|| {
+        Failure(
+            exit::USAGE,
+            format!(
+                "{} is not inside the mount {}",
+                path.display(),
+                policy.lustre.mount.display()
+            ),
+        )
+    })?;
+    let rel = String::from_utf8(rel)
+        .map_err(|_| Failure(exit::USAGE, "export path is not UTF-8".into()))?;
+    match std::fs::metadata(&abs) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure(
+                exit::USAGE,
+                format!("{}: no such directory", path.display()),
+            ))
+        }
+        Err(e) => return Err(Failure(exit::USAGE, format!("{}: {e}", path.display()))),
+        Ok(md) if !md.is_dir() => {
+            return Err(Failure(
+                exit::USAGE,
+                format!(
+                    "{}: not a directory: export takes a directory and exports every file \
+                     below it (auto-export covers single files)",
+                    path.display()
+                ),
+            ))
+        }
+        Ok(_) => {}
+    }
+    start_job(cli, &Request::Export { path: rel }, wait, json)
+}
+
+fn import(
+    cli: &Cli,
+    prefix: &str,
+    conflict: &str,
+    maximum_errors: i64,
+    wait: bool,
+    json: bool,
+) -> Result<i32, Failure> {
+    if prefix.starts_with('/') {
+        return Err(Failure(
+            exit::USAGE,
+            format!(
+                "--prefix {prefix:?}: a blob prefix is relative to the target's blob \
+                 prefix and starts without \"/\""
+            ),
+        ));
+    }
+    if maximum_errors < -1 {
+        return Err(Failure(
+            exit::USAGE,
+            format!(
+                "--maximum-errors {maximum_errors}: give -1 (no limit) or a count of 0 or more"
+            ),
+        ));
+    }
+    let req = Request::Import {
+        prefix: prefix.to_string(),
+        conflict: conflict.to_string(),
+        maximum_errors,
+    };
+    start_job(cli, &req, wait, json)
+}
+
+/// Asks the daemon to start a job; prints its id, or with `wait` follows it to its end.
+fn start_job(cli: &Cli, req: &Request, wait: bool, json: bool) -> Result<i32, Failure> {
+    let r = ask(cli, req, Some(Duration::from_secs(30)))?;
+    let id = r
+        .data
+        .get("id")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    if wait {
+        return wait_job(cli, &id, json);
+    }
+    outln!("{id}");
+    Ok(exit::OK)
+}
+
+fn cancel(cli: &Cli, id: &str) -> Result<i32, Failure> {
+    let r = ask(
+        cli,
+        &Request::Cancel { id: id.to_string() },
+        Some(Duration::from_secs(30)),
+    )?;
+    let state = r.data["state"].as_str().unwrap_or("Cancelling");
+    outln!("{id}: {}", state.to_lowercase());
+    Ok(exit::OK)
+}
+
+/// `flush`: the export barrier; with `wait`, the files that failed since are listed.
+fn flush(cli: &Cli, wait: bool, timeout: Option<Duration>, json: bool) -> Result<i32, Failure> {
+    let req = Request::Flush {
+        wait,
+        timeout_ms: timeout.map(|t| t.as_millis() as u64),
+    };
+    let r = ask(cli, &req, None)?;
+    if json {
+        print_json(&r.data);
+    }
+    if !wait {
+        if !json {
+            outln!("flush requested (use --wait to block until exported)");
+        }
+        return Ok(exit::OK);
+    }
+    let failures = r
+        .data
+        .get("failures")
+        .and_then(|f| f.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if !json {
+        if failures.is_empty() {
+            outln!("every earlier change is exported");
+        } else {
+            outln!("{} files failed:", failures.len());
+            for f in &failures {
+                let g = |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                outln!("  {} ({}): {}", g("path"), g("operation"), g("error"));
+            }
+        }
+    }
+    Ok(if failures.is_empty() {
+        exit::OK
+    } else {
+        exit::FILES_FAILED
+    })
+}
+
+fn check(cli: &Cli, json: bool) -> Result<i32, Failure> {
+    let checks = policy::check::run(&cli.config);
+    if json {
+        print_json(&serde_json::to_value(&checks).unwrap_or_default());
+    } else {
+        for c in &checks {
+            outln!("{}", c.line());
+        }
+    }
+    Ok(policy::check::exit_code(&checks))
+}
+
+fn autoexport(cli: &Cli, enable: bool) -> Result<i32, Failure> {
+    ask(
+        cli,
+        &Request::Autoexport { enable },
+        Some(Duration::from_secs(30)),
+    )?;
+    outln!(
+        "auto-export {}",
+        if enable { "enabled" } else { "disabled" }
+    );
+    Ok(exit::OK)
 }
 
 fn main() {

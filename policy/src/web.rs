@@ -427,7 +427,14 @@ async fn index(State(web): State<Web>) -> Html<String> {
 }
 
 async fn job_page(State(web): State<Web>, Path(id): Path<String>) -> HttpResponse {
-    let r = ask(&web, Request::Job { id: id.clone() }).await;
+    let r = ask(
+        &web,
+        Request::Job {
+            id: id.clone(),
+            wait_ms: None,
+        },
+    )
+    .await;
     if !r.ok {
         return (
             StatusCode::NOT_FOUND,

@@ -2,7 +2,7 @@
 //! lustre-blob daemon, driven through the CLI as an administrator would.
 
 use e2e::stack::{Stack, StackOptions};
-use e2e::util::wait_until;
+use e2e::util::{stderr, stdout, wait_until};
 
 use std::time::Duration;
 
@@ -16,25 +16,6 @@ fn stack(prefix: &str, exclude: &[&str]) -> Stack {
     s.start_copytool(&[]);
     s.start_daemon();
     s
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn names(s: &Stack) -> Vec<String> {
-    let mut v: Vec<String> = s
-        .store
-        .list(&s.container, "")
-        .into_iter()
-        .map(|b| b.name)
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -54,7 +35,7 @@ fn new_files_dirs_and_symlinks_under_the_prefix_are_exported_and_nothing_else() 
         stderr(&o),
         s.logs()
     );
-    let got = names(&s);
+    let got = s.blob_names();
     assert_eq!(
         got,
         vec![
@@ -168,7 +149,7 @@ fn a_failed_file_counts_and_reaches_the_logging_container() {
         .json_lines(&s.logs)
         .iter()
         .any(|l| l["kind"] == "summary"));
-    assert_eq!(names(&s), vec!["good.dat"]);
+    assert_eq!(s.blob_names(), vec!["good.dat"]);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! policy file checks, SIGHUP and metrics, with real processes.
 
 use e2e::stack::{Stack, StackOptions};
-use e2e::util::wait_until;
+use e2e::util::{output_text as out, wait_until};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
@@ -21,28 +21,9 @@ fn stack_with(extra: &[&str]) -> Stack {
     s
 }
 
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn flush_ok(s: &Stack) {
     let o = s.flush("120s");
     assert!(o.status.success(), "flush: {}\n{}", out(&o), s.logs());
-}
-
-fn names(s: &Stack) -> Vec<String> {
-    let mut v: Vec<String> = s
-        .store
-        .list(&s.container, "")
-        .into_iter()
-        .map(|b| b.name)
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -58,7 +39,7 @@ fn default_policy_keeps_blobs_of_deleted_and_renamed_files() {
     s.write("k/d.dat", b"d");
     flush_ok(&s);
     // Azure's behaviour: nothing deleted, the renamed file not exported under its new name.
-    assert_eq!(names(&s), vec!["k", "k/a.dat", "k/c.dat", "k/d.dat"]);
+    assert_eq!(s.blob_names(), vec!["k", "k/a.dat", "k/c.dat", "k/d.dat"]);
 }
 
 #[test]
@@ -69,13 +50,13 @@ fn on_delete_delete_and_on_rename_move_propagate() {
     s.write("p/old/sub/y.dat", b"y");
     s.write("p/gone.dat", b"g");
     flush_ok(&s);
-    assert!(names(&s).contains(&"p/old/sub/y.dat".to_string()));
+    assert!(s.blob_names().contains(&"p/old/sub/y.dat".to_string()));
     std::fs::rename(s.mount().join("p/old"), s.mount().join("p/new")).unwrap();
     std::fs::remove_file(s.mount().join("p/gone.dat")).unwrap();
     s.write("p/marker.dat", b"m");
     flush_ok(&s);
     assert_eq!(
-        names(&s),
+        s.blob_names(),
         vec![
             "p",
             "p/marker.dat",
@@ -123,19 +104,8 @@ fn manual_export_then_import_round_trips_a_tree() {
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     s.write("t/one.dat", b"first file");
     // A file striped over 4 OSTs in 4 MiB stripes in pool `flash`: an import recreates that.
-    let d = s.mount().join("t/d");
-    std::fs::create_dir_all(&d).unwrap();
-    let set = s.sim.lfs(&[
-        "setstripe",
-        "-c",
-        "4",
-        "-S",
-        "4M",
-        "-p",
-        "flash",
-        &d.join("two.dat").display().to_string(),
-    ]);
-    assert!(set.status.success(), "{}", out(&set));
+    s.sim
+        .create_striped(&s.mount().join("t/d/two.dat"), 4, "4M", "flash");
     s.write("t/d/two.dat", &big);
     std::os::unix::fs::symlink("one.dat", s.mount().join("t/ln")).unwrap();
     let o = s.cli(&[
@@ -149,7 +119,10 @@ fn manual_export_then_import_round_trips_a_tree() {
     assert_eq!(job["state"], "Completed");
     assert_eq!(job["percentComplete"], 100);
     assert_eq!(job["filesFailed"], 0);
-    assert_eq!(names(&s), vec!["t/d", "t/d/two.dat", "t/ln", "t/one.dat"]);
+    assert_eq!(
+        s.blob_names(),
+        vec!["t/d", "t/d/two.dat", "t/ln", "t/one.dat"]
+    );
 
     // A hostile name under another prefix: the listing returns it as written, import refuses it
     // (one error, exit 1) and writes nothing for it, not even its parent directories.
@@ -360,7 +333,7 @@ fn sighup_reload_keeps_the_old_policy_when_the_new_one_is_bad_and_metrics_are_se
     s.write("a/in.dat", b"1");
     s.write("b/out.dat", b"2");
     flush_ok(&s);
-    assert_eq!(names(&s), vec!["a", "a/in.dat"]);
+    assert_eq!(s.blob_names(), vec!["a", "a/in.dat"]);
     // A good file with a new prefix takes effect.
     s.edit_policy(|p| p.prefix = "b/".into());
     // SAFETY: kill(2) on the daemon this test started.
@@ -374,9 +347,9 @@ fn sighup_reload_keeps_the_old_policy_when_the_new_one_is_bad_and_metrics_are_se
     s.write("b/out2.dat", b"3");
     flush_ok(&s);
     assert!(
-        names(&s).contains(&"b/out2.dat".to_string()),
+        s.blob_names().contains(&"b/out2.dat".to_string()),
         "{:?}",
-        names(&s)
+        s.blob_names()
     );
     // Prometheus text.
     let body = wait_until(Duration::from_secs(10), || {

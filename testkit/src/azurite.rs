@@ -1,14 +1,17 @@
-//! An in-memory Azurite blob service on a free 127.0.0.1 port, as a real process in its own
-//! process group, killed when the [`Azurite`] value is dropped.
+//! An Azurite blob service on a free 127.0.0.1 port (in memory, or on disk so it survives a
+//! crash), as a real process in its own process group, killed when the [`Azurite`] value is
+//! dropped. Each start logs to a file of its own; a test that fails keeps them (named on stderr).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::http::{parse_reply, Reply};
 use crate::sharedkey::signed_exchange;
+use crate::BlobEndpoint;
 
 /// The emulator's well-known account name (public, documented by Microsoft).
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -18,49 +21,69 @@ pub const AZURITE_KEY: &str =
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A running `azurite-blob` (in-memory, loopback only).
+/// A running `azurite-blob` (loopback only).
 pub struct Azurite {
     bin: PathBuf,
     port: u16,
     child: Mutex<Option<Child>>,
     containers: Mutex<Vec<String>>,
-    _log_dir: tempfile::TempDir,
+    /// One `azurite-N.log` per start (and `requests-N.log` when requests are logged).
+    log_dir: Option<tempfile::TempDir>,
+    /// How many times it was started.
+    starts: Mutex<u32>,
     /// `--location` data directory (disk mode), kept across [`Azurite::restart`].
     data_dir: Option<tempfile::TempDir>,
+    /// `--debug FILE`: Azurite logs every request it receives ([`Azurite::request_logs`]).
+    log_requests: bool,
 }
 
 impl Azurite {
     /// Finds (`LUSTRE_BLOB_AZURITE`) or installs azurite@3.35.0, starts it on a free port and waits
     /// until it answers. Panics with a readable message when it cannot (this is a test harness).
     pub fn start() -> Azurite {
-        Azurite::start_with(false)
+        Azurite::start_with(false, false)
     }
 
     /// Like [`Azurite::start`], but keeping its data in a temporary directory (`--location`), so
     /// blobs survive [`Azurite::stop`] + [`Azurite::restart`] (for outage tests).
     pub fn start_on_disk() -> Azurite {
-        Azurite::start_with(true)
+        Azurite::start_with(true, false)
     }
 
-    fn start_with(on_disk: bool) -> Azurite {
-        let bin = azurite_bin();
-        let port = free_port();
-        let log_dir = tempfile::tempdir().expect("tempdir for azurite logs");
+    /// In memory or on disk (`on_disk`); with `log_requests`, every request it receives is
+    /// logged too ([`Azurite::request_logs`]: the store's own record of what clients asked).
+    pub fn start_with(on_disk: bool, log_requests: bool) -> Azurite {
         let az = Azurite {
-            bin,
-            port,
+            bin: azurite_bin(),
+            port: free_port(),
             child: Mutex::new(None),
             containers: Mutex::new(Vec::new()),
-            _log_dir: log_dir,
+            log_dir: Some(
+                tempfile::Builder::new()
+                    .prefix("azurite-logs-")
+                    .tempdir()
+                    .expect("tempdir for azurite logs"),
+            ),
+            starts: Mutex::new(0),
             data_dir: on_disk.then(|| tempfile::tempdir().expect("tempdir for azurite data")),
+            log_requests,
         };
         az.spawn();
         az
     }
 
+    fn logs(&self) -> &Path {
+        self.log_dir.as_ref().map_or(Path::new("."), |d| d.path())
+    }
+
     fn spawn(&self) {
-        let stderr = std::fs::File::create(self._log_dir.path().join("stderr"))
-            .expect("azurite stderr file");
+        let start = {
+            let mut n = self.starts.lock().expect("azurite lock");
+            *n += 1;
+            *n
+        };
+        let log = self.logs().join(format!("azurite-{start}.log"));
+        let stderr = std::fs::File::create(&log).expect("azurite log file");
         let mut cmd = Command::new(&self.bin);
         cmd.args([
             "--blobHost",
@@ -77,6 +100,9 @@ impl Azurite {
             Some(d) => cmd.arg("--location").arg(d.path()),
             None => cmd.arg("--inMemoryPersistence"),
         };
+        if self.log_requests {
+            cmd.arg("--debug").arg(self.request_log(start));
+        }
         cmd.stdout(Stdio::null()).stderr(stderr);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd
@@ -85,9 +111,8 @@ impl Azurite {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(self._log_dir.path().join("stderr"))
-                    .unwrap_or_default();
-                panic!("azurite exited during start ({status}): {log}");
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("azurite exited during start ({status}): {text}");
             }
             if self.answers() {
                 break;
@@ -121,19 +146,23 @@ impl Azurite {
         matches!(s.read(&mut buf), Ok(n) if n >= 5 && &buf[..5] == b"HTTP/")
     }
 
-    /// The TCP port it listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
-        self.port
+    fn request_log(&self, start: u32) -> PathBuf {
+        self.logs().join(format!("requests-{start}.log"))
     }
 
-    /// The account endpoint, path-style: `http://127.0.0.1:PORT/devstoreaccount1`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port)
+    /// The request logs of every start so far, oldest first (none unless started with
+    /// `log_requests`).
+    pub fn request_logs(&self) -> Vec<PathBuf> {
+        if !self.log_requests {
+            return Vec::new();
+        }
+        let starts = *self.starts.lock().expect("azurite lock");
+        (1..=starts).map(|n| self.request_log(n)).collect()
     }
 
-    /// A container URL (the form the policy file's `blob.url` takes with `use_emulator = true`).
-    pub fn container_url(&self, container: &str) -> String {
-        format!("{}/{container}", self.url())
+    /// The `--location` directory of an on-disk instance.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_ref().map(|d| d.path())
     }
 
     /// A connection string for the emulator account on this port.
@@ -174,26 +203,31 @@ impl Azurite {
     }
 
     /// Sends one shared-key signed request without a body to `path` (below the account) and
-    /// returns the status code and the response text. Panics when the emulator cannot be reached.
+    /// returns the status code and the response body as text. Panics when the emulator cannot
+    /// be reached.
     pub fn signed_request(
         &self,
         method: &str,
         path: &str,
         query: &[(&str, &str)],
     ) -> (u16, String) {
-        self.signed_request_with(method, path, query, &[], b"")
+        let r = self
+            .request(method, path, query, &[], b"")
+            .expect("request to azurite");
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
     }
 
-    /// [`Azurite::signed_request`] with extra headers (e.g. `x-ms-blob-type` for a Put Blob) and a
-    /// body.
-    pub fn signed_request_with(
+    /// One shared-key signed request on a connection of its own, with extra headers (e.g.
+    /// `x-ms-blob-type` for a Put Blob) and a body; `path` is below the account, already
+    /// percent-encoded. The answer parsed, headers and body as sent.
+    pub fn request(
         &self,
         method: &str,
         path: &str,
         query: &[(&str, &str)],
         extra: &[(&str, &str)],
         body: &[u8],
-    ) -> (u16, String) {
+    ) -> std::io::Result<Reply> {
         let raw = signed_exchange(
             self.port,
             method,
@@ -201,16 +235,9 @@ impl Azurite {
             query,
             extra,
             body,
-            Duration::from_secs(30),
-        )
-        .expect("request to azurite");
-        let resp = String::from_utf8_lossy(&raw).into_owned();
-        let status = resp
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, resp)
+            Duration::from_secs(60),
+        )?;
+        parse_reply(&raw, method == "HEAD")
     }
 
     /// Stops the emulator (an outage): SIGTERM, so a disk-mode instance saves its metadata
@@ -245,6 +272,13 @@ impl Azurite {
     /// [`Azurite::create_container`] (in-memory: previous blobs are gone; on disk: they remain).
     pub fn restart(&self) {
         self.stop();
+        self.resume();
+    }
+
+    /// Starts it again after [`Azurite::stop`] or [`Azurite::kill`], on the same port, with the
+    /// containers of [`Azurite::create_container`] made again (an on-disk Azurite saves its
+    /// metadata only every few seconds, so a young container can vanish with a kill).
+    pub fn resume(&self) {
         self.spawn();
         let names = self.containers.lock().expect("azurite lock").clone();
         for name in names {
@@ -252,9 +286,19 @@ impl Azurite {
         }
     }
 
-    /// Whether the process is currently running.
+    /// Whether the process is running (it has not been stopped, killed, or died).
     pub fn is_running(&self) -> bool {
-        self.child.lock().expect("azurite lock").is_some()
+        self.child
+            .lock()
+            .expect("azurite lock")
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl BlobEndpoint for Azurite {
+    fn port(&self) -> u16 {
+        self.port
     }
 }
 
@@ -263,6 +307,12 @@ impl Drop for Azurite {
         if let Ok(mut guard) = self.child.lock() {
             if let Some(mut child) = guard.take() {
                 kill_group(&mut child);
+            }
+        }
+        // A failing test keeps what Azurite logged for whoever reads the failure.
+        if std::thread::panicking() {
+            if let Some(dir) = self.log_dir.take() {
+                eprintln!("azurite: logs kept in {}", dir.keep().display());
             }
         }
     }

@@ -13,6 +13,7 @@
 //! * [`Fault::Latency`]: each request is held for the given time, then forwarded.
 //!
 //! ```no_run
+//! use testkit::BlobEndpoint;
 //! let az = testkit::Azurite::start();
 //! let proxy = testkit::proxy::FaultProxy::start(az.port());
 //! proxy.set(testkit::proxy::Fault::Busy { count: Some(10) });   // the next 10 requests get 503
@@ -25,8 +26,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use crate::azurite::AZURITE_ACCOUNT;
 
 /// Connections served at once; further ones are closed at accept (a test harness, not a server).
 const MAX_CONNECTIONS: usize = 256;
@@ -112,21 +111,6 @@ impl FaultProxy {
         }
     }
 
-    /// The port clients connect to.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The Azurite account endpoint through the proxy: `http://127.0.0.1:PORT/devstoreaccount1`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port)
-    }
-
-    /// A container URL through the proxy (the policy file's `blob.url` with `use_emulator`).
-    pub fn container_url(&self, container: &str) -> String {
-        format!("{}/{container}", self.url())
-    }
-
     /// Switches the mode; applies to the next request on every connection.
     pub fn set(&self, fault: Fault) {
         *self.shared.fault.lock().expect("proxy lock") = fault;
@@ -147,6 +131,13 @@ impl FaultProxy {
             refused: c.refused.load(Ordering::SeqCst),
             delayed: c.delayed.load(Ordering::SeqCst),
         }
+    }
+}
+
+/// The Azurite account through the proxy: clients connect to the proxy's port.
+impl crate::BlobEndpoint for FaultProxy {
+    fn port(&self) -> u16 {
+        self.port
     }
 }
 
@@ -565,7 +556,7 @@ mod tests {
     //! Each mode, shown with a plain HTTP/1.1 client (keep-alive, shared-key signed) against a
     //! real Azurite behind the proxy.
     use super::*;
-    use crate::{sign_shared_key, Azurite, AZURITE_KEY};
+    use crate::{sign_shared_key, Azurite, BlobEndpoint, AZURITE_ACCOUNT, AZURITE_KEY};
     use std::time::Instant;
 
     struct Response {
@@ -644,7 +635,7 @@ mod tests {
             let mut raw = Vec::new();
             copy_body(&mut self.r, &mut raw, framing)?;
             let body = match framing {
-                Body::Chunked => dechunk(&raw),
+                Body::Chunked => crate::http::dechunk(&raw),
                 _ => raw,
             };
             Ok(Response {
@@ -652,30 +643,6 @@ mod tests {
                 head: String::from_utf8_lossy(&head).into_owned(),
                 body,
             })
-        }
-    }
-
-    fn dechunk(raw: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut rest = raw;
-        loop {
-            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-                return out;
-            };
-            let size = usize::from_str_radix(
-                String::from_utf8_lossy(&rest[..nl])
-                    .trim()
-                    .split(';')
-                    .next()
-                    .unwrap_or(""),
-                16,
-            )
-            .unwrap_or(0);
-            if size == 0 {
-                return out;
-            }
-            out.extend_from_slice(&rest[nl + 1..nl + 1 + size]);
-            rest = &rest[nl + 1 + size + 2..];
         }
     }
 

@@ -295,6 +295,23 @@ impl Sim {
         self.cli("lfs", args)
     }
 
+    /// Creates the empty file `path` (parents made) striped over `count` OSTs in `size` stripes
+    /// (`4M`) in OST pool `pool` (`lfs setstripe -c -S -p`); panics when it fails.
+    pub fn create_striped(&self, path: &std::path::Path, count: u32, size: &str, pool: &str) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("parent directories");
+        }
+        let count = count.to_string();
+        let file = path.display().to_string();
+        let o = self.lfs(&["setstripe", "-c", &count, "-S", size, "-p", pool, &file]);
+        assert!(
+            o.status.success(),
+            "lfs setstripe {file}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     /// `lustre-sim lctl ARGS` (output captured).
     pub fn lctl(&self, args: &[&str]) -> Output {
         self.cli("lctl", args)

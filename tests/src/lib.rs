@@ -6,8 +6,13 @@
 //! * [`stack::Stack`]: Azurite + a simulator + the policy file + copytools and the daemon.
 //! * [`policy::PolicyFile`]: the policy file the stack writes.
 //! * [`proc::Proc`]: a child process in its own group with its stderr in a log file.
+//! * [`copytool_suite::Env`]: the copytool suites' environment (no daemon; `lfs` drives the
+//!   coordinator), from the same parts.
 //! * [`util`]: waiting, a seeded RNG, checksums.
+//!
+//! Every environment keeps the logs of a failed test (named on stderr); Azurite keeps its own.
 
+pub mod copytool_suite;
 pub mod policy;
 pub mod proc;
 pub mod stack;

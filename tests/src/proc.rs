@@ -67,6 +67,38 @@ impl Proc {
         }
     }
 
+    /// Sends `sig` to the process (and its group).
+    pub fn signal(&self, sig: i32) {
+        self.signal_group(sig);
+    }
+
+    /// SIGSTOP: freezes it mid-action so a test can act at a known point.
+    pub fn pause(&self) {
+        self.signal_group(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Proc::pause`].
+    pub fn resume(&self) {
+        self.signal_group(libc::SIGCONT);
+    }
+
+    /// Waits up to `within` for the process to exit by itself; its exit code (`None`: still
+    /// running, or ended by a signal). After it exited, [`Proc::pid`] is `None`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.child = None;
+                return st.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `kill -9` (a crash).
     pub fn kill9(&mut self) {
         self.signal_group(libc::SIGKILL);

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use testkit::bin_path;
 use testkit::sim::{Sim, SimOptions};
+use testkit::{bin_path, BlobEndpoint};
 
 use crate::policy::PolicyFile;
 use crate::proc::Proc;
@@ -231,6 +231,18 @@ impl Stack {
         p
     }
 
+    /// The names of every blob in the export container, sorted.
+    pub fn blob_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .store
+            .list(&self.container, "")
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// `lfs hsm_state FILE` output.
     pub fn hsm_state(&self, path: &Path) -> String {
         let o = self.sim.lfs(&["hsm_state", &path.display().to_string()]);
@@ -288,25 +300,30 @@ impl Stack {
 }
 
 impl Drop for Stack {
-    /// A failing test keeps every process log (killed processes' included) and the simulator's
-    /// log for whoever reads the failure: the directory is named on stderr.
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let _ = std::fs::write(self.dir.path().join("mds.log"), self.sim.log());
-        let dir = std::mem::replace(
-            &mut self.dir,
-            match tempfile::Builder::new().prefix("e2e-stack-").tempdir() {
-                Ok(d) => d,
-                Err(_) => return,
-            },
-        );
-        eprintln!(
-            "e2e: logs of the failed test kept in {}",
-            dir.keep().display()
-        );
+        keep_logs_of_failed_test(&mut self.dir, &self.sim);
     }
+}
+
+/// A failing test keeps every process log in `dir` (killed processes' included) and the
+/// simulator's log for whoever reads the failure: the directory is named on stderr. Called from
+/// the drop of a test's environment; does nothing when the test passes.
+pub fn keep_logs_of_failed_test(dir: &mut tempfile::TempDir, sim: &Sim) {
+    if !std::thread::panicking() {
+        return;
+    }
+    let _ = std::fs::write(dir.path().join("mds.log"), sim.log());
+    let kept = std::mem::replace(
+        dir,
+        match tempfile::Builder::new().prefix("e2e-stack-").tempdir() {
+            Ok(d) => d,
+            Err(_) => return,
+        },
+    );
+    eprintln!(
+        "e2e: logs of the failed test kept in {}",
+        kept.keep().display()
+    );
 }
 
 fn tail(s: &str, n: usize) -> String {

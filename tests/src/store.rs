@@ -2,32 +2,8 @@
 //! (shared-key signed, one connection per request) that sees blob names byte for byte, including
 //! names the product must refuse.
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
-use testkit::{percent_encode, signed_exchange, AZURITE_ACCOUNT};
-
-use crate::proc::Proc;
-use crate::util::wait_until;
-
-/// One HTTP answer.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use testkit::http::Reply;
+use testkit::{percent_encode, Azurite};
 
 /// A listed blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,43 +64,17 @@ impl LoggedRequest {
     }
 }
 
+/// Azurite ([`testkit::Azurite`], reached through `Deref`: its port, URLs, containers, data
+/// directory) with a crash-and-restart on the same port, its request log, and a raw REST client.
 pub struct Store {
-    bin: PathBuf,
-    port: u16,
-    /// `Some(dir)`: `--location dir` (survives kill -9); `None`: in memory.
-    disk: Option<PathBuf>,
-    dir: tempfile::TempDir,
-    proc: Option<Proc>,
-    starts: u32,
-    /// Containers made with `create_container`, made again after a restart (Azurite on disk
-    /// persists its metadata only every ~5 s, so a young container can vanish with `kill -9`).
-    containers: std::sync::Mutex<Vec<String>>,
-    /// Azurite logs every request it receives (`--debug FILE`, one file per start).
-    log_requests: bool,
+    az: Azurite,
 }
 
-/// The azurite-blob binary: `LUSTRE_BLOB_AZURITE`, else `scripts/install-azurite` (cached).
-pub fn azurite_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("LUSTRE_BLOB_AZURITE") {
-        return PathBuf::from(p);
+impl std::ops::Deref for Store {
+    type Target = Azurite;
+    fn deref(&self) -> &Azurite {
+        &self.az
     }
-    let script = testkit::workspace_root().join("scripts/install-azurite");
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "install-azurite failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 impl Store {
@@ -136,67 +86,19 @@ impl Store {
     /// [`Store::start`]; with `log_requests`, Azurite also logs every request it receives, read
     /// back with [`Store::requests`] (the store's own count of what clients asked of it).
     pub fn start_with(on_disk: bool, log_requests: bool) -> Store {
-        let dir = tempfile::Builder::new()
-            .prefix("e2e-azurite-")
-            .tempdir()
-            .expect("tempdir");
-        let disk = on_disk.then(|| dir.path().join("data"));
-        let mut s = Store {
-            bin: azurite_bin(),
-            port: free_port(),
-            disk,
-            dir,
-            proc: None,
-            starts: 0,
-            containers: std::sync::Mutex::new(Vec::new()),
-            log_requests,
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(["--blobHost", "127.0.0.1", "--blobPort"])
-            .arg(self.port.to_string())
-            .args([
-                "--skipApiVersionCheck",
-                "--loose",
-                "--silent",
-                "--disableTelemetry",
-            ]);
-        match &self.disk {
-            Some(d) => {
-                cmd.arg("--location").arg(d);
-            }
-            None => {
-                cmd.arg("--inMemoryPersistence");
-            }
+        Store {
+            az: Azurite::start_with(on_disk, log_requests),
         }
-        self.starts += 1;
-        if self.log_requests {
-            cmd.arg("--debug").arg(self.request_log(self.starts));
-        }
-        let log = self.dir.path().join(format!("azurite-{}.log", self.starts));
-        let mut p = Proc::spawn("azurite", cmd, &log);
-        let port = self.port;
-        let ok = wait_until(Duration::from_secs(60), || {
-            p.alive() && TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(ok, "azurite did not start on {port}: {}", p.log());
-        self.proc = Some(p);
-    }
-
-    fn request_log(&self, start: u32) -> PathBuf {
-        self.dir.path().join(format!("requests-{start}.log"))
     }
 
     /// Every request Azurite received since it was first started (all its runs), oldest first;
     /// empty unless started with `log_requests`.
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        (1..=self.starts)
-            .flat_map(|n| {
-                let text = std::fs::read_to_string(self.request_log(n)).unwrap_or_default();
+        self.az
+            .request_logs()
+            .iter()
+            .flat_map(|log| {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
                 text.lines()
                     .filter_map(LoggedRequest::parse)
                     .collect::<Vec<_>>()
@@ -204,85 +106,16 @@ impl Store {
             .collect()
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// `http://127.0.0.1:PORT/devstoreaccount1`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port)
-    }
-
-    pub fn container_url(&self, c: &str) -> String {
-        format!("{}/{c}", self.url())
-    }
-
     /// `kill -9` (in memory: everything is lost; on disk: what Azurite had persisted stays).
-    pub fn kill9(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.kill9();
-        }
+    pub fn kill9(&self) {
+        self.az.kill();
     }
 
-    /// Starts it again on the same port, and makes the containers of `create_container` again.
-    pub fn restart(&mut self) {
-        self.kill9();
-        self.spawn();
-        let names = self.containers.lock().expect("lock").clone();
-        for n in names {
-            self.create_container(&n);
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.proc.as_mut().is_some_and(Proc::alive)
-    }
-
-    pub fn data_dir(&self) -> Option<&Path> {
-        self.disk.as_deref()
-    }
-
-    /// One signed request; `path` is below the account, already percent-encoded.
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        extra: &[(&str, &str)],
-        body: &[u8],
-    ) -> std::io::Result<Reply> {
-        let raw = signed_exchange(
-            self.port,
-            method,
-            path,
-            query,
-            extra,
-            body,
-            Duration::from_secs(60),
-        )?;
-        parse_reply(&raw, method == "HEAD")
-    }
-
-    /// Creates a container (an existing one is fine).
-    pub fn create_container(&self, name: &str) {
-        let r = self
-            .request(
-                "PUT",
-                &format!("/{name}"),
-                &[("restype", "container")],
-                &[],
-                b"",
-            )
-            .expect("create container");
-        assert!(
-            r.status == 201 || r.status == 409,
-            "create container {name}: {}",
-            r.status
-        );
-        let mut list = self.containers.lock().expect("lock");
-        if !list.iter().any(|c| c == name) {
-            list.push(name.to_string());
-        }
+    /// A crash and a start again on the same port, with the containers of `create_container`
+    /// made again (unlike [`Azurite::restart`], which stops it gracefully first).
+    pub fn restart(&self) {
+        self.az.kill();
+        self.az.resume();
     }
 
     /// Deletes a container and everything in it (Azure answers 202; a missing one is 404).
@@ -305,14 +138,15 @@ impl Store {
 
     /// Puts a block blob under a raw name (any bytes: percent-encoded on the wire).
     pub fn put_raw(&self, container: &str, name: &[u8], body: &[u8]) -> Reply {
-        self.request(
-            "PUT",
-            &format!("/{container}/{}", encode(name, true)),
-            &[],
-            &[("x-ms-blob-type", "BlockBlob")],
-            body,
-        )
-        .expect("put blob")
+        self.az
+            .request(
+                "PUT",
+                &format!("/{container}/{}", encode(name, true)),
+                &[],
+                &[("x-ms-blob-type", "BlockBlob")],
+                body,
+            )
+            .expect("put blob")
     }
 
     /// The blob's bytes, `None` when it does not exist.
@@ -400,12 +234,6 @@ impl Store {
     }
 }
 
-impl Drop for Store {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 fn between<'a>(s: &'a str, a: &str, b: &str) -> Option<&'a str> {
     let i = s.find(a)? + a.len();
     let j = s[i..].find(b)? + i;
@@ -438,61 +266,4 @@ fn unescape(s: &str) -> String {
 /// Percent-encodes everything but unreserved characters (and `/` when `keep_slash`).
 pub fn encode(b: &[u8], keep_slash: bool) -> String {
     percent_encode(b, keep_slash)
-}
-
-fn parse_reply(raw: &[u8], head: bool) -> std::io::Result<Reply> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no HTTP head"))?;
-    let text = String::from_utf8_lossy(&raw[..end]);
-    let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut body = if head {
-        Vec::new()
-    } else {
-        raw[end + 4..].to_vec()
-    };
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
-    });
-    if chunked && !head {
-        body = dechunk(&body);
-    }
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut rest = raw;
-    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&rest[..nl])
-                .trim()
-                .split(';')
-                .next()
-                .unwrap_or(""),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 || rest.len() < nl + 1 + size {
-            break;
-        }
-        out.extend_from_slice(&rest[nl + 1..nl + 1 + size]);
-        rest = &rest[(nl + 1 + size + 2).min(rest.len())..];
-    }
-    out
 }

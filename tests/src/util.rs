@@ -1,4 +1,4 @@
-//! Small helpers: polling with a deadline, a seeded RNG, checksums.
+//! Small helpers: polling with a deadline, a seeded RNG, checksums, a command's output as text.
 
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -73,4 +73,19 @@ impl Rng {
 /// Lines of a text that are not empty.
 pub fn nonempty_lines(s: &str) -> Vec<&str> {
     s.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// A command's standard output as text.
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's standard error as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Standard output then standard error, for an assertion's message.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
 }

@@ -8,18 +8,11 @@
 //! * a file appended to during its export is re-exported, never counted as failed;
 //! * a second daemon on the same state directory is refused, naming the first one's pid.
 
+use e2e::util::output_text as text;
 use std::time::{Duration, Instant};
 
 use e2e::stack::{Stack, StackOptions};
 use e2e::util::wait_until;
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn up(opts: StackOptions) -> Stack {
     let mut s = Stack::new(opts);
@@ -30,7 +23,7 @@ fn up(opts: StackOptions) -> Stack {
 
 #[test]
 fn a_store_outage_never_ends_in_a_false_exported_and_the_files_follow_when_it_is_back() {
-    let mut s = up(StackOptions::default());
+    let s = up(StackOptions::default());
     s.store.kill9();
     let files: Vec<(String, Vec<u8>)> = (0..10)
         .map(|i| (format!("out/f{i}.dat"), format!("content {i}").into_bytes()))

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use e2e::stack::{Stack, StackOptions};
 use e2e::util::{sha256_hex, wait_until, Rng};
 use testkit::proxy::{Fault, FaultProxy};
+use testkit::BlobEndpoint;
 
 fn file_count() -> usize {
     std::env::var("E2E_FAULT_FILES")

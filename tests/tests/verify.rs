@@ -2,18 +2,11 @@
 //! processes. Every kind of difference an admin can meet is made on purpose, found, and (with
 //! `--requeue`) repaired by the running daemon.
 
+use e2e::util::output_text as out;
 use std::time::Duration;
 
 use e2e::stack::{Stack, StackOptions};
 use e2e::util::wait_until;
-
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn findings(o: &std::process::Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use blob::{BlobStore, TargetSpec};
 use testkit::Azurite;
+use testkit::BlobEndpoint;
 
 pub fn spec(az: &Azurite, container: &str, prefix: &str) -> TargetSpec {
     let url = if prefix.is_empty() {

@@ -1,19 +1,25 @@
-//! End-to-end harness: a simulated Lustre (`lustre-sim mds`), Azurite, and `lhsmtool_blob`
-//! processes, all real, on 127.0.0.1 and temp directories.
-
-#![allow(dead_code)]
+//! The environment of the copytool suites (`copytool/tests/`): a simulated Lustre, Azurite and
+//! `lhsmtool_blob` processes ([`Proc`]), driven through `lfs` as the coordinator's users would,
+//! with the blob crate's client for checks. The same parts as [`crate::stack::Stack`] (which adds
+//! the policy daemon); a failing test keeps its logs the same way.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use testkit::sim::{Sim, SimOptions};
-use testkit::Azurite;
+use testkit::{bin_path, Azurite, BlobEndpoint};
+
+use crate::proc::Proc;
+use crate::util::wait_until;
 
 pub const BLOCK: usize = 64 << 10;
 pub const CONTAINER: &str = "export";
 pub const LOGS: &str = "lustre-logs";
+
+/// A copytool process of a test.
+pub type Copytool = Proc;
 
 pub struct Env {
     pub sim: Sim,
@@ -23,64 +29,6 @@ pub struct Env {
     rt: tokio::runtime::Runtime,
     pub store: blob::BlobStore,
     pub logs: blob::BlobStore,
-}
-
-pub struct Copytool {
-    pub child: Option<Child>,
-    pub log: PathBuf,
-}
-
-impl Copytool {
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
-    }
-
-    /// SIGSTOP: freezes the copytool mid-action so a test can act at a known point.
-    pub fn pause(&self) {
-        self.signal(libc::SIGSTOP);
-    }
-
-    pub fn resume(&self) {
-        self.signal(libc::SIGCONT);
-    }
-
-    /// Waits for the process to exit; returns its exit code.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        let child = self.child.as_mut()?;
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                self.child = None;
-                return st.code();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Copytool {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 pub fn policy_text(az: &Azurite, mount: &Path, extra: &str) -> String {
@@ -120,7 +68,10 @@ impl Env {
         az.create_container(CONTAINER);
         az.create_container(LOGS);
         sim.set_param("hsm.max_requests", "16");
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-copytool-")
+            .tempdir()
+            .unwrap();
         let policy = dir.path().join("policy.toml");
         std::fs::write(&policy, policy_text(&az, sim.mount(), extra)).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -171,7 +122,6 @@ impl Env {
             .map(|d| d.count())
             .unwrap_or(0);
         let log = self.dir.path().join(format!("copytool-{n}.log"));
-        let err = std::fs::File::create(&log).unwrap();
         // Defaults for tests (small blocks, fast progress) unless the test gives the flag itself.
         let mut defaults: Vec<&str> = Vec::new();
         for (flag, value) in [
@@ -185,8 +135,9 @@ impl Env {
                 defaults.extend([flag, value]);
             }
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_lhsmtool_blob"))
-            .arg("--config")
+        testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
+        let mut cmd = Command::new(bin_path("lhsmtool_blob"));
+        cmd.arg("--config")
             .arg(&self.policy)
             .args(defaults)
             .args(args)
@@ -194,34 +145,22 @@ impl Env {
             .arg(self.sim.mount())
             .envs(self.sim.env())
             .envs(envs.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        let mut ct = Copytool {
-            child: Some(child),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ct.log().contains("registered as an HSM copytool") {
+            .env("RUST_LOG", "info");
+        let mut ct = Proc::spawn("lhsmtool_blob", cmd, &log);
+        let daemonizes = args.contains(&"--daemon");
+        let registered = wait_until(Duration::from_secs(30), || {
             // With --daemon the foreground process exits at once; the daemon keeps the log file.
-            if args.contains(&"--daemon") {
-                // nothing to reap yet
-            } else if let Some(code) = ct.wait_exit(Duration::ZERO) {
+            ct.log().contains("registered as an HSM copytool") || (!daemonizes && !ct.alive())
+        });
+        if !registered && !daemonizes {
+            if let Some(code) = ct.exit_code() {
                 panic!(
                     "lhsmtool_blob exited ({code}) before registering:\n{}",
                     ct.log()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "lhsmtool_blob did not register:\n{}",
-                ct.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
+        assert!(registered, "lhsmtool_blob did not register:\n{}", ct.log());
         ct
     }
 
@@ -287,13 +226,15 @@ impl Env {
         let mut want_v: Vec<String> = want.split_whitespace().map(str::to_string).collect();
         want_v.sort();
         let mut last = String::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
+        let reached = wait_until(Duration::from_secs(60), || {
             if self.flags(path) == want_v {
-                return;
+                return true;
             }
             last = self.state(path);
-            std::thread::sleep(Duration::from_millis(100));
+            false
+        });
+        if reached {
+            return;
         }
         let logs: Vec<String> = ct.iter().map(|c| c.log()).collect();
         panic!(
@@ -304,18 +245,14 @@ impl Env {
         );
     }
 
-    pub fn wait_until(&self, what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if f() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    /// Waits until `f` holds; panics naming `what`, with the simulator's log, after `within`.
+    pub fn wait_until(&self, what: &str, within: Duration, f: impl FnMut() -> bool) {
+        if !wait_until(within, f) {
+            panic!(
+                "timed out waiting for: {what}\nsim log:\n{}",
+                self.sim.log()
+            );
         }
-        panic!(
-            "timed out waiting for: {what}\nsim log:\n{}",
-            self.sim.log()
-        );
     }
 
     /// The coordinator's view of requests (`hsm.actions`).
@@ -403,6 +340,13 @@ impl Env {
         blob::ExportRecord::read_at(path)
             .unwrap()
             .map(|r| serde_json::to_value(r).unwrap())
+    }
+}
+
+impl Drop for Env {
+    /// A failing test keeps the copytools' logs and the simulator's (named on stderr).
+    fn drop(&mut self) {
+        crate::stack::keep_logs_of_failed_test(&mut self.dir, &self.sim);
     }
 }
 

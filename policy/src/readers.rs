@@ -1,0 +1,329 @@
+//! The changelog reader threads, one per MDT, and how the engine loop reaches them.
+//!
+//! A reader follows its MDT's changelog with one long-lived reader in follow mode (each open
+//! costs a Lustre MDS a thread that re-reads the current plain llog from its start,
+//! `chlg_load` in mdc_changelog.c) and blocks in `poll(2)` on two descriptors: the changelog
+//! device and its end of a socket pair whose other end the daemon holds ([`ReaderWakers`]).
+//! A byte on the pair asks for one end-of-changelog pass (a flush's barrier point: a short
+//! non-follow read from the follower's position to the end); the daemon's end closing asks the
+//! reader to stop. Nothing is polled on a timer.
+
+use crate::daemon::Msg;
+use crate::model::Change;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Records per message from a reader.
+const READ_BATCH: usize = 4096;
+/// A reader that failed (no such MDT, no changelog user) tries again after this long.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// The daemon's ends of the readers' wake-up pairs.
+#[derive(Default)]
+pub struct ReaderWakers {
+    ends: Mutex<Vec<UnixStream>>,
+}
+
+impl ReaderWakers {
+    /// Asks every reader for `n` end-of-changelog passes, each begun after this call.
+    pub fn ask_passes(&self, n: usize) {
+        let Ok(ends) = self.ends.lock() else { return };
+        for mut end in ends.iter() {
+            // Non-blocking: a full pair already holds more passes than a flush needs.
+            if let Err(e) = end.write_all(&vec![b'p'; n]) {
+                if e.kind() != ErrorKind::WouldBlock {
+                    tracing::warn!(error = %e, "asking a changelog reader for a pass");
+                }
+            }
+        }
+    }
+
+    /// Stops every reader: their ends see the pair close.
+    pub fn close(&self) {
+        if let Ok(mut ends) = self.ends.lock() {
+            ends.clear();
+        }
+    }
+
+    /// A new pair: the daemon keeps one end, the reader gets the other.
+    fn pair(&self) -> std::io::Result<UnixStream> {
+        let (ours, theirs) = UnixStream::pair()?;
+        ours.set_nonblocking(true)?;
+        theirs.set_nonblocking(true)?;
+        self.ends
+            .lock()
+            .map_err(|_| std::io::Error::other("reader wake-ups poisoned"))?
+            .push(ours);
+        Ok(theirs)
+    }
+}
+
+/// Starts one reader thread per MDT (`mdts[i]` from `resume[i]`), delivering to `tx`.
+pub fn start(
+    mdts: &[String],
+    resume: Vec<u64>,
+    tx: &SyncSender<Msg>,
+    wakers: &Arc<ReaderWakers>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::with_capacity(mdts.len());
+    for (i, (name, next)) in mdts.iter().zip(resume).enumerate() {
+        let (tx, name, wake) = (tx.clone(), name.clone(), wakers.pair()?);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("changelog-{i}"))
+                .spawn(move || Reader::new(i, name, next, tx, wake).run())?,
+        );
+    }
+    Ok(threads)
+}
+
+/// What woke a waiting reader.
+#[derive(Debug, PartialEq)]
+enum Woken {
+    /// The changelog has records (or an error to report).
+    Changelog,
+    /// The wait ran out (or a signal interrupted it).
+    Nothing,
+    /// Passes asked by a flush.
+    Passes(u64),
+    /// The daemon is stopping.
+    Stop,
+}
+
+/// Waits on the changelog fd (when given) and the wake-up end; `timeout_ms` -1 waits for an
+/// event. A wake-up is taken first: stopping never waits behind a busy changelog.
+fn wait(changelog: Option<RawFd>, wake: &mut UnixStream, timeout_ms: i32) -> Woken {
+    let mut fds = [
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: changelog.unwrap_or(-1), // poll(2) ignores a negative fd
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two pollfds in a live array; the descriptors belong to a live changelog reader
+    // and to `wake`, both open for the duration of the call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n > 0 && fds[0].revents != 0 {
+        let mut buf = [0u8; 64];
+        return match wake.read(&mut buf) {
+            Ok(0) => Woken::Stop,
+            Ok(k) => Woken::Passes(k as u64),
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                Woken::Nothing
+            }
+            Err(_) => Woken::Stop,
+        };
+    }
+    if n > 0 && fds[1].revents != 0 {
+        Woken::Changelog
+    } else {
+        Woken::Nothing
+    }
+}
+
+/// One MDT's reader: where it is and what it owes.
+struct Reader {
+    mdt: usize,
+    name: String,
+    /// The next changelog index to hand over (records below it were handed over already).
+    next: u64,
+    tx: SyncSender<Msg>,
+    wake: UnixStream,
+    /// Passes asked and not run yet.
+    owed: u64,
+    batch: Vec<Change>,
+}
+
+/// Why a reader ends: the engine is gone or the daemon stops.
+struct Ended;
+
+impl Reader {
+    fn new(mdt: usize, name: String, next: u64, tx: SyncSender<Msg>, wake: UnixStream) -> Self {
+        Reader {
+            mdt,
+            name,
+            next,
+            tx,
+            wake,
+            owed: 0,
+            batch: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        while self.follow().is_ok() {}
+        // Records read before the stop are applied before the daemon's last save.
+        let _ = self.send_batch();
+    }
+
+    /// One follow-mode reader from `next` until it fails (then `Ok` after the retry wait) or
+    /// the daemon stops (`Err`).
+    fn follow(&mut self) -> Result<(), Ended> {
+        let started = lustre::ChangelogReader::start(&self.name, self.next, true)
+            .and_then(|r| r.fd().map(|fd| (r, fd)));
+        let (mut reader, fd) = match started {
+            Ok(x) => x,
+            Err(e) => return self.failed(format!("{}: {e}", self.name)),
+        };
+        // Reading works (again): an empty message clears a reader error shown in status.
+        self.send(Vec::new(), false)?;
+        loop {
+            if self.owed > 0 {
+                self.send_batch()?;
+                match self.one_pass() {
+                    Ok(()) => self.owed -= 1,
+                    Err(Some(error)) => self.failed(error)?,
+                    Err(None) => return Err(Ended),
+                }
+                continue;
+            }
+            if !reader.in_buf() {
+                // Records in hand go to the engine as soon as nothing more is waiting.
+                let timeout = if self.batch.is_empty() { -1 } else { 0 };
+                match wait(Some(fd), &mut self.wake, timeout) {
+                    Woken::Stop => return Err(Ended),
+                    Woken::Passes(n) => {
+                        self.owed += n;
+                        continue;
+                    }
+                    Woken::Nothing => {
+                        self.send_batch()?;
+                        continue;
+                    }
+                    Woken::Changelog => {}
+                }
+            }
+            match reader.recv() {
+                Ok(Some(r)) => self.take(r)?,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    drop(reader);
+                    self.send_batch()?;
+                    return self.failed(format!("{}: {e}", self.name));
+                }
+            }
+        }
+    }
+
+    /// Keeps `r` unless handed over already; hands a full batch over.
+    fn take(&mut self, r: lustre::ChangelogRecord) -> Result<(), Ended> {
+        if r.index >= self.next {
+            self.next = r.index + 1;
+            self.batch.push(Change {
+                mdt: self.mdt,
+                record: r,
+            });
+        }
+        if self.batch.len() >= READ_BATCH {
+            self.send_batch()?;
+        }
+        Ok(())
+    }
+
+    /// One pass from `next` to the end of the changelog with a reader of its own; the last
+    /// message says `end`. A pass started after a flush began sees every record recorded before
+    /// it: the flush barrier's end point. `Err(None)`: the engine is gone.
+    fn one_pass(&mut self) -> Result<(), Option<String>> {
+        let mut reader = lustre::ChangelogReader::start(&self.name, self.next, false)
+            .map_err(|e| Some(format!("{}: {e}", self.name)))?;
+        loop {
+            match reader.recv() {
+                Ok(Some(r)) => self.take(r).map_err(|Ended| None)?,
+                Ok(None) => break,
+                Err(e) => return Err(Some(format!("{}: {e}", self.name))),
+            }
+        }
+        let records = std::mem::take(&mut self.batch);
+        self.send(records, true).map_err(|Ended| None)
+    }
+
+    /// Reports `error`, then waits [`RETRY_AFTER`] unless the daemon stops meanwhile (a pass
+    /// asked meanwhile is owed and tries again at once).
+    fn failed(&mut self, error: String) -> Result<(), Ended> {
+        if self
+            .tx
+            .send(Msg::ReaderFailed {
+                mdt: self.mdt,
+                error,
+            })
+            .is_err()
+        {
+            return Err(Ended);
+        }
+        match wait(None, &mut self.wake, RETRY_AFTER.as_millis() as i32) {
+            Woken::Stop => Err(Ended),
+            Woken::Passes(n) => {
+                self.owed += n;
+                Ok(())
+            }
+            Woken::Changelog | Woken::Nothing => Ok(()),
+        }
+    }
+
+    /// Hands the records read so far to the engine (nothing when there are none).
+    fn send_batch(&mut self) -> Result<(), Ended> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut self.batch);
+        self.send(records, false)
+    }
+
+    fn send(&self, records: Vec<Change>, end: bool) -> Result<(), Ended> {
+        self.tx
+            .send(Msg::Records {
+                mdt: self.mdt,
+                records,
+                end,
+            })
+            .map_err(|_| Ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_wakes_for_passes_and_for_the_stop_without_a_timer() {
+        let wakers = ReaderWakers::default();
+        let mut end = wakers.pair().unwrap();
+        wakers.ask_passes(2);
+        assert_eq!(wait(None, &mut end, -1), Woken::Passes(2));
+        wakers.close();
+        assert_eq!(wait(None, &mut end, -1), Woken::Stop);
+    }
+
+    #[test]
+    fn the_changelog_fd_wakes_a_waiting_reader() {
+        let wakers = ReaderWakers::default();
+        let mut end = wakers.pair().unwrap();
+        let (mut feed, changelog) = UnixStream::pair().unwrap();
+        assert_eq!(
+            wait(Some(changelog.as_raw_fd()), &mut end, 0),
+            Woken::Nothing,
+            "nothing written yet"
+        );
+        feed.write_all(b"r").unwrap();
+        assert_eq!(
+            wait(Some(changelog.as_raw_fd()), &mut end, -1),
+            Woken::Changelog
+        );
+        // A pass asked while records wait is seen first.
+        wakers.ask_passes(1);
+        assert_eq!(
+            wait(Some(changelog.as_raw_fd()), &mut end, -1),
+            Woken::Passes(1)
+        );
+    }
+}
