@@ -6,7 +6,8 @@ next to it, for BENCHMARKS.md to embed:
   freshness.svg    close() -> blob latency histograms, idle and beside a bulk export (80-freshness)
   throughput.svg   export throughput against file size: ours, rclone and the raw ceiling (50-export)
   rss.svg          peak RSS against tree size or backlog: daemon, copytool, rclone (60-incremental,
-                   90-scale)
+                   90-scale, 91-scan)
+  import-rss.svg   the daemon's RSS over an import of many blobs (92-import)
 
   charts.py DIR
 A chart whose data is missing is skipped with a note (a part not run yet).
@@ -101,11 +102,33 @@ def rss(d):
     return None
 
 
+def import_rss(d):
+    runs = [r for r in (load(p) for p in sorted(glob.glob(os.path.join(d, "import-rss-*.json")))) if r]
+    if not runs:
+        return "no import-rss-*.json"
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for r in runs:
+        s = r["samples"]
+        ax.plot([x["walked"] for x in s], [x["rss_kib"] / 1024 for x in s], marker=".",
+                label=f"daemon, {r['blobs']:,} blobs in {r['seconds']:.0f} s "
+                      f"(peak {r['peak_rss_kib'] / 1024:.1f} MiB)")
+    ax.set_xlabel("blobs walked by the import so far (one sample a second)")
+    ax.set_ylabel("RSS (MiB)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("import: daemon RSS over the import (the listing is read one page at a time)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(d, "import-rss.svg"))
+    plt.close(fig)
+    return None
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     d = sys.argv[1]
-    for name, f in (("freshness", freshness), ("throughput", throughput), ("rss", rss)):
+    for name, f in (("freshness", freshness), ("throughput", throughput), ("rss", rss),
+                    ("import-rss", import_rss)):
         why = f(d)
         print(f"charts: {name}.svg: " + (f"skipped ({why})" if why else "written"))
 
