@@ -112,5 +112,5 @@ EOF
 sc_drain out-of-scope "$sc_user_a" true "elsewhere"
 sc_drain disabled "$sc_user_b" false ""
 bs_stop
-rm -rf "$sc_mnt"
+bs_trash "$sc_mnt"
 trap "$bs_prev_exit" EXIT

@@ -86,5 +86,5 @@ printf '{"what": "manual export scan, no copytool", "size": %d, "seconds": %s, "
   "$sn_files" "$sn_secs" "$sn_hwm" >"$bench_results/rss-scan-$sn_files.json"
 cp "$BENCH_WORK/scan-rss.txt" "$bench_results/rss-over-time-scan-$sn_files.txt"
 bs_stop
-rm -rf "$sn_mnt" "$BENCH_WORK/state-scan"
+bs_trash "$sn_mnt" "$BENCH_WORK/state-scan"
 trap "$bs_prev_exit" EXIT

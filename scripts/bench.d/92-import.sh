@@ -90,5 +90,5 @@ json.dump({"blobs": n, "seconds": secs, "peak_rss_kib": hwm,
           open(out, "w"))
 PY
 bs_stop
-rm -rf "$im_mnt" "$BENCH_WORK/state-import"
+bs_trash "$im_mnt" "$BENCH_WORK/state-import"
 trap "$bs_prev_exit" EXIT

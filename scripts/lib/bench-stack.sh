@@ -170,3 +170,12 @@ bs_cpu() {
     sed 's/.*) //' "/proc/$p/stat" 2>/dev/null
   done | awk -v t="$tck" '{ s += $12 + $13 } END { printf "%.2f", s / t }'
 }
+
+# bs_trash DIR...: moves DIRs aside and deletes them in the background at idle I/O priority
+# (hundreds of thousands of files take minutes to delete; the next part need not wait).
+bs_trash() {
+  local t
+  t=$(mktemp -d "${TMPDIR:-/tmp}/lustre-blob-bench-trash.XXXXXX")
+  mv "$@" "$t/" 2>/dev/null || true
+  setsid ionice -c3 nice rm -rf "$t" </dev/null >/dev/null 2>&1 &
+}
