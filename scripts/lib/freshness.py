@@ -64,6 +64,7 @@ def main():
     os.makedirs(os.path.join(a.mount, a.subdir), exist_ok=True)
     n = int(a.rate * a.seconds)
     closed = {}  # name -> monotonic time close() returned
+    closed_wall = {}  # name -> the same instant, wall clock (for freshness_commit.py)
     seen = {}  # name -> monotonic time the HEAD that found it answered
     lock = threading.Lock()
     done_writing = threading.Event()
@@ -83,6 +84,7 @@ def main():
             t = time.monotonic()
             with lock:
                 closed[rel] = t
+                closed_wall[rel] = time.time()
         done_writing.set()
 
     # A pool of pollers, each with its own connection, each asking for its share of the files
@@ -167,7 +169,8 @@ def main():
                    "latencies": lat, "missing": missing,
                    "p50": p[0.5], "p90": p[0.9], "p99": p[0.99],
                    "head_rtt_p50": percentile(rtts, 0.5),
-                   "gap_p99": percentile(g, 0.99), "pollers": a.pollers}, f)
+                   "gap_p99": percentile(g, 0.99), "pollers": a.pollers,
+                   "closed_wall": closed_wall}, f)
     if missing:
         sys.exit(f"freshness: {missing} files never reached the store")
 
