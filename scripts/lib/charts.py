@@ -34,14 +34,16 @@ def load(path):
 def freshness(d):
     # The poller's figures (what a reader of the container sees) and, when the part could read
     # the copytool's log, close() -> commit from the copytool's side (freshness_commit.py).
-    names = ("idle", "bulk", "commit-idle", "commit-bulk")
+    names = ("idle", "bulk", "bulk-inflight64", "commit-idle", "commit-bulk",
+             "commit-bulk-inflight64")
     runs = [r for r in (load(os.path.join(d, f"freshness-{n}.json")) for n in names) if r]
     if not runs:
         return "no freshness-*.json"
     fig, ax = plt.subplots(figsize=(7, 3.4))
     top = max(max(r["latencies"] or [0]) for r in runs)
     edges = [i * 0.05 for i in range(int(min(top, 10) / 0.05) + 2)]
-    for r, colour in zip(runs, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+    colours = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+    for r, colour in zip(runs, colours):
         lat = r["latencies"]
         ax.hist([min(x, edges[-1]) for x in lat], bins=edges, alpha=0.6, color=colour,
                 label=f"{r['label']}: p50 {r['p50']:.2f} s, p99 {r['p99']:.2f} s ({len(lat)} files)")
