@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod block_buffer;
 pub mod checksum;
 mod download;
 pub mod error;

@@ -188,6 +188,15 @@ impl Drop for CountedBuffer {
     }
 }
 
+/// Reads `len` bytes at `offset` on a blocking thread into a mapping of its own, which
+/// goes back to the kernel when the request body drops (see [`crate::block_buffer`]).
+async fn pread_block(file: Arc<File>, offset: u64, len: usize) -> Result<Bytes, Error> {
+    tokio::task::spawn_blocking(move || crate::block_buffer::read_block(&file, offset, len))
+        .await
+        .map_err(|e| Error::io("read source file", std::io::Error::other(e)))?
+        .map_err(|e| Error::io("read source file", e))
+}
+
 /// Reads `len` bytes at `offset` on a blocking thread.
 async fn pread(file: Arc<File>, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
     tokio::task::spawn_blocking(move || {
@@ -375,9 +384,9 @@ impl BlobStore {
                     limit.acquire(len).await;
                 }
                 let counted = CountedBuffer::new(len, &account);
-                let data = pread(file, offset, len as usize).await?;
+                let data = pread_block(file, offset, len as usize).await?;
                 let crc = ContentChecksum::of(&data);
-                let payload = PutPayload::from(Bytes::from(data));
+                let payload = PutPayload::from(data);
                 let part = MultipartStore::put_part(
                     &store.inner.azure,
                     &path,

@@ -202,3 +202,39 @@ fn time_records_stop_after_the_first_data_record_of_a_cached_object_and_close_ne
     let t = types_of(&m, 0, &fid);
     assert_eq!(t.iter().filter(|r| **r == R::Mtime).count(), 1, "{t:?}");
 }
+
+/// `sent_to.<server>` of a stats snapshot.
+fn sent(s: &BTreeMap<String, u64>, server: &str) -> u64 {
+    s.get(&format!("sent_to.{server}")).copied().unwrap_or(0)
+}
+
+#[test]
+fn calls_are_split_by_the_server_a_lustre_client_would_send_them_to() {
+    let (sim, m) = start(SimOptions::default());
+    let fid = file(&sim, &m, "split");
+    let p = sim.mount().join("split");
+    let f = std::fs::File::open(&p).unwrap();
+    use std::os::fd::AsFd;
+    let before = sim.stats();
+    // On Lustre: data version -> OST_GETATTR (osc_io_data_version_start); the layout of an
+    // open file -> the client's cached layout (ll_getxattr_lov); path2fid -> the client's
+    // inode (ll_encode_fh); fid2path and the HSM state -> MDS RPCs.
+    m.data_version(f.as_fd(), 0).unwrap();
+    lustre::Layout::of_file(f.as_fd()).unwrap();
+    m.path2fid(&p).unwrap();
+    m.fid2path(&fid).unwrap();
+    m.hsm_state(&p).unwrap();
+    let after = sim.stats();
+    let d = |k: &str| sent(&after, k) - sent(&before, k);
+    assert_eq!(d("ost"), 1, "{after:?}");
+    // path2fid (and hsm_state's own lookup of the path) and the layout.
+    assert!(d("client") >= 2, "{after:?}");
+    assert_eq!(d("mds"), 2, "{after:?}");
+    let calls: u64 = ["mds", "ost", "client"].iter().map(|k| d(k)).sum();
+    let by_kind: u64 = after
+        .iter()
+        .filter(|(k, _)| k.starts_with("call.") && k.as_str() != "call.GetParam")
+        .map(|(k, v)| v - before.get(k).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(calls, by_kind, "every call is counted once: {after:?}");
+}

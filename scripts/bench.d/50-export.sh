@@ -59,7 +59,19 @@ run_ours() {
   bench_restart_azurite
   bs_container ours
   bs_start "$mnt" ours false
+  # Where the CPU goes: seconds used by each process during the export, and with BENCH_PERF=1 a
+  # perf profile of the copytool (perf report -i FILE; kept under BENCH_PERF_DIR, default
+  # benchmarks/perf).
+  local c0_ct c0_d c0_mds c0_az perf_pid=""
+  c0_ct=$(bs_cpu "$bs_pid_copytool") c0_d=$(bs_cpu "$bs_pid_daemon") c0_mds=$(bs_cpu "$bs_pid_mds") c0_az=$(bs_cpu "$azurite_pid")
+  if [ "${BENCH_PERF:-0}" = 1 ]; then
+    mkdir -p "${BENCH_PERF_DIR:-$bench_results/perf}"
+    perf record -q -F 499 -g -p "$bs_pid_copytool" -o "${BENCH_PERF_DIR:-$bench_results/perf}/copytool-$what.data" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   bs_timed "ours-$what" "$bs_bin/lustre-blob" export "$mnt/$what" --wait --config "$bs_policy"
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null || true; fi
+  echo "bench: export-$what ours: $bs_elapsed s; CPU s used meanwhile: lhsmtool_blob $(bs_secs "$c0_ct" "$(bs_cpu "$bs_pid_copytool")"), daemon $(bs_secs "$c0_d" "$(bs_cpu "$bs_pid_daemon")"), lustre-sim $(bs_secs "$c0_mds" "$(bs_cpu "$bs_pid_mds")"), azurite $(bs_secs "$c0_az" "$(bs_cpu "$azurite_pid")")" >&2
   t_ours=$(bs_min "$t_ours" "$bs_elapsed")
   rss_cli=$(bs_max "$rss_cli" "$bs_rss")
   rss_ct=$(bs_max "$rss_ct" "$(bs_hwm "$bs_pid_copytool")")
@@ -124,6 +136,7 @@ run_raw() {
     bs_timed "raw-$1" "$BENCH_BLOB" raw-small --endpoint "$BENCH_ENDPOINT" --container raw \
       --count "$small_n" --size $((small_kib * 1024)) --concurrency 32
   fi
+  echo "bench: export-$1 raw: $bs_elapsed s; CPU s: blob_bench $(awk '/User time/ { u = $NF } /System time/ { s = $NF } END { print u + s }' "$BENCH_WORK/raw-$1.time"), azurite $(bs_cpu "$azurite_pid") (since its start)" >&2
   t_raw=$(bs_min "$t_raw" "$bs_elapsed")
 }
 

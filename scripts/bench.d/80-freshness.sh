@@ -79,6 +79,9 @@ PY
     --mount "$mnt" --subdir trickle --rate "$fr_rate" --seconds "$fr_secs" \
     --label "$name" --json "$fr_out/freshness-$name.json"
   if [ "$bulk" = 1 ]; then fr_status "$name" "when the last trickle file was seen"; fi
+  # The same files from the copytool's side: close() -> the store's answer to the commit.
+  python3 scripts/lib/freshness_commit.py "$fr_out/freshness-$name.json" "$BENCH_WORK/copytool.log" \
+    --label "$name" --json "$fr_out/freshness-commit-$name.json" || true
   echo "freshness: $name: peak RSS KiB: daemon $(bs_hwm "$bs_pid_daemon"), lhsmtool_blob $(bs_hwm "$bs_pid_copytool")"
   bs_stop
   if [ -n "${BENCH_LOGS:-}" ]; then

@@ -35,7 +35,8 @@ sc_lctl() { "$bs_bin/lustre-sim" lctl "$@"; }
 # current_index, and the index USER cleared to, of MDT0.
 sc_current() { sc_lctl get_param -n "mdd.$sc_fs-MDT0000.changelog_users" | awk '/^current_index:/ { print $2 }'; }
 sc_cleared() { sc_lctl get_param -n "mdd.$sc_fs-MDT0000.changelog_users" | awk -v u="$1" '$1 == u { print $2 }'; }
-sc_calls() { sc_lctl get_param -n sim.stats | awk '$1 ~ /^call\./ && $1 != "call.GetParam" { n += $2 } END { print n + 0 }'; }
+# The calls a Lustre client would send to the MDS (the simulator's sent_to split, mds/stats.rs).
+sc_calls() { sc_lctl get_param -n sim.stats | awk '$1 == "sent_to.mds" { n += $2 } END { print n + 0 }'; }
 
 # The backlog: one user per run registered first (records exist only for registered users, and
 # stay until every user cleared them), then the files.
@@ -111,5 +112,5 @@ EOF
 sc_drain out-of-scope "$sc_user_a" true "elsewhere"
 sc_drain disabled "$sc_user_b" false ""
 bs_stop
-rm -rf "$sc_mnt"
+bs_trash "$sc_mnt"
 trap "$bs_prev_exit" EXIT

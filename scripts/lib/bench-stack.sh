@@ -141,3 +141,41 @@ bs_stop() {
   done
   bs_pids=()
 }
+
+# Current RSS (KiB) of a running process: VmRSS.
+bs_rss_now() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# bs_sample_rss PID OUT [PERIOD=0.5]: in the background, appends "seconds rss_kib" lines to OUT
+# every PERIOD seconds while PID lives (RSS over time, for the charts). Sets bs_sampler (its pid).
+bs_sample_rss() {
+  local pid=$1 out=$2 period=${3:-0.5}
+  : >"$out"
+  (
+    t0=$(bs_now)
+    while kill -0 "$pid" 2>/dev/null; do
+      echo "$(bs_secs "$t0" "$(bs_now)") $(bs_rss_now "$pid")" >>"$out"
+      sleep "$period"
+    done
+  ) &
+  bs_sampler=$!
+}
+
+# CPU seconds (user + system) used so far by the processes of session SID (every process the
+# bench starts runs under setsid, so its session is its pid; threads are included, exited
+# children are not).
+bs_cpu() {
+  local p tck
+  tck=$(getconf CLK_TCK)
+  for p in $(ps --no-headers -o pid -s "$1" 2>/dev/null); do
+    sed 's/.*) //' "/proc/$p/stat" 2>/dev/null
+  done | awk -v t="$tck" '{ s += $12 + $13 } END { printf "%.2f", s / t }'
+}
+
+# bs_trash DIR...: moves DIRs aside and deletes them in the background at idle I/O priority
+# (hundreds of thousands of files take minutes to delete; the next part need not wait).
+bs_trash() {
+  local t
+  t=$(mktemp -d "${TMPDIR:-/tmp}/lustre-blob-bench-trash.XXXXXX")
+  mv "$@" "$t/" 2>/dev/null || true
+  setsid ionice -c3 nice rm -rf "$t" </dev/null >/dev/null 2>&1 &
+}

@@ -29,6 +29,7 @@ impl Stats {
             Err(_) => "Unknown".into(),
         };
         self.add(&format!("call.{op}"), 1);
+        self.add(&format!("sent_to.{}", sent_to(req).name()), 1);
     }
 
     /// The `sim.stats` parameter: one `name value` line per counter.
@@ -39,6 +40,79 @@ impl Stats {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         ("sim.stats".into(), text.join("\n"))
+    }
+}
+
+/// Where a real Lustre client sends a call that the simulator answers in its one MDS process.
+/// The simulator serves everything over one socket; the split says which of those calls load
+/// the MDS on Lustre (issue 17: MDS calls per exported file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentTo {
+    /// An RPC to an MDT.
+    Mds,
+    /// RPCs to the OSTs holding the file's objects.
+    Ost,
+    /// Answered by the client from what it holds: no RPC while its locks and caches are valid.
+    Client,
+    /// `lctl get_param`/`set_param` on the MDS node (administration, not client load).
+    Admin,
+}
+
+impl SentTo {
+    pub fn name(self) -> &'static str {
+        match self {
+            SentTo::Mds => "mds",
+            SentTo::Ost => "ost",
+            SentTo::Client => "client",
+            SentTo::Admin => "admin",
+        }
+    }
+}
+
+/// Which server a Lustre 2.15/2.16 client contacts for `req` (the call the simulator's library
+/// makes for one llapi function). The opens and closes around these calls (e.g. the copytool's
+/// open of the file it archives, an MDS_OPEN + MDS_CLOSE on Lustre) are not simulator calls and
+/// are not counted anywhere.
+pub fn sent_to(req: &Request) -> SentTo {
+    match req {
+        // llapi_get_data_version -> LL_IOC_DATA_VERSION -> ll_ioc_data_version (llite/file.c):
+        // a CIT_DATA_VERSION cl_io, whose osc layer sends OST_GETATTR to every OST object of the
+        // file (osc_io_data_version_start, osc/osc_io.c). The MDS is not involved (except for
+        // Data-on-MDT files, which the simulator does not model).
+        Request::DataVersion { .. } => SentTo::Ost,
+        // llapi_layout_get_by_fd / _by_fid -> getxattr("lustre.lov") -> ll_getxattr_lov
+        // (llite/xattr.c) -> cl_object_layout_get: the layout the client cached with its layout
+        // lock when it opened the file (lov_object_layout_get).
+        Request::LayoutGet { .. } => SentTo::Client,
+        // llapi_path2fid (liblustreapi_fid.c): open(O_PATH) + name_to_handle_at -> ll_encode_fh,
+        // the FID from the client's inode; a cold path costs a lookup RPC, a path the caller
+        // has just stat()ed or opened (every path2fid of the daemon and copytool) none.
+        Request::Path2Fid { .. } => SentTo::Client,
+        // llapi_search_mounts / llapi_getname: /proc/mounts and the client's own obd names.
+        Request::Info => SentTo::Client,
+        Request::GetParam { .. } | Request::SetParam { .. } => SentTo::Admin,
+        // OBD_IOC_FID2PATH (mdc_ioc_fid2path: MDS_GET_INFO), LL_IOC_HSM_STATE_GET/SET
+        // (MDS_HSM_STATE_GET/SET), LL_IOC_HSM_ACTION (MDS_HSM_ACTION), LL_IOC_HSM_REQUEST
+        // (MDS_HSM_REQUEST), LL_IOC_HSM_COPY_START/END and progress (ll_ioc_copy_start/end:
+        // MDS_HSM_PROGRESS; they also take an OST data version of an archived file, not counted
+        // as a separate call), the changelog calls (MDS_SET_INFO, changelog llog reads),
+        // copytool registration (MDS_HSM_CT_REGISTER), import (MDS open/create + setattr).
+        Request::Fid2Path { .. }
+        | Request::HsmStateGet { .. }
+        | Request::HsmStateSet { .. }
+        | Request::CurrentAction { .. }
+        | Request::HsmRequest { .. }
+        | Request::Import { .. }
+        | Request::ChangelogStart { .. }
+        | Request::ChangelogClear { .. }
+        | Request::ChangelogRegister { .. }
+        | Request::ChangelogDeregister { .. }
+        | Request::CtRegister { .. }
+        | Request::CtUnregister { .. }
+        | Request::ActionBegin { .. }
+        | Request::ActionProgress { .. }
+        | Request::ActionEnd { .. }
+        | Request::LayoutSet { .. } => SentTo::Mds,
     }
 }
 

@@ -1,0 +1,103 @@
+# Part "91-scan" of scripts/bench (sourced): the daemon's peak RSS while a manual export scans a
+# large tree (issue 17 item 2: a 1,000,000-file tree within 256 MiB). BENCH_SCAN_FILES files of
+# one byte (default 1,000,000; BENCH_QUICK=1: 100,000), 1,000 per directory, are written into
+# the simulated mount before the simulator starts (its start-up scan gives them FIDs; nothing is
+# timed). Then the daemon (auto-export off) and NO copytool: `lustre-blob export tree` scans the
+# tree and requests an archive of every file, none completes, so the job holds every file it
+# requested at once (the worst case: a copytool far slower than the scan). The part waits until
+# the simulator has answered a path2fid for every file (the scan's last per-file call), samples
+# the daemon's RSS over time, and reports its peak (VmHWM) and the scan's files/s.
+# Disk: about 4 KiB per file (1,000,000 files: ~4-5 GB) under BENCH_WORK. BENCH_SCAN_MAX_SECONDS
+# stops waiting after that long (the figures are then for the files scanned so far).
+
+# shellcheck source=/dev/null
+source scripts/lib/bench-stack.sh
+bs_prev_exit=$(trap -p EXIT | sed "s/^trap -- '//; s/' EXIT\$//")
+trap "bs_stop; $bs_prev_exit" EXIT
+bs_build
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then sn_files="${BENCH_SCAN_FILES:-100000}"; else sn_files="${BENCH_SCAN_FILES:-1000000}"; fi
+sn_mnt="$BENCH_WORK/scan-mnt"
+rm -rf "$sn_mnt"
+mkdir -p "$sn_mnt"
+echo "bench: scan: writing $sn_files files (not timed)" >&2
+t0=$(bs_now)
+python3 - "$sn_mnt/tree" "$sn_files" <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    sub = os.path.join(d, f"d{i // 1000:04d}")
+    if i % 1000 == 0:
+        os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, f"f{i:07d}"), "wb") as f:
+        f.write(b"x")
+PY
+echo "scan: $sn_files files written in $(bs_secs "$t0" "$(bs_now)") s (not a figure)"
+export LUSTREAPI_LIB="$bs_bin/liblustreapi_sim.so"
+export LUSTRE_SIM_MOUNTTAB="$BENCH_WORK/mounttab"
+export LUSTRE_SIM_MOUNT="$sn_mnt"
+sn_fs="s$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+t0=$(bs_now)
+bs_spawn mds "$bs_bin/lustre-sim" mds --mount "$sn_mnt" --fsname "$sn_fs"
+bs_watch=$bs_pid_mds
+bs_wait "lustre-sim mds" 3600 "$bs_bin/lustre-sim" lfs path2fid "$sn_mnt/tree"
+bs_watch=""
+echo "scan: the simulator's start-up scan took $(bs_secs "$t0" "$(bs_now)") s (not a figure)"
+sn_stat() { "$bs_bin/lustre-sim" lctl get_param -n sim.stats | awk -v k="$1" '$1 == k { print $2 }'; }
+sn_user=$("$bs_bin/lustre-sim" lctl --device "$sn_fs-MDT0000" changelog_register -n)
+bs_container scan
+bs_container bench-logs
+sn_policy="$BENCH_WORK/policy-scan.toml"
+cat >"$sn_policy" <<EOF
+[lustre]
+mount = "$sn_mnt"
+changelog_user = "$sn_user"
+[blob]
+url = "$BENCH_ENDPOINT/scan"
+use_emulator = true
+[autoexport]
+enabled = false
+[logging]
+container = "bench-logs"
+[control]
+socket = "$BENCH_WORK/lustre-blob-scan.sock"
+state_dir = "$BENCH_WORK/state-scan"
+EOF
+bs_spawn daemon "$bs_bin/lustre-blob" daemon --config "$sn_policy"
+bs_watch=$bs_pid_daemon
+bs_wait "lustre-blob daemon" 60 "$bs_bin/lustre-blob" status --config "$sn_policy"
+bs_watch=""
+# The job's own path2fid calls: every by-path HSM call of the simulator's library looks its path
+# up with a path2fid first (lustre-sim/src/api/hsm.rs), so those are taken off.
+sn_job_p2f() { echo $(( $(sn_stat call.Path2Fid) - $(sn_stat call.HsmStateGet) - $(sn_stat call.CurrentAction) )); }
+sn_p2f0=$(sn_job_p2f)
+sn_req0=$(sn_stat call.HsmRequest)
+bs_sample_rss "$bs_pid_daemon" "$BENCH_WORK/scan-rss.txt" 1
+t0=$(bs_now)
+"$bs_bin/lustre-blob" export --config "$sn_policy" "$sn_mnt/tree" >/dev/null
+# path2fid is the last per-file call of the scan (jobs.rs: stat, HSM state, path2fid).
+sn_done=$sn_files
+until [ $(( $(sn_job_p2f) - sn_p2f0 )) -ge "$sn_files" ]; do
+  kill -0 "$bs_pid_daemon" 2>/dev/null || { echo "bench: scan: the daemon exited:" >&2; tail -n 5 "$BENCH_WORK/daemon.log" >&2; exit 1; }
+  if [ -n "${BENCH_SCAN_MAX_SECONDS:-}" ] && [ "$(bs_secs "$t0" "$(bs_now)" | cut -d. -f1)" -ge "$BENCH_SCAN_MAX_SECONDS" ]; then
+    sn_done=$(( $(sn_job_p2f) - sn_p2f0 ))
+    echo "scan: stopped after BENCH_SCAN_MAX_SECONDS=$BENCH_SCAN_MAX_SECONDS s with $sn_done of $sn_files files scanned (the figures below are for those)"
+    break
+  fi
+  sleep 1
+done
+# The job's own per-file calls to the MDS while it ran (its stale in-flight check asks
+# current_action, which Lustre answers by reading the action catalog from its start).
+echo "scan: MDS calls meanwhile: current_action $(sn_stat call.CurrentAction), catalog records read $(sn_stat current_action.records_read), hsm_state_get $(sn_stat call.HsmStateGet), HSM requests $(( $(sn_stat call.HsmRequest) - sn_req0 ))"
+t1=$(bs_now)
+sleep 5 # the last batch of archive requests, and what the job holds once every file is requested
+sn_hwm=$(bs_hwm "$bs_pid_daemon")
+sn_secs=$(bs_secs "$t0" "$t1")
+echo "scan: $sn_done files scanned in $sn_secs s = $(awk -v n="$sn_done" -v s="$sn_secs" 'BEGIN { printf "%.0f", n / s }') files/s; $(( $(sn_stat call.HsmRequest) - sn_req0 )) archive requests; daemon peak RSS $(awk -v k="$sn_hwm" 'BEGIN { printf "%.1f", k / 1024 }') MiB (every file requested and held in flight: no copytool)"
+mkdir -p "$bench_results"
+printf '{"what": "manual export scan, no copytool", "size": %d, "seconds": %s, "rss_kib": {"daemon": %d}}\n' \
+  "$sn_done" "$sn_secs" "$sn_hwm" >"$bench_results/rss-scan-$sn_done.json"
+cp "$BENCH_WORK/scan-rss.txt" "$bench_results/rss-over-time-scan-$sn_files.txt"
+bs_stop
+bs_trash "$sn_mnt" "$BENCH_WORK/state-scan"
+trap "$bs_prev_exit" EXIT
