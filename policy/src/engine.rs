@@ -44,7 +44,7 @@ const BACKOFF_BASE_MS: u64 = 1_000;
 /// Pause before the next iteration after the file system failed to answer.
 const RETRY_PAUSE_MS: u64 = 1_000;
 /// How long after a refused changelog_clear it is tried again.
-const CLEAR_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+pub const CLEAR_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Bound of the out-of-scope FID cache.
 const OUT_OF_SCOPE_CAP: usize = 1 << 20;
 
@@ -430,6 +430,12 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             }
             _ => {}
         }
+    }
+
+    /// How long a refused `changelog_clear` waits before it is sent again (default
+    /// [`CLEAR_RETRY`]): a test or a tool that must see the retry sets it shorter.
+    pub fn set_clear_retry(&mut self, pause: std::time::Duration) {
+        self.clear_retry = pause;
     }
 
     /// The file system the engine works on (jobs share it).
@@ -1903,6 +1909,3 @@ pub fn lossy(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
-#[cfg(test)]
-#[path = "engine_tests.rs"]
-mod tests;

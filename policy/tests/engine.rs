@@ -1,6 +1,14 @@
-use super::*;
-use crate::fake::{FakeLog, FakeNs, FakeStore};
-use crate::model::{Change, FileKind};
+//! The auto-export engine on the in-memory fakes of its ports: every behaviour through its public
+//! API (records in, requests and blob operations out, the state it reports).
+
+use policy::engine::*;
+use policy::fake::{FakeLog, FakeNs, FakeStore};
+use policy::model::{Change, FileKind};
+use policy::ports::Store;
+use policy::scope::Scope;
+use policy::state::*;
+use lustre::{Fid, HsmEvent, RecordType};
+use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 use lustre::lustre_sys::{HS_ARCHIVED, HS_DIRTY, HS_EXISTS};
 use lustre::{HsmEventInfo, RenameExt};
 
@@ -18,9 +26,9 @@ fn cfg() -> EngineConfig {
         stale_after_ms: 60_000,
         discover_chunk: 100,
         job_id: "autoexport-1".into(),
-        retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
-        max_in_flight: crate::engine::DEFAULT_MAX_IN_FLIGHT,
-        iteration_deadline_ms: crate::engine::DEFAULT_ITERATION_DEADLINE_MS,
+        retry_max_ms: policy::engine::DEFAULT_RETRY_MAX_MS,
+        max_in_flight: policy::engine::DEFAULT_MAX_IN_FLIGHT,
+        iteration_deadline_ms: policy::engine::DEFAULT_ITERATION_DEADLINE_MS,
     }
 }
 
@@ -84,7 +92,7 @@ impl T {
         ));
         self.feed(r);
     }
-    fn totals(&self) -> crate::state::Totals {
+    fn totals(&self) -> policy::state::Totals {
         self.e.state().totals.clone()
     }
     fn current(&self) -> IterCounters {
@@ -244,7 +252,7 @@ fn an_environment_that_keeps_failing_never_makes_a_failure_final() {
             t.e.state().pending.contains_key(&a),
             "pending while it waits"
         );
-        let st = crate::status::build(t.e.state(), t.now, None);
+        let st = policy::status::build(t.e.state(), t.now, None);
         assert!(!st.everything_exported);
         assert_eq!(st.waiting_files, 1);
         assert!(st.waiting_reason.is_some());
@@ -258,7 +266,7 @@ fn an_environment_that_keeps_failing_never_makes_a_failure_final() {
     t.step();
     let tot = t.totals();
     assert_eq!((tot.files_failed, tot.files_exported), (0, 1));
-    assert!(crate::status::build(t.e.state(), t.now, None).everything_exported);
+    assert!(policy::status::build(t.e.state(), t.now, None).everything_exported);
 }
 
 #[test]
@@ -362,7 +370,7 @@ fn a_failure_recorded_before_a_flush_is_reported_by_it() {
     let out = t.e.flush_poll(id).expect("flush done");
     assert_eq!(out.failed, 1);
     assert_eq!(out.failures[0].path, "projects/a.dat");
-    assert!(!crate::status::build(t.e.state(), t.now, None).everything_exported);
+    assert!(!policy::status::build(t.e.state(), t.now, None).everything_exported);
     // The file is fixed (a new change, exported): the failure no longer stands.
     let r = t.rec(RecordType::Close, a);
     t.feed(r);
@@ -376,7 +384,7 @@ fn a_failure_recorded_before_a_flush_is_reported_by_it() {
         t.step();
     }
     assert_eq!(t.e.flush_poll(id).expect("done").failed, 0);
-    assert!(crate::status::build(t.e.state(), t.now, None).everything_exported);
+    assert!(policy::status::build(t.e.state(), t.now, None).everything_exported);
 }
 
 #[test]
@@ -419,7 +427,7 @@ fn a_store_outage_delays_namespace_operations_in_order() {
     t.step();
     assert_eq!(t.totals().files_failed, 0, "unavailable is not a failure");
     assert_eq!(t.e.state().ns_ops.len(), 1, "kept for the next try");
-    assert!(!crate::status::build(t.e.state(), t.now, None).everything_exported);
+    assert!(!policy::status::build(t.e.state(), t.now, None).everything_exported);
     t.store.set_unavailable(false);
     t.step();
     assert_eq!(t.e.state().ns_ops.len(), 1, "not before its back-off");
@@ -1038,7 +1046,7 @@ fn a_refused_changelog_clear_waits_before_it_is_tried_again() {
     assert_eq!(t.ns.lock().clear_calls, 1, "not retried before the pause");
     assert_eq!(t.ns.lock().cleared.get(&0), None);
     // After the pause (none here) it is tried again, and succeeds once the MDT accepts it.
-    t.e.clear_retry = std::time::Duration::ZERO;
+    t.e.set_clear_retry(std::time::Duration::ZERO);
     t.ns.lock().clear_errno = None;
     t.e.persist().unwrap();
     assert_eq!(t.ns.lock().clear_calls, 2);
@@ -1180,7 +1188,7 @@ impl World {
         self.t.hsm(fid, errno as u8);
     }
     fn check_status(&self) {
-        let s = crate::status::build(self.t.e.state(), self.t.now, None);
+        let s = policy::status::build(self.t.e.state(), self.t.now, None);
         if !s.everything_exported {
             return;
         }
@@ -1283,7 +1291,7 @@ proptest::proptest! {
         }
         let answer = answer.expect("the last flush answers once the world healed");
         proptest::prop_assert_eq!(answer.failed, 0);
-        let s = crate::status::build(w.t.e.state(), w.t.now, None);
+        let s = policy::status::build(w.t.e.state(), w.t.now, None);
         let any_file = w.files.iter().any(Option::is_some);
         proptest::prop_assert!(!any_file || s.everything_exported, "{:?}", s);
         for (i, f) in w.files.iter().enumerate() {
@@ -1430,7 +1438,7 @@ fn a_stuck_request_is_carried_past_the_deadline_and_never_stalls_the_next_iterat
     let archived = t.ns.archived_fids();
     assert_eq!(archived.iter().filter(|f| **f == stuck).count(), 1);
     assert!(archived.contains(&fresh));
-    let s = crate::status::build(t.e.state(), t.now, None);
+    let s = policy::status::build(t.e.state(), t.now, None);
     assert_eq!(s.stuck_requests, 1);
     // The stuck one ends at last: exported, and its later change was covered by that copy.
     t.hsm(stuck, 0);
@@ -1495,7 +1503,7 @@ fn a_shut_down_coordinator_is_a_pause_with_back_off_not_failed_tries() {
         1,
         "one refused request, no file-by-file retry"
     );
-    let s = crate::status::build(t.e.state(), t.now, None);
+    let s = policy::status::build(t.e.state(), t.now, None);
     assert_eq!(s.status_code, "CoordinatorPaused");
     assert!(s.coordinator_paused.is_some());
     // Many rounds inside the back-off: nothing asked.
