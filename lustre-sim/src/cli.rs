@@ -3,7 +3,6 @@
 
 use crate::client::{self, Res};
 use crate::consts::*;
-use crate::fid::Fid;
 use crate::proto::{self, Request};
 use std::path::{Path, PathBuf};
 
@@ -94,7 +93,7 @@ fn fid2path(rest: &[String]) -> Out {
         ))
     })?;
     for s in fids {
-        let Some(fid) = Fid::parse(s) else {
+        let Some(fid) = crate::fid::parse(s) else {
             return fail(format!("lfs fid2path: invalid FID '{s}'"));
         };
         let mut link = 0u32;

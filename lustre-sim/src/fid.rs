@@ -1,9 +1,6 @@
 //! The simulator's FID: the same three numbers as `lu_fid`, printable and parsable the way
 //! liblustreapi prints (`DFID`) and parses (`llapi_fid_parse`) them.
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
-
 /// First sequence of normal file FIDs (`FID_SEQ_NORMAL`).
 pub const FID_SEQ_NORMAL: u64 = 0x2_0000_0400;
 /// Width of the sequence range each simulated MDT owns (real DNE hands out super-sequences
@@ -18,94 +15,27 @@ pub const ROOT_FID: Fid = Fid {
     ver: 0,
 };
 
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
-)]
-pub struct Fid {
-    pub seq: u64,
-    pub oid: u32,
-    pub ver: u32,
+/// The FID the product uses: one type for both sides of the ABI (`lustre::Fid`), so the simulator
+/// prints and parses FIDs exactly as the product reads them.
+pub use lustre::Fid;
+
+/// The MDT whose sequence range holds `fid` (the root and other special FIDs are on MDT0).
+pub fn mdt_index(fid: &Fid) -> u32 {
+    if fid.seq < FID_SEQ_NORMAL {
+        return 0;
+    }
+    ((fid.seq - FID_SEQ_NORMAL) / MDT_SEQ_STRIDE) as u32
 }
 
-impl Fid {
-    pub fn is_zero(&self) -> bool {
-        self.seq == 0 && self.oid == 0
-    }
-
-    /// The MDT whose sequence range holds this FID (the root and other special FIDs are on MDT0).
-    pub fn mdt_index(&self) -> u32 {
-        if self.seq < FID_SEQ_NORMAL {
-            return 0;
-        }
-        ((self.seq - FID_SEQ_NORMAL) / MDT_SEQ_STRIDE) as u32
-    }
-
-    /// 16 bytes in the `lu_fid` layout (little-endian fields).
-    pub fn to_bytes(self) -> [u8; 16] {
-        let mut b = [0u8; 16];
-        b[0..8].copy_from_slice(&self.seq.to_le_bytes());
-        b[8..12].copy_from_slice(&self.oid.to_le_bytes());
-        b[12..16].copy_from_slice(&self.ver.to_le_bytes());
-        b
-    }
-
-    pub fn from_bytes(b: &[u8]) -> Option<Fid> {
-        if b.len() < 16 {
-            return None;
-        }
-        Some(Fid {
-            seq: u64::from_le_bytes(b[0..8].try_into().ok()?),
-            oid: u32::from_le_bytes(b[8..12].try_into().ok()?),
-            ver: u32::from_le_bytes(b[12..16].try_into().ok()?),
-        })
-    }
-
-    /// Parses `[0x..:0x..:0x..]` or the no-brace form; hex with or without `0x`.
-    pub fn parse(s: &str) -> Option<Fid> {
-        let t = s.trim();
-        let t = t.strip_prefix('[').unwrap_or(t);
-        let t = t.strip_suffix(']').unwrap_or(t);
-        let mut parts = t.split(':');
-        let seq = parse_hex(parts.next()?)?;
-        let oid = parse_hex(parts.next()?)?;
-        let ver = parse_hex(parts.next()?)?;
-        if parts.next().is_some() || oid > u32::MAX as u64 || ver > u32::MAX as u64 {
-            return None;
-        }
-        Some(Fid {
-            seq,
-            oid: oid as u32,
-            ver: ver as u32,
-        })
-    }
-
-    /// The "no brace" form (`%#llx:0x%x:0x%x`).
-    pub fn nobrace(&self) -> String {
-        let seq = if self.seq == 0 {
-            "0".to_string()
-        } else {
-            format!("{:#x}", self.seq)
-        };
-        format!("{}:0x{:x}:0x{:x}", seq, self.oid, self.ver)
-    }
+/// A FID from the first 16 bytes of `b` in the `lu_fid` layout; `None` when `b` is shorter.
+pub fn from_bytes(b: &[u8]) -> Option<Fid> {
+    let bytes: &[u8; lustre::FID_BYTES] = b.get(..lustre::FID_BYTES)?.try_into().ok()?;
+    Some(Fid::from_bytes(bytes))
 }
 
-fn parse_hex(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let h = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
-    if h.is_empty() {
-        return None;
-    }
-    u64::from_str_radix(h, 16).ok()
-}
-
-impl fmt::Display for Fid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}]", self.nobrace())
-    }
+/// Parses a FID as `llapi_fid_parse` accepts it (`[0x..:0x..:0x..]` or the no-brace form).
+pub fn parse(s: &str) -> Option<Fid> {
+    s.parse().ok()
 }
 
 #[cfg(test)]
@@ -120,19 +50,12 @@ mod tests {
             ver: 0,
         };
         assert_eq!(f.to_string(), "[0x200000401:0x1:0x0]");
-        assert_eq!(Fid::parse("[0x200000401:0x1:0x0]"), Some(f));
-        assert_eq!(Fid::parse("0x200000401:0x1:0x0"), Some(f));
-        assert_eq!(Fid::parse("bogus"), None);
+        assert_eq!(parse("[0x200000401:0x1:0x0]"), Some(f));
+        assert_eq!(parse("0x200000401:0x1:0x0"), Some(f));
+        assert_eq!(parse("bogus"), None);
         assert_eq!(Fid::default().to_string(), "[0:0x0:0x0]");
-        assert_eq!(Fid::from_bytes(&f.to_bytes()), Some(f));
-        assert_eq!(
-            Fid {
-                seq: 0x240000400,
-                oid: 3,
-                ver: 0
-            }
-            .mdt_index(),
-            1
-        );
+        assert_eq!(from_bytes(&f.to_bytes()), Some(f));
+        assert_eq!(mdt_index(&Fid::new(0x240000400, 3, 0)), 1);
+        assert_eq!(from_bytes(&[0u8; 15]), None, "too short for an lu_fid");
     }
 }

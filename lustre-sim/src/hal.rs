@@ -57,8 +57,8 @@ impl Item {
         }
         Some(Item {
             action: u32at(4),
-            fid: Fid::from_bytes(&b[8..24])?,
-            dfid: Fid::from_bytes(&b[24..40])?,
+            fid: crate::fid::from_bytes(&b[8..24])?,
+            dfid: crate::fid::from_bytes(&b[24..40])?,
             offset: u64at(40),
             length: u64at(48),
             cookie: u64at(56),

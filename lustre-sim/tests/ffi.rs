@@ -934,7 +934,7 @@ fn two_mdts_keep_separate_logs() {
         let name = format!("dir{i}");
         std::fs::create_dir(m.join(&name)).unwrap();
         let fid = path2fid(&m.join(&name));
-        let idx = fid.mdt_index() as usize;
+        let idx = lustreapi_sim::fid::mdt_index(&fid) as usize;
         by_mdt[idx].get_or_insert(name);
         if by_mdt.iter().all(Option::is_some) {
             break;

@@ -1908,4 +1908,3 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
 pub fn lossy(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
-

@@ -1,16 +1,16 @@
 //! The auto-export engine on the in-memory fakes of its ports: every behaviour through its public
 //! API (records in, requests and blob operations out, the state it reports).
 
+use lustre::lustre_sys::{HS_ARCHIVED, HS_DIRTY, HS_EXISTS};
+use lustre::{Fid, HsmEvent, RecordType};
+use lustre::{HsmEventInfo, RenameExt};
+use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 use policy::engine::*;
 use policy::fake::{FakeLog, FakeNs, FakeStore};
 use policy::model::{Change, FileKind};
 use policy::ports::Store;
 use policy::scope::Scope;
 use policy::state::*;
-use lustre::{Fid, HsmEvent, RecordType};
-use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
-use lustre::lustre_sys::{HS_ARCHIVED, HS_DIRTY, HS_EXISTS};
-use lustre::{HsmEventInfo, RenameExt};
 
 type E = Engine<FakeNs, FakeStore, FakeLog>;
 

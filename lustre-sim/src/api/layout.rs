@@ -98,7 +98,7 @@ fn target_of_fd(fd: RawFd) -> Result<(PathBuf, Fid), i32> {
         let fid = p
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(Fid::parse)
+            .and_then(crate::fid::parse)
             .ok_or(libc::EBADF)?;
         return Ok((mount, fid));
     }

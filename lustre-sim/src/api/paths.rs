@@ -66,7 +66,7 @@ pub unsafe extern "C" fn llapi_fid2path(
     let (Some(dev), Some(fs)) = (unsafe { arg_str(device) }, unsafe { arg_str(fidstr) }) else {
         return -libc::EINVAL;
     };
-    let Some(fid) = Fid::parse(fs) else {
+    let Some(fid) = crate::fid::parse(fs) else {
         return -libc::EINVAL;
     };
     let mount = match client::device_mount(dev) {
@@ -226,7 +226,7 @@ pub unsafe extern "C" fn llapi_get_mdt_index_by_fid(
         return -e;
     }
     // SAFETY: both pointers non-NULL and valid per the contract.
-    let idx = unsafe { from_lu(fid) }.mdt_index() as c_int;
+    let idx = crate::fid::mdt_index(&unsafe { from_lu(fid) }) as c_int;
     // SAFETY: as above.
     unsafe { *mdt_index = idx };
     idx
@@ -426,7 +426,7 @@ pub unsafe extern "C" fn llapi_fid_parse(
     let Ok(text) = std::str::from_utf8(&b[start..i]) else {
         return -libc::EINVAL;
     };
-    let Some(f) = Fid::parse(text) else {
+    let Some(f) = crate::fid::parse(text) else {
         return -libc::EINVAL;
     };
     if bracket {

@@ -91,7 +91,10 @@ impl State {
     ) -> Res<()> {
         let mut parts: std::collections::BTreeMap<u32, Vec<(Fid, u64, u64)>> = Default::default();
         for it in items {
-            parts.entry(it.0.mdt_index()).or_default().push(*it);
+            parts
+                .entry(crate::fid::mdt_index(&it.0))
+                .or_default()
+                .push(*it);
         }
         let mut first_err = None;
         let mut queued = false;
@@ -653,7 +656,7 @@ impl State {
     /// The client sends progress and end to the MDT of that FID (`lmv` routes by FID): another
     /// MDT's coordinator does not know the cookie, -ENOENT.
     fn check_fid(r: &Req, fid: Option<Fid>) -> Res<()> {
-        if fid.is_some_and(|f| f.mdt_index() != r.mdt) {
+        if fid.is_some_and(|f| crate::fid::mdt_index(&f) != r.mdt) {
             return Err(libc::ENOENT);
         }
         match fid {
@@ -715,7 +718,7 @@ impl State {
                 let vdir = State::state_dir(&self.root).join("volatile");
                 std::fs::create_dir_all(&vdir)
                     .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-                let vpath = vdir.join(dfid.nobrace());
+                let vpath = vdir.join(dfid.nobrace().to_string());
                 let f = std::fs::OpenOptions::new()
                     .create_new(true)
                     .write(true)

@@ -23,7 +23,7 @@ pub fn get_fid_xattr(path: &Path) -> Option<Fid> {
     if n != 16 {
         return None;
     }
-    Fid::from_bytes(&b)
+    crate::fid::from_bytes(&b)
 }
 
 pub fn set_fid_xattr(path: &Path, fid: Fid) {
