@@ -285,6 +285,9 @@ mod tests {
         assert_eq!(look_at_stale(&ns, &done), Stale::Archived);
         assert_eq!(look_at_stale(&ns, &queued), Stale::Queued);
         assert_eq!(look_at_stale(&ns, &lost), Stale::Vanished);
+        // The flags settled the deleted and the archived file: only the two not archived cost
+        // a current_action.
+        assert_eq!(ns.lock().current_action_calls, 2);
         ns.lock().fid2path_errno = Some(libc::ESHUTDOWN);
         assert!(
             matches!(look_at_stale(&ns, &done), Stale::Unknown(e) if e.errno == libc::ESHUTDOWN)
