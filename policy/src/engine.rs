@@ -18,7 +18,8 @@
 //!   the stale check from the file's HSM state.
 
 use crate::inflight::{
-    look_after_refusal, look_at_stale, request_archives, AfterRefusal, Request, Stale,
+    look_after_refusal, look_at_stale, needs_archive, request_archives, AfterRefusal, Request,
+    Stale,
 };
 use crate::model::{Change, FileKind, FileStat};
 use crate::ports::{blob_metadata, EventLog, Namespace, NsError, Store};
@@ -1572,7 +1573,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             Ok(h) => h,
             Err(e) => return self.discover_error(fid, p, &text, e, now),
         };
-        if hsm.is_clean_archive() {
+        if !needs_archive(&hsm) {
             self.resolved(&fid);
             return None; // archived and clean: nothing to do
         }

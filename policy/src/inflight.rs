@@ -4,7 +4,7 @@
 //! for too long from the file's HSM state.
 
 use crate::ports::{Namespace, NsError};
-use lustre::Fid;
+use lustre::{Fid, HsmState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
@@ -60,6 +60,16 @@ impl<T: Request> InFlightSet<T> {
     }
 }
 
+/// Whether a file needs an archive for its blob to be current, from its `HS_*` flags alone: not
+/// archived, or changed since. The coordinator decides the same way and drops a request it finds
+/// not needed (`hsm_action_is_needed`), so nothing more is asked: a `current_action` per file
+/// would make Lustre read its whole action catalog under `cdt_llog_lock` each time
+/// (`mdt_hsm_get_action` → `cdt_llog_process`). Auto-export's discovery and the manual export's
+/// scan both decide here.
+pub fn needs_archive(hsm: &HsmState) -> bool {
+    !hsm.is_clean_archive()
+}
+
 /// What a file whose request had no answer turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stale {
@@ -89,9 +99,11 @@ pub fn look_at_stale<N: Namespace>(ns: &N, fid: &Fid) -> Stale {
         Ok(h) => h,
         Err(e) => return Stale::Unknown(e),
     };
-    if hsm.is_clean_archive() {
+    if !needs_archive(&hsm) {
         return Stale::Archived;
     }
+    // Not archived (or changed since): only the coordinator knows whether the request still
+    // waits or was lost.
     match ns.action_pending(&path) {
         Ok(false) => Stale::Vanished,
         Ok(true) | Err(_) => Stale::Queued,
@@ -273,6 +285,9 @@ mod tests {
         assert_eq!(look_at_stale(&ns, &done), Stale::Archived);
         assert_eq!(look_at_stale(&ns, &queued), Stale::Queued);
         assert_eq!(look_at_stale(&ns, &lost), Stale::Vanished);
+        // The flags settled the deleted and the archived file: only the two not archived cost
+        // a current_action.
+        assert_eq!(ns.lock().current_action_calls, 2);
         ns.lock().fid2path_errno = Some(libc::ESHUTDOWN);
         assert!(
             matches!(look_at_stale(&ns, &done), Stale::Unknown(e) if e.errno == libc::ESHUTDOWN)

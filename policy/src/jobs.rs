@@ -4,11 +4,20 @@
 //!
 //! Both jobs run in small steps on the engine thread ([`JobRegistry::step`]), so the daemon stays
 //! responsive. A manual export's tree is read by a small pool of scanner threads
-//! ([`crate::tree_scan`]); each step takes at most `STEP_ENTRIES` of their candidates. A manual export archives through the same HSM path as auto-export and learns
-//! completions from the CL_HSM records the engine passes on ([`Engine::take_foreign_hsm`]).
+//! ([`crate::tree_scan`]); each step takes at most `STEP_ENTRIES` of their candidates. A manual
+//! export archives through the same HSM path as auto-export and learns completions from the
+//! CL_HSM records the engine passes on ([`Engine::take_foreign_hsm`]).
+//!
+//! The job holds at most [`crate::engine::EngineConfig::max_in_flight`] files requested or
+//! waiting for a request ([`job_bound`]); past it, it takes no more scanned entries, so the
+//! scanner threads block on their bounded queue and memory stays flat however big the tree. The
+//! scan and the stale check decide from the `HS_*` flags ([`needs_archive`]); `current_action`
+//! is asked only for a stale request of a file not archived, which the flags cannot tell about.
 
 use crate::engine::{errno_text, is_requeue_errno, Engine};
-use crate::inflight::{look_at_stale, request_archives, InFlightSet, Request, Stale};
+use crate::inflight::{
+    look_at_stale, needs_archive, request_archives, InFlightSet, Request, Stale,
+};
 use crate::model::FileKind;
 use crate::ports::{blob_metadata, BlobEntry, EventLog, Namespace, NsError, Store};
 use crate::state::{State, StateError, StateFile};
@@ -606,8 +615,8 @@ fn finish<L: EventLog>(job: &mut JobRecord, log: &mut L, state: JobState, now: u
     tracing::info!(job = %job.id, state = %state, "job ended");
 }
 
-/// One step of a manual export: completions, a chunk of the scan, the requests it calls for,
-/// the stale requests, then the job's state.
+/// One step of a manual export: completions, the stale requests, a chunk of the scan as far as
+/// the bound allows, the requests it calls for, then the job's state.
 fn step_export<N: Namespace, S: Store, L: EventLog>(
     job: &mut JobRecord,
     scan: &mut Option<ParallelScan>,
@@ -625,6 +634,8 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
         return;
     };
     settle_completions(ex, engine, &id, now);
+    // Before the scan: the room stale requests free is taken in this same step.
+    settle_stale_requests(ex, engine, &id, now);
     if scan.is_none() && !ex.scan_queue.is_empty() {
         let roots: Vec<Vec<u8>> = ex.scan_queue.drain(..).map(String::into_bytes).collect();
         match ParallelScan::start(engine.ns().dir_lister(), roots, default_threads(), OUT_CAP) {
@@ -637,9 +648,14 @@ fn step_export<N: Namespace, S: Store, L: EventLog>(
             }
         }
     }
-    take_scanned(ex, scan, engine, &id, now);
-    request_job_archives(ex, engine, &id, archive_id, batch, now);
-    settle_stale_requests(ex, engine, &id, now);
+    let bound = job_bound(engine.config());
+    take_scanned(ex, scan, engine, &id, bound, now);
+    let send = Sending {
+        archive_id,
+        batch,
+        bound,
+    };
+    request_job_archives(ex, engine, &id, &send, now);
     let scanning = scan.is_some() || !ex.scan_queue.is_empty();
     update_export_state(job, engine.log(), scanning, now);
 }
@@ -692,17 +708,40 @@ fn settle_completions<N: Namespace, S: Store, L: EventLog>(
     }
 }
 
+/// Most files a manual export holds requested or waiting for a request: the engine's
+/// `max_in_flight`. The job and auto-export each have this budget rather than sharing one: they
+/// never start together (one blob-integration job at a time), and overlap only while an
+/// auto-export iteration disabled just before the job finishes its tail, so the coordinator's
+/// catalog holds at most twice the bound. The bound is not what limits the copies (the
+/// coordinator hands each agent at most `hsm.max_requests`); it keeps the catalog short, since
+/// Lustre walks it from its start under `cdt_llog_lock` for every lookup
+/// (`mdt_hsm_get_action` → `cdt_llog_process`) and in every coordinator pass.
+fn job_bound(cfg: &crate::engine::EngineConfig) -> usize {
+    cfg.max_in_flight.max(1)
+}
+
+/// Files the job holds: requested and not ended, or waiting for a request.
+fn held(ex: &ExportProgress) -> usize {
+    ex.inflight.len() + ex.to_archive.len()
+}
+
 /// Takes at most [`STEP_ENTRIES`] entries the scanner threads found: directories and symlinks
-/// are exported here, regular files not archived and clean wait in `to_archive`.
+/// are exported here, regular files not archived and clean wait in `to_archive`. Nothing is
+/// taken while the job holds `bound` files (each entry adds at most one): the scanners then
+/// wait on their bounded queue until requests end.
 fn take_scanned<N: Namespace, S: Store, L: EventLog>(
     ex: &mut ExportProgress,
     scan: &mut Option<ParallelScan>,
     engine: &mut Engine<N, S, L>,
     id: &str,
+    bound: usize,
     now: u64,
 ) {
     let deadline = Instant::now() + STEP_WAIT;
     for _ in 0..STEP_ENTRIES {
+        if held(ex) >= bound {
+            break;
+        }
         let Some(sc) = scan.as_ref() else {
             break;
         };
@@ -766,31 +805,42 @@ fn scanned_entry<N: Namespace, S: Store, L: EventLog>(
     }
 }
 
-/// Size, whether it is archived and clean with no request pending, and FID of a regular file
-/// (`None`: deleted since the scan saw it).
+/// Size, whether it is archived and clean (from the flags alone, as auto-export decides:
+/// [`needs_archive`]), and FID of a regular file (`None`: deleted since the scan saw it).
 fn look_at_file<N: Namespace>(ns: &N, rel: &[u8]) -> Result<Option<(u64, bool, Fid)>, NsError> {
     let Some(st) = ns.stat(rel)? else {
         return Ok(None);
     };
-    let up_to_date = ns.hsm_state(rel)?.is_clean_archive() && !ns.action_pending(rel)?;
+    let up_to_date = !needs_archive(&ns.hsm_state(rel)?);
     Ok(Some((st.size, up_to_date, ns.path2fid(rel)?)))
 }
 
-/// Requests archives of the files waiting in `to_archive`; a file refused (alone) or not taken
-/// by a paused coordinator fails with the refusal.
+/// How the job's archive requests are sent.
+struct Sending {
+    archive_id: u32,
+    /// Files per request.
+    batch: usize,
+    /// Most requests in flight ([`job_bound`]).
+    bound: usize,
+}
+
+/// Requests archives of the files waiting in `to_archive`, first come first, as long as fewer
+/// than `send.bound` are in flight; a file refused (alone) or not taken by a paused coordinator
+/// fails with the refusal.
 fn request_job_archives<N: Namespace, S: Store, L: EventLog>(
     ex: &mut ExportProgress,
     engine: &mut Engine<N, S, L>,
     id: &str,
-    archive_id: u32,
-    batch: usize,
+    send: &Sending,
     now: u64,
 ) {
-    if ex.to_archive.is_empty() {
+    let room = send.bound.saturating_sub(ex.inflight.len());
+    let n = room.min(ex.to_archive.len());
+    if n == 0 {
         return;
     }
     let payload = format!("lb:j={id}:i=1");
-    let todo = std::mem::take(&mut ex.to_archive);
+    let todo: Vec<(Fid, String, u64)> = ex.to_archive.drain(..n).collect();
     let fids: Vec<Fid> = todo.iter().map(|t| t.0).collect();
     for (fid, path, size) in todo {
         let req = JobRequest {
@@ -800,7 +850,13 @@ fn request_job_archives<N: Namespace, S: Store, L: EventLog>(
         };
         ex.inflight.insert(fid, req);
     }
-    let sent = request_archives(engine.ns(), archive_id, &fids, batch, payload.as_bytes());
+    let sent = request_archives(
+        engine.ns(),
+        send.archive_id,
+        &fids,
+        send.batch,
+        payload.as_bytes(),
+    );
     for fid in sent.gone {
         ex.inflight.remove(&fid); // deleted before its request: nothing to export
     }
@@ -824,7 +880,8 @@ fn request_job_archives<N: Namespace, S: Store, L: EventLog>(
     }
 }
 
-/// Requests without an answer for [`STALE_MS`], settled from the file's HSM state. A file
+/// Requests without an answer for [`STALE_MS`], settled as auto-export settles its own
+/// ([`look_at_stale`]: the flags first, `current_action` only for a file not archived). A file
 /// whose state cannot be read fails with the reason (it is not silently dropped).
 fn settle_stale_requests<N: Namespace, S: Store, L: EventLog>(
     ex: &mut ExportProgress,

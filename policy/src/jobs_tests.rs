@@ -11,6 +11,11 @@ use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 type E = Engine<FakeNs, FakeStore, FakeLog>;
 
 fn setup() -> (E, FakeNs, FakeStore, FakeLog, JobRegistry) {
+    setup_bounded(crate::engine::DEFAULT_MAX_IN_FLIGHT)
+}
+
+/// [`setup`] with at most `max_in_flight` archive requests in flight.
+fn setup_bounded(max_in_flight: usize) -> (E, FakeNs, FakeStore, FakeLog, JobRegistry) {
     let ns = FakeNs::default();
     ns.add("", FileKind::Directory, 0);
     let store = FakeStore::default();
@@ -27,7 +32,7 @@ fn setup() -> (E, FakeNs, FakeStore, FakeLog, JobRegistry) {
         discover_chunk: 100,
         job_id: "autoexport".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
-        max_in_flight: crate::engine::DEFAULT_MAX_IN_FLIGHT,
+        max_in_flight,
         iteration_deadline_ms: crate::engine::DEFAULT_ITERATION_DEADLINE_MS,
     };
     let e = Engine::new(ns.clone(), store.clone(), log.clone(), cfg, 1, None, false).unwrap();
@@ -739,4 +744,145 @@ fn import_lists_page_by_page_and_holds_one_page_at_a_time() {
         3
     );
     assert!(ns.fid_of(&format!("many/f{:06}", n - 1)).is_some());
+}
+
+/// Files the fake coordinator holds a request for (waiting or running).
+fn requests_pending(ns: &FakeNs) -> Vec<Fid> {
+    let fs = ns.lock();
+    let mut v: Vec<Fid> = fs
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.action_pending)
+        .map(|(f, _)| *f)
+        .collect();
+    v.sort();
+    v
+}
+
+/// `n` new files of one byte, `per_dir` to a directory under `top`; their FIDs.
+fn new_tree(ns: &FakeNs, top: &str, n: usize, per_dir: usize) -> Vec<Fid> {
+    ns.add(top, FileKind::Directory, 0);
+    let mut fids = Vec::new();
+    for i in 0..n {
+        let dir = format!("{top}/d{}", i / per_dir);
+        if i % per_dir == 0 {
+            ns.add(&dir, FileKind::Directory, 0);
+        }
+        fids.push(ns.add(&format!("{dir}/f{i}"), FileKind::Regular, 1));
+    }
+    fids
+}
+
+/// A tree of more files than the bound: the job never holds more requests with the coordinator
+/// than the bound, stops taking scanned entries while it is at the bound (the scan is still
+/// running then), and ends with every file archived exactly once.
+#[test]
+fn a_job_over_more_files_than_the_bound_keeps_at_most_the_bound_in_flight() {
+    let bound = 4;
+    let (mut e, ns, _store, _log, mut jobs) = setup_bounded(bound);
+    let mut files = new_tree(&ns, "t", 5 * bound + 3, 5);
+    let id = jobs.start_export("t", false, 0).unwrap();
+    let mut now = 0;
+    let mut index = 0;
+    let mut most = 0;
+    let mut held_back_while_scanning = false;
+    for _ in 0..200 {
+        jobs.step(&mut e, now);
+        let pending = requests_pending(&ns);
+        most = most.max(pending.len());
+        assert!(pending.len() <= bound, "{} in flight", pending.len());
+        let r = job(&jobs, &e, &id);
+        if r.state == JobState::Completed {
+            break;
+        }
+        let ex = r.export.unwrap();
+        if r.state == JobState::FSScanInProgress && pending.len() == bound {
+            held_back_while_scanning |= ex.files_discovered < files.len() as u64;
+        }
+        // The copytool archives what is queued; each end comes back as a CL_HSM record.
+        let ends: Vec<Change> = pending
+            .iter()
+            .map(|f| {
+                ns.set_hsm(*f, HS_EXISTS | HS_ARCHIVED, false);
+                index += 1;
+                archive_ended(*f, index, 0)
+            })
+            .collect();
+        e.on_records(0, &ends, false, now);
+        now += 10;
+    }
+    let r = job(&jobs, &e, &id);
+    assert_eq!(r.state, JobState::Completed);
+    assert_eq!(most, bound, "the bound was reached");
+    assert!(
+        held_back_while_scanning,
+        "the scan waited for requests to end"
+    );
+    let mut archived = ns.archived_fids();
+    archived.sort();
+    files.sort();
+    assert_eq!(archived, files, "every file archived exactly once");
+    let ex = r.export.unwrap();
+    // The exported tree's own directory is not an entry of the scan: its 5 subdirectories are.
+    assert_eq!(
+        ex.files_exported,
+        files.len() as u64 + 5,
+        "files + directories"
+    );
+    assert_eq!(ex.files_failed, 0);
+}
+
+/// The scan tells archived-and-clean from new and changed files by the flags alone, as
+/// auto-export's discovery does: no `current_action` (a read of Lustre's whole action catalog).
+#[test]
+fn the_scan_asks_no_current_action_for_clean_new_or_dirty_files() {
+    let (mut e, ns, _store, _log, mut jobs) = setup();
+    let new = ns.add("new", FileKind::Regular, 1);
+    let clean = ns.add("clean", FileKind::Regular, 2);
+    ns.set_hsm(clean, HS_EXISTS | HS_ARCHIVED, false);
+    let dirty = ns.add("dirty", FileKind::Regular, 3);
+    ns.set_hsm(dirty, HS_EXISTS | HS_ARCHIVED | HS_DIRTY, false);
+    let id = jobs.start_export("", false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    assert_eq!(ns.lock().current_action_calls, 0);
+    let mut archived = ns.archived_fids();
+    archived.sort();
+    assert_eq!(archived, vec![new, dirty]);
+    let ex = job(&jobs, &e, &id).export.unwrap();
+    assert_eq!((ex.files_discovered, ex.files_already_exported), (3, 1));
+}
+
+/// Requests with no answer for `STALE_MS` are settled from the flags: an archived file costs
+/// no `current_action`; only one still not archived (queued, or lost) is asked about. With the
+/// bound, a stale check never looks at more than the bound.
+#[test]
+fn a_stale_check_asks_current_action_only_where_the_flags_cannot_tell() {
+    let bound = 4;
+    let (mut e, ns, _store, _log, mut jobs) = setup_bounded(bound);
+    new_tree(&ns, "t", 3 * bound, 100);
+    let id = jobs.start_export("t", false, 0).unwrap();
+    jobs.step(&mut e, 0);
+    let sent = requests_pending(&ns);
+    assert_eq!(sent.len(), bound);
+    // Two were archived without their CL_HSM reaching us; two still wait.
+    for f in &sent[..2] {
+        ns.set_hsm(*f, HS_EXISTS | HS_ARCHIVED, false);
+    }
+    ns.lock().current_action_calls = 0;
+    jobs.step(&mut e, STALE_MS);
+    assert_eq!(
+        ns.lock().current_action_calls,
+        2,
+        "only the two not archived"
+    );
+    let ex = job(&jobs, &e, &id).export.unwrap();
+    assert_eq!(ex.files_exported, 2 + 1, "two files + the one directory");
+    assert_eq!(
+        ex.inflight.len(),
+        bound,
+        "two new requests took the freed room"
+    );
+    // The two still queued wait again from now: not asked about at the next step.
+    jobs.step(&mut e, STALE_MS + 1);
+    assert_eq!(ns.lock().current_action_calls, 2);
 }
