@@ -43,7 +43,7 @@ bs_watch=$bs_pid_mds
 bs_wait "lustre-sim mds" 3600 "$bs_bin/lustre-sim" lfs path2fid "$sn_mnt/tree"
 bs_watch=""
 echo "scan: the simulator's start-up scan took $(bs_secs "$t0" "$(bs_now)") s (not a figure)"
-sn_stat() { "$bs_bin/lustre-sim" lctl get_param -n sim.stats | awk -v k="$1" '$1 == k { print $2 }'; }
+sn_stat() { "$bs_bin/lustre-sim" lctl get_param -n sim.stats | awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }'; }  # 0 for a counter not created yet
 sn_user=$("$bs_bin/lustre-sim" lctl --device "$sn_fs-MDT0000" changelog_register -n)
 bs_container scan
 bs_container bench-logs
