@@ -21,16 +21,7 @@ changes="${BENCH_CHANGES:-100}"
 mnt="$BENCH_WORK/incr-mnt"
 mkdir -p "$mnt/tree"
 echo "bench: generating a tree of $tree_n tiny files" >&2
-python3 - "$mnt/tree" "$tree_n" <<'PY'
-import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    sub = os.path.join(d, f"d{i // 1000:04d}")
-    if i % 1000 == 0:
-        os.makedirs(sub, exist_ok=True)
-    with open(os.path.join(sub, f"f{i:07d}"), "wb") as f:
-        f.write(b"%d\n" % i)
-PY
+bs_tiny_tree "$mnt/tree" "$tree_n"
 
 # change_files OFFSET: appends to BENCH_CHANGES files spread over the tree (OFFSET shifts them,
 # so the second tool gets files of its own to find).

@@ -46,16 +46,7 @@ bs_container scale
 bs_container bench-logs
 echo "bench: scale: writing $sc_files files ($sc_records records) into the simulator (not timed)" >&2
 t0=$(bs_now)
-python3 - "$sc_mnt/tree" "$sc_files" <<'PY'
-import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    sub = os.path.join(d, f"d{i // 1000:04d}")
-    if i % 1000 == 0:
-        os.makedirs(sub, exist_ok=True)
-    with open(os.path.join(sub, f"f{i:07d}"), "wb") as f:
-        f.write(b"x")
-PY
+bs_tiny_tree "$sc_mnt/tree" "$sc_files"
 sc_dirs=$(( (sc_files + 999) / 1000 + 1 ))
 until [ "$(sc_current)" -ge $((sc_files * 2 + sc_dirs)) ] 2>/dev/null; do
   kill -0 "$bs_pid_mds" 2>/dev/null || { echo "bench: scale: lustre-sim mds exited:" >&2; tail -n 3 "$BENCH_WORK/mds.log" >&2; exit 1; }

@@ -22,16 +22,7 @@ rm -rf "$sn_mnt"
 mkdir -p "$sn_mnt"
 echo "bench: scan: writing $sn_files files (not timed)" >&2
 t0=$(bs_now)
-python3 - "$sn_mnt/tree" "$sn_files" <<'PY'
-import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    sub = os.path.join(d, f"d{i // 1000:04d}")
-    if i % 1000 == 0:
-        os.makedirs(sub, exist_ok=True)
-    with open(os.path.join(sub, f"f{i:07d}"), "wb") as f:
-        f.write(b"x")
-PY
+bs_tiny_tree "$sn_mnt/tree" "$sn_files"
 echo "scan: $sn_files files written in $(bs_secs "$t0" "$(bs_now)") s (not a figure)"
 export LUSTREAPI_LIB="$bs_bin/liblustreapi_sim.so"
 export LUSTRE_SIM_MOUNTTAB="$BENCH_WORK/mounttab"
@@ -47,26 +38,8 @@ sn_stat() { "$bs_bin/lustre-sim" lctl get_param -n sim.stats | awk -v k="$1" '$1
 sn_user=$("$bs_bin/lustre-sim" lctl --device "$sn_fs-MDT0000" changelog_register -n)
 bs_container scan
 bs_container bench-logs
+bs_manual_daemon scan "$sn_mnt" "$sn_user"
 sn_policy="$BENCH_WORK/policy-scan.toml"
-cat >"$sn_policy" <<EOF
-[lustre]
-mount = "$sn_mnt"
-changelog_user = "$sn_user"
-[blob]
-url = "$BENCH_ENDPOINT/scan"
-use_emulator = true
-[autoexport]
-enabled = false
-[logging]
-container = "bench-logs"
-[control]
-socket = "$BENCH_WORK/lustre-blob-scan.sock"
-state_dir = "$BENCH_WORK/state-scan"
-EOF
-bs_spawn daemon "$bs_bin/lustre-blob" daemon --config "$sn_policy"
-bs_watch=$bs_pid_daemon
-bs_wait "lustre-blob daemon" 60 "$bs_bin/lustre-blob" status --config "$sn_policy"
-bs_watch=""
 # The job's own path2fid calls: every by-path HSM call of the simulator's library looks its path
 # up with a path2fid first (lustre-sim/src/api/hsm.rs), so those are taken off.
 sn_job_p2f() { echo $(( $(sn_stat call.Path2Fid) - $(sn_stat call.HsmStateGet) - $(sn_stat call.CurrentAction) )); }

@@ -34,26 +34,8 @@ bs_watch=$bs_pid_mds
 bs_wait "lustre-sim mds" 600 "$bs_bin/lustre-sim" lfs path2fid "$im_mnt"
 bs_watch=""
 im_user=$("$bs_bin/lustre-sim" lctl --device "$im_fs-MDT0000" changelog_register -n)
+bs_manual_daemon import "$im_mnt" "$im_user"
 im_policy="$BENCH_WORK/policy-import.toml"
-cat >"$im_policy" <<EOF
-[lustre]
-mount = "$im_mnt"
-changelog_user = "$im_user"
-[blob]
-url = "$BENCH_ENDPOINT/import"
-use_emulator = true
-[autoexport]
-enabled = false
-[logging]
-container = "bench-logs"
-[control]
-socket = "$BENCH_WORK/lustre-blob-import.sock"
-state_dir = "$BENCH_WORK/state-import"
-EOF
-bs_spawn daemon "$bs_bin/lustre-blob" daemon --config "$im_policy"
-bs_watch=$bs_pid_daemon
-bs_wait "lustre-blob daemon" 60 "$bs_bin/lustre-blob" status --config "$im_policy"
-bs_watch=""
 # imported COUNT STATE of the import job (the newest one).
 im_progress() {
   "$bs_bin/lustre-blob" jobs --json --config "$im_policy" | python3 -c '

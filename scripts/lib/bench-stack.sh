@@ -179,3 +179,44 @@ bs_trash() {
   mv "$@" "$t/" 2>/dev/null || true
   setsid ionice -c3 nice rm -rf "$t" </dev/null >/dev/null 2>&1 &
 }
+
+# bs_tiny_tree DIR N: N files of a few bytes under DIR, 1,000 per directory (d0000/f0000000 ...),
+# each holding its number: the large trees of the scale parts, written before any timing.
+bs_tiny_tree() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    sub = os.path.join(d, f"d{i // 1000:04d}")
+    if i % 1000 == 0:
+        os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, f"f{i:07d}"), "wb") as f:
+        f.write(b"%d\n" % i)
+PY
+}
+
+# bs_manual_daemon NAME MOUNT CHANGELOG_USER: a daemon with auto-export off exporting into
+# container NAME (for manual jobs), its policy in $BENCH_WORK/policy-NAME.toml; waits until it
+# answers `status`.
+bs_manual_daemon() {
+  local name=$1 policy="$BENCH_WORK/policy-$1.toml"
+  cat >"$policy" <<TOML
+[lustre]
+mount = "$2"
+changelog_user = "$3"
+[blob]
+url = "$BENCH_ENDPOINT/$name"
+use_emulator = true
+[autoexport]
+enabled = false
+[logging]
+container = "bench-logs"
+[control]
+socket = "$BENCH_WORK/lustre-blob-$name.sock"
+state_dir = "$BENCH_WORK/state-$name"
+TOML
+  bs_spawn daemon "$bs_bin/lustre-blob" daemon --config "$policy"
+  bs_watch=$bs_pid_daemon
+  bs_wait "lustre-blob daemon" 60 "$bs_bin/lustre-blob" status --config "$policy"
+  bs_watch=""
+}
