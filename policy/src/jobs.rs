@@ -9,7 +9,7 @@
 //! CL_HSM records the engine passes on ([`Engine::take_foreign_hsm`]).
 //!
 //! The job holds at most [`crate::engine::EngineConfig::max_in_flight`] files requested or
-//! waiting for a request ([`job_bound`]); past it, it takes no more scanned entries, so the
+//! waiting for a request (`job_bound`); past it, it takes no more scanned entries, so the
 //! scanner threads block on their bounded queue and memory stays flat however big the tree. The
 //! scan and the stale check decide from the `HS_*` flags ([`needs_archive`]); `current_action`
 //! is asked only for a stale request of a file not archived, which the flags cannot tell about.

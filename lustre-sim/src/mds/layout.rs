@@ -3,7 +3,7 @@
 //! * A regular file gets a layout when it is created: the one the creator gave
 //!   (`llapi_layout_file_open` with O_CREAT, `llapi_hsm_import`'s striping arguments) or the
 //!   file system default (one 1 MiB stripe, no pool: `LOV_DESC_STRIPE_SIZE_DEFAULT`,
-//!   `lov_desc.ld_default_stripe_count` = 1). [`Node::layout`] `None` is that default.
+//!   `lov_desc.ld_default_stripe_count` = 1). `Node::layout` `None` is that default.
 //! * A file opened with `O_LOV_DELAY_CREATE` has none until one is set (`ll_lov_setstripe_ea_info`
 //!   through `fsetxattr("lustre.lov")`); a file that has one refuses another with EEXIST
 //!   (`ll_lov_setstripe_ea_info` -> `lov_layout_change` is refused on an existing layout).
