@@ -107,7 +107,12 @@ fn the_page_shows_the_numbers_and_cancels_only_with_the_token() {
         &b.find("tr[data-job='autoexport'] button.cancel")
             .expect("cancel"),
     );
-    assert_eq!(b.text_of("#refused").as_deref(), Some("wrong token"));
+    // The answer is a page of its own: wait for the browser to have loaded it (a click returns
+    // once the form is sent, and under load the old page can still be the one read).
+    let refused = wait_until(Duration::from_secs(20), || {
+        b.text_of("#refused").as_deref() == Some("wrong token")
+    });
+    assert!(refused, "no refusal shown: {}", b.source());
     assert_eq!(s.status_json()["state"], "InProgress");
 
     // A form posted from another site is refused even with the token.
