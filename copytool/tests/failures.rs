@@ -14,14 +14,7 @@ const SLOW: [&str; 4] = ["--blocks-in-flight", "1", "-u", "100ms"];
 
 /// Waits until the archive of `p` has moved bytes, then freezes the copytool.
 fn pause_mid_upload(env: &Env, ct: &harness::Copytool, p: &std::path::Path) {
-    env.wait_until(
-        "archive running with bytes moved",
-        Duration::from_secs(60),
-        || {
-            let (_, out) = env.lfs(&["hsm_action", p.to_str().unwrap()]);
-            out.contains("RUNNING") && !out.contains("(0 bytes moved)")
-        },
-    );
+    env.wait_bytes_moved(p);
     ct.pause();
     assert!(
         !ct.log().contains(" done "),

@@ -252,14 +252,7 @@ fn sigterm_mid_upload_aborts_within_the_bound_and_commits_nothing() {
     env.hsm("hsm_archive", &p, None);
     // Bytes moved, not only RUNNING: a list the coordinator sent may still wait in the
     // copytool's queue, and a SIGTERM then refuses it without any upload to abort.
-    env.wait_until(
-        "archive running with bytes moved",
-        Duration::from_secs(60),
-        || {
-            let (_, out) = env.lfs(&["hsm_action", p.to_str().unwrap()]);
-            out.contains("RUNNING") && !out.contains("(0 bytes moved)")
-        },
-    );
+    env.wait_bytes_moved(&p);
     ct.pause();
     assert!(
         !ct.log().contains(" done "),

@@ -255,6 +255,19 @@ impl Env {
         }
     }
 
+    /// Waits until the archive of `p` is RUNNING and has moved bytes: RUNNING alone is not
+    /// enough, a list the coordinator sent may still wait in the copytool's queue.
+    pub fn wait_bytes_moved(&self, p: &std::path::Path) {
+        self.wait_until(
+            "archive running with bytes moved",
+            Duration::from_secs(60),
+            || {
+                let (_, out) = self.lfs(&["hsm_action", &p.to_string_lossy()]);
+                out.contains("RUNNING") && !out.contains("(0 bytes moved)")
+            },
+        );
+    }
+
     /// The coordinator's view of requests (`hsm.actions`).
     pub fn actions(&self) -> String {
         self.sim.get_param(0, "hsm.actions")
