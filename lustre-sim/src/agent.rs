@@ -1,17 +1,21 @@
-//! `lustre-sim test-agent MOUNT [--archive N]`: a minimal copytool for tests and debugging.
-//! It registers through this library's own `llapi_*` exports, prints one line per received
-//! item (`ACTION FID cookie=0x..`), begins every ARCHIVE / RESTORE / REMOVE and then holds it
-//! forever (never ends it), so a test can kill it mid-action.
+//! `lustre-sim test-agent MOUNT [--archive N] [--end]`: a minimal copytool for tests, debugging
+//! and benchmarks. It registers through this library's own `llapi_*` exports, prints one line
+//! per received item (`ACTION FID cookie=0x..`), begins every ARCHIVE / RESTORE / REMOVE and
+//! then holds it forever (never ends it), so a test can kill it mid-action. With `--end` it
+//! ends every ARCHIVE and REMOVE at once with success, copying nothing: a copytool with an
+//! infinitely fast archive, to measure the MDS and a policy engine without a store (RESTOREs
+//! are still held: ending one without its data would empty the file).
 
 use crate::api::copytool::*;
 use crate::consts::*;
 use crate::hal::decode_hal_items;
+use lustre_sys::hsm_extent;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-pub fn run(mount: &Path, archive: Option<u32>) -> Result<(), String> {
+pub fn run(mount: &Path, archive: Option<u32>, end: bool) -> Result<(), String> {
     let cm =
         CString::new(mount.as_os_str().as_bytes()).map_err(|_| "bad mount path".to_string())?;
     let mut ids: Vec<i32> = archive.map(|a| vec![a as i32]).unwrap_or_default();
@@ -67,7 +71,20 @@ pub fn run(mount: &Path, archive: Option<u32>) -> Result<(), String> {
                         false,
                     )
                 };
-                if rc == 0 {
+                if rc == 0 && end && it.action != HSMA_RESTORE {
+                    let he = hsm_extent {
+                        offset: it.offset,
+                        length: it.length,
+                    };
+                    // SAFETY: hcp came from a successful begin and is ended once; he is live.
+                    let rc = unsafe { llapi_hsm_action_end(&mut hcp, &he, 0, 0) };
+                    if rc != 0 {
+                        return Err(format!(
+                            "llapi_hsm_action_end: {}",
+                            std::io::Error::from_raw_os_error(-rc)
+                        ));
+                    }
+                } else if rc == 0 {
                     held.push(hcp as usize);
                 }
             }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 fn usage() -> ! {
-    eprintln!("usage: lustre-sim mds --mount DIR [--fsname NAME] [--mdts N] | lustre-sim lfs CMD ... | lustre-sim lctl CMD ...");
+    eprintln!("usage: lustre-sim mds --mount DIR [--fsname NAME] [--mdts N] | lustre-sim test-agent MOUNT [--archive N] [--end] | lustre-sim lfs CMD ... | lustre-sim lctl CMD ...");
     std::process::exit(2);
 }
 
@@ -54,11 +54,20 @@ fn main() {
         }
         "test-agent" => {
             let Some(mount) = args.get(1) else { usage() };
-            let archive = match args.get(2).map(String::as_str) {
-                Some("--archive") => args.get(3).and_then(|v| v.parse().ok()),
-                _ => None,
-            };
-            if let Err(e) = lustreapi_sim::agent::run(std::path::Path::new(mount), archive) {
+            let mut archive = None;
+            let mut end = false;
+            let mut rest = args[2..].iter();
+            while let Some(a) = rest.next() {
+                match a.as_str() {
+                    "--archive" => match rest.next().and_then(|v| v.parse().ok()) {
+                        Some(n) => archive = Some(n),
+                        None => usage(),
+                    },
+                    "--end" => end = true,
+                    _ => usage(),
+                }
+            }
+            if let Err(e) = lustreapi_sim::agent::run(std::path::Path::new(mount), archive, end) {
                 eprintln!("lustre-sim test-agent: {e}");
                 std::process::exit(1);
             }

@@ -1236,6 +1236,42 @@ fn a_dead_agent_is_dropped_and_the_work_goes_to_a_live_one() {
 }
 
 #[test]
+fn the_test_agent_with_end_archives_at_once_and_holds_restores() {
+    let sim = Sim::start(SimOptions::default());
+    let m = sim.mount();
+    std::fs::write(m.join("f"), b"x").unwrap();
+    let fid = path2fid(&m.join("f"));
+    let mut child = Command::new(testkit::sim::sim_bin_path())
+        .args(["test-agent", m.to_str().unwrap(), "--archive", "1", "--end"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "registered\n");
+    assert_eq!(request(m, HUA_ARCHIVE, 1, &[fid], b""), 0);
+    wait_for("the archive to end", || {
+        hsm_state(&m.join("f")) == (HS_EXISTS | HS_ARCHIVED, 1)
+    });
+    assert_eq!(request(m, HUA_RELEASE, 0, &[fid], b""), 0);
+    assert_eq!(hsm_state(&m.join("f")).0, HS_EXISTS | HS_ARCHIVED | HS_RELEASED);
+    assert_eq!(request(m, HUA_RESTORE, 1, &[fid], b""), 0);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("RESTORE "), "{line}");
+    assert_eq!(
+        current_action(&m.join("f")).hca_state,
+        HPS_RUNNING,
+        "a restore is begun and held, never ended without its data"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
 fn cli_prints_what_the_real_tools_print() {
     let sim = Sim::start(SimOptions::default());
     let mdt = sim.mdt_name(0);

@@ -776,7 +776,7 @@ impl State {
         self.emit(mdt, r);
     }
 
-    /// Journals everything touched since the last commit, fsyncs, and wakes followers.
+    /// Journals everything touched since the last commit and wakes followers.
     pub fn commit(&mut self) -> std::io::Result<bool> {
         if self.d_nodes.is_empty()
             && self.d_mdts.is_empty()
@@ -811,8 +811,8 @@ impl State {
             next_cookie: self.next_cookie,
         };
         let had_records = !e.records.is_empty();
-        // Changelog records must survive a machine crash (fsync); everything else only the
-        // daemon's death, which a plain write() already covers.
+        // Changelog records must survive a machine crash (the next group commit fsyncs them);
+        // everything else only the daemon's death, which a plain write() already covers.
         let durable = had_records;
         let b = serde_json::to_vec(&e).map_err(std::io::Error::other)?;
         self.journal.append(&b, durable)?;
@@ -823,6 +823,12 @@ impl State {
             self.snapshot()?;
         }
         Ok(had_records)
+    }
+
+    /// The journal's group commit, if one is due (see `journal.rs`): a handle to fsync outside
+    /// the MDS's lock.
+    pub fn take_commit(&mut self) -> std::io::Result<Option<std::fs::File>> {
+        self.journal.take_commit()
     }
 
     /// Writes a full snapshot and empties the journal.
