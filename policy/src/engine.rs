@@ -1668,8 +1668,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// A file created and closed under the daemon's eyes with no CL_HSM of it read since has
     /// empty flags, and costs no `hsm_state` (an MDS_HSM_STATE_GET, and the open and close
     /// around it): every change of the flags writes a CL_HSM (`mdd_xattr_set` of
-    /// `trusted.hsm`, reached from `mdt_hsm_attr_set`: `lfs hsm_set`, an archive's start and
-    /// end, restore, remove, dirty on write; a release's layout swap writes one of its own).
+    /// `trusted.hsm`, reached from `mdt_hsm_attr_set`: `lfs hsm_set`, an archive request as it
+    /// is recorded (`mdt_hsm_set_exists`) and as it ends, restore, remove, dirty on write; a
+    /// release's layout swap writes one of its own).
     /// When that is wrong anyway (an admin's `lfs hsm_archive` whose CL_HSM is not read yet;
     /// a changelog mask without HSM; a file created straight into a read-write PCC, whose flags
     /// `mdd_create` sets without a record), the request is one the coordinator finds not

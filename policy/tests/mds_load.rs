@@ -90,8 +90,11 @@ fn mds_calls_per_exported_file_stay_constant_as_the_export_grows() {
     // Issue 17: at most 3 MDS calls per file, amortised. A file created under the daemon's eyes
     // costs the daemon no fid2path (its CREATE gave the path, path2fid confirms it on the
     // client) and no hsm_state (no CL_HSM since its CREATE: the flags are empty); the copytool
-    // pays its fid2path (the blob's name at copy time), action begin and end. What is left
-    // above 3 is the requests (one per batch) and the changelog clears.
+    // pays its fid2path (the blob's name at copy time), action begin and end: 3.00. Above that:
+    // the requests (one per discovery step's batch), the copytool's progress reports (every
+    // `update_interval`, 1 s here, for a copy still running) and the changelog clears, which
+    // follow the machine's load: 0.03 to 0.16 in ten rounds of 2026-12-03 (BENCHMARKS.md, "MDS
+    // load per exported file"). Either daemon call coming back adds 1.0 per file.
     for (label, n, d) in [("1,000 files", 1_000, &d1), ("4,000 more", 4_000, &d2)] {
         let per = |k: &str| get(d, k) as f64 / n as f64;
         assert!(
@@ -106,7 +109,7 @@ fn mds_calls_per_exported_file_stay_constant_as_the_export_grows() {
             per("call.Fid2Path")
         );
         assert!(
-            mds_per_file(d, n) <= 3.1,
+            mds_per_file(d, n) <= 3.5,
             "{label}: {:.2} MDS calls per file: {d:?}",
             mds_per_file(d, n)
         );
