@@ -151,6 +151,8 @@ fn archive_uploads_exact_bytes_records_the_etag_and_ends_once() {
         );
     }
     assert_eq!(h.ct.ends().len(), 5, "exactly one end per item");
+    // The blob's name is the file's path at copy time: one fid2path per file (an MDS call).
+    assert_eq!(h.ct.lock().fid2path_calls, 5);
     h.ct.wait_for(|_| {
         h.engine
             .metrics()
@@ -174,6 +176,8 @@ fn hard_links_get_one_blob_each_with_one_upload() {
     assert!(h.store.get("a/one").unwrap().meta.is_some());
     let rec = record_of(&h.data("a/one")).unwrap();
     assert_eq!(rec.links, vec!["b/two".to_string(), "three".to_string()]);
+    // Every link from one enumeration (llapi_fid2path once per link: `Mount::fid2path`).
+    assert_eq!(h.ct.lock().fid2path_calls, 1);
 }
 
 #[test]

@@ -70,6 +70,8 @@ pub struct CtState {
     /// between begin and end).
     pub end_fail: HashMap<u64, i32>,
     pub recv_calls: usize,
+    /// `fid2path` calls (each `llapi_fid2path` enumeration of every link counts once).
+    pub fid2path_calls: usize,
     /// Layouts of the files (none: the file system default).
     pub layouts: HashMap<Fid, lustre::Striping>,
     /// `set_layout` calls per cookie (`None` = default asked for).
@@ -262,7 +264,9 @@ impl Coordinator for FakeCt {
     }
 
     fn fid2path(&self, fid: &Fid) -> Result<Vec<PathBuf>, lustre::Error> {
-        match self.0.lock().files.get(fid) {
+        let mut s = self.0.lock();
+        s.fid2path_calls += 1;
+        match s.files.get(fid) {
             Some((_, links)) => Ok(links.clone()),
             None => Err(lustre::Error::Call {
                 call: "llapi_fid2path",

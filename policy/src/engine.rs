@@ -25,8 +25,9 @@ use crate::model::{Change, FileKind, FileStat};
 use crate::ports::{blob_metadata, EventLog, Namespace, NsError, Store};
 use crate::scope::{join, DirCache, Scope};
 use crate::state::{
-    add_hold, CoordinatorPause, Cursor, Failure, Holds, InFlight, IterCounters, Iteration, NsOp,
-    NsOpKind, Pending, Source, State, StateError, StateFile, MAX_RECENT_FAILURES, STATE_VERSION,
+    add_hold, CoordinatorPause, Cursor, Failure, Forget, Holds, InFlight, IterCounters, Iteration,
+    NsOp, NsOpKind, Pending, Source, State, StateError, StateFile, MAX_RECENT_FAILURES,
+    STATE_VERSION,
 };
 use lustre::{Fid, HsmEvent, RecordType};
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
@@ -268,6 +269,10 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// given about the mask (item 7: the changelog mask is the admin's).
     creates_without_close: Vec<Option<u64>>,
     mask_warnings: std::collections::BTreeMap<usize, String>,
+    /// Files of the running iteration (taken from the pending set, not discovered yet) that a
+    /// record read since made unsure of what their entry knows ([`Pending::forget`]): applied
+    /// when the file is discovered, and to the iteration's entries at the next save.
+    unsure: std::collections::HashMap<Fid, Forget>,
 }
 
 /// CREATE records on an MDT without a single CLOSE before the daemon warns about the mask (a
@@ -340,6 +345,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             unknown_user: Default::default(),
             creates_without_close: vec![Some(0); mdts],
             mask_warnings: Default::default(),
+            unsure: Default::default(),
         })
     }
 
@@ -519,10 +525,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             holds: Vec::new(),
             last_change_ms: now,
             first_change_ms: now,
-            attempts: 0,
-            retries: 0,
-            retry_at_ms: 0,
-            last_error: None,
+            ..Pending::default()
         });
         p.retry_at_ms = 0;
         self.changed = true;
@@ -591,9 +594,17 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     fn on_content(&mut self, c: &Change, now: u64) {
         let r = &c.record;
         let fid = r.tfid;
+        if r.rtype == RecordType::Hardlink {
+            // A second name: which one fid2path gives first (the one the scope is decided on) is
+            // the MDT's to say.
+            self.forget_seen(&fid, Forget::PATH);
+        }
         if let Some(p) = self.st.pending.get_mut(&fid) {
             p.last_change_ms = now;
             add_hold(&mut p.holds, c.mdt, r.index);
+            if r.rtype == RecordType::Close && p.created {
+                p.closed = true;
+            }
             return;
         }
         if self.out_of_scope.contains(&fid) {
@@ -636,9 +647,52 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             self.out_of_scope.insert(fid);
             return;
         }
-        self.st
-            .pending
-            .insert(fid, Pending::new(c.mdt, r.index, now));
+        let mut p = Pending::new(c.mdt, r.index, now);
+        // Born under the daemon's eyes: the path its record gave (confirmed at discovery) and,
+        // for a file, empty HSM flags until a CL_HSM of it says otherwise. A HARDLINK names a
+        // file that already had a name, and flags of its own: nothing is kept.
+        if matches!(
+            r.rtype,
+            RecordType::Create | RecordType::Mkdir | RecordType::Softlink
+        ) {
+            p.known_path = String::from_utf8(path).ok();
+            p.created = r.rtype == RecordType::Create;
+        }
+        self.st.pending.insert(fid, p);
+    }
+
+    /// A record that may have changed what `fid`'s entry knows from its creation: its pending
+    /// entry forgets it, and so does its entry in the running iteration (noted in `unsure`:
+    /// looking it up in the iteration's queue would cost a walk of it per record).
+    fn forget_seen(&mut self, fid: &Fid, what: Forget) {
+        if let Some(p) = self.st.pending.get_mut(fid) {
+            p.forget(what);
+        }
+        if self.iteration_members.contains(fid) && !self.st.inflight.contains_key(fid) {
+            let w = self.unsure.entry(*fid).or_default();
+            *w = w.and(what);
+        }
+    }
+
+    /// Applies `unsure` to the entries it is about (before a save, so a restart does not find
+    /// again what a record already made unsure).
+    fn apply_unsure(&mut self) {
+        if self.unsure.is_empty() {
+            return;
+        }
+        let unsure = std::mem::take(&mut self.unsure);
+        for (fid, what) in &unsure {
+            if let Some(p) = self.st.pending.get_mut(fid) {
+                p.forget(*what);
+            }
+        }
+        if let Some(it) = self.st.iteration.as_mut() {
+            for (fid, p) in it.to_discover.iter_mut() {
+                if let Some(what) = unsure.get(fid) {
+                    p.forget(*what);
+                }
+            }
+        }
     }
 
     fn on_metadata(&mut self, c: &Change) {
@@ -657,6 +711,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
 
     fn on_unlink(&mut self, c: &Change, now: u64) {
         let r = &c.record;
+        // One of its names went, maybe the one its entry knows (the last: fid2path says gone).
+        self.forget_seen(&r.tfid, Forget::PATH);
         let is_dir = r.rtype == RecordType::Rmdir;
         if is_dir {
             self.dirs.remove(&r.tfid);
@@ -697,6 +753,16 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 self.dirs.insert(ext.sfid, n.clone());
             }
         }
+        // The renamed entry's known path becomes its new one (confirmed at discovery like any);
+        // an overwritten target lost its name. Entries below a renamed directory keep paths that
+        // no longer lead to them: discovery finds that (`at_known_path`) and asks fid2path.
+        self.forget_seen(&ext.sfid, Forget::PATH);
+        if let (Some(p), Some(n)) = (self.st.pending.get_mut(&ext.sfid), &new) {
+            p.known_path = std::str::from_utf8(n).ok().map(str::to_string);
+        }
+        if !r.tfid.is_zero() {
+            self.forget_seen(&r.tfid, Forget::PATH);
+        }
         if self.cfg.on_rename != RenameMode::Move {
             return;
         }
@@ -714,6 +780,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     fn on_hsm(&mut self, c: &Change, now: u64) {
         let Some(ev) = c.record.hsm() else { return };
         let fid = c.record.tfid;
+        // Whatever the event (archive, restore, state, release, remove), the flags may have
+        // changed: discovery asks for them.
+        self.forget_seen(&fid, Forget::HSM);
         match ev.event {
             HsmEvent::Archive => {
                 if let Some(inf) = self.st.inflight.remove(&fid) {
@@ -1164,10 +1233,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             holds: Vec::new(),
             last_change_ms: 0,
             first_change_ms: r.first_change_ms,
-            attempts: 0,
-            retries: 0,
-            retry_at_ms: 0,
-            last_error: None,
+            ..Pending::default()
         });
         for (m, i) in r.holds {
             add_hold(&mut p.holds, m, i);
@@ -1471,36 +1537,59 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     /// Looks at one pending file; returns it when it needs an archive request.
-    fn discover_one(&mut self, fid: Fid, p: Pending, now: u64) -> Option<InFlight> {
-        let path = match self.ns.fid2path(&fid) {
-            Ok(Some(path)) => path,
-            Ok(None) => {
-                self.resolved(&fid); // deleted since: nothing to export
-                return None;
-            }
-            Err(e) => return self.discover_error(fid, p, "", e, now),
-        };
-        if !self.cfg.scope.covers(&path) {
-            self.resolved(&fid); // renamed out of scope or into an exclusion
-            return None;
+    ///
+    /// The path comes from the file's own records when it has one (a file created under the
+    /// daemon's eyes) and the client confirms it still leads to the file; otherwise from
+    /// `fid2path`, an MDS call. Either is the path *now*: a rename right after this is read
+    /// later, as a rename right after a `fid2path` always was. The path decides the scope, the
+    /// `lstat` (the size counted in MiB Discovered) and the log text; it does not name the blob:
+    /// the request carries the FID, and the copytool names the blob by its own `fid2path` at
+    /// copy time, so the blob follows a rename however late the daemon reads it.
+    fn discover_one(&mut self, fid: Fid, mut p: Pending, now: u64) -> Option<InFlight> {
+        if let Some(what) = self.unsure.remove(&fid) {
+            p.forget(what);
         }
-        let text = lossy(&path);
-        let st = match self.ns.stat(&path) {
-            Ok(Some(st)) => st,
-            Ok(None) => {
-                // Deleted meanwhile, or a path that does not lead back to the file (a name the
-                // path API could not carry): only the second is a failure.
-                if matches!(self.ns.fid2path(&fid), Ok(Some(_))) {
-                    let why =
-                        "the file exists but its path does not resolve (name not representable?)";
-                    self.fail(Some(fid), &text, "export", why.to_string(), now);
-                } else {
-                    self.resolved(&fid);
+        let known = p
+            .known_path
+            .take()
+            .and_then(|k| self.at_known_path(&fid, k.into_bytes()));
+        let (path, st) = match known {
+            Some(found) => found,
+            None => {
+                let path = match self.ns.fid2path(&fid) {
+                    Ok(Some(path)) => path,
+                    Ok(None) => {
+                        self.resolved(&fid); // deleted since: nothing to export
+                        return None;
+                    }
+                    Err(e) => return self.discover_error(fid, p, "", e, now),
+                };
+                if !self.cfg.scope.covers(&path) {
+                    self.resolved(&fid); // renamed out of scope or into an exclusion
+                    return None;
                 }
-                return None;
+                match self.ns.stat(&path) {
+                    Ok(Some(st)) => (path, st),
+                    Ok(None) => {
+                        // Deleted meanwhile, or a path that does not lead back to the file (a
+                        // name the path API could not carry): only the second is a failure.
+                        let text = lossy(&path);
+                        if matches!(self.ns.fid2path(&fid), Ok(Some(_))) {
+                            let why = "the file exists but its path does not resolve (name not representable?)";
+                            self.fail(Some(fid), &text, "export", why.to_string(), now);
+                        } else {
+                            self.resolved(&fid);
+                        }
+                        return None;
+                    }
+                    Err(e) => {
+                        let text = lossy(&path);
+                        return self.discover_error(fid, p, &text, e, now);
+                    }
+                }
             }
-            Err(e) => return self.discover_error(fid, p, &text, e, now),
         };
+        let text = lossy(&path);
         match st.kind {
             FileKind::Directory | FileKind::Symlink => {
                 self.export_entry(fid, p, &path, &text, &st, now);
@@ -1557,9 +1646,37 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         }
     }
 
+    /// The path a file's records gave it, with its attributes, when it is in scope and still
+    /// leads to this file: `lstat` finds an entry there and `path2fid` of it is this FID. Both
+    /// are answered by the client on Lustre (the lookup and getattr of the `lstat` aside, which
+    /// the `fid2path` path pays too; `path2fid` is an `O_PATH` open of the entry just looked up
+    /// and `name_to_handle_at`). `None`, and discovery asks `fid2path`, when anything differs:
+    /// the file was renamed, or its directory, and the record is not read yet (or not at all:
+    /// a restart that found records cleared), or another file took the name.
+    fn at_known_path(&self, fid: &Fid, path: Vec<u8>) -> Option<(Vec<u8>, FileStat)> {
+        if !self.cfg.scope.covers(&path) {
+            return None;
+        }
+        let st = self.ns.stat(&path).ok().flatten()?;
+        (self.ns.path2fid(&path).ok()? == *fid).then_some((path, st))
+    }
+
     /// A regular file: the in-flight entry of its archive request, unless it is archived and
     /// clean or no blob can carry its name. The flags decide (no current_action: see
     /// `Namespace::action_pending`).
+    ///
+    /// A file created and closed under the daemon's eyes with no CL_HSM of it read since has
+    /// empty flags, and costs no `hsm_state` (an MDS_HSM_STATE_GET, and the open and close
+    /// around it): every change of the flags writes a CL_HSM (`mdd_xattr_set` of
+    /// `trusted.hsm`, reached from `mdt_hsm_attr_set`: `lfs hsm_set`, an archive request as it
+    /// is recorded (`mdt_hsm_set_exists`) and as it ends, restore, remove, dirty on write; a
+    /// release's layout swap writes one of its own).
+    /// When that is wrong anyway (an admin's `lfs hsm_archive` whose CL_HSM is not read yet;
+    /// a changelog mask without HSM; a file created straight into a read-write PCC, whose flags
+    /// `mdd_create` sets without a record), the request is one the coordinator finds not
+    /// needed and drops (`hsm_action_is_needed`), or one it runs again after the other archive
+    /// (recorded twice since LU-13651); the first CL_HSM to come, or the stale check, settles
+    /// the file once.
     fn archive_request(
         &mut self,
         fid: Fid,
@@ -1569,13 +1686,15 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         size: u64,
         now: u64,
     ) -> Option<InFlight> {
-        let hsm = match self.ns.hsm_state(path) {
-            Ok(h) => h,
-            Err(e) => return self.discover_error(fid, p, &text, e, now),
-        };
-        if !needs_archive(&hsm) {
-            self.resolved(&fid);
-            return None; // archived and clean: nothing to do
+        if !p.hsm_known_empty() {
+            let hsm = match self.ns.hsm_state(path) {
+                Ok(h) => h,
+                Err(e) => return self.discover_error(fid, p, &text, e, now),
+            };
+            if !needs_archive(&hsm) {
+                self.resolved(&fid);
+                return None; // archived and clean: nothing to do
+            }
         }
         self.discovered(size);
         // A name no blob can carry fails here with its reason, without a request.
@@ -1744,6 +1863,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     }
 
     fn save(&mut self) -> Result<(), EngineError> {
+        self.apply_unsure();
         if let Some(f) = &self.file {
             f.save(&self.st)?;
         }

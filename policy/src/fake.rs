@@ -40,6 +40,10 @@ pub struct FakeFs {
     pub refuse: HashMap<Fid, i32>,
     /// `fid2path` calls served.
     pub fid2path_calls: u64,
+    /// `path2fid` calls served.
+    pub path2fid_calls: u64,
+    /// `lstat` calls served.
+    pub stat_calls: u64,
     /// Every cancel call.
     pub cancel_calls: Vec<Vec<Fid>>,
     /// fid2path answers these paths instead of the node's own.
@@ -58,6 +62,9 @@ pub struct FakeFs {
     pub vanish_on_archive: std::collections::HashSet<Fid>,
     /// Every `archive` call, refused ones included.
     pub archive_requests: u64,
+    /// Items of archive requests the coordinator found not needed and dropped without recording
+    /// them (`hsm_action_is_needed`: the file is archived and not dirty).
+    pub not_needed: Vec<Fid>,
 }
 
 /// A namespace shared between the engine and the test that drives it.
@@ -169,20 +176,18 @@ impl Namespace for FakeNs {
         Ok(fs.nodes.get(fid).map(|n| n.path.clone()))
     }
     fn path2fid(&self, rel: &[u8]) -> Result<Fid, NsError> {
-        self.lock()
-            .nodes
+        let mut fs = self.lock();
+        fs.path2fid_calls += 1;
+        fs.nodes
             .iter()
             .find(|(_, n)| n.path == rel)
             .map(|(f, _)| *f)
             .ok_or_else(|| enoent("path2fid"))
     }
     fn stat(&self, rel: &[u8]) -> Result<Option<FileStat>, NsError> {
-        Ok(self
-            .lock()
-            .nodes
-            .values()
-            .find(|n| n.path == rel)
-            .map(|n| n.stat))
+        let mut fs = self.lock();
+        fs.stat_calls += 1;
+        Ok(fs.nodes.values().find(|n| n.path == rel).map(|n| n.stat))
     }
     fn hsm_state(&self, rel: &[u8]) -> Result<HsmState, NsError> {
         let mut fs = self.lock();
@@ -203,7 +208,9 @@ impl Namespace for FakeNs {
             .ok_or_else(|| enoent("hsm_current_action"))
     }
     /// As an MDT records a request (`mdt_hsm_register_hal`): item by item, stopping at the
-    /// first refused or missing file; the items before it stay queued (in `archive_calls`).
+    /// first refused or missing file; the items before it stay queued (in `archive_calls`). An
+    /// item whose file is archived and not dirty is not needed: skipped without a record
+    /// (`hsm_action_is_needed`), kept in `not_needed`.
     fn archive(&self, _archive_id: u32, fids: &[Fid], data: &[u8]) -> Result<(), NsError> {
         let mut fs = self.lock();
         fs.archive_requests += 1;
@@ -217,7 +224,9 @@ impl Namespace for FakeNs {
                 failed = Some(e);
                 break;
             }
+            let fs = &mut *fs;
             match fs.nodes.get_mut(f) {
+                Some(n) if n.hsm.is_clean_archive() => fs.not_needed.push(*f),
                 Some(n) => {
                     n.action_pending = true;
                     recorded.push(*f);

@@ -30,7 +30,7 @@ pub fn add_hold(holds: &mut Holds, mdt: usize, index: u64) {
 }
 
 /// A file waiting for the next iteration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pending {
     /// The changelog records that announced it.
     pub holds: Holds,
@@ -51,9 +51,78 @@ pub struct Pending {
     /// Why the last try did not export the file (shown by `status` while it waits).
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The path the records gave the file: the parent directory's path and the name of its
+    /// CREATE, MKDIR or SOFTLINK record, or of a RENAME of it since. Discovery uses it instead
+    /// of a `fid2path` (an MDS call) only once the client confirms it still leads to this FID
+    /// (`lstat` + `path2fid`); a record that may have changed it drops it. UTF-8 paths only
+    /// (others are asked for). Absent in states written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_path: Option<String>,
+    /// The file's CREATE was read, and no CL_HSM of it since: its HSM flags are still empty
+    /// (every change of them writes a CL_HSM, and the changelog mask must have HSM). Absent
+    /// (false) in states written before it was kept.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub created: bool,
+    /// A CLOSE of the file was read since its CREATE: whoever created it is done with the
+    /// descriptor it was created through. Together with [`Pending::created`], discovery asks
+    /// no `hsm_state` (an `llapi_hsm_import`, for one, sets the flags through that descriptor
+    /// before closing it, so its CL_HSM comes before the CLOSE).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub closed: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// What a record read after a file's creation makes unsure about it ([`Pending::forget`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forget {
+    /// Its path may have changed (a rename, an unlink or a new link of it).
+    pub path: bool,
+    /// Its HSM flags may have changed (a CL_HSM of it).
+    pub hsm: bool,
+}
+
+impl Forget {
+    /// The path only.
+    pub const PATH: Forget = Forget {
+        path: true,
+        hsm: false,
+    };
+    /// The HSM flags only.
+    pub const HSM: Forget = Forget {
+        path: false,
+        hsm: true,
+    };
+
+    /// Both, where either one is unsure.
+    pub fn and(self, other: Forget) -> Forget {
+        Forget {
+            path: self.path || other.path,
+            hsm: self.hsm || other.hsm,
+        }
+    }
 }
 
 impl Pending {
+    /// Drops what a later record made unsure: discovery asks the MDS for it instead.
+    pub fn forget(&mut self, what: Forget) {
+        if what.path {
+            self.known_path = None;
+        }
+        if what.hsm {
+            self.created = false;
+            self.closed = false;
+        }
+    }
+
+    /// Whether discovery may skip `hsm_state`: created and closed under the daemon's eyes,
+    /// with no CL_HSM since ([`Pending::created`], [`Pending::closed`]).
+    pub fn hsm_known_empty(&self) -> bool {
+        self.created && self.closed
+    }
+
     /// A file first seen now, held by changelog record `index` of MDT `mdt`.
     pub fn new(mdt: usize, index: u64, now_ms: u64) -> Pending {
         Pending {
@@ -64,6 +133,9 @@ impl Pending {
             retries: 0,
             retry_at_ms: 0,
             last_error: None,
+            known_path: None,
+            created: false,
+            closed: false,
         }
     }
 }
@@ -528,6 +600,9 @@ mod tests {
                 retries: 2,
                 retry_at_ms: 99,
                 last_error: Some("x".into()),
+                known_path: Some("projects/a.dat".into()),
+                created: true,
+                closed: true,
             },
         );
         s.totals.files_exported = 3;
@@ -561,6 +636,49 @@ mod tests {
         assert_eq!(to_discover.front().map(|(f, _)| *f), Some(fid(5)));
         assert_eq!(s.failed.get(&fid(6)).and_then(|x| x.fid), Some(fid(6)));
         assert_eq!(serde_json::to_string(&s).unwrap(), written);
+    }
+
+    /// A state file written before pending files kept what their records told (the path of
+    /// their CREATE, that their HSM flags are empty): it loads with neither, so discovery asks
+    /// the MDS for both, and saving it again writes the same text (nothing new is written for
+    /// an entry that knows nothing).
+    #[test]
+    fn a_state_file_written_before_known_paths_loads_without_them() {
+        let written = r#"{"version":1,"source":null,"cursors":[{"last_read":9,"cleared":4}],"autoexport_enabled":true,"pending":{"[0x200000401:0x3:0x0]":{"holds":[[0,5]],"last_change_ms":7,"first_change_ms":6,"attempts":0,"retries":0,"retry_at_ms":0,"last_error":null}},"meta_pending":{},"ns_ops":[],"inflight":{},"iteration":{"counters":{"number":1,"started_ms":1,"ended_ms":null,"files_discovered":0,"bytes_discovered":0,"files_exported":0,"bytes_exported":0,"files_failed":0,"files_requeued":0,"files_carried":0},"to_discover":[["[0x200000401:0x5:0x0]",{"holds":[[0,7]],"last_change_ms":7,"first_change_ms":7,"attempts":0,"retries":0,"retry_at_ms":0,"last_error":null}]]},"last_iteration":null,"next_iteration":2,"totals":{"files_exported":0,"bytes_exported":0,"files_failed":0,"iterations_completed":0,"last_successful_ms":null,"last_started_ms":null,"last_completed_ms":null},"recent_failures":[],"failed":{},"failed_ops":{},"coordinator_pause":null}"#;
+        let s: State = serde_json::from_str(written).unwrap();
+        let fid = |oid| Fid::new(0x200000401, oid, 0);
+        let entries = [
+            &s.pending[&fid(3)],
+            &s.iteration.as_ref().unwrap().to_discover[0].1,
+        ];
+        for p in entries {
+            assert_eq!(p.known_path, None);
+            assert!(!p.created && !p.closed && !p.hsm_known_empty());
+        }
+        assert_eq!(serde_json::to_string(&s).unwrap(), written);
+    }
+
+    #[test]
+    fn a_forgotten_path_or_hsm_state_is_asked_for_again() {
+        let mut p = Pending {
+            known_path: Some("projects/a".into()),
+            created: true,
+            closed: true,
+            ..Pending::new(0, 1, 1)
+        };
+        assert!(p.hsm_known_empty());
+        p.forget(Forget::HSM);
+        assert!(!p.hsm_known_empty() && !p.created);
+        assert_eq!(p.known_path.as_deref(), Some("projects/a"));
+        p.forget(Forget::PATH);
+        assert_eq!(p.known_path, None);
+        assert_eq!(
+            Forget::PATH.and(Forget::HSM),
+            Forget {
+                path: true,
+                hsm: true
+            }
+        );
     }
 
     #[test]

@@ -477,6 +477,7 @@ mod tests {
                 retries: 0,
                 retry_at_ms: 0,
                 last_error: None,
+                ..Pending::default()
             },
         );
         st.inflight.insert(
@@ -625,6 +626,7 @@ mod tests {
                 retries: 3,
                 retry_at_ms: 12_500,
                 last_error: Some("Connection timed out (errno 110)".into()),
+                ..Pending::default()
             },
         );
         let s = build(&st, 10_000, None);

@@ -111,6 +111,49 @@ fn new_files_dirs_and_symlinks_under_the_prefix_are_exported_and_nothing_else() 
     assert_eq!(s.status_json()["totalFilesExported"], 6);
 }
 
+/// Issue 17: the daemon takes a new file's path from its CREATE record, not from fid2path. A
+/// file renamed after its CREATE and before its export is exported once, under its new name: the
+/// RENAME moves the path the daemon knows, and the copytool names the blob by the file's path
+/// when it copies. (`min_age` keeps the export after the rename; the flush then forces it.)
+#[test]
+fn a_file_renamed_before_its_export_is_exported_once_under_its_new_name() {
+    let _serial = testkit::sim::one_at_a_time();
+    testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
+    let mut s = Stack::new(StackOptions {
+        prefix: "projects/".into(),
+        min_age: "5s".into(),
+        ..StackOptions::default()
+    });
+    s.start_copytool(&[]);
+    s.start_daemon();
+    let draft = s.write("projects/draft.dat", b"final words");
+    std::fs::rename(&draft, s.mount().join("projects/final.dat")).unwrap();
+    let o = s.flush("120s");
+    assert!(
+        o.status.success(),
+        "flush: {} {}\n{}",
+        stdout(&o),
+        stderr(&o),
+        s.logs()
+    );
+    assert_eq!(
+        s.blob_names(),
+        vec!["projects", "projects/final.dat"],
+        "{}",
+        s.logs()
+    );
+    assert_eq!(
+        s.store.get(&s.container, "projects/final.dat").as_deref(),
+        Some(&b"final words"[..])
+    );
+    let st = s.status_json();
+    assert_eq!(
+        st["totalFilesExported"], 2,
+        "the directory and the file, once: {st}"
+    );
+    assert_eq!(st["totalFilesFailed"], 0, "{st}");
+}
+
 #[test]
 fn a_failed_file_counts_and_reaches_the_logging_container() {
     let _serial = testkit::sim::one_at_a_time();

@@ -503,6 +503,439 @@ fn out_of_scope_files_are_resolved_once_until_a_rename() {
     assert!(t.e.state().pending.contains_key(&x));
 }
 
+// ---------------------------------------------------------------- files born under the daemon's eyes
+// (issue 17: MDS calls per exported file). The fake namespace counts every call; discovery of a
+// file whose CREATE and CLOSE the engine read asks the MDS nothing (no fid2path, no
+// hsm_state), and every record that may have changed what the CREATE told makes it ask again.
+
+/// MDS and client calls the engine made, from the fake's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Calls {
+    fid2path: u64,
+    hsm_state: u64,
+    path2fid: u64,
+}
+
+impl std::ops::Sub for Calls {
+    type Output = Calls;
+    fn sub(self, o: Calls) -> Calls {
+        Calls {
+            fid2path: self.fid2path - o.fid2path,
+            hsm_state: self.hsm_state - o.hsm_state,
+            path2fid: self.path2fid - o.path2fid,
+        }
+    }
+}
+
+impl T {
+    /// A file created and written under the daemon's eyes: its CREATE (parent FID and name, as
+    /// Lustre records it) and the CLOSE of its write.
+    fn born(&mut self, path: &str, size: u64) -> Fid {
+        let fid = self.create(path, size);
+        let r = self.rec(RecordType::Close, fid);
+        self.feed(r);
+        fid
+    }
+    /// Only the CREATE of a file.
+    fn create(&mut self, path: &str, size: u64) -> Fid {
+        let (dir, name) = path.rsplit_once('/').unwrap();
+        let parent = match self.ns.fid_of(dir) {
+            Some(f) => f,
+            None => self.ns.add(dir, FileKind::Directory, 0),
+        };
+        let fid = self.ns.add(path, FileKind::Regular, size);
+        let mut r = self.rec(RecordType::Create, fid);
+        r.record.pfid = parent;
+        r.record.name = name.as_bytes().to_vec();
+        self.feed(r);
+        fid
+    }
+    /// A RENAME record of `fid` from `from` to `to` (the namespace is moved too).
+    fn rename(&mut self, fid: Fid, from: &str, to: &str) {
+        let (sdir, sname) = from.rsplit_once('/').unwrap();
+        let (tdir, tname) = to.rsplit_once('/').unwrap();
+        let (spfid, pfid) = (self.ns.fid_of(sdir).unwrap(), self.ns.fid_of(tdir).unwrap());
+        self.ns.set_path(fid, to);
+        let mut r = self.rec(RecordType::Rename, Fid::default());
+        r.record.pfid = pfid;
+        r.record.name = tname.as_bytes().to_vec();
+        r.record.rename = Some(RenameExt {
+            sfid: fid,
+            spfid,
+            old_name: sname.as_bytes().to_vec(),
+        });
+        self.feed(r);
+    }
+    /// A CL_HSM record of `fid` (its flags left as they are).
+    fn hsm_event(&mut self, fid: Fid, event: HsmEvent, error: u8) {
+        let mut r = self.rec(RecordType::Hsm, fid);
+        r.record
+            .set_hsm(HsmEventInfo::new(event, u32::from(error), false));
+        self.feed(r);
+    }
+    fn calls(&self) -> Calls {
+        let fs = self.ns.lock();
+        Calls {
+            fid2path: fs.fid2path_calls,
+            hsm_state: fs.hsm_state_calls,
+            path2fid: fs.path2fid_calls,
+        }
+    }
+    /// One step, and the calls it made.
+    fn step_calls(&mut self) -> Calls {
+        let before = self.calls();
+        self.step();
+        self.calls() - before
+    }
+}
+
+#[test]
+fn files_born_under_the_daemons_eyes_cost_the_mds_no_fid2path_and_no_hsm_state() {
+    let mut t = T::new(cfg());
+    let before = t.calls();
+    let fids: Vec<Fid> = (0..50)
+        .map(|i| t.born(&format!("projects/f{i}"), 10))
+        .collect();
+    // Reading the records: the directory's path once (cached), nothing per file.
+    let read = t.calls() - before;
+    assert_eq!((read.fid2path, read.hsm_state), (1, 0), "{read:?}");
+    let stats_before = t.ns.lock().stat_calls;
+    let d = t.step_calls();
+    assert_eq!(t.ns.lock().stat_calls - stats_before, 50, "one lstat per file");
+    // Discovery: per file, the client's path2fid confirming the CREATE's path; no MDS call.
+    assert_eq!(
+        d,
+        Calls {
+            fid2path: 0,
+            hsm_state: 0,
+            path2fid: 50
+        }
+    );
+    let calls = t.ns.lock().archive_calls.clone();
+    assert_eq!(calls.len(), 1, "one batched request");
+    let mut requested = calls[0].0.clone();
+    requested.sort();
+    assert_eq!(requested, fids);
+    assert_eq!(
+        (t.current().files_discovered, t.current().bytes_discovered),
+        (50, 500)
+    );
+    assert_eq!(t.e.state().inflight[&fids[7]].path, "projects/f7");
+    for f in &fids {
+        t.hsm(*f, 0);
+    }
+    t.step();
+    assert_eq!(t.totals().files_exported, 50);
+    assert_eq!(t.totals().iterations_completed, 1);
+}
+
+/// Each record that may have changed what a file's CREATE told makes discovery ask the MDS for
+/// that again (and only that); the file is requested once either way.
+#[test]
+fn a_record_that_may_have_changed_a_new_file_makes_discovery_ask_the_mds_again() {
+    type Setup = fn(&mut T, Fid);
+    let cases: [(&str, Setup, Calls, &str); 8] = [
+        (
+            "nothing since",
+            |_, _| {},
+            Calls {
+                fid2path: 0,
+                hsm_state: 0,
+                path2fid: 1,
+            },
+            "projects/d/a",
+        ),
+        (
+            // The path follows the RENAME record; path2fid confirms it.
+            "renamed, the RENAME read",
+            |t, a| t.rename(a, "projects/d/a", "projects/d/b"),
+            Calls {
+                fid2path: 0,
+                hsm_state: 0,
+                path2fid: 1,
+            },
+            "projects/d/b",
+        ),
+        (
+            // The RENAME is not read yet: the CREATE's path leads nowhere now.
+            "renamed, the RENAME not read yet",
+            |t, a| t.ns.set_path(a, "projects/d/b"),
+            Calls {
+                fid2path: 1,
+                hsm_state: 0,
+                path2fid: 0,
+            },
+            "projects/d/b",
+        ),
+        (
+            // Another file took the old name meanwhile: path2fid tells them apart.
+            "renamed and replaced, not read yet",
+            |t, a| {
+                t.ns.set_path(a, "projects/d/b");
+                t.ns.add("projects/d/a", FileKind::Regular, 99);
+            },
+            Calls {
+                fid2path: 1,
+                hsm_state: 0,
+                path2fid: 1,
+            },
+            "projects/d/b",
+        ),
+        (
+            // Its directory renamed (read): the file's own path is not in that record.
+            "directory renamed",
+            |t, a| {
+                let d = t.ns.fid_of("projects/d").unwrap();
+                t.rename(d, "projects/d", "projects/e");
+                t.ns.set_path(a, "projects/e/a");
+            },
+            Calls {
+                fid2path: 1,
+                hsm_state: 0,
+                path2fid: 0,
+            },
+            "projects/e/a",
+        ),
+        (
+            "a hard link made",
+            |t, a| {
+                let p = t.ns.fid_of("projects/d").unwrap();
+                let mut r = t.rec(RecordType::Hardlink, a);
+                r.record.pfid = p;
+                r.record.name = b"other".to_vec();
+                t.feed(r);
+            },
+            Calls {
+                fid2path: 1,
+                hsm_state: 0,
+                path2fid: 0,
+            },
+            "projects/d/a",
+        ),
+        (
+            "one of two names unlinked",
+            |t, a| {
+                let p = t.ns.fid_of("projects/d").unwrap();
+                unlink(t, a, p, "other", false);
+            },
+            Calls {
+                fid2path: 1,
+                hsm_state: 0,
+                path2fid: 0,
+            },
+            "projects/d/a",
+        ),
+        (
+            // Say `lfs hsm_set --norelease`: any CL_HSM, and the flags are asked for.
+            "a CL_HSM before discovery",
+            |t, a| t.hsm_event(a, HsmEvent::State, 0),
+            Calls {
+                fid2path: 0,
+                hsm_state: 1,
+                path2fid: 1,
+            },
+            "projects/d/a",
+        ),
+    ];
+    for (what, setup, want, path) in cases {
+        let mut t = T::new(cfg());
+        let a = t.born("projects/d/a", 10);
+        setup(&mut t, a);
+        let got = t.step_calls();
+        assert_eq!(got, want, "{what}");
+        assert_eq!(t.ns.archived_fids(), vec![a], "{what}: requested once");
+        assert_eq!(t.e.state().inflight[&a].path, path, "{what}");
+        t.hsm(a, 0);
+        t.step();
+        assert_eq!(t.totals().files_exported, 1, "{what}");
+    }
+}
+
+/// A file whose name another one was renamed onto (the RENAME's target FID) lost that name:
+/// discovery asks fid2path, which says it is gone; nothing is requested.
+#[test]
+fn a_new_file_overwritten_by_a_rename_is_gone_not_requested() {
+    let mut t = T::new(cfg());
+    let a = t.born("projects/d/a", 1);
+    let x = t.ns.add("projects/d/x", FileKind::Regular, 2);
+    t.ns.remove(a);
+    let d = t.ns.fid_of("projects/d").unwrap();
+    t.ns.set_path(x, "projects/d/a");
+    let mut r = t.rec(RecordType::Rename, a);
+    r.record.pfid = d;
+    r.record.name = b"a".to_vec();
+    r.record.rename = Some(RenameExt {
+        sfid: x,
+        spfid: d,
+        old_name: b"x".to_vec(),
+    });
+    t.feed(r);
+    let got = t.step_calls();
+    assert_eq!(
+        got,
+        Calls {
+            fid2path: 1,
+            hsm_state: 0,
+            path2fid: 0
+        }
+    );
+    assert!(t.ns.archived_fids().is_empty());
+    assert_eq!(t.totals().files_failed, 0);
+}
+
+/// Flags set through the descriptor a file was created with come before its CLOSE: an
+/// `llapi_hsm_import` creates, sets ARCHIVED|EXISTS|RELEASED (a CL_HSM), then closes. Until a
+/// CLOSE is read, or once a CL_HSM is, the flags are asked for; the stub is found archived.
+#[test]
+fn a_file_not_closed_yet_or_with_a_cl_hsm_has_its_flags_asked_for() {
+    use lustre::lustre_sys::HS_RELEASED;
+    let mut t = T::new(cfg());
+    // An import: CREATE, the HSM state set through the open descriptor, CLOSE.
+    let stub = t.create("projects/stub", 4096);
+    t.ns.set_hsm(stub, HS_EXISTS | HS_ARCHIVED | HS_RELEASED, false);
+    t.hsm_event(stub, HsmEvent::State, 0);
+    let r = t.rec(RecordType::Close, stub);
+    t.feed(r);
+    // A file still open for its first write: its CREATE, and an MTIME of the write, no CLOSE.
+    let open = t.create("projects/open", 1);
+    let r = t.rec(RecordType::Mtime, open);
+    t.feed(r);
+    let d = t.step_calls();
+    assert_eq!((d.fid2path, d.hsm_state), (0, 2), "{d:?}");
+    assert_eq!(
+        t.ns.archived_fids(),
+        vec![open],
+        "the stub is archived already"
+    );
+}
+
+/// A file the running iteration took but has not looked at yet (requests are bounded) hears of
+/// a CL_HSM like a pending one: at its discovery, or at a save before it (which a restart would
+/// find).
+#[test]
+fn a_record_about_a_file_waiting_in_the_running_iteration_counts_too() {
+    for save_between in [false, true] {
+        let mut c = cfg();
+        c.max_in_flight = 1;
+        let mut t = T::new(c);
+        let a = t.born("projects/a", 1);
+        let b = t.born("projects/b", 1);
+        t.step();
+        assert_eq!(t.ns.archived_fids(), vec![a], "b waits for a free request");
+        // An admin archives b meanwhile; its CL_HSM is read before b is discovered.
+        t.ns.set_hsm(b, HS_EXISTS | HS_ARCHIVED, false);
+        t.hsm_event(b, HsmEvent::Archive, 0);
+        if save_between {
+            t.e.persist().unwrap();
+            let it = t.e.state().iteration.clone().unwrap();
+            assert!(!it.to_discover[0].1.hsm_known_empty());
+        }
+        t.hsm(a, 0);
+        let d = t.step_calls();
+        assert_eq!(d.hsm_state, 1, "save between: {save_between}: {d:?}");
+        assert_eq!(t.ns.archived_fids(), vec![a], "b is archived and clean");
+        assert_eq!(t.totals().files_exported, 1);
+        assert_eq!(t.totals().iterations_completed, 1);
+    }
+}
+
+/// An admin's `lfs hsm_archive` whose CL_HSM the engine has not read when it asks: a request it
+/// would have skipped goes out. The coordinator drops it as not needed (or records it after the
+/// admin's still running one); the admin's CL_HSM or the stale check settles the file, once.
+#[test]
+fn an_admins_archive_racing_the_daemon_is_counted_once_and_nothing_is_lost() {
+    let mut c = cfg();
+    c.stale_after_ms = 1_000;
+    let mut t = T::new(c);
+    // 1. The admin's archive ended before the request; its CL_HSM comes after it.
+    let a = t.born("projects/a", 3);
+    t.ns.set_hsm(a, HS_EXISTS | HS_ARCHIVED, false);
+    let d = t.step_calls();
+    assert_eq!(d.hsm_state, 0);
+    assert_eq!(t.ns.lock().not_needed, vec![a], "dropped: not needed");
+    t.hsm_event(a, HsmEvent::Archive, 0);
+    t.step();
+    assert_eq!(t.totals().files_exported, 1);
+    assert!(t.e.state().inflight.is_empty());
+    // 2. Its CL_HSM never comes (a mask without HSM): the stale check reads the flags.
+    let b = t.born("projects/b", 3);
+    t.ns.set_hsm(b, HS_EXISTS | HS_ARCHIVED, false);
+    t.step();
+    assert_eq!(t.ns.lock().not_needed, vec![a, b]);
+    assert_eq!(t.totals().files_exported, 1, "not before the stale check");
+    t.now += 1_000;
+    t.step();
+    assert_eq!(t.totals().files_exported, 2);
+    assert!(t.e.state().inflight.is_empty());
+    // 3. The admin's archive is still running: the coordinator records ours too. The first
+    // CL_HSM settles the file; the second (the other archive's) counts nothing.
+    let c = t.born("projects/c", 3);
+    t.ns.set_hsm(c, HS_EXISTS, true);
+    t.step();
+    assert_eq!(t.ns.archived_fids(), vec![c]);
+    t.hsm(c, 0);
+    t.hsm(c, 0);
+    t.step();
+    assert_eq!(t.totals().files_exported, 3);
+    assert_eq!(t.totals().files_failed, 0);
+    assert!(t.e.state().pending.is_empty() && t.e.state().inflight.is_empty());
+    assert_eq!(t.totals().iterations_completed, 3);
+    // Nothing lost: a's next change is exported like any (its flags are asked for now).
+    t.ns.set_hsm(a, HS_EXISTS | HS_ARCHIVED | HS_DIRTY, false);
+    let mut r = t.rec(RecordType::Hsm, a);
+    r.record
+        .set_hsm(HsmEventInfo::new(HsmEvent::State, 0, true));
+    t.feed(r);
+    let d = t.step_calls();
+    assert_eq!((d.fid2path, d.hsm_state), (1, 1), "{d:?}");
+    assert_eq!(t.ns.archived_fids(), vec![c, a]);
+}
+
+/// What a file's records told survives a restart from the saved state (the records after it
+/// are read again); a state file of a version that did not keep it loads, and its files are
+/// looked up the old way.
+#[test]
+fn known_paths_survive_a_restart_and_an_older_state_file_asks_the_mds() {
+    let mut c = cfg();
+    c.min_age_ms = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = StateFile::new(dir.path().join("state.json"));
+    let mut t = T::with_file(c.clone(), Some(file.clone()));
+    let a = t.born("projects/a", 1);
+    t.step(); // too young: saved pending
+    assert!(t.e.state().pending[&a].hsm_known_empty());
+    let mut e2: E = Engine::new(
+        t.ns.clone(),
+        t.store.clone(),
+        t.log.clone(),
+        c.clone(),
+        1,
+        Some(file.clone()),
+        true,
+    )
+    .unwrap();
+    let before = t.calls();
+    e2.step(t.now + 10_000).unwrap();
+    let d = t.calls() - before;
+    assert_eq!((d.fid2path, d.hsm_state, d.path2fid), (0, 0, 1), "{d:?}");
+    assert_eq!(t.ns.archived_fids(), vec![a]);
+
+    // The same pending file as a daemon before this change saved it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = StateFile::new(dir.path().join("state.json"));
+    let old = format!(
+        r#"{{"version":1,"source":null,"cursors":[{{"last_read":2,"cleared":0}}],"autoexport_enabled":true,"pending":{{"{}":{{"holds":[[0,1]],"last_change_ms":1,"first_change_ms":1,"attempts":0,"retries":0,"retry_at_ms":0,"last_error":null}}}},"meta_pending":{{}},"ns_ops":[],"inflight":{{}},"iteration":null,"last_iteration":null,"next_iteration":1,"totals":{{"files_exported":0,"bytes_exported":0,"files_failed":0,"iterations_completed":0,"last_successful_ms":null,"last_started_ms":null,"last_completed_ms":null}},"recent_failures":[],"failed":{{}},"failed_ops":{{}},"coordinator_pause":null}}"#,
+        Fid::new(0x200000401, 3, 0)
+    );
+    std::fs::write(file.path(), old).unwrap();
+    let mut t = T::with_file(cfg(), Some(file));
+    let a = t.ns.add("projects/a", FileKind::Regular, 1);
+    assert_eq!(a, Fid::new(0x200000401, 3, 0));
+    let d = t.step_calls();
+    assert_eq!((d.fid2path, d.hsm_state), (1, 1), "{d:?}");
+    assert_eq!(t.ns.archived_fids(), vec![a]);
+}
+
 #[test]
 fn an_mds_that_does_not_answer_loses_no_change() {
     let mut t = T::new(cfg());
