@@ -832,6 +832,71 @@ fn a_job_over_more_files_than_the_bound_keeps_at_most_the_bound_in_flight() {
     assert_eq!(ex.files_failed, 0);
 }
 
+/// At its bound, the job does not send a request per freed slot: it waits until a batch's worth
+/// (a quarter of the bound) is free, so a large export costs the MDS few, full requests.
+#[test]
+fn at_the_bound_the_job_waits_for_a_quarter_of_it_free_before_it_asks_again() {
+    let bound = 16;
+    let (mut e, ns, _store, _log, mut jobs) = setup_bounded(bound);
+    let files = new_tree(&ns, "t", 100, 10);
+    let id = jobs.start_export("t", false, 0).unwrap();
+    let mut now = 0;
+    for _ in 0..50 {
+        jobs.step(&mut e, now);
+        now += 10;
+        if requests_pending(&ns).len() == bound {
+            break;
+        }
+    }
+    assert_eq!(
+        requests_pending(&ns).len(),
+        bound,
+        "the job filled its bound"
+    );
+    let mut index = 0;
+    let mut end = |e: &mut E, n: usize, now: u64| {
+        let ends: Vec<Change> = requests_pending(&ns)
+            .into_iter()
+            .take(n)
+            .map(|f| {
+                ns.set_hsm(f, HS_EXISTS | HS_ARCHIVED, false);
+                index += 1;
+                archive_ended(f, index, 0)
+            })
+            .collect();
+        e.on_records(0, &ends, false, now);
+    };
+    let requests = |ns: &FakeNs| ns.lock().archive_requests;
+    let before = requests(&ns);
+    end(&mut e, 3, now);
+    for _ in 0..5 {
+        jobs.step(&mut e, now);
+        now += 10;
+    }
+    assert_eq!(requests(&ns), before, "3 free slots of 16: no request yet");
+    assert_eq!(requests_pending(&ns).len(), bound - 3);
+    end(&mut e, 1, now);
+    jobs.step(&mut e, now);
+    assert_eq!(requests(&ns), before + 1, "4 free slots: one request");
+    assert_eq!(requests_pending(&ns).len(), bound, "of 4 files");
+    // The rest runs to the end: every file once, and the tail (fewer files than a quarter) is
+    // sent without waiting for slots that would never be needed.
+    for _ in 0..500 {
+        if job(&jobs, &e, &id).state == JobState::Completed {
+            break;
+        }
+        end(&mut e, bound, now);
+        jobs.step(&mut e, now);
+        now += 10;
+    }
+    assert_eq!(job(&jobs, &e, &id).state, JobState::Completed);
+    let mut archived = ns.archived_fids();
+    archived.sort();
+    let mut files = files;
+    files.sort();
+    assert_eq!(archived, files, "every file archived exactly once");
+}
+
 /// The scan tells archived-and-clean from new and changed files by the flags alone, as
 /// auto-export's discovery does: no `current_action` (a read of Lustre's whole action catalog).
 #[test]

@@ -601,7 +601,11 @@ fn files_born_under_the_daemons_eyes_cost_the_mds_no_fid2path_and_no_hsm_state()
     assert_eq!((read.fid2path, read.hsm_state), (1, 0), "{read:?}");
     let stats_before = t.ns.lock().stat_calls;
     let d = t.step_calls();
-    assert_eq!(t.ns.lock().stat_calls - stats_before, 50, "one lstat per file");
+    assert_eq!(
+        t.ns.lock().stat_calls - stats_before,
+        50,
+        "one lstat per file"
+    );
     // Discovery: per file, the client's path2fid confirming the CREATE's path; no MDS call.
     assert_eq!(
         d,
