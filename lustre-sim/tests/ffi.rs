@@ -1255,7 +1255,10 @@ fn the_test_agent_with_end_archives_at_once_and_holds_restores() {
         hsm_state(&m.join("f")) == (HS_EXISTS | HS_ARCHIVED, 1)
     });
     assert_eq!(request(m, HUA_RELEASE, 0, &[fid], b""), 0);
-    assert_eq!(hsm_state(&m.join("f")).0, HS_EXISTS | HS_ARCHIVED | HS_RELEASED);
+    assert_eq!(
+        hsm_state(&m.join("f")).0,
+        HS_EXISTS | HS_ARCHIVED | HS_RELEASED
+    );
     assert_eq!(request(m, HUA_RESTORE, 1, &[fid], b""), 0);
     line.clear();
     out.read_line(&mut line).unwrap();

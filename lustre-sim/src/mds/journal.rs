@@ -164,14 +164,23 @@ mod tests {
         let (mut j, _) = Journal::open(&d.path().join("j")).unwrap();
         assert!(j.take_commit().unwrap().is_none(), "nothing written");
         j.append(b"state only", false).unwrap();
-        assert!(j.take_commit().unwrap().is_none(), "no changelog record: no fsync");
+        assert!(
+            j.take_commit().unwrap().is_none(),
+            "no changelog record: no fsync"
+        );
         j.append(b"a record", true).unwrap();
         j.append(b"another", true).unwrap();
-        let h = j.take_commit().unwrap().expect("records written: a commit is due");
+        let h = j
+            .take_commit()
+            .unwrap()
+            .expect("records written: a commit is due");
         h.sync_data().unwrap();
         assert!(j.take_commit().unwrap().is_none(), "one commit covers both");
         j.append(b"after", true).unwrap();
         j.reset().unwrap();
-        assert!(j.take_commit().unwrap().is_none(), "a reset is itself synced");
+        assert!(
+            j.take_commit().unwrap().is_none(),
+            "a reset is itself synced"
+        );
     }
 }
