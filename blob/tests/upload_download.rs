@@ -89,6 +89,31 @@ async fn one_gib_upload_commits_once_with_right_content_and_bounded_buffers() {
     assert!(common::same_content(&path, &out_path));
 }
 
+/// Slow start: an upload puts its first blocks [`blob::upload::SLOW_START_BLOCKS`] at a time
+/// and adds one per block put, so large files starting together do not hit the store with all
+/// their blocks at once (a small file's Put Blob then waited seconds behind them). Three blocks
+/// with four allowed in flight: never more than two buffered. Fails with all four at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_starts_with_two_blocks_in_flight_and_ramps_up() {
+    let (_az, store) = common::setup("ramp", "");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("three-blocks");
+    let file = common::write_pattern_file(&path, 3 * 65536);
+    let name = store.name_for(b"three-blocks").unwrap();
+    let up = store
+        .upload_file(&file, &name, &Metadata::default(), opts(65536, 4))
+        .await
+        .unwrap();
+    assert_eq!(up.blocks, 3);
+    assert_eq!(blob::upload::SLOW_START_BLOCKS, 2);
+    assert!(
+        up.peak_buffered <= 2 * 65536,
+        "peak {} bytes buffered: more than the first two blocks at once",
+        up.peak_buffered
+    );
+    assert_eq!(common::crc_of_file(&path), up.checksum);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_files_use_one_put_and_carry_metadata() {
     let (_az, store) = common::setup("small", "");

@@ -217,6 +217,22 @@ pub fn de_max_in_flight<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Err
     bounded(i64::deserialize(d)?, 1, 1_000_000)
 }
 
+pub fn de_min_in_flight<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(i64::deserialize(d)?, 1, 1_000_000)
+}
+
+/// `autoexport.queue_target`: 0 (no adaptation) up to 10 minutes.
+pub fn de_queue_target<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let v = units::de_duration(d)?;
+    if v > Duration::from_secs(600) {
+        return Err(custom(format!(
+            "must be at most 10min, got {} s (\"0s\" keeps max_in_flight requests outstanding)",
+            v.as_secs()
+        )));
+    }
+    Ok(v)
+}
+
 pub fn de_max_actions<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     bounded(i64::deserialize(d)?, 1, 1024)
 }

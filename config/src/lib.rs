@@ -354,6 +354,23 @@ pub struct AutoExport {
         deserialize_with = "fields::de_max_in_flight"
     )]
     pub max_in_flight: usize,
+    /// Archive requests outstanding are kept to about this much work at the rate they are
+    /// finishing (Little's law), so a change made during a bulk export waits about this long
+    /// behind them; never fewer than `min_in_flight`, never more than `max_in_flight`. `0s`:
+    /// always `max_in_flight`. Default 500 ms.
+    #[serde(
+        default = "defaults::queue_target",
+        deserialize_with = "fields::de_queue_target"
+    )]
+    pub queue_target: Duration,
+    /// Archive requests outstanding whatever the measured rate (capped by `max_in_flight`): the
+    /// copytools' slots (sum of their `max_actions`, at most the MDTs' `hsm.max_requests`), so
+    /// large files keep every slot busy. Default 32.
+    #[serde(
+        default = "defaults::min_in_flight",
+        deserialize_with = "fields::de_min_in_flight"
+    )]
+    pub min_in_flight: usize,
     /// An iteration whose remaining requests make no progress for this long ends; those files
     /// are carried into the next iteration as pending. Default 10 min.
     #[serde(
@@ -468,6 +485,12 @@ mod defaults {
     pub fn max_in_flight() -> usize {
         256
     }
+    pub fn queue_target() -> Duration {
+        Duration::from_millis(500)
+    }
+    pub fn min_in_flight() -> usize {
+        32
+    }
     pub fn iteration_deadline() -> Duration {
         Duration::from_secs(600)
     }
@@ -507,6 +530,8 @@ impl Default for AutoExport {
             conflict: ConflictMode::default(),
             batch_size: defaults::batch_size(),
             max_in_flight: defaults::max_in_flight(),
+            queue_target: defaults::queue_target(),
+            min_in_flight: defaults::min_in_flight(),
             iteration_deadline: defaults::iteration_deadline(),
         }
     }

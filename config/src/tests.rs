@@ -47,6 +47,9 @@ fn minimal_file_gets_every_default() {
     assert_eq!(p.autoexport.on_rename, RenameMode::Keep);
     assert_eq!(p.autoexport.conflict, ConflictMode::Fail);
     assert_eq!(p.autoexport.batch_size, 1000);
+    assert_eq!(p.autoexport.max_in_flight, 256);
+    assert_eq!(p.autoexport.queue_target, Duration::from_millis(500));
+    assert_eq!(p.autoexport.min_in_flight, 32);
     assert_eq!(p.logging.container, "lustre-logs");
     assert_eq!(p.copytool.max_actions, 32);
     assert_eq!(p.copytool.block_size, 8 << 20);
@@ -110,6 +113,9 @@ fn example_file_documents_every_key() {
         "on_rename =",
         "conflict =",
         "batch_size =",
+        "max_in_flight =",
+        "queue_target =",
+        "min_in_flight =",
         "container =",
         "max_actions =",
         "block_size =",
@@ -168,6 +174,9 @@ on_delete = "delete"
 on_rename = "move"
 conflict = "overwrite"
 batch_size = 52
+max_in_flight = 128
+queue_target = "750ms"
+min_in_flight = 64
 [logging]
 container = "my-logs-2"
 [copytool]
@@ -214,6 +223,9 @@ keep_special_bits = true
     assert_eq!(p.autoexport.on_rename, RenameMode::Move);
     assert_eq!(p.autoexport.conflict, ConflictMode::Overwrite);
     assert_eq!(p.autoexport.batch_size, 52);
+    assert_eq!(p.autoexport.max_in_flight, 128);
+    assert_eq!(p.autoexport.queue_target, Duration::from_millis(750));
+    assert_eq!(p.autoexport.min_in_flight, 64);
     assert_eq!(p.logging.container, "my-logs-2");
     assert_eq!(p.copytool.max_actions, 4);
     assert_eq!(p.copytool.block_size, 1 << 30);
@@ -241,6 +253,15 @@ fn single_path_string_is_normalised() {
 fn block_size_accepts_a_bare_integer() {
     let p = parse(&with("copytool", "block_size = 1048576")).unwrap();
     assert_eq!(p.copytool.block_size, 1 << 20);
+}
+
+#[test]
+fn queue_target_zero_is_accepted_and_ten_minutes_is_the_most() {
+    let p = parse(&with("autoexport", "queue_target = \"0s\"")).unwrap();
+    assert_eq!(p.autoexport.queue_target, Duration::ZERO);
+    let p = parse(&with("autoexport", "queue_target = \"10min\"")).unwrap();
+    assert_eq!(p.autoexport.queue_target, Duration::from_secs(600));
+    assert!(parse(&with("autoexport", "queue_target = \"601s\"")).is_err());
 }
 
 /// (section, line, key, fragment of the message) for every refusal.
@@ -324,6 +345,24 @@ const REFUSALS: &[(&str, &str, &str, &str)] = &[
         "batch_size = 0",
         "autoexport.batch_size",
         "between 1 and 100000",
+    ),
+    (
+        "autoexport",
+        "queue_target = \"1h\"",
+        "autoexport.queue_target",
+        "must be at most 10min, got 3600 s",
+    ),
+    (
+        "autoexport",
+        "queue_target = 1",
+        "autoexport.queue_target",
+        "invalid type",
+    ),
+    (
+        "autoexport",
+        "min_in_flight = 0",
+        "autoexport.min_in_flight",
+        "between 1 and 1000000",
     ),
     (
         "autoexport",

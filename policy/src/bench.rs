@@ -56,6 +56,8 @@ pub fn run(records: u64, files: u64) -> Result<BenchResult, String> {
         job_id: "bench".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
         max_in_flight: crate::engine::DEFAULT_MAX_IN_FLIGHT,
+        queue_target_ms: crate::engine::DEFAULT_QUEUE_TARGET_MS,
+        min_in_flight: crate::engine::DEFAULT_MIN_IN_FLIGHT,
         iteration_deadline_ms: crate::engine::DEFAULT_ITERATION_DEADLINE_MS,
     };
     let mut e = Engine::new(

@@ -74,6 +74,8 @@ pub fn engine_config(p: &Policy) -> Result<EngineConfig, String> {
         job_id: "autoexport".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
         max_in_flight: p.autoexport.max_in_flight,
+        queue_target_ms: p.autoexport.queue_target.as_millis() as u64,
+        min_in_flight: p.autoexport.min_in_flight,
         iteration_deadline_ms: p.autoexport.iteration_deadline.as_millis() as u64,
     })
 }
@@ -156,6 +158,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
             .or_else(|| self.engine.unknown_users().values().next());
         let now = now_ms();
         let mut s = status::build(self.engine.state(), now, error.map(String::as_str));
+        s.in_flight_limit = self.engine.in_flight_limit(now) as u64;
         if let Some(w) = self.engine.mask_warnings().values().next() {
             if s.status_message.is_empty() {
                 s.status_code = "ChangelogMaskIncomplete".into();

@@ -29,6 +29,7 @@ use crate::state::{
     NsOp, NsOpKind, Pending, Source, State, StateError, StateFile, MAX_RECENT_FAILURES,
     STATE_VERSION,
 };
+use crate::window::RequestWindow;
 use lustre::{Fid, HsmEvent, RecordType};
 use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
 
@@ -41,6 +42,9 @@ const JOIN_INTERVAL_MS: u64 = 50;
 /// CLOSE may come in separate reads, and a copy started between them ends EBUSY, which puts
 /// the file back for the *next* iteration (the end of the bulk load it was meant to pass).
 const JOIN_SETTLE_MS: u64 = 100;
+/// The backlog of an iteration is refilled in batches of the request bound divided by this
+/// ([`Engine::refill_batch`]).
+const REFILL_DIVISOR: usize = 8;
 /// First back-off after a try that did not export a file; it doubles with every further try.
 const BACKOFF_BASE_MS: u64 = 1_000;
 /// Pause before the next iteration after the file system failed to answer.
@@ -78,8 +82,16 @@ pub struct EngineConfig {
     pub retry_max_ms: u64,
     /// Archive requests handed to the coordinator and not finished yet, at most (a small
     /// multiple of its `hsm.max_requests`): the rest of an iteration waits in the engine, not
-    /// in the coordinator's catalog, which Lustre walks under a lock for every lookup.
+    /// in the coordinator's catalog, which Lustre walks under a lock for every lookup. The hard
+    /// cap of the adaptive bound ([`crate::window`]).
     pub max_in_flight: usize,
+    /// Requests outstanding are kept to about this many ms of work at the measured completion
+    /// rate, so a new change waits about this long behind them ([`crate::window`]); 0: always
+    /// `max_in_flight`.
+    pub queue_target_ms: u64,
+    /// Requests outstanding whatever the measured rate (at most `max_in_flight`): enough to keep
+    /// the copytools' slots busy.
+    pub min_in_flight: usize,
     /// An iteration whose requests make no progress (no completion, no new request) for this
     /// long ends; its stuck requests are carried into the next iteration.
     pub iteration_deadline_ms: u64,
@@ -91,6 +103,12 @@ pub const DEFAULT_ITERATION_DEADLINE_MS: u64 = 600_000;
 /// Default of [`EngineConfig::max_in_flight`]: 4 x the `hsm.max_requests` of 64 the admin guide
 /// recommends.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// Default of [`EngineConfig::queue_target_ms`].
+pub const DEFAULT_QUEUE_TARGET_MS: u64 = crate::window::DEFAULT_QUEUE_TARGET_MS;
+
+/// Default of [`EngineConfig::min_in_flight`].
+pub const DEFAULT_MIN_IN_FLIGHT: usize = crate::window::DEFAULT_MIN_IN_FLIGHT;
 
 /// Default of [`EngineConfig::retry_max_ms`]: an outage costs at most this once it is over.
 pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
@@ -273,6 +291,11 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// record read since made unsure of what their entry knows ([`Pending::forget`]): applied
     /// when the file is discovered, and to the iteration's entries at the next save.
     unsure: std::collections::HashMap<Fid, Forget>,
+    /// The completion rate of our requests and the bound on those outstanding it gives.
+    window: RequestWindow,
+    /// How many files at the front of the running iteration's `to_discover` joined it while it
+    /// ran (`join_running`): they are requested as soon as one slot frees, not in a batch.
+    fresh_ahead: usize,
 }
 
 /// CREATE records on an MDT without a single CLOSE before the daemon warns about the mask (a
@@ -346,6 +369,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             creates_without_close: vec![Some(0); mdts],
             mask_warnings: Default::default(),
             unsure: Default::default(),
+            window: RequestWindow::default(),
+            fresh_ahead: 0,
         })
     }
 
@@ -487,6 +512,44 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// The configuration the engine runs with.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// Our archive requests outstanding that count against the bound: sent, not ended, not
+    /// carried from an earlier iteration.
+    fn active_requests(&self) -> usize {
+        self.st.inflight.values().filter(|i| !i.carried).count()
+    }
+
+    /// Archive requests the engine may have outstanding at `now`: about `queue_target_ms` of
+    /// work at the measured completion rate, within `min_in_flight..=max_in_flight`
+    /// ([`crate::window`]).
+    pub fn in_flight_limit(&self, now: u64) -> usize {
+        self.window.limit(
+            now,
+            self.cfg.queue_target_ms,
+            self.cfg.min_in_flight,
+            self.cfg.max_in_flight,
+        )
+    }
+
+    /// Free request slots below which the iteration's backlog waits for more to free: every
+    /// send saves the whole state first (write-ahead), so the backlog is refilled an eighth of
+    /// the bound at a time, not one request per completion (a bulk export at 50-130 files/s
+    /// saved the state 40-60 times a second, each a full JSON of the pending set and two
+    /// fsyncs). A change that joined the iteration goes out with the first free slot, and so
+    /// does a request the copytools' slots wait for (fewer than `min_in_flight` outstanding).
+    fn refill_batch(&self, active: usize, limit: usize) -> usize {
+        let fresh = self.fresh_ahead > 0
+            && self
+                .st
+                .iteration
+                .as_ref()
+                .is_some_and(|it| !it.to_discover.is_empty());
+        if fresh || active < self.cfg.min_in_flight.min(limit) {
+            1
+        } else {
+            (limit / REFILL_DIVISOR).max(1)
+        }
     }
 
     /// Replaces the policy-derived settings (SIGHUP).
@@ -786,6 +849,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         match ev.event {
             HsmEvent::Archive => {
                 if let Some(inf) = self.st.inflight.remove(&fid) {
+                    self.window.completed(now);
                     self.settle(fid, inf, i32::from(ev.error), now);
                 } else if self.collect_foreign {
                     self.foreign_hsm.push((fid, i32::from(ev.error)));
@@ -882,8 +946,13 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             }
             None => {}
             Some(it) => {
-                let active = self.st.inflight.values().filter(|i| !i.carried).count();
-                if !it.to_discover.is_empty() && active < self.cfg.max_in_flight.max(1) {
+                // The bound only falls while no request ends (`crate::window`): a full window
+                // waits for a completion, which comes as a record.
+                let active = self.active_requests();
+                let limit = self.in_flight_limit(now);
+                if !it.to_discover.is_empty()
+                    && limit.saturating_sub(active) >= self.refill_batch(active, limit)
+                {
                     at(paused_until);
                 }
                 if !self.st.inflight.is_empty() {
@@ -982,6 +1051,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let Some(it) = self.st.iteration.as_mut() else {
             return;
         };
+        self.fresh_ahead += joining.len();
         for entry in joining.into_iter().rev() {
             self.iteration_members.insert(entry.0);
             it.to_discover.push_front(entry);
@@ -1010,6 +1080,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             ..Iteration::default()
         };
         self.iteration_members.clear();
+        self.fresh_ahead = 0;
         for fid in due {
             if let Some(p) = self.st.pending.remove(&fid) {
                 self.iteration_members.insert(fid);
@@ -1328,10 +1399,15 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         {
             return Ok(()); // the coordinator does not take requests: wait out the back-off
         }
-        // Only as many requests as the bound allows: the rest of the iteration waits here.
-        // Requests carried from an earlier iteration (stuck) do not hold up this one.
-        let active = self.st.inflight.values().filter(|i| !i.carried).count();
-        let room = self.cfg.max_in_flight.max(1).saturating_sub(active);
+        // Only as many requests as the bound allows: the rest of the iteration waits here, where
+        // a new change can still pass it (`join_running`). Requests carried from an earlier
+        // iteration (stuck) do not hold up this one.
+        let active = self.active_requests();
+        let limit = self.in_flight_limit(now);
+        let room = limit.saturating_sub(active);
+        if room < self.refill_batch(active, limit) {
+            return Ok(());
+        }
         let mut to_archive: Vec<(Fid, InFlight)> = Vec::new();
         for _ in 0..self.cfg.discover_chunk.max(1) {
             if to_archive.len() >= room {
@@ -1343,6 +1419,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             let Some((fid, p)) = it.to_discover.pop_front() else {
                 break;
             };
+            self.fresh_ahead = self.fresh_ahead.saturating_sub(1);
             self.changed = true;
             // Its earlier request is still queued (carried): asking again would queue a
             // duplicate (the MDT records one since LU-13651). The copy reads the file when it
@@ -1368,6 +1445,14 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let payload = format!("lb:j={}:i={}", self.cfg.job_id, self.iteration_number());
         let fids: Vec<Fid> = to_archive.iter().map(|(f, _)| *f).collect();
         self.progress_ticks += 1;
+        self.window.sending(active, now);
+        tracing::debug!(
+            sent = fids.len(),
+            outstanding = active + fids.len(),
+            limit,
+            completions_per_s = self.window.rate(now),
+            "archive requests sent"
+        );
         self.send_requests(&fids, payload.as_bytes(), now);
         Ok(())
     }
@@ -1517,6 +1602,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             .as_mut()
             .map(|it| it.to_discover.drain(..).collect())
             .unwrap_or_default();
+        self.fresh_ahead = 0;
         for (fid, p) in rest {
             match self.st.pending.get_mut(&fid) {
                 Some(q) => {

@@ -33,6 +33,8 @@ fn setup_bounded(max_in_flight: usize) -> (E, FakeNs, FakeStore, FakeLog, JobReg
         job_id: "autoexport".into(),
         retry_max_ms: crate::engine::DEFAULT_RETRY_MAX_MS,
         max_in_flight,
+        queue_target_ms: crate::engine::DEFAULT_QUEUE_TARGET_MS,
+        min_in_flight: crate::engine::DEFAULT_MIN_IN_FLIGHT,
         iteration_deadline_ms: crate::engine::DEFAULT_ITERATION_DEADLINE_MS,
     };
     let e = Engine::new(ns.clone(), store.clone(), log.clone(), cfg, 1, None, false).unwrap();

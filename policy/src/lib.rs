@@ -45,3 +45,4 @@ pub mod vocab;
 // Being restructured on another branch (issue 14, daemon runtime): documented there.
 #[allow(missing_docs)]
 pub mod web;
+pub mod window;

@@ -60,6 +60,10 @@ pub struct AutoExportStatus {
     pub pending_files: u64,
     /// Archive requests sent and not ended.
     pub in_flight_files: u64,
+    /// Archive requests the daemon may have outstanding now: about `autoexport.queue_target`
+    /// of work at the rate they are finishing, within `min_in_flight..=max_in_flight`.
+    #[serde(default)]
+    pub in_flight_limit: u64,
     /// Deletes and renames waiting.
     pub pending_namespace_operations: u64,
     /// Age in seconds of the oldest change not yet exported (0 when none).
@@ -171,6 +175,7 @@ pub fn build(st: &State, now: u64, reader_error: Option<&str>) -> AutoExportStat
         pending_files: (st.pending.len() + st.iteration.as_ref().map_or(0, |i| i.to_discover.len()))
             as u64,
         in_flight_files: st.inflight.len() as u64,
+        in_flight_limit: 0, // the engine's (`Daemon::status`): not in the state
         pending_namespace_operations: (st.ns_ops.len() + st.meta_pending.len()) as u64,
         oldest_unexported_change_age_seconds: age,
         standing_failures: standing,
@@ -285,8 +290,8 @@ pub fn render_human(s: &AutoExportStatus) -> String {
     }
     let _ = writeln!(
         o,
-        "Pending: {} files, {} in flight, {} namespace operations; oldest unexported change: {:.0}s",
-        s.pending_files, s.in_flight_files, s.pending_namespace_operations, s.oldest_unexported_change_age_seconds
+        "Pending: {} files, {} in flight (at most {} now), {} namespace operations; oldest unexported change: {:.0}s",
+        s.pending_files, s.in_flight_files, s.in_flight_limit, s.pending_namespace_operations, s.oldest_unexported_change_age_seconds
     );
     for w in &s.warnings {
         let _ = writeln!(o, "Warning: {w}");
@@ -383,7 +388,7 @@ fn iteration_gauges(s: &AutoExportStatus) -> [(&'static str, &'static str, f64);
 }
 
 /// The other gauges of [`render_metrics`], as [`iteration_gauges`].
-fn gauges(s: &AutoExportStatus) -> [(&'static str, &'static str, f64); 9] {
+fn gauges(s: &AutoExportStatus) -> [(&'static str, &'static str, f64); 10] {
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let last = s
         .last_successful_iteration_completion_time_utc
@@ -402,6 +407,11 @@ fn gauges(s: &AutoExportStatus) -> [(&'static str, &'static str, f64); 9] {
             "in_flight_files",
             "Archive requests sent and not completed.",
             s.in_flight_files as f64,
+        ),
+        (
+            "in_flight_limit",
+            "Archive requests the daemon may have outstanding now (queue_target of work at the measured rate, within min_in_flight and max_in_flight).",
+            s.in_flight_limit as f64,
         ),
         (
             "standing_failures",

@@ -28,6 +28,8 @@ fn cfg() -> EngineConfig {
         job_id: "autoexport-1".into(),
         retry_max_ms: policy::engine::DEFAULT_RETRY_MAX_MS,
         max_in_flight: policy::engine::DEFAULT_MAX_IN_FLIGHT,
+        queue_target_ms: policy::engine::DEFAULT_QUEUE_TARGET_MS,
+        min_in_flight: policy::engine::DEFAULT_MIN_IN_FLIGHT,
         iteration_deadline_ms: policy::engine::DEFAULT_ITERATION_DEADLINE_MS,
     }
 }

@@ -7,6 +7,10 @@
 # plus BENCH_FRESH_BULK_SMALL x 64 KiB files, default 4 x 1024 MiB + 10,000, written into the
 # file system first; the trickle starts once they are written, while auto-export works through
 # them: one long iteration that the trickle's changes join).
+# BENCH_FRESH_BULK_MODE: "backlog" (default) writes the bulk with the daemon stopped and starts
+# it once every bulk file is closed; "live" (before issue-17e) writes it while the daemon runs.
+# After the trickle, a bulk run waits for the bulk export to end (BENCH_FRESH_BULK_WAIT s, 900)
+# and prints its files/s from the copytool's log, over the trickle and over the whole export.
 # BENCH_QUICK=1: 20 s of trickle beside 1 x 256 MiB + 2,000 small files. BENCH_FRESH_RUNS picks
 # the runs ("idle bulk"); BENCH_LOGS=DIR keeps the product's logs of each run there.
 # Prints p50/p90/p99 and a histogram per run; the JSON of each run stays in
@@ -28,6 +32,11 @@ else
   fr_small="${BENCH_FRESH_BULK_SMALL:-10000}"
 fi
 fr_rate="${BENCH_TRICKLE_RATE:-10}"
+fr_mode="${BENCH_FRESH_BULK_MODE:-backlog}"
+case $fr_mode in
+  backlog | live) ;;
+  *) echo "bench: BENCH_FRESH_BULK_MODE: unknown mode '$fr_mode' (backlog, live)" >&2; exit 2 ;;
+esac
 fr_out="$bench_results"
 mkdir -p "$fr_out"
 
@@ -44,6 +53,12 @@ print(f"freshness: {name}: {when}: {s['totalFilesExported']} files exported, {le
 PY
 }
 
+# fr_left: files pending or in flight (0: the daemon has exported everything it saw).
+fr_left() {
+  "$bs_bin/lustre-blob" status --json --config "$bs_policy" |
+    python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["pendingFiles"] + s["inFlightFiles"])'
+}
+
 # fr_run NAME BULK(0|1): a fresh stack, (the bulk,) then the trickle.
 fr_run() {
   local name=$1 bulk=$2 mnt="$BENCH_WORK/fresh-$1"
@@ -53,9 +68,18 @@ fr_run() {
   bs_container "fresh-$name"
   bs_start "$mnt" "fresh-$name" true
   if [ "$bulk" = 1 ]; then
-    # The bulk is written first (auto-export takes it up as it lands, a long iteration), then
-    # the trickle starts while that export runs.
-    echo "bench: freshness: writing $fr_large x $fr_mib MiB and $fr_small x 64 KiB (the bulk)" >&2
+    # The bulk is written first, then the trickle starts while its export runs. "backlog": the
+    # daemon is stopped while the bulk is written and started again once it is closed, so the
+    # export begins with every bulk file whole (4 x 1 GiB among them) and runs beside the
+    # trickle. "live": auto-export takes the bulk up as it lands; a 1 GiB file requested
+    # while still being written ends EBUSY and waits for the next iteration, which a trickle
+    # joining the running one can put off until the trickle stops (so whether the large files
+    # are exported beside the trickle at all is left to chance).
+    if [ "$fr_mode" = backlog ]; then
+      kill -TERM -- "-$bs_pid_daemon" 2>/dev/null || true
+      while kill -0 "$bs_pid_daemon" 2>/dev/null; do sleep 0.1; done
+    fi
+    echo "bench: freshness: writing $fr_large x $fr_mib MiB and $fr_small x 64 KiB (the bulk, $fr_mode)" >&2
     mkdir -p "$mnt/bulk/large"
     local writers=() w
     for i in $(seq 1 "$fr_large"); do
@@ -73,21 +97,54 @@ for i in range(n):
         f.write(i.to_bytes(8, "little") + block[8:])
 PY
     for w in "${writers[@]}"; do wait "$w"; done
+    if [ "$fr_mode" = backlog ]; then
+      # On disk before the export starts: the simulator fsyncs its journal for every archive
+      # it ends, and an fsync queued behind gigabytes of dirty bulk data stalled every copy
+      # for seconds (not something a Lustre MDS shares with its clients' data).
+      sync
+      bs_spawn daemon "$bs_bin/lustre-blob" daemon --config "$bs_policy"
+      bs_watch=$bs_pid_daemon
+      bs_wait "lustre-blob daemon" 60 "$bs_bin/lustre-blob" status --config "$bs_policy"
+      bs_watch=""
+    fi
     fr_status "$name" "when the trickle started"
   fi
+  # A file never seen fails the part, after the logs are kept (BENCH_LOGS) and the daemon's
+  # view of it printed.
+  local fr_failed=0
   python3 scripts/lib/freshness.py --endpoint "$BENCH_ENDPOINT" --container "fresh-$name" \
     --mount "$mnt" --subdir trickle --rate "$fr_rate" --seconds "$fr_secs" \
-    --label "$name" --json "$fr_out/freshness-$name.json"
-  if [ "$bulk" = 1 ]; then fr_status "$name" "when the last trickle file was seen"; fi
+    --label "$name" --json "$fr_out/freshness-$name.json" || fr_failed=1
+  if [ "$fr_failed" = 1 ]; then
+    "$bs_bin/lustre-blob" status --config "$bs_policy" >&2 || true
+  fi
+  if [ "$bulk" = 1 ]; then
+    fr_status "$name" "when the last trickle file was seen"
+    # The bulk's own export to its end (up to BENCH_FRESH_BULK_WAIT s, default 900), so the
+    # copytool log below holds its whole span: its files/s is the throughput a change to the
+    # request window must not lower.
+    local deadline=$((SECONDS + ${BENCH_FRESH_BULK_WAIT:-900}))
+    until fr_left=$(fr_left) && [ "$fr_left" = 0 ]; do
+      [ "$SECONDS" -lt "$deadline" ] || { echo "freshness: $name: bulk not finished ($fr_left left)"; break; }
+      sleep 1
+    done
+    fr_status "$name" "when the bulk export ended"
+  fi
   # The same files from the copytool's side: close() -> the store's answer to the commit.
   python3 scripts/lib/freshness_commit.py "$fr_out/freshness-$name.json" "$BENCH_WORK/copytool.log" \
-    --label "$name" --json "$fr_out/freshness-commit-$name.json" || true
+    --label "$name" --json "$fr_out/freshness-commit-$name.json" \
+    $([ "$bulk" = 1 ] && echo --bulk bulk/) || true
   echo "freshness: $name: peak RSS KiB: daemon $(bs_hwm "$bs_pid_daemon"), lhsmtool_blob $(bs_hwm "$bs_pid_copytool")"
+  echo "freshness: $name: CPU seconds: daemon $(bs_cpu "$bs_pid_daemon"), lhsmtool_blob $(bs_cpu "$bs_pid_copytool"), lustre-sim $(bs_cpu "$bs_pid_mds"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
   bs_stop
   if [ -n "${BENCH_LOGS:-}" ]; then
     mkdir -p "$BENCH_LOGS/$name" && cp "$BENCH_WORK"/*.log "$BENCH_LOGS/$name/" 2>/dev/null || true
   fi
   rm -rf "$mnt"
+  if [ "$fr_failed" = 1 ]; then
+    echo "bench: freshness: $name: a trickle file never reached the store" >&2
+    return 1
+  fi
 }
 
 for fr_which in ${BENCH_FRESH_RUNS:-idle bulk}; do

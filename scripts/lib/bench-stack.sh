@@ -83,7 +83,9 @@ bs_wait() { # WHAT SECONDS CMD...   (gives up early when the process named by bs
 # bs_start MOUNT CONTAINER [AUTOEXPORT=false]: simulator on MOUNT (existing files are found by
 # its start-up scan), a changelog user, the policy file, one copytool and the daemon.
 # BENCH_BLOCK_SIZE (8MiB), BENCH_BLOCKS_IN_FLIGHT (8) and BENCH_MAX_ACTIONS (32) set the copytool;
-# BENCH_MAX_IN_FLIGHT the daemon's autoexport.max_in_flight (default: the product's).
+# BENCH_MAX_IN_FLIGHT, BENCH_QUEUE_TARGET and BENCH_MIN_IN_FLIGHT the daemon's
+# autoexport.max_in_flight, queue_target ("0s": the fixed bound of before issue-17e) and
+# min_in_flight (default: the product's).
 bs_start() {
   local mnt=$1 container=$2 auto=${3:-false}
   export LUSTREAPI_LIB="$bs_bin/liblustreapi_sim.so"
@@ -109,6 +111,8 @@ request_timeout = "120s"
 [autoexport]
 enabled = $auto
 ${BENCH_MAX_IN_FLIGHT:+max_in_flight = $BENCH_MAX_IN_FLIGHT}
+${BENCH_QUEUE_TARGET:+queue_target = \"$BENCH_QUEUE_TARGET\"}
+${BENCH_MIN_IN_FLIGHT:+min_in_flight = $BENCH_MIN_IN_FLIGHT}
 [logging]
 container = "bench-logs"
 [copytool]

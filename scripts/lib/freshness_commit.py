@@ -9,7 +9,12 @@ store's queue. This reads the wall-clock close() times freshness.py recorded and
 Block List) and prints the distribution of the difference: the product's own latency, with the
 store's answer to the commit included.
 
-  freshness_commit.py FRESHNESS.json COPYTOOL.log [--label L] [--json OUT]
+  freshness_commit.py FRESHNESS.json COPYTOOL.log [--label L] [--json OUT] [--bulk PREFIX]
+
+--bulk PREFIX also prints the export rate of the files under PREFIX (the bulk load the trickle
+runs beside): files committed per second over the trickle (first close() to last commit of a
+trickle file) and over the whole bulk export, so a change that helps the trickle can be seen
+not to slow the bulk down.
 """
 import argparse, datetime, json, re, sys
 
@@ -23,24 +28,30 @@ def main():
     ap.add_argument("copytool_log")
     ap.add_argument("--label", default="")
     ap.add_argument("--json")
+    ap.add_argument("--bulk")
     a = ap.parse_args()
     try:
         closed = json.load(open(a.freshness_json))["closed_wall"]
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"freshness_commit: {a.freshness_json}: no close() times ({e})")
     done = {}
+    bulk = {}  # bulk file -> its last commit
     with open(a.copytool_log, errors="replace") as f:
         for line in f:
             line = ANSI.sub("", line)
             m = DONE.search(line)
-            if not m or m.group(1) not in closed:
+            if not m:
+                continue
+            path = m.group(1)
+            is_bulk = a.bulk is not None and path.startswith(a.bulk)
+            if path not in closed and not is_bulk:
                 continue
             try:
                 t = datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
             except ValueError:
                 continue
             # The last commit counts (a file changed during its copy is archived again).
-            done[m.group(1)] = t.timestamp()
+            (bulk if is_bulk else done)[path] = t.timestamp()
     lat = sorted(done[k] - closed[k] for k in done)
     if not lat:
         sys.exit("freshness_commit: no trickle file in the copytool log")
@@ -54,9 +65,21 @@ def main():
         name = f"{lo:>5.2f}-{hi:<5.2f} s" if hi != float("inf") else f"{lo:>5.2f}+      s"
         print(f"freshness: {label}  {name} {c:>6}  {'#' * int(round(60 * c / len(lat)))}")
         lo = hi
+    extra = {}
+    if bulk:
+        ts = sorted(bulk.values())
+        lo_t, hi_t = min(closed.values()), max(done.values())
+        during = sum(1 for t in ts if lo_t <= t <= hi_t)
+        whole = ts[-1] - ts[0]
+        print(f"freshness: {label}bulk ({a.bulk}): {len(ts)} files committed in {whole:.1f} s "
+              f"({len(ts) / whole if whole > 0 else 0:.1f} files/s); during the trickle "
+              f"({hi_t - lo_t:.1f} s): {during} files, {during / (hi_t - lo_t):.1f} files/s")
+        extra = {"bulk_files": len(ts), "bulk_seconds": whole,
+                 "bulk_files_during_trickle": during, "trickle_seconds": hi_t - lo_t}
     if a.json:
         json.dump({"label": f"{a.label} (copytool log)", "latencies": lat, "p50": pick(0.5),
-                   "p90": pick(0.9), "p99": pick(0.99), "files": len(closed)}, open(a.json, "w"))
+                   "p90": pick(0.9), "p99": pick(0.99), "files": len(closed), **extra},
+                  open(a.json, "w"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,411 @@
+//! Issue 17 item 1, freshness beside a bulk export: the engine keeps about `queue_target` of work
+//! handed to the coordinator (Little's law on the measured completion rate), within
+//! `min_in_flight..=max_in_flight`, so a change made during a bulk export is requested with about
+//! `target x rate` requests ahead of it instead of `max_in_flight`.
+//!
+//! The coordinator and its copytools are simulated: requests are served first come, first served
+//! (Lustre's action catalog order), `slots` at once, each for `service_ms` of simulated time, and
+//! each end comes back as its CL_HSM record. Time is the engine's `now`: nothing here depends on
+//! the machine's speed.
+
+use std::collections::{HashMap, VecDeque};
+
+use lustre::lustre_sys::{HS_ARCHIVED, HS_EXISTS};
+use lustre::{Fid, HsmEvent, HsmEventInfo, RecordType};
+use lustre_blob_config::{DeleteMode, MetadataMode, RenameMode};
+use policy::engine::*;
+use policy::fake::{FakeLog, FakeNs, FakeStore};
+use policy::model::{Change, FileKind};
+use policy::scope::Scope;
+
+type E = Engine<FakeNs, FakeStore, FakeLog>;
+
+/// Simulated time between two engine steps.
+const TICK_MS: u64 = 10;
+
+fn cfg() -> EngineConfig {
+    EngineConfig {
+        archive_id: 1,
+        scope: Scope::new(&["projects".to_string()], &[]).unwrap(),
+        min_age_ms: 0,
+        metadata: MetadataMode::Ignore,
+        on_delete: DeleteMode::Keep,
+        on_rename: RenameMode::Keep,
+        batch_size: 1000,
+        stale_after_ms: 600_000,
+        discover_chunk: 256,
+        job_id: "autoexport".into(),
+        retry_max_ms: DEFAULT_RETRY_MAX_MS,
+        max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        // 1 s (the default is 500 ms) keeps the figures below round: rate x 1 s = rate.
+        queue_target_ms: 1_000,
+        min_in_flight: DEFAULT_MIN_IN_FLIGHT,
+        iteration_deadline_ms: DEFAULT_ITERATION_DEADLINE_MS,
+    }
+}
+
+/// The engine on fakes, a changelog and a clock.
+struct T {
+    e: E,
+    ns: FakeNs,
+    idx: u64,
+    now: u64,
+}
+
+impl T {
+    fn new(c: EngineConfig) -> T {
+        let ns = FakeNs::default();
+        ns.add("", FileKind::Directory, 0);
+        ns.add("projects", FileKind::Directory, 0);
+        let e = Engine::new(
+            ns.clone(),
+            FakeStore::default(),
+            FakeLog::default(),
+            c,
+            1,
+            None,
+            true,
+        )
+        .unwrap();
+        T {
+            e,
+            ns,
+            idx: 0,
+            now: 1_000_000,
+        }
+    }
+    fn feed(&mut self, kind: RecordType, fid: Fid, hsm: Option<HsmEventInfo>) {
+        self.idx += 1;
+        let mut c = Change::simple(0, self.idx, kind, fid);
+        if let Some(h) = hsm {
+            c.record.set_hsm(h);
+        }
+        self.e.on_records(0, &[c], false, self.now);
+    }
+    /// A file written and closed now.
+    fn file(&mut self, path: &str) -> Fid {
+        let fid = self.ns.add(path, FileKind::Regular, 65_536);
+        self.feed(RecordType::Close, fid, None);
+        fid
+    }
+    fn bulk(&mut self, n: usize) -> Vec<Fid> {
+        (0..n)
+            .map(|i| self.file(&format!("projects/bulk/f{i:05}")))
+            .collect()
+    }
+    /// The archive of `fid` ended successfully (its CL_HSM record).
+    fn archived(&mut self, fid: Fid) {
+        self.ns.set_hsm(fid, HS_EXISTS | HS_ARCHIVED, false);
+        let ev = HsmEventInfo::new(HsmEvent::Archive, 0, false);
+        self.feed(RecordType::Hsm, fid, Some(ev));
+    }
+    fn in_flight(&self) -> usize {
+        self.e.state().inflight.len()
+    }
+    fn backlog(&self) -> usize {
+        self.e
+            .state()
+            .iteration
+            .as_ref()
+            .map_or(0, |i| i.to_discover.len())
+            + self.e.state().pending.len()
+    }
+}
+
+/// A coordinator that serves requests in the order they came, and its copytools.
+struct Copytools {
+    slots: usize,
+    service_ms: u64,
+    /// Each file's copy takes 80-120 % of `service_ms` (the copies do not end in lockstep).
+    jitter: bool,
+    started: u64,
+    /// Requested, not started: the coordinator's queue.
+    queue: VecDeque<Fid>,
+    /// (ends at, file).
+    running: Vec<(u64, Fid)>,
+    calls_seen: usize,
+    /// When each file was requested, and how many requests were outstanding ahead of it.
+    sent: HashMap<Fid, (u64, usize)>,
+    done: HashMap<Fid, u64>,
+    /// Ticks with work waiting, and how many of their slot-ticks were busy.
+    ticks_with_work: u64,
+    busy_slot_ticks: u64,
+}
+
+impl Copytools {
+    fn new(slots: usize, service_ms: u64) -> Self {
+        Copytools {
+            slots,
+            service_ms,
+            jitter: false,
+            started: 0,
+            queue: VecDeque::new(),
+            running: Vec::new(),
+            calls_seen: 0,
+            sent: HashMap::new(),
+            done: HashMap::new(),
+            ticks_with_work: 0,
+            busy_slot_ticks: 0,
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        self.queue.len() + self.running.len()
+    }
+
+    /// Takes the requests sent since the last look, in order, and starts what fits.
+    fn take_requests(&mut self, t: &T) {
+        let fs = t.ns.lock();
+        for (fids, _) in &fs.archive_calls[self.calls_seen..] {
+            for f in fids {
+                let ahead = self.queue.len() + self.running.len();
+                self.sent.insert(*f, (t.now, ahead));
+                self.queue.push_back(*f);
+            }
+        }
+        self.calls_seen = fs.archive_calls.len();
+        drop(fs);
+        while self.running.len() < self.slots {
+            let Some(f) = self.queue.pop_front() else {
+                break;
+            };
+            let service = if self.jitter {
+                // 80..=120 %, spread evenly over every 41 files.
+                self.service_ms * (80 + (self.started * 37 % 41)) / 100
+            } else {
+                self.service_ms
+            };
+            self.started += 1;
+            self.running.push((t.now + service, f));
+        }
+    }
+
+    /// Runs `ms` of simulated time: archives end when due, the engine steps every tick, and
+    /// `check` looks at each tick.
+    fn run(&mut self, t: &mut T, ms: u64, mut check: impl FnMut(&T, &Copytools)) {
+        for _ in 0..ms / TICK_MS {
+            t.now += TICK_MS;
+            let now = t.now;
+            let (ended, still): (Vec<_>, Vec<_>) =
+                self.running.drain(..).partition(|(end, _)| *end <= now);
+            self.running = still;
+            for (_, f) in ended {
+                self.done.insert(f, now);
+                t.archived(f);
+            }
+            // What is ended frees its slot at once (the coordinator hands out queued requests).
+            self.take_requests(t);
+            t.e.step(now).unwrap();
+            self.take_requests(t);
+            if !self.queue.is_empty() || t.backlog() > 0 {
+                self.ticks_with_work += 1;
+                self.busy_slot_ticks += self.running.len() as u64;
+            }
+            check(t, self);
+        }
+    }
+
+    /// (requested at, requests outstanding ahead of it, ended at) of `fid`.
+    fn of(&self, fid: Fid) -> (u64, usize, Option<u64>) {
+        let (at, ahead) = self.sent[&fid];
+        (at, ahead, self.done.get(&fid).copied())
+    }
+}
+
+/// A change made while a bulk export keeps the copytools busy (100 files/s: 32 slots, 320 ms a
+/// file) is requested with about `queue_target x rate` = 100 requests ahead of it, not
+/// `max_in_flight` (256, which took 2.6 s to get through), and ends about a second after its
+/// close. Fails with the fixed bound: 255 ahead.
+#[test]
+fn a_new_change_waits_behind_about_target_times_rate_requests_not_max_in_flight() {
+    let mut t = T::new(cfg());
+    let mut ct = Copytools::new(32, 320);
+    ct.jitter = true;
+    t.bulk(3_000);
+    ct.run(&mut t, 5_000, |_, _| {});
+    let limit = t.e.in_flight_limit(t.now);
+    assert!((90..=115).contains(&limit), "100 files/s x 1 s: {limit}");
+    assert!(t.in_flight() <= 115, "{} in flight", t.in_flight());
+    let closed = t.now;
+    let fresh = t.file("projects/fresh.dat");
+    ct.run(&mut t, 3_000, |_, _| {});
+    let (sent, ahead, done) = ct.of(fresh);
+    assert!(ahead <= 115, "{ahead} requests ahead of the new change");
+    let done = done.expect("the new change was archived");
+    assert!(
+        done - closed <= 1_400,
+        "close -> archived {} ms (requested after {} ms)",
+        done - closed,
+        sent - closed
+    );
+    assert!(t.backlog() > 1_000, "the bulk is still being exported");
+}
+
+/// The bound follows the rate both ways: fast completions (200 files/s) grow it from the floor
+/// to ~200; when the store slows to 10 files/s it shrinks to the floor (32), the requests
+/// already handed out drain, and no more are sent meanwhile: a change made then has ~32 ahead,
+/// not 256. Fails with the fixed bound (256 out all along).
+#[test]
+fn the_bound_grows_while_completions_are_fast_and_shrinks_when_they_slow() {
+    let mut t = T::new(cfg());
+    let mut ct = Copytools::new(32, 160);
+    ct.jitter = true;
+    t.bulk(2_000);
+    t.e.step(t.now).unwrap();
+    assert_eq!(t.in_flight(), 32, "nothing measured yet: the floor");
+    ct.take_requests(&t);
+    ct.run(&mut t, 4_000, |_, _| {});
+    let fast = t.e.in_flight_limit(t.now);
+    assert!((180..=225).contains(&fast), "200 files/s x 1 s: {fast}");
+    assert!(ct.outstanding() >= 180, "{}", ct.outstanding());
+    // The store slows down: 32 slots at 3.2 s a file = 10 files/s.
+    ct.service_ms = 3_200;
+    // Requests already handed out cannot be taken back: they drain, and a request is sent only
+    // into room under the (falling) bound.
+    let mut prev = ct.outstanding();
+    ct.run(&mut t, 30_000, |t, ct| {
+        let limit = t.e.in_flight_limit(t.now);
+        assert!(
+            ct.outstanding() <= prev || ct.outstanding() <= limit,
+            "{} outstanding after a send, bound {limit}",
+            ct.outstanding()
+        );
+        prev = ct.outstanding();
+    });
+    assert_eq!(
+        t.e.in_flight_limit(t.now),
+        32,
+        "10 files/s x 1 s is below the floor"
+    );
+    assert!(ct.outstanding() <= 32, "{} outstanding", ct.outstanding());
+    let fresh = t.file("projects/fresh.dat");
+    ct.run(&mut t, 5_000, |_, _| {});
+    let (_, ahead, _) = ct.of(fresh);
+    assert!(ahead <= 32, "{ahead} ahead of the new change");
+}
+
+/// Large files: a file's copy alone takes longer than the target (20 s here), so the rate
+/// (1.6 files/s) gives a bound of ~2; the floor keeps every copytool slot busy all the same,
+/// and nothing more is handed out. Fails with the fixed bound (256 out).
+#[test]
+fn the_bound_never_falls_below_the_floor_and_the_floor_keeps_the_slots_busy() {
+    let mut t = T::new(cfg());
+    let mut ct = Copytools::new(32, 20_000);
+    t.bulk(200);
+    let mut checked = 0;
+    ct.run(&mut t, 61_000, |t, ct| {
+        assert_eq!(t.e.in_flight_limit(t.now), 32);
+        assert_eq!(ct.outstanding(), 32, "at {}", t.now);
+        assert_eq!(ct.running.len(), 32, "every slot busy");
+        checked += 1;
+    });
+    assert_eq!(checked, 6_100);
+    assert_eq!(ct.done.len(), 96, "three rounds of 32");
+}
+
+/// `max_in_flight` stays the hard cap: a fast store (1,600 files/s) would call for 1,600
+/// requests; the bound starts at the floor, grows to the cap and never passes it. Fails with the
+/// fixed bound, which hands out the whole cap at once.
+#[test]
+fn max_in_flight_stays_the_hard_cap_and_the_bound_starts_at_the_floor() {
+    let mut c = cfg();
+    c.max_in_flight = 100;
+    let mut t = T::new(c);
+    let mut ct = Copytools::new(32, 20);
+    t.bulk(3_000);
+    t.e.step(t.now).unwrap();
+    assert_eq!(t.in_flight(), 32, "the floor, before any rate is known");
+    ct.take_requests(&t);
+    let mut most = 0;
+    ct.run(&mut t, 1_000, |t, ct| {
+        assert!(t.e.in_flight_limit(t.now) <= 100);
+        assert!(ct.outstanding() <= 100, "{}", ct.outstanding());
+        most = most.max(ct.outstanding());
+    });
+    assert_eq!(most, 100, "the bound reached the cap");
+    assert_eq!(t.e.in_flight_limit(t.now), 100);
+}
+
+/// A pure bulk export is not slowed: with 32 slots at 200 ms a file (160 files/s) 2,400 files
+/// take the 15 s the slots need, every slot busy from the first request to the last, while the
+/// queue at the coordinator stays ~1 s of work (at most ~160 outstanding, not 256). The last
+/// assertion fails with the fixed bound.
+#[test]
+fn a_pure_bulk_export_keeps_every_slot_busy_with_about_target_of_work_queued() {
+    let mut t = T::new(cfg());
+    let mut ct = Copytools::new(32, 200);
+    t.bulk(2_400);
+    let mut most = 0;
+    let mut finished_at = None;
+    let start = t.now;
+    ct.run(&mut t, 20_000, |t, ct| {
+        // Past the first two seconds (the rate is being measured).
+        if t.now - start > 2_000 {
+            most = most.max(ct.outstanding());
+        }
+        if finished_at.is_none() && ct.done.len() == 2_400 {
+            finished_at = Some(t.now - start);
+        }
+    });
+    let took = finished_at.expect("the bulk was exported");
+    // 2,400 / 32 slots x 200 ms = 15 s, plus one tick per round for the loop.
+    assert!(took <= 15_300, "{took} ms");
+    let busy = ct.busy_slot_ticks as f64 / (ct.ticks_with_work * 32) as f64;
+    assert!(busy >= 0.99, "slots busy {:.3} of the time", busy);
+    assert!(most <= 190, "{most} outstanding at 160 files/s");
+}
+
+/// Event-driven: with the bound full the engine waits for a completion (a record), not a
+/// timer; a completion that frees room makes it due at once. Fails with the fixed bound, which
+/// has room (32 < 256) and keeps asking for a round.
+#[test]
+fn a_full_bound_sleeps_until_a_request_ends() {
+    let mut t = T::new(cfg());
+    let bulk = t.bulk(300);
+    t.e.step(t.now).unwrap();
+    let now = t.now;
+    assert_eq!(t.in_flight(), 32);
+    let due = t.e.next_due(now);
+    assert!(
+        due.is_none_or(|d| d > now + 1_000),
+        "no round while the bound is full: {due:?}"
+    );
+    let first = *t.e.state().inflight.keys().next().unwrap();
+    assert!(bulk.contains(&first));
+    t.archived(first);
+    assert_eq!(t.e.next_due(now), Some(now), "room again: due now");
+    t.e.step(now).unwrap();
+    assert_eq!(t.in_flight(), 32);
+}
+
+/// Every send saves the whole state first (write-ahead), so the backlog is refilled in batches
+/// of an eighth of the bound rather than one request per completion, while a change that joins
+/// the iteration still goes out with the first slot that frees. Fails with the old code, which
+/// sent one request per completion.
+#[test]
+fn the_backlog_is_refilled_in_batches_and_a_new_change_with_the_first_free_slot() {
+    let mut t = T::new(cfg());
+    let mut ct = Copytools::new(32, 320);
+    ct.jitter = true;
+    t.bulk(3_000);
+    ct.run(&mut t, 5_000, |_, _| {}); // 100 files/s: a bound of ~100, batches of ~12
+    let (calls, done) = (t.ns.lock().archive_calls.len(), ct.done.len());
+    ct.run(&mut t, 5_000, |_, _| {});
+    let sends = t.ns.lock().archive_calls.len() - calls;
+    let completions = ct.done.len() - done;
+    assert!(completions >= 450, "{completions}");
+    assert!(
+        sends * 8 <= completions,
+        "{sends} sends for {completions} completions"
+    );
+    let closed = t.now;
+    let fresh = t.file("projects/fresh.dat");
+    ct.run(&mut t, 1_000, |_, _| {});
+    let (sent, _, _) = ct.of(fresh);
+    // Joined once 100 ms old (looked for every 50 ms), then the next completion (~10 ms).
+    assert!(
+        sent - closed <= 200,
+        "requested {} ms after its close",
+        sent - closed
+    );
+}
