@@ -593,7 +593,11 @@ impl T {
 
 #[test]
 fn files_born_under_the_daemons_eyes_cost_the_mds_no_fid2path_and_no_hsm_state() {
-    let mut t = T::new(cfg());
+    // The fixed bound (no request window): all 50 files are looked at and requested in one step.
+    let mut t = T::new(EngineConfig {
+        queue_target_ms: 0,
+        ..cfg()
+    });
     let before = t.calls();
     let fids: Vec<Fid> = (0..50)
         .map(|i| t.born(&format!("projects/f{i}"), 10))
