@@ -256,6 +256,25 @@ fn current_action(p: &Path) -> hsm_current_action {
     hca
 }
 
+/// `lustre-sim test-agent MOUNT ARGS...`, once it has registered: the child and its output.
+fn spawn_test_agent(
+    m: &Path,
+    args: &[&str],
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(testkit::sim::sim_bin_path())
+        .arg("test-agent")
+        .arg(m)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "registered\n");
+    (child, out)
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !f() {
@@ -831,15 +850,8 @@ fn a_killed_agent_leaves_its_request_canceled_after_the_timeout() {
     let f = m.join("f");
     std::fs::write(&f, b"x").unwrap();
     let fid = path2fid(&f);
-    let mut child = Command::new(testkit::sim::sim_bin_path())
-        .args(["test-agent", m.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut out) = spawn_test_agent(m, &[]);
     let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "registered\n");
     assert_eq!(request(m, HUA_ARCHIVE, 0, &[fid], b""), 0);
     line.clear();
     out.read_line(&mut line).unwrap();
@@ -1211,15 +1223,7 @@ fn a_dead_agent_is_dropped_and_the_work_goes_to_a_live_one() {
     let m = sim.mount();
     std::fs::write(m.join("f"), b"x").unwrap();
     let fid = path2fid(&m.join("f"));
-    let mut child = Command::new(testkit::sim::sim_bin_path())
-        .args(["test-agent", m.to_str().unwrap(), "--archive", "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "registered\n");
+    let (mut child, _out) = spawn_test_agent(m, &["--archive", "1"]);
     child.kill().unwrap();
     child.wait().unwrap();
     // the live agent registered later, so the dead one (same load, lower id) is tried first
@@ -1241,15 +1245,8 @@ fn the_test_agent_with_end_archives_at_once_and_holds_restores() {
     let m = sim.mount();
     std::fs::write(m.join("f"), b"x").unwrap();
     let fid = path2fid(&m.join("f"));
-    let mut child = Command::new(testkit::sim::sim_bin_path())
-        .args(["test-agent", m.to_str().unwrap(), "--archive", "1", "--end"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut out) = spawn_test_agent(m, &["--archive", "1", "--end"]);
     let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "registered\n");
     assert_eq!(request(m, HUA_ARCHIVE, 1, &[fid], b""), 0);
     wait_for("the archive to end", || {
         hsm_state(&m.join("f")) == (HS_EXISTS | HS_ARCHIVED, 1)

@@ -6,6 +6,18 @@ use e2e::util::{stderr, stdout, wait_until};
 
 use std::time::Duration;
 
+/// `lustre-blob flush --wait`, which must succeed (the logs are printed when it does not).
+fn flush_ok(s: &Stack) {
+    let o = s.flush("120s");
+    assert!(
+        o.status.success(),
+        "flush: {} {}\n{}",
+        stdout(&o),
+        stderr(&o),
+        s.logs()
+    );
+}
+
 fn stack(prefix: &str, exclude: &[&str]) -> Stack {
     testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
     let mut s = Stack::new(StackOptions {
@@ -27,14 +39,7 @@ fn new_files_dirs_and_symlinks_under_the_prefix_are_exported_and_nothing_else() 
     s.write("projects/skip.tmp", b"excluded");
     s.write("other/c.dat", b"outside");
     std::os::unix::fs::symlink("a.dat", s.mount().join("projects/link")).unwrap();
-    let o = s.flush("120s");
-    assert!(
-        o.status.success(),
-        "flush: {} {}\n{}",
-        stdout(&o),
-        stderr(&o),
-        s.logs()
-    );
+    flush_ok(&s);
     let got = s.blob_names();
     assert_eq!(
         got,
@@ -128,14 +133,7 @@ fn a_file_renamed_before_its_export_is_exported_once_under_its_new_name() {
     s.start_daemon();
     let draft = s.write("projects/draft.dat", b"final words");
     std::fs::rename(&draft, s.mount().join("projects/final.dat")).unwrap();
-    let o = s.flush("120s");
-    assert!(
-        o.status.success(),
-        "flush: {} {}\n{}",
-        stdout(&o),
-        stderr(&o),
-        s.logs()
-    );
+    flush_ok(&s);
     assert_eq!(
         s.blob_names(),
         vec!["projects", "projects/final.dat"],
