@@ -1639,41 +1639,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             .known_path
             .take()
             .and_then(|k| self.at_known_path(&fid, k.into_bytes()));
-        let (path, st) = match known {
-            Some(found) => found,
-            None => {
-                let path = match self.ns.fid2path(&fid) {
-                    Ok(Some(path)) => path,
-                    Ok(None) => {
-                        self.resolved(&fid); // deleted since: nothing to export
-                        return None;
-                    }
-                    Err(e) => return self.discover_error(fid, p, "", e, now),
-                };
-                if !self.cfg.scope.covers(&path) {
-                    self.resolved(&fid); // renamed out of scope or into an exclusion
-                    return None;
-                }
-                match self.ns.stat(&path) {
-                    Ok(Some(st)) => (path, st),
-                    Ok(None) => {
-                        // Deleted meanwhile, or a path that does not lead back to the file (a
-                        // name the path API could not carry): only the second is a failure.
-                        let text = lossy(&path);
-                        if matches!(self.ns.fid2path(&fid), Ok(Some(_))) {
-                            let why = "the file exists but its path does not resolve (name not representable?)";
-                            self.fail(Some(fid), &text, "export", why.to_string(), now);
-                        } else {
-                            self.resolved(&fid);
-                        }
-                        return None;
-                    }
-                    Err(e) => {
-                        let text = lossy(&path);
-                        return self.discover_error(fid, p, &text, e, now);
-                    }
-                }
-            }
+        let (path, st, p) = match known {
+            Some((path, st)) => (path, st, p),
+            None => self.look_up_by_fid(fid, p, now)?,
         };
         let text = lossy(&path);
         match st.kind {
@@ -1729,6 +1697,51 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 self.requeue(fid, r, now);
             }
             Err(e) => self.fail(Some(fid), text, "export", e.to_string(), now),
+        }
+    }
+
+    /// The file's path from `fid2path` (an MDS call) and its attributes, with its entry handed
+    /// back; `None` once the file is settled here: deleted, out of scope, a path that does not
+    /// lead back to it (a failure), or a file system that did not answer (put back).
+    fn look_up_by_fid(
+        &mut self,
+        fid: Fid,
+        p: Pending,
+        now: u64,
+    ) -> Option<(Vec<u8>, FileStat, Pending)> {
+        let path = match self.ns.fid2path(&fid) {
+            Ok(Some(path)) => path,
+            Ok(None) => {
+                self.resolved(&fid); // deleted since: nothing to export
+                return None;
+            }
+            Err(e) => {
+                self.discover_error(fid, p, "", e, now);
+                return None;
+            }
+        };
+        if !self.cfg.scope.covers(&path) {
+            self.resolved(&fid); // renamed out of scope or into an exclusion
+            return None;
+        }
+        match self.ns.stat(&path) {
+            Ok(Some(st)) => Some((path, st, p)),
+            Ok(None) => {
+                // Deleted meanwhile, or a path that does not lead back to the file (a name the
+                // path API could not carry): only the second is a failure.
+                if matches!(self.ns.fid2path(&fid), Ok(Some(_))) {
+                    let why =
+                        "the file exists but its path does not resolve (name not representable?)";
+                    self.fail(Some(fid), &lossy(&path), "export", why.to_string(), now);
+                } else {
+                    self.resolved(&fid);
+                }
+                None
+            }
+            Err(e) => {
+                self.discover_error(fid, p, &lossy(&path), e, now);
+                None
+            }
         }
     }
 
