@@ -21,6 +21,7 @@ use crate::inflight::{
     look_after_refusal, look_at_stale, needs_archive, request_archives, AfterRefusal, Request,
     Stale,
 };
+use crate::members::Members;
 use crate::model::{Change, FileKind, FileStat};
 use crate::ports::{blob_metadata, EventLog, Namespace, NsError, Store};
 use crate::scope::{join, DirCache, Scope};
@@ -277,10 +278,14 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     last_progress_ms: u64,
     /// When due files last joined the running iteration ([`JOIN_INTERVAL_MS`]).
     last_join_ms: u64,
-    /// Every file the running iteration took or was joined by: one that changes again while it
-    /// runs waits for the next one (a file counts once per iteration). Not saved: after a
-    /// restart it holds what the saved iteration still has to do.
-    iteration_members: std::collections::HashSet<Fid>,
+    /// Every file the running iteration took or was joined by, and whether it tried it yet: one
+    /// that changes again while it runs waits for the next one (a file counts once per
+    /// iteration), and one tried already makes the iteration hand over ([`Engine::hand_over`]).
+    /// Not saved: after a restart it holds what the saved iteration still has to do.
+    iteration_members: Members,
+    /// The running iteration handed its backlog over to the next one: nothing joins it any
+    /// more, it ends once its requests in flight settle.
+    handing_over: bool,
     /// Per MDT: changelog_clear answered ENOENT (the user is not registered there).
     unknown_user: std::collections::BTreeMap<usize, String>,
     /// Per MDT: files created (CREATE records) while no CLOSE was ever seen, and the warning
@@ -333,10 +338,10 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             Some(it) => it
                 .to_discover
                 .iter()
-                .map(|(f, _)| *f)
-                .chain(st.inflight.keys().copied())
+                .map(|(f, _)| (*f, false))
+                .chain(st.inflight.keys().map(|f| (*f, true)))
                 .collect(),
-            None => std::collections::HashSet::new(),
+            None => Members::default(),
         };
         Ok(Engine {
             ns,
@@ -365,6 +370,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             last_progress_ms: 0,
             last_join_ms: 0,
             iteration_members,
+            handing_over: false,
             unknown_user: Default::default(),
             creates_without_close: vec![Some(0); mdts],
             mask_warnings: Default::default(),
@@ -731,7 +737,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         if let Some(p) = self.st.pending.get_mut(fid) {
             p.forget(what);
         }
-        if self.iteration_members.contains(fid) && !self.st.inflight.contains_key(fid) {
+        if self.iteration_members.contains(fid) && !self.iteration_members.was_tried(fid) {
             let w = self.unsure.entry(*fid).or_default();
             *w = w.and(what);
         }
@@ -966,17 +972,19 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                         .last_progress_ms
                         .saturating_add(self.cfg.iteration_deadline_ms));
                 }
-                if self.st.autoexport_enabled {
-                    // `join_running`: fresh files once they settled, at most every interval; a
-                    // member of this iteration that changed again waits for the next one.
+                if self.st.autoexport_enabled && !self.handing_over {
+                    // `join_running`: files that are not members once they settled, at most
+                    // every interval; a member tried already makes the iteration hand over once
+                    // it is due; one not tried yet waits for its turn.
                     let next_join = self.last_join_ms.saturating_add(JOIN_INTERVAL_MS);
                     for (f, p) in &self.st.pending {
-                        if p.retries == 0 && p.attempts == 0 && !self.iteration_members.contains(f)
-                        {
-                            let wait = if self.forced_by_flush(&p.holds) {
-                                JOIN_SETTLE_MS
-                            } else {
-                                self.cfg.min_age_ms.max(JOIN_SETTLE_MS)
+                        let tried = self.iteration_members.was_tried(f);
+                        if tried || !self.iteration_members.contains(f) {
+                            let wait = match (self.forced_by_flush(&p.holds), tried) {
+                                (true, true) => 0,
+                                (true, false) => JOIN_SETTLE_MS,
+                                (false, true) => self.cfg.min_age_ms,
+                                (false, false) => self.cfg.min_age_ms.max(JOIN_SETTLE_MS),
                             };
                             let of_age = p.last_change_ms.saturating_add(wait);
                             at(of_age.max(p.retry_at_ms).max(next_join));
@@ -1014,26 +1022,33 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// Files that changed and became due while an iteration runs join it, ahead of the files it
     /// has not requested yet, newest first: a new change never waits for a long iteration (a bulk
     /// load) to end, only for a free request slot. The iteration ends once they are exported too.
+    /// A file the iteration already tried cannot join it (it counts once per iteration): when
+    /// one is due, the iteration hands over ([`Engine::hand_over`]) so that it is not left
+    /// waiting for as long as new changes keep joining.
     fn join_running(&mut self, now: u64) {
         if now.saturating_sub(self.last_join_ms) < JOIN_INTERVAL_MS || self.st.pending.is_empty() {
             return;
         }
         self.last_join_ms = now;
-        if self.st.iteration.is_none() {
+        if self.st.iteration.is_none() || self.handing_over {
             return;
         }
         let due = self.due_pending(now);
-        // New changes only: a file the iteration already has, or put back after a try, waits
-        // for the next iteration, as before (a file counts once per iteration).
+        if due.iter().any(|f| self.iteration_members.was_tried(f)) {
+            self.hand_over();
+            return;
+        }
+        // A member not tried yet is read when its turn comes, which covers this change too; its
+        // entry here is merged into that turn ([`Engine::take_next`]).
         let fresh: Vec<Fid> = due
             .into_iter()
             .filter(|f| {
                 !self.iteration_members.contains(f)
-                    && self.st.pending.get(f).is_some_and(|p| {
-                        p.retries == 0
-                            && p.attempts == 0
-                            && now.saturating_sub(p.last_change_ms) >= JOIN_SETTLE_MS
-                    })
+                    && self
+                        .st
+                        .pending
+                        .get(f)
+                        .is_some_and(|p| now.saturating_sub(p.last_change_ms) >= JOIN_SETTLE_MS)
             })
             .collect();
         let mut joining: Vec<(Fid, Pending)> = fresh
@@ -1053,8 +1068,47 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         };
         self.fresh_ahead += joining.len();
         for entry in joining.into_iter().rev() {
-            self.iteration_members.insert(entry.0);
+            self.iteration_members.join(entry.0);
             it.to_discover.push_front(entry);
+        }
+        self.changed = true;
+    }
+
+    /// A file the running iteration already tried (put back after its copy, or changed again
+    /// since) is due again. It cannot join (a file counts once per iteration), and the
+    /// iteration may not end for a long time: its backlog may be a bulk load, and new changes
+    /// keep joining it. So the iteration stops growing: the files it has not requested go back
+    /// to the pending set, marked [`Pending::handed_over`] (they were not discovered, so
+    /// nothing is counted twice), and it ends as soon as its requests in flight settle. The next
+    /// iteration starts right away with that file, the changes that came meanwhile, and then the
+    /// backlog, in its order.
+    fn hand_over(&mut self) {
+        let Some(it) = self.st.iteration.as_mut() else {
+            return;
+        };
+        let rest: Vec<(Fid, Pending)> = it.to_discover.drain(..).collect();
+        tracing::info!(job = %self.cfg.job_id, iteration = self.iteration_number(), backlog = rest.len(), in_flight = self.st.inflight.len(), "a file this iteration already tried is due again: it ends once its requests settle, and the next one takes its backlog");
+        self.handing_over = true;
+        self.give_back(rest);
+    }
+
+    /// Files an iteration took but did not request go back to the pending set, to come after
+    /// the new changes in the next one; a change of one read since (an entry of its own there)
+    /// keeps its entry, with the holds of both.
+    fn give_back(&mut self, rest: Vec<(Fid, Pending)>) {
+        self.fresh_ahead = 0;
+        for (fid, mut p) in rest {
+            match self.st.pending.get_mut(&fid) {
+                Some(q) => {
+                    for (m, i) in p.holds {
+                        add_hold(&mut q.holds, m, i);
+                    }
+                }
+                None => {
+                    p.handed_over = true;
+                    self.st.pending.insert(fid, p);
+                }
+            }
         }
         self.changed = true;
     }
@@ -1080,10 +1134,17 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             ..Iteration::default()
         };
         self.iteration_members.clear();
-        self.fresh_ahead = 0;
-        for fid in due {
-            if let Some(p) = self.st.pending.remove(&fid) {
-                self.iteration_members.insert(fid);
+        self.handing_over = false;
+        // After a hand-over, the changes that waited for it go first, each as soon as a slot
+        // frees (as joiners do), then the backlog handed over.
+        let (fresh, handed): (Vec<Fid>, Vec<Fid>) = due
+            .into_iter()
+            .partition(|f| !self.st.pending.get(f).is_some_and(|p| p.handed_over));
+        self.fresh_ahead = if handed.is_empty() { 0 } else { fresh.len() };
+        for fid in fresh.into_iter().chain(handed) {
+            if let Some(mut p) = self.st.pending.remove(&fid) {
+                p.handed_over = false;
+                self.iteration_members.join(fid);
                 it.to_discover.push_back((fid, p));
             }
         }
@@ -1416,11 +1477,18 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             let Some(it) = self.st.iteration.as_mut() else {
                 break;
             };
-            let Some((fid, p)) = it.to_discover.pop_front() else {
+            let Some((fid, mut p)) = it.to_discover.pop_front() else {
                 break;
             };
             self.fresh_ahead = self.fresh_ahead.saturating_sub(1);
             self.changed = true;
+            // This try covers every change read so far, also one that came after the file was
+            // taken (an entry of its own in the pending set); a change from now on needs the
+            // next iteration.
+            if let Some(q) = self.st.pending.remove(&fid) {
+                p.absorb(q);
+            }
+            self.iteration_members.tried(fid);
             // Its earlier request is still queued (carried): asking again would queue a
             // duplicate (the MDT records one since LU-13651). The copy reads the file when it
             // runs, so the request covers this change too; a change during the copy ends EBUSY.
@@ -1602,19 +1670,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             .as_mut()
             .map(|it| it.to_discover.drain(..).collect())
             .unwrap_or_default();
-        self.fresh_ahead = 0;
-        for (fid, p) in rest {
-            match self.st.pending.get_mut(&fid) {
-                Some(q) => {
-                    for (m, i) in p.holds {
-                        add_hold(&mut q.holds, m, i);
-                    }
-                }
-                None => {
-                    self.st.pending.insert(fid, p);
-                }
-            }
-        }
+        self.give_back(rest);
         if let Some(c) = self.counters() {
             c.files_carried += stuck.len() as u64;
         }
@@ -1894,7 +1950,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let Some(it) = self.st.iteration.take() else {
             return;
         };
-        self.iteration_members = std::collections::HashSet::new();
+        self.iteration_members.clear();
+        self.handing_over = false;
         let mut c = it.counters;
         c.ended_ms = Some(now);
         self.st.totals.iterations_completed += 1;

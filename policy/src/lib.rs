@@ -31,6 +31,7 @@ pub mod fake;
 pub mod import_meta;
 pub mod inflight;
 pub mod jobs;
+pub mod members;
 pub mod model;
 pub mod ports;
 pub mod progress;

@@ -69,6 +69,10 @@ pub struct Pending {
     /// before closing it, so its CL_HSM comes before the CLOSE).
     #[serde(default, skip_serializing_if = "is_false")]
     pub closed: bool,
+    /// An iteration took the file but handed it over to the next one before requesting it
+    /// (`Engine::hand_over`): the next iteration takes it after the changes that came meanwhile.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub handed_over: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -123,6 +127,19 @@ impl Pending {
         self.created && self.closed
     }
 
+    /// Takes in the entry of changes read after this one was taken into an iteration, when the
+    /// iteration tries the file (the try covers them): their holds, times and tries. What this
+    /// entry knows from the file's creation stays; a record that made it unsure was noted as such.
+    pub fn absorb(&mut self, later: Pending) {
+        for (m, i) in later.holds {
+            add_hold(&mut self.holds, m, i);
+        }
+        self.last_change_ms = self.last_change_ms.max(later.last_change_ms);
+        self.first_change_ms = self.first_change_ms.min(later.first_change_ms);
+        self.attempts = self.attempts.max(later.attempts);
+        self.retries = self.retries.max(later.retries);
+    }
+
     /// A file first seen now, held by changelog record `index` of MDT `mdt`.
     pub fn new(mdt: usize, index: u64, now_ms: u64) -> Pending {
         Pending {
@@ -136,6 +153,7 @@ impl Pending {
             known_path: None,
             created: false,
             closed: false,
+            handed_over: false,
         }
     }
 }
@@ -603,6 +621,7 @@ mod tests {
                 known_path: Some("projects/a.dat".into()),
                 created: true,
                 closed: true,
+                handed_over: true,
             },
         );
         s.totals.files_exported = 3;
