@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 pub use tokio_util::sync::CancellationToken;
 
+use crate::block_buffer::BlockPool;
 use crate::checksum::ContentChecksum;
 use crate::error::Error;
 use crate::metadata::Metadata;
@@ -193,10 +194,15 @@ impl Drop for CountedBuffer {
     }
 }
 
-/// Reads `len` bytes at `offset` on a blocking thread into a mapping of its own, which
-/// goes back to the kernel when the request body drops (see [`crate::block_buffer`]).
-async fn pread_block(file: Arc<File>, offset: u64, len: usize) -> Result<Bytes, Error> {
-    tokio::task::spawn_blocking(move || crate::block_buffer::read_block(&file, offset, len))
+/// Reads `len` bytes at `offset` on a blocking thread into a block of the upload's pool, which
+/// it goes back to when the request body drops (see [`crate::block_buffer`]).
+async fn pread_block(
+    pool: Arc<BlockPool>,
+    file: Arc<File>,
+    offset: u64,
+    len: usize,
+) -> Result<Bytes, Error> {
+    tokio::task::spawn_blocking(move || pool.read(&file, offset, len))
         .await
         .map_err(|e| Error::io("read source file", std::io::Error::other(e)))?
         .map_err(|e| Error::io("read source file", e))
@@ -352,6 +358,7 @@ impl BlobStore {
             }
         };
         let account = Arc::new(BufferAccount::default());
+        let pool = BlockPool::new(plan.block_size as usize);
         let done = Arc::new(AtomicU64::new(0));
         let mut tasks: JoinSet<Result<(u64, PartId, ContentChecksum), Error>> = JoinSet::new();
         let mut parts: Vec<Option<(PartId, ContentChecksum)>> = vec![None; plan.blocks as usize];
@@ -393,6 +400,7 @@ impl BlobStore {
             let store = self.clone();
             let file = file.clone();
             let account = account.clone();
+            let pool = pool.clone();
             let done = done.clone();
             let progress = opts.progress.clone();
             let limit = opts.rate_limit.clone();
@@ -404,7 +412,7 @@ impl BlobStore {
                     limit.acquire(len).await;
                 }
                 let counted = CountedBuffer::new(len, &account);
-                let data = pread_block(file, offset, len as usize).await?;
+                let data = pread_block(pool, file, offset, len as usize).await?;
                 let crc = ContentChecksum::of(&data);
                 let payload = PutPayload::from(data);
                 let part = MultipartStore::put_part(
