@@ -5,7 +5,8 @@
 //!   pending set; our own bookkeeping (SETXATTR of `trusted.lustre_blob`, CL_HSM of archives)
 //!   never creates work.
 //! * One iteration at a time takes the files whose last change is at least `min_age` old
-//!   (files that become due while it runs join it, ahead of its backlog),
+//!   (files that become due while it runs join it, ahead of its backlog; one it already tried
+//!   that is due again makes it hand its backlog to the next iteration and end),
 //!   stats them, skips archived-and-clean ones, exports directories and symlinks directly and
 //!   sends batched HUA_ARCHIVE requests whose payload names job and iteration.
 //! * CL_HSM HE_ARCHIVE records complete files: success counts as exported; ECANCELED, EBUSY and
@@ -46,6 +47,17 @@ const JOIN_SETTLE_MS: u64 = 100;
 /// The backlog of an iteration is refilled in batches of the request bound divided by this
 /// ([`Engine::refill_batch`]).
 const REFILL_DIVISOR: usize = 8;
+/// What a pending file does while an iteration runs ([`Engine::turn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// It joins the iteration (a new change).
+    Join,
+    /// The iteration tried it already: it hands over to the next one ([`Engine::hand_over`]).
+    HandOver,
+    /// It waits: for its turn in the iteration, or for the next one (handed over).
+    Wait,
+}
+
 /// First back-off after a try that did not export a file; it doubles with every further try.
 const BACKOFF_BASE_MS: u64 = 1_000;
 /// Pause before the next iteration after the file system failed to answer.
@@ -283,9 +295,6 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// iteration), and one tried already makes the iteration hand over ([`Engine::hand_over`]).
     /// Not saved: after a restart it holds what the saved iteration still has to do.
     iteration_members: Members,
-    /// The running iteration handed its backlog over to the next one: nothing joins it any
-    /// more, it ends once its requests in flight settle.
-    handing_over: bool,
     /// Per MDT: changelog_clear answered ENOENT (the user is not registered there).
     unknown_user: std::collections::BTreeMap<usize, String>,
     /// Per MDT: files created (CREATE records) while no CLOSE was ever seen, and the warning
@@ -370,7 +379,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             last_progress_ms: 0,
             last_join_ms: 0,
             iteration_members,
-            handing_over: false,
             unknown_user: Default::default(),
             creates_without_close: vec![Some(0); mdts],
             mask_warnings: Default::default(),
@@ -972,23 +980,20 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                         .last_progress_ms
                         .saturating_add(self.cfg.iteration_deadline_ms));
                 }
-                if self.st.autoexport_enabled && !self.handing_over {
-                    // `join_running`: files that are not members once they settled, at most
-                    // every interval; a member tried already makes the iteration hand over once
-                    // it is due; one not tried yet waits for its turn.
+                if self.st.autoexport_enabled && !it.handing_over {
+                    // `join_running`: a file joins once it settled, at most every interval; one
+                    // tried already makes the iteration hand over once it is due.
                     let next_join = self.last_join_ms.saturating_add(JOIN_INTERVAL_MS);
                     for (f, p) in &self.st.pending {
-                        let tried = self.iteration_members.was_tried(f);
-                        if tried || !self.iteration_members.contains(f) {
-                            let wait = match (self.forced_by_flush(&p.holds), tried) {
-                                (true, true) => 0,
-                                (true, false) => JOIN_SETTLE_MS,
-                                (false, true) => self.cfg.min_age_ms,
-                                (false, false) => self.cfg.min_age_ms.max(JOIN_SETTLE_MS),
-                            };
-                            let of_age = p.last_change_ms.saturating_add(wait);
-                            at(of_age.max(p.retry_at_ms).max(next_join));
-                        }
+                        let wait = match (self.turn(f, p), self.forced_by_flush(&p.holds)) {
+                            (Turn::Wait, _) => continue,
+                            (Turn::HandOver, true) => 0,
+                            (Turn::HandOver, false) => self.cfg.min_age_ms,
+                            (Turn::Join, true) => JOIN_SETTLE_MS,
+                            (Turn::Join, false) => self.cfg.min_age_ms.max(JOIN_SETTLE_MS),
+                        };
+                        let of_age = p.last_change_ms.saturating_add(wait);
+                        at(of_age.max(p.retry_at_ms).max(next_join));
                     }
                 }
             }
@@ -1030,26 +1035,29 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             return;
         }
         self.last_join_ms = now;
-        if self.st.iteration.is_none() || self.handing_over {
+        if self.st.iteration.as_ref().is_none_or(|it| it.handing_over) {
             return;
         }
         let due = self.due_pending(now);
-        if due.iter().any(|f| self.iteration_members.was_tried(f)) {
+        let turns: Vec<(Fid, Turn)> = due
+            .into_iter()
+            .filter_map(|f| self.st.pending.get(&f).map(|p| (f, self.turn(&f, p))))
+            .collect();
+        if turns.iter().any(|(_, t)| *t == Turn::HandOver) {
             self.hand_over();
             return;
         }
-        // A member not tried yet is read when its turn comes, which covers this change too; its
-        // entry here is merged into that turn ([`Engine::take_next`]).
-        let fresh: Vec<Fid> = due
+        let fresh: Vec<Fid> = turns
             .into_iter()
-            .filter(|f| {
-                !self.iteration_members.contains(f)
+            .filter(|(f, t)| {
+                *t == Turn::Join
                     && self
                         .st
                         .pending
                         .get(f)
                         .is_some_and(|p| now.saturating_sub(p.last_change_ms) >= JOIN_SETTLE_MS)
             })
+            .map(|(f, _)| f)
             .collect();
         let mut joining: Vec<(Fid, Pending)> = fresh
             .into_iter()
@@ -1074,6 +1082,24 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         self.changed = true;
     }
 
+    /// What a pending file does while an iteration runs.
+    fn turn(&self, fid: &Fid, p: &Pending) -> Turn {
+        let members = &self.iteration_members;
+        if members.contains(fid) && !members.was_tried(fid) {
+            // Read when its turn comes, which covers this change too; this entry is merged
+            // into that turn (`discover_some`).
+            Turn::Wait
+        } else if members.was_tried(fid) || p.retries > 0 || p.attempts > 0 {
+            // Tried by this iteration, or put back by an earlier one (after a restart the
+            // members are only what the iteration still had to do: a try counts as one).
+            Turn::HandOver
+        } else if p.handed_over {
+            Turn::Wait
+        } else {
+            Turn::Join
+        }
+    }
+
     /// A file the running iteration already tried (put back after its copy, or changed again
     /// since) is due again. It cannot join (a file counts once per iteration), and the
     /// iteration may not end for a long time: its backlog may be a bulk load, and new changes
@@ -1087,8 +1113,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             return;
         };
         let rest: Vec<(Fid, Pending)> = it.to_discover.drain(..).collect();
+        it.handing_over = true;
         tracing::info!(job = %self.cfg.job_id, iteration = self.iteration_number(), backlog = rest.len(), in_flight = self.st.inflight.len(), "a file this iteration already tried is due again: it ends once its requests settle, and the next one takes its backlog");
-        self.handing_over = true;
         self.give_back(rest);
     }
 
@@ -1134,7 +1160,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             ..Iteration::default()
         };
         self.iteration_members.clear();
-        self.handing_over = false;
         // After a hand-over, the changes that waited for it go first, each as soon as a slot
         // frees (as joiners do), then the backlog handed over.
         let (fresh, handed): (Vec<Fid>, Vec<Fid>) = due
@@ -1951,7 +1976,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             return;
         };
         self.iteration_members.clear();
-        self.handing_over = false;
         let mut c = it.counters;
         c.ended_ms = Some(now);
         self.st.totals.iterations_completed += 1;

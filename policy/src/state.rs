@@ -302,6 +302,11 @@ pub struct Iteration {
     pub counters: IterCounters,
     /// Taken from the pending set, not yet stat'ed / requested.
     pub to_discover: VecDeque<(Fid, Pending)>,
+    /// It handed what it had not requested over to the next iteration (`Engine::hand_over`):
+    /// nothing joins it any more, it ends once its requests in flight settle. Kept across a
+    /// restart, or the files handed over would join it again.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub handing_over: bool,
 }
 
 /// One failed file, kept for `flush` answers and `status`.

@@ -2255,6 +2255,123 @@ fn a_steady_trickle_of_joiners_does_not_keep_a_put_back_file_waiting() {
     );
 }
 
+/// A daemon restarted while its iteration hands over keeps handing over: the files handed to the
+/// next iteration, the file written again and new changes do not join the one that gave them
+/// away (they would count in it twice), and the next iteration starts with the file written
+/// again and the new change once the request in flight settles.
+#[test]
+fn a_restart_while_an_iteration_hands_over_keeps_the_backlog_for_the_next_one() {
+    let mut c = cfg();
+    c.max_in_flight = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let file = StateFile::new(dir.path().join("state.json"));
+    let mut t = T::with_file(c.clone(), Some(file.clone()));
+    let bulk: Vec<Fid> = (0..5)
+        .map(|i| t.file(&format!("projects/bulk/f{i}"), 1))
+        .collect();
+    t.step();
+    let sent: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    // The first ends well and is written again at once: the iteration hands over (a member
+    // it tried is due again), the other request still in flight.
+    let (busy, slow) = (sent[0], sent[1]);
+    t.hsm(busy, 0);
+    t.ns.set_hsm(busy, HS_EXISTS | HS_ARCHIVED | HS_DIRTY, false);
+    let r = t.rec(RecordType::Close, busy);
+    t.feed(r);
+    t.now += 100;
+    t.step();
+    let it =
+        t.e.state()
+            .iteration
+            .clone()
+            .expect("iteration 1 waits for its request");
+    assert!(it.handing_over && it.to_discover.is_empty(), "{it:?}");
+    assert_eq!(
+        t.ns.archived_fids().len(),
+        2,
+        "nothing new sent while handing over"
+    );
+    t.e = Engine::new(
+        t.ns.clone(),
+        t.store.clone(),
+        t.log.clone(),
+        c,
+        1,
+        Some(file),
+        true,
+    )
+    .unwrap();
+    let fresh = t.file("projects/fresh.dat", 1);
+    t.now += 1_000;
+    t.step();
+    assert_eq!(
+        t.ns.archived_fids().len(),
+        2,
+        "nothing joined after the restart"
+    );
+    t.hsm(slow, 0);
+    t.now += 100;
+    t.step();
+    let calls = t.ns.lock().archive_calls.clone();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let one =
+        t.e.state()
+            .last_iteration
+            .clone()
+            .expect("iteration 1 ended");
+    assert_eq!(
+        (one.number, one.files_discovered, one.files_exported),
+        (1, 2, 2),
+        "the file written again did not join iteration 1 after the restart: {one:?}"
+    );
+    // The next request: iteration 2's, the file written again and the new change, then the
+    // backlog.
+    let (mut next, tag) = calls[1].clone();
+    assert_eq!(tag, b"lb:j=autoexport-1:i=2".to_vec());
+    next.sort();
+    let mut expected = vec![busy, fresh];
+    expected.sort();
+    assert_eq!(next, expected, "bulk: {bulk:?}");
+}
+
+/// A file put back by an earlier iteration that comes out of its back-off while a later one runs
+/// does not wait for that one to end either: it makes it hand over (a restarted daemon cannot
+/// tell which iteration put a file back, and a file counts once per iteration).
+#[test]
+fn a_file_put_back_by_an_earlier_iteration_makes_the_running_one_hand_over() {
+    let mut c = cfg();
+    c.max_in_flight = 1;
+    let mut t = T::new(c);
+    let a = t.file("projects/a.dat", 1);
+    t.step();
+    t.hsm(a, libc::ETIMEDOUT as u8); // the store timed out: put back with a back-off
+    t.step(); // iteration 1 ends; a waits out its back-off
+    assert_eq!(t.totals().iterations_completed, 1);
+    let bulk: Vec<Fid> = (0..5)
+        .map(|i| t.file(&format!("projects/bulk/f{i}"), 1))
+        .collect();
+    t.step();
+    assert_eq!(t.current().number, 2);
+    t.now += 60_000;
+    t.step();
+    let inflight: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
+    assert_eq!(inflight.len(), 1);
+    t.hsm(inflight[0], 0);
+    t.now += 100;
+    t.step();
+    let calls = t.ns.lock().archive_calls.clone();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls[2], (vec![a], b"lb:j=autoexport-1:i=3".to_vec()));
+    let two =
+        t.e.state()
+            .last_iteration
+            .clone()
+            .expect("iteration 2 ended");
+    assert_eq!((two.number, two.files_discovered), (2, 1), "{two:?}");
+    assert!(bulk.contains(&calls[1].0[0]));
+}
+
 /// A file the running iteration exported and that changed again is exported again by the next
 /// iteration ahead of the rest of the backlog, not after the whole backlog.
 #[test]
