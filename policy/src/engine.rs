@@ -1090,8 +1090,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             // into that turn (`discover_some`).
             Turn::Wait
         } else if members.was_tried(fid) || p.retries > 0 || p.attempts > 0 {
-            // Tried by this iteration, or put back by an earlier one (after a restart the
-            // members are only what the iteration still had to do: a try counts as one).
+            // Tried by this iteration, or put back after a try by an earlier one (or by this
+            // one before a restart: the members rebuilt then are only what it still had to do).
             Turn::HandOver
         } else if p.handed_over {
             Turn::Wait
@@ -1507,12 +1507,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             };
             self.fresh_ahead = self.fresh_ahead.saturating_sub(1);
             self.changed = true;
-            // This try covers every change read so far, also one that came after the file was
-            // taken (an entry of its own in the pending set); a change from now on needs the
-            // next iteration.
-            if let Some(q) = self.st.pending.remove(&fid) {
-                p.absorb(q);
-            }
             self.iteration_members.tried(fid);
             // Its earlier request is still queued (carried): asking again would queue a
             // duplicate (the MDT records one since LU-13651). The copy reads the file when it
@@ -1522,6 +1516,12 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     add_hold(&mut inf.holds, m, i);
                 }
                 continue;
+            }
+            // This look covers every change read so far, also one that came after the file was
+            // taken (an entry of its own in the pending set); a change from now on needs the
+            // next iteration.
+            if let Some(q) = self.st.pending.remove(&fid) {
+                p.absorb(q);
             }
             if let Some(inf) = self.discover_one(fid, p, now) {
                 to_archive.push((fid, inf));

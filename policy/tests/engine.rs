@@ -2372,6 +2372,42 @@ fn a_file_put_back_by_an_earlier_iteration_makes_the_running_one_hand_over() {
     assert!(bulk.contains(&calls[1].0[0]));
 }
 
+/// A change of a file the running iteration holds but has not reached yet is covered by the
+/// look the iteration takes when its turn comes: it neither makes the iteration hand over nor
+/// leaves work for another iteration.
+#[test]
+fn a_change_before_a_files_turn_is_covered_by_that_turn() {
+    let mut c = cfg();
+    c.max_in_flight = 1;
+    let mut t = T::new(c);
+    let a = t.file("projects/a.dat", 1);
+    let b = t.file("projects/b.dat", 1);
+    t.step();
+    let first = *t.e.state().inflight.keys().next().expect("one in flight");
+    let second = if first == a { b } else { a };
+    let r = t.rec(RecordType::Close, second); // written again while it waits for its turn
+    t.feed(r);
+    t.now += 100;
+    t.step();
+    t.hsm(first, 0);
+    t.now += 100;
+    t.step();
+    assert_eq!(t.ns.archived_fids(), vec![first, second]);
+    t.hsm(second, 0);
+    t.now += 100;
+    t.step();
+    t.now += 60_000;
+    t.step();
+    assert!(t.e.state().pending.is_empty(), "{:?}", t.e.state().pending);
+    let tot = t.totals();
+    assert_eq!(
+        (tot.iterations_completed, tot.files_exported),
+        (1, 2),
+        "{tot:?}"
+    );
+    assert_eq!(t.ns.archived_fids().len(), 2);
+}
+
 /// A file the running iteration exported and that changed again is exported again by the next
 /// iteration ahead of the rest of the backlog, not after the whole backlog.
 #[test]
