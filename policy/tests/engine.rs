@@ -94,6 +94,24 @@ impl T {
         ));
         self.feed(r);
     }
+    /// Ends every request in flight well, step after step, until no iteration runs.
+    fn end_everything_well(&mut self) {
+        for _ in 0..1_000 {
+            let inflight: Vec<Fid> = self.e.state().inflight.keys().copied().collect();
+            if inflight.is_empty() && self.e.state().iteration.is_none() {
+                return;
+            }
+            for f in inflight {
+                self.hsm(f, 0);
+            }
+            self.now += 100;
+            self.step();
+        }
+        panic!(
+            "still running after 1,000 steps: {:?}",
+            self.e.state().iteration
+        );
+    }
     fn totals(&self) -> policy::state::Totals {
         self.e.state().totals.clone()
     }
@@ -2225,17 +2243,7 @@ fn a_steady_trickle_of_joiners_does_not_keep_a_put_back_file_waiting() {
         "tried again after round {round}, with {bulk_done} of 20 bulk files requested"
     );
     // Everything ends exported once, counted once.
-    for _ in 0..200 {
-        let inflight: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
-        if inflight.is_empty() && t.e.state().iteration.is_none() {
-            break;
-        }
-        for f in inflight {
-            t.hsm(f, 0);
-        }
-        t.now += 100;
-        t.step();
-    }
+    t.end_everything_well();
     let tot = t.totals();
     assert_eq!(
         tot.files_exported,
@@ -2456,17 +2464,7 @@ fn a_file_changed_again_after_its_export_goes_ahead_of_the_backlog() {
         (2, 2),
         "{one:?}"
     );
-    for _ in 0..50 {
-        let inflight: Vec<Fid> = t.e.state().inflight.keys().copied().collect();
-        if inflight.is_empty() && t.e.state().iteration.is_none() {
-            break;
-        }
-        for f in inflight {
-            t.hsm(f, 0);
-        }
-        t.now += 100;
-        t.step();
-    }
+    t.end_everything_well();
     assert_eq!(t.totals().files_exported, bulk.len() as u64 + 1);
     assert_eq!(t.ns.archived_fids().len(), bulk.len() + 1);
 }
