@@ -6,7 +6,7 @@
 //!   never creates work.
 //! * One iteration at a time takes the files whose last change is at least `min_age` old
 //!   (files that become due while it runs join it, ahead of its backlog; one it already tried
-//!   that is due again makes it hand its backlog to the next iteration and end),
+//!   that is due again makes it end and hand its backlog to the next iteration),
 //!   stats them, skips archived-and-clean ones, exports directories and symlinks directly and
 //!   sends batched HUA_ARCHIVE requests whose payload names job and iteration.
 //! * CL_HSM HE_ARCHIVE records complete files: success counts as exported; ECANCELED, EBUSY and
@@ -54,7 +54,7 @@ enum Turn {
     Join,
     /// The iteration tried it already: it hands over to the next one ([`Engine::hand_over`]).
     HandOver,
-    /// It waits: for its turn in the iteration, or for the next one (handed over).
+    /// It waits: for its turn in the iteration, or for its request in flight to settle.
     Wait,
 }
 
@@ -980,7 +980,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                         .last_progress_ms
                         .saturating_add(self.cfg.iteration_deadline_ms));
                 }
-                if self.st.autoexport_enabled && !it.handing_over {
+                if self.st.autoexport_enabled {
                     // `join_running`: a file joins once it settled, at most every interval; one
                     // tried already makes the iteration hand over once it is due.
                     let next_join = self.last_join_ms.saturating_add(JOIN_INTERVAL_MS);
@@ -1035,7 +1035,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             return;
         }
         self.last_join_ms = now;
-        if self.st.iteration.as_ref().is_none_or(|it| it.handing_over) {
+        if self.st.iteration.is_none() {
             return;
         }
         let due = self.due_pending(now);
@@ -1044,7 +1044,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             .filter_map(|f| self.st.pending.get(&f).map(|p| (f, self.turn(&f, p))))
             .collect();
         if turns.iter().any(|(_, t)| *t == Turn::HandOver) {
-            self.hand_over();
+            self.hand_over(now);
             return;
         }
         let fresh: Vec<Fid> = turns
@@ -1085,45 +1085,70 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// What a pending file does while an iteration runs.
     fn turn(&self, fid: &Fid, p: &Pending) -> Turn {
         let members = &self.iteration_members;
-        if members.contains(fid) && !members.was_tried(fid) {
-            // Read when its turn comes, which covers this change too; this entry is merged
-            // into that turn (`discover_some`).
+        if self.waits(fid) {
             Turn::Wait
         } else if members.was_tried(fid) || p.retries > 0 || p.attempts > 0 {
             // Tried by this iteration, or put back after a try by an earlier one (or by this
             // one before a restart: the members rebuilt then are only what it still had to do).
             Turn::HandOver
-        } else if p.handed_over {
-            Turn::Wait
         } else {
             Turn::Join
         }
     }
 
+    /// Whether a pending change of `fid` waits whatever its age: the file's turn in the running
+    /// iteration has not come yet (the look taken then covers this change too; the entry is
+    /// merged into it, `discover_some`), or its request is in flight (it settles first: a
+    /// change the copy saw ends it EBUSY and puts it back, then the file is tried again).
+    fn waits(&self, fid: &Fid) -> bool {
+        let members = &self.iteration_members;
+        (members.contains(fid) && !members.was_tried(fid))
+            || self.st.inflight.get(fid).is_some_and(|i| !i.carried)
+    }
+
     /// A file the running iteration already tried (put back after its copy, or changed again
     /// since) is due again. It cannot join (a file counts once per iteration), and the
     /// iteration may not end for a long time: its backlog may be a bulk load, and new changes
-    /// keep joining it. So the iteration stops growing: the files it has not requested go back
-    /// to the pending set, marked [`Pending::handed_over`] (they were not discovered, so
-    /// nothing is counted twice), and it ends as soon as its requests in flight settle. The next
-    /// iteration starts right away with that file, the changes that came meanwhile, and then the
-    /// backlog, in its order.
-    fn hand_over(&mut self) {
+    /// keep joining it. So the iteration ends here, and the next one starts at once with that
+    /// file and the changes that came meanwhile, then the files the ended one had not reached
+    /// (its backlog, in its order: they were not discovered, so nothing counts twice), and its
+    /// requests still in flight, which count in the new iteration (discovered there, exported
+    /// or failed there). Nothing waits for those requests: a 1 GiB copy in flight does not hold
+    /// the next change back.
+    fn hand_over(&mut self, now: u64) {
+        if now < self.retry_after_ms {
+            return;
+        }
         let Some(it) = self.st.iteration.as_mut() else {
             return;
         };
-        let rest: Vec<(Fid, Pending)> = it.to_discover.drain(..).collect();
-        it.handing_over = true;
-        tracing::info!(job = %self.cfg.job_id, iteration = self.iteration_number(), backlog = rest.len(), in_flight = self.st.inflight.len(), "a file this iteration already tried is due again: it ends once its requests settle, and the next one takes its backlog");
-        self.give_back(rest);
+        let backlog = std::mem::take(&mut it.to_discover);
+        let (files, bytes) = self
+            .st
+            .inflight
+            .values()
+            .filter(|i| !i.carried)
+            .fold((0u64, 0u64), |(n, b), i| (n + 1, b + i.size));
+        let c = &mut it.counters;
+        c.files_discovered = c.files_discovered.saturating_sub(files);
+        c.bytes_discovered = c.bytes_discovered.saturating_sub(bytes);
+        tracing::info!(job = %self.cfg.job_id, iteration = c.number, backlog = backlog.len(), in_flight = files, "a file this iteration already tried is due again: it ends, and the next one takes its backlog and its requests in flight");
+        // A file the ended iteration had not reached yet stays pending until its turn in the
+        // backlog absorbs it; one in flight, until its request settles.
+        let due: Vec<Fid> = self
+            .due_pending(now)
+            .into_iter()
+            .filter(|f| !self.waits(f))
+            .collect();
+        self.finish(now);
+        self.start(now, due, backlog);
     }
 
-    /// Files an iteration took but did not request go back to the pending set, to come after
-    /// the new changes in the next one; a change of one read since (an entry of its own there)
-    /// keeps its entry, with the holds of both.
+    /// Files an iteration took but did not request go back to the pending set; a change of one
+    /// read since (an entry of its own there) keeps its entry, with the holds of both.
     fn give_back(&mut self, rest: Vec<(Fid, Pending)>) {
         self.fresh_ahead = 0;
-        for (fid, mut p) in rest {
+        for (fid, p) in rest {
             match self.st.pending.get_mut(&fid) {
                 Some(q) => {
                     for (m, i) in p.holds {
@@ -1131,7 +1156,6 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                     }
                 }
                 None => {
-                    p.handed_over = true;
                     self.st.pending.insert(fid, p);
                 }
             }
@@ -1149,6 +1173,21 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         if due.is_empty() && !ns_due && !meta_due {
             return;
         }
+        self.start(now, due, std::collections::VecDeque::new());
+    }
+
+    /// Starts an iteration with the pending files `due` (taken from the pending set), then the
+    /// `backlog` of an iteration that handed over, and the requests still in flight (not
+    /// carried: those count where they were discovered), which it takes over: they count as
+    /// discovered by it. Applies the namespace operations and metadata updates that are due.
+    fn start(
+        &mut self,
+        now: u64,
+        due: Vec<Fid>,
+        backlog: std::collections::VecDeque<(Fid, Pending)>,
+    ) {
+        let ns_due = self.st.ns_ops.front().is_some_and(|o| o.retry_at_ms <= now);
+        let meta_due = !self.st.meta_pending.is_empty() && self.meta_retry_at_ms <= now;
         let number = self.st.next_iteration;
         self.st.next_iteration += 1;
         let mut it = Iteration {
@@ -1160,18 +1199,23 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             ..Iteration::default()
         };
         self.iteration_members.clear();
-        // After a hand-over, the changes that waited for it go first, each as soon as a slot
-        // frees (as joiners do), then the backlog handed over.
-        let (fresh, handed): (Vec<Fid>, Vec<Fid>) = due
-            .into_iter()
-            .partition(|f| !self.st.pending.get(f).is_some_and(|p| p.handed_over));
-        self.fresh_ahead = if handed.is_empty() { 0 } else { fresh.len() };
-        for fid in fresh.into_iter().chain(handed) {
-            if let Some(mut p) = self.st.pending.remove(&fid) {
-                p.handed_over = false;
+        for (fid, inf) in self.st.inflight.iter().filter(|(_, i)| !i.carried) {
+            it.counters.files_discovered += 1;
+            it.counters.bytes_discovered += inf.size;
+            self.iteration_members.tried(*fid);
+        }
+        // After a hand-over, the changes that came meanwhile go first, each as soon as a slot
+        // frees (as joiners do), then the backlog.
+        self.fresh_ahead = if backlog.is_empty() { 0 } else { due.len() };
+        for fid in due {
+            if let Some(p) = self.st.pending.remove(&fid) {
                 self.iteration_members.join(fid);
                 it.to_discover.push_back((fid, p));
             }
+        }
+        for (fid, p) in backlog {
+            self.iteration_members.join(fid);
+            it.to_discover.push_back((fid, p));
         }
         self.st.totals.last_started_ms = Some(now);
         self.st.iteration = Some(it);
@@ -1969,9 +2013,14 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     fn maybe_finish(&mut self, now: u64) {
         let done = matches!(&self.st.iteration, Some(it) if it.to_discover.is_empty())
             && self.st.inflight.values().all(|i| i.carried);
-        if !done {
-            return;
+        if done {
+            self.finish(now);
         }
+    }
+
+    /// Ends the running iteration: its counters become the last iteration's, its summary goes
+    /// to the logging container.
+    fn finish(&mut self, now: u64) {
         let Some(it) = self.st.iteration.take() else {
             return;
         };

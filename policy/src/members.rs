@@ -5,8 +5,8 @@
 //! must tell apart is *when* it was taken: a member still waiting in the iteration's queue is
 //! read when its turn comes, so a change before then is covered by that one try; a member the
 //! iteration already tried (requested, skipped as clean, or put back after its copy) needs the
-//! next iteration for a change after that, and the running iteration must then end soon
-//! (`Engine::hand_over`) rather than whenever joiners stop coming.
+//! next iteration for a change after that, so the running iteration then ends at once and hands
+//! its backlog over (`Engine::hand_over`) rather than whenever joiners stop coming.
 
 use lustre::Fid;
 use std::collections::HashMap;

@@ -69,10 +69,6 @@ pub struct Pending {
     /// before closing it, so its CL_HSM comes before the CLOSE).
     #[serde(default, skip_serializing_if = "is_false")]
     pub closed: bool,
-    /// An iteration took the file but handed it over to the next one before requesting it
-    /// (`Engine::hand_over`): the next iteration takes it after the changes that came meanwhile.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub handed_over: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -153,7 +149,6 @@ impl Pending {
             known_path: None,
             created: false,
             closed: false,
-            handed_over: false,
         }
     }
 }
@@ -302,11 +297,6 @@ pub struct Iteration {
     pub counters: IterCounters,
     /// Taken from the pending set, not yet stat'ed / requested.
     pub to_discover: VecDeque<(Fid, Pending)>,
-    /// It handed what it had not requested over to the next iteration (`Engine::hand_over`):
-    /// nothing joins it any more, it ends once its requests in flight settle. Kept across a
-    /// restart, or the files handed over would join it again.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub handing_over: bool,
 }
 
 /// One failed file, kept for `flush` answers and `status`.
@@ -626,7 +616,6 @@ mod tests {
                 known_path: Some("projects/a.dat".into()),
                 created: true,
                 closed: true,
-                handed_over: true,
             },
         );
         s.totals.files_exported = 3;
