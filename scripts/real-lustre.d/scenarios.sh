@@ -4,7 +4,7 @@
 # or 1; run_scenarios writes one line per scenario to /results/results.txt:
 #   PASS|FAIL  NAME  SECONDS  summary
 # shellcheck shell=bash disable=SC2154
-SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore striped_restore changelog_compare hsm_changelog_compare"
+SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore striped_restore changelog_compare hsm_changelog_compare mds_rpcs"
 
 P=projects            # export prefix (relative to the mount)
 CT="export"           # export container
@@ -51,7 +51,8 @@ EOF
 }
 
 start_copytool() {
-  "$BIN/lhsmtool_blob" --archive 1 --config "$POLICY" "$MNT" >>/results/copytool.log 2>&1 &
+  # LUSTRE_JOBID: the MDT's job_stats name this process (scenario mds_rpcs sets jobid_var to it).
+  LUSTRE_JOBID=lhsmtool_blob "$BIN/lhsmtool_blob" --archive 1 --config "$POLICY" "$MNT" >>/results/copytool.log 2>&1 &
   CT_PID=$!
   for _ in $(seq 1 60); do
     lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents" 2>/dev/null | grep -q uuid && return 0
@@ -67,7 +68,7 @@ product_start() {
   mkdir -p "$MNT/$P"
   start_copytool || { echo "copytool did not register"; tail -n 20 /results/copytool.log; return 1; }
   lctl get_param "mdt.*.hsm.agents"
-  "$BIN/lustre-blob" daemon --config "$POLICY" >>/results/daemon.log 2>&1 &
+  LUSTRE_JOBID=lustre-blob-daemon "$BIN/lustre-blob" daemon --config "$POLICY" >>/results/daemon.log 2>&1 &
   DM_PID=$!
   for _ in $(seq 1 120); do
     lb status >/dev/null 2>&1 && { lb status; return 0; }
@@ -461,6 +462,162 @@ sc_hsm_changelog_compare() {
   note "normalised differences (sim -> real): $(grep -c '^[-+][^-+]' /results/hsm-changelog-diff.txt) lines, /results/hsm-changelog-diff.txt"
   cat /results/hsm-changelog-diff.txt
   [ -s /results/hsm-changelog-real.norm ] && [ -s /results/hsm-changelog-sim.norm ] || rc=1
+  return $rc
+}
+
+# --- mds_rpcs: what a real MDT serves per exported file (issue 17 item 2) ---------------------
+# Three windows, each opened by zeroing the counters and closed by reading them: idle (daemon and
+# copytool running, nothing to do: the background), ours (auto-export of MR_N new files of 4 KiB)
+# and the peer (the same files archived by `lfs hsm_archive` + lhsmtool_posix). The files are written
+# before a window opens, and the scenario's own checks (lfs hsm_state) run after it closed: a
+# window holds the export only. Counters: every ptlrpc service of the MDS node (mds.MDS.*.stats,
+# in debugfs) and ldlm_canceld (which also serves the OST here), the client's RPCs per MDT
+# (mdc.*.stats), the MDTs' md_stats, and their job_stats (jobid_var=LUSTRE_JOBID, set in our
+# daemon's and copytool's environment; any other process falls back to jobid_name "%e.%u").
+MR_N=${RL_MDS_RPCS_FILES:-200}
+MR_IDLE=30            # seconds of the idle window
+
+mr_now() { date +%s.%N; }
+mr_since() { awk -v a="$1" -v b="$(mr_now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+mr_clear() {
+  lctl set_param -n "mds.MDS.*.stats=clear" "ldlm.services.ldlm_canceld.stats=clear" \
+    "mdc.*.stats=clear" "mdt.*.md_stats=clear" "mdt.*.job_stats=clear" >/dev/null
+}
+
+mr_read() { # mr_read FILE: every non-zero counter, one "source counter count" line each
+  local p src t
+  for p in $(lctl list_param "mds.MDS.*.stats" ldlm.services.ldlm_canceld.stats "mdc.*.stats" "mdt.*.md_stats"); do
+    case $p in
+      mds.MDS.*) src=svc:$(cut -d. -f3 <<<"$p") ;;
+      ldlm.*) src=svc:ldlm_canceld ;;
+      mdc.*) t=${p#mdc."$FSNAME"-} && src=cli:${t%%-*} ;;   # mdc.lustre-MDT0000-mdc-ffff....stats
+      *) t=${p#mdt."$FSNAME"-} && src=md:${t%%.*} ;;        # mdt.lustre-MDT0000.md_stats
+    esac
+    # "NAME COUNT samples [unit] ..."; req_* and reqbuf_avail describe the queue, not an opcode.
+    lctl get_param -n "$p" | awk -v s="$src" '$3 == "samples" && $2 > 0 && $1 !~ /^req/ { print s, $1, $2 }'
+  done
+  for p in $(lctl list_param "mdt.*.job_stats"); do
+    t=${p#mdt."$FSNAME"-}
+    lctl get_param -n "$p" | awk -v m="${t%%.*}" '
+      /^- job_id:/ { j = $3; gsub(/"/, "", j) }
+      /^  [a-z_]+: +\{ samples:/ { n = $4; sub(/,$/, "", n); c = $1; sub(/:$/, "", c)
+        if (n + 0 > 0) print "job:" m ":" j, c, n }'
+  done
+} >"$1"
+
+# mr_report N IDLE_S OURS_S PEER_S: /results/mds-rpcs.txt from the windows' .raw files. "net" takes
+# off the idle window's rate for the window's length (pings, the changelog follower's re-reads).
+mr_report() {
+  local n=$1 ti=$2 to=$3 tp=$4 r=/results/mds-rpcs
+  {
+    echo "# MDS RPCs per exported file on real Lustre 2.16.1 (scripts/real-lustre, scenario mds_rpcs)"
+    echo "# $n new files of 4 KiB per side; windows: idle $ti s, ours $to s, peer $tp s"
+    echo "# ours = lustre-blob daemon (auto-export) + lhsmtool_blob; peer = lfs hsm_archive (one command) + lhsmtool_posix"
+    echo "# sources: svc:SERVICE = RPCs the MDS node served (all its MDTs); cli:MDTnnnn = RPCs the client sent to that MDT;"
+    echo "#          md:MDTnnnn = md_stats operations; job:MDTnnnn:JOBID = job_stats operations of one process"
+    echo "# columns: idle count, idle per s | ours count, per file, per file net of idle | peer likewise"
+    awk -v n="$n" -v ti="$ti" -v to="$to" -v tp="$tp" '
+      FNR == 1 { w++ }
+      { k = $1 " " $2; keys[k] = 1; c[w, k] += $3
+        g = ($1 ~ /^svc:/) ? "svc:ALL" : $1; gk = g " TOTAL"; keys[gk] = 1; c[w, gk] += $3 }
+      END {
+        for (k in keys) {
+          rate = c[1, k] / ti
+          printf "%-40s %6d %7.3f | %6d %7.3f %7.3f | %6d %7.3f %7.3f\n", k, c[1, k], rate,
+            c[2, k], c[2, k] / n, (c[2, k] - rate * to) / n, c[3, k], c[3, k] / n, (c[3, k] - rate * tp) / n
+        }
+      }' "$r-idle.raw" "$r-ours.raw" "$r-peer.raw" | sort -k1,1 -k2,2
+  } >"$r.txt"
+  cat "$r.txt"
+}
+
+# The peer's requests are done when the coordinator lists N archive#=2 actions as SUCCEED or
+# FAILED (hsm.actions is read on the MDS: no client RPC, unlike lfs hsm_state). Finished
+# actions stay listed for grace_delay (60 s), so each poll adds what it sees.
+mr_peer_wait() {
+  local n=$1 seen=/tmp/mr-peer-done
+  : >$seen
+  for _ in $(seq 1 2400); do
+    lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" |
+      awk '/ archive#=2 / && /status=(SUCCEED|FAILED)/ { for (i = 1; i <= NF; i++) if ($i ~ /^fid=/) print $i }' >>$seen
+    sort -u -o $seen $seen
+    [ "$(wc -l <$seen)" -ge "$n" ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+sc_mds_rpcs() {
+  local rc=0 n=$MR_N d="$MNT/$P/mdsrpc" pd="$MNT/mdsrpc-peer" t0 ti to tp got ct2 i
+  mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
+  [ -n "$(lctl list_param mds.MDS.mdt.stats 2>/dev/null)" ] || { note "mds.MDS.mdt.stats not readable"; return 1; }
+  lctl set_param jobid_var=LUSTRE_JOBID
+  lfs mkdir -i 0 "$d" || return 1
+  lfs mkdir -i 0 "$pd" || return 1
+  flush || rc=1   # the daemon has read every record so far (and knows $d from its MKDIR record)
+  sleep 5
+
+  # 0. The background: nothing to export.
+  mr_clear
+  t0=$(mr_now)
+  sleep $MR_IDLE
+  mr_read /results/mds-rpcs-idle.raw
+  ti=$(mr_since "$t0")
+
+  # 1. Ours. The daemon is stopped while the files are written (auto-export disabled would not do:
+  # a disabled daemon reads the records and drops them), so it meets their records inside the
+  # window, as it would have at their close.
+  kill -STOP "$DM_PID"
+  for i in $(seq 1 "$n"); do head -c 4096 /dev/urandom >"$d/f$i"; done
+  sync
+  mr_clear
+  t0=$(mr_now)
+  kill -CONT "$DM_PID"
+  flush 30m || rc=1
+  mr_read /results/mds-rpcs-ours.raw
+  to=$(mr_since "$t0")
+  got=$(lfs hsm_state "$d"/f* | grep -c ': (0x00000009) exists archived, archive_id:1$')
+  note "ours: $got of $n files 'exists archived, archive_id:1' after flush --wait ($to s)"
+  [ "$got" = "$n" ] || rc=1
+
+  # 2. The peer: lhsmtool_posix serving archive 2 (ours serves archive 1 only) and one lfs
+  # hsm_archive of all the files. Our daemon is stopped during the window: its changelog clears
+  # of the peer's records would land in it.
+  rm -rf /tmp/arc && mkdir -p /tmp/arc
+  lhsmtool_posix --hsm-root /tmp/arc --archive 2 "$MNT" >/results/lhsmtool_posix.log 2>&1 &
+  ct2=$!
+  for _ in $(seq 1 60); do
+    lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents" | grep -q 'archive_id=2' && break
+    sleep 1
+  done
+  lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents" | sed 's/^/    /'
+  for i in $(seq 1 "$n"); do head -c 4096 /dev/urandom >"$pd/f$i"; done
+  flush >/dev/null || rc=1   # out of scope for ours; the barrier says the daemon read their records
+  kill -STOP "$DM_PID"
+  sync
+  mr_clear
+  t0=$(mr_now)
+  lfs hsm_archive --archive 2 "$pd"/f* || { note "lfs hsm_archive failed"; rc=1; }
+  mr_peer_wait "$n" || { note "the coordinator did not list $n finished archive#=2 actions"; rc=1; }
+  mr_read /results/mds-rpcs-peer.raw
+  tp=$(mr_since "$t0")
+  kill -CONT "$DM_PID"
+  got=$(lfs hsm_state "$pd"/f* | grep -c ': (0x00000009) exists archived, archive_id:2$')
+  note "peer: $got of $n files 'exists archived, archive_id:2' ($tp s)"
+  [ "$got" = "$n" ] || rc=1
+  kill -TERM "$ct2"
+  wait "$ct2" 2>/dev/null
+  lctl set_param jobid_var=disable >/dev/null
+
+  if ! grep -q '^svc:mdt ' /results/mds-rpcs-ours.raw || ! grep -q '^svc:mdt ' /results/mds-rpcs-peer.raw; then
+    note "no MDS service counters read"
+    rc=1
+  fi
+  mr_report "$n" "$ti" "$to" "$tp"
+  awk -v n="$n" '$1 == "svc:ALL" || $1 == "cli:MDT0000" && $2 == "TOTAL" { t[$1] = $0 }
+    END { split(t["svc:ALL"], s); split(t["cli:MDT0000"], c)
+      printf "mds_rpcs: RPCs served by the MDS per exported file: ours %s (net of idle %s), lfs hsm_archive + lhsmtool_posix %s (net %s); sent by the client to MDT0000 per file: ours %s, peer %s\n", s[7], s[8], s[11], s[12], c[7], c[11] }' /results/mds-rpcs.txt
   return $rc
 }
 
