@@ -518,8 +518,8 @@ mr_report() {
     echo "#          md:MDTnnnn = md_stats operations; job:MDTnnnn:JOBID = job_stats operations of one process"
     echo "# columns: idle count, idle per s | ours count, per file, per file net of idle | peer likewise"
     awk -v n="$n" -v ti="$ti" -v to="$to" -v tp="$tp" '
-      FNR == 1 { w++ }
-      { k = $1 " " $2; keys[k] = 1; c[w, k] += $3
+      { w = (FILENAME == ARGV[1]) ? 1 : (FILENAME == ARGV[2]) ? 2 : 3   # (a window may be empty)
+        k = $1 " " $2; keys[k] = 1; c[w, k] += $3
         g = ($1 ~ /^svc:/) ? "svc:ALL" : $1; gk = g " TOTAL"; keys[gk] = 1; c[w, gk] += $3 }
       END {
         for (k in keys) {
@@ -546,6 +546,48 @@ mr_peer_wait() {
     sleep 0.5
   done
   return 1
+}
+
+# The same auto-export on lustre-sim in the guest (its own MDS over tmpfs, the same daemon and
+# copytool binaries through liblustreapi_sim.so): the simulator's own count of the calls it was
+# asked (sim.stats, lustre-sim/src/mds/stats.rs; sent_to.mds = what it takes for MDS RPCs), taken
+# the same way (daemon stopped while the files are written). Writes /results/mds-rpcs-sim.raw.
+mr_sim() { # mr_sim N
+  local n=$1 sim=/tmp/simrpc simfs=simrpc rc=0 i mds sct sdm got
+  local spol=$sim/policy.toml sd=$sim/mnt/$P/mdsrpc
+  export LUSTRE_SIM_MOUNTTAB=$sim/mounttab
+  mkdir -p "$sim/mnt" "$sim/state"
+  "$BIN/lustre-sim" mds --mount "$sim/mnt" --fsname $simfs >"$sim/mds.log" 2>&1 &
+  mds=$!
+  for _ in $(seq 1 60); do "$BIN/lustre-sim" lfs path2fid "$sim/mnt" >/dev/null 2>&1 && break; sleep 0.5; done
+  "$BIN/lustre-sim" lctl --device $simfs-MDT0000 changelog_register -n >/dev/null
+  "$BIN/lustre-sim" lctl set_param "mdt.$simfs-MDT0000.hsm.max_requests=64" >/dev/null
+  python3 "$RL_REPO/scripts/lib/azblob.py" "$AZ_URL" mkcontainer simrpc
+  sed -e "s#^mount = .*#mount = \"$sim/mnt\"#" -e "s#/export\"#/simrpc\"#" \
+    -e "s#^socket = .*#socket = \"$sim/lb.sock\"#" -e "s#^state_dir = .*#state_dir = \"$sim/state\"#" \
+    "$POLICY" >"$spol"
+  LUSTREAPI_LIB="$BIN/liblustreapi_sim.so" "$BIN/lhsmtool_blob" --archive 1 --config "$spol" "$sim/mnt" >"$sim/copytool.log" 2>&1 &
+  sct=$!
+  LUSTREAPI_LIB="$BIN/liblustreapi_sim.so" "$BIN/lustre-blob" daemon --config "$spol" >"$sim/daemon.log" 2>&1 &
+  sdm=$!
+  for _ in $(seq 1 60); do "$BIN/lustre-blob" status --config "$spol" >/dev/null 2>&1 && break; sleep 1; done
+  mkdir -p "$sd"
+  "$BIN/lustre-blob" flush --wait --timeout 5m --config "$spol" >/dev/null || rc=1
+  kill -STOP "$sdm"
+  for i in $(seq 1 "$n"); do head -c 4096 /dev/urandom >"$sd/f$i"; done
+  sleep 2   # the simulator's watcher turns the writes into records
+  "$BIN/lustre-sim" lctl get_param -n sim.stats >$sim/stats.before
+  kill -CONT "$sdm"
+  "$BIN/lustre-blob" flush --wait --timeout 30m --config "$spol" >/dev/null || rc=1
+  "$BIN/lustre-sim" lctl get_param -n sim.stats >$sim/stats.after
+  awk 'NR == FNR { b[$1] = $2; next } $2 - b[$1] > 0 { print "sim", $1, $2 - b[$1] }' \
+    $sim/stats.before $sim/stats.after >/results/mds-rpcs-sim.raw
+  got=$("$BIN/lustre-sim" lfs hsm_state "$sd"/f* | grep -cE ':[[:space:]]\(0x00000009\) exists archived, archive_id:1$')
+  note "lustre-sim: $got of $n files 'exists archived, archive_id:1' after flush --wait"
+  [ "$got" = "$n" ] || rc=1
+  kill -TERM "$sdm" "$sct" "$mds" 2>/dev/null
+  unset LUSTRE_SIM_MOUNTTAB
+  return $rc
 }
 
 sc_mds_rpcs() {
@@ -614,10 +656,19 @@ sc_mds_rpcs() {
     note "no MDS service counters read"
     rc=1
   fi
+  # 3. lustre-sim (evidence beside the MDT's figures; its failure does not fail the scenario).
+  mr_sim "$n" || note "lustre-sim: the export of $n files did not complete (see /tmp/simrpc/*.log)"
   mr_report "$n" "$ti" "$to" "$tp"
+  if [ -s /results/mds-rpcs-sim.raw ]; then
+    {
+      echo "# lustre-sim, the same auto-export of $n files: the simulator's calls (sim.stats), count and per file"
+      awk -v n="$n" '{ printf "%-40s %6d %7.3f\n", $1 " " $2, $3, $3 / n }' /results/mds-rpcs-sim.raw
+    } | tee -a /results/mds-rpcs.txt
+  fi
   awk -v n="$n" '$1 == "svc:ALL" || $1 == "cli:MDT0000" && $2 == "TOTAL" { t[$1] = $0 }
     END { split(t["svc:ALL"], s); split(t["cli:MDT0000"], c)
       printf "mds_rpcs: RPCs served by the MDS per exported file: ours %s (net of idle %s), lfs hsm_archive + lhsmtool_posix %s (net %s); sent by the client to MDT0000 per file: ours %s, peer %s\n", s[7], s[8], s[11], s[12], c[7], c[11] }' /results/mds-rpcs.txt
+  awk -v n="$n" '$2 == "sent_to.mds" { printf "mds_rpcs: lustre-sim counts %.3f MDS calls per exported file (sent_to.mds) for the same export\n", $3 / n }' /results/mds-rpcs-sim.raw 2>/dev/null
   return $rc
 }
 
