@@ -500,7 +500,7 @@ mr_read() { # mr_read FILE: every non-zero counter, one "source counter count" l
   for p in $(lctl list_param "mdt.*.job_stats"); do
     t=${p#mdt."$FSNAME"-}
     lctl get_param -n "$p" | awk -v m="${t%%.*}" '
-      /^- job_id:/ { j = $3; gsub(/"/, "", j) }
+      /^- job_id:/ { j = $3; gsub(/"/, "", j); sub(/\.[0-9]+$/, "", j) }   # "%e.%u" -> %e
       /^  [a-z_]+: +\{ samples:/ { n = $4; sub(/,$/, "", n); c = $1; sub(/:$/, "", c)
         if (n + 0 > 0) print "job:" m ":" j, c, n }'
   done
@@ -513,18 +513,21 @@ mr_report() {
   {
     echo "# MDS RPCs per exported file on real Lustre 2.16.1 (scripts/real-lustre, scenario mds_rpcs)"
     echo "# $n new files of 4 KiB per side; windows: idle $ti s, ours $to s, peer $tp s"
-    echo "# ours = lustre-blob daemon (auto-export) + lhsmtool_blob; peer = lfs hsm_archive (one command) + lhsmtool_posix"
+    echo "# ours = lustre-blob daemon (auto-export) + lhsmtool_blob; peer = lfs hsm_archive (50 files a command) + lhsmtool_posix"
     echo "# sources: svc:SERVICE = RPCs the MDS node served (all its MDTs); cli:MDTnnnn = RPCs the client sent to that MDT;"
     echo "#          md:MDTnnnn = md_stats operations; job:MDTnnnn:JOBID = job_stats operations of one process"
+    echo "# svc: mds_reint_* also count the reint an ldlm intent carries (open, setxattr: mdt_reint_rec), so"
+    echo "#      svc:ALL exceeds the RPCs; cli: counts each RPC once (cli:ALL = every RPC the client sent to the MDTs)"
     echo "# columns: idle count, idle per s | ours count, per file, per file net of idle | peer likewise"
     awk -v n="$n" -v ti="$ti" -v to="$to" -v tp="$tp" '
       { w = (FILENAME == ARGV[1]) ? 1 : (FILENAME == ARGV[2]) ? 2 : 3   # (a window may be empty)
         k = $1 " " $2; keys[k] = 1; c[w, k] += $3
-        g = ($1 ~ /^svc:/) ? "svc:ALL" : $1; gk = g " TOTAL"; keys[gk] = 1; c[w, gk] += $3 }
+        if ($1 ~ /^(svc|cli|md):/) { g = $1; sub(/:.*/, ":ALL", g); keys[g " TOTAL"] = 1; c[w, g " TOTAL"] += $3 }
+        keys[$1 " TOTAL"] = 1; c[w, $1 " TOTAL"] += $3 }
       END {
         for (k in keys) {
           rate = c[1, k] / ti
-          printf "%-40s %6d %7.3f | %6d %7.3f %7.3f | %6d %7.3f %7.3f\n", k, c[1, k], rate,
+          printf "%-46s %6d %7.3f | %6d %7.3f %7.3f | %6d %7.3f %7.3f\n", k, c[1, k], rate,
             c[2, k], c[2, k] / n, (c[2, k] - rate * to) / n, c[3, k], c[3, k] / n, (c[3, k] - rate * tp) / n
         }
       }' "$r-idle.raw" "$r-ours.raw" "$r-peer.raw" | sort -k1,1 -k2,2
@@ -532,15 +535,16 @@ mr_report() {
   cat "$r.txt"
 }
 
-# The peer's requests are done when the coordinator lists N archive#=2 actions as SUCCEED or
-# FAILED (hsm.actions is read on the MDS: no client RPC, unlike lfs hsm_state). Finished
-# actions stay listed for grace_delay (60 s), so each poll adds what it sees.
+# The peer's requests are done when the coordinator lists the N files' actions (their FIDs in
+# /tmp/mr-peer-fids) as SUCCEED or FAILED (hsm.actions is read on the MDS: no client RPC, unlike
+# lfs hsm_state). Finished actions stay listed for grace_delay (60 s): each poll adds what it sees.
 mr_peer_wait() {
   local n=$1 seen=/tmp/mr-peer-done
   : >$seen
-  for _ in $(seq 1 2400); do
+  for _ in $(seq 1 1200); do
     lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" |
-      awk '/ archive#=2 / && /status=(SUCCEED|FAILED)/ { for (i = 1; i <= NF; i++) if ($i ~ /^fid=/) print $i }' >>$seen
+      awk '/status=(SUCCEED|FAILED)/ { for (i = 1; i <= NF; i++) if ($i ~ /^fid=/) print $i }' |
+      grep -xFf /tmp/mr-peer-fids >>$seen
     sort -u -o $seen $seen
     [ "$(wc -l <$seen)" -ge "$n" ] && return 0
     sleep 0.5
@@ -623,33 +627,39 @@ sc_mds_rpcs() {
   note "ours: $got of $n files 'exists archived, archive_id:1' after flush --wait ($to s)"
   [ "$got" = "$n" ] || rc=1
 
-  # 2. The peer: lhsmtool_posix serving archive 2 (ours serves archive 1 only) and one lfs
-  # hsm_archive of all the files. Our daemon is stopped during the window: its changelog clears
-  # of the peer's records would land in it.
-  rm -rf /tmp/arc && mkdir -p /tmp/arc
-  lhsmtool_posix --hsm-root /tmp/arc --archive 2 "$MNT" >/results/lhsmtool_posix.log 2>&1 &
-  ct2=$!
-  for _ in $(seq 1 60); do
-    lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents" | grep -q 'archive_id=2' && break
-    sleep 1
-  done
-  lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents" | sed 's/^/    /'
+  # 2. The peer: lhsmtool_posix and lfs hsm_archive. The coordinator knows one agent per client
+  # (by its UUID; a second registration is refused with EEXIST), so lhsmtool_posix serves archive 1
+  # in our copytool's place for this window. One lfs hsm_archive takes at most ~50 files (the
+  # request must stay under MDS_MAXREQSIZE / 3: E2BIG), so xargs gives it 50 at a time. Our daemon
+  # is stopped during the window: its changelog clears of the peer's records would land in it.
   for i in $(seq 1 "$n"); do head -c 4096 /dev/urandom >"$pd/f$i"; done
   flush >/dev/null || rc=1   # out of scope for ours; the barrier says the daemon read their records
+  lfs path2fid "$pd"/f* | awk '{ print "fid=" $2 }' >/tmp/mr-peer-fids
   kill -STOP "$DM_PID"
+  kill -TERM "$CT_PID"
+  wait "$CT_PID" 2>/dev/null
+  rm -rf /tmp/arc && mkdir -p /tmp/arc
+  lhsmtool_posix --hsm-root /tmp/arc --archive 1 "$MNT" >/results/lhsmtool_posix.log 2>&1 &
+  ct2=$!
+  for _ in $(seq 1 60); do
+    lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents" | grep -q 'archive_id=1' && break
+    sleep 1
+  done
+  note "agents with lhsmtool_posix: $(lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents")"
   sync
   mr_clear
   t0=$(mr_now)
-  lfs hsm_archive --archive 2 "$pd"/f* || { note "lfs hsm_archive failed"; rc=1; }
-  mr_peer_wait "$n" || { note "the coordinator did not list $n finished archive#=2 actions"; rc=1; }
+  printf '%s\0' "$pd"/f* | xargs -0 -n 50 lfs hsm_archive --archive 1 || { note "lfs hsm_archive failed"; rc=1; }
+  mr_peer_wait "$n" || { note "the coordinator did not list $n finished actions of the peer's files"; rc=1; }
   mr_read /results/mds-rpcs-peer.raw
   tp=$(mr_since "$t0")
-  kill -CONT "$DM_PID"
-  got=$(lfs hsm_state "$pd"/f* | grep -c ': (0x00000009) exists archived, archive_id:2$')
-  note "peer: $got of $n files 'exists archived, archive_id:2' ($tp s)"
-  [ "$got" = "$n" ] || rc=1
   kill -TERM "$ct2"
   wait "$ct2" 2>/dev/null
+  start_copytool || { note "our copytool did not register again"; rc=1; }
+  kill -CONT "$DM_PID"
+  got=$(lfs hsm_state "$pd"/f* | grep -c ': (0x00000009) exists archived, archive_id:1$')
+  note "peer: $got of $n files 'exists archived, archive_id:1' ($tp s)"
+  [ "$got" = "$n" ] || rc=1
   lctl set_param jobid_var=disable >/dev/null
 
   if ! grep -q '^svc:mdt ' /results/mds-rpcs-ours.raw || ! grep -q '^svc:mdt ' /results/mds-rpcs-peer.raw; then
@@ -662,12 +672,12 @@ sc_mds_rpcs() {
   if [ -s /results/mds-rpcs-sim.raw ]; then
     {
       echo "# lustre-sim, the same auto-export of $n files: the simulator's calls (sim.stats), count and per file"
-      awk -v n="$n" '{ printf "%-40s %6d %7.3f\n", $1 " " $2, $3, $3 / n }' /results/mds-rpcs-sim.raw
+      awk -v n="$n" '{ printf "%-46s %6d %7.3f\n", $1 " " $2, $3, $3 / n }' /results/mds-rpcs-sim.raw
     } | tee -a /results/mds-rpcs.txt
   fi
-  awk -v n="$n" '$1 == "svc:ALL" || $1 == "cli:MDT0000" && $2 == "TOTAL" { t[$1] = $0 }
-    END { split(t["svc:ALL"], s); split(t["cli:MDT0000"], c)
-      printf "mds_rpcs: RPCs served by the MDS per exported file: ours %s (net of idle %s), lfs hsm_archive + lhsmtool_posix %s (net %s); sent by the client to MDT0000 per file: ours %s, peer %s\n", s[7], s[8], s[11], s[12], c[7], c[11] }' /results/mds-rpcs.txt
+  awk '$2 == "TOTAL" && ($1 == "svc:ALL" || $1 == "cli:ALL") { t[$1] = $0 }
+    END { split(t["cli:ALL"], c); split(t["svc:ALL"], s)
+      printf "mds_rpcs: RPCs the client sent to the MDTs per exported file: ours %s (net of idle %s), lfs hsm_archive + lhsmtool_posix %s (net %s); counted by the MDS services (reints inside intents twice): ours %s, peer %s\n", c[7], c[8], c[11], c[12], s[7], s[11] }' /results/mds-rpcs.txt
   awk -v n="$n" '$2 == "sent_to.mds" { printf "mds_rpcs: lustre-sim counts %.3f MDS calls per exported file (sent_to.mds) for the same export\n", $3 / n }' /results/mds-rpcs-sim.raw 2>/dev/null
   return $rc
 }
