@@ -474,7 +474,7 @@ sc_hsm_changelog_compare() {
 # in debugfs) and ldlm_canceld (which also serves the OST here), the client's RPCs per MDT
 # (mdc.*.stats), the MDTs' md_stats, and their job_stats (jobid_var=LUSTRE_JOBID, set in our
 # daemon's and copytool's environment; any other process falls back to jobid_name "%e.%u").
-MR_N=${RL_MDS_RPCS_FILES:-200}
+MR_N=200              # files a side
 MR_IDLE=30            # seconds of the idle window
 
 mr_now() { date +%s.%N; }
