@@ -4,7 +4,7 @@
 # or 1; run_scenarios writes one line per scenario to /results/results.txt:
 #   PASS|FAIL  NAME  SECONDS  summary
 # shellcheck shell=bash disable=SC2154
-SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore striped_restore changelog_compare hsm_changelog_compare"
+SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore striped_restore changelog_compare hsm_changelog_compare mds_rpcs"
 
 P=projects            # export prefix (relative to the mount)
 CT="export"           # export container
@@ -51,7 +51,8 @@ EOF
 }
 
 start_copytool() {
-  "$BIN/lhsmtool_blob" --archive 1 --config "$POLICY" "$MNT" >>/results/copytool.log 2>&1 &
+  # LUSTRE_JOBID: the MDT's job_stats name this process (scenario mds_rpcs sets jobid_var to it).
+  LUSTRE_JOBID=lhsmtool_blob "$BIN/lhsmtool_blob" --archive 1 --config "$POLICY" "$MNT" >>/results/copytool.log 2>&1 &
   CT_PID=$!
   for _ in $(seq 1 60); do
     lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents" 2>/dev/null | grep -q uuid && return 0
@@ -67,7 +68,7 @@ product_start() {
   mkdir -p "$MNT/$P"
   start_copytool || { echo "copytool did not register"; tail -n 20 /results/copytool.log; return 1; }
   lctl get_param "mdt.*.hsm.agents"
-  "$BIN/lustre-blob" daemon --config "$POLICY" >>/results/daemon.log 2>&1 &
+  LUSTRE_JOBID=lustre-blob-daemon "$BIN/lustre-blob" daemon --config "$POLICY" >>/results/daemon.log 2>&1 &
   DM_PID=$!
   for _ in $(seq 1 120); do
     lb status >/dev/null 2>&1 && { lb status; return 0; }
@@ -461,6 +462,225 @@ sc_hsm_changelog_compare() {
   note "normalised differences (sim -> real): $(grep -c '^[-+][^-+]' /results/hsm-changelog-diff.txt) lines, /results/hsm-changelog-diff.txt"
   cat /results/hsm-changelog-diff.txt
   [ -s /results/hsm-changelog-real.norm ] && [ -s /results/hsm-changelog-sim.norm ] || rc=1
+  return $rc
+}
+
+# --- mds_rpcs: what a real MDT serves per exported file (issue 17 item 2) ---------------------
+# Three windows, each opened by zeroing the counters and closed by reading them: idle (daemon and
+# copytool running, nothing to do: the background), ours (auto-export of MR_N new files of 4 KiB)
+# and the peer (the same files archived by `lfs hsm_archive` + lhsmtool_posix). The files are written
+# before a window opens, and the scenario's own checks (lfs hsm_state) run after it closed: a
+# window holds the export only. Counters: every ptlrpc service of the MDS node (mds.MDS.*.stats,
+# in debugfs) and ldlm_canceld (which also serves the OST here), the client's RPCs per MDT
+# (mdc.*.stats), the MDTs' md_stats, and their job_stats (jobid_var=LUSTRE_JOBID, set in our
+# daemon's and copytool's environment; any other process falls back to jobid_name "%e.%u").
+MR_N=200              # files a side
+MR_IDLE=30            # seconds of the idle window
+
+mr_now() { date +%s.%N; }
+mr_since() { awk -v a="$1" -v b="$(mr_now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+mr_clear() {
+  lctl set_param -n "mds.MDS.*.stats=clear" "ldlm.services.ldlm_canceld.stats=clear" \
+    "mdc.*.stats=clear" "mdt.*.md_stats=clear" "mdt.*.job_stats=clear" >/dev/null
+}
+
+mr_read() { # mr_read FILE: every non-zero counter, one "source counter count" line each
+  local p src t
+  for p in $(lctl list_param "mds.MDS.*.stats" ldlm.services.ldlm_canceld.stats "mdc.*.stats" "mdt.*.md_stats"); do
+    case $p in
+      mds.MDS.*) src=svc:$(cut -d. -f3 <<<"$p") ;;
+      ldlm.*) src=svc:ldlm_canceld ;;
+      mdc.*) t=${p#mdc."$FSNAME"-} && src=cli:${t%%-*} ;;   # mdc.lustre-MDT0000-mdc-ffff....stats
+      *) t=${p#mdt."$FSNAME"-} && src=md:${t%%.*} ;;        # mdt.lustre-MDT0000.md_stats
+    esac
+    # "NAME COUNT samples [unit] ..."; req_* and reqbuf_avail describe the queue, not an opcode.
+    lctl get_param -n "$p" | awk -v s="$src" '$3 == "samples" && $2 > 0 && $1 !~ /^req/ { print s, $1, $2 }'
+  done
+  for p in $(lctl list_param "mdt.*.job_stats"); do
+    t=${p#mdt."$FSNAME"-}
+    lctl get_param -n "$p" | awk -v m="${t%%.*}" '
+      /^- job_id:/ { j = $3; gsub(/"/, "", j); sub(/\.[0-9]+$/, "", j) }   # "%e.%u" -> %e
+      /^  [a-z_]+: +\{ samples:/ { n = $4; sub(/,$/, "", n); c = $1; sub(/:$/, "", c)
+        if (n + 0 > 0) print "job:" m ":" j, c, n }'
+  done
+} >"$1"
+
+# mr_report N IDLE_S OURS_S PEER_S: /results/mds-rpcs.txt from the windows' .raw files. "net" takes
+# off the idle window's rate for the window's length (pings, the changelog follower's re-reads).
+mr_report() {
+  local n=$1 ti=$2 to=$3 tp=$4 r=/results/mds-rpcs
+  {
+    echo "# MDS RPCs per exported file on real Lustre 2.16.1 (scripts/real-lustre, scenario mds_rpcs)"
+    echo "# $n new files of 4 KiB per side; windows: idle $ti s, ours $to s, peer $tp s"
+    echo "# ours = lustre-blob daemon (auto-export) + lhsmtool_blob; peer = lfs hsm_archive (50 files a command) + lhsmtool_posix"
+    echo "# sources: svc:SERVICE = RPCs the MDS node served (all its MDTs); cli:MDTnnnn = RPCs the client sent to that MDT;"
+    echo "#          md:MDTnnnn = md_stats operations; job:MDTnnnn:JOBID = job_stats operations of one process"
+    echo "# svc: mds_reint_* also count the reint an ldlm intent carries (open, setxattr: mdt_reint_rec), so"
+    echo "#      svc:ALL exceeds the RPCs; cli: counts each RPC once (cli:ALL = every RPC the client sent to the MDTs)"
+    echo "# columns: idle count, idle per s | ours count, per file, per file net of idle | peer likewise"
+    awk -v n="$n" -v ti="$ti" -v to="$to" -v tp="$tp" '
+      { w = (FILENAME == ARGV[1]) ? 1 : (FILENAME == ARGV[2]) ? 2 : 3   # (a window may be empty)
+        k = $1 " " $2; keys[k] = 1; c[w, k] += $3
+        if ($1 ~ /^(svc|cli|md):/) { g = $1; sub(/:.*/, ":ALL", g); keys[g " TOTAL"] = 1; c[w, g " TOTAL"] += $3 }
+        keys[$1 " TOTAL"] = 1; c[w, $1 " TOTAL"] += $3 }
+      END {
+        for (k in keys) {
+          rate = c[1, k] / ti
+          printf "%-46s %6d %7.3f | %6d %7.3f %7.3f | %6d %7.3f %7.3f\n", k, c[1, k], rate,
+            c[2, k], c[2, k] / n, (c[2, k] - rate * to) / n, c[3, k], c[3, k] / n, (c[3, k] - rate * tp) / n
+        }
+      }' "$r-idle.raw" "$r-ours.raw" "$r-peer.raw" | sort -k1,1 -k2,2
+  } >"$r.txt"
+  cat "$r.txt"
+}
+
+# The peer's requests are done when the coordinator lists the N files' actions (their FIDs in
+# /tmp/mr-peer-fids) as SUCCEED or FAILED (hsm.actions is read on the MDS: no client RPC, unlike
+# lfs hsm_state). Finished actions stay listed for grace_delay (60 s): each poll adds what it sees.
+mr_peer_wait() {
+  local n=$1 seen=/tmp/mr-peer-done
+  : >$seen
+  for _ in $(seq 1 1200); do
+    lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.actions" |
+      awk '/status=(SUCCEED|FAILED)/ { for (i = 1; i <= NF; i++) if ($i ~ /^fid=/) print $i }' |
+      grep -xFf /tmp/mr-peer-fids >>$seen
+    sort -u -o $seen $seen
+    [ "$(wc -l <$seen)" -ge "$n" ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+# The same auto-export on lustre-sim in the guest (its own MDS over tmpfs, the same daemon and
+# copytool binaries through liblustreapi_sim.so): the simulator's own count of the calls it was
+# asked (sim.stats, lustre-sim/src/mds/stats.rs; sent_to.mds = what it takes for MDS RPCs), taken
+# the same way (daemon stopped while the files are written). Writes /results/mds-rpcs-sim.raw.
+mr_sim() { # mr_sim N
+  local n=$1 sim=/tmp/simrpc simfs=simrpc rc=0 i mds sct sdm got
+  local spol=$sim/policy.toml sd=$sim/mnt/$P/mdsrpc
+  export LUSTRE_SIM_MOUNTTAB=$sim/mounttab
+  mkdir -p "$sim/mnt" "$sim/state"
+  "$BIN/lustre-sim" mds --mount "$sim/mnt" --fsname $simfs >"$sim/mds.log" 2>&1 &
+  mds=$!
+  for _ in $(seq 1 60); do "$BIN/lustre-sim" lfs path2fid "$sim/mnt" >/dev/null 2>&1 && break; sleep 0.5; done
+  "$BIN/lustre-sim" lctl --device $simfs-MDT0000 changelog_register -n >/dev/null
+  "$BIN/lustre-sim" lctl set_param "mdt.$simfs-MDT0000.hsm.max_requests=64" >/dev/null
+  python3 "$RL_REPO/scripts/lib/azblob.py" "$AZ_URL" mkcontainer simrpc
+  sed -e "s#^mount = .*#mount = \"$sim/mnt\"#" -e "s#/export\"#/simrpc\"#" \
+    -e "s#^socket = .*#socket = \"$sim/lb.sock\"#" -e "s#^state_dir = .*#state_dir = \"$sim/state\"#" \
+    "$POLICY" >"$spol"
+  LUSTREAPI_LIB="$BIN/liblustreapi_sim.so" "$BIN/lhsmtool_blob" --archive 1 --config "$spol" "$sim/mnt" >"$sim/copytool.log" 2>&1 &
+  sct=$!
+  LUSTREAPI_LIB="$BIN/liblustreapi_sim.so" "$BIN/lustre-blob" daemon --config "$spol" >"$sim/daemon.log" 2>&1 &
+  sdm=$!
+  for _ in $(seq 1 60); do "$BIN/lustre-blob" status --config "$spol" >/dev/null 2>&1 && break; sleep 1; done
+  mkdir -p "$sd"
+  "$BIN/lustre-blob" flush --wait --timeout 5m --config "$spol" >/dev/null || rc=1
+  kill -STOP "$sdm"
+  for i in $(seq 1 "$n"); do head -c 4096 /dev/urandom >"$sd/f$i"; done
+  sleep 2   # the simulator's watcher turns the writes into records
+  # (LUSTRE_SIM_MOUNT: "sim.stats" names no file system, so lctl asks this mount's MDS)
+  LUSTRE_SIM_MOUNT=$sim/mnt "$BIN/lustre-sim" lctl get_param -n sim.stats >$sim/stats.before
+  kill -CONT "$sdm"
+  "$BIN/lustre-blob" flush --wait --timeout 30m --config "$spol" >/dev/null || rc=1
+  LUSTRE_SIM_MOUNT=$sim/mnt "$BIN/lustre-sim" lctl get_param -n sim.stats >$sim/stats.after
+  # (less the get_param calls themselves)
+  awk 'NR == FNR { b[$1] = $2; next } $1 !~ /GetParam|admin/ && $2 - b[$1] > 0 { print "sim", $1, $2 - b[$1] }' \
+    $sim/stats.before $sim/stats.after >/results/mds-rpcs-sim.raw
+  got=$("$BIN/lustre-sim" lfs hsm_state "$sd"/f* | grep -cE ':[[:space:]]\(0x00000009\) exists archived, archive_id:1$')
+  note "lustre-sim: $got of $n files 'exists archived, archive_id:1' after flush --wait"
+  [ "$got" = "$n" ] || rc=1
+  kill -TERM "$sdm" "$sct" "$mds" 2>/dev/null
+  unset LUSTRE_SIM_MOUNTTAB
+  return $rc
+}
+
+sc_mds_rpcs() {
+  local rc=0 n=$MR_N d="$MNT/$P/mdsrpc" pd="$MNT/mdsrpc-peer" t0 ti to tp got ct2 i
+  mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
+  [ -n "$(lctl list_param mds.MDS.mdt.stats 2>/dev/null)" ] || { note "mds.MDS.mdt.stats not readable"; return 1; }
+  lctl set_param jobid_var=LUSTRE_JOBID
+  lfs mkdir -i 0 "$d" || return 1
+  lfs mkdir -i 0 "$pd" || return 1
+  flush || rc=1   # the daemon has read every record so far (and knows $d from its MKDIR record)
+  sleep 5
+
+  # 0. The background: nothing to export.
+  mr_clear
+  t0=$(mr_now)
+  sleep $MR_IDLE
+  mr_read /results/mds-rpcs-idle.raw
+  ti=$(mr_since "$t0")
+
+  # 1. Ours. The daemon is stopped while the files are written (auto-export disabled would not do:
+  # a disabled daemon reads the records and drops them), so it meets their records inside the
+  # window, as it would have at their close.
+  kill -STOP "$DM_PID"
+  for i in $(seq 1 "$n"); do head -c 4096 /dev/urandom >"$d/f$i"; done
+  sync
+  mr_clear
+  t0=$(mr_now)
+  kill -CONT "$DM_PID"
+  flush 30m || rc=1
+  mr_read /results/mds-rpcs-ours.raw
+  to=$(mr_since "$t0")
+  got=$(lfs hsm_state "$d"/f* | grep -c ': (0x00000009) exists archived, archive_id:1$')
+  note "ours: $got of $n files 'exists archived, archive_id:1' after flush --wait ($to s)"
+  [ "$got" = "$n" ] || rc=1
+
+  # 2. The peer: lhsmtool_posix and lfs hsm_archive. The coordinator knows one agent per client
+  # (by its UUID; a second registration is refused with EEXIST), so lhsmtool_posix serves archive 1
+  # in our copytool's place for this window. One lfs hsm_archive takes at most ~50 files (the
+  # request must stay under MDS_MAXREQSIZE / 3: E2BIG), so xargs gives it 50 at a time. Our daemon
+  # is stopped during the window: its changelog clears of the peer's records would land in it.
+  for i in $(seq 1 "$n"); do head -c 4096 /dev/urandom >"$pd/f$i"; done
+  flush >/dev/null || rc=1   # out of scope for ours; the barrier says the daemon read their records
+  lfs path2fid "$pd"/f* | awk '{ print "fid=" $2 }' >/tmp/mr-peer-fids
+  kill -STOP "$DM_PID"
+  kill -TERM "$CT_PID"
+  wait "$CT_PID" 2>/dev/null
+  rm -rf /tmp/arc && mkdir -p /tmp/arc
+  lhsmtool_posix --hsm-root /tmp/arc --archive 1 "$MNT" >/results/lhsmtool_posix.log 2>&1 &
+  ct2=$!
+  for _ in $(seq 1 60); do
+    lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents" | grep -q 'archive_id=1' && break
+    sleep 1
+  done
+  note "agents with lhsmtool_posix: $(lctl get_param -n "mdt.$FSNAME-MDT0000.hsm.agents")"
+  sync
+  mr_clear
+  t0=$(mr_now)
+  printf '%s\0' "$pd"/f* | xargs -0 -n 50 lfs hsm_archive --archive 1 || { note "lfs hsm_archive failed"; rc=1; }
+  mr_peer_wait "$n" || { note "the coordinator did not list $n finished actions of the peer's files"; rc=1; }
+  mr_read /results/mds-rpcs-peer.raw
+  tp=$(mr_since "$t0")
+  kill -TERM "$ct2"
+  wait "$ct2" 2>/dev/null
+  start_copytool || { note "our copytool did not register again"; rc=1; }
+  kill -CONT "$DM_PID"
+  got=$(lfs hsm_state "$pd"/f* | grep -c ': (0x00000009) exists archived, archive_id:1$')
+  note "peer: $got of $n files 'exists archived, archive_id:1' ($tp s)"
+  [ "$got" = "$n" ] || rc=1
+  lctl set_param jobid_var=disable >/dev/null
+
+  if ! grep -q '^svc:mdt ' /results/mds-rpcs-ours.raw || ! grep -q '^svc:mdt ' /results/mds-rpcs-peer.raw; then
+    note "no MDS service counters read"
+    rc=1
+  fi
+  # 3. lustre-sim (evidence beside the MDT's figures; its failure does not fail the scenario).
+  mr_sim "$n" || note "lustre-sim: the export of $n files did not complete (see /tmp/simrpc/*.log)"
+  mr_report "$n" "$ti" "$to" "$tp"
+  if [ -s /results/mds-rpcs-sim.raw ]; then
+    {
+      echo "# lustre-sim, the same auto-export of $n files: the simulator's calls (sim.stats), count and per file"
+      awk -v n="$n" '{ printf "%-46s %6d %7.3f\n", $1 " " $2, $3, $3 / n }' /results/mds-rpcs-sim.raw
+    } | tee -a /results/mds-rpcs.txt
+  fi
+  awk '$2 == "TOTAL" && ($1 == "svc:ALL" || $1 == "cli:ALL") { t[$1] = $0 }
+    END { split(t["cli:ALL"], c); split(t["svc:ALL"], s)
+      printf "mds_rpcs: RPCs the client sent to the MDTs per exported file: ours %s (net of idle %s), lfs hsm_archive + lhsmtool_posix %s (net %s); counted by the MDS services (reints inside intents twice): ours %s, peer %s\n", c[7], c[8], c[11], c[12], s[7], s[11] }' /results/mds-rpcs.txt
+  awk -v n="$n" '$2 == "sent_to.mds" { printf "mds_rpcs: lustre-sim counts %.3f MDS calls per exported file (sent_to.mds) for the same export\n", $3 / n }' /results/mds-rpcs-sim.raw 2>/dev/null
   return $rc
 }
 
