@@ -1183,6 +1183,50 @@ fn a_following_reader_gets_new_records_and_polls_readable() {
     assert!(h.is_null());
 }
 
+/// A following reader that caught up reads again only after a pause, as a Lustre client's
+/// reader thread does (`chlg_load` sleeps a second between passes): a record written right after
+/// it caught up is not delivered at once. The product's freshness includes this wait.
+#[test]
+fn a_caught_up_follower_gets_a_new_record_only_at_its_next_pass() {
+    let sim = Sim::start(SimOptions::default());
+    sim.register_changelog_user(0);
+    let a = api();
+    let mut h: *mut c_void = std::ptr::null_mut();
+    let flags = (CHANGELOG_FLAG_FOLLOW | CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS) as u32;
+    assert_eq!(
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
+        unsafe { (a.llapi_changelog_start)(&mut h, flags, c(&sim.mdt_name(0)).as_ptr(), 0) },
+        0
+    );
+    let next_name = || {
+        let mut r = std::ptr::null_mut();
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
+        assert_eq!(unsafe { (a.llapi_changelog_recv)(h, &mut r) }, 0);
+        // SAFETY: as above; the record is CR_MAXSIZE bytes long.
+        let b = unsafe {
+            std::slice::from_raw_parts(r as *const u8, lustreapi_sim::record::CR_MAXSIZE)
+        };
+        let name = Rec::decode(b).unwrap().0.name;
+        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
+        unsafe { (a.llapi_changelog_free)(&mut r) };
+        name
+    };
+    std::fs::create_dir(sim.mount().join("d0")).unwrap();
+    assert_eq!(next_name(), b"d0".to_vec());
+    // Caught up: the next record waits for the reader's next pass.
+    let written = std::time::Instant::now();
+    std::fs::create_dir(sim.mount().join("d1")).unwrap();
+    assert_eq!(next_name(), b"d1".to_vec());
+    let waited = written.elapsed();
+    let period = lustreapi_sim::mds::FOLLOW_PERIOD;
+    assert!(
+        waited >= period / 2,
+        "delivered {waited:?} after it was written, the reader's pause is {period:?}"
+    );
+    // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
+    assert_eq!(unsafe { (a.llapi_changelog_fini)(&mut h) }, 0);
+}
+
 #[test]
 fn copytools_learn_of_a_shutdown_and_registration_needs_a_coordinator() {
     let mut sim = Sim::start(SimOptions::default());

@@ -47,6 +47,17 @@ const JOIN_SETTLE_MS: u64 = 100;
 /// The backlog of an iteration is refilled in batches of the request bound divided by this
 /// ([`Engine::refill_batch`]).
 const REFILL_DIVISOR: usize = 8;
+/// How long after `r` was written (`cr_time`, the MDS's clock) the daemon reads it at `now`; 0
+/// for a record without a time or from the future (clocks apart).
+fn reported_after_ms(r: &lustre::ChangelogRecord, now: u64) -> u64 {
+    let at_ms = r.time_sec * 1_000 + u64::from(r.time_nsec) / 1_000_000;
+    if r.time_sec == 0 {
+        0
+    } else {
+        now.saturating_sub(at_ms)
+    }
+}
+
 /// What a pending file does while an iteration runs ([`Engine::turn`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Turn {
@@ -863,7 +874,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         match ev.event {
             HsmEvent::Archive => {
                 if let Some(inf) = self.st.inflight.remove(&fid) {
-                    self.window.completed(now);
+                    self.window
+                        .completed(now, reported_after_ms(&c.record, now));
                     self.settle(fid, inf, i32::from(ev.error), now);
                 } else if self.collect_foreign {
                     self.foreign_hsm.push((fid, i32::from(ev.error)));
@@ -1043,8 +1055,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             .into_iter()
             .filter_map(|f| self.st.pending.get(&f).map(|p| (f, self.turn(&f, p))))
             .collect();
-        if turns.iter().any(|(_, t)| *t == Turn::HandOver) {
-            self.hand_over(now);
+        if let Some((again, _)) = turns.iter().find(|(_, t)| *t == Turn::HandOver) {
+            self.hand_over(*again, now);
             return;
         }
         let fresh: Vec<Fid> = turns
@@ -1115,7 +1127,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// requests still in flight, which count in the new iteration (discovered there, exported
     /// or failed there). Nothing waits for those requests: a 1 GiB copy in flight does not hold
     /// the next change back.
-    fn hand_over(&mut self, now: u64) {
+    fn hand_over(&mut self, again: Fid, now: u64) {
         if now < self.retry_after_ms {
             return;
         }
@@ -1132,7 +1144,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         let c = &mut it.counters;
         c.files_discovered = c.files_discovered.saturating_sub(files);
         c.bytes_discovered = c.bytes_discovered.saturating_sub(bytes);
-        tracing::info!(job = %self.cfg.job_id, iteration = c.number, backlog = backlog.len(), in_flight = files, "a file this iteration already tried is due again: it ends, and the next one takes its backlog and its requests in flight");
+        tracing::info!(job = %self.cfg.job_id, iteration = c.number, fid = %again, backlog = backlog.len(), in_flight = files, "a file this iteration already tried is due again: it ends, and the next one takes its backlog and its requests in flight");
         // A file the ended iteration had not reached yet stays pending until its turn in the
         // backlog absorbs it; one in flight, until its request settles.
         let due: Vec<Fid> = self

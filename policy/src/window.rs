@@ -41,6 +41,14 @@ pub const RATE_SPAN_MS: u64 = 2_000;
 /// completions in its first milliseconds do not make a rate.
 pub const MIN_SPAN_MS: u64 = 500;
 
+/// A completion is known to the daemon only when its CL_HSM record is read, and a Lustre client's
+/// changelog reader reads in passes a second apart (`chlg_load`, mdc_changelog.c): requests that
+/// ended but are not reported yet still look outstanding, up to the rate times the longest delay
+/// between a record's time (`cr_time`) and its reading, right before the next pass. That delay is
+/// added to the target, so the queue at the coordinator never runs dry between two passes; a
+/// delay above this (clocks apart, a daemon catching up on a backlog) counts as this.
+pub const MAX_REPORT_DELAY_MS: u64 = 2_000;
+
 /// Default of `autoexport.queue_target`: requests outstanding are about this many ms of work.
 /// Measured beside 4 x 1 GiB + 10,000 x 64 KiB (BENCHMARKS.md, "Freshness"): the store's rate
 /// swung between 26 and 131 small files/s from one second to the next, so requests handed out
@@ -62,25 +70,41 @@ pub const DEFAULT_MIN_IN_FLIGHT: usize = 32;
 /// starts at the floor and grows with the first completions.
 #[derive(Debug, Clone, Default)]
 pub struct RequestWindow {
-    /// (bucket number = ms / [`BUCKET_MS`], completions in it), oldest first, the last
-    /// [`RATE_SPAN_MS`] only.
-    buckets: VecDeque<(u64, u64)>,
+    /// (bucket number = ms / [`BUCKET_MS`], completions in it, the longest of their report
+    /// delays in ms), oldest first, the last [`RATE_SPAN_MS`] only.
+    buckets: VecDeque<(u64, u64, u64)>,
     /// Start of the busy period: the first request sent after no completion for
     /// [`RATE_SPAN_MS`] (the rate is not diluted by the idle time before it).
     busy_since_ms: u64,
 }
 
 impl RequestWindow {
-    /// One of our requests ended (exported or not: either way a copytool slot is free).
-    pub fn completed(&mut self, now: u64) {
+    /// One of our requests ended (exported or not: either way a copytool slot is free), and
+    /// its end was reported `delay_ms` after it happened.
+    pub fn completed(&mut self, now: u64, delay_ms: u64) {
         let b = now / BUCKET_MS;
+        let d = delay_ms.min(MAX_REPORT_DELAY_MS);
         match self.buckets.back_mut() {
-            Some((last, n)) if *last == b => *n += 1,
             // A clock that stepped back counts into the newest bucket.
-            Some((last, n)) if *last > b => *n += 1,
-            _ => self.buckets.push_back((b, 1)),
+            Some((last, n, longest)) if *last >= b => {
+                *n += 1;
+                *longest = (*longest).max(d);
+            }
+            _ => self.buckets.push_back((b, 1, d)),
         }
         self.expire(now);
+    }
+
+    /// The longest delay, in ms, between the end of a request and the daemon learning of it,
+    /// over the completions of the last [`RATE_SPAN_MS`].
+    pub fn report_delay_ms(&self, now: u64) -> u64 {
+        let oldest = now.saturating_sub(RATE_SPAN_MS) / BUCKET_MS;
+        self.buckets
+            .iter()
+            .filter(|(b, _, _)| *b >= oldest)
+            .map(|(_, _, d)| *d)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Requests are about to be sent while `active` are outstanding: the first after an idle
@@ -93,7 +117,7 @@ impl RequestWindow {
 
     fn expire(&mut self, now: u64) {
         let oldest = now.saturating_sub(RATE_SPAN_MS) / BUCKET_MS;
-        while self.buckets.front().is_some_and(|(b, _)| *b < oldest) {
+        while self.buckets.front().is_some_and(|(b, _, _)| *b < oldest) {
             self.buckets.pop_front();
         }
     }
@@ -103,8 +127,8 @@ impl RequestWindow {
         let oldest = now.saturating_sub(RATE_SPAN_MS) / BUCKET_MS;
         self.buckets
             .iter()
-            .filter(|(b, _)| *b >= oldest)
-            .map(|(_, n)| n)
+            .filter(|(b, _, _)| *b >= oldest)
+            .map(|(_, n, _)| n)
             .sum()
     }
 
@@ -120,8 +144,9 @@ impl RequestWindow {
         self.completions(now) as f64 * 1000.0 / self.span_ms(now) as f64
     }
 
-    /// Requests that may be outstanding at `now`: `rate x target_ms`, at least `floor`, at most
-    /// `cap` (which wins over the floor). `target_ms` 0: always `cap` (no adaptation).
+    /// Requests that may be outstanding at `now`: `rate x (target_ms + report delay)`, at least
+    /// `floor`, at most `cap` (which wins over the floor). `target_ms` 0: always `cap` (no
+    /// adaptation).
     pub fn limit(&self, now: u64, target_ms: u64, floor: usize, cap: usize) -> usize {
         let cap = cap.max(1);
         if target_ms == 0 {
@@ -129,7 +154,7 @@ impl RequestWindow {
         }
         let by_rate = self
             .completions(now)
-            .saturating_mul(target_ms)
+            .saturating_mul(target_ms + self.report_delay_ms(now))
             .div_ceil(self.span_ms(now));
         usize::try_from(by_rate)
             .unwrap_or(usize::MAX)
@@ -159,7 +184,7 @@ mod tests {
         w.sending(0, T0);
         // 100 completions/s for 2 s.
         for i in 0..200 {
-            w.completed(T0 + i * 10);
+            w.completed(T0 + i * 10, 0);
         }
         let now = T0 + 2_000;
         assert!((w.rate(now) - 100.0).abs() < 5.0, "{}", w.rate(now));
@@ -179,12 +204,33 @@ mod tests {
         assert_eq!(last, 8);
     }
 
+    /// Completions reported up to 500 ms after they happened: the requests seen outstanding
+    /// include up to 0.5 s of ended ones, so the bound grows by rate x 0.5 s and the queue at the
+    /// coordinator never falls below `target`.
+    #[test]
+    fn the_bound_adds_the_rate_times_the_longest_report_delay() {
+        let mut w = RequestWindow::default();
+        w.sending(0, T0);
+        for i in 0..200 {
+            w.completed(T0 + i * 10, (i % 50) * 10 + 10);
+        }
+        let now = T0 + 2_000;
+        assert_eq!(w.report_delay_ms(now), 500);
+        let l = w.limit(now, 500, 8, 1_000);
+        assert!((95..=105).contains(&l), "100/s x (0.5 s + 0.5 s): {l}");
+        // A delay beyond the cap (clocks apart) counts as the cap.
+        let mut v = RequestWindow::default();
+        v.sending(0, T0);
+        v.completed(T0 + 1_000, 3_600_000);
+        assert_eq!(v.report_delay_ms(T0 + 1_000), MAX_REPORT_DELAY_MS);
+    }
+
     #[test]
     fn a_young_busy_period_is_measured_over_its_own_age() {
         let mut w = RequestWindow::default();
         w.sending(0, T0);
         for i in 0..100 {
-            w.completed(T0 + i * 10); // 100/s for 1 s
+            w.completed(T0 + i * 10, 0); // 100/s for 1 s
         }
         let r = w.rate(T0 + 1_000);
         assert!(

@@ -311,9 +311,12 @@ fn reply_ok<T: serde::Serialize>(v: T) -> Reply {
 /// found by bisection: a reader far behind (a backlog of millions) costs the MDS a seek per batch,
 /// as a Lustre changelog reader pays its llog positioning once per open (`chlg_load`), not a walk
 /// from the oldest record for every batch.
+/// Records sent to a changelog reader per read.
+const RECORDS_PER_READ: usize = 256;
+
 fn records_from(q: &std::collections::VecDeque<(u64, Vec<u8>)>, next: u64) -> Vec<(u64, Vec<u8>)> {
     let start = q.partition_point(|(i, _)| *i < next);
-    q.range(start..).take(256).cloned().collect()
+    q.range(start..).take(RECORDS_PER_READ).cloned().collect()
 }
 
 fn serve(s: Arc<Shared>, mut c: UnixStream) {
@@ -536,38 +539,46 @@ fn stream_changelog(s: &Shared, mut c: UnixStream, mdt: u32, start: u64, follow:
         let batch: Vec<(u64, Vec<u8>)> = {
             let mut g = s.lock();
             g.sync(&s.cv);
-            let mut b = records_from(&g.st.records[mdt as usize], next);
-            if b.is_empty() && follow && !s.stop.load(Ordering::SeqCst) {
-                let gen = g.st.generation;
-                let (g2, _) =
-                    s.cv.wait_timeout_while(g, Duration::from_millis(500), |i| {
-                        i.st.generation == gen && !s.stop.load(Ordering::SeqCst)
-                    })
-                    .unwrap_or_else(|p| p.into_inner());
-                b = records_from(&g2.st.records[mdt as usize], next);
-            }
-            b
+            records_from(&g.st.records[mdt as usize], next)
         };
-        if batch.is_empty() {
-            if !follow {
-                let _ = proto::write_msg(&mut c, &[]);
+        let at_end = batch.len() < RECORDS_PER_READ;
+        if !batch.is_empty() {
+            let mut out = Vec::new();
+            for (i, b) in &batch {
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+                next = i + 1;
+            }
+            if std::io::Write::write_all(&mut c, &out).is_err() {
                 return;
             }
-            if s.stop.load(Ordering::SeqCst) || peer_gone(&c) {
-                return;
-            }
+        }
+        if !at_end {
             continue;
         }
-        let mut out = Vec::new();
-        for (i, b) in &batch {
-            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-            out.extend_from_slice(b);
-            next = i + 1;
+        if !follow {
+            let _ = proto::write_msg(&mut c, &[]);
+            return;
         }
-        if std::io::Write::write_all(&mut c, &out).is_err() {
+        // Caught up. A Lustre client's reader thread (mdc_changelog.c, `chlg_load`) then closes
+        // the catalog, sleeps one second (`schedule_timeout_interruptible(cfs_time_seconds(1))`)
+        // and reads again from where it stopped: a record written meanwhile reaches the reader
+        // up to a second later, in a batch. Not woken by new records, as that thread is not.
+        sleep_unless_stopped(s, FOLLOW_PERIOD);
+        if s.stop.load(Ordering::SeqCst) || peer_gone(&c) {
             return;
         }
     }
+}
+
+/// How long a following changelog reader sleeps once caught up (`chlg_load`: one second).
+pub const FOLLOW_PERIOD: Duration = Duration::from_secs(1);
+
+/// Sleeps `d`, or less if the simulator stops meanwhile.
+fn sleep_unless_stopped(s: &Shared, d: Duration) {
+    let g = s.lock();
+    let _ =
+        s.cv.wait_timeout_while(g, d, |_| !s.stop.load(Ordering::SeqCst));
 }
 
 fn peer_gone(c: &UnixStream) -> bool {
