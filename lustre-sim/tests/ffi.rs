@@ -1129,18 +1129,24 @@ fn bad_cli_input_gives_one_line_and_a_failure() {
     let _ = std::io::stdout().flush();
 }
 
-#[test]
-fn a_following_reader_gets_new_records_and_polls_readable() {
-    let sim = Sim::start(SimOptions::default());
+/// A changelog user on MDT0 of `sim` and a reader following its changelog from the start.
+fn follow_changelog(sim: &Sim) -> *mut c_void {
     sim.register_changelog_user(0);
-    let a = api();
     let mut h: *mut c_void = std::ptr::null_mut();
     let flags = (CHANGELOG_FLAG_FOLLOW | CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS) as u32;
     assert_eq!(
         // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
-        unsafe { (a.llapi_changelog_start)(&mut h, flags, c(&sim.mdt_name(0)).as_ptr(), 0) },
+        unsafe { (api().llapi_changelog_start)(&mut h, flags, c(&sim.mdt_name(0)).as_ptr(), 0) },
         0
     );
+    h
+}
+
+#[test]
+fn a_following_reader_gets_new_records_and_polls_readable() {
+    let sim = Sim::start(SimOptions::default());
+    let a = api();
+    let mut h = follow_changelog(&sim);
     // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
     let fd = unsafe { (a.llapi_changelog_get_fd)(h) };
     assert!(fd >= 0);
@@ -1189,15 +1195,8 @@ fn a_following_reader_gets_new_records_and_polls_readable() {
 #[test]
 fn a_caught_up_follower_gets_a_new_record_only_at_its_next_pass() {
     let sim = Sim::start(SimOptions::default());
-    sim.register_changelog_user(0);
     let a = api();
-    let mut h: *mut c_void = std::ptr::null_mut();
-    let flags = (CHANGELOG_FLAG_FOLLOW | CHANGELOG_FLAG_JOBID | CHANGELOG_FLAG_EXTRA_FLAGS) as u32;
-    assert_eq!(
-        // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
-        unsafe { (a.llapi_changelog_start)(&mut h, flags, c(&sim.mdt_name(0)).as_ptr(), 0) },
-        0
-    );
+    let mut h = follow_changelog(&sim);
     let next_name = || {
         let mut r = std::ptr::null_mut();
         // SAFETY: one liblustreapi call with live, ABI-sized arguments (module docs).
