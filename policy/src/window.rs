@@ -43,10 +43,10 @@ pub const MIN_SPAN_MS: u64 = 500;
 
 /// A completion is known to the daemon only when its CL_HSM record is read, and a Lustre client's
 /// changelog reader reads in passes a second apart (`chlg_load`, mdc_changelog.c): requests that
-/// ended but are not reported yet still look outstanding: on average the rate times the mean
-/// delay between a record's time (`cr_time`) and its reading. That delay is added to the target,
-/// so the queue at the coordinator does not run dry between two passes; a delay above this
-/// (clocks apart, a daemon catching up on a backlog) counts as this.
+/// ended but are not reported yet still look outstanding, up to the rate times the longest delay
+/// between a record's time (`cr_time`) and its reading, right before the next pass. That delay is
+/// added to the target, so the queue at the coordinator never runs dry between two passes; a
+/// delay above this (clocks apart, a daemon catching up on a backlog) counts as this.
 pub const MAX_REPORT_DELAY_MS: u64 = 2_000;
 
 /// Default of `autoexport.queue_target`: requests outstanding are about this many ms of work.
@@ -70,8 +70,8 @@ pub const DEFAULT_MIN_IN_FLIGHT: usize = 32;
 /// starts at the floor and grows with the first completions.
 #[derive(Debug, Clone, Default)]
 pub struct RequestWindow {
-    /// (bucket number = ms / [`BUCKET_MS`], completions in it, the sum of their report delays
-    /// in ms), oldest first, the last [`RATE_SPAN_MS`] only.
+    /// (bucket number = ms / [`BUCKET_MS`], completions in it, the longest of their report
+    /// delays in ms), oldest first, the last [`RATE_SPAN_MS`] only.
     buckets: VecDeque<(u64, u64, u64)>,
     /// Start of the busy period: the first request sent after no completion for
     /// [`RATE_SPAN_MS`] (the rate is not diluted by the idle time before it).
@@ -86,25 +86,25 @@ impl RequestWindow {
         let d = delay_ms.min(MAX_REPORT_DELAY_MS);
         match self.buckets.back_mut() {
             // A clock that stepped back counts into the newest bucket.
-            Some((last, n, sum)) if *last >= b => {
+            Some((last, n, longest)) if *last >= b => {
                 *n += 1;
-                *sum += d;
+                *longest = (*longest).max(d);
             }
             _ => self.buckets.push_back((b, 1, d)),
         }
         self.expire(now);
     }
 
-    /// The mean delay, in ms, between the end of a request and the daemon learning of it, over
-    /// the completions of the last [`RATE_SPAN_MS`].
+    /// The longest delay, in ms, between the end of a request and the daemon learning of it,
+    /// over the completions of the last [`RATE_SPAN_MS`].
     pub fn report_delay_ms(&self, now: u64) -> u64 {
         let oldest = now.saturating_sub(RATE_SPAN_MS) / BUCKET_MS;
-        let (n, sum) = self
-            .buckets
+        self.buckets
             .iter()
             .filter(|(b, _, _)| *b >= oldest)
-            .fold((0u64, 0u64), |(n, s), (_, k, d)| (n + k, s + d));
-        sum.checked_div(n).unwrap_or(0)
+            .map(|(_, _, d)| *d)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Requests are about to be sent while `active` are outstanding: the first after an idle
@@ -144,7 +144,7 @@ impl RequestWindow {
         self.completions(now) as f64 * 1000.0 / self.span_ms(now) as f64
     }
 
-    /// Requests that may be outstanding at `now`: `rate x (target_ms + mean report delay)`, at least
+    /// Requests that may be outstanding at `now`: `rate x (target_ms + report delay)`, at least
     /// `floor`, at most `cap` (which wins over the floor). `target_ms` 0: always `cap` (no
     /// adaptation).
     pub fn limit(&self, now: u64, target_ms: u64, floor: usize, cap: usize) -> usize {
@@ -204,19 +204,20 @@ mod tests {
         assert_eq!(last, 8);
     }
 
-    /// Completions reported 10-500 ms after they happened (255 ms on average): the requests
-    /// seen outstanding include about 0.26 s of ended ones, so the bound grows by rate x 0.26 s.
+    /// Completions reported up to 500 ms after they happened: the requests seen outstanding
+    /// include up to 0.5 s of ended ones, so the bound grows by rate x 0.5 s and the queue at the
+    /// coordinator never falls below `target`.
     #[test]
-    fn the_bound_adds_the_rate_times_the_mean_report_delay() {
+    fn the_bound_adds_the_rate_times_the_longest_report_delay() {
         let mut w = RequestWindow::default();
         w.sending(0, T0);
         for i in 0..200 {
             w.completed(T0 + i * 10, (i % 50) * 10 + 10);
         }
         let now = T0 + 2_000;
-        assert_eq!(w.report_delay_ms(now), 255);
+        assert_eq!(w.report_delay_ms(now), 500);
         let l = w.limit(now, 500, 8, 1_000);
-        assert!((72..=80).contains(&l), "100/s x (0.5 s + 0.255 s): {l}");
+        assert!((95..=105).contains(&l), "100/s x (0.5 s + 0.5 s): {l}");
         // A delay beyond the cap (clocks apart) counts as the cap.
         let mut v = RequestWindow::default();
         v.sending(0, T0);

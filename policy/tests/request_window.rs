@@ -383,9 +383,9 @@ fn a_pure_bulk_export_keeps_every_slot_busy_with_about_target_of_work_queued() {
 
 /// Ends reported in passes a second apart, as a Lustre client's changelog reader delivers them:
 /// up to a second of ended requests still looks outstanding. The bound counts them (rate x the
-/// records' mean delay), so once the rate is measured the copytools' slots stay busy; with
+/// records' longest delay), so once the rate is measured the copytools' slots stay busy; with
 /// `rate x target` alone (0.5 s here) the queue at the coordinator would run dry before every
-/// pass and the slots would idle.
+/// pass and the slots would idle (measured: 69 % busy, 21.8 s for the bulk).
 #[test]
 fn ends_reported_a_second_late_still_keep_the_slots_busy() {
     let mut c = cfg();
@@ -411,7 +411,7 @@ fn ends_reported_a_second_late_still_keep_the_slots_busy() {
     let took = finished_at.expect("the bulk was exported");
     let busy = busy_slots as f64 / (ticks * 32) as f64;
     assert!(
-        busy >= 0.95,
+        busy >= 0.97,
         "slots busy {busy:.3} of the time; took {took} ms"
     );
     // 2,400 / 32 slots x 200 ms = 15 s with every slot busy, plus the first passes.
