@@ -307,13 +307,13 @@ fn reply_ok<T: serde::Serialize>(v: T) -> Reply {
     }
 }
 
-/// Up to 256 records from index `next` on. The queue is in index order, so the first one is
-/// found by bisection: a reader far behind (a backlog of millions) costs the MDS a seek per batch,
-/// as a Lustre changelog reader pays its llog positioning once per open (`chlg_load`), not a walk
-/// from the oldest record for every batch.
 /// Records sent to a changelog reader per read.
 const RECORDS_PER_READ: usize = 256;
 
+/// Up to [`RECORDS_PER_READ`] records from index `next` on. The queue is in index order, so the first one is
+/// found by bisection: a reader far behind (a backlog of millions) costs the MDS a seek per batch,
+/// as a Lustre changelog reader pays its llog positioning once per open (`chlg_load`), not a walk
+/// from the oldest record for every batch.
 fn records_from(q: &std::collections::VecDeque<(u64, Vec<u8>)>, next: u64) -> Vec<(u64, Vec<u8>)> {
     let start = q.partition_point(|(i, _)| *i < next);
     q.range(start..).take(RECORDS_PER_READ).cloned().collect()
