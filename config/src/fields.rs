@@ -233,6 +233,18 @@ pub fn de_queue_target<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
     Ok(v)
 }
 
+/// `lustre.changelog_interval`: 100ms to 60s.
+pub fn de_changelog_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let v = units::de_duration(d)?;
+    if v < Duration::from_millis(100) || v > Duration::from_secs(60) {
+        return Err(custom(format!(
+            "must be 100ms to 60s, got {} ms (1s follows the changelog as Lustre's reader does)",
+            v.as_millis()
+        )));
+    }
+    Ok(v)
+}
+
 pub fn de_max_actions<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     bounded(i64::deserialize(d)?, 1, 1024)
 }

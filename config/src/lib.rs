@@ -98,7 +98,22 @@ pub struct Lustre {
     /// MDT device names to read (`<fsname>-MDTxxxx`); `None` = every MDT found from the mount.
     #[serde(default, deserialize_with = "fields::de_mdts")]
     pub mdts: Option<Vec<String>>,
+    /// How often each MDT's changelog is read (100ms-60s). At `1s`, the default, the daemon
+    /// follows it with Lustre's own follow mode, whose client reads a pass, sleeps a second and
+    /// reads again (`chlg_load`, mdc_changelog.c). Any other value reads it in the daemon's own
+    /// passes that far apart, each a non-follow read from where the last one stopped: a
+    /// shorter interval brings a closed file to the blob store sooner, and costs the MDS one
+    /// changelog catalog open and read per MDT per pass, the price of a follow pass.
+    #[serde(
+        default = "defaults::changelog_interval",
+        deserialize_with = "fields::de_changelog_interval"
+    )]
+    pub changelog_interval: Duration,
 }
+
+/// The `changelog_interval` that follows the changelog in Lustre's follow mode (the pause of its
+/// client's reader between passes).
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The changelog user of each MDT: one id for all, or one per MDT (`changelog_register`
 /// numbers users per MDT, so the same consumer may be `cl1` on one and `cl3` on another).
@@ -466,6 +481,9 @@ mod defaults {
     }
     pub fn changelog_user() -> super::ChangelogUser {
         super::ChangelogUser::Same("cl1".into())
+    }
+    pub fn changelog_interval() -> Duration {
+        super::FOLLOW_INTERVAL
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(60)

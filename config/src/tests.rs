@@ -31,6 +31,7 @@ fn minimal_file_gets_every_default() {
     assert_eq!(p.lustre.archive_id, 1);
     assert_eq!(p.lustre.changelog_user, "cl1");
     assert_eq!(p.lustre.mdts, None);
+    assert_eq!(p.lustre.changelog_interval, FOLLOW_INTERVAL);
     assert_eq!(p.blob.url, "https://acct.blob.core.windows.net/c");
     assert!(!p.blob.use_emulator);
     assert_eq!(p.blob.account_key_file, None);
@@ -97,6 +98,7 @@ fn example_file_documents_every_key() {
         "archive_id =",
         "changelog_user =",
         "mdts =",
+        "changelog_interval =",
         "url =",
         "use_emulator =",
         "account_key_file =",
@@ -155,6 +157,7 @@ mount = "/lustre/fs1"
 archive_id = 7
 changelog_user = "cl12-export"
 mdts = ["fs1-MDT0000", "fs1-MDT001f"]
+changelog_interval = "250ms"
 [blob]
 url = "http://127.0.0.1:10000/devstoreaccount1/exp/pre"
 use_emulator = true
@@ -226,6 +229,7 @@ keep_special_bits = true
     assert_eq!(p.autoexport.max_in_flight, 128);
     assert_eq!(p.autoexport.queue_target, Duration::from_millis(750));
     assert_eq!(p.autoexport.min_in_flight, 64);
+    assert_eq!(p.lustre.changelog_interval, Duration::from_millis(250));
     assert_eq!(p.logging.container, "my-logs-2");
     assert_eq!(p.copytool.max_actions, 4);
     assert_eq!(p.copytool.block_size, 1 << 30);
@@ -264,8 +268,28 @@ fn queue_target_zero_is_accepted_and_ten_minutes_is_the_most() {
     assert!(parse(&with("autoexport", "queue_target = \"601s\"")).is_err());
 }
 
+#[test]
+fn changelog_interval_is_a_tenth_of_a_second_to_a_minute() {
+    let p = parse(&with("lustre", "changelog_interval = \"100ms\"")).unwrap();
+    assert_eq!(p.lustre.changelog_interval, Duration::from_millis(100));
+    let p = parse(&with("lustre", "changelog_interval = \"1m\"")).unwrap();
+    assert_eq!(p.lustre.changelog_interval, Duration::from_secs(60));
+}
+
 /// (section, line, key, fragment of the message) for every refusal.
 const REFUSALS: &[(&str, &str, &str, &str)] = &[
+    (
+        "lustre",
+        "changelog_interval = \"50ms\"",
+        "lustre.changelog_interval",
+        "must be 100ms to 60s, got 50 ms",
+    ),
+    (
+        "lustre",
+        "changelog_interval = \"61s\"",
+        "lustre.changelog_interval",
+        "must be 100ms to 60s, got 61000 ms",
+    ),
     (
         "autoexport",
         "min_age = \"5 parsecs\"",

@@ -522,7 +522,7 @@ impl<N: Namespace, S: Store, L: EventLog> Daemon<N, S, L> {
         {
             Ok(cfg) => {
                 self.engine.reconfigure(cfg);
-                tracing::info!(file = %self.policy_path.display(), "policy reloaded (mount, blob target and control settings need a restart)");
+                tracing::info!(file = %self.policy_path.display(), "policy reloaded (the [lustre] section, blob target and control settings need a restart)");
             }
             Err(e) => {
                 tracing::error!(error = %e, "policy reload refused; keeping the previous policy")
@@ -598,7 +598,8 @@ pub fn run(policy_path: &Path) -> anyhow::Result<()> {
             let _ = tx.send(Msg::Signal(s));
         })?
     };
-    let readers = readers::start(&mdts, d.engine.resume_points(), &tx, &d.wakers)?;
+    let cadence = readers::Cadence::from_interval(policy.lustre.changelog_interval);
+    let readers = readers::start(&mdts, d.engine.resume_points(), cadence, &tx, &d.wakers)?;
     let shutdown = CancellationToken::new();
     let server = start_control(&policy, &d, control_handler(tx.clone()), &rt, &shutdown)?;
     tracing::info!(mount = %policy.lustre.mount.display(), mdts = ?mdts, socket = %policy.control.socket.display(), "lustre-blob daemon started");

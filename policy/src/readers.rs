@@ -6,7 +6,15 @@
 //! device and its end of a socket pair whose other end the daemon holds ([`ReaderWakers`]).
 //! A byte on the pair asks for one end-of-changelog pass (a flush's barrier point: a short
 //! non-follow read from the follower's position to the end); the daemon's end closing asks the
-//! reader to stop. Nothing is polled on a timer.
+//! reader to stop.
+//!
+//! With `[lustre] changelog_interval` other than Lustre's one second, a reader reads in passes of
+//! its own instead: a non-follow read from its position to the end, then a wait of the interval
+//! (or for a flush's pass, or the stop). Lustre's follower sleeps a second between its passes
+//! whatever happens, so this is the only way to learn of a close sooner; Robinhood's changelog
+//! reader polls the same way. Each pass costs the MDS a catalog open and a read of the current
+//! plain llog up to the reader's position (`llog_is_plain_skipable` skips only whole plain logs),
+//! which the follower, resuming where it stopped, does not pay.
 
 use crate::daemon::Msg;
 use crate::model::Change;
@@ -63,10 +71,31 @@ impl ReaderWakers {
     }
 }
 
+/// How a reader reads its changelog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cadence {
+    /// One reader in Lustre's follow mode (passes a second apart, paced by the client).
+    Follow,
+    /// Non-follow passes of our own, this far apart.
+    Passes(Duration),
+}
+
+impl Cadence {
+    /// The cadence `[lustre] changelog_interval` asks for.
+    pub fn from_interval(interval: Duration) -> Cadence {
+        if interval == lustre_blob_config::FOLLOW_INTERVAL {
+            Cadence::Follow
+        } else {
+            Cadence::Passes(interval)
+        }
+    }
+}
+
 /// Starts one reader thread per MDT (`mdts[i]` from `resume[i]`), delivering to `tx`.
 pub fn start(
     mdts: &[String],
     resume: Vec<u64>,
+    cadence: Cadence,
     tx: &SyncSender<Msg>,
     wakers: &Arc<ReaderWakers>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
@@ -76,7 +105,7 @@ pub fn start(
         threads.push(
             std::thread::Builder::new()
                 .name(format!("changelog-{i}"))
-                .spawn(move || Reader::new(i, name, next, tx, wake).run())?,
+                .spawn(move || Reader::new(i, name, next, tx, wake).run(cadence))?,
         );
     }
     Ok(threads)
@@ -142,6 +171,8 @@ struct Reader {
     /// Passes asked and not run yet.
     owed: u64,
     batch: Vec<Change>,
+    /// A failure was reported and no message has said reading works again since.
+    failing: bool,
 }
 
 /// Why a reader ends: the engine is gone or the daemon stops.
@@ -157,11 +188,15 @@ impl Reader {
             wake,
             owed: 0,
             batch: Vec::new(),
+            failing: false,
         }
     }
 
-    fn run(mut self) {
-        while self.follow().is_ok() {}
+    fn run(mut self, cadence: Cadence) {
+        match cadence {
+            Cadence::Follow => while self.follow().is_ok() {},
+            Cadence::Passes(every) => while self.passes(every).is_ok() {},
+        }
         // Records read before the stop are applied before the daemon's last save.
         let _ = self.send_batch();
     }
@@ -180,7 +215,7 @@ impl Reader {
         loop {
             if self.owed > 0 {
                 self.send_batch()?;
-                match self.one_pass() {
+                match self.one_pass(true) {
                     Ok(()) => self.owed -= 1,
                     Err(Some(error)) => self.failed(error)?,
                     Err(None) => return Err(Ended),
@@ -230,10 +265,35 @@ impl Reader {
         Ok(())
     }
 
-    /// One pass from `next` to the end of the changelog with a reader of its own; the last
-    /// message says `end`. A pass started after a flush began sees every record recorded before
-    /// it: the flush barrier's end point. `Err(None)`: the engine is gone.
-    fn one_pass(&mut self) -> Result<(), Option<String>> {
+    /// Passes of our own `every` apart until a pass fails (then `Ok` after the retry wait) or
+    /// the daemon stops (`Err`). A pass a flush asks for runs at once and says so (`end`); the
+    /// others do not, since they may have begun before the flush.
+    fn passes(&mut self, every: Duration) -> Result<(), Ended> {
+        let every_ms = i32::try_from(every.as_millis()).unwrap_or(i32::MAX);
+        loop {
+            let for_flush = self.owed > 0;
+            match self.one_pass(for_flush) {
+                Ok(()) if for_flush => self.owed -= 1,
+                Ok(()) => {}
+                Err(Some(error)) => return self.failed(error),
+                Err(None) => return Err(Ended),
+            }
+            if self.owed > 0 {
+                continue;
+            }
+            match wait(None, &mut self.wake, every_ms) {
+                Woken::Stop => return Err(Ended),
+                Woken::Passes(n) => self.owed += n,
+                Woken::Changelog | Woken::Nothing => {}
+            }
+        }
+    }
+
+    /// One pass from `next` to the end of the changelog with a reader of its own. With `end` (a
+    /// flush's pass) the last message says so, even with no records: a pass started after a
+    /// flush began sees every record recorded before it, the flush barrier's end point.
+    /// `Err(None)`: the engine is gone.
+    fn one_pass(&mut self, end: bool) -> Result<(), Option<String>> {
         let mut reader = lustre::ChangelogReader::start(&self.name, self.next, false)
             .map_err(|e| Some(format!("{}: {e}", self.name)))?;
         loop {
@@ -244,12 +304,17 @@ impl Reader {
             }
         }
         let records = std::mem::take(&mut self.batch);
-        self.send(records, true).map_err(|Ended| None)
+        if records.is_empty() && !end && !self.failing {
+            // Nothing to say: an idle pass does not wake the engine.
+            return Ok(());
+        }
+        self.send(records, end).map_err(|Ended| None)
     }
 
     /// Reports `error`, then waits [`RETRY_AFTER`] unless the daemon stops meanwhile (a pass
     /// asked meanwhile is owed and tries again at once).
     fn failed(&mut self, error: String) -> Result<(), Ended> {
+        self.failing = true;
         if self
             .tx
             .send(Msg::ReaderFailed {
@@ -279,7 +344,9 @@ impl Reader {
         self.send(records, false)
     }
 
-    fn send(&self, records: Vec<Change>, end: bool) -> Result<(), Ended> {
+    fn send(&mut self, records: Vec<Change>, end: bool) -> Result<(), Ended> {
+        // Any message says reading works: status drops the reader's error.
+        self.failing = false;
         self.tx
             .send(Msg::Records {
                 mdt: self.mdt,

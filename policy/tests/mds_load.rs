@@ -268,3 +268,38 @@ fn an_idle_daemon_opens_each_changelog_a_bounded_number_of_times() {
     );
     assert_eq!(s.status_json()["totalFilesExported"], 20);
 }
+
+/// `[lustre] changelog_interval` other than Lustre's one second: the daemon reads each changelog
+/// in non-follow passes of its own that far apart, each a changelog open the MDS pays for, and
+/// files written between passes are exported without a flush.
+#[test]
+fn a_changelog_interval_reads_in_passes_of_the_daemons_own() {
+    let _serial = testkit::sim::one_at_a_time();
+    testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
+    let mut s = Stack::new(StackOptions::default());
+    s.edit_policy(|p| {
+        p.extra
+            .push(("lustre".into(), "changelog_interval = \"100ms\"".into()));
+    });
+    s.start_copytool(&[]);
+    s.start_daemon();
+    let key = format!("changelog_open.{}", s.sim.mdt_name(0));
+    // A follower opens its changelog once however long it runs; passes open it each time.
+    let before = get(&s.sim.stats(), &key);
+    let passes = e2e::util::wait_until(std::time::Duration::from_secs(60), || {
+        get(&s.sim.stats(), &key) >= before + 5
+    });
+    assert!(passes, "no changelog passes: {}", s.logs());
+    for i in 0..20 {
+        s.write(&format!("f{i}"), b"x");
+    }
+    let exported = e2e::util::wait_until(std::time::Duration::from_secs(120), || {
+        s.status_json()["totalFilesExported"] == 20
+    });
+    assert!(exported, "not exported without a flush: {}", s.logs());
+    // A flush still gets its barrier pass.
+    s.write("late", b"y");
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", s.logs());
+    assert_eq!(s.status_json()["totalFilesExported"], 21);
+}

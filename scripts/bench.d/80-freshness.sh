@@ -13,6 +13,10 @@
 # and prints its files/s from the copytool's log, over the trickle and over the whole export.
 # BENCH_QUICK=1: 20 s of trickle beside 1 x 256 MiB + 2,000 small files. BENCH_FRESH_RUNS picks
 # the runs ("idle bulk"); BENCH_LOGS=DIR keeps the product's logs of each run there.
+# BENCH_FRESH_POLLERS (16) and BENCH_FRESH_POLL (0.02 s) set the reader's HEAD pollers: each
+# polls its share of the files not seen yet that often, so beside a bulk load, where files wait
+# seconds, 16 pollers keep 16 HEADs at Azurite at all times, load the export competes with; the
+# copytool-side figure (from its log) needs no poller and is fairest with few.
 # Prints p50/p90/p99 and a histogram per run; the JSON of each run stays in
 # BENCH_RESULTS (default benchmarks/, next to BENCHMARKS.md) for the charts.
 
@@ -114,6 +118,7 @@ PY
   local fr_failed=0
   python3 scripts/lib/freshness.py --endpoint "$BENCH_ENDPOINT" --container "fresh-$name" \
     --mount "$mnt" --subdir trickle --rate "$fr_rate" --seconds "$fr_secs" \
+    --pollers "${BENCH_FRESH_POLLERS:-16}" --poll "${BENCH_FRESH_POLL:-0.02}" \
     --label "$name" --json "$fr_out/freshness-$name.json" || fr_failed=1
   if [ "$fr_failed" = 1 ]; then
     "$bs_bin/lustre-blob" status --config "$bs_policy" >&2 || true

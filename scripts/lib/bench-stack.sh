@@ -85,7 +85,8 @@ bs_wait() { # WHAT SECONDS CMD...   (gives up early when the process named by bs
 # BENCH_BLOCK_SIZE (8MiB), BENCH_BLOCKS_IN_FLIGHT (8) and BENCH_MAX_ACTIONS (32) set the copytool;
 # BENCH_MAX_IN_FLIGHT, BENCH_QUEUE_TARGET and BENCH_MIN_IN_FLIGHT the daemon's
 # autoexport.max_in_flight, queue_target ("0s": the fixed bound of before issue-17e) and
-# min_in_flight (default: the product's).
+# min_in_flight (default: the product's); BENCH_CHANGELOG_INTERVAL its [lustre]
+# changelog_interval (default "1s": Lustre's follow mode).
 bs_start() {
   local mnt=$1 container=$2 auto=${3:-false}
   export LUSTREAPI_LIB="$bs_bin/liblustreapi_sim.so"
@@ -104,6 +105,7 @@ bs_start() {
 [lustre]
 mount = "$mnt"
 changelog_user = "$bs_user"
+${BENCH_CHANGELOG_INTERVAL:+changelog_interval = \"$BENCH_CHANGELOG_INTERVAL\"}
 [blob]
 url = "$BENCH_ENDPOINT/$container"
 use_emulator = true
