@@ -42,6 +42,9 @@ case $fr_mode in
   *) echo "bench: BENCH_FRESH_BULK_MODE: unknown mode '$fr_mode' (backlog, live)" >&2; exit 2 ;;
 esac
 fr_out="$bench_results"
+# The settings a run differs from the defaults in, for the labels of its results and charts.
+fr_setting="${BENCH_CHANGELOG_INTERVAL:+, changelog_interval $BENCH_CHANGELOG_INTERVAL}"
+fr_setting="$fr_setting${BENCH_QUEUE_TARGET:+, queue_target $BENCH_QUEUE_TARGET}"
 mkdir -p "$fr_out"
 
 # fr_status NAME WHEN: the daemon's counters (is the bulk export still running?).
@@ -119,7 +122,7 @@ PY
   python3 scripts/lib/freshness.py --endpoint "$BENCH_ENDPOINT" --container "fresh-$name" \
     --mount "$mnt" --subdir trickle --rate "$fr_rate" --seconds "$fr_secs" \
     --pollers "${BENCH_FRESH_POLLERS:-16}" --poll "${BENCH_FRESH_POLL:-0.02}" \
-    --label "$name" --json "$fr_out/freshness-$name.json" || fr_failed=1
+    --label "$name$fr_setting" --json "$fr_out/freshness-$name.json" || fr_failed=1
   if [ "$fr_failed" = 1 ]; then
     "$bs_bin/lustre-blob" status --config "$bs_policy" >&2 || true
   fi
@@ -137,7 +140,7 @@ PY
   fi
   # The same files from the copytool's side: close() -> the store's answer to the commit.
   python3 scripts/lib/freshness_commit.py "$fr_out/freshness-$name.json" "$BENCH_WORK/copytool.log" \
-    --label "$name" --json "$fr_out/freshness-commit-$name.json" \
+    --label "$name$fr_setting" --json "$fr_out/freshness-commit-$name.json" \
     $([ "$bulk" = 1 ] && echo --bulk bulk/) || true
   echo "freshness: $name: peak RSS KiB: daemon $(bs_hwm "$bs_pid_daemon"), lhsmtool_blob $(bs_hwm "$bs_pid_copytool")"
   echo "freshness: $name: CPU seconds: daemon $(bs_cpu "$bs_pid_daemon"), lhsmtool_blob $(bs_cpu "$bs_pid_copytool"), lustre-sim $(bs_cpu "$bs_pid_mds"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
