@@ -102,8 +102,9 @@ pub struct Lustre {
     /// follows it with Lustre's own follow mode, whose client reads a pass, sleeps a second and
     /// reads again (`chlg_load`, mdc_changelog.c). Any other value reads it in the daemon's own
     /// passes that far apart, each a non-follow read from where the last one stopped: a
-    /// shorter interval brings a closed file to the blob store sooner, and costs the MDS one
-    /// changelog catalog open and read per MDT per pass, the price of a follow pass.
+    /// shorter interval brings a closed file to the blob store sooner, and costs the MDS a
+    /// changelog open per MDT per pass, which re-reads the current plain llog up to the daemon's
+    /// position (a follow pass resumes where it stopped).
     #[serde(
         default = "defaults::changelog_interval",
         deserialize_with = "fields::de_changelog_interval"
