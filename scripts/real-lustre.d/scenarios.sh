@@ -4,7 +4,7 @@
 # or 1; run_scenarios writes one line per scenario to /results/results.txt:
 #   PASS|FAIL  NAME  SECONDS  summary
 # shellcheck shell=bash disable=SC2154
-SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore striped_restore changelog_compare hsm_changelog_compare mds_rpcs"
+SCENARIOS="export_tree change_reexport release_restore import rename_delete flush_wait kill9_copytool dne_restore striped_restore changelog_compare hsm_changelog_compare mds_rpcs changelog_passes"
 
 P=projects            # export prefix (relative to the mount)
 CT="export"           # export container
@@ -68,10 +68,14 @@ product_start() {
   mkdir -p "$MNT/$P"
   start_copytool || { echo "copytool did not register"; tail -n 20 /results/copytool.log; return 1; }
   lctl get_param "mdt.*.hsm.agents"
+  start_daemon && lb status
+}
+
+start_daemon() { # the daemon on $POLICY; returns once it answers
   LUSTRE_JOBID=lustre-blob-daemon "$BIN/lustre-blob" daemon --config "$POLICY" >>/results/daemon.log 2>&1 &
   DM_PID=$!
   for _ in $(seq 1 120); do
-    lb status >/dev/null 2>&1 && { lb status; return 0; }
+    lb status >/dev/null 2>&1 && return 0
     kill -0 "$DM_PID" 2>/dev/null || break
     sleep 1
   done
@@ -681,6 +685,241 @@ sc_mds_rpcs() {
     END { split(t["cli:ALL"], c); split(t["svc:ALL"], s)
       printf "mds_rpcs: RPCs the client sent to the MDTs per exported file: ours %s (net of idle %s), lfs hsm_archive + lhsmtool_posix %s (net %s); counted by the MDS services (reints inside intents twice): ours %s, peer %s\n", c[7], c[8], c[11], c[12], s[7], s[11] }' /results/mds-rpcs.txt
   awk -v n="$n" '$2 == "sent_to.mds" { printf "mds_rpcs: lustre-sim counts %.3f MDS calls per exported file (sent_to.mds) for the same export\n", $3 / n }' /results/mds-rpcs-sim.raw 2>/dev/null
+  return $rc
+}
+
+# --- changelog_passes: what the daemon's changelog passes cost a real MDS (issue 17h) ---------
+# For each [lustre] changelog_interval in CP_INTERVALS ("1s" = Lustre's follow mode, chlg_load in
+# mdc_changelog.c: a pass, a sleep of one second, a pass resuming at the last index it saw; other
+# values: a fresh non-follow reader from the daemon's position every interval, readers.rs
+# `one_pass`), idle windows of CP_IDLE s between a zeroing and a reading of the MDS counters
+# (mr_clear; cp_read keeps each opcode's count and service time):
+#   cleared   every record cleared by both changelog users (cl1 = the daemon, cl2 = the harness's
+#             second user, cleared to the end here: the MDT cancels a record only once every
+#             user has cleared it, mdd_changelog_clear -> mdd_changelog_llog_cancel(min endrec))
+#   held      CP_N files written outside the export scope after one file inside it that the daemon
+#             keeps pending (min_age = "1h"): the daemon reads the records, drops the out-of-scope
+#             ones, and cannot clear past the pending file's record (engine.rs `clear_points`:
+#             below the lowest held record), so the current plain llog keeps ~2 x CP_N set records
+#             below the daemon's position; cl2 is cleared to the daemon's point, so only the
+#             daemon holds them
+# then, at the last interval only: held-cl2 (the daemon's file exported and its records cleared by
+# cl1, cl2 not: another user lagging) and cleared-after (cl2 cleared too: the same plain llog,
+# all of it cancelled). Counters: mr_clear's; LNet's send_length (lnetctl stats; client and
+# servers share this node, so it counts each RPC's request and reply once). Writes
+# /results/changelog-passes.txt (+ .raw per window); guest.log has a summary line per window.
+CP_INTERVALS="1s 250ms 100ms"
+CP_IDLE=20            # seconds of each idle window
+CP_N=5000             # out-of-scope files of the backlog
+CP_LAT=10             # close -> daemon latency samples per interval (cleared windows)
+CP_RAW=/results/changelog-passes
+
+cp_users() { # cp_users MDT: "CURRENT CL1 CL2" (mdd changelog_users)
+  lctl get_param -n "mdd.$FSNAME-$1.changelog_users" |
+    awk '/^current_index:/ { c = $2 } $1 == "cl1" { a = $2 } $1 == "cl2" { b = $2 } END { print c, a, b }'
+}
+
+cp_status() { # cp_status FIELD...: the sum of these numbers of one `lustre-blob status --json`
+  lb status --json | awk -v k=" $* " '{ f = $1; gsub(/[":]/, "", f) }
+    index(k, " " f " ") { gsub(/[ ,]/, "", $2); n += $2 } END { print n + 0 }'
+}
+
+cp_lnet() { lnetctl stats show 2>/dev/null | awk '$1 == "send_length:" { print $2; exit }'; }
+
+cp_read() { # cp_read FILE: "source opcode count service_usec" for every non-zero MDS counter
+  local p src t
+  for p in $(lctl list_param "mds.MDS.*.stats" ldlm.services.ldlm_canceld.stats "mdc.*.stats"); do
+    case $p in
+      mds.MDS.*) src=svc:$(cut -d. -f3 <<<"$p") ;;
+      ldlm.*) src=svc:ldlm_canceld ;;
+      *) t=${p#mdc."$FSNAME"-} && src=cli:${t%%-*} ;;
+    esac
+    lctl get_param -n "$p" | awk -v s="$src" '$3 == "samples" && $2 > 0 && $1 !~ /^req/ { print s, $1, $2, ($4 ~ /usec/ ? $7 : 0) }'
+  done
+} >"$1"
+
+cp_daemon() { # cp_daemon INTERVAL MIN_AGE: the daemon restarted on a policy with these
+  kill -TERM "$DM_PID" 2>/dev/null
+  for _ in $(seq 1 60); do kill -0 "$DM_PID" 2>/dev/null || break; sleep 1; done
+  kill -KILL "$DM_PID" 2>/dev/null
+  wait "$DM_PID" 2>/dev/null
+  write_policy
+  sed -i -e "s/^changelog_user = .*/&\nchangelog_interval = \"$1\"/" -e "s/^min_age = .*/min_age = \"$2\"/" "$POLICY"
+  start_daemon || return 1
+  note "daemon restarted: changelog_interval = \"$1\", min_age = \"$2\""
+}
+
+# cp_cleared: waits until the daemon (cl1) has cleared each MDT's changelog to its end, then
+# clears cl2 there too.
+cp_cleared() {
+  local m u ok
+  for _ in $(seq 1 60); do
+    ok=1
+    for m in MDT0000 MDT0001; do
+      read -r -a u <<<"$(cp_users $m)"
+      [ "${u[0]}" = "${u[1]}" ] || ok=0
+    done
+    [ $ok = 1 ] && break
+    sleep 1
+  done
+  [ $ok = 1 ] || note "cl1 has not cleared to the end: $(cp_users MDT0000) / $(cp_users MDT0001)"
+  for m in MDT0000 MDT0001; do lfs changelog_clear "$FSNAME-$m" cl2 0; done
+  return $((1 - ok))
+}
+
+cp_window() { # cp_window INTERVAL LLOG: one idle window, its counters in $CP_RAW-INTERVAL-LLOG.raw
+  local f=$CP_RAW-$1-$2.raw t0 b0 b1 s
+  note "before window $1/$2: MDT0000 current/cl1/cl2 $(cp_users MDT0000), MDT0001 $(cp_users MDT0001); changelog_size $(lctl get_param -n "mdd.$FSNAME-MDT0000.changelog_size") / $(lctl get_param -n "mdd.$FSNAME-MDT0001.changelog_size") B; daemon: changelogUnclearedRecords $(cp_status changelogUnclearedRecords), pendingFiles $(cp_status pendingFiles)"
+  b0=$(cp_lnet)
+  mr_clear
+  t0=$(mr_now)
+  sleep $CP_IDLE
+  cp_read "$f"
+  b1=$(cp_lnet)
+  s=$(mr_since "$t0")
+  sed -i "1i # $1 $2 $s ${b0:-0} ${b1:-0}" "$f"
+  echo "$f" >>"$CP_RAW.windows"
+  awk -v s="$s" -v i="$1" -v l="$2" 'NR > 1 && $1 ~ /^cli:/ { n += $3; if ($2 ~ /^llog/) g += $3 }
+    NR > 1 && $1 ~ /^svc:/ { us += $4 }
+    END { printf "changelog_passes: %s %s: %.1f s, client -> MDTs %.1f RPC/s (llog %.1f/s), MDS service time %.1f ms/s\n", i, l, s, n / s, g / s, us / s / 1000 }' "$f"
+}
+
+# cp_latency N LABEL: N files created in scope at random moments; for each, the seconds from the
+# end of its close to the daemon's status counting it (pending, in flight or exported), and to a
+# second follower, `lfs changelog --follow` (stdbuf: line-buffered), printing its CREAT record.
+# Prints "daemon: .. lfs: .."; $CP_RAW-latency-LABEL.txt has each sample's times.
+cp_latency() {
+  local d=$MNT/$P/clpass k s0 t1 t2 v name out=$CP_RAW-latency-$2.txt lf=$CP_RAW-follow-$2.txt lp cur
+  cur=$(cp_users MDT0000 | cut -d' ' -f1)
+  stdbuf -oL lfs changelog --follow "$FSNAME-MDT0000" "$((cur + 1))" > >(while IFS= read -r l; do echo "$(mr_now) $l"; done >"$lf") 2>/dev/null &
+  lp=$!
+  : >"$out"
+  sleep 2
+  for k in $(seq 1 "$1"); do
+    # (the previous file settled first: a file in flight that changes again is also pending, so
+    # the counters are no per-file signal while one is busy)
+    for _ in $(seq 1 100); do [ "$(cp_status pendingFiles inFlightFiles)" = 0 ] && break; sleep 0.2; done
+    sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
+    s0=$(cp_status totalFilesExported)
+    name=lat-$RANDOM-$k
+    : >"$d/$name"
+    t1=$(mr_now)
+    t2=""
+    for _ in $(seq 1 400); do
+      read -r -a v <<<"$(lb status --json | awk '{ gsub(/[ ",]/, "") } split($0, kv, ":") == 2 { c[kv[1]] = kv[2] }
+        END { print c["pendingFiles"] + 0, c["inFlightFiles"] + 0, c["totalFilesExported"] + 0 }')"
+      [ $((v[0] + v[1])) -gt 0 ] || [ "${v[2]}" -gt "$s0" ] && { t2=$(mr_now); break; }
+    done
+    echo "$name $t1 ${t2:-NaN}" >>"$out"
+  done
+  sleep 2
+  kill "$lp" 2>/dev/null
+  # name close seen_by_daemon [seen_by_lfs]
+  awk 'NR == FNR { if ($3 ~ /CREAT/) l[$NF] = $1; next }
+    { printf "%s %s %s\n", $1, ($3 == "NaN") ? "-" : sprintf("%.2f", $3 - $2), ($1 in l) ? sprintf("%.2f", l[$1] - $2) : "-" }' "$lf" "$out" >"$out.tmp" && mv "$out.tmp" "$out"
+  awk '{ a = a " " $2; b = b " " $3 } END { print "daemon:" a "  lfs --follow:" b }' "$out"
+}
+
+# cp_report: /results/changelog-passes.txt from the windows' .raw files
+cp_report() {
+  local r=$CP_RAW
+  {
+    echo "# MDS cost of the daemon's changelog passes on real Lustre 2.16.1 (scripts/real-lustre, scenario changelog_passes)"
+    echo "# idle windows of ~$CP_IDLE s; backlog: $CP_N out-of-scope files after one pending in-scope file (MDT0000)"
+    echo "# RPC/s = RPCs the client sent to both MDTs (mdc stats); llog = llog_origin_handle_* among them; passes/s ="
+    echo "# catalog opens on MDT0000 (llog opens there / 2: catalog + plain llog); next_block/pass on MDT0000;"
+    echo "# MDS ms/s = service time of every MDS request (mds.MDS.*.stats sums); LNet KiB/s = send_length"
+    printf '%-9s %-14s %6s %8s %8s %9s %10s %9s %9s\n' interval llog s RPC/s llog/s passes/s next/pass "MDS ms/s" "LNet KiB/s"
+    while read -r f; do
+      awk 'NR == 1 { i = $2; l = $3; s = $4; b = $6 - $5; next }
+        $1 ~ /^cli:/ { n += $3; if ($2 ~ /^llog/) g += $3 }
+        $1 == "cli:MDT0000" && $2 == "llog_origin_handle_open" { o = $3 }
+        $1 == "cli:MDT0000" && $2 == "llog_origin_handle_next_block" { nb = $3 }
+        $1 ~ /^svc:/ { us += $4 }
+        END { p = o / 2; printf "%-9s %-14s %6.1f %8.1f %8.1f %9.2f %10.1f %9.1f %9.1f\n", i, l, s, n / s, g / s, p / s, (p ? nb / p : 0), us / s / 1000, b / s / 1024 }' "$f"
+    done <"$r.windows"
+    echo "# by opcode, per second (client side, per MDT; pings and others included)"
+    while read -r f; do
+      awk 'NR == 1 { i = $2; l = $3; s = $4; next } $1 ~ /^cli:/ { c[$1 " " $2] += $3 }
+        END { for (k in c) printf "%-9s %-14s %-44s %8.2f\n", i, l, k, c[k] / s }' "$f" | sort -k3
+    done <"$r.windows"
+    echo "# close -> the daemon's status counts the file / lfs changelog --follow prints its CREAT (s), per interval (cleared windows)"
+    cat "$r-latency.txt"
+  } >"$r.txt"
+  cat "$r.txt"
+}
+
+sc_changelog_passes() {
+  local rc=0 d="$MNT/$P/clpass" o="$MNT/clpass-out" iv held b u n last lat
+  mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
+  [ -n "$(lctl list_param mds.MDS.mdt.stats 2>/dev/null)" ] || { note "mds.MDS.mdt.stats not readable"; return 1; }
+  lfs mkdir -i 0 "$d" || return 1
+  lfs mkdir -i 0 "$o" || return 1
+  rm -f "$CP_RAW"-*.raw "$CP_RAW.windows" "$CP_RAW"-latency*.txt "$CP_RAW"-follow-*.txt
+
+  # 1. Cleared, each interval; then close -> daemon latencies.
+  for iv in $CP_INTERVALS; do
+    cp_daemon "$iv" 0s || return 1
+    flush || rc=1
+    cp_cleared || rc=1
+    sleep 3
+    cp_window "$iv" cleared
+    lat=$(cp_latency $CP_LAT "$iv")
+    note "changelog_passes: $iv: close -> the file seen (s), $lat"
+    echo "$iv $lat" >>"$CP_RAW-latency.txt"
+    flush || rc=1   # (nothing left pending for the next policy)
+  done
+
+  # 2. The backlog the daemon holds: one pending in-scope file (min_age 1h), then CP_N files out
+  # of scope. The daemon must have read them all: its uncleared count = the MDTs' current index
+  # less its cleared point.
+  last=${CP_INTERVALS##* }
+  cp_daemon "$last" 1h || return 1
+  flush || rc=1
+  cp_cleared || rc=1
+  : >"$d/held"
+  for _ in $(seq 1 60); do [ "$(cp_status pendingFiles)" = 1 ] && break; sleep 0.5; done
+  note "pending before the backlog: $(cp_status pendingFiles)"
+  b=$SECONDS
+  for n in $(seq 1 $CP_N); do : >"$o/f$n"; done
+  note "$CP_N out-of-scope files written in $((SECONDS - b)) s"
+  for _ in $(seq 1 180); do
+    read -r -a u <<<"$(cp_users MDT0000)"
+    held=$(cp_status changelogUnclearedRecords)
+    [ "$held" = "$((u[0] - u[1]))" ] && [ "$held" -ge $CP_N ] && break
+    sleep 1
+  done
+  note "daemon: changelogUnclearedRecords $held; MDT0000 current/cl1/cl2 ${u[*]}"
+  [ "$held" -ge $CP_N ] 2>/dev/null || { note "the daemon holds no backlog"; rc=1; }
+  lfs changelog_clear "$FSNAME-MDT0000" cl2 "${u[1]}"   # cl2 to the daemon's point
+  for iv in $(tr ' ' '\n' <<<"$CP_INTERVALS" | tac); do
+    [ "$iv" = "$last" ] || cp_daemon "$iv" 1h || return 1
+    sleep 8   # a new reader's first pass reads the backlog once
+    cp_window "$iv" held
+  done
+
+  # 3. At the last interval: the daemon lets the file go (min_age 0), exports it and clears to the
+  # end; cl2 still holds the backlog. Then cl2 is cleared too.
+  cp_daemon "$last" 0s || return 1
+  flush || rc=1
+  for _ in $(seq 1 60); do
+    read -r -a u <<<"$(cp_users MDT0000)"
+    [ "${u[0]}" = "${u[1]}" ] && break
+    sleep 1
+  done
+  note "after the release: MDT0000 current/cl1/cl2 ${u[*]}"
+  sleep 3
+  cp_window "$last" held-cl2
+  cp_cleared || rc=1
+  sleep 3
+  cp_window "$last" cleared-after
+
+  # Back to the harness's policy.
+  cp_daemon 1s 0s || rc=1
+  dmesg | tail -n 80 >"$CP_RAW-dmesg.txt"
+  cp_report
+  awk '/^# by opcode/ { exit } $1 ~ /^[0-9]+m?s$/ { printf "changelog_passes: %s %s %s RPC/s, %s passes/s, %s next_block/pass, MDS %s ms/s, LNet %s KiB/s\n", $1, $2, $4, $6, $7, $8, $9 }' "$CP_RAW.txt"
+  [ "$(wc -l <"$CP_RAW.windows")" -ge 8 ] || rc=1
   return $rc
 }
 
