@@ -103,8 +103,9 @@ pub struct Lustre {
     /// reads again (`chlg_load`, mdc_changelog.c). Any other value reads it in the daemon's own
     /// passes that far apart, each a non-follow read from where the last one stopped: a
     /// shorter interval brings a closed file to the blob store sooner, and costs the MDS a
-    /// changelog open per MDT per pass, which re-reads the current plain llog up to the daemon's
-    /// position (a follow pass resumes where it stopped).
+    /// changelog open per MDT per pass, which re-reads every record some changelog user has not
+    /// cleared yet (a follow pass resumes where it stopped): cheap while the changelog stays
+    /// cleared, costly while the daemon works through a backlog.
     #[serde(
         default = "defaults::changelog_interval",
         deserialize_with = "fields::de_changelog_interval"

@@ -12,9 +12,11 @@
 //! its own instead: a non-follow read from its position to the end, then a wait of the interval
 //! (or for a flush's pass, or the stop). Lustre's follower sleeps a second between its passes
 //! whatever happens, so this is the only way to learn of a close sooner; Robinhood's changelog
-//! reader polls the same way. Each pass costs the MDS a catalog open and a read of the current
-//! plain llog up to the reader's position (`llog_is_plain_skipable` skips only whole plain logs),
-//! which the follower, resuming where it stopped, does not pay.
+//! reader polls the same way. Each pass costs the MDS a catalog open, as each of the follower's
+//! does, and a re-read of every record some changelog user has not cleared yet
+//! (`llog_is_plain_skipable` skips only whole plain logs), which the follower, resuming where it
+//! stopped, does not pay: measured on Lustre 2.16.1, ~176 RPCs and 1.45 MB a pass per 10,000
+//! uncleared records (REAL_LUSTRE.md, "Changelog passes").
 
 use crate::daemon::Msg;
 use crate::model::Change;
