@@ -530,6 +530,14 @@ fn stream_changelog(s: &Shared, mut c: UnixStream, mdt: u32, start: u64, follow:
             let _ = proto::send_json(&mut c, &Reply::Err(libc::ENODEV));
             return;
         }
+        // That thread's first pass starts at the oldest record some user still keeps and reads
+        // every record up to `start` only to skip it (`chlg_read_cat_process_cb`;
+        // `llog_is_plain_skipable` skips whole plain logs only, and those hold every kept
+        // record): counted per MDT, so a reader that reopens while records stay uncleared shows
+        // what it costs. A follower's later passes resume where it stopped and re-read nothing.
+        let kept_below = g.st.records[mdt as usize].partition_point(|(i, _)| *i < start);
+        let name = format!("changelog_reread.{}", g.st.mdt_name(mdt));
+        g.stats.add(&name, kept_below as u64);
     }
     if proto::send_json(&mut c, &reply_ok(())).is_err() {
         return;
