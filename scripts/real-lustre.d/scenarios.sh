@@ -489,18 +489,29 @@ mr_clear() {
     "mdc.*.stats=clear" "mdt.*.md_stats=clear" "mdt.*.job_stats=clear" >/dev/null
 }
 
-mr_read() { # mr_read FILE: every non-zero counter, one "source counter count" line each
+# mr_counters PARAM...: "source counter count service_usec" for every non-zero counter of these
+# stats parameters (service_usec 0 where the counter has no time unit). Sources: svc:SERVICE,
+# cli:MDTxxxx (mdc.lustre-MDT0000-mdc-ffff....stats), md:MDTxxxx (mdt.lustre-MDT0000.md_stats).
+mr_counters() {
   local p src t
-  for p in $(lctl list_param "mds.MDS.*.stats" ldlm.services.ldlm_canceld.stats "mdc.*.stats" "mdt.*.md_stats"); do
+  for p in "$@"; do
     case $p in
       mds.MDS.*) src=svc:$(cut -d. -f3 <<<"$p") ;;
       ldlm.*) src=svc:ldlm_canceld ;;
-      mdc.*) t=${p#mdc."$FSNAME"-} && src=cli:${t%%-*} ;;   # mdc.lustre-MDT0000-mdc-ffff....stats
-      *) t=${p#mdt."$FSNAME"-} && src=md:${t%%.*} ;;        # mdt.lustre-MDT0000.md_stats
+      mdc.*) t=${p#mdc."$FSNAME"-} && src=cli:${t%%-*} ;;
+      *) t=${p#mdt."$FSNAME"-} && src=md:${t%%.*} ;;
     esac
-    # "NAME COUNT samples [unit] ..."; req_* and reqbuf_avail describe the queue, not an opcode.
-    lctl get_param -n "$p" | awk -v s="$src" '$3 == "samples" && $2 > 0 && $1 !~ /^req/ { print s, $1, $2 }'
+    # "NAME COUNT samples [unit] MIN MAX SUM ..."; req_* and reqbuf_avail describe the queue,
+    # not an opcode.
+    lctl get_param -n "$p" | awk -v s="$src" '$3 == "samples" && $2 > 0 && $1 !~ /^req/ { print s, $1, $2, ($4 ~ /usec/ ? $7 : 0) }'
   done
+}
+
+mr_read() { # mr_read FILE: every non-zero counter, one "source counter count" line each
+  local p t
+  # shellcheck disable=SC2046 # one parameter name per word
+  mr_counters $(lctl list_param "mds.MDS.*.stats" ldlm.services.ldlm_canceld.stats "mdc.*.stats" "mdt.*.md_stats") |
+    cut -d' ' -f1-3
   for p in $(lctl list_param "mdt.*.job_stats"); do
     t=${p#mdt."$FSNAME"-}
     lctl get_param -n "$p" | awk -v m="${t%%.*}" '
@@ -727,16 +738,9 @@ cp_status() { # cp_status FIELD...: the sum of these numbers of one `lustre-blob
 cp_lnet() { lnetctl stats show 2>/dev/null | awk '$1 == "send_length:" { print $2; exit }'; }
 
 cp_read() { # cp_read FILE: "source opcode count service_usec" for every non-zero MDS counter
-  local p src t
-  for p in $(lctl list_param "mds.MDS.*.stats" ldlm.services.ldlm_canceld.stats "mdc.*.stats"); do
-    case $p in
-      mds.MDS.*) src=svc:$(cut -d. -f3 <<<"$p") ;;
-      ldlm.*) src=svc:ldlm_canceld ;;
-      *) t=${p#mdc."$FSNAME"-} && src=cli:${t%%-*} ;;
-    esac
-    lctl get_param -n "$p" | awk -v s="$src" '$3 == "samples" && $2 > 0 && $1 !~ /^req/ { print s, $1, $2, ($4 ~ /usec/ ? $7 : 0) }'
-  done
-} >"$1"
+  # shellcheck disable=SC2046 # one parameter name per word
+  mr_counters $(lctl list_param "mds.MDS.*.stats" ldlm.services.ldlm_canceld.stats "mdc.*.stats") >"$1"
+}
 
 cp_daemon() { # cp_daemon INTERVAL MIN_AGE: the daemon restarted on a policy with these
   kill -TERM "$DM_PID" 2>/dev/null
