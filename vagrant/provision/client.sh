@@ -7,7 +7,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source /home/vagrant/lustre-vagrant-lib.sh
 
-AZURITE_VERSION=3.35.0
+# Azurite 3.35.0 (the last release on Node 20), its tree pinned by scripts/azurite/package-lock.json.
 AZURE_SDK_VERSION=12.34.0                   # @azure/storage-blob, used only by vagrant/azurite-tool.js
 E2E_CONTAINER=lustre-e2e
 E2E_LOG_CONTAINER=lustre-e2e-logs
@@ -43,8 +43,11 @@ lfs df -h "$CLIENT_MOUNT"
 dnf -y module reset nodejs
 dnf -y module enable nodejs:20
 dnf -y install nodejs npm jq socat gcc gcc-c++ make cmake perl git
+# The same pinned tree as scripts/install-azurite (see there why a lockfile).
 if [ ! -x /opt/azurite/node_modules/.bin/azurite-blob ]; then
-  npm install --prefix /opt/azurite --save-exact --no-audit --no-fund "azurite@$AZURITE_VERSION"
+  mkdir -p /opt/azurite
+  cp /vagrant/scripts/azurite/package.json /vagrant/scripts/azurite/package-lock.json /opt/azurite/
+  (cd /opt/azurite && npm ci --no-audit --no-fund)
 fi
 if [ ! -d /opt/lustre-blob-e2e/node_modules/@azure/storage-blob ]; then
   npm install --prefix /opt/lustre-blob-e2e --save-exact --no-audit --no-fund "@azure/storage-blob@$AZURE_SDK_VERSION"
