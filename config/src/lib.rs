@@ -363,9 +363,11 @@ pub struct AutoExport {
         deserialize_with = "fields::de_batch_size"
     )]
     pub batch_size: usize,
-    /// Archive requests handed to the coordinator and not finished yet, at most: a small
-    /// multiple of the MDTs' `hsm.max_requests` (the rest of an iteration waits in the daemon,
-    /// not in the coordinator's catalog). Default 256.
+    /// Archive requests handed to the coordinator and not finished yet, at most (the rest of an
+    /// iteration waits in the daemon, not in the coordinator's catalog). The daemon learns that
+    /// a request ended from its CL_HSM record, which a client's changelog reader delivers in
+    /// passes a second apart, so this also caps the export at about this many files a second.
+    /// Default 1024.
     #[serde(
         default = "defaults::max_in_flight",
         deserialize_with = "fields::de_max_in_flight"
@@ -503,7 +505,7 @@ mod defaults {
         1000
     }
     pub fn max_in_flight() -> usize {
-        256
+        1024
     }
     pub fn queue_target() -> Duration {
         Duration::from_millis(500)

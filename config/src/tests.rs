@@ -48,7 +48,7 @@ fn minimal_file_gets_every_default() {
     assert_eq!(p.autoexport.on_rename, RenameMode::Keep);
     assert_eq!(p.autoexport.conflict, ConflictMode::Fail);
     assert_eq!(p.autoexport.batch_size, 1000);
-    assert_eq!(p.autoexport.max_in_flight, 256);
+    assert_eq!(p.autoexport.max_in_flight, 1024);
     assert_eq!(p.autoexport.queue_target, Duration::from_millis(500));
     assert_eq!(p.autoexport.min_in_flight, 32);
     assert_eq!(p.logging.container, "lustre-logs");

@@ -124,9 +124,11 @@ pub struct EngineConfig {
 /// Default of [`EngineConfig::iteration_deadline_ms`].
 pub const DEFAULT_ITERATION_DEADLINE_MS: u64 = 600_000;
 
-/// Default of [`EngineConfig::max_in_flight`]: 4 x the `hsm.max_requests` of 64 the admin guide
-/// recommends.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// Default of [`EngineConfig::max_in_flight`]. The daemon refills its requests only as their
+/// CL_HSM records arrive, in the changelog reader's passes a second apart, so the cap is also
+/// about the most files a second an export can reach: 256 held small files to ~255/s where the
+/// store took 450-700/s (BENCHMARKS.md, "small files").
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// Default of [`EngineConfig::queue_target_ms`].
 pub const DEFAULT_QUEUE_TARGET_MS: u64 = crate::window::DEFAULT_QUEUE_TARGET_MS;

@@ -36,7 +36,9 @@ fn cfg() -> EngineConfig {
         discover_chunk: 256,
         job_id: "autoexport".into(),
         retry_max_ms: DEFAULT_RETRY_MAX_MS,
-        max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        // The cap these figures are compared with (the default before 1024): well above what
+        // the bound sets here, so that it is the bound that holds requests back.
+        max_in_flight: 256,
         // 1 s (the default is 500 ms) keeps the figures below round: rate x 1 s = rate.
         queue_target_ms: 1_000,
         min_in_flight: DEFAULT_MIN_IN_FLIGHT,

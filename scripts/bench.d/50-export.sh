@@ -4,7 +4,8 @@
 # the same run, and the endpoint's raw ceiling (for large files also our uploader alone). Prints
 # throughput, ratios and peak RSS of each.
 # Sizes: BENCH_LARGE_COUNT (4), BENCH_LARGE_MIB (1024), BENCH_SMALL_COUNT (10000), BENCH_SMALL_KIB (64).
-# BENCH_EXPORT_SHAPES ("large small") picks the shapes to run.
+# BENCH_EXPORT_SHAPES ("large small") picks the shapes to run, BENCH_EXPORT_TOOLS ("ours
+# rclone_default rclone_16 uploader raw") the tools; a ratio needs ours and raw.
 
 # shellcheck source=/dev/null
 source scripts/lib/bench-stack.sh
@@ -53,10 +54,26 @@ for d, dirs, files in os.walk(sys.argv[1]):
 PY
 }
 
+# A fresh Azurite for each measured run, started on warm memory (bs_warm_memory): as many MiB as
+# the shape's bytes, a quarter more for Node's buffers, and 512 (warm_mib, set by export_one).
+# Without it the first run after the files were generated paid ~3 s per GiB of page faults in
+# Azurite (round 1 of 2026-12-03: 0.23 of the ceiling). BENCH_WARM=0 leaves it out.
+# The previous Azurite is stopped first, so that the warm-up reuses the memory it just freed.
+fresh_azurite() {
+  stop_azurite
+  if [ "${BENCH_WARM:-1}" != 0 ]; then
+    local t0
+    t0=$(bs_now)
+    bs_warm_memory "$warm_mib"
+    echo "bench: warmed $warm_mib MiB in $(bs_secs "$t0" "$(bs_now)") s" >&2
+  fi
+  bench_restart_azurite
+}
+
 run_ours() {
   local what=$1
   reset_mount
-  bench_restart_azurite
+  fresh_azurite
   bs_container ours
   bs_start "$mnt" ours false
   # Where the CPU goes: seconds used by each process during the export, and with BENCH_PERF=1 a
@@ -80,7 +97,7 @@ run_ours() {
 }
 run_rclone_default() {
   local what=$1
-  bench_restart_azurite
+  fresh_azurite
   bs_container rclone-default
   bs_rclone_conf
   bs_timed "rclone-default-$what" rclone --config "$BENCH_WORK/rclone.conf" copy "$mnt/$what" az:rclone-default
@@ -89,7 +106,7 @@ run_rclone_default() {
 }
 run_rclone_16() {
   local what=$1
-  bench_restart_azurite
+  fresh_azurite
   bs_container rclone-16
   bs_rclone_conf
   bs_timed "rclone-16-$what" rclone --config "$BENCH_WORK/rclone.conf" copy "$mnt/$what" az:rclone-16 --transfers 16
@@ -121,13 +138,13 @@ parallel_uploads() {
 export -f parallel_uploads
 run_uploader() {
   [ "$1" = large ] || return 0
-  bench_restart_azurite
+  fresh_azurite
   bs_container uploader
   BENCH_MNT=$mnt bs_timed "uploader-$1" bash -c 'parallel_uploads "$@"' _ ours-large uploader
   t_up=$(bs_min "$t_up" "$bs_elapsed")
 }
 run_raw() {
-  bench_restart_azurite
+  fresh_azurite
   bs_container raw
   if [ "$1" = large ]; then
     BENCH_MNT=$mnt bs_timed "raw-$1" bash -c 'parallel_uploads "$@"' _ raw-large raw
@@ -146,8 +163,15 @@ export_one() {
   local what=$1 bytes files round tool
   bytes=$(du -sb "$mnt/$what" | awk '{ print $1 }')
   files=$(find "$mnt/$what" -type f | wc -l)
+  warm_mib=$((bytes / 1048576 * 5 / 4 + 512))
   t_ours="" t_rd="" t_r16="" t_up="" t_raw="" rss_cli=0 rss_ct=0 rss_d=0 rss_rd=0 rss_r16=0
-  local order=(run_ours run_rclone_default run_rclone_16 run_uploader run_raw)
+  local order=() t
+  for t in ${BENCH_EXPORT_TOOLS:-ours rclone_default rclone_16 uploader raw}; do
+    case $t in
+      ours | rclone_default | rclone_16 | uploader | raw) order+=("run_$t") ;;
+      *) echo "bench: BENCH_EXPORT_TOOLS: unknown tool '$t' (ours, rclone_default, rclone_16, uploader, raw)" >&2; exit 2 ;;
+    esac
+  done
   for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
     for tool in "${order[@]}"; do
       "$tool" "$what"
@@ -157,16 +181,18 @@ export_one() {
   done
 
   echo "export-$what: $files files, $bytes bytes"
-  awk -v b="$bytes" -v f="$files" -v o="$t_ours" -v d="$t_rd" -v s="$t_r16" 'BEGIN {
-    printf "export-%s:   lustre-blob export      %7.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", o, b/1e6/o, f/o
-    printf "export-%s:   rclone copy (defaults)  %7.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", d, b/1e6/d, f/d
-    printf "export-%s:   rclone copy --transfers 16 %4.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", s, b/1e6/s, f/s
-  }'
+  # One line per tool: time, MB/s, files/s ("not run" for a tool BENCH_EXPORT_TOOLS left out).
+  tool_line() {
+    awk -v w="$what" -v n="$1" -v t="$2" -v b="$bytes" -v f="$files" 'BEGIN {
+      if (t > 0) printf "export-%s:   %-26s %7.2f s  %8.1f MB/s  %8.1f files/s\n", w, n, t, b/1e6/t, f/t
+      else printf "export-%s:   %-26s not run\n", w, n }'
+  }
+  tool_line "lustre-blob export" "$t_ours"
+  tool_line "rclone copy (defaults)" "$t_rd"
+  tool_line "rclone copy --transfers 16" "$t_r16"
   echo "export-$what:   ratio ours/rclone-defaults $(bs_ratio "$t_rd" "$t_ours")x  ours/rclone-16 $(bs_ratio "$t_r16" "$t_ours")x"
-  [ -z "$t_up" ] || awk -v b="$bytes" -v u="$t_up" 'BEGIN {
-    printf "export-%s:   uploader alone (no HSM) %7.2f s  %8.1f MB/s\n", "'"$what"'", u, b/1e6/u }'
-  awk -v b="$bytes" -v f="$files" -v r="$t_raw" 'BEGIN {
-    printf "export-%s:   raw ceiling (memory)    %7.2f s  %8.1f MB/s  %8.1f files/s\n", "'"$what"'", r, b/1e6/r, f/r }'
+  [ "$what" != large ] || tool_line "uploader alone (no HSM)" "$t_up"
+  tool_line "raw ceiling (memory)" "$t_raw"
   echo "export-$what:   share of the raw ceiling: lustre-blob export $(bs_ratio "$t_raw" "$t_ours"), uploader alone $(bs_ratio "$t_raw" "${t_up:-0}"), rclone defaults $(bs_ratio "$t_raw" "$t_rd"), rclone --transfers 16 $(bs_ratio "$t_raw" "$t_r16")"
   echo "export-$what:   peak RSS KiB: lhsmtool_blob $rss_ct, lustre-blob daemon $rss_d, lustre-blob export (CLI) $rss_cli, rclone defaults $rss_rd, rclone --transfers 16 $rss_r16"
   # For the charts (scripts/lib/charts.py): best time per tool as MB/s.
