@@ -54,26 +54,10 @@ for d, dirs, files in os.walk(sys.argv[1]):
 PY
 }
 
-# A fresh Azurite for each measured run, started on warm memory (bs_warm_memory): as many MiB as
-# the shape's bytes, a quarter more for Node's buffers, and 512 (warm_mib, set by export_one).
-# Without it the first run after the files were generated paid ~3 s per GiB of page faults in
-# Azurite (round 1 of 2026-12-03: 0.23 of the ceiling). BENCH_WARM=0 leaves it out.
-# The previous Azurite is stopped first, so that the warm-up reuses the memory it just freed.
-fresh_azurite() {
-  stop_azurite
-  if [ "${BENCH_WARM:-1}" != 0 ]; then
-    local t0
-    t0=$(bs_now)
-    bs_warm_memory "$warm_mib"
-    echo "bench: warmed $warm_mib MiB in $(bs_secs "$t0" "$(bs_now)") s" >&2
-  fi
-  bench_restart_azurite
-}
-
 run_ours() {
   local what=$1
   reset_mount
-  fresh_azurite
+  bench_restart_azurite
   bs_container ours
   bs_start "$mnt" ours false
   # Where the CPU goes: seconds used by each process during the export, and with BENCH_PERF=1 a
@@ -97,7 +81,7 @@ run_ours() {
 }
 run_rclone_default() {
   local what=$1
-  fresh_azurite
+  bench_restart_azurite
   bs_container rclone-default
   bs_rclone_conf
   bs_timed "rclone-default-$what" rclone --config "$BENCH_WORK/rclone.conf" copy "$mnt/$what" az:rclone-default
@@ -106,7 +90,7 @@ run_rclone_default() {
 }
 run_rclone_16() {
   local what=$1
-  fresh_azurite
+  bench_restart_azurite
   bs_container rclone-16
   bs_rclone_conf
   bs_timed "rclone-16-$what" rclone --config "$BENCH_WORK/rclone.conf" copy "$mnt/$what" az:rclone-16 --transfers 16
@@ -138,13 +122,13 @@ parallel_uploads() {
 export -f parallel_uploads
 run_uploader() {
   [ "$1" = large ] || return 0
-  fresh_azurite
+  bench_restart_azurite
   bs_container uploader
   BENCH_MNT=$mnt bs_timed "uploader-$1" bash -c 'parallel_uploads "$@"' _ ours-large uploader
   t_up=$(bs_min "$t_up" "$bs_elapsed")
 }
 run_raw() {
-  fresh_azurite
+  bench_restart_azurite
   bs_container raw
   if [ "$1" = large ]; then
     BENCH_MNT=$mnt bs_timed "raw-$1" bash -c 'parallel_uploads "$@"' _ raw-large raw
@@ -159,11 +143,12 @@ run_raw() {
 
 # export_one WHAT: BENCH_ROUNDS rounds (default 2) of the tools, the order rotated each
 # round so that no tool always runs first or last on this shared machine; best time kept.
+# Rounds also average out the memory Azurite fills: on a microVM that reports free pages to
+# the host, a run whose Azurite finds memory the host took back is slower (memory-touch.py).
 export_one() {
   local what=$1 bytes files round tool
   bytes=$(du -sb "$mnt/$what" | awk '{ print $1 }')
   files=$(find "$mnt/$what" -type f | wc -l)
-  warm_mib=$((bytes / 1048576 * 5 / 4 + 512))
   t_ours="" t_rd="" t_r16="" t_up="" t_raw="" rss_cli=0 rss_ct=0 rss_d=0 rss_rd=0 rss_r16=0
   local order=() t
   for t in ${BENCH_EXPORT_TOOLS:-ours rclone_default rclone_16 uploader raw}; do

@@ -25,23 +25,6 @@ bs_min() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b + 0 < a + 0) print 
 bs_max() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > a + 0) print b; else print a }'; }
 bs_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
-# bs_warm_memory MIB: touches MIB of anonymous memory, one write per page, and frees it, so that
-# the allocations of the next seconds (an in-memory Azurite filling with the upload) reuse pages
-# the host has already backed. On this kind of machine (a Firecracker microVM with free page
-# reporting) memory left free for a few seconds goes back to the host, and touching it again
-# costs about 4 s per GiB instead of 1 (BENCHMARKS.md, "Large files: the first round"); without
-# this, whichever tool ran first after an idle spell paid for the faults inside Azurite.
-bs_warm_memory() {
-  python3 - "$1" <<'PY'
-import mmap, sys
-size = int(sys.argv[1]) << 20
-m = mmap.mmap(-1, size)
-for off in range(0, size, mmap.PAGESIZE):
-    m[off] = 1
-m.close()
-PY
-}
-
 # Peak RSS (KiB) of a running process: VmHWM.
 bs_hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
