@@ -522,6 +522,55 @@ fn the_pipe_is_read_while_every_slot_is_busy_and_queued_items_are_begun_and_kept
     assert!(ends.iter().all(|e| e.2 == 0), "{ends:?}");
 }
 
+/// Zero-length progress per queued item, counted by cookie.
+fn keepalives(h: &H, cookie: u64) -> usize {
+    h.ct.events()
+        .iter()
+        .filter(|e| matches!(e, Event::Progress(c, x) if *c == cookie && x.length == 0))
+        .count()
+}
+
+#[test]
+fn a_queued_item_is_kept_alive_only_once_the_coordinator_has_not_heard_of_it_for_an_interval() {
+    // An hour between the dispatcher's own ticks: the test drives the keep-alive itself.
+    let interval = Duration::from_secs(3600);
+    let h = H::new(EngineConfig {
+        max_actions: 1,
+        update_interval: interval,
+        ..cfg()
+    });
+    let gate = h.store.close_gate();
+    for n in 1..=3 {
+        h.ct.add_file(fid(n), &[&format!("f{n}")], b"data");
+    }
+    h.ct.push(list(vec![
+        item(CopytoolAction::Archive, 1, 1),
+        item(CopytoolAction::Archive, 2, 2),
+        item(CopytoolAction::Archive, 3, 3),
+    ]));
+    h.ct.wait_for(|s| s.events.contains(&Event::Begin(2)) && s.events.contains(&Event::Begin(3)));
+    h.ct.wait_for(|_| h.store.uploads_waiting.load(Ordering::SeqCst) == 1);
+    let begun = tokio::time::Instant::now();
+    // Just begun: the begin refreshed their timeout, a progress now would be an MDS call for
+    // nothing (a deep queue made one per small file).
+    h.engine.keep_queued_alive(begun);
+    assert_eq!((keepalives(&h, 2), keepalives(&h, 3)), (0, 0));
+    // Unheard of for an interval: each gets one.
+    h.engine.keep_queued_alive(begun + interval);
+    assert_eq!((keepalives(&h, 2), keepalives(&h, 3)), (1, 1));
+    // Heard of a moment ago: none again until another interval has passed.
+    h.engine
+        .keep_queued_alive(begun + interval + Duration::from_secs(1));
+    assert_eq!((keepalives(&h, 2), keepalives(&h, 3)), (1, 1));
+    h.engine.keep_queued_alive(begun + interval * 2);
+    assert_eq!((keepalives(&h, 2), keepalives(&h, 3)), (2, 2));
+    // The running item's progress is its reporter's business, not the keep-alive's.
+    assert_eq!(keepalives(&h, 1), 0);
+    gate.add_permits(3);
+    let ends = h.ct.wait_ends(3);
+    assert!(ends.iter().all(|e| e.2 == 0), "{ends:?}");
+}
+
 #[test]
 fn a_cancel_of_a_queued_item_ends_it_without_running_it() {
     let h = H::new(EngineConfig {

@@ -11,7 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Engine;
+use super::{Engine, Queued};
 use crate::actions::Ctx;
 use crate::failure::{errno_of, Failure};
 use crate::metrics::{action_name, Outcome};
@@ -49,7 +49,11 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 }
                 _ => None,
             };
-            self.waiting().queued.push_back((next, begun));
+            self.waiting().queued.push_back(Queued {
+                item: next,
+                begun,
+                heard: Instant::now(),
+            });
             self.queued_added.notify_one();
         }
     }
@@ -66,15 +70,16 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
     async fn next_queued(&self) -> (ActionItem, Option<C::Action>) {
         loop {
             if let Some(next) = self.waiting().queued.pop_front() {
-                return next;
+                return (next.item, next.begun);
             }
             self.queued_added.notified().await;
         }
     }
 
     /// Hands queued items to free slots, and keeps queued items alive at the coordinator while
-    /// they wait for one (a zero-length progress every `update_interval` refreshes their
-    /// `active_request_timeout`, as `mdt_cdt_update_request` dates any progress).
+    /// they wait for one: a zero-length progress refreshes their `active_request_timeout`, as
+    /// `mdt_cdt_update_request` dates any progress. Every `update_interval` the dispatcher looks
+    /// for items the coordinator has not heard of for that long.
     pub(super) async fn run_dispatcher(self: Arc<Self>) {
         let rt = Handle::current();
         let mut keepalive_at = Instant::now() + self.config().update_interval;
@@ -88,7 +93,8 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
                 },
                 () = tokio::time::sleep_until(keepalive_at) => {
                     let engine = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || engine.keep_queued_alive()).await;
+                    let now = Instant::now();
+                    let _ = tokio::task::spawn_blocking(move || engine.keep_queued_alive(now)).await;
                     keepalive_at = Instant::now() + self.config().update_interval;
                     continue;
                 }
@@ -102,17 +108,28 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
         }
     }
 
-    /// One zero-length progress per queued, begun item.
-    fn keep_queued_alive(&self) {
-        let w = self.waiting();
-        for (item, begun) in &w.queued {
-            if let Some(a) = begun {
-                let ext = Extent {
-                    offset: item.extent.offset,
-                    length: 0,
-                };
-                if let Err(e) = a.progress(ext, 0) {
-                    tracing::debug!(fid = %item.fid, cookie = item.cookie, error = %e, "keep-alive of a queued item refused");
+    /// One zero-length progress per queued, begun item the coordinator has not heard of for
+    /// `update_interval` at `now`. Only those: an item begun a moment ago is as fresh as a
+    /// progress would make it, and with a deep queue (the daemon keeps up to
+    /// `autoexport.max_in_flight` requests out) a keep-alive for every item at every tick was an
+    /// MDS call for most small files, where `lhsmtool_posix` makes none. An item therefore goes
+    /// at most twice `update_interval` unheard, far below `active_request_timeout` (3600 s).
+    pub(crate) fn keep_queued_alive(&self, now: Instant) {
+        let interval = self.config().update_interval;
+        let mut w = self.waiting();
+        for q in w.queued.iter_mut() {
+            let Some(a) = &q.begun else { continue };
+            if now.saturating_duration_since(q.heard) < interval {
+                continue;
+            }
+            let ext = Extent {
+                offset: q.item.extent.offset,
+                length: 0,
+            };
+            match a.progress(ext, 0) {
+                Ok(()) => q.heard = now,
+                Err(e) => {
+                    tracing::debug!(fid = %q.item.fid, cookie = q.item.cookie, error = %e, "keep-alive of a queued item refused")
                 }
             }
         }
@@ -125,7 +142,10 @@ impl<C: Coordinator, S: Store> Engine<C, S> {
             let mut w = self.waiting();
             (
                 w.to_begin.drain(..).collect::<Vec<_>>(),
-                w.queued.drain(..).collect::<Vec<_>>(),
+                w.queued
+                    .drain(..)
+                    .map(|q| (q.item, q.begun))
+                    .collect::<Vec<_>>(),
             )
         };
         for item in unbegun {

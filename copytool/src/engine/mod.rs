@@ -90,7 +90,17 @@ struct Waiting<A> {
     /// Received and journalled, not yet begun, in order.
     to_begin: VecDeque<ActionItem>,
     /// Begun (ARCHIVE, RESTORE, REMOVE) or not (others), waiting for a slot.
-    queued: VecDeque<(ActionItem, Option<A>)>,
+    queued: VecDeque<Queued<A>>,
+}
+
+/// An item waiting for a slot.
+struct Queued<A> {
+    item: ActionItem,
+    /// Its action, when it was begun.
+    begun: Option<A>,
+    /// When the coordinator last heard of it (its begin, or its last keep-alive): what
+    /// `active_request_timeout` counts from.
+    heard: tokio::time::Instant,
 }
 
 impl<A> Waiting<A> {
@@ -99,8 +109,8 @@ impl<A> Waiting<A> {
         if let Some(p) = self.to_begin.iter().position(|i| i.cookie == cookie) {
             return self.to_begin.remove(p).map(|i| (i, None));
         }
-        let p = self.queued.iter().position(|(i, _)| i.cookie == cookie)?;
-        self.queued.remove(p)
+        let p = self.queued.iter().position(|q| q.item.cookie == cookie)?;
+        self.queued.remove(p).map(|q| (q.item, q.begun))
     }
 }
 
