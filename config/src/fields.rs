@@ -233,16 +233,23 @@ pub fn de_queue_target<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
     Ok(v)
 }
 
-/// `lustre.changelog_interval`: 100ms to 60s.
-pub fn de_changelog_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let v = units::de_duration(d)?;
+/// `lustre.changelog_interval`: `"auto"`, or 100ms to 60s.
+pub fn de_changelog_interval<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<super::ChangelogInterval, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim() == "auto" {
+        return Ok(super::ChangelogInterval::Auto);
+    }
+    let v = units::parse_duration(&text)
+        .map_err(|e| custom(format!("must be \"auto\" or an interval: {e}")))?;
     if v < Duration::from_millis(100) || v > Duration::from_secs(60) {
         return Err(custom(format!(
-            "must be 100ms to 60s, got {} ms (1s follows the changelog as Lustre's reader does)",
+            "must be \"auto\" or 100ms to 60s, got {} ms (1s follows the changelog as Lustre's reader does)",
             v.as_millis()
         )));
     }
-    Ok(v)
+    Ok(super::ChangelogInterval::Every(v))
 }
 
 pub fn de_max_actions<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {

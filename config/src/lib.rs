@@ -98,19 +98,31 @@ pub struct Lustre {
     /// MDT device names to read (`<fsname>-MDTxxxx`); `None` = every MDT found from the mount.
     #[serde(default, deserialize_with = "fields::de_mdts")]
     pub mdts: Option<Vec<String>>,
-    /// How often each MDT's changelog is read (100ms-60s). At `1s`, the default, the daemon
-    /// follows it with Lustre's own follow mode, whose client reads a pass, sleeps a second and
-    /// reads again (`chlg_load`, mdc_changelog.c). Any other value reads it in the daemon's own
-    /// passes that far apart, each a non-follow read from where the last one stopped: a
-    /// shorter interval brings a closed file to the blob store sooner, and costs the MDS a
-    /// changelog open per MDT per pass, which re-reads every record some changelog user has not
-    /// cleared yet (a follow pass resumes where it stopped): cheap while the changelog stays
-    /// cleared, costly while the daemon works through a backlog.
+    /// How each MDT's changelog is read: `"auto"` (the default) or an interval of 100ms-60s.
+    /// At `1s` the daemon follows it with Lustre's own follow mode, whose client reads a pass,
+    /// sleeps a second and reads again (`chlg_load`, mdc_changelog.c). Any other interval reads
+    /// it in the daemon's own passes that far apart, each a non-follow read from where the last
+    /// one stopped: a shorter interval brings a closed file to the blob store sooner, and costs
+    /// the MDS a changelog open per MDT per pass, which re-reads every record some changelog
+    /// user has not cleared yet (a follow pass resumes where it stopped): cheap while the
+    /// changelog stays cleared, costly while records stay uncleared. `"auto"` takes the short
+    /// passes while few records are kept below the reader and follows while many are (the
+    /// policy engine's `readers` module holds the numbers).
     #[serde(
         default = "defaults::changelog_interval",
         deserialize_with = "fields::de_changelog_interval"
     )]
-    pub changelog_interval: Duration,
+    pub changelog_interval: ChangelogInterval,
+}
+
+/// `[lustre] changelog_interval`: how each MDT's changelog is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangelogInterval {
+    /// `"auto"`: short passes of the daemon's own while the changelog below the reader is
+    /// (nearly) cleared, Lustre's follow mode while records stay uncleared.
+    Auto,
+    /// A fixed interval: [`FOLLOW_INTERVAL`] follows, any other reads in passes that far apart.
+    Every(Duration),
 }
 
 /// The `changelog_interval` that follows the changelog in Lustre's follow mode (the pause of its
@@ -486,8 +498,8 @@ mod defaults {
     pub fn changelog_user() -> super::ChangelogUser {
         super::ChangelogUser::Same("cl1".into())
     }
-    pub fn changelog_interval() -> Duration {
-        super::FOLLOW_INTERVAL
+    pub fn changelog_interval() -> super::ChangelogInterval {
+        super::ChangelogInterval::Auto
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(60)

@@ -31,7 +31,7 @@ fn minimal_file_gets_every_default() {
     assert_eq!(p.lustre.archive_id, 1);
     assert_eq!(p.lustre.changelog_user, "cl1");
     assert_eq!(p.lustre.mdts, None);
-    assert_eq!(p.lustre.changelog_interval, FOLLOW_INTERVAL);
+    assert_eq!(p.lustre.changelog_interval, ChangelogInterval::Auto);
     assert_eq!(p.blob.url, "https://acct.blob.core.windows.net/c");
     assert!(!p.blob.use_emulator);
     assert_eq!(p.blob.account_key_file, None);
@@ -229,7 +229,10 @@ keep_special_bits = true
     assert_eq!(p.autoexport.max_in_flight, 128);
     assert_eq!(p.autoexport.queue_target, Duration::from_millis(750));
     assert_eq!(p.autoexport.min_in_flight, 64);
-    assert_eq!(p.lustre.changelog_interval, Duration::from_millis(250));
+    assert_eq!(
+        p.lustre.changelog_interval,
+        ChangelogInterval::Every(Duration::from_millis(250))
+    );
     assert_eq!(p.logging.container, "my-logs-2");
     assert_eq!(p.copytool.max_actions, 4);
     assert_eq!(p.copytool.block_size, 1 << 30);
@@ -269,11 +272,29 @@ fn queue_target_zero_is_accepted_and_ten_minutes_is_the_most() {
 }
 
 #[test]
-fn changelog_interval_is_a_tenth_of_a_second_to_a_minute() {
-    let p = parse(&with("lustre", "changelog_interval = \"100ms\"")).unwrap();
-    assert_eq!(p.lustre.changelog_interval, Duration::from_millis(100));
-    let p = parse(&with("lustre", "changelog_interval = \"1m\"")).unwrap();
-    assert_eq!(p.lustre.changelog_interval, Duration::from_secs(60));
+fn changelog_interval_is_auto_or_a_tenth_of_a_second_to_a_minute() {
+    let every = |text: &str| {
+        parse(&with("lustre", text))
+            .unwrap()
+            .lustre
+            .changelog_interval
+    };
+    assert_eq!(
+        every("changelog_interval = \"100ms\""),
+        ChangelogInterval::Every(Duration::from_millis(100))
+    );
+    assert_eq!(
+        every("changelog_interval = \"1m\""),
+        ChangelogInterval::Every(Duration::from_secs(60))
+    );
+    assert_eq!(
+        every("changelog_interval = \"1s\""),
+        ChangelogInterval::Every(FOLLOW_INTERVAL)
+    );
+    assert_eq!(
+        every("changelog_interval = \"auto\""),
+        ChangelogInterval::Auto
+    );
 }
 
 /// (section, line, key, fragment of the message) for every refusal.
@@ -282,13 +303,19 @@ const REFUSALS: &[(&str, &str, &str, &str)] = &[
         "lustre",
         "changelog_interval = \"50ms\"",
         "lustre.changelog_interval",
-        "must be 100ms to 60s, got 50 ms",
+        "must be \"auto\" or 100ms to 60s, got 50 ms",
     ),
     (
         "lustre",
         "changelog_interval = \"61s\"",
         "lustre.changelog_interval",
-        "must be 100ms to 60s, got 61000 ms",
+        "must be \"auto\" or 100ms to 60s, got 61000 ms",
+    ),
+    (
+        "lustre",
+        "changelog_interval = \"often\"",
+        "lustre.changelog_interval",
+        "must be \"auto\" or an interval: invalid duration \"often\"",
     ),
     (
         "autoexport",

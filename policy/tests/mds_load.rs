@@ -239,13 +239,18 @@ fn lustre_fid_mdt(s: &Stack) -> impl Fn(&std::path::Path) -> u32 {
 }
 
 /// Issue 13, item 3: each open of a changelog costs a Lustre MDS a thread that re-reads the
-/// plain llog from its start (`chlg_load`): an idle daemon keeps one reader open per MDT, a
-/// flush costs a bounded number of opens, and records still arrive without reopening.
+/// plain llog from its start (`chlg_load`): a daemon that follows (`changelog_interval = "1s"`)
+/// keeps one reader open per MDT while idle, a flush costs a bounded number of opens, and
+/// records still arrive without reopening.
 #[test]
-fn an_idle_daemon_opens_each_changelog_a_bounded_number_of_times() {
+fn an_idle_daemon_that_follows_opens_each_changelog_a_bounded_number_of_times() {
     let _serial = testkit::sim::one_at_a_time();
     testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
     let mut s = Stack::new(StackOptions::default());
+    s.edit_policy(|p| {
+        p.extra
+            .push(("lustre".into(), "changelog_interval = \"1s\"".into()));
+    });
     s.start_copytool(&[]);
     s.start_daemon();
     let key = format!("changelog_open.{}", s.sim.mdt_name(0));
@@ -302,4 +307,83 @@ fn a_changelog_interval_reads_in_passes_of_the_daemons_own() {
     let o = s.flush("120s");
     assert!(o.status.success(), "{}", s.logs());
     assert_eq!(s.status_json()["totalFilesExported"], 21);
+}
+
+/// Changelog opens of MDT0 counted by the simulator over `wait`.
+fn opens_during(s: &Stack, wait: std::time::Duration) -> u64 {
+    let key = format!("changelog_open.{}", s.sim.mdt_name(0));
+    let before = get(&s.sim.stats(), &key);
+    std::thread::sleep(wait);
+    get(&s.sim.stats(), &key) - before
+}
+
+/// `changelog_interval = "auto"`, the default: the daemon reads in short passes of its own while
+/// the changelog below it is cleared (a closed file is exported without waiting for a follow
+/// pass), follows while records stay uncleared (each pass would re-read them all: a second
+/// changelog user that never clears holds them here), and goes back to passes once they are
+/// cleared.
+#[test]
+fn auto_passes_while_the_changelog_is_cleared_and_follows_while_records_are_kept() {
+    let _serial = testkit::sim::one_at_a_time();
+    testkit::sim::ensure_bin_built("copytool", "lhsmtool_blob");
+    let mut s = Stack::new(StackOptions::default());
+    s.start_copytool(&[]);
+    s.start_daemon();
+    let reread = format!("changelog_reread.{}", s.sim.mdt_name(0));
+    // Cleared: passes (a follower opens once however long it runs).
+    let passing = opens_during(&s, std::time::Duration::from_secs(5));
+    assert!(
+        passing >= 5,
+        "{passing} changelog opens in 5 idle seconds: not passing"
+    );
+    for i in 0..20 {
+        s.write(&format!("f{i}"), b"x");
+    }
+    let exported = e2e::util::wait_until(std::time::Duration::from_secs(120), || {
+        s.status_json()["totalFilesExported"] == 20
+    });
+    assert!(exported, "not exported without a flush: {}", s.logs());
+
+    // Another consumer registers and never clears: what the daemon reads from now on stays kept.
+    let other = s.sim.register_changelog_user(0);
+    let n = 1_500;
+    for i in 0..n {
+        s.write(&format!("kept/f{i}"), b"y");
+    }
+    let o = s.flush("600s");
+    assert!(o.status.success(), "{}", s.logs());
+    // The files and their directory.
+    assert_eq!(s.status_json()["totalFilesExported"], 20 + n + 1);
+    // More than the bound is kept below the reader: it follows (one open per recheck at most,
+    // a probe and the new follower), and its opens re-read nothing more.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let reread_before = get(&s.sim.stats(), &reread);
+    let following = opens_during(&s, std::time::Duration::from_secs(12));
+    assert!(
+        following <= 4,
+        "{following} changelog opens in 12 s with {n} files' records kept: still passing"
+    );
+    let reread_after = get(&s.sim.stats(), &reread);
+    assert_eq!(
+        reread_after, reread_before,
+        "a follower re-reads nothing, and a probe starts at the first record"
+    );
+    // Still exports while it follows.
+    s.write("late", b"z");
+    let o = s.flush("120s");
+    assert!(o.status.success(), "{}", s.logs());
+    assert_eq!(s.status_json()["totalFilesExported"], 22 + n);
+
+    // The other consumer catches up: within a recheck the reader passes again.
+    let dev = s.sim.mdt_name(0);
+    let o = s.sim.lfs(&["changelog_clear", &dev, &other, "0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let passing_again = e2e::util::wait_until(std::time::Duration::from_secs(60), || {
+        opens_during(&s, std::time::Duration::from_secs(3)) >= 4
+    });
+    assert!(
+        passing_again,
+        "no passes once the changelog was cleared: {}",
+        s.logs()
+    );
 }
