@@ -86,7 +86,7 @@ bs_wait() { # WHAT SECONDS CMD...   (gives up early when the process named by bs
 # BENCH_MAX_IN_FLIGHT, BENCH_QUEUE_TARGET and BENCH_MIN_IN_FLIGHT the daemon's
 # autoexport.max_in_flight, queue_target ("0s": the fixed bound of before issue-17e) and
 # min_in_flight (default: the product's); BENCH_CHANGELOG_INTERVAL its [lustre]
-# changelog_interval (default "1s": Lustre's follow mode).
+# changelog_interval (default: the product's, "auto"; "1s" is Lustre's follow mode).
 bs_start() {
   local mnt=$1 container=$2 auto=${3:-false}
   export LUSTREAPI_LIB="$bs_bin/liblustreapi_sim.so"
