@@ -4,7 +4,8 @@
 # The root is the host's root, read-only over 9p, under a tmpfs overlay; /results is the run
 # directory on the host (writable 9p). Parameters come from the kernel command line:
 # rl_repo, rl_build (the cached Lustre build), rl_target (our release binaries), rl_azurite,
-# rl_scenarios (comma-separated; empty = all).
+# rl_scenarios (comma-separated; empty = all), rl_cp_intervals (comma-separated; empty = the
+# default of scenario changelog_passes).
 # Stages: lustre-install, lnet, modules, format, mount-servers, mount-client, hsm, azurite,
 # product, scenarios. A failing stage is written to /results/stopped-at and the guest powers off.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -57,6 +58,7 @@ begin lnet
 # LNet ignores the loopback interface: give it a dummy one with a loopback-range address.
 ip link set lo up
 modprobe dummy || fail_stage "modprobe dummy"
+# shellcheck disable=SC2015 # (any of the three failing stops the guest)
 ip link add lnet0 type dummy && ip addr add 127.100.0.1/32 dev lnet0 && ip link set lnet0 up ||
   fail_stage "dummy interface lnet0"
 NID=127.100.0.1@tcp
@@ -82,6 +84,7 @@ fsname=lustre
 # each virtio disk gets an ext4 file system holding one vdev file.
 for td in mdt0:vda mdt1:vdb ost0:vdc; do
   t=${td%:*} dev=/dev/${td#*:}
+  # shellcheck disable=SC2015 # (any of them failing stops the guest)
   mkfs.ext4 -q -F "$dev" && mkdir -p "/srv/$t" && mount "$dev" "/srv/$t" && truncate -s 1800M "/srv/$t/vdev" ||
     fail_stage "ext4 + vdev file for $t on $dev"
 done
@@ -114,8 +117,8 @@ done
 run lctl get_param mdt.*.hsm_control mdt.*.hsm.max_requests
 # cl1 on each MDT for the product; cl2 on each MDT keeps the records for the changelog comparison.
 for mdt in $fsname-MDT0000 $fsname-MDT0001; do
-  run lctl --device $mdt changelog_register || fail_stage "changelog_register on $mdt"
-  run lctl --device $mdt changelog_register || fail_stage "second changelog_register on $mdt"
+  run lctl --device "$mdt" changelog_register || fail_stage "changelog_register on $mdt"
+  run lctl --device "$mdt" changelog_register || fail_stage "second changelog_register on $mdt"
   run lctl get_param "mdd.$mdt.changelog_users" "mdd.$mdt.changelog_mask"
 done
 grep -q '^cl1' <(lctl get_param -n mdd.$fsname-MDT0000.changelog_users | awk '{print $1}') ||
@@ -138,8 +141,10 @@ begin product
 export LUSTREAPI_LIB=/usr/lib/liblustreapi.so.1
 export MNT=/mnt/lustre FSNAME=$fsname AZ_URL RL_REPO=$rl_repo BIN=$rl_target
 export W=/tmp/rl
+RL_CP_INTERVALS=${rl_cp_intervals:-}
+export RL_CP_INTERVALS=${RL_CP_INTERVALS//,/ }
 mkdir -p $W/state
-# shellcheck source=scenarios.sh
+# shellcheck source=scenarios.sh disable=SC1091 # (found with shellcheck -x)
 . "$rl_repo/scripts/real-lustre.d/scenarios.sh" || fail_stage "cannot read scenarios.sh"
 product_start || fail_stage "copytool / daemon did not start"
 

@@ -719,7 +719,15 @@ sc_mds_rpcs() {
 # all of it cancelled). Counters: mr_clear's; LNet's send_length (lnetctl stats; client and
 # servers share this node, so it counts each RPC's request and reply once). Writes
 # /results/changelog-passes.txt (+ .raw per window); guest.log has a summary line per window.
-CP_INTERVALS="1s 250ms 100ms"
+# "auto" (readers.rs: passes AUTO_PASS apart while few records are kept, the follower while
+# many are, a probe at record 0 to tell) is measured like the others; besides, with the
+# daemon stopped (no reader open), CP_PROBES probes of chlg_probe.py on each MDT in a window of
+# their own, after held-cl2 (cl2 keeps the backlog) and after cleared-after: what one probe
+# costs. The daemons of this scenario log readers.rs at debug level (its mode switches).
+# RL_CP_INTERVALS (scripts/real-lustre: kernel command line rl_cp_intervals) overrides the list;
+# the last one gets every window.
+CP_INTERVALS="${RL_CP_INTERVALS:-1s 250ms 100ms}"
+CP_PROBES=20          # probes per MDT in each probe window
 CP_IDLE=20            # seconds of each idle window
 CP_N=5000             # out-of-scope files of the backlog
 CP_LAT=10             # close -> daemon latency samples per interval (cleared windows)
@@ -742,14 +750,19 @@ cp_read() { # cp_read FILE: "source opcode count service_usec" for every non-zer
   mr_counters $(lctl list_param "mds.MDS.*.stats" ldlm.services.ldlm_canceld.stats "mdc.*.stats") >"$1"
 }
 
-cp_daemon() { # cp_daemon INTERVAL MIN_AGE: the daemon restarted on a policy with these
+cp_stop_daemon() {
   kill -TERM "$DM_PID" 2>/dev/null
   for _ in $(seq 1 60); do kill -0 "$DM_PID" 2>/dev/null || break; sleep 1; done
   kill -KILL "$DM_PID" 2>/dev/null
   wait "$DM_PID" 2>/dev/null
+  return 0
+}
+
+cp_daemon() { # cp_daemon INTERVAL MIN_AGE: the daemon restarted on a policy with these
+  cp_stop_daemon
   write_policy
   sed -i -e "s/^changelog_user = .*/&\nchangelog_interval = \"$1\"/" -e "s/^min_age = .*/min_age = \"$2\"/" "$POLICY"
-  start_daemon || return 1
+  RUST_LOG=info,policy::readers=debug start_daemon || return 1
   note "daemon restarted: changelog_interval = \"$1\", min_age = \"$2\""
 }
 
@@ -786,6 +799,32 @@ cp_window() { # cp_window INTERVAL LLOG: one idle window, its counters in $CP_RA
   awk -v s="$s" -v i="$1" -v l="$2" 'NR > 1 && $1 ~ /^cli:/ { n += $3; if ($2 ~ /^llog/) g += $3 }
     NR > 1 && $1 ~ /^svc:/ { us += $4 }
     END { printf "changelog_passes: %s %s: %.1f s, client -> MDTs %.1f RPC/s (llog %.1f/s), MDS service time %.1f ms/s\n", i, l, s, n / s, g / s, us / s / 1000 }' "$f"
+}
+
+# cp_probes LABEL: with the daemon stopped (no changelog reader open), CP_PROBES probes of
+# chlg_probe.py (readers.rs `few_kept`: a reader at record 0, one record, closed) on each MDT in
+# one window of zeroed counters; counters in $CP_RAW-probe-LABEL.raw, each probe's first record
+# and time in $CP_RAW-probe-LABEL.txt. The caller starts the daemon again.
+cp_probes() {
+  local f=$CP_RAW-probe-$1.raw out=$CP_RAW-probe-$1.txt t0 s m rc=0
+  cp_stop_daemon
+  sleep 2
+  note "before probes $1: MDT0000 current/cl1/cl2 $(cp_users MDT0000), MDT0001 $(cp_users MDT0001); changelog_size $(lctl get_param -n "mdd.$FSNAME-MDT0000.changelog_size") / $(lctl get_param -n "mdd.$FSNAME-MDT0001.changelog_size") B"
+  : >"$out"
+  mr_clear
+  t0=$(mr_now)
+  for m in MDT0000 MDT0001; do
+    python3 "$RL_REPO/scripts/real-lustre.d/chlg_probe.py" "$FSNAME-$m" "$CP_PROBES" | sed "s/^/$m /" >>"$out" || rc=1
+  done
+  cp_read "$f"
+  s=$(mr_since "$t0")
+  sed -i "1i # probes $1 $s $CP_PROBES" "$f"
+  echo "$f" >>"$CP_RAW.probes"
+  note "probes $1: $(grep -c ' probe ' "$out") in $s s; first and last of MDT0000: $(grep '^MDT0000' "$out" | sed -n '1p;$p' | tr '\n' ';')"
+  awk -v n="$CP_PROBES" -v l="$1" 'NR > 1 && $1 ~ /^cli:/ { m = substr($1, 5); c[m] += $3
+      if ($2 == "llog_origin_handle_open") o[m] += $3; if ($2 == "llog_origin_handle_next_block") b[m] += $3 }
+    END { for (m in c) printf "changelog_passes: probe %s %s: %.2f RPCs per probe (llog opens %.2f, next_block %.2f)\n", l, m, c[m] / n, o[m] / n, b[m] / n }' "$f"
+  return $rc
 }
 
 # cp_latency N LABEL: N files created in scope at random moments; for each, the seconds from the
@@ -847,6 +886,14 @@ cp_report() {
       awk 'NR == 1 { i = $2; l = $3; s = $4; next } $1 ~ /^cli:/ { c[$1 " " $2] += $3 }
         END { for (k in c) printf "%-9s %-14s %-44s %8.2f\n", i, l, k, c[k] / s }' "$f" | sort -k3
     done <"$r.windows"
+    if [ -s "$r.probes" ]; then
+      echo "# probes (chlg_probe.py: readers.rs few_kept) with the daemon stopped: RPCs per probe by opcode, per MDT (client side)"
+      while read -r f; do
+        awk 'NR == 1 { l = $3; s = $4; n = $5; next } $1 ~ /^cli:/ { c[$1 " " $2] += $3; t[$1] += $3 }
+          END { for (k in c) printf "probes %-14s %-44s %8.2f\n", l, k, c[k] / n
+            for (k in t) printf "probes %-14s %-44s %8.2f  (%d probes in %.1f s)\n", l, k " ALL", t[k] / n, n, s }' "$f" | sort -k2,3
+      done <"$r.probes"
+    fi
     echo "# close -> the daemon's status counts the file / lfs changelog --follow prints its CREAT (s), per interval (cleared windows)"
     cat "$r-latency.txt"
   } >"$r.txt"
@@ -859,7 +906,7 @@ sc_changelog_passes() {
   [ -n "$(lctl list_param mds.MDS.mdt.stats 2>/dev/null)" ] || { note "mds.MDS.mdt.stats not readable"; return 1; }
   lfs mkdir -i 0 "$d" || return 1
   lfs mkdir -i 0 "$o" || return 1
-  rm -f "$CP_RAW"-*.raw "$CP_RAW.windows" "$CP_RAW"-latency*.txt "$CP_RAW"-follow-*.txt
+  rm -f "$CP_RAW"-*.raw "$CP_RAW.windows" "$CP_RAW.probes" "$CP_RAW"-latency*.txt "$CP_RAW"-follow-*.txt "$CP_RAW"-probe-*.txt
 
   # 1. Cleared, each interval; then close -> daemon latencies.
   for iv in $CP_INTERVALS; do
@@ -914,16 +961,25 @@ sc_changelog_passes() {
   note "after the release: MDT0000 current/cl1/cl2 ${u[*]}"
   sleep 3
   cp_window "$last" held-cl2
+  # What one probe costs with the backlog cl2 keeps; then the daemon again (it follows or passes
+  # as its interval says).
+  cp_probes held-cl2 || rc=1
+  cp_daemon "$last" 0s || return 1
   cp_cleared || rc=1
-  sleep 3
+  # ("auto" looks every AUTO_RECHECK = 10 s whether it can go back to passes: the window opens
+  # after that.)
+  sleep 12
   cp_window "$last" cleared-after
+  cp_probes cleared || rc=1
 
   # Back to the harness's policy.
   cp_daemon 1s 0s || rc=1
   dmesg | tail -n 80 >"$CP_RAW-dmesg.txt"
   cp_report
-  awk '/^# by opcode/ { exit } $1 ~ /^[0-9]+m?s$/ { printf "changelog_passes: %s %s %s RPC/s, %s passes/s, %s next_block/pass, MDS %s ms/s, LNet %s KiB/s\n", $1, $2, $4, $6, $7, $8, $9 }' "$CP_RAW.txt"
-  [ "$(wc -l <"$CP_RAW.windows")" -ge 8 ] || rc=1
+  awk '/^# by opcode/ { exit } $1 ~ /^([0-9]+m?s|auto)$/ { printf "changelog_passes: %s %s %s RPC/s, %s passes/s, %s next_block/pass, MDS %s ms/s, LNet %s KiB/s\n", $1, $2, $4, $6, $7, $8, $9 }' "$CP_RAW.txt"
+  # every interval cleared and held, and held-cl2 and cleared-after at the last one
+  [ "$(wc -l <"$CP_RAW.windows")" -ge $((2 * $(wc -w <<<"$CP_INTERVALS") + 2)) ] || rc=1
+  [ "$(wc -l <"$CP_RAW.probes")" -ge 2 ] || rc=1
   return $rc
 }
 
