@@ -207,6 +207,19 @@ pub struct JobRecord {
     started_ms: u64,
 }
 
+/// The auto-export status as the fields a [`JobRecord`] flattens into itself: all but `state`,
+/// which the record carries as its own field. Left in, it was written twice into one JSON object,
+/// which `jobs --json` readers may take either way and which the daemon's own loader refused
+/// (`duplicate field `state``): a history holding a disabled or cancelled auto-export job kept the
+/// daemon from starting again.
+fn status_fields(s: &crate::status::AutoExportStatus) -> Option<serde_json::Value> {
+    let mut v = serde_json::to_value(s).ok()?;
+    if let serde_json::Value::Object(m) = &mut v {
+        m.remove("state");
+    }
+    Some(v)
+}
+
 impl JobRecord {
     /// Still running (not completed, failed or canceled).
     pub fn is_running(&self) -> bool {
@@ -265,7 +278,12 @@ pub fn check_import_path(rel: &str) -> Result<(), String> {
 impl JobRegistry {
     /// The registry saved in `file` (jobs that were running end failed: the process that ran them is gone).
     pub fn open(file: StateFile, archive_id: u32) -> Result<JobRegistry, StateError> {
-        let mut saved: Saved = file.load()?.unwrap_or_default();
+        // Read as a JSON value first: a history written before `status_fields` holds auto-export
+        // records with `state` twice (the same value both times), which a value takes once.
+        let mut saved: Saved = match file.load::<serde_json::Value>()? {
+            Some(v) => serde_json::from_value(v).map_err(|source| file.corrupt(source))?,
+            None => Saved::default(),
+        };
         // A job that was running when the daemon died cannot resume its scan: it ends Failed.
         for j in saved.jobs.iter_mut().filter(|j| j.is_running()) {
             j.state = JobState::Failed;
@@ -489,7 +507,7 @@ impl JobRegistry {
             },
             export: None,
             import: None,
-            autoexport: serde_json::to_value(&s).ok(),
+            autoexport: status_fields(&s),
             started_ms: 0,
         }
     }
@@ -520,12 +538,8 @@ impl JobRegistry {
             }
             (false, Some(since)) => {
                 let s = crate::status::build(st, now, None);
-                // The counters are flattened into the record: their `state` must say how the
-                // job ended, not the live auto-export state.
-                let mut counters = serde_json::to_value(&s).ok();
-                if let Some(serde_json::Value::Object(m)) = counters.as_mut() {
-                    m.insert("state".into(), serde_json::Value::from(ended.as_str()));
-                }
+                // The record's own `state` says how the job ended, not the live auto-export state.
+                let counters = status_fields(&s);
                 self.saved.jobs.push_back(JobRecord {
                     id: format!("autoexport-{}", self.saved.autoexport_runs.max(1)),
                     kind: JobKind::AutoExport,

@@ -451,6 +451,66 @@ fn cancel_of_the_auto_export_job_ends_it_canceled_and_enable_starts_a_new_one() 
         .any(|j| j.id == "autoexport-2" && j.state == JobState::Disabled));
 }
 
+/// Each `"state"` key of a JSON text.
+fn state_keys(json: &str) -> usize {
+    json.matches("\"state\":").count()
+}
+
+#[test]
+fn a_history_with_an_ended_auto_export_job_survives_a_restart_with_one_state_per_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = StateFile::new(dir.path().join("jobs.json"));
+    let (e, _ns, _s, _l, _) = setup();
+    let mut jobs = JobRegistry::open(f.clone(), 1).unwrap();
+    let mut e = e;
+    e.set_enabled(true);
+    jobs.autoexport_toggled(true, JobState::InProgress, e.state(), 1_000);
+    e.set_enabled(false);
+    jobs.autoexport_toggled(false, JobState::Disabled, e.state(), 2_000);
+    // Every record, live or kept, says its state once (`jobs --json` and the file alike).
+    for r in jobs.list(e.state()) {
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(state_keys(&text), 1, "{text}");
+    }
+    let file = std::fs::read_to_string(dir.path().join("jobs.json")).unwrap();
+    assert_eq!(state_keys(&file), 1, "{file}");
+    drop(jobs);
+    // The daemon starts again on that history.
+    let jobs = JobRegistry::open(f, 1).expect("history with an ended auto-export job");
+    let kept = jobs.get("autoexport-1", e.state()).expect("kept");
+    assert_eq!(kept.state, JobState::Disabled);
+    assert_eq!(kept.autoexport.as_ref().unwrap()["totalFilesExported"], 0);
+}
+
+#[test]
+fn a_history_written_with_state_twice_still_loads() {
+    // What a daemon before `status_fields` wrote after a disable: the record's `state` and the
+    // flattened status's, the same value.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.json");
+    let (e, _ns, _s, _l, _) = setup();
+    let mut jobs = JobRegistry::open(StateFile::new(path.clone()), 1).unwrap();
+    let mut e = e;
+    e.set_enabled(true);
+    jobs.autoexport_toggled(true, JobState::InProgress, e.state(), 1_000);
+    e.set_enabled(false);
+    jobs.autoexport_toggled(false, JobState::Canceled, e.state(), 2_000);
+    drop(jobs);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old = text.replacen(
+        "\"state\":\"Canceled\"",
+        "\"state\":\"Canceled\",\"state\":\"Canceled\"",
+        1,
+    );
+    assert_eq!(state_keys(&old), 2, "{old}");
+    std::fs::write(&path, old).unwrap();
+    let jobs = JobRegistry::open(StateFile::new(path), 1).expect("old history");
+    assert_eq!(
+        jobs.get("autoexport-1", e.state()).unwrap().state,
+        JobState::Canceled
+    );
+}
+
 /// Runs an import of everything in `store` (conflict mode Fail) to its end.
 fn import_all(e: &mut E, jobs: &mut JobRegistry) -> ImportProgress {
     let id = jobs.start_import("", "Fail", -1, false, 0).unwrap();

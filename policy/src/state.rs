@@ -537,16 +537,19 @@ impl StateFile {
     /// Reads the file; `Ok(None)` when it does not exist yet.
     pub fn load<T: for<'de> Deserialize<'de>>(&self) -> Result<Option<T>, StateError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|source| StateError::Corrupt {
-                        path: self.path.display().to_string(),
-                        source,
-                    })
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| self.corrupt(source)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.io(e)),
+        }
+    }
+
+    /// The error for a file whose content does not decode.
+    pub fn corrupt(&self, source: serde_json::Error) -> StateError {
+        StateError::Corrupt {
+            path: self.path.display().to_string(),
+            source,
         }
     }
 
