@@ -253,7 +253,8 @@ fn read_pass(sim: &Sim, start: u64) -> Vec<u64> {
 /// the reader's start (`chlg_read_cat_process_cb` skips them one by one; whole plain logs only are
 /// skipped): measured on Lustre 2.16.1 at ~176 RPCs per 10,000 kept records (REAL_LUSTRE.md,
 /// "Changelog passes"). The simulator counts them per open, so a reader that reopens while
-/// records stay uncleared shows its cost, and one whose records are cleared costs nothing.
+/// records stay uncleared shows its cost, one whose records are cleared costs nothing, and one
+/// opened at record 0 (`policy::readers` "auto" probe) skips nothing.
 #[test]
 fn a_changelog_open_rereads_the_records_still_kept_below_its_start() {
     let (sim, _m) = start(SimOptions::default());
@@ -273,6 +274,10 @@ fn a_changelog_open_rereads_the_records_still_kept_below_its_start() {
     assert_eq!(reread() - before, 20);
     // From the middle: the five kept below the start.
     assert_eq!(read_pass(&sim, first + 5).len(), 5);
+    assert_eq!(reread() - before, 25);
+    // From record 0 (the daemon's "auto" probe of the oldest kept record): it starts at the
+    // first kept record, so it skips, and re-reads, nothing.
+    assert_eq!(read_pass(&sim, 0).first(), Some(&first));
     assert_eq!(reread() - before, 25);
     // Cleared up to the end: a pass re-reads nothing.
     lustre::changelog_clear(&sim.mdt_name(0), &user, last).unwrap();
