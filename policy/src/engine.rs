@@ -45,7 +45,7 @@ const JOIN_INTERVAL_MS: u64 = 50;
 /// the file back for the *next* iteration (the end of the bulk load it was meant to pass).
 const JOIN_SETTLE_MS: u64 = 100;
 /// The backlog of an iteration is refilled in batches of the request bound divided by this
-/// ([`Engine::refill_batch`]).
+/// ([`Engine::free_slots`]).
 const REFILL_DIVISOR: usize = 8;
 /// How long after `r` was written (`cr_time`, the MDS's clock) the daemon reads it at `now`; 0
 /// for a record without a time or from the future (clocks apart).
@@ -323,6 +323,9 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// How many files at the front of the running iteration's `to_discover` joined it while it
     /// ran (`join_running`): they are requested as soon as one slot frees, not in a batch.
     fresh_ahead: usize,
+    /// Files requested as changes that joined the running iteration (pruned to those still in
+    /// flight): how many joiners are out beyond the bound ([`Engine::free_slots`]). Not saved.
+    joined_out: std::collections::HashSet<Fid>,
 }
 
 /// CREATE records on an MDT without a single CLOSE before the daemon warns about the mask (a
@@ -398,6 +401,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             unsure: Default::default(),
             window: RequestWindow::default(),
             fresh_ahead: 0,
+            joined_out: std::collections::HashSet::new(),
         })
     }
 
@@ -559,23 +563,67 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         )
     }
 
-    /// Free request slots below which the iteration's backlog waits for more to free: every
-    /// send saves the whole state first (write-ahead), so the backlog is refilled an eighth of
-    /// the bound at a time, not one request per completion (a bulk export at 50-130 files/s
-    /// saved the state 40-60 times a second, each a full JSON of the pending set and two
-    /// fsyncs). A change that joined the iteration goes out with the first free slot, and so
-    /// does a request the copytools' slots wait for (fewer than `min_in_flight` outstanding).
-    fn refill_batch(&self, active: usize, limit: usize) -> usize {
-        let fresh = self.fresh_ahead > 0
-            && self
-                .st
-                .iteration
-                .as_ref()
-                .is_some_and(|it| !it.to_discover.is_empty());
-        if fresh || active < self.cfg.min_in_flight.min(limit) {
+    /// Free request slots the iteration may fill at `now`: `(for changes that joined it, for
+    /// its backlog)`.
+    ///
+    /// The backlog waits until at least an eighth of the bound is free: every send saves the
+    /// whole state first (write-ahead), so it is refilled in batches, not one request per
+    /// completion (a bulk export at 50-130 files/s saved the state 40-60 times a second, each a
+    /// full JSON of the pending set and two fsyncs); below `min_in_flight` outstanding the
+    /// copytools' slots wait, so then any free slot is filled.
+    ///
+    /// A change that joined goes out with any free slot, and beyond the bound while fewer than
+    /// `min_in_flight` joiners are still out (never beyond `max_in_flight`, the admin's hard
+    /// cap). Holding it back would not let it pass what is queued already; it would only wait
+    /// longer: ends and new changes come in the same pass of the changelog reader (a second
+    /// apart in Lustre's follow mode), a change joins only once it has settled
+    /// ([`JOIN_SETTLE_MS`]), and by then the backlog has taken the slots the pass freed, or the
+    /// bound has fallen below what is out (the store slowed down); either way the change waited
+    /// for a later pass's ends (close() -> commit p50 1.4-2.4 s beside a bulk export with the
+    /// defaults). The joiners' own excess is bounded, so a bulk load written while an
+    /// iteration runs (it joins too) still goes out at the pace of the bound.
+    fn free_slots(&self, now: u64) -> (usize, usize) {
+        let active = self.active_requests();
+        let limit = self.in_flight_limit(now);
+        let room = limit.saturating_sub(active);
+        let batch = if active < self.cfg.min_in_flight.min(limit) {
             1
         } else {
             (limit / REFILL_DIVISOR).max(1)
+        };
+        let joiners_out = self
+            .joined_out
+            .iter()
+            .filter(|f| self.st.inflight.contains_key(f))
+            .count();
+        let joined = room
+            .max(self.cfg.min_in_flight.max(1).saturating_sub(joiners_out))
+            .min(self.cfg.max_in_flight.saturating_sub(active));
+        (joined, if room >= batch { room } else { 0 })
+    }
+
+    /// When the bound, growing with the ends that pile up unreported between two passes of the
+    /// changelog reader ([`crate::window`]), will let [`Engine::discover_some`] request a file
+    /// again, if it does before the next report.
+    fn bound_grows_enough(&self, now: u64) -> Option<u64> {
+        let active = self.active_requests();
+        let want = if self.fresh_ahead > 0 || active < self.cfg.min_in_flight {
+            active + 1
+        } else {
+            // A batch: an eighth of the bound free, i.e. the bound at 8/7 of what is out.
+            (active * REFILL_DIVISOR).div_ceil(REFILL_DIVISOR - 1)
+        };
+        self.window
+            .reaches(now, self.cfg.queue_target_ms, self.cfg.max_in_flight, want)
+    }
+
+    /// Whether [`Engine::discover_some`] would request a file now.
+    fn may_request(&self, now: u64) -> bool {
+        let (joined, backlog) = self.free_slots(now);
+        if self.fresh_ahead > 0 {
+            joined > 0
+        } else {
+            backlog > 0
         }
     }
 
@@ -689,6 +737,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             // the MDT's to say.
             self.forget_seen(&fid, Forget::PATH);
         }
+        tracing::trace!(fid = %fid, record = r.index, kind = ?r.rtype, "change read");
         if let Some(p) = self.st.pending.get_mut(&fid) {
             p.last_change_ms = now;
             add_hold(&mut p.holds, c.mdt, r.index);
@@ -976,12 +1025,12 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             Some(it) => {
                 // The bound only falls while no request ends (`crate::window`): a full window
                 // waits for a completion, which comes as a record.
-                let active = self.active_requests();
-                let limit = self.in_flight_limit(now);
-                if !it.to_discover.is_empty()
-                    && limit.saturating_sub(active) >= self.refill_batch(active, limit)
-                {
-                    at(paused_until);
+                if !it.to_discover.is_empty() {
+                    if self.may_request(now) {
+                        at(paused_until);
+                    } else if let Some(t) = self.bound_grows_enough(now) {
+                        at(t.max(paused_until));
+                    }
                 }
                 if !self.st.inflight.is_empty() {
                     at(self
@@ -989,7 +1038,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                         .saturating_add(self.cfg.stale_after_ms / 2));
                 }
                 // `check_deadline` acts on requests not carried yet; once carried, it waits.
-                if active > 0 {
+                if self.active_requests() > 0 {
                     at(self
                         .last_progress_ms
                         .saturating_add(self.cfg.iteration_deadline_ms));
@@ -1090,6 +1139,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         };
         self.fresh_ahead += joining.len();
         for entry in joining.into_iter().rev() {
+            tracing::trace!(fid = %entry.0, "joined the running iteration");
             self.iteration_members.join(entry.0);
             it.to_discover.push_front(entry);
         }
@@ -1546,15 +1596,22 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         // Only as many requests as the bound allows: the rest of the iteration waits here, where
         // a new change can still pass it (`join_running`). Requests carried from an earlier
         // iteration (stuck) do not hold up this one.
-        let active = self.active_requests();
-        let limit = self.in_flight_limit(now);
-        let room = limit.saturating_sub(active);
-        if room < self.refill_batch(active, limit) {
+        let inflight = &self.st.inflight;
+        self.joined_out.retain(|f| inflight.contains_key(f));
+        if !self.may_request(now) {
             return Ok(());
         }
+        let (joined_room, backlog_room) = self.free_slots(now);
+        let active = self.active_requests();
         let mut to_archive: Vec<(Fid, InFlight)> = Vec::new();
         for _ in 0..self.cfg.discover_chunk.max(1) {
-            if to_archive.len() >= room {
+            // The changes that joined are at the front ([`Engine::join_running`]).
+            let cap = if self.fresh_ahead > 0 {
+                joined_room
+            } else {
+                backlog_room
+            };
+            if to_archive.len() >= cap {
                 break;
             }
             let Some(it) = self.st.iteration.as_mut() else {
@@ -1563,6 +1620,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             let Some((fid, mut p)) = it.to_discover.pop_front() else {
                 break;
             };
+            let joined = self.fresh_ahead > 0;
             self.fresh_ahead = self.fresh_ahead.saturating_sub(1);
             self.changed = true;
             self.iteration_members.tried(fid);
@@ -1582,6 +1640,9 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 p.absorb(q);
             }
             if let Some(inf) = self.discover_one(fid, p, now) {
+                if joined {
+                    self.joined_out.insert(fid);
+                }
                 to_archive.push((fid, inf));
             }
         }
@@ -1589,6 +1650,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             return Ok(());
         }
         for (fid, inf) in &to_archive {
+            tracing::trace!(fid = %fid, path = %inf.path, "archive requested");
             self.st.inflight.insert(*fid, inf.clone());
         }
         // Write-ahead: a crash after this finds the requests in the in-flight set.
@@ -1600,7 +1662,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         tracing::debug!(
             sent = fids.len(),
             outstanding = active + fids.len(),
-            limit,
+            limit = self.in_flight_limit(now),
             completions_per_s = self.window.rate(now),
             "archive requests sent"
         );

@@ -25,10 +25,11 @@
 //!
 //! Deterministic: every method takes `now` (Unix ms); the engine calls [`RequestWindow::completed`]
 //! for each archive end of its own requests and [`RequestWindow::sending`] before it sends.
-//! Without new completions the bound never grows as time passes (the rate only falls), so the
-//! engine's loop needs no timer of its own for it.
+//! Between two reports the bound grows with the time since the last one (the ends piling up
+//! unreported), up to the longest report delay; the engine asks [`RequestWindow::reaches`] when
+//! it will have room, and waits for that or the next record.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 
 /// Completions are counted in buckets of this many ms.
 pub const BUCKET_MS: u64 = 100;
@@ -43,10 +44,14 @@ pub const MIN_SPAN_MS: u64 = 500;
 
 /// A completion is known to the daemon only when its CL_HSM record is read, and a Lustre client's
 /// changelog reader reads in passes a second apart (`chlg_load`, mdc_changelog.c): requests that
-/// ended but are not reported yet still look outstanding, up to the rate times the longest delay
-/// between a record's time (`cr_time`) and its reading, right before the next pass. That delay is
-/// added to the target, so the queue at the coordinator never runs dry between two passes; a
-/// delay above this (clocks apart, a daemon catching up on a backlog) counts as this.
+/// ended but are not reported yet still look outstanding, about the rate times the time since
+/// the last report, up to the longest delay between a record's time (`cr_time`) and its reading.
+/// The bound adds that (`limit`), so the queue at the coordinator stays near `target` between
+/// two passes: right after a pass the bound is `rate x target` and it grows until the next one.
+/// (Adding the longest delay at once, as before, refilled the queue at each pass with a second
+/// more than `target`, which every change requested right after a pass waited behind: 0.9 s at
+/// p50 beside a bulk export.) A delay above this (clocks apart, a daemon catching up on a
+/// backlog) counts as this.
 pub const MAX_REPORT_DELAY_MS: u64 = 2_000;
 
 /// Default of `autoexport.queue_target`: requests outstanding are about this many ms of work.
@@ -68,98 +73,158 @@ pub const DEFAULT_MIN_IN_FLIGHT: usize = 32;
 
 /// The measured completion rate and the bound it gives. Not saved: after a restart the bound
 /// starts at the floor and grows with the first completions.
+///
+/// Completions are counted by when they *ended* (the reading time less the report delay), over
+/// a span that ends the longest recent report delay before now, by which time every end in it
+/// has been read. Counted by reading time instead, a reader that delivers ends in passes a
+/// second apart (Lustre's follow mode) put two or three passes into a 2 s span depending on the
+/// phase: the bound jumped by half at each pass and fell back 100 ms later, taking back the free
+/// slots the pass had just kept for changes about to join the iteration.
 #[derive(Debug, Clone, Default)]
 pub struct RequestWindow {
-    /// (bucket number = ms / [`BUCKET_MS`], completions in it, the longest of their report
-    /// delays in ms), oldest first, the last [`RATE_SPAN_MS`] only.
-    buckets: VecDeque<(u64, u64, u64)>,
+    /// Bucket of the end (ms / [`BUCKET_MS`]) -> (completions that ended in it, the longest of
+    /// their report delays in ms); only the last [`RATE_SPAN_MS`] + [`MAX_REPORT_DELAY_MS`].
+    buckets: BTreeMap<u64, (u64, u64)>,
     /// Start of the busy period: the first request sent after no completion for
     /// [`RATE_SPAN_MS`] (the rate is not diluted by the idle time before it).
     busy_since_ms: u64,
+    /// When the last completion was read.
+    reported_ms: u64,
 }
 
 impl RequestWindow {
     /// One of our requests ended (exported or not: either way a copytool slot is free), and
     /// its end was reported `delay_ms` after it happened.
     pub fn completed(&mut self, now: u64, delay_ms: u64) {
-        let b = now / BUCKET_MS;
         let d = delay_ms.min(MAX_REPORT_DELAY_MS);
-        match self.buckets.back_mut() {
-            // A clock that stepped back counts into the newest bucket.
-            Some((last, n, longest)) if *last >= b => {
-                *n += 1;
-                *longest = (*longest).max(d);
-            }
-            _ => self.buckets.push_back((b, 1, d)),
-        }
+        let e = self
+            .buckets
+            .entry(now.saturating_sub(d) / BUCKET_MS)
+            .or_default();
+        e.0 += 1;
+        e.1 = e.1.max(d);
+        self.reported_ms = self.reported_ms.max(now);
         self.expire(now);
     }
 
     /// The longest delay, in ms, between the end of a request and the daemon learning of it,
-    /// over the completions of the last [`RATE_SPAN_MS`].
+    /// over the completions that ended in the last [`RATE_SPAN_MS`] + [`MAX_REPORT_DELAY_MS`].
     pub fn report_delay_ms(&self, now: u64) -> u64 {
-        let oldest = now.saturating_sub(RATE_SPAN_MS) / BUCKET_MS;
-        self.buckets
-            .iter()
-            .filter(|(b, _, _)| *b >= oldest)
-            .map(|(_, _, d)| *d)
-            .max()
-            .unwrap_or(0)
+        self.kept(now).map(|(_, (_, d))| *d).max().unwrap_or(0)
     }
 
     /// Requests are about to be sent while `active` are outstanding: the first after an idle
     /// span starts a busy period.
     pub fn sending(&mut self, active: usize, now: u64) {
-        if active == 0 && self.completions(now) == 0 {
+        if active == 0
+            && self
+                .kept(now)
+                .all(|(b, _)| b * BUCKET_MS < now.saturating_sub(RATE_SPAN_MS))
+        {
             self.busy_since_ms = now;
         }
     }
 
+    fn oldest_kept(now: u64) -> u64 {
+        now.saturating_sub(RATE_SPAN_MS + MAX_REPORT_DELAY_MS) / BUCKET_MS
+    }
+
+    fn kept(&self, now: u64) -> impl Iterator<Item = (&u64, &(u64, u64))> {
+        self.buckets.range(Self::oldest_kept(now)..)
+    }
+
     fn expire(&mut self, now: u64) {
-        let oldest = now.saturating_sub(RATE_SPAN_MS) / BUCKET_MS;
-        while self.buckets.front().is_some_and(|(b, _, _)| *b < oldest) {
-            self.buckets.pop_front();
-        }
+        self.buckets = self.buckets.split_off(&Self::oldest_kept(now));
     }
 
-    /// Completions within the last [`RATE_SPAN_MS`] before `now`.
-    fn completions(&self, now: u64) -> u64 {
-        let oldest = now.saturating_sub(RATE_SPAN_MS) / BUCKET_MS;
-        self.buckets
-            .iter()
-            .filter(|(b, _, _)| *b >= oldest)
-            .map(|(_, n, _)| n)
-            .sum()
+    /// The span the rate is measured over: it ends the longest recent
+    /// report delay before `now` (every end before that has been read) and lasts
+    /// [`RATE_SPAN_MS`], or the busy period's age there, at least [`MIN_SPAN_MS`].
+    /// as `(end, length)` in ms.
+    fn span(&self, now: u64) -> (u64, u64) {
+        let to = now.saturating_sub(self.report_delay_ms(now));
+        let len = to
+            .saturating_sub(self.busy_since_ms)
+            .clamp(MIN_SPAN_MS, RATE_SPAN_MS);
+        (to, len)
     }
 
-    /// The span the completions are divided by: the busy period's age, within
-    /// [`MIN_SPAN_MS`]..=[`RATE_SPAN_MS`].
-    fn span_ms(&self, now: u64) -> u64 {
-        now.saturating_sub(self.busy_since_ms)
-            .clamp(MIN_SPAN_MS, RATE_SPAN_MS)
+    /// Completions that ended within [`RequestWindow::span`], and its length in ms (never 0).
+    fn completions(&self, now: u64) -> (u64, u64) {
+        let (to, len) = self.span(now);
+        let n = self
+            .buckets
+            .range(to.saturating_sub(len) / BUCKET_MS..to.div_ceil(BUCKET_MS))
+            .map(|(_, (n, _))| n)
+            .sum();
+        (n, len)
     }
 
     /// Completions per second measured at `now`.
     pub fn rate(&self, now: u64) -> f64 {
-        self.completions(now) as f64 * 1000.0 / self.span_ms(now) as f64
+        let (n, span) = self.completions(now);
+        n as f64 * 1000.0 / span as f64
     }
 
-    /// Requests that may be outstanding at `now`: `rate x (target_ms + report delay)`, at least
-    /// `floor`, at most `cap` (which wins over the floor). `target_ms` 0: always `cap` (no
+    /// How long the ends not reported yet have had to pile up at `now`: the time since the last
+    /// report, at most the longest recent report delay.
+    fn unreported_ms(&self, now: u64) -> u64 {
+        now.saturating_sub(self.reported_ms)
+            .min(self.report_delay_ms(now))
+    }
+
+    /// The rates, per ms, the bound is made of at `now`: the measured one, and the one the ends
+    /// not reported yet are taken to pile up at: the rate over the last report delay before the
+    /// last report if higher (the rate is rising: the measured one, from a span that ended a
+    /// delay ago, would let the queue run dry before the next pass, and keep the rate down).
+    fn rates(&self, now: u64) -> (f64, f64) {
+        let (n, span) = self.completions(now);
+        let rate = n as f64 / span as f64;
+        let d = self.report_delay_ms(now);
+        if d == 0 {
+            return (rate, rate);
+        }
+        let recent: u64 = self
+            .buckets
+            .range(self.reported_ms.saturating_sub(d) / BUCKET_MS..=self.reported_ms / BUCKET_MS)
+            .map(|(_, (n, _))| n)
+            .sum();
+        (rate, rate.max(recent as f64 / d as f64))
+    }
+
+    /// Requests that may be outstanding at `now`: `rate x target_ms`, plus the ends taken to
+    /// have piled up unreported since the last report (up to the longest report delay), at
+    /// least `floor`, at most `cap` (which wins over the floor). `target_ms` 0: always `cap` (no
     /// adaptation).
     pub fn limit(&self, now: u64, target_ms: u64, floor: usize, cap: usize) -> usize {
         let cap = cap.max(1);
         if target_ms == 0 {
             return cap;
         }
-        let by_rate = self
-            .completions(now)
-            .saturating_mul(target_ms + self.report_delay_ms(now))
-            .div_ceil(self.span_ms(now));
-        usize::try_from(by_rate)
-            .unwrap_or(usize::MAX)
-            .max(floor.max(1))
-            .min(cap)
+        let (rate, piling) = self.rates(now);
+        let by_rate = rate * target_ms as f64 + piling * self.unreported_ms(now) as f64;
+        // `as` saturates; a bound of a fraction of a request is one.
+        (by_rate.ceil() as usize).max(floor.max(1)).min(cap)
+    }
+
+    /// When, after `now`, the bound reaches `want` without a new report (it grows with the ends
+    /// that pile up unreported), if it does before it stops growing; the engine waits for that
+    /// or the next completion. At least [`BUCKET_MS`] away: the rates it assumes only fall.
+    pub fn reaches(&self, now: u64, target_ms: u64, cap: usize, want: usize) -> Option<u64> {
+        if target_ms == 0 || want > cap {
+            return None;
+        }
+        let (rate, piling) = self.rates(now);
+        if piling <= 0.0 {
+            return None;
+        }
+        let t = ((want as f64 - rate * target_ms as f64) / piling)
+            .max(0.0)
+            .ceil() as u64;
+        if t > self.report_delay_ms(now) {
+            return None;
+        }
+        Some(self.reported_ms.saturating_add(t).max(now + BUCKET_MS))
     }
 }
 
@@ -204,20 +269,48 @@ mod tests {
         assert_eq!(last, 8);
     }
 
-    /// Completions reported up to 500 ms after they happened: the requests seen outstanding
-    /// include up to 0.5 s of ended ones, so the bound grows by rate x 0.5 s and the queue at the
-    /// coordinator never falls below `target`.
+    /// Completions reported up to 500 ms after they happened: right after a report the ends not
+    /// reported yet are none, and the bound is `rate x target`; it grows with the time since
+    /// the report, by the ends piling up unreported meanwhile, up to `rate x (target + the
+    /// longest delay)`, so the queue at the coordinator stays near `target`.
     #[test]
-    fn the_bound_adds_the_rate_times_the_longest_report_delay() {
+    fn the_bound_adds_the_rate_times_the_time_since_the_last_report() {
         let mut w = RequestWindow::default();
         w.sending(0, T0);
-        for i in 0..200 {
-            w.completed(T0 + i * 10, (i % 50) * 10 + 10);
+        // One end every 10 ms, read in passes 500 ms apart.
+        let mut unread = Vec::new();
+        for t in (T0..=T0 + 3_000).step_by(10) {
+            unread.push(t);
+            if t % 500 == 0 {
+                for end in unread.drain(..) {
+                    w.completed(t, t - end);
+                }
+            }
         }
-        let now = T0 + 2_000;
-        assert_eq!(w.report_delay_ms(now), 500);
-        let l = w.limit(now, 500, 8, 1_000);
-        assert!((95..=105).contains(&l), "100/s x (0.5 s + 0.5 s): {l}");
+        let last = T0 + 3_000;
+        assert_eq!(w.report_delay_ms(last), 490);
+        let at_report = w.limit(last, 500, 8, 1_000);
+        assert!((45..=55).contains(&at_report), "100/s x 0.5 s: {at_report}");
+        let later = w.limit(last + 250, 500, 8, 1_000);
+        assert!(
+            (70..=80).contains(&later),
+            "100/s x (0.5 s + 0.25 s): {later}"
+        );
+        let full = w.limit(last + 500, 500, 8, 1_000);
+        assert!(
+            (95..=105).contains(&full),
+            "100/s x (0.5 s + 0.5 s): {full}"
+        );
+        let beyond = w.limit(last + 700, 500, 8, 1_000);
+        assert!(beyond <= full, "no more than the longest delay: {beyond}");
+        // When it will reach a bound: about 0.3 s after the report for 80.
+        let t = w.reaches(last, 500, 1_000, 80).expect("within the delay");
+        assert!((last + 250..=last + 350).contains(&t), "{}", t - last);
+        assert_eq!(
+            w.reaches(last, 500, 1_000, 200),
+            None,
+            "beyond rate x (target + delay)"
+        );
         // A delay beyond the cap (clocks apart) counts as the cap.
         let mut v = RequestWindow::default();
         v.sending(0, T0);
@@ -240,5 +333,33 @@ mod tests {
         // A later start with completions still counted keeps the busy period.
         w.sending(0, T0 + 1_100);
         assert!((w.rate(T0 + 1_100) - 100.0 * 1_000.0 / 1_100.0).abs() < 5.0);
+    }
+
+    /// Ends that happen at a steady 100/s but are read in passes a second apart (Lustre's
+    /// follow mode): at every moment the bound is the rate times the target plus the time since
+    /// the last pass, whatever the phase. Counted by reading time, the 2 s span held two or
+    /// three passes depending on the phase, and the bound jumped by half at every pass and fell
+    /// back 100 ms later.
+    #[test]
+    fn ends_read_in_passes_a_second_apart_give_the_bound_the_rate_sets() {
+        let mut w = RequestWindow::default();
+        w.sending(0, T0);
+        let mut unread: Vec<u64> = Vec::new();
+        let mut worst = 0.0f64;
+        for t in (T0..T0 + 10_000).step_by(10) {
+            unread.push(t); // one end every 10 ms
+            if t % 1_000 == 0 {
+                for end in unread.drain(..) {
+                    w.completed(t, t - end);
+                }
+            }
+            if t >= T0 + 4_000 {
+                let since = (t % 1_000) as f64 / 1_000.0;
+                let want = 100.0 * (0.5 + since);
+                let l = w.limit(t, 500, 8, 10_000) as f64;
+                worst = worst.max((l - want).abs() / want);
+            }
+        }
+        assert!(worst <= 0.1, "the bound was {:.0} % off", worst * 100.0);
     }
 }

@@ -474,3 +474,105 @@ fn the_backlog_is_refilled_in_batches_and_a_new_change_with_the_first_free_slot(
         sent - closed
     );
 }
+
+/// Ends and new changes come in the same pass of the changelog reader (a second apart in
+/// Lustre's follow mode). A change joins the iteration only once it has settled (100 ms), so
+/// the backlog must not take every slot the pass freed meanwhile: the change would then wait
+/// for the next pass's ends, a second later. Fails when the backlog refills without leaving
+/// the joiners their slots (requested ~1,000 ms after its close).
+#[test]
+fn a_change_read_with_a_pass_of_ends_is_requested_before_the_next_pass() {
+    let mut c = cfg();
+    c.queue_target_ms = 500;
+    let mut t = T::new(c);
+    let mut ct = Copytools::new(32, 200);
+    ct.jitter = true;
+    ct.report_every_ms = Some(1_000);
+    t.bulk(3_000);
+    // Past the first passes: the rate is measured, the bound is full between passes.
+    ct.run(&mut t, 5_000, |_, _| {});
+    let mut waits = Vec::new();
+    let mut served = Vec::new();
+    for round in 0..5 {
+        // Just before a pass: the change's CLOSE is read in the same pass as the ends.
+        let to_pass = 1_000 - t.now % 1_000 - TICK_MS;
+        ct.run(&mut t, to_pass, |_, _| {});
+        let closed = t.now;
+        let fresh = t.file(&format!("projects/fresh-{round}.dat"));
+        ct.run(&mut t, 1_500, |_, _| {});
+        // Not requested within 1.5 s: u64::MAX.
+        waits.push(ct.sent.get(&fresh).map_or(u64::MAX, |(at, _)| at - closed));
+        if let Some((at, _)) = ct.sent.get(&fresh) {
+            served.push(ct.done.get(&fresh).map_or(u64::MAX, |end| end - at));
+        }
+    }
+    // Right after a pass the queue at the coordinator is about `target` (0.5 s) of work, not
+    // that plus the second of ends the next pass will report (1.5 s): each change's request
+    // ended within 0.8 s.
+    assert!(
+        served.iter().all(|s| *s <= 800),
+        "ms from request to end: {served:?}"
+    );
+    // The store slows down to a third of its pace: the bound falls below what is out, and a
+    // change still goes out at once (behind what is queued: holding it back would not let it
+    // pass any of that).
+    ct.service_ms = 1_000;
+    let mut over_full = 0;
+    for round in 5..10 {
+        let to_pass = 1_000 - t.now % 1_000 - TICK_MS;
+        ct.run(&mut t, to_pass, |_, _| {});
+        let closed = t.now;
+        let fresh = t.file(&format!("projects/fresh-{round}.dat"));
+        let mut short = false;
+        ct.run(&mut t, 1_500, |t, _| {
+            // Settled, and not requested yet: is the bound below what is out?
+            if t.now == closed + 110 && t.e.in_flight_limit(t.now) < t.in_flight() {
+                short = true;
+            }
+        });
+        over_full += usize::from(short);
+        // Not requested within 1.5 s: u64::MAX.
+        waits.push(ct.sent.get(&fresh).map_or(u64::MAX, |(at, _)| at - closed));
+    }
+    assert!(
+        over_full >= 2,
+        "the bound fell below what is out in {over_full} rounds"
+    );
+    assert!(
+        ct.done.len() < 3_000,
+        "the bulk still runs: {}",
+        ct.done.len()
+    );
+    // Settled after 100 ms, looked for every 50 ms, then requested.
+    assert!(
+        waits.iter().all(|w| *w <= 200),
+        "ms from close to request: {waits:?}"
+    );
+}
+
+/// A bulk load written while an iteration runs joins it too: the joiners beyond the bound are
+/// at most `min_in_flight` (32), so the coordinator's queue stays near the bound.
+#[test]
+fn a_bulk_load_joining_a_running_iteration_goes_out_at_the_pace_of_the_bound() {
+    let mut t = T::new(cfg());
+    let mut ct = Copytools::new(32, 320);
+    t.bulk(1_000);
+    ct.run(&mut t, 5_000, |_, _| {});
+    let (mut most_out, mut highest_bound) = (0usize, 0usize);
+    for i in 0..2_000 {
+        t.file(&format!("projects/flood/f{i:05}"));
+    }
+    ct.run(&mut t, 5_000, |t, ct| {
+        most_out = most_out.max(ct.outstanding());
+        highest_bound = highest_bound.max(t.e.in_flight_limit(t.now));
+    });
+    assert!(
+        most_out <= highest_bound + 32,
+        "{most_out} requests out, the bound at most {highest_bound}"
+    );
+    assert!(
+        t.backlog() > 500,
+        "the flood waits its turn: {} left",
+        t.backlog()
+    );
+}

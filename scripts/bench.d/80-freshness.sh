@@ -11,6 +11,8 @@
 # it once every bulk file is closed; "live" (before issue-17e) writes it while the daemon runs.
 # After the trickle, a bulk run waits for the bulk export to end (BENCH_FRESH_BULK_WAIT s, 900)
 # and prints its files/s from the copytool's log, over the trickle and over the whole export.
+# BENCH_FRESH_STAGES=1 logs the daemon at trace and the copytool at debug level and prints where
+# each trickle file's time went, stage by stage (scripts/lib/freshness_stages.py).
 # BENCH_QUICK=1: 20 s of trickle beside 1 x 256 MiB + 2,000 small files. BENCH_FRESH_RUNS picks
 # the runs ("idle bulk"); BENCH_LOGS=DIR keeps the product's logs of each run there.
 # BENCH_FRESH_POLLERS (16) and BENCH_FRESH_POLL (0.02 s) set the reader's HEAD pollers: each
@@ -42,6 +44,9 @@ case $fr_mode in
   *) echo "bench: BENCH_FRESH_BULK_MODE: unknown mode '$fr_mode' (backlog, live)" >&2; exit 2 ;;
 esac
 fr_out="$bench_results"
+if [ "${BENCH_FRESH_STAGES:-0}" = 1 ]; then
+  export RUST_LOG="info,policy::engine=trace,copytool::actions=debug"
+fi
 # The settings a run differs from the defaults in, for the labels of its results and charts.
 fr_setting="${BENCH_CHANGELOG_INTERVAL:+, changelog_interval $BENCH_CHANGELOG_INTERVAL}"
 fr_setting="$fr_setting${BENCH_QUEUE_TARGET:+, queue_target $BENCH_QUEUE_TARGET}"
@@ -142,6 +147,10 @@ PY
   python3 scripts/lib/freshness_commit.py "$fr_out/freshness-$name.json" "$BENCH_WORK/copytool.log" \
     --label "$name$fr_setting" --json "$fr_out/freshness-commit-$name.json" \
     $([ "$bulk" = 1 ] && echo --bulk bulk/) || true
+  if [ "${BENCH_FRESH_STAGES:-0}" = 1 ]; then
+    python3 scripts/lib/freshness_stages.py "$fr_out/freshness-$name.json" "$BENCH_WORK/daemon.log" \
+      "$BENCH_WORK/copytool.log" || true
+  fi
   echo "freshness: $name: peak RSS KiB: daemon $(bs_hwm "$bs_pid_daemon"), lhsmtool_blob $(bs_hwm "$bs_pid_copytool")"
   echo "freshness: $name: CPU seconds: daemon $(bs_cpu "$bs_pid_daemon"), lhsmtool_blob $(bs_cpu "$bs_pid_copytool"), lustre-sim $(bs_cpu "$bs_pid_mds"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
   bs_stop
