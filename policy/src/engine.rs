@@ -44,6 +44,9 @@ const JOIN_INTERVAL_MS: u64 = 50;
 /// CLOSE may come in separate reads, and a copy started between them ends EBUSY, which puts
 /// the file back for the *next* iteration (the end of the bulk load it was meant to pass).
 const JOIN_SETTLE_MS: u64 = 100;
+/// A change that joined the running iteration may go out beyond the request bound while it was
+/// read this recently ([`Engine::free_slots`]): a trickle, not a backlog read at start-up.
+const RECENT_JOIN_MS: u64 = 2_000;
 /// The backlog of an iteration is refilled in batches of the request bound divided by this
 /// ([`Engine::free_slots`]).
 const REFILL_DIVISOR: usize = 8;
@@ -56,6 +59,16 @@ fn reported_after_ms(r: &lustre::ChangelogRecord, now: u64) -> u64 {
     } else {
         now.saturating_sub(at_ms)
     }
+}
+
+/// Free request slots ([`Engine::free_slots`]).
+struct Slots {
+    /// Within the bound.
+    within: usize,
+    /// For a change that joined recently: beyond the bound, within limits of its own.
+    beyond: usize,
+    /// For the backlog: `within` once it holds a batch, else 0.
+    backlog: usize,
 }
 
 /// What a pending file does while an iteration runs ([`Engine::turn`]).
@@ -323,8 +336,9 @@ pub struct Engine<N: Namespace, S: Store, L: EventLog> {
     /// How many files at the front of the running iteration's `to_discover` joined it while it
     /// ran (`join_running`): they are requested as soon as one slot frees, not in a batch.
     fresh_ahead: usize,
-    /// Files requested as changes that joined the running iteration (pruned to those still in
-    /// flight): how many joiners are out beyond the bound ([`Engine::free_slots`]). Not saved.
+    /// Files requested beyond the bound as changes that joined the running iteration (pruned to
+    /// those still in flight): how far the joiners are out beyond it ([`Engine::free_slots`]).
+    /// Not saved.
     joined_out: std::collections::HashSet<Fid>,
 }
 
@@ -563,8 +577,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         )
     }
 
-    /// Free request slots the iteration may fill at `now`: `(for changes that joined it, for
-    /// its backlog)`.
+    /// Free request slots the iteration may fill at `now`.
     ///
     /// The backlog waits until at least an eighth of the bound is free: every send saves the
     /// whole state first (write-ahead), so it is refilled in batches, not one request per
@@ -572,20 +585,22 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
     /// full JSON of the pending set and two fsyncs); below `min_in_flight` outstanding the
     /// copytools' slots wait, so then any free slot is filled.
     ///
-    /// A change that joined goes out with any free slot, and beyond the bound while fewer than
-    /// `min_in_flight` joiners are still out (never beyond `max_in_flight`, the admin's hard
+    /// A change that joined goes out with any free slot. One read in the last
+    /// [`RECENT_JOIN_MS`] goes out beyond the bound too, while fewer than `min_in_flight` of the
+    /// joiners sent beyond it are still out, and never beyond `max_in_flight` (the admin's hard
     /// cap). Holding it back would not let it pass what is queued already; it would only wait
     /// longer: ends and new changes come in the same pass of the changelog reader (a second
     /// apart in Lustre's follow mode), a change joins only once it has settled
     /// ([`JOIN_SETTLE_MS`]), and by then the backlog has taken the slots the pass freed, or the
     /// bound has fallen below what is out (the store slowed down); either way the change waited
     /// for a later pass's ends (close() -> commit p50 1.4-2.4 s beside a bulk export with the
-    /// defaults). The joiners' own excess is bounded, so a bulk load written while an
-    /// iteration runs (it joins too) still goes out at the pace of the bound.
-    fn free_slots(&self, now: u64) -> (usize, usize) {
+    /// defaults). The excess is bounded, so a bulk load written while an iteration runs (it
+    /// joins too) still goes out at about the pace of the bound, and a backlog read in batches
+    /// after the first iteration started (it joins too, at once) does not use up the excess.
+    fn free_slots(&self, now: u64) -> Slots {
         let active = self.active_requests();
         let limit = self.in_flight_limit(now);
-        let room = limit.saturating_sub(active);
+        let within = limit.saturating_sub(active);
         let batch = if active < self.cfg.min_in_flight.min(limit) {
             1
         } else {
@@ -596,10 +611,34 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             .iter()
             .filter(|f| self.st.inflight.contains_key(f))
             .count();
-        let joined = room
+        let beyond = within
             .max(self.cfg.min_in_flight.max(1).saturating_sub(joiners_out))
             .min(self.cfg.max_in_flight.saturating_sub(active));
-        (joined, if room >= batch { room } else { 0 })
+        Slots {
+            within,
+            beyond,
+            backlog: if within >= batch { within } else { 0 },
+        }
+    }
+
+    /// How many requests [`Engine::discover_some`] may have taken when it comes to the entry at
+    /// the front of the running iteration: a change that joined recently may go beyond the
+    /// bound, one that joined earlier takes any free slot within it, the backlog a batch.
+    fn front_cap(&self, now: u64, slots: &Slots) -> usize {
+        if self.fresh_ahead == 0 {
+            return slots.backlog;
+        }
+        let recent = self
+            .st
+            .iteration
+            .as_ref()
+            .and_then(|it| it.to_discover.front())
+            .is_some_and(|(_, p)| now.saturating_sub(p.last_change_ms) <= RECENT_JOIN_MS);
+        if recent {
+            slots.beyond
+        } else {
+            slots.within
+        }
     }
 
     /// When the bound, growing with the ends that pile up unreported between two passes of the
@@ -619,12 +658,7 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
 
     /// Whether [`Engine::discover_some`] would request a file now.
     fn may_request(&self, now: u64) -> bool {
-        let (joined, backlog) = self.free_slots(now);
-        if self.fresh_ahead > 0 {
-            joined > 0
-        } else {
-            backlog > 0
-        }
+        self.front_cap(now, &self.free_slots(now)) > 0
     }
 
     /// Replaces the policy-derived settings (SIGHUP).
@@ -1598,20 +1632,13 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
         // iteration (stuck) do not hold up this one.
         let inflight = &self.st.inflight;
         self.joined_out.retain(|f| inflight.contains_key(f));
-        if !self.may_request(now) {
-            return Ok(());
-        }
-        let (joined_room, backlog_room) = self.free_slots(now);
+        let slots = self.free_slots(now);
         let active = self.active_requests();
         let mut to_archive: Vec<(Fid, InFlight)> = Vec::new();
         for _ in 0..self.cfg.discover_chunk.max(1) {
-            // The changes that joined are at the front ([`Engine::join_running`]).
-            let cap = if self.fresh_ahead > 0 {
-                joined_room
-            } else {
-                backlog_room
-            };
-            if to_archive.len() >= cap {
+            // The changes that joined are at the front, newest first ([`Engine::join_running`]),
+            // then the backlog.
+            if to_archive.len() >= self.front_cap(now, &slots) {
                 break;
             }
             let Some(it) = self.st.iteration.as_mut() else {
@@ -1640,8 +1667,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
                 p.absorb(q);
             }
             if let Some(inf) = self.discover_one(fid, p, now) {
-                if joined {
-                    self.joined_out.insert(fid);
+                if joined && to_archive.len() >= slots.within {
+                    self.joined_out.insert(fid); // beyond the bound
                 }
                 to_archive.push((fid, inf));
             }

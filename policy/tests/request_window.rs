@@ -576,3 +576,42 @@ fn a_bulk_load_joining_a_running_iteration_goes_out_at_the_pace_of_the_bound() {
         t.backlog()
     );
 }
+
+/// A backlog read while the first iteration runs joins it (the daemon started behind a bulk
+/// load reads its records in several batches), all at once: once it is a few seconds old it
+/// goes out within the bound, and the room beyond the bound is left to new changes. Fails when
+/// any joiner may use that room (the backlog keeps it taken: 220-360 ms).
+#[test]
+fn joiners_sent_within_the_bound_leave_a_new_change_its_room_beyond_it() {
+    let mut c = cfg();
+    c.queue_target_ms = 250;
+    let mut t = T::new(c);
+    let mut ct = Copytools::new(32, 200);
+    ct.jitter = true;
+    ct.report_every_ms = Some(1_000);
+    t.bulk(100);
+    ct.run(&mut t, 200, |_, _| {});
+    // The rest of the backlog, read after the iteration started: it joins.
+    for i in 0..3_000 {
+        t.file(&format!("projects/later/f{i:05}"));
+    }
+    ct.run(&mut t, 4_000, |_, _| {});
+    let mut waits = Vec::new();
+    for round in 0..5 {
+        let to_pass = 1_000 - t.now % 1_000 - TICK_MS;
+        ct.run(&mut t, to_pass, |_, _| {});
+        let closed = t.now;
+        let fresh = t.file(&format!("projects/fresh-{round}.dat"));
+        ct.run(&mut t, 1_500, |_, _| {});
+        waits.push(ct.sent.get(&fresh).map_or(u64::MAX, |(at, _)| at - closed));
+    }
+    assert!(
+        t.backlog() > 1_000,
+        "the backlog still waits: {}",
+        t.backlog()
+    );
+    assert!(
+        waits.iter().all(|w| *w <= 200),
+        "ms from close to request: {waits:?}"
+    );
+}
