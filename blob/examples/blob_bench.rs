@@ -6,7 +6,7 @@
 //! blob_bench gen-large --file PATH --size BYTES
 //! blob_bench gen-small --dir DIR --count N --size BYTES
 //! blob_bench ours-large --endpoint E --container C --file PATH [--block-size B] [--in-flight N] [--name BLOB]  # MB/s
-//! blob_bench ours-small --endpoint E --container C --dir DIR [--concurrency N]                    # files/s
+//! blob_bench ours-small --endpoint E --container C --dir DIR [--concurrency N] [--as plain|copytool] # files/s
 //! blob_bench raw-large  --endpoint E --container C --size BYTES [--block-size B] [--in-flight N] [--name BLOB]  # MB/s
 //! blob_bench raw-small  --endpoint E --container C --count N --size BYTES [--concurrency N]       # files/s
 //! blob_bench seed-tree  --endpoint E --container C --dir DIR [--concurrency N]                     # files/s
@@ -104,6 +104,40 @@ fn raw(a: &Args) -> Res<Arc<dyn ObjectStore>> {
 }
 
 /// Runs `op` on every item, `concurrency` at once, and returns items per second.
+/// Every regular file under `root`.
+fn tree_files(root: &std::path::Path) -> Res<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                dirs.push(e.path());
+            } else if t.is_file() {
+                files.push(e.path());
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The metadata the copytool gives a file's blob, from its stat (a made-up FID and data version).
+fn copytool_like_metadata(st: &std::fs::Metadata) -> Metadata {
+    use std::os::unix::fs::MetadataExt;
+    Metadata {
+        owner: st.uid(),
+        group: st.gid(),
+        permissions: st.mode() & 0o7777,
+        modtime: st.modified().unwrap_or(std::time::UNIX_EPOCH),
+        kind: blob::FileKind::File,
+        fid: Some(format!("[0x200000400:{:#x}:0x0]", st.ino())),
+        mtime_ns: Some(i128::from(st.mtime()) * 1_000_000_000 + i128::from(st.mtime_nsec())),
+        data_version: Some(1),
+        ..Metadata::default()
+    }
+}
+
 async fn per_second<T, F, Fut>(items: Vec<T>, concurrency: usize, op: F) -> Res<f64>
 where
     F: FnMut(T) -> Fut,
@@ -205,22 +239,35 @@ async fn run(cmd: &str, a: &Args) -> Res<()> {
         "ours-small" => {
             let s = store(a)?;
             let dir = PathBuf::from(a.get("dir")?);
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-                .map(|e| e.map(|e| e.path()))
-                .collect::<Result<_, _>>()?;
+            let mut files = tree_files(&dir)?;
             files.sort();
             let concurrency = a.num("concurrency", Some(16))? as usize;
+            // As the copytool writes a new file's blob: create-only, with the metadata it takes
+            // from the file (no layout: that needs Lustre).
+            let as_copytool = match a.0.get("as").map(String::as_str) {
+                None | Some("plain") => false,
+                Some("copytool") => true,
+                Some(o) => return Err(format!("--as {o:?}: plain or copytool").into()),
+            };
             let rate = per_second(files, concurrency, |p| {
                 let s = s.clone();
+                let dir = dir.clone();
                 async move {
-                    let rel = p
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
+                    let rel = p.strip_prefix(&dir)?.to_string_lossy().into_owned();
                     let name = s.name_for(rel.as_bytes())?;
                     let file = std::fs::File::open(&p)?;
-                    s.upload_file(&file, &name, &Metadata::default(), UploadOptions::default())
-                        .await?;
+                    let (meta, opts) = if as_copytool {
+                        (
+                            copytool_like_metadata(&file.metadata()?),
+                            UploadOptions {
+                                mode: blob::WriteMode::CreateOnly,
+                                ..UploadOptions::default()
+                            },
+                        )
+                    } else {
+                        (Metadata::default(), UploadOptions::default())
+                    };
+                    s.upload_file(&file, &name, &meta, opts).await?;
                     Res::Ok(())
                 }
             })
@@ -267,19 +314,7 @@ async fn run(cmd: &str, a: &Args) -> Res<()> {
         "seed-tree" => {
             let s = raw(a)?;
             let root = PathBuf::from(a.get("dir")?);
-            let mut files = Vec::new();
-            let mut dirs = vec![root.clone()];
-            while let Some(d) = dirs.pop() {
-                for e in std::fs::read_dir(&d)? {
-                    let e = e?;
-                    let t = e.file_type()?;
-                    if t.is_dir() {
-                        dirs.push(e.path());
-                    } else if t.is_file() {
-                        files.push(e.path());
-                    }
-                }
-            }
+            let files = tree_files(&root)?;
             let concurrency = a.num("concurrency", Some(32))? as usize;
             let rate = per_second(files, concurrency, |p| {
                 let s = s.clone();

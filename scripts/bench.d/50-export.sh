@@ -1,7 +1,7 @@
 # Part "50-export" of scripts/bench (sourced): manual export (`lustre-blob export PATH --wait`,
 # i.e. the daemon + one lhsmtool_blob on lustre-sim) of 4 x 1 GiB and of 10,000 x 64 KiB files,
 # next to `rclone copy` of the same files (defaults, and --transfers 16) to the same Azurite in
-# the same run, and the endpoint's raw ceiling (for large files also our uploader alone). Prints
+# the same run, our uploader alone and the endpoint's raw ceiling. Prints
 # throughput, ratios and peak RSS of each.
 # Sizes: BENCH_LARGE_COUNT (4), BENCH_LARGE_MIB (1024), BENCH_SMALL_COUNT (10000), BENCH_SMALL_KIB (64).
 # BENCH_EXPORT_SHAPES ("large small") picks the shapes to run, BENCH_EXPORT_TOOLS ("ours
@@ -102,7 +102,9 @@ run_rclone_16() {
 # (`blob_bench ours-large`, one process per file, all at once, 8 MiB blocks x 8 in flight each:
 # pread, CRC-32, Put Block, Put Block List, no HSM) and the endpoint's ceiling (`blob_bench
 # raw-large`: object_store WriteMultipart from memory, no file reads, no checksum). Small files:
-# the ceiling only (`blob_bench raw-small`, one Put Blob each from memory, 32 in flight).
+# our uploader alone (`blob_bench ours-small --as copytool`: each file read and put create-only
+# with the copytool's metadata, 32 at once, no HSM) and the ceiling (`blob_bench raw-small`, one
+# Put Blob each from memory, 32 in flight).
 # Runs under /usr/bin/time, i.e. in a child bash: exported, with the mount passed as BENCH_MNT.
 parallel_uploads() {
   local mode=$1 container=$2 f pids=() rc=0
@@ -121,10 +123,17 @@ parallel_uploads() {
 }
 export -f parallel_uploads
 run_uploader() {
-  [ "$1" = large ] || return 0
   bench_restart_azurite
   bs_container uploader
-  BENCH_MNT=$mnt bs_timed "uploader-$1" bash -c 'parallel_uploads "$@"' _ ours-large uploader
+  if [ "$1" = large ]; then
+    BENCH_MNT=$mnt bs_timed "uploader-$1" bash -c 'parallel_uploads "$@"' _ ours-large uploader
+  else
+    # Small files: our uploader alone, 32 at once, each blob as the copytool writes a new one
+    # (create-only, its metadata): what the store costs for our blobs, without HSM.
+    bs_timed "uploader-$1" "$BENCH_BLOB" ours-small --endpoint "$BENCH_ENDPOINT" --container uploader \
+      --dir "$mnt/small" --concurrency 32 --as copytool
+  fi
+  echo "bench: export-$1 uploader: $bs_elapsed s; CPU s: blob_bench $(awk '/User time/ { u = $NF } /System time/ { s = $NF } END { print u + s }' "$BENCH_WORK/uploader-$1.time"), azurite $(bs_cpu "$azurite_pid") (since its start)" >&2
   t_up=$(bs_min "$t_up" "$bs_elapsed")
 }
 run_raw() {
@@ -176,7 +185,7 @@ export_one() {
   tool_line "rclone copy (defaults)" "$t_rd"
   tool_line "rclone copy --transfers 16" "$t_r16"
   echo "export-$what:   ratio ours/rclone-defaults $(bs_ratio "$t_rd" "$t_ours")x  ours/rclone-16 $(bs_ratio "$t_r16" "$t_ours")x"
-  [ "$what" != large ] || tool_line "uploader alone (no HSM)" "$t_up"
+  tool_line "uploader alone (no HSM)" "$t_up"
   tool_line "raw ceiling (memory)" "$t_raw"
   echo "export-$what:   share of the raw ceiling: lustre-blob export $(bs_ratio "$t_raw" "$t_ours"), uploader alone $(bs_ratio "$t_raw" "${t_up:-0}"), rclone defaults $(bs_ratio "$t_raw" "$t_rd"), rclone --transfers 16 $(bs_ratio "$t_raw" "$t_r16")"
   echo "export-$what:   peak RSS KiB: lhsmtool_blob $rss_ct, lustre-blob daemon $rss_d, lustre-blob export (CLI) $rss_cli, rclone defaults $rss_rd, rclone --transfers 16 $rss_r16"
