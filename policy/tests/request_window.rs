@@ -233,6 +233,30 @@ impl Copytools {
         }
     }
 
+    /// Runs to just before the next pass of a reader that reports every second, writes `path`
+    /// there (its CLOSE is read in the same pass as the ends), then runs 1.5 s, `check` looking
+    /// at each tick with the time of the close. Returns the ms from its close to its request
+    /// and from its request to its end, `u64::MAX` for what did not happen in the 1.5 s.
+    fn change_at_a_pass(
+        &mut self,
+        t: &mut T,
+        path: &str,
+        mut check: impl FnMut(&T, u64),
+    ) -> (u64, u64) {
+        let to_pass = 1_000 - t.now % 1_000 - TICK_MS;
+        self.run(t, to_pass, |_, _| {});
+        let closed = t.now;
+        let fid = t.file(path);
+        self.run(t, 1_500, |t, _| check(t, closed));
+        match self.sent.get(&fid) {
+            Some((at, _)) => (
+                at - closed,
+                self.done.get(&fid).map_or(u64::MAX, |end| end - at),
+            ),
+            None => (u64::MAX, u64::MAX),
+        }
+    }
+
     /// (requested at, requests outstanding ahead of it, ended at) of `fid`.
     fn of(&self, fid: Fid) -> (u64, usize, Option<u64>) {
         let (at, ahead) = self.sent[&fid];
@@ -494,17 +518,10 @@ fn a_change_read_with_a_pass_of_ends_is_requested_before_the_next_pass() {
     let mut waits = Vec::new();
     let mut served = Vec::new();
     for round in 0..5 {
-        // Just before a pass: the change's CLOSE is read in the same pass as the ends.
-        let to_pass = 1_000 - t.now % 1_000 - TICK_MS;
-        ct.run(&mut t, to_pass, |_, _| {});
-        let closed = t.now;
-        let fresh = t.file(&format!("projects/fresh-{round}.dat"));
-        ct.run(&mut t, 1_500, |_, _| {});
-        // Not requested within 1.5 s: u64::MAX.
-        waits.push(ct.sent.get(&fresh).map_or(u64::MAX, |(at, _)| at - closed));
-        if let Some((at, _)) = ct.sent.get(&fresh) {
-            served.push(ct.done.get(&fresh).map_or(u64::MAX, |end| end - at));
-        }
+        let (wait, serve) =
+            ct.change_at_a_pass(&mut t, &format!("projects/fresh-{round}.dat"), |_, _| {});
+        waits.push(wait);
+        served.push(serve);
     }
     // Right after a pass the queue at the coordinator is about `target` (0.5 s) of work, not
     // that plus the second of ends the next pass will report (1.5 s): each change's request
@@ -519,20 +536,16 @@ fn a_change_read_with_a_pass_of_ends_is_requested_before_the_next_pass() {
     ct.service_ms = 1_000;
     let mut over_full = 0;
     for round in 5..10 {
-        let to_pass = 1_000 - t.now % 1_000 - TICK_MS;
-        ct.run(&mut t, to_pass, |_, _| {});
-        let closed = t.now;
-        let fresh = t.file(&format!("projects/fresh-{round}.dat"));
         let mut short = false;
-        ct.run(&mut t, 1_500, |t, _| {
+        let path = format!("projects/fresh-{round}.dat");
+        let (wait, _) = ct.change_at_a_pass(&mut t, &path, |t, closed| {
             // Settled, and not requested yet: is the bound below what is out?
             if t.now == closed + 110 && t.e.in_flight_limit(t.now) < t.in_flight() {
                 short = true;
             }
         });
         over_full += usize::from(short);
-        // Not requested within 1.5 s: u64::MAX.
-        waits.push(ct.sent.get(&fresh).map_or(u64::MAX, |(at, _)| at - closed));
+        waits.push(wait);
     }
     assert!(
         over_full >= 2,
@@ -598,12 +611,8 @@ fn joiners_sent_within_the_bound_leave_a_new_change_its_room_beyond_it() {
     ct.run(&mut t, 4_000, |_, _| {});
     let mut waits = Vec::new();
     for round in 0..5 {
-        let to_pass = 1_000 - t.now % 1_000 - TICK_MS;
-        ct.run(&mut t, to_pass, |_, _| {});
-        let closed = t.now;
-        let fresh = t.file(&format!("projects/fresh-{round}.dat"));
-        ct.run(&mut t, 1_500, |_, _| {});
-        waits.push(ct.sent.get(&fresh).map_or(u64::MAX, |(at, _)| at - closed));
+        let path = format!("projects/fresh-{round}.dat");
+        waits.push(ct.change_at_a_pass(&mut t, &path, |_, _| {}).0);
     }
     assert!(
         t.backlog() > 1_000,

@@ -38,16 +38,20 @@ def lines(path):
                 yield t, line
 
 
+def by_fid(path, before):
+    """(time, FID, line) of each line of the log at `path` naming a FID right after `before`."""
+    for t, line in lines(path):
+        m = re.search(before + FID, line)
+        if m:
+            yield t, m.group(1), line
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
     closed = json.load(open(sys.argv[1]))["closed_wall"]
     reads, joined, requested, path_of = {}, {}, {}, {}
-    for t, line in lines(sys.argv[2]):
-        m = re.search(r"fid=" + FID, line)
-        if not m:
-            continue
-        fid = m.group(1)
+    for t, fid, line in by_fid(sys.argv[2], r"fid="):
         if "change read" in line:
             if fid not in requested:  # the last read before its request
                 reads[fid] = t
@@ -59,11 +63,7 @@ def main():
                 requested[fid] = t
                 path_of[fid] = p.group(2)
     started, done = {}, {}
-    for t, line in lines(sys.argv[3]):
-        m = re.search(r"archive " + FID, line)
-        if not m:
-            continue
-        fid = m.group(1)
+    for t, fid, line in by_fid(sys.argv[3], r"archive "):
         if " started" in line:
             started.setdefault(fid, t)
         elif "done action=archive" in line:
