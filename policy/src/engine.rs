@@ -1057,8 +1057,8 @@ impl<N: Namespace, S: Store, L: EventLog> Engine<N, S, L> {
             }
             None => {}
             Some(it) => {
-                // The bound only falls while no request ends (`crate::window`): a full window
-                // waits for a completion, which comes as a record.
+                // A full bound waits for a completion (a record) or for the bound to grow with
+                // the ends piling up unreported since the last one (`crate::window`).
                 if !it.to_discover.is_empty() {
                     if self.may_request(now) {
                         at(paused_until);
