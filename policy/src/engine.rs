@@ -218,6 +218,9 @@ pub fn verdict(errno: i32) -> Verdict {
         | libc::ENOTCONN
         | libc::EINTR
         | libc::ESHUTDOWN
+        // No such device: the MDT is not there (lustre-sim while its MDS restarts; a client
+        // whose MDT is not set up), never the file's doing.
+        | libc::ENODEV
         | libc::ENOMEDIUM
         | libc::EKEYREJECTED
         | libc::EKEYEXPIRED
