@@ -499,6 +499,17 @@ fn the_backlog_is_refilled_in_batches_and_a_new_change_with_the_first_free_slot(
     );
 }
 
+/// The engine with `queue_target_ms`, and 32 copytool slots of 200 ms (jittered) whose ends are
+/// reported in passes a second apart, as Lustre's follow-mode reader delivers them.
+fn reported_a_second_apart(queue_target_ms: u64) -> (T, Copytools) {
+    let mut c = cfg();
+    c.queue_target_ms = queue_target_ms;
+    let mut ct = Copytools::new(32, 200);
+    ct.jitter = true;
+    ct.report_every_ms = Some(1_000);
+    (T::new(c), ct)
+}
+
 /// Ends and new changes come in the same pass of the changelog reader (a second apart in
 /// Lustre's follow mode). A change joins the iteration only once it has settled (100 ms), so
 /// the backlog must not take every slot the pass freed meanwhile: the change would then wait
@@ -506,12 +517,7 @@ fn the_backlog_is_refilled_in_batches_and_a_new_change_with_the_first_free_slot(
 /// the joiners their slots (requested ~1,000 ms after its close).
 #[test]
 fn a_change_read_with_a_pass_of_ends_is_requested_before_the_next_pass() {
-    let mut c = cfg();
-    c.queue_target_ms = 500;
-    let mut t = T::new(c);
-    let mut ct = Copytools::new(32, 200);
-    ct.jitter = true;
-    ct.report_every_ms = Some(1_000);
+    let (mut t, mut ct) = reported_a_second_apart(500);
     t.bulk(3_000);
     // Past the first passes: the rate is measured, the bound is full between passes.
     ct.run(&mut t, 5_000, |_, _| {});
@@ -596,12 +602,7 @@ fn a_bulk_load_joining_a_running_iteration_goes_out_at_the_pace_of_the_bound() {
 /// any joiner may use that room (the backlog keeps it taken: 220-360 ms).
 #[test]
 fn joiners_sent_within_the_bound_leave_a_new_change_its_room_beyond_it() {
-    let mut c = cfg();
-    c.queue_target_ms = 250;
-    let mut t = T::new(c);
-    let mut ct = Copytools::new(32, 200);
-    ct.jitter = true;
-    ct.report_every_ms = Some(1_000);
+    let (mut t, mut ct) = reported_a_second_apart(250);
     t.bulk(100);
     ct.run(&mut t, 200, |_, _| {});
     // The rest of the backlog, read after the iteration started: it joins.
